@@ -1,0 +1,15 @@
+//! `rivulet-protocol`: the Kafka wire formats Rivulet handles itself.
+//!
+//! Owns the zero-copy v2 record-batch view used on the produce and fetch paths
+//! ([`record_batch`]), the record codec and compression codecs needed where
+//! records must be looked at (log compaction, tests, tools) ([`records`],
+//! [`compression`]), and their typed errors. It does not own request/response
+//! framing of the Kafka API (that arrives with the broker) nor any I/O.
+
+pub mod compression;
+pub mod error;
+pub mod record_batch;
+pub mod records;
+
+pub use error::{BatchError, RecordError};
+pub use record_batch::{BatchHeader, Compression, TimestampType};

@@ -1,0 +1,769 @@
+//! The v2 record codec: the records inside a record batch, decoded and
+//! encoded one by one.
+//!
+//! Owns the per-record wire format (Kafka's `DefaultRecord`), the zigzag
+//! varint/varlong encoding it uses, and building whole batches from records.
+//! It is for the places that must look inside batches (log compaction, tests,
+//! CLI tools); the produce and fetch paths never decode records and use
+//! [`crate::record_batch`] alone.
+//!
+//! Record layout, after the batch header (and after decompression):
+//! ```text
+//! length            varint   bytes of the rest of this record
+//! attributes        int8     unused, written as 0, ignored on read
+//! timestampDelta    varlong
+//! offsetDelta       varint
+//! keyLength         varint   -1 = null key
+//! key               bytes
+//! valueLength       varint   -1 = null value (a tombstone)
+//! value             bytes
+//! headerCount       varint
+//! headers           [headerKeyLength varint, headerKey, headerValueLength varint (-1 = null), value]
+//! ```
+//! Invariants kept by [`decode_batch`]: every record's length matches its
+//! fields exactly, the records fill the payload exactly, their number equals
+//! the header's `record_count`, and each offset delta lies within
+//! `0..=last_offset_delta`. [`build_batch`] only produces batches that pass
+//! [`validate_batch`].
+
+use bytes::{Buf, Bytes};
+
+use crate::compression;
+use crate::error::RecordError::{self, Malformed};
+use crate::record_batch::{
+    self, validate_batch, BatchHeader, Compression, TimestampType, HEADER_SIZE, LOG_OVERHEAD,
+};
+
+const OFFSET_DELTA_OUT_OF_RANGE: &str = "record offset delta outside the batch's range";
+
+/// A record header. Keys are UTF-8 by Kafka's contract but are kept as the
+/// bytes that arrived: Kafka does not reject bad UTF-8, and compaction must
+/// not alter data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}
+
+/// One record of a v2 batch, with offset and timestamp relative to the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// In wire order; a key may repeat.
+    pub headers: Vec<Header>,
+}
+
+/// A decoded batch: its header plus records with absolute offset/timestamp helpers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedBatch {
+    pub header: BatchHeader,
+    pub records: Vec<Record>,
+}
+
+impl DecodedBatch {
+    /// The record's absolute offset, `base_offset + offset_delta` (saturating,
+    /// so even a record from another batch cannot overflow it).
+    pub fn offset_of(&self, r: &Record) -> i64 {
+        self.header
+            .base_offset
+            .saturating_add(i64::from(r.offset_delta))
+    }
+
+    /// The record's timestamp, `base_timestamp + timestamp_delta`
+    /// (saturating); for a LogAppendTime batch the broker's `max_timestamp`,
+    /// which overrides every record's own time.
+    pub fn timestamp_of(&self, r: &Record) -> i64 {
+        match self.header.timestamp_type() {
+            TimestampType::LogAppendTime => self.header.max_timestamp,
+            TimestampType::CreateTime => {
+                self.header.base_timestamp.saturating_add(r.timestamp_delta)
+            }
+        }
+    }
+}
+
+/// Decode all records of one complete, valid batch (validated with
+/// [`validate_batch`] first), decompressing with
+/// [`compression::decompress`]`(.., limit)`.
+///
+/// Errors: [`RecordError::Batch`] if the batch itself is invalid,
+/// [`RecordError::TooLarge`] if the records exceed `limit` bytes once
+/// decompressed, [`RecordError::Decompress`] for a corrupt payload, and
+/// [`RecordError::Malformed`] if the records do not parse, do not fill the
+/// payload exactly, are not exactly `record_count` many, or have an offset
+/// delta outside `0..=last_offset_delta`.
+pub fn decode_batch(batch: &[u8], limit: usize) -> Result<DecodedBatch, RecordError> {
+    let header = validate_batch(batch)?;
+    let payload = batch.get(HEADER_SIZE..).unwrap_or_default();
+    let payload = compression::decompress(header.compression()?, payload, limit)?;
+    // `validate_batch` has checked that the count is not negative.
+    let expected =
+        usize::try_from(header.record_count).map_err(|_| Malformed("negative record count"))?;
+    let mut cursor = Cursor {
+        buf: Bytes::from(payload),
+    };
+    // Allocate for no more records than the bytes can hold, whatever the count says.
+    let mut records =
+        Vec::with_capacity(expected.min(cursor.buf.len() / record_batch::MIN_RECORD_SIZE));
+    while !cursor.buf.is_empty() {
+        if records.len() == expected {
+            return Err(Malformed("more records than the batch's record count"));
+        }
+        let record = decode_record(&mut cursor)?;
+        if record.offset_delta < 0 || record.offset_delta > header.last_offset_delta {
+            return Err(Malformed(OFFSET_DELTA_OUT_OF_RANGE));
+        }
+        records.push(record);
+    }
+    if records.len() != expected {
+        return Err(Malformed("fewer records than the batch's record count"));
+    }
+    Ok(DecodedBatch { header, records })
+}
+
+/// Append the wire form of `r` to `out`.
+///
+/// Each key, value and header field, and the whole record, must be shorter
+/// than `i32::MAX` bytes; [`build_batch`] checks this. A larger one is not
+/// representable: its length is written clamped (so the record will not
+/// decode), never with a panic.
+pub fn encode_record(r: &Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.push(0); // attributes: unused in v2
+    write_varlong(out, r.timestamp_delta);
+    write_varint(out, r.offset_delta);
+    write_nullable(out, r.key.as_deref());
+    write_nullable(out, r.value.as_deref());
+    write_varint(out, clamp_len(r.headers.len()));
+    for h in &r.headers {
+        write_varint(out, clamp_len(h.key.len()));
+        out.extend_from_slice(&h.key);
+        write_nullable(out, h.value.as_deref());
+    }
+    // The length prefix is only known once the body is written.
+    let mut prefix = Vec::with_capacity(5);
+    write_varint(&mut prefix, clamp_len(out.len() - start));
+    out.splice(start..start, prefix);
+}
+
+/// Build a complete batch (with CRC) from a header template and records.
+///
+/// Sets `record_count` and the batch length; keeps the template's
+/// `base_offset`, `last_offset_delta`, timestamps, producer fields,
+/// `partition_leader_epoch` and `attributes`, whose compression bits choose
+/// the codec for the encoded records. An empty `records` is allowed (the log
+/// cleaner keeps empty batches to preserve producer state). The result always
+/// passes [`validate_batch`].
+///
+/// Errors: [`RecordError::Malformed`] if a record's offset delta lies outside
+/// `0..=last_offset_delta` or the batch would not fit Kafka's 32-bit
+/// lengths; [`RecordError::Batch`] if the template is unusable (unknown
+/// codec, negative base offset, more records than its offset range).
+pub fn build_batch(template: &BatchHeader, records: &[Record]) -> Result<Vec<u8>, RecordError> {
+    const MAX_PAYLOAD: usize = i32::MAX as usize - (HEADER_SIZE - LOG_OVERHEAD);
+    let compression = template.compression()?;
+    let record_count = i32::try_from(records.len()).map_err(|_| Malformed("too many records"))?;
+    let mut encoded = Vec::new();
+    for r in records {
+        if r.offset_delta < 0 || r.offset_delta > template.last_offset_delta {
+            return Err(Malformed(OFFSET_DELTA_OUT_OF_RANGE));
+        }
+        encode_record(r, &mut encoded);
+        // Every length written so far was exact while the total fits i32.
+        if encoded.len() > MAX_PAYLOAD {
+            return Err(Malformed("records too large for one batch"));
+        }
+    }
+    let payload = match compression {
+        Compression::None => encoded,
+        codec => compression::compress(codec, &encoded)?,
+    };
+    if payload.len() > MAX_PAYLOAD {
+        return Err(Malformed("records too large for one batch"));
+    }
+    let header = BatchHeader {
+        batch_length: (HEADER_SIZE - LOG_OVERHEAD + payload.len()) as i32,
+        magic: record_batch::MAGIC_V2,
+        crc: 0,
+        record_count,
+        ..*template
+    };
+    let batch = record_batch::encode_batch(&header, &payload);
+    validate_batch(&batch)?;
+    Ok(batch)
+}
+
+/// Builds a producer-style batch, for tests, benches and tools: base offset
+/// 0, offset deltas `0..n`, base timestamp from the first record, CreateTime.
+#[derive(Debug, Clone)]
+pub struct RecordBatchBuilder {
+    compression: Compression,
+    /// Everything but the fields `build` derives from the records.
+    header: BatchHeader,
+    /// Absolute timestamps, turned into deltas by `build`.
+    timestamps: Vec<i64>,
+    records: Vec<Record>,
+}
+
+impl RecordBatchBuilder {
+    /// An empty builder for a non-idempotent producer (producer id, epoch,
+    /// base sequence and partition leader epoch all -1).
+    pub fn new(compression: Compression) -> Self {
+        let header = BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: -1,
+            magic: record_batch::MAGIC_V2,
+            crc: 0,
+            attributes: record_batch::attributes(
+                compression,
+                TimestampType::CreateTime,
+                false,
+                false,
+            ),
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: 0,
+        };
+        RecordBatchBuilder {
+            compression,
+            header,
+            timestamps: Vec::new(),
+            records: Vec::new(),
+        }
+    }
+
+    /// Write the batch as an idempotent producer's.
+    pub fn producer(mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Self {
+        self.header.producer_id = producer_id;
+        self.header.producer_epoch = producer_epoch;
+        self.header.base_sequence = base_sequence;
+        self
+    }
+
+    /// Set or clear the transactional attribute bit.
+    pub fn transactional(mut self, yes: bool) -> Self {
+        self.header.attributes =
+            record_batch::attributes(self.compression, TimestampType::CreateTime, yes, false);
+        self
+    }
+
+    /// Append a record with an absolute timestamp; its offset delta is its index.
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) {
+        let headers = headers.iter().map(|(k, v)| Header {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: v.map(Bytes::copy_from_slice),
+        });
+        self.records.push(Record {
+            offset_delta: clamp_len(self.records.len()),
+            timestamp_delta: 0,
+            key: key.map(Bytes::copy_from_slice),
+            value: value.map(Bytes::copy_from_slice),
+            headers: headers.collect(),
+        });
+        self.timestamps.push(timestamp);
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The batch bytes: `base_timestamp` is the first record's timestamp,
+    /// `max_timestamp` the largest, `last_offset_delta` is `n - 1`.
+    ///
+    /// Errors: [`RecordError::Malformed`] for an empty builder or timestamps
+    /// too far apart for an i64 delta, and whatever [`build_batch`] reports.
+    pub fn build(&self) -> Result<Vec<u8>, RecordError> {
+        let timestamps = &self.timestamps;
+        let (Some(&base_timestamp), Some(&max_timestamp)) =
+            (timestamps.first(), timestamps.iter().max())
+        else {
+            return Err(Malformed("a record batch needs at least one record"));
+        };
+        let mut records = self.records.clone();
+        for (r, ts) in records.iter_mut().zip(timestamps) {
+            r.timestamp_delta = ts
+                .checked_sub(base_timestamp)
+                .ok_or(Malformed("timestamps too far apart"))?;
+        }
+        let last_offset_delta = clamp_len(records.len().saturating_sub(1));
+        let template = BatchHeader {
+            base_timestamp,
+            max_timestamp,
+            last_offset_delta,
+            ..self.header
+        };
+        build_batch(&template, &records)
+    }
+}
+
+/// Reads records from a decompressed payload; keys and values come out as
+/// zero-copy slices of it.
+struct Cursor {
+    buf: Bytes,
+}
+
+impl Cursor {
+    fn read_u8(&mut self) -> Result<u8, RecordError> {
+        let b = *self.buf.first().ok_or(Malformed("record truncated"))?;
+        self.buf.advance(1);
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<Bytes, RecordError> {
+        if n > self.buf.len() {
+            return Err(Malformed("record field runs past the record"));
+        }
+        Ok(self.buf.split_to(n))
+    }
+
+    /// An unsigned value of `bits` bits in little-endian base-128 groups, at
+    /// most `ceil(bits / 7)` bytes. Longer and overflowing encodings are both
+    /// rejected (Kafka's reader rejects only the longer ones).
+    fn read_unsigned(&mut self, bits: u32) -> Result<u64, RecordError> {
+        let mut value = 0u64;
+        let mut shift = 0u32;
+        while shift < bits {
+            let b = self.read_u8()?;
+            let group = u64::from(b & 0x7f);
+            if shift + 7 > bits && group >> (bits - shift) != 0 {
+                return Err(Malformed("varint overflows its type"));
+            }
+            value |= group << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+            shift += 7;
+        }
+        Err(Malformed("varint longer than its maximum size"))
+    }
+
+    fn read_varint(&mut self) -> Result<i32, RecordError> {
+        let raw = u32::try_from(self.read_unsigned(32)?)
+            .map_err(|_| Malformed("varint overflows i32"))?;
+        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    fn read_varlong(&mut self) -> Result<i64, RecordError> {
+        let raw = self.read_unsigned(64)?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    /// A varint that must not be negative: a length or a count.
+    fn read_len(&mut self, what: &'static str) -> Result<usize, RecordError> {
+        usize::try_from(self.read_varint()?).map_err(|_| Malformed(what))
+    }
+
+    /// A varint length and that many bytes; length -1 means null.
+    fn read_nullable(&mut self, what: &'static str) -> Result<Option<Bytes>, RecordError> {
+        match self.read_varint()? {
+            -1 => Ok(None),
+            n => Ok(Some(
+                self.take(usize::try_from(n).map_err(|_| Malformed(what))?)?,
+            )),
+        }
+    }
+}
+
+fn decode_record(cursor: &mut Cursor) -> Result<Record, RecordError> {
+    let length = cursor.read_len("negative record length")?;
+    let mut body = Cursor {
+        buf: cursor.take(length)?,
+    };
+    let _attributes = body.read_u8()?; // unused in v2; Kafka ignores them on read
+    let timestamp_delta = body.read_varlong()?;
+    let offset_delta = body.read_varint()?;
+    let key = body.read_nullable("negative key length")?;
+    let value = body.read_nullable("negative value length")?;
+    let count = body.read_len("negative header count")?;
+    // A header takes at least two bytes: allocate for no more than fit.
+    let mut headers = Vec::with_capacity(count.min(body.buf.len() / 2));
+    for _ in 0..count {
+        let key_len = body.read_len("negative header key length")?;
+        let key = body.take(key_len)?;
+        let value = body.read_nullable("negative header value length")?;
+        headers.push(Header { key, value });
+    }
+    if !body.buf.is_empty() {
+        return Err(Malformed("record length exceeds its fields"));
+    }
+    Ok(Record {
+        offset_delta,
+        timestamp_delta,
+        key,
+        value,
+        headers,
+    })
+}
+
+fn clamp_len(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn zigzag32(v: i32) -> u64 {
+    u64::from(((v << 1) ^ (v >> 31)) as u32)
+}
+
+fn zigzag64(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn write_unsigned(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn write_varint(out: &mut Vec<u8>, v: i32) {
+    write_unsigned(out, zigzag32(v));
+}
+
+fn write_varlong(out: &mut Vec<u8>, v: i64) {
+    write_unsigned(out, zigzag64(v));
+}
+
+fn write_nullable(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        None => write_varint(out, -1),
+        Some(b) => {
+            write_varint(out, clamp_len(b.len()));
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record_batch::{encode_batch, set_base_offset, set_log_append_time, update_crc};
+    use crate::record_batch::{validate_produced_batch, Compression as C};
+    use proptest::prelude::*;
+
+    const ALL: [Compression; 5] = [C::None, C::Gzip, C::Snappy, C::Lz4, C::Zstd];
+    const LIMIT: usize = 1 << 20;
+
+    fn malformed<T>(result: Result<T, RecordError>) -> bool {
+        matches!(result, Err(Malformed(_)))
+    }
+
+    fn record(
+        offset_delta: i32,
+        key: Option<&'static [u8]>,
+        value: Option<&'static [u8]>,
+    ) -> Record {
+        let (key, value) = (key.map(Bytes::from_static), value.map(Bytes::from_static));
+        Record {
+            offset_delta,
+            timestamp_delta: 0,
+            key,
+            value,
+            headers: Vec::new(),
+        }
+    }
+
+    fn template(compression: Compression, last_offset_delta: i32) -> BatchHeader {
+        let mut b = RecordBatchBuilder::new(compression);
+        b.push(1_000, None, None, &[]);
+        let header = BatchHeader::parse(&b.build().unwrap()).unwrap();
+        BatchHeader {
+            last_offset_delta,
+            partition_leader_epoch: 5,
+            ..header
+        }
+    }
+
+    fn three_records() -> Vec<Record> {
+        let (a, b) = (
+            record(0, Some(b"k0"), Some(b"v0")),
+            record(1, None, Some(b"v1")),
+        );
+        vec![a, b, record(2, Some(b"k2"), None)]
+    }
+
+    fn cursor(bytes: &[u8]) -> Cursor {
+        Cursor {
+            buf: Bytes::copy_from_slice(bytes),
+        }
+    }
+
+    #[test]
+    fn varint_edge_values_round_trip() {
+        let mut out = Vec::new();
+        let ints = [0, 1, -1, 63, -64, 64, -65, i32::MIN, i32::MAX];
+        let longs = [0, 1, -1, i64::from(i32::MIN) - 1, i64::MIN, i64::MAX];
+        ints.iter().for_each(|&v| write_varint(&mut out, v));
+        longs.iter().for_each(|&v| write_varlong(&mut out, v));
+        let mut c = Cursor {
+            buf: Bytes::from(out),
+        };
+        for v in ints {
+            assert_eq!(c.read_varint().unwrap(), v);
+        }
+        for v in longs {
+            assert_eq!(c.read_varlong().unwrap(), v);
+        }
+        assert!(c.buf.is_empty());
+    }
+
+    #[test]
+    fn overlong_or_overflowing_varints_are_malformed() {
+        assert!(malformed(
+            cursor(&[0x80, 0x80, 0x80, 0x80, 0x80, 0]).read_varint()
+        ));
+        assert!(malformed(
+            cursor(&[0xff, 0xff, 0xff, 0xff, 0x1f]).read_varint()
+        ));
+        assert!(malformed(cursor(&[0x80]).read_varint()));
+        assert!(malformed(cursor(&[0xff; 10]).read_varlong()));
+        assert!(malformed(cursor(&[0x80; 11]).read_varlong()));
+    }
+
+    #[test]
+    fn record_wire_format_matches_kafka_layout() {
+        let header = Header {
+            key: Bytes::from_static(b"h"),
+            value: Some(Bytes::from_static(b"v")),
+        };
+        let mut r = record(1, Some(b"k"), None);
+        (r.timestamp_delta, r.headers) = (300, vec![header]);
+        let mut out = Vec::new();
+        encode_record(&r, &mut out);
+        // length 12, attributes, timestamp 300, offset 1, key "k", null value, "h" = "v"
+        assert_eq!(out, [24, 0, 0xd8, 0x04, 2, 2, b'k', 1, 2, 2, b'h', 2, b'v']);
+        assert_eq!(decode_record(&mut cursor(&out)).unwrap(), r);
+        // A length other than that of the fields, or a negative key length, is malformed.
+        let longer = [&[26], &out[1..], &[0]].concat();
+        assert!(malformed(decode_record(&mut cursor(&longer))));
+        assert!(malformed(decode_record(&mut cursor(
+            &[&[22], &out[1..12]].concat()
+        ))));
+        assert!(malformed(decode_record(&mut cursor(&[8, 0, 0, 0, 3]))));
+    }
+
+    #[test]
+    fn built_batch_passes_validate_produced_batch_for_every_codec() {
+        for codec in ALL {
+            let mut b = RecordBatchBuilder::new(codec)
+                .producer(7, 1, 40)
+                .transactional(true);
+            b.push(
+                1_000,
+                Some(b"a"),
+                Some(b"1"),
+                &[("k", Some(b"x")), ("k", None)],
+            );
+            b.push(1_005, None, Some(b"2"), &[]);
+            b.push(999, Some(b"c"), None, &[]);
+            let bytes = b.build().unwrap();
+            let h = validate_produced_batch(&bytes).unwrap();
+            assert_eq!(h.compression().unwrap(), codec);
+            assert_eq!(
+                (
+                    h.record_count,
+                    h.last_offset_delta,
+                    h.partition_leader_epoch
+                ),
+                (3, 2, -1)
+            );
+            assert_eq!((h.base_timestamp, h.max_timestamp), (1_000, 1_005));
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (7, 1, 40)
+            );
+            assert!(h.is_transactional() && !h.is_control());
+            let batch = decode_batch(&bytes, LIMIT).unwrap();
+            let times: Vec<i64> = batch
+                .records
+                .iter()
+                .map(|r| batch.timestamp_of(r))
+                .collect();
+            assert_eq!(times, [1_000, 1_005, 999]);
+            let header_keys: Vec<&[u8]> = batch.records[0]
+                .headers
+                .iter()
+                .map(|h| &h.key[..])
+                .collect();
+            assert_eq!(header_keys, [b"k", b"k"]);
+        }
+    }
+
+    #[test]
+    fn empty_builder_is_an_error() {
+        let b = RecordBatchBuilder::new(Compression::None);
+        assert!(b.is_empty());
+        assert_eq!(b.len(), 0);
+        assert!(malformed(b.build()));
+    }
+
+    #[test]
+    fn build_batch_keeps_template_fields_and_compaction_gaps() {
+        let t = BatchHeader {
+            base_offset: 500,
+            producer_id: 3,
+            ..template(C::Lz4, 9)
+        };
+        let records = vec![
+            record(0, Some(b"a"), None),
+            record(9, Some(b"b"), Some(b"v")),
+        ];
+        let batch = decode_batch(&build_batch(&t, &records).unwrap(), LIMIT).unwrap();
+        let h = batch.header;
+        assert_eq!(
+            (h.base_offset, h.last_offset_delta, h.partition_leader_epoch),
+            (500, 9, 5)
+        );
+        assert_eq!(
+            (h.producer_id, h.attributes, h.record_count),
+            (3, t.attributes, 2)
+        );
+        let offsets: Vec<i64> = batch.records.iter().map(|r| batch.offset_of(r)).collect();
+        assert_eq!(offsets, [500, 509]);
+        assert_eq!(batch.records, records);
+        // Empty batches (kept by the cleaner) build; out-of-range deltas do not.
+        let empty = decode_batch(&build_batch(&t, &[]).unwrap(), LIMIT).unwrap();
+        assert!(empty.records.is_empty());
+        assert!(malformed(build_batch(&t, &[record(10, None, None)])));
+    }
+
+    #[test]
+    fn offsets_and_log_append_time_apply_to_decoded_records() {
+        let mut b = RecordBatchBuilder::new(Compression::Zstd);
+        b.push(10, None, Some(b"a"), &[]);
+        b.push(20, None, Some(b"b"), &[]);
+        let mut bytes = b.build().unwrap();
+        set_base_offset(&mut bytes, 100).unwrap();
+        let batch = decode_batch(&bytes, LIMIT).unwrap();
+        assert_eq!(batch.offset_of(&batch.records[1]), 101);
+        assert_eq!(batch.timestamp_of(&batch.records[1]), 20);
+        set_log_append_time(&mut bytes, 77).unwrap();
+        let batch = decode_batch(&bytes, LIMIT).unwrap();
+        assert!(batch.records.iter().all(|r| batch.timestamp_of(r) == 77));
+    }
+
+    #[test]
+    fn record_count_disagreeing_with_records_is_malformed() {
+        let mut payload = Vec::new();
+        three_records()
+            .iter()
+            .for_each(|r| encode_record(r, &mut payload));
+        let trailing = [&payload[..], &[0; 8]].concat();
+        for (count, last_offset_delta, payload) in
+            [(2, 2, &payload), (4, 5, &payload), (3, 2, &trailing)]
+        {
+            let h = BatchHeader {
+                record_count: count,
+                ..template(C::None, last_offset_delta)
+            };
+            let bytes = encode_batch(&h, payload);
+            validate_batch(&bytes).unwrap();
+            assert!(malformed(decode_batch(&bytes, LIMIT)), "count {count}");
+        }
+    }
+
+    #[test]
+    fn records_over_the_limit_are_too_large() {
+        let mut b = RecordBatchBuilder::new(Compression::Gzip);
+        b.push(0, None, Some(&[0u8; 100_000]), &[]);
+        let result = decode_batch(&b.build().unwrap(), 10_000);
+        assert!(matches!(
+            result,
+            Err(RecordError::TooLarge { limit: 10_000 })
+        ));
+    }
+
+    fn bytes_strategy(max: usize) -> impl Strategy<Value = Option<Bytes>> {
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from))
+    }
+
+    fn records_strategy() -> impl Strategy<Value = Vec<Record>> {
+        // A two-letter header-key alphabet makes repeated keys common.
+        let header = ("[ab]{0,2}", bytes_strategy(16)).prop_map(|(k, value)| Header {
+            key: Bytes::from(k),
+            value,
+        });
+        let headers = proptest::collection::vec(header, 0..4);
+        let record = (
+            any::<i64>(),
+            bytes_strategy(64),
+            bytes_strategy(256),
+            headers,
+        );
+        proptest::collection::vec(record, 1..12).prop_map(|rs| {
+            let each = rs.into_iter().zip(0..);
+            each.map(
+                |((timestamp_delta, key, value, headers), offset_delta)| Record {
+                    offset_delta,
+                    timestamp_delta,
+                    key,
+                    value,
+                    headers,
+                },
+            )
+            .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn arbitrary_records_round_trip_through_every_codec(
+            records in records_strategy(),
+            codec in proptest::sample::select(ALL.to_vec()),
+        ) {
+            let bytes = build_batch(&template(codec, records.len() as i32 - 1), &records).unwrap();
+            let header = validate_produced_batch(&bytes).unwrap();
+            let batch = decode_batch(&bytes, LIMIT).unwrap();
+            prop_assert_eq!(batch.header, header);
+            prop_assert_eq!(batch.records, records);
+        }
+
+        #[test]
+        fn varints_round_trip(v32 in any::<i32>(), v64 in any::<i64>()) {
+            let mut out = Vec::new();
+            write_varint(&mut out, v32);
+            write_varlong(&mut out, v64);
+            let mut c = Cursor { buf: Bytes::from(out) };
+            prop_assert_eq!((c.read_varint().unwrap(), c.read_varlong().unwrap()), (v32, v64));
+        }
+
+        #[test]
+        fn decode_batch_on_arbitrary_bytes_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let _ = decode_batch(&bytes, 4096);
+        }
+
+        #[test]
+        fn decode_batch_on_corrupted_records_with_valid_crc_never_panics(
+            codec in proptest::sample::select(ALL.to_vec()),
+            pos in any::<proptest::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let mut bytes = build_batch(&template(codec, 2), &three_records()).unwrap();
+            let at = HEADER_SIZE + pos.index(bytes.len() - HEADER_SIZE);
+            bytes[at] ^= flip;
+            update_crc(&mut bytes);
+            let _ = decode_batch(&bytes, 4096);
+        }
+    }
+}
