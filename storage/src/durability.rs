@@ -1,0 +1,202 @@
+//! Group commit: making appended offsets durable with as few fsyncs as
+//! possible, without holding the log's lock while the disk works.
+//!
+//! Appenders publish the log end offset after their bytes are written. A
+//! caller that needs offset `o` durable calls [`FlushTracker::wait_durable`]:
+//! if no fsync is running it becomes the flusher, snapshots the log end
+//! offset, fsyncs the files that hold unflushed data and publishes the new
+//! flushed offset; otherwise it waits for the running fsync and re-checks. So
+//! while one fsync runs, every append that arrives queues behind it and the
+//! next fsync covers them all.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::checkpoint::sync_dir;
+use crate::error::{IoContext, Result, StorageError};
+
+#[derive(Debug)]
+struct State {
+    /// Every offset below this is on disk.
+    flushed: i64,
+    in_progress: bool,
+    /// Set after an fsync failed: the log must not acknowledge anything more.
+    failed: bool,
+}
+
+#[derive(Debug)]
+pub struct FlushTracker {
+    name: String,
+    dir: PathBuf,
+    state: Mutex<State>,
+    done: Condvar,
+    /// Log end offset published by the appender after its write completed.
+    log_end: AtomicI64,
+    /// The active segment's file and those rolled since the last fsync.
+    files: Mutex<(Arc<File>, Vec<Arc<File>>)>,
+    dir_dirty: AtomicBool,
+    fsyncs: AtomicI64,
+}
+
+impl FlushTracker {
+    pub fn new(name: String, dir: PathBuf, active: Arc<File>, flushed: i64) -> Self {
+        FlushTracker {
+            name,
+            dir,
+            state: Mutex::new(State {
+                flushed,
+                in_progress: false,
+                failed: false,
+            }),
+            done: Condvar::new(),
+            log_end: AtomicI64::new(flushed),
+            files: Mutex::new((active, Vec::new())),
+            dir_dirty: AtomicBool::new(false),
+            fsyncs: AtomicI64::new(0),
+        }
+    }
+
+    /// Publish a new log end offset; its bytes must already be written.
+    pub fn published(&self, log_end: i64) {
+        self.log_end.store(log_end, Ordering::Release);
+    }
+
+    /// A new active segment: the old one still needs an fsync.
+    pub fn rolled(&self, new_active: Arc<File>) {
+        let mut files = self.files.lock();
+        let old = std::mem::replace(&mut files.0, new_active);
+        files.1.push(old);
+        self.dir_dirty.store(true, Ordering::Release);
+    }
+
+    /// The log was truncated below what was flushed.
+    pub fn truncated(&self, log_end: i64) {
+        let mut st = self.state.lock();
+        st.flushed = st.flushed.min(log_end);
+        self.log_end.store(log_end, Ordering::Release);
+    }
+
+    /// Offsets below this are durable.
+    pub fn flushed_offset(&self) -> i64 {
+        self.state.lock().flushed
+    }
+
+    /// Number of fsync rounds performed (for tests and metrics).
+    pub fn fsync_count(&self) -> i64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Block until every offset below `offset` is on disk, fsyncing if no one
+    /// else is.
+    pub fn wait_durable(&self, offset: i64) -> Result<()> {
+        let mut st = self.state.lock();
+        loop {
+            if st.failed {
+                return Err(StorageError::LogOffline(self.name.clone()));
+            }
+            if st.flushed >= offset {
+                return Ok(());
+            }
+            if st.in_progress {
+                self.done.wait(&mut st);
+                continue;
+            }
+            st.in_progress = true;
+            drop(st);
+            let result = self.flush_once();
+            st = self.state.lock();
+            st.in_progress = false;
+            match result {
+                Ok(upto) => st.flushed = st.flushed.max(upto),
+                Err(e) => {
+                    st.failed = true;
+                    self.done.notify_all();
+                    return Err(e);
+                }
+            }
+            self.done.notify_all();
+        }
+    }
+
+    /// fsync everything written so far; returns the offset now durable.
+    fn flush_once(&self) -> Result<i64> {
+        // Read the end first: every byte below it is in one of the files
+        // taken next (a roll moves the old file into the pending list before
+        // the end can pass it).
+        let upto = self.log_end.load(Ordering::Acquire);
+        let (active, rolled) = {
+            let mut files = self.files.lock();
+            (files.0.clone(), std::mem::take(&mut files.1))
+        };
+        for f in rolled.iter().chain(std::iter::once(&active)) {
+            f.sync_data().at(&self.dir)?;
+        }
+        if self.dir_dirty.swap(false, Ordering::AcqRel) {
+            sync_dir(&self.dir)?;
+        }
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(upto)
+    }
+
+    /// Flush whatever has been appended (background flusher, shutdown).
+    pub fn flush_all(&self) -> Result<()> {
+        self.wait_durable(self.log_end.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn concurrent_waiters_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = Arc::new(File::create(&path).unwrap());
+        let tracker = Arc::new(FlushTracker::new(
+            "t-0".into(),
+            dir.path().into(),
+            file.clone(),
+            0,
+        ));
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let t = tracker.clone();
+                let f = file.clone();
+                std::thread::spawn(move || {
+                    for j in 0..50 {
+                        (&*f).write_all(b"x").unwrap();
+                        let end = i * 1000 + j + 1;
+                        t.published(end.max(t.log_end.load(Ordering::Acquire)));
+                        t.wait_durable(end.min(t.log_end.load(Ordering::Acquire)))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        assert!(tracker.fsync_count() > 0);
+        assert!(tracker.fsync_count() <= 400, "never more fsyncs than waits");
+    }
+
+    #[test]
+    fn flushed_offset_advances_and_truncation_lowers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(File::create(dir.path().join("f")).unwrap());
+        let t = FlushTracker::new("t-0".into(), dir.path().into(), file, 0);
+        t.published(10);
+        t.wait_durable(10).unwrap();
+        assert_eq!(t.flushed_offset(), 10);
+        t.truncated(4);
+        assert_eq!(t.flushed_offset(), 4);
+        t.wait_durable(3).unwrap();
+        assert_eq!(t.fsync_count(), 1, "already-durable offsets need no fsync");
+    }
+}

@@ -1,0 +1,188 @@
+//! A preallocated, memory-mapped file of fixed-size entries: the machinery
+//! shared by [`crate::OffsetIndex`] and [`crate::TimeIndex`].
+//!
+//! While a segment is active its index file is preallocated to
+//! `segment.index.bytes` (sparse) so appends only write to the map; when the
+//! segment rolls or closes the file is trimmed to its entries, so the entry
+//! count of a closed index is `file length / entry size`. Entries are read and
+//! written only through bounds-checked slices.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+
+use crate::error::{IoContext, Result};
+
+#[derive(Debug)]
+pub(crate) struct IndexFile {
+    path: PathBuf,
+    file: File,
+    mmap: Option<MmapMut>,
+    entry_size: usize,
+    entries: usize,
+    max_entries: usize,
+    /// The file's length at open was not a whole number of entries.
+    torn: bool,
+}
+
+impl IndexFile {
+    /// Open or create the file. An existing file's entries are its length
+    /// divided by the entry size (rounded down); it is then grown to hold
+    /// `max_entries` when `writable`.
+    pub fn open(
+        path: &Path,
+        entry_size: usize,
+        max_entries: usize,
+        writable: bool,
+    ) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .at(path)?;
+        let len = file.metadata().at(path)?.len() as usize;
+        let entries = len / entry_size;
+        let mut idx = IndexFile {
+            path: path.to_path_buf(),
+            file,
+            mmap: None,
+            entry_size,
+            entries,
+            max_entries: max_entries.max(entries),
+            torn: len % entry_size != 0,
+        };
+        let target = if writable { idx.max_entries } else { entries };
+        idx.resize_file(target * entry_size)?;
+        Ok(idx)
+    }
+
+    fn resize_file(&mut self, bytes: usize) -> Result<()> {
+        self.mmap = None;
+        self.file.set_len(bytes as u64).at(&self.path)?;
+        if bytes > 0 {
+            // SAFETY: the file is owned by this process's log; no other code
+            // truncates it while mapped (every resize drops the map first).
+            let map = unsafe { MmapMut::map_mut(&self.file) }.at(&self.path)?;
+            self.mmap = Some(map);
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// Whether the file was not a whole number of entries when opened.
+    pub fn was_torn(&self) -> bool {
+        self.torn
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.entries >= self.max_entries
+    }
+
+    /// The raw bytes of entry `n`, if it exists.
+    pub fn entry(&self, n: usize) -> Option<&[u8]> {
+        if n >= self.entries {
+            return None;
+        }
+        let start = n * self.entry_size;
+        self.mmap.as_ref()?.get(start..start + self.entry_size)
+    }
+
+    /// Append one entry; false when the file is full.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<bool> {
+        debug_assert_eq!(bytes.len(), self.entry_size);
+        if self.is_full() {
+            return Ok(false);
+        }
+        let needed = (self.entries + 1) * self.entry_size;
+        if self.mmap.as_ref().is_none_or(|m| m.len() < needed) {
+            self.resize_file(self.max_entries * self.entry_size)?;
+        }
+        let start = self.entries * self.entry_size;
+        match self
+            .mmap
+            .as_mut()
+            .and_then(|m| m.get_mut(start..start + bytes.len()))
+        {
+            Some(slot) => slot.copy_from_slice(bytes),
+            None => return Ok(false),
+        }
+        self.entries += 1;
+        Ok(true)
+    }
+
+    /// Keep only the first `n` entries.
+    pub fn truncate_entries(&mut self, n: usize) {
+        self.entries = self.entries.min(n);
+    }
+
+    /// Binary search: the last entry for which `le(entry)` holds, given that
+    /// `le` is true for a prefix of the entries.
+    pub fn last_matching(&self, le: impl Fn(&[u8]) -> bool) -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, self.entries);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.entry(mid) {
+                Some(e) if le(e) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo.checked_sub(1)
+    }
+
+    /// Shrink the file to exactly its entries (segment roll or close).
+    pub fn trim(&mut self) -> Result<()> {
+        self.max_entries = self.entries;
+        self.resize_file(self.entries * self.entry_size)
+    }
+
+    /// Make a trimmed index appendable again (a truncated segment that becomes
+    /// active).
+    pub fn reopen_for_append(&mut self, max_entries: usize) -> Result<()> {
+        self.max_entries = max_entries.max(self.entries);
+        self.resize_file(self.max_entries * self.entry_size)
+    }
+
+    /// Drop every entry.
+    pub fn reset(&mut self) {
+        self.entries = 0;
+        self.torn = false;
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        if let Some(m) = &self.mmap {
+            m.flush().at(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Point at a new path after the file was renamed.
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+}
+
+pub(crate) fn be_i32(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    i32::from_be_bytes(a)
+}
+
+pub(crate) fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        a.copy_from_slice(s);
+    }
+    i64::from_be_bytes(a)
+}

@@ -1,0 +1,208 @@
+//! `LeaderEpochCache`: which leader epoch started at which offset, persisted
+//! in the partition's `leader-epoch-checkpoint` (KIP-101/KIP-279).
+//!
+//! Followers use it to find where their log diverges from a new leader's:
+//! [`LeaderEpochCache::end_offset_for`] answers OffsetForLeaderEpoch. Entries
+//! have strictly increasing epochs and non-decreasing start offsets.
+
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::{read_epoch_checkpoint, write_epoch_checkpoint};
+use crate::error::Result;
+
+pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+
+/// An epoch and the first offset written in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEntry {
+    pub epoch: i32,
+    pub start_offset: i64,
+}
+
+#[derive(Debug)]
+pub struct LeaderEpochCache {
+    path: PathBuf,
+    entries: Vec<EpochEntry>,
+}
+
+/// Kafka's `UNDEFINED_EPOCH` / `UNDEFINED_EPOCH_OFFSET`.
+pub const UNDEFINED_EPOCH: i32 = -1;
+pub const UNDEFINED_EPOCH_OFFSET: i64 = -1;
+
+impl LeaderEpochCache {
+    /// Load the checkpoint in `dir` (empty if there is none), dropping any
+    /// entry that breaks the ordering invariant.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(LEADER_EPOCH_CHECKPOINT);
+        let mut cache = LeaderEpochCache {
+            path,
+            entries: Vec::new(),
+        };
+        for (epoch, start_offset) in read_epoch_checkpoint(&cache.path)? {
+            cache.push_if_newer(epoch, start_offset);
+        }
+        Ok(cache)
+    }
+
+    pub fn entries(&self) -> &[EpochEntry] {
+        &self.entries
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.entries.last().map(|e| e.epoch)
+    }
+
+    fn push_if_newer(&mut self, epoch: i32, start_offset: i64) -> bool {
+        if epoch < 0 {
+            return false;
+        }
+        match self.entries.last() {
+            Some(last) if epoch <= last.epoch || start_offset < last.start_offset => false,
+            _ => {
+                self.entries.push(EpochEntry {
+                    epoch,
+                    start_offset,
+                });
+                true
+            }
+        }
+    }
+
+    /// Record that `epoch` starts at `start_offset` if it is newer than the
+    /// latest epoch; persists on change. Returns whether it changed.
+    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<bool> {
+        if !self.push_if_newer(epoch, start_offset) {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// Like [`assign`](Self::assign) without persisting (recovery rebuilds in
+    /// memory and flushes once).
+    pub(crate) fn assign_in_memory(&mut self, epoch: i32, start_offset: i64) {
+        self.push_if_newer(epoch, start_offset);
+    }
+
+    /// `(epoch, end_offset)` for OffsetForLeaderEpoch: for the latest epoch
+    /// the log end offset; for an older one the start offset of the next
+    /// higher epoch, with the largest known epoch ≤ the requested one; for an
+    /// epoch before all entries `(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)`.
+    pub fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
+        let Some(last) = self.entries.last() else {
+            return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+        };
+        if requested == last.epoch {
+            return (last.epoch, log_end_offset);
+        }
+        if requested > last.epoch {
+            return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+        }
+        let higher = self.entries.partition_point(|e| e.epoch <= requested);
+        match (higher.checked_sub(1), self.entries.get(higher)) {
+            (Some(floor), Some(next)) => (self.entries[floor].epoch, next.start_offset),
+            (None, _) => (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
+            (Some(_), None) => (last.epoch, log_end_offset),
+        }
+    }
+
+    /// Drop epochs that start at or after `end_offset` (log truncated there).
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<()> {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.start_offset < end_offset);
+        if self.entries.len() != before {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Forget epochs wholly before `start_offset` (log start moved there);
+    /// the epoch covering it now starts there.
+    pub fn truncate_from_start(&mut self, start_offset: i64) -> Result<()> {
+        let covering = self
+            .entries
+            .partition_point(|e| e.start_offset <= start_offset);
+        if covering == 0 {
+            return Ok(());
+        }
+        let first_kept = covering - 1;
+        let changed = first_kept > 0 || self.entries[first_kept].start_offset != start_offset;
+        self.entries.drain(..first_kept);
+        if let Some(first) = self.entries.first_mut() {
+            first.start_offset = start_offset;
+        }
+        if changed {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn clear(&mut self) -> Result<()> {
+        self.entries.clear();
+        self.flush()
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        let pairs: Vec<(i32, i64)> = self
+            .entries
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect();
+        write_epoch_checkpoint(&self.path, &pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_offsets_follow_kafka_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = LeaderEpochCache::load(dir.path()).unwrap();
+        assert_eq!(
+            c.end_offset_for(0, 10),
+            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+        );
+        c.assign(1, 0).unwrap();
+        c.assign(3, 50).unwrap();
+        c.assign(4, 80).unwrap();
+        assert!(!c.assign(2, 90).unwrap(), "older epochs are ignored");
+        assert_eq!(c.end_offset_for(4, 100), (4, 100));
+        assert_eq!(c.end_offset_for(3, 100), (3, 80));
+        assert_eq!(
+            c.end_offset_for(2, 100),
+            (1, 50),
+            "unknown epoch answers with the floor"
+        );
+        assert_eq!(
+            c.end_offset_for(0, 100),
+            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+        );
+        let reloaded = LeaderEpochCache::load(dir.path()).unwrap();
+        assert_eq!(reloaded.entries(), c.entries());
+    }
+
+    #[test]
+    fn truncation_from_both_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = LeaderEpochCache::load(dir.path()).unwrap();
+        c.assign(1, 0).unwrap();
+        c.assign(2, 10).unwrap();
+        c.assign(3, 20).unwrap();
+        c.truncate_from_end(15).unwrap();
+        assert_eq!(c.latest_epoch(), Some(2));
+        c.truncate_from_start(12).unwrap();
+        assert_eq!(
+            c.entries(),
+            &[EpochEntry {
+                epoch: 2,
+                start_offset: 12
+            }]
+        );
+        assert_eq!(
+            LeaderEpochCache::load(dir.path()).unwrap().entries(),
+            c.entries()
+        );
+    }
+}

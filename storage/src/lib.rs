@@ -1,0 +1,41 @@
+//! `rivulet-storage`: the log-structured store every partition lives in.
+//!
+//! Owns, per partition, a [`PartitionLog`] of [`LogSegment`]s — append-only
+//! `.log` files of record batches kept byte-for-byte as producers sent them,
+//! with sparse memory-mapped [`OffsetIndex`] and [`TimeIndex`] files — plus
+//! crash recovery, retention, compaction ([`LogCleaner`]), group-commit
+//! durability ([`FlushTracker`]), Kafka-format checkpoint files and the
+//! [`LogManager`] that holds all logs of a data directory.
+//!
+//! It does not know about sockets, Raft or replication: callers decide who
+//! leads a partition, what the high watermark is and when to acknowledge.
+
+pub mod checkpoint;
+pub mod clock;
+pub mod config;
+pub mod durability;
+pub mod error;
+mod index_file;
+pub mod leader_epoch_cache;
+pub mod log_cleaner;
+pub mod log_manager;
+pub mod log_segment;
+pub mod offset_index;
+pub mod partition_log;
+pub mod time_index;
+pub mod topic_partition;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    CleanupPolicy, ConfigError, FlushPolicy, LogConfig, StorageConfig, TimestampPolicy,
+};
+pub use durability::FlushTracker;
+pub use error::{Result, StorageError};
+pub use leader_epoch_cache::LeaderEpochCache;
+pub use log_cleaner::{CleanerStats, LogCleaner};
+pub use log_manager::LogManager;
+pub use log_segment::{LogSegment, ReadPlan};
+pub use offset_index::{OffsetIndex, OffsetPosition};
+pub use partition_log::{LogAppendInfo, LogOpenOptions, OpenReport, PartitionLog, RetentionResult};
+pub use time_index::{TimeIndex, TimestampOffset};
+pub use topic_partition::{validate_topic_name, TopicPartition};

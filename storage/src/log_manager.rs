@@ -1,0 +1,421 @@
+//! `LogManager`: every partition log of one data directory.
+//!
+//! At start-up it opens all `<topic>-<partition>` directories in parallel,
+//! recovering them when the last shutdown was not clean (no
+//! `.kafka_cleanshutdown` marker), from the data dir's checkpoint files:
+//! `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`,
+//! `replication-offset-checkpoint` (high watermarks) and
+//! `cleaner-offset-checkpoint`. It creates and deletes logs, and a
+//! background thread applies retention, compaction, interval flushes and
+//! checkpoints. [`LogManager::shutdown`] flushes and closes every log,
+//! writes the checkpoints and the clean-shutdown marker.
+//!
+//! Each log sits behind its own mutex: there is no lock shared by two
+//! partitions on any append or read path (the map lock is held only to clone
+//! an `Arc`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use tracing::{error, info, warn};
+
+use crate::checkpoint::{sync_dir, write_atomically, OffsetCheckpointFile};
+use crate::clock::Clock;
+use crate::config::{FlushPolicy, LogConfig, StorageConfig};
+use crate::error::{IoContext, Result, StorageError};
+use crate::log_cleaner::{CleanerStats, LogCleaner};
+use crate::partition_log::{LogOpenOptions, PartitionLog, RetentionResult};
+use crate::topic_partition::TopicPartition;
+
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
+pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
+/// Directory names that are not partition logs of this manager.
+const RESERVED_PREFIX: &str = "__cluster_metadata";
+const DELETE_SUFFIX: &str = "-delete";
+/// Default memory budget of the cleaner's key map.
+const CLEANER_MAP_BYTES: usize = 128 * 1024 * 1024;
+
+pub type SharedLog = Arc<Mutex<PartitionLog>>;
+
+#[derive(Debug)]
+struct Background {
+    stop: Mutex<bool>,
+    wake: Condvar,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+pub struct LogManager {
+    data_dir: PathBuf,
+    config: StorageConfig,
+    clock: Arc<dyn Clock>,
+    logs: RwLock<HashMap<TopicPartition, SharedLog>>,
+    cleaner: LogCleaner,
+    last_flush: Mutex<HashMap<TopicPartition, i64>>,
+    background: Background,
+    was_clean: bool,
+}
+
+impl LogManager {
+    /// Open every partition log under `data_dir` (created if absent).
+    /// `topic_config` gives each topic's effective config (defaults plus
+    /// overrides); topics it does not know use the defaults.
+    pub fn open(
+        data_dir: &Path,
+        config: StorageConfig,
+        clock: Arc<dyn Clock>,
+        topic_config: &(dyn Fn(&str) -> Option<LogConfig> + Sync),
+    ) -> Result<Self> {
+        fs::create_dir_all(data_dir).at(data_dir)?;
+        let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        let recovery =
+            OffsetCheckpointFile::new(data_dir.join(RECOVERY_POINT_CHECKPOINT)).read()?;
+        let starts =
+            OffsetCheckpointFile::new(data_dir.join(LOG_START_OFFSET_CHECKPOINT)).read()?;
+        let hws = OffsetCheckpointFile::new(data_dir.join(REPLICATION_OFFSET_CHECKPOINT)).read()?;
+        let cleaned = OffsetCheckpointFile::new(data_dir.join(CLEANER_OFFSET_CHECKPOINT)).read()?;
+
+        let mut dirs = Vec::new();
+        for entry in fs::read_dir(data_dir).at(data_dir)? {
+            let entry = entry.at(data_dir)?;
+            if !entry.file_type().at(entry.path())?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(DELETE_SUFFIX) {
+                // A deletion the last run did not finish.
+                fs::remove_dir_all(entry.path()).at(entry.path())?;
+                continue;
+            }
+            if name.starts_with(RESERVED_PREFIX) {
+                continue;
+            }
+            match TopicPartition::from_dir_name(&name) {
+                Ok(tp) => dirs.push((tp, entry.path())),
+                Err(_) => {
+                    warn!(dir = %entry.path().display(), "ignoring a directory that is not a partition log")
+                }
+            }
+        }
+        if dirs.len() > config.max_open_logs {
+            return Err(StorageError::TooManyLogs {
+                limit: config.max_open_logs,
+            });
+        }
+
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Result<(TopicPartition, PartitionLog)>>> = Mutex::new(Vec::new());
+        let threads = config.recovery_threads.clamp(1, 64).min(dirs.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((tp, dir)) = dirs.get(i) else { break };
+                    let opts = LogOpenOptions {
+                        recovery_point: recovery.get(tp).copied().unwrap_or(0),
+                        log_start_offset: starts.get(tp).copied().unwrap_or(0),
+                        high_watermark: hws.get(tp).copied().unwrap_or(0),
+                        clean_shutdown: clean,
+                        max_decompressed_batch_bytes: config.max_decompressed_batch_bytes,
+                        cleaner_checkpoint: cleaned.get(tp).copied().unwrap_or(0),
+                    };
+                    let cfg =
+                        topic_config(&tp.topic).unwrap_or_else(|| config.log_defaults.clone());
+                    let r = PartitionLog::open(dir, tp.clone(), cfg, clock.clone(), opts)
+                        .map(|(log, _)| (tp.clone(), log));
+                    results.lock().push(r);
+                });
+            }
+        });
+        let mut logs = HashMap::new();
+        for r in results.into_inner() {
+            let (tp, log) = r?;
+            logs.insert(tp, Arc::new(Mutex::new(log)));
+        }
+        if clean {
+            fs::remove_file(&marker).at(&marker)?;
+            sync_dir(data_dir)?;
+        }
+        info!(data_dir = %data_dir.display(), logs = logs.len(), clean_shutdown = clean, "opened logs");
+        let cleaner = LogCleaner::new(
+            clock.clone(),
+            config.max_decompressed_batch_bytes,
+            CLEANER_MAP_BYTES,
+        );
+        Ok(LogManager {
+            data_dir: data_dir.to_path_buf(),
+            config,
+            clock,
+            logs: RwLock::new(logs),
+            cleaner,
+            last_flush: Mutex::new(HashMap::new()),
+            background: Background {
+                stop: Mutex::new(false),
+                wake: Condvar::new(),
+                handle: Mutex::new(None),
+            },
+            was_clean: clean,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// Whether the previous run shut down cleanly.
+    pub fn opened_after_clean_shutdown(&self) -> bool {
+        self.was_clean
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<SharedLog> {
+        self.logs.read().get(tp).cloned()
+    }
+
+    /// Every log, sorted by topic and partition.
+    pub fn all_logs(&self) -> Vec<(TopicPartition, SharedLog)> {
+        let mut v: Vec<_> = self
+            .logs
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Create an empty log for `tp`; an error if it exists or the
+    /// `max.open.logs` limit is reached.
+    pub fn create_log(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog> {
+        crate::topic_partition::validate_topic_name(&tp.topic)?;
+        let mut logs = self.logs.write();
+        if logs.contains_key(tp) {
+            return Err(StorageError::LogExists(tp.to_string()));
+        }
+        if logs.len() >= self.config.max_open_logs {
+            return Err(StorageError::TooManyLogs {
+                limit: self.config.max_open_logs,
+            });
+        }
+        let dir = self.data_dir.join(tp.dir_name());
+        let opts = LogOpenOptions {
+            max_decompressed_batch_bytes: self.config.max_decompressed_batch_bytes,
+            clean_shutdown: true,
+            ..LogOpenOptions::default()
+        };
+        let (log, _) = PartitionLog::open(&dir, tp.clone(), config, self.clock.clone(), opts)?;
+        sync_dir(&self.data_dir)?;
+        let shared = Arc::new(Mutex::new(log));
+        logs.insert(tp.clone(), shared.clone());
+        Ok(shared)
+    }
+
+    /// The log for `tp`, created with `config` if it does not exist.
+    pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog> {
+        if let Some(log) = self.get(tp) {
+            return Ok(log);
+        }
+        match self.create_log(tp, config) {
+            Err(StorageError::LogExists(_)) => self
+                .get(tp)
+                .ok_or_else(|| StorageError::UnknownPartition(tp.to_string())),
+            other => other,
+        }
+    }
+
+    /// Delete `tp`'s log: its directory is renamed to `…-delete` (so a crash
+    /// finishes the job at the next start) and removed. Readers holding open
+    /// segment files keep reading what they planned.
+    pub fn delete_log(&self, tp: &TopicPartition) -> Result<()> {
+        let removed = self.logs.write().remove(tp);
+        if removed.is_none() {
+            return Err(StorageError::UnknownPartition(tp.to_string()));
+        }
+        self.last_flush.lock().remove(tp);
+        let dir = self.data_dir.join(tp.dir_name());
+        let doomed = self.data_dir.join(format!(
+            "{}.{}{}",
+            tp.dir_name(),
+            self.clock.now_ms(),
+            DELETE_SUFFIX
+        ));
+        fs::rename(&dir, &doomed).at(&dir)?;
+        sync_dir(&self.data_dir)?;
+        fs::remove_dir_all(&doomed).at(&doomed)?;
+        Ok(())
+    }
+
+    /// Write the four checkpoint files from the logs' current state.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut recovery = BTreeMap::new();
+        let mut starts = BTreeMap::new();
+        let mut hws = BTreeMap::new();
+        let mut cleaned = BTreeMap::new();
+        for (tp, log) in self.all_logs() {
+            let log = log.lock();
+            recovery.insert(tp.clone(), log.recovery_point());
+            starts.insert(tp.clone(), log.log_start_offset());
+            hws.insert(tp.clone(), log.high_watermark());
+            if log.config().cleanup_policy.compact {
+                cleaned.insert(tp, log.cleaned_up_to());
+            }
+        }
+        OffsetCheckpointFile::new(self.data_dir.join(RECOVERY_POINT_CHECKPOINT))
+            .write(&recovery)?;
+        OffsetCheckpointFile::new(self.data_dir.join(LOG_START_OFFSET_CHECKPOINT))
+            .write(&starts)?;
+        OffsetCheckpointFile::new(self.data_dir.join(REPLICATION_OFFSET_CHECKPOINT)).write(&hws)?;
+        OffsetCheckpointFile::new(self.data_dir.join(CLEANER_OFFSET_CHECKPOINT)).write(&cleaned)
+    }
+
+    /// One retention pass over every log.
+    pub fn run_retention(&self) -> Result<RetentionResult> {
+        let mut total = RetentionResult::default();
+        for (tp, log) in self.all_logs() {
+            match log.lock().delete_old_segments() {
+                Ok(r) => {
+                    total.segments += r.segments;
+                    total.bytes += r.bytes;
+                }
+                Err(e) => error!(partition = %tp, error = %e, "retention failed"),
+            }
+        }
+        Ok(total)
+    }
+
+    /// One cleaning pass over every compacted log; each log is locked only to
+    /// snapshot and to swap, not while its segments are rewritten.
+    pub fn run_cleaner(&self, force: bool) -> Result<CleanerStats> {
+        let mut total = CleanerStats::default();
+        for (tp, log) in self.all_logs() {
+            let Some(range) = log.lock().cleanable_range(self.clock.now_ms(), force) else {
+                continue;
+            };
+            let cleaned = match self.cleaner.compact(&range) {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(partition = %tp, error = %e, "cleaning failed");
+                    continue;
+                }
+            };
+            let s = cleaned.stats;
+            log.lock().install_cleaned(cleaned)?;
+            total.segments_cleaned += s.segments_cleaned;
+            total.bytes_read += s.bytes_read;
+            total.bytes_written += s.bytes_written;
+            total.records_kept += s.records_kept;
+            total.records_removed += s.records_removed;
+            total.tombstones_removed += s.tombstones_removed;
+        }
+        Ok(total)
+    }
+
+    /// fsync logs with `flush.policy=interval` whose `flush.ms` has passed.
+    pub fn flush_due_logs(&self) {
+        let now = self.clock.now_ms();
+        for (tp, log) in self.all_logs() {
+            let (policy, every, tracker) = {
+                let l = log.lock();
+                (
+                    l.config().flush_policy,
+                    l.config().flush_ms,
+                    l.flush_tracker(),
+                )
+            };
+            if policy != FlushPolicy::Interval {
+                continue;
+            }
+            let due = {
+                let mut last = self.last_flush.lock();
+                let t = last.entry(tp.clone()).or_insert(now);
+                if now - *t >= every {
+                    *t = now;
+                    true
+                } else {
+                    false
+                }
+            };
+            if due {
+                if let Err(e) = tracker.flush_all() {
+                    error!(partition = %tp, error = %e, "interval flush failed");
+                }
+            }
+        }
+    }
+
+    /// Start the background thread: interval flushes every 100 ms,
+    /// retention, cleaning and checkpoints at their configured intervals.
+    pub fn start_background(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        let tick = Duration::from_millis(100);
+        let handle = std::thread::Builder::new()
+            .name("log-manager".into())
+            .spawn(move || {
+                let (mut last_retention, mut last_clean, mut last_cp) = (0i64, 0i64, 0i64);
+                loop {
+                    let Some(m) = me.upgrade() else { return };
+                    {
+                        let mut stop = m.background.stop.lock();
+                        if !*stop {
+                            m.background.wake.wait_for(&mut stop, tick);
+                        }
+                        if *stop {
+                            return;
+                        }
+                    }
+                    m.flush_due_logs();
+                    let now = m.clock.now_ms();
+                    if now - last_retention >= m.config.retention_check_interval_ms {
+                        last_retention = now;
+                        let _ = m.run_retention();
+                    }
+                    if m.config.cleaner_enabled && now - last_clean >= m.config.cleaner_backoff_ms {
+                        last_clean = now;
+                        if let Err(e) = m.run_cleaner(false) {
+                            error!(error = %e, "cleaner pass failed");
+                        }
+                    }
+                    if now - last_cp >= m.config.checkpoint_interval_ms {
+                        last_cp = now;
+                        if let Err(e) = m.checkpoint() {
+                            error!(error = %e, "checkpoint failed");
+                        }
+                    }
+                }
+            });
+        match handle {
+            Ok(h) => *self.background.handle.lock() = Some(h),
+            Err(e) => error!(error = %e, "could not start the log manager thread"),
+        }
+    }
+
+    /// Stop the background thread, flush and close every log, write the
+    /// checkpoints and the clean-shutdown marker.
+    pub fn shutdown(&self) -> Result<()> {
+        *self.background.stop.lock() = true;
+        self.background.wake.notify_all();
+        if let Some(h) = self.background.handle.lock().take() {
+            let _ = h.join();
+        }
+        for (_, log) in self.all_logs() {
+            log.lock().close()?;
+        }
+        self.checkpoint()?;
+        write_atomically(&self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        info!(data_dir = %self.data_dir.display(), "log manager shut down cleanly");
+        Ok(())
+    }
+}

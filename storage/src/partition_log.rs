@@ -1,0 +1,802 @@
+//! `PartitionLog` (Kafka's `UnifiedLog`): one partition's ordered
+//! [`LogSegment`]s, the offsets that bound them, and the operations the broker
+//! needs — append as leader or follower, read, look up by timestamp, truncate,
+//! move the log start, roll, retain and flush.
+//!
+//! Invariants: segments are keyed by base offset and hold increasing,
+//! non-overlapping offsets; the last segment is the only active one;
+//! `log_start_offset ≤ high_watermark ≤ log_end_offset`. Mutation needs
+//! `&mut self` (one writer per partition); reads need `&self` and hand back a
+//! [`ReadPlan`] whose I/O happens outside any lock the caller holds.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rivulet_protocol::record_batch::{self, BatchHeader, BatchIter};
+use rivulet_protocol::records;
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::{LogConfig, TimestampPolicy};
+use crate::durability::FlushTracker;
+use crate::error::{IoContext, Result, StorageError};
+use crate::leader_epoch_cache::LeaderEpochCache;
+use crate::log_segment::{self, LogSegment, ReadPlan, LOG_SUFFIX};
+use crate::time_index::TimestampOffset;
+use crate::topic_partition::TopicPartition;
+
+/// Where a log left off, from the data dir's checkpoints.
+#[derive(Debug, Clone)]
+pub struct LogOpenOptions {
+    /// Offsets below this were fsynced; batches after it are re-validated
+    /// when the shutdown was not clean.
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    /// Whether the broker shut down cleanly (indexes trimmed and trusted).
+    pub clean_shutdown: bool,
+    /// Limit for decompressing a batch in timestamp lookups.
+    pub max_decompressed_batch_bytes: usize,
+    /// Offsets below this were compacted by an earlier cleaning pass
+    /// (`cleaner-offset-checkpoint`).
+    pub cleaner_checkpoint: i64,
+}
+
+impl Default for LogOpenOptions {
+    fn default() -> Self {
+        LogOpenOptions {
+            recovery_point: 0,
+            log_start_offset: 0,
+            high_watermark: 0,
+            clean_shutdown: false,
+            max_decompressed_batch_bytes: 64 * 1024 * 1024,
+            cleaner_checkpoint: 0,
+        }
+    }
+}
+
+/// The outcome of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogAppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// Largest batch max timestamp appended, and the base offset of its batch.
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    /// The broker's time stamped on the batches, or -1 for CreateTime.
+    pub log_append_time: i64,
+    pub record_count: i64,
+    pub bytes: usize,
+}
+
+/// What opening found on disk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub recovered_segments: usize,
+    pub truncated_bytes: u64,
+    pub deleted_segments: usize,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionResult {
+    pub segments: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct PartitionLog {
+    tp: TopicPartition,
+    dir: PathBuf,
+    pub(crate) config: LogConfig,
+    clock: Arc<dyn Clock>,
+    pub(crate) segments: BTreeMap<i64, LogSegment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    epoch_cache: LeaderEpochCache,
+    flush: Arc<FlushTracker>,
+    max_decompressed: usize,
+    /// Offsets below this have been compacted (see [`crate::LogCleaner`]).
+    pub(crate) cleaned_up_to: i64,
+}
+
+impl PartitionLog {
+    /// Open the log in `dir` (created if absent), recovering it as needed.
+    pub fn open(
+        dir: &Path,
+        tp: TopicPartition,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        opts: LogOpenOptions,
+    ) -> Result<(Self, OpenReport)> {
+        fs::create_dir_all(dir).at(dir)?;
+        let mut report = OpenReport::default();
+        crate::log_cleaner::complete_interrupted_swaps(dir, &config)?;
+        let bases = list_segment_bases(dir)?;
+        let mut epoch_cache = LeaderEpochCache::load(dir)?;
+        let mut segments = BTreeMap::new();
+        let recovery_floor = bases
+            .iter()
+            .copied()
+            .filter(|b| *b <= opts.recovery_point)
+            .max()
+            .unwrap_or(i64::MIN);
+        let mut stop_after: Option<i64> = None;
+        let last_base = bases.last().copied();
+        let mut prev_next = i64::MIN;
+        for &base in &bases {
+            if stop_after.is_some() || base < prev_next {
+                // Everything after a corrupt point or an overlap goes.
+                stop_after.get_or_insert(base);
+                LogSegment::open(dir, base, &config, false)?.delete()?;
+                report.deleted_segments += 1;
+                continue;
+            }
+            let active = Some(base) == last_base;
+            let mut seg = LogSegment::open(dir, base, &config, active)?;
+            let must_recover = !opts.clean_shutdown && base >= recovery_floor;
+            if must_recover || !seg.load_tail()? {
+                let before = seg.size();
+                let r = seg.recover(
+                    config.max_message_bytes as usize + record_batch::HEADER_SIZE,
+                    |h| {
+                        epoch_cache.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+                    },
+                )?;
+                report.recovered_segments += 1;
+                report.truncated_bytes += r.truncated_bytes;
+                if r.truncated_bytes > 0 {
+                    warn!(partition = %tp, segment = base, before, kept = r.valid_bytes,
+                        "truncated a torn or corrupt tail during recovery");
+                    stop_after = Some(base);
+                }
+                if !active {
+                    seg.on_becoming_inactive()?;
+                } else {
+                    seg.flush()?;
+                }
+            }
+            prev_next = seg.next_offset();
+            segments.insert(base, seg);
+        }
+        report.segments = segments.len();
+        // A segment after which the rest was deleted is now the active one.
+        if let Some((_, last)) = segments.iter_mut().next_back() {
+            last.reopen_for_append()?;
+        }
+        if segments.is_empty() {
+            let seg =
+                LogSegment::create(dir, opts.log_start_offset.max(0), &config, clock.now_ms())?;
+            segments.insert(seg.base_offset(), seg);
+        }
+        let (first_base, active_file, log_end_offset) =
+            match (segments.values().next(), segments.values().next_back()) {
+                (Some(f), Some(l)) => (f.base_offset(), l.file(), l.next_offset()),
+                _ => return Err(StorageError::LogOffline(tp.to_string())),
+            };
+        let log_start_offset = opts.log_start_offset.max(first_base);
+        let flush = Arc::new(FlushTracker::new(
+            tp.to_string(),
+            dir.to_path_buf(),
+            active_file,
+            log_end_offset,
+        ));
+        let mut log = PartitionLog {
+            tp,
+            dir: dir.to_path_buf(),
+            config,
+            clock,
+            segments,
+            log_start_offset,
+            log_end_offset,
+            high_watermark: 0,
+            epoch_cache,
+            flush,
+            max_decompressed: opts.max_decompressed_batch_bytes,
+            cleaned_up_to: opts.cleaner_checkpoint,
+        };
+        if log.log_start_offset > log.log_end_offset {
+            log.truncate_fully_and_start_at(log.log_start_offset)?;
+        }
+        log.epoch_cache.truncate_from_end(log.log_end_offset)?;
+        log.epoch_cache.truncate_from_start(log.log_start_offset)?;
+        log.epoch_cache.flush()?;
+        log.high_watermark = opts
+            .high_watermark
+            .clamp(log.log_start_offset, log.log_end_offset);
+        if report.recovered_segments > 0 || report.deleted_segments > 0 {
+            info!(partition = %log.tp, ?report, log_end_offset = log.log_end_offset, "recovered log");
+        }
+        Ok((log, report))
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replace the config; index sizes apply to segments created from now on.
+    pub fn update_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Set the high watermark, clamped to `[log_start, log_end]`.
+    pub fn set_high_watermark(&mut self, hw: i64) {
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset);
+    }
+
+    /// Offsets below this are on disk.
+    pub fn recovery_point(&self) -> i64 {
+        self.flush.flushed_offset()
+    }
+
+    pub fn leader_epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epoch_cache
+    }
+
+    /// The group-commit handle, usable without holding the log.
+    pub fn flush_tracker(&self) -> Arc<FlushTracker> {
+        self.flush.clone()
+    }
+
+    pub fn num_segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &LogSegment> {
+        self.segments.values()
+    }
+
+    pub fn size_in_bytes(&self) -> u64 {
+        self.segments.values().map(LogSegment::size).sum()
+    }
+
+    fn active(&self) -> Result<&LogSegment> {
+        self.segments
+            .values()
+            .next_back()
+            .ok_or_else(|| StorageError::LogOffline(self.tp.to_string()))
+    }
+
+    fn active_mut(&mut self) -> Result<&mut LogSegment> {
+        let name = self.tp.to_string();
+        self.segments
+            .values_mut()
+            .next_back()
+            .ok_or(StorageError::LogOffline(name))
+    }
+
+    /// Append the batches a producer sent: validate each, assign offsets from
+    /// the log end, stamp the leader epoch (and the append time for
+    /// `LogAppendTime` topics) in place, and write them. Either every batch
+    /// is appended or none is.
+    pub fn append_as_leader(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+    ) -> Result<LogAppendInfo> {
+        let batches = self.validate_all(records, true)?;
+        let now = self.clock.now_ms();
+        let log_append_time = match self.config.timestamp_type {
+            TimestampPolicy::LogAppendTime => now,
+            TimestampPolicy::CreateTime => -1,
+        };
+        let mut info = self.empty_info(log_append_time);
+        for (range, mut header) in batches {
+            let bytes = &mut records[range];
+            let base = self.log_end_offset;
+            record_batch::set_base_offset(bytes, base)?;
+            record_batch::set_partition_leader_epoch(bytes, leader_epoch)?;
+            if log_append_time >= 0 {
+                record_batch::set_log_append_time(bytes, log_append_time)?;
+                header.max_timestamp = log_append_time;
+            }
+            header.base_offset = base;
+            header.partition_leader_epoch = leader_epoch;
+            self.append_batch(&header, bytes, &mut info)?;
+        }
+        self.flush.published(self.log_end_offset);
+        Ok(info)
+    }
+
+    /// Append batches copied from the leader, unchanged: offsets must start
+    /// at or after the log end offset.
+    pub fn append_as_follower(&mut self, records: &[u8]) -> Result<LogAppendInfo> {
+        let batches = self.validate_all(records, false)?;
+        let mut info = self.empty_info(-1);
+        for (range, header) in batches {
+            if header.base_offset < self.log_end_offset {
+                return Err(StorageError::NonMonotonicOffset {
+                    base_offset: header.base_offset,
+                    log_end: self.log_end_offset,
+                });
+            }
+            self.append_batch(&header, &records[range], &mut info)?;
+        }
+        self.flush.published(self.log_end_offset);
+        Ok(info)
+    }
+
+    fn empty_info(&self, log_append_time: i64) -> LogAppendInfo {
+        LogAppendInfo {
+            first_offset: self.log_end_offset,
+            last_offset: self.log_end_offset - 1,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            log_append_time,
+            record_count: 0,
+            bytes: 0,
+        }
+    }
+
+    fn validate_all(
+        &self,
+        records: &[u8],
+        produced: bool,
+    ) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>> {
+        let limit = self.config.max_message_bytes as usize;
+        let mut out = Vec::new();
+        for item in BatchIter::new(records) {
+            let (range, header) = item?;
+            if range.len() > limit {
+                return Err(StorageError::RecordTooLarge {
+                    size: range.len(),
+                    limit,
+                });
+            }
+            if produced {
+                record_batch::validate_produced_batch(&records[range.clone()])?;
+            }
+            out.push((range, header));
+        }
+        if out.is_empty() {
+            return Err(StorageError::InvalidBatch(
+                rivulet_protocol::BatchError::TooShort {
+                    needed: record_batch::HEADER_SIZE,
+                    available: records.len(),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    fn append_batch(
+        &mut self,
+        header: &BatchHeader,
+        bytes: &[u8],
+        info: &mut LogAppendInfo,
+    ) -> Result<()> {
+        self.maybe_roll(bytes.len() as u64, header)?;
+        if info.record_count == 0 && info.bytes == 0 {
+            info.first_offset = header.base_offset;
+        }
+        self.active_mut()?.append(header, bytes)?;
+        if header.partition_leader_epoch >= 0 {
+            self.epoch_cache
+                .assign(header.partition_leader_epoch, header.base_offset)?;
+        }
+        self.log_end_offset = header.next_offset();
+        info.last_offset = header.last_offset();
+        info.record_count += header.record_count as i64;
+        info.bytes += bytes.len();
+        if header.max_timestamp > info.max_timestamp {
+            info.max_timestamp = header.max_timestamp;
+            info.offset_of_max_timestamp = header.base_offset;
+        }
+        Ok(())
+    }
+
+    fn maybe_roll(&mut self, batch_size: u64, header: &BatchHeader) -> Result<()> {
+        let now = self.clock.now_ms();
+        let cfg = &self.config;
+        let seg = self.active()?;
+        let full = seg.size() > 0 && seg.size() + batch_size > cfg.segment_bytes;
+        if full
+            || seg.is_expired_for_roll(now, cfg.segment_ms)
+            || seg.indexes_full()
+            || !seg.can_hold_offset(header.last_offset())
+        {
+            self.roll_at(header.base_offset)?;
+        }
+        Ok(())
+    }
+
+    /// Close the active segment and start a new one at the log end offset
+    /// (no-op when the active segment is empty).
+    pub fn roll(&mut self) -> Result<()> {
+        self.roll_at(self.log_end_offset)
+    }
+
+    fn roll_at(&mut self, base: i64) -> Result<()> {
+        let now = self.clock.now_ms();
+        let active = self.active_mut()?;
+        if active.is_empty() && active.base_offset() == base {
+            return Ok(());
+        }
+        if active.is_empty() {
+            // An empty active segment at a lower base is replaced.
+            let base_old = active.base_offset();
+            if let Some(seg) = self.segments.remove(&base_old) {
+                seg.delete()?;
+            }
+        } else {
+            active.on_becoming_inactive()?;
+        }
+        let seg = LogSegment::create(&self.dir, base, &self.config, now)?;
+        self.flush.rolled(seg.file());
+        self.segments.insert(base, seg);
+        Ok(())
+    }
+
+    /// Check an offset is readable: in `[log_start, log_end]`.
+    fn check_offset(&self, offset: i64) -> Result<()> {
+        if offset < self.log_start_offset || offset > self.log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// Plan a read of whole batches from the batch holding `start_offset`,
+    /// up to `max_bytes` (at least one batch if `min_one_batch`), returning
+    /// only batches that end before `max_offset` (e.g. the high watermark).
+    /// `None` when there is nothing to return yet.
+    pub fn plan_read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: Option<i64>,
+        min_one_batch: bool,
+    ) -> Result<Option<ReadPlan>> {
+        self.check_offset(start_offset)?;
+        let upper = max_offset
+            .unwrap_or(self.log_end_offset)
+            .min(self.log_end_offset);
+        if start_offset >= upper {
+            return Ok(None);
+        }
+        let first = self
+            .segments
+            .range(..=start_offset)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        for seg in self.segments.range(first..).map(|(_, s)| s) {
+            if seg.base_offset() >= upper {
+                break;
+            }
+            let max_position = if upper < seg.next_offset() {
+                match seg.translate_offset(upper)? {
+                    Some((pos, _)) => Some(pos),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            if let Some(plan) = seg.read(start_offset, max_bytes, max_position, min_one_batch)? {
+                return Ok(Some(plan));
+            }
+            if max_position.is_some() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`plan_read`](Self::plan_read) and execute it: the batches' bytes.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: Option<i64>,
+        min_one_batch: bool,
+    ) -> Result<Bytes> {
+        match self.plan_read(start_offset, max_bytes, max_offset, min_one_batch)? {
+            Some(plan) => plan.execute(),
+            None => Ok(Bytes::new()),
+        }
+    }
+
+    /// The first record with timestamp ≥ `timestamp` at or after the log
+    /// start: its offset and timestamp, or `None` if there is none (Kafka
+    /// ListOffsets semantics).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp() < timestamp {
+                continue;
+            }
+            let Some((pos, header)) =
+                seg.find_batch_by_timestamp(timestamp, self.log_start_offset)?
+            else {
+                continue;
+            };
+            let batch = seg.read_batch(pos, &header)?;
+            let start = self.log_start_offset;
+            let found = self.first_record(&batch, |off, ts| off >= start && ts >= timestamp);
+            return Ok(Some(found.unwrap_or(TimestampOffset {
+                timestamp: header.max_timestamp,
+                offset: header.base_offset.max(start),
+            })));
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (ListOffsets -3, KIP-734).
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
+        let Some(seg) = self
+            .segments
+            .values()
+            .filter(|s| s.max_timestamp() >= 0)
+            .max_by_key(|s| (s.max_timestamp(), std::cmp::Reverse(s.base_offset())))
+        else {
+            return Ok(None);
+        };
+        let ts = seg.max_timestamp();
+        match seg.find_batch_by_timestamp(ts, self.log_start_offset)? {
+            Some((pos, header)) => {
+                let batch = seg.read_batch(pos, &header)?;
+                let found = self.first_record(&batch, |_, t| t >= ts);
+                Ok(Some(found.unwrap_or(TimestampOffset {
+                    timestamp: ts,
+                    offset: header.base_offset,
+                })))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn first_record(
+        &self,
+        batch: &[u8],
+        pred: impl Fn(i64, i64) -> bool,
+    ) -> Option<TimestampOffset> {
+        let decoded = records::decode_batch(batch, self.max_decompressed).ok()?;
+        decoded.records.iter().find_map(|r| {
+            let (off, ts) = (decoded.offset_of(r), decoded.timestamp_of(r));
+            pred(off, ts).then_some(TimestampOffset {
+                timestamp: ts,
+                offset: off,
+            })
+        })
+    }
+
+    /// Remove everything at and after `offset` (a follower whose log diverged
+    /// from the new leader's). No-op when `offset ≥ log_end`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset >= self.log_end_offset {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        let floor_exists = self.segments.range(..offset).next_back().is_some();
+        for b in doomed {
+            if b == offset && !floor_exists {
+                continue;
+            }
+            if let Some(seg) = self.segments.remove(&b) {
+                seg.delete()?;
+            }
+        }
+        let name = self.tp.to_string();
+        let seg = self
+            .segments
+            .values_mut()
+            .next_back()
+            .ok_or(StorageError::LogOffline(name))?;
+        seg.truncate_to(offset)?;
+        seg.reopen_for_append()?;
+        let file = seg.file();
+        self.log_end_offset = offset;
+        self.high_watermark = self.high_watermark.min(offset);
+        self.epoch_cache.truncate_from_end(offset)?;
+        self.flush.rolled(file);
+        self.flush.truncated(offset);
+        Ok(())
+    }
+
+    /// Drop the whole log and restart it, empty, at `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        for (_, seg) in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+        }
+        let seg = LogSegment::create(&self.dir, offset, &self.config, self.clock.now_ms())?;
+        self.flush.rolled(seg.file());
+        self.segments.insert(offset, seg);
+        self.log_start_offset = offset;
+        self.log_end_offset = offset;
+        self.high_watermark = offset;
+        self.epoch_cache.clear()?;
+        self.flush.truncated(offset);
+        Ok(())
+    }
+
+    /// DeleteRecords: move the log start to `offset` (≤ the high watermark)
+    /// and delete segments wholly below it. Returns the new log start.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        if offset > self.high_watermark || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.high_watermark,
+            });
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.epoch_cache.truncate_from_start(offset)?;
+            self.delete_segments_below_start()?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_segments_below_start(&mut self) -> Result<RetentionResult> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let count = bases
+            .windows(2)
+            .take_while(|w| w[1] <= self.log_start_offset)
+            .count();
+        self.delete_oldest(count)
+    }
+
+    fn delete_oldest(&mut self, count: usize) -> Result<RetentionResult> {
+        let mut result = RetentionResult::default();
+        for _ in 0..count.min(self.segments.len().saturating_sub(1)) {
+            if let Some((_, seg)) = self.segments.pop_first() {
+                result.segments += 1;
+                result.bytes += seg.size();
+                seg.delete()?;
+            }
+        }
+        if let Some(first) = self.segments.keys().next() {
+            if *first > self.log_start_offset {
+                self.log_start_offset = *first;
+                self.epoch_cache.truncate_from_start(*first)?;
+            }
+        }
+        self.high_watermark = self.high_watermark.max(self.log_start_offset);
+        Ok(result)
+    }
+
+    /// Apply retention: segments below the log start always go; with
+    /// `cleanup.policy` including `delete`, the oldest segments older than
+    /// `retention.ms` or beyond `retention.bytes` go too. If the active
+    /// segment itself has expired it is rolled first, as Kafka does.
+    pub fn delete_old_segments(&mut self) -> Result<RetentionResult> {
+        let mut total = self.delete_segments_below_start()?;
+        if !self.config.cleanup_policy.delete {
+            return Ok(total);
+        }
+        let now = self.clock.now_ms();
+        let retention_ms = self.config.retention_ms;
+        let mut by_time = 0;
+        if retention_ms >= 0 {
+            by_time = self
+                .segments
+                .values()
+                .take_while(|s| now - s.largest_timestamp() > retention_ms)
+                .count();
+        }
+        let mut by_size = 0;
+        if self.config.retention_bytes >= 0 {
+            let mut excess = self.size_in_bytes() as i64 - self.config.retention_bytes;
+            for s in self.segments.values() {
+                if excess - (s.size() as i64) < 0 {
+                    break;
+                }
+                excess -= s.size() as i64;
+                by_size += 1;
+            }
+        }
+        let count = by_time.max(by_size);
+        if count == 0 {
+            return Ok(total);
+        }
+        if count >= self.segments.len() {
+            // Every segment, the active one included, is due: roll so it can go.
+            self.roll()?;
+        }
+        let r = self.delete_oldest(count)?;
+        if self.log_start_offset < self.first_base() {
+            self.log_start_offset = self.first_base();
+        }
+        total.segments += r.segments;
+        total.bytes += r.bytes;
+        Ok(total)
+    }
+
+    fn first_base(&self) -> i64 {
+        self.segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.log_end_offset)
+    }
+
+    /// fsync everything appended so far.
+    pub fn flush(&self) -> Result<()> {
+        self.flush.flush_all()
+    }
+
+    /// Block until offsets below `offset` are on disk (group commit).
+    pub fn wait_durable(&self, offset: i64) -> Result<()> {
+        self.flush.wait_durable(offset)
+    }
+
+    /// Flush and trim the active segment's indexes (clean shutdown). The log
+    /// must not be appended to afterwards.
+    pub fn close(&mut self) -> Result<()> {
+        self.flush()?;
+        self.active_mut()?.on_becoming_inactive()?;
+        self.epoch_cache.flush()
+    }
+
+    /// Offsets below this have been compacted.
+    pub fn cleaned_up_to(&self) -> i64 {
+        self.cleaned_up_to
+    }
+
+    /// Record that `epoch` begins at `start_offset` (a new leader before its
+    /// first append).
+    pub fn assign_epoch_start_offset(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
+        self.epoch_cache.assign(epoch, start_offset)?;
+        Ok(())
+    }
+
+    /// OffsetForLeaderEpoch: `(epoch, end_offset)`.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epoch_cache.end_offset_for(epoch, self.log_end_offset)
+    }
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending; stray index files
+/// without a log are removed.
+fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(b) = log_segment::parse_segment_name(&name, LOG_SUFFIX) {
+            bases.push(b);
+        } else if let Some(b) = log_segment::parse_segment_name(&name, log_segment::INDEX_SUFFIX)
+            .or_else(|| log_segment::parse_segment_name(&name, log_segment::TIME_INDEX_SUFFIX))
+        {
+            indexes.push((b, entry.path()));
+        }
+    }
+    bases.sort_unstable();
+    for (b, path) in indexes {
+        if bases.binary_search(&b).is_err() {
+            fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(bases)
+}

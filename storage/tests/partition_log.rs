@@ -1,0 +1,383 @@
+//! PartitionLog behaviour: append/read round trips, offsets, reads capped by
+//! size and high watermark, timestamp lookups, rolling, truncation and
+//! DeleteRecords — all checked on data read back from disk.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use rivulet_protocol::record_batch::{self, BatchIter, Compression, TimestampType};
+use rivulet_storage::{LogConfig, LogOpenOptions, StorageError, TimestampPolicy};
+
+#[test]
+fn appends_assign_offsets_and_read_back_whole_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    let mut b1 = batch("a", 3, T0);
+    let mut b2 = batch("b", 2, T0 + 10);
+    let i1 = log.append_as_leader(&mut b1, 5).unwrap();
+    let i2 = log.append_as_leader(&mut b2, 5).unwrap();
+    assert_eq!((i1.first_offset, i1.last_offset), (0, 2));
+    assert_eq!((i2.first_offset, i2.last_offset), (3, 4));
+    assert_eq!(log.log_end_offset(), 5);
+
+    let all = read_all_from(&log, 0);
+    let offsets: Vec<i64> = all.iter().map(|r| r.0).collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    assert_eq!(all[3].3.as_deref(), Some(&b"b-0"[..]));
+
+    // A fetch from inside a batch returns that whole batch (clients skip).
+    let bytes = log.read(1, 1 << 20, None, true).unwrap();
+    let first = BatchIter::new(&bytes).next().unwrap().unwrap().1;
+    assert_eq!(first.base_offset, 0);
+    assert_eq!(first.partition_leader_epoch, 5);
+    assert_eq!(log.leader_epoch_cache().latest_epoch(), Some(5));
+}
+
+#[test]
+fn stored_bytes_are_the_clients_bytes_except_offset_and_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    log.append_as_leader(&mut batch("x", 1, T0), 0).unwrap();
+    let original = batch_with(Compression::Gzip, "zipped", 20, T0);
+    let mut sent = original.clone();
+    log.append_as_leader(&mut sent, 0).unwrap();
+    let bytes = log.read(1, 1 << 20, None, true).unwrap();
+    assert_eq!(bytes.len(), original.len());
+    assert_eq!(
+        &bytes[16..],
+        &original[16..],
+        "everything after offset and epoch is untouched"
+    );
+    assert_eq!(i64::from_be_bytes(bytes[..8].try_into().unwrap()), 1);
+}
+
+#[test]
+fn read_respects_max_bytes_but_returns_one_oversized_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    let mut sizes = Vec::new();
+    for i in 0..5 {
+        let mut b = batch(&format!("v{i}"), 10, T0);
+        sizes.push(b.len());
+        log.append_as_leader(&mut b, 0).unwrap();
+    }
+    let two = sizes[0] + sizes[1];
+    let bytes = log.read(0, two + 10, None, true).unwrap();
+    assert_eq!(bytes.len(), two, "only whole batches that fit");
+    let bytes = log.read(0, 10, None, true).unwrap();
+    assert_eq!(bytes.len(), sizes[0], "at least one whole batch");
+    assert!(log.read(0, 10, None, false).unwrap().is_empty());
+}
+
+#[test]
+fn read_stops_at_high_watermark_and_rejects_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    for _ in 0..3 {
+        log.append_as_leader(&mut batch("v", 2, T0), 0).unwrap();
+    }
+    log.set_high_watermark(4);
+    let got = decode_all(
+        &log.read(0, 1 << 20, Some(log.high_watermark()), true)
+            .unwrap(),
+    );
+    assert_eq!(got.last().unwrap().0, 3);
+    assert!(log.read(4, 1 << 20, Some(4), true).unwrap().is_empty());
+    assert!(
+        log.read(6, 1 << 20, None, true).unwrap().is_empty(),
+        "log end reads nothing"
+    );
+    assert!(matches!(
+        log.read(7, 100, None, true),
+        Err(StorageError::OffsetOutOfRange {
+            offset: 7,
+            log_start: 0,
+            log_end: 6
+        })
+    ));
+}
+
+#[test]
+fn rejects_corrupt_oversize_and_sparse_producer_batches_without_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        max_message_bytes: 200,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), cfg, clock(), LogOpenOptions::default());
+    let mut big = batch("big", 20, T0);
+    assert!(matches!(
+        log.append_as_leader(&mut big, 0),
+        Err(StorageError::RecordTooLarge { limit: 200, .. })
+    ));
+    let mut bad = batch("c", 1, T0);
+    let n = bad.len();
+    bad[n - 1] ^= 0xff;
+    assert!(matches!(
+        log.append_as_leader(&mut bad, 0),
+        Err(StorageError::InvalidBatch(_))
+    ));
+    // A good batch followed by a corrupt one: nothing is appended.
+    let mut two = batch("d", 1, T0);
+    two.extend_from_slice(&bad);
+    assert!(log.append_as_leader(&mut two, 0).is_err());
+    assert!(log.append_as_leader(&mut [0u8; 10], 0).is_err());
+    assert!(log.append_as_leader(&mut [], 0).is_err());
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.size_in_bytes(), 0);
+}
+
+#[test]
+fn log_append_time_topics_stamp_the_broker_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        timestamp_type: TimestampPolicy::LogAppendTime,
+        ..LogConfig::default()
+    };
+    let c = clock();
+    c.set(T0 + 5_000);
+    let mut log = open(dir.path(), cfg, c, LogOpenOptions::default());
+    let info = log.append_as_leader(&mut batch("x", 3, 42), 0).unwrap();
+    assert_eq!(info.log_append_time, T0 + 5_000);
+    let bytes = log.read(0, 1 << 20, None, true).unwrap();
+    let h = record_batch::validate_batch(&bytes).unwrap();
+    assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+    assert!(decode_all(&bytes).iter().all(|r| r.1 == T0 + 5_000));
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        small_segments(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    // 40 batches of 5 records, timestamps 100 apart per batch, 1 apart within.
+    for i in 0..40 {
+        log.append_as_leader(&mut batch("v", 5, T0 + i * 100), 0)
+            .unwrap();
+    }
+    assert!(log.num_segments() > 3);
+    let all = read_all_from(&log, 0);
+    for target in [T0 - 5, T0, T0 + 2, T0 + 3, T0 + 250, T0 + 1_904, T0 + 3_904] {
+        let expected = all.iter().find(|r| r.1 >= target).map(|r| (r.0, r.1));
+        let got = log
+            .offset_for_timestamp(target)
+            .unwrap()
+            .map(|t| (t.offset, t.timestamp));
+        assert_eq!(got, expected, "target {target}");
+    }
+    assert_eq!(log.offset_for_timestamp(T0 + 3_905).unwrap(), None);
+    let max = log.max_timestamp_offset().unwrap().unwrap();
+    assert_eq!((max.offset, max.timestamp), (199, T0 + 3_904));
+}
+
+#[test]
+fn rolls_segments_by_size_and_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let cfg = LogConfig {
+        segment_ms: 60_000,
+        ..small_segments()
+    };
+    let mut log = open(dir.path(), cfg, c.clone(), LogOpenOptions::default());
+    for _ in 0..20 {
+        log.append_as_leader(&mut batch("v", 10, T0), 0).unwrap();
+    }
+    let n = log.num_segments();
+    assert!(n >= 3, "1 KiB segments must have rolled, got {n}");
+    for s in log.segments() {
+        assert!(s.size() <= 1024);
+    }
+    // Closed segments have trimmed index files.
+    let first = log.segments().next().unwrap();
+    let idx_len = std::fs::metadata(first.offset_index().path())
+        .unwrap()
+        .len();
+    assert_eq!(idx_len as usize, first.offset_index().entries() * 8);
+
+    let before = log.num_segments();
+    c.advance(61_000);
+    log.append_as_leader(&mut batch("late", 1, T0 + 61_000), 0)
+        .unwrap();
+    assert_eq!(
+        log.num_segments(),
+        before + 1,
+        "segment.ms rolls the old active segment"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    assert!(
+        names.iter().all(|n| n.len() == 24),
+        "20-digit base offsets: {names:?}"
+    );
+}
+
+#[test]
+fn truncate_to_removes_suffix_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        small_segments(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    for i in 0..30 {
+        log.append_as_leader(&mut batch("v", 4, T0 + i), (i / 10) as i32)
+            .unwrap();
+    }
+    assert_eq!(log.log_end_offset(), 120);
+    log.set_high_watermark(120);
+    log.truncate_to(48).unwrap();
+    assert_eq!(log.log_end_offset(), 48);
+    assert_eq!(log.high_watermark(), 48);
+    assert_eq!(
+        log.leader_epoch_cache().latest_epoch(),
+        Some(1),
+        "epoch 2 started at 80"
+    );
+    let all = read_all_from(&log, 0);
+    assert_eq!(all.len(), 48);
+    assert_eq!(all.last().unwrap().0, 47);
+    log.append_as_leader(&mut batch("new", 2, T0), 7).unwrap();
+    let all = read_all_from(&log, 0);
+    assert_eq!(all.len(), 50);
+    assert_eq!(all[48].3.as_deref(), Some(&b"new-0"[..]));
+    assert_eq!(log.end_offset_for_epoch(1), (1, 48));
+
+    // Reopen cleanly after truncation: same content.
+    log.close().unwrap();
+    drop(log);
+    let opts = LogOpenOptions {
+        clean_shutdown: true,
+        recovery_point: 50,
+        ..LogOpenOptions::default()
+    };
+    let log = open(dir.path(), small_segments(), clock(), opts);
+    assert_eq!(read_all_from(&log, 0).len(), 50);
+}
+
+#[test]
+fn follower_appends_keep_offsets_and_reject_going_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut leader = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    for _ in 0..3 {
+        leader.append_as_leader(&mut batch("v", 3, T0), 2).unwrap();
+    }
+    let fdir = tempfile::tempdir().unwrap();
+    let mut follower = open(
+        fdir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    let bytes = leader.read(0, 1 << 20, None, true).unwrap();
+    follower.append_as_follower(&bytes).unwrap();
+    assert_eq!(follower.log_end_offset(), 9);
+    assert_eq!(read_all_from(&follower, 0), read_all_from(&leader, 0));
+    assert_eq!(follower.leader_epoch_cache().latest_epoch(), Some(2));
+    assert!(matches!(
+        follower.append_as_follower(&bytes),
+        Err(StorageError::NonMonotonicOffset {
+            base_offset: 0,
+            log_end: 9
+        })
+    ));
+}
+
+#[test]
+fn delete_records_moves_log_start_and_drops_whole_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        small_segments(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    for _ in 0..30 {
+        log.append_as_leader(&mut batch("v", 4, T0), 0).unwrap();
+    }
+    let segs = log.num_segments();
+    assert!(
+        log.delete_records_before(100).is_err(),
+        "beyond the high watermark"
+    );
+    log.set_high_watermark(120);
+    assert_eq!(log.delete_records_before(70).unwrap(), 70);
+    assert_eq!(log.log_start_offset(), 70);
+    assert!(log.num_segments() < segs);
+    assert!(log.segments().next().unwrap().base_offset() <= 70);
+    assert!(matches!(
+        log.read(69, 100, None, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    let all = read_all_from(&log, 70);
+    assert_eq!(all.first().unwrap().0, 70);
+    assert_eq!(all.len(), 50);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any sequence of appended batches (any codec, any size) reads back
+    /// exactly, from every offset, through segment rolls.
+    #[test]
+    fn append_read_round_trip(
+        batches in proptest::collection::vec((1usize..20, 0usize..5, 0i64..1000), 1..40),
+        seg in 1024u64..16384,
+        interval in 0u64..2048,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig { segment_bytes: seg, index_interval_bytes: interval, ..LogConfig::default() };
+        let mut log = open(dir.path(), cfg, clock(), LogOpenOptions::default());
+        let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+        let mut expected = Vec::new();
+        for (i, (n, codec, dt)) in batches.iter().enumerate() {
+            let mut b = batch_with(codecs[*codec], &format!("b{i}"), *n, T0 + dt);
+            let info = log.append_as_leader(&mut b, 0).unwrap();
+            for j in 0..*n {
+                expected.push((info.first_offset + j as i64, format!("b{i}-{j}").into_bytes()));
+            }
+        }
+        let all = read_all_from(&log, 0);
+        let got: Vec<(i64, Vec<u8>)> = all.iter().map(|r| (r.0, r.3.clone().unwrap())).collect();
+        prop_assert_eq!(&got, &expected);
+        // Reading at any offset starts with the batch that holds it.
+        for (off, _) in expected.iter().step_by(3) {
+            let bytes = log.read(*off, 1, None, true).unwrap();
+            let h = BatchIter::new(&bytes).next().unwrap().unwrap().1;
+            prop_assert!(h.base_offset <= *off && *off <= h.last_offset());
+        }
+    }
+}
