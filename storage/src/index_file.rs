@@ -52,7 +52,7 @@ impl IndexFile {
             entry_size,
             entries,
             max_entries: max_entries.max(entries),
-            torn: len % entry_size != 0,
+            torn: !len.is_multiple_of(entry_size),
         };
         let target = if writable { idx.max_entries } else { entries };
         idx.resize_file(target * entry_size)?;

@@ -493,10 +493,7 @@ impl PartitionLog {
                 break;
             }
             let max_position = if upper < seg.next_offset() {
-                match seg.translate_offset(upper)? {
-                    Some((pos, _)) => Some(pos),
-                    None => None,
-                }
+                seg.translate_offset(upper)?.map(|(pos, _)| pos)
             } else {
                 None
             };

@@ -13,8 +13,6 @@ use common::*;
 use proptest::prelude::*;
 use rivulet_storage::{LogConfig, LogOpenOptions};
 
-type Rec = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
-
 fn unclean() -> LogOpenOptions {
     LogOpenOptions::default()
 }
