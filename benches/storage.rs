@@ -129,7 +129,12 @@ fn read(c: &mut Criterion) {
     let dir = bench_dir();
     let mut log = open_log(dir.path(), LogOpenOptions::default());
     fill(&mut log, TOTAL);
-    let seg_path = log.segments().next().expect("segment").log_path().to_path_buf();
+    let seg_path = log
+        .segments()
+        .next()
+        .expect("segment")
+        .log_path()
+        .to_path_buf();
     let size = log.size_in_bytes();
     let mut g = c.benchmark_group("read");
     g.throughput(Throughput::Bytes(size));
@@ -156,7 +161,10 @@ fn read(c: &mut Criterion) {
             let mut total = 0usize;
             let end = log.log_end_offset();
             while next < end {
-                let plan = log.plan_read(next, FETCH, None, true).expect("plan").expect("data");
+                let plan = log
+                    .plan_read(next, FETCH, None, true)
+                    .expect("plan")
+                    .expect("data");
                 let bytes = plan.execute().expect("read");
                 total += bytes.len();
                 // Next offset: after the last batch returned.
@@ -236,7 +244,8 @@ fn recovery(c: &mut Criterion) {
             ..StorageConfig::default()
         };
         let clock = Arc::new(SystemClock);
-        let mgr = LogManager::open(dir.path(), cfg.clone(), clock.clone(), &|_| None).expect("open");
+        let mgr =
+            LogManager::open(dir.path(), cfg.clone(), clock.clone(), &|_| None).expect("open");
         let mut b1 = batch(T0);
         for p in 0..1000 {
             let log = mgr

@@ -1,0 +1,230 @@
+//! `MetadataImage`: the cluster metadata as of some offset of the metadata
+//! log, built by applying [`MetadataRecord`]s in order. Applying is
+//! deterministic — the same records give the same image on every node — and
+//! total: a record that does not fit the image (a change to an unknown
+//! partition, say) is reported and leaves the image unchanged.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::records::{ConfigResource, Listener, MetadataRecord, NO_LEADER};
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ApplyError {
+    #[error("record refers to unknown broker {0}")]
+    UnknownBroker(i32),
+    #[error("record refers to unknown topic id {0}")]
+    UnknownTopic(Uuid),
+    #[error("record refers to unknown partition {1} of topic id {0}")]
+    UnknownPartition(Uuid, i32),
+    #[error("topic {0} already exists with another id")]
+    DuplicateTopic(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    pub incarnation: Uuid,
+    pub listeners: Vec<Listener>,
+    pub rack: Option<String>,
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRegistration {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+impl PartitionRegistration {
+    pub fn has_leader(&self) -> bool {
+        self.leader != NO_LEADER
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: BTreeMap<i32, PartitionRegistration>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    /// Index of the last record applied (0 before any).
+    pub offset: u64,
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    pub topics: BTreeMap<Uuid, TopicImage>,
+    pub topic_ids: BTreeMap<String, Uuid>,
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// First producer id not yet handed out.
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
+        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionRegistration> {
+        self.topic(topic)?.partitions.get(&partition)
+    }
+
+    /// Brokers that are registered and not fenced, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    pub fn is_live(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Apply one record at log index `offset`.
+    pub fn apply(&mut self, offset: u64, record: &MetadataRecord) -> Result<(), ApplyError> {
+        self.offset = self.offset.max(offset);
+        match record {
+            MetadataRecord::RegisterBroker {
+                node_id,
+                incarnation,
+                listeners,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *node_id,
+                    BrokerRegistration {
+                        node_id: *node_id,
+                        incarnation: *incarnation,
+                        listeners: listeners.clone(),
+                        rack: rack.clone(),
+                        fenced: true,
+                    },
+                );
+            }
+            MetadataRecord::FenceBroker { node_id } => self.set_fenced(*node_id, true)?,
+            MetadataRecord::UnfenceBroker { node_id } => self.set_fenced(*node_id, false)?,
+            MetadataRecord::Topic {
+                name,
+                topic_id,
+                configs,
+            } => {
+                if let Some(existing) = self.topic_ids.get(name) {
+                    if existing != topic_id {
+                        return Err(ApplyError::DuplicateTopic(name.clone()));
+                    }
+                }
+                self.topic_ids.insert(name.clone(), *topic_id);
+                self.topics.insert(
+                    *topic_id,
+                    TopicImage {
+                        name: name.clone(),
+                        id: *topic_id,
+                        partitions: BTreeMap::new(),
+                        configs: configs.clone(),
+                    },
+                );
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                let t = self
+                    .topics
+                    .remove(topic_id)
+                    .ok_or(ApplyError::UnknownTopic(*topic_id))?;
+                self.topic_ids.remove(&t.name);
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let t = self
+                    .topics
+                    .get_mut(topic_id)
+                    .ok_or(ApplyError::UnknownTopic(*topic_id))?;
+                t.partitions.insert(
+                    *partition,
+                    PartitionRegistration {
+                        replicas: replicas.clone(),
+                        isr: isr.clone(),
+                        leader: *leader,
+                        leader_epoch: *leader_epoch,
+                        partition_epoch: *partition_epoch,
+                    },
+                );
+            }
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                isr,
+            } => {
+                let t = self
+                    .topics
+                    .get_mut(topic_id)
+                    .ok_or(ApplyError::UnknownTopic(*topic_id))?;
+                let p = t
+                    .partitions
+                    .get_mut(partition)
+                    .ok_or(ApplyError::UnknownPartition(*topic_id, *partition))?;
+                if let Some(l) = leader {
+                    if *l != p.leader {
+                        p.leader = *l;
+                        p.leader_epoch += 1;
+                    }
+                }
+                if let Some(isr) = isr {
+                    p.isr = isr.clone();
+                }
+                p.partition_epoch += 1;
+            }
+            MetadataRecord::Config {
+                resource,
+                name,
+                value,
+            } => {
+                let map = match resource {
+                    ConfigResource::Topic(topic) => {
+                        let id = self
+                            .topic_ids
+                            .get(topic)
+                            .copied()
+                            .ok_or(ApplyError::UnknownTopic(Uuid::nil()))?;
+                        match self.topics.get_mut(&id) {
+                            Some(t) => &mut t.configs,
+                            None => return Err(ApplyError::UnknownTopic(id)),
+                        }
+                    }
+                    ConfigResource::Broker(id) => self.broker_configs.entry(*id).or_default(),
+                };
+                match value {
+                    Some(v) => map.insert(name.clone(), v.clone()),
+                    None => map.remove(name),
+                };
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn set_fenced(&mut self, node_id: i32, fenced: bool) -> Result<(), ApplyError> {
+        let b = self
+            .brokers
+            .get_mut(&node_id)
+            .ok_or(ApplyError::UnknownBroker(node_id))?;
+        b.fenced = fenced;
+        Ok(())
+    }
+}

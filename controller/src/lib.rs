@@ -1,0 +1,18 @@
+//! `rivulet-controller`: the KRaft-style controller.
+//!
+//! Owns the cluster metadata: the [`MetadataRecord`] log and the
+//! [`MetadataImage`] every node builds by applying it, and the controller's
+//! decisions ([`logic`]) — broker registration and fencing, topic and
+//! partition creation with replica placement, config changes, ISR changes and
+//! leader election. Decisions are pure functions of the image; the quorum
+//! that orders and replicates records sits behind this crate's own traits.
+//! It does not own partition data (that is `rivulet-storage`) nor the Kafka
+//! wire protocol (that is the broker).
+
+pub mod image;
+pub mod logic;
+pub mod records;
+
+pub use image::{ApplyError, BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
+pub use logic::{BrokerHeartbeats, ControllerError};
+pub use records::{ConfigResource, Listener, MetadataRecord, NO_LEADER};
