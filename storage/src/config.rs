@@ -13,7 +13,7 @@ use thiserror::Error;
 pub enum ConfigError {
     #[error("unknown log config '{0}'")]
     UnknownKey(String),
-    #[error("invalid value '{value}' for {key}: {expected}")]
+    #[error("invalid value '{value}' for {key}: expected {expected}")]
     InvalidValue {
         key: String,
         value: String,

@@ -13,6 +13,8 @@
 //! Offsets never change: a batch keeps its base offset and each kept record
 //! its offset delta. A batch whose records all survive is copied byte for
 //! byte; control batches and batches that cannot be decoded are kept whole.
+//! A group's last batch is kept, emptied if none of its records survive, so
+//! a cleaned segment ends at the same offset as the segments it replaces.
 //!
 //! The swap is crash-safe: `.cleaned` files are fsynced and renamed to
 //! `.swap` (log last), the old segments deleted, then the `.swap` files
@@ -68,6 +70,8 @@ pub struct CleanableRange {
     segments: Vec<SegmentRef>,
     /// Records at or after this offset are not cleaned.
     end: i64,
+    /// The log's truncation count when the range was taken.
+    truncations: u64,
 }
 
 impl CleanableRange {
@@ -81,6 +85,7 @@ impl CleanableRange {
 pub struct CleanedSegments {
     groups: Vec<(Vec<(i64, u64)>, LogSegment)>,
     end: i64,
+    truncations: u64,
     pub stats: CleanerStats,
 }
 
@@ -132,9 +137,11 @@ impl LogCleaner {
             let Some(first) = group.first() else { continue };
             let mut out =
                 LogSegment::create_with_extra(&range.dir, first.base, &range.config, now, CLEANED)?;
+            let mut last_batch: Option<BatchHeader> = None;
             for seg in &group {
                 stats.bytes_read += seg.size;
                 for_each_batch(&seg.file, seg.size, |header, bytes| {
+                    last_batch = Some(*header);
                     let kept =
                         self.filter_batch(header, bytes, &map, delete_horizon, &mut stats)?;
                     if let Some(kept) = kept {
@@ -144,12 +151,26 @@ impl LogCleaner {
                     Ok(())
                 })?;
             }
+            // Recovery from a crash after the swap deletes the old segments
+            // the swapped-in segment's offsets reach
+            // (`complete_interrupted_swaps`), so the cleaned segment must end
+            // where the group did: a last batch that lost every record stays
+            // as an empty batch (as Kafka's cleaner can retain empty batches).
+            if let Some(last) = last_batch.filter(|h| h.next_offset() > out.next_offset()) {
+                let empty = records::build_batch(&last, &[])?;
+                out.append(&BatchHeader::parse(&empty)?, &empty)?;
+            }
             out.on_becoming_inactive()?;
             stats.bytes_written += out.size();
             stats.segments_cleaned += group.len();
             groups.push((group.iter().map(|s| (s.base, s.size)).collect(), out));
         }
-        Ok(CleanedSegments { groups, end, stats })
+        Ok(CleanedSegments {
+            groups,
+            end,
+            truncations: range.truncations,
+            stats,
+        })
     }
 
     /// Latest offset of every key below `range.end`, stopping early at a
@@ -304,19 +325,24 @@ impl PartitionLog {
             config: self.config.clone(),
             segments,
             end,
+            truncations: self.truncations,
         })
     }
 
     /// Phase three: swap cleaned segments in for the ones they replace. A
-    /// group whose old segments changed meanwhile (retention, truncation) is
-    /// discarded.
+    /// group whose old segments changed meanwhile (retention) is discarded;
+    /// after a truncation the whole pass is, since its key map may have
+    /// pointed at records that are gone (Kafka aborts cleaning on truncation).
     pub fn install_cleaned(&mut self, cleaned: CleanedSegments) -> Result<()> {
         let dir = self.dir().to_path_buf();
+        let truncated = cleaned.truncations != self.truncations;
+        let mut end = cleaned.end;
         for (old, mut new) in cleaned.groups {
             let unchanged = old
                 .iter()
                 .all(|(base, size)| self.segments.get(base).is_some_and(|s| s.size() == *size));
-            if !unchanged {
+            if truncated || !unchanged {
+                end = end.min(old.first().map_or(end, |(base, _)| *base));
                 new.delete()?;
                 continue;
             }
@@ -331,7 +357,9 @@ impl PartitionLog {
             sync_dir(&dir)?;
             self.segments.insert(new.base_offset(), new);
         }
-        self.cleaned_up_to = self.cleaned_up_to.max(cleaned.end);
+        if !truncated {
+            self.cleaned_up_to = self.cleaned_up_to.max(end);
+        }
         Ok(())
     }
 }

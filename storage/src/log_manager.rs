@@ -38,8 +38,10 @@ pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
 pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
 pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
-/// Directory names that are not partition logs of this manager.
-const RESERVED_PREFIX: &str = "__cluster_metadata";
+/// The topic of KRaft's metadata log: its `__cluster_metadata-0` directory
+/// is not a partition log of this manager. Only this exact topic, as in
+/// Kafka's `LogManager`; a user topic merely starting with it is a log.
+const METADATA_TOPIC: &str = "__cluster_metadata";
 const DELETE_SUFFIX: &str = "-delete";
 /// Default memory budget of the cleaner's key map.
 const CLEANER_MAP_BYTES: usize = 128 * 1024 * 1024;
@@ -97,10 +99,8 @@ impl LogManager {
                 fs::remove_dir_all(entry.path()).at(entry.path())?;
                 continue;
             }
-            if name.starts_with(RESERVED_PREFIX) {
-                continue;
-            }
             match TopicPartition::from_dir_name(&name) {
+                Ok(tp) if tp.topic == METADATA_TOPIC => {}
                 Ok(tp) => dirs.push((tp, entry.path())),
                 Err(_) => {
                     warn!(dir = %entry.path().display(), "ignoring a directory that is not a partition log")
@@ -197,10 +197,16 @@ impl LogManager {
         v
     }
 
-    /// Create an empty log for `tp`; an error if it exists or the
+    /// Create an empty log for `tp`; an error if the topic name is invalid,
+    /// the partition negative or `tp` the metadata log, if it exists or the
     /// `max.open.logs` limit is reached.
     pub fn create_log(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog> {
         crate::topic_partition::validate_topic_name(&tp.topic)?;
+        // Neither a directory `open` would read back as another partition
+        // (`t--1` parses as topic `t-`, partition 1) nor the metadata log's.
+        if tp.partition < 0 || tp.topic == METADATA_TOPIC {
+            return Err(StorageError::InvalidPartitionDir(tp.dir_name()));
+        }
         let mut logs = self.logs.write();
         if logs.contains_key(tp) {
             return Err(StorageError::LogExists(tp.to_string()));

@@ -103,6 +103,8 @@ pub struct PartitionLog {
     max_decompressed: usize,
     /// Offsets below this have been compacted (see [`crate::LogCleaner`]).
     pub(crate) cleaned_up_to: i64,
+    /// Truncations so far: a cleaning pass that spans one is discarded.
+    pub(crate) truncations: u64,
 }
 
 impl PartitionLog {
@@ -199,6 +201,7 @@ impl PartitionLog {
             flush,
             max_decompressed: opts.max_decompressed_batch_bytes,
             cleaned_up_to: opts.cleaner_checkpoint,
+            truncations: 0,
         };
         if log.log_start_offset > log.log_end_offset {
             log.truncate_fully_and_start_at(log.log_start_offset)?;
@@ -593,6 +596,7 @@ impl PartitionLog {
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);
         }
+        self.note_truncation(offset);
         let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
         let floor_exists = self.segments.range(..offset).next_back().is_some();
         for b in doomed {
@@ -622,6 +626,7 @@ impl PartitionLog {
 
     /// Drop the whole log and restart it, empty, at `offset`.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        self.note_truncation(offset);
         for (_, seg) in std::mem::take(&mut self.segments) {
             seg.delete()?;
         }
@@ -634,6 +639,14 @@ impl PartitionLog {
         self.epoch_cache.clear()?;
         self.flush.truncated(offset);
         Ok(())
+    }
+
+    /// Records from `offset` on are going: a cleaning pass under way may have
+    /// mapped keys to them, and what was cleaned there is no longer (as
+    /// Kafka's `maybeTruncateCheckpoint`).
+    fn note_truncation(&mut self, offset: i64) {
+        self.truncations += 1;
+        self.cleaned_up_to = self.cleaned_up_to.min(offset);
     }
 
     /// DeleteRecords: move the log start to `offset` (≤ the high watermark)
@@ -684,8 +697,9 @@ impl PartitionLog {
 
     /// Apply retention: segments below the log start always go; with
     /// `cleanup.policy` including `delete`, the oldest segments older than
-    /// `retention.ms` or beyond `retention.bytes` go too. If the active
-    /// segment itself has expired it is rolled first, as Kafka does.
+    /// `retention.ms` or beyond `retention.bytes` go too, if they are wholly
+    /// below the high watermark. If the active segment itself has expired
+    /// (and is committed) it is rolled first, as Kafka does.
     pub fn delete_old_segments(&mut self) -> Result<RetentionResult> {
         let mut total = self.delete_segments_below_start()?;
         if !self.config.cleanup_policy.delete {
@@ -712,7 +726,17 @@ impl PartitionLog {
                 by_size += 1;
             }
         }
-        let count = by_time.max(by_size);
+        // As Kafka, only segments wholly below the high watermark: retention
+        // must not remove records followers may not have replicated yet.
+        let committed = self
+            .segments
+            .keys()
+            .skip(1)
+            .copied()
+            .chain(std::iter::once(self.log_end_offset))
+            .take_while(|upper| *upper <= self.high_watermark)
+            .count();
+        let count = by_time.max(by_size).min(committed);
         if count == 0 {
             return Ok(total);
         }

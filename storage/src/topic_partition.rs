@@ -32,6 +32,9 @@ impl TopicPartition {
     pub fn from_dir_name(name: &str) -> Result<Self> {
         let bad = || StorageError::InvalidPartitionDir(name.to_string());
         let (topic, partition) = name.rsplit_once('-').ok_or_else(bad)?;
+        if partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
         let partition: i32 = partition.parse().map_err(|_| bad())?;
         if partition < 0 || validate_topic_name(topic).is_err() {
             return Err(bad());
@@ -88,7 +91,12 @@ mod tests {
     fn rejects_bad_names() {
         assert!(TopicPartition::from_dir_name("nodash").is_err());
         assert!(TopicPartition::from_dir_name("t-x").is_err());
-        assert!(TopicPartition::from_dir_name("t--1").is_err());
+        // "t--1" is topic "t-", partition 1: a legal name.
+        assert_eq!(
+            TopicPartition::from_dir_name("t--1").unwrap(),
+            TopicPartition::new("t-", 1)
+        );
+        assert!(TopicPartition::from_dir_name("t-+1").is_err());
         assert!(validate_topic_name("a/b").is_err());
         assert!(validate_topic_name(&"a".repeat(250)).is_err());
         assert!(validate_topic_name("..").is_err());

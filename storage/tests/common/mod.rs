@@ -40,8 +40,11 @@ pub fn keyed_batch(records: &[(&str, Option<&str>, i64)]) -> Vec<u8> {
     b.build().unwrap()
 }
 
+/// A record read back: `(offset, timestamp, key, value)`.
+pub type Rec = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Every record in a byte range of whole batches: `(offset, timestamp, key, value)`.
-pub fn decode_all(bytes: &[u8]) -> Vec<(i64, i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn decode_all(bytes: &[u8]) -> Vec<Rec> {
     let mut out = Vec::new();
     for item in rivulet_protocol::record_batch::BatchIter::new(bytes) {
         let (range, _) = item.unwrap();
@@ -59,10 +62,7 @@ pub fn decode_all(bytes: &[u8]) -> Vec<(i64, i64, Option<Vec<u8>>, Option<Vec<u8
 }
 
 /// Read the whole log from `from` to its end, batch by batch.
-pub fn read_all_from(
-    log: &PartitionLog,
-    from: i64,
-) -> Vec<(i64, i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn read_all_from(log: &PartitionLog, from: i64) -> Vec<Rec> {
     let mut out = Vec::new();
     let mut next = from;
     while next < log.log_end_offset() {
@@ -105,5 +105,91 @@ pub fn small_segments() -> LogConfig {
         index_interval_bytes: 256,
         segment_index_bytes: 4096,
         ..LogConfig::default()
+    }
+}
+
+/// [`keyed_batch`] compressed with `codec`.
+pub fn keyed_batch_with(codec: Compression, records: &[(&str, Option<&str>, i64)]) -> Vec<u8> {
+    let mut b = RecordBatchBuilder::new(codec);
+    for (k, v, ts) in records {
+        b.push(*ts, Some(k.as_bytes()), v.map(str::as_bytes), &[]);
+    }
+    b.build().unwrap()
+}
+
+/// `(offset, key, value)` of decoded records, for compact assertions.
+pub fn okv(recs: &[Rec]) -> Vec<(i64, String, Option<String>)> {
+    recs.iter()
+        .map(|(o, _, k, v)| {
+            (
+                *o,
+                String::from_utf8(k.clone().unwrap_or_default()).unwrap(),
+                v.as_ref().map(|v| String::from_utf8(v.clone()).unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Every batch of the log from its start, as `(header, bytes)` read back
+/// through [`PartitionLog::read`].
+pub fn raw_batches(
+    log: &PartitionLog,
+) -> Vec<(rivulet_protocol::record_batch::BatchHeader, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.log_end_offset() {
+        let bytes = log.read(next, 64 * 1024, None, true).unwrap();
+        if bytes.is_empty() {
+            break;
+        }
+        for item in rivulet_protocol::record_batch::BatchIter::new(&bytes) {
+            let (range, h) = item.unwrap();
+            next = h.next_offset();
+            out.push((h, bytes[range].to_vec()));
+        }
+    }
+    out
+}
+
+/// Names of the files in `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending.
+pub fn segment_bases_on_disk(dir: &Path) -> Vec<i64> {
+    file_names(dir)
+        .iter()
+        .filter_map(|n| n.strip_suffix(".log").and_then(|s| s.parse().ok()))
+        .collect()
+}
+
+/// Base offsets of the log's segments, ascending.
+pub fn segment_bases(log: &PartitionLog) -> Vec<i64> {
+    log.segments().map(|s| s.base_offset()).collect()
+}
+
+/// Whether any of a segment's three files is still on disk.
+pub fn segment_files_exist(dir: &Path, base: i64) -> [bool; 3] {
+    [".log", ".index", ".timeindex"].map(|s| dir.join(format!("{base:020}{s}")).exists())
+}
+
+/// Call `f` every 20 ms until it returns true or `timeout` passes; whether
+/// it did. For background-thread tests only.
+pub fn poll_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
