@@ -315,11 +315,19 @@ impl LogSegment {
         }
     }
 
-    /// Whether `segment.ms` has passed since the segment's first record.
-    pub fn is_expired_for_roll(&self, now_ms: i64, segment_ms: i64) -> bool {
+    /// Whether a batch with max timestamp `batch_ts` arriving at `now_ms`
+    /// must go to a new segment by `segment.ms`. As Kafka, the age is
+    /// measured in record time — the incoming timestamp minus the first
+    /// batch's — when the segment's records have timestamps, else in wall
+    /// time since the segment was created. (Comparing wall time with record
+    /// time would roll on every append for a producer replaying old data.)
+    pub fn is_expired_for_roll(&self, batch_ts: i64, now_ms: i64, segment_ms: i64) -> bool {
+        if self.size == 0 {
+            return false;
+        }
         match self.rolling_base_ms {
-            Some(base) => self.size > 0 && now_ms - base > segment_ms,
-            None => false,
+            Some(base) if base >= 0 => batch_ts - base > segment_ms,
+            _ => now_ms - self.created_ms > segment_ms,
         }
     }
 
@@ -351,11 +359,7 @@ impl LogSegment {
             self.offset_of_max_timestamp = header.base_offset;
         }
         if self.rolling_base_ms.is_none() {
-            self.rolling_base_ms = Some(if header.max_timestamp >= 0 {
-                header.max_timestamp
-            } else {
-                self.created_ms
-            });
+            self.rolling_base_ms = Some(header.max_timestamp);
         }
         if self.bytes_since_last_index_entry >= self.index_interval || position == 0 {
             self.offset_index
@@ -506,7 +510,8 @@ impl LogSegment {
             pos = end;
         }
         if self.size > 0 {
-            self.rolling_base_ms = Some(self.max_timestamp_so_far.max(0));
+            // Kafka's rolling-based timestamp: the first batch's.
+            self.rolling_base_ms = self.header_at(0)?.map(|h| h.max_timestamp);
         }
         Ok(true)
     }

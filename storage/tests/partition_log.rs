@@ -381,3 +381,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn old_record_timestamps_do_not_roll_a_segment_per_append() {
+    // A producer replaying month-old data: segment.ms counts in record time,
+    // so these appends share one segment (Kafka's rolling-based timestamp).
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    c.set(T0 + 30 * 24 * 3_600_000);
+    let mut log = open(
+        dir.path(),
+        LogConfig::default(),
+        c.clone(),
+        LogOpenOptions::default(),
+    );
+    for i in 0..20 {
+        log.append_as_leader(&mut batch("old", 2, T0 + i), 0)
+            .unwrap();
+    }
+    assert_eq!(log.num_segments(), 1);
+    // Record time moving past segment.ms does roll.
+    let week = LogConfig::default().segment_ms;
+    log.append_as_leader(&mut batch("new", 2, T0 + week + 1), 0)
+        .unwrap();
+    assert_eq!(log.num_segments(), 2);
+    // And the same holds after a clean reopen (the first batch's timestamp is reloaded).
+    log.close().unwrap();
+    drop(log);
+    let opts = LogOpenOptions {
+        clean_shutdown: true,
+        recovery_point: 42,
+        ..LogOpenOptions::default()
+    };
+    let mut log = open(dir.path(), LogConfig::default(), c, opts);
+    log.append_as_leader(&mut batch("more", 2, T0 + week + 5), 0)
+        .unwrap();
+    assert_eq!(log.num_segments(), 2);
+}
