@@ -9,10 +9,16 @@
 //! It does not own partition data (that is `rivulet-storage`) nor the Kafka
 //! wire protocol (that is the broker).
 
+pub mod codec;
 pub mod image;
 pub mod logic;
+pub mod node;
+pub mod raft;
 pub mod records;
+pub mod service;
 
 pub use image::{ApplyError, BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use logic::{BrokerHeartbeats, ControllerError};
+pub use node::{parse_voters, ControllerNode, QuorumConfig, QuorumError, Voter};
 pub use records::{ConfigResource, Listener, MetadataRecord, NO_LEADER};
+pub use service::{ControllerRequest, ControllerResponse};

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rivulet_storage::{validate_topic_name, LogConfig};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -30,7 +31,7 @@ const TOPIC_BROKER_KEYS: &[&str] = &[
     "compression.type",
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ControllerError {
     #[error("topic '{0}' already exists")]
     TopicAlreadyExists(String),
@@ -127,7 +128,7 @@ pub fn create_topic(
     if image.topic(name).is_some() {
         return Err(ControllerError::TopicAlreadyExists(name.to_string()));
     }
-    if partitions < 1 || partitions > MAX_PARTITIONS_PER_TOPIC {
+    if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
         return Err(ControllerError::InvalidPartitions(format!(
             "{partitions}: must be between 1 and {MAX_PARTITIONS_PER_TOPIC}"
         )));

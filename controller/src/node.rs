@@ -1,0 +1,349 @@
+//! `ControllerNode`: one voter of the metadata quorum — its Raft instance,
+//! durable log and state machine, the controller listener, and the periodic
+//! duties of the active controller (session expiry, leader rebalancing).
+//!
+//! A single node is a one-voter quorum started the same way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use rivulet_storage::LogConfig;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::image::MetadataImage;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{serve, NetworkFactory, PeerClient, Raft, RpcRequest, RpcResponse};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::VoterNode;
+use crate::service::{ControllerRequest, ControllerResponse, ControllerService};
+
+/// Directory of the metadata log under a node's data dir (Kafka's name).
+pub const METADATA_DIR: &str = "__cluster_metadata-0";
+
+#[derive(Debug, Error)]
+pub enum QuorumError {
+    #[error("invalid controller.quorum.voters: {0}")]
+    InvalidVoters(String),
+    #[error("cannot listen on controller address {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata log: {0}")]
+    Storage(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("no active controller answered within {0:?}")]
+    Timeout(Duration),
+}
+
+/// One voter: `id@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: u64,
+    pub addr: String,
+}
+
+/// Parse `controller.quorum.voters`: `1@127.0.0.1:9192,2@127.0.0.1:9193`.
+pub fn parse_voters(s: &str) -> Result<Vec<Voter>, QuorumError> {
+    let mut voters = Vec::new();
+    let mut ids = BTreeSet::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || QuorumError::InvalidVoters(format!("'{part}' is not id@host:port"));
+        let (id, addr) = part.split_once('@').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        if !ids.insert(id) {
+            return Err(QuorumError::InvalidVoters(format!(
+                "node id {id} appears twice"
+            )));
+        }
+        voters.push(Voter {
+            id,
+            addr: addr.to_string(),
+        });
+    }
+    if voters.is_empty() {
+        return Err(QuorumError::InvalidVoters("no voters given".into()));
+    }
+    Ok(voters)
+}
+
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    pub node_id: u64,
+    pub voters: Vec<Voter>,
+    /// The node's data dir; the metadata log lives in `__cluster_metadata-0`.
+    pub data_dir: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout_ms: i64,
+    /// Take a snapshot every this many log entries.
+    pub snapshot_every_entries: u64,
+    /// How often the active controller moves leaders back to preferred replicas.
+    pub leader_rebalance_interval_ms: u64,
+    pub log_defaults: LogConfig,
+}
+
+impl QuorumConfig {
+    pub fn new(node_id: u64, voters: Vec<Voter>, data_dir: PathBuf) -> Self {
+        QuorumConfig {
+            node_id,
+            voters,
+            data_dir,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            session_timeout_ms: 9000,
+            snapshot_every_entries: 1000,
+            leader_rebalance_interval_ms: 30_000,
+            log_defaults: LogConfig::default(),
+        }
+    }
+
+    fn own_addr(&self) -> Result<String, QuorumError> {
+        self.voters
+            .iter()
+            .find(|v| v.id == self.node_id)
+            .map(|v| v.addr.clone())
+            .ok_or_else(|| {
+                QuorumError::InvalidVoters(format!(
+                    "this node ({}) is not among the voters",
+                    self.node_id
+                ))
+            })
+    }
+}
+
+pub struct ControllerNode {
+    id: u64,
+    raft: Raft,
+    sm: StateMachine,
+    service: Arc<ControllerService>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    addr: String,
+}
+
+impl std::fmt::Debug for ControllerNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerNode")
+            .field("id", &self.id)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl ControllerNode {
+    /// Open the metadata log, bind the controller listener and join (or
+    /// bootstrap) the quorum. Returns once the node is serving; a leader may
+    /// not be elected yet.
+    pub async fn start(cfg: QuorumConfig) -> Result<Self, QuorumError> {
+        let addr = cfg.own_addr()?;
+        let dir = cfg.data_dir.join(METADATA_DIR);
+        let log = LogStore::open(&dir).map_err(|e| QuorumError::Storage(e.to_string()))?;
+        let (sm, _rx) =
+            StateMachine::open(&dir).map_err(|e| QuorumError::Storage(e.to_string()))?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| QuorumError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let config = openraft::Config {
+            cluster_name: "rivulet-metadata".into(),
+            heartbeat_interval: cfg.heartbeat_interval_ms,
+            election_timeout_min: cfg.election_timeout_min_ms,
+            election_timeout_max: cfg.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            cfg.node_id,
+            Arc::new(config),
+            NetworkFactory,
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let service = Arc::new(ControllerService::new(
+            raft.clone(),
+            sm.clone(),
+            cfg.log_defaults.clone(),
+            cfg.session_timeout_ms,
+        ));
+        let (shutdown, stop_rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(serve(
+            listener,
+            raft.clone(),
+            service.clone(),
+            stop_rx.clone(),
+        ))];
+        tasks.push(tokio::spawn(periodic(
+            service.clone(),
+            stop_rx,
+            Duration::from_millis((cfg.session_timeout_ms as u64 / 4).clamp(50, 1000)),
+            Duration::from_millis(cfg.leader_rebalance_interval_ms.max(100)),
+        )));
+        let members: BTreeMap<u64, VoterNode> = cfg
+            .voters
+            .iter()
+            .map(|v| {
+                (
+                    v.id,
+                    VoterNode {
+                        addr: v.addr.clone(),
+                    },
+                )
+            })
+            .collect();
+        // Every voter may try: only an empty log accepts the initial
+        // membership, so a restarted or already bootstrapped node refuses.
+        if !raft.is_initialized().await.unwrap_or(true) {
+            let _ = raft.initialize(members).await;
+        }
+        info!(node_id = cfg.node_id, %addr, voters = cfg.voters.len(), "controller started");
+        Ok(ControllerNode {
+            id: cfg.node_id,
+            raft,
+            sm,
+            service,
+            shutdown,
+            tasks,
+            addr,
+        })
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.sm.image()
+    }
+
+    /// Updates of the metadata image.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.sm.subscribe()
+    }
+
+    /// The active controller, as this node knows it.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// Current Raft term.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow_watched().current_term
+    }
+
+    /// Index of the last snapshot, if any.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .snapshot
+            .map(|l| l.index)
+    }
+
+    /// Build a snapshot now.
+    pub async fn trigger_snapshot(&self) -> Result<(), QuorumError> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))
+    }
+
+    /// Send a request to the active controller, wherever it is, retrying
+    /// through elections until `timeout`.
+    pub async fn request(
+        &self,
+        req: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<ControllerResponse, QuorumError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let resp = self.service.process(req.clone()).await;
+            let resp = match resp {
+                ControllerResponse::NotController {
+                    leader: Some((id, addr)),
+                } if id != self.id => {
+                    let mut peer = PeerClient::new(id, addr);
+                    match peer
+                        .call(&RpcRequest::Controller(req.clone()), Duration::from_secs(5))
+                        .await
+                    {
+                        Ok(RpcResponse::Controller(r)) => r,
+                        _ => ControllerResponse::NotController { leader: None },
+                    }
+                }
+                other => other,
+            };
+            match resp {
+                ControllerResponse::NotController { .. }
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                ControllerResponse::NotController { .. } => {
+                    return Err(QuorumError::Timeout(timeout))
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Stop serving and shut Raft down.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.raft.shutdown().await;
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+async fn periodic(
+    service: Arc<ControllerService>,
+    mut stop: watch::Receiver<bool>,
+    session_check: Duration,
+    rebalance: Duration,
+) {
+    let mut session_tick = tokio::time::interval(session_check);
+    let mut rebalance_tick = tokio::time::interval(rebalance);
+    loop {
+        tokio::select! {
+            _ = session_tick.tick() => service.expire_sessions().await,
+            _ = rebalance_tick.tick() => service.rebalance_leaders().await,
+            _ = stop.changed() => return,
+        }
+    }
+}

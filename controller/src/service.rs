@@ -1,0 +1,344 @@
+//! The controller service: requests from brokers and admin handlers
+//! (register, heartbeat, create topics, alter ISR, ...), answered by the
+//! active controller and redirected by the others.
+//!
+//! Decisions are serialized: one request at a time computes its records from
+//! an image that reflects every committed entry (a linearizable-read barrier
+//! first), then commits them, as Kafka's single-threaded QuorumController
+//! does. Broker liveness (session timeouts) is tracked here, on the active
+//! controller only; a newly elected controller gives every broker a fresh
+//! session.
+
+use std::collections::BTreeMap;
+
+use openraft::raft::ReadPolicy;
+use parking_lot::Mutex;
+use rivulet_storage::LogConfig;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use uuid::Uuid;
+
+use crate::logic::{self, BrokerHeartbeats, ControllerError};
+use crate::raft::network::{ControllerHandler, Raft};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::Command;
+use crate::records::{Listener, MetadataRecord};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    RegisterBroker {
+        node_id: i32,
+        incarnation: Uuid,
+        listeners: Vec<Listener>,
+        rack: Option<String>,
+    },
+    BrokerHeartbeat {
+        node_id: i32,
+        incarnation: Uuid,
+    },
+    /// Clean shutdown: fence the broker now so its partitions move at once.
+    BrokerShutdown {
+        node_id: i32,
+        incarnation: Uuid,
+    },
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        total: i32,
+        validate_only: bool,
+    },
+    AlterTopicConfigs {
+        name: String,
+        changes: BTreeMap<String, Option<String>>,
+        validate_only: bool,
+    },
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader_id: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    },
+    AllocateProducerIds {
+        broker_id: i32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerResponse {
+    /// Done; the change is in the image from `offset` on.
+    Ok {
+        offset: u64,
+    },
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
+    Error(ControllerError),
+    /// This node is not the active controller; try the leader if known.
+    NotController {
+        leader: Option<(u64, String)>,
+    },
+    /// The broker's incarnation is unknown or superseded: re-register.
+    StaleBrokerEpoch,
+}
+
+/// The service one controller node runs; only the Raft leader answers.
+#[derive(Debug)]
+pub struct ControllerService {
+    raft: Raft,
+    sm: StateMachine,
+    log_defaults: LogConfig,
+    decide: tokio::sync::Mutex<()>,
+    heartbeats: Mutex<BrokerHeartbeats>,
+    clock: fn() -> i64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl ControllerService {
+    pub(crate) fn new(
+        raft: Raft,
+        sm: StateMachine,
+        log_defaults: LogConfig,
+        session_timeout_ms: i64,
+    ) -> Self {
+        ControllerService {
+            raft,
+            sm,
+            log_defaults,
+            decide: tokio::sync::Mutex::new(()),
+            heartbeats: Mutex::new(BrokerHeartbeats::new(session_timeout_ms)),
+            clock: now_ms,
+        }
+    }
+
+    fn not_controller(&self) -> ControllerResponse {
+        let m = self.raft.metrics();
+        let leader = {
+            use openraft::async_runtime::WatchReceiver;
+            let m = m.borrow_watched();
+            m.current_leader.and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| (id, n.addr.clone()))
+            })
+        };
+        ControllerResponse::NotController { leader }
+    }
+
+    /// Commit `records` (nothing to do when empty).
+    async fn commit(&self, records: Vec<MetadataRecord>) -> ControllerResponse {
+        if records.is_empty() {
+            return ControllerResponse::Ok {
+                offset: self.sm.image().offset,
+            };
+        }
+        match self.raft.client_write(Command { records }).await {
+            Ok(resp) => ControllerResponse::Ok {
+                offset: resp.data.offset,
+            },
+            Err(_) => self.not_controller(),
+        }
+    }
+
+    /// Fence brokers whose session expired; called periodically.
+    pub(crate) async fn expire_sessions(&self) {
+        if !self.raft.is_leader() {
+            return;
+        }
+        let _g = self.decide.lock().await;
+        if self
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let image = self.sm.image();
+        let expired = self.heartbeats.lock().expired(&image, (self.clock)());
+        for node_id in expired {
+            let image = self.sm.image();
+            if let Ok(records) = logic::fence_broker(&image, node_id) {
+                info!(node_id, "broker session expired: fencing it");
+                let _ = self.commit(records).await;
+            }
+        }
+    }
+
+    /// Move leadership back to preferred replicas; called periodically.
+    pub(crate) async fn rebalance_leaders(&self) {
+        if !self.raft.is_leader() {
+            return;
+        }
+        let _g = self.decide.lock().await;
+        if self
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let records = logic::preferred_leader_elections(&self.sm.image());
+        if !records.is_empty() {
+            let _ = self.commit(records).await;
+        }
+    }
+
+    /// Answer one request as the active controller.
+    pub async fn process(&self, req: ControllerRequest) -> ControllerResponse {
+        if !self.raft.is_leader() {
+            return self.not_controller();
+        }
+        let _g = self.decide.lock().await;
+        if self
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .is_err()
+        {
+            return self.not_controller();
+        }
+        let image = self.sm.image();
+        let defaults = &self.log_defaults;
+        let decided: Result<Vec<MetadataRecord>, ControllerError> = match req {
+            ControllerRequest::RegisterBroker {
+                node_id,
+                incarnation,
+                listeners,
+                rack,
+            } => {
+                self.heartbeats.lock().touch(node_id, (self.clock)());
+                let mut records = Vec::new();
+                if image.brokers.contains_key(&node_id) {
+                    // A restarted broker: fence the old incarnation first so
+                    // its partitions move before the new one takes over.
+                    records.extend(logic::fence_broker(&image, node_id).unwrap_or_default());
+                }
+                records.extend(logic::register_broker(
+                    node_id,
+                    incarnation,
+                    listeners,
+                    rack,
+                ));
+                Ok(records)
+            }
+            ControllerRequest::BrokerHeartbeat {
+                node_id,
+                incarnation,
+            } => match image.brokers.get(&node_id) {
+                Some(b) if b.incarnation == incarnation => {
+                    self.heartbeats.lock().touch(node_id, (self.clock)());
+                    logic::unfence_broker(&image, node_id)
+                }
+                _ => return ControllerResponse::StaleBrokerEpoch,
+            },
+            ControllerRequest::BrokerShutdown {
+                node_id,
+                incarnation,
+            } => match image.brokers.get(&node_id) {
+                Some(b) if b.incarnation == incarnation => {
+                    self.heartbeats.lock().forget(node_id);
+                    logic::fence_broker(&image, node_id)
+                }
+                _ => return ControllerResponse::StaleBrokerEpoch,
+            },
+            ControllerRequest::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+                validate_only,
+            } => logic::create_topic(
+                &image,
+                defaults,
+                &name,
+                partitions,
+                replication_factor,
+                &configs,
+                Uuid::new_v4(),
+            )
+            .map(|r| if validate_only { Vec::new() } else { r }),
+            ControllerRequest::DeleteTopic { name } => logic::delete_topic(&image, &name),
+            ControllerRequest::CreatePartitions {
+                name,
+                total,
+                validate_only,
+            } => logic::create_partitions(&image, &name, total).map(|r| {
+                if validate_only {
+                    Vec::new()
+                } else {
+                    r
+                }
+            }),
+            ControllerRequest::AlterTopicConfigs {
+                name,
+                changes,
+                validate_only,
+            } => logic::alter_topic_configs(&image, defaults, &name, &changes).map(|r| {
+                if validate_only {
+                    Vec::new()
+                } else {
+                    r
+                }
+            }),
+            ControllerRequest::AlterPartition {
+                topic,
+                partition,
+                leader_id,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => logic::alter_partition(
+                &image,
+                &topic,
+                partition,
+                leader_id,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            ),
+            ControllerRequest::AllocateProducerIds { broker_id } => {
+                match logic::allocate_producer_ids(&image, broker_id) {
+                    Ok((first, record)) => {
+                        return match self.commit(vec![record]).await {
+                            ControllerResponse::Ok { .. } => ControllerResponse::ProducerIds {
+                                first,
+                                count: logic::PRODUCER_ID_BLOCK,
+                            },
+                            other => other,
+                        };
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match decided {
+            Ok(records) => self.commit(records).await,
+            Err(e) => ControllerResponse::Error(e),
+        }
+    }
+}
+
+impl ControllerHandler for ControllerService {
+    async fn handle(&self, req: ControllerRequest) -> ControllerResponse {
+        self.process(req).await
+    }
+}
