@@ -266,13 +266,20 @@ fn check_record_count(
 /// cleaner may leave gaps.
 pub fn validate_produced_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = validate_batch(buf)?;
+    check_produced(&header)?;
+    Ok(header)
+}
+
+/// The producer-only part of [`validate_produced_batch`], for a header that
+/// [`validate_batch`] already accepted (saves a second CRC pass).
+pub fn check_produced(header: &BatchHeader) -> Result<(), BatchError> {
     if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
         return Err(BatchError::BadRecordCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
         });
     }
-    Ok(header)
+    Ok(())
 }
 
 /// Iterates over the batches of a concatenated record set (a produce request's

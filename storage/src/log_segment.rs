@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rivulet_protocol::record_batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 
 use crate::config::LogConfig;
@@ -71,11 +71,23 @@ impl ReadPlan {
 
     /// Read the planned bytes and cut them after the last whole batch. The
     /// first batch is always whole (the plan covers it).
+    ///
+    /// The buffer is filled by `pread` straight into uninitialised capacity
+    /// (rustix's safe spare-capacity API): zero-filling it first would cost
+    /// as much memory bandwidth as the read itself.
     pub fn execute(&self) -> Result<Bytes> {
-        let mut buf = BytesMut::zeroed(self.len);
-        self.file
-            .read_exact_at(&mut buf, self.position)
-            .at(self.path.as_path())?;
+        let mut buf: Vec<u8> = Vec::with_capacity(self.len);
+        while buf.len() < self.len {
+            let at = self.position + buf.len() as u64;
+            let before = buf.len();
+            rustix::io::pread(&*self.file, rustix::buffer::spare_capacity(&mut buf), at)
+                .map_err(std::io::Error::from)
+                .at(self.path.as_path())?;
+            if buf.len() == before {
+                // The file ended early (truncated since the plan was made).
+                break;
+            }
+        }
         let mut end = 0;
         while let Some(size) = buf.get(end..).and_then(record_batch::peek_batch_size) {
             if end + size > buf.len() {
@@ -84,7 +96,7 @@ impl ReadPlan {
             end += size;
         }
         buf.truncate(end);
-        Ok(buf.freeze())
+        Ok(Bytes::from(buf))
     }
 }
 
