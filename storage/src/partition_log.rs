@@ -792,6 +792,18 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Visit the header of every batch in the log, oldest first (rebuilding
+    /// producer state at load). Reads whole batches sequentially.
+    pub fn scan_batch_headers(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        for seg in self.segments.values() {
+            crate::log_segment::for_each_batch(&seg.file(), seg.size(), |h, _| {
+                f(h);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
     /// OffsetForLeaderEpoch: `(epoch, end_offset)`.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         self.epoch_cache.end_offset_for(epoch, self.log_end_offset)

@@ -1,0 +1,388 @@
+//! `Broker`: what every request handler shares — config, cluster identity,
+//! the controller voter of this node, the metadata image and the replica
+//! manager — and [`BrokerNode`], which starts and stops all of it.
+//!
+//! Start-up: `meta.properties` (node and cluster id) is checked or written,
+//! partition logs are opened (recovering after an unclean stop), the
+//! controller voter joins the quorum, the broker registers and heartbeats in
+//! the background, local partitions follow every metadata image, and the
+//! Kafka listener accepts connections (at most `max.connections`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rivulet_controller::{
+    parse_voters, ControllerNode, ControllerRequest, ControllerResponse, Listener, MetadataImage,
+    QuorumConfig,
+};
+use rivulet_storage::{LogManager, SystemClock};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::replica_manager::ReplicaManager;
+
+pub const META_PROPERTIES: &str = "meta.properties";
+/// How long admin requests wait for the controller.
+pub const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("data dir {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error("{0}")]
+    Storage(#[from] rivulet_storage::StorageError),
+    #[error("{0}")]
+    Quorum(#[from] rivulet_controller::QuorumError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub incarnation: Uuid,
+    pub controller: ControllerNode,
+    pub replicas: ReplicaManager,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl Broker {
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The latest metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    /// Send a request to the active controller; a quorum without a leader
+    /// answers `NotController`.
+    pub async fn controller_request(&self, req: ControllerRequest) -> ControllerResponse {
+        self.controller
+            .request(req, CONTROLLER_TIMEOUT)
+            .await
+            .unwrap_or(ControllerResponse::NotController { leader: None })
+    }
+
+    /// A fresh producer id, from a block reserved through the controller.
+    pub async fn next_producer_id(&self) -> Result<i64, ControllerResponse> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            match self
+                .controller_request(ControllerRequest::AllocateProducerIds {
+                    broker_id: self.node_id(),
+                })
+                .await
+            {
+                ControllerResponse::ProducerIds { first, count } => *block = (first, first + count),
+                other => return Err(other),
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+
+    /// Wait until `topic` is in the image and every partition this node
+    /// leads in it is loaded locally.
+    pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> bool {
+        let mut rx = self.controller.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = {
+                let image = rx.borrow_and_update().clone();
+                image.topic(topic).is_some_and(|t| {
+                    t.partitions.iter().all(|(p, reg)| {
+                        reg.leader != self.node_id()
+                            || self
+                                .replicas
+                                .get(&rivulet_storage::TopicPartition::new(topic, *p))
+                                .is_some_and(|part| part.state().leader_epoch == reg.leader_epoch)
+                    })
+                })
+            };
+            if ready {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Local partitions follow the image asynchronously: poll briefly too.
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(20)), rx.changed()).await;
+        }
+    }
+}
+
+/// A running broker.
+pub struct BrokerNode {
+    pub broker: Arc<Broker>,
+    logs: Arc<LogManager>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    pub local_addr: std::net::SocketAddr,
+}
+
+/// Read `meta.properties` or write it: the node id must match and the
+/// cluster id stays the same for the data dir's life.
+fn meta_properties(
+    dir: &Path,
+    node_id: i32,
+    configured: Option<&str>,
+) -> Result<String, StartError> {
+    let path = dir.join(META_PROPERTIES);
+    let err = |message: String| StartError::DataDir {
+        path: dir.display().to_string(),
+        message,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let props: BTreeMap<&str, &str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .collect();
+            let stored: i32 = props
+                .get("node.id")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| err(format!("{} has no valid node.id", path.display())))?;
+            if stored != node_id {
+                return Err(err(format!(
+                    "belongs to node {stored}, but this is node {node_id} (meta.properties)"
+                )));
+            }
+            let cluster = props
+                .get("cluster.id")
+                .map(|s| s.to_string())
+                .ok_or_else(|| err(format!("{} has no cluster.id", path.display())))?;
+            if let Some(c) = configured {
+                if c != cluster {
+                    return Err(err(format!(
+                        "holds cluster {cluster}, but cluster.id is {c}"
+                    )));
+                }
+            }
+            Ok(cluster)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cluster = configured.map(str::to_string).unwrap_or_else(|| {
+                // Kafka cluster ids are 22 characters of URL-safe base64.
+                let u = Uuid::new_v4().simple().to_string();
+                u[..22].to_string()
+            });
+            let text = format!("version=1\nnode.id={node_id}\ncluster.id={cluster}\n");
+            rivulet_storage::checkpoint::write_atomically(&path, text.as_bytes())?;
+            Ok(cluster)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+impl BrokerNode {
+    pub async fn start(config: BrokerConfig) -> Result<BrokerNode, StartError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let cluster_id = meta_properties(&dir, config.node_id, config.cluster_id.as_deref())?;
+        let storage = config.storage.clone();
+        let logs_dir = dir.clone();
+        let logs = tokio::task::spawn_blocking(move || {
+            LogManager::open(&logs_dir, storage, Arc::new(SystemClock), &|_| None)
+        })
+        .await
+        .map_err(|e| StartError::DataDir {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })??;
+        let logs = Arc::new(logs);
+        logs.start_background();
+
+        let voters = parse_voters(&config.quorum_voters)?;
+        let mut qc = QuorumConfig::new(config.node_id as u64, voters, dir.clone());
+        qc.session_timeout_ms = config.session_timeout_ms;
+        qc.log_defaults = config.storage.log_defaults.clone();
+        let controller = ControllerNode::start(qc).await?;
+
+        let listener = TcpListener::bind(&config.listener)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listener.clone(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listener.clone(),
+            source,
+        })?;
+        let broker = Arc::new(Broker {
+            replicas: ReplicaManager::new(config.node_id, logs.clone(), config.min_insync_replicas),
+            config,
+            cluster_id,
+            incarnation: Uuid::new_v4(),
+            controller,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+        });
+        let (shutdown, stop_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(follow_image(broker.clone(), stop_rx.clone())),
+            tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
+            tokio::spawn(accept(listener, broker.clone(), stop_rx)),
+        ];
+        info!(
+            node_id = broker.node_id(),
+            listener = %local_addr,
+            cluster_id = %broker.cluster_id,
+            data_dir = %broker.config.data_dir.display(),
+            "Rivulet broker listening on {local_addr}"
+        );
+        Ok(BrokerNode {
+            broker,
+            logs,
+            shutdown,
+            tasks,
+            local_addr,
+        })
+    }
+
+    /// Controlled shutdown: leave the cluster, stop serving, flush and
+    /// checkpoint every log.
+    pub async fn shutdown(self) -> Result<(), rivulet_storage::StorageError> {
+        let b = &self.broker;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            b.controller.request(
+                ControllerRequest::BrokerShutdown {
+                    node_id: b.node_id(),
+                    incarnation: b.incarnation,
+                },
+                Duration::from_secs(5),
+            ),
+        )
+        .await;
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let broker = self.broker;
+        let logs = self.logs;
+        // Handlers still holding the broker finish on their own; the
+        // controller stops with the last reference.
+        tokio::task::spawn_blocking(move || logs.shutdown())
+            .await
+            .map_err(|e| rivulet_storage::StorageError::LogOffline(e.to_string()))??;
+        if let Ok(b) = Arc::try_unwrap(broker) {
+            b.controller.shutdown().await;
+        }
+        info!("broker shut down cleanly");
+        Ok(())
+    }
+}
+
+/// Keep local partitions in line with each new metadata image.
+async fn follow_image(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut rx = broker.controller.subscribe();
+    loop {
+        let image = rx.borrow_and_update().clone();
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.replicas.apply_image(&image)).await;
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Register with the active controller, then heartbeat; re-register when the
+/// controller no longer knows this incarnation.
+async fn register_and_heartbeat(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let (host, port) = broker.config.advertised_host_port();
+    let listeners = vec![Listener {
+        name: "PLAINTEXT".into(),
+        host,
+        port: port as u16,
+    }];
+    let interval = Duration::from_millis(broker.config.heartbeat_interval_ms);
+    let mut registered = false;
+    loop {
+        let req = if registered {
+            ControllerRequest::BrokerHeartbeat {
+                node_id: broker.node_id(),
+                incarnation: broker.incarnation,
+            }
+        } else {
+            ControllerRequest::RegisterBroker {
+                node_id: broker.node_id(),
+                incarnation: broker.incarnation,
+                listeners: listeners.clone(),
+                rack: None,
+            }
+        };
+        match broker
+            .controller
+            .request(req, interval.max(Duration::from_secs(1)))
+            .await
+        {
+            Ok(ControllerResponse::Ok { .. }) => {
+                if !registered {
+                    info!(node_id = broker.node_id(), "registered with the controller");
+                    registered = true;
+                    // Unfence at once rather than a heartbeat later.
+                    continue;
+                }
+            }
+            Ok(ControllerResponse::StaleBrokerEpoch) => registered = false,
+            Ok(other) => warn!(response = ?other, "controller refused heartbeat"),
+            Err(e) => warn!(error = %e, "no active controller yet"),
+        }
+        let wait = if registered {
+            interval
+        } else {
+            Duration::from_millis(100)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn accept(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(broker.config.max_connections));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let b = broker.clone();
+                        tokio::spawn(async move {
+                            crate::connection::serve(stream, peer, b).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => warn!(%peer, limit = broker.config.max_connections, "refusing connection: max.connections reached"),
+                },
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}

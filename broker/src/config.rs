@@ -1,0 +1,374 @@
+//! Broker configuration: embedded defaults, an optional TOML file and
+//! `--set key=value` overrides, all with Kafka's property names.
+//!
+//! The TOML may nest (`[log] retention.ms = 1000`) or quote dotted keys
+//! (`"log.retention.ms" = 1000`); both flatten to `log.retention.ms`. Every
+//! key is known and validated: an unknown key or a bad value is an error
+//! naming the key, the value and what was expected.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rivulet_storage::{LogConfig, StorageConfig};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("unknown config key '{0}'")]
+    UnknownKey(String),
+    #[error("invalid value '{value}' for {key}: expected {expected}")]
+    Invalid {
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("--set expects key=value, got '{0}'")]
+    BadOverride(String),
+}
+
+/// Broker keys that map onto a log (topic) config key.
+const LOG_KEYS: &[(&str, &str)] = &[
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.index.size.max.bytes", "segment.index.bytes"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    (
+        "log.cleaner.min.cleanable.ratio",
+        "min.cleanable.dirty.ratio",
+    ),
+    ("message.max.bytes", "max.message.bytes"),
+    ("log.flush.policy", "flush.policy"),
+    ("log.flush.interval.ms", "flush.ms"),
+    ("log.message.timestamp.type", "message.timestamp.type"),
+];
+
+/// Every other key with its default, in the order `config/single.toml`
+/// documents them.
+pub const DEFAULTS: &[(&str, &str)] = &[
+    ("node.id", "1"),
+    ("listeners", "127.0.0.1:9092"),
+    ("advertised.listeners", ""),
+    ("controller.listener", "127.0.0.1:9192"),
+    ("controller.quorum.voters", ""),
+    ("data.dir", "./rivulet-data"),
+    ("cluster.id", ""),
+    ("num.partitions", "1"),
+    ("default.replication.factor", "1"),
+    ("min.insync.replicas", "1"),
+    ("auto.create.topics.enable", "true"),
+    ("socket.request.max.bytes", "104857600"),
+    ("max.connections", "10000"),
+    ("connections.max.idle.ms", "600000"),
+    ("broker.session.timeout.ms", "9000"),
+    ("broker.heartbeat.interval.ms", "2000"),
+    ("max.open.logs", "100000"),
+    ("num.recovery.threads", "2"),
+    ("log.retention.check.interval.ms", "300000"),
+    ("log.cleaner.enable", "true"),
+];
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    /// Kafka listener `host:port`.
+    pub listener: String,
+    /// `host:port` advertised to clients.
+    pub advertised_listener: String,
+    pub controller_listener: String,
+    pub quorum_voters: String,
+    pub data_dir: PathBuf,
+    pub cluster_id: Option<String>,
+    pub num_partitions: i32,
+    pub default_replication_factor: i32,
+    pub min_insync_replicas: i32,
+    pub auto_create_topics: bool,
+    pub socket_request_max_bytes: usize,
+    pub max_connections: usize,
+    pub connections_max_idle_ms: u64,
+    pub session_timeout_ms: i64,
+    pub heartbeat_interval_ms: u64,
+    pub storage: StorageConfig,
+}
+
+fn int<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    value: &str,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    match value.trim().parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            expected: format!("an integer between {min} and {max}"),
+        }),
+    }
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            expected: "true or false".into(),
+        }),
+    }
+}
+
+fn host_port(key: &str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    let v = v.rsplit_once("://").map_or(v, |(_, rest)| rest);
+    match v.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(v.to_string()),
+        _ => Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            expected: "host:port".into(),
+        }),
+    }
+}
+
+/// Flatten a TOML table into dotted keys with string values.
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            toml::Value::String(s) => {
+                out.insert(key, s.clone());
+            }
+            toml::Value::Array(a) => {
+                let parts: Vec<String> = a
+                    .iter()
+                    .map(|x| match x {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                out.insert(key, parts.join(","));
+            }
+            other => {
+                out.insert(key, other.to_string());
+            }
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Defaults, then the file (if any), then `key=value` overrides.
+    pub fn load(file: Option<&std::path::Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut props = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Toml {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })?;
+            flatten("", &table, &mut props);
+        }
+        for o in overrides {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+            props.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Self::from_props(&props)
+    }
+
+    /// Build from flat properties over the defaults.
+    pub fn from_props(props: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut all: BTreeMap<String, String> = DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut log = LogConfig::default();
+        for (k, v) in props {
+            if let Some((_, log_key)) = LOG_KEYS.iter().find(|(bk, _)| bk == k) {
+                log.set(log_key, v).map_err(|e| ConfigError::Invalid {
+                    key: k.clone(),
+                    value: v.clone(),
+                    expected: e.to_string(),
+                })?;
+            } else if all.contains_key(k) {
+                all.insert(k.clone(), v.clone());
+            } else {
+                return Err(ConfigError::UnknownKey(k.clone()));
+            }
+        }
+        let get = |k: &str| all.get(k).cloned().unwrap_or_default();
+        let node_id = int("node.id", &get("node.id"), 0, i32::MAX)?;
+        let listener = host_port("listeners", &get("listeners"))?;
+        let advertised_listener = match get("advertised.listeners").trim() {
+            "" => listener.clone(),
+            v => host_port("advertised.listeners", v)?,
+        };
+        let controller_listener = host_port("controller.listener", &get("controller.listener"))?;
+        let quorum_voters = match get("controller.quorum.voters").trim() {
+            "" => format!("{node_id}@{controller_listener}"),
+            v => v.to_string(),
+        };
+        rivulet_controller::parse_voters(&quorum_voters).map_err(|e| ConfigError::Invalid {
+            key: "controller.quorum.voters".into(),
+            value: quorum_voters.clone(),
+            expected: e.to_string(),
+        })?;
+        let data_dir = PathBuf::from(get("data.dir"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "data.dir".into(),
+                value: String::new(),
+                expected: "a directory path".into(),
+            });
+        }
+        let cluster_id = Some(get("cluster.id")).filter(|s| !s.trim().is_empty());
+        let storage = StorageConfig {
+            log_defaults: log,
+            max_open_logs: int("max.open.logs", &get("max.open.logs"), 1, 10_000_000)?,
+            recovery_threads: int("num.recovery.threads", &get("num.recovery.threads"), 1, 64)?,
+            retention_check_interval_ms: int(
+                "log.retention.check.interval.ms",
+                &get("log.retention.check.interval.ms"),
+                1,
+                i64::MAX / 2,
+            )?,
+            cleaner_enabled: boolean("log.cleaner.enable", &get("log.cleaner.enable"))?,
+            ..StorageConfig::default()
+        };
+        Ok(BrokerConfig {
+            node_id,
+            listener,
+            advertised_listener,
+            controller_listener,
+            quorum_voters,
+            data_dir,
+            cluster_id,
+            num_partitions: int("num.partitions", &get("num.partitions"), 1, 10_000)?,
+            default_replication_factor: int(
+                "default.replication.factor",
+                &get("default.replication.factor"),
+                1,
+                i16::MAX as i32,
+            )?,
+            min_insync_replicas: int(
+                "min.insync.replicas",
+                &get("min.insync.replicas"),
+                1,
+                i16::MAX as i32,
+            )?,
+            auto_create_topics: boolean(
+                "auto.create.topics.enable",
+                &get("auto.create.topics.enable"),
+            )?,
+            socket_request_max_bytes: int(
+                "socket.request.max.bytes",
+                &get("socket.request.max.bytes"),
+                1024,
+                i32::MAX as usize,
+            )?,
+            max_connections: int("max.connections", &get("max.connections"), 1, 1_000_000)?,
+            connections_max_idle_ms: int(
+                "connections.max.idle.ms",
+                &get("connections.max.idle.ms"),
+                1,
+                u64::MAX / 2,
+            )?,
+            session_timeout_ms: int(
+                "broker.session.timeout.ms",
+                &get("broker.session.timeout.ms"),
+                100,
+                i64::MAX / 2,
+            )?,
+            heartbeat_interval_ms: int(
+                "broker.heartbeat.interval.ms",
+                &get("broker.heartbeat.interval.ms"),
+                10,
+                u64::MAX / 2,
+            )?,
+            storage,
+        })
+    }
+
+    /// The listener's host and port, for Metadata responses.
+    pub fn advertised_host_port(&self) -> (String, i32) {
+        match self.advertised_listener.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(9092)),
+            None => (self.advertised_listener.clone(), 9092),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_config() {
+        let c = BrokerConfig::from_props(&BTreeMap::new()).unwrap();
+        assert_eq!(c.listener, "127.0.0.1:9092");
+        assert_eq!(c.quorum_voters, "1@127.0.0.1:9192");
+        assert!(c.auto_create_topics);
+        assert_eq!(c.socket_request_max_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn toml_tables_and_overrides_flatten_to_kafka_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(
+            &path,
+            "\"node.id\" = 3\nlisteners = \"127.0.0.1:9999\"\n[log]\n\"retention.ms\" = 1000\n",
+        )
+        .unwrap();
+        let c = BrokerConfig::load(Some(&path), &["num.partitions=4".into()]).unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.listener, "127.0.0.1:9999");
+        assert_eq!(c.storage.log_defaults.retention_ms, 1000);
+        assert_eq!(c.num_partitions, 4);
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_named() {
+        let e = BrokerConfig::from_props(&props(&[("num.partitions", "zero")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value 'zero' for num.partitions: expected an integer between 1 and 10000"
+        );
+        let e = BrokerConfig::from_props(&props(&[("no.such", "1")])).unwrap_err();
+        assert_eq!(e.to_string(), "unknown config key 'no.such'");
+        assert!(BrokerConfig::from_props(&props(&[("listeners", "nohost")])).is_err());
+        assert!(BrokerConfig::from_props(&props(&[("log.retention.ms", "-7")])).is_err());
+        assert!(BrokerConfig::from_props(&props(&[("controller.quorum.voters", "1@x")])).is_err());
+        assert!(BrokerConfig::load(None, &["novalue".into()]).is_err());
+    }
+}

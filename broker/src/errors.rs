@@ -1,0 +1,61 @@
+//! The one place internal errors become Kafka error codes.
+
+use kafka_protocol::ResponseError as E;
+use rivulet_controller::logic::ControllerError;
+use rivulet_controller::ControllerResponse;
+use rivulet_storage::StorageError;
+
+pub const NONE: i16 = 0;
+
+pub fn code(e: E) -> i16 {
+    e.code()
+}
+
+/// A storage failure on a produce, fetch or offsets path.
+pub fn storage(e: &StorageError) -> i16 {
+    match e {
+        StorageError::InvalidBatch(_) | StorageError::Records(_) => E::CorruptMessage.code(),
+        StorageError::RecordTooLarge { .. } => E::MessageTooLarge.code(),
+        StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
+        StorageError::UnknownPartition(_) => E::UnknownTopicOrPartition.code(),
+        StorageError::InvalidTopicName { .. } | StorageError::InvalidPartitionDir(_) => {
+            E::InvalidTopicException.code()
+        }
+        StorageError::Config(_) => E::InvalidConfig.code(),
+        StorageError::Io { .. }
+        | StorageError::LogOffline(_)
+        | StorageError::CorruptCheckpoint { .. } => E::KafkaStorageError.code(),
+        _ => E::UnknownServerError.code(),
+    }
+}
+
+/// A controller decision's error.
+pub fn controller(e: &ControllerError) -> i16 {
+    match e {
+        ControllerError::TopicAlreadyExists(_) => E::TopicAlreadyExists.code(),
+        ControllerError::UnknownTopic(_) | ControllerError::UnknownPartition(..) => {
+            E::UnknownTopicOrPartition.code()
+        }
+        ControllerError::InvalidTopicName(_) => E::InvalidTopicException.code(),
+        ControllerError::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor.code(),
+        ControllerError::InvalidPartitions(_) => E::InvalidPartitions.code(),
+        ControllerError::InvalidConfig(_) => E::InvalidConfig.code(),
+        ControllerError::UnknownBroker(_) => E::BrokerNotAvailable.code(),
+        ControllerError::NotLeader(_) => E::NotLeaderOrFollower.code(),
+        ControllerError::FencedLeaderEpoch { .. } => E::FencedLeaderEpoch.code(),
+        ControllerError::InvalidUpdateVersion { .. } => E::InvalidUpdateVersion.code(),
+        ControllerError::IneligibleReplica(_) => E::IneligibleReplica.code(),
+    }
+}
+
+/// `(error code, message)` for a controller response that is not plain success.
+pub fn controller_response(r: &ControllerResponse) -> (i16, Option<String>) {
+    match r {
+        ControllerResponse::Ok { .. } | ControllerResponse::ProducerIds { .. } => (NONE, None),
+        ControllerResponse::Error(e) => (controller(e), Some(e.to_string())),
+        ControllerResponse::NotController { .. } => {
+            (E::NotController.code(), Some("no active controller".into()))
+        }
+        ControllerResponse::StaleBrokerEpoch => (E::StaleBrokerEpoch.code(), None),
+    }
+}

@@ -1,0 +1,175 @@
+//! Fetch: whole batches from each partition's log up to the high watermark,
+//! within `partition_max_bytes` and the response's `max_bytes` (the first
+//! partition with data always gets at least one whole batch), waiting up to
+//! `max_wait_ms` for `min_bytes` to arrive (long poll).
+//!
+//! Fetch sessions (KIP-227) are not implemented: every response carries
+//! session id 0, which tells clients to keep sending full requests, and an
+//! incremental request for a session id gets FETCH_SESSION_ID_NOT_FOUND.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError as E;
+use rivulet_storage::{ReadPlan, TopicPartition};
+
+use crate::broker::Broker;
+use crate::errors;
+use crate::replica_manager::Partition;
+
+/// Upper bound on `max_wait_ms`, so a client cannot park a request forever.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+pub async fn handle(b: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
+    if req.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(E::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+    }
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = tokio::time::Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    loop {
+        let partitions: Vec<Option<Arc<Partition>>> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    b.replicas
+                        .get(&TopicPartition::new(t.topic.to_string(), p.partition))
+                })
+            })
+            .collect();
+        // Arm the wake-ups before reading, so an append in between is seen.
+        let wakeups: Vec<_> = partitions
+            .iter()
+            .flatten()
+            .map(|p| p.appended.notified())
+            .collect();
+        let (response, bytes, any_error) = read_all(b, &req);
+        if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+            return response;
+        }
+        if wakeups.is_empty() {
+            tokio::time::sleep_until(deadline).await;
+            continue;
+        }
+        let any_append = futures_util::future::select_all(wakeups.into_iter().map(Box::pin));
+        tokio::select! {
+            _ = any_append => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// One pass over every requested partition: the response, the record bytes
+/// it carries and whether any partition failed.
+fn read_all(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let mut remaining = req.max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = t.topic.to_string();
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let tp = TopicPartition::new(name.clone(), p.partition);
+            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+            let min_one = total == 0;
+            let data = read_partition(
+                b,
+                &tp,
+                p.fetch_offset,
+                p.current_leader_epoch,
+                limit,
+                min_one,
+                req.isolation_level,
+            );
+            if data.error_code != 0 {
+                any_error = true;
+            }
+            let n = data.records.as_ref().map_or(0, Bytes::len);
+            total += n;
+            remaining = remaining.saturating_sub(n);
+            parts.push(data.with_partition_index(p.partition));
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+                .with_partitions(parts),
+        );
+    }
+    (
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(topics),
+        total,
+        any_error,
+    )
+}
+
+fn partition_error(code: i16) -> PartitionData {
+    PartitionData::default()
+        .with_error_code(code)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica((-1).into())
+        .with_records(Some(Bytes::new()))
+}
+
+fn read_partition(
+    b: &Broker,
+    tp: &TopicPartition,
+    fetch_offset: i64,
+    current_leader_epoch: i32,
+    max_bytes: usize,
+    min_one: bool,
+    isolation_level: i8,
+) -> PartitionData {
+    let Some(partition) = b.replicas.get(tp) else {
+        return partition_error(E::UnknownTopicOrPartition.code());
+    };
+    let state = partition.state();
+    if state.leader != b.node_id() {
+        return partition_error(E::NotLeaderOrFollower.code());
+    }
+    if current_leader_epoch >= 0 && current_leader_epoch != state.leader_epoch {
+        return partition_error(if current_leader_epoch < state.leader_epoch {
+            E::FencedLeaderEpoch.code()
+        } else {
+            E::UnknownLeaderEpoch.code()
+        });
+    }
+    // Plan under the log's lock; read the bytes after releasing it.
+    let (plan, hw, log_start): (Result<Option<ReadPlan>, _>, i64, i64) = {
+        let log = partition.log.lock();
+        let hw = log.high_watermark();
+        (
+            log.plan_read(fetch_offset, max_bytes, Some(hw), min_one),
+            hw,
+            log.log_start_offset(),
+        )
+    };
+    let base = PartitionData::default()
+        .with_high_watermark(hw)
+        .with_last_stable_offset(hw)
+        .with_log_start_offset(log_start)
+        .with_preferred_read_replica((-1).into())
+        .with_aborted_transactions((isolation_level == 1).then(Vec::new));
+    let records = match plan {
+        Ok(Some(plan)) => plan.execute(),
+        Ok(None) => Ok(Bytes::new()),
+        Err(e) => Err(e),
+    };
+    match records {
+        Ok(bytes) => base.with_records(Some(bytes)),
+        Err(e) => base
+            .with_error_code(errors::storage(&e))
+            .with_records(Some(Bytes::new())),
+    }
+}

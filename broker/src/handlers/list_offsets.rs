@@ -1,0 +1,100 @@
+//! ListOffsets: earliest (-2) is the log start offset, latest (-1) the high
+//! watermark (the log end offset of a fully replicated log), max timestamp
+//! (-3) the record with the largest timestamp (KIP-734), and any other
+//! timestamp the first offset whose record timestamp is at or after it, or
+//! -1 when there is none.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError as E;
+use rivulet_storage::TopicPartition;
+
+use crate::broker::Broker;
+use crate::errors;
+
+pub const EARLIEST: i64 = -2;
+pub const LATEST: i64 = -1;
+pub const MAX_TIMESTAMP: i64 = -3;
+
+pub fn handle(b: &Broker, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    lookup(
+                        b,
+                        &TopicPartition::new(name.clone(), p.partition_index),
+                        p.timestamp,
+                        p.current_leader_epoch,
+                    )
+                    .with_partition_index(p.partition_index)
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn error(code: i16) -> ListOffsetsPartitionResponse {
+    ListOffsetsPartitionResponse::default()
+        .with_error_code(code)
+        .with_timestamp(-1)
+        .with_offset(-1)
+        .with_leader_epoch(-1)
+}
+
+fn lookup(
+    b: &Broker,
+    tp: &TopicPartition,
+    timestamp: i64,
+    current_leader_epoch: i32,
+) -> ListOffsetsPartitionResponse {
+    let Some(partition) = b.replicas.get(tp) else {
+        return error(E::UnknownTopicOrPartition.code());
+    };
+    let state = partition.state();
+    if state.leader != b.node_id() {
+        return error(E::NotLeaderOrFollower.code());
+    }
+    if current_leader_epoch >= 0 {
+        if current_leader_epoch < state.leader_epoch {
+            return error(E::FencedLeaderEpoch.code());
+        }
+        if current_leader_epoch > state.leader_epoch {
+            return error(E::UnknownLeaderEpoch.code());
+        }
+    }
+    let log = partition.log.lock();
+    let hw = log.high_watermark();
+    let found = match timestamp {
+        EARLIEST => Ok(Some((-1, log.log_start_offset()))),
+        LATEST => Ok(Some((-1, hw))),
+        MAX_TIMESTAMP => log
+            .max_timestamp_offset()
+            .map(|r| r.filter(|t| t.offset < hw).map(|t| (t.timestamp, t.offset))),
+        ts => log
+            .offset_for_timestamp(ts)
+            .map(|r| r.filter(|t| t.offset < hw).map(|t| (t.timestamp, t.offset))),
+    };
+    match found {
+        Ok(Some((ts, offset))) => ListOffsetsPartitionResponse::default()
+            .with_timestamp(ts)
+            .with_offset(offset)
+            .with_leader_epoch(state.leader_epoch),
+        Ok(None) => ListOffsetsPartitionResponse::default()
+            .with_timestamp(-1)
+            .with_offset(-1)
+            .with_leader_epoch(state.leader_epoch),
+        Err(e) => error(errors::storage(&e)),
+    }
+}

@@ -1,0 +1,183 @@
+//! Metadata: live brokers, the controller, the cluster id and, per topic,
+//! each partition's leader, leader epoch, replicas, ISR and offline
+//! replicas. Unknown topics are created when `auto.create.topics.enable`
+//! (Kafka's default) and the client allows it.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::ResponseError as E;
+use rivulet_controller::{
+    ControllerRequest, ControllerResponse, MetadataImage, TopicImage, NO_LEADER,
+};
+use rivulet_storage::validate_topic_name;
+use uuid::Uuid;
+
+use super::{sb, tn, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::broker::Broker;
+
+/// How long a Metadata request waits for a topic it auto-created.
+const AUTO_CREATE_WAIT: Duration = Duration::from_secs(5);
+
+enum Wanted {
+    Name(String),
+    Id(Uuid),
+}
+
+pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let wanted: Option<Vec<Wanted>> = match &req.topics {
+        None => None,
+        // v0: an empty list means every topic.
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.iter()
+                .map(|t| match &t.name {
+                    Some(n) => Wanted::Name(n.to_string()),
+                    None => Wanted::Id(t.topic_id),
+                })
+                .collect(),
+        ),
+    };
+    let allow_create = version < 4 || req.allow_auto_topic_creation;
+    let mut image = b.image();
+    if let (Some(list), true) = (&wanted, allow_create && b.config.auto_create_topics) {
+        let mut created = Vec::new();
+        for w in list {
+            if let Wanted::Name(name) = w {
+                if image.topic(name).is_none() && validate_topic_name(name).is_ok() {
+                    if auto_create(b, name).await {
+                        created.push(name.clone());
+                    }
+                }
+            }
+        }
+        for name in &created {
+            b.wait_for_topic(name, AUTO_CREATE_WAIT).await;
+        }
+        if !created.is_empty() {
+            image = b.image();
+        }
+    }
+
+    let topics: Vec<MetadataResponseTopic> = match wanted {
+        None => image
+            .topics
+            .values()
+            .map(|t| topic_entry(&image, t))
+            .collect(),
+        Some(list) => list
+            .into_iter()
+            .map(|w| match w {
+                Wanted::Name(name) => match image.topic(&name) {
+                    Some(t) => topic_entry(&image, t),
+                    None => MetadataResponseTopic::default()
+                        .with_name(Some(tn(name.clone())))
+                        .with_error_code(if validate_topic_name(&name).is_ok() {
+                            E::UnknownTopicOrPartition.code()
+                        } else {
+                            E::InvalidTopicException.code()
+                        })
+                        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                },
+                Wanted::Id(id) => match image.topics.get(&id) {
+                    Some(t) => topic_entry(&image, t),
+                    None => MetadataResponseTopic::default()
+                        .with_topic_id(id)
+                        .with_error_code(E::UnknownTopicId.code())
+                        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                },
+            })
+            .collect(),
+    };
+
+    MetadataResponse::default()
+        .with_brokers(brokers(b, &image))
+        .with_cluster_id(Some(sb(b.cluster_id.clone())))
+        .with_controller_id(BrokerId(b.controller.leader().map_or(-1, |id| id as i32)))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+/// Ask the controller for a topic with the broker defaults; the replication
+/// factor is capped by the live brokers, as a single-node default must work.
+async fn auto_create(b: &Broker, name: &str) -> bool {
+    let live = b.image().live_brokers().count().max(1) as i32;
+    let req = ControllerRequest::CreateTopic {
+        name: name.to_string(),
+        partitions: b.config.num_partitions,
+        replication_factor: b.config.default_replication_factor.min(live),
+        configs: Default::default(),
+        validate_only: false,
+    };
+    matches!(
+        b.controller_request(req).await,
+        ControllerResponse::Ok { .. }
+            | ControllerResponse::Error(
+                rivulet_controller::logic::ControllerError::TopicAlreadyExists(_)
+            )
+    )
+}
+
+fn brokers(b: &Broker, image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    let mut out: Vec<MetadataResponseBroker> = image
+        .live_brokers()
+        .filter_map(|reg| {
+            let l = reg.listeners.first()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(reg.node_id))
+                    .with_host(sb(l.host.clone()))
+                    .with_port(l.port as i32)
+                    .with_rack(reg.rack.clone().map(sb)),
+            )
+        })
+        .collect();
+    if !out.iter().any(|x| x.node_id.0 == b.node_id()) {
+        // Not registered (or fenced) yet: clients still need a bootstrap
+        // broker to talk to.
+        let (host, port) = b.config.advertised_host_port();
+        out.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id()))
+                .with_host(sb(host))
+                .with_port(port),
+        );
+    }
+    out
+}
+
+fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|(pid, p)| {
+            let offline: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .filter(|r| !image.is_live(**r))
+                .map(|r| BrokerId(*r))
+                .collect();
+            MetadataResponsePartition::default()
+                .with_error_code(if p.leader == NO_LEADER {
+                    E::LeaderNotAvailable.code()
+                } else {
+                    0
+                })
+                .with_partition_index(*pid)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                .with_offline_replicas(offline)
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(tn(t.name.clone())))
+        .with_topic_id(t.id)
+        .with_is_internal(t.name.starts_with("__"))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

@@ -1,0 +1,27 @@
+//! One handler per Kafka API: a function from a typed request to a typed
+//! response, over the shared [`crate::broker::Broker`].
+
+pub mod api_versions;
+pub mod configs;
+pub mod create_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+
+/// A `StrBytes` from a string.
+pub fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// A `TopicName` from a string.
+pub fn tn(s: impl Into<String>) -> TopicName {
+    TopicName(sb(s))
+}
+
+/// Kafka's "authorized operations not requested" marker (INT32_MIN): setting
+/// other bits crashes kafka-python's parser.
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;

@@ -1,0 +1,255 @@
+//! Idempotent-producer state of one partition (Kafka's
+//! `ProducerStateManager`): for every producer id, its epoch and the last
+//! five batches' sequence ranges and offsets, so a retried batch is answered
+//! with its original offsets instead of being written twice, and a gap in
+//! sequences is refused.
+//!
+//! Rebuilt from the log's batch headers when a partition is loaded, so it
+//! survives restarts.
+
+use std::collections::{HashMap, VecDeque};
+
+use rivulet_protocol::BatchHeader;
+
+/// Batches remembered per producer (Kafka's `NUM_BATCHES_TO_RETAIN`).
+pub const BATCHES_TO_RETAIN: usize = 5;
+/// Producers remembered per partition before the oldest is forgotten.
+pub const MAX_PRODUCERS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchMetadata>,
+    /// Order of last use, to forget the least recently used producer.
+    touched: u64,
+}
+
+/// Verdict on an incoming batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// New data: append it.
+    Append,
+    /// A retry of a batch already in the log at these offsets.
+    Duplicate(BatchMetadata),
+    OutOfOrder {
+        expected: i32,
+        got: i32,
+    },
+    /// The producer's epoch is older than one already seen.
+    InvalidEpoch {
+        current: i16,
+        got: i16,
+    },
+}
+
+/// `base + delta` in Kafka's wrapping sequence space.
+pub fn last_sequence(base: i32, last_offset_delta: i32) -> i32 {
+    if base > i32::MAX - last_offset_delta {
+        last_offset_delta - (i32::MAX - base) - 1
+    } else {
+        base + last_offset_delta
+    }
+}
+
+fn next_sequence(last: i32) -> i32 {
+    if last == i32::MAX {
+        0
+    } else {
+        last + 1
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ProducerStateManager {
+    producers: HashMap<i64, ProducerEntry>,
+    clock: u64,
+}
+
+impl ProducerStateManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Check a batch from an idempotent producer before it is appended.
+    pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
+        if h.producer_id < 0 {
+            return SequenceCheck::Append;
+        }
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            return SequenceCheck::Append;
+        };
+        if h.producer_epoch < entry.epoch {
+            return SequenceCheck::InvalidEpoch {
+                current: entry.epoch,
+                got: h.producer_epoch,
+            };
+        }
+        if h.producer_epoch > entry.epoch {
+            return if h.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder {
+                    expected: 0,
+                    got: h.base_sequence,
+                }
+            };
+        }
+        let last = last_sequence(h.base_sequence, h.last_offset_delta);
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last)
+        {
+            return SequenceCheck::Duplicate(*dup);
+        }
+        match entry.batches.back() {
+            Some(prev) if next_sequence(prev.last_seq) != h.base_sequence => {
+                SequenceCheck::OutOfOrder {
+                    expected: next_sequence(prev.last_seq),
+                    got: h.base_sequence,
+                }
+            }
+            _ => SequenceCheck::Append,
+        }
+    }
+
+    /// Record a batch now in the log (header with its assigned offsets).
+    pub fn record(&mut self, h: &BatchHeader) {
+        if h.producer_id < 0 {
+            return;
+        }
+        self.clock += 1;
+        let clock = self.clock;
+        if !self.producers.contains_key(&h.producer_id) && self.producers.len() >= MAX_PRODUCERS {
+            if let Some(oldest) = self
+                .producers
+                .iter()
+                .min_by_key(|(_, e)| e.touched)
+                .map(|(id, _)| *id)
+            {
+                self.producers.remove(&oldest);
+            }
+        }
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch != entry.epoch {
+            entry.batches.clear();
+            entry.epoch = h.producer_epoch;
+        }
+        entry.touched = clock;
+        entry.batches.push_back(BatchMetadata {
+            first_seq: h.base_sequence,
+            last_seq: last_sequence(h.base_sequence, h.last_offset_delta),
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+        });
+        while entry.batches.len() > BATCHES_TO_RETAIN {
+            entry.batches.pop_front();
+        }
+    }
+
+    /// The newest epoch seen for `producer_id`.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            batch_length: 100,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: count,
+        }
+    }
+
+    #[test]
+    fn duplicates_are_recognised_and_gaps_refused() {
+        let mut s = ProducerStateManager::new();
+        let b0 = header(7, 0, 0, 3, 10);
+        assert_eq!(s.check(&b0), SequenceCheck::Append);
+        s.record(&b0);
+        let b1 = header(7, 0, 3, 2, 13);
+        assert_eq!(s.check(&b1), SequenceCheck::Append);
+        s.record(&b1);
+        match s.check(&header(7, 0, 0, 3, 0)) {
+            SequenceCheck::Duplicate(m) => assert_eq!((m.first_offset, m.last_offset), (10, 12)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.check(&header(7, 0, 9, 1, 0)),
+            SequenceCheck::OutOfOrder {
+                expected: 5,
+                got: 9
+            }
+        );
+        assert_eq!(
+            s.check(&header(7, -1 + 0, 5, 1, 0)),
+            SequenceCheck::Append,
+            "same epoch, next sequence"
+        );
+    }
+
+    #[test]
+    fn epochs_fence_old_producers_and_new_epochs_restart_at_zero() {
+        let mut s = ProducerStateManager::new();
+        s.record(&header(1, 3, 0, 1, 0));
+        assert_eq!(
+            s.check(&header(1, 2, 1, 1, 0)),
+            SequenceCheck::InvalidEpoch { current: 3, got: 2 }
+        );
+        assert!(matches!(
+            s.check(&header(1, 4, 5, 1, 0)),
+            SequenceCheck::OutOfOrder { .. }
+        ));
+        assert_eq!(s.check(&header(1, 4, 0, 1, 0)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered_and_sequences_wrap() {
+        let mut s = ProducerStateManager::new();
+        for i in 0..7 {
+            s.record(&header(1, 0, i, 1, i as i64));
+        }
+        assert!(matches!(
+            s.check(&header(1, 0, 1, 1, 0)),
+            SequenceCheck::OutOfOrder { .. }
+        ));
+        assert!(matches!(
+            s.check(&header(1, 0, 6, 1, 0)),
+            SequenceCheck::Duplicate(_)
+        ));
+        assert_eq!(last_sequence(i32::MAX - 1, 3), 1);
+        let mut w = ProducerStateManager::new();
+        w.record(&header(2, 0, i32::MAX - 1, 2, 0));
+        assert_eq!(w.check(&header(2, 0, 0, 1, 2)), SequenceCheck::Append);
+    }
+}

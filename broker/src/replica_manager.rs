@@ -1,0 +1,345 @@
+//! `ReplicaManager`: the partitions this node hosts, kept in step with the
+//! metadata image, and the produce/fetch machinery over their logs.
+//!
+//! Each [`Partition`] owns its log (behind its own mutex: one writer per
+//! partition, no lock shared across partitions), its replica state from the
+//! controller, its idempotent-producer state and a notifier that wakes
+//! long-polling fetches after every append. fsyncs for `acks=all` run on the
+//! blocking pool, never on the async workers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use rivulet_controller::{MetadataImage, PartitionRegistration};
+use rivulet_protocol::record_batch::{self, BatchHeader};
+use rivulet_storage::config::{FlushPolicy, LOG_CONFIG_KEYS};
+use rivulet_storage::log_manager::SharedLog;
+use rivulet_storage::{LogConfig, LogManager, StorageError, TopicPartition};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::errors;
+use crate::producer_state::{ProducerStateManager, SequenceCheck};
+use kafka_protocol::ResponseError as E;
+
+/// Replica state of a partition as the controller last published it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub min_insync_replicas: i32,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    pub log: SharedLog,
+    state: RwLock<ReplicaState>,
+    producers: Mutex<ProducerStateManager>,
+    /// Woken after every append, for long-polling fetches.
+    pub appended: tokio::sync::Notify,
+}
+
+impl Partition {
+    pub fn state(&self) -> ReplicaState {
+        self.state.read().clone()
+    }
+
+    pub fn is_leader(&self, node_id: i32) -> bool {
+        self.state.read().leader == node_id
+    }
+}
+
+/// Outcome of appending one partition's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+impl AppendResult {
+    fn error(code: i16, message: impl Into<Option<String>>) -> Self {
+        AppendResult {
+            error_code: code,
+            error_message: message.into(),
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ReplicaManager {
+    node_id: i32,
+    logs: Arc<LogManager>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    default_min_isr: i32,
+}
+
+/// A topic's log config: broker defaults with the topic's log keys applied
+/// (other topic keys, such as `min.insync.replicas`, are not log settings).
+pub fn topic_log_config(defaults: &LogConfig, configs: &BTreeMap<String, String>) -> LogConfig {
+    let log_keys: BTreeMap<String, String> = configs
+        .iter()
+        .filter(|(k, _)| LOG_CONFIG_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    defaults.with_overrides(&log_keys).unwrap_or_else(|e| {
+        warn!(error = %e, "ignoring invalid topic config");
+        defaults.clone()
+    })
+}
+
+impl ReplicaManager {
+    pub fn new(node_id: i32, logs: Arc<LogManager>, default_min_isr: i32) -> Self {
+        ReplicaManager {
+            node_id,
+            logs,
+            partitions: RwLock::new(HashMap::new()),
+            default_min_isr,
+        }
+    }
+
+    pub fn log_manager(&self) -> &Arc<LogManager> {
+        &self.logs
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions.read().get(tp).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Bring local partitions in line with `image`: create logs for new
+    /// replicas here, update replica state and configs, delete logs of
+    /// partitions that left.
+    pub fn apply_image(&self, image: &MetadataImage) {
+        let defaults = self.logs.config().log_defaults.clone();
+        let mut wanted: HashSet<TopicPartition> = HashSet::new();
+        for topic in image.topics.values() {
+            let cfg = topic_log_config(&defaults, &topic.configs);
+            let min_isr = topic
+                .configs
+                .get("min.insync.replicas")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(self.default_min_isr);
+            for (pid, reg) in &topic.partitions {
+                if !reg.replicas.contains(&self.node_id) {
+                    continue;
+                }
+                let tp = TopicPartition::new(topic.name.clone(), *pid);
+                wanted.insert(tp.clone());
+                if let Err(e) = self.ensure_partition(&tp, topic.id, reg, &cfg, min_isr) {
+                    warn!(partition = %tp, error = %e, "cannot host partition");
+                }
+            }
+        }
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .read()
+            .keys()
+            .filter(|tp| !wanted.contains(*tp))
+            .cloned()
+            .collect();
+        for tp in gone {
+            if let Some(p) = self.partitions.write().remove(&tp) {
+                p.appended.notify_waiters();
+            }
+            match self.logs.delete_log(&tp) {
+                Ok(()) => info!(partition = %tp, "deleted partition log"),
+                Err(e) => warn!(partition = %tp, error = %e, "could not delete partition log"),
+            }
+        }
+    }
+
+    fn ensure_partition(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        reg: &PartitionRegistration,
+        cfg: &LogConfig,
+        min_isr: i32,
+    ) -> Result<(), StorageError> {
+        let state = ReplicaState {
+            leader: reg.leader,
+            leader_epoch: reg.leader_epoch,
+            replicas: reg.replicas.clone(),
+            isr: reg.isr.clone(),
+            min_insync_replicas: min_isr,
+        };
+        let existing = self.get(tp).filter(|p| p.topic_id == topic_id);
+        let partition = match existing {
+            Some(p) => p,
+            None => {
+                let log = self.logs.get_or_create(tp, cfg.clone())?;
+                let producers = rebuild_producer_state(&log);
+                let p = Arc::new(Partition {
+                    tp: tp.clone(),
+                    topic_id,
+                    log,
+                    state: RwLock::new(ReplicaState::default()),
+                    producers: Mutex::new(producers),
+                    appended: tokio::sync::Notify::new(),
+                });
+                self.partitions.write().insert(tp.clone(), p.clone());
+                p
+            }
+        };
+        {
+            let mut log = partition.log.lock();
+            if log.config() != cfg {
+                log.update_config(cfg.clone());
+            }
+            if state.leader == self.node_id {
+                let leo = log.log_end_offset();
+                log.assign_epoch_start_offset(state.leader_epoch, leo)?;
+            }
+            if state.isr == [self.node_id] {
+                let leo = log.log_end_offset();
+                log.set_high_watermark(leo);
+            }
+        }
+        *partition.state.write() = state;
+        Ok(())
+    }
+
+    /// Append a producer's records to a partition this node leads.
+    pub async fn append(
+        &self,
+        tp: &TopicPartition,
+        records: Option<Bytes>,
+        acks: i16,
+    ) -> AppendResult {
+        let Some(partition) = self.get(tp) else {
+            return AppendResult::error(E::UnknownTopicOrPartition.code(), None);
+        };
+        let state = partition.state();
+        if state.leader != self.node_id {
+            return AppendResult::error(E::NotLeaderOrFollower.code(), None);
+        }
+        if acks == -1 && (state.isr.len() as i32) < state.min_insync_replicas {
+            return AppendResult::error(
+                E::NotEnoughReplicas.code(),
+                format!(
+                    "{} in-sync replica(s), min.insync.replicas is {}",
+                    state.isr.len(),
+                    state.min_insync_replicas
+                ),
+            );
+        }
+        let Some(records) = records.filter(|r| !r.is_empty()) else {
+            return AppendResult::error(E::CorruptMessage.code(), "no records".to_string());
+        };
+        // The client's bytes, with offsets and epoch rewritten in place.
+        let mut buf = records.to_vec();
+        let outcome = {
+            let mut producers = partition.producers.lock();
+            let first = match record_batch::BatchHeader::parse(&buf) {
+                Ok(h) => h,
+                Err(e) => return AppendResult::error(E::CorruptMessage.code(), e.to_string()),
+            };
+            match producers.check(&first) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(m) => {
+                    let log = partition.log.lock();
+                    return AppendResult {
+                        error_code: errors::NONE,
+                        error_message: None,
+                        base_offset: m.first_offset,
+                        log_append_time: -1,
+                        log_start_offset: log.log_start_offset(),
+                    };
+                }
+                SequenceCheck::OutOfOrder { expected, got } => {
+                    return AppendResult::error(
+                        E::OutOfOrderSequenceNumber.code(),
+                        format!("expected sequence {expected}, got {got}"),
+                    )
+                }
+                SequenceCheck::InvalidEpoch { current, got } => {
+                    return AppendResult::error(
+                        E::InvalidProducerEpoch.code(),
+                        format!("producer epoch {got} is older than {current}"),
+                    )
+                }
+            }
+            let mut log = partition.log.lock();
+            match log.append_as_leader(&mut buf, state.leader_epoch) {
+                Ok(info) => {
+                    for h in headers(&buf) {
+                        producers.record(&h);
+                    }
+                    if state.isr == [self.node_id] {
+                        log.set_high_watermark(info.last_offset + 1);
+                    }
+                    let durable = (acks == -1 && log.config().flush_policy == FlushPolicy::OnAck)
+                        .then(|| log.flush_tracker());
+                    Ok((info, log.log_start_offset(), durable))
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match outcome {
+            Ok((info, log_start_offset, durable)) => {
+                partition.appended.notify_waiters();
+                if let Some(tracker) = durable {
+                    let upto = info.last_offset + 1;
+                    let synced =
+                        tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await;
+                    match synced {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            return AppendResult::error(errors::storage(&e), e.to_string())
+                        }
+                        Err(e) => {
+                            return AppendResult::error(E::UnknownServerError.code(), e.to_string())
+                        }
+                    }
+                }
+                AppendResult {
+                    error_code: errors::NONE,
+                    error_message: None,
+                    base_offset: info.first_offset,
+                    log_append_time: info.log_append_time,
+                    log_start_offset,
+                }
+            }
+            Err(e) => AppendResult::error(errors::storage(&e), e.to_string()),
+        }
+    }
+}
+
+/// Headers of the (already validated) batches in `buf`.
+fn headers(buf: &[u8]) -> Vec<BatchHeader> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(size) = buf.get(pos..).and_then(record_batch::peek_batch_size) {
+        match buf.get(pos..).map(BatchHeader::parse) {
+            Some(Ok(h)) => out.push(h),
+            _ => break,
+        }
+        pos += size;
+    }
+    out
+}
+
+/// Producer state from the batch headers in the log.
+fn rebuild_producer_state(log: &SharedLog) -> ProducerStateManager {
+    let mut state = ProducerStateManager::new();
+    let log = log.lock();
+    if let Err(e) = log.scan_batch_headers(|h| state.record(h)) {
+        warn!(partition = %log.topic_partition(), error = %e, "could not rebuild producer state");
+    }
+    state
+}

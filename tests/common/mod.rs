@@ -1,0 +1,248 @@
+//! Shared helpers for end-to-end tests: a broker started in-process on free
+//! loopback ports with its own temp data dir, and rdkafka clients for it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use rivulet_broker::{BrokerConfig, BrokerNode};
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A broker running in this process.
+pub struct TestBroker {
+    pub node: Option<BrokerNode>,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub controller_port: u16,
+    pub extra: Vec<(String, String)>,
+}
+
+impl TestBroker {
+    pub async fn start(dir: &Path, extra: &[(&str, &str)]) -> TestBroker {
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_on(dir, free_port(), free_port(), extra).await
+    }
+
+    async fn start_on(
+        dir: &Path,
+        port: u16,
+        controller_port: u16,
+        extra: Vec<(String, String)>,
+    ) -> TestBroker {
+        let mut props = BTreeMap::new();
+        props.insert("listeners".to_string(), format!("127.0.0.1:{port}"));
+        props.insert(
+            "controller.listener".to_string(),
+            format!("127.0.0.1:{controller_port}"),
+        );
+        props.insert("data.dir".to_string(), dir.display().to_string());
+        props.insert(
+            "broker.heartbeat.interval.ms".to_string(),
+            "200".to_string(),
+        );
+        for (k, v) in &extra {
+            props.insert(k.clone(), v.clone());
+        }
+        let config = BrokerConfig::from_props(&props).unwrap();
+        let node = BrokerNode::start(config).await.unwrap();
+        let b = node.broker.clone();
+        let deadline = Instant::now() + TIMEOUT;
+        while !b.image().is_live(b.node_id()) {
+            assert!(Instant::now() < deadline, "broker never registered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        TestBroker {
+            node: Some(node),
+            dir: dir.to_path_buf(),
+            port,
+            controller_port,
+            extra,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Shut down cleanly and start again on the same ports and data.
+    pub async fn restart(mut self) -> TestBroker {
+        self.stop().await;
+        Self::start_on(
+            &self.dir.clone(),
+            self.port,
+            self.controller_port,
+            self.extra.clone(),
+        )
+        .await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("socket.timeout.ms", "10000");
+    c
+}
+
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut c = client_config(bootstrap);
+    c.set("message.timeout.ms", "15000").set("linger.ms", "5");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().unwrap()
+}
+
+pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut c = client_config(bootstrap);
+    // librdkafka wants a group id even for manual assignment; nothing is
+    // committed, so no coordinator is needed.
+    c.set("group.id", "rivulet-test-assign")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().unwrap()
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client_config(bootstrap).create().unwrap()
+}
+
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin = admin(bootstrap);
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let res = admin
+        .create_topics(&[t], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await
+        .unwrap();
+    for r in res {
+        r.unwrap();
+    }
+}
+
+/// Produce `(key, value)` pairs to one partition and wait for every ack;
+/// returns the offsets.
+pub async fn produce_all(
+    p: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    records: &[(Option<&[u8]>, Option<&[u8]>)],
+) -> Vec<i64> {
+    let mut offsets = Vec::new();
+    for (k, v) in records {
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition);
+        if let Some(k) = k {
+            rec = rec.key(*k);
+        }
+        if let Some(v) = v {
+            rec = rec.payload(*v);
+        }
+        let delivery = p.send(rec, TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+        offsets.push(delivery.offset);
+    }
+    offsets
+}
+
+/// A consumed record: offset, key, value, timestamp, headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Got {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+pub fn got(m: &BorrowedMessage<'_>) -> Got {
+    use rdkafka::message::Headers;
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Got {
+        offset: m.offset(),
+        key: m.key().map(|k| k.to_vec()),
+        value: m.payload().map(|v| v.to_vec()),
+        timestamp: m.timestamp().to_millis(),
+        headers,
+    }
+}
+
+/// Assign `topic/partition` at `offset` and read `n` records (or fail after
+/// the timeout).
+pub fn consume_n(
+    c: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: Offset,
+    n: usize,
+) -> Vec<Got> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, offset).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "consumed {} of {n} records from {topic}/{partition}",
+            out.len()
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(got(&m)),
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Poll for `wait` and return whatever arrives (to check nothing more does).
+pub fn drain(c: &BaseConsumer, wait: Duration) -> Vec<Got> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+            out.push(got(&m));
+        }
+    }
+    out
+}
