@@ -27,7 +27,7 @@ async fn produce_then_consume_from_earliest_returns_exactly_what_was_sent() {
             )
         })
         .collect();
-    let borrowed: Vec<(Option<&[u8]>, Option<&[u8]>)> = records
+    let borrowed: Vec<KeyValue<'_>> = records
         .iter()
         .map(|(k, v)| (Some(&k[..]), Some(&v[..])))
         .collect();
@@ -258,8 +258,7 @@ async fn many_partitions_keep_their_own_data_across_a_restart() {
         let recs: Vec<Vec<u8>> = (0..4)
             .map(|i| format!("p{part}-r{i}").into_bytes())
             .collect();
-        let borrowed: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-            recs.iter().map(|r| (None, Some(&r[..]))).collect();
+        let borrowed: Vec<KeyValue<'_>> = recs.iter().map(|r| (None, Some(&r[..]))).collect();
         let offsets = produce_all(&p, "wide", part, &borrowed).await;
         assert_eq!(offsets, vec![0, 1, 2, 3], "partition {part}");
     }

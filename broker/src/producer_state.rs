@@ -212,7 +212,7 @@ mod tests {
             }
         );
         assert_eq!(
-            s.check(&header(7, -1 + 0, 5, 1, 0)),
+            s.check(&header(7, 0, 5, 1, 0)),
             SequenceCheck::Append,
             "same epoch, next sequence"
         );

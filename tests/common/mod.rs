@@ -154,13 +154,16 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs:
     }
 }
 
+/// A record to produce: optional key, optional value.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Produce `(key, value)` pairs to one partition and wait for every ack;
 /// returns the offsets.
 pub async fn produce_all(
     p: &FutureProducer,
     topic: &str,
     partition: i32,
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    records: &[KeyValue<'_>],
 ) -> Vec<i64> {
     let mut offsets = Vec::new();
     for (k, v) in records {

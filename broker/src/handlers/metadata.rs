@@ -16,7 +16,7 @@ use rivulet_controller::{
 use rivulet_storage::validate_topic_name;
 use uuid::Uuid;
 
-use super::{sb, tn, AUTHORIZED_OPERATIONS_OMITTED};
+use super::{sb, tn, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS_ALL, TOPIC_OPERATIONS_ALL};
 use crate::broker::Broker;
 
 /// How long a Metadata request waits for a topic it auto-created.
@@ -42,15 +42,27 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
         ),
     };
     let allow_create = version < 4 || req.allow_auto_topic_creation;
+    // Without ACLs every operation is allowed; report that only when asked.
+    let topic_ops = if req.include_topic_authorized_operations {
+        TOPIC_OPERATIONS_ALL
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    let cluster_ops = if req.include_cluster_authorized_operations {
+        CLUSTER_OPERATIONS_ALL
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     let mut image = b.image();
     if let (Some(list), true) = (&wanted, allow_create && b.config.auto_create_topics) {
         let mut created = Vec::new();
         for w in list {
             if let Wanted::Name(name) = w {
-                if image.topic(name).is_none() && validate_topic_name(name).is_ok() {
-                    if auto_create(b, name).await {
-                        created.push(name.clone());
-                    }
+                if image.topic(name).is_none()
+                    && validate_topic_name(name).is_ok()
+                    && auto_create(b, name).await
+                {
+                    created.push(name.clone());
                 }
             }
         }
@@ -66,13 +78,13 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
         None => image
             .topics
             .values()
-            .map(|t| topic_entry(&image, t))
+            .map(|t| topic_entry(&image, t, topic_ops))
             .collect(),
         Some(list) => list
             .into_iter()
             .map(|w| match w {
                 Wanted::Name(name) => match image.topic(&name) {
-                    Some(t) => topic_entry(&image, t),
+                    Some(t) => topic_entry(&image, t, topic_ops),
                     None => MetadataResponseTopic::default()
                         .with_name(Some(tn(name.clone())))
                         .with_error_code(if validate_topic_name(&name).is_ok() {
@@ -83,7 +95,7 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
                         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
                 },
                 Wanted::Id(id) => match image.topics.get(&id) {
-                    Some(t) => topic_entry(&image, t),
+                    Some(t) => topic_entry(&image, t, topic_ops),
                     None => MetadataResponseTopic::default()
                         .with_topic_id(id)
                         .with_error_code(E::UnknownTopicId.code())
@@ -98,7 +110,7 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
         .with_cluster_id(Some(sb(b.cluster_id.clone())))
         .with_controller_id(BrokerId(b.controller.leader().map_or(-1, |id| id as i32)))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(cluster_ops)
 }
 
 /// Ask the controller for a topic with the broker defaults; the replication
@@ -149,7 +161,11 @@ fn brokers(b: &Broker, image: &MetadataImage) -> Vec<MetadataResponseBroker> {
     out
 }
 
-fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
+fn topic_entry(
+    image: &MetadataImage,
+    t: &TopicImage,
+    authorized_operations: i32,
+) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -179,5 +195,5 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
         .with_topic_id(t.id)
         .with_is_internal(t.name.starts_with("__"))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(authorized_operations)
 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need beyond the Rust toolchain:
+#   - kcat (Debian package) for the scripted kcat check;
+#   - a Python virtualenv at target/py with the pinned test clients.
+# Idempotent: safe to run on every CI run and on a developer machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v kcat >/dev/null 2>&1; then
+  echo "== installing kcat"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get install -y -q kcat >/dev/null 2>&1 || {
+    as_root apt-get update -q >/dev/null
+    as_root apt-get install -y -q kcat >/dev/null
+  }
+fi
+kcat -V | head -1
+
+VENV=target/py
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== creating Python virtualenv at $VENV"
+  mkdir -p target
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
+"$VENV/bin/python" -c 'import kafka; print("kafka-python", kafka.__version__)'
