@@ -188,7 +188,12 @@ async fn consume_from_latest_and_from_a_timestamp_returns_exact_records() {
     let bs = broker.bootstrap();
     create_topic(&bs, "times", 1, &[]).await;
     let p = producer(&bs, &[]);
-    let base = 1_700_000_000_000i64;
+    // Recent timestamps, so time retention never deletes them mid-test.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 60_000;
     for i in 0..10i64 {
         let v = format!("t{i}");
         let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to("times")
