@@ -156,13 +156,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 warn!(index, error = %e, ?record, "skipping a metadata record that does not apply");
                             }
                         }
-                        changed = true;
                     }
                     EntryPayload::Membership(m) => {
                         g.state.membership = StoredMembership::new(Some(entry.log_id), m);
                     }
                 }
                 g.state.image.offset = index;
+                changed = true;
             }
             if let Some(r) = responder {
                 // The proposer must see its change in the image when it
