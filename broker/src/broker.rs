@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::group::coordinator::GroupCoordinator;
 use crate::replica_manager::ReplicaManager;
 
 pub const META_PROPERTIES: &str = "meta.properties";
@@ -55,6 +56,7 @@ pub struct Broker {
     pub incarnation: Uuid,
     pub controller: ControllerNode,
     pub replicas: ReplicaManager,
+    pub groups: Arc<GroupCoordinator>,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
@@ -123,6 +125,35 @@ impl Broker {
             }
             // Local partitions follow the image asynchronously: poll briefly too.
             let _ = tokio::time::timeout(left.min(Duration::from_millis(20)), rx.changed()).await;
+        }
+    }
+
+    /// Wait until `ready` holds for the latest image; `ready` may also look
+    /// at local state (partitions, logs), which follows the image
+    /// asynchronously and so is polled as well. False when `timeout` passes
+    /// first.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&MetadataImage) -> bool,
+    ) -> bool {
+        let mut rx = self.controller.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let image = rx.borrow_and_update().clone();
+            if ready(&image) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let step = left.min(Duration::from_millis(20));
+            if let Ok(Err(_)) = tokio::time::timeout(step, rx.changed()).await {
+                // The controller is gone: no more images, only local state
+                // can still change.
+                tokio::time::sleep(step).await;
+            }
         }
     }
 }
@@ -231,6 +262,7 @@ impl BrokerNode {
         })?;
         let broker = Arc::new(Broker {
             replicas: ReplicaManager::new(config.node_id, logs.clone(), config.min_insync_replicas),
+            groups: Arc::new(GroupCoordinator::new(config.coordinator.clone())),
             config,
             cluster_id,
             incarnation: Uuid::new_v4(),
@@ -241,6 +273,12 @@ impl BrokerNode {
         let tasks = vec![
             tokio::spawn(follow_image(broker.clone(), stop_rx.clone())),
             tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
+            tokio::spawn(
+                broker
+                    .groups
+                    .clone()
+                    .run_timers(broker.clone(), stop_rx.clone()),
+            ),
             tokio::spawn(accept(listener, broker.clone(), stop_rx)),
         ];
         info!(

@@ -35,7 +35,7 @@ pub enum ConfigError {
 }
 
 /// Broker keys that map onto a log (topic) config key.
-const LOG_KEYS: &[(&str, &str)] = &[
+pub const LOG_KEYS: &[(&str, &str)] = &[
     ("log.segment.bytes", "segment.bytes"),
     ("log.roll.ms", "segment.ms"),
     ("log.index.size.max.bytes", "segment.index.bytes"),
@@ -78,6 +78,13 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("num.recovery.threads", "2"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.enable", "true"),
+    ("offsets.topic.num.partitions", "10"),
+    ("offsets.topic.replication.factor", "3"),
+    ("offsets.retention.minutes", "10080"),
+    ("group.initial.rebalance.delay.ms", "100"),
+    ("group.min.session.timeout.ms", "6000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("group.max.size", "1000"),
 ];
 
 #[derive(Debug, Clone)]
@@ -101,6 +108,7 @@ pub struct BrokerConfig {
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: u64,
     pub storage: StorageConfig,
+    pub coordinator: crate::group::coordinator::CoordinatorConfig,
 }
 
 fn int<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
@@ -310,6 +318,47 @@ impl BrokerConfig {
                 u64::MAX / 2,
             )?,
             storage,
+            coordinator: crate::group::coordinator::CoordinatorConfig {
+                offsets_partitions: int(
+                    "offsets.topic.num.partitions",
+                    &get("offsets.topic.num.partitions"),
+                    1,
+                    1000,
+                )?,
+                offsets_replication_factor: int(
+                    "offsets.topic.replication.factor",
+                    &get("offsets.topic.replication.factor"),
+                    1,
+                    i16::MAX as i32,
+                )?,
+                offsets_retention_ms: int::<i64>(
+                    "offsets.retention.minutes",
+                    &get("offsets.retention.minutes"),
+                    1,
+                    i64::MAX / 60_000 / 2,
+                )? * 60_000,
+                group: crate::group::state::GroupConfig {
+                    initial_rebalance_delay_ms: int(
+                        "group.initial.rebalance.delay.ms",
+                        &get("group.initial.rebalance.delay.ms"),
+                        0,
+                        i64::MAX / 2,
+                    )?,
+                    min_session_timeout_ms: int(
+                        "group.min.session.timeout.ms",
+                        &get("group.min.session.timeout.ms"),
+                        1,
+                        i32::MAX,
+                    )?,
+                    max_session_timeout_ms: int(
+                        "group.max.session.timeout.ms",
+                        &get("group.max.session.timeout.ms"),
+                        1,
+                        i32::MAX,
+                    )?,
+                    max_members: int("group.max.size", &get("group.max.size"), 1, 1_000_000)?,
+                },
+            },
         })
     }
 

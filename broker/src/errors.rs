@@ -59,3 +59,33 @@ pub fn controller_response(r: &ControllerResponse) -> (i16, Option<String>) {
         ControllerResponse::StaleBrokerEpoch => (E::StaleBrokerEpoch.code(), None),
     }
 }
+
+/// A refused config resource (DescribeConfigs, AlterConfigs,
+/// IncrementalAlterConfigs), as Kafka's `ConfigHelper`/`ControllerApis`
+/// answer it: malformed requests are INVALID_REQUEST, a list operation on a
+/// scalar key INVALID_CONFIG.
+pub fn config_resource(e: &crate::handlers::configs::ConfigResourceError) -> i16 {
+    use crate::handlers::configs::ConfigResourceError as C;
+    match e {
+        C::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
+        C::InvalidTopicName(_) => E::InvalidTopicException.code(),
+        C::NotAList { .. } => E::InvalidConfig.code(),
+        C::UnsupportedResourceType(_)
+        | C::UnexpectedBrokerId { .. }
+        | C::BrokerConfigsReadOnly
+        | C::DuplicateResource(_)
+        | C::DuplicateKey(_)
+        | C::UnknownOperation { .. }
+        | C::NullValue(_) => E::InvalidRequest.code(),
+    }
+}
+
+/// No producer id could be handed out (no active controller, or this broker
+/// not registered yet). Kafka answers COORDINATOR_LOAD_IN_PROGRESS while its
+/// next id block is on the way; every client retries it.
+pub fn producer_id_allocation(r: &ControllerResponse) -> i16 {
+    match r {
+        ControllerResponse::Ok { .. } | ControllerResponse::ProducerIds { .. } => NONE,
+        _ => E::CoordinatorLoadInProgress.code(),
+    }
+}

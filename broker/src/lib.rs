@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod errors;
+pub mod group;
 pub mod handlers;
 pub mod producer_state;
 pub mod replica_manager;

@@ -1,5 +1,8 @@
 //! The `rivulet` binary: `rivulet` (or `rivulet broker`) runs a node; the
-//! other subcommands are admin tools that talk to a running cluster.
+//! other subcommands are admin tools that talk to a running cluster
+//! ([`cli`]).
+
+mod cli;
 
 use std::path::PathBuf;
 
@@ -12,46 +15,72 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `rivulet --config F` without a subcommand runs the broker too.
     #[command(flatten)]
     broker: BrokerArgs,
+    /// Broker to bootstrap from, for the client commands [default: 127.0.0.1:9092].
+    #[arg(long, short = 'b', global = true, value_name = "HOST:PORT")]
+    bootstrap_server: Option<String>,
 }
 
 #[derive(Debug, clap::Args, Default)]
 struct BrokerArgs {
     /// TOML config file (see config/single.toml); embedded defaults otherwise.
-    #[arg(long, global = true)]
+    #[arg(long)]
     config: Option<PathBuf>,
     /// Override one setting, e.g. --set log.retention.ms=60000 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+impl BrokerArgs {
+    fn is_empty(&self) -> bool {
+        self.config.is_none() && self.set.is_empty()
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a broker node (the default).
-    Broker,
+    Broker(BrokerArgs),
+    /// Create, list, describe, delete topics and alter their configs.
+    #[command(subcommand)]
+    Topic(cli::topic::TopicCommand),
+    /// Send stdin to a topic, one record per line.
+    Produce(cli::produce::ProduceArgs),
+    /// Print a topic's records to stdout, one per line.
+    Consume(cli::consume::ConsumeArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let command = cli
+        .command
+        .unwrap_or(Command::Broker(BrokerArgs::default()));
+    // The broker logs its life at info; client commands keep stderr for
+    // their own progress and errors.
+    let default_filter = match command {
+        Command::Broker(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+    let bootstrap = cli.bootstrap_server;
+    let result = match command {
+        Command::Broker(args) => run_broker(cli.broker, args, bootstrap.is_some()),
+        Command::Topic(c) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::topic::run(&b, c))
         }
-    };
-    let result = match cli.command.unwrap_or(Command::Broker) {
-        Command::Broker => runtime.block_on(run_broker(cli.broker)),
+        Command::Produce(args) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::produce::run(&b, args))
+        }
+        Command::Consume(args) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::consume::run(&b, args))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -62,13 +91,37 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
-    let node = BrokerNode::start(config).await?;
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    node.shutdown().await?;
-    Ok(())
+/// The address client commands bootstrap from; broker settings are refused
+/// rather than silently ignored.
+fn client_bootstrap(broker_args: &BrokerArgs, bootstrap: Option<String>) -> anyhow::Result<String> {
+    if !broker_args.is_empty() {
+        anyhow::bail!(
+            "--config and --set configure the broker; client commands take --bootstrap-server"
+        );
+    }
+    Ok(bootstrap.unwrap_or_else(|| cli::DEFAULT_BOOTSTRAP.to_string()))
+}
+
+/// `rivulet [--config F] [--set k=v] broker [--config F] [--set k=v]`: the
+/// subcommand's file wins, overrides from both apply (the subcommand's last).
+fn run_broker(top: BrokerArgs, sub: BrokerArgs, bootstrap_given: bool) -> anyhow::Result<()> {
+    if bootstrap_given {
+        anyhow::bail!("--bootstrap-server is for client commands; the broker listens on `listeners` (--set listeners=HOST:PORT)");
+    }
+    let config_file = sub.config.or(top.config);
+    let overrides: Vec<String> = top.set.into_iter().chain(sub.set).collect();
+    let config = BrokerConfig::load(config_file.as_deref(), &overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let node = BrokerNode::start(config).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        node.shutdown().await?;
+        Ok(())
+    })
 }
 
 async fn wait_for_signal() {

@@ -249,3 +249,48 @@ pub fn drain(c: &BaseConsumer, wait: Duration) -> Vec<Got> {
     }
     out
 }
+
+/// Send one request on a fresh connection and decode its response: for the
+/// APIs and versions librdkafka does not speak. Panics unless the response
+/// matches the request and decodes to the last byte.
+pub async fn raw_request<R: kafka_protocol::protocol::Request>(
+    bootstrap: &str,
+    version: i16,
+    req: &R,
+) -> R::Response {
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let correlation_id = 7;
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("rivulet-raw")));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, R::header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.put(body);
+    let mut s = tokio::net::TcpStream::connect(bootstrap).await.unwrap();
+    s.write_all(&frame).await.unwrap();
+    let size = tokio::time::timeout(TIMEOUT, s.read_i32())
+        .await
+        .expect("no response")
+        .unwrap();
+    let mut buf = BytesMut::zeroed(size as usize);
+    s.read_exact(&mut buf).await.unwrap();
+    let mut buf = buf.freeze();
+    let h = ResponseHeader::decode(&mut buf, R::Response::header_version(version)).unwrap();
+    assert_eq!(h.correlation_id, correlation_id);
+    let resp = R::Response::decode(&mut buf, version).unwrap();
+    assert_eq!(buf.remaining(), 0, "response has trailing bytes");
+    resp
+}
+
+pub mod native_admin;

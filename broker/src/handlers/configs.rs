@@ -44,3 +44,88 @@ pub fn topic_entries(
     }
     out
 }
+
+/// Kafka's `ConfigSource` for a broker setting from its config file.
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+
+/// Kafka's `ConfigResource.Type` codes this broker knows.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// Why a config resource of a DescribeConfigs, AlterConfigs or
+/// IncrementalAlterConfigs request was refused (error codes in
+/// [`crate::errors::config_resource`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigResourceError {
+    #[error("unsupported resource type {0}")]
+    UnsupportedResourceType(i8),
+    #[error("unexpected broker id '{got}': this is broker {expected} (or use \"\")")]
+    UnexpectedBrokerId { expected: i32, got: String },
+    #[error("dynamic broker configs are not supported")]
+    BrokerConfigsReadOnly,
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidTopicName(String),
+    #[error("resource '{0}' appears more than once in the request")]
+    DuplicateResource(String),
+    #[error("config '{0}' appears more than once for one resource")]
+    DuplicateKey(String),
+    #[error("unknown config operation {op} for '{key}'")]
+    UnknownOperation { key: String, op: i8 },
+    #[error("null value not supported for '{0}'")]
+    NullValue(String),
+    #[error("'{key}' is not a list config: {op} is only allowed for list configs such as cleanup.policy")]
+    NotAList { key: String, op: &'static str },
+}
+
+/// Kafka's `ConfigType` of a topic or broker key, as DescribeConfigs v3+
+/// reports it: BOOLEAN 1, STRING 2, INT 3, LONG 5, DOUBLE 6, LIST 7.
+pub fn config_type(key: &str) -> i8 {
+    const BOOLEAN: i8 = 1;
+    const STRING: i8 = 2;
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const DOUBLE: i8 = 6;
+    const LIST: i8 = 7;
+    match key {
+        "cleanup.policy" | "log.cleanup.policy" | "controller.quorum.voters" => LIST,
+        "min.cleanable.dirty.ratio" | "log.cleaner.min.cleanable.ratio" => DOUBLE,
+        "unclean.leader.election.enable" | "auto.create.topics.enable" | "log.cleaner.enable" => {
+            BOOLEAN
+        }
+        "segment.bytes"
+        | "segment.index.bytes"
+        | "index.interval.bytes"
+        | "max.message.bytes"
+        | "min.insync.replicas"
+        | "log.segment.bytes"
+        | "log.index.size.max.bytes"
+        | "log.index.interval.bytes"
+        | "message.max.bytes"
+        | "node.id"
+        | "num.partitions"
+        | "default.replication.factor"
+        | "socket.request.max.bytes"
+        | "max.connections"
+        | "broker.session.timeout.ms"
+        | "broker.heartbeat.interval.ms"
+        | "max.open.logs"
+        | "num.recovery.threads" => INT,
+        "segment.ms"
+        | "retention.ms"
+        | "retention.bytes"
+        | "delete.retention.ms"
+        | "min.compaction.lag.ms"
+        | "flush.ms"
+        | "log.roll.ms"
+        | "log.retention.ms"
+        | "log.retention.bytes"
+        | "log.cleaner.delete.retention.ms"
+        | "log.cleaner.min.compaction.lag.ms"
+        | "log.flush.interval.ms"
+        | "connections.max.idle.ms"
+        | "log.retention.check.interval.ms" => LONG,
+        _ => STRING,
+    }
+}

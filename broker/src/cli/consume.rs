@@ -1,0 +1,271 @@
+//! `rivulet consume TOPIC`: print records, one value per line, like
+//! kafka-console-consumer.sh and `kcat -C`.
+//!
+//! The consumer assigns partitions itself (no group membership, nothing is
+//! committed) at a starting point resolved per partition: the log start,
+//! the end, an offset (clamped into the partition's range) or the first
+//! record at or after a time (ListOffsets by timestamp, KIP-79). It stops
+//! after `--count` records; at the end of every partition unless
+//! `--follow`; or when no record came for `--timeout-ms`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::client::{self, CliContext, CONNECT_TIMEOUT};
+use super::rfc3339;
+
+/// Where consumption starts in each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Earliest,
+    Latest,
+    Offset(i64),
+    /// Milliseconds since the epoch.
+    Time(i64),
+}
+
+/// Parse `--from`: `earliest`, `latest`, an offset or an RFC 3339 time.
+pub fn parse_start(s: &str) -> Result<Start, String> {
+    match s.trim() {
+        "earliest" | "beginning" => Ok(Start::Earliest),
+        "latest" | "end" => Ok(Start::Latest),
+        t if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => t
+            .parse()
+            .map(Start::Offset)
+            .map_err(|_| format!("offset '{t}' is too large")),
+        t if t.contains(':') => rfc3339::parse_millis(t).map(Start::Time),
+        _ => Err(format!(
+            "expected earliest, latest, an offset or an RFC 3339 time such as \
+             2024-05-01T12:00:00Z, got '{s}'"
+        )),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    pub topic: String,
+    /// Where to start: earliest, latest, an offset, or an RFC 3339 time
+    /// (2024-05-01T12:00:00Z) for the first record at or after it.
+    #[arg(long, value_name = "WHERE", default_value = "earliest", value_parser = parse_start)]
+    pub from: Start,
+    /// Read only this partition [default: all].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub partition: Option<i32>,
+    /// Stop after N records.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Print key<SEP>value instead of the value alone.
+    #[arg(long)]
+    pub print_key: bool,
+    /// Separator between key and value for --print-key.
+    #[arg(long, value_name = "SEP", default_value = "\t")]
+    pub key_separator: String,
+    /// Keep waiting for new records at the end of the partitions.
+    #[arg(long)]
+    pub follow: bool,
+    /// Stop when no record has arrived for this long.
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Print records of `args.topic` from the cluster at `bootstrap`.
+pub fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
+    let mut config = client::client_config(bootstrap);
+    // librdkafka refuses assign() without a group id; nothing is committed
+    // and the group is never joined.
+    config
+        .set("group.id", "rivulet-cli")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100");
+    let consumer: BaseConsumer<CliContext> = config
+        .create_with_context(CliContext::default())
+        .context("cannot create the Kafka consumer")?;
+    let metadata = client::probe_with(&consumer, bootstrap, Some(&args.topic))?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == args.topic)
+        .ok_or_else(|| anyhow!("topic {} does not exist", args.topic))?;
+    match topic.error().map(RDKafkaErrorCode::from) {
+        None => {}
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            bail!("topic {} does not exist", args.topic)
+        }
+        Some(code) => bail!("topic {}: {code}", args.topic),
+    }
+    let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+    partitions.sort_unstable();
+    if let Some(p) = args.partition {
+        if !partitions.contains(&p) {
+            bail!(
+                "topic {} has no partition {p} (it has {})",
+                args.topic,
+                partitions.len()
+            );
+        }
+        partitions = vec![p];
+    }
+    let assignment = start_offsets(&consumer, &args.topic, &partitions, args.from)?;
+    consumer
+        .assign(&assignment)
+        .context("cannot assign the partitions")?;
+    let consumed = print_records(&consumer, &args, partitions.len())?;
+    eprintln!("consumed {consumed} records from {}", args.topic);
+    Ok(())
+}
+
+/// The assignment of `partitions` at the position `from` names.
+fn start_offsets(
+    consumer: &BaseConsumer<CliContext>,
+    topic: &str,
+    partitions: &[i32],
+    from: Start,
+) -> anyhow::Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    match from {
+        Start::Earliest | Start::Latest => {
+            let offset = if from == Start::Earliest {
+                Offset::Beginning
+            } else {
+                Offset::End
+            };
+            for &p in partitions {
+                tpl.add_partition_offset(topic, p, offset)?;
+            }
+        }
+        Start::Offset(offset) => {
+            for &p in partitions {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, p, CONNECT_TIMEOUT)
+                    .with_context(|| format!("cannot read the offsets of {topic}/{p}"))?;
+                tpl.add_partition_offset(topic, p, Offset::Offset(offset.clamp(low, high)))?;
+            }
+        }
+        Start::Time(millis) => {
+            let mut query = TopicPartitionList::with_capacity(partitions.len());
+            for &p in partitions {
+                query.add_partition_offset(topic, p, Offset::Offset(millis))?;
+            }
+            let found = consumer
+                .offsets_for_times(query, CONNECT_TIMEOUT)
+                .context("cannot look up offsets by time")?;
+            for e in found.elements() {
+                e.error()
+                    .with_context(|| format!("cannot look up {topic}/{} by time", e.partition()))?;
+                // No record at or after the time: start at the end.
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::End,
+                };
+                tpl.add_partition_offset(topic, e.partition(), offset)?;
+            }
+        }
+    }
+    Ok(tpl)
+}
+
+/// Poll and print until a stop condition holds; the number printed.
+fn print_records(
+    consumer: &BaseConsumer<CliContext>,
+    args: &ConsumeArgs,
+    assigned: usize,
+) -> anyhow::Result<u64> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let idle_limit = args.timeout_ms.map(Duration::from_millis);
+    let mut last_record = Instant::now();
+    let mut at_end = BTreeSet::new();
+    let mut consumed = 0;
+    loop {
+        if args.count.is_some_and(|n| consumed >= n) {
+            break;
+        }
+        if !args.follow && at_end.len() >= assigned {
+            break;
+        }
+        if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => flush(&mut out)?,
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                last_record = Instant::now();
+                let written = write_record(&mut out, args, m.key(), m.payload());
+                match written {
+                    Ok(()) => consumed += 1,
+                    // The reader went away (`| head`): done.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(consumed),
+                    Err(e) => return Err(e).context("cannot write to stdout"),
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            // One connection dropping is retried by librdkafka.
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure))) => {
+            }
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown))) => {
+                let why = consumer.context().last_error.get().unwrap_or_default();
+                bail!("lost the connection to every broker ({why})");
+            }
+            Some(Err(e)) => bail!("cannot consume from {}: {e}", args.topic),
+        }
+    }
+    flush(&mut out)?;
+    Ok(consumed)
+}
+
+fn write_record(
+    out: &mut impl Write,
+    args: &ConsumeArgs,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> std::io::Result<()> {
+    if args.print_key {
+        out.write_all(key.unwrap_or_default())?;
+        out.write_all(args.key_separator.as_bytes())?;
+    }
+    out.write_all(value.unwrap_or_default())?;
+    out.write_all(b"\n")
+}
+
+fn flush(out: &mut impl Write) -> anyhow::Result<()> {
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_accepts_names_offsets_and_times() {
+        assert_eq!(parse_start("earliest"), Ok(Start::Earliest));
+        assert_eq!(parse_start("latest"), Ok(Start::Latest));
+        assert_eq!(parse_start("42"), Ok(Start::Offset(42)));
+        assert_eq!(
+            parse_start("2023-11-14T22:13:20Z"),
+            Ok(Start::Time(1_700_000_000_000))
+        );
+        assert!(parse_start("-1").is_err());
+        assert!(parse_start("99999999999999999999").is_err());
+        assert!(parse_start("2023-11-14").is_err());
+        assert!(parse_start("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+}

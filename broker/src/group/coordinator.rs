@@ -1,0 +1,709 @@
+//! `GroupCoordinator`: the async shell around the pure group state machine.
+//!
+//! The coordinator of a group is the leader of its `__consumer_offsets`
+//! partition (created on first use, compacted). When this node first needs
+//! a partition's groups it replays the partition to rebuild them; when it
+//! no longer leads the partition it forgets them and answers
+//! NOT_COORDINATOR. Group metadata and committed offsets are written through
+//! the normal log path with acks=all before the request is answered.
+//!
+//! JoinGroup and SyncGroup requests are parked on a oneshot channel keyed by
+//! a token; the state machine decides when each is answered, and a timer
+//! loop drives session expiry and rebalance completion.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError as E;
+use rivulet_controller::{ControllerRequest, ControllerResponse};
+use rivulet_storage::TopicPartition;
+use tokio::sync::{oneshot, watch};
+use tracing::{debug, info, warn};
+
+use super::offsets::{self, CommittedOffset, OffsetsRecord, OFFSETS_TOPIC};
+use super::state::{Group, GroupConfig};
+use super::types::{
+    GroupSnapshot, GroupState, JoinRequest, JoinResult, Output, RequestToken, SyncRequest,
+    SyncResult,
+};
+use crate::broker::Broker;
+
+/// How long a request waits for `__consumer_offsets` to come up.
+const OFFSETS_TOPIC_WAIT: Duration = Duration::from_secs(10);
+/// Most partitions one offsets-topic read returns at a time during load.
+const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// `offsets.topic.num.partitions` (Kafka: 50; 10 suits small clusters).
+    pub offsets_partitions: i32,
+    /// `offsets.topic.replication.factor` (capped by live brokers).
+    pub offsets_replication_factor: i32,
+    /// `offsets.retention.minutes` in ms: offsets of a group empty for longer go.
+    pub offsets_retention_ms: i64,
+    pub group: GroupConfig,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            offsets_partitions: 10,
+            offsets_replication_factor: 3,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            group: GroupConfig::default(),
+        }
+    }
+}
+
+enum Waiter {
+    Join(oneshot::Sender<JoinResult>),
+    Sync(oneshot::Sender<SyncResult>),
+}
+
+pub struct GroupInner {
+    pub group: Group,
+    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    waiters: HashMap<RequestToken, Waiter>,
+}
+
+pub struct GroupEntry {
+    pub partition: i32,
+    pub inner: tokio::sync::Mutex<GroupInner>,
+}
+
+pub struct GroupCoordinator {
+    config: CoordinatorConfig,
+    groups: parking_lot::Mutex<HashMap<String, Arc<GroupEntry>>>,
+    loaded: parking_lot::Mutex<HashSet<i32>>,
+    loading: tokio::sync::Mutex<()>,
+    next_token: AtomicU64,
+}
+
+impl std::fmt::Debug for GroupCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCoordinator")
+            .field("groups", &self.groups.lock().len())
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl GroupCoordinator {
+    pub fn new(config: CoordinatorConfig) -> Self {
+        GroupCoordinator {
+            config,
+            groups: parking_lot::Mutex::new(HashMap::new()),
+            loaded: parking_lot::Mutex::new(HashSet::new()),
+            loading: tokio::sync::Mutex::new(()),
+            next_token: AtomicU64::new(1),
+        }
+    }
+
+    pub fn partition_of(&self, group: &str) -> i32 {
+        offsets::partition_for(group, self.config.offsets_partitions)
+    }
+
+    fn tp(&self, partition: i32) -> TopicPartition {
+        TopicPartition::new(OFFSETS_TOPIC, partition)
+    }
+
+    /// Make sure `__consumer_offsets` exists; create it compacted if not.
+    async fn ensure_offsets_topic(&self, b: &Broker) -> Result<(), i16> {
+        if b.image().topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let live = b.image().live_brokers().count().max(1) as i32;
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), "104857600".to_string());
+        let resp = b
+            .controller_request(ControllerRequest::CreateTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                partitions: self.config.offsets_partitions,
+                replication_factor: self.config.offsets_replication_factor.min(live),
+                configs,
+                validate_only: false,
+            })
+            .await;
+        match resp {
+            ControllerResponse::Ok { .. } => info!("created {OFFSETS_TOPIC}"),
+            ControllerResponse::Error(
+                rivulet_controller::logic::ControllerError::TopicAlreadyExists(_),
+            ) => {}
+            _ => return Err(E::CoordinatorNotAvailable.code()),
+        }
+        b.wait_for_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_WAIT).await;
+        Ok(())
+    }
+
+    /// The node coordinating `group`, creating the offsets topic if needed.
+    pub async fn coordinator_for(&self, b: &Broker, group: &str) -> Result<i32, i16> {
+        self.ensure_offsets_topic(b).await?;
+        let image = b.image();
+        let p = self.partition_of(group);
+        match image.partition(OFFSETS_TOPIC, p) {
+            Some(reg) if reg.leader >= 0 && image.is_live(reg.leader) => Ok(reg.leader),
+            _ => Err(E::CoordinatorNotAvailable.code()),
+        }
+    }
+
+    fn leads(&self, b: &Broker, partition: i32) -> bool {
+        b.replicas
+            .get(&self.tp(partition))
+            .is_some_and(|p| p.is_leader(b.node_id()))
+    }
+
+    /// Forget every group of a partition this node no longer leads.
+    fn unload(&self, partition: i32) {
+        if self.loaded.lock().remove(&partition) {
+            self.groups.lock().retain(|_, e| e.partition != partition);
+            info!(partition, "unloaded groups of {OFFSETS_TOPIC} partition");
+        }
+    }
+
+    /// The entry of `group` on this coordinator (`None` when it does not
+    /// exist and `create` is false); NOT_COORDINATOR when another node
+    /// coordinates it.
+    pub async fn entry(
+        &self,
+        b: &Broker,
+        group: &str,
+        create: bool,
+    ) -> Result<Option<Arc<GroupEntry>>, i16> {
+        let partition = self.partition_of(group);
+        if b.image().topic(OFFSETS_TOPIC).is_none() {
+            if !create {
+                return Ok(None);
+            }
+            self.ensure_offsets_topic(b).await?;
+        }
+        if !self.leads(b, partition) {
+            self.unload(partition);
+            return Err(E::NotCoordinator.code());
+        }
+        if !self.loaded.lock().contains(&partition) {
+            self.load(b, partition).await?;
+        }
+        let mut groups = self.groups.lock();
+        if let Some(e) = groups.get(group) {
+            return Ok(Some(e.clone()));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let e = Arc::new(GroupEntry {
+            partition,
+            inner: tokio::sync::Mutex::new(GroupInner {
+                group: Group::new(group.to_string(), self.config.group.clone(), now_ms()),
+                offsets: BTreeMap::new(),
+                waiters: HashMap::new(),
+            }),
+        });
+        groups.insert(group.to_string(), e.clone());
+        Ok(Some(e))
+    }
+
+    /// Replay an offsets partition into groups.
+    async fn load(&self, b: &Broker, partition: i32) -> Result<(), i16> {
+        let _guard = self.loading.lock().await;
+        if self.loaded.lock().contains(&partition) {
+            return Ok(());
+        }
+        let Some(p) = b.replicas.get(&self.tp(partition)) else {
+            return Err(E::NotCoordinator.code());
+        };
+        let log = p.log.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let (mut next, end) = {
+                let l = log.lock();
+                (l.log_start_offset(), l.high_watermark())
+            };
+            while next < end {
+                let plan = log.lock().plan_read(next, LOAD_READ_BYTES, Some(end), true);
+                let bytes = match plan {
+                    Ok(Some(plan)) => plan.execute(),
+                    _ => break,
+                };
+                let Ok(bytes) = bytes else { break };
+                let mut last = next;
+                for item in rivulet_protocol::record_batch::BatchIter::new(&bytes) {
+                    match item {
+                        Ok((_, h)) => last = h.next_offset(),
+                        Err(_) => break,
+                    }
+                }
+                out.extend(offsets::decode_batches(&bytes));
+                if last <= next {
+                    break;
+                }
+                next = last;
+            }
+            out
+        })
+        .await
+        .map_err(|_| E::CoordinatorLoadInProgress.code())?;
+        let mut snapshots: HashMap<String, Option<GroupSnapshot>> = HashMap::new();
+        let mut committed: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> =
+            HashMap::new();
+        for r in records {
+            match r {
+                OffsetsRecord::Group { group, value } => {
+                    if value.is_none() {
+                        committed.remove(&group);
+                    }
+                    snapshots.insert(group, value);
+                }
+                OffsetsRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                } => {
+                    let map = committed.entry(group).or_default();
+                    match value {
+                        Some(v) => map.insert((topic, partition), v),
+                        None => map.remove(&(topic, partition)),
+                    };
+                }
+            }
+        }
+        let now = now_ms();
+        let mut names: HashSet<String> = committed.keys().cloned().collect();
+        names.extend(
+            snapshots
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| k.clone()),
+        );
+        let mut groups = self.groups.lock();
+        for name in names {
+            let group = match snapshots.remove(&name).flatten() {
+                Some(s) => Group::from_snapshot(s, self.config.group.clone(), now),
+                None => Group::new(name.clone(), self.config.group.clone(), now),
+            };
+            let entry = Arc::new(GroupEntry {
+                partition,
+                inner: tokio::sync::Mutex::new(GroupInner {
+                    group,
+                    offsets: committed.remove(&name).unwrap_or_default(),
+                    waiters: HashMap::new(),
+                }),
+            });
+            groups.insert(name, entry);
+        }
+        self.loaded.lock().insert(partition);
+        info!(partition, "loaded groups of {OFFSETS_TOPIC} partition");
+        Ok(())
+    }
+
+    /// Write records to the group's offsets partition (acks=all).
+    async fn append(
+        &self,
+        b: &Broker,
+        partition: i32,
+        records: &[OffsetsRecord],
+    ) -> Result<(), i16> {
+        let Some(batch) = offsets::encode_batch(records, now_ms()) else {
+            return Err(E::UnknownServerError.code());
+        };
+        let r = b
+            .replicas
+            .append(&self.tp(partition), Some(batch), -1)
+            .await;
+        match r.error_code {
+            0 => Ok(()),
+            c if c == E::NotLeaderOrFollower.code() || c == E::UnknownTopicOrPartition.code() => {
+                Err(E::NotCoordinator.code())
+            }
+            c if c == E::NotEnoughReplicas.code() => Err(E::CoordinatorNotAvailable.code()),
+            c => Err(c),
+        }
+    }
+
+    /// Carry out the state machine's outputs: persist first, then answer.
+    async fn process(
+        &self,
+        b: &Broker,
+        partition: i32,
+        inner: &mut GroupInner,
+        outputs: Vec<Output>,
+    ) {
+        if outputs.iter().any(|o| matches!(o, Output::Persist)) {
+            let snapshot = inner.group.snapshot();
+            let rec = OffsetsRecord::Group {
+                group: snapshot.group_id.clone(),
+                value: Some(snapshot),
+            };
+            if let Err(code) = self.append(b, partition, &[rec]).await {
+                warn!(
+                    group = inner.group.group_id(),
+                    code, "could not persist group metadata"
+                );
+            }
+        }
+        for o in outputs {
+            match o {
+                Output::Join { token, result } => {
+                    if let Some(Waiter::Join(tx)) = inner.waiters.remove(&token) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Output::Sync { token, result } => {
+                    if let Some(Waiter::Sync(tx)) = inner.waiters.remove(&token) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Output::Persist => {}
+            }
+        }
+    }
+
+    pub async fn join(&self, b: &Broker, group_id: &str, req: JoinRequest) -> JoinResult {
+        let fail = |code: i16, member_id: String| JoinResult {
+            error_code: code,
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+            skip_assignment: false,
+        };
+        let entry = match self.entry(b, group_id, true).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return fail(E::CoordinatorNotAvailable.code(), req.member_id),
+            Err(code) => return fail(code, req.member_id),
+        };
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let member_id = req.member_id.clone();
+        {
+            let mut inner = entry.inner.lock().await;
+            inner.waiters.insert(token, Waiter::Join(tx));
+            let outputs = inner.group.join(token, req, now_ms());
+            self.process(b, entry.partition, &mut inner, outputs).await;
+        }
+        let r = rx
+            .await
+            .unwrap_or_else(|_| fail(E::NotCoordinator.code(), member_id));
+        debug!(group = group_id, member = %r.member_id, error = r.error_code, generation = r.generation_id, leader = %r.leader, members = r.members.len(), "join answered");
+        r
+    }
+
+    pub async fn sync(&self, b: &Broker, group_id: &str, req: SyncRequest) -> SyncResult {
+        let fail = |code: i16| SyncResult {
+            error_code: code,
+            protocol_type: None,
+            protocol_name: None,
+            assignment: bytes::Bytes::new(),
+        };
+        let entry = match self.entry(b, group_id, false).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return fail(E::UnknownMemberId.code()),
+            Err(code) => return fail(code),
+        };
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inner = entry.inner.lock().await;
+            inner.waiters.insert(token, Waiter::Sync(tx));
+            let outputs = inner.group.sync(token, req, now_ms());
+            self.process(b, entry.partition, &mut inner, outputs).await;
+        }
+        let r = rx.await.unwrap_or_else(|_| fail(E::NotCoordinator.code()));
+        debug!(
+            group = group_id,
+            error = r.error_code,
+            assignment_bytes = r.assignment.len(),
+            "sync answered"
+        );
+        r
+    }
+
+    pub async fn heartbeat(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        match self.entry(b, group_id, false).await {
+            Ok(Some(e)) => {
+                e.inner
+                    .lock()
+                    .await
+                    .group
+                    .heartbeat(member_id, instance, generation, now_ms())
+            }
+            Ok(None) => E::UnknownMemberId.code(),
+            Err(code) => code,
+        }
+    }
+
+    /// LeaveGroup: a top-level error, or one code per member.
+    pub async fn leave(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<i16>, i16> {
+        let entry = match self.entry(b, group_id, false).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return Ok(vec![E::UnknownMemberId.code(); members.len()]),
+            Err(code) => return Err(code),
+        };
+        let mut inner = entry.inner.lock().await;
+        let (codes, outputs) = inner.group.leave(members, now_ms());
+        self.process(b, entry.partition, &mut inner, outputs).await;
+        Ok(codes)
+    }
+
+    /// OffsetCommit: one code per partition, or a group-level error for all.
+    pub async fn commit(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        commits: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), i16> {
+        let entry = match self.entry(b, group_id, true).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return Err(E::CoordinatorNotAvailable.code()),
+            Err(code) => return Err(code),
+        };
+        let mut inner = entry.inner.lock().await;
+        let code = inner
+            .group
+            .validate_offset_commit(member_id, instance, generation);
+        if code != 0 {
+            return Err(code);
+        }
+        let records: Vec<OffsetsRecord> = commits
+            .iter()
+            .map(|(t, p, v)| OffsetsRecord::Offset {
+                group: group_id.to_string(),
+                topic: t.clone(),
+                partition: *p,
+                value: Some(v.clone()),
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.append(b, entry.partition, &records).await?;
+        for (t, p, v) in commits {
+            inner.offsets.insert((t, p), v);
+        }
+        Ok(())
+    }
+
+    /// OffsetFetch: committed offsets of the given partitions (all when `None`).
+    pub async fn fetch(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, i16> {
+        let entry = self.entry(b, group_id, false).await?;
+        let offsets = match &entry {
+            Some(e) => e.inner.lock().await.offsets.clone(),
+            None => BTreeMap::new(),
+        };
+        Ok(match partitions {
+            Some(list) => list
+                .into_iter()
+                .map(|(t, p)| {
+                    let v = offsets.get(&(t.clone(), p)).cloned();
+                    (t, p, v)
+                })
+                .collect(),
+            None => offsets
+                .into_iter()
+                .map(|((t, p), v)| (t, p, Some(v)))
+                .collect(),
+        })
+    }
+
+    /// Every group this node coordinates: `(id, protocol type, state)`.
+    pub async fn list(&self, b: &Broker) -> Vec<(String, String, GroupState)> {
+        // Load every partition this node leads so no group is missed.
+        if b.image().topic(OFFSETS_TOPIC).is_some() {
+            for p in 0..self.config.offsets_partitions {
+                if self.leads(b, p) && !self.loaded.lock().contains(&p) {
+                    let _ = self.load(b, p).await;
+                }
+            }
+        }
+        let entries: Vec<(String, Arc<GroupEntry>)> = self
+            .groups
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (name, e) in entries {
+            if !self.leads(b, e.partition) {
+                continue;
+            }
+            let inner = e.inner.lock().await;
+            out.push((
+                name,
+                inner.group.protocol_type().unwrap_or_default().to_string(),
+                inner.group.state(),
+            ));
+        }
+        out.sort();
+        out
+    }
+
+    /// DescribeGroups: the group's snapshot (`Dead` with no members when unknown).
+    pub async fn describe(&self, b: &Broker, group_id: &str) -> Result<GroupSnapshot, i16> {
+        match self.entry(b, group_id, false).await? {
+            Some(e) => Ok(e.inner.lock().await.group.snapshot()),
+            None => Ok(GroupSnapshot {
+                group_id: group_id.to_string(),
+                state: GroupState::Dead,
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: None,
+                members: Vec::new(),
+                state_timestamp: 0,
+            }),
+        }
+    }
+
+    /// DeleteGroups: only an empty group; its offsets go too.
+    pub async fn delete(&self, b: &Broker, group_id: &str) -> i16 {
+        let entry = match self.entry(b, group_id, false).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return E::GroupIdNotFound.code(),
+            Err(code) => return code,
+        };
+        let mut inner = entry.inner.lock().await;
+        if !inner.group.is_empty() {
+            return E::NonEmptyGroup.code();
+        }
+        let mut records: Vec<OffsetsRecord> = inner
+            .offsets
+            .keys()
+            .map(|(t, p)| OffsetsRecord::Offset {
+                group: group_id.to_string(),
+                topic: t.clone(),
+                partition: *p,
+                value: None,
+            })
+            .collect();
+        records.push(OffsetsRecord::Group {
+            group: group_id.to_string(),
+            value: None,
+        });
+        if let Err(code) = self.append(b, entry.partition, &records).await {
+            return code;
+        }
+        let outputs = inner.group.mark_dead();
+        self.process(b, entry.partition, &mut inner, outputs).await;
+        drop(inner);
+        self.groups.lock().remove(group_id);
+        0
+    }
+
+    /// OffsetDelete: remove committed offsets of partitions (only while the
+    /// group has no members; a live group may be consuming them).
+    pub async fn delete_offsets(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), i16> {
+        let entry = match self.entry(b, group_id, false).await? {
+            Some(e) => e,
+            None => return Err(E::GroupIdNotFound.code()),
+        };
+        let mut inner = entry.inner.lock().await;
+        if !inner.group.is_empty() {
+            return Err(E::GroupSubscribedToTopic.code());
+        }
+        let records: Vec<OffsetsRecord> = partitions
+            .iter()
+            .filter(|k| inner.offsets.contains_key(*k))
+            .map(|(t, p)| OffsetsRecord::Offset {
+                group: group_id.to_string(),
+                topic: t.clone(),
+                partition: *p,
+                value: None,
+            })
+            .collect();
+        if !records.is_empty() {
+            self.append(b, entry.partition, &records).await?;
+        }
+        for k in partitions {
+            inner.offsets.remove(k);
+        }
+        Ok(())
+    }
+
+    /// Drive timers (session expiry, rebalance completion) and expire the
+    /// offsets of groups empty for longer than `offsets.retention`.
+    pub async fn run_timers(self: Arc<Self>, b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut last_retention = 0i64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let now = now_ms();
+            let entries: Vec<Arc<GroupEntry>> = self.groups.lock().values().cloned().collect();
+            for e in &entries {
+                let mut inner = e.inner.lock().await;
+                if inner.group.next_deadline().is_some_and(|d| d <= now) {
+                    let outputs = inner.group.tick(now);
+                    self.process(&b, e.partition, &mut inner, outputs).await;
+                }
+            }
+            if now - last_retention >= 60_000 {
+                last_retention = now;
+                self.expire_offsets(&b, &entries, now).await;
+            }
+        }
+    }
+
+    async fn expire_offsets(&self, b: &Broker, entries: &[Arc<GroupEntry>], now: i64) {
+        for e in entries {
+            let mut inner = e.inner.lock().await;
+            let snap = inner.group.snapshot();
+            if snap.state != GroupState::Empty
+                || now - snap.state_timestamp < self.config.offsets_retention_ms
+                || inner.offsets.is_empty()
+            {
+                continue;
+            }
+            let records: Vec<OffsetsRecord> = inner
+                .offsets
+                .keys()
+                .map(|(t, p)| OffsetsRecord::Offset {
+                    group: snap.group_id.clone(),
+                    topic: t.clone(),
+                    partition: *p,
+                    value: None,
+                })
+                .collect();
+            if self.append(b, e.partition, &records).await.is_ok() {
+                inner.offsets.clear();
+                info!(group = %snap.group_id, "expired offsets of a long-empty group");
+            }
+        }
+    }
+}

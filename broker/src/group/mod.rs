@@ -1,0 +1,9 @@
+//! Consumer groups: the classic group protocol's pure state machine
+//! ([`state`]), the coordinator that drives it and persists groups and
+//! committed offsets in `__consumer_offsets` ([`coordinator`],
+//! [`offsets`]), and their shared vocabulary ([`types`]).
+
+pub mod coordinator;
+pub mod offsets;
+pub mod state;
+pub mod types;

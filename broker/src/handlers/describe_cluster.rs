@@ -1,0 +1,83 @@
+//! DescribeCluster (KIP-700): the live brokers with their advertised
+//! host/port and rack, the active controller's id (-1 while there is none)
+//! and the cluster id. Only the broker endpoint is described: a request for
+//! controllers (endpoint type 2, KIP-919) is MISMATCHED_ENDPOINT_TYPE and
+//! any other type UNSUPPORTED_ENDPOINT_TYPE, as a Kafka broker answers.
+//!
+//! Authorized operations are INT32_MIN unless asked for; when asked, every
+//! cluster operation is allowed, as there is no authorizer.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::ResponseError as E;
+
+use super::{sb, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::broker::Broker;
+
+/// `EndpointType` codes of KIP-919.
+pub const ENDPOINT_BROKER: i8 = 1;
+pub const ENDPOINT_CONTROLLER: i8 = 2;
+
+/// Bits (`1 << AclOperation`) of the operations Kafka defines on the
+/// cluster resource: ALTER 7, CREATE 5, DESCRIBE 8, CLUSTER_ACTION 9,
+/// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+pub const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+pub fn handle(b: &Broker, req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+    let response = DescribeClusterResponse::default()
+        .with_endpoint_type(req.endpoint_type)
+        .with_cluster_id(sb(b.cluster_id.clone()));
+    match req.endpoint_type {
+        ENDPOINT_BROKER => {}
+        ENDPOINT_CONTROLLER => {
+            return response
+                .with_error_code(E::MismatchedEndpointType.code())
+                .with_error_message(Some(sb(
+                    "this is a broker endpoint: controllers are not described here",
+                )))
+        }
+        other => {
+            return response
+                .with_error_code(E::UnsupportedEndpointType.code())
+                .with_error_message(Some(sb(format!("unknown endpoint type {other}"))))
+        }
+    }
+    let image = b.image();
+    let mut brokers: Vec<DescribeClusterBroker> = image
+        .live_brokers()
+        .filter_map(|reg| {
+            let l = reg.listeners.first()?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(reg.node_id))
+                    .with_host(sb(l.host.clone()))
+                    .with_port(i32::from(l.port))
+                    .with_rack(reg.rack.clone().map(sb)),
+            )
+        })
+        .collect();
+    if !brokers.iter().any(|x| x.broker_id.0 == b.node_id()) {
+        // Not registered (or fenced) yet: the client still reached this one.
+        let (host, port) = b.config.advertised_host_port();
+        brokers.push(
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id()))
+                .with_host(sb(host))
+                .with_port(port),
+        );
+    }
+    response
+        .with_controller_id(BrokerId(
+            b.controller
+                .leader()
+                .and_then(|id| i32::try_from(id).ok())
+                .unwrap_or(-1),
+        ))
+        .with_brokers(brokers)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
+}

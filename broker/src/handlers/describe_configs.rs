@@ -1,0 +1,214 @@
+//! DescribeConfigs: a topic's every config key with its effective value and
+//! source (its own override, DYNAMIC_TOPIC, or the broker default,
+//! DEFAULT_CONFIG), all writable; and this broker's static settings (for its
+//! own id or `""`), all read-only, STATIC_BROKER_CONFIG when they differ
+//! from the built-in default. `configuration_keys`, when given and not
+//! empty, selects keys. Synonyms and documentation are not reported.
+
+use std::collections::{BTreeMap, HashSet};
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use rivulet_controller::MetadataImage;
+use rivulet_storage::validate_topic_name;
+
+use super::configs::{
+    config_type, topic_entries, ConfigResourceError, RESOURCE_BROKER, RESOURCE_TOPIC,
+    SOURCE_DEFAULT, SOURCE_STATIC_BROKER,
+};
+use super::sb;
+use crate::broker::Broker;
+use crate::config::{BrokerConfig, LOG_KEYS};
+use crate::errors;
+
+/// One reported config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+}
+
+pub fn handle(b: &Broker, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+    let image = b.image();
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let wanted: Option<HashSet<String>> = r
+                .configuration_keys
+                .filter(|k| !k.is_empty())
+                .map(|k| k.iter().map(|s| s.to_string()).collect());
+            match entries(b, &image, r.resource_type, &r.resource_name) {
+                Ok(list) => base.with_configs(
+                    list.into_iter()
+                        .filter(|e| wanted.as_ref().is_none_or(|w| w.contains(&e.name)))
+                        .map(|e| {
+                            DescribeConfigsResourceResult::default()
+                                .with_config_type(if version >= 3 {
+                                    config_type(&e.name)
+                                } else {
+                                    0
+                                })
+                                .with_name(sb(e.name))
+                                .with_value(Some(sb(e.value)))
+                                .with_read_only(e.read_only)
+                                .with_config_source(e.source)
+                                .with_is_sensitive(false)
+                                .with_documentation(None)
+                        })
+                        .collect(),
+                ),
+                Err(e) => base
+                    .with_error_code(errors::config_resource(&e))
+                    .with_error_message(Some(sb(e.to_string()))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn entries(
+    b: &Broker,
+    image: &MetadataImage,
+    resource_type: i8,
+    name: &str,
+) -> Result<Vec<Entry>, ConfigResourceError> {
+    match resource_type {
+        RESOURCE_TOPIC => {
+            validate_topic_name(name)
+                .map_err(|e| ConfigResourceError::InvalidTopicName(e.to_string()))?;
+            let topic = image
+                .topic(name)
+                .ok_or_else(|| ConfigResourceError::UnknownTopic(name.to_string()))?;
+            Ok(topic_entries(
+                &b.config.storage.log_defaults,
+                b.config.min_insync_replicas,
+                &topic.configs,
+            )
+            .into_iter()
+            .map(|(name, value, source)| Entry {
+                name,
+                value,
+                source,
+                read_only: false,
+            })
+            .collect())
+        }
+        RESOURCE_BROKER => {
+            if !name.is_empty() && name.parse::<i32>().ok() != Some(b.node_id()) {
+                return Err(ConfigResourceError::UnexpectedBrokerId {
+                    expected: b.node_id(),
+                    got: name.to_string(),
+                });
+            }
+            let built_in: BTreeMap<String, String> = BrokerConfig::from_props(&BTreeMap::new())
+                .map(|c| broker_settings(&c).into_iter().collect())
+                .unwrap_or_default();
+            Ok(broker_settings(&b.config)
+                .into_iter()
+                .map(|(name, value)| {
+                    let source = if built_in.get(&name) == Some(&value) {
+                        SOURCE_DEFAULT
+                    } else {
+                        SOURCE_STATIC_BROKER
+                    };
+                    Entry {
+                        name,
+                        value,
+                        source,
+                        read_only: true,
+                    }
+                })
+                .collect())
+        }
+        other => Err(ConfigResourceError::UnsupportedResourceType(other)),
+    }
+}
+
+/// `(key, value)` of the broker settings a client may want to see, with
+/// Kafka's names: the `log.*` defaults every topic inherits and the
+/// broker's own limits and defaults.
+fn broker_settings(c: &BrokerConfig) -> Vec<(String, String)> {
+    let s = &c.storage;
+    let mut out: Vec<(String, String)> = vec![
+        ("node.id".into(), c.node_id.to_string()),
+        ("listeners".into(), c.listener.clone()),
+        ("advertised.listeners".into(), c.advertised_listener.clone()),
+        ("controller.listener".into(), c.controller_listener.clone()),
+        ("controller.quorum.voters".into(), c.quorum_voters.clone()),
+        ("data.dir".into(), c.data_dir.display().to_string()),
+        ("num.partitions".into(), c.num_partitions.to_string()),
+        (
+            "default.replication.factor".into(),
+            c.default_replication_factor.to_string(),
+        ),
+        (
+            "min.insync.replicas".into(),
+            c.min_insync_replicas.to_string(),
+        ),
+        (
+            "auto.create.topics.enable".into(),
+            c.auto_create_topics.to_string(),
+        ),
+        (
+            "socket.request.max.bytes".into(),
+            c.socket_request_max_bytes.to_string(),
+        ),
+        ("max.connections".into(), c.max_connections.to_string()),
+        (
+            "connections.max.idle.ms".into(),
+            c.connections_max_idle_ms.to_string(),
+        ),
+        (
+            "broker.session.timeout.ms".into(),
+            c.session_timeout_ms.to_string(),
+        ),
+        (
+            "broker.heartbeat.interval.ms".into(),
+            c.heartbeat_interval_ms.to_string(),
+        ),
+        ("max.open.logs".into(), s.max_open_logs.to_string()),
+        (
+            "num.recovery.threads".into(),
+            s.recovery_threads.to_string(),
+        ),
+        (
+            "log.retention.check.interval.ms".into(),
+            s.retention_check_interval_ms.to_string(),
+        ),
+        ("log.cleaner.enable".into(), s.cleaner_enabled.to_string()),
+    ];
+    for (broker_key, log_key) in LOG_KEYS {
+        if let Some(v) = s.log_defaults.get(log_key) {
+            out.push((broker_key.to_string(), v));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_settings_name_every_log_default_once() {
+        let mut props = BTreeMap::new();
+        props.insert("log.retention.ms".to_string(), "1234".to_string());
+        let c = BrokerConfig::from_props(&props).unwrap();
+        let settings = broker_settings(&c);
+        let names: HashSet<&str> = settings.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names.len(), settings.len(), "no key twice");
+        for (broker_key, _) in LOG_KEYS {
+            assert!(names.contains(broker_key), "{broker_key}");
+        }
+        assert!(settings.contains(&("log.retention.ms".to_string(), "1234".to_string())));
+        assert!(settings.contains(&("log.cleanup.policy".to_string(), "delete".to_string())));
+    }
+}

@@ -1,0 +1,645 @@
+//! The `rivulet` binary's client commands (`topic`, `produce`, `consume`)
+//! run as a user would run them, against a broker started in this process;
+//! what they print is checked, and what they did is checked again through
+//! rdkafka. Also: `config/single.toml` documents every broker setting with
+//! its default, and `rivulet --config config/single.toml` runs a broker.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use rivulet_broker::config::{DEFAULTS, LOG_KEYS};
+use rivulet_broker::{BrokerConfig, BrokerNode};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A broker on free loopback ports with its own data dir, on its own runtime
+/// so tests can block on child processes.
+struct TestBroker {
+    runtime: tokio::runtime::Runtime,
+    node: Option<BrokerNode>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    fn start() -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let props: BTreeMap<String, String> = [
+            ("listeners", format!("127.0.0.1:{port}")),
+            ("controller.listener", format!("127.0.0.1:{}", free_port())),
+            ("data.dir", dir.path().display().to_string()),
+            ("broker.heartbeat.interval.ms", "200".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let config = BrokerConfig::from_props(&props).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let node = runtime.block_on(BrokerNode::start(config)).unwrap();
+        let b = node.broker.clone();
+        let deadline = Instant::now() + TIMEOUT;
+        while !b.image().is_live(b.node_id()) {
+            assert!(Instant::now() < deadline, "broker never registered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TestBroker {
+            runtime,
+            node: Some(node),
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap())
+            .set("broker.address.family", "v4");
+        c
+    }
+
+    /// Partition count of `topic` per rdkafka's metadata, `None` if absent.
+    fn partitions(&self, topic: &str) -> Option<usize> {
+        let c: BaseConsumer = self.client_config().create().unwrap();
+        let md = c.fetch_metadata(None, TIMEOUT).unwrap();
+        md.topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len())
+    }
+
+    /// The topic's config overrides per rdkafka's DescribeConfigs.
+    fn overrides(&self, topic: &str) -> BTreeMap<String, String> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
+        let res = self
+            .runtime
+            .block_on(
+                admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+            )
+            .unwrap();
+        let resource = res.into_iter().next().unwrap().unwrap();
+        resource
+            .entries
+            .into_iter()
+            .filter(|e| e.source == ConfigSource::DynamicTopic)
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Produce `(timestamp, value)` records to partition 0, waiting for acks.
+    fn produce_at(&self, topic: &str, records: &[(i64, String)]) {
+        let p: FutureProducer = self.client_config().create().unwrap();
+        self.runtime.block_on(async {
+            for (ts, v) in records {
+                let rec: FutureRecord<'_, (), str> = FutureRecord::to(topic)
+                    .partition(0)
+                    .timestamp(*ts)
+                    .payload(v);
+                p.send(rec, TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+            }
+        });
+    }
+
+    /// `(key, value)` of the first `n` records of `topic`/0 (a missing key
+    /// or value reads as empty).
+    fn read(&self, topic: &str, n: usize) -> Vec<(String, String)> {
+        let mut c = self.client_config();
+        c.set("group.id", "cli-test")
+            .set("enable.auto.commit", "false");
+        let c: BaseConsumer = c.create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
+            .unwrap();
+        c.assign(&tpl).unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut out = Vec::new();
+        while out.len() < n {
+            assert!(Instant::now() < deadline, "read {} of {n}", out.len());
+            if let Some(m) = c.poll(Duration::from_millis(100)) {
+                let m = m.unwrap();
+                let text = |b: Option<&[u8]>| String::from_utf8(b.unwrap_or_default().to_vec());
+                out.push((text(m.key()).unwrap(), text(m.payload()).unwrap()));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            let _ = self.runtime.block_on(node.shutdown());
+        }
+    }
+}
+
+/// What a finished `rivulet` run left behind.
+#[derive(Debug)]
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+/// Wait for `child`, killing it after `TIMEOUT` so a hang fails the test.
+fn finish(mut child: Child, started: Instant) -> Run {
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            panic!("rivulet did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        success: status.success(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+        took: started.elapsed(),
+    }
+}
+
+/// Run `rivulet args…` with `stdin`.
+fn rivulet(args: &[&str], stdin: &str) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(RIVULET)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let text = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+    });
+    let run = finish(child, started);
+    writer.join().unwrap();
+    run
+}
+
+/// Run a client command against `b`; it must succeed. Returns stdout.
+fn ok(b: &TestBroker, args: &[&str], stdin: &str) -> String {
+    let bs = b.bootstrap();
+    let mut all = vec!["--bootstrap-server", bs.as_str()];
+    all.extend_from_slice(args);
+    let run = rivulet(&all, stdin);
+    assert!(run.success, "rivulet {args:?} failed: {}", run.stderr);
+    run.stdout
+}
+
+/// Run a client command against `b`; it must fail. Returns stderr.
+fn fails(b: &TestBroker, args: &[&str]) -> String {
+    let bs = b.bootstrap();
+    let mut all = vec!["--bootstrap-server", bs.as_str()];
+    all.extend_from_slice(args);
+    let run = rivulet(&all, "");
+    assert!(!run.success, "rivulet {args:?} succeeded: {}", run.stdout);
+    run.stderr
+}
+
+fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn topic_create_list_describe_alter_delete_round_trip() {
+    let b = TestBroker::start();
+    let out = ok(
+        &b,
+        &[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=60000",
+        ],
+        "",
+    );
+    assert_eq!(out, "created topic orders\n");
+    assert_eq!(b.partitions("orders"), Some(3));
+    assert!(fails(&b, &["topic", "create", "orders"]).contains("already exists"));
+    ok(&b, &["topic", "create", "orders", "--if-not-exists"], "");
+    ok(&b, &["topic", "create", "audit"], "");
+
+    let listed = ok(&b, &["topic", "list"], "");
+    let names: Vec<&str> = listed.lines().collect();
+    assert!(
+        names.contains(&"orders") && names.contains(&"audit"),
+        "{listed}"
+    );
+
+    let described = ok(&b, &["topic", "describe", "orders"], "");
+    let lines: Vec<&str> = described.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "Topic: orders\tPartitionCount: 3\tReplicationFactor: 1\tConfigs: retention.ms=60000",
+            "\tTopic: orders\tPartition: 0\tLeader: 1\tReplicas: 1\tIsr: 1",
+            "\tTopic: orders\tPartition: 1\tLeader: 1\tReplicas: 1\tIsr: 1",
+            "\tTopic: orders\tPartition: 2\tLeader: 1\tReplicas: 1\tIsr: 1",
+        ]
+    );
+    let all = ok(&b, &["topic", "describe", "orders", "--all-configs"], "");
+    assert!(
+        all.contains("\tretention.ms=60000\t(topic override)"),
+        "{all}"
+    );
+    assert!(all.contains("\tcleanup.policy=delete\t(default)"), "{all}");
+
+    // Legacy AlterConfigs replaces the override set: the untouched
+    // retention.ms must survive a change to other keys.
+    let out = ok(
+        &b,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "cleanup.policy=compact",
+            "--set",
+            "segment.bytes=1048576",
+        ],
+        "",
+    );
+    assert!(out.starts_with("altered configs of topic orders"), "{out}");
+    assert_eq!(
+        b.overrides("orders"),
+        map(&[
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "60000"),
+            ("segment.bytes", "1048576"),
+        ])
+    );
+    ok(
+        &b,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--delete",
+            "retention.ms",
+        ],
+        "",
+    );
+    assert_eq!(
+        b.overrides("orders"),
+        map(&[("cleanup.policy", "compact"), ("segment.bytes", "1048576")])
+    );
+    let described = ok(&b, &["topic", "describe", "orders"], "");
+    assert!(
+        described.starts_with(
+            "Topic: orders\tPartitionCount: 3\tReplicationFactor: 1\t\
+             Configs: cleanup.policy=compact,segment.bytes=1048576\n"
+        ),
+        "{described}"
+    );
+    assert!(fails(&b, &["topic", "alter-config", "orders"]).contains("nothing to change"));
+    assert!(fails(
+        &b,
+        &["topic", "alter-config", "nope", "--set", "retention.ms=1"]
+    )
+    .contains("topic nope does not exist"));
+
+    assert_eq!(
+        ok(&b, &["topic", "delete", "orders"], ""),
+        "deleted topic orders\n"
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while b.partitions("orders").is_some() {
+        assert!(Instant::now() < deadline, "orders still in metadata");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!ok(&b, &["topic", "list"], "")
+        .lines()
+        .any(|l| l == "orders"));
+    assert!(fails(&b, &["topic", "delete", "orders"]).contains("topic orders does not exist"));
+    ok(&b, &["topic", "delete", "orders", "--if-exists"], "");
+    assert!(fails(&b, &["topic", "describe", "orders"]).contains("topic orders does not exist"));
+    assert_eq!(b.partitions("audit"), Some(1), "other topics are untouched");
+}
+
+#[test]
+fn produced_lines_are_consumed_back_exactly() {
+    let b = TestBroker::start();
+    ok(&b, &["topic", "create", "lines", "--partitions", "1"], "");
+    let input = "k1\tv1\nk2\tv2 with\ttab\n\tno key text\nk4\t\nk5\tv5\n";
+    let run = rivulet(
+        &[
+            "--bootstrap-server",
+            &b.bootstrap(),
+            "produce",
+            "lines",
+            "--key-separator",
+            "\t",
+            "--progress-every",
+            "2",
+        ],
+        input,
+    );
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("produced 5 records to lines"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("sent 2 records") && run.stderr.contains("sent 4 records"),
+        "progress every 2 records: {}",
+        run.stderr
+    );
+    // The split happened at the first separator only.
+    assert_eq!(
+        b.read("lines", 5),
+        [
+            ("k1", "v1"),
+            ("k2", "v2 with\ttab"),
+            ("", "no key text"),
+            ("k4", ""),
+            ("k5", "v5"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+
+    let printed = ok(
+        &b,
+        &[
+            "consume",
+            "lines",
+            "--from",
+            "earliest",
+            "--count",
+            "5",
+            "--print-key",
+        ],
+        "",
+    );
+    assert_eq!(printed, input);
+    let two = ok(
+        &b,
+        &["consume", "lines", "--from", "earliest", "--count", "2"],
+        "",
+    );
+    assert_eq!(two, "v1\nv2 with\ttab\n");
+    let from_offset = ok(&b, &["consume", "lines", "--from", "3"], "");
+    assert_eq!(from_offset, "\nv5\n", "offset 3 on, stopping at the end");
+    let latest = ok(&b, &["consume", "lines", "--from", "latest"], "");
+    assert_eq!(latest, "", "nothing after the end");
+
+    // Many partitions: every line comes back once (order is per partition),
+    // and consumption stops on its own at the end of all of them.
+    ok(&b, &["topic", "create", "spread", "--partitions", "3"], "");
+    let many: Vec<String> = (0..60).map(|i| format!("key-{i}:value-{i}")).collect();
+    ok(
+        &b,
+        &["produce", "spread", "--key-separator", ":", "--acks", "1"],
+        &(many.join("\n") + "\n"),
+    );
+    let printed = ok(
+        &b,
+        &["consume", "spread", "--print-key", "--key-separator", ":"],
+        "",
+    );
+    let mut got: Vec<&str> = printed.lines().collect();
+    let mut want: Vec<&str> = many.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    let only_one = ok(&b, &["consume", "spread", "--partition", "1"], "");
+    assert!(only_one.lines().count() < 60, "one partition of three");
+    assert!(fails(&b, &["consume", "spread", "--partition", "7"]).contains("no partition 7"));
+    assert!(fails(&b, &["consume", "missing"]).contains("topic missing does not exist"));
+}
+
+#[test]
+fn consume_from_a_time_starts_at_the_first_record_at_or_after_it() {
+    let b = TestBroker::start();
+    ok(&b, &["topic", "create", "timed", "--partitions", "1"], "");
+    // 2023-11-14T22:13:20Z, and a second batch a minute later.
+    let t0 = 1_700_000_000_000_i64;
+    let first: Vec<(i64, String)> = (0..3).map(|i| (t0 + i, format!("early-{i}"))).collect();
+    let second: Vec<(i64, String)> = (0..3)
+        .map(|i| (t0 + 60_000 + i, format!("late-{i}")))
+        .collect();
+    b.produce_at("timed", &first);
+    b.produce_at("timed", &second);
+
+    let between = ok(
+        &b,
+        &["consume", "timed", "--from", "2023-11-14T22:13:50Z"],
+        "",
+    );
+    assert_eq!(between, "late-0\nlate-1\nlate-2\n");
+    let with_offset = ok(
+        &b,
+        &[
+            "consume",
+            "timed",
+            "--from",
+            "2023-11-14T23:13:50+01:00",
+            "--count",
+            "1",
+        ],
+        "",
+    );
+    assert_eq!(with_offset, "late-0\n");
+    let to_the_ms = ok(
+        &b,
+        &["consume", "timed", "--from", "2023-11-14T22:13:20.001Z"],
+        "",
+    );
+    assert_eq!(to_the_ms, "early-1\nearly-2\nlate-0\nlate-1\nlate-2\n");
+    let after_all = ok(
+        &b,
+        &["consume", "timed", "--from", "2023-11-14T23:00:00Z"],
+        "",
+    );
+    assert_eq!(
+        after_all, "",
+        "no record at or after the time: start at the end"
+    );
+
+    let bad = rivulet(&["consume", "timed", "--from", "2023-11-14T22:13:50"], "");
+    assert!(
+        !bad.success && bad.stderr.contains("RFC 3339"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn client_commands_fail_fast_when_no_broker_answers() {
+    let port = free_port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["topic", "list"],
+        vec!["topic", "create", "t"],
+        vec!["produce", "t"],
+        vec!["consume", "t", "--from", "earliest"],
+    ];
+    let runs: Vec<_> = commands
+        .into_iter()
+        .map(|c| {
+            let bs = bootstrap.clone();
+            std::thread::spawn(move || {
+                let mut args = vec!["--bootstrap-server", bs.as_str()];
+                args.extend(c.iter().copied());
+                (c.join(" "), rivulet(&args, "a record\n"))
+            })
+        })
+        .collect();
+    for handle in runs {
+        let (command, run) = handle.join().unwrap();
+        assert!(!run.success, "{command} succeeded without a broker");
+        assert!(
+            run.stderr
+                .contains(&format!("no broker answered at {bootstrap} within 10s")),
+            "{command}: {}",
+            run.stderr
+        );
+        assert!(
+            run.took < Duration::from_secs(15),
+            "{command} took {:?}",
+            run.took
+        );
+    }
+}
+
+fn single_toml() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/single.toml")
+}
+
+/// Flatten a TOML table into dotted keys, as the broker reads it.
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            toml::Value::String(s) => {
+                out.insert(key, s.clone());
+            }
+            other => {
+                out.insert(key, other.to_string());
+            }
+        }
+    }
+}
+
+#[test]
+fn single_toml_documents_every_setting_at_its_default() {
+    let path = single_toml();
+    let from_file = BrokerConfig::load(Some(&path), &[]).unwrap();
+    let defaults = BrokerConfig::from_props(&BTreeMap::new()).unwrap();
+    assert_eq!(from_file.node_id, defaults.node_id);
+    assert_eq!(from_file.listener, defaults.listener);
+    assert_eq!(from_file.advertised_listener, defaults.advertised_listener);
+    assert_eq!(from_file.quorum_voters, defaults.quorum_voters);
+    assert_eq!(from_file.data_dir, defaults.data_dir);
+    assert_eq!(from_file.cluster_id, defaults.cluster_id);
+    assert_eq!(from_file.num_partitions, defaults.num_partitions);
+    assert_eq!(
+        from_file.socket_request_max_bytes,
+        defaults.socket_request_max_bytes
+    );
+    assert_eq!(from_file.session_timeout_ms, defaults.session_timeout_ms);
+    assert_eq!(from_file.storage, defaults.storage);
+
+    // Every key is written out, with the embedded default as its value.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut keys = BTreeMap::new();
+    flatten("", &text.parse::<toml::Table>().unwrap(), &mut keys);
+    let log_defaults = &defaults.storage.log_defaults;
+    let mut expected: BTreeMap<String, String> = DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (broker_key, log_key) in LOG_KEYS {
+        expected.insert(broker_key.to_string(), log_defaults.get(log_key).unwrap());
+    }
+    assert_eq!(keys, expected);
+}
+
+#[test]
+fn rivulet_without_subcommand_runs_a_broker_from_single_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listeners = format!("listeners=127.0.0.1:{port}");
+    let controller = format!("controller.listener=127.0.0.1:{}", free_port());
+    let data = format!("data.dir={}", dir.path().display());
+    let config = single_toml();
+    let mut broker = Command::new(RIVULET)
+        .arg("--config")
+        .arg(&config)
+        .args(["--set", &listeners, "--set", &controller, "--set", &data])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + TIMEOUT;
+    let created = loop {
+        let run = rivulet(
+            &["--bootstrap-server", &bootstrap, "topic", "create", "smoke"],
+            "",
+        );
+        if run.success || Instant::now() > deadline {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let listed = rivulet(&["-b", &bootstrap, "topic", "list"], "");
+    let _ = broker.kill();
+    let _ = broker.wait();
+    assert!(created.success, "{}", created.stderr);
+    assert_eq!(listed.stdout, "smoke\n");
+}
