@@ -235,6 +235,8 @@ async fn a_silent_broker_is_fenced_and_its_partitions_move_within_the_isr() {
         create_topic(node, "t", 3, 3).await,
         ControllerResponse::Ok { .. }
     ));
+    // The request may have been forwarded: wait until this node applied it.
+    wait_for("topic on node 1", || has_topic(&node.image(), "t")).await;
     let before = node.image().topic("t").unwrap().partitions.clone();
     // Brokers 1 and 3 keep heartbeating; broker 2 falls silent.
     let hb_node_addrs: Vec<_> = nodes.iter().flatten().collect();
