@@ -153,15 +153,22 @@ fn encode_response(
         version,
         message: e.to_string(),
     };
-    let mut body = BytesMut::new();
+    // Encode straight after a size placeholder and patch it in: one buffer,
+    // no second copy of the (possibly large) body.
+    // Fetch responses are large: size the buffer once instead of regrowing.
+    let capacity = match response {
+        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0) + 64,
+        _ => 512,
+    };
+    let mut out = BytesMut::with_capacity(capacity);
+    out.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
-        .encode(&mut body, header_version)
+        .encode(&mut out, header_version)
         .map_err(err)?;
-    response.encode(&mut body, version).map_err(err)?;
-    let mut out = BytesMut::with_capacity(body.len() + 4);
-    out.put_i32(body.len() as i32);
-    out.put(body);
+    response.encode(&mut out, version).map_err(err)?;
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
     Ok(out)
 }
 
