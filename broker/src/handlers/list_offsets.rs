@@ -18,7 +18,7 @@ pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
 pub const MAX_TIMESTAMP: i64 = -3;
 
-pub fn handle(b: &Broker, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -28,13 +28,20 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, _version: i16) -> ListOffsets
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    lookup(
+                    let r = lookup(
                         b,
                         &TopicPartition::new(name.clone(), p.partition_index),
                         p.timestamp,
                         p.current_leader_epoch,
                     )
-                    .with_partition_index(p.partition_index)
+                    .with_partition_index(p.partition_index);
+                    // The leader epoch field exists from v4; below it must
+                    // stay at its default or the response cannot be encoded.
+                    if version < 4 {
+                        r.with_leader_epoch(-1)
+                    } else {
+                        r
+                    }
                 })
                 .collect();
             ListOffsetsTopicResponse::default()
