@@ -1,7 +1,8 @@
-//! Other clients than librdkafka-via-Rust: a scripted kcat check and a
-//! kafka-python check (both installed by `scripts/ci-setup.sh`, which
-//! `.ci/run` calls). Outside CI a missing tool skips its check with a
-//! warning; under CI (`CI` set) a missing tool fails the test.
+//! Other clients than librdkafka-via-Rust: a scripted kcat check and two
+//! kafka-python checks, the second a consumer group (all installed by
+//! `scripts/ci-setup.sh`, which `.ci/run` calls). Outside CI a missing tool
+//! skips its check with a warning; under CI (`CI` set) a missing tool fails
+//! the test.
 
 mod common;
 
@@ -69,4 +70,30 @@ async fn kafka_python_admin_produce_consume_and_offsets() {
     .await
     .unwrap();
     assert!(out.contains("kafka-python ok: 20 records"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_group_splits_partitions_and_resumes_at_commits() {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
+    if !tool_available(python) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), &[]).await;
+    let bs = broker.bootstrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/kafka_python_group_check.py"
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new(python).args([script, &bs, "py-group-topic", "py-group"]))
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.contains("kafka-python group ok: 40 records split 2/2"),
+        "{out}"
+    );
+    assert!(out.contains("resumed with exactly 10 new"), "{out}");
+    eprintln!("{out}");
 }

@@ -85,6 +85,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("group.min.session.timeout.ms", "6000"),
     ("group.max.session.timeout.ms", "1800000"),
     ("group.max.size", "1000"),
+    ("group.max.member.metadata.bytes", "1048576"),
 ];
 
 #[derive(Debug, Clone)]
@@ -357,6 +358,12 @@ impl BrokerConfig {
                         i32::MAX,
                     )?,
                     max_members: int("group.max.size", &get("group.max.size"), 1, 1_000_000)?,
+                    max_member_metadata_bytes: int(
+                        "group.max.member.metadata.bytes",
+                        &get("group.max.member.metadata.bytes"),
+                        1024,
+                        i32::MAX as usize,
+                    )?,
                 },
             },
         })

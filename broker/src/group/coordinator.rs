@@ -123,6 +123,11 @@ impl GroupCoordinator {
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), "104857600".to_string());
+        // Group metadata records carry every member's metadata and
+        // assignment (bounded by group.max.size and
+        // group.max.member.metadata.bytes): allow larger records than the
+        // client-facing default.
+        configs.insert("max.message.bytes".to_string(), "16777216".to_string());
         let resp = b
             .controller_request(ControllerRequest::CreateTopic {
                 name: OFFSETS_TOPIC.to_string(),
@@ -377,10 +382,37 @@ impl GroupCoordinator {
             members: Vec::new(),
             skip_assignment: false,
         };
-        let entry = match self.entry(b, group_id, true).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return fail(E::CoordinatorNotAvailable.code(), req.member_id),
+        // Kafka's order: coordinator checks, then the checks that need no
+        // group, then `getOrMaybeCreateGroup`: only a member without an id
+        // creates the group, a member id for a group that does not exist is
+        // UNKNOWN_MEMBER_ID. A refused join leaves no group behind.
+        let existing = match self.entry(b, group_id, false).await {
+            Ok(e) => e,
             Err(code) => return fail(code, req.member_id),
+        };
+        if let Err(e) = self.config.group.validate_join(&req) {
+            if e == E::InvalidRequest {
+                warn!(
+                    group = group_id,
+                    member = %req.member_id,
+                    client = %req.client_id,
+                    metadata_bytes = super::state::member_metadata_bytes(&req),
+                    limit = self.config.group.max_member_metadata_bytes,
+                    "JoinGroup refused: member metadata over group.max.member.metadata.bytes"
+                );
+            }
+            return fail(e.code(), req.member_id);
+        }
+        let entry = match existing {
+            Some(e) => e,
+            None if !req.member_id.is_empty() => {
+                return fail(E::UnknownMemberId.code(), req.member_id)
+            }
+            None => match self.entry(b, group_id, true).await {
+                Ok(Some(e)) => e,
+                Ok(None) => return fail(E::CoordinatorNotAvailable.code(), req.member_id),
+                Err(code) => return fail(code, req.member_id),
+            },
         };
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -477,9 +509,14 @@ impl GroupCoordinator {
         generation: i32,
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), i16> {
-        let entry = match self.entry(b, group_id, true).await {
+        // Only a commit without a generation (a simple consumer or the admin
+        // client) creates the group. One with a generation for a group that
+        // does not exist comes from a stale generation: Kafka answers
+        // ILLEGAL_GENERATION (GROUP_ID_NOT_FOUND only from OffsetCommit v9,
+        // which is not advertised).
+        let entry = match self.entry(b, group_id, generation < 0).await {
             Ok(Some(e)) => e,
-            Ok(None) => return Err(E::CoordinatorNotAvailable.code()),
+            Ok(None) => return Err(E::IllegalGeneration.code()),
             Err(code) => return Err(code),
         };
         let mut inner = entry.inner.lock().await;

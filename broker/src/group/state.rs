@@ -61,6 +61,12 @@ pub struct GroupConfig {
     /// `group.max.size`: members per group (and, here, ids awaiting their
     /// MEMBER_ID_REQUIRED rejoin).
     pub max_members: usize,
+    /// `group.max.member.metadata.bytes` (Rivulet's; Kafka bounds a
+    /// JoinGroup only by `socket.request.max.bytes`): most bytes of protocol
+    /// names plus metadata one member may offer in a JoinGroup. The group
+    /// keeps them for the member's lifetime and hands them to the leader on
+    /// every rebalance.
+    pub max_member_metadata_bytes: usize,
 }
 
 impl Default for GroupConfig {
@@ -74,8 +80,40 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6000,
             max_session_timeout_ms: 1_800_000,
             max_members: 1000,
+            max_member_metadata_bytes: 1024 * 1024,
         }
     }
+}
+
+impl GroupConfig {
+    /// The checks of a JoinGroup that need no group: the session timeout
+    /// range (Kafka's `handleJoinGroup` makes this check before it looks up
+    /// or creates the group) and the member metadata limit. The coordinator
+    /// runs them before creating a group, so a refused join leaves nothing
+    /// behind; [`Group::join`] runs them again.
+    pub fn validate_join(&self, req: &JoinRequest) -> Result<(), E> {
+        if req.session_timeout_ms < self.min_session_timeout_ms
+            || req.session_timeout_ms > self.max_session_timeout_ms
+        {
+            return Err(E::InvalidSessionTimeout);
+        }
+        if member_metadata_bytes(req) > self.max_member_metadata_bytes {
+            // Kafka has no code for this (it has no such limit): the
+            // generic INVALID_REQUEST, not retriable, so the client reports
+            // it instead of rejoining in a loop; the coordinator logs which
+            // limit was hit.
+            return Err(E::InvalidRequest);
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of protocol names plus metadata a JoinGroup offers, as counted
+/// against `group.max.member.metadata.bytes`.
+pub fn member_metadata_bytes(req: &JoinRequest) -> usize {
+    req.protocols.iter().fold(0usize, |n, (name, metadata)| {
+        n.saturating_add(name.len()).saturating_add(metadata.len())
+    })
 }
 
 /// Makes member ids. Injected so tests are deterministic.

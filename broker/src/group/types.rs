@@ -125,7 +125,9 @@ pub struct MemberSnapshot {
     pub session_timeout_ms: i32,
     pub rebalance_timeout_ms: i32,
     /// `(protocol name, metadata)` as the member sent them.
+    #[serde(with = "hex_pairs")]
     pub protocols: Vec<(String, Vec<u8>)>,
+    #[serde(with = "hex_bytes")]
     pub assignment: Vec<u8>,
 }
 
@@ -141,4 +143,100 @@ pub struct GroupSnapshot {
     pub members: Vec<MemberSnapshot>,
     /// When the state last changed (ms), for offset retention of empty groups.
     pub state_timestamp: i64,
+}
+
+/// Opaque client bytes persisted as hex strings: half the size of JSON's
+/// number arrays' worst case, and readable in a dump.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn encode(b: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(b.len() * 2);
+        for byte in b {
+            s.push(DIGITS[(byte >> 4) as usize] as char);
+            s.push(DIGITS[(byte & 0x0f) as usize] as char);
+        }
+        s
+    }
+
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
+        let b = s.as_bytes();
+        if !b.len().is_multiple_of(2) {
+            return None;
+        }
+        b.chunks(2)
+            .map(|p| Some((nibble(*p.first()?)? << 4) | nibble(*p.get(1)?)?))
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        decode(&s).ok_or_else(|| serde::de::Error::custom("invalid hex"))
+    }
+}
+
+mod hex_pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[(String, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(&str, String)> = v
+            .iter()
+            .map(|(n, b)| (n.as_str(), super::hex_bytes::encode(b)))
+            .collect();
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        let pairs: Vec<(String, String)> = Vec::deserialize(d)?;
+        pairs
+            .into_iter()
+            .map(|(n, h)| {
+                super::hex_bytes::decode(&h)
+                    .map(|b| (n, b))
+                    .ok_or_else(|| serde::de::Error::custom("invalid hex"))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_bytes_persist_as_hex_and_round_trip() {
+        let m = MemberSnapshot {
+            member_id: "m".into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            session_timeout_ms: 1,
+            rebalance_timeout_ms: 2,
+            protocols: vec![("range".into(), vec![0, 255, 16])],
+            assignment: vec![1, 2, 171],
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(
+            json.contains("\"00ff10\"") && json.contains("\"0102ab\""),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<MemberSnapshot>(&json).unwrap(), m);
+        assert!(hex_bytes::decode("0g").is_none());
+        assert!(hex_bytes::decode("abc").is_none());
+    }
 }

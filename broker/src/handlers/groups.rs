@@ -1,7 +1,9 @@
 //! Group membership APIs — FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, ListGroups, DescribeGroups, DeleteGroups — translated to and
 //! from the group coordinator. Each handler only maps wire types; the rules
-//! live in `group::state`.
+//! live in `group::state`. As in Kafka's `validateGroupStatus`, the APIs of
+//! group membership refuse an empty group id with INVALID_GROUP_ID (offset
+//! and admin APIs accept it).
 
 use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -131,6 +133,9 @@ pub async fn join_group(
 }
 
 pub async fn sync_group(b: &Broker, req: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
+    if req.group_id.is_empty() {
+        return SyncGroupResponse::default().with_error_code(E::InvalidGroupId.code());
+    }
     let sync = SyncRequest {
         member_id: req.member_id.to_string(),
         group_instance_id: str_of(&req.group_instance_id),
@@ -152,6 +157,9 @@ pub async fn sync_group(b: &Broker, req: SyncGroupRequest, _version: i16) -> Syn
 }
 
 pub async fn heartbeat(b: &Broker, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+    if req.group_id.is_empty() {
+        return HeartbeatResponse::default().with_error_code(E::InvalidGroupId.code());
+    }
     let code = b
         .groups
         .heartbeat(
@@ -166,6 +174,9 @@ pub async fn heartbeat(b: &Broker, req: HeartbeatRequest, _version: i16) -> Hear
 }
 
 pub async fn leave_group(b: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    if req.group_id.is_empty() {
+        return LeaveGroupResponse::default().with_error_code(E::InvalidGroupId.code());
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
             .iter()

@@ -76,10 +76,16 @@ pub async fn offset_commit(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if too_large.contains(&(t.name.to_string(), p.partition_index)) {
-                        kafka_protocol::ResponseError::OffsetMetadataTooLarge.code()
-                    } else {
-                        result.err().unwrap_or(0)
+                    // A group-level error (stale generation, unknown
+                    // member, …) applies to every partition, as in Kafka,
+                    // where the metadata size is checked only once the
+                    // commit is allowed.
+                    let code = match result {
+                        Err(code) => code,
+                        Ok(()) if too_large.contains(&(t.name.to_string(), p.partition_index)) => {
+                            kafka_protocol::ResponseError::OffsetMetadataTooLarge.code()
+                        }
+                        Ok(()) => 0,
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)

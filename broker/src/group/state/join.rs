@@ -21,10 +21,8 @@ impl Group {
     ) {
         let reply = |out: &mut Vec<Output>, result| out.push(Output::Join { token, result });
         let is_new = req.member_id.is_empty();
-        if req.session_timeout_ms < self.config.min_session_timeout_ms
-            || req.session_timeout_ms > self.config.max_session_timeout_ms
-        {
-            return reply(out, join_error(&req.member_id, E::InvalidSessionTimeout));
+        if let Err(e) = self.config.validate_join(&req) {
+            return reply(out, join_error(&req.member_id, e));
         }
         if !self.accept_joining_member(&req.member_id) {
             // Kafka drops a known (only possible while rebalancing: one that

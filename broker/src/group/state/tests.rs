@@ -601,6 +601,43 @@ fn session_timeout_outside_the_configured_range_is_rejected() {
 }
 
 #[test]
+fn member_metadata_over_the_limit_is_rejected_and_names_count_too() {
+    let config = GroupConfig {
+        max_member_metadata_bytes: 100,
+        ..GroupConfig::default()
+    };
+    let mut g = group_with(config);
+    // "range" (5 bytes) + 95 bytes of metadata is exactly the limit.
+    let (at_limit, over) = ("m".repeat(95), "m".repeat(96));
+    let r = join_of(
+        &g.join(1, join_req_with("", "a", &[("range", &over)]), 0),
+        1,
+    );
+    assert_eq!(r.error_code, E::InvalidRequest.code());
+    // Spread over two protocols (52 + 49 bytes), the sum counts.
+    let half = "m".repeat(47);
+    let split = [("range", half.as_str()), ("rr", half.as_str())];
+    let r = join_of(&g.join(2, join_req_with("", "a", &split), 0), 2);
+    assert_eq!(r.error_code, E::InvalidRequest.code());
+    assert!(g.members().is_empty());
+    assert_eq!(g.state(), GroupState::Empty);
+
+    assert!(g
+        .join(3, join_req_with("", "a", &[("range", &at_limit)]), 0)
+        .is_empty());
+    assert_eq!(member_ids(&g), vec!["a-1"]);
+    // An oversized rejoin is refused; the parked join and member stay.
+    let r = join_of(
+        &g.join(4, join_req_with("a-1", "a", &[("range", &over)]), 0),
+        4,
+    );
+    assert_eq!(r.error_code, E::InvalidRequest.code());
+    assert_eq!(g.parked_tokens(), vec![3]);
+    let r = join_of(&run_join_phase(&mut g), 3);
+    assert_eq!((r.error_code, r.members.len()), (0, 1));
+}
+
+#[test]
 fn full_group_rejects_new_members() {
     let config = GroupConfig {
         max_members: 2,
