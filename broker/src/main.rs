@@ -50,6 +50,12 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Print a topic's records to stdout, one per line.
     Consume(cli::consume::ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(cli::group::GroupCommand),
+    /// Run a local 3-node cluster in the background: up, status, down.
+    #[command(subcommand)]
+    Cluster(cli::cluster::ClusterCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,7 +66,7 @@ fn main() -> std::process::ExitCode {
     // The broker logs its life at info; client commands keep stderr for
     // their own progress and errors.
     let default_filter = match command {
-        Command::Broker(_) => "info",
+        Command::Broker(_) => "info,openraft=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -81,6 +87,10 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => {
             client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::consume::run(&b, args))
         }
+        Command::Group(c) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::group::run(&b, c))
+        }
+        Command::Cluster(c) => cli::cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The client commands of the `rivulet` binary — `topic`, `produce`,
-//! `consume` — the jobs kafka-topics.sh, kcat and rpk do, as Kafka clients
-//! (librdkafka through the `rdkafka` crate) of a running cluster.
+//! `consume`, `group` — the jobs kafka-topics.sh, kafka-consumer-groups.sh,
+//! kcat and rpk do, as Kafka clients (librdkafka through the `rdkafka`
+//! crate) of a running cluster.
 //!
 //! Every command first asks the bootstrap server for metadata with a
 //! [`client::CONNECT_TIMEOUT`] deadline, so a wrong address or a down broker
@@ -8,7 +9,10 @@
 //! progress and summaries to stderr; any failure is a non-zero exit.
 
 pub mod client;
+pub mod cluster;
 pub mod consume;
+pub mod consumer_protocol;
+pub mod group;
 pub mod produce;
 pub mod rfc3339;
 pub mod topic;

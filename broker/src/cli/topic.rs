@@ -102,7 +102,7 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
 
 /// The admin futures complete on librdkafka's own thread; any executor will
 /// do, so a current-thread runtime keeps the client commands light.
-fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+pub(super) fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -110,7 +110,7 @@ fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> 
         .block_on(f)
 }
 
-fn options() -> AdminOptions {
+pub(super) fn options() -> AdminOptions {
     AdminOptions::new()
         .request_timeout(Some(REQUEST_TIMEOUT))
         .operation_timeout(Some(REQUEST_TIMEOUT))
@@ -156,7 +156,10 @@ fn list(metadata: &Metadata) -> anyhow::Result<()> {
 }
 
 /// The topic's entry in `metadata`, or an error if the cluster has none.
-fn find_topic<'a>(metadata: &'a Metadata, name: &str) -> anyhow::Result<&'a MetadataTopic> {
+pub(super) fn find_topic<'a>(
+    metadata: &'a Metadata,
+    name: &str,
+) -> anyhow::Result<&'a MetadataTopic> {
     let topic = metadata.topics().iter().find(|t| t.name() == name);
     match topic.map(|t| (t, t.error().map(RDKafkaErrorCode::from))) {
         None | Some((_, Some(RDKafkaErrorCode::UnknownTopicOrPartition))) => {

@@ -1,0 +1,663 @@
+//! `rivulet group list|describe|reset-offsets|delete`: the
+//! kafka-consumer-groups.sh jobs, as a librdkafka client.
+//!
+//! Every command except `list` and `delete` runs a consumer whose
+//! `group.id` is the group's, without subscribing: it never joins the
+//! group, but its OffsetFetch and OffsetCommit requests are the group's.
+//! Such a commit (generation -1, no member id) is accepted only while the
+//! group has no members, so `reset-offsets` refuses an active group up
+//! front (as Kafka does) rather than racing its consumers.
+//!
+//! `describe` shows the committed offsets of the partitions its members own
+//! and of every partition of the cluster's current topics for which the
+//! group has one: rdkafka's OffsetFetch names its partitions, so it asks for
+//! all of them. Offsets committed for topics since deleted are not shown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use rdkafka::admin::AdminClient;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::groups::GroupInfo;
+use rdkafka::metadata::Metadata;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::client::{self, describe_code, CliContext, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use super::consume::{parse_start, Start};
+use super::consumer_protocol::{decode_assignment, format_assignment, partition_count, Assignment};
+use super::topic;
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List every consumer group with its state.
+    List,
+    /// Show a group's state, its members with their partitions, and its
+    /// committed offsets with the lag behind the log end.
+    Describe(DescribeArgs),
+    /// Set a group's committed offsets for a topic (only while the group
+    /// has no active members).
+    ResetOffsets(ResetOffsetsArgs),
+    /// Delete a group without members, and its committed offsets.
+    Delete(DeleteArgs),
+}
+
+/// A group id: not empty.
+fn parse_group(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("the group id must not be empty".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Group id.
+    #[arg(value_parser = parse_group)]
+    pub group: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetOffsetsArgs {
+    /// Group id.
+    #[arg(value_parser = parse_group)]
+    pub group: String,
+    /// Topic whose offsets are reset.
+    #[arg(long)]
+    pub topic: String,
+    /// Reset only this partition [default: all].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub partition: Option<i32>,
+    /// The new position: earliest, latest, an offset (clamped into the
+    /// partition's range), or an RFC 3339 time (2024-05-01T12:00:00Z) for
+    /// the first record at or after it.
+    #[arg(long, value_name = "WHERE", value_parser = parse_start)]
+    pub to: Start,
+    /// Print the new offsets without committing them.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Group id.
+    #[arg(value_parser = parse_group)]
+    pub group: String,
+}
+
+/// Run one `group` subcommand against `bootstrap`.
+pub fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
+    match command {
+        GroupCommand::List => list(bootstrap),
+        GroupCommand::Describe(args) => describe(bootstrap, &args),
+        GroupCommand::ResetOffsets(args) => reset_offsets(bootstrap, &args),
+        GroupCommand::Delete(args) => delete(bootstrap, &args),
+    }
+}
+
+/// A consumer acting for `group` without joining it.
+fn group_consumer(bootstrap: &str, group: &str) -> anyhow::Result<BaseConsumer<CliContext>> {
+    let mut config = client::client_config(bootstrap);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    config
+        .create_with_context(CliContext::default())
+        .context("cannot create the Kafka consumer")
+}
+
+/// What went wrong in a request, naming `api` if the broker lacks it.
+fn explain(e: &KafkaError, api: &str) -> String {
+    match e.rdkafka_error_code() {
+        Some(code) => describe_code(code, api),
+        None => e.to_string(),
+    }
+}
+
+/// One member of a group, as DescribeGroups reports it.
+#[derive(Debug)]
+struct Member {
+    id: String,
+    client_id: String,
+    host: String,
+    /// `None` when the assignment bytes are not the consumer protocol's.
+    assignment: Option<Assignment>,
+}
+
+/// A group, as DescribeGroups reports it.
+#[derive(Debug)]
+struct Group {
+    name: String,
+    state: String,
+    protocol_type: String,
+    protocol: String,
+    members: Vec<Member>,
+}
+
+impl Group {
+    fn from_info(g: &GroupInfo) -> Group {
+        let consumer_protocol = g.protocol_type() == "consumer";
+        let members = g
+            .members()
+            .iter()
+            .map(|m| Member {
+                id: m.id().to_string(),
+                client_id: m.client_id().to_string(),
+                host: m.client_host().to_string(),
+                assignment: match (consumer_protocol, m.assignment()) {
+                    (false, _) => None,
+                    // Not assigned yet (librdkafka reports empty bytes as none).
+                    (true, None) => Some(Assignment::new()),
+                    (true, Some(bytes)) => decode_assignment(bytes),
+                },
+            })
+            .collect();
+        Group {
+            name: g.name().to_string(),
+            state: g.state().to_string(),
+            protocol_type: g.protocol_type().to_string(),
+            protocol: g.protocol().to_string(),
+            members,
+        }
+    }
+
+    /// The owner (member index) of each assigned partition.
+    fn owners(&self) -> BTreeMap<(String, i32), usize> {
+        let mut owners = BTreeMap::new();
+        for (i, m) in self.members.iter().enumerate() {
+            for (topic, partitions) in m.assignment.iter().flatten() {
+                for &p in partitions {
+                    owners.insert((topic.clone(), p), i);
+                }
+            }
+        }
+        owners
+    }
+}
+
+/// The group named `name`, or `None` when the cluster has no such group
+/// (Kafka reports a group that does not exist as `Dead`).
+fn find_group(consumer: &BaseConsumer<CliContext>, name: &str) -> anyhow::Result<Option<Group>> {
+    let list = consumer
+        .fetch_group_list(Some(name), REQUEST_TIMEOUT)
+        .map_err(|e| {
+            anyhow!(
+                "cannot describe group {name}: {}",
+                explain(&e, "DescribeGroups")
+            )
+        })?;
+    Ok(list
+        .groups()
+        .iter()
+        .find(|g| g.name() == name && g.state() != "Dead")
+        .map(Group::from_info))
+}
+
+fn list(bootstrap: &str) -> anyhow::Result<()> {
+    let consumer = client::metadata_client(bootstrap)?;
+    client::probe_with(&consumer, bootstrap, None)?;
+    let list = consumer
+        .fetch_group_list(None, REQUEST_TIMEOUT)
+        .map_err(|e| anyhow!("cannot list the groups: {}", explain(&e, "ListGroups")))?;
+    let mut groups: Vec<Group> = list.groups().iter().map(Group::from_info).collect();
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| vec![cell(&g.name), cell(&g.state), g.members.len().to_string()])
+        .collect();
+    let mut out = std::io::stdout().lock();
+    write_table(&mut out, &["GROUP", "STATE", "MEMBERS"], &rows)?;
+    Ok(())
+}
+
+/// Every partition of the cluster's topics.
+fn all_partitions(metadata: &Metadata) -> BTreeSet<(String, i32)> {
+    metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| {
+            t.partitions()
+                .iter()
+                .map(|p| (t.name().to_string(), p.id()))
+        })
+        .collect()
+}
+
+/// The group's committed offsets of `partitions`; partitions without one
+/// are absent.
+fn committed(
+    consumer: &BaseConsumer<CliContext>,
+    group: &str,
+    partitions: &BTreeSet<(String, i32)>,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    if partitions.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for (t, p) in partitions {
+        tpl.add_partition(t, *p);
+    }
+    let fetched = consumer
+        .committed_offsets(tpl, REQUEST_TIMEOUT)
+        .map_err(|e| {
+            anyhow!(
+                "cannot read the committed offsets of group {group}: {}",
+                explain(&e, "OffsetFetch")
+            )
+        })?;
+    Ok(fetched
+        .elements()
+        .iter()
+        .filter(|e| e.error().is_ok())
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+fn describe(bootstrap: &str, args: &DescribeArgs) -> anyhow::Result<()> {
+    let consumer = group_consumer(bootstrap, &args.group)?;
+    let metadata = client::probe_with(&consumer, bootstrap, None)?;
+    let Some(group) = find_group(&consumer, &args.group)? else {
+        bail!("group {} does not exist", args.group);
+    };
+    let owners = group.owners();
+    let mut wanted = all_partitions(&metadata);
+    wanted.extend(owners.keys().cloned());
+    let offsets = committed(&consumer, &args.group, &wanted)?;
+    let mut lag_rows = Vec::new();
+    for key in wanted {
+        let owner = owners.get(&key).and_then(|&i| group.members.get(i));
+        let current = offsets.get(&key).copied();
+        if current.is_none() && owner.is_none() {
+            continue;
+        }
+        let (topic, partition) = key;
+        let end = consumer
+            .fetch_watermarks(&topic, partition, CONNECT_TIMEOUT)
+            .ok()
+            .map(|(_, high)| high);
+        let lag = current.zip(end).and_then(|(c, e)| e.checked_sub(c));
+        lag_rows.push(vec![
+            cell(&topic),
+            partition.to_string(),
+            or_dash(current),
+            or_dash(end),
+            or_dash(lag),
+            cell(owner.map_or("", |m| &m.id)),
+            cell(owner.map_or("", |m| &m.host)),
+            cell(owner.map_or("", |m| &m.client_id)),
+        ]);
+    }
+
+    let mut out = std::io::stdout().lock();
+    write_table(
+        &mut out,
+        &[
+            "GROUP",
+            "STATE",
+            "PROTOCOL-TYPE",
+            "ASSIGNMENT-STRATEGY",
+            "#MEMBERS",
+        ],
+        &[vec![
+            cell(&group.name),
+            cell(&group.state),
+            cell(&group.protocol_type),
+            cell(&group.protocol),
+            group.members.len().to_string(),
+        ]],
+    )?;
+    if group.members.is_empty() {
+        eprintln!("group {} has no active members", args.group);
+    } else {
+        let rows: Vec<Vec<String>> = group
+            .members
+            .iter()
+            .map(|m| {
+                let (count, assigned) = match &m.assignment {
+                    Some(a) => (partition_count(a).to_string(), format_assignment(a)),
+                    None => ("?".to_string(), "?".to_string()),
+                };
+                vec![
+                    cell(&m.id),
+                    cell(&m.host),
+                    cell(&m.client_id),
+                    count,
+                    cell(&assigned),
+                ]
+            })
+            .collect();
+        writeln!(out)?;
+        write_table(
+            &mut out,
+            &[
+                "CONSUMER-ID",
+                "HOST",
+                "CLIENT-ID",
+                "#PARTITIONS",
+                "ASSIGNMENT",
+            ],
+            &rows,
+        )?;
+    }
+    if lag_rows.is_empty() {
+        eprintln!("group {} has no committed offsets", args.group);
+    } else {
+        writeln!(out)?;
+        write_table(
+            &mut out,
+            &[
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "LOG-END-OFFSET",
+                "LAG",
+                "CONSUMER-ID",
+                "HOST",
+                "CLIENT-ID",
+            ],
+            &lag_rows,
+        )?;
+    }
+    Ok(())
+}
+
+/// The offset `to` names in each of `partitions`: log start and end from
+/// the watermarks, an offset clamped into them, or the first record at or
+/// after a time (the end when there is none, as Kafka resets).
+fn target_offsets(
+    consumer: &BaseConsumer<CliContext>,
+    topic: &str,
+    partitions: &[i32],
+    to: Start,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let mut watermarks = BTreeMap::new();
+    for &p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, CONNECT_TIMEOUT)
+            .map_err(|e| {
+                anyhow!(
+                    "cannot read the offsets of {topic}/{p}: {}",
+                    explain(&e, "ListOffsets")
+                )
+            })?;
+        watermarks.insert(p, (low, high));
+    }
+    let mut by_time = BTreeMap::new();
+    if let Start::Time(millis) = to {
+        let mut query = TopicPartitionList::with_capacity(partitions.len());
+        for &p in partitions {
+            query.add_partition_offset(topic, p, Offset::Offset(millis))?;
+        }
+        let found = consumer
+            .offsets_for_times(query, REQUEST_TIMEOUT)
+            .map_err(|e| {
+                anyhow!(
+                    "cannot look up offsets by time: {}",
+                    explain(&e, "ListOffsets")
+                )
+            })?;
+        for e in found.elements() {
+            e.error()
+                .with_context(|| format!("cannot look up {topic}/{} by time", e.partition()))?;
+            if let Offset::Offset(o) = e.offset() {
+                by_time.insert(e.partition(), o);
+            }
+        }
+    }
+    let mut targets = BTreeMap::new();
+    for (&p, &(low, high)) in &watermarks {
+        let target = match to {
+            Start::Earliest => low,
+            Start::Latest => high,
+            Start::Offset(o) => {
+                let clamped = o.clamp(low, high);
+                if clamped != o {
+                    eprintln!(
+                        "offset {o} is outside {topic}/{p}'s range [{low}, {high}]; using {clamped}"
+                    );
+                }
+                clamped
+            }
+            Start::Time(_) => by_time.get(&p).copied().unwrap_or(high),
+        };
+        targets.insert(p, target);
+    }
+    Ok(targets)
+}
+
+fn reset_offsets(bootstrap: &str, args: &ResetOffsetsArgs) -> anyhow::Result<()> {
+    let consumer = group_consumer(bootstrap, &args.group)?;
+    let metadata = client::probe_with(&consumer, bootstrap, Some(&args.topic))?;
+    let mut partitions: Vec<i32> = topic::find_topic(&metadata, &args.topic)?
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    partitions.sort_unstable();
+    if let Some(p) = args.partition {
+        if !partitions.contains(&p) {
+            bail!(
+                "topic {} has no partition {p} (it has {})",
+                args.topic,
+                partitions.len()
+            );
+        }
+        partitions = vec![p];
+    }
+    // Kafka's rule (ConsumerGroupCommand): offsets are reset only while no
+    // consumer could overwrite them; a group that does not exist yet may be
+    // given offsets.
+    if let Some(group) = find_group(&consumer, &args.group)? {
+        if group.state != "Empty" {
+            bail!(
+                "group {} is active (state {}, {} members): offsets can only be reset \
+                 while the group is inactive; stop its consumers first",
+                args.group,
+                group.state,
+                group.members.len()
+            );
+        }
+    }
+    let targets = target_offsets(&consumer, &args.topic, &partitions, args.to)?;
+    let keys: BTreeSet<(String, i32)> = partitions
+        .iter()
+        .map(|&p| (args.topic.clone(), p))
+        .collect();
+    let previous = committed(&consumer, &args.group, &keys)?;
+    if !args.dry_run {
+        commit(&consumer, &args.group, &args.topic, &targets)?;
+    }
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|(&p, &o)| {
+            vec![
+                args.topic.clone(),
+                p.to_string(),
+                or_dash(previous.get(&(args.topic.clone(), p)).copied()),
+                o.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    write_table(
+        &mut out,
+        &["TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"],
+        &rows,
+    )?;
+    if args.dry_run {
+        eprintln!("dry run: nothing committed");
+    } else {
+        eprintln!(
+            "reset the offsets of group {} for {} partitions of {}",
+            args.group,
+            targets.len(),
+            args.topic
+        );
+    }
+    Ok(())
+}
+
+/// Commit `targets` for the group, then read them back: a commit the
+/// coordinator refused must not look like a success.
+fn commit(
+    consumer: &BaseConsumer<CliContext>,
+    group: &str,
+    topic: &str,
+    targets: &BTreeMap<i32, i64>,
+) -> anyhow::Result<()> {
+    let mut tpl = TopicPartitionList::with_capacity(targets.len());
+    for (&p, &o) in targets {
+        tpl.add_partition_offset(topic, p, Offset::Offset(o))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+        match e.rdkafka_error_code() {
+            // The group got members after the check above.
+            Some(
+                code @ (RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::RebalanceInProgress),
+            ) => anyhow!(
+                "cannot commit the offsets of group {group}: it became active ({code}); \
+                 stop its consumers first"
+            ),
+            _ => anyhow!(
+                "cannot commit the offsets of group {group}: {}",
+                explain(&e, "OffsetCommit")
+            ),
+        }
+    })?;
+    let keys: BTreeSet<(String, i32)> = targets.keys().map(|&p| (topic.to_string(), p)).collect();
+    let now = committed(consumer, group, &keys)?;
+    for (&p, &o) in targets {
+        let got = now.get(&(topic.to_string(), p)).copied();
+        if got != Some(o) {
+            bail!(
+                "the commit of offset {o} for {topic}/{p} did not take effect (the group's \
+                 committed offset is {})",
+                or_dash(got)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn delete(bootstrap: &str, args: &DeleteArgs) -> anyhow::Result<()> {
+    let admin: AdminClient<CliContext> = client::client_config(bootstrap)
+        .create_with_context(CliContext::default())
+        .context("cannot create the Kafka admin client")?;
+    client::probe_with(&client::metadata_client(bootstrap)?, bootstrap, None)?;
+    let group = args.group.as_str();
+    topic::block_on(async {
+        let results = admin
+            .delete_groups(&[group], &topic::options())
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot delete group {group}: {}",
+                    explain(&e, "DeleteGroups")
+                )
+            })?;
+        for result in results {
+            match result {
+                Ok(name) => println!("deleted group {name}"),
+                Err((name, RDKafkaErrorCode::GroupIdNotFound)) => {
+                    bail!("group {name} does not exist")
+                }
+                Err((name, RDKafkaErrorCode::NonEmptyGroup)) => bail!(
+                    "cannot delete group {name}: it has active members; stop its consumers first"
+                ),
+                Err((name, code)) => bail!(
+                    "cannot delete group {name}: {}",
+                    describe_code(code, "DeleteGroups")
+                ),
+            }
+        }
+        Ok(())
+    })
+}
+
+fn or_dash(v: Option<i64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// A table cell: `-` for nothing, and control characters from the network
+/// (client ids, hosts, topic names) shown as `?` rather than sent to the
+/// terminal.
+fn cell(s: &str) -> String {
+    if s.is_empty() {
+        return "-".to_string();
+    }
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `rows` under `header`, each column padded to its widest cell and two
+/// spaces apart, as kafka-consumer-groups.sh aligns its output.
+fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len().min(widths.len()) {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        writeln!(out, "{line}").context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_without_trailing_space() {
+        let mut out = Vec::new();
+        write_table(
+            &mut out,
+            &["TOPIC", "PARTITION", "LAG"],
+            &[
+                vec!["orders".into(), "0".into(), "12".into()],
+                vec!["a".into(), "10".into(), "-".into()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "TOPIC   PARTITION  LAG\n\
+             orders  0          12\n\
+             a       10         -\n"
+        );
+    }
+
+    #[test]
+    fn cells_show_nothing_as_a_dash_and_hide_control_characters() {
+        assert_eq!(cell(""), "-");
+        assert_eq!(cell("client\x1b[2J"), "client?[2J");
+        assert_eq!(cell("/127.0.0.1"), "/127.0.0.1");
+    }
+
+    #[test]
+    fn group_ids_must_not_be_empty() {
+        assert!(parse_group("").is_err());
+        assert_eq!(parse_group("g 1"), Ok("g 1".to_string()));
+    }
+}

@@ -1,0 +1,527 @@
+//! `rivulet cluster up|status|down` run as a user runs them: three real
+//! `rivulet` node processes on random loopback ports, checked through
+//! rdkafka (metadata, topic creation, produce/consume through the bootstrap
+//! string) and raw Metadata requests (the controller id, which rdkafka does
+//! not expose). Also: `config/cluster/node-k.toml` load as the 3-node
+//! layout of DESIGN.md.
+//!
+//! Replication of partition data is not built yet, so topics with three
+//! replicas are checked in metadata only: nothing is produced to them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::Metadata;
+use rivulet_broker::BrokerConfig;
+
+const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+/// Longest any one `rivulet` run may take (`cluster up` waits 30 s at most).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a finished `rivulet` run left behind.
+#[derive(Debug)]
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+/// Run `rivulet args…` with `stdin`, killing it after [`RUN_LIMIT`].
+fn rivulet(args: &[&str], stdin: &str) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(RIVULET)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let text = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+    });
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            panic!("rivulet {args:?} did not finish within {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    writer.join().unwrap();
+    Run {
+        success: status.success(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+        took: started.elapsed(),
+    }
+}
+
+/// Whether the six ports of a cluster at `base` can be bound now.
+fn ports_free(base: u16) -> bool {
+    (0..3)
+        .flat_map(|i| [base + i, base + 100 + i])
+        .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+}
+
+/// A random base port in 20000..30000 (below Linux's ephemeral range, where
+/// other tests' free ports come from) whose six ports are free now.
+fn free_base_port() -> u16 {
+    for _ in 0..50 {
+        let base =
+            20_000 + (std::collections::hash_map::RandomState::new().hash_one(0u8) % 10_000) as u16;
+        if ports_free(base) {
+            return base;
+        }
+    }
+    panic!("no free base port found");
+}
+
+/// A cluster directory that is always brought down at the end, so a failed
+/// test leaves no node running.
+struct ClusterDir {
+    dir: tempfile::TempDir,
+}
+
+impl ClusterDir {
+    fn new() -> ClusterDir {
+        ClusterDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    fn pid_file(&self, node: u16) -> PathBuf {
+        self.dir.path().join(format!("node-{node}.pid"))
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        (1..=3)
+            .filter_map(|n| std::fs::read_to_string(self.pid_file(n)).ok())
+            .map(|s| s.trim().parse().unwrap())
+            .collect()
+    }
+
+    /// `cluster up` on a random free base port (another on a lost race for
+    /// a port); returns the base port and the run.
+    fn up(&self, extra: &[&str]) -> (u16, Run) {
+        for _ in 0..5 {
+            let base = free_base_port();
+            let base_arg = base.to_string();
+            let mut args = vec![
+                "cluster",
+                "up",
+                "--dir",
+                self.path(),
+                "--base-port",
+                &base_arg,
+            ];
+            args.extend_from_slice(extra);
+            let run = rivulet(&args, "");
+            if run.stderr.contains("is not free") {
+                continue;
+            }
+            return (base, run);
+        }
+        panic!("every base port tried was taken");
+    }
+}
+
+impl Drop for ClusterDir {
+    fn drop(&mut self) {
+        if !self.pids().is_empty() {
+            let _ = rivulet(
+                &["cluster", "down", "--dir", self.path(), "--timeout", "5"],
+                "",
+            );
+        }
+    }
+}
+
+/// Whether `pid` has exited (a zombie counts: nobody may have reaped it).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("allow.auto.create.topics", "false");
+    c
+}
+
+fn metadata(bootstrap: &str) -> Metadata {
+    let c: BaseConsumer = client_config(bootstrap).create().unwrap();
+    c.fetch_metadata(None, TIMEOUT).unwrap()
+}
+
+/// `(leader, replicas sorted)` per partition of `topic`, once every node
+/// shows it with `partitions` led partitions.
+fn placement(bootstrap: &str, topic: &str, partitions: usize) -> Vec<(i32, Vec<i32>)> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let md = metadata(bootstrap);
+        let found: Option<Vec<(i32, Vec<i32>)>> = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| {
+                let mut ps: Vec<_> = t.partitions().iter().collect();
+                ps.sort_by_key(|p| p.id());
+                ps.iter()
+                    .map(|p| {
+                        let mut r = p.replicas().to_vec();
+                        r.sort_unstable();
+                        (p.leader(), r)
+                    })
+                    .collect()
+            });
+        match found {
+            Some(p) if p.len() == partitions && p.iter().all(|(l, _)| *l >= 1) => return p,
+            other => assert!(
+                Instant::now() < deadline,
+                "{topic} never showed {partitions} led partitions: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The controller id node `addr` reports in a Metadata v12 response.
+fn controller_id(addr: &str) -> i32 {
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::messages::{
+        MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+    let version = 12;
+    let header = RequestHeader::default()
+        .with_request_api_key(MetadataRequest::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("cluster-cli-test")));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, MetadataRequest::header_version(version))
+        .unwrap();
+    MetadataRequest::default()
+        .with_topics(Some(vec![]))
+        .encode(&mut body, version)
+        .unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.put(body);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(&frame).unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut buf).unwrap();
+    let mut buf = bytes::Bytes::from(buf);
+    let h = ResponseHeader::decode(&mut buf, MetadataResponse::header_version(version)).unwrap();
+    assert_eq!(h.correlation_id, 7);
+    let resp = MetadataResponse::decode(&mut buf, version).unwrap();
+    assert_eq!(buf.remaining(), 0);
+    resp.controller_id.0
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Create `name` with `partitions` × `rf` through rdkafka's admin client.
+fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i32) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().unwrap();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let res = block_on(admin.create_topics([&topic], &opts)).unwrap();
+    assert!(res.iter().all(Result::is_ok), "create {name}: {res:?}");
+}
+
+#[test]
+fn cluster_up_serves_three_brokers_until_cluster_down() {
+    let started = Instant::now();
+    let dir = ClusterDir::new();
+    let (base, run) = dir.up(&[]);
+    assert!(run.success, "cluster up failed: {}", run.stderr);
+    let bootstrap = format!(
+        "127.0.0.1:{base},127.0.0.1:{},127.0.0.1:{}",
+        base + 1,
+        base + 2
+    );
+    assert_eq!(run.stdout, format!("{bootstrap}\n"));
+    assert!(
+        run.stderr.contains("started node 3 (pid "),
+        "{}",
+        run.stderr
+    );
+    let pids = dir.pids();
+    assert_eq!(pids.len(), 3, "a pid file per node");
+    eprintln!("cluster up took {:?}", run.took);
+
+    // Three live brokers at the generated ports, one active controller.
+    let md = metadata(&bootstrap);
+    let brokers: BTreeMap<i32, (String, i32)> = md
+        .brokers()
+        .iter()
+        .map(|b| (b.id(), (b.host().to_string(), b.port())))
+        .collect();
+    let want: BTreeMap<i32, (String, i32)> = (1..=3)
+        .map(|n| (n, ("127.0.0.1".to_string(), i32::from(base) + n - 1)))
+        .collect();
+    assert_eq!(brokers, want);
+    let deadline = Instant::now() + TIMEOUT;
+    let controllers = loop {
+        let ids: BTreeSet<i32> = (0..3)
+            .map(|i| controller_id(&format!("127.0.0.1:{}", base + i)))
+            .collect();
+        if ids.len() == 1 || Instant::now() > deadline {
+            break ids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(controllers.len(), 1, "every node names the same controller");
+    assert!(
+        (1..=3).contains(controllers.first().unwrap()),
+        "{controllers:?}"
+    );
+
+    // Three replicas on three distinct nodes, leaders spread (metadata only:
+    // these partitions cannot advance their high watermark until replication
+    // lands).
+    create_topic(&bootstrap, "replicated", 3, 3);
+    let placed = placement(&bootstrap, "replicated", 3);
+    assert!(placed.iter().all(|(_, r)| r == &[1, 2, 3]), "{placed:?}");
+    let leaders: BTreeSet<i32> = placed.iter().map(|(l, _)| *l).collect();
+    assert_eq!(leaders, BTreeSet::from([1, 2, 3]), "{placed:?}");
+
+    // One replica per partition, each partition on its own node: records
+    // produced and consumed through the bootstrap string reach all three.
+    create_topic(&bootstrap, "spread", 3, 1);
+    let placed = placement(&bootstrap, "spread", 3);
+    let leaders: BTreeSet<i32> = placed.iter().map(|(l, _)| *l).collect();
+    assert_eq!(leaders, BTreeSet::from([1, 2, 3]), "{placed:?}");
+    assert!(placed.iter().all(|(l, r)| r == &[*l]), "{placed:?}");
+    let lines: Vec<String> = (0..60).map(|i| format!("key-{i}:value-{i}")).collect();
+    // acks=1: the cluster's min.insync.replicas is 2, which one replica
+    // cannot meet for acks=all.
+    let produced = rivulet(
+        &[
+            "-b",
+            &bootstrap,
+            "produce",
+            "spread",
+            "--key-separator",
+            ":",
+            "--acks",
+            "1",
+        ],
+        &(lines.join("\n") + "\n"),
+    );
+    assert!(produced.success, "{}", produced.stderr);
+    let consumed = rivulet(
+        &[
+            "-b",
+            &bootstrap,
+            "consume",
+            "spread",
+            "--print-key",
+            "--key-separator",
+            ":",
+        ],
+        "",
+    );
+    assert!(consumed.success, "{}", consumed.stderr);
+    let mut got: Vec<&str> = consumed.stdout.lines().collect();
+    let mut want: Vec<&str> = lines.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    let c: BaseConsumer = client_config(&bootstrap).create().unwrap();
+    for (p, (leader, _)) in placed.iter().enumerate() {
+        let (_, high) = c.fetch_watermarks("spread", p as i32, TIMEOUT).unwrap();
+        assert!(high > 0, "partition {p} (led by node {leader}) got records");
+        let on_disk = |n: i32| {
+            Path::new(dir.path())
+                .join(format!("node-{n}/spread-{p}"))
+                .exists()
+        };
+        assert!(
+            (1..=3).all(|n| on_disk(n) == (n == *leader)),
+            "partition {p} only on node {leader}"
+        );
+    }
+
+    let status = rivulet(&["cluster", "status", "--dir", dir.path()], "");
+    assert!(status.success, "{}", status.stderr);
+    assert_eq!(
+        status.stdout.matches(": running (pid ").count(),
+        3,
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("3 of 3 nodes running"),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains(&bootstrap), "{}", status.stdout);
+
+    let again = rivulet(
+        &[
+            "cluster",
+            "up",
+            "--dir",
+            dir.path(),
+            "--base-port",
+            &base.to_string(),
+        ],
+        "",
+    );
+    assert!(!again.success, "a second cluster up started");
+    assert!(
+        again.stderr.contains("cluster already running in "),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(dir.pids(), pids, "the running cluster is untouched");
+
+    let down = rivulet(&["cluster", "down", "--dir", dir.path()], "");
+    assert!(down.success, "{}", down.stderr);
+    eprintln!("cluster down took {:?}", down.took);
+    for n in 1..=3 {
+        assert!(
+            down.stdout.contains(&format!("stopped node {n} (pid ")),
+            "{}",
+            down.stdout
+        );
+    }
+    assert!(down.took < Duration::from_secs(15), "took {:?}", down.took);
+    assert!(pids.iter().all(|&p| exited(p)), "every node exited");
+    assert!(dir.pids().is_empty(), "pid files removed");
+    let status = rivulet(&["cluster", "status", "--dir", dir.path()], "");
+    assert!(
+        status.stdout.contains("0 of 3 nodes running"),
+        "{}",
+        status.stdout
+    );
+    assert!(ports_free(base), "every port released");
+    eprintln!("whole test took {:?}", started.elapsed());
+}
+
+#[test]
+fn cluster_up_shows_why_a_node_did_not_start_and_leaves_nothing_running() {
+    let dir = ClusterDir::new();
+    let (_, run) = dir.up(&["--set", "no.such.key=1"]);
+    assert!(!run.success, "started with a bad setting: {}", run.stdout);
+    assert!(run.stdout.is_empty());
+    assert!(run.stderr.contains("did not come up"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("exited during start-up"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("unknown config key 'no.such.key'"),
+        "the log tail says why: {}",
+        run.stderr
+    );
+    assert!(
+        run.took < Duration::from_secs(15),
+        "failed fast: {:?}",
+        run.took
+    );
+    assert!(dir.pids().is_empty(), "no pid file left");
+    let status = rivulet(&["cluster", "status", "--dir", dir.path()], "");
+    assert!(
+        status.stdout.contains("0 of 3 nodes running"),
+        "{}",
+        status.stdout
+    );
+    let down = rivulet(&["cluster", "down", "--dir", dir.path()], "");
+    assert!(
+        down.success && down.stderr.contains("no cluster running"),
+        "{}",
+        down.stderr
+    );
+
+    let misplaced = rivulet(&["-b", "127.0.0.1:1", "cluster", "status"], "");
+    assert!(!misplaced.success);
+    assert!(
+        misplaced
+            .stderr
+            .contains("do not apply to `rivulet cluster`"),
+        "{}",
+        misplaced.stderr
+    );
+}
+
+fn cluster_toml(node: u16) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../config/cluster/node-{node}.toml"))
+}
+
+#[test]
+fn cluster_configs_are_the_three_combined_nodes_of_the_design() {
+    let voters = "1@127.0.0.1:9192,2@127.0.0.1:9193,3@127.0.0.1:9194";
+    for node in 1..=3u16 {
+        let path = cluster_toml(node);
+        let c = BrokerConfig::load(Some(&path), &[])
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(c.node_id, i32::from(node));
+        assert_eq!(c.listener, format!("127.0.0.1:{}", 9091 + node));
+        assert_eq!(c.advertised_listener, c.listener);
+        assert_eq!(c.controller_listener, format!("127.0.0.1:{}", 9191 + node));
+        assert_eq!(c.quorum_voters, voters);
+        assert_eq!(c.cluster_id.as_deref(), Some("rivulet-local-cluster"));
+        assert_eq!(
+            c.data_dir,
+            PathBuf::from(format!("./rivulet-cluster/node-{node}"))
+        );
+        assert_eq!(c.default_replication_factor, 3);
+        assert_eq!(c.min_insync_replicas, 2);
+        assert_eq!(c.coordinator.offsets_replication_factor, 3);
+        // Everything else is at its default.
+        let defaults = BrokerConfig::from_props(&BTreeMap::new()).unwrap();
+        assert_eq!(c.storage, defaults.storage);
+        assert_eq!(c.num_partitions, defaults.num_partitions);
+        assert_eq!(c.session_timeout_ms, defaults.session_timeout_ms);
+    }
+}
