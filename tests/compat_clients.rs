@@ -34,66 +34,56 @@ fn run(cmd: &mut Command) -> String {
     stdout
 }
 
+/// Start a broker, run `program script BOOTSTRAP args...` against it and
+/// return its stdout (the program's failure fails the test).
+async fn run_against_broker(program: &'static str, script: &'static str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), &[]).await;
+    let mut argv = vec![script.to_string(), broker.bootstrap()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || run(Command::new(program).args(&argv)))
+        .await
+        .unwrap()
+}
+
+const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcat_produces_and_consumes() {
     if !tool_available("kcat") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start(dir.path(), &[]).await;
-    let bs = broker.bootstrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/kcat_check.sh");
-    let out = tokio::task::spawn_blocking(move || {
-        run(Command::new("bash").args([script, &bs, "kcat-topic"]))
-    })
-    .await
-    .unwrap();
+    let out = run_against_broker("bash", script, &["kcat-topic"]).await;
     assert!(out.contains("kcat ok: 3 records"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_admin_produce_consume_and_offsets() {
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
-    if !tool_available(python) {
+    if !tool_available(PYTHON) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start(dir.path(), &[]).await;
-    let bs = broker.bootstrap();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/compat/kafka_python_check.py"
     );
-    let out = tokio::task::spawn_blocking(move || {
-        run(Command::new(python).args([script, &bs, "py-topic"]))
-    })
-    .await
-    .unwrap();
+    let out = run_against_broker(PYTHON, script, &["py-topic"]).await;
     assert!(out.contains("kafka-python ok: 20 records"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_group_splits_partitions_and_resumes_at_commits() {
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
-    if !tool_available(python) {
+    if !tool_available(PYTHON) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start(dir.path(), &[]).await;
-    let bs = broker.bootstrap();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/compat/kafka_python_group_check.py"
     );
-    let out = tokio::task::spawn_blocking(move || {
-        run(Command::new(python).args([script, &bs, "py-group-topic", "py-group"]))
-    })
-    .await
-    .unwrap();
+    let out = run_against_broker(PYTHON, script, &["py-group-topic", "py-group"]).await;
     assert!(
         out.contains("kafka-python group ok: 40 records split 2/2"),
         "{out}"
     );
     assert!(out.contains("resumed with exactly 10 new"), "{out}");
-    eprintln!("{out}");
 }
