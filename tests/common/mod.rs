@@ -81,6 +81,11 @@ impl TestBroker {
         }
     }
 
+    /// The running node (panics if stopped).
+    pub fn node(&self) -> &BrokerNode {
+        self.node.as_ref().expect("broker is stopped")
+    }
+
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -102,6 +107,50 @@ impl TestBroker {
             node.shutdown().await.unwrap();
         }
     }
+}
+
+/// Start `n` brokers (node ids 1..=n) in this process, each with its own
+/// data dir under `root` and free ports, sharing one
+/// `controller.quorum.voters`; returns once every one is registered and
+/// unfenced in its own image.
+pub async fn start_cluster(root: &Path, n: usize, extra: &[(&str, &str)]) -> Vec<TestBroker> {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let voters = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let starts = ports.iter().enumerate().map(|(i, (port, cport))| {
+        let mut props: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        props.push(("node.id".into(), (i + 1).to_string()));
+        props.push(("controller.quorum.voters".into(), voters.clone()));
+        let dir = root.join(format!("node-{}", i + 1));
+        async move { TestBroker::start_on(&dir, *port, *cport, props).await }
+    });
+    let brokers = futures_util::future::join_all(starts).await;
+    let deadline = Instant::now() + TIMEOUT;
+    for b in &brokers {
+        let broker = &b.node().broker;
+        while !(1..=n as i32).all(|id| broker.image().is_live(id)) {
+            assert!(Instant::now() < deadline, "cluster never formed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    brokers
+}
+
+/// Bootstrap list of every running broker.
+pub fn cluster_bootstrap(brokers: &[TestBroker]) -> String {
+    brokers
+        .iter()
+        .filter(|b| b.node.is_some())
+        .map(TestBroker::bootstrap)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn client_config(bootstrap: &str) -> ClientConfig {
@@ -140,8 +189,22 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 }
 
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_topic_rf(bootstrap, name, partitions, 1, configs).await
+}
+
+pub async fn create_topic_rf(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut t = NewTopic::new(
+        name,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
     for (k, v) in configs {
         t = t.set(k, v);
     }
