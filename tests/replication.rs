@@ -34,6 +34,29 @@ async fn produce_values(p: &rdkafka::producer::FutureProducer, topic: &str, vals
     produce_all(p, topic, 0, &recs).await;
 }
 
+/// Read `n` values of `topic`/0 from the beginning. Transport errors are
+/// tolerated: right after a failover librdkafka may still try the stopped
+/// node before its metadata catches up.
+fn consume_values(c: &rdkafka::consumer::BaseConsumer, topic: &str, n: usize) -> Vec<String> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "consumed {} of {n}", out.len());
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap()),
+            Some(Err(e)) => eprintln!("consumer error (retrying): {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
 /// The whole log of `tp` on `b`, as stored bytes, and its log end offset.
 fn log_bytes(b: &TestBroker, tp: &TopicPartition) -> (Bytes, i64) {
     let p = b.node().broker.replicas.get(tp).expect("partition hosted");
@@ -194,11 +217,7 @@ async fn leader_failover_loses_nothing_and_restarted_replica_rejoins_isr() {
     // The producer carries on (it retries against the new leader).
     produce_values(&p, topic, &vals[50..]).await;
     let c = consumer(&cluster_bootstrap(&brokers), &[]);
-    let got = consume_n(&c, topic, 0, Offset::Beginning, vals.len());
-    let read: Vec<String> = got
-        .iter()
-        .map(|g| String::from_utf8(g.value.clone().unwrap()).unwrap())
-        .collect();
+    let read = consume_values(&c, topic, vals.len());
     assert_eq!(
         read, vals,
         "every acknowledged record exactly once, in order"
@@ -252,6 +271,70 @@ async fn leader_failover_loses_nothing_and_restarted_replica_rejoins_isr() {
         log_bytes(&brokers[li], &tp).0,
         log_bytes(&brokers[survivor], &tp).0
     );
+
+    for mut b in brokers {
+        b.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_truncates_suffix_of_an_older_epoch_before_fetching() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut brokers = start_cluster(dir.path(), 3, CLUSTER).await;
+    let bootstrap = cluster_bootstrap(&brokers);
+    let topic = "diverging";
+    create_topic_rf(&bootstrap, topic, 1, 3, &[("min.insync.replicas", "2")]).await;
+    let tp = TopicPartition::new(topic, 0);
+    let (leader, old_epoch, _) =
+        wait_partition(&brokers[0], topic, |l, isr| l > 0 && isr.len() == 3).await;
+    let p = producer(&bootstrap, &[("acks", "all")]);
+    produce_values(&p, topic, &values(0..10)).await;
+    drop(p);
+    wait_replicated(&brokers, &tp, 10).await;
+
+    // A new leader: its epoch starts at offset 10.
+    let li = index_of(&brokers, leader);
+    brokers[li].stop().await;
+    let other = (li + 1) % 3;
+    let (new_leader, new_epoch, _) =
+        wait_partition(&brokers[other], topic, |l, _| l > 0 && l != leader).await;
+    let fi = (0..3)
+        .find(|i| brokers[*i].node.is_some() && *i != index_of(&brokers, new_leader))
+        .unwrap();
+    // The remaining follower gets a suffix in the old epoch that the new
+    // leader never had, as if the old leader had sent it just before dying.
+    let follower = brokers[fi].node().broker.replicas.get(&tp).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while follower.state().leader_epoch != new_epoch {
+        assert!(
+            Instant::now() < deadline,
+            "follower never saw the new epoch"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    {
+        let mut b = RecordBatchBuilder::new(Compression::None);
+        b.push(0, None, Some(b"divergent"), &[]);
+        let mut buf = b.build().unwrap();
+        let mut log = follower.log.lock();
+        log.append_as_leader(&mut buf, old_epoch).unwrap();
+        assert_eq!(log.log_end_offset(), 11);
+    }
+
+    // acks=all needs the follower, which must drop offset 10 and take the
+    // leader's records instead.
+    let nb = brokers[index_of(&brokers, new_leader)].bootstrap();
+    let p = producer(&nb, &[("acks", "all")]);
+    produce_values(&p, topic, &values(10..15)).await;
+    wait_replicated(&brokers, &tp, 15).await;
+    let li = index_of(&brokers, new_leader);
+    assert_eq!(
+        log_bytes(&brokers[fi], &tp).0,
+        log_bytes(&brokers[li], &tp).0
+    );
+    let c = consumer(&nb, &[]);
+    let read = consume_values(&c, topic, 15);
+    assert_eq!(read, values(0..15));
 
     for mut b in brokers {
         b.stop().await;

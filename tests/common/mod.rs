@@ -50,6 +50,19 @@ impl TestBroker {
         controller_port: u16,
         extra: Vec<(String, String)>,
     ) -> TestBroker {
+        Self::try_start_on(dir, port, controller_port, extra)
+            .await
+            .unwrap()
+    }
+
+    /// Like `start_on`, but a failure to start (a port taken since
+    /// `free_port` found it free) is returned, not a panic.
+    async fn try_start_on(
+        dir: &Path,
+        port: u16,
+        controller_port: u16,
+        extra: Vec<(String, String)>,
+    ) -> Result<TestBroker, rivulet_broker::StartError> {
         let mut props = BTreeMap::new();
         props.insert("listeners".to_string(), format!("127.0.0.1:{port}"));
         props.insert(
@@ -65,20 +78,20 @@ impl TestBroker {
             props.insert(k.clone(), v.clone());
         }
         let config = BrokerConfig::from_props(&props).unwrap();
-        let node = BrokerNode::start(config).await.unwrap();
+        let node = BrokerNode::start(config).await?;
         let b = node.broker.clone();
         let deadline = Instant::now() + TIMEOUT;
         while !b.image().is_live(b.node_id()) {
             assert!(Instant::now() < deadline, "broker never registered");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        TestBroker {
+        Ok(TestBroker {
             node: Some(node),
             dir: dir.to_path_buf(),
             port,
             controller_port,
             extra,
-        }
+        })
     }
 
     /// The running node (panics if stopped).
@@ -114,6 +127,24 @@ impl TestBroker {
 /// `controller.quorum.voters`; returns once every one is registered and
 /// unfenced in its own image.
 pub async fn start_cluster(root: &Path, n: usize, extra: &[(&str, &str)]) -> Vec<TestBroker> {
+    // Free ports can be taken (by other tests' outgoing connections) before
+    // the nodes bind them: start over on fresh ports and dirs then.
+    for attempt in 0.. {
+        let root = root.join(format!("attempt-{attempt}"));
+        match try_start_cluster(&root, n, extra).await {
+            Ok(brokers) => return brokers,
+            Err(e) if attempt < 3 => eprintln!("cluster start failed ({e}); retrying"),
+            Err(e) => panic!("cluster start failed: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+async fn try_start_cluster(
+    root: &Path,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> Result<Vec<TestBroker>, rivulet_broker::StartError> {
     let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     let voters = ports
         .iter()
@@ -129,9 +160,23 @@ pub async fn start_cluster(root: &Path, n: usize, extra: &[(&str, &str)]) -> Vec
         props.push(("node.id".into(), (i + 1).to_string()));
         props.push(("controller.quorum.voters".into(), voters.clone()));
         let dir = root.join(format!("node-{}", i + 1));
-        async move { TestBroker::start_on(&dir, *port, *cport, props).await }
+        async move { TestBroker::try_start_on(&dir, *port, *cport, props).await }
     });
-    let brokers = futures_util::future::join_all(starts).await;
+    let started = futures_util::future::join_all(starts).await;
+    let mut brokers = Vec::with_capacity(n);
+    let mut failure = None;
+    for r in started {
+        match r {
+            Ok(b) => brokers.push(b),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if let Some(e) = failure {
+        for b in &mut brokers {
+            b.stop().await;
+        }
+        return Err(e);
+    }
     let deadline = Instant::now() + TIMEOUT;
     for b in &brokers {
         let broker = &b.node().broker;
@@ -140,7 +185,7 @@ pub async fn start_cluster(root: &Path, n: usize, extra: &[(&str, &str)]) -> Vec
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    brokers
+    Ok(brokers)
 }
 
 /// Bootstrap list of every running broker.
