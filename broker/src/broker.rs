@@ -279,6 +279,14 @@ impl BrokerNode {
                     .clone()
                     .run_timers(broker.clone(), stop_rx.clone()),
             ),
+            tokio::spawn(crate::replica_fetcher::run_fetchers(
+                broker.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(crate::replica_fetcher::maintain_isr(
+                broker.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(accept(listener, broker.clone(), stop_rx)),
         ];
         info!(
@@ -318,6 +326,11 @@ impl BrokerNode {
             let _ = t.await;
         }
         let broker = self.broker;
+        // Connection tasks drop their reference as they see the stop signal.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(&broker) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let logs = self.logs;
         // Handlers still holding the broker finish on their own; the
         // controller stops with the last reference.
@@ -408,8 +421,14 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::Rec
                 Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let b = broker.clone();
+                        let mut conn_stop = stop.clone();
+                        // Connections end with the broker (peers' replica
+                        // fetchers would otherwise keep it alive).
                         tokio::spawn(async move {
-                            crate::connection::serve(stream, peer, b).await;
+                            tokio::select! {
+                                _ = crate::connection::serve(stream, peer, b) => {}
+                                _ = conn_stop.changed() => {}
+                            }
                             drop(permit);
                         });
                     }

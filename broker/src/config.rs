@@ -74,6 +74,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("connections.max.idle.ms", "600000"),
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
+    ("replica.lag.time.max.ms", "30000"),
     ("max.open.logs", "100000"),
     ("num.recovery.threads", "2"),
     ("log.retention.check.interval.ms", "300000"),
@@ -108,6 +109,9 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: u64,
+    /// A follower that has not caught up with the leader's log end for this
+    /// long leaves the ISR (`replica.lag.time.max.ms`).
+    pub replica_lag_time_max_ms: u64,
     pub storage: StorageConfig,
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
 }
@@ -315,6 +319,12 @@ impl BrokerConfig {
             heartbeat_interval_ms: int(
                 "broker.heartbeat.interval.ms",
                 &get("broker.heartbeat.interval.ms"),
+                10,
+                u64::MAX / 2,
+            )?,
+            replica_lag_time_max_ms: int(
+                "replica.lag.time.max.ms",
+                &get("replica.lag.time.max.ms"),
                 10,
                 u64::MAX / 2,
             )?,

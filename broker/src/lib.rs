@@ -16,7 +16,9 @@ pub mod errors;
 pub mod group;
 pub mod handlers;
 pub mod producer_state;
+pub mod replica_fetcher;
 pub mod replica_manager;
+pub mod replication;
 
 pub use broker::{Broker, BrokerNode, StartError};
 pub use config::BrokerConfig;

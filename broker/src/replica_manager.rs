@@ -6,9 +6,16 @@
 //! controller, its idempotent-producer state and a notifier that wakes
 //! long-polling fetches after every append. fsyncs for `acks=all` run on the
 //! blocking pool, never on the async workers.
+//!
+//! On a leader, each partition also tracks its followers' fetch positions
+//! ([`Followers`]); the high watermark is the smallest log end over the ISR
+//! (rules in [`crate::replication`]) and an `acks=all` produce waits for it
+//! to pass its last offset. Replica state changes and follower appends take
+//! the log lock, so a fetcher never appends to a log this node now leads.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -22,6 +29,7 @@ use uuid::Uuid;
 
 use crate::errors;
 use crate::producer_state::{ProducerStateManager, SequenceCheck};
+use crate::replication::{self, Followers};
 use kafka_protocol::ResponseError as E;
 
 /// Replica state of a partition as the controller last published it.
@@ -29,6 +37,7 @@ use kafka_protocol::ResponseError as E;
 pub struct ReplicaState {
     pub leader: i32,
     pub leader_epoch: i32,
+    pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub min_insync_replicas: i32,
@@ -43,6 +52,11 @@ pub struct Partition {
     producers: Mutex<ProducerStateManager>,
     /// Woken after every append, for long-polling fetches.
     pub appended: tokio::sync::Notify,
+    /// On the leader: what each follower has fetched, this leader epoch.
+    followers: Mutex<Followers>,
+    /// Woken when the high watermark moves or the replica state changes,
+    /// for `acks=all` produces.
+    hw_changed: tokio::sync::Notify,
 }
 
 impl Partition {
@@ -52,6 +66,51 @@ impl Partition {
 
     pub fn is_leader(&self, node_id: i32) -> bool {
         self.state.read().leader == node_id
+    }
+
+    /// The followers as the leader sees them.
+    pub fn followers(&self) -> Followers {
+        self.followers.lock().clone()
+    }
+
+    /// Raise the high watermark to what the ISR allows (never lower it);
+    /// wakes waiters when it moved. Call with the log locked.
+    fn advance_high_watermark(
+        &self,
+        node_id: i32,
+        log: &mut rivulet_storage::PartitionLog,
+        state: &ReplicaState,
+    ) {
+        if state.leader != node_id {
+            return;
+        }
+        let leo = log.log_end_offset();
+        let hw = {
+            let followers = self.followers.lock();
+            replication::high_watermark(node_id, leo, &state.isr, &followers)
+        };
+        if hw > log.high_watermark() {
+            log.set_high_watermark(hw);
+            self.hw_changed.notify_waiters();
+            // Consumers see up to the high watermark: wake their long polls.
+            self.appended.notify_waiters();
+        }
+    }
+
+    /// Replace the producer state with one rebuilt from the log (after a
+    /// follower truncated it).
+    pub fn rebuild_producers(&self) {
+        let rebuilt = rebuild_producer_state(&self.log);
+        *self.producers.lock() = rebuilt;
+    }
+
+    /// Record the producers of batches a follower appended, so that this
+    /// node deduplicates retries if it becomes leader.
+    pub fn record_replicated(&self, buf: &[u8]) {
+        let mut producers = self.producers.lock();
+        for h in headers(buf) {
+            producers.record(&h);
+        }
     }
 }
 
@@ -83,6 +142,8 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     default_min_isr: i32,
+    /// Origin of the monotonic milliseconds used for follower lag.
+    started: Instant,
 }
 
 /// A topic's log config: broker defaults with the topic's log keys applied
@@ -106,7 +167,17 @@ impl ReplicaManager {
             logs,
             partitions: RwLock::new(HashMap::new()),
             default_min_isr,
+            started: Instant::now(),
         }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// Milliseconds since this replica manager started (monotonic).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     pub fn log_manager(&self) -> &Arc<LogManager> {
@@ -155,6 +226,7 @@ impl ReplicaManager {
         for tp in gone {
             if let Some(p) = self.partitions.write().remove(&tp) {
                 p.appended.notify_waiters();
+                p.hw_changed.notify_waiters();
             }
             match self.logs.delete_log(&tp) {
                 Ok(()) => info!(partition = %tp, "deleted partition log"),
@@ -174,6 +246,7 @@ impl ReplicaManager {
         let state = ReplicaState {
             leader: reg.leader,
             leader_epoch: reg.leader_epoch,
+            partition_epoch: reg.partition_epoch,
             replicas: reg.replicas.clone(),
             isr: reg.isr.clone(),
             min_insync_replicas: min_isr,
@@ -191,6 +264,8 @@ impl ReplicaManager {
                     state: RwLock::new(ReplicaState::default()),
                     producers: Mutex::new(producers),
                     appended: tokio::sync::Notify::new(),
+                    followers: Mutex::new(Followers::default()),
+                    hw_changed: tokio::sync::Notify::new(),
                 });
                 self.partitions.write().insert(tp.clone(), p.clone());
                 p
@@ -204,14 +279,83 @@ impl ReplicaManager {
             if state.leader == self.node_id {
                 let leo = log.log_end_offset();
                 log.assign_epoch_start_offset(state.leader_epoch, leo)?;
+                let mut followers = partition.followers.lock();
+                if followers.leader_epoch != state.leader_epoch || followers.progress.is_empty() {
+                    let others = state
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| *r != self.node_id);
+                    *followers = Followers::new(state.leader_epoch, others, self.now_ms());
+                }
             }
             if state.isr == [self.node_id] {
                 let leo = log.log_end_offset();
                 log.set_high_watermark(leo);
             }
+            // Under the log lock: a fetcher checks the state before it
+            // appends, so it never writes to a log this node now leads.
+            let changed = *partition.state.read() != state;
+            *partition.state.write() = state.clone();
+            partition.advance_high_watermark(self.node_id, &mut log, &state);
+            if changed {
+                partition.hw_changed.notify_waiters();
+            }
         }
-        *partition.state.write() = state;
         Ok(())
+    }
+
+    /// The leader's side of a follower fetch: `follower` holds everything
+    /// below `fetch_offset`. Advances the high watermark when the ISR allows.
+    pub fn record_follower_fetch(&self, partition: &Partition, follower: i32, fetch_offset: i64) {
+        let now = self.now_ms();
+        let mut log = partition.log.lock();
+        let state = partition.state();
+        if state.leader != self.node_id {
+            return;
+        }
+        partition
+            .followers
+            .lock()
+            .record_fetch(follower, fetch_offset, log.log_end_offset(), now);
+        partition.advance_high_watermark(self.node_id, &mut log, &state);
+    }
+
+    /// ISR changes this leader should ask the controller for:
+    /// `(partition, state it was computed from, new ISR)`.
+    pub fn isr_changes(&self, lag_max_ms: u64) -> Vec<(Arc<Partition>, ReplicaState, Vec<i32>)> {
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        for p in self.all() {
+            let state = p.state();
+            if state.leader != self.node_id || state.replicas.len() < 2 {
+                continue;
+            }
+            let (hw, epoch_start) = {
+                let log = p.log.lock();
+                let start = log
+                    .leader_epoch_cache()
+                    .entries()
+                    .last()
+                    .map_or(0, |e| e.start_offset);
+                (log.high_watermark(), start)
+            };
+            let followers = p.followers();
+            if followers.leader_epoch != state.leader_epoch {
+                continue;
+            }
+            let view = replication::LeaderView {
+                leader: self.node_id,
+                replicas: &state.replicas,
+                isr: &state.isr,
+                high_watermark: hw,
+                epoch_start_offset: epoch_start,
+            };
+            if let Some(isr) = replication::isr_update(&view, &followers, lag_max_ms, now) {
+                out.push((p, state, isr));
+            }
+        }
+        out
     }
 
     /// Append a producer's records to a partition this node leads.
@@ -220,6 +364,7 @@ impl ReplicaManager {
         tp: &TopicPartition,
         records: Option<Bytes>,
         acks: i16,
+        timeout_ms: i32,
     ) -> AppendResult {
         let Some(partition) = self.get(tp) else {
             return AppendResult::error(E::UnknownTopicOrPartition.code(), None);
@@ -282,6 +427,8 @@ impl ReplicaManager {
                     }
                     if state.isr == [self.node_id] {
                         log.set_high_watermark(info.last_offset + 1);
+                    } else {
+                        partition.advance_high_watermark(self.node_id, &mut log, &state);
                     }
                     let durable = (acks == -1 && log.config().flush_policy == FlushPolicy::OnAck)
                         .then(|| log.flush_tracker());
@@ -307,6 +454,15 @@ impl ReplicaManager {
                         }
                     }
                 }
+                if acks == -1 {
+                    let deadline = Duration::from_millis(timeout_ms.max(0) as u64);
+                    if let Err(code) = self
+                        .wait_for_high_watermark(&partition, info.last_offset + 1, deadline)
+                        .await
+                    {
+                        return AppendResult::error(code, None);
+                    }
+                }
                 AppendResult {
                     error_code: errors::NONE,
                     error_message: None,
@@ -316,6 +472,39 @@ impl ReplicaManager {
                 }
             }
             Err(e) => AppendResult::error(errors::storage(&e), e.to_string()),
+        }
+    }
+}
+
+impl ReplicaManager {
+    /// acks=all: wait until the high watermark reaches `offset` (every ISR
+    /// member has the records), leadership is lost, or `timeout` passes.
+    async fn wait_for_high_watermark(
+        &self,
+        partition: &Partition,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<(), i16> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = partition.hw_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if partition.log.lock().high_watermark() >= offset {
+                return Ok(());
+            }
+            if !partition.is_leader(self.node_id) {
+                return Err(E::NotLeaderOrFollower.code());
+            }
+            if self.get(&partition.tp).is_none() {
+                return Err(E::UnknownTopicOrPartition.code());
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(E::RequestTimedOut.code());
+                }
+            }
         }
     }
 }

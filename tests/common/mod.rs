@@ -50,6 +50,19 @@ impl TestBroker {
         controller_port: u16,
         extra: Vec<(String, String)>,
     ) -> TestBroker {
+        Self::try_start_on(dir, port, controller_port, extra)
+            .await
+            .unwrap()
+    }
+
+    /// Like `start_on`, but a failure to start (a port taken since
+    /// `free_port` found it free) is returned, not a panic.
+    async fn try_start_on(
+        dir: &Path,
+        port: u16,
+        controller_port: u16,
+        extra: Vec<(String, String)>,
+    ) -> Result<TestBroker, rivulet_broker::StartError> {
         let mut props = BTreeMap::new();
         props.insert("listeners".to_string(), format!("127.0.0.1:{port}"));
         props.insert(
@@ -65,20 +78,25 @@ impl TestBroker {
             props.insert(k.clone(), v.clone());
         }
         let config = BrokerConfig::from_props(&props).unwrap();
-        let node = BrokerNode::start(config).await.unwrap();
+        let node = BrokerNode::start(config).await?;
         let b = node.broker.clone();
         let deadline = Instant::now() + TIMEOUT;
         while !b.image().is_live(b.node_id()) {
             assert!(Instant::now() < deadline, "broker never registered");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        TestBroker {
+        Ok(TestBroker {
             node: Some(node),
             dir: dir.to_path_buf(),
             port,
             controller_port,
             extra,
-        }
+        })
+    }
+
+    /// The running node (panics if stopped).
+    pub fn node(&self) -> &BrokerNode {
+        self.node.as_ref().expect("broker is stopped")
     }
 
     pub fn bootstrap(&self) -> String {
@@ -102,6 +120,82 @@ impl TestBroker {
             node.shutdown().await.unwrap();
         }
     }
+}
+
+/// Start `n` brokers (node ids 1..=n) in this process, each with its own
+/// data dir under `root` and free ports, sharing one
+/// `controller.quorum.voters`; returns once every one is registered and
+/// unfenced in its own image.
+pub async fn start_cluster(root: &Path, n: usize, extra: &[(&str, &str)]) -> Vec<TestBroker> {
+    // Free ports can be taken (by other tests' outgoing connections) before
+    // the nodes bind them: start over on fresh ports and dirs then.
+    for attempt in 0.. {
+        let root = root.join(format!("attempt-{attempt}"));
+        match try_start_cluster(&root, n, extra).await {
+            Ok(brokers) => return brokers,
+            Err(e) if attempt < 3 => eprintln!("cluster start failed ({e}); retrying"),
+            Err(e) => panic!("cluster start failed: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+async fn try_start_cluster(
+    root: &Path,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> Result<Vec<TestBroker>, rivulet_broker::StartError> {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let voters = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let starts = ports.iter().enumerate().map(|(i, (port, cport))| {
+        let mut props: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        props.push(("node.id".into(), (i + 1).to_string()));
+        props.push(("controller.quorum.voters".into(), voters.clone()));
+        let dir = root.join(format!("node-{}", i + 1));
+        async move { TestBroker::try_start_on(&dir, *port, *cport, props).await }
+    });
+    let started = futures_util::future::join_all(starts).await;
+    let mut brokers = Vec::with_capacity(n);
+    let mut failure = None;
+    for r in started {
+        match r {
+            Ok(b) => brokers.push(b),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if let Some(e) = failure {
+        for b in &mut brokers {
+            b.stop().await;
+        }
+        return Err(e);
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    for b in &brokers {
+        let broker = &b.node().broker;
+        while !(1..=n as i32).all(|id| broker.image().is_live(id)) {
+            assert!(Instant::now() < deadline, "cluster never formed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(brokers)
+}
+
+/// Bootstrap list of every running broker.
+pub fn cluster_bootstrap(brokers: &[TestBroker]) -> String {
+    brokers
+        .iter()
+        .filter(|b| b.node.is_some())
+        .map(TestBroker::bootstrap)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn client_config(bootstrap: &str) -> ClientConfig {
@@ -140,8 +234,22 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 }
 
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_topic_rf(bootstrap, name, partitions, 1, configs).await
+}
+
+pub async fn create_topic_rf(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut t = NewTopic::new(
+        name,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
     for (k, v) in configs {
         t = t.set(k, v);
     }

@@ -34,6 +34,8 @@ use crate::broker::Broker;
 const OFFSETS_TOPIC_WAIT: Duration = Duration::from_secs(10);
 /// Most partitions one offsets-topic read returns at a time during load.
 const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
+/// How long a write to `__consumer_offsets` waits for its ISR (acks=all).
+const OFFSETS_APPEND_TIMEOUT_MS: i32 = 5_000;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -321,7 +323,12 @@ impl GroupCoordinator {
         };
         let r = b
             .replicas
-            .append(&self.tp(partition), Some(batch), -1)
+            .append(
+                &self.tp(partition),
+                Some(batch),
+                -1,
+                OFFSETS_APPEND_TIMEOUT_MS,
+            )
             .await;
         match r.error_code {
             0 => Ok(()),

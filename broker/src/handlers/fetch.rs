@@ -3,6 +3,12 @@
 //! partition with data always gets at least one whole batch), waiting up to
 //! `max_wait_ms` for `min_bytes` to arrive (long poll).
 //!
+//! A fetch with a replica id (≥ 0) from a replica of the partition is a
+//! follower fetch: it reads up to the log end, records the follower's fetch
+//! offset (which may advance the high watermark), and, when the follower's
+//! `last_fetched_epoch` disagrees with this leader's epoch cache, answers
+//! only `diverging_epoch` for the follower to truncate to (KIP-595).
+//!
 //! Fetch sessions (KIP-227) are not implemented: every response carries
 //! session id 0, which tells clients to keep sending full requests, and an
 //! incremental request for a session id gets FETCH_SESSION_ID_NOT_FOUND.
@@ -11,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError as E;
 use rivulet_storage::{ReadPlan, TopicPartition};
@@ -19,11 +27,12 @@ use rivulet_storage::{ReadPlan, TopicPartition};
 use crate::broker::Broker;
 use crate::errors;
 use crate::replica_manager::Partition;
+use crate::replication;
 
 /// Upper bound on `max_wait_ms`, so a client cannot park a request forever.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub async fn handle(b: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
+pub async fn handle(b: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     if req.session_id != 0 {
         return FetchResponse::default()
             .with_error_code(E::FetchSessionIdNotFound.code())
@@ -49,7 +58,7 @@ pub async fn handle(b: &Broker, req: FetchRequest, _version: i16) -> FetchRespon
             .flatten()
             .map(|p| p.appended.notified())
             .collect();
-        let (response, bytes, any_error) = read_all(b, &req);
+        let (response, bytes, any_error) = read_all(b, &req, version);
         if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
             return response;
         }
@@ -67,7 +76,12 @@ pub async fn handle(b: &Broker, req: FetchRequest, _version: i16) -> FetchRespon
 
 /// One pass over every requested partition: the response, the record bytes
 /// it carries and whether any partition failed.
-fn read_all(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+fn read_all(b: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
     let mut remaining = req.max_bytes.max(0) as usize;
     let mut total = 0usize;
     let mut any_error = false;
@@ -82,8 +96,12 @@ fn read_all(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
             let data = read_partition(
                 b,
                 &tp,
-                p.fetch_offset,
-                p.current_leader_epoch,
+                Position {
+                    replica_id,
+                    fetch_offset: p.fetch_offset,
+                    current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                },
                 limit,
                 min_one,
                 req.isolation_level,
@@ -122,11 +140,19 @@ fn partition_error(code: i16) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
+/// Who fetches one partition, and from where.
+struct Position {
+    /// The follower's node id, or -1 for a consumer.
+    replica_id: i32,
+    fetch_offset: i64,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
+}
+
 fn read_partition(
     b: &Broker,
     tp: &TopicPartition,
-    fetch_offset: i64,
-    current_leader_epoch: i32,
+    pos: Position,
     max_bytes: usize,
     min_one: bool,
     isolation_level: i8,
@@ -138,6 +164,12 @@ fn read_partition(
     if state.leader != b.node_id() {
         return partition_error(E::NotLeaderOrFollower.code());
     }
+    let Position {
+        replica_id,
+        fetch_offset,
+        current_leader_epoch,
+        last_fetched_epoch,
+    } = pos;
     if current_leader_epoch >= 0 && current_leader_epoch != state.leader_epoch {
         return partition_error(if current_leader_epoch < state.leader_epoch {
             E::FencedLeaderEpoch.code()
@@ -145,12 +177,49 @@ fn read_partition(
             E::UnknownLeaderEpoch.code()
         });
     }
-    // Plan under the log's lock; read the bytes after releasing it.
+    let follower =
+        replica_id >= 0 && replica_id != b.node_id() && state.replicas.contains(&replica_id);
+    if follower {
+        let (diverging, hw, log_start) = {
+            let log = partition.log.lock();
+            let end = log.end_offset_for_epoch(last_fetched_epoch);
+            (
+                replication::diverging_epoch(last_fetched_epoch, fetch_offset, end),
+                log.high_watermark(),
+                log.log_start_offset(),
+            )
+        };
+        if let Some((epoch, end_offset)) = diverging {
+            // No common epoch at all: the follower keeps nothing past our
+            // log start (a negative end offset would read as "no divergence").
+            let end_offset = if end_offset < 0 {
+                log_start
+            } else {
+                end_offset
+            };
+            return PartitionData::default()
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(log_start)
+                .with_preferred_read_replica((-1).into())
+                .with_diverging_epoch(
+                    EpochEndOffset::default()
+                        .with_epoch(epoch)
+                        .with_end_offset(end_offset),
+                )
+                .with_records(Some(Bytes::new()));
+        }
+        b.replicas
+            .record_follower_fetch(&partition, replica_id, fetch_offset);
+    }
+    // Plan under the log's lock; read the bytes after releasing it. A
+    // follower reads up to the log end, a consumer up to the high watermark.
     let (plan, hw, log_start): (Result<Option<ReadPlan>, _>, i64, i64) = {
         let log = partition.log.lock();
         let hw = log.high_watermark();
+        let upper = (!follower).then_some(hw);
         (
-            log.plan_read(fetch_offset, max_bytes, Some(hw), min_one),
+            log.plan_read(fetch_offset, max_bytes, upper, min_one),
             hw,
             log.log_start_offset(),
         )

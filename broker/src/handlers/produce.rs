@@ -15,6 +15,7 @@ use crate::broker::Broker;
 
 pub async fn handle(b: &Broker, req: ProduceRequest, _version: i16) -> ProduceResponse {
     let acks = req.acks;
+    let timeout_ms = req.timeout_ms;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.to_string();
@@ -27,7 +28,7 @@ pub async fn handle(b: &Broker, req: ProduceRequest, _version: i16) -> ProduceRe
                         .with_error_code(E::InvalidRequiredAcks.code())
                         .with_base_offset(-1);
                 }
-                let r = b.replicas.append(&tp, p.records, acks).await;
+                let r = b.replicas.append(&tp, p.records, acks, timeout_ms).await;
                 PartitionProduceResponse::default()
                     .with_index(p.index)
                     .with_error_code(r.error_code)

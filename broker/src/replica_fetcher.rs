@@ -1,0 +1,453 @@
+//! Follower replication and ISR upkeep, the async shell around
+//! [`crate::replication`].
+//!
+//! [`run_fetchers`] keeps one fetcher task per source leader broker, each
+//! multiplexing every partition this node follows from that leader in one
+//! Kafka `Fetch` v12 (replica id = this node) to the leader's advertised
+//! listener. Fetched batches are appended unchanged
+//! (`PartitionLog::append_as_follower`), and the local high watermark
+//! becomes `min(local log end, leader high watermark)`. A `diverging_epoch`
+//! in the response (KIP-595) truncates the local log first. Errors back off;
+//! the set of partitions follows the local replica state, which follows the
+//! metadata image.
+//!
+//! [`maintain_isr`] runs on every node and, for the partitions it leads,
+//! asks the controller (`AlterPartition`, checked against the leader and
+//! partition epochs) to shrink the ISR of followers lagging longer than
+//! `replica.lag.time.max.ms` and to expand it with followers that caught up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::ResponseError as E;
+use rivulet_controller::{ControllerRequest, ControllerResponse};
+use rivulet_storage::config::FlushPolicy;
+use rivulet_storage::TopicPartition;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::replication;
+
+/// The Fetch version followers speak (topic names, `last_fetched_epoch`,
+/// `diverging_epoch`; replica id in the top-level field).
+pub const FETCH_VERSION: i16 = 12;
+/// How long a follower fetch waits at the leader for new data.
+const FETCH_MAX_WAIT_MS: i32 = 500;
+/// Most bytes per partition and per response of one follower fetch.
+const FETCH_PARTITION_MAX_BYTES: i32 = 1024 * 1024;
+const FETCH_MAX_BYTES: i32 = 16 * 1024 * 1024;
+/// Pause after a failed fetch (connection refused, leader not ready).
+const BACKOFF: Duration = Duration::from_millis(100);
+/// How often the set of followed partitions is re-read from local state.
+const ASSIGNMENT_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Error)]
+pub enum FetcherError {
+    #[error("leader {0} has no listener in the metadata image")]
+    NoListener(i32),
+    #[error("i/o with the leader: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot encode the fetch request: {0}")]
+    Encode(String),
+    #[error("cannot decode the fetch response: {0}")]
+    Decode(String),
+    #[error("response of {0} bytes is larger than socket.request.max.bytes")]
+    TooLarge(usize),
+    #[error("response for correlation id {got}, expected {expected}")]
+    Correlation { expected: i32, got: i32 },
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A task aborted when its handle is dropped (also when `run_fetchers` is
+/// itself aborted at shutdown).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keep one fetcher per leader this node follows partitions from, until
+/// `stop`.
+pub async fn run_fetchers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    type Fetcher = (watch::Sender<Vec<TopicPartition>>, AbortOnDrop);
+    let mut fetchers: HashMap<i32, Fetcher> = HashMap::new();
+    let me = broker.node_id();
+    loop {
+        let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
+        for p in broker.replicas.all() {
+            let s = p.state();
+            if s.leader >= 0 && s.leader != me && s.replicas.contains(&me) {
+                by_leader.entry(s.leader).or_default().push(p.tp.clone());
+            }
+        }
+        for tps in by_leader.values_mut() {
+            tps.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        }
+        fetchers
+            .retain(|leader, (_, task)| by_leader.contains_key(leader) && !task.0.is_finished());
+        for (leader, tps) in by_leader {
+            match fetchers.get(&leader) {
+                Some((tx, _)) => {
+                    tx.send_if_modified(|cur| {
+                        let changed = *cur != tps;
+                        if changed {
+                            *cur = tps.clone();
+                        }
+                        changed
+                    });
+                }
+                None => {
+                    info!(leader, partitions = tps.len(), "starting replica fetcher");
+                    let (tx, rx) = watch::channel(tps);
+                    let task = tokio::spawn(fetch_from(broker.clone(), leader, rx));
+                    fetchers.insert(leader, (tx, AbortOnDrop(task)));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ASSIGNMENT_POLL) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    drop(fetchers);
+}
+
+/// The fetcher for partitions led by `leader`.
+async fn fetch_from(
+    broker: Arc<Broker>,
+    leader: i32,
+    partitions: watch::Receiver<Vec<TopicPartition>>,
+) {
+    let mut conn: Option<TcpStream> = None;
+    let mut correlation_id = 0i32;
+    loop {
+        let tps = partitions.borrow().clone();
+        if conn.is_none() {
+            match connect(&broker, leader).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    debug!(leader, error = %e, "replica fetcher cannot connect");
+                    tokio::time::sleep(BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let Some(stream) = conn.as_mut() else {
+            continue;
+        };
+        let (req, epochs) = build_request(&broker, leader, &tps);
+        if epochs.is_empty() {
+            tokio::time::sleep(BACKOFF).await;
+            continue;
+        }
+        correlation_id = correlation_id.wrapping_add(1);
+        let limit = broker.config.socket_request_max_bytes;
+        let resp = match round_trip(stream, correlation_id, broker.node_id(), &req, limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(leader, error = %e, "replica fetch failed");
+                conn = None;
+                tokio::time::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        let mut progressed = false;
+        let mut failed = resp.error_code != 0;
+        for t in resp.responses {
+            for p in t.partitions {
+                let tp = TopicPartition::new(t.topic.to_string(), p.partition_index);
+                let Some(&epoch) = epochs.get(&tp) else {
+                    continue;
+                };
+                match apply_response(&broker, leader, &tp, epoch, p).await {
+                    Ok(true) => progressed = true,
+                    Ok(false) => {}
+                    Err(code) => {
+                        failed = true;
+                        debug!(partition = %tp, leader, error_code = code, "follower fetch error");
+                    }
+                }
+            }
+        }
+        if failed && !progressed {
+            tokio::time::sleep(BACKOFF).await;
+        }
+    }
+}
+
+/// The leader's Kafka listener from the image.
+async fn connect(broker: &Broker, leader: i32) -> Result<TcpStream, FetcherError> {
+    let image = broker.image();
+    let l = image
+        .brokers
+        .get(&leader)
+        .and_then(|b| b.listeners.first())
+        .ok_or(FetcherError::NoListener(leader))?;
+    let addr = format!("{}:{}", l.host, l.port);
+    let timeout = Duration::from_secs(5);
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| FetcherError::Timeout(timeout))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One Fetch for every partition still followed from `leader`, and the
+/// leader epoch each was asked under.
+fn build_request(
+    broker: &Broker,
+    leader: i32,
+    tps: &[TopicPartition],
+) -> (FetchRequest, HashMap<TopicPartition, i32>) {
+    let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+    let mut epochs = HashMap::new();
+    for tp in tps {
+        let Some(p) = broker.replicas.get(tp) else {
+            continue;
+        };
+        let state = p.state();
+        if state.leader != leader {
+            continue;
+        }
+        let (leo, last_epoch, log_start) = {
+            let log = p.log.lock();
+            (
+                log.log_end_offset(),
+                log.leader_epoch_cache().latest_epoch().unwrap_or(-1),
+                log.log_start_offset(),
+            )
+        };
+        epochs.insert(tp.clone(), state.leader_epoch);
+        topics.entry(tp.topic.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_current_leader_epoch(state.leader_epoch)
+                .with_fetch_offset(leo)
+                .with_last_fetched_epoch(last_epoch)
+                .with_log_start_offset(log_start)
+                .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES),
+        );
+    }
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(broker.node_id()))
+        .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_MAX_BYTES)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, parts)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(name)))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        );
+    (req, epochs)
+}
+
+/// Send `req` and read its response on `stream`.
+async fn round_trip(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    node_id: i32,
+    req: &FetchRequest,
+    limit: usize,
+) -> Result<FetchResponse, FetcherError> {
+    let header = RequestHeader::default()
+        .with_request_api_key(FetchRequest::KEY)
+        .with_request_api_version(FETCH_VERSION)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(format!(
+            "rivulet-replica-fetcher-{node_id}"
+        ))));
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    header
+        .encode(&mut frame, FetchRequest::header_version(FETCH_VERSION))
+        .map_err(|e| FetcherError::Encode(e.to_string()))?;
+    req.encode(&mut frame, FETCH_VERSION)
+        .map_err(|e| FetcherError::Encode(e.to_string()))?;
+    let body_len =
+        i32::try_from(frame.len() - 4).map_err(|e| FetcherError::Encode(e.to_string()))?;
+    frame[..4].copy_from_slice(&body_len.to_be_bytes());
+    let timeout = Duration::from_millis(FETCH_MAX_WAIT_MS as u64) + Duration::from_secs(10);
+    let exchange = async {
+        stream.write_all(&frame).await?;
+        let size = stream.read_i32().await?;
+        let size =
+            usize::try_from(size).map_err(|_| FetcherError::Decode("negative size".into()))?;
+        if size > limit {
+            return Err(FetcherError::TooLarge(size));
+        }
+        let mut buf = BytesMut::zeroed(size);
+        stream.read_exact(&mut buf).await?;
+        Ok::<Bytes, FetcherError>(buf.freeze())
+    };
+    let mut buf = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| FetcherError::Timeout(timeout))??;
+    let h = ResponseHeader::decode(
+        &mut buf,
+        <FetchRequest as Request>::Response::header_version(FETCH_VERSION),
+    )
+    .map_err(|e| FetcherError::Decode(e.to_string()))?;
+    if h.correlation_id != correlation_id {
+        return Err(FetcherError::Correlation {
+            expected: correlation_id,
+            got: h.correlation_id,
+        });
+    }
+    let resp = FetchResponse::decode(&mut buf, FETCH_VERSION)
+        .map_err(|e| FetcherError::Decode(e.to_string()))?;
+    if buf.has_remaining() {
+        return Err(FetcherError::Decode("trailing bytes".into()));
+    }
+    Ok(resp)
+}
+
+/// Apply one partition of a fetch response, if this node still follows it
+/// from `leader` in `leader_epoch`. `Ok(true)` when the log changed.
+async fn apply_response(
+    broker: &Broker,
+    leader: i32,
+    tp: &TopicPartition,
+    leader_epoch: i32,
+    data: PartitionData,
+) -> Result<bool, i16> {
+    let Some(partition) = broker.replicas.get(tp) else {
+        return Ok(false);
+    };
+    let me = broker.node_id();
+    let still_following = |s: &crate::replica_manager::ReplicaState| {
+        s.leader == leader && s.leader_epoch == leader_epoch && s.leader != me
+    };
+    if data.error_code == E::OffsetOutOfRange.code() && data.log_start_offset >= 0 {
+        // We are behind the leader's log start (retention): start over there.
+        let mut log = partition.log.lock();
+        if !still_following(&partition.state()) {
+            return Ok(false);
+        }
+        if log.log_end_offset() < data.log_start_offset {
+            log.truncate_fully_and_start_at(data.log_start_offset)
+                .map_err(|e| crate::errors::storage(&e))?;
+            drop(log);
+            partition.rebuild_producers();
+            return Ok(true);
+        }
+        return Err(data.error_code);
+    }
+    if data.error_code != 0 {
+        return Err(data.error_code);
+    }
+    if data.diverging_epoch.end_offset >= 0 {
+        let mut log = partition.log.lock();
+        if !still_following(&partition.state()) {
+            return Ok(false);
+        }
+        let to = replication::truncation_offset(
+            data.diverging_epoch.end_offset,
+            log.log_start_offset(),
+            log.log_end_offset(),
+        );
+        info!(
+            partition = %tp, leader, epoch = data.diverging_epoch.epoch,
+            from = log.log_end_offset(), to, "truncating divergent log suffix"
+        );
+        log.truncate_to(to)
+            .map_err(|e| crate::errors::storage(&e))?;
+        drop(log);
+        partition.rebuild_producers();
+        return Ok(true);
+    }
+    let records = data.records.unwrap_or_default();
+    let mut durable = None;
+    {
+        let mut log = partition.log.lock();
+        if !still_following(&partition.state()) {
+            return Ok(false);
+        }
+        if !records.is_empty() {
+            match log.append_as_follower(&records) {
+                Ok(_) => {
+                    if log.config().flush_policy == FlushPolicy::OnAck {
+                        durable = Some((log.flush_tracker(), log.log_end_offset()));
+                    }
+                }
+                Err(e) => {
+                    warn!(partition = %tp, leader, error = %e, "cannot append replicated batches");
+                    return Err(crate::errors::storage(&e));
+                }
+            }
+        }
+        if data.high_watermark >= 0 {
+            let hw = data.high_watermark.min(log.log_end_offset());
+            if hw > log.high_watermark() {
+                log.set_high_watermark(hw);
+            }
+        }
+    }
+    // Producer state is taken after the log lock, never while holding it
+    // (append takes them in the other order).
+    if !records.is_empty() {
+        partition.record_replicated(&records);
+    }
+    // The next fetch acknowledges these records to the leader: with
+    // flush.policy on-ack they must be on disk first (DESIGN: Durability).
+    if let Some((tracker, upto)) = durable {
+        match tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(crate::errors::storage(&e)),
+            Err(_) => return Err(E::UnknownServerError.code()),
+        }
+    }
+    Ok(!records.is_empty())
+}
+
+/// On every node: shrink or expand the ISR of the partitions it leads
+/// through the controller, until `stop`.
+pub async fn maintain_isr(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let lag = broker.config.replica_lag_time_max_ms;
+    let interval = Duration::from_millis((lag / 4).clamp(50, 1000));
+    loop {
+        for (p, state, isr) in broker.replicas.isr_changes(lag) {
+            let req = ControllerRequest::AlterPartition {
+                topic: p.tp.topic.clone(),
+                partition: p.tp.partition,
+                leader_id: broker.node_id(),
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+                new_isr: isr.clone(),
+            };
+            match broker.controller_request(req).await {
+                ControllerResponse::Ok { .. } => {
+                    info!(partition = %p.tp, from = ?state.isr, to = ?isr, "ISR changed")
+                }
+                other => debug!(partition = %p.tp, response = ?other, "ISR change refused"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
