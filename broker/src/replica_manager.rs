@@ -491,6 +491,8 @@ impl ReplicaManager {
 impl ReplicaManager {
     /// acks=all: wait until the high watermark reaches `offset` (every ISR
     /// member has the records), leadership is lost, or `timeout` passes.
+    /// As in Kafka, records committed by an ISR that shrank below
+    /// `min.insync.replicas` meanwhile get NOT_ENOUGH_REPLICAS_AFTER_APPEND.
     async fn wait_for_high_watermark(
         &self,
         partition: &Partition,
@@ -503,6 +505,10 @@ impl ReplicaManager {
             tokio::pin!(changed);
             changed.as_mut().enable();
             if partition.log.lock().high_watermark() >= offset {
+                let state = partition.state();
+                if (state.isr.len() as i32) < state.min_insync_replicas {
+                    return Err(E::NotEnoughReplicasAfterAppend.code());
+                }
                 return Ok(());
             }
             if !partition.is_leader(self.node_id) {
@@ -641,6 +647,36 @@ mod tests {
         let r = producing.await.unwrap();
         assert_eq!(r.error_code, errors::NONE);
         assert_eq!(r.base_offset, 0);
+    }
+
+    #[tokio::test]
+    async fn isr_shrinking_below_min_while_waiting_fails_after_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rm, mut image) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+        let rm = Arc::new(rm);
+        let producing = tokio::spawn({
+            let rm = rm.clone();
+            async move { rm.append(&tp(), Some(batch()), -1, 10_000).await }
+        });
+        let p = rm.get(&tp()).unwrap();
+        while p.log.lock().log_end_offset() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let topic_id = image.topic("t").unwrap().id;
+        image
+            .apply(
+                3,
+                &MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition: 0,
+                    leader: None,
+                    isr: Some(vec![1]),
+                },
+            )
+            .unwrap();
+        rm.apply_image(&image);
+        let r = producing.await.unwrap();
+        assert_eq!(r.error_code, E::NotEnoughReplicasAfterAppend.code());
     }
 
     #[tokio::test]
