@@ -49,8 +49,32 @@ const FETCH_MAX_WAIT_MS: i32 = 500;
 /// Most bytes per partition and per response of one follower fetch.
 const FETCH_PARTITION_MAX_BYTES: i32 = 1024 * 1024;
 const FETCH_MAX_BYTES: i32 = 16 * 1024 * 1024;
-/// Pause after a failed fetch (connection refused, leader not ready).
+/// Pause after a failed fetch (connection refused, leader not ready),
+/// doubling on each further failure up to `BACKOFF_MAX` (Kafka's
+/// `replica.fetch.backoff.ms` is 1 s).
 const BACKOFF: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Doubling pause between failed fetches; a good fetch resets it.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(BACKOFF)
+    }
+
+    fn reset(&mut self) {
+        self.0 = BACKOFF;
+    }
+
+    /// The pause to take now; the next one is twice as long.
+    fn next(&mut self) -> Duration {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        now
+    }
+}
 /// How often the set of followed partitions is re-read from local state.
 const ASSIGNMENT_POLL: Duration = Duration::from_millis(100);
 
@@ -136,6 +160,7 @@ async fn fetch_from(
 ) {
     let mut conn: Option<TcpStream> = None;
     let mut correlation_id = 0i32;
+    let mut backoff = Backoff::new();
     loop {
         let tps = partitions.borrow().clone();
         if conn.is_none() {
@@ -143,7 +168,7 @@ async fn fetch_from(
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     debug!(leader, error = %e, "replica fetcher cannot connect");
-                    tokio::time::sleep(BACKOFF).await;
+                    tokio::time::sleep(backoff.next()).await;
                     continue;
                 }
             }
@@ -153,7 +178,7 @@ async fn fetch_from(
         };
         let (req, epochs) = build_request(&broker, leader, &tps);
         if epochs.is_empty() {
-            tokio::time::sleep(BACKOFF).await;
+            tokio::time::sleep(backoff.next()).await;
             continue;
         }
         correlation_id = correlation_id.wrapping_add(1);
@@ -163,7 +188,7 @@ async fn fetch_from(
             Err(e) => {
                 debug!(leader, error = %e, "replica fetch failed");
                 conn = None;
-                tokio::time::sleep(BACKOFF).await;
+                tokio::time::sleep(backoff.next()).await;
                 continue;
             }
         };
@@ -186,7 +211,9 @@ async fn fetch_from(
             }
         }
         if failed && !progressed {
-            tokio::time::sleep(BACKOFF).await;
+            tokio::time::sleep(backoff.next()).await;
+        } else {
+            backoff.reset();
         }
     }
 }
@@ -449,5 +476,19 @@ pub async fn maintain_isr(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new();
+        let waits: Vec<u128> = (0..6).map(|_| b.next().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next(), BACKOFF);
     }
 }

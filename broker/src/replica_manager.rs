@@ -144,6 +144,8 @@ pub struct ReplicaManager {
     default_min_isr: i32,
     /// Origin of the monotonic milliseconds used for follower lag.
     started: Instant,
+    /// Replaces `started` in tests, so lag is measured without sleeping.
+    lag_clock: Option<Arc<dyn rivulet_storage::Clock>>,
 }
 
 /// A topic's log config: broker defaults with the topic's log keys applied
@@ -168,7 +170,14 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             default_min_isr,
             started: Instant::now(),
+            lag_clock: None,
         }
+    }
+
+    /// Measure follower lag on `clock` instead of the monotonic clock.
+    pub fn with_lag_clock(mut self, clock: Arc<dyn rivulet_storage::Clock>) -> Self {
+        self.lag_clock = Some(clock);
+        self
     }
 
     pub fn node_id(&self) -> i32 {
@@ -177,7 +186,10 @@ impl ReplicaManager {
 
     /// Milliseconds since this replica manager started (monotonic).
     pub fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        match &self.lag_clock {
+            Some(c) => c.now_ms().max(0) as u64,
+            None => self.started.elapsed().as_millis() as u64,
+        }
     }
 
     pub fn log_manager(&self) -> &Arc<LogManager> {
@@ -479,6 +491,8 @@ impl ReplicaManager {
 impl ReplicaManager {
     /// acks=all: wait until the high watermark reaches `offset` (every ISR
     /// member has the records), leadership is lost, or `timeout` passes.
+    /// As in Kafka, records committed by an ISR that shrank below
+    /// `min.insync.replicas` meanwhile get NOT_ENOUGH_REPLICAS_AFTER_APPEND.
     async fn wait_for_high_watermark(
         &self,
         partition: &Partition,
@@ -491,6 +505,10 @@ impl ReplicaManager {
             tokio::pin!(changed);
             changed.as_mut().enable();
             if partition.log.lock().high_watermark() >= offset {
+                let state = partition.state();
+                if (state.isr.len() as i32) < state.min_insync_replicas {
+                    return Err(E::NotEnoughReplicasAfterAppend.code());
+                }
                 return Ok(());
             }
             if !partition.is_leader(self.node_id) {
@@ -531,4 +549,173 @@ fn rebuild_producer_state(log: &SharedLog) -> ProducerStateManager {
         warn!(partition = %log.topic_partition(), error = %e, "could not rebuild producer state");
     }
     state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivulet_controller::MetadataRecord;
+    use rivulet_protocol::record_batch::Compression;
+    use rivulet_protocol::records::RecordBatchBuilder;
+    use rivulet_storage::{ManualClock, StorageConfig, SystemClock};
+
+    /// A replica manager on node 1 leading `t`/0 with replicas and ISR
+    /// [1, 2, 3] and min.insync.replicas 2.
+    fn leader(dir: &std::path::Path, clock: Arc<ManualClock>) -> (ReplicaManager, MetadataImage) {
+        let logs = LogManager::open(
+            dir,
+            StorageConfig::default(),
+            Arc::new(SystemClock),
+            &|_| None,
+        )
+        .unwrap();
+        let rm = ReplicaManager::new(1, Arc::new(logs), 1).with_lag_clock(clock);
+        let topic_id = Uuid::new_v4();
+        let mut image = MetadataImage::default();
+        let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+        image
+            .apply(
+                1,
+                &MetadataRecord::Topic {
+                    name: "t".into(),
+                    topic_id,
+                    configs,
+                },
+            )
+            .unwrap();
+        image
+            .apply(
+                2,
+                &MetadataRecord::Partition {
+                    topic_id,
+                    partition: 0,
+                    replicas: vec![1, 2, 3],
+                    isr: vec![1, 2, 3],
+                    leader: 1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                },
+            )
+            .unwrap();
+        rm.apply_image(&image);
+        (rm, image)
+    }
+
+    fn batch() -> Bytes {
+        let mut b = RecordBatchBuilder::new(Compression::None);
+        b.push(0, None, Some(b"v"), &[]);
+        Bytes::from(b.build().unwrap())
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    #[tokio::test]
+    async fn acks_all_times_out_while_followers_lag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rm, _) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+        let r = rm.append(&tp(), Some(batch()), -1, 50).await;
+        assert_eq!(r.error_code, E::RequestTimedOut.code());
+        // The record is in the leader's log, but not committed.
+        let p = rm.get(&tp()).unwrap();
+        assert_eq!(p.log.lock().log_end_offset(), 1);
+        assert_eq!(p.log.lock().high_watermark(), 0);
+    }
+
+    #[tokio::test]
+    async fn acks_all_answers_once_every_isr_member_fetched_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rm, _) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+        let rm = Arc::new(rm);
+        let producing = tokio::spawn({
+            let rm = rm.clone();
+            async move { rm.append(&tp(), Some(batch()), -1, 10_000).await }
+        });
+        let p = rm.get(&tp()).unwrap();
+        while p.log.lock().log_end_offset() < 1 {
+            tokio::task::yield_now().await;
+        }
+        rm.record_follower_fetch(&p, 2, 1);
+        assert_eq!(
+            p.log.lock().high_watermark(),
+            0,
+            "follower 3 has not fetched"
+        );
+        rm.record_follower_fetch(&p, 3, 1);
+        assert_eq!(p.log.lock().high_watermark(), 1);
+        let r = producing.await.unwrap();
+        assert_eq!(r.error_code, errors::NONE);
+        assert_eq!(r.base_offset, 0);
+    }
+
+    #[tokio::test]
+    async fn isr_shrinking_below_min_while_waiting_fails_after_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rm, mut image) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+        let rm = Arc::new(rm);
+        let producing = tokio::spawn({
+            let rm = rm.clone();
+            async move { rm.append(&tp(), Some(batch()), -1, 10_000).await }
+        });
+        let p = rm.get(&tp()).unwrap();
+        while p.log.lock().log_end_offset() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let topic_id = image.topic("t").unwrap().id;
+        image
+            .apply(
+                3,
+                &MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition: 0,
+                    leader: None,
+                    isr: Some(vec![1]),
+                },
+            )
+            .unwrap();
+        rm.apply_image(&image);
+        let r = producing.await.unwrap();
+        assert_eq!(r.error_code, E::NotEnoughReplicasAfterAppend.code());
+    }
+
+    #[tokio::test]
+    async fn lagging_follower_is_proposed_out_of_the_isr_and_back_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let (rm, mut image) = leader(dir.path(), clock.clone());
+        let r = rm.append(&tp(), Some(batch()), 1, 0).await;
+        assert_eq!(r.error_code, errors::NONE);
+        let p = rm.get(&tp()).unwrap();
+        clock.advance(1_000);
+        rm.record_follower_fetch(&p, 2, 1);
+        assert!(rm.isr_changes(30_000).is_empty());
+        clock.advance(30_000);
+        rm.record_follower_fetch(&p, 2, 1);
+        let changes = rm.isr_changes(30_000);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].2, vec![1, 2]);
+
+        // The controller applies it; follower 3 then catches up and is
+        // proposed back in.
+        let topic_id = image.topic("t").unwrap().id;
+        image
+            .apply(
+                3,
+                &MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition: 0,
+                    leader: None,
+                    isr: Some(vec![1, 2]),
+                },
+            )
+            .unwrap();
+        rm.apply_image(&image);
+        assert_eq!(p.state().partition_epoch, 1);
+        assert!(rm.isr_changes(30_000).is_empty());
+        rm.record_follower_fetch(&p, 3, 1);
+        let changes = rm.isr_changes(30_000);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].2, vec![1, 2, 3]);
+    }
 }

@@ -335,7 +335,13 @@ impl GroupCoordinator {
             c if c == E::NotLeaderOrFollower.code() || c == E::UnknownTopicOrPartition.code() => {
                 Err(E::NotCoordinator.code())
             }
-            c if c == E::NotEnoughReplicas.code() => Err(E::CoordinatorNotAvailable.code()),
+            // As Kafka's GroupMetadataManager: the write did not commit.
+            c if c == E::NotEnoughReplicas.code()
+                || c == E::NotEnoughReplicasAfterAppend.code()
+                || c == E::RequestTimedOut.code() =>
+            {
+                Err(E::CoordinatorNotAvailable.code())
+            }
             c => Err(c),
         }
     }
