@@ -157,20 +157,27 @@ impl ControllerService {
         }
     }
 
-    /// Fence brokers whose session expired; called periodically.
-    pub(crate) async fn expire_sessions(&self) {
+    /// Take the decision lock as the active controller, once the image
+    /// reflects every committed entry (a linearizable-read barrier): every
+    /// decision is made this way, one at a time. `None` when this node is
+    /// not (or no longer) the leader.
+    async fn decide_as_active(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         if !self.raft.is_leader() {
-            return;
+            return None;
         }
-        let _g = self.decide.lock().await;
-        if self
-            .raft
+        let guard = self.decide.lock().await;
+        self.raft
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
-            .is_err()
-        {
+            .ok()
+            .map(|_| guard)
+    }
+
+    /// Fence brokers whose session expired; called periodically.
+    pub(crate) async fn expire_sessions(&self) {
+        let Some(_g) = self.decide_as_active().await else {
             return;
-        }
+        };
         let image = self.sm.image();
         let expired = self.heartbeats.lock().expired(&image, (self.clock)());
         for node_id in expired {
@@ -184,18 +191,9 @@ impl ControllerService {
 
     /// Move leadership back to preferred replicas; called periodically.
     pub(crate) async fn rebalance_leaders(&self) {
-        if !self.raft.is_leader() {
+        let Some(_g) = self.decide_as_active().await else {
             return;
-        }
-        let _g = self.decide.lock().await;
-        if self
-            .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-            .is_err()
-        {
-            return;
-        }
+        };
         let records = logic::preferred_leader_elections(&self.sm.image());
         if !records.is_empty() {
             let _ = self.commit(records).await;
@@ -204,18 +202,9 @@ impl ControllerService {
 
     /// Answer one request as the active controller.
     pub async fn process(&self, req: ControllerRequest) -> ControllerResponse {
-        if !self.raft.is_leader() {
+        let Some(_g) = self.decide_as_active().await else {
             return self.not_controller();
-        }
-        let _g = self.decide.lock().await;
-        if self
-            .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-            .is_err()
-        {
-            return self.not_controller();
-        }
+        };
         let image = self.sm.image();
         let defaults = &self.log_defaults;
         let decided: Result<Vec<MetadataRecord>, ControllerError> = match req {
