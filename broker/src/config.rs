@@ -157,6 +157,13 @@ fn host_port(key: &str, value: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// A TOML table as the broker reads it: dotted keys with string values.
+pub fn flatten_toml(table: &toml::Table) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    flatten("", table, &mut out);
+    out
+}
+
 /// Flatten a TOML table into dotted keys with string values.
 fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
     for (k, v) in table {
@@ -202,7 +209,7 @@ impl BrokerConfig {
                         path: path.to_path_buf(),
                         message: e.to_string(),
                     })?;
-            flatten("", &table, &mut props);
+            props = flatten_toml(&table);
         }
         for o in overrides {
             let (k, v) = o

@@ -571,26 +571,6 @@ fn single_toml() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/single.toml")
 }
 
-/// Flatten a TOML table into dotted keys, as the broker reads it.
-fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
-    for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(t) => flatten(&key, t, out),
-            toml::Value::String(s) => {
-                out.insert(key, s.clone());
-            }
-            other => {
-                out.insert(key, other.to_string());
-            }
-        }
-    }
-}
-
 #[test]
 fn single_toml_documents_every_setting_at_its_default() {
     let path = single_toml();
@@ -612,8 +592,7 @@ fn single_toml_documents_every_setting_at_its_default() {
 
     // Every key is written out, with the embedded default as its value.
     let text = std::fs::read_to_string(&path).unwrap();
-    let mut keys = BTreeMap::new();
-    flatten("", &text.parse::<toml::Table>().unwrap(), &mut keys);
+    let keys = rivulet_broker::config::flatten_toml(&text.parse::<toml::Table>().unwrap());
     let log_defaults = &defaults.storage.log_defaults;
     let mut expected: BTreeMap<String, String> = DEFAULTS
         .iter()
