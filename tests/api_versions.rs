@@ -12,6 +12,9 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -98,6 +101,24 @@ async fn every_advertised_version_of_the_data_apis_answers() {
                 "ListOffsets v{v} ts {ts}"
             );
         }
+    }
+    for v in range(ApiKey::OffsetForLeaderEpoch) {
+        let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(name("v"))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default().with_leader_epoch(0)
+                ]),
+        ]);
+        let req = if v >= 3 {
+            req.with_replica_id(BrokerId(-1))
+        } else {
+            req
+        };
+        let resp = raw_request(&bs, v, &req).await;
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0, "OffsetForLeaderEpoch v{v}");
+        assert!(p.end_offset > 0, "OffsetForLeaderEpoch v{v}: {p:?}");
     }
     for v in range(ApiKey::Metadata) {
         let topics = Some(vec![

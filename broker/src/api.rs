@@ -5,7 +5,9 @@
 //! Produce is advertised from v0 although v0–v2 bodies are refused, because
 //! older librdkafka disables compression when a broker's minimum Produce
 //! version is above 0 (KAFKA-18659). Produce and Fetch stop at the last
-//! name-addressed versions (12); Metadata stops at 12.
+//! name-addressed versions (12); Metadata stops at 12. OffsetForLeaderEpoch
+//! starts at v2: the codec has no v0/v1 (Kafka 4.0 dropped them, KIP-896),
+//! and librdkafka only sends v2.
 
 use std::net::SocketAddr;
 
@@ -21,6 +23,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 12),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -96,6 +99,9 @@ pub async fn dispatch(
         RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, r, v).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, r, v))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(handlers::offset_for_leader_epoch::handle(broker, r))
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(handlers::create_topics::handle(broker, r, v).await)

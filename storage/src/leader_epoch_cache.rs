@@ -84,25 +84,32 @@ impl LeaderEpochCache {
         self.push_if_newer(epoch, start_offset);
     }
 
-    /// `(epoch, end_offset)` for OffsetForLeaderEpoch: for the latest epoch
-    /// the log end offset; for an older one the start offset of the next
-    /// higher epoch, with the largest known epoch ≤ the requested one; for an
-    /// epoch before all entries `(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)`.
+    /// `(epoch, end_offset)` for OffsetForLeaderEpoch, as Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`: for the latest epoch the log end
+    /// offset; for an older one the largest known epoch ≤ the requested one
+    /// and the start offset of the next higher epoch; for an epoch before all
+    /// entries (dropped with the start of the log) the requested epoch and
+    /// the first entry's start offset (KAFKA-7415: a follower or consumer
+    /// then starts from the leader's oldest data instead of resetting); for
+    /// `UNDEFINED_EPOCH`, an epoch above the latest or an empty cache
+    /// `(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)`.
     pub fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
         let Some(last) = self.entries.last() else {
             return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
         };
+        if requested == UNDEFINED_EPOCH || requested > last.epoch {
+            return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+        }
         if requested == last.epoch {
             return (last.epoch, log_end_offset);
-        }
-        if requested > last.epoch {
-            return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
         }
         let higher = self.entries.partition_point(|e| e.epoch <= requested);
         match (higher.checked_sub(1), self.entries.get(higher)) {
             (Some(floor), Some(next)) => (self.entries[floor].epoch, next.start_offset),
-            (None, _) => (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
-            (Some(_), None) => (last.epoch, log_end_offset),
+            (None, Some(first)) => (requested, first.start_offset),
+            // Unreachable: `requested` is below the last epoch, so a higher
+            // entry exists.
+            (_, None) => (last.epoch, log_end_offset),
         }
     }
 
@@ -176,11 +183,30 @@ mod tests {
             "unknown epoch answers with the floor"
         );
         assert_eq!(
-            c.end_offset_for(0, 100),
+            c.end_offset_for(5, 100),
+            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
+            "an epoch above the latest is unknown"
+        );
+        assert_eq!(
+            c.end_offset_for(UNDEFINED_EPOCH, 100),
             (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
         );
         let reloaded = LeaderEpochCache::load(dir.path()).unwrap();
         assert_eq!(reloaded.entries(), c.entries());
+    }
+
+    #[test]
+    fn epoch_before_the_first_entry_ends_where_the_first_entry_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = LeaderEpochCache::load(dir.path()).unwrap();
+        c.assign(2, 10).unwrap();
+        c.assign(3, 20).unwrap();
+        c.truncate_from_start(15).unwrap();
+        // Kafka's answer since KAFKA-7415: the requested epoch, ending where
+        // the oldest epoch still in the log starts.
+        assert_eq!(c.end_offset_for(1, 30), (1, 15));
+        assert_eq!(c.end_offset_for(0, 30), (0, 15));
+        assert_eq!(c.end_offset_for(2, 30), (2, 20));
     }
 
     #[test]
