@@ -229,9 +229,13 @@ impl GroupCoordinator {
         let log = p.log.clone();
         let records = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
+            // To the log end, not the high watermark, as Kafka's
+            // GroupMetadataManager: a new leader's high watermark may still
+            // lag what the old one acknowledged (followers learn it one
+            // fetch late), while everything in its log stays in this epoch.
             let (mut next, end) = {
                 let l = log.lock();
-                (l.log_start_offset(), l.high_watermark())
+                (l.log_start_offset(), l.log_end_offset())
             };
             while next < end {
                 let plan = log.lock().plan_read(next, LOAD_READ_BYTES, Some(end), true);
