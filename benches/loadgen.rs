@@ -59,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -70,6 +70,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{bench_dir, free_port, rivulet_bin, target_dir};
 
 /// Upper bound on any single wait; a run that exceeds it is broken.
 const T: Duration = Duration::from_secs(120);
@@ -164,88 +168,6 @@ fn default_records(size: usize, quick: bool) -> usize {
         n / 10
     } else {
         n
-    }
-}
-
-fn bench_dir() -> tempfile::TempDir {
-    match std::env::var_os("RIVULET_BENCH_DIR") {
-        Some(d) => tempfile::tempdir_in(PathBuf::from(d)).expect("bench dir"),
-        None => tempfile::tempdir().expect("temp dir"),
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-// ---- the broker process ----
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// Newest modification time of any file under `dir`.
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    for entry in fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let t = if path.is_dir() {
-            newest_mtime(&path)
-        } else {
-            entry.metadata().and_then(|m| m.modified()).ok()
-        };
-        newest = newest.max(t);
-    }
-    newest
-}
-
-/// The `rivulet` binary: `$RIVULET_BIN`, or the workspace's release build,
-/// (re)built when missing or older than the crates it is built from.
-fn rivulet_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("RIVULET_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = workspace_root();
-    let bin = target_dir().join("release").join("rivulet");
-    let built = fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let sources = ["broker", "controller", "storage", "protocol"]
-        .iter()
-        .filter_map(|c| newest_mtime(&root.join(c)))
-        .max();
-    if built.is_some() && built >= sources {
-        return bin;
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!(
-        "loadgen: building the broker: cargo build --release -p rivulet-broker --bin rivulet"
-    );
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "rivulet-broker",
-            "--bin",
-            "rivulet",
-        ])
-        .current_dir(&root)
-        .status();
-    match status {
-        Ok(s) if s.success() && bin.exists() => bin,
-        other => panic!(
-            "could not build {} ({other:?}); build it with `cargo build --release -p \
-             rivulet-broker --bin rivulet` or point RIVULET_BIN at a rivulet binary",
-            bin.display()
-        ),
     }
 }
 

@@ -1,0 +1,560 @@
+//! Replication figures on a local 3-node cluster (a plain harness, not
+//! criterion), with a real client (rdkafka 0.39, i.e. librdkafka) against
+//! the release `rivulet` binary (`$RIVULET_BIN`, or built as for `loadgen`).
+//! Every node runs with its defaults except ports, ids and data dirs, so
+//! the figures are what `rivulet cluster up` gives.
+//!
+//! 1. Throughput and latency, side by side in one run: 1 KiB records with
+//!    `acks=all` to an RF-3 topic (`min.insync.replicas=2`) on the 3-node
+//!    cluster, against `acks=1` to an RF-1 topic on a single node — the
+//!    ratio the issue asks for. Runs alternate between the two targets
+//!    (`CLUSTER_BENCH_REPEAT`, default 2) and the best of each is reported.
+//!    A run: a fresh one-partition topic, `CLUSTER_BENCH_RECORDS` records
+//!    (default 300,000) sent as fast as a 10,000-record producer queue takes
+//!    them; latency from enqueue to delivery report (queue time included).
+//! 2. Unavailability window: a probe producer (acks=all, idempotent) sends
+//!    a record every 5 ms to a partition led by node L; L is SIGKILLed; the
+//!    window is from the kill to the first acknowledgement of a record sent
+//!    after it. L is restarted and back in the ISR before the next of
+//!    `CLUSTER_BENCH_KILLS` (default 3) kills. It is bounded below by
+//!    `broker.session.timeout.ms` (default 9 s): that is when the controller
+//!    fences the dead node and moves its leaderships.
+//! 3. Catch-up: a follower is SIGKILLed, `CLUSTER_BENCH_LAG_MB` (default
+//!    1024) MiB of 1 KiB records are written with acks=all to the other two,
+//!    the follower is restarted, and the time from its restart to its return
+//!    to the ISR is measured (and the time to start serving, for scale).
+//!
+//! Run: `cargo bench --bench cluster`.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{bench_dir, free_port, rivulet_bin, target_dir};
+
+/// Upper bound on any single wait; a run that exceeds it is broken.
+const T: Duration = Duration::from_secs(180);
+const MIB: usize = 1 << 20;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: '{v}' is not a number"))
+        })
+        .unwrap_or(default)
+}
+
+fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("socket.timeout.ms", "30000")
+        .set("topic.metadata.refresh.interval.ms", "1000");
+    c
+}
+
+// ---- nodes ----
+
+/// One or three `rivulet` processes on free loopback ports.
+struct Nodes {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    ports: Vec<(u16, u16)>,
+    children: Vec<Option<Child>>,
+    label: &'static str,
+}
+
+impl Nodes {
+    fn start(bin: &Path, n: usize, label: &'static str) -> Nodes {
+        let mut nodes = Nodes {
+            bin: bin.to_path_buf(),
+            dir: bench_dir(),
+            ports: (0..n).map(|_| (free_port(), free_port())).collect(),
+            children: (0..n).map(|_| None).collect(),
+            label,
+        };
+        for id in 1..=n as i32 {
+            nodes.spawn(id);
+        }
+        nodes.wait_brokers(n);
+        nodes
+    }
+
+    fn bootstrap(&self) -> String {
+        self.ports
+            .iter()
+            .map(|(k, _)| format!("127.0.0.1:{k}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn log(&self, id: i32) -> PathBuf {
+        target_dir().join(format!("cluster-bench-{}-node-{id}.log", self.label))
+    }
+
+    fn spawn(&mut self, id: i32) {
+        let (kafka, controller) = self.ports[id as usize - 1];
+        let mut cmd = Command::new(&self.bin);
+        let mut set = |kv: String| {
+            cmd.arg("--set").arg(kv);
+        };
+        set(format!("node.id={id}"));
+        set(format!("listeners=127.0.0.1:{kafka}"));
+        set(format!("controller.listener=127.0.0.1:{controller}"));
+        set(format!(
+            "data.dir={}",
+            self.dir.path().join(format!("node-{id}")).display()
+        ));
+        if self.ports.len() > 1 {
+            let voters: Vec<String> = self
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+                .collect();
+            set(format!("controller.quorum.voters={}", voters.join(",")));
+            set("cluster.id=cluster-bench".to_string());
+        }
+        let first = !self.log(id).exists() || self.children.iter().all(Option::is_none);
+        let log = if first {
+            File::create(self.log(id))
+        } else {
+            OpenOptions::new().append(true).open(self.log(id))
+        }
+        .expect("node log");
+        let child = cmd
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("node log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        self.children[id as usize - 1] = Some(child);
+    }
+
+    fn pid(&self, id: i32) -> u32 {
+        self.children[id as usize - 1]
+            .as_ref()
+            .expect("node runs")
+            .id()
+    }
+
+    fn kill(&mut self, id: i32) {
+        let mut c = self.children[id as usize - 1].take().expect("node runs");
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    fn wait_brokers(&self, n: usize) {
+        let client: BaseConsumer = client_config(&self.bootstrap()).create().expect("client");
+        let deadline = Instant::now() + T;
+        while client
+            .fetch_metadata(None, Duration::from_secs(2))
+            .map_or(0, |md| md.brokers().len())
+            < n
+        {
+            assert!(Instant::now() < deadline, "{n} brokers never came up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn create_topic(bootstrap: &str, topic: &str, rf: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(rf));
+    if rf > 1 {
+        new = new.set("min.insync.replicas", "2");
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let res = rt
+        .block_on(admin.create_topics([&new], &opts))
+        .expect("create topics");
+    assert!(res.iter().all(Result::is_ok), "create {topic}: {res:?}");
+    wait_partition(bootstrap, topic, |_, isr| isr.len() == rf as usize);
+}
+
+/// `(leader, isr)` of `topic`/0 once `f` holds.
+fn wait_partition(
+    bootstrap: &str,
+    topic: &str,
+    f: impl Fn(i32, &[i32]) -> bool,
+) -> (i32, Vec<i32>) {
+    let client: BaseConsumer = client_config(bootstrap).create().expect("client");
+    let deadline = Instant::now() + T;
+    loop {
+        if let Ok(md) = client.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            if let Some(p) = md
+                .topics()
+                .first()
+                .filter(|t| t.error().is_none())
+                .and_then(|t| t.partitions().first())
+            {
+                if p.leader() > 0 && f(p.leader(), p.isr()) {
+                    return (p.leader(), p.isr().to_vec());
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{topic}: condition never held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- producing ----
+
+/// Delivery reports: (enqueued, delivered) per acknowledged record, in
+/// nanoseconds since `base`, plus failures.
+struct Reports {
+    base: Instant,
+    acked: Mutex<Vec<(u64, u64)>>,
+    failed: Mutex<Vec<String>>,
+}
+
+impl Reports {
+    fn new() -> Arc<Reports> {
+        Arc::new(Reports {
+            base: Instant::now(),
+            acked: Mutex::new(Vec::new()),
+            failed: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+struct Ctx(Arc<Reports>);
+
+impl ClientContext for Ctx {}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: usize) {
+        match result {
+            Ok(_) => {
+                let now = self.0.now();
+                self.0.acked.lock().expect("lock").push((sent as u64, now));
+            }
+            Err((e, _)) => self.0.failed.lock().expect("lock").push(e.to_string()),
+        }
+    }
+}
+
+fn producer(
+    bootstrap: &str,
+    acks: &str,
+    r: &Arc<Reports>,
+    extra: &[(&str, &str)],
+) -> ThreadedProducer<Ctx> {
+    let mut c = client_config(bootstrap);
+    c.set("acks", acks)
+        .set("compression.type", "none")
+        .set("queue.buffering.max.messages", "10000")
+        .set("message.timeout.ms", T.as_millis().to_string());
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create_with_context(Ctx(r.clone())).expect("producer")
+}
+
+/// Send `n` records of `value` to `topic`/0 as fast as the queue takes them.
+fn send_all(p: &ThreadedProducer<Ctx>, r: &Reports, topic: &str, value: &[u8], n: usize) {
+    for _ in 0..n {
+        let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, r.now() as usize)
+            .partition(0)
+            .payload(value);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    std::thread::sleep(Duration::from_micros(200));
+                    rec = back.delivery_opaque(r.now() as usize);
+                }
+                Err((e, _)) => panic!("produce to {topic}: {e}"),
+            }
+        }
+    }
+    p.flush(T).expect("flush");
+}
+
+struct Throughput {
+    records_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn pct(sorted: &[u64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1e6
+}
+
+fn throughput(bootstrap: &str, topic: &str, acks: &str, n: usize) -> Throughput {
+    let value = vec![b'r'; 1024];
+    let r = Reports::new();
+    let p = producer(bootstrap, acks, &r, &[("linger.ms", "5")]);
+    send_all(&p, &r, topic, &value, n / 100);
+    r.acked.lock().expect("lock").clear();
+    let t0 = Instant::now();
+    send_all(&p, &r, topic, &value, n);
+    let secs = t0.elapsed().as_secs_f64();
+    let failed = r.failed.lock().expect("lock").len();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} records failed: {:?}",
+        r.failed.lock().expect("lock").first()
+    );
+    let mut lat: Vec<u64> = r
+        .acked
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(s, d)| d - s)
+        .collect();
+    lat.sort_unstable();
+    assert_eq!(lat.len(), n);
+    Throughput {
+        records_per_s: n as f64 / secs,
+        p50_ms: pct(&lat, 0.50),
+        p99_ms: pct(&lat, 0.99),
+    }
+}
+
+fn best(runs: &[Throughput]) -> &Throughput {
+    runs.iter()
+        .max_by(|a, b| a.records_per_s.total_cmp(&b.records_per_s))
+        .expect("a run")
+}
+
+// ---- the three parts ----
+
+fn part_throughput(bin: &Path, records: usize, repeat: usize) {
+    let single = Nodes::start(bin, 1, "single");
+    let cluster = Nodes::start(bin, 3, "three");
+    let (mut one, mut three) = (Vec::new(), Vec::new());
+    for run in 0..repeat {
+        let t = format!("single-{run}");
+        create_topic(&single.bootstrap(), &t, 1);
+        one.push(throughput(&single.bootstrap(), &t, "1", records));
+        let t = format!("replicated-{run}");
+        create_topic(&cluster.bootstrap(), &t, 3);
+        three.push(throughput(&cluster.bootstrap(), &t, "all", records));
+        for (label, r) in [
+            ("single node acks=1", one.last()),
+            ("3 nodes RF 3 acks=all", three.last()),
+        ] {
+            let r = r.expect("a run");
+            println!(
+                "  run {run}: {label:<22} {:>9.0} rec/s {:>7.1} MB/s  p50 {:>6.1} ms  p99 {:>6.1} ms",
+                r.records_per_s,
+                r.records_per_s * 1024.0 / 1e6,
+                r.p50_ms,
+                r.p99_ms
+            );
+        }
+    }
+    let (a, b) = (best(&one), best(&three));
+    println!(
+        "1 KiB, best of {repeat}: single node acks=1 {:.0} rec/s (p50 {:.1} / p99 {:.1} ms); \
+         3 nodes acks=all {:.0} rec/s (p50 {:.1} / p99 {:.1} ms)",
+        a.records_per_s, a.p50_ms, a.p99_ms, b.records_per_s, b.p50_ms, b.p99_ms
+    );
+    println!(
+        "ratio 3-node acks=all / single acks=1: throughput {:.2}, p50 {:.2}x, p99 {:.2}x",
+        b.records_per_s / a.records_per_s,
+        b.p50_ms / a.p50_ms,
+        b.p99_ms / a.p99_ms
+    );
+}
+
+fn part_unavailability(bin: &Path, kills: usize) {
+    let mut cluster = Nodes::start(bin, 3, "kill");
+    let bootstrap = cluster.bootstrap();
+    let topic = "probe";
+    create_topic(&bootstrap, topic, 3);
+    let r = Reports::new();
+    let p = producer(
+        &bootstrap,
+        "all",
+        &r,
+        &[("enable.idempotence", "true"), ("linger.ms", "0")],
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (p, r, stop) = (p.clone(), r.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, r.now() as usize)
+                    .partition(0)
+                    .payload(b"probe".as_slice());
+                let _ = p.send(rec);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let mut windows = Vec::new();
+    for k in 0..kills {
+        let (leader, _) = wait_partition(&bootstrap, topic, |_, isr| isr.len() == 3);
+        std::thread::sleep(Duration::from_secs(1));
+        let killed_at = r.now();
+        cluster.kill(leader);
+        let deadline = Instant::now() + T;
+        let first = loop {
+            let after = r
+                .acked
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|(sent, _)| *sent > killed_at)
+                .map(|(_, done)| *done)
+                .min();
+            if let Some(done) = after {
+                break done;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no write succeeded after the kill"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let window = (first - killed_at) as f64 / 1e9;
+        let (new_leader, _) = wait_partition(&bootstrap, topic, |l, _| l != leader);
+        println!("  kill {k}: node {leader} (leader) killed; first acks=all write acknowledged after {window:.2} s, by node {new_leader}");
+        windows.push(window);
+        cluster.spawn(leader);
+        wait_partition(&bootstrap, topic, |_, isr| isr.len() == 3);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().expect("sender");
+    p.flush(T).expect("flush");
+    windows.sort_by(f64::total_cmp);
+    println!(
+        "unavailability window after SIGKILL of the leader (broker.session.timeout.ms 9000): \
+         median {:.2} s, min {:.2} s, max {:.2} s over {kills} kills; {} probe records failed",
+        windows[windows.len() / 2],
+        windows[0],
+        windows[windows.len() - 1],
+        r.failed.lock().expect("lock").len()
+    );
+}
+
+fn part_catch_up(bin: &Path, lag_mib: usize) {
+    let mut cluster = Nodes::start(bin, 3, "lag");
+    let bootstrap = cluster.bootstrap();
+    let topic = "lagging";
+    create_topic(&bootstrap, topic, 3);
+    let (leader, isr) = wait_partition(&bootstrap, topic, |_, isr| isr.len() == 3);
+    let follower = *isr.iter().find(|id| **id != leader).expect("a follower");
+    cluster.kill(follower);
+    // Writes stall until the controller fences the follower (session
+    // timeout) and it leaves the ISR; the producer simply waits.
+    let records = lag_mib * MIB / 1024;
+    let r = Reports::new();
+    let p = producer(&bootstrap, "all", &r, &[("linger.ms", "5")]);
+    let t0 = Instant::now();
+    send_all(&p, &r, topic, &vec![b'l'; 1024], records);
+    let wrote = t0.elapsed();
+    assert!(r.failed.lock().expect("lock").is_empty());
+    let (_, isr) = wait_partition(&bootstrap, topic, |_, _| true);
+    assert!(
+        !isr.contains(&follower),
+        "the dead follower is still in the ISR"
+    );
+    let data: u64 = dir_size(&cluster.dir.path().join(format!("node-{leader}/{topic}-0")));
+    println!(
+        "  wrote {lag_mib} MiB ({records} records) with node {follower} down in {:.1} s; \
+         leader's partition dir holds {:.0} MiB",
+        wrote.as_secs_f64(),
+        data as f64 / MIB as f64
+    );
+    let t1 = Instant::now();
+    cluster.spawn(follower);
+    let pid = cluster.pid(follower);
+    let serving = {
+        let (k, _) = cluster.ports[follower as usize - 1];
+        let c: BaseConsumer = client_config(&format!("127.0.0.1:{k}"))
+            .create()
+            .expect("client");
+        while c.fetch_metadata(None, Duration::from_millis(500)).is_err() {
+            assert!(t1.elapsed() < T, "the follower never served");
+        }
+        t1.elapsed()
+    };
+    wait_partition(&bootstrap, topic, |_, isr| isr.contains(&follower));
+    let rejoined = t1.elapsed();
+    println!(
+        "restarted follower (pid {pid}) with {lag_mib} MiB of lag: serving after {:.2} s, \
+         back in the ISR after {:.2} s ({:.0} MiB/s caught up)",
+        serving.as_secs_f64(),
+        rejoined.as_secs_f64(),
+        lag_mib as f64 / rejoined.as_secs_f64()
+    );
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|es| {
+            es.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from argv.
+    let records = env_usize("CLUSTER_BENCH_RECORDS", 300_000);
+    let repeat = env_usize("CLUSTER_BENCH_REPEAT", 2).max(1);
+    let kills = env_usize("CLUSTER_BENCH_KILLS", 3).max(1);
+    let lag_mib = env_usize("CLUSTER_BENCH_LAG_MB", 1024);
+    let bin = rivulet_bin();
+    let (_, v) = rdkafka::util::get_rdkafka_version();
+    println!(
+        "cluster bench: {} with default settings, rdkafka 0.39 (librdkafka {v}), 1 KiB records, \
+         {} cores, load average {}",
+        bin.display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("-- throughput: {records} records per run");
+    part_throughput(&bin, records, repeat);
+    println!("-- unavailability after killing the leader");
+    part_unavailability(&bin, kills);
+    println!("-- catch-up after {lag_mib} MiB of lag");
+    part_catch_up(&bin, lag_mib);
+}
