@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
 use rdkafka::Offset;
@@ -213,6 +213,29 @@ async fn leader_failover_loses_nothing_and_restarted_replica_rejoins_isr() {
     assert!(new_epoch > epoch, "leader epoch not bumped");
     assert!(!isr.contains(&leader));
     assert!(isr.contains(&new_leader));
+    // Metadata lists the live brokers only, and the stopped one among the
+    // partition's replicas as offline.
+    let md = raw_request(
+        &brokers[other].bootstrap(),
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .await;
+    let mut live: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+    live.sort_unstable();
+    assert_eq!(live.len(), 2);
+    assert!(!live.contains(&leader), "{live:?}");
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .unwrap();
+    let p0 = &t.partitions[0];
+    assert_eq!(p0.leader_id.0, new_leader);
+    assert_eq!(p0.leader_epoch, new_epoch);
+    assert_eq!(p0.replica_nodes.len(), 3);
+    let offline: Vec<i32> = p0.offline_replicas.iter().map(|b| b.0).collect();
+    assert_eq!(offline, [leader], "offline replicas");
 
     // The producer carries on (it retries against the new leader).
     produce_values(&p, topic, &vals[50..]).await;

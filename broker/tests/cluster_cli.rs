@@ -5,8 +5,8 @@
 //! not expose). Also: `config/cluster/node-k.toml` load as the 3-node
 //! layout of DESIGN.md.
 //!
-//! Replication of partition data is not built yet, so topics with three
-//! replicas are checked in metadata only: nothing is produced to them.
+//! Topics with three replicas are checked for placement here; their data
+//! under failures is the subject of `failover.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
@@ -324,9 +324,8 @@ fn cluster_up_serves_three_brokers_until_cluster_down() {
         "{controllers:?}"
     );
 
-    // Three replicas on three distinct nodes, leaders spread (metadata only:
-    // these partitions cannot advance their high watermark until replication
-    // lands).
+    // Three replicas on three distinct nodes, leaders spread (placement
+    // only here: failover.rs writes to such partitions under failures).
     create_topic(&bootstrap, "replicated", 3, 3);
     let placed = placement(&bootstrap, "replicated", 3);
     assert!(placed.iter().all(|(_, r)| r == &[1, 2, 3]), "{placed:?}");
