@@ -391,8 +391,10 @@ async fn apply_response(
         if !still_following(&partition.state()) {
             return Ok(false);
         }
+        let leader_end = (data.diverging_epoch.epoch, data.diverging_epoch.end_offset);
         let to = replication::truncation_offset(
-            data.diverging_epoch.end_offset,
+            leader_end,
+            log.end_offset_for_epoch(leader_end.0),
             log.log_start_offset(),
             log.log_end_offset(),
         );

@@ -469,7 +469,12 @@ impl ReplicaManager {
                 if acks == -1 {
                     let deadline = Duration::from_millis(timeout_ms.max(0) as u64);
                     if let Err(code) = self
-                        .wait_for_high_watermark(&partition, info.last_offset + 1, deadline)
+                        .wait_for_high_watermark(
+                            &partition,
+                            info.last_offset + 1,
+                            state.leader_epoch,
+                            deadline,
+                        )
                         .await
                     {
                         return AppendResult::error(code, None);
@@ -490,13 +495,15 @@ impl ReplicaManager {
 
 impl ReplicaManager {
     /// acks=all: wait until the high watermark reaches `offset` (every ISR
-    /// member has the records), leadership is lost, or `timeout` passes.
+    /// member has the records), leadership of `leader_epoch` (the one the
+    /// records were appended in) is lost, or `timeout` passes.
     /// As in Kafka, records committed by an ISR that shrank below
     /// `min.insync.replicas` meanwhile get NOT_ENOUGH_REPLICAS_AFTER_APPEND.
     async fn wait_for_high_watermark(
         &self,
         partition: &Partition,
         offset: i64,
+        leader_epoch: i32,
         timeout: Duration,
     ) -> Result<(), i16> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -504,15 +511,22 @@ impl ReplicaManager {
             let changed = partition.hw_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if partition.log.lock().high_watermark() >= offset {
-                let state = partition.state();
+            // Leadership first (as Kafka's DelayedProduce): once this node
+            // has followed another leader, its log below the high watermark
+            // may hold someone else's records where ours were truncated.
+            // State changes and truncations hold the log lock: one snapshot.
+            let (state, hw) = {
+                let log = partition.log.lock();
+                (partition.state(), log.high_watermark())
+            };
+            if state.leader != self.node_id || state.leader_epoch != leader_epoch {
+                return Err(E::NotLeaderOrFollower.code());
+            }
+            if hw >= offset {
                 if (state.isr.len() as i32) < state.min_insync_replicas {
                     return Err(E::NotEnoughReplicasAfterAppend.code());
                 }
                 return Ok(());
-            }
-            if !partition.is_leader(self.node_id) {
-                return Err(E::NotLeaderOrFollower.code());
             }
             if self.get(&partition.tp).is_none() {
                 return Err(E::UnknownTopicOrPartition.code());
@@ -677,6 +691,40 @@ mod tests {
         rm.apply_image(&image);
         let r = producing.await.unwrap();
         assert_eq!(r.error_code, E::NotEnoughReplicasAfterAppend.code());
+    }
+
+    #[tokio::test]
+    async fn acks_all_fails_once_leadership_is_lost_even_if_the_high_watermark_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rm, mut image) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+        let rm = Arc::new(rm);
+        let producing = tokio::spawn({
+            let rm = rm.clone();
+            async move { rm.append(&tp(), Some(batch()), -1, 10_000).await }
+        });
+        let p = rm.get(&tp()).unwrap();
+        while p.log.lock().log_end_offset() < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Before the parked produce runs again: node 2 takes over, and this
+        // node, now its follower, gets a high watermark past the offset
+        // (from node 2's log, which need not hold our record there).
+        let topic_id = image.topic("t").unwrap().id;
+        image
+            .apply(
+                3,
+                &MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition: 0,
+                    leader: Some(2),
+                    isr: None,
+                },
+            )
+            .unwrap();
+        rm.apply_image(&image);
+        p.log.lock().set_high_watermark(1);
+        let r = producing.await.unwrap();
+        assert_eq!(r.error_code, E::NotLeaderOrFollower.code());
     }
 
     #[tokio::test]

@@ -144,15 +144,29 @@ pub fn diverging_epoch(
     (epoch != last_fetched_epoch || end_offset < fetch_offset).then_some((epoch, end_offset))
 }
 
-/// Where a follower truncates to after the leader reported a divergence at
-/// `end_offset` (negative: the leader knows no common epoch, so keep only
-/// what is below its log start — nothing of ours can be trusted).
-pub fn truncation_offset(end_offset: i64, log_start_offset: i64, log_end_offset: i64) -> i64 {
-    if end_offset < 0 {
+/// Where a follower truncates to after the leader reported a divergence:
+/// `leader` is the leader's `(epoch, end_offset)` from `diverging_epoch`,
+/// `own` the follower's own `end_offset_for_epoch(epoch)`. As Kafka's
+/// fetcher (KIP-279): when the follower has that epoch too, the smaller of
+/// the two ends; when it does not, the end of its largest epoch below it,
+/// and the next fetch asks again with that epoch — the leader's end alone
+/// would keep the follower's records of an epoch the leader never had. A
+/// negative end (no common epoch) keeps nothing past the log start.
+pub fn truncation_offset(
+    leader: (i32, i64),
+    own: (i32, i64),
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> i64 {
+    let ((leader_epoch, leader_end), (own_epoch, own_end)) = (leader, own);
+    let to = if leader_end < 0 || own_end < 0 {
         log_start_offset
+    } else if own_epoch == leader_epoch {
+        own_end.min(leader_end)
     } else {
-        end_offset.min(log_end_offset).max(log_start_offset)
-    }
+        own_end
+    };
+    to.min(log_end_offset).max(log_start_offset)
 }
 
 #[cfg(test)]
@@ -264,10 +278,26 @@ mod tests {
 
     #[test]
     fn truncation_stays_within_the_log() {
-        assert_eq!(truncation_offset(12, 0, 15), 12);
-        assert_eq!(truncation_offset(20, 0, 15), 15);
-        assert_eq!(truncation_offset(-1, 3, 15), 3);
-        assert_eq!(truncation_offset(1, 3, 15), 3);
+        assert_eq!(truncation_offset((3, 12), (3, 15), 0, 15), 12);
+        assert_eq!(truncation_offset((3, 20), (3, 15), 0, 15), 15);
+        assert_eq!(truncation_offset((-1, -1), (-1, -1), 3, 15), 3);
+        assert_eq!(truncation_offset((3, 1), (3, 15), 3, 15), 3);
+    }
+
+    #[test]
+    fn follower_truncates_to_its_own_end_of_the_leaders_epoch() {
+        // Follower: epoch 0 at [0, 4), its own epoch 1 at [4, 8). Leader:
+        // epoch 0 at [0, 6), epoch 2 from 6 — it never had epoch 1, so it
+        // answers epoch 0 ending at 6. Our epoch 0 ends at 4: records from 4
+        // on are epoch 1 and must go, though the leader's end is past them.
+        assert_eq!(truncation_offset((0, 6), (0, 4), 0, 8), 4);
+        // Follower with only epoch 1 at [0, 4) (UNDEFINED for epoch 0, or
+        // Kafka's (0, first start) since KAFKA-7415): keep nothing.
+        assert_eq!(truncation_offset((0, 4), (-1, -1), 0, 4), 0);
+        assert_eq!(truncation_offset((0, 4), (0, 0), 0, 4), 0);
+        // Follower without the leader's epoch 2: back to the end of its
+        // epoch 1 below it, and ask again from there.
+        assert_eq!(truncation_offset((2, 9), (1, 7), 0, 10), 7);
     }
 
     /// A deterministic simulation: a leader and two followers replicate

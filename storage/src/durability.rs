@@ -26,6 +26,8 @@ struct State {
     in_progress: bool,
     /// Set after an fsync failed: the log must not acknowledge anything more.
     failed: bool,
+    /// Truncations so far: an fsync that spans one vouches for nothing.
+    truncations: u64,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,7 @@ impl FlushTracker {
                 flushed,
                 in_progress: false,
                 failed: false,
+                truncations: 0,
             }),
             done: Condvar::new(),
             log_end: AtomicI64::new(flushed),
@@ -77,6 +80,7 @@ impl FlushTracker {
     pub fn truncated(&self, log_end: i64) {
         let mut st = self.state.lock();
         st.flushed = st.flushed.min(log_end);
+        st.truncations += 1;
         self.log_end.store(log_end, Ordering::Release);
     }
 
@@ -106,12 +110,13 @@ impl FlushTracker {
                 continue;
             }
             st.in_progress = true;
+            let truncations = st.truncations;
             drop(st);
             let result = self.flush_once();
             st = self.state.lock();
             st.in_progress = false;
             match result {
-                Ok(upto) => st.flushed = st.flushed.max(upto),
+                Ok(upto) => Self::flush_done(&mut st, upto, truncations),
                 Err(e) => {
                     st.failed = true;
                     self.done.notify_all();
@@ -119,6 +124,17 @@ impl FlushTracker {
                 }
             }
             self.done.notify_all();
+        }
+    }
+
+    /// An fsync that started after `truncations` truncations made everything
+    /// below `upto` durable — unless the log was truncated meanwhile: what
+    /// it synced below `upto` may be gone, and offsets appended again since
+    /// are not on disk (a follower would report them durable). Then it
+    /// counts for nothing and the waiter fsyncs again.
+    fn flush_done(st: &mut State, upto: i64, truncations: u64) {
+        if st.truncations == truncations {
+            st.flushed = st.flushed.max(upto);
         }
     }
 
@@ -198,5 +214,24 @@ mod tests {
         assert_eq!(t.flushed_offset(), 4);
         t.wait_durable(3).unwrap();
         assert_eq!(t.fsync_count(), 1, "already-durable offsets need no fsync");
+    }
+
+    #[test]
+    fn a_flush_spanning_a_truncation_covers_nothing_appended_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(File::create(dir.path().join("f")).unwrap());
+        let t = FlushTracker::new("t-0".into(), dir.path().into(), file, 0);
+        t.published(10);
+        // `wait_durable`'s steps, with the log truncated to 4 (a leader
+        // turned follower) and regrown to 10 while the fsync runs.
+        let truncations = t.state.lock().truncations;
+        let upto = t.flush_once().unwrap();
+        t.truncated(4);
+        t.published(10);
+        FlushTracker::flush_done(&mut t.state.lock(), upto, truncations);
+        assert!(t.flushed_offset() <= 4, "offsets 4..10 were never synced");
+        t.wait_durable(10).unwrap();
+        assert_eq!(t.flushed_offset(), 10);
+        assert_eq!(t.fsync_count(), 2, "the second fsync covers them");
     }
 }

@@ -589,10 +589,15 @@ impl PartitionLog {
     }
 
     /// Remove everything at and after `offset` (a follower whose log diverged
-    /// from the new leader's). No-op when `offset ≥ log_end`.
+    /// from the new leader's). When `offset ≥ log_end` no record goes, but an
+    /// epoch starting at the log end does (as Kafka's `UnifiedLog.truncateTo`).
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset >= self.log_end_offset {
-            return Ok(());
+            // A replica that became leader and lost the leadership before
+            // appending has its epoch at the log end. Kept, it stays the
+            // follower's last fetched epoch, which the new leader never had:
+            // every fetch would diverge again, truncating nothing.
+            return self.epoch_cache.truncate_from_end(self.log_end_offset);
         }
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);

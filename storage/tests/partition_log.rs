@@ -240,6 +240,30 @@ fn rolls_segments_by_size_and_age() {
 }
 
 #[test]
+fn truncate_to_the_log_end_drops_an_epoch_without_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    log.append_as_leader(&mut batch("v", 10, T0), 1).unwrap();
+    // Leader of epoch 3 for a moment, without appending anything.
+    log.assign_epoch_start_offset(3, 10).unwrap();
+    // As a follower of a leader that never had epoch 3: told to truncate to
+    // the end of epoch 1, which is our log end.
+    log.truncate_to(10).unwrap();
+    assert_eq!(log.log_end_offset(), 10);
+    assert_eq!(
+        log.leader_epoch_cache().latest_epoch(),
+        Some(1),
+        "the next fetch must not ask with epoch 3 again"
+    );
+    assert_eq!(log.end_offset_for_epoch(1), (1, 10));
+}
+
+#[test]
 fn truncate_to_removes_suffix_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(
