@@ -348,10 +348,24 @@ impl BrokerNode {
 /// Keep local partitions in line with each new metadata image.
 async fn follow_image(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut rx = broker.controller.subscribe();
+    let mut caught_up = false;
     loop {
         let image = rx.borrow_and_update().clone();
-        let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || b.replicas.apply_image(&image)).await;
+        // A restarted node's image is the one it had when it stopped: it
+        // may still name this node leader in an epoch the cluster has long
+        // left. As Kafka's initial metadata catch-up, act on images only
+        // once they hold this incarnation's registration, which the
+        // controller commits after fencing the previous incarnation (and
+        // moving its leaderships).
+        caught_up = caught_up
+            || image
+                .brokers
+                .get(&broker.node_id())
+                .is_some_and(|b| b.incarnation == broker.incarnation);
+        if caught_up {
+            let b = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || b.replicas.apply_image(&image)).await;
+        }
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
             _ = stop.changed() => return,
