@@ -28,7 +28,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::ResponseError as E;
-use rivulet_controller::{ControllerRequest, ControllerResponse};
+use rivulet_controller::{ControllerError, ControllerRequest, ControllerResponse};
 use rivulet_storage::config::FlushPolicy;
 use rivulet_storage::TopicPartition;
 use thiserror::Error;
@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
+use crate::replica_manager::IsrChangeOutcome;
 use crate::replication;
 
 /// The Fetch version followers speak (topic names, `last_fetched_epoch`,
@@ -467,12 +468,25 @@ pub async fn maintain_isr(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
                 partition_epoch: state.partition_epoch,
                 new_isr: isr.clone(),
             };
-            match broker.controller_request(req).await {
+            let outcome = match broker.controller_request(req).await {
                 ControllerResponse::Ok { .. } => {
-                    info!(partition = %p.tp, from = ?state.isr, to = ?isr, "ISR changed")
+                    info!(partition = %p.tp, from = ?state.isr, to = ?isr, "ISR changed");
+                    IsrChangeOutcome::Committed
                 }
-                other => debug!(partition = %p.tp, response = ?other, "ISR change refused"),
-            }
+                ControllerResponse::Error(ControllerError::IneligibleReplica(r)) => {
+                    debug!(partition = %p.tp, replica = r, "ISR change refused: ineligible replica");
+                    IsrChangeOutcome::Refused
+                }
+                ControllerResponse::Error(e) => {
+                    debug!(partition = %p.tp, error = %e, "ISR change refused");
+                    IsrChangeOutcome::Superseded
+                }
+                other => {
+                    debug!(partition = %p.tp, response = ?other, "ISR change unanswered");
+                    IsrChangeOutcome::Unknown
+                }
+            };
+            broker.replicas.isr_change_answered(&p, &state, outcome);
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -57,6 +57,41 @@ pub struct Partition {
     /// Woken when the high watermark moves or the replica state changes,
     /// for `acks=all` produces.
     hw_changed: tokio::sync::Notify,
+    /// On the leader: the ISR change asked of the controller and not yet
+    /// seen in an image (KIP-497's pending state).
+    pending_isr: Mutex<Option<PendingIsr>>,
+}
+
+/// An AlterPartition a leader sent, from the replica state it was computed
+/// on, until an image with another partition or leader epoch supersedes it.
+/// Meanwhile the high watermark counts the union of the current and the
+/// requested ISR (Kafka's "maximal ISR"): a follower being added may already
+/// be in the ISR the controller committed, so it must hold every record the
+/// leader acknowledges from the moment it is proposed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingIsr {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+    /// The controller answered (committed or refused): wait for the image
+    /// instead of sending it again.
+    pub answered: bool,
+}
+
+/// What the controller said to an AlterPartition, for
+/// [`ReplicaManager::isr_change_answered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsrChangeOutcome {
+    /// Committed: the image will bring it.
+    Committed,
+    /// Refused for a reason the image will bring (another leader, leader or
+    /// partition epoch): wait for it.
+    Superseded,
+    /// Refused and nothing changed (a proposed replica is ineligible).
+    Refused,
+    /// No answer (no active controller, timeout): it may or may not have
+    /// been committed; send it again.
+    Unknown,
 }
 
 impl Partition {
@@ -73,6 +108,27 @@ impl Partition {
         self.followers.lock().clone()
     }
 
+    /// The ISR change this leader awaits, if any.
+    pub fn pending_isr(&self) -> Option<PendingIsr> {
+        self.pending_isr.lock().clone()
+    }
+
+    /// The ISR the high watermark must respect: the current one plus the
+    /// members of a pending change ([`PendingIsr`]).
+    fn maximal_isr(&self, state: &ReplicaState) -> Vec<i32> {
+        let mut isr = state.isr.clone();
+        if let Some(p) = self.pending_isr.lock().as_ref() {
+            isr.extend(p.isr.iter().filter(|r| !state.isr.contains(r)));
+        }
+        isr
+    }
+
+    /// Whether `node_id` alone makes up the (maximal) ISR, so that its own
+    /// log end is the high watermark.
+    fn alone_in_isr(&self, node_id: i32, state: &ReplicaState) -> bool {
+        self.maximal_isr(state) == [node_id]
+    }
+
     /// Raise the high watermark to what the ISR allows (never lower it);
     /// wakes waiters when it moved. Call with the log locked.
     fn advance_high_watermark(
@@ -85,9 +141,10 @@ impl Partition {
             return;
         }
         let leo = log.log_end_offset();
+        let isr = self.maximal_isr(state);
         let hw = {
             let followers = self.followers.lock();
-            replication::high_watermark(node_id, leo, &state.isr, &followers)
+            replication::high_watermark(node_id, leo, &isr, &followers)
         };
         if hw > log.high_watermark() {
             log.set_high_watermark(hw);
@@ -278,6 +335,7 @@ impl ReplicaManager {
                     appended: tokio::sync::Notify::new(),
                     followers: Mutex::new(Followers::default()),
                     hw_changed: tokio::sync::Notify::new(),
+                    pending_isr: Mutex::new(None),
                 });
                 self.partitions.write().insert(tp.clone(), p.clone());
                 p
@@ -301,7 +359,18 @@ impl ReplicaManager {
                     *followers = Followers::new(state.leader_epoch, others, self.now_ms());
                 }
             }
-            if state.isr == [self.node_id] {
+            {
+                // An image with another partition or leader epoch settles a
+                // pending ISR change (applied, refused or overtaken).
+                let mut pending = partition.pending_isr.lock();
+                if pending.as_ref().is_some_and(|p| {
+                    p.leader_epoch != state.leader_epoch
+                        || p.partition_epoch != state.partition_epoch
+                }) {
+                    *pending = None;
+                }
+            }
+            if state.leader == self.node_id && partition.alone_in_isr(self.node_id, &state) {
                 let leo = log.log_end_offset();
                 log.set_high_watermark(leo);
             }
@@ -334,40 +403,90 @@ impl ReplicaManager {
     }
 
     /// ISR changes this leader should ask the controller for:
-    /// `(partition, state it was computed from, new ISR)`.
+    /// `(partition, state it was computed from, new ISR)`. A change is
+    /// recorded as pending ([`PendingIsr`]) under the log lock, where the
+    /// high watermark moves, so from here on the watermark waits for a
+    /// joining follower; one still unanswered is returned again.
     pub fn isr_changes(&self, lag_max_ms: u64) -> Vec<(Arc<Partition>, ReplicaState, Vec<i32>)> {
         let now = self.now_ms();
         let mut out = Vec::new();
         for p in self.all() {
+            let log = p.log.lock();
             let state = p.state();
             if state.leader != self.node_id || state.replicas.len() < 2 {
                 continue;
             }
-            let (hw, epoch_start) = {
-                let log = p.log.lock();
-                let start = log
-                    .leader_epoch_cache()
-                    .entries()
-                    .last()
-                    .map_or(0, |e| e.start_offset);
-                (log.high_watermark(), start)
-            };
-            let followers = p.followers();
+            let mut pending = p.pending_isr.lock();
+            if let Some(pend) = pending.as_ref() {
+                if !pend.answered {
+                    out.push((p.clone(), state.clone(), pend.isr.clone()));
+                }
+                continue;
+            }
+            let followers = p.followers.lock();
             if followers.leader_epoch != state.leader_epoch {
                 continue;
             }
+            let epoch_start = log
+                .leader_epoch_cache()
+                .entries()
+                .last()
+                .map_or(0, |e| e.start_offset);
             let view = replication::LeaderView {
                 leader: self.node_id,
                 replicas: &state.replicas,
                 isr: &state.isr,
-                high_watermark: hw,
+                high_watermark: log.high_watermark(),
                 epoch_start_offset: epoch_start,
             };
             if let Some(isr) = replication::isr_update(&view, &followers, lag_max_ms, now) {
-                out.push((p, state, isr));
+                *pending = Some(PendingIsr {
+                    leader_epoch: state.leader_epoch,
+                    partition_epoch: state.partition_epoch,
+                    isr: isr.clone(),
+                    answered: false,
+                });
+                drop(followers);
+                drop(pending);
+                drop(log);
+                out.push((p.clone(), state, isr));
             }
         }
         out
+    }
+
+    /// Record the controller's answer to the AlterPartition for `p` sent
+    /// from `state`. A refusal that changed nothing drops the pending
+    /// change (the high watermark no longer waits for its new members).
+    pub fn isr_change_answered(
+        &self,
+        p: &Partition,
+        state: &ReplicaState,
+        outcome: IsrChangeOutcome,
+    ) {
+        let mut log = p.log.lock();
+        let mut pending = p.pending_isr.lock();
+        let ours = pending.as_ref().is_some_and(|pend| {
+            pend.leader_epoch == state.leader_epoch && pend.partition_epoch == state.partition_epoch
+        });
+        if !ours {
+            return;
+        }
+        match outcome {
+            IsrChangeOutcome::Committed | IsrChangeOutcome::Superseded => {
+                if let Some(pend) = pending.as_mut() {
+                    pend.answered = true;
+                }
+            }
+            IsrChangeOutcome::Refused => {
+                *pending = None;
+                drop(pending);
+                // Without the refused members the watermark may move on.
+                let current = p.state();
+                p.advance_high_watermark(self.node_id, &mut log, &current);
+            }
+            IsrChangeOutcome::Unknown => {}
+        }
     }
 
     /// Append a producer's records to a partition this node leads.
@@ -437,7 +556,7 @@ impl ReplicaManager {
                     for h in headers(&buf) {
                         producers.record(&h);
                     }
-                    if state.isr == [self.node_id] {
+                    if partition.alone_in_isr(self.node_id, &state) {
                         log.set_high_watermark(info.last_offset + 1);
                     } else {
                         partition.advance_high_watermark(self.node_id, &mut log, &state);
@@ -691,6 +810,91 @@ mod tests {
         rm.apply_image(&image);
         let r = producing.await.unwrap();
         assert_eq!(r.error_code, E::NotEnoughReplicasAfterAppend.code());
+    }
+
+    /// KIP-497: from the moment the leader proposes a follower into the
+    /// ISR, the high watermark waits for that follower, even while the
+    /// leader's own image still shows it alone.
+    #[tokio::test]
+    async fn a_pending_isr_expansion_holds_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let (rm, mut image) = leader(dir.path(), clock.clone());
+        let topic_id = image.topic("t").unwrap().id;
+        image
+            .apply(
+                3,
+                &MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition: 0,
+                    leader: None,
+                    isr: Some(vec![1]),
+                },
+            )
+            .unwrap();
+        rm.apply_image(&image);
+        let p = rm.get(&tp()).unwrap();
+        rm.record_follower_fetch(&p, 2, 0);
+        let changes = rm.isr_changes(30_000);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].2, vec![1, 2]);
+        assert!(p.pending_isr().is_some());
+
+        // The controller may already have committed [1, 2]: an acks=1
+        // record is not committed until follower 2 has it.
+        let r = rm.append(&tp(), Some(batch()), 1, 1_000).await;
+        assert_eq!(r.error_code, errors::NONE);
+        assert_eq!(p.log.lock().high_watermark(), 0, "waits for follower 2");
+        rm.record_follower_fetch(&p, 2, 1);
+        assert_eq!(p.log.lock().high_watermark(), 1);
+
+        // Unanswered, it is sent again; once answered, it waits for the image.
+        let (state, isr) = (changes[0].1.clone(), changes[0].2.clone());
+        rm.isr_change_answered(&p, &state, IsrChangeOutcome::Unknown);
+        assert_eq!(rm.isr_changes(30_000)[0].2, isr);
+        rm.isr_change_answered(&p, &state, IsrChangeOutcome::Committed);
+        assert!(rm.isr_changes(30_000).is_empty());
+        image
+            .apply(
+                4,
+                &MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition: 0,
+                    leader: None,
+                    isr: Some(vec![1, 2]),
+                },
+            )
+            .unwrap();
+        rm.apply_image(&image);
+        assert_eq!(p.pending_isr(), None, "settled by the image");
+    }
+
+    #[tokio::test]
+    async fn a_refused_isr_expansion_releases_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rm, mut image) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+        let topic_id = image.topic("t").unwrap().id;
+        image
+            .apply(
+                3,
+                &MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition: 0,
+                    leader: None,
+                    isr: Some(vec![1]),
+                },
+            )
+            .unwrap();
+        rm.apply_image(&image);
+        let p = rm.get(&tp()).unwrap();
+        rm.record_follower_fetch(&p, 3, 0);
+        let changes = rm.isr_changes(30_000);
+        assert_eq!(changes[0].2, vec![1, 3]);
+        rm.append(&tp(), Some(batch()), 1, 1_000).await;
+        assert_eq!(p.log.lock().high_watermark(), 0);
+        rm.isr_change_answered(&p, &changes[0].1, IsrChangeOutcome::Refused);
+        assert_eq!(p.pending_isr(), None);
+        assert_eq!(p.log.lock().high_watermark(), 1, "alone in the ISR again");
     }
 
     #[tokio::test]

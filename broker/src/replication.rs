@@ -10,8 +10,13 @@ use std::collections::BTreeMap;
 pub struct FollowerProgress {
     /// The follower's log end offset: the offset of its last fetch.
     pub log_end_offset: i64,
-    /// When the follower last fetched at (or past) the leader's log end.
+    /// When the follower was last caught up: it fetched at (or past) the
+    /// leader's log end, or at (or past) the log end the leader had at its
+    /// previous fetch (then as of that previous fetch).
     pub last_caught_up_ms: u64,
+    /// The leader's log end at this follower's previous fetch, and when.
+    pub last_fetch_leader_leo: i64,
+    pub last_fetch_ms: u64,
 }
 
 /// The followers of a partition as seen by its leader in one leader epoch.
@@ -24,7 +29,8 @@ pub struct Followers {
 impl Followers {
     /// Start tracking `followers` for a new leader epoch. As in Kafka, each
     /// starts out caught up "now" with an unknown (0) log end, so an ISR
-    /// member gets a full `replica.lag.time.max.ms` to fetch.
+    /// member gets a full `replica.lag.time.max.ms` to fetch; none can join
+    /// the ISR before it has fetched.
     pub fn new(leader_epoch: i32, followers: impl IntoIterator<Item = i32>, now_ms: u64) -> Self {
         Followers {
             leader_epoch,
@@ -36,6 +42,8 @@ impl Followers {
                         FollowerProgress {
                             log_end_offset: 0,
                             last_caught_up_ms: now_ms,
+                            last_fetch_leader_leo: -1,
+                            last_fetch_ms: now_ms,
                         },
                     )
                 })
@@ -44,16 +52,26 @@ impl Followers {
     }
 
     /// A fetch from `follower` at `fetch_offset` while the leader's log ends
-    /// at `leader_leo`.
+    /// at `leader_leo`. As Kafka's `Replica.updateFetchState`: a follower
+    /// that reached the leader's log end is caught up now; one that reached
+    /// the log end the leader had at its previous fetch was caught up as of
+    /// that fetch — under steady writes a follower is always a little
+    /// behind the current end, yet it keeps up.
     pub fn record_fetch(&mut self, follower: i32, fetch_offset: i64, leader_leo: i64, now_ms: u64) {
         let p = self.progress.entry(follower).or_insert(FollowerProgress {
             log_end_offset: 0,
             last_caught_up_ms: 0,
+            last_fetch_leader_leo: -1,
+            last_fetch_ms: 0,
         });
         p.log_end_offset = fetch_offset;
         if fetch_offset >= leader_leo {
-            p.last_caught_up_ms = now_ms;
+            p.last_caught_up_ms = p.last_caught_up_ms.max(now_ms);
+        } else if p.last_fetch_leader_leo >= 0 && fetch_offset >= p.last_fetch_leader_leo {
+            p.last_caught_up_ms = p.last_caught_up_ms.max(p.last_fetch_ms);
         }
+        p.last_fetch_leader_leo = leader_leo;
+        p.last_fetch_ms = now_ms;
     }
 }
 
@@ -108,7 +126,8 @@ pub fn isr_update(
     };
     let caught_up = |r: i32| {
         followers.progress.get(&r).is_some_and(|p| {
-            p.log_end_offset >= high_watermark
+            p.last_fetch_leader_leo >= 0
+                && p.log_end_offset >= high_watermark
                 && p.log_end_offset >= epoch_start_offset
                 && now_ms.saturating_sub(p.last_caught_up_ms) <= lag_max_ms
         })
@@ -184,6 +203,8 @@ mod tests {
                         FollowerProgress {
                             log_end_offset: *leo,
                             last_caught_up_ms: *t,
+                            last_fetch_leader_leo: *leo,
+                            last_fetch_ms: *t,
                         },
                     )
                 })
@@ -262,6 +283,32 @@ mod tests {
         assert_eq!(f.progress[&2].log_end_offset, 5);
         f.record_fetch(2, 10, 10, 200);
         assert_eq!(f.progress[&2].last_caught_up_ms, 200);
+    }
+
+    #[test]
+    fn follower_that_never_fetched_does_not_join_the_isr() {
+        let f = Followers::new(3, [2], 0);
+        let v = view(&[1, 2], &[1], 0, 0);
+        assert_eq!(isr_update(&v, &f, 1_000, 0), None);
+    }
+
+    #[test]
+    fn follower_keeping_up_under_steady_writes_stays_caught_up() {
+        // Each fetch reaches the end the leader had at the previous one, but
+        // the leader has appended meanwhile: never at the current end.
+        let mut f = Followers::new(3, [2], 0);
+        f.record_fetch(2, 0, 10, 1_000);
+        assert_eq!(f.progress[&2].last_caught_up_ms, 0);
+        f.record_fetch(2, 10, 20, 2_000);
+        assert_eq!(f.progress[&2].last_caught_up_ms, 1_000);
+        f.record_fetch(2, 20, 30, 3_000);
+        assert_eq!(f.progress[&2].last_caught_up_ms, 2_000);
+        let v = view(&[1, 2], &[1, 2], 20, 0);
+        assert_eq!(isr_update(&v, &f, 1_500, 3_000), None, "kept in the ISR");
+        // Falling behind that end: no longer refreshed, dropped later.
+        f.record_fetch(2, 25, 40, 4_000);
+        assert_eq!(f.progress[&2].last_caught_up_ms, 2_000);
+        assert_eq!(isr_update(&v, &f, 1_500, 4_000), Some(vec![1]));
     }
 
     #[test]

@@ -101,10 +101,10 @@ const CONTROLLER: i32 = 0;
 /// Rounds the final phase may take to reach quiescence.
 const SETTLE_ROUNDS: usize = 400;
 
-/// Where the driver departs from the flow it mirrors, because the flow has
-/// a known bug (found by this simulation, reported, not yet fixed — fixing
-/// either is a change to the broker's shell, not to the rules). Each is
-/// reproduced by an ignored test; drop the switch once the code is fixed.
+/// Two bugs this simulation found in the broker's shell, since fixed there
+/// (`ReplicaManager`'s pending ISR, `follow_image`'s initial catch-up); the
+/// driver follows the fixed flow by default, and each switch brings the old
+/// flow back for a test that proves the invariants still catch it.
 #[derive(Debug, Default, Clone, Copy)]
 struct AsIs {
     /// [`KNOWN_BUG_LAST_SEEN_ISR`]: compute the leader's HW over the ISR of
@@ -115,7 +115,7 @@ struct AsIs {
     serve_stale_image: bool,
 }
 
-/// `ReplicaManager` computes a leader's HW over the ISR of the last image it
+/// `ReplicaManager` computed a leader's HW over the ISR of the last image it
 /// applied. Between its AlterPartition being committed and the new image
 /// reaching it, a follower it asked to add is in the ISR but does not hold
 /// the HW back, so the leader acknowledges records that ISR member lacks;
@@ -124,12 +124,11 @@ struct AsIs {
 /// KIP-497) while an ISR change is pending, and proposes no other change
 /// meanwhile; so does this driver, also in the two places that set the HW
 /// to the log end when the leader is alone in the ISR (`append`,
-/// `ensure_partition`: with an expansion pending it is not alone). The fix
-/// needs a pending-ISR state in `replica_manager.rs`, set and cleared by
-/// `maintain_isr`.
+/// `ensure_partition`: with an expansion pending it is not alone); so does
+/// `ReplicaManager` now (`PendingIsr`).
 const KNOWN_BUG_LAST_SEEN_ISR: u64 = 108;
 
-/// A restarted broker follows its persisted metadata image at once
+/// A restarted broker followed its persisted metadata image at once
 /// (`follow_image` starts before `register_and_heartbeat` has registered),
 /// so a leader leads again, in its old epoch, until it registers and learns
 /// otherwise — which may be long when it cannot reach the controller.
@@ -145,7 +144,8 @@ const KNOWN_BUG_LAST_SEEN_ISR: u64 = 108;
 /// Kafka's broker serves nothing until it has caught up with the metadata
 /// log after registering (`BrokerLifecycleManager.initialCatchUpFuture`),
 /// and registering fences the old incarnation into a new leader epoch; so
-/// does this driver.
+/// do this driver and now `follow_image` (it acts on no image before the
+/// one holding its own registration).
 const KNOWN_BUG_STALE_IMAGE_ON_RESTART: u64 = 106;
 
 #[derive(Clone, Copy, Debug)]
@@ -1788,8 +1788,8 @@ fn run_as_is(seed: u64, as_is: AsIs) {
 }
 
 #[test]
-#[ignore = "known bug: the leader's HW ignores its pending ISR expansion"]
-fn known_bug_hw_over_last_seen_isr() {
+#[should_panic(expected = "seed")]
+fn old_bug_hw_over_last_seen_isr_is_caught() {
     run_as_is(
         KNOWN_BUG_LAST_SEEN_ISR,
         AsIs {
@@ -1800,8 +1800,8 @@ fn known_bug_hw_over_last_seen_isr() {
 }
 
 #[test]
-#[ignore = "known bug: a restarted broker leads from its stale image"]
-fn known_bug_stale_image_on_restart() {
+#[should_panic(expected = "seed")]
+fn old_bug_stale_image_on_restart_is_caught() {
     run_as_is(
         KNOWN_BUG_STALE_IMAGE_ON_RESTART,
         AsIs {
