@@ -24,6 +24,9 @@
 //!    the follower is restarted, and the time from its restart to its return
 //!    to the ISR is measured (and the time to start serving, for scale).
 //!
+//! `CLUSTER_BENCH_SET=k=v;k=v` adds settings to every node (e.g.
+//! `log.flush.policy=never` to see what the on-ack fsyncs cost).
+//!
 //! Run: `cargo bench --bench cluster`.
 
 use std::fs::{self, File, OpenOptions};
@@ -120,6 +123,13 @@ impl Nodes {
             "data.dir={}",
             self.dir.path().join(format!("node-{id}")).display()
         ));
+        for kv in std::env::var("CLUSTER_BENCH_SET")
+            .unwrap_or_default()
+            .split(';')
+            .filter(|kv| !kv.trim().is_empty())
+        {
+            set(kv.trim().to_string());
+        }
         if self.ports.len() > 1 {
             let voters: Vec<String> = self
                 .ports
@@ -311,21 +321,46 @@ struct Throughput {
     records_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU seconds the broker processes spent per GiB of record values.
+    cpu_s_per_gib: f64,
+}
+
+/// CPU time (user + system) of the live nodes so far, in seconds
+/// (USER_HZ = 100 assumed).
+fn cpu_seconds(nodes: &Nodes) -> f64 {
+    nodes
+        .children
+        .iter()
+        .flatten()
+        .map(|c| {
+            let stat = fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            // After the command: state is field 3, utime 14 and stime 15.
+            let tick = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+            tick(14).unwrap_or(0.0) + tick(15).unwrap_or(0.0)
+        })
+        .sum::<f64>()
+        / 100.0
 }
 
 fn pct(sorted: &[u64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1e6
 }
 
-fn throughput(bootstrap: &str, topic: &str, acks: &str, n: usize) -> Throughput {
+fn throughput(nodes: &Nodes, topic: &str, acks: &str, n: usize) -> Throughput {
+    let bootstrap = &nodes.bootstrap();
     let value = vec![b'r'; 1024];
     let r = Reports::new();
     let p = producer(bootstrap, acks, &r, &[("linger.ms", "5")]);
     send_all(&p, &r, topic, &value, n / 100);
     r.acked.lock().expect("lock").clear();
+    let cpu0 = cpu_seconds(nodes);
     let t0 = Instant::now();
     send_all(&p, &r, topic, &value, n);
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(nodes) - cpu0;
     let failed = r.failed.lock().expect("lock").len();
     assert_eq!(
         failed,
@@ -346,6 +381,7 @@ fn throughput(bootstrap: &str, topic: &str, acks: &str, n: usize) -> Throughput 
         records_per_s: n as f64 / secs,
         p50_ms: pct(&lat, 0.50),
         p99_ms: pct(&lat, 0.99),
+        cpu_s_per_gib: cpu / (n as f64 * 1024.0 / (1u64 << 30) as f64),
     }
 }
 
@@ -364,21 +400,23 @@ fn part_throughput(bin: &Path, records: usize, repeat: usize) {
     for run in 0..repeat {
         let t = format!("single-{run}");
         create_topic(&single.bootstrap(), &t, 1);
-        one.push(throughput(&single.bootstrap(), &t, "1", records));
+        one.push(throughput(&single, &t, "1", records));
         let t = format!("replicated-{run}");
         create_topic(&cluster.bootstrap(), &t, 3);
-        three.push(throughput(&cluster.bootstrap(), &t, "all", records));
+        three.push(throughput(&cluster, &t, "all", records));
         for (label, r) in [
             ("single node acks=1", one.last()),
             ("3 nodes RF 3 acks=all", three.last()),
         ] {
             let r = r.expect("a run");
             println!(
-                "  run {run}: {label:<22} {:>9.0} rec/s {:>7.1} MB/s  p50 {:>6.1} ms  p99 {:>6.1} ms",
+                "  run {run}: {label:<22} {:>9.0} rec/s {:>7.1} MB/s  p50 {:>6.1} ms  p99 {:>6.1} ms  \
+                 broker CPU {:.2} s/GiB",
                 r.records_per_s,
                 r.records_per_s * 1024.0 / 1e6,
                 r.p50_ms,
-                r.p99_ms
+                r.p99_ms,
+                r.cpu_s_per_gib
             );
         }
     }
@@ -389,10 +427,13 @@ fn part_throughput(bin: &Path, records: usize, repeat: usize) {
         a.records_per_s, a.p50_ms, a.p99_ms, b.records_per_s, b.p50_ms, b.p99_ms
     );
     println!(
-        "ratio 3-node acks=all / single acks=1: throughput {:.2}, p50 {:.2}x, p99 {:.2}x",
+        "ratio 3-node acks=all / single acks=1: throughput {:.2}, p50 {:.2}x, p99 {:.2}x, \
+         broker CPU per GiB {:.2}x (three processes on {} cores)",
         b.records_per_s / a.records_per_s,
         b.p50_ms / a.p50_ms,
-        b.p99_ms / a.p99_ms
+        b.p99_ms / a.p99_ms,
+        b.cpu_s_per_gib / a.cpu_s_per_gib,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 }
 
