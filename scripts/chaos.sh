@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Longer chaos than the default test run (`cargo test --workspace` does 3
 # kills per failover test and the default simulation seeds):
-#   - the 3-process SIGKILL failover tests (broker/tests/failover.rs) with
+#   - the 3-process SIGKILL failover tests (broker/tests/failover/) with
 #     ROUNDS kills each, REPEAT times;
-#   - the replication simulation (broker/tests/replication_sim.rs) and the
+#   - the replication simulation (broker/tests/replication_sim/) and the
 #     controller simulation (controller/tests/simulation.rs) with more seeds.
 # A failing failover run keeps its nodes' data dirs and logs (the path is
 # printed) for inspection.

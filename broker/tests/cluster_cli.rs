@@ -6,7 +6,7 @@
 //! layout of DESIGN.md.
 //!
 //! Topics with three replicas are checked for placement here; their data
-//! under failures is the subject of `failover.rs`.
+//! under failures is the subject of `failover/`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
@@ -325,7 +325,7 @@ fn cluster_up_serves_three_brokers_until_cluster_down() {
     );
 
     // Three replicas on three distinct nodes, leaders spread (placement
-    // only here: failover.rs writes to such partitions under failures).
+    // only here: failover/ writes to such partitions under failures).
     create_topic(&bootstrap, "replicated", 3, 3);
     let placed = placement(&bootstrap, "replicated", 3);
     assert!(placed.iter().all(|(_, r)| r == &[1, 2, 3]), "{placed:?}");
