@@ -734,6 +734,29 @@ mod tests {
         (rm, image)
     }
 
+    /// Apply a PartitionChange of `t`/0 at image offset `offset`.
+    fn change(
+        rm: &ReplicaManager,
+        image: &mut MetadataImage,
+        offset: u64,
+        leader: Option<i32>,
+        isr: Option<Vec<i32>>,
+    ) {
+        let topic_id = image.topic("t").unwrap().id;
+        image
+            .apply(
+                offset,
+                &MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition: 0,
+                    leader,
+                    isr,
+                },
+            )
+            .unwrap();
+        rm.apply_image(image);
+    }
+
     fn batch() -> Bytes {
         let mut b = RecordBatchBuilder::new(Compression::None);
         b.push(0, None, Some(b"v"), &[]);
@@ -795,19 +818,7 @@ mod tests {
         while p.log.lock().log_end_offset() < 1 {
             tokio::task::yield_now().await;
         }
-        let topic_id = image.topic("t").unwrap().id;
-        image
-            .apply(
-                3,
-                &MetadataRecord::PartitionChange {
-                    topic_id,
-                    partition: 0,
-                    leader: None,
-                    isr: Some(vec![1]),
-                },
-            )
-            .unwrap();
-        rm.apply_image(&image);
+        change(&rm, &mut image, 3, None, Some(vec![1]));
         let r = producing.await.unwrap();
         assert_eq!(r.error_code, E::NotEnoughReplicasAfterAppend.code());
     }
@@ -820,19 +831,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(0));
         let (rm, mut image) = leader(dir.path(), clock.clone());
-        let topic_id = image.topic("t").unwrap().id;
-        image
-            .apply(
-                3,
-                &MetadataRecord::PartitionChange {
-                    topic_id,
-                    partition: 0,
-                    leader: None,
-                    isr: Some(vec![1]),
-                },
-            )
-            .unwrap();
-        rm.apply_image(&image);
+        change(&rm, &mut image, 3, None, Some(vec![1]));
         let p = rm.get(&tp()).unwrap();
         rm.record_follower_fetch(&p, 2, 0);
         let changes = rm.isr_changes(30_000);
@@ -854,18 +853,7 @@ mod tests {
         assert_eq!(rm.isr_changes(30_000)[0].2, isr);
         rm.isr_change_answered(&p, &state, IsrChangeOutcome::Committed);
         assert!(rm.isr_changes(30_000).is_empty());
-        image
-            .apply(
-                4,
-                &MetadataRecord::PartitionChange {
-                    topic_id,
-                    partition: 0,
-                    leader: None,
-                    isr: Some(vec![1, 2]),
-                },
-            )
-            .unwrap();
-        rm.apply_image(&image);
+        change(&rm, &mut image, 4, None, Some(vec![1, 2]));
         assert_eq!(p.pending_isr(), None, "settled by the image");
     }
 
@@ -873,19 +861,7 @@ mod tests {
     async fn a_refused_isr_expansion_releases_the_high_watermark() {
         let dir = tempfile::tempdir().unwrap();
         let (rm, mut image) = leader(dir.path(), Arc::new(ManualClock::new(0)));
-        let topic_id = image.topic("t").unwrap().id;
-        image
-            .apply(
-                3,
-                &MetadataRecord::PartitionChange {
-                    topic_id,
-                    partition: 0,
-                    leader: None,
-                    isr: Some(vec![1]),
-                },
-            )
-            .unwrap();
-        rm.apply_image(&image);
+        change(&rm, &mut image, 3, None, Some(vec![1]));
         let p = rm.get(&tp()).unwrap();
         rm.record_follower_fetch(&p, 3, 0);
         let changes = rm.isr_changes(30_000);
@@ -913,19 +889,7 @@ mod tests {
         // Before the parked produce runs again: node 2 takes over, and this
         // node, now its follower, gets a high watermark past the offset
         // (from node 2's log, which need not hold our record there).
-        let topic_id = image.topic("t").unwrap().id;
-        image
-            .apply(
-                3,
-                &MetadataRecord::PartitionChange {
-                    topic_id,
-                    partition: 0,
-                    leader: Some(2),
-                    isr: None,
-                },
-            )
-            .unwrap();
-        rm.apply_image(&image);
+        change(&rm, &mut image, 3, Some(2), None);
         p.log.lock().set_high_watermark(1);
         let r = producing.await.unwrap();
         assert_eq!(r.error_code, E::NotLeaderOrFollower.code());
@@ -950,19 +914,7 @@ mod tests {
 
         // The controller applies it; follower 3 then catches up and is
         // proposed back in.
-        let topic_id = image.topic("t").unwrap().id;
-        image
-            .apply(
-                3,
-                &MetadataRecord::PartitionChange {
-                    topic_id,
-                    partition: 0,
-                    leader: None,
-                    isr: Some(vec![1, 2]),
-                },
-            )
-            .unwrap();
-        rm.apply_image(&image);
+        change(&rm, &mut image, 3, None, Some(vec![1, 2]));
         assert_eq!(p.state().partition_epoch, 1);
         assert!(rm.isr_changes(30_000).is_empty());
         rm.record_follower_fetch(&p, 3, 1);
