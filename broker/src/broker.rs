@@ -231,6 +231,18 @@ impl BrokerNode {
             message: e.to_string(),
         })?;
         let cluster_id = meta_properties(&dir, config.node_id, config.cluster_id.as_deref())?;
+        // Bound first, so a taken port fails the start before any recovery
+        // work; connections wait in the backlog until `accept` is ready.
+        let listener = TcpListener::bind(&config.listener)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listener.clone(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listener.clone(),
+            source,
+        })?;
         let storage = config.storage.clone();
         let logs_dir = dir.clone();
         let logs = tokio::task::spawn_blocking(move || {
@@ -250,16 +262,6 @@ impl BrokerNode {
         qc.log_defaults = config.storage.log_defaults.clone();
         let controller = ControllerNode::start(qc).await?;
 
-        let listener = TcpListener::bind(&config.listener)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listener.clone(),
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listener.clone(),
-            source,
-        })?;
         let broker = Arc::new(Broker {
             replicas: ReplicaManager::new(config.node_id, logs.clone(), config.min_insync_replicas),
             groups: Arc::new(GroupCoordinator::new(config.coordinator.clone())),
@@ -270,8 +272,11 @@ impl BrokerNode {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         let (shutdown, stop_rx) = watch::channel(false);
+        // Set once the metadata has caught up (see `follow_image`): client
+        // connections wait for it.
+        let (ready_tx, ready_rx) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(follow_image(broker.clone(), stop_rx.clone())),
+            tokio::spawn(follow_image(broker.clone(), stop_rx.clone(), ready_tx)),
             tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
             tokio::spawn(
                 broker
@@ -287,7 +292,7 @@ impl BrokerNode {
                 broker.clone(),
                 stop_rx.clone(),
             )),
-            tokio::spawn(accept(listener, broker.clone(), stop_rx)),
+            tokio::spawn(accept(listener, broker.clone(), stop_rx, ready_rx)),
         ];
         info!(
             node_id = broker.node_id(),
@@ -346,7 +351,11 @@ impl BrokerNode {
 }
 
 /// Keep local partitions in line with each new metadata image.
-async fn follow_image(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+async fn follow_image(
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+    ready: watch::Sender<bool>,
+) {
     let mut rx = broker.controller.subscribe();
     let mut caught_up = false;
     loop {
@@ -365,6 +374,7 @@ async fn follow_image(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         if caught_up {
             let b = broker.clone();
             let _ = tokio::task::spawn_blocking(move || b.replicas.apply_image(&image)).await;
+            ready.send_if_modified(|r| !std::mem::replace(r, true));
         }
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
@@ -427,7 +437,24 @@ async fn register_and_heartbeat(broker: Arc<Broker>, mut stop: watch::Receiver<b
     }
 }
 
-async fn accept(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+/// Serve client connections once `ready`: until the metadata has caught up
+/// a restarted node would answer from its old image (Metadata naming it
+/// leader with its old ISR), so, as Kafka enables request processing only
+/// after the initial catch-up, connections wait in the listen backlog.
+async fn accept(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+    mut ready: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        r = ready.wait_for(|r| *r) => if r.is_err() { return },
+        _ = stop.changed() => return,
+    }
+    info!(
+        node_id = broker.node_id(),
+        "metadata caught up: serving clients"
+    );
     let slots = Arc::new(Semaphore::new(broker.config.max_connections));
     loop {
         tokio::select! {

@@ -41,7 +41,18 @@ impl TestBroker {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::start_on(dir, free_port(), free_port(), extra).await
+        // A free port can be taken before the broker binds it (by another
+        // test's outgoing connection): try other ports then.
+        for attempt in 0.. {
+            match Self::try_start_on(dir, free_port(), free_port(), extra.clone()).await {
+                Ok(b) => return b,
+                Err(e @ rivulet_broker::StartError::Bind { .. }) if attempt < 3 => {
+                    eprintln!("broker start failed ({e}); retrying on other ports")
+                }
+                Err(e) => panic!("broker start failed: {e}"),
+            }
+        }
+        unreachable!()
     }
 
     async fn start_on(
