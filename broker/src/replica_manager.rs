@@ -757,6 +757,21 @@ mod tests {
         rm.apply_image(image);
     }
 
+    /// An acks=all produce of one record, parked after its append.
+    async fn parked_produce(
+        rm: &Arc<ReplicaManager>,
+    ) -> (tokio::task::JoinHandle<AppendResult>, Arc<Partition>) {
+        let producing = tokio::spawn({
+            let rm = rm.clone();
+            async move { rm.append(&tp(), Some(batch()), -1, 10_000).await }
+        });
+        let p = rm.get(&tp()).unwrap();
+        while p.log.lock().log_end_offset() < 1 {
+            tokio::task::yield_now().await;
+        }
+        (producing, p)
+    }
+
     fn batch() -> Bytes {
         let mut b = RecordBatchBuilder::new(Compression::None);
         b.push(0, None, Some(b"v"), &[]);
@@ -784,14 +799,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (rm, _) = leader(dir.path(), Arc::new(ManualClock::new(0)));
         let rm = Arc::new(rm);
-        let producing = tokio::spawn({
-            let rm = rm.clone();
-            async move { rm.append(&tp(), Some(batch()), -1, 10_000).await }
-        });
-        let p = rm.get(&tp()).unwrap();
-        while p.log.lock().log_end_offset() < 1 {
-            tokio::task::yield_now().await;
-        }
+        let (producing, p) = parked_produce(&rm).await;
         rm.record_follower_fetch(&p, 2, 1);
         assert_eq!(
             p.log.lock().high_watermark(),
@@ -810,14 +818,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (rm, mut image) = leader(dir.path(), Arc::new(ManualClock::new(0)));
         let rm = Arc::new(rm);
-        let producing = tokio::spawn({
-            let rm = rm.clone();
-            async move { rm.append(&tp(), Some(batch()), -1, 10_000).await }
-        });
-        let p = rm.get(&tp()).unwrap();
-        while p.log.lock().log_end_offset() < 1 {
-            tokio::task::yield_now().await;
-        }
+        let (producing, _) = parked_produce(&rm).await;
         change(&rm, &mut image, 3, None, Some(vec![1]));
         let r = producing.await.unwrap();
         assert_eq!(r.error_code, E::NotEnoughReplicasAfterAppend.code());
@@ -878,14 +879,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (rm, mut image) = leader(dir.path(), Arc::new(ManualClock::new(0)));
         let rm = Arc::new(rm);
-        let producing = tokio::spawn({
-            let rm = rm.clone();
-            async move { rm.append(&tp(), Some(batch()), -1, 10_000).await }
-        });
-        let p = rm.get(&tp()).unwrap();
-        while p.log.lock().log_end_offset() < 1 {
-            tokio::task::yield_now().await;
-        }
+        let (producing, p) = parked_produce(&rm).await;
         // Before the parked produce runs again: node 2 takes over, and this
         // node, now its follower, gets a high watermark past the offset
         // (from node 2's log, which need not hold our record there).
