@@ -447,9 +447,22 @@ async fn accept(
     mut stop: watch::Receiver<bool>,
     mut ready: watch::Receiver<bool>,
 ) {
-    tokio::select! {
-        r = ready.wait_for(|r| *r) => if r.is_err() { return },
-        _ = stop.changed() => return,
+    let waiting_since = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            r = ready.wait_for(|r| *r) => match r {
+                Ok(_) => break,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => warn!(
+                node_id = broker.node_id(),
+                waited_s = waiting_since.elapsed().as_secs(),
+                voters = %broker.config.quorum_voters,
+                "not serving clients yet: waiting to register with the metadata quorum \
+                 (are a majority of controller.quorum.voters up?)"
+            ),
+        }
     }
     info!(
         node_id = broker.node_id(),
