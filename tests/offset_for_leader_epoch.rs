@@ -192,17 +192,6 @@ const CLUSTER: &[(&str, &str)] = &[
     ("offsets.topic.replication.factor", "1"),
 ];
 
-fn index_of(brokers: &[TestBroker], node_id: i32) -> usize {
-    brokers
-        .iter()
-        .position(|b| {
-            b.node
-                .as_ref()
-                .is_some_and(|n| n.broker.node_id() == node_id)
-        })
-        .expect("node is running")
-}
-
 /// Read `n` records of `topic`/0 with `c` (already assigned); transport
 /// errors right after a failover are tolerated.
 fn read_values(c: &BaseConsumer, n: usize) -> Vec<(i64, String)> {

@@ -117,17 +117,6 @@ async fn wait_partition(
     }
 }
 
-fn index_of(brokers: &[TestBroker], node_id: i32) -> usize {
-    brokers
-        .iter()
-        .position(|b| {
-            b.node
-                .as_ref()
-                .is_some_and(|n| n.broker.node_id() == node_id)
-        })
-        .expect("node is running")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acks_all_replicates_identical_logs_to_every_replica() {
     let dir = tempfile::tempdir().unwrap();

@@ -200,6 +200,18 @@ async fn try_start_cluster(
 }
 
 /// Bootstrap list of every running broker.
+/// The index in `brokers` of the running node `node_id`.
+pub fn index_of(brokers: &[TestBroker], node_id: i32) -> usize {
+    brokers
+        .iter()
+        .position(|b| {
+            b.node
+                .as_ref()
+                .is_some_and(|n| n.broker.node_id() == node_id)
+        })
+        .expect("node is running")
+}
+
 pub fn cluster_bootstrap(brokers: &[TestBroker]) -> String {
     brokers
         .iter()
