@@ -115,18 +115,23 @@ impl Partition {
 
     /// The ISR the high watermark must respect: the current one plus the
     /// members of a pending change ([`PendingIsr`]).
-    fn maximal_isr(&self, state: &ReplicaState) -> Vec<i32> {
-        let mut isr = state.isr.clone();
-        if let Some(p) = self.pending_isr.lock().as_ref() {
-            isr.extend(p.isr.iter().filter(|r| !state.isr.contains(r)));
+    /// Borrowed unless a change is pending (this runs on every append and
+    /// follower fetch).
+    fn maximal_isr<'a>(&self, state: &'a ReplicaState) -> std::borrow::Cow<'a, [i32]> {
+        match self.pending_isr.lock().as_ref() {
+            None => std::borrow::Cow::Borrowed(&state.isr),
+            Some(p) => {
+                let mut isr = state.isr.clone();
+                isr.extend(p.isr.iter().filter(|r| !state.isr.contains(r)));
+                std::borrow::Cow::Owned(isr)
+            }
         }
-        isr
     }
 
     /// Whether `node_id` alone makes up the (maximal) ISR, so that its own
     /// log end is the high watermark.
     fn alone_in_isr(&self, node_id: i32, state: &ReplicaState) -> bool {
-        self.maximal_isr(state) == [node_id]
+        *self.maximal_isr(state) == [node_id]
     }
 
     /// Raise the high watermark to what the ISR allows (never lower it);
