@@ -5,16 +5,18 @@
 //! rdkafka consumers. Also: `config/single.toml` documents every broker setting with
 //! its default, and `rivulet --config config/single.toml` runs a broker.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -26,7 +28,6 @@ use rivulet_broker::config::{DEFAULTS, LOG_KEYS};
 use rivulet_broker::{BrokerConfig, BrokerNode};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -165,63 +166,9 @@ impl Drop for TestBroker {
     }
 }
 
-/// What a finished `rivulet` run left behind.
-#[derive(Debug)]
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
-
-/// Wait for `child`, killing it after `TIMEOUT` so a hang fails the test.
-fn finish(mut child: Child, started: Instant) -> Run {
-    let out = drain(child.stdout.take().unwrap());
-    let err = drain(child.stderr.take().unwrap());
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("rivulet did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        success: status.success(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-        took: started.elapsed(),
-    }
-}
-
 /// Run `rivulet args…` with `stdin`.
 fn rivulet(args: &[&str], stdin: &str) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(RIVULET)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let text = stdin.to_string();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(text.as_bytes());
-    });
-    let run = finish(child, started);
-    writer.join().unwrap();
-    run
+    run_rivulet(args, stdin, TIMEOUT)
 }
 
 /// Run a client command against `b`; it must succeed. Returns stdout.

@@ -8,14 +8,16 @@
 //! Topics with three replicas are checked for placement here; their data
 //! under failures is the subject of `failover/`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -23,61 +25,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 use rivulet_broker::BrokerConfig;
 
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 /// Longest any one `rivulet` run may take (`cluster up` waits 30 s at most).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What a finished `rivulet` run left behind.
-#[derive(Debug)]
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
 /// Run `rivulet args…` with `stdin`, killing it after [`RUN_LIMIT`].
 fn rivulet(args: &[&str], stdin: &str) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(RIVULET)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let text = stdin.to_string();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(text.as_bytes());
-    });
-    let read = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = read(Box::new(child.stdout.take().unwrap()));
-    let err = read(Box::new(child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            panic!("rivulet {args:?} did not finish within {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    writer.join().unwrap();
-    Run {
-        success: status.success(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-        took: started.elapsed(),
-    }
+    run_rivulet(args, stdin, RUN_LIMIT)
 }
 
 /// Whether the six ports of a cluster at `base` can be bound now.
