@@ -3,13 +3,16 @@
 //! Owns the zero-copy v2 record-batch view used on the produce and fetch paths
 //! ([`record_batch`]), the record codec and compression codecs needed where
 //! records must be looked at (log compaction, tests, tools) ([`records`],
-//! [`compression`]), and their typed errors. It does not own request/response
-//! framing of the Kafka API (that arrives with the broker) nor any I/O.
+//! [`compression`]), and their typed errors; the bounded decoding of request
+//! frames ([`request_bounds`], a pre-pass over every request version's wire
+//! layout, then [`request`] over `kafka-protocol`). It does no I/O.
 
 pub mod compression;
 pub mod error;
 pub mod record_batch;
 pub mod records;
+pub mod request;
+pub mod request_bounds;
 
 pub use error::{BatchError, RecordError};
 pub use record_batch::{BatchHeader, Compression, TimestampType};
