@@ -57,6 +57,8 @@ pub struct Broker {
     pub controller: ControllerNode,
     pub replicas: ReplicaManager,
     pub groups: Arc<GroupCoordinator>,
+    /// `queued.max.request.bytes`: memory for requests in flight.
+    pub request_memory: crate::request_memory::RequestMemory,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
@@ -265,6 +267,9 @@ impl BrokerNode {
         let broker = Arc::new(Broker {
             replicas: ReplicaManager::new(config.node_id, logs.clone(), config.min_insync_replicas),
             groups: Arc::new(GroupCoordinator::new(config.coordinator.clone())),
+            request_memory: crate::request_memory::RequestMemory::new(
+                config.queued_max_request_bytes,
+            ),
             config,
             cluster_id,
             incarnation: Uuid::new_v4(),

@@ -71,6 +71,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("auto.create.topics.enable", "true"),
     ("socket.request.max.bytes", "104857600"),
     ("max.connections", "10000"),
+    ("queued.max.request.bytes", "104857600"),
     ("connections.max.idle.ms", "600000"),
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
@@ -106,6 +107,10 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     pub socket_request_max_bytes: usize,
     pub max_connections: usize,
+    /// Bytes of requests (frames and their decoded form) the broker holds at
+    /// once across connections (`queued.max.request.bytes`); `None` is
+    /// unbounded (-1).
+    pub queued_max_request_bytes: Option<usize>,
     pub connections_max_idle_ms: u64,
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: u64,
@@ -279,6 +284,22 @@ impl BrokerConfig {
             cleaner_enabled: boolean("log.cleaner.enable", &get("log.cleaner.enable"))?,
             ..StorageConfig::default()
         };
+        let socket_request_max_bytes: usize = int(
+            "socket.request.max.bytes",
+            &get("socket.request.max.bytes"),
+            1024,
+            i32::MAX as usize,
+        )?;
+        // Like Kafka, the request memory pool must hold the largest request.
+        let queued_max_request_bytes = match get("queued.max.request.bytes").trim() {
+            "-1" => None,
+            v => Some(int(
+                "queued.max.request.bytes",
+                v,
+                socket_request_max_bytes,
+                i64::MAX as usize,
+            )?),
+        };
         Ok(BrokerConfig {
             node_id,
             listener,
@@ -304,13 +325,9 @@ impl BrokerConfig {
                 "auto.create.topics.enable",
                 &get("auto.create.topics.enable"),
             )?,
-            socket_request_max_bytes: int(
-                "socket.request.max.bytes",
-                &get("socket.request.max.bytes"),
-                1024,
-                i32::MAX as usize,
-            )?,
+            socket_request_max_bytes,
             max_connections: int("max.connections", &get("max.connections"), 1, 1_000_000)?,
+            queued_max_request_bytes,
             connections_max_idle_ms: int(
                 "connections.max.idle.ms",
                 &get("connections.max.idle.ms"),

@@ -3,23 +3,27 @@
 //! and write responses in request order.
 //!
 //! Bad input never takes the broker down: a size prefix that is negative or
-//! above `socket.request.max.bytes` is refused without allocating; an
-//! unknown API key, an unsupported version or an undecodable body closes
-//! this connection with a logged reason; an ApiVersions request for a
-//! version above ours gets `UNSUPPORTED_VERSION` in the v0 shape with our
-//! ranges, so the client can retry (KIP-511). ApiVersions responses always
-//! use response header v0.
+//! above `socket.request.max.bytes` is refused without allocating; a frame's
+//! body is read as it arrives (a client that sends a size and stalls holds
+//! only what it sent) after reserving its size in the request memory pool
+//! ([`crate::request_memory`]); every count, length and size in the frame is
+//! checked against the bytes present before `kafka-protocol` decodes it
+//! ([`rivulet_protocol::request`]); an unknown API key, an unsupported
+//! version or a body refused by those checks or by the decoder closes this
+//! connection with a logged reason; an ApiVersions request for a version
+//! above ours gets `UNSUPPORTED_VERSION` in the v0 shape with our ranges, so
+//! the client can retry (KIP-511). ApiVersions responses always use response
+//! header v0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
-};
-use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
+use rivulet_protocol::request::{self, RequestError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
@@ -41,12 +45,8 @@ pub enum CloseReason {
     UnknownApiKey(i16),
     #[error("unsupported version {version} of {key:?}")]
     UnsupportedVersion { key: ApiKey, version: i16 },
-    #[error("cannot decode {key:?} v{version}: {message}")]
-    Decode {
-        key: ApiKey,
-        version: i16,
-        message: String,
-    },
+    #[error("{0}")]
+    Request(#[from] RequestError),
     #[error("cannot encode the response to {key:?} v{version}: {message}")]
     Encode {
         key: ApiKey,
@@ -80,13 +80,15 @@ async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> 
         if size < 8 || size as usize > limit {
             return CloseReason::BadSize { size, limit };
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        match tokio::time::timeout(idle, stream.read_exact(&mut frame)).await {
-            Err(_) => return CloseReason::Idle,
-            Ok(Err(e)) => return CloseReason::Io(e),
-            Ok(Ok(_)) => {}
-        }
-        match handle_frame(frame.freeze(), peer, broker).await {
+        let size = size as usize;
+        // Held until the response is written: the frame and what decoding
+        // it took stay alive that long.
+        let mut reservation = broker.request_memory.reserve_frame(size).await;
+        let frame = match read_body(stream, size, idle).await {
+            Ok(frame) => frame,
+            Err(reason) => return reason,
+        };
+        match handle_frame(frame, peer, broker, &mut reservation).await {
             Ok(Some(response)) => {
                 if let Err(e) = stream.write_all(&response).await {
                     return CloseReason::Io(e);
@@ -98,16 +100,46 @@ async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> 
     }
 }
 
+/// Bytes read per step of a frame body: the buffer grows with what has
+/// arrived, never to the size a prefix claims before the bytes are there.
+const READ_STEP: usize = 64 * 1024;
+
+/// Read a frame body of `size` bytes as it arrives.
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    size: usize,
+    idle: Duration,
+) -> Result<Bytes, CloseReason> {
+    let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
+    while frame.len() < size {
+        let want = size - frame.len();
+        if frame.capacity() == frame.len() {
+            frame.reserve(want.min(frame.len().max(READ_STEP)));
+        }
+        let mut limited = (&mut *stream).take(want as u64);
+        match tokio::time::timeout(idle, limited.read_buf(&mut frame)).await {
+            Err(_) => return Err(CloseReason::Idle),
+            Ok(Err(e)) => return Err(CloseReason::Io(e)),
+            Ok(Ok(0)) => return Err(CloseReason::Eof),
+            Ok(Ok(_)) => {}
+        }
+    }
+    Ok(frame.freeze())
+}
+
 /// Decode, handle and encode one request; `None` when no response is due
-/// (produce with acks=0).
-async fn handle_frame(
-    mut frame: Bytes,
+/// (produce with acks=0). `frame` is at least 8 bytes (the caller checks the
+/// size prefix). The decoded request's memory is added to `reservation`.
+pub async fn handle_frame(
+    frame: Bytes,
     peer: SocketAddr,
     broker: &Arc<Broker>,
+    reservation: &mut crate::request_memory::Reservation,
 ) -> Result<Option<BytesMut>, CloseReason> {
-    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let b = |i: usize| frame.get(i).copied().unwrap_or(0);
+    let raw_key = i16::from_be_bytes([b(0), b(1)]);
+    let version = i16::from_be_bytes([b(2), b(3)]);
+    let correlation_id = i32::from_be_bytes([b(4), b(5), b(6), b(7)]);
     let key = ApiKey::try_from(raw_key).map_err(|_| CloseReason::UnknownApiKey(raw_key))?;
     let Some(range) = api::supported(key) else {
         return Err(CloseReason::UnknownApiKey(raw_key));
@@ -118,20 +150,11 @@ async fn handle_frame(
         }
         return Err(CloseReason::UnsupportedVersion { key, version });
     }
-    let header_version = key.request_header_version(version);
-    let header =
-        RequestHeader::decode(&mut frame, header_version).map_err(|e| CloseReason::Decode {
-            key,
-            version,
-            message: e.to_string(),
-        })?;
-    let request =
-        RequestKind::decode(key, &mut frame, version).map_err(|e| CloseReason::Decode {
-            key,
-            version,
-            message: e.to_string(),
-        })?;
-    let Some(response) = api::dispatch(broker, &header, request, peer).await else {
+    let decoded = request::decode(frame, key, version)?;
+    broker
+        .request_memory
+        .try_extend(reservation, decoded.bounds.decoded_estimate);
+    let Some(response) = api::dispatch(broker, &decoded.header, decoded.body, peer).await else {
         return Ok(None);
     };
     encode_response(key, version, correlation_id, &response).map(Some)

@@ -19,6 +19,7 @@ pub mod producer_state;
 pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication;
+pub mod request_memory;
 
 pub use broker::{Broker, BrokerNode, StartError};
 pub use config::BrokerConfig;
