@@ -36,6 +36,24 @@ use crate::record_batch::{
 
 const OFFSET_DELTA_OUT_OF_RANGE: &str = "record offset delta outside the batch's range";
 
+/// At most this many records or headers are allocated ahead of decoding
+/// them; past it a vector grows with what actually decodes. A count from the
+/// wire is first bounded by the bytes present, but a decoded [`Record`]
+/// takes about fifteen times its smallest wire form (a [`Header`] thirty
+/// times), so a payload of minimal records at the storage layer's 64 MiB
+/// decompression limit would otherwise reserve a GiB before one record is
+/// read.
+const PREALLOCATE_MAX: usize = 1024;
+
+/// Capacity to reserve for `claimed` items of at least `min_wire` bytes
+/// each when `available` bytes remain: no more than the bytes can hold,
+/// and no more than [`PREALLOCATE_MAX`].
+fn preallocate(claimed: usize, available: usize, min_wire: usize) -> usize {
+    claimed
+        .min(available / min_wire.max(1))
+        .min(PREALLOCATE_MAX)
+}
+
 /// A record header. Keys are UTF-8 by Kafka's contract but are kept as the
 /// bytes that arrived: Kafka does not reject bad UTF-8, and compaction must
 /// not alter data.
@@ -106,8 +124,11 @@ pub fn decode_batch(batch: &[u8], limit: usize) -> Result<DecodedBatch, RecordEr
         buf: Bytes::from(payload),
     };
     // Allocate for no more records than the bytes can hold, whatever the count says.
-    let mut records =
-        Vec::with_capacity(expected.min(cursor.buf.len() / record_batch::MIN_RECORD_SIZE));
+    let mut records = Vec::with_capacity(preallocate(
+        expected,
+        cursor.buf.len(),
+        record_batch::MIN_RECORD_SIZE,
+    ));
     while !cursor.buf.is_empty() {
         if records.len() == expected {
             return Err(Malformed("more records than the batch's record count"));
@@ -394,7 +415,7 @@ fn decode_record(cursor: &mut Cursor) -> Result<Record, RecordError> {
     let value = body.read_nullable("negative value length")?;
     let count = body.read_len("negative header count")?;
     // A header takes at least two bytes: allocate for no more than fit.
-    let mut headers = Vec::with_capacity(count.min(body.buf.len() / 2));
+    let mut headers = Vec::with_capacity(preallocate(count, body.buf.len(), 2));
     for _ in 0..count {
         let key_len = body.read_len("negative header key length")?;
         let key = body.take(key_len)?;
@@ -603,6 +624,40 @@ mod tests {
                 .map(|h| &h.key[..])
                 .collect();
             assert_eq!(header_keys, [b"k", b"k"]);
+        }
+    }
+
+    #[test]
+    fn preallocation_is_bounded_by_the_bytes_and_a_cap() {
+        assert_eq!(preallocate(3, 100, 7), 3);
+        assert_eq!(preallocate(i32::MAX as usize, 70, 7), 10);
+        assert_eq!(preallocate(usize::MAX, 64 << 20, 7), PREALLOCATE_MAX);
+        assert_eq!(preallocate(5, 1, 2), 0);
+        assert_eq!(preallocate(5, 10, 0), 5);
+    }
+
+    #[test]
+    fn claimed_counts_far_above_the_records_present_are_malformed() {
+        // A compressed payload is not bounded by `validate_batch`: the
+        // count may claim the whole offset range over a few records.
+        for codec in [C::Gzip, C::Zstd] {
+            let mut payload = Vec::new();
+            three_records()
+                .iter()
+                .for_each(|r| encode_record(r, &mut payload));
+            let h = BatchHeader {
+                record_count: i32::MAX,
+                attributes: record_batch::attributes(
+                    codec,
+                    TimestampType::CreateTime,
+                    false,
+                    false,
+                ),
+                ..template(codec, i32::MAX - 1)
+            };
+            let bytes = encode_batch(&h, &compression::compress(codec, &payload).unwrap());
+            validate_batch(&bytes).unwrap();
+            assert!(malformed(decode_batch(&bytes, LIMIT)), "{codec:?}");
         }
     }
 
