@@ -104,8 +104,9 @@ async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> 
 /// arrived, never to the size a prefix claims before the bytes are there.
 const READ_STEP: usize = 64 * 1024;
 
-/// Read a frame body of `size` bytes as it arrives.
-async fn read_body<S: AsyncRead + Unpin>(
+/// Read a frame body of `size` bytes as it arrives (also the replica
+/// fetcher's responses); `idle` bounds each wait for more bytes.
+pub(crate) async fn read_body<S: AsyncRead + Unpin>(
     stream: &mut S,
     size: usize,
     idle: Duration,

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{
@@ -29,6 +29,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::ResponseError as E;
 use rivulet_controller::{ControllerError, ControllerRequest, ControllerResponse};
+use rivulet_protocol::request_bounds;
 use rivulet_storage::config::FlushPolicy;
 use rivulet_storage::TopicPartition;
 use thiserror::Error;
@@ -327,18 +328,28 @@ async fn round_trip(
         if size > limit {
             return Err(FetcherError::TooLarge(size));
         }
-        let mut buf = BytesMut::zeroed(size);
-        stream.read_exact(&mut buf).await?;
-        Ok::<Bytes, FetcherError>(buf.freeze())
+        // Read as it arrives: a leader that claims a size and stalls costs
+        // only what it sent.
+        crate::connection::read_body(stream, size, timeout)
+            .await
+            .map_err(|e| FetcherError::Decode(e.to_string()))
     };
     let mut buf = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| FetcherError::Timeout(timeout))??;
-    let h = ResponseHeader::decode(
-        &mut buf,
-        <FetchRequest as Request>::Response::header_version(FETCH_VERSION),
+    // The leader's counts are checked against its bytes before decoding,
+    // as a client's are (`rivulet_protocol::request_bounds`).
+    let header_version = <FetchRequest as Request>::Response::header_version(FETCH_VERSION);
+    let header_len = request_bounds::check_response_header(&buf, header_version)
+        .map_err(|e| FetcherError::Decode(e.to_string()))?;
+    request_bounds::check_response_body(
+        FetchRequest::KEY,
+        FETCH_VERSION,
+        buf.get(header_len..).unwrap_or_default(),
     )
     .map_err(|e| FetcherError::Decode(e.to_string()))?;
+    let h = ResponseHeader::decode(&mut buf, header_version)
+        .map_err(|e| FetcherError::Decode(e.to_string()))?;
     if h.correlation_id != correlation_id {
         return Err(FetcherError::Correlation {
             expected: correlation_id,

@@ -76,8 +76,14 @@ where
     if version != PROTOCOL_VERSION {
         return Err(CodecError::UnsupportedVersion(version));
     }
-    let mut payload = vec![0u8; (len - 2) as usize];
-    r.read_exact(&mut payload).await?;
+    // Read the payload as it arrives, growing the buffer with what came: a
+    // peer that claims 256 MiB and stalls holds only what it sent.
+    let len = (len - 2) as usize;
+    let mut payload = Vec::with_capacity(len.min(64 * 1024));
+    let read = (&mut *r).take(len as u64).read_to_end(&mut payload).await?;
+    if read < len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(serde_json::from_slice(&payload)?))
 }
 

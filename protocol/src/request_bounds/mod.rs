@@ -1,5 +1,5 @@
-//! A bounded pre-pass over a request frame, run before `kafka-protocol`
-//! decodes it.
+//! A bounded pre-pass over a request frame (and a response frame from a
+//! peer), run before `kafka-protocol` decodes it.
 //!
 //! `kafka-protocol` 0.18 sizes allocations by counts read from the wire
 //! before it reads the elements behind them (`Vec::with_capacity(n)` for
@@ -141,9 +141,22 @@ pub enum BoundsError {
     },
 }
 
-/// The layout of `api_key` at `version`, if the table knows it.
+/// The layout of request `api_key` at `version`, if the table knows it.
 pub(crate) fn message(api_key: i16, version: i16) -> Option<&'static MessageSchema> {
-    schema::MESSAGES
+    find(schema::REQUESTS, api_key, version)
+}
+
+/// The layout of response `api_key` at `version`, if the table knows it.
+pub(crate) fn response(api_key: i16, version: i16) -> Option<&'static MessageSchema> {
+    find(schema::RESPONSES, api_key, version)
+}
+
+fn find(
+    table: &'static [MessageSchema],
+    api_key: i16,
+    version: i16,
+) -> Option<&'static MessageSchema> {
+    table
         .iter()
         .find(|m| m.api_key == api_key && m.valid.contains(version))
 }
@@ -180,8 +193,36 @@ pub fn check_header(frame: &[u8], header_version: i16) -> Result<usize, BoundsEr
 /// Walk the body of a request `api_key`/`version` (the frame after its
 /// header) and check every count, length and size against the bytes left.
 pub fn check_body(api_key: i16, version: i16, body: &[u8]) -> Result<Bounds, BoundsError> {
+    check(schema::REQUESTS, api_key, version, body)
+}
+
+/// Walk a response body the same way: a node decoding another's response
+/// (a follower's fetch) trusts its claims no more than a client's.
+pub fn check_response_body(api_key: i16, version: i16, body: &[u8]) -> Result<Bounds, BoundsError> {
+    check(schema::RESPONSES, api_key, version, body)
+}
+
+/// Walk a response header (version 0 or 1); returns its length.
+pub fn check_response_header(frame: &[u8], header_version: i16) -> Result<usize, BoundsError> {
+    const HEADER: &[Field] = &[Field {
+        v: V(0, i16::MAX),
+        kind: Kind::Fixed(4),
+        tag: None,
+        flex: FlexOverride::Inherit,
+    }];
+    let mut walk = Walk::new(frame, header_version);
+    walk.fields(HEADER, header_version >= 1)?;
+    Ok(walk.pos)
+}
+
+fn check(
+    table: &'static [MessageSchema],
+    api_key: i16,
+    version: i16,
+    body: &[u8],
+) -> Result<Bounds, BoundsError> {
     let schema =
-        message(api_key, version).ok_or(BoundsError::UnknownMessage { api_key, version })?;
+        find(table, api_key, version).ok_or(BoundsError::UnknownMessage { api_key, version })?;
     let mut walk = Walk::new(body, version);
     walk.fields(schema.fields, version >= schema.flexible_from)?;
     let limit = body

@@ -69,7 +69,15 @@ impl Sample {
 /// not know that version. With `tagged`, every tagged field the version
 /// knows is written too.
 pub fn sample(api_key: i16, version: i16, tagged: bool) -> Option<Sample> {
-    let schema = super::message(api_key, version)?;
+    build(super::message(api_key, version)?, version, tagged)
+}
+
+/// A sample response body, built the same way.
+pub fn sample_response(api_key: i16, version: i16, tagged: bool) -> Option<Sample> {
+    build(super::response(api_key, version)?, version, tagged)
+}
+
+fn build(schema: &'static super::MessageSchema, version: i16, tagged: bool) -> Option<Sample> {
     let mut b = Builder {
         out: Vec::new(),
         slots: Vec::new(),

@@ -26,7 +26,7 @@ pub(crate) fn frame(key: ApiKey, version: i16, body: &[u8]) -> Vec<u8> {
 /// Every (key, version) of the table that `kafka-protocol` has a codec for.
 fn decodable_versions() -> Vec<(ApiKey, i16)> {
     let mut out = Vec::new();
-    for m in schema::MESSAGES {
+    for m in schema::REQUESTS {
         let Ok(key) = ApiKey::try_from(m.api_key) else {
             continue;
         };
@@ -188,4 +188,34 @@ fn header_client_id_longer_than_the_frame_is_refused() {
         check_header(&f, 1),
         Err(BoundsError::Claim { .. })
     ));
+}
+
+#[test]
+fn fetch_responses_walk_as_the_decoder_reads_and_huge_counts_are_refused() {
+    use kafka_protocol::messages::FetchResponse;
+    use kafka_protocol::protocol::Decodable;
+    for v in 4..=12 {
+        for tagged in [false, true] {
+            let s = sample::sample_response(1, v, tagged).unwrap();
+            let mut buf = Bytes::from(s.body.clone());
+            FetchResponse::decode(&mut buf, v).unwrap();
+            assert!(buf.is_empty(), "v{v}: the decoder left bytes");
+            assert_eq!(
+                check_response_body(1, v, &s.body).unwrap().consumed,
+                s.body.len()
+            );
+            for slot in &s.slots {
+                assert!(
+                    matches!(
+                        check_response_body(1, v, &s.with_max(*slot)),
+                        Err(BoundsError::Claim { .. })
+                    ),
+                    "v{v} {slot:?}"
+                );
+            }
+        }
+    }
+    // Response header v1: correlation id, then tagged fields.
+    assert_eq!(check_response_header(&[0, 0, 0, 1, 0], 1).unwrap(), 5);
+    assert!(check_response_header(&[0, 0, 0, 1, 1, 0, 0xff, 0x01], 1).is_err());
 }
