@@ -190,3 +190,57 @@ async fn too_new_api_versions_gets_unsupported_version_with_our_ranges() {
     assert_eq!(r.get_i32(), 43);
     assert_eq!(r.get_i16(), 0);
 }
+
+/// A client that sends the size of a large frame and stalls holds its
+/// reservation in the request memory pool only until
+/// `request.body.timeout.ms`: small requests flow meanwhile, a large one
+/// waits for the pool and is answered once the stalled connection is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_large_frame_holds_the_request_pool_only_until_its_body_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(
+        dir.path(),
+        &[
+            ("socket.request.max.bytes", "1048576"),
+            ("queued.max.request.bytes", "1048576"),
+            ("request.body.timeout.ms", "6000"),
+        ],
+    )
+    .await;
+    let bs = broker.bootstrap();
+    still_serving(&bs, 0).await;
+
+    // A: a frame of 1,000,000 bytes announced, 100 sent, then silence. It
+    // reserves the whole pool.
+    let mut stalled = TcpStream::connect(&bs).await.unwrap();
+    let mut head = BytesMut::new();
+    head.put_i32(1_000_000);
+    head.put_i16(ApiKey::Metadata as i16);
+    head.put_i16(1);
+    head.put_slice(&[0u8; 96]);
+    stalled.write_all(&head).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Small requests (a real client's produce and fetch) do not wait.
+    still_serving(&bs, 1).await;
+    assert!(
+        !closed_within(&mut stalled, Duration::from_millis(10)).await,
+        "the stalled connection was closed before the small requests ran"
+    );
+
+    // B: a 200 KiB request (ApiVersions v0 and padding) waits for the pool.
+    let mut large = TcpStream::connect(&bs).await.unwrap();
+    let mut f = frame(ApiKey::ApiVersions, 0, 9, &ApiVersionsRequest::default());
+    f.put_slice(&vec![0u8; 200 * 1024]);
+    let size = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&size.to_be_bytes());
+    large.write_all(&f).await.unwrap();
+    let mut response = read_response(&mut large).await;
+    assert_eq!(response.get_i32(), 9, "correlation id");
+    // By the time it was answered, the stalled sender had been cut off.
+    assert!(
+        closed_within(&mut stalled, Duration::from_millis(100)).await,
+        "the large request was answered while the stalled frame held the pool"
+    );
+    still_serving(&bs, 2).await;
+}

@@ -72,6 +72,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("socket.request.max.bytes", "104857600"),
     ("max.connections", "10000"),
     ("queued.max.request.bytes", "104857600"),
+    ("request.body.timeout.ms", "60000"),
     ("connections.max.idle.ms", "600000"),
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
@@ -111,6 +112,10 @@ pub struct BrokerConfig {
     /// once across connections (`queued.max.request.bytes`); `None` is
     /// unbounded (-1).
     pub queued_max_request_bytes: Option<usize>,
+    /// A frame's body must arrive within this long after its size prefix
+    /// (`request.body.timeout.ms`), so a stalled sender cannot keep its
+    /// reservation in the request memory pool.
+    pub request_body_timeout_ms: u64,
     pub connections_max_idle_ms: u64,
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: u64,
@@ -328,6 +333,12 @@ impl BrokerConfig {
             socket_request_max_bytes,
             max_connections: int("max.connections", &get("max.connections"), 1, 1_000_000)?,
             queued_max_request_bytes,
+            request_body_timeout_ms: int(
+                "request.body.timeout.ms",
+                &get("request.body.timeout.ms"),
+                1,
+                u64::MAX / 2,
+            )?,
             connections_max_idle_ms: int(
                 "connections.max.idle.ms",
                 &get("connections.max.idle.ms"),

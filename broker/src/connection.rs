@@ -37,6 +37,10 @@ pub enum CloseReason {
     Eof,
     #[error("idle for longer than connections.max.idle.ms")]
     Idle,
+    #[error(
+        "the {size}-byte request body did not arrive within request.body.timeout.ms ({timeout:?})"
+    )]
+    SlowBody { size: usize, timeout: Duration },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("request size {size} is outside 8..={limit} (socket.request.max.bytes)")]
@@ -68,6 +72,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>)
 async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> CloseReason {
     let limit = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let body_timeout = Duration::from_millis(broker.config.request_body_timeout_ms);
     loop {
         let mut size = [0u8; 4];
         match tokio::time::timeout(idle, stream.read_exact(&mut size)).await {
@@ -84,9 +89,15 @@ async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> 
         // Held until the response is written: the frame and what decoding
         // it took stay alive that long.
         let mut reservation = broker.request_memory.reserve_frame(size).await;
-        let frame = match read_body(stream, size, idle).await {
-            Ok(frame) => frame,
-            Err(reason) => return reason,
+        let frame = match tokio::time::timeout(body_timeout, read_body(stream, size, idle)).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(reason)) => return reason,
+            Err(_) => {
+                return CloseReason::SlowBody {
+                    size,
+                    timeout: body_timeout,
+                }
+            }
         };
         match handle_frame(frame, peer, broker, &mut reservation).await {
             Ok(Some(response)) => {
