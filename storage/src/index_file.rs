@@ -4,13 +4,18 @@
 //! While a segment is active its index file is preallocated to
 //! `segment.index.bytes` (sparse) so appends only write to the map; when the
 //! segment rolls or closes the file is trimmed to its entries, so the entry
-//! count of a closed index is `file length / entry size`. Entries are read and
-//! written only through bounds-checked slices.
+//! count of a closed index is `file length / entry size`. Entries are read
+//! through the map, by bounds-checked slices, and written with `pwrite`:
+//! a store through a shared map into a page the filesystem has yet to
+//! allocate raises SIGBUS when the filesystem is full (the whole broker would
+//! die), while `pwrite` reports ENOSPC, which fails just that append. The
+//! page cache is shared, so the map sees what `pwrite` wrote.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
+use memmap2::Mmap;
 
 use crate::error::{IoContext, Result};
 
@@ -18,7 +23,8 @@ use crate::error::{IoContext, Result};
 pub(crate) struct IndexFile {
     path: PathBuf,
     file: File,
-    mmap: Option<MmapMut>,
+    /// Read-only: entries are written through the file (see the module docs).
+    mmap: Option<Mmap>,
     entry_size: usize,
     entries: usize,
     max_entries: usize,
@@ -65,7 +71,7 @@ impl IndexFile {
         if bytes > 0 {
             // SAFETY: the file is owned by this process's log; no other code
             // truncates it while mapped (every resize drops the map first).
-            let map = unsafe { MmapMut::map_mut(&self.file) }.at(&self.path)?;
+            let map = unsafe { Mmap::map(&self.file) }.at(&self.path)?;
             self.mmap = Some(map);
         }
         Ok(())
@@ -97,25 +103,22 @@ impl IndexFile {
         self.mmap.as_ref()?.get(start..start + self.entry_size)
     }
 
-    /// Append one entry; false when the file is full.
+    /// Append one entry; false when the file is full. On an error (ENOSPC
+    /// included) the index is unchanged.
     pub fn push(&mut self, bytes: &[u8]) -> Result<bool> {
         debug_assert_eq!(bytes.len(), self.entry_size);
-        if self.is_full() {
+        if self.is_full() || bytes.len() != self.entry_size {
             return Ok(false);
         }
         let needed = (self.entries + 1) * self.entry_size;
         if self.mmap.as_ref().is_none_or(|m| m.len() < needed) {
             self.resize_file(self.max_entries * self.entry_size)?;
         }
-        let start = self.entries * self.entry_size;
-        match self
-            .mmap
-            .as_mut()
-            .and_then(|m| m.get_mut(start..start + bytes.len()))
-        {
-            Some(slot) => slot.copy_from_slice(bytes),
-            None => return Ok(false),
+        if self.mmap.as_ref().is_none_or(|m| m.len() < needed) {
+            return Ok(false);
         }
+        let start = self.entries * self.entry_size;
+        self.file.write_all_at(bytes, start as u64).at(&self.path)?;
         self.entries += 1;
         Ok(true)
     }
@@ -158,11 +161,9 @@ impl IndexFile {
         self.torn = false;
     }
 
+    /// fsync the entries written so far.
     pub fn flush(&self) -> Result<()> {
-        if let Some(m) = &self.mmap {
-            m.flush().at(&self.path)?;
-        }
-        Ok(())
+        self.file.sync_data().at(&self.path)
     }
 
     /// Point at a new path after the file was renamed.

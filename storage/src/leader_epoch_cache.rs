@@ -69,12 +69,17 @@ impl LeaderEpochCache {
     }
 
     /// Record that `epoch` starts at `start_offset` if it is newer than the
-    /// latest epoch; persists on change. Returns whether it changed.
+    /// latest epoch; persists on change. Returns whether it changed. When
+    /// the checkpoint cannot be written (a full disk) the cache is left as
+    /// it was, so the next append tries again.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<bool> {
         if !self.push_if_newer(epoch, start_offset) {
             return Ok(false);
         }
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            self.entries.pop();
+            return Err(e);
+        }
         Ok(true)
     }
 

@@ -354,31 +354,53 @@ impl LogSegment {
     }
 
     /// Append one batch whose header (offsets already assigned) is `header`.
+    ///
+    /// All or nothing: when the write or an index entry fails (ENOSPC, EIO),
+    /// whatever part of the batch reached the file is cut off again, so the
+    /// file stays whole batches up to `size` and the next append starts where
+    /// this one did.
     pub fn append(&mut self, header: &BatchHeader, bytes: &[u8]) -> Result<()> {
         debug_assert!(header.base_offset >= self.next_offset);
         let position = self.size;
-        self.log
+        let result = self
+            .log
             .write_all_at(bytes, position)
-            .at(self.log_path.as_path())?;
+            .at(self.log_path.as_path())
+            .and_then(|()| self.note_batch(header, position, bytes.len() as u64));
+        if let Err(e) = result {
+            if let Err(cut) = self.log.set_len(position) {
+                // Recovery cuts it at the next start; appends overwrite it.
+                tracing::error!(segment = %self.log_path.display(), position, error = %cut,
+                    "cannot cut a failed append off the segment");
+            }
+            return Err(e);
+        }
         self.size += bytes.len() as u64;
-        self.note_batch(header, position, bytes.len() as u64)
+        Ok(())
     }
 
-    /// Update indexes and counters for a batch at `position`.
+    /// Update indexes and counters for a batch at `position`; on an error
+    /// nothing changed.
     fn note_batch(&mut self, header: &BatchHeader, position: u64, len: u64) -> Result<()> {
-        if header.max_timestamp > self.max_timestamp_so_far {
-            self.max_timestamp_so_far = header.max_timestamp;
-            self.offset_of_max_timestamp = header.base_offset;
-        }
-        if self.rolling_base_ms.is_none() {
-            self.rolling_base_ms = Some(header.max_timestamp);
-        }
-        if self.bytes_since_last_index_entry >= self.index_interval || position == 0 {
+        let (max_timestamp, offset_of_max) = if header.max_timestamp > self.max_timestamp_so_far {
+            (header.max_timestamp, header.base_offset)
+        } else {
+            (self.max_timestamp_so_far, self.offset_of_max_timestamp)
+        };
+        let index_it = self.bytes_since_last_index_entry >= self.index_interval || position == 0;
+        if index_it {
             self.offset_index
                 .append(header.base_offset, position as u32)?;
-            self.time_index
-                .maybe_append(self.max_timestamp_so_far, self.offset_of_max_timestamp)?;
+            if let Err(e) = self.time_index.maybe_append(max_timestamp, offset_of_max) {
+                self.offset_index.truncate_to(header.base_offset);
+                return Err(e);
+            }
             self.bytes_since_last_index_entry = 0;
+        }
+        self.max_timestamp_so_far = max_timestamp;
+        self.offset_of_max_timestamp = offset_of_max;
+        if self.rolling_base_ms.is_none() {
+            self.rolling_base_ms = Some(header.max_timestamp);
         }
         self.bytes_since_last_index_entry += len;
         self.next_offset = header.next_offset();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rivulet_protocol::record_batch::{self, BatchHeader, BatchIter};
 use rivulet_protocol::records;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{LogConfig, TimestampPolicy};
@@ -105,7 +105,13 @@ pub struct PartitionLog {
     pub(crate) cleaned_up_to: i64,
     /// Truncations so far: a cleaning pass that spans one is discarded.
     pub(crate) truncations: u64,
+    /// Failed appends since the last warning about them, and when it was.
+    append_failures: u64,
+    append_failure_logged_ms: i64,
 }
+
+/// Least interval between two warnings about a partition's failing appends.
+const APPEND_FAILURE_LOG_MS: i64 = 10_000;
 
 impl PartitionLog {
     /// Open the log in `dir` (created if absent), recovering it as needed.
@@ -202,6 +208,8 @@ impl PartitionLog {
             max_decompressed: opts.max_decompressed_batch_bytes,
             cleaned_up_to: opts.cleaner_checkpoint,
             truncations: 0,
+            append_failures: 0,
+            append_failure_logged_ms: i64::MIN / 2,
         };
         if log.log_start_offset > log.log_end_offset {
             log.truncate_fully_and_start_at(log.log_start_offset)?;
@@ -297,7 +305,8 @@ impl PartitionLog {
     /// Append the batches a producer sent: validate each, assign offsets from
     /// the log end, stamp the leader epoch (and the append time for
     /// `LogAppendTime` topics) in place, and write them. Either every batch
-    /// is appended or none is.
+    /// is appended or none is: a failed write (a full disk) leaves the log as
+    /// it was, so the next append gets the same offsets.
     pub fn append_as_leader(
         &mut self,
         records: &mut [u8],
@@ -310,6 +319,7 @@ impl PartitionLog {
             TimestampPolicy::CreateTime => -1,
         };
         let mut info = self.empty_info(log_append_time);
+        let start = self.log_end_offset;
         for (range, mut header) in batches {
             let bytes = &mut records[range];
             let base = self.log_end_offset;
@@ -321,28 +331,67 @@ impl PartitionLog {
             }
             header.base_offset = base;
             header.partition_leader_epoch = leader_epoch;
-            self.append_batch(&header, bytes, &mut info)?;
+            if let Err(e) = self.append_batch(&header, bytes, &mut info) {
+                return Err(self.undo_append(start, e));
+            }
         }
         self.flush.published(self.log_end_offset);
         Ok(info)
     }
 
     /// Append batches copied from the leader, unchanged: offsets must start
-    /// at or after the log end offset.
+    /// at or after the log end offset. All or nothing, as
+    /// [`append_as_leader`](Self::append_as_leader).
     pub fn append_as_follower(&mut self, records: &[u8]) -> Result<LogAppendInfo> {
         let batches = self.validate_all(records, false)?;
         let mut info = self.empty_info(-1);
+        let start = self.log_end_offset;
         for (range, header) in batches {
-            if header.base_offset < self.log_end_offset {
-                return Err(StorageError::NonMonotonicOffset {
+            let appended = if header.base_offset < self.log_end_offset {
+                Err(StorageError::NonMonotonicOffset {
                     base_offset: header.base_offset,
                     log_end: self.log_end_offset,
-                });
+                })
+            } else {
+                self.append_batch(&header, &records[range], &mut info)
+            };
+            if let Err(e) = appended {
+                return Err(self.undo_append(start, e));
             }
-            self.append_batch(&header, &records[range], &mut info)?;
         }
         self.flush.published(self.log_end_offset);
         Ok(info)
+    }
+
+    /// An append failed after the log end moved from `start` (earlier
+    /// batches of the same call were written): cut them off again, so that
+    /// a producer told its records failed never finds some of them in the
+    /// log. Returns `error`, the append's own error.
+    fn undo_append(&mut self, start: i64, error: StorageError) -> StorageError {
+        self.note_append_failure(&error);
+        if self.log_end_offset > start {
+            if let Err(undo) = self.truncate_to(start) {
+                error!(partition = %self.tp, start, error = %undo,
+                    "cannot remove the batches of a failed append");
+            }
+        }
+        error
+    }
+
+    /// Log a failed append, at most once per [`APPEND_FAILURE_LOG_MS`] per
+    /// partition: on a full disk every produce fails.
+    fn note_append_failure(&mut self, error: &StorageError) {
+        if !matches!(error, StorageError::Io { .. }) {
+            return;
+        }
+        self.append_failures += 1;
+        let now = self.clock.now_ms();
+        if now - self.append_failure_logged_ms >= APPEND_FAILURE_LOG_MS {
+            warn!(partition = %self.tp, failures = self.append_failures, %error,
+                "appends are failing; producers get KAFKA_STORAGE_ERROR");
+            self.append_failure_logged_ms = now;
+            self.append_failures = 0;
+        }
     }
 
     fn empty_info(&self, log_append_time: i64) -> LogAppendInfo {
@@ -399,11 +448,13 @@ impl PartitionLog {
         if info.record_count == 0 && info.bytes == 0 {
             info.first_offset = header.base_offset;
         }
-        self.active_mut()?.append(header, bytes)?;
+        // The epoch first: should the write then fail, an epoch starting at
+        // the log end is what a new leader records before its first append.
         if header.partition_leader_epoch >= 0 {
             self.epoch_cache
                 .assign(header.partition_leader_epoch, header.base_offset)?;
         }
+        self.active_mut()?.append(header, bytes)?;
         self.log_end_offset = header.next_offset();
         info.last_offset = header.last_offset();
         info.record_count += header.record_count as i64;

@@ -425,3 +425,4 @@ pub async fn raw_request<R: kafka_protocol::protocol::Request>(
 }
 
 pub mod native_admin;
+pub mod tmpfs;
