@@ -1,0 +1,664 @@
+//! The `request` fuzz target: arbitrary bytes as one request frame (what
+//! follows the size prefix) through the path a connection takes —
+//! `rivulet_broker::connection::handle_frame`: API key, version and
+//! correlation id from the first 8 bytes, the version check, the bounded
+//! pre-pass and `kafka-protocol`'s decoder, the handler, the response
+//! encoder — against a real single-node broker held in this process.
+//!
+//! One broker per process ([`Harness::get`]): a data dir on tmpfs
+//! (`/dev/shm`) when there is one, a tokio runtime created once, frames run
+//! one at a time with `block_on`. Its state carries over from one input to
+//! the next, as a long-lived broker's does; a topic `fuzz` (two partitions,
+//! a few records) is there for the seeds to reach the data paths, and is
+//! recreated if an input deletes it.
+//!
+//! Findings, besides panics anywhere in the broker (libFuzzer's panic hook
+//! aborts on a panic in any thread, background tasks included):
+//! - `request::decode` returns `LayoutMismatch` — the pre-pass table and
+//!   the codec disagree on a request's layout;
+//! - a response's size prefix or correlation id is wrong;
+//! - a response cannot be encoded (`CloseReason::Encode`): the broker would
+//!   drop the connection where it owes an answer.
+//!
+//! Keeping an execution cheap: a Fetch's `max_wait_ms` is clamped to
+//! [`FETCH_MAX_WAIT_MS`] in the frame before it is handled (the handler has
+//! no hook; the bytes at that offset are the field in every Fetch version),
+//! `group.initial.rebalance.delay.ms` is 0, and a request still parked after
+//! [`budget`] (a JoinGroup waiting for the rest of its group, a produce
+//! waiting for acks) is left running in the background, as a connection
+//! would leave it, while the next input goes on.
+//!
+//! This file is shared by `#[path]` with `broker/tests/fuzz_corpus.rs`,
+//! which replays the corpus and the regressions in `cargo test`; it only
+//! uses crates that `rivulet-broker` and its tests depend on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use rivulet_broker::connection::{handle_frame, CloseReason};
+use rivulet_broker::request_memory::Reservation;
+use rivulet_broker::{api, BrokerConfig, BrokerNode};
+use rivulet_protocol::request::{self, RequestError};
+use rivulet_protocol::request_bounds;
+use tokio::task::JoinHandle;
+
+/// The topic the seeds address.
+pub const TOPIC: &str = "fuzz";
+const TOPIC_PARTITIONS: i32 = 2;
+/// The group the seeds address.
+pub const GROUP: &str = "fuzz-group";
+/// Largest Fetch `max_wait_ms` handed to the broker.
+pub const FETCH_MAX_WAIT_MS: i32 = 1;
+/// A frame longer than this is not handled (the fuzzer never makes one
+/// anyway); the broker's own limit is `socket.request.max.bytes`.
+const MAX_FRAME: usize = 1 << 20;
+const PEER: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+    40_000,
+);
+
+/// How long one input may take before it is left running in the background:
+/// `RIVULET_FUZZ_BUDGET_MS`, 200 ms by default.
+pub fn budget() -> Duration {
+    static BUDGET: OnceLock<Duration> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let ms = std::env::var("RIVULET_FUZZ_BUDGET_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        Duration::from_millis(ms)
+    })
+}
+
+/// A broker in this process and the runtime it runs on.
+pub struct Harness {
+    runtime: tokio::runtime::Runtime,
+    node: BrokerNode,
+    /// Requests still running after their budget.
+    parked: Mutex<Vec<JoinHandle<Result<Option<BytesMut>, CloseReason>>>>,
+    runs: AtomicU64,
+    parked_total: AtomicU64,
+    _dir: tempfile::TempDir,
+}
+
+/// What handling one input came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Shorter than a request header: the connection refuses the size.
+    TooShort,
+    /// A response was written.
+    Response,
+    /// No response is due (produce with acks=0).
+    NoResponse,
+    /// The connection would be closed (unknown key, bad version, refused body).
+    Closed,
+    /// Still running after the budget; left in the background.
+    Parked,
+}
+
+impl Harness {
+    /// The process's harness, started on first use.
+    pub fn get() -> &'static Harness {
+        static HARNESS: OnceLock<Harness> = OnceLock::new();
+        HARNESS.get_or_init(Harness::start)
+    }
+
+    fn start() -> Harness {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fuzz-broker")
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::Builder::new()
+                .prefix("rivulet-fuzz-")
+                .tempdir_in(shm)
+        } else {
+            tempfile::Builder::new().prefix("rivulet-fuzz-").tempdir()
+        }
+        .expect("temp data dir");
+        let node = runtime.block_on(start_broker(dir.path()));
+        let harness = Harness {
+            runtime,
+            node,
+            parked: Mutex::new(Vec::new()),
+            runs: AtomicU64::new(0),
+            parked_total: AtomicU64::new(0),
+            _dir: dir,
+        };
+        harness.ensure_topic();
+        harness
+    }
+
+    /// Create the `fuzz` topic and write a few records to it, unless it is
+    /// there.
+    fn ensure_topic(&self) {
+        if self.node.broker.image().topic(TOPIC).is_some() {
+            return;
+        }
+        let create = frame(ApiKey::CreateTopics, 7, &create_topics());
+        let produce = frame(ApiKey::Produce, 9, &produce(1));
+        for f in [create, produce] {
+            let broker = self.node.broker.clone();
+            let _ = self.runtime.block_on(async move {
+                let mut reservation = Reservation::default();
+                handle_frame(Bytes::from(f), PEER, &broker, &mut reservation).await
+            });
+        }
+    }
+
+    /// Handle one input as a request frame; panics on a finding.
+    pub fn run(&self, data: &[u8]) -> Outcome {
+        // The connection refuses a size prefix outside 8..=limit before
+        // reading the frame.
+        if data.len() < 8 || data.len() > MAX_FRAME {
+            return Outcome::TooShort;
+        }
+        let runs = self.runs.fetch_add(1, Relaxed) + 1;
+        if runs % 1000 == 0 {
+            self.ensure_topic();
+        }
+        self.reap_parked();
+        let raw_key = i16::from_be_bytes([data[0], data[1]]);
+        let version = i16::from_be_bytes([data[2], data[3]]);
+        let correlation_id = i32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+        let mut frame = data.to_vec();
+        let served = ApiKey::try_from(raw_key)
+            .ok()
+            .filter(|key| api::supported(*key).is_some_and(|r| (r.min..=r.max).contains(&version)));
+        if let Some(key) = served {
+            check_layout(&frame, key, version);
+            clamp_waits(&mut frame, key, version);
+        }
+        let broker = self.node.broker.clone();
+        let frame = Bytes::from(frame);
+        let mut task = self.runtime.spawn(async move {
+            let mut reservation = Reservation::default();
+            handle_frame(frame, PEER, &broker, &mut reservation).await
+        });
+        let waited = self
+            .runtime
+            .block_on(async { tokio::time::timeout(budget(), &mut task).await });
+        let result = match waited {
+            Err(_) => {
+                // The request goes on in the background, as on a connection.
+                self.parked_total.fetch_add(1, Relaxed);
+                if let Ok(mut parked) = self.parked.lock() {
+                    parked.push(task);
+                }
+                return Outcome::Parked;
+            }
+            Ok(Err(e)) => match e.try_into_panic() {
+                Ok(payload) => std::panic::resume_unwind(payload),
+                Err(e) => panic!("request task failed: {e}"),
+            },
+            Ok(Ok(result)) => result,
+        };
+        match result {
+            Ok(Some(response)) => {
+                check_response(&response, correlation_id, raw_key, version);
+                Outcome::Response
+            }
+            Ok(None) => Outcome::NoResponse,
+            Err(e @ CloseReason::Encode { .. }) => {
+                panic!(
+                    "the broker cannot encode its answer ({e}); frame {}",
+                    hex(data)
+                )
+            }
+            Err(_) => Outcome::Closed,
+        }
+    }
+
+    /// Requests that outlived their budget; a finished one that panicked
+    /// is a finding.
+    fn reap_parked(&self) {
+        let Ok(mut parked) = self.parked.lock() else {
+            return;
+        };
+        let mut still = Vec::with_capacity(parked.len());
+        for handle in parked.drain(..) {
+            if handle.is_finished() {
+                if let Err(e) = self.runtime.block_on(handle) {
+                    if let Ok(payload) = e.try_into_panic() {
+                        std::panic::resume_unwind(payload);
+                    }
+                }
+            } else {
+                still.push(handle);
+            }
+        }
+        *parked = still;
+    }
+
+    /// Inputs handled and inputs left running after their budget.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.runs.load(Relaxed), self.parked_total.load(Relaxed))
+    }
+}
+
+async fn start_broker(dir: &std::path::Path) -> BrokerNode {
+    let mut last_error = None;
+    for _ in 0..5 {
+        let mut props = BTreeMap::new();
+        let mut set = |k: &str, v: String| {
+            props.insert(k.to_string(), v);
+        };
+        set("listeners", format!("127.0.0.1:{}", free_port()));
+        set("controller.listener", format!("127.0.0.1:{}", free_port()));
+        set("data.dir", dir.display().to_string());
+        set("broker.heartbeat.interval.ms", "200".into());
+        set("group.initial.rebalance.delay.ms", "0".into());
+        // Fuzzed topic names would otherwise each become a topic.
+        set("auto.create.topics.enable", "false".into());
+        // Small preallocated indexes: fuzzed CreateTopics make many logs.
+        set("log.index.size.max.bytes", "65536".into());
+        set("log.segment.bytes", "1048576".into());
+        set("socket.request.max.bytes", MAX_FRAME.to_string());
+        let config = BrokerConfig::from_props(&props).expect("fuzz broker config");
+        match BrokerNode::start(config).await {
+            Ok(node) => {
+                let b = node.broker.clone();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !b.image().is_live(b.node_id()) {
+                    assert!(Instant::now() < deadline, "fuzz broker never registered");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                return node;
+            }
+            // A free port can be taken before the broker binds it.
+            Err(e @ rivulet_broker::StartError::Bind { .. }) => last_error = Some(e),
+            Err(e) => panic!("fuzz broker did not start: {e}"),
+        }
+    }
+    panic!("fuzz broker did not start: {last_error:?}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The pre-pass and the decoder must walk the same layout: a
+/// `LayoutMismatch` is a bug in rivulet's request table.
+fn check_layout(frame: &[u8], key: ApiKey, version: i16) {
+    if let Err(e @ RequestError::LayoutMismatch { .. }) =
+        request::decode(Bytes::copy_from_slice(frame), key, version)
+    {
+        panic!("{e}; frame {}", hex(frame));
+    }
+}
+
+/// Clamp what would make the handler wait: a Fetch's `max_wait_ms`.
+fn clamp_waits(frame: &mut [u8], key: ApiKey, version: i16) {
+    if key != ApiKey::Fetch {
+        return;
+    }
+    let Ok(header_len) = request_bounds::check_header(frame, key.request_header_version(version))
+    else {
+        return;
+    };
+    // replica_id (i32) comes first up to v14; from v15 it is a tagged field.
+    let at = header_len + if version >= 15 { 0 } else { 4 };
+    if let Some(field) = frame.get_mut(at..at + 4) {
+        let wait = i32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+        field.copy_from_slice(&wait.min(FETCH_MAX_WAIT_MS).to_be_bytes());
+    }
+}
+
+fn check_response(response: &[u8], correlation_id: i32, key: i16, version: i16) {
+    assert!(
+        response.len() >= 8,
+        "response of {key} v{version} too short"
+    );
+    let size = i32::from_be_bytes([response[0], response[1], response[2], response[3]]);
+    assert_eq!(
+        usize::try_from(size).ok(),
+        Some(response.len() - 4),
+        "size prefix of the response to {key} v{version}"
+    );
+    let echoed = i32::from_be_bytes([response[4], response[5], response[6], response[7]]);
+    assert_eq!(
+        echoed, correlation_id,
+        "correlation id of the response to {key} v{version}"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The request header [`frame`] writes: v1/v2 as `key` at `version` takes,
+/// client id `fuzz`, correlation id 1.
+fn header(key: ApiKey, version: i16) -> BytesMut {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("fuzz")));
+    let mut buf = BytesMut::new();
+    // A header always encodes: every field is in every header version.
+    let _ = header.encode(&mut buf, key.request_header_version(version));
+    buf
+}
+
+/// A request frame (without size prefix): [`header`], then `body` encoded
+/// at `version`; empty if `body` cannot be said in that version.
+pub fn frame<R: Encodable>(key: ApiKey, version: i16, body: &R) -> Vec<u8> {
+    let mut buf = header(key, version);
+    match body.encode(&mut buf, version) {
+        Ok(()) => buf.to_vec(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// [`header`] followed by a raw body.
+fn frame_with_body(key: ApiKey, version: i16, body: &[u8]) -> Vec<u8> {
+    let mut f = header(key, version);
+    f.extend_from_slice(body);
+    f.to_vec()
+}
+
+pub use seeds::{create_topics, produce, seeds};
+
+/// Seed frames: a sample body for every API version served (from the
+/// pre-pass table, with and without tagged fields), and typed requests with
+/// real names, records and groups for the main APIs at every version served.
+mod seeds {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use rivulet_protocol::record_batch::Compression;
+    use rivulet_protocol::records::RecordBatchBuilder;
+
+    fn s(v: &'static str) -> StrBytes {
+        StrBytes::from_static_str(v)
+    }
+
+    fn topic() -> TopicName {
+        TopicName(s(TOPIC))
+    }
+
+    fn group() -> GroupId {
+        GroupId(s(GROUP))
+    }
+
+    pub fn create_topics() -> CreateTopicsRequest {
+        CreateTopicsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(topic())
+                .with_num_partitions(TOPIC_PARTITIONS)
+                .with_replication_factor(1)
+                .with_configs(vec![
+                    create_topics_request::CreatableTopicConfig::default()
+                        .with_name(s("cleanup.policy"))
+                        .with_value(Some(s("compact,delete"))),
+                ])])
+    }
+
+    pub fn produce(acks: i16) -> ProduceRequest {
+        let mut b = RecordBatchBuilder::new(Compression::Lz4);
+        b.push(1_000, Some(b"k"), Some(b"v"), &[("h", Some(b"x"))]);
+        b.push(1_001, Some(b"k"), None, &[]);
+        let batch = b.build().unwrap_or_default();
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(1_000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic())
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(batch))),
+                ])])
+    }
+
+    fn fetch() -> FetchRequest {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(topic())
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])])
+    }
+
+    fn metadata() -> MetadataRequest {
+        MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(topic())),
+        ]))
+    }
+
+    fn list_offsets() -> ListOffsetsRequest {
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(1_000),
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(1)
+                        .with_timestamp(-1),
+                ])])
+    }
+
+    fn join_group() -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(b"\0\x01\0\0\0\x01\0\x04fuzz"))])
+    }
+
+    fn sync_group() -> SyncGroupRequest {
+        SyncGroupRequest::default()
+            .with_group_id(group())
+            .with_generation_id(1)
+            .with_member_id(s("fuzz-member"))
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(s("fuzz-member"))
+                    .with_assignment(Bytes::from_static(b"\0\x01")),
+            ])
+    }
+
+    fn heartbeat() -> HeartbeatRequest {
+        HeartbeatRequest::default()
+            .with_group_id(group())
+            .with_generation_id(1)
+            .with_member_id(s("fuzz-member"))
+    }
+
+    fn offset_commit() -> OffsetCommitRequest {
+        OffsetCommitRequest::default()
+            .with_group_id(group())
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic())
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(1)
+                            .with_committed_metadata(Some(s("m"))),
+                    ]),
+            ])
+    }
+
+    fn offset_fetch(version: i16) -> OffsetFetchRequest {
+        if version >= 8 {
+            return OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(group())
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(topic())
+                            .with_partition_indexes(vec![0, 1]),
+                    ])),
+            ]);
+        }
+        OffsetFetchRequest::default()
+            .with_group_id(group())
+            .with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(topic())
+                    .with_partition_indexes(vec![0, 1]),
+            ]))
+    }
+
+    fn find_coordinator(version: i16) -> FindCoordinatorRequest {
+        let r = FindCoordinatorRequest::default();
+        if version >= 4 {
+            r.with_coordinator_keys(vec![s(GROUP)])
+        } else {
+            r.with_key(s(GROUP))
+        }
+    }
+
+    fn describe_configs(_version: i16) -> DescribeConfigsRequest {
+        DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(TOPIC)),
+        ])
+    }
+
+    fn init_producer_id(_version: i16) -> InitProducerIdRequest {
+        InitProducerIdRequest::default()
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    }
+
+    fn add<R: Encodable>(
+        out: &mut Vec<(String, Vec<u8>)>,
+        key: ApiKey,
+        name: &str,
+        body: impl Fn(i16) -> R,
+        every_version: bool,
+    ) {
+        let Some(range) = api::supported(key) else {
+            return;
+        };
+        let versions: Vec<i16> = if every_version {
+            (range.min..=range.max).collect()
+        } else {
+            vec![range.max]
+        };
+        for v in versions {
+            let f = frame(key, v, &body(v));
+            if !f.is_empty() {
+                out.push((format!("typed-{key:?}-{name}-v{v}"), f));
+            }
+        }
+    }
+
+    pub fn seeds() -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (key, min, max) in api::SUPPORTED {
+            for v in *min..=*max {
+                let plain = request_bounds::sample::sample(*key as i16, v, false);
+                let tagged = request_bounds::sample::sample(*key as i16, v, true);
+                if let Some(p) = &plain {
+                    out.push((
+                        format!("sample-{key:?}-v{v}"),
+                        frame_with_body(*key, v, &p.body),
+                    ));
+                }
+                if let (Some(p), Some(t)) = (&plain, &tagged) {
+                    if p.body != t.body {
+                        out.push((
+                            format!("sample-{key:?}-v{v}-tagged"),
+                            frame_with_body(*key, v, &t.body),
+                        ));
+                    }
+                }
+            }
+        }
+        add(&mut out, ApiKey::Produce, "acks1", |_| produce(1), true);
+        add(
+            &mut out,
+            ApiKey::Produce,
+            "acks-all",
+            |_| produce(-1),
+            false,
+        );
+        add(&mut out, ApiKey::Produce, "acks0", |_| produce(0), false);
+        add(&mut out, ApiKey::Fetch, "p0", |_| fetch(), true);
+        add(&mut out, ApiKey::Metadata, "fuzz", |_| metadata(), true);
+        add(
+            &mut out,
+            ApiKey::ListOffsets,
+            "p0p1",
+            |_| list_offsets(),
+            true,
+        );
+        add(
+            &mut out,
+            ApiKey::CreateTopics,
+            "fuzz",
+            |_| create_topics(),
+            true,
+        );
+        add(&mut out, ApiKey::JoinGroup, "new", |_| join_group(), true);
+        add(
+            &mut out,
+            ApiKey::SyncGroup,
+            "member",
+            |_| sync_group(),
+            true,
+        );
+        add(&mut out, ApiKey::Heartbeat, "member", |_| heartbeat(), true);
+        add(
+            &mut out,
+            ApiKey::OffsetCommit,
+            "p0",
+            |_| offset_commit(),
+            true,
+        );
+        add(&mut out, ApiKey::OffsetFetch, "p0p1", offset_fetch, true);
+        add(
+            &mut out,
+            ApiKey::FindCoordinator,
+            "group",
+            find_coordinator,
+            true,
+        );
+        add(
+            &mut out,
+            ApiKey::DescribeConfigs,
+            "topic",
+            describe_configs,
+            true,
+        );
+        add(
+            &mut out,
+            ApiKey::InitProducerId,
+            "idempotent",
+            init_producer_id,
+            true,
+        );
+        out
+    }
+}

@@ -1,0 +1,127 @@
+//! The `records` fuzz target's seeds, committed corpus (fuzz/corpus/records)
+//! and regressions (fuzz/regressions/records), replayed on stable through
+//! the harness the fuzz target runs (fuzz/src/records.rs): the record-batch
+//! view, the record codec and every compression codec, with the same checks
+//! — among them that a decompression bomb is refused with the heap grown by
+//! about twice the limit at most, measured by the harness's counting
+//! allocator installed here as in the fuzz target.
+//!
+//! `cargo test -p rivulet-protocol --test fuzz_corpus -- --ignored` rewrites
+//! the committed seeds (scripts/fuzz.sh seeds).
+
+#[path = "../../fuzz/src/records.rs"]
+mod records;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[global_allocator]
+static ALLOC: records::meter::Meter = records::meter::Meter;
+
+/// The meter counts every thread's allocations: the tests take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+/// Every file under fuzz/<kind>/records, in name order.
+fn files(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = fuzz_dir().join(kind).join("records");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let data = std::fs::read(&p).unwrap();
+            (p, data)
+        })
+        .collect()
+}
+
+#[test]
+fn records_corpus_and_regressions_run_clean() {
+    let _turn = serial();
+    let corpus = files("corpus");
+    assert!(
+        corpus.len() >= 20,
+        "fuzz/corpus/records holds {} seeds; run scripts/fuzz.sh seeds",
+        corpus.len()
+    );
+    for (name, data) in records::seeds() {
+        eprintln!("seed {name}");
+        records::run(&data);
+    }
+    for (path, data) in corpus.iter().chain(&files("regressions")) {
+        eprintln!("{}", path.display());
+        records::run(data);
+    }
+    assert!(
+        records::meter::installed(),
+        "the heap meter measured nothing"
+    );
+}
+
+#[test]
+fn the_heap_meter_sees_an_allocation() {
+    let _turn = serial();
+    let (v, heap) = records::meter::measure(|| vec![1u8; 1 << 20]);
+    assert_eq!(v.len(), 1 << 20);
+    assert!(heap >= 1 << 20, "measured {heap} bytes");
+}
+
+/// The decompression-bomb rule, for every codec: 8 MiB of zeros, a few KiB
+/// compressed, refused at a 1 MiB limit without growing the heap past the
+/// harness's bound (about twice the limit), i.e. without inflating it all.
+#[test]
+fn bombs_are_refused_without_inflating_them() {
+    use rivulet_protocol::{compression, Compression, RecordError};
+    const LIMIT: usize = 1 << 20;
+    let _turn = serial();
+    let zeros = vec![0u8; 8 << 20];
+    for codec in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let bomb = compression::compress(codec, &zeros).unwrap();
+        let (result, heap) =
+            records::meter::measure(|| compression::decompress(codec, &bomb, LIMIT));
+        assert!(
+            matches!(result, Err(RecordError::TooLarge { limit: LIMIT })),
+            "{codec:?}: {result:?}"
+        );
+        assert!(
+            heap <= records::max_decompress_heap(LIMIT, bomb.len()),
+            "{codec:?}: a {} byte bomb grew the heap by {heap} bytes",
+            bomb.len()
+        );
+    }
+}
+
+#[test]
+#[ignore = "rewrites fuzz/corpus/records (scripts/fuzz.sh seeds)"]
+fn write_records_seeds() {
+    let dir = fuzz_dir().join("corpus").join("records");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let seeds = records::seeds();
+    for (name, data) in &seeds {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    let total: usize = seeds.iter().map(|(_, d)| d.len()).sum();
+    eprintln!("{} seeds, {total} bytes in {}", seeds.len(), dir.display());
+}
