@@ -4,25 +4,23 @@
 //! controllers (endpoint type 2, KIP-919) is MISMATCHED_ENDPOINT_TYPE and
 //! any other type UNSUPPORTED_ENDPOINT_TYPE, as a Kafka broker answers.
 //!
-//! Authorized operations are INT32_MIN unless asked for; when asked, every
-//! cluster operation is allowed, as there is no authorizer.
+//! Authorized operations are INT32_MIN unless asked for; when asked, those
+//! of [`super::authorized_operations`] for the cluster.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::ResponseError as E;
 
-use super::{sb, AUTHORIZED_OPERATIONS_OMITTED};
+use super::authorized_operations::{self, Resource};
+use super::sb;
 use crate::broker::Broker;
 
 /// `EndpointType` codes of KIP-919.
 pub const ENDPOINT_BROKER: i8 = 1;
 pub const ENDPOINT_CONTROLLER: i8 = 2;
 
-/// Bits (`1 << AclOperation`) of the operations Kafka defines on the
-/// cluster resource: ALTER 7, CREATE 5, DESCRIBE 8, CLUSTER_ACTION 9,
-/// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
-pub const CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+/// Every operation on the cluster resource, as returned when asked.
+pub use super::authorized_operations::CLUSTER_OPERATIONS;
 
 pub fn handle(b: &Broker, req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
@@ -75,9 +73,8 @@ pub fn handle(b: &Broker, req: DescribeClusterRequest, _version: i16) -> Describ
                 .unwrap_or(-1),
         ))
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-            CLUSTER_OPERATIONS
-        } else {
-            AUTHORIZED_OPERATIONS_OMITTED
-        })
+        .with_cluster_authorized_operations(authorized_operations::if_asked(
+            req.include_cluster_authorized_operations,
+            Resource::Cluster,
+        ))
 }

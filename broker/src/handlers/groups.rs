@@ -3,7 +3,9 @@
 //! from the group coordinator. Each handler only maps wire types; the rules
 //! live in `group::state`. As in Kafka's `validateGroupStatus`, the APIs of
 //! group membership refuse an empty group id with INVALID_GROUP_ID (offset
-//! and admin APIs accept it).
+//! and admin APIs accept it). DescribeGroups (v3+) reports a group's
+//! authorized operations when asked and the group has no error, as Kafka's
+//! `handleDescribeGroupsRequest`; INT32_MIN otherwise.
 
 use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -15,7 +17,8 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError as E;
 
-use super::{sb, AUTHORIZED_OPERATIONS_OMITTED};
+use super::authorized_operations::{self, Resource, OMITTED};
+use super::sb;
 use crate::broker::Broker;
 use crate::group::types::{JoinRequest, SyncRequest};
 
@@ -236,7 +239,8 @@ pub async fn describe_groups(
         let described = match b.groups.describe(b, &g).await {
             Err(code) => DescribedGroup::default()
                 .with_group_id(g)
-                .with_error_code(code),
+                .with_error_code(code)
+                .with_authorized_operations(OMITTED),
             Ok(s) => {
                 let protocol = s.protocol_name.clone().unwrap_or_default();
                 let members = s
@@ -258,7 +262,12 @@ pub async fn describe_groups(
                             .with_member_assignment(Bytes::from(m.assignment.clone()))
                     })
                     .collect();
+                let ops = authorized_operations::if_asked(
+                    req.include_authorized_operations,
+                    Resource::Group(&g),
+                );
                 DescribedGroup::default()
+                    .with_authorized_operations(ops)
                     .with_group_id(g)
                     .with_group_state(sb(s.state.as_str()))
                     .with_protocol_type(sb(s.protocol_type.unwrap_or_default()))
@@ -266,7 +275,7 @@ pub async fn describe_groups(
                     .with_members(members)
             }
         };
-        out.push(described.with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED));
+        out.push(described);
     }
     DescribeGroupsResponse::default().with_groups(out)
 }

@@ -2,6 +2,12 @@
 //! each partition's leader, leader epoch, replicas, ISR and offline
 //! replicas. Unknown topics are created when `auto.create.topics.enable`
 //! (Kafka's default) and the client allows it.
+//!
+//! Authorized operations (v8+: per topic, and for the cluster up to v10,
+//! where the field left the schema) are INT32_MIN unless asked for; when
+//! asked, those of [`super::authorized_operations`]. As in Kafka, every
+//! topic requested by name carries them, an unknown one too; a topic id
+//! that is unknown does not.
 
 use std::time::Duration;
 
@@ -16,7 +22,8 @@ use rivulet_controller::{
 use rivulet_storage::validate_topic_name;
 use uuid::Uuid;
 
-use super::{sb, tn, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS_ALL, TOPIC_OPERATIONS_ALL};
+use super::authorized_operations::{self, Resource, OMITTED};
+use super::{sb, tn};
 use crate::broker::Broker;
 
 /// How long a Metadata request waits for a topic it auto-created.
@@ -42,17 +49,18 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
         ),
     };
     let allow_create = version < 4 || req.allow_auto_topic_creation;
-    // Without ACLs every operation is allowed; report that only when asked.
-    let topic_ops = if req.include_topic_authorized_operations {
-        TOPIC_OPERATIONS_ALL
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
+    // Both flags exist from v8 only (the cluster one up to v10): earlier
+    // versions decode them as false.
+    let topic_ops = |name: &str| {
+        authorized_operations::if_asked(
+            req.include_topic_authorized_operations,
+            Resource::Topic(name),
+        )
     };
-    let cluster_ops = if req.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS_ALL
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
-    };
+    let cluster_ops = authorized_operations::if_asked(
+        req.include_cluster_authorized_operations,
+        Resource::Cluster,
+    );
     let mut image = b.image();
     if let (Some(list), true) = (&wanted, allow_create && b.config.auto_create_topics) {
         let mut created = Vec::new();
@@ -78,13 +86,13 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
         None => image
             .topics
             .values()
-            .map(|t| topic_entry(&image, t, topic_ops))
+            .map(|t| topic_entry(&image, t, topic_ops(&t.name)))
             .collect(),
         Some(list) => list
             .into_iter()
             .map(|w| match w {
                 Wanted::Name(name) => match image.topic(&name) {
-                    Some(t) => topic_entry(&image, t, topic_ops),
+                    Some(t) => topic_entry(&image, t, topic_ops(&t.name)),
                     None => MetadataResponseTopic::default()
                         .with_name(Some(tn(name.clone())))
                         .with_error_code(if validate_topic_name(&name).is_ok() {
@@ -92,14 +100,14 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
                         } else {
                             E::InvalidTopicException.code()
                         })
-                        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                        .with_topic_authorized_operations(topic_ops(&name)),
                 },
                 Wanted::Id(id) => match image.topics.get(&id) {
-                    Some(t) => topic_entry(&image, t, topic_ops),
+                    Some(t) => topic_entry(&image, t, topic_ops(&t.name)),
                     None => MetadataResponseTopic::default()
                         .with_topic_id(id)
                         .with_error_code(E::UnknownTopicId.code())
-                        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                        .with_topic_authorized_operations(OMITTED),
                 },
             })
             .collect(),

@@ -3,6 +3,7 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod authorized_operations;
 pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;
@@ -32,18 +33,3 @@ pub fn sb(s: impl Into<String>) -> StrBytes {
 pub fn tn(s: impl Into<String>) -> TopicName {
     TopicName(sb(s))
 }
-
-/// Kafka's "authorized operations not requested" marker (INT32_MIN): setting
-/// other bits crashes kafka-python's parser.
-pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-
-/// Topic operations a client may perform while there are no ACLs: READ,
-/// WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS
-/// (bits 3..=8, 10, 11 of Kafka's `AclOperation` codes).
-pub const TOPIC_OPERATIONS_ALL: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-
-/// Cluster operations allowed without ACLs: CREATE, ALTER, DESCRIBE,
-/// CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-pub const CLUSTER_OPERATIONS_ALL: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
