@@ -1,5 +1,6 @@
-//! Other clients than librdkafka-via-Rust: a scripted kcat check and two
-//! kafka-python checks, the second a consumer group (all installed by
+//! Other clients than librdkafka-via-Rust: a scripted kcat check and three
+//! kafka-python checks, the second a consumer group, the third its admin
+//! client describing and deleting a group (all installed by
 //! `scripts/ci-setup.sh`, which `.ci/run` calls). Outside CI a missing tool
 //! skips its check with a warning; under CI (`CI` set) a missing tool fails
 //! the test.
@@ -86,4 +87,22 @@ async fn kafka_python_group_splits_partitions_and_resumes_at_commits() {
         "{out}"
     );
     assert!(out.contains("resumed with exactly 10 new"), "{out}");
+}
+
+/// kafka-python's admin client always asks DescribeGroups v3 and Metadata
+/// v8 for authorized operations and raises on INT32_MIN there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_admin_describes_and_deletes_groups() {
+    if !tool_available(PYTHON) {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/kafka_python_admin_groups_check.py"
+    );
+    let out = run_against_broker(PYTHON, script, &["py-admin-topic", "py-admin-group"]).await;
+    assert!(
+        out.contains("kafka-python admin groups ok: described ['DELETE', 'DESCRIBE', 'READ']"),
+        "{out}"
+    );
 }
