@@ -1,7 +1,7 @@
 //! Bad input for the group coordinator over raw protocol requests: unknown
 //! groups and members, stale generations, invalid JoinGroups, oversized
 //! member metadata, opaque and odd leader assignments, oversized commit
-//! metadata. Each case checks the exact Kafka error code, that nothing was
+//! metadata, commits to unknown topics or partitions. Each case checks the exact Kafka error code, that nothing was
 //! created by a refused request, and that the coordinator is unharmed: the
 //! group under test still heartbeats, commits and hands over to an rdkafka
 //! consumer, and an rdkafka consumer in a fresh group joins and consumes.
@@ -33,6 +33,7 @@ use rdkafka::message::Message;
 
 // Kafka error codes (`org.apache.kafka.common.protocol.Errors`).
 const NONE: i16 = 0;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 const ILLEGAL_GENERATION: i16 = 22;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
@@ -495,6 +496,8 @@ async fn stale_generation_is_illegal_generation() {
     }
     // Every partition gets the group-level error, the one with oversized
     // metadata too (Kafka checks metadata only once the commit is allowed).
+    // Both partitions exist: an unknown one is refused before the group.
+    create_topic(&bs, "other", 4, &[]).await;
     let big = "x".repeat(COMMIT_METADATA_LIMIT + 1);
     let commits = [(ALIVE, 0, 2, None), ("other", 3, 2, Some(big))];
     for stale in [gen - 1, gen + 1] {
@@ -782,5 +785,52 @@ async fn oversized_commit_metadata_fails_only_its_partition() {
     assert_eq!(codes, vec![OFFSET_METADATA_TOO_LARGE, NONE]);
     let got = committed(&bs, simple, "meta", &[0, 1]).await;
     assert_eq!((got[&0].0, got[&1].0), (-1, 9));
+    group_still_works(&bs, g, &[m]).await;
+}
+
+/// Kafka's `handleOffsetCommitRequest` checks the metadata image before the
+/// coordinator: a missing topic or a partition beyond the topic's count is
+/// UNKNOWN_TOPIC_OR_PARTITION and not stored, and a request with nothing
+/// else never reaches the coordinator (no group error, no group created).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_to_unknown_topics_or_partitions_are_not_stored() {
+    let (_dir, _broker, bs) = start().await;
+    let (g, missing) = ("g-commit-unknown", "no-such-topic");
+    let m = stable_member(&bs, g).await;
+    let commits = [
+        (ALIVE, 0, 2, None),
+        (ALIVE, 1, 3, None),
+        (missing, 0, 4, None),
+    ];
+    let codes = commit(&bs, g, &m.member_id, m.generation, &commits).await;
+    let codes: Vec<i16> = codes.into_iter().map(|(_, c)| c).collect();
+    let unknown = UNKNOWN_TOPIC_OR_PARTITION;
+    assert_eq!(codes, vec![NONE, unknown, unknown]);
+    let got = committed(&bs, g, ALIVE, &[0, 1]).await;
+    assert_eq!((got[&0].0, got[&1].0), (2, -1));
+    assert_eq!(committed(&bs, g, missing, &[0]).await[&0].0, -1);
+
+    // Only unknown partitions: not even a stale generation is looked at.
+    let stale = commit(
+        &bs,
+        g,
+        &m.member_id,
+        m.generation + 1,
+        &[(missing, 0, 5, None)],
+    )
+    .await;
+    assert_eq!(stale[0].1, unknown);
+    let simple = "g-simple-unknown";
+    let codes = commit(
+        &bs,
+        simple,
+        "",
+        -1,
+        &[(missing, 1, 6, None), (ALIVE, 9, 6, None)],
+    )
+    .await;
+    assert_eq!((codes[0].1, codes[1].1), (unknown, unknown));
+    assert_no_group(&bs, simple).await;
+    assert_eq!(committed(&bs, simple, missing, &[1]).await[&1].0, -1);
     group_still_works(&bs, g, &[m]).await;
 }
