@@ -1,10 +1,11 @@
 //! Bad input for the group coordinator over raw protocol requests: unknown
 //! groups and members, stale generations, invalid JoinGroups, oversized
 //! member metadata, opaque and odd leader assignments, oversized commit
-//! metadata, commits to unknown topics or partitions. Each case checks the exact Kafka error code, that nothing was
-//! created by a refused request, and that the coordinator is unharmed: the
-//! group under test still heartbeats, commits and hands over to an rdkafka
-//! consumer, and an rdkafka consumer in a fresh group joins and consumes.
+//! metadata, commits to unknown topics or partitions. Each case checks the
+//! exact Kafka error code, that nothing was created by a refused request,
+//! and that the coordinator is unharmed: the group under test still
+//! heartbeats, commits and hands over to an rdkafka consumer, and an
+//! rdkafka consumer in a fresh group joins and consumes.
 //!
 //! The codes are those of Kafka 3.x's classic group coordinator
 //! (`core/src/main/scala/kafka/coordinator/group/GroupCoordinator.scala`);
