@@ -9,6 +9,7 @@
 //!   publishes it, and takes/installs snapshots.
 //! - [`network`]: Raft RPCs over the controller TCP listener.
 
+mod log_recovery;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
