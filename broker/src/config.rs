@@ -81,6 +81,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("num.recovery.threads", "2"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.enable", "true"),
+    ("log.dir.free.space.warn.bytes", "1073741824"),
+    ("log.dir.free.space.check.interval.ms", "10000"),
     ("offsets.topic.num.partitions", "10"),
     ("offsets.topic.replication.factor", "3"),
     ("offsets.retention.minutes", "10080"),
@@ -287,6 +289,18 @@ impl BrokerConfig {
                 i64::MAX / 2,
             )?,
             cleaner_enabled: boolean("log.cleaner.enable", &get("log.cleaner.enable"))?,
+            free_space_warn_bytes: int(
+                "log.dir.free.space.warn.bytes",
+                &get("log.dir.free.space.warn.bytes"),
+                0,
+                u64::MAX / 2,
+            )?,
+            free_space_check_interval_ms: int(
+                "log.dir.free.space.check.interval.ms",
+                &get("log.dir.free.space.check.interval.ms"),
+                100,
+                i64::MAX / 2,
+            )?,
             ..StorageConfig::default()
         };
         let socket_request_max_bytes: usize = int(
@@ -456,6 +470,22 @@ mod tests {
         assert_eq!(c.listener, "127.0.0.1:9999");
         assert_eq!(c.storage.log_defaults.retention_ms, 1000);
         assert_eq!(c.num_partitions, 4);
+    }
+
+    #[test]
+    fn free_space_warning_threshold_is_bytes_and_zero_turns_it_off() {
+        let c = BrokerConfig::from_props(&BTreeMap::new()).unwrap();
+        assert_eq!(c.storage.free_space_warn_bytes, 1 << 30);
+        assert_eq!(c.storage.free_space_check_interval_ms, 10_000);
+        let c =
+            BrokerConfig::from_props(&props(&[("log.dir.free.space.warn.bytes", "0")])).unwrap();
+        assert_eq!(c.storage.free_space_warn_bytes, 0);
+        let e = BrokerConfig::from_props(&props(&[("log.dir.free.space.warn.bytes", "-1")]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("log.dir.free.space.warn.bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -327,6 +327,11 @@ pub struct StorageConfig {
     pub checkpoint_interval_ms: i64,
     /// Largest decompressed batch the cleaner and timestamp lookups will expand.
     pub max_decompressed_batch_bytes: usize,
+    /// `log.dir.free.space.warn.bytes`: warn while the data dir's filesystem
+    /// has less free space than this (0: never).
+    pub free_space_warn_bytes: u64,
+    /// `log.dir.free.space.check.interval.ms`: how often free space is checked.
+    pub free_space_check_interval_ms: i64,
 }
 
 impl Default for StorageConfig {
@@ -340,6 +345,8 @@ impl Default for StorageConfig {
             cleaner_backoff_ms: 15_000,
             checkpoint_interval_ms: 60_000,
             max_decompressed_batch_bytes: 64 * 1024 * 1024,
+            free_space_warn_bytes: 1 << 30,
+            free_space_check_interval_ms: 10_000,
         }
     }
 }

@@ -4,8 +4,9 @@
 //! `.log` files of record batches kept byte-for-byte as producers sent them,
 //! with sparse memory-mapped [`OffsetIndex`] and [`TimeIndex`] files — plus
 //! crash recovery, retention, compaction ([`LogCleaner`]), group-commit
-//! durability ([`FlushTracker`]), Kafka-format checkpoint files and the
-//! [`LogManager`] that holds all logs of a data directory.
+//! durability ([`FlushTracker`]), Kafka-format checkpoint files, the
+//! [`LogManager`] that holds all logs of a data directory, and the free-space
+//! checks of its filesystem ([`disk`]).
 //!
 //! It does not know about sockets, Raft or replication: callers decide who
 //! leads a partition, what the high watermark is and when to acknowledge.
@@ -13,6 +14,7 @@
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod disk;
 pub mod durability;
 pub mod error;
 mod index_file;

@@ -7,8 +7,9 @@
 //! `replication-offset-checkpoint` (high watermarks) and
 //! `cleaner-offset-checkpoint`. It creates and deletes logs, and a
 //! background thread applies retention, compaction, interval flushes and
-//! checkpoints. [`LogManager::shutdown`] flushes and closes every log,
-//! writes the checkpoints and the clean-shutdown marker.
+//! checkpoints, and warns when the filesystem's free space runs low.
+//! [`LogManager::shutdown`] flushes and closes every log, writes the
+//! checkpoints and the clean-shutdown marker.
 //!
 //! Each log sits behind its own mutex: there is no lock shared by two
 //! partitions on any append or read path (the map lock is held only to clone
@@ -28,6 +29,7 @@ use tracing::{error, info, warn};
 use crate::checkpoint::{sync_dir, write_atomically, OffsetCheckpointFile};
 use crate::clock::Clock;
 use crate::config::{FlushPolicy, LogConfig, StorageConfig};
+use crate::disk::{self, FreeSpaceVerdict, FreeSpaceWarning};
 use crate::error::{IoContext, Result, StorageError};
 use crate::log_cleaner::{CleanerStats, LogCleaner};
 use crate::partition_log::{LogOpenOptions, PartitionLog, RetentionResult};
@@ -45,6 +47,8 @@ const METADATA_TOPIC: &str = "__cluster_metadata";
 const DELETE_SUFFIX: &str = "-delete";
 /// Default memory budget of the cleaner's key map.
 const CLEANER_MAP_BYTES: usize = 128 * 1024 * 1024;
+/// While free space stays low, the warning repeats this often.
+const FREE_SPACE_WARN_REPEAT_MS: i64 = 60_000;
 
 pub type SharedLog = Arc<Mutex<PartitionLog>>;
 
@@ -362,15 +366,47 @@ impl LogManager {
         }
     }
 
+    /// One free-space check of the data dir's filesystem: warn when it is
+    /// below `log.dir.free.space.warn.bytes` (see [`FreeSpaceWarning`]).
+    fn check_free_space(&self, warning: &mut FreeSpaceWarning) {
+        let space = match disk::space(&self.data_dir) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot check free space");
+                return;
+            }
+        };
+        match warning.check(self.clock.now_ms(), space) {
+            Some(FreeSpaceVerdict::Low(s)) => warn!(
+                data_dir = %self.data_dir.display(),
+                available_bytes = s.available,
+                total_bytes = s.total,
+                threshold_bytes = self.config.free_space_warn_bytes,
+                "free space on the data dir's filesystem is below log.dir.free.space.warn.bytes; \
+                 once it runs out, produce requests fail with KAFKA_STORAGE_ERROR"
+            ),
+            Some(FreeSpaceVerdict::Recovered(s)) => info!(
+                data_dir = %self.data_dir.display(),
+                available_bytes = s.available,
+                "free space on the data dir's filesystem is above log.dir.free.space.warn.bytes again"
+            ),
+            None => {}
+        }
+    }
+
     /// Start the background thread: interval flushes every 100 ms,
-    /// retention, cleaning and checkpoints at their configured intervals.
+    /// retention, cleaning, checkpoints and free-space checks at their
+    /// configured intervals.
     pub fn start_background(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
         let tick = Duration::from_millis(100);
+        let mut warning =
+            FreeSpaceWarning::new(self.config.free_space_warn_bytes, FREE_SPACE_WARN_REPEAT_MS);
         let handle = std::thread::Builder::new()
             .name("log-manager".into())
             .spawn(move || {
                 let (mut last_retention, mut last_clean, mut last_cp) = (0i64, 0i64, 0i64);
+                let mut last_space_check = i64::MIN / 2;
                 loop {
                     let Some(m) = me.upgrade() else { return };
                     {
@@ -393,6 +429,10 @@ impl LogManager {
                         if let Err(e) = m.run_cleaner(false) {
                             error!(error = %e, "cleaner pass failed");
                         }
+                    }
+                    if now - last_space_check >= m.config.free_space_check_interval_ms {
+                        last_space_check = now;
+                        m.check_free_space(&mut warning);
                     }
                     if now - last_cp >= m.config.checkpoint_interval_ms {
                         last_cp = now;
