@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rivulet_controller::{
     parse_voters, ControllerNode, ControllerRequest, ControllerResponse, Listener, MetadataImage,
-    QuorumConfig,
+    QuorumConfig, QuorumHealth,
 };
 use rivulet_storage::{LogManager, SystemClock};
 use thiserror::Error;
@@ -315,6 +315,21 @@ impl BrokerNode {
         })
     }
 
+    /// Resolves when this node can no longer run and must shut down: its
+    /// metadata quorum member stopped on a storage failure other than a
+    /// full disk (after a full disk it restarts by itself). The reason.
+    pub async fn failed(&self) -> String {
+        let mut health = self.broker.controller.health();
+        loop {
+            if let QuorumHealth::Failed { reason } = &*health.borrow_and_update() {
+                return format!("the metadata quorum failed: {reason}");
+            }
+            if health.changed().await.is_err() {
+                return "the metadata quorum is gone".to_string();
+            }
+        }
+    }
+
     /// Controlled shutdown: leave the cluster, stop serving, flush and
     /// checkpoint every log.
     pub async fn shutdown(self) -> Result<(), rivulet_storage::StorageError> {
@@ -399,6 +414,8 @@ async fn register_and_heartbeat(broker: Arc<Broker>, mut stop: watch::Receiver<b
     }];
     let interval = Duration::from_millis(broker.config.heartbeat_interval_ms);
     let mut registered = false;
+    // While the quorum is down every heartbeat fails: say so every 10 s.
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         let req = if registered {
             ControllerRequest::BrokerHeartbeat {
@@ -428,7 +445,12 @@ async fn register_and_heartbeat(broker: Arc<Broker>, mut stop: watch::Receiver<b
             }
             Ok(ControllerResponse::StaleBrokerEpoch) => registered = false,
             Ok(other) => warn!(response = ?other, "controller refused heartbeat"),
-            Err(e) => warn!(error = %e, "no active controller yet"),
+            Err(e) => {
+                if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                    warned = Some(std::time::Instant::now());
+                    warn!(error = %e, "no active controller");
+                }
+            }
         }
         let wait = if registered {
             interval

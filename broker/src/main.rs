@@ -127,10 +127,22 @@ fn run_broker(top: BrokerArgs, sub: BrokerArgs, bootstrap_given: bool) -> anyhow
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
         let node = BrokerNode::start(config).await?;
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        let failure = tokio::select! {
+            () = wait_for_signal() => None,
+            reason = node.failed() => Some(reason),
+        };
+        match &failure {
+            None => tracing::info!("shutting down"),
+            // As Kafka when its metadata log dir fails: stop cleanly (logs
+            // flushed, checkpoints written) so that replicas take over, and
+            // exit non-zero for a supervisor to notice.
+            Some(reason) => tracing::error!("shutting down: {reason}"),
+        }
         node.shutdown().await?;
-        Ok(())
+        match failure {
+            None => Ok(()),
+            Some(reason) => Err(anyhow::anyhow!("stopped: {reason}")),
+        }
     })
 }
 

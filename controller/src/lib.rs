@@ -16,9 +16,11 @@ pub mod node;
 pub mod raft;
 pub mod records;
 pub mod service;
+pub mod supervisor;
 
 pub use image::{ApplyError, BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use logic::{BrokerHeartbeats, ControllerError};
 pub use node::{parse_voters, ControllerNode, QuorumConfig, QuorumError, Voter};
 pub use records::{ConfigResource, Listener, MetadataRecord, NO_LEADER};
 pub use service::{ControllerRequest, ControllerResponse};
+pub use supervisor::QuorumHealth;

@@ -448,6 +448,12 @@ impl BrokerHeartbeats {
         self.last_seen.remove(&node_id);
     }
 
+    /// Start every session afresh (this node became the active controller
+    /// again: what it saw before is stale).
+    pub fn reset(&mut self) {
+        self.last_seen.clear();
+    }
+
     /// Unfenced brokers whose session expired; a broker never seen by this
     /// controller gets a full session from `now` first.
     pub fn expired(&mut self, image: &MetadataImage, now_ms: i64) -> Vec<i32> {

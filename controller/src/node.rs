@@ -2,7 +2,10 @@
 //! durable log and state machine, the controller listener, and the periodic
 //! duties of the active controller (session expiry, leader rebalancing).
 //!
-//! A single node is a one-voter quorum started the same way.
+//! A single node is a one-voter quorum started the same way. The Raft
+//! instance is watched ([`crate::supervisor`]): after a full disk stopped
+//! it, it restarts once there is room; any other storage failure makes the
+//! node [`QuorumHealth::Failed`], for the broker to shut down.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,11 +21,11 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::image::MetadataImage;
-use crate::raft::log_store::LogStore;
-use crate::raft::network::{serve, NetworkFactory, PeerClient, Raft, RpcRequest, RpcResponse};
+use crate::raft::network::{serve, PeerClient, RaftSlot, RpcRequest, RpcResponse};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::VoterNode;
 use crate::service::{ControllerRequest, ControllerResponse, ControllerService};
+use crate::supervisor::{self, QuorumHealth, RaftFactory};
 
 /// Directory of the metadata log under a node's data dir (Kafka's name).
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
@@ -43,6 +46,8 @@ pub enum QuorumError {
     Raft(String),
     #[error("no active controller answered within {0:?}")]
     Timeout(Duration),
+    #[error("the metadata quorum is not running on this node: {0}")]
+    Unavailable(String),
 }
 
 /// One voter: `id@host:port`.
@@ -130,10 +135,12 @@ impl QuorumConfig {
 
 pub struct ControllerNode {
     id: u64,
-    raft: Raft,
+    raft: RaftSlot,
     sm: StateMachine,
     service: Arc<ControllerService>,
+    health: watch::Receiver<QuorumHealth>,
     shutdown: watch::Sender<bool>,
+    supervisor: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     addr: String,
 }
@@ -154,7 +161,6 @@ impl ControllerNode {
     pub async fn start(cfg: QuorumConfig) -> Result<Self, QuorumError> {
         let addr = cfg.own_addr()?;
         let dir = cfg.data_dir.join(METADATA_DIR);
-        let log = LogStore::open(&dir).map_err(|e| QuorumError::Storage(e.to_string()))?;
         let (sm, _rx) =
             StateMachine::open(&dir).map_err(|e| QuorumError::Storage(e.to_string()))?;
         let listener = TcpListener::bind(&addr)
@@ -174,25 +180,32 @@ impl ControllerNode {
         }
         .validate()
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        let raft = Raft::new(
-            cfg.node_id,
-            Arc::new(config),
-            NetworkFactory,
-            log,
-            sm.clone(),
-        )
-        .await
-        .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let factory = RaftFactory {
+            node_id: cfg.node_id,
+            dir,
+            config: Arc::new(config),
+            sm: sm.clone(),
+        };
+        let (raft, log) = factory.open().await.map_err(|e| e.error)?;
+        let slot = RaftSlot::new(raft.clone());
         let service = Arc::new(ControllerService::new(
-            raft.clone(),
+            slot.clone(),
             sm.clone(),
             cfg.log_defaults.clone(),
             cfg.session_timeout_ms,
         ));
         let (shutdown, stop_rx) = watch::channel(false);
+        let (health_tx, health) = watch::channel(QuorumHealth::Running);
+        let supervisor = tokio::spawn(supervisor::supervise(
+            factory,
+            slot.clone(),
+            log,
+            health_tx,
+            stop_rx.clone(),
+        ));
         let mut tasks = vec![tokio::spawn(serve(
             listener,
-            raft.clone(),
+            slot.clone(),
             service.clone(),
             stop_rx.clone(),
         ))];
@@ -222,10 +235,12 @@ impl ControllerNode {
         info!(node_id = cfg.node_id, %addr, voters = cfg.voters.len(), "controller started");
         Ok(ControllerNode {
             id: cfg.node_id,
-            raft,
+            raft: slot,
             sm,
             service,
+            health,
             shutdown,
+            supervisor,
             tasks,
             addr,
         })
@@ -251,30 +266,49 @@ impl ControllerNode {
 
     /// The active controller, as this node knows it.
     pub fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow_watched().current_leader
+        self.raft.get().metrics().borrow_watched().current_leader
     }
 
     pub fn is_leader(&self) -> bool {
-        self.raft.is_leader()
+        self.raft.get().is_leader()
     }
 
     /// Current Raft term.
     pub fn term(&self) -> u64 {
-        self.raft.metrics().borrow_watched().current_term
+        self.raft.get().metrics().borrow_watched().current_term
     }
 
     /// Index of the last snapshot, if any.
     pub fn snapshot_index(&self) -> Option<u64> {
         self.raft
+            .get()
             .metrics()
             .borrow_watched()
             .snapshot
             .map(|l| l.index)
     }
 
+    /// Whether this voter's Raft instance runs; watch it to learn when the
+    /// node must shut down ([`QuorumHealth::Failed`]).
+    pub fn health(&self) -> watch::Receiver<QuorumHealth> {
+        self.health.clone()
+    }
+
+    /// Why requests cannot be served here now, if they cannot.
+    fn unavailable(&self) -> Option<String> {
+        match &*self.health.borrow() {
+            QuorumHealth::Running => None,
+            QuorumHealth::WaitingForSpace { reason } => Some(format!(
+                "stopped by a full disk, restarting once there is room ({reason})"
+            )),
+            QuorumHealth::Failed { reason } => Some(format!("stopped: {reason}")),
+        }
+    }
+
     /// Build a snapshot now.
     pub async fn trigger_snapshot(&self) -> Result<(), QuorumError> {
         self.raft
+            .get()
             .trigger()
             .snapshot()
             .await
@@ -282,7 +316,9 @@ impl ControllerNode {
     }
 
     /// Send a request to the active controller, wherever it is, retrying
-    /// through elections until `timeout`.
+    /// through elections until `timeout`. Fails at once while this node's
+    /// Raft instance is stopped: it knows no leader to ask then, and a
+    /// caller answering a client must not hold the client's connection.
     pub async fn request(
         &self,
         req: ControllerRequest,
@@ -290,6 +326,9 @@ impl ControllerNode {
     ) -> Result<ControllerResponse, QuorumError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            if let Some(reason) = self.unavailable() {
+                return Err(QuorumError::Unavailable(reason));
+            }
             let resp = self.service.process(req.clone()).await;
             let resp = match resp {
                 ControllerResponse::NotController {
@@ -323,7 +362,10 @@ impl ControllerNode {
     /// Stop serving and shut Raft down.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.raft.shutdown().await;
+        // The supervisor first: it may be putting a restarted instance in
+        // place, which is then the one to shut down.
+        let _ = self.supervisor.await;
+        let _ = self.raft.get().shutdown().await;
         for t in self.tasks {
             t.abort();
             let _ = t.await;

@@ -19,7 +19,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use crate::logic::{self, BrokerHeartbeats, ControllerError};
-use crate::raft::network::{ControllerHandler, Raft};
+use crate::raft::network::{ControllerHandler, RaftSlot};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::Command;
 use crate::records::{Listener, MetadataRecord};
@@ -96,11 +96,15 @@ pub enum ControllerResponse {
 /// The service one controller node runs; only the Raft leader answers.
 #[derive(Debug)]
 pub struct ControllerService {
-    raft: Raft,
+    raft: RaftSlot,
     sm: StateMachine,
     log_defaults: LogConfig,
     decide: tokio::sync::Mutex<()>,
     heartbeats: Mutex<BrokerHeartbeats>,
+    /// The term in which `heartbeats` were last taken as the active
+    /// controller: in a later term (this node lost and regained leadership,
+    /// or its Raft instance restarted) they are stale.
+    heartbeats_term: Mutex<Option<u64>>,
     clock: fn() -> i64,
 }
 
@@ -112,7 +116,7 @@ fn now_ms() -> i64 {
 
 impl ControllerService {
     pub(crate) fn new(
-        raft: Raft,
+        raft: RaftSlot,
         sm: StateMachine,
         log_defaults: LogConfig,
         session_timeout_ms: i64,
@@ -123,12 +127,13 @@ impl ControllerService {
             log_defaults,
             decide: tokio::sync::Mutex::new(()),
             heartbeats: Mutex::new(BrokerHeartbeats::new(session_timeout_ms)),
+            heartbeats_term: Mutex::new(None),
             clock: now_ms,
         }
     }
 
     fn not_controller(&self) -> ControllerResponse {
-        let m = self.raft.metrics();
+        let m = self.raft.get().metrics();
         let leader = {
             use openraft::async_runtime::WatchReceiver;
             let m = m.borrow_watched();
@@ -149,7 +154,7 @@ impl ControllerService {
                 offset: self.sm.image().offset,
             };
         }
-        match self.raft.client_write(Command { records }).await {
+        match self.raft.get().client_write(Command { records }).await {
             Ok(resp) => ControllerResponse::Ok {
                 offset: resp.data.offset,
             },
@@ -162,15 +167,21 @@ impl ControllerService {
     /// decision is made this way, one at a time. `None` when this node is
     /// not (or no longer) the leader.
     async fn decide_as_active(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if !self.raft.is_leader() {
+        let raft = self.raft.get();
+        if !raft.is_leader() {
             return None;
         }
         let guard = self.decide.lock().await;
-        self.raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-            .ok()
-            .map(|_| guard)
+        raft.ensure_linearizable(ReadPolicy::ReadIndex).await.ok()?;
+        let term = {
+            use openraft::async_runtime::WatchReceiver;
+            raft.metrics().borrow_watched().current_term
+        };
+        if self.heartbeats_term.lock().replace(term) != Some(term) {
+            // Newly active: every broker gets a full session from now.
+            self.heartbeats.lock().reset();
+        }
+        Some(guard)
     }
 
     /// Fence brokers whose session expired; called periodically.

@@ -21,10 +21,14 @@
 //! - Every file mutation holds the `writer` lock; memory is behind the `mem`
 //!   lock. Lock order is `writer` then `mem`, and no guard is held across an
 //!   `.await`.
-//! - After any failed write the store goes offline and refuses further
-//!   writes: after a failed fsync the state of the page cache is unknown
-//!   (PostgreSQL's "fsyncgate"), so nothing later may be reported durable.
-//!   openraft treats the error as fatal; a restart re-runs recovery.
+//! - After any failed write (but of `committed.json`, which is only a hint)
+//!   the store goes offline and refuses further writes: after a failed
+//!   fsync the state of the page cache is unknown (PostgreSQL's
+//!   "fsyncgate"), so nothing later may be reported durable. openraft
+//!   treats the error as fatal; a restart re-runs recovery.
+//!   [`LogStore::failure`] tells why, and whether the disk was full: the
+//!   controller node then restarts its Raft instance on a freshly opened
+//!   store once there is room again (see [`crate::node`]).
 //!
 //! Recovery of `raft.log` on open: a bad frame (incomplete, implausible
 //! length, CRC mismatch) is a *torn tail* — the remains of an append that
@@ -133,6 +137,17 @@ impl LogStoreError {
         }
     }
 
+    /// Whether a full filesystem (or quota) caused the error.
+    pub(crate) fn is_out_of_space(&self) -> bool {
+        match self {
+            LogStoreError::Io { source, .. } => rivulet_storage::disk::is_out_of_space(source),
+            LogStoreError::Storage(rivulet_storage::StorageError::Io { source, .. }) => {
+                rivulet_storage::disk::is_out_of_space(source)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the error may have left a file in an unknown state (as
     /// opposed to a request refused before anything was written).
     fn is_write_failure(&self) -> bool {
@@ -204,7 +219,20 @@ struct Writer {
     /// Bytes of `raft.log` known to hold complete frames.
     len: u64,
     /// Why the store refuses writes, after a failed one.
-    offline: Option<String>,
+    offline: Option<StoreFailure>,
+    /// `committed.json` could not be written last time (warned once).
+    committed_failing: bool,
+}
+
+/// Why a store went offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailure {
+    /// The operation and its error.
+    pub reason: String,
+    /// The filesystem (or quota) was full: the write failed before anything
+    /// was reported durable and the file was cut back, so reopening the
+    /// store once there is room is safe.
+    pub out_of_space: bool,
 }
 
 impl LogStore {
@@ -272,6 +300,7 @@ impl LogStore {
                     file,
                     len,
                     offline: None,
+                    committed_failing: false,
                 }),
             }),
         })
@@ -280,6 +309,11 @@ impl LogStore {
     /// The directory this store lives in.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// Why the store went offline, if it did.
+    pub fn failure(&self) -> Option<StoreFailure> {
+        self.shared.writer.lock().offline.clone()
     }
 }
 
@@ -310,17 +344,20 @@ impl Shared {
         f: impl FnOnce(&mut Writer) -> Result<T, LogStoreError>,
     ) -> Result<T, LogStoreError> {
         let mut w = self.writer.lock();
-        if let Some(reason) = &w.offline {
+        if let Some(failure) = &w.offline {
             return Err(LogStoreError::Offline {
                 dir: self.dir.clone(),
-                reason: reason.clone(),
+                reason: failure.reason.clone(),
             });
         }
         let result = f(&mut w);
         if let Err(e) = &result {
             if e.is_write_failure() {
                 tracing::error!(dir = %self.dir.display(), "Raft log {op} failed, going offline: {e}");
-                w.offline = Some(format!("{op}: {e}"));
+                w.offline = Some(StoreFailure {
+                    reason: format!("{op}: {e}"),
+                    out_of_space: e.is_out_of_space(),
+                });
             }
         }
         result
@@ -366,15 +403,33 @@ impl Shared {
         })
     }
 
+    /// A failure to write `committed.json` is not a failure of the store:
+    /// the file is a hint that may lag anyway (see the trait method), so it
+    /// is logged (once until a write succeeds again) and left behind. A
+    /// full disk must not stop the quorum for it.
     fn save_committed(&self, committed: Option<LogId>) -> Result<(), LogStoreError> {
-        self.mutate("save_committed", |_| {
+        self.mutate("save_committed", |w| {
             let bytes = to_json("committed log id", &committed)?;
             let mut tmp = self.committed_path.clone().into_os_string();
             tmp.push(".tmp");
             let tmp = PathBuf::from(tmp);
-            fs::write(&tmp, &bytes).map_err(|e| LogStoreError::io(&tmp, e))?;
-            fs::rename(&tmp, &self.committed_path)
-                .map_err(|e| LogStoreError::io(&self.committed_path, e))?;
+            let written = fs::write(&tmp, &bytes)
+                .map_err(|e| LogStoreError::io(&tmp, e))
+                .and_then(|()| {
+                    fs::rename(&tmp, &self.committed_path)
+                        .map_err(|e| LogStoreError::io(&self.committed_path, e))
+                });
+            match written {
+                Ok(()) => w.committed_failing = false,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    if !std::mem::replace(&mut w.committed_failing, true) {
+                        tracing::warn!(
+                            "cannot save the committed log id (a hint; carrying on): {e}"
+                        );
+                    }
+                }
+            }
             self.mem.lock().committed = committed;
             Ok(())
         })

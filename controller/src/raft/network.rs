@@ -29,6 +29,28 @@ use crate::service::{ControllerRequest, ControllerResponse};
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
+/// The Raft instance of this voter, which the node replaces when it
+/// restarts Raft (after a full disk stopped it): whoever needs it takes the
+/// current one per call rather than keeping a handle.
+#[derive(Debug, Clone)]
+pub struct RaftSlot(Arc<parking_lot::RwLock<Raft>>);
+
+impl RaftSlot {
+    pub fn new(raft: Raft) -> Self {
+        RaftSlot(Arc::new(parking_lot::RwLock::new(raft)))
+    }
+
+    /// The current instance.
+    pub fn get(&self) -> Raft {
+        self.0.read().clone()
+    }
+
+    /// Put `raft` in place; returns the one it replaces.
+    pub fn replace(&self, raft: Raft) -> Raft {
+        std::mem::replace(&mut *self.0.write(), raft)
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RpcRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
@@ -206,7 +228,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 /// by its own task. A malformed frame closes that connection only.
 pub async fn serve<H: ControllerHandler>(
     listener: TcpListener,
-    raft: Raft,
+    raft: RaftSlot,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -238,7 +260,7 @@ pub async fn serve<H: ControllerHandler>(
 
 async fn serve_connection<H: ControllerHandler>(
     mut stream: TcpStream,
-    raft: Raft,
+    slot: RaftSlot,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), CodecError> {
@@ -251,6 +273,7 @@ async fn serve_connection<H: ControllerHandler>(
             },
             _ = shutdown.changed() => return Ok(()),
         };
+        let raft = slot.get();
         let resp = match req {
             RpcRequest::AppendEntries(rpc) => RpcResponse::AppendEntries(
                 raft.append_entries(rpc).await.map_err(|e| e.to_string()),

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::{Stream, TryStreamExt};
@@ -43,6 +44,8 @@ pub struct StateMachine {
     dir: PathBuf,
     inner: Arc<Mutex<Inner>>,
     image_tx: Arc<watch::Sender<Arc<MetadataImage>>>,
+    /// The last snapshot write failed because the disk was full.
+    persist_out_of_space: Arc<AtomicBool>,
 }
 
 impl StateMachine {
@@ -76,6 +79,7 @@ impl StateMachine {
                 dir: dir.to_path_buf(),
                 inner: Arc::new(Mutex::new(inner)),
                 image_tx: Arc::new(tx),
+                persist_out_of_space: Arc::new(AtomicBool::new(false)),
             },
             rx,
         ))
@@ -94,10 +98,21 @@ impl StateMachine {
         self.image_tx.send_replace(Arc::new(image));
     }
 
+    /// Whether the last snapshot write failed because the disk was full
+    /// (openraft stops on it; the node restarts Raft once there is room).
+    pub fn persist_failed_out_of_space(&self) -> bool {
+        self.persist_out_of_space.load(Ordering::Acquire)
+    }
+
     async fn persist(&self, bytes: Vec<u8>) -> io::Result<()> {
         let path = self.dir.join(SNAPSHOT_FILE);
+        let out_of_space = self.persist_out_of_space.clone();
         tokio::task::spawn_blocking(move || {
-            rivulet_storage::checkpoint::write_atomically(&path, &bytes).map_err(io::Error::other)
+            let written = rivulet_storage::checkpoint::write_atomically(&path, &bytes);
+            let full = matches!(&written, Err(rivulet_storage::StorageError::Io { source, .. })
+                if rivulet_storage::disk::is_out_of_space(source));
+            out_of_space.store(full, Ordering::Release);
+            written.map_err(io::Error::other)
         })
         .await
         .map_err(io::Error::other)?
