@@ -49,6 +49,21 @@ impl Tmpfs {
         std::fs::write(&p, vec![0xAB; bytes]).unwrap();
         p
     }
+
+    /// Write a file until the filesystem is full: no page left for anyone.
+    pub fn fill_up(&self, name: &str) -> PathBuf {
+        use std::io::Write;
+        let p = self.path().join(name);
+        let mut f = std::fs::File::create(&p).unwrap();
+        let page = [0xCDu8; 4096];
+        loop {
+            match f.write_all(&page) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return p,
+                Err(e) => panic!("filling {}: {e}", p.display()),
+            }
+        }
+    }
 }
 
 impl Drop for Tmpfs {
