@@ -92,14 +92,16 @@ case "$cmd" in
     mkdir -p "$work" "fuzz/artifacts/$target" "fuzz/regressions/$target"
     log=$(mktemp)
     trap 'rm -f "$log"' EXIT
-    echo "== fuzz $target ($limit_flag, -jobs=1)"
+    # One process, one job: without -jobs, libFuzzer fuzzes in this process
+    # (-jobs=1 would run a worker writing to fuzz-0.log instead).
+    echo "== fuzz $target ($limit_flag, one job)"
     start=$(date +%s)
     set +e
     # Paths are relative to fuzz/, where cargo fuzz runs. The first corpus
     # directory receives new inputs; the others are read only.
     (cd fuzz && cargo +"$TOOLCHAIN" fuzz run "${FUZZ_FLAGS[@]}" "$target" \
       "target-corpus/$target" "corpus/$target" "regressions/$target" -- \
-      "$limit_flag" -jobs=1 -print_final_stats=1 \
+      "$limit_flag" -print_final_stats=1 \
       -artifact_prefix="artifacts/$target/" "$@") 2>&1 | tee "$log"
     status=${PIPESTATUS[0]}
     set -e

@@ -68,6 +68,11 @@ fn request_corpus_and_regressions_run_clean() {
                 .map(|(p, data)| (p.display().to_string(), data)),
         )
         .collect();
+    // Unoptimised, the broker is slower than under the fuzzer: give each
+    // request longer before it is left running in the background.
+    if std::env::var_os("RIVULET_FUZZ_BUDGET_MS").is_none() {
+        std::env::set_var("RIVULET_FUZZ_BUDGET_MS", "1000");
+    }
     let harness = Harness::get();
     let mut responses = 0;
     for (name, data) in &inputs {

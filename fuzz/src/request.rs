@@ -54,7 +54,15 @@ const TOPIC_PARTITIONS: i32 = 2;
 /// The group the seeds address.
 pub const GROUP: &str = "fuzz-group";
 /// Largest Fetch `max_wait_ms` handed to the broker.
-pub const FETCH_MAX_WAIT_MS: i32 = 1;
+pub const FETCH_MAX_WAIT_MS: i32 = 0;
+/// Largest JoinGroup session and rebalance timeouts handed to the broker
+/// (`group.min.session.timeout.ms` is lowered to 10 to match): members that
+/// never heartbeat leave, and rebalances waiting for them end, within a few
+/// of the coordinator's 50 ms timer ticks.
+pub const JOIN_MAX_TIMEOUT_MS: i32 = 200;
+/// Requests left running in the background at most; past it the oldest is
+/// waited for.
+const MAX_PARKED: usize = 64;
 /// A frame longer than this is not handled (the fuzzer never makes one
 /// anyway); the broker's own limit is `socket.request.max.bytes`.
 const MAX_FRAME: usize = 1 << 20;
@@ -64,16 +72,25 @@ const PEER: SocketAddr = SocketAddr::new(
 );
 
 /// How long one input may take before it is left running in the background:
-/// `RIVULET_FUZZ_BUDGET_MS`, 200 ms by default.
+/// `RIVULET_FUZZ_BUDGET_MS`, 1 ms by default (most requests take tens of
+/// microseconds; a JoinGroup waits for the coordinator's next 50 ms timer
+/// tick, and the fuzzer finds many of them).
 pub fn budget() -> Duration {
     static BUDGET: OnceLock<Duration> = OnceLock::new();
     *BUDGET.get_or_init(|| {
         let ms = std::env::var("RIVULET_FUZZ_BUDGET_MS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(200);
+            .unwrap_or(1);
         Duration::from_millis(ms)
     })
+}
+
+/// Whether to print each input's API, outcome and time
+/// (`RIVULET_FUZZ_TRACE=1`).
+fn trace() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("RIVULET_FUZZ_TRACE").is_some())
 }
 
 /// A broker in this process and the runtime it runs on.
@@ -81,10 +98,19 @@ pub struct Harness {
     runtime: tokio::runtime::Runtime,
     node: BrokerNode,
     /// Requests still running after their budget.
-    parked: Mutex<Vec<JoinHandle<Result<Option<BytesMut>, CloseReason>>>>,
+    parked: Mutex<Vec<Parked>>,
     runs: AtomicU64,
     parked_total: AtomicU64,
     _dir: tempfile::TempDir,
+}
+
+/// A request left running after its budget, checked once it finishes.
+struct Parked {
+    task: JoinHandle<Result<Option<BytesMut>, CloseReason>>,
+    correlation_id: i32,
+    raw_key: i16,
+    version: i16,
+    frame: Bytes,
 }
 
 /// What handling one input came to.
@@ -178,70 +204,123 @@ impl Harness {
             check_layout(&frame, key, version);
             clamp_waits(&mut frame, key, version);
         }
+        let started = Instant::now();
+        let outcome = self.handle(frame, correlation_id, raw_key, version, data);
+        if trace() {
+            eprintln!(
+                "{:?} v{version}: {outcome:?} in {:?}",
+                ApiKey::try_from(raw_key).map_err(|_| raw_key),
+                started.elapsed()
+            );
+        }
+        outcome
+    }
+
+    fn handle(
+        &self,
+        frame: Vec<u8>,
+        correlation_id: i32,
+        raw_key: i16,
+        version: i16,
+        data: &[u8],
+    ) -> Outcome {
         let broker = self.node.broker.clone();
         let frame = Bytes::from(frame);
+        let for_task = frame.clone();
         let mut task = self.runtime.spawn(async move {
             let mut reservation = Reservation::default();
-            handle_frame(frame, PEER, &broker, &mut reservation).await
+            handle_frame(for_task, PEER, &broker, &mut reservation).await
         });
         let waited = self
             .runtime
             .block_on(async { tokio::time::timeout(budget(), &mut task).await });
-        let result = match waited {
+        match waited {
             Err(_) => {
-                // The request goes on in the background, as on a connection.
+                // The request goes on in the background, as on a connection,
+                // and is checked once it finishes.
                 self.parked_total.fetch_add(1, Relaxed);
                 if let Ok(mut parked) = self.parked.lock() {
-                    parked.push(task);
+                    parked.push(Parked {
+                        task,
+                        correlation_id,
+                        raw_key,
+                        version,
+                        frame,
+                    });
                 }
-                return Outcome::Parked;
+                Outcome::Parked
             }
-            Ok(Err(e)) => match e.try_into_panic() {
-                Ok(payload) => std::panic::resume_unwind(payload),
-                Err(e) => panic!("request task failed: {e}"),
-            },
-            Ok(Ok(result)) => result,
-        };
-        match result {
-            Ok(Some(response)) => {
-                check_response(&response, correlation_id, raw_key, version);
-                Outcome::Response
-            }
-            Ok(None) => Outcome::NoResponse,
-            Err(e @ CloseReason::Encode { .. }) => {
-                panic!(
-                    "the broker cannot encode its answer ({e}); frame {}",
-                    hex(data)
-                )
-            }
-            Err(_) => Outcome::Closed,
+            Ok(joined) => check_result(joined, correlation_id, raw_key, version, data),
         }
     }
 
-    /// Requests that outlived their budget; a finished one that panicked
-    /// is a finding.
+    /// Check the requests that outlived their budget and have finished
+    /// since; wait for the oldest while more than [`MAX_PARKED`] run.
     fn reap_parked(&self) {
         let Ok(mut parked) = self.parked.lock() else {
             return;
         };
-        let mut still = Vec::with_capacity(parked.len());
-        for handle in parked.drain(..) {
-            if handle.is_finished() {
-                if let Err(e) = self.runtime.block_on(handle) {
-                    if let Ok(payload) = e.try_into_panic() {
-                        std::panic::resume_unwind(payload);
-                    }
-                }
+        let mut still: Vec<Parked> = parked.drain(..).collect();
+        if still.len() > MAX_PARKED {
+            let oldest = still.remove(0);
+            let joined = self.runtime.block_on(oldest.task);
+            check_result(
+                joined,
+                oldest.correlation_id,
+                oldest.raw_key,
+                oldest.version,
+                &oldest.frame,
+            );
+        }
+        let mut running = Vec::with_capacity(still.len());
+        for p in still {
+            if p.task.is_finished() {
+                let joined = self.runtime.block_on(p.task);
+                check_result(joined, p.correlation_id, p.raw_key, p.version, &p.frame);
             } else {
-                still.push(handle);
+                running.push(p);
             }
         }
-        *parked = still;
+        *parked = running;
     }
 
     /// Inputs handled and inputs left running after their budget.
     pub fn stats(&self) -> (u64, u64) {
         (self.runs.load(Relaxed), self.parked_total.load(Relaxed))
+    }
+}
+
+type Joined = Result<Result<Option<BytesMut>, CloseReason>, tokio::task::JoinError>;
+
+/// Check what a request task came to: a panic or an unencodable answer is a
+/// finding, a response must be well formed.
+fn check_result(
+    joined: Joined,
+    correlation_id: i32,
+    raw_key: i16,
+    version: i16,
+    frame: &[u8],
+) -> Outcome {
+    let result = match joined {
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(e) => panic!("request task failed: {e}"),
+        },
+        Ok(result) => result,
+    };
+    match result {
+        Ok(Some(response)) => {
+            check_response(&response, correlation_id, raw_key, version);
+            Outcome::Response
+        }
+        Ok(None) => Outcome::NoResponse,
+        Err(e @ CloseReason::Encode { .. }) => {
+            panic!(
+                "the broker cannot encode its answer ({e}); frame {}",
+                hex(frame)
+            )
+        }
+        Err(_) => Outcome::Closed,
     }
 }
 
@@ -257,6 +336,7 @@ async fn start_broker(dir: &std::path::Path) -> BrokerNode {
         set("data.dir", dir.display().to_string());
         set("broker.heartbeat.interval.ms", "200".into());
         set("group.initial.rebalance.delay.ms", "0".into());
+        set("group.min.session.timeout.ms", "10".into());
         // Fuzzed topic names would otherwise each become a topic.
         set("auto.create.topics.enable", "false".into());
         // Small preallocated indexes: fuzzed CreateTopics make many logs.
@@ -299,21 +379,63 @@ fn check_layout(frame: &[u8], key: ApiKey, version: i16) {
     }
 }
 
-/// Clamp what would make the handler wait: a Fetch's `max_wait_ms`.
+/// Clamp what would make the handler wait: a Fetch's `max_wait_ms`, a
+/// JoinGroup's session and rebalance timeouts (the handlers have no hook).
 fn clamp_waits(frame: &mut [u8], key: ApiKey, version: i16) {
-    if key != ApiKey::Fetch {
-        return;
-    }
-    let Ok(header_len) = request_bounds::check_header(frame, key.request_header_version(version))
-    else {
+    let Ok(body) = request_bounds::check_header(frame, key.request_header_version(version)) else {
         return;
     };
-    // replica_id (i32) comes first up to v14; from v15 it is a tagged field.
-    let at = header_len + if version >= 15 { 0 } else { 4 };
-    if let Some(field) = frame.get_mut(at..at + 4) {
-        let wait = i32::from_be_bytes([field[0], field[1], field[2], field[3]]);
-        field.copy_from_slice(&wait.min(FETCH_MAX_WAIT_MS).to_be_bytes());
+    match key {
+        // replica_id (i32) comes first up to v14; from v15 it is tagged.
+        ApiKey::Fetch => clamp_i32(
+            frame,
+            body + if version >= 15 { 0 } else { 4 },
+            FETCH_MAX_WAIT_MS,
+        ),
+        ApiKey::JoinGroup => {
+            // group_id, then session_timeout_ms and (v1+) rebalance_timeout_ms.
+            let Some(after_group) = skip_string(frame, body, version >= 6) else {
+                return;
+            };
+            clamp_i32(frame, after_group, JOIN_MAX_TIMEOUT_MS);
+            if version >= 1 {
+                clamp_i32(frame, after_group + 4, JOIN_MAX_TIMEOUT_MS);
+            }
+        }
+        _ => {}
     }
+}
+
+/// Lower the big-endian i32 at `at` to `max` if it is there and above it.
+fn clamp_i32(frame: &mut [u8], at: usize, max: i32) {
+    if let Some(field) = frame.get_mut(at..at.saturating_add(4)) {
+        let v = i32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+        field.copy_from_slice(&v.min(max).to_be_bytes());
+    }
+}
+
+/// The offset after the string at `at`: an i16 length, or in flexible
+/// versions an unsigned varint of length + 1 (0 and -1 are null).
+fn skip_string(frame: &[u8], at: usize, compact: bool) -> Option<usize> {
+    if !compact {
+        let len = i16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]);
+        return Some(at + 2 + usize::try_from(len).unwrap_or(0));
+    }
+    let (mut len, mut shift, mut pos) = (0u64, 0u32, at);
+    loop {
+        let b = *frame.get(pos)?;
+        pos += 1;
+        len |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+    let len = usize::try_from(len.saturating_sub(1)).ok()?;
+    pos.checked_add(len)
 }
 
 fn check_response(response: &[u8], correlation_id: i32, key: i16, version: i16) {
