@@ -5,9 +5,12 @@
 //!
 //! For each `socket.request.max.bytes` in `HOSTILE_REQUEST_MAX` (a comma
 //! list; default `104857600,1048576`, i.e. the default and 1 MiB, with
-//! `queued.max.request.bytes` set to the same value) a fresh broker is
-//! started with a temp data dir and `HOSTILE_CONNECTIONS` (default 200) TCP
-//! connections run these phases, `HOSTILE_PHASE_SECS` (default 6) each:
+//! `queued.max.request.bytes` set to the same value), each of these phases
+//! runs against a fresh broker with its own temp data dir (so that neither
+//! one phase's backlog nor the memory its allocator kept counts in the
+//! next), `HOSTILE_CONNECTIONS` (default 200) TCP connections for
+//! `HOSTILE_PHASE_SECS` (default 5) each (`HOSTILE_PHASES=a,b`: only the
+//! phases whose name contains `a` or `b`):
 //!
 //! 1. idle: nothing is sent (the baseline), 2 s.
 //! 2. huge claims: for every API key and version the broker advertises
@@ -28,7 +31,8 @@
 //!    duplicates), Metadata v9 with empty topic names, OffsetFetch v8 with
 //!    empty group ids and null topic lists, Produce v9 with one topic of
 //!    many partitions without records; the rest of the frame is one unknown
-//!    tagged field. Even connections read the responses, odd ones never do
+//!    tagged field (each is first sent once alone, to print the response
+//!    it draws). Even connections read the responses, odd ones never do
 //!    (the broker then holds a response it cannot write). At 64 KiB (the
 //!    largest frames that never wait for the request pool) and at 1 MiB (or
 //!    the limit, if smaller).
@@ -37,25 +41,24 @@
 //! `clear_refs` at the phase start, and VmRSS sampled every 50 ms; the
 //! larger) over the load and until the broker's CPU is quiet again (the
 //! frames still queued in its sockets are handled after the clients have
-//! gone: `drain`, at most `HOSTILE_SETTLE_SECS`, default 60); that peak
-//! over `socket.request.max.bytes`, and its growth over the idle peak over
-//! `socket.request.max.bytes`; and two probes on fresh connections: an
-//! ApiVersions request every 250 ms (slowest answer, failures) and a
-//! 256 KiB ApiVersions (an unknown tagged field; only when the limit allows
-//! it) every second, which waits for the request pool like any large
-//! request (answered within 3 s / sent).
+//! gone: `drain`, at most `HOSTILE_SETTLE_SECS`, default 15); that peak over
+//! `socket.request.max.bytes` and its growth over the start over
+//! `socket.request.max.bytes`; two probes on fresh connections during the
+//! load: an ApiVersions request every 250 ms (slowest answer, failures) and
+//! a 256 KiB ApiVersions (an unknown tagged field; only when the limit
+//! allows it) every second, which waits for the request pool like any large
+//! request (answered within 3 s / sent); and whether the broker, once
+//! drained, still answers ApiVersions and an rdkafka produce/consume round
+//! trip (if not, once more after another drain, to tell slow from stuck).
 //!
-//! After the phases the broker must still answer ApiVersions and an rdkafka
-//! produce/consume round trip. The bench exits non-zero, after printing the
-//! table, if the broker crashed, stopped serving, stayed busy past
-//! `HOSTILE_SETTLE_SECS`, or grew by more than `HOSTILE_MAX_MULTIPLE`
-//! (default 5) times `socket.request.max.bytes` over its idle peak. A broker
-//! whose RSS passes `HOSTILE_RSS_CAP_MIB` (default: the smaller of 4 GiB
-//! and a third of MemAvailable) is SIGKILLed to spare the machine, reported,
-//! and restarted for the remaining phases.
+//! The bench exits non-zero, after printing the table, if the broker
+//! crashed, stopped serving, or grew by more than `HOSTILE_MAX_MULTIPLE`
+//! (default 5) times `socket.request.max.bytes` in a phase. A broker whose
+//! RSS passes `HOSTILE_RSS_CAP_MIB` (default: the smaller of 4 GiB and a
+//! third of MemAvailable) is SIGKILLed to spare the machine, and reported.
 //!
-//! Run: `cargo bench --bench hostile` (broker log:
-//! `target/hostile-broker-<limit>.log`).
+//! Run: `cargo bench --bench hostile` (broker logs:
+//! `target/hostile-broker-<limit>-<phase>.log`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -633,6 +636,25 @@ async fn api_versions(addr: &str, pad: usize) -> Result<Vec<(i16, i16, i16)>, St
         .collect())
 }
 
+/// Send one sized frame on a fresh connection: the response's size and
+/// the time it took (60 s at most).
+async fn one_request(addr: &str, frame: &[u8]) -> Result<(usize, Duration), String> {
+    let started = Instant::now();
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(frame).await?;
+        let size = s.read_i32().await?;
+        let mut body = (&mut s).take(size.max(0) as u64);
+        tokio::io::copy(&mut body, &mut tokio::io::sink()).await?;
+        Ok::<_, std::io::Error>(size.max(0) as usize)
+    };
+    match tokio::time::timeout(Duration::from_secs(60), exchange).await {
+        Ok(Ok(size)) => Ok((size, started.elapsed())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 60 s".into()),
+    }
+}
+
 /// What the probes saw during a phase.
 #[derive(Default)]
 struct Probes {
@@ -642,16 +664,35 @@ struct Probes {
     large_ok: AtomicU64,
 }
 
+/// One ApiVersions probe: its time counts, and a failure unless answered,
+/// also when the phase ends before it does (the task is dropped then).
+struct Attempt<'a> {
+    probes: &'a Probes,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.probes.slowest_ms.fetch_max(ms, Relaxed);
+        if !self.answered {
+            Counters::add(&self.probes.failed, 1);
+        }
+    }
+}
+
 /// An ApiVersions every 250 ms (5 s to answer).
 async fn small_probe(addr: String, p: Arc<Probes>) {
     loop {
-        let t = Instant::now();
+        let mut attempt = Attempt {
+            probes: &p,
+            started: Instant::now(),
+            answered: false,
+        };
         let r = tokio::time::timeout(Duration::from_secs(5), api_versions(&addr, 0)).await;
-        p.slowest_ms
-            .fetch_max(t.elapsed().as_millis() as u64, Relaxed);
-        if !matches!(r, Ok(Ok(_))) {
-            Counters::add(&p.failed, 1);
-        }
+        attempt.answered = matches!(r, Ok(Ok(_)));
+        drop(attempt);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -694,16 +735,19 @@ struct Row {
     phase: String,
     counters: Arc<Counters>,
     probes: Arc<Probes>,
-    /// RSS when the phase started, its peak, the idle phase's peak.
+    /// RSS of the fresh broker when the phase started, and its peak.
     start: u64,
     peak: u64,
-    idle: u64,
     /// From the end of the load until the broker's CPU went quiet.
     drain: Duration,
-    verdict: Option<String>,
+    /// Whether ApiVersions and the rdkafka round trip worked afterwards.
+    served: bool,
+    verdicts: Vec<String>,
 }
 
 struct Plan {
+    /// Run only the phases whose name contains one of these (all if empty).
+    only: Vec<String>,
     connections: usize,
     phase: Duration,
     settle: Duration,
@@ -786,7 +830,14 @@ fn settle(pid: u32, limit: Duration) -> Duration {
 }
 
 /// The phases for a broker of `limit` that advertises `advertised`.
-fn phases(limit: usize, advertised: &[(i16, i16, i16)]) -> Vec<(String, Load)> {
+/// Amplification frames are each sent once to `addr` first, to show the
+/// response they draw.
+fn phases(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    limit: usize,
+    advertised: &[(i16, i16, i16)],
+) -> Vec<(String, Load)> {
     let scale = mib(limit as u64);
     let (claims, missing) = huge_claims(advertised);
     println!(
@@ -831,9 +882,17 @@ fn phases(limit: usize, advertised: &[(i16, i16, i16)]) -> Vec<(String, Load)> {
         };
         for a in amplifiers(target, delete_topics) {
             let bytes = a.frame.len() - 4;
+            let answer = match rt.block_on(one_request(addr, &a.frame)) {
+                Ok((size, took)) => format!(
+                    "a {size}-byte response ({:.1}x the frame) in {} ms",
+                    size as f64 / bytes as f64,
+                    took.as_millis()
+                ),
+                Err(e) => format!("no response: {e}"),
+            };
             println!(
                 "[{scale}] amplification frame {}: {} elements in {bytes} bytes, pre-pass \
-                 estimate {} ({:.1}x the frame)",
+                 estimate {} ({:.1}x the frame); alone: {answer}",
                 a.label,
                 a.elements,
                 mib(a.estimate as u64),
@@ -851,15 +910,13 @@ fn phases(limit: usize, advertised: &[(i16, i16, i16)]) -> Vec<(String, Load)> {
     phases
 }
 
-/// Run every phase against a broker of `limit`: the table rows, and the
-/// outcome of the closing checks.
-fn run_scale(
-    rt: &tokio::runtime::Runtime,
-    bin: &Path,
-    limit: usize,
-    plan: &Plan,
-) -> (Vec<Row>, Result<(), String>) {
-    let start = |log: PathBuf| {
+/// Run every phase against its own fresh broker of `limit` (so that one
+/// phase's backlog and the allocator's retained memory do not count in the
+/// next): the table rows.
+fn run_scale(rt: &tokio::runtime::Runtime, bin: &Path, limit: usize, plan: &Plan) -> Vec<Row> {
+    let start = |phase: &str| {
+        let slug = phase.replace(' ', "-");
+        let log = target_dir().join(format!("hostile-broker-{limit}-{slug}.log"));
         let mut b = BrokerProcess::start(bin, limit, log);
         wait_ready(rt, &mut b);
         rt.block_on(client::create_topic(&b.bootstrap, TOPIC, 1, &[]));
@@ -867,19 +924,19 @@ fn run_scale(
         std::thread::sleep(Duration::from_secs(1));
         b
     };
-    let scale = mib(limit as u64);
-    let mut broker = start(target_dir().join(format!("hostile-broker-{limit}.log")));
-    println!(
-        "[{scale}] broker pid {} on {}",
-        broker.pid(),
-        broker.bootstrap
-    );
-    let advertised = rt
-        .block_on(api_versions(&broker.bootstrap, 0))
-        .expect("ApiVersions");
+    let phases = {
+        let broker = start("setup");
+        let advertised = rt
+            .block_on(api_versions(&broker.bootstrap, 0))
+            .expect("ApiVersions");
+        phases(rt, &broker.bootstrap, limit, &advertised)
+    };
     let mut rows: Vec<Row> = Vec::new();
-    for (name, load) in phases(limit, &advertised) {
-        let idle = rows.first().map_or(0, |r| r.peak);
+    for (name, load) in phases {
+        if !plan.only.is_empty() && !plan.only.iter().any(|o| name.contains(o.as_str())) {
+            continue;
+        }
+        let mut broker = start(&name);
         let reset = broker.reset_peak();
         let (start_rss, _) = broker.rss();
         let sampler = Sampler::start(broker.pid(), plan.cap);
@@ -892,57 +949,52 @@ fn run_scale(
         let (sampled, capped) = sampler.finish();
         let (_, hwm) = broker.rss();
         let peak = sampled.max(if reset { hwm } else { 0 });
-        let verdict = if capped {
-            Some(format!(
+        let mut verdicts = Vec::new();
+        if capped {
+            verdicts.push(format!(
                 "RSS passed the {} cap: broker SIGKILLed",
                 mib(plan.cap)
-            ))
+            ));
         } else if let Some(why) = broker.exited() {
-            Some(format!("CRASHED: {why}"))
-        } else if idle > 0 && peak.saturating_sub(idle) as f64 > plan.max_multiple * limit as f64 {
-            Some(format!(
-                "grew more than {}x socket.request.max.bytes over idle",
+            verdicts.push(format!("CRASHED: {why}"));
+        }
+        let grew = peak.saturating_sub(start_rss) as f64;
+        if grew > plan.max_multiple * limit as f64 {
+            verdicts.push(format!(
+                "grew by more than {}x socket.request.max.bytes",
                 plan.max_multiple
-            ))
-        } else if drain >= plan.settle {
-            Some(format!("still busy {} s after the load", drain.as_secs()))
+            ));
+        }
+        let serving = if broker.exited().is_some() {
+            Err("exited".to_string())
         } else {
-            None
+            still_serving(rt, &broker.bootstrap).map_err(|first| {
+                // Refused once: say whether it comes back once the broker is idle.
+                let waited = settle(broker.pid(), plan.settle).as_secs();
+                match still_serving(rt, &broker.bootstrap) {
+                    Ok(()) => format!("{first}; answered after another {waited} s"),
+                    Err(again) => format!("{first}; again after {waited} s: {again}"),
+                }
+            })
         };
+        if let Err(e) = &serving {
+            verdicts.push(format!("NOT SERVING afterwards: {e}"));
+        }
         let row = Row {
             scale: limit,
-            phase: name.clone(),
+            phase: name,
             counters,
             probes,
             start: start_rss,
             peak,
-            idle,
             drain,
-            verdict,
+            served: serving.is_ok(),
+            verdicts,
         };
-        print_row(&row);
+        print_row(&row, plan);
         rows.push(row);
-        if broker.exited().is_some() {
-            let slug = name.replace(' ', "-");
-            broker = start(target_dir().join(format!("hostile-broker-{limit}-after-{slug}.log")));
-        }
     }
-    let serving = still_serving(rt, &broker.bootstrap).map_err(|first| {
-        // Refused once: say whether it comes back once the broker is idle.
-        let waited = settle(broker.pid(), plan.settle).as_secs();
-        match still_serving(rt, &broker.bootstrap) {
-            Ok(()) => format!("{first}; answered after another {waited} s"),
-            Err(again) => format!("{first}; again after {waited} s: {again}"),
-        }
-    });
-    println!(
-        "[{scale}] after the phases: {}",
-        match &serving {
-            Ok(()) => "ApiVersions and an rdkafka produce/consume round trip OK".to_string(),
-            Err(e) => format!("NOT SERVING: {e}"),
-        }
-    );
-    (rows, serving)
+    rows
 }
 
 fn wait_ready(rt: &tokio::runtime::Runtime, b: &mut BrokerProcess) {
@@ -1003,7 +1055,7 @@ fn still_serving(rt: &tokio::runtime::Runtime, bootstrap: &str) -> Result<(), St
 
 fn print_header() {
     println!(
-        "{:>9}  {:<33}{:>8}{:>7}{:>7}{:>8}{:>10}{:>10}{:>8}{:>9}{:>8}{:>14}{:>8}",
+        "{:>9}  {:<33}{:>8}{:>7}{:>7}{:>8}{:>10}{:>11}{:>8}{:>8}{:>8}{:>14}{:>8}{:>7}",
         "limit",
         "phase",
         "frames",
@@ -1013,19 +1065,20 @@ fn print_header() {
         "start",
         "peak RSS",
         "x limit",
-        "over idle",
+        "growth",
         "drain s",
         "probe max ms",
-        "256K ok"
+        "256K ok",
+        "serves"
     );
 }
 
-fn print_row(r: &Row) {
+fn print_row(r: &Row, plan: &Plan) {
     let c = &r.counters;
     let p = &r.probes;
-    let over = r.peak.saturating_sub(r.idle);
+    let grew = r.peak.saturating_sub(r.start);
     println!(
-        "{:>9}  {:<33}{:>8}{:>7}{:>7}{:>8}{:>10}{:>10}{:>8.2}{:>9}{:>8.1}{:>14}{:>8}{}",
+        "{:>9}  {:<33}{:>8}{:>7}{:>7}{:>8}{:>10}{:>11}{:>8.2}{:>8}{:>8}{:>14}{:>8}{:>7}{}",
         mib(r.scale as u64),
         r.phase,
         c.frames.load(Relaxed),
@@ -1035,12 +1088,12 @@ fn print_row(r: &Row) {
         mib(r.start),
         mib(r.peak),
         r.peak as f64 / r.scale as f64,
-        if r.idle == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.2}x", over as f64 / r.scale as f64)
-        },
-        r.drain.as_secs_f64(),
+        format!("{:.2}x", grew as f64 / r.scale as f64),
+        format!(
+            "{}{:.1}",
+            if r.drain >= plan.settle { ">" } else { "" },
+            r.drain.as_secs_f64()
+        ),
         format!(
             "{}{}",
             p.slowest_ms.load(Relaxed),
@@ -1053,12 +1106,17 @@ fn print_row(r: &Row) {
             0 => "-".to_string(),
             n => format!("{}/{n}", p.large_ok.load(Relaxed)),
         },
-        r.verdict
-            .as_ref()
-            .map_or(String::new(), |v| format!("  <- {v}")),
+        if r.served { "yes" } else { "NO" },
+        if r.verdicts.is_empty() {
+            String::new()
+        } else {
+            format!("  <- {}", r.verdicts.join("; "))
+        },
     );
 }
+
 fn main() {
+    let started = Instant::now();
     let scales: Vec<usize> = std::env::var("HOSTILE_REQUEST_MAX")
         .unwrap_or_else(|_| "104857600,1048576".into())
         .split(',')
@@ -1071,9 +1129,15 @@ fn main() {
         .collect();
     let default_cap = (4u64 << 30).min(mem_available() / 3).max(512 << 20);
     let plan = Plan {
+        only: std::env::var("HOSTILE_PHASES")
+            .unwrap_or_default()
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
         connections: env_usize("HOSTILE_CONNECTIONS", 200),
-        phase: Duration::from_secs(env_usize("HOSTILE_PHASE_SECS", 6) as u64),
-        settle: Duration::from_secs(env_usize("HOSTILE_SETTLE_SECS", 60) as u64),
+        phase: Duration::from_secs(env_usize("HOSTILE_PHASE_SECS", 5) as u64),
+        settle: Duration::from_secs(env_usize("HOSTILE_SETTLE_SECS", 15) as u64),
         cap: env_usize("HOSTILE_RSS_CAP_MIB", (default_cap >> 20) as usize) as u64 * MIB as u64,
         max_multiple: env_usize("HOSTILE_MAX_MULTIPLE", 5) as f64,
     };
@@ -1093,35 +1157,31 @@ fn main() {
     );
     print_header();
     let mut rows = Vec::new();
-    let mut problems = Vec::new();
     for &limit in &scales {
-        let (r, serving) = run_scale(&rt, &bin, limit, &plan);
-        rows.extend(r);
-        if let Err(e) = serving {
-            problems.push(format!(
-                "{}: NOT SERVING after the phases: {e}",
-                mib(limit as u64)
-            ));
-        }
+        rows.extend(run_scale(&rt, &bin, limit, &plan));
     }
     println!();
     println!(
         "broker RSS per phase, limit = socket.request.max.bytes = queued.max.request.bytes; \
          start = RSS at the phase start; peak = over the phase and its drain; x limit = peak / \
-         limit; over idle = (peak - idle peak) / limit; drain = load end to broker CPU quiet; \
+         limit; growth = (peak - start) / limit; drain = load end to broker CPU quiet; \
          frames = sent; conns = opened; closed = ended by the broker; answers = responses read \
          (huge claims: reads with data); probe = slowest ApiVersions; 256K ok = 256 KiB \
-         requests answered within 3 s / sent"
+         requests answered within 3 s / sent; serves = ApiVersions and an rdkafka round trip after the drain"
     );
     print_header();
     for r in &rows {
-        print_row(r);
+        print_row(r, &plan);
     }
-    problems.extend(rows.iter().filter_map(|r| {
-        r.verdict
-            .as_ref()
-            .map(|v| format!("{} / {}: {v}", mib(r.scale as u64), r.phase))
-    }));
+    let problems: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            r.verdicts
+                .iter()
+                .map(|v| format!("{} / {}: {v}", mib(r.scale as u64), r.phase))
+        })
+        .collect();
+    println!("took {} s", started.elapsed().as_secs());
     if !problems.is_empty() {
         eprintln!("\nhostile: FAILED\n  {}", problems.join("\n  "));
         std::process::exit(1);
