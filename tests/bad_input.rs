@@ -244,3 +244,57 @@ async fn a_stalled_large_frame_holds_the_request_pool_only_until_its_body_timeou
     );
     still_serving(&bs, 2).await;
 }
+
+/// A client that sends a request and never reads its (large) response is
+/// disconnected after `request.body.timeout.ms`, so the response and the
+/// request memory it holds are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_take_its_response_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), &[("request.body.timeout.ms", "1500")]).await;
+    let bs = broker.bootstrap();
+    // DeleteTopics v5 naming "ab" 300,000 times: a 900 KB request whose
+    // response (INVALID_REQUEST with a message per duplicate) is ~16 MB,
+    // more than the socket buffers hold.
+    let n: u32 = 300_000;
+    let mut body = Vec::new();
+    let mut v = n + 1;
+    while v >= 0x80 {
+        body.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    body.push(v as u8);
+    for _ in 0..n {
+        body.extend_from_slice(&[3, b'a', b'b']);
+    }
+    body.extend_from_slice(&1000i32.to_be_bytes()); // timeout_ms
+    body.push(0); // tagged fields
+    let mut f = BytesMut::new();
+    let header_len = 2 + 2 + 4 + 2 + 1;
+    f.put_i32((header_len + body.len()) as i32);
+    f.put_i16(ApiKey::DeleteTopics as i16);
+    f.put_i16(5);
+    f.put_i32(11);
+    f.put_i16(-1); // null client id
+    f.put_u8(0); // header tagged fields
+    f.put_slice(&body);
+    let mut s = TcpStream::connect(&bs).await.unwrap();
+    s.write_all(&f).await.unwrap();
+    // Do not read for a while: the broker's write stalls and times out.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(k)) => got += k,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the connection stayed open ({got} bytes read)");
+    assert!(
+        got > 0 && got < 15_000_000,
+        "expected a cut-off response, read {got} bytes"
+    );
+    still_serving(&bs, 0).await;
+}

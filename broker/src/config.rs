@@ -114,9 +114,9 @@ pub struct BrokerConfig {
     /// once across connections (`queued.max.request.bytes`); `None` is
     /// unbounded (-1).
     pub queued_max_request_bytes: Option<usize>,
-    /// A frame's body must arrive within this long after its size prefix
-    /// (`request.body.timeout.ms`), so a stalled sender cannot keep its
-    /// reservation in the request memory pool.
+    /// A frame's body must arrive within this long after its size prefix,
+    /// and its response be taken within this long (`request.body.timeout.ms`),
+    /// so a stalled client cannot keep its share of the request memory pool.
     pub request_body_timeout_ms: u64,
     pub connections_max_idle_ms: u64,
     pub session_timeout_ms: i64,

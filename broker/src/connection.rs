@@ -41,6 +41,8 @@ pub enum CloseReason {
         "the {size}-byte request body did not arrive within request.body.timeout.ms ({timeout:?})"
     )]
     SlowBody { size: usize, timeout: Duration },
+    #[error("the client did not take its {size}-byte response within request.body.timeout.ms ({timeout:?})")]
+    SlowReader { size: usize, timeout: Duration },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("request size {size} is outside 8..={limit} (socket.request.max.bytes)")]
@@ -101,8 +103,22 @@ async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> 
         };
         match handle_frame(frame, peer, broker, &mut reservation).await {
             Ok(Some(response)) => {
-                if let Err(e) = stream.write_all(&response).await {
-                    return CloseReason::Io(e);
+                // The response counts against the pool while it waits for
+                // the client (never waiting: it exists already), so large
+                // requests hold back while unread responses pile up; a
+                // client that does not take it in time is disconnected.
+                broker
+                    .request_memory
+                    .try_extend(&mut reservation, response.len());
+                match tokio::time::timeout(body_timeout, stream.write_all(&response)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return CloseReason::Io(e),
+                    Err(_) => {
+                        return CloseReason::SlowReader {
+                            size: response.len(),
+                            timeout: body_timeout,
+                        }
+                    }
                 }
             }
             Ok(None) => {}

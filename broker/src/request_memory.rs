@@ -11,7 +11,9 @@
 //! the pool wait on — cannot be starved into a deadlock. The decoded part of
 //! a request (bounded by `rivulet_protocol::request_bounds`) is reserved the
 //! same way, without waiting: waiting while holding the frame's reservation
-//! could deadlock two connections against each other.
+//! could deadlock two connections against each other; so is the encoded
+//! response while the client takes it (`request.body.timeout.ms` bounds how
+//! long), so that large requests hold back while unread responses pile up.
 
 use std::sync::Arc;
 
