@@ -89,16 +89,18 @@ impl RequestMemory {
         r
     }
 
-    /// Add `bytes` (a decoded request's estimate) to `r` if the pool has
-    /// them now; never waits.
+    /// Add up to `bytes` (a decoded request's estimate, a response) to `r`
+    /// from what the pool has free now; never waits.
     pub fn try_extend(&self, r: &mut Reservation, bytes: usize) {
         let Some(pool) = &self.pool else {
             return;
         };
-        let n = bytes.min(self.total as usize) as u32;
+        let n = bytes.min(pool.available_permits()).min(self.total as usize) as u32;
         if n == 0 {
             return;
         }
+        // Another connection may take permits in between: then this one
+        // charges nothing rather than waiting.
         if let Ok(p) = pool.clone().try_acquire_many_owned(n) {
             r.add(p);
         }
@@ -140,6 +142,12 @@ mod tests {
         assert_eq!(mem.available(), 0);
         mem.try_extend(&mut r, 4096);
         assert_eq!(r.bytes(), 100 * 1024, "nothing left to extend with");
+        drop(r);
+        // An extension takes what is free, not all or nothing.
+        let mut r = mem.reserve_frame(90 * 1024).await;
+        mem.try_extend(&mut r, 50 * 1024);
+        assert_eq!(r.bytes(), 100 * 1024);
+        assert_eq!(mem.available(), 0);
         drop(r);
         assert_eq!(mem.available(), 100 * 1024);
     }
