@@ -157,7 +157,7 @@ pub(crate) async fn read_body<S: AsyncRead + Unpin>(
 
 /// Decode, handle and encode one request; `None` when no response is due
 /// (produce with acks=0). `frame` is at least 8 bytes (the caller checks the
-/// size prefix). The decoded request's memory is added to `reservation`.
+/// size prefix). `reservation` is settled to the frame and its decoded size.
 pub async fn handle_frame(
     frame: Bytes,
     peer: SocketAddr,
@@ -178,10 +178,13 @@ pub async fn handle_frame(
         }
         return Err(CloseReason::UnsupportedVersion { key, version });
     }
+    let frame_len = frame.len();
     let decoded = request::decode(frame, key, version)?;
-    broker
-        .request_memory
-        .try_extend(reservation, decoded.bounds.decoded_estimate);
+    // Keep what this request takes, give back the rest of the worst case.
+    reservation.settle(
+        &broker.request_memory,
+        frame_len.saturating_add(decoded.bounds.decoded_estimate),
+    );
     let Some(response) = api::dispatch(broker, &decoded.header, decoded.body, peer).await else {
         return Ok(None);
     };

@@ -2,9 +2,14 @@
 //! for requests in flight across all connections — the frame as it is read
 //! and what decoding it takes.
 //!
-//! A connection reserves a frame's size before reading its body, so a
-//! client that sends many large frames waits for memory (its socket is not
-//! read meanwhile) instead of growing the broker without bound. Frames of at
+//! A connection reserves, before reading a frame's body, what the frame may
+//! cost at worst — its size plus what decoding it may take, which the
+//! pre-pass bounds by `MAX_AMPLIFICATION` times the size — and gives back
+//! the excess once the pre-pass has measured the frame ([`Reservation::settle`]).
+//! So a client that sends many large frames waits for memory (its socket is
+//! not read meanwhile) instead of growing the broker without bound, and a
+//! frame built to decode into many small structs cannot take more than it
+//! reserved. Frames of at
 //! most [`SMALL_REQUEST`] bytes never wait: they take what is free and
 //! otherwise go ahead unreserved, so that heartbeats, metadata and fetch
 //! requests — among them followers' fetches, which acks=all produces holding
@@ -17,6 +22,7 @@
 
 use std::sync::Arc;
 
+use rivulet_protocol::request_bounds::{AMPLIFICATION_SLACK, MAX_AMPLIFICATION};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Requests up to this size never wait for the pool.
@@ -39,6 +45,19 @@ impl Reservation {
     /// Bytes this reservation holds.
     pub fn bytes(&self) -> usize {
         self.permit.as_ref().map_or(0, |p| p.num_permits())
+    }
+
+    /// Keep `bytes` of the reservation: give back what is above it, or add
+    /// what the pool has free below it (never waiting).
+    pub fn settle(&mut self, memory: &RequestMemory, bytes: usize) {
+        let held = self.bytes();
+        if held > bytes {
+            if let Some(p) = self.permit.as_mut() {
+                drop(p.split(held - bytes));
+            }
+        } else {
+            memory.try_extend(self, bytes - held);
+        }
     }
 
     fn add(&mut self, permit: OwnedSemaphorePermit) {
@@ -67,19 +86,21 @@ impl RequestMemory {
             .map_or(usize::MAX, |p| p.available_permits())
     }
 
-    /// Reserve `bytes` for a frame about to be read: waits for them unless
-    /// the frame is small. A frame larger than the whole pool waits for the
-    /// whole pool.
+    /// Reserve the worst-case cost of a frame of `bytes` about to be read
+    /// (the frame and its largest decoded form): waits for it unless the
+    /// frame is small, when it takes what is free. A cost above the whole
+    /// pool waits for the whole pool.
     pub async fn reserve_frame(&self, bytes: usize) -> Reservation {
         let mut r = Reservation::default();
         let Some(pool) = &self.pool else {
             return r;
         };
-        let n = bytes.min(self.total as usize) as u32;
+        let worst = bytes
+            .saturating_mul(1 + MAX_AMPLIFICATION)
+            .saturating_add(AMPLIFICATION_SLACK);
+        let n = worst.min(self.total as usize) as u32;
         if bytes <= SMALL_REQUEST {
-            if let Ok(p) = pool.clone().try_acquire_many_owned(n) {
-                r.add(p);
-            }
+            self.try_extend(&mut r, n as usize);
             return r;
         }
         // The semaphore is never closed: acquisition only fails if it were.
@@ -111,27 +132,49 @@ impl RequestMemory {
 mod tests {
     use super::*;
 
+    const KIB: usize = 1024;
+
+    fn worst(bytes: usize) -> usize {
+        bytes * (1 + MAX_AMPLIFICATION) + AMPLIFICATION_SLACK
+    }
+
     #[tokio::test]
-    async fn large_frames_wait_for_memory_and_small_ones_do_not() {
-        let mem = RequestMemory::new(Some(200 * 1024));
-        let a = mem.reserve_frame(150 * 1024).await;
-        assert_eq!(a.bytes(), 150 * 1024);
-        // 100 KiB more does not fit: the reservation waits.
+    async fn a_frame_reserves_its_worst_case_and_settles_to_what_it_takes() {
+        let total = 10 * 1024 * KIB;
+        let mem = RequestMemory::new(Some(total));
+        let mut a = mem.reserve_frame(300 * KIB).await;
+        assert_eq!(a.bytes(), worst(300 * KIB));
+        // A second such frame does not fit: it waits.
         let waiting = tokio::time::timeout(
             std::time::Duration::from_millis(50),
-            mem.reserve_frame(100 * 1024),
+            mem.reserve_frame(300 * KIB),
         )
         .await;
         assert!(waiting.is_err(), "a large frame must wait for the pool");
-        // A small frame goes ahead without (enough) memory.
-        let small = mem.reserve_frame(60 * 1024).await;
+        // A small frame goes ahead, taking what is free.
+        let small = mem.reserve_frame(60 * KIB).await;
+        assert_eq!(small.bytes(), worst(60 * KIB));
+        // Measured: the first frame keeps only what it takes.
+        a.settle(&mem, 310 * KIB);
+        assert_eq!(a.bytes(), 310 * KIB);
+        let b = mem.reserve_frame(300 * KIB).await;
+        assert_eq!(b.bytes(), worst(300 * KIB));
+        assert_eq!(
+            mem.available(),
+            total - 310 * KIB - worst(60 * KIB) - worst(300 * KIB)
+        );
+        drop((a, b, small));
+        assert_eq!(mem.available(), total);
+    }
+
+    #[tokio::test]
+    async fn small_frames_never_wait_on_an_exhausted_pool() {
+        let mem = RequestMemory::new(Some(1024 * KIB));
+        let all = mem.reserve_frame(1024 * KIB).await;
+        assert_eq!(mem.available(), 0);
+        let small = mem.reserve_frame(60 * KIB).await;
         assert_eq!(small.bytes(), 0);
-        drop(a);
-        let b = mem.reserve_frame(100 * 1024).await;
-        assert_eq!(b.bytes(), 100 * 1024);
-        assert_eq!(mem.available(), 100 * 1024);
-        drop(b);
-        assert_eq!(mem.available(), 200 * 1024);
+        drop(all);
     }
 
     #[tokio::test]
