@@ -68,11 +68,6 @@ fn request_corpus_and_regressions_run_clean() {
                 .map(|(p, data)| (p.display().to_string(), data)),
         )
         .collect();
-    // Unoptimised, the broker is slower than under the fuzzer: give each
-    // request longer before it is left running in the background.
-    if std::env::var_os("RIVULET_FUZZ_BUDGET_MS").is_none() {
-        std::env::set_var("RIVULET_FUZZ_BUDGET_MS", "1000");
-    }
     let harness = Harness::get();
     let mut responses = 0;
     for (name, data) in &inputs {
@@ -81,8 +76,11 @@ fn request_corpus_and_regressions_run_clean() {
             responses += 1;
         }
     }
-    let (runs, parked) = harness.stats();
-    eprintln!("{runs} frames, {responses} answered, {parked} still parked after their budget");
+    // Requests left running after their budget (JoinGroups waiting for the
+    // coordinator's timer, and more of them unoptimised) are checked too.
+    responses += harness.drain();
+    let (runs, parked, _) = harness.stats();
+    eprintln!("{runs} frames, {responses} answered, {parked} finished after their budget");
     // The typed seeds are real requests: most of them get an answer.
     assert!(
         responses * 2 > inputs.len(),
@@ -95,10 +93,9 @@ fn request_corpus_and_regressions_run_clean() {
 #[test]
 #[ignore = "rewrites fuzz/corpus/request (scripts/fuzz.sh seeds)"]
 fn write_request_seeds() {
+    // Overwrites the seeds; inputs the fuzzer found (named by their SHA-1)
+    // stay.
     let dir = fuzz_dir().join("corpus").join("request");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
     std::fs::create_dir_all(&dir).unwrap();
     let seeds = request::seeds();
     for (name, data) in &seeds {

@@ -8,9 +8,10 @@
 //! One broker per process ([`Harness::get`]): a data dir on tmpfs
 //! (`/dev/shm`) when there is one, a tokio runtime created once, frames run
 //! one at a time with `block_on`. Its state carries over from one input to
-//! the next, as a long-lived broker's does; a topic `fuzz` (two partitions,
-//! a few records) is there for the seeds to reach the data paths, and is
-//! recreated if an input deletes it.
+//! the next, as a long-lived broker's does, until it is replaced by a fresh
+//! one (every [`RESET_EVERY`] inputs or when fuzzed topics pile up); a topic
+//! `fuzz` (two partitions, a few records) is there for the seeds to reach
+//! the data paths, and is recreated if an input deletes it.
 //!
 //! Findings, besides panics anywhere in the broker (libFuzzer's panic hook
 //! aborts on a panic in any thread, background tasks included):
@@ -35,7 +36,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -43,7 +44,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use rivulet_broker::connection::{handle_frame, CloseReason};
 use rivulet_broker::request_memory::Reservation;
-use rivulet_broker::{api, BrokerConfig, BrokerNode};
+use rivulet_broker::{api, Broker, BrokerConfig, BrokerNode};
 use rivulet_protocol::request::{self, RequestError};
 use rivulet_protocol::request_bounds;
 use tokio::task::JoinHandle;
@@ -63,6 +64,20 @@ pub const JOIN_MAX_TIMEOUT_MS: i32 = 200;
 /// Requests left running in the background at most; past it the oldest is
 /// waited for.
 const MAX_PARKED: usize = 64;
+/// The broker is replaced by a fresh one after this many inputs, or sooner
+/// when the fuzzer has made more than [`RESET_TOPICS`] topics: requests that
+/// list every topic, log or group cost time in proportion to them, and a
+/// long run would otherwise slow down to a crawl (as a long-lived broker's
+/// state grows without bound under fuzzed CreateTopics and JoinGroups).
+const RESET_EVERY: u64 = 100_000;
+const RESET_TOPICS: usize = 200;
+/// `max.open.logs` of the fuzzed broker: each log holds about four file
+/// descriptors, shared with libFuzzer in this process, and the default
+/// (100,000 logs) is far above the usual descriptor limit (a first run died
+/// with "Too many open files" at 3,000 fuzzed partitions). It also bounds
+/// what requests listing every log cost, so topics with thousands of
+/// partitions need no reset.
+const MAX_OPEN_LOGS: usize = 1_000;
 /// A frame longer than this is not handled (the fuzzer never makes one
 /// anyway); the broker's own limit is `socket.request.max.bytes`.
 const MAX_FRAME: usize = 1 << 20;
@@ -96,12 +111,19 @@ fn trace() -> bool {
 /// A broker in this process and the runtime it runs on.
 pub struct Harness {
     runtime: tokio::runtime::Runtime,
-    node: BrokerNode,
+    live: Mutex<Option<Live>>,
     /// Requests still running after their budget.
     parked: Mutex<Vec<Parked>>,
     runs: AtomicU64,
     parked_total: AtomicU64,
-    _dir: tempfile::TempDir,
+    resets: AtomicU64,
+}
+
+/// The running broker and its data dir.
+struct Live {
+    node: BrokerNode,
+    dir: tempfile::TempDir,
+    started_at_run: u64,
 }
 
 /// A request left running after its budget, checked once it finishes.
@@ -142,38 +164,84 @@ impl Harness {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            tempfile::Builder::new()
-                .prefix("rivulet-fuzz-")
-                .tempdir_in(shm)
-        } else {
-            tempfile::Builder::new().prefix("rivulet-fuzz-").tempdir()
-        }
-        .expect("temp data dir");
-        let node = runtime.block_on(start_broker(dir.path()));
+        remove_orphaned_dirs();
         let harness = Harness {
             runtime,
-            node,
+            live: Mutex::new(None),
             parked: Mutex::new(Vec::new()),
             runs: AtomicU64::new(0),
             parked_total: AtomicU64::new(0),
-            _dir: dir,
+            resets: AtomicU64::new(0),
         };
-        harness.ensure_topic();
+        harness.reset();
         harness
+    }
+
+    fn broker(&self) -> Arc<Broker> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.as_ref().expect("a running broker").node.broker.clone()
+    }
+
+    /// Stop the broker (after the requests still running) and start a fresh
+    /// one in a new data dir, with the `fuzz` topic.
+    fn reset(&self) {
+        self.drain();
+        let old = self.live.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(old) = old {
+            self.resets.fetch_add(1, Relaxed);
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), old.node.shutdown()).await
+            });
+            drop(old.dir);
+        }
+        let dir = data_dir();
+        let node = self.runtime.block_on(start_broker(dir.path()));
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(Live {
+            node,
+            dir,
+            started_at_run: self.runs.load(Relaxed),
+        });
+        self.ensure_topic();
+    }
+
+    /// Every thousand inputs: recreate the `fuzz` topic if an input deleted
+    /// it, or replace the broker if its state has grown (see [`RESET_EVERY`]).
+    fn maintain(&self, runs: u64) {
+        let broker = self.broker();
+        let started = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |l| l.started_at_run);
+        let image = broker.image();
+        let topics = image.topics.len();
+        drop(image);
+        if runs - started >= RESET_EVERY || topics > RESET_TOPICS {
+            drop(broker);
+            if trace() || runs - started < RESET_EVERY {
+                eprintln!(
+                    "rivulet-fuzz: a fresh broker after {} inputs ({topics} topics)",
+                    runs - started
+                );
+            }
+            self.reset();
+        } else {
+            self.ensure_topic();
+        }
     }
 
     /// Create the `fuzz` topic and write a few records to it, unless it is
     /// there.
     fn ensure_topic(&self) {
-        if self.node.broker.image().topic(TOPIC).is_some() {
+        let broker = self.broker();
+        if broker.image().topic(TOPIC).is_some() {
             return;
         }
         let create = frame(ApiKey::CreateTopics, 7, &create_topics());
         let produce = frame(ApiKey::Produce, 9, &produce(1));
         for f in [create, produce] {
-            let broker = self.node.broker.clone();
+            let broker = broker.clone();
             let _ = self.runtime.block_on(async move {
                 let mut reservation = Reservation::default();
                 handle_frame(Bytes::from(f), PEER, &broker, &mut reservation).await
@@ -190,7 +258,7 @@ impl Harness {
         }
         let runs = self.runs.fetch_add(1, Relaxed) + 1;
         if runs % 1000 == 0 {
-            self.ensure_topic();
+            self.maintain(runs);
         }
         self.reap_parked();
         let raw_key = i16::from_be_bytes([data[0], data[1]]);
@@ -224,7 +292,7 @@ impl Harness {
         version: i16,
         data: &[u8],
     ) -> Outcome {
-        let broker = self.node.broker.clone();
+        let broker = self.broker();
         let frame = Bytes::from(frame);
         let for_task = frame.clone();
         let mut task = self.runtime.spawn(async move {
@@ -284,9 +352,32 @@ impl Harness {
         *parked = running;
     }
 
-    /// Inputs handled and inputs left running after their budget.
-    pub fn stats(&self) -> (u64, u64) {
-        (self.runs.load(Relaxed), self.parked_total.load(Relaxed))
+    /// Wait for every request still running and check it; returns how many
+    /// of them were answered.
+    pub fn drain(&self) -> usize {
+        let Ok(mut parked) = self.parked.lock() else {
+            return 0;
+        };
+        let mut answered = 0;
+        for p in parked.drain(..) {
+            let joined = self.runtime.block_on(p.task);
+            if check_result(joined, p.correlation_id, p.raw_key, p.version, &p.frame)
+                == Outcome::Response
+            {
+                answered += 1;
+            }
+        }
+        answered
+    }
+
+    /// Inputs handled, inputs left running after their budget, and how
+    /// many times the broker was replaced.
+    pub fn stats(&self) -> (u64, u64, u64) {
+        (
+            self.runs.load(Relaxed),
+            self.parked_total.load(Relaxed),
+            self.resets.load(Relaxed),
+        )
     }
 }
 
@@ -324,6 +415,47 @@ fn check_result(
     }
 }
 
+/// Prefix of the data dirs, followed by the owning process id.
+const DIR_PREFIX: &str = "rivulet-fuzz-";
+
+/// Where the data dirs go: tmpfs when there is one.
+fn dir_parent() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// A fresh data dir, named after this process: the process ends by
+/// `exit` under libFuzzer, without dropping it, so the next one removes it.
+fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+        .tempdir_in(dir_parent())
+        .expect("temp data dir")
+}
+
+/// Remove the data dirs of harness processes that are gone.
+fn remove_orphaned_dirs() {
+    let Ok(entries) = std::fs::read_dir(dir_parent()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 async fn start_broker(dir: &std::path::Path) -> BrokerNode {
     let mut last_error = None;
     for _ in 0..5 {
@@ -343,6 +475,7 @@ async fn start_broker(dir: &std::path::Path) -> BrokerNode {
         set("log.index.size.max.bytes", "65536".into());
         set("log.segment.bytes", "1048576".into());
         set("socket.request.max.bytes", MAX_FRAME.to_string());
+        set("max.open.logs", MAX_OPEN_LOGS.to_string());
         let config = BrokerConfig::from_props(&props).expect("fuzz broker config");
         match BrokerNode::start(config).await {
             Ok(node) => {
