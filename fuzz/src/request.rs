@@ -257,7 +257,7 @@ impl Harness {
             return Outcome::TooShort;
         }
         let runs = self.runs.fetch_add(1, Relaxed) + 1;
-        if runs % 1000 == 0 {
+        if runs.is_multiple_of(1000) {
             self.maintain(runs);
         }
         self.reap_parked();
