@@ -108,6 +108,10 @@ case "$cmd" in
     elapsed=$(($(date +%s) - start))
     echo "== summary: $target"
     execs=$(awk '/stat::number_of_executed_units:/ { print $2 }' "$log" | tail -1)
+    if [ -z "$execs" ]; then
+      # A run that died early prints no final stats: its last status line.
+      execs="$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#') (last status line)"
+    fi
     rate=$(awk '/stat::average_exec_per_sec:/ { print $2 }' "$log" | tail -1)
     # The last status line libFuzzer printed carries cov: and ft:.
     last=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1 || true)
