@@ -1,0 +1,338 @@
+use super::*;
+use crate::record_batch::{encode_batch, set_base_offset, set_log_append_time, update_crc};
+use crate::record_batch::{validate_produced_batch, Compression as C};
+use proptest::prelude::*;
+
+const ALL: [Compression; 5] = [C::None, C::Gzip, C::Snappy, C::Lz4, C::Zstd];
+const LIMIT: usize = 1 << 20;
+
+fn malformed<T>(result: Result<T, RecordError>) -> bool {
+    matches!(result, Err(Malformed(_)))
+}
+
+fn record(offset_delta: i32, key: Option<&'static [u8]>, value: Option<&'static [u8]>) -> Record {
+    let (key, value) = (key.map(Bytes::from_static), value.map(Bytes::from_static));
+    Record {
+        offset_delta,
+        timestamp_delta: 0,
+        key,
+        value,
+        headers: Vec::new(),
+    }
+}
+
+fn template(compression: Compression, last_offset_delta: i32) -> BatchHeader {
+    let mut b = RecordBatchBuilder::new(compression);
+    b.push(1_000, None, None, &[]);
+    let header = BatchHeader::parse(&b.build().unwrap()).unwrap();
+    BatchHeader {
+        last_offset_delta,
+        partition_leader_epoch: 5,
+        ..header
+    }
+}
+
+fn three_records() -> Vec<Record> {
+    let (a, b) = (
+        record(0, Some(b"k0"), Some(b"v0")),
+        record(1, None, Some(b"v1")),
+    );
+    vec![a, b, record(2, Some(b"k2"), None)]
+}
+
+fn cursor(bytes: &[u8]) -> Cursor {
+    Cursor {
+        buf: Bytes::copy_from_slice(bytes),
+    }
+}
+
+#[test]
+fn varint_edge_values_round_trip() {
+    let mut out = Vec::new();
+    let ints = [0, 1, -1, 63, -64, 64, -65, i32::MIN, i32::MAX];
+    let longs = [0, 1, -1, i64::from(i32::MIN) - 1, i64::MIN, i64::MAX];
+    ints.iter().for_each(|&v| write_varint(&mut out, v));
+    longs.iter().for_each(|&v| write_varlong(&mut out, v));
+    let mut c = Cursor {
+        buf: Bytes::from(out),
+    };
+    for v in ints {
+        assert_eq!(c.read_varint().unwrap(), v);
+    }
+    for v in longs {
+        assert_eq!(c.read_varlong().unwrap(), v);
+    }
+    assert!(c.buf.is_empty());
+}
+
+#[test]
+fn overlong_or_overflowing_varints_are_malformed() {
+    assert!(malformed(
+        cursor(&[0x80, 0x80, 0x80, 0x80, 0x80, 0]).read_varint()
+    ));
+    assert!(malformed(
+        cursor(&[0xff, 0xff, 0xff, 0xff, 0x1f]).read_varint()
+    ));
+    assert!(malformed(cursor(&[0x80]).read_varint()));
+    assert!(malformed(cursor(&[0xff; 10]).read_varlong()));
+    assert!(malformed(cursor(&[0x80; 11]).read_varlong()));
+}
+
+#[test]
+fn record_wire_format_matches_kafka_layout() {
+    let header = Header {
+        key: Bytes::from_static(b"h"),
+        value: Some(Bytes::from_static(b"v")),
+    };
+    let mut r = record(1, Some(b"k"), None);
+    (r.timestamp_delta, r.headers) = (300, vec![header]);
+    let mut out = Vec::new();
+    encode_record(&r, &mut out);
+    // length 12, attributes, timestamp 300, offset 1, key "k", null value, "h" = "v"
+    assert_eq!(out, [24, 0, 0xd8, 0x04, 2, 2, b'k', 1, 2, 2, b'h', 2, b'v']);
+    assert_eq!(decode_record(&mut cursor(&out)).unwrap(), r);
+    // A length other than that of the fields, or a negative key length, is malformed.
+    let longer = [&[26], &out[1..], &[0]].concat();
+    assert!(malformed(decode_record(&mut cursor(&longer))));
+    assert!(malformed(decode_record(&mut cursor(
+        &[&[22], &out[1..12]].concat()
+    ))));
+    assert!(malformed(decode_record(&mut cursor(&[8, 0, 0, 0, 3]))));
+}
+
+#[test]
+fn built_batch_passes_validate_produced_batch_for_every_codec() {
+    for codec in ALL {
+        let mut b = RecordBatchBuilder::new(codec)
+            .producer(7, 1, 40)
+            .transactional(true);
+        b.push(
+            1_000,
+            Some(b"a"),
+            Some(b"1"),
+            &[("k", Some(b"x")), ("k", None)],
+        );
+        b.push(1_005, None, Some(b"2"), &[]);
+        b.push(999, Some(b"c"), None, &[]);
+        let bytes = b.build().unwrap();
+        let h = validate_produced_batch(&bytes).unwrap();
+        assert_eq!(h.compression().unwrap(), codec);
+        assert_eq!(
+            (
+                h.record_count,
+                h.last_offset_delta,
+                h.partition_leader_epoch
+            ),
+            (3, 2, -1)
+        );
+        assert_eq!((h.base_timestamp, h.max_timestamp), (1_000, 1_005));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (7, 1, 40)
+        );
+        assert!(h.is_transactional() && !h.is_control());
+        let batch = decode_batch(&bytes, LIMIT).unwrap();
+        let times: Vec<i64> = batch
+            .records
+            .iter()
+            .map(|r| batch.timestamp_of(r))
+            .collect();
+        assert_eq!(times, [1_000, 1_005, 999]);
+        let header_keys: Vec<&[u8]> = batch.records[0]
+            .headers
+            .iter()
+            .map(|h| &h.key[..])
+            .collect();
+        assert_eq!(header_keys, [b"k", b"k"]);
+    }
+}
+
+#[test]
+fn preallocation_is_bounded_by_the_bytes_and_a_cap() {
+    assert_eq!(preallocate(3, 100, 7), 3);
+    assert_eq!(preallocate(i32::MAX as usize, 70, 7), 10);
+    assert_eq!(preallocate(usize::MAX, 64 << 20, 7), PREALLOCATE_MAX);
+    assert_eq!(preallocate(5, 1, 2), 0);
+    assert_eq!(preallocate(5, 10, 0), 5);
+}
+
+#[test]
+fn claimed_counts_far_above_the_records_present_are_malformed() {
+    // A compressed payload is not bounded by `validate_batch`: the
+    // count may claim the whole offset range over a few records.
+    for codec in [C::Gzip, C::Zstd] {
+        let mut payload = Vec::new();
+        three_records()
+            .iter()
+            .for_each(|r| encode_record(r, &mut payload));
+        let h = BatchHeader {
+            record_count: i32::MAX,
+            attributes: record_batch::attributes(codec, TimestampType::CreateTime, false, false),
+            ..template(codec, i32::MAX - 1)
+        };
+        let bytes = encode_batch(&h, &compression::compress(codec, &payload).unwrap());
+        validate_batch(&bytes).unwrap();
+        assert!(malformed(decode_batch(&bytes, LIMIT)), "{codec:?}");
+    }
+}
+
+#[test]
+fn empty_builder_is_an_error() {
+    let b = RecordBatchBuilder::new(Compression::None);
+    assert!(b.is_empty());
+    assert_eq!(b.len(), 0);
+    assert!(malformed(b.build()));
+}
+
+#[test]
+fn build_batch_keeps_template_fields_and_compaction_gaps() {
+    let t = BatchHeader {
+        base_offset: 500,
+        producer_id: 3,
+        ..template(C::Lz4, 9)
+    };
+    let records = vec![
+        record(0, Some(b"a"), None),
+        record(9, Some(b"b"), Some(b"v")),
+    ];
+    let batch = decode_batch(&build_batch(&t, &records).unwrap(), LIMIT).unwrap();
+    let h = batch.header;
+    assert_eq!(
+        (h.base_offset, h.last_offset_delta, h.partition_leader_epoch),
+        (500, 9, 5)
+    );
+    assert_eq!(
+        (h.producer_id, h.attributes, h.record_count),
+        (3, t.attributes, 2)
+    );
+    let offsets: Vec<i64> = batch.records.iter().map(|r| batch.offset_of(r)).collect();
+    assert_eq!(offsets, [500, 509]);
+    assert_eq!(batch.records, records);
+    // Empty batches (kept by the cleaner) build; out-of-range deltas do not.
+    let empty = decode_batch(&build_batch(&t, &[]).unwrap(), LIMIT).unwrap();
+    assert!(empty.records.is_empty());
+    assert!(malformed(build_batch(&t, &[record(10, None, None)])));
+}
+
+#[test]
+fn offsets_and_log_append_time_apply_to_decoded_records() {
+    let mut b = RecordBatchBuilder::new(Compression::Zstd);
+    b.push(10, None, Some(b"a"), &[]);
+    b.push(20, None, Some(b"b"), &[]);
+    let mut bytes = b.build().unwrap();
+    set_base_offset(&mut bytes, 100).unwrap();
+    let batch = decode_batch(&bytes, LIMIT).unwrap();
+    assert_eq!(batch.offset_of(&batch.records[1]), 101);
+    assert_eq!(batch.timestamp_of(&batch.records[1]), 20);
+    set_log_append_time(&mut bytes, 77).unwrap();
+    let batch = decode_batch(&bytes, LIMIT).unwrap();
+    assert!(batch.records.iter().all(|r| batch.timestamp_of(r) == 77));
+}
+
+#[test]
+fn record_count_disagreeing_with_records_is_malformed() {
+    let mut payload = Vec::new();
+    three_records()
+        .iter()
+        .for_each(|r| encode_record(r, &mut payload));
+    let trailing = [&payload[..], &[0; 8]].concat();
+    for (count, last_offset_delta, payload) in
+        [(2, 2, &payload), (4, 5, &payload), (3, 2, &trailing)]
+    {
+        let h = BatchHeader {
+            record_count: count,
+            ..template(C::None, last_offset_delta)
+        };
+        let bytes = encode_batch(&h, payload);
+        validate_batch(&bytes).unwrap();
+        assert!(malformed(decode_batch(&bytes, LIMIT)), "count {count}");
+    }
+}
+
+#[test]
+fn records_over_the_limit_are_too_large() {
+    let mut b = RecordBatchBuilder::new(Compression::Gzip);
+    b.push(0, None, Some(&[0u8; 100_000]), &[]);
+    let result = decode_batch(&b.build().unwrap(), 10_000);
+    assert!(matches!(
+        result,
+        Err(RecordError::TooLarge { limit: 10_000 })
+    ));
+}
+
+fn bytes_strategy(max: usize) -> impl Strategy<Value = Option<Bytes>> {
+    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from))
+}
+
+fn records_strategy() -> impl Strategy<Value = Vec<Record>> {
+    // A two-letter header-key alphabet makes repeated keys common.
+    let header = ("[ab]{0,2}", bytes_strategy(16)).prop_map(|(k, value)| Header {
+        key: Bytes::from(k),
+        value,
+    });
+    let headers = proptest::collection::vec(header, 0..4);
+    let record = (
+        any::<i64>(),
+        bytes_strategy(64),
+        bytes_strategy(256),
+        headers,
+    );
+    proptest::collection::vec(record, 1..12).prop_map(|rs| {
+        let each = rs.into_iter().zip(0..);
+        each.map(
+            |((timestamp_delta, key, value, headers), offset_delta)| Record {
+                offset_delta,
+                timestamp_delta,
+                key,
+                value,
+                headers,
+            },
+        )
+        .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn arbitrary_records_round_trip_through_every_codec(
+        records in records_strategy(),
+        codec in proptest::sample::select(ALL.to_vec()),
+    ) {
+        let bytes = build_batch(&template(codec, records.len() as i32 - 1), &records).unwrap();
+        let header = validate_produced_batch(&bytes).unwrap();
+        let batch = decode_batch(&bytes, LIMIT).unwrap();
+        prop_assert_eq!(batch.header, header);
+        prop_assert_eq!(batch.records, records);
+    }
+
+    #[test]
+    fn varints_round_trip(v32 in any::<i32>(), v64 in any::<i64>()) {
+        let mut out = Vec::new();
+        write_varint(&mut out, v32);
+        write_varlong(&mut out, v64);
+        let mut c = Cursor { buf: Bytes::from(out) };
+        prop_assert_eq!((c.read_varint().unwrap(), c.read_varlong().unwrap()), (v32, v64));
+    }
+
+    #[test]
+    fn decode_batch_on_arbitrary_bytes_never_panics(
+        bytes in proptest::collection::vec(any::<u8>(), 0..400),
+    ) {
+        let _ = decode_batch(&bytes, 4096);
+    }
+
+    #[test]
+    fn decode_batch_on_corrupted_records_with_valid_crc_never_panics(
+        codec in proptest::sample::select(ALL.to_vec()),
+        pos in any::<proptest::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        let mut bytes = build_batch(&template(codec, 2), &three_records()).unwrap();
+        let at = HEADER_SIZE + pos.index(bytes.len() - HEADER_SIZE);
+        bytes[at] ^= flip;
+        update_crc(&mut bytes);
+        let _ = decode_batch(&bytes, 4096);
+    }
+}
