@@ -122,10 +122,14 @@ case "$cmd" in
     echo "exec/s:      ${rate:-?} (wall ${elapsed} s)"
     echo "cov / ft:    ${cov:-?} / ${ft:-?}"
     echo "corpus:      ${corp:-?}"
-    crashes=$(grep -E '^artifact_prefix=|Test unit written to' "$log" || true)
+    # Slow units (-report_slow_units, 10 s) are noted, not failures.
+    slow=$(grep -c 'Test unit written to .*/slow-unit-' "$log" || true)
+    echo "slow units:  ${slow:-0} (fuzz/artifacts/$target/slow-unit-*)"
+    crashes=$(grep -E 'Test unit written to' "$log" | grep -v '/slow-unit-' || true)
     if [ "$status" -ne 0 ] || [ -n "$crashes" ]; then
       echo "crash (exit $status):"
-      grep -E 'Test unit written to|^==[0-9]+==|panicked at|SUMMARY' "$log" || true
+      grep -E 'Test unit written to|^==[0-9]+==|panicked at|SUMMARY|exiting' "$log" |
+        grep -v '/slow-unit-' || true
       exit 1
     fi
     echo "crashes:     none"

@@ -323,49 +323,57 @@ impl Harness {
     }
 
     /// Check the requests that outlived their budget and have finished
-    /// since; wait for the oldest while more than [`MAX_PARKED`] run.
+    /// since; while more than [`MAX_PARKED`] run, wait (up to two seconds)
+    /// for some to finish. A CreateTopics may wait its whole timeout for
+    /// partitions that `max.open.logs` keeps from opening.
     fn reap_parked(&self) {
-        let Ok(mut parked) = self.parked.lock() else {
-            return;
-        };
-        let mut still: Vec<Parked> = parked.drain(..).collect();
-        if still.len() > MAX_PARKED {
-            let oldest = still.remove(0);
-            let joined = self.runtime.block_on(oldest.task);
-            check_result(
-                joined,
-                oldest.correlation_id,
-                oldest.raw_key,
-                oldest.version,
-                &oldest.frame,
-            );
+        self.collect_finished();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.parked_len() > MAX_PARKED && Instant::now() < deadline {
+            self.runtime
+                .block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
+            self.collect_finished();
         }
-        let mut running = Vec::with_capacity(still.len());
-        for p in still {
-            if p.task.is_finished() {
-                let joined = self.runtime.block_on(p.task);
-                check_result(joined, p.correlation_id, p.raw_key, p.version, &p.frame);
-            } else {
-                running.push(p);
-            }
-        }
-        *parked = running;
     }
 
-    /// Wait for every request still running and check it; returns how many
-    /// of them were answered.
-    pub fn drain(&self) -> usize {
+    fn parked_len(&self) -> usize {
+        self.parked.lock().map_or(0, |p| p.len())
+    }
+
+    /// Check the parked requests that have finished; returns how many of
+    /// them were answered.
+    fn collect_finished(&self) -> usize {
         let Ok(mut parked) = self.parked.lock() else {
             return 0;
         };
         let mut answered = 0;
+        let mut running = Vec::with_capacity(parked.len());
         for p in parked.drain(..) {
+            if !p.task.is_finished() {
+                running.push(p);
+                continue;
+            }
             let joined = self.runtime.block_on(p.task);
             if check_result(joined, p.correlation_id, p.raw_key, p.version, &p.frame)
                 == Outcome::Response
             {
                 answered += 1;
             }
+        }
+        *parked = running;
+        answered
+    }
+
+    /// Wait up to five seconds for the requests still running and check
+    /// them; returns how many of them were answered. Those still running
+    /// then are left alone.
+    pub fn drain(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut answered = self.collect_finished();
+        while self.parked_len() > 0 && Instant::now() < deadline {
+            self.runtime
+                .block_on(async { tokio::time::sleep(Duration::from_millis(5)).await });
+            answered += self.collect_finished();
         }
         answered
     }
