@@ -258,12 +258,7 @@ async fn a_client_that_does_not_take_its_response_is_disconnected() {
     // more than the socket buffers hold.
     let n: u32 = 300_000;
     let mut body = Vec::new();
-    let mut v = n + 1;
-    while v >= 0x80 {
-        body.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    body.push(v as u8);
+    rivulet_protocol::request_bounds::sample::push_uvarint(&mut body, n + 1);
     for _ in 0..n {
         body.extend_from_slice(&[3, b'a', b'b']);
     }

@@ -185,7 +185,8 @@ impl Builder {
     }
 }
 
-fn push_uvarint(out: &mut Vec<u8>, mut v: u32) {
+/// Append `v` as an unsigned varint (compact lengths and counts are n + 1).
+pub fn push_uvarint(out: &mut Vec<u8>, mut v: u32) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

@@ -149,12 +149,7 @@ fn many_one_byte_elements_exceed_the_amplification_limit() {
     // names, one byte each on the wire, ~32 bytes each decoded.
     let n: u32 = 200_000;
     let mut body = Vec::new();
-    let mut v = n + 1;
-    while v >= 0x80 {
-        body.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    body.push(v as u8);
+    sample::push_uvarint(&mut body, n + 1);
     body.extend(std::iter::repeat_n(1u8, n as usize));
     body.extend_from_slice(&0i32.to_be_bytes()); // timeout
     body.push(0); // tagged fields
