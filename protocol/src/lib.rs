@@ -5,7 +5,9 @@
 //! records must be looked at (log compaction, tests, tools) ([`records`],
 //! [`compression`]), and their typed errors; the bounded decoding of request
 //! frames ([`request_bounds`], a pre-pass over every request version's wire
-//! layout, then [`request`] over `kafka-protocol`). It does no I/O.
+//! layout, then [`request`] over `kafka-protocol`); Kafka framing and the
+//! typed request/response client everyone talks to brokers with
+//! ([`wire`]). Only [`wire`] does I/O, over the streams it is given.
 
 pub mod compression;
 pub mod error;
@@ -13,6 +15,7 @@ pub mod record_batch;
 pub mod records;
 pub mod request;
 pub mod request_bounds;
+pub mod wire;
 
 pub use error::{BatchError, RecordError};
 pub use record_batch::{BatchHeader, Compression, TimestampType};
