@@ -33,7 +33,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use rivulet_broker::Broker;
+use rivulet_broker::BrokerContext;
 use rivulet_protocol::BatchHeader;
 use rivulet_storage::config::LOG_CONFIG_KEYS;
 use rivulet_storage::{CleanupPolicy, LogConfig, TopicPartition};
@@ -48,7 +48,7 @@ fn opts() -> AdminOptions {
     AdminOptions::new().operation_timeout(Some(TIMEOUT))
 }
 
-fn broker_of(b: &TestBroker) -> Arc<Broker> {
+fn broker_of(b: &TestBroker) -> Arc<BrokerContext> {
     b.node.as_ref().unwrap().broker.clone()
 }
 

@@ -19,16 +19,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader, ResponseKind};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use rivulet_protocol::request::{self, RequestError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use rivulet_protocol::wire::{self, WireError};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use crate::api;
-use crate::broker::Broker;
+use crate::context::BrokerContext;
+use crate::dispatch;
+use crate::request_memory::{RequestMemory, Reservation};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -61,39 +64,54 @@ pub enum CloseReason {
     },
 }
 
+impl CloseReason {
+    fn from_wire(e: WireError, limit: usize) -> Self {
+        match e {
+            WireError::Eof => CloseReason::Eof,
+            WireError::Idle(_) | WireError::Timeout(_) => CloseReason::Idle,
+            WireError::Io(e) => CloseReason::Io(e),
+            WireError::BadSize { size, .. } => CloseReason::BadSize { size, limit },
+            other => CloseReason::Io(std::io::Error::other(other)),
+        }
+    }
+}
+
 /// Serve one connection until it closes.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<BrokerContext>,
+    memory: Arc<RequestMemory>,
+) {
     let _ = stream.set_nodelay(true);
-    let reason = run(&mut stream, peer, &broker).await;
+    let reason = run(&mut stream, peer, &broker, &memory).await;
     match &reason {
         CloseReason::Eof => debug!(%peer, "connection closed by client"),
         other => info!(%peer, reason = %other, "closing connection"),
     }
 }
 
-async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> CloseReason {
+async fn run(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    broker: &Arc<BrokerContext>,
+    memory: &RequestMemory,
+) -> CloseReason {
     let limit = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let body_timeout = Duration::from_millis(broker.config.request_body_timeout_ms);
     loop {
-        let mut size = [0u8; 4];
-        match tokio::time::timeout(idle, stream.read_exact(&mut size)).await {
-            Err(_) => return CloseReason::Idle,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return CloseReason::Eof,
-            Ok(Err(e)) => return CloseReason::Io(e),
-            Ok(Ok(_)) => {}
-        }
-        let size = i32::from_be_bytes(size);
-        if size < 8 || size as usize > limit {
-            return CloseReason::BadSize { size, limit };
-        }
-        let size = size as usize;
+        let size = match wire::read_size(stream, wire::MIN_REQUEST_SIZE, limit, idle).await {
+            Ok(size) => size,
+            Err(e) => return CloseReason::from_wire(e, limit),
+        };
         // Held until the response is written: the frame and what decoding
         // it took stay alive that long.
-        let mut reservation = broker.request_memory.reserve_frame(size).await;
-        let frame = match tokio::time::timeout(body_timeout, read_body(stream, size, idle)).await {
+        let mut reservation = memory.reserve_frame(size).await;
+        let read = wire::read_body(stream, size, idle);
+        let frame = match tokio::time::timeout(body_timeout, read).await {
             Ok(Ok(frame)) => frame,
-            Ok(Err(reason)) => return reason,
+            Ok(Err(e)) => return CloseReason::from_wire(e, limit),
             Err(_) => {
                 return CloseReason::SlowBody {
                     size,
@@ -101,15 +119,13 @@ async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> 
                 }
             }
         };
-        match handle_frame(frame, peer, broker, &mut reservation).await {
+        match handle_frame(frame, peer, broker, memory, &mut reservation).await {
             Ok(Some(response)) => {
                 // The response counts against the pool while it waits for
                 // the client (never waiting: it exists already), so large
                 // requests hold back while unread responses pile up; a
                 // client that does not take it in time is disconnected.
-                broker
-                    .request_memory
-                    .try_extend(&mut reservation, response.len());
+                memory.try_extend(&mut reservation, response.len());
                 match tokio::time::timeout(body_timeout, stream.write_all(&response)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return CloseReason::Io(e),
@@ -127,42 +143,15 @@ async fn run(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> 
     }
 }
 
-/// Bytes read per step of a frame body: the buffer grows with what has
-/// arrived, never to the size a prefix claims before the bytes are there.
-const READ_STEP: usize = 64 * 1024;
-
-/// Read a frame body of `size` bytes as it arrives (also the replica
-/// fetcher's responses); `idle` bounds each wait for more bytes.
-pub(crate) async fn read_body<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    size: usize,
-    idle: Duration,
-) -> Result<Bytes, CloseReason> {
-    let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
-    while frame.len() < size {
-        let want = size - frame.len();
-        if frame.capacity() == frame.len() {
-            frame.reserve(want.min(frame.len().max(READ_STEP)));
-        }
-        let mut limited = (&mut *stream).take(want as u64);
-        match tokio::time::timeout(idle, limited.read_buf(&mut frame)).await {
-            Err(_) => return Err(CloseReason::Idle),
-            Ok(Err(e)) => return Err(CloseReason::Io(e)),
-            Ok(Ok(0)) => return Err(CloseReason::Eof),
-            Ok(Ok(_)) => {}
-        }
-    }
-    Ok(frame.freeze())
-}
-
 /// Decode, handle and encode one request; `None` when no response is due
 /// (produce with acks=0). `frame` is at least 8 bytes (the caller checks the
 /// size prefix). `reservation` is settled to the frame and its decoded size.
 pub async fn handle_frame(
     frame: Bytes,
     peer: SocketAddr,
-    broker: &Arc<Broker>,
-    reservation: &mut crate::request_memory::Reservation,
+    broker: &Arc<BrokerContext>,
+    memory: &RequestMemory,
+    reservation: &mut Reservation,
 ) -> Result<Option<BytesMut>, CloseReason> {
     let b = |i: usize| frame.get(i).copied().unwrap_or(0);
     let raw_key = i16::from_be_bytes([b(0), b(1)]);
@@ -182,10 +171,11 @@ pub async fn handle_frame(
     let decoded = request::decode(frame, key, version)?;
     // Keep what this request takes, give back the rest of the worst case.
     reservation.settle(
-        &broker.request_memory,
+        memory,
         frame_len.saturating_add(decoded.bounds.decoded_estimate),
     );
-    let Some(response) = api::dispatch(broker, &decoded.header, decoded.body, peer).await else {
+    let Some(response) = dispatch::dispatch(broker, &decoded.header, decoded.body, peer).await
+    else {
         return Ok(None);
     };
     encode_response(key, version, correlation_id, &response).map(Some)
@@ -202,28 +192,24 @@ fn encode_response(
     } else {
         key.response_header_version(version)
     };
-    let err = |e: anyhow::Error| CloseReason::Encode {
-        key,
-        version,
-        message: e.to_string(),
-    };
-    // Encode straight after a size placeholder and patch it in: one buffer,
-    // no second copy of the (possibly large) body.
     // Fetch responses are large: size the buffer once instead of regrowing.
     let capacity = match response {
         ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0) + 64,
         _ => 512,
     };
-    let mut out = BytesMut::with_capacity(capacity);
-    out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut out, header_version)
-        .map_err(err)?;
-    response.encode(&mut out, version).map_err(err)?;
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(out)
+    wire::encode_response(
+        key,
+        version,
+        header_version,
+        correlation_id,
+        capacity,
+        |out| response.encode(out, version).map_err(|e| e.to_string()),
+    )
+    .map_err(|e| CloseReason::Encode {
+        key,
+        version,
+        message: e.to_string(),
+    })
 }
 
 /// UNSUPPORTED_VERSION for a too-new ApiVersions request, in the v0 body

@@ -64,8 +64,8 @@ pub fn controller_response(r: &ControllerResponse) -> (i16, Option<String>) {
 /// IncrementalAlterConfigs), as Kafka's `ConfigHelper`/`ControllerApis`
 /// answer it: malformed requests are INVALID_REQUEST, a list operation on a
 /// scalar key INVALID_CONFIG.
-pub fn config_resource(e: &crate::handlers::configs::ConfigResourceError) -> i16 {
-    use crate::handlers::configs::ConfigResourceError as C;
+pub fn config_resource(e: &crate::topic_configs::ConfigResourceError) -> i16 {
+    use crate::topic_configs::ConfigResourceError as C;
     match e {
         C::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
         C::InvalidTopicName(_) => E::InvalidTopicException.code(),

@@ -9,17 +9,23 @@
 //! `rivulet-storage`.
 
 pub mod api;
-pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod context;
+pub mod controller_client;
+pub mod dispatch;
 pub mod errors;
 pub mod group;
 pub mod handlers;
+pub mod local_node;
 pub mod producer_state;
 pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication;
 pub mod request_memory;
+pub mod server;
+pub mod topic_configs;
 
-pub use broker::{Broker, BrokerNode, StartError};
 pub use config::BrokerConfig;
+pub use context::BrokerContext;
+pub use server::{BrokerNode, StartError};

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::replica_manager::IsrChangeOutcome;
 use crate::replication;
 
@@ -110,7 +110,7 @@ impl Drop for AbortOnDrop {
 
 /// Keep one fetcher per leader this node follows partitions from, until
 /// `stop`.
-pub async fn run_fetchers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+pub async fn run_fetchers(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
     type Fetcher = (watch::Sender<Vec<TopicPartition>>, AbortOnDrop);
     let mut fetchers: HashMap<i32, Fetcher> = HashMap::new();
     let me = broker.node_id();
@@ -156,7 +156,7 @@ pub async fn run_fetchers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
 
 /// The fetcher for partitions led by `leader`.
 async fn fetch_from(
-    broker: Arc<Broker>,
+    broker: Arc<BrokerContext>,
     leader: i32,
     partitions: watch::Receiver<Vec<TopicPartition>>,
 ) {
@@ -221,7 +221,7 @@ async fn fetch_from(
 }
 
 /// The leader's Kafka listener from the image.
-async fn connect(broker: &Broker, leader: i32) -> Result<TcpStream, FetcherError> {
+async fn connect(broker: &BrokerContext, leader: i32) -> Result<TcpStream, FetcherError> {
     let image = broker.image();
     let l = image
         .brokers
@@ -240,7 +240,7 @@ async fn connect(broker: &Broker, leader: i32) -> Result<TcpStream, FetcherError
 /// One Fetch for every partition still followed from `leader`, and the
 /// leader epoch each was asked under.
 fn build_request(
-    broker: &Broker,
+    broker: &BrokerContext,
     leader: i32,
     tps: &[TopicPartition],
 ) -> (FetchRequest, HashMap<TopicPartition, i32>) {
@@ -330,7 +330,7 @@ async fn round_trip(
         }
         // Read as it arrives: a leader that claims a size and stalls costs
         // only what it sent.
-        crate::connection::read_body(stream, size, timeout)
+        rivulet_protocol::wire::read_body(stream, size, timeout)
             .await
             .map_err(|e| FetcherError::Decode(e.to_string()))
     };
@@ -367,7 +367,7 @@ async fn round_trip(
 /// Apply one partition of a fetch response, if this node still follows it
 /// from `leader` in `leader_epoch`. `Ok(true)` when the log changed.
 async fn apply_response(
-    broker: &Broker,
+    broker: &BrokerContext,
     leader: i32,
     tp: &TopicPartition,
     leader_epoch: i32,
@@ -466,7 +466,7 @@ async fn apply_response(
 
 /// On every node: shrink or expand the ISR of the partitions it leads
 /// through the controller, until `stop`.
-pub async fn maintain_isr(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+pub async fn maintain_isr(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
     let lag = broker.config.replica_lag_time_max_ms;
     let interval = Duration::from_millis((lag / 4).clamp(50, 1000));
     loop {

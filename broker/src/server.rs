@@ -1,6 +1,6 @@
-//! `Broker`: what every request handler shares — config, cluster identity,
-//! the controller voter of this node, the metadata image and the replica
-//! manager — and [`BrokerNode`], which starts and stops all of it.
+//! [`BrokerNode`]: a broker's life — it builds the [`BrokerContext`] handlers
+//! see, runs the background tasks around it, serves the listener and stops
+//! it all.
 //!
 //! Start-up: `meta.properties` (node and cluster id) is checked or written,
 //! partition logs are opened (recovering after an unclean stop), the
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rivulet_controller::{
-    parse_voters, ControllerNode, ControllerRequest, ControllerResponse, Listener, MetadataImage,
-    QuorumConfig, QuorumHealth,
+    parse_voters, ControllerNode, ControllerRequest, ControllerResponse, Listener, QuorumConfig,
+    QuorumHealth,
 };
 use rivulet_storage::{LogManager, SystemClock};
 use thiserror::Error;
@@ -26,12 +26,13 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::context::BrokerContext;
 use crate::group::coordinator::GroupCoordinator;
+use crate::local_node::LocalNode;
 use crate::replica_manager::ReplicaManager;
+use crate::request_memory::RequestMemory;
 
 pub const META_PROPERTIES: &str = "meta.properties";
-/// How long admin requests wait for the controller.
-pub const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -49,120 +50,13 @@ pub enum StartError {
     },
 }
 
-#[derive(Debug)]
-pub struct Broker {
-    pub config: BrokerConfig,
-    pub cluster_id: String,
-    pub incarnation: Uuid,
-    pub controller: ControllerNode,
-    pub replicas: ReplicaManager,
-    pub groups: Arc<GroupCoordinator>,
-    /// `queued.max.request.bytes`: memory for requests in flight.
-    pub request_memory: crate::request_memory::RequestMemory,
-    producer_ids: tokio::sync::Mutex<(i64, i64)>,
-}
-
-impl Broker {
-    pub fn node_id(&self) -> i32 {
-        self.config.node_id
-    }
-
-    /// The latest metadata image.
-    pub fn image(&self) -> Arc<MetadataImage> {
-        self.controller.image()
-    }
-
-    /// Send a request to the active controller; a quorum without a leader
-    /// answers `NotController`.
-    pub async fn controller_request(&self, req: ControllerRequest) -> ControllerResponse {
-        self.controller
-            .request(req, CONTROLLER_TIMEOUT)
-            .await
-            .unwrap_or(ControllerResponse::NotController { leader: None })
-    }
-
-    /// A fresh producer id, from a block reserved through the controller.
-    pub async fn next_producer_id(&self) -> Result<i64, ControllerResponse> {
-        let mut block = self.producer_ids.lock().await;
-        if block.0 >= block.1 {
-            match self
-                .controller_request(ControllerRequest::AllocateProducerIds {
-                    broker_id: self.node_id(),
-                })
-                .await
-            {
-                ControllerResponse::ProducerIds { first, count } => *block = (first, first + count),
-                other => return Err(other),
-            }
-        }
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
-    }
-
-    /// Wait until `topic` is in the image and every partition this node
-    /// leads in it is loaded locally.
-    pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> bool {
-        let mut rx = self.controller.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let ready = {
-                let image = rx.borrow_and_update().clone();
-                image.topic(topic).is_some_and(|t| {
-                    t.partitions.iter().all(|(p, reg)| {
-                        reg.leader != self.node_id()
-                            || self
-                                .replicas
-                                .get(&rivulet_storage::TopicPartition::new(topic, *p))
-                                .is_some_and(|part| part.state().leader_epoch == reg.leader_epoch)
-                    })
-                })
-            };
-            if ready {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            // Local partitions follow the image asynchronously: poll briefly too.
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(20)), rx.changed()).await;
-        }
-    }
-
-    /// Wait until `ready` holds for the latest image; `ready` may also look
-    /// at local state (partitions, logs), which follows the image
-    /// asynchronously and so is polled as well. False when `timeout` passes
-    /// first.
-    pub async fn wait_until(
-        &self,
-        timeout: Duration,
-        ready: impl Fn(&MetadataImage) -> bool,
-    ) -> bool {
-        let mut rx = self.controller.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let image = rx.borrow_and_update().clone();
-            if ready(&image) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let step = left.min(Duration::from_millis(20));
-            if let Ok(Err(_)) = tokio::time::timeout(step, rx.changed()).await {
-                // The controller is gone: no more images, only local state
-                // can still change.
-                tokio::time::sleep(step).await;
-            }
-        }
-    }
-}
-
 /// A running broker.
 pub struct BrokerNode {
-    pub broker: Arc<Broker>,
+    /// What handlers see; the running node's state.
+    pub broker: Arc<BrokerContext>,
+    /// `queued.max.request.bytes`: memory for requests in flight.
+    pub request_memory: Arc<RequestMemory>,
+    controller: Arc<ControllerNode>,
     logs: Arc<LogManager>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -262,20 +156,26 @@ impl BrokerNode {
         let mut qc = QuorumConfig::new(config.node_id as u64, voters, dir.clone());
         qc.session_timeout_ms = config.session_timeout_ms;
         qc.log_defaults = config.storage.log_defaults.clone();
-        let controller = ControllerNode::start(qc).await?;
+        let controller = Arc::new(ControllerNode::start(qc).await?);
 
-        let broker = Arc::new(Broker {
-            replicas: ReplicaManager::new(config.node_id, logs.clone(), config.min_insync_replicas),
-            groups: Arc::new(GroupCoordinator::new(config.coordinator.clone())),
-            request_memory: crate::request_memory::RequestMemory::new(
-                config.queued_max_request_bytes,
-            ),
+        let replicas = Arc::new(ReplicaManager::new(
+            config.node_id,
+            logs.clone(),
+            config.min_insync_replicas,
+        ));
+        let node = LocalNode::new(replicas, controller.clone());
+        let groups = Arc::new(GroupCoordinator::new(
+            config.coordinator.clone(),
+            node.clone(),
+        ));
+        let request_memory = Arc::new(RequestMemory::new(config.queued_max_request_bytes));
+        let broker = Arc::new(BrokerContext::new(
             config,
             cluster_id,
-            incarnation: Uuid::new_v4(),
-            controller,
-            producer_ids: tokio::sync::Mutex::new((0, 0)),
-        });
+            Uuid::new_v4(),
+            node,
+            groups,
+        ));
         let (shutdown, stop_rx) = watch::channel(false);
         // Set once the metadata has caught up (see `follow_image`): client
         // connections wait for it.
@@ -283,12 +183,7 @@ impl BrokerNode {
         let tasks = vec![
             tokio::spawn(follow_image(broker.clone(), stop_rx.clone(), ready_tx)),
             tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
-            tokio::spawn(
-                broker
-                    .groups
-                    .clone()
-                    .run_timers(broker.clone(), stop_rx.clone()),
-            ),
+            tokio::spawn(broker.groups.clone().run_timers(stop_rx.clone())),
             tokio::spawn(crate::replica_fetcher::run_fetchers(
                 broker.clone(),
                 stop_rx.clone(),
@@ -297,7 +192,13 @@ impl BrokerNode {
                 broker.clone(),
                 stop_rx.clone(),
             )),
-            tokio::spawn(accept(listener, broker.clone(), stop_rx, ready_rx)),
+            tokio::spawn(accept(
+                listener,
+                broker.clone(),
+                request_memory.clone(),
+                stop_rx,
+                ready_rx,
+            )),
         ];
         info!(
             node_id = broker.node_id(),
@@ -308,6 +209,8 @@ impl BrokerNode {
         );
         Ok(BrokerNode {
             broker,
+            request_memory,
+            controller,
             logs,
             shutdown,
             tasks,
@@ -319,7 +222,7 @@ impl BrokerNode {
     /// metadata quorum member stopped on a storage failure other than a
     /// full disk (after a full disk it restarts by itself). The reason.
     pub async fn failed(&self) -> String {
-        let mut health = self.broker.controller.health();
+        let mut health = self.controller.health();
         loop {
             if let QuorumHealth::Failed { reason } = &*health.borrow_and_update() {
                 return format!("the metadata quorum failed: {reason}");
@@ -336,7 +239,7 @@ impl BrokerNode {
         let b = &self.broker;
         let _ = tokio::time::timeout(
             Duration::from_secs(5),
-            b.controller.request(
+            self.controller.request(
                 ControllerRequest::BrokerShutdown {
                     node_id: b.node_id(),
                     incarnation: b.incarnation,
@@ -362,8 +265,9 @@ impl BrokerNode {
         tokio::task::spawn_blocking(move || logs.shutdown())
             .await
             .map_err(|e| rivulet_storage::StorageError::LogOffline(e.to_string()))??;
-        if let Ok(b) = Arc::try_unwrap(broker) {
-            b.controller.shutdown().await;
+        drop(broker);
+        if let Ok(controller) = Arc::try_unwrap(self.controller) {
+            controller.shutdown().await;
         }
         info!("broker shut down cleanly");
         Ok(())
@@ -372,11 +276,11 @@ impl BrokerNode {
 
 /// Keep local partitions in line with each new metadata image.
 async fn follow_image(
-    broker: Arc<Broker>,
+    broker: Arc<BrokerContext>,
     mut stop: watch::Receiver<bool>,
     ready: watch::Sender<bool>,
 ) {
-    let mut rx = broker.controller.subscribe();
+    let mut rx = broker.node.controller.subscribe();
     let mut caught_up = false;
     loop {
         let image = rx.borrow_and_update().clone();
@@ -405,7 +309,7 @@ async fn follow_image(
 
 /// Register with the active controller, then heartbeat; re-register when the
 /// controller no longer knows this incarnation.
-async fn register_and_heartbeat(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+async fn register_and_heartbeat(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
     let (host, port) = broker.config.advertised_host_port();
     let listeners = vec![Listener {
         name: "PLAINTEXT".into(),
@@ -431,6 +335,7 @@ async fn register_and_heartbeat(broker: Arc<Broker>, mut stop: watch::Receiver<b
             }
         };
         match broker
+            .node
             .controller
             .request(req, interval.max(Duration::from_secs(1)))
             .await
@@ -470,7 +375,8 @@ async fn register_and_heartbeat(broker: Arc<Broker>, mut stop: watch::Receiver<b
 /// after the initial catch-up, connections wait in the listen backlog.
 async fn accept(
     listener: TcpListener,
-    broker: Arc<Broker>,
+    broker: Arc<BrokerContext>,
+    memory: Arc<RequestMemory>,
     mut stop: watch::Receiver<bool>,
     mut ready: watch::Receiver<bool>,
 ) {
@@ -502,12 +408,13 @@ async fn accept(
                 Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let b = broker.clone();
+                        let memory = memory.clone();
                         let mut conn_stop = stop.clone();
                         // Connections end with the broker (peers' replica
                         // fetchers would otherwise keep it alive).
                         tokio::spawn(async move {
                             tokio::select! {
-                                _ = crate::connection::serve(stream, peer, b) => {}
+                                _ = crate::connection::serve(stream, peer, b, memory) => {}
                                 _ = conn_stop.changed() => {}
                             }
                             drop(permit);

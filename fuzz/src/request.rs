@@ -43,8 +43,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use rivulet_broker::connection::{handle_frame, CloseReason};
-use rivulet_broker::request_memory::Reservation;
-use rivulet_broker::{api, Broker, BrokerConfig, BrokerNode};
+use rivulet_broker::request_memory::{RequestMemory, Reservation};
+use rivulet_broker::{api, BrokerConfig, BrokerContext, BrokerNode};
 use rivulet_protocol::request::{self, RequestError};
 use rivulet_protocol::request_bounds;
 use tokio::task::JoinHandle;
@@ -177,9 +177,18 @@ impl Harness {
         harness
     }
 
-    fn broker(&self) -> Arc<Broker> {
+    fn broker(&self) -> Arc<BrokerContext> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.as_ref().expect("a running broker").node.broker.clone()
+    }
+
+    fn memory(&self) -> Arc<RequestMemory> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.as_ref()
+            .expect("a running broker")
+            .node
+            .request_memory
+            .clone()
     }
 
     /// Stop the broker (after the requests still running) and start a fresh
@@ -240,11 +249,13 @@ impl Harness {
         }
         let create = frame(ApiKey::CreateTopics, 7, &create_topics());
         let produce = frame(ApiKey::Produce, 9, &produce(1));
+        let memory = self.memory();
         for f in [create, produce] {
             let broker = broker.clone();
+            let memory = memory.clone();
             let _ = self.runtime.block_on(async move {
                 let mut reservation = Reservation::default();
-                handle_frame(Bytes::from(f), PEER, &broker, &mut reservation).await
+                handle_frame(Bytes::from(f), PEER, &broker, &memory, &mut reservation).await
             });
         }
     }
@@ -293,11 +304,12 @@ impl Harness {
         data: &[u8],
     ) -> Outcome {
         let broker = self.broker();
+        let memory = self.memory();
         let frame = Bytes::from(frame);
         let for_task = frame.clone();
         let mut task = self.runtime.spawn(async move {
             let mut reservation = Reservation::default();
-            handle_frame(for_task, PEER, &broker, &mut reservation).await
+            handle_frame(for_task, PEER, &broker, &memory, &mut reservation).await
         });
         let waited = self
             .runtime

@@ -28,7 +28,7 @@ use super::types::{
     GroupSnapshot, GroupState, JoinRequest, JoinResult, Output, RequestToken, SyncRequest,
     SyncResult,
 };
-use crate::broker::Broker;
+use crate::local_node::LocalNode;
 
 /// How long a request waits for `__consumer_offsets` to come up.
 const OFFSETS_TOPIC_WAIT: Duration = Duration::from_secs(10);
@@ -77,6 +77,7 @@ pub struct GroupEntry {
 
 pub struct GroupCoordinator {
     config: CoordinatorConfig,
+    node: LocalNode,
     groups: parking_lot::Mutex<HashMap<String, Arc<GroupEntry>>>,
     loaded: parking_lot::Mutex<HashSet<i32>>,
     loading: tokio::sync::Mutex<()>,
@@ -98,9 +99,10 @@ fn now_ms() -> i64 {
 }
 
 impl GroupCoordinator {
-    pub fn new(config: CoordinatorConfig) -> Self {
+    pub fn new(config: CoordinatorConfig, node: LocalNode) -> Self {
         GroupCoordinator {
             config,
+            node,
             groups: parking_lot::Mutex::new(HashMap::new()),
             loaded: parking_lot::Mutex::new(HashSet::new()),
             loading: tokio::sync::Mutex::new(()),
@@ -117,11 +119,11 @@ impl GroupCoordinator {
     }
 
     /// Make sure `__consumer_offsets` exists; create it compacted if not.
-    async fn ensure_offsets_topic(&self, b: &Broker) -> Result<(), i16> {
-        if b.image().topic(OFFSETS_TOPIC).is_some() {
+    async fn ensure_offsets_topic(&self) -> Result<(), i16> {
+        if self.node.image().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        let live = b.image().live_brokers().count().max(1) as i32;
+        let live = self.node.image().live_brokers().count().max(1) as i32;
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), "104857600".to_string());
@@ -130,7 +132,8 @@ impl GroupCoordinator {
         // group.max.member.metadata.bytes): allow larger records than the
         // client-facing default.
         configs.insert("max.message.bytes".to_string(), "16777216".to_string());
-        let resp = b
+        let resp = self
+            .node
             .controller_request(ControllerRequest::CreateTopic {
                 name: OFFSETS_TOPIC.to_string(),
                 partitions: self.config.offsets_partitions,
@@ -146,14 +149,16 @@ impl GroupCoordinator {
             ) => {}
             _ => return Err(E::CoordinatorNotAvailable.code()),
         }
-        b.wait_for_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_WAIT).await;
+        self.node
+            .wait_for_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_WAIT)
+            .await;
         Ok(())
     }
 
     /// The node coordinating `group`, creating the offsets topic if needed.
-    pub async fn coordinator_for(&self, b: &Broker, group: &str) -> Result<i32, i16> {
-        self.ensure_offsets_topic(b).await?;
-        let image = b.image();
+    pub async fn coordinator_for(&self, group: &str) -> Result<i32, i16> {
+        self.ensure_offsets_topic().await?;
+        let image = self.node.image();
         let p = self.partition_of(group);
         match image.partition(OFFSETS_TOPIC, p) {
             Some(reg) if reg.leader >= 0 && image.is_live(reg.leader) => Ok(reg.leader),
@@ -161,10 +166,11 @@ impl GroupCoordinator {
         }
     }
 
-    fn leads(&self, b: &Broker, partition: i32) -> bool {
-        b.replicas
+    fn leads(&self, partition: i32) -> bool {
+        self.node
+            .replicas
             .get(&self.tp(partition))
-            .is_some_and(|p| p.is_leader(b.node_id()))
+            .is_some_and(|p| p.is_leader(self.node.node_id()))
     }
 
     /// Forget every group of a partition this node no longer leads.
@@ -178,25 +184,20 @@ impl GroupCoordinator {
     /// The entry of `group` on this coordinator (`None` when it does not
     /// exist and `create` is false); NOT_COORDINATOR when another node
     /// coordinates it.
-    pub async fn entry(
-        &self,
-        b: &Broker,
-        group: &str,
-        create: bool,
-    ) -> Result<Option<Arc<GroupEntry>>, i16> {
+    pub async fn entry(&self, group: &str, create: bool) -> Result<Option<Arc<GroupEntry>>, i16> {
         let partition = self.partition_of(group);
-        if b.image().topic(OFFSETS_TOPIC).is_none() {
+        if self.node.image().topic(OFFSETS_TOPIC).is_none() {
             if !create {
                 return Ok(None);
             }
-            self.ensure_offsets_topic(b).await?;
+            self.ensure_offsets_topic().await?;
         }
-        if !self.leads(b, partition) {
+        if !self.leads(partition) {
             self.unload(partition);
             return Err(E::NotCoordinator.code());
         }
         if !self.loaded.lock().contains(&partition) {
-            self.load(b, partition).await?;
+            self.load(partition).await?;
         }
         let mut groups = self.groups.lock();
         if let Some(e) = groups.get(group) {
@@ -218,12 +219,12 @@ impl GroupCoordinator {
     }
 
     /// Replay an offsets partition into groups.
-    async fn load(&self, b: &Broker, partition: i32) -> Result<(), i16> {
+    async fn load(&self, partition: i32) -> Result<(), i16> {
         let _guard = self.loading.lock().await;
         if self.loaded.lock().contains(&partition) {
             return Ok(());
         }
-        let Some(p) = b.replicas.get(&self.tp(partition)) else {
+        let Some(p) = self.node.replicas.get(&self.tp(partition)) else {
             return Err(E::NotCoordinator.code());
         };
         let log = p.log.clone();
@@ -316,16 +317,12 @@ impl GroupCoordinator {
     }
 
     /// Write records to the group's offsets partition (acks=all).
-    async fn append(
-        &self,
-        b: &Broker,
-        partition: i32,
-        records: &[OffsetsRecord],
-    ) -> Result<(), i16> {
+    async fn append(&self, partition: i32, records: &[OffsetsRecord]) -> Result<(), i16> {
         let Some(batch) = offsets::encode_batch(records, now_ms()) else {
             return Err(E::UnknownServerError.code());
         };
-        let r = b
+        let r = self
+            .node
             .replicas
             .append(
                 &self.tp(partition),
@@ -351,20 +348,14 @@ impl GroupCoordinator {
     }
 
     /// Carry out the state machine's outputs: persist first, then answer.
-    async fn process(
-        &self,
-        b: &Broker,
-        partition: i32,
-        inner: &mut GroupInner,
-        outputs: Vec<Output>,
-    ) {
+    async fn process(&self, partition: i32, inner: &mut GroupInner, outputs: Vec<Output>) {
         if outputs.iter().any(|o| matches!(o, Output::Persist)) {
             let snapshot = inner.group.snapshot();
             let rec = OffsetsRecord::Group {
                 group: snapshot.group_id.clone(),
                 value: Some(snapshot),
             };
-            if let Err(code) = self.append(b, partition, &[rec]).await {
+            if let Err(code) = self.append(partition, &[rec]).await {
                 warn!(
                     group = inner.group.group_id(),
                     code, "could not persist group metadata"
@@ -388,7 +379,7 @@ impl GroupCoordinator {
         }
     }
 
-    pub async fn join(&self, b: &Broker, group_id: &str, req: JoinRequest) -> JoinResult {
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
         let fail = |code: i16, member_id: String| JoinResult {
             error_code: code,
             generation_id: -1,
@@ -403,7 +394,7 @@ impl GroupCoordinator {
         // group, then `getOrMaybeCreateGroup`: only a member without an id
         // creates the group, a member id for a group that does not exist is
         // UNKNOWN_MEMBER_ID. A refused join leaves no group behind.
-        let existing = match self.entry(b, group_id, false).await {
+        let existing = match self.entry(group_id, false).await {
             Ok(e) => e,
             Err(code) => return fail(code, req.member_id),
         };
@@ -425,7 +416,7 @@ impl GroupCoordinator {
             None if !req.member_id.is_empty() => {
                 return fail(E::UnknownMemberId.code(), req.member_id)
             }
-            None => match self.entry(b, group_id, true).await {
+            None => match self.entry(group_id, true).await {
                 Ok(Some(e)) => e,
                 Ok(None) => return fail(E::CoordinatorNotAvailable.code(), req.member_id),
                 Err(code) => return fail(code, req.member_id),
@@ -438,7 +429,7 @@ impl GroupCoordinator {
             let mut inner = entry.inner.lock().await;
             inner.waiters.insert(token, Waiter::Join(tx));
             let outputs = inner.group.join(token, req, now_ms());
-            self.process(b, entry.partition, &mut inner, outputs).await;
+            self.process(entry.partition, &mut inner, outputs).await;
         }
         let r = rx
             .await
@@ -447,14 +438,14 @@ impl GroupCoordinator {
         r
     }
 
-    pub async fn sync(&self, b: &Broker, group_id: &str, req: SyncRequest) -> SyncResult {
+    pub async fn sync(&self, group_id: &str, req: SyncRequest) -> SyncResult {
         let fail = |code: i16| SyncResult {
             error_code: code,
             protocol_type: None,
             protocol_name: None,
             assignment: bytes::Bytes::new(),
         };
-        let entry = match self.entry(b, group_id, false).await {
+        let entry = match self.entry(group_id, false).await {
             Ok(Some(e)) => e,
             Ok(None) => return fail(E::UnknownMemberId.code()),
             Err(code) => return fail(code),
@@ -465,7 +456,7 @@ impl GroupCoordinator {
             let mut inner = entry.inner.lock().await;
             inner.waiters.insert(token, Waiter::Sync(tx));
             let outputs = inner.group.sync(token, req, now_ms());
-            self.process(b, entry.partition, &mut inner, outputs).await;
+            self.process(entry.partition, &mut inner, outputs).await;
         }
         let r = rx.await.unwrap_or_else(|_| fail(E::NotCoordinator.code()));
         debug!(
@@ -479,13 +470,12 @@ impl GroupCoordinator {
 
     pub async fn heartbeat(
         &self,
-        b: &Broker,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
         generation: i32,
     ) -> i16 {
-        match self.entry(b, group_id, false).await {
+        match self.entry(group_id, false).await {
             Ok(Some(e)) => {
                 e.inner
                     .lock()
@@ -501,25 +491,23 @@ impl GroupCoordinator {
     /// LeaveGroup: a top-level error, or one code per member.
     pub async fn leave(
         &self,
-        b: &Broker,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<i16>, i16> {
-        let entry = match self.entry(b, group_id, false).await {
+        let entry = match self.entry(group_id, false).await {
             Ok(Some(e)) => e,
             Ok(None) => return Ok(vec![E::UnknownMemberId.code(); members.len()]),
             Err(code) => return Err(code),
         };
         let mut inner = entry.inner.lock().await;
         let (codes, outputs) = inner.group.leave(members, now_ms());
-        self.process(b, entry.partition, &mut inner, outputs).await;
+        self.process(entry.partition, &mut inner, outputs).await;
         Ok(codes)
     }
 
     /// OffsetCommit: one code per partition, or a group-level error for all.
     pub async fn commit(
         &self,
-        b: &Broker,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
@@ -531,7 +519,7 @@ impl GroupCoordinator {
         // does not exist comes from a stale generation: Kafka answers
         // ILLEGAL_GENERATION (GROUP_ID_NOT_FOUND only from OffsetCommit v9,
         // which is not advertised).
-        let entry = match self.entry(b, group_id, generation < 0).await {
+        let entry = match self.entry(group_id, generation < 0).await {
             Ok(Some(e)) => e,
             Ok(None) => return Err(E::IllegalGeneration.code()),
             Err(code) => return Err(code),
@@ -555,7 +543,7 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(());
         }
-        self.append(b, entry.partition, &records).await?;
+        self.append(entry.partition, &records).await?;
         for (t, p, v) in commits {
             inner.offsets.insert((t, p), v);
         }
@@ -565,11 +553,10 @@ impl GroupCoordinator {
     /// OffsetFetch: committed offsets of the given partitions (all when `None`).
     pub async fn fetch(
         &self,
-        b: &Broker,
         group_id: &str,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, i16> {
-        let entry = self.entry(b, group_id, false).await?;
+        let entry = self.entry(group_id, false).await?;
         let offsets = match &entry {
             Some(e) => e.inner.lock().await.offsets.clone(),
             None => BTreeMap::new(),
@@ -590,12 +577,12 @@ impl GroupCoordinator {
     }
 
     /// Every group this node coordinates: `(id, protocol type, state)`.
-    pub async fn list(&self, b: &Broker) -> Vec<(String, String, GroupState)> {
+    pub async fn list(&self) -> Vec<(String, String, GroupState)> {
         // Load every partition this node leads so no group is missed.
-        if b.image().topic(OFFSETS_TOPIC).is_some() {
+        if self.node.image().topic(OFFSETS_TOPIC).is_some() {
             for p in 0..self.config.offsets_partitions {
-                if self.leads(b, p) && !self.loaded.lock().contains(&p) {
-                    let _ = self.load(b, p).await;
+                if self.leads(p) && !self.loaded.lock().contains(&p) {
+                    let _ = self.load(p).await;
                 }
             }
         }
@@ -607,7 +594,7 @@ impl GroupCoordinator {
             .collect();
         let mut out = Vec::new();
         for (name, e) in entries {
-            if !self.leads(b, e.partition) {
+            if !self.leads(e.partition) {
                 continue;
             }
             let inner = e.inner.lock().await;
@@ -622,8 +609,8 @@ impl GroupCoordinator {
     }
 
     /// DescribeGroups: the group's snapshot (`Dead` with no members when unknown).
-    pub async fn describe(&self, b: &Broker, group_id: &str) -> Result<GroupSnapshot, i16> {
-        match self.entry(b, group_id, false).await? {
+    pub async fn describe(&self, group_id: &str) -> Result<GroupSnapshot, i16> {
+        match self.entry(group_id, false).await? {
             Some(e) => Ok(e.inner.lock().await.group.snapshot()),
             None => Ok(GroupSnapshot {
                 group_id: group_id.to_string(),
@@ -639,8 +626,8 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: only an empty group; its offsets go too.
-    pub async fn delete(&self, b: &Broker, group_id: &str) -> i16 {
-        let entry = match self.entry(b, group_id, false).await {
+    pub async fn delete(&self, group_id: &str) -> i16 {
+        let entry = match self.entry(group_id, false).await {
             Ok(Some(e)) => e,
             Ok(None) => return E::GroupIdNotFound.code(),
             Err(code) => return code,
@@ -663,11 +650,11 @@ impl GroupCoordinator {
             group: group_id.to_string(),
             value: None,
         });
-        if let Err(code) = self.append(b, entry.partition, &records).await {
+        if let Err(code) = self.append(entry.partition, &records).await {
             return code;
         }
         let outputs = inner.group.mark_dead();
-        self.process(b, entry.partition, &mut inner, outputs).await;
+        self.process(entry.partition, &mut inner, outputs).await;
         drop(inner);
         self.groups.lock().remove(group_id);
         0
@@ -677,11 +664,10 @@ impl GroupCoordinator {
     /// group has no members; a live group may be consuming them).
     pub async fn delete_offsets(
         &self,
-        b: &Broker,
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<(), i16> {
-        let entry = match self.entry(b, group_id, false).await? {
+        let entry = match self.entry(group_id, false).await? {
             Some(e) => e,
             None => return Err(E::GroupIdNotFound.code()),
         };
@@ -700,7 +686,7 @@ impl GroupCoordinator {
             })
             .collect();
         if !records.is_empty() {
-            self.append(b, entry.partition, &records).await?;
+            self.append(entry.partition, &records).await?;
         }
         for k in partitions {
             inner.offsets.remove(k);
@@ -710,7 +696,7 @@ impl GroupCoordinator {
 
     /// Drive timers (session expiry, rebalance completion) and expire the
     /// offsets of groups empty for longer than `offsets.retention`.
-    pub async fn run_timers(self: Arc<Self>, b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    pub async fn run_timers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut last_retention = 0i64;
         loop {
@@ -724,17 +710,17 @@ impl GroupCoordinator {
                 let mut inner = e.inner.lock().await;
                 if inner.group.next_deadline().is_some_and(|d| d <= now) {
                     let outputs = inner.group.tick(now);
-                    self.process(&b, e.partition, &mut inner, outputs).await;
+                    self.process(e.partition, &mut inner, outputs).await;
                 }
             }
             if now - last_retention >= 60_000 {
                 last_retention = now;
-                self.expire_offsets(&b, &entries, now).await;
+                self.expire_offsets(&entries, now).await;
             }
         }
     }
 
-    async fn expire_offsets(&self, b: &Broker, entries: &[Arc<GroupEntry>], now: i64) {
+    async fn expire_offsets(&self, entries: &[Arc<GroupEntry>], now: i64) {
         for e in entries {
             let mut inner = e.inner.lock().await;
             let snap = inner.group.snapshot();
@@ -754,7 +740,7 @@ impl GroupCoordinator {
                     value: None,
                 })
                 .collect();
-            if self.append(b, e.partition, &records).await.is_ok() {
+            if self.append(e.partition, &records).await.is_ok() {
                 inner.offsets.clear();
                 info!(group = %snap.group_id, "expired offsets of a long-empty group");
             }

@@ -31,11 +31,11 @@ use kafka_protocol::protocol::StrBytes;
 use rivulet_controller::{ControllerRequest, ControllerResponse, MetadataImage};
 use rivulet_storage::{validate_topic_name, LogConfig, TopicPartition};
 
-use super::configs::{ConfigResourceError, RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::sb;
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::errors;
 use crate::replica_manager::topic_log_config;
+use crate::topic_configs::{ConfigResourceError, RESOURCE_BROKER, RESOURCE_TOPIC};
 
 /// Kafka's `AlterConfigOp.OpType` codes.
 pub const OP_SET: i8 = 0;
@@ -55,7 +55,11 @@ pub type Changes = BTreeMap<String, Option<String>>;
 /// `(error code, message)` of one resource.
 type Outcome = (i16, Option<String>);
 
-pub async fn handle(b: &Broker, req: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+pub async fn handle(
+    b: &BrokerContext,
+    req: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
     let duplicates = duplicated(
         req.resources
             .iter()
@@ -93,7 +97,7 @@ pub async fn handle(b: &Broker, req: AlterConfigsRequest, _version: i16) -> Alte
 }
 
 pub async fn handle_incremental(
-    b: &Broker,
+    b: &BrokerContext,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
@@ -161,7 +165,7 @@ fn duplicated<'a>(resources: impl Iterator<Item = (i8, &'a StrBytes)>) -> HashSe
 
 /// The topic a resource names, or why it cannot be altered.
 fn topic_resource(
-    b: &Broker,
+    b: &BrokerContext,
     resource_type: i8,
     name: &str,
 ) -> Result<String, ConfigResourceError> {
@@ -280,7 +284,12 @@ fn list(value: &str) -> Vec<String> {
 
 /// Send `changes` to the controller; once committed, wait (briefly) until
 /// this node's image has them and the topic's local logs use them.
-async fn alter_topic(b: &Broker, topic: &str, changes: Changes, validate_only: bool) -> Outcome {
+async fn alter_topic(
+    b: &BrokerContext,
+    topic: &str,
+    changes: Changes,
+    validate_only: bool,
+) -> Outcome {
     let resp = b
         .controller_request(ControllerRequest::AlterTopicConfigs {
             name: topic.to_string(),
@@ -300,7 +309,12 @@ async fn alter_topic(b: &Broker, topic: &str, changes: Changes, validate_only: b
 }
 
 /// Whether every local log of `topic` runs with the config `image` gives it.
-fn local_logs_follow(b: &Broker, image: &MetadataImage, topic: &str, defaults: &LogConfig) -> bool {
+fn local_logs_follow(
+    b: &BrokerContext,
+    image: &MetadataImage,
+    topic: &str,
+    defaults: &LogConfig,
+) -> bool {
     let Some(t) = image.topic(topic) else {
         return true;
     };

@@ -14,14 +14,14 @@ use kafka_protocol::ResponseError as E;
 use rivulet_controller::ControllerRequest;
 
 use super::sb;
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::errors;
 
 /// Longest a request waits for new partitions to be ready.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 pub async fn handle(
-    b: &Broker,
+    b: &BrokerContext,
     req: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {

@@ -13,11 +13,16 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError as E;
 use rivulet_controller::{ControllerRequest, ControllerResponse};
 
-use super::{configs, sb};
-use crate::broker::Broker;
+use super::sb;
+use crate::context::BrokerContext;
 use crate::errors;
+use crate::topic_configs as configs;
 
-pub async fn handle(b: &Broker, req: CreateTopicsRequest, _version: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    b: &BrokerContext,
+    req: CreateTopicsRequest,
+    _version: i16,
+) -> CreateTopicsResponse {
     let wait = Duration::from_millis(req.timeout_ms.clamp(0, 60_000) as u64);
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError as E;
 use rivulet_storage::TopicPartition;
 
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::errors;
 use crate::replica_manager::Partition;
 
@@ -35,7 +35,11 @@ struct Work {
     target: Result<Arc<Partition>, i16>,
 }
 
-pub async fn handle(b: &Broker, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+pub async fn handle(
+    b: &BrokerContext,
+    req: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
     // Resolve every partition first, then do the deletions off the async
     // workers in one blocking task.
     let mut work: Vec<Work> = Vec::new();

@@ -21,7 +21,7 @@ use rivulet_storage::TopicPartition;
 use uuid::Uuid;
 
 use super::{sb, tn};
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::errors;
 
 /// Longest a request waits for deletions to complete.
@@ -44,7 +44,11 @@ struct Pending {
     partitions: Vec<i32>,
 }
 
-pub async fn handle(b: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    b: &BrokerContext,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let wait = Duration::from_millis(req.timeout_ms.max(0) as u64).min(MAX_WAIT);
     let targets: Vec<Target> = if version >= 6 {
         req.topics
@@ -155,7 +159,7 @@ pub async fn handle(b: &Broker, req: DeleteTopicsRequest, version: i16) -> Delet
 }
 
 /// Whether `p` is gone from `image` and no log of it is left on this node.
-fn deleted(b: &Broker, image: &MetadataImage, p: &Pending) -> bool {
+fn deleted(b: &BrokerContext, image: &MetadataImage, p: &Pending) -> bool {
     if image.topics.contains_key(&p.id) {
         return false;
     }

@@ -13,7 +13,7 @@ use kafka_protocol::ResponseError as E;
 
 use super::authorized_operations::{self, Resource};
 use super::sb;
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 
 /// `EndpointType` codes of KIP-919.
 pub const ENDPOINT_BROKER: i8 = 1;
@@ -22,7 +22,11 @@ pub const ENDPOINT_CONTROLLER: i8 = 2;
 /// Every operation on the cluster resource, as returned when asked.
 pub use super::authorized_operations::CLUSTER_OPERATIONS;
 
-pub fn handle(b: &Broker, req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+pub fn handle(
+    b: &BrokerContext,
+    req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(sb(b.cluster_id.clone()));
@@ -67,10 +71,7 @@ pub fn handle(b: &Broker, req: DescribeClusterRequest, _version: i16) -> Describ
     }
     response
         .with_controller_id(BrokerId(
-            b.controller
-                .leader()
-                .and_then(|id| i32::try_from(id).ok())
-                .unwrap_or(-1),
+            b.node.controller.active_controller().unwrap_or(-1),
         ))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(authorized_operations::if_asked(

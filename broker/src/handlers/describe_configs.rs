@@ -14,14 +14,14 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use rivulet_controller::MetadataImage;
 use rivulet_storage::validate_topic_name;
 
-use super::configs::{
+use super::sb;
+use crate::config::{BrokerConfig, LOG_KEYS};
+use crate::context::BrokerContext;
+use crate::errors;
+use crate::topic_configs::{
     config_type, topic_entries, ConfigResourceError, RESOURCE_BROKER, RESOURCE_TOPIC,
     SOURCE_DEFAULT, SOURCE_STATIC_BROKER,
 };
-use super::sb;
-use crate::broker::Broker;
-use crate::config::{BrokerConfig, LOG_KEYS};
-use crate::errors;
 
 /// One reported config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,11 @@ struct Entry {
     read_only: bool,
 }
 
-pub fn handle(b: &Broker, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub fn handle(
+    b: &BrokerContext,
+    req: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let image = b.image();
     let results = req
         .resources
@@ -75,7 +79,7 @@ pub fn handle(b: &Broker, req: DescribeConfigsRequest, version: i16) -> Describe
 }
 
 fn entries(
-    b: &Broker,
+    b: &BrokerContext,
     image: &MetadataImage,
     resource_type: i8,
     name: &str,

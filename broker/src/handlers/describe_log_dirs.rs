@@ -13,9 +13,13 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 
 use super::{sb, tn};
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 
-pub fn handle(b: &Broker, req: DescribeLogDirsRequest, _version: i16) -> DescribeLogDirsResponse {
+pub fn handle(
+    b: &BrokerContext,
+    req: DescribeLogDirsRequest,
+    _version: i16,
+) -> DescribeLogDirsResponse {
     let wanted: Option<HashMap<String, HashSet<i32>>> = req.topics.map(|topics| {
         let mut m: HashMap<String, HashSet<i32>> = HashMap::new();
         for t in topics {

@@ -24,7 +24,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError as E;
 use rivulet_storage::{ReadPlan, TopicPartition};
 
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::errors;
 use crate::replica_manager::Partition;
 use crate::replication;
@@ -32,7 +32,7 @@ use crate::replication;
 /// Upper bound on `max_wait_ms`, so a client cannot park a request forever.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub async fn handle(b: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(b: &BrokerContext, req: FetchRequest, version: i16) -> FetchResponse {
     if req.session_id != 0 {
         return FetchResponse::default()
             .with_error_code(E::FetchSessionIdNotFound.code())
@@ -76,7 +76,7 @@ pub async fn handle(b: &Broker, req: FetchRequest, version: i16) -> FetchRespons
 
 /// One pass over every requested partition: the response, the record bytes
 /// it carries and whether any partition failed.
-fn read_all(b: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+fn read_all(b: &BrokerContext, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
     let replica_id = if version >= 15 {
         req.replica_state.replica_id.0
     } else {
@@ -150,7 +150,7 @@ struct Position {
 }
 
 fn read_partition(
-    b: &Broker,
+    b: &BrokerContext,
     tp: &TopicPartition,
     pos: Position,
     max_bytes: usize,

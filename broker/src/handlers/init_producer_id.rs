@@ -19,7 +19,7 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError as E;
 
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::errors;
 
 /// Kafka's "no producer id" / "no epoch" (`RecordBatch.NO_PRODUCER_ID`).
@@ -56,7 +56,7 @@ pub fn identity(producer_id: i64, epoch: i16, issued_below: i64) -> Identity {
 }
 
 pub async fn handle(
-    b: &Broker,
+    b: &BrokerContext,
     req: InitProducerIdRequest,
     _version: i16,
 ) -> InitProducerIdResponse {

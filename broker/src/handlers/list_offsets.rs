@@ -11,14 +11,14 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError as E;
 use rivulet_storage::TopicPartition;
 
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::errors;
 
 pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
 pub const MAX_TIMESTAMP: i64 = -3;
 
-pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(b: &BrokerContext, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -61,7 +61,7 @@ fn error(code: i16) -> ListOffsetsPartitionResponse {
 }
 
 fn lookup(
-    b: &Broker,
+    b: &BrokerContext,
     tp: &TopicPartition,
     timestamp: i64,
     current_leader_epoch: i32,

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::authorized_operations::{self, Resource, OMITTED};
 use super::{sb, tn};
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 
 /// How long a Metadata request waits for a topic it auto-created.
 const AUTO_CREATE_WAIT: Duration = Duration::from_secs(5);
@@ -34,7 +34,7 @@ enum Wanted {
     Id(Uuid),
 }
 
-pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(b: &BrokerContext, req: MetadataRequest, version: i16) -> MetadataResponse {
     let wanted: Option<Vec<Wanted>> = match &req.topics {
         None => None,
         // v0: an empty list means every topic.
@@ -116,14 +116,16 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
     MetadataResponse::default()
         .with_brokers(brokers(b, &image))
         .with_cluster_id(Some(sb(b.cluster_id.clone())))
-        .with_controller_id(BrokerId(b.controller.leader().map_or(-1, |id| id as i32)))
+        .with_controller_id(BrokerId(
+            b.node.controller.active_controller().unwrap_or(-1),
+        ))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
 }
 
 /// Ask the controller for a topic with the broker defaults; the replication
 /// factor is capped by the live brokers, as a single-node default must work.
-async fn auto_create(b: &Broker, name: &str) -> bool {
+async fn auto_create(b: &BrokerContext, name: &str) -> bool {
     let live = b.image().live_brokers().count().max(1) as i32;
     let req = ControllerRequest::CreateTopic {
         name: name.to_string(),
@@ -141,7 +143,7 @@ async fn auto_create(b: &Broker, name: &str) -> bool {
     )
 }
 
-fn brokers(b: &Broker, image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+fn brokers(b: &BrokerContext, image: &MetadataImage) -> Vec<MetadataResponseBroker> {
     let mut out: Vec<MetadataResponseBroker> = image
         .live_brokers()
         .filter_map(|reg| {

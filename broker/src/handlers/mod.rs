@@ -1,25 +1,33 @@
 //! One handler per Kafka API: a function from a typed request to a typed
-//! response, over the shared [`crate::broker::Broker`].
+//! response, over the shared [`crate::context::BrokerContext`].
 
 pub mod alter_configs;
 pub mod api_versions;
 pub mod authorized_operations;
-pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
-pub mod groups;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
-pub mod offsets;
 pub mod produce;
+pub mod sync_group;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
@@ -27,6 +35,11 @@ use kafka_protocol::protocol::StrBytes;
 /// A `StrBytes` from a string.
 pub fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+/// An optional wire string as an owned one.
+pub fn opt_string(s: &Option<StrBytes>) -> Option<String> {
+    s.as_ref().map(|v| v.to_string())
 }
 
 /// A `TopicName` from a string.

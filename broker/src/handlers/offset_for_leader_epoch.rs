@@ -29,13 +29,13 @@ use rivulet_controller::MetadataImage;
 use rivulet_storage::leader_epoch_cache::UNDEFINED_EPOCH_OFFSET;
 use rivulet_storage::TopicPartition;
 
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 use crate::errors;
 
 /// Kafka's `NO_PARTITION_LEADER_EPOCH`: the client asks for no fencing.
 const NO_CURRENT_LEADER_EPOCH: i32 = -1;
 
-pub fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn handle(b: &BrokerContext, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let image = b.image();
     let topics = req
         .topics
@@ -67,7 +67,7 @@ fn error(code: i16) -> EpochEndOffset {
 }
 
 fn end_offset(
-    b: &Broker,
+    b: &BrokerContext,
     image: &MetadataImage,
     tp: &TopicPartition,
     current_leader_epoch: i32,

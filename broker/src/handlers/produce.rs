@@ -11,9 +11,9 @@ use kafka_protocol::ResponseError as E;
 use rivulet_storage::TopicPartition;
 
 use super::sb;
-use crate::broker::Broker;
+use crate::context::BrokerContext;
 
-pub async fn handle(b: &Broker, req: ProduceRequest, _version: i16) -> ProduceResponse {
+pub async fn handle(b: &BrokerContext, req: ProduceRequest, _version: i16) -> ProduceResponse {
     let acks = req.acks;
     let timeout_ms = req.timeout_ms;
     let mut topics = Vec::with_capacity(req.topic_data.len());

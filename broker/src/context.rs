@@ -1,0 +1,98 @@
+//! [`BrokerContext`]: what request handlers see — the configuration and
+//! identity of this node, this node's partitions and metadata
+//! ([`LocalNode`]: the replica manager and the controller client), and the
+//! group coordinator. Starting and stopping a node, its listener and its
+//! background tasks are [`crate::server`]'s, not the handlers'.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rivulet_controller::{ControllerRequest, ControllerResponse, MetadataImage};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::group::coordinator::GroupCoordinator;
+use crate::local_node::LocalNode;
+use crate::replica_manager::ReplicaManager;
+
+#[derive(Debug)]
+pub struct BrokerContext {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    /// This process's registration with the controller (a restart is a new
+    /// incarnation).
+    pub incarnation: Uuid,
+    pub node: LocalNode,
+    /// The same replica manager as `node.replicas`, for brevity.
+    pub replicas: Arc<ReplicaManager>,
+    pub groups: Arc<GroupCoordinator>,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl BrokerContext {
+    pub fn new(
+        config: BrokerConfig,
+        cluster_id: String,
+        incarnation: Uuid,
+        node: LocalNode,
+        groups: Arc<GroupCoordinator>,
+    ) -> Self {
+        BrokerContext {
+            config,
+            cluster_id,
+            incarnation,
+            replicas: node.replicas.clone(),
+            node,
+            groups,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The latest metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.node.image()
+    }
+
+    /// Send a request to the active controller; a quorum without a leader
+    /// answers `NotController`.
+    pub async fn controller_request(&self, req: ControllerRequest) -> ControllerResponse {
+        self.node.controller_request(req).await
+    }
+
+    /// A fresh producer id, from a block reserved through the controller.
+    pub async fn next_producer_id(&self) -> Result<i64, ControllerResponse> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            match self
+                .controller_request(ControllerRequest::AllocateProducerIds {
+                    broker_id: self.node_id(),
+                })
+                .await
+            {
+                ControllerResponse::ProducerIds { first, count } => *block = (first, first + count),
+                other => return Err(other),
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+
+    /// See [`LocalNode::wait_for_topic`].
+    pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> bool {
+        self.node.wait_for_topic(topic, timeout).await
+    }
+
+    /// See [`LocalNode::wait_until`].
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&MetadataImage) -> bool,
+    ) -> bool {
+        self.node.wait_until(timeout, ready).await
+    }
+}

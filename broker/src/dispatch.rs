@@ -1,0 +1,111 @@
+//! From a decoded request to its handler in [`crate::handlers`], and from
+//! the handler's typed response back to a [`ResponseKind`].
+
+use std::net::SocketAddr;
+
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+
+use crate::context::BrokerContext;
+use crate::handlers;
+
+/// Run the handler for `request`; `None` when no response is sent.
+pub async fn dispatch(
+    broker: &BrokerContext,
+    header: &RequestHeader,
+    request: RequestKind,
+    peer: SocketAddr,
+) -> Option<ResponseKind> {
+    let v = header.request_api_version;
+    Some(match request {
+        RequestKind::ApiVersions(r) => {
+            ResponseKind::ApiVersions(handlers::api_versions::handle(r, v))
+        }
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(handlers::metadata::handle(broker, r, v).await)
+        }
+        RequestKind::Produce(r) => {
+            let acks = r.acks;
+            let resp = handlers::produce::handle(broker, r, v).await;
+            if acks == 0 {
+                return None;
+            }
+            ResponseKind::Produce(resp)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, r, v).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, r, v))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(handlers::offset_for_leader_epoch::handle(broker, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(handlers::create_topics::handle(broker, r, v).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(handlers::delete_topics::handle(broker, r, v).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(handlers::create_partitions::handle(broker, r, v).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(handlers::describe_configs::handle(broker, r, v))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(handlers::alter_configs::handle(broker, r, v).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            handlers::alter_configs::handle_incremental(broker, r, v).await,
+        ),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, r, v))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(handlers::delete_records::handle(broker, r, v).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(handlers::describe_log_dirs::handle(broker, r, v))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r, v).await)
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(broker, r, v).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            let client_id = header.client_id.as_deref().unwrap_or_default();
+            let host = peer.ip().to_string();
+            ResponseKind::JoinGroup(
+                handlers::join_group::handle(broker, r, v, client_id, &format!("/{host}")).await,
+            )
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(handlers::sync_group::handle(broker, r, v).await)
+        }
+        RequestKind::Heartbeat(r) => {
+            ResponseKind::Heartbeat(handlers::heartbeat::handle(broker, r, v).await)
+        }
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(handlers::leave_group::handle(broker, r, v).await)
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(handlers::list_groups::handle(broker, r, v).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(handlers::describe_groups::handle(broker, r, v).await)
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(handlers::delete_groups::handle(broker, r, v).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(handlers::offset_commit::handle(broker, r, v).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(handlers::offset_fetch::handle(broker, r, v).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(handlers::offset_delete::handle(broker, r, v).await)
+        }
+        // The version check before decoding admits only the APIs above.
+        _ => return None,
+    })
+}

@@ -1,0 +1,58 @@
+//! FindCoordinator: the node coordinating a group (key type 0), from the
+//! leader of the group's `__consumer_offsets` partition, which is created on
+//! first use. Transaction coordinators (key type 1) are not served yet.
+//! v4+ asks for many keys at once.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError as E;
+
+use super::sb;
+use crate::context::BrokerContext;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+/// The coordinator of one key: `(error, node, host, port)`.
+async fn coordinator(b: &BrokerContext, key: &str, key_type: i8) -> (i16, i32, String, i32) {
+    if key_type != KEY_TYPE_GROUP {
+        // Transactions are not implemented: no transaction coordinator.
+        return (E::CoordinatorNotAvailable.code(), -1, String::new(), -1);
+    }
+    let node = match b.groups.coordinator_for(key).await {
+        Ok(node) => node,
+        Err(code) => return (code, -1, String::new(), -1),
+    };
+    let image = b.image();
+    match image.brokers.get(&node).and_then(|r| r.listeners.first()) {
+        Some(l) => (0, node, l.host.clone(), l.port as i32),
+        None => (E::CoordinatorNotAvailable.code(), -1, String::new(), -1),
+    }
+}
+
+pub async fn handle(
+    b: &BrokerContext,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    if version >= 4 {
+        let mut coordinators = Vec::new();
+        for key in &req.coordinator_keys {
+            let (code, node, host, port) = coordinator(b, key, req.key_type).await;
+            coordinators.push(
+                Coordinator::default()
+                    .with_key(key.clone())
+                    .with_node_id(BrokerId(node))
+                    .with_host(sb(host))
+                    .with_port(port)
+                    .with_error_code(code),
+            );
+        }
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let (code, node, host, port) = coordinator(b, &req.key, req.key_type).await;
+    FindCoordinatorResponse::default()
+        .with_error_code(code)
+        .with_node_id(BrokerId(node))
+        .with_host(sb(host))
+        .with_port(port)
+}
