@@ -54,7 +54,7 @@ pub async fn dispatch(
             ResponseKind::AlterConfigs(handlers::alter_configs::handle(broker, r, v).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            handlers::alter_configs::handle_incremental(broker, r, v).await,
+            handlers::incremental_alter_configs::handle(broker, r, v).await,
         ),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, r, v))

@@ -1,5 +1,5 @@
-//! AlterConfigs ([`handle`]) and IncrementalAlterConfigs
-//! ([`handle_incremental`]) for topics; broker configs are static here, so
+//! AlterConfigs for topics, and the machinery it shares with
+//! [`super::incremental_alter_configs`]; broker configs are static here, so
 //! a BROKER resource is INVALID_REQUEST.
 //!
 //! The legacy AlterConfigs *replaces* a topic's overrides: keys not in the
@@ -23,10 +23,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use kafka_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
-    AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-};
+use kafka_protocol::messages::{alter_configs_response, AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use rivulet_controller::{ControllerRequest, ControllerResponse, MetadataImage};
 use rivulet_storage::{validate_topic_name, LogConfig, TopicPartition};
@@ -37,15 +34,6 @@ use crate::errors;
 use crate::replica_manager::topic_log_config;
 use crate::topic_configs::{ConfigResourceError, RESOURCE_BROKER, RESOURCE_TOPIC};
 
-/// Kafka's `AlterConfigOp.OpType` codes.
-pub const OP_SET: i8 = 0;
-pub const OP_DELETE: i8 = 1;
-pub const OP_APPEND: i8 = 2;
-pub const OP_SUBTRACT: i8 = 3;
-
-/// Keys whose value is a comma-separated list (`ConfigDef.Type.LIST`).
-pub const LIST_KEYS: &[&str] = &["cleanup.policy"];
-
 /// How long a committed change waits to reach the local logs.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
 
@@ -53,7 +41,7 @@ const APPLY_WAIT: Duration = Duration::from_secs(5);
 pub type Changes = BTreeMap<String, Option<String>>;
 
 /// `(error code, message)` of one resource.
-type Outcome = (i16, Option<String>);
+pub(super) type Outcome = (i16, Option<String>);
 
 pub async fn handle(
     b: &BrokerContext,
@@ -96,62 +84,14 @@ pub async fn handle(
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-pub async fn handle_incremental(
-    b: &BrokerContext,
-    req: IncrementalAlterConfigsRequest,
-    _version: i16,
-) -> IncrementalAlterConfigsResponse {
-    let duplicates = duplicated(
-        req.resources
-            .iter()
-            .map(|r| (r.resource_type, &r.resource_name)),
-    );
-    let mut responses = Vec::with_capacity(req.resources.len());
-    for r in req.resources {
-        let ops: Vec<(String, i8, Option<String>)> = r
-            .configs
-            .iter()
-            .map(|c| {
-                (
-                    c.name.to_string(),
-                    c.config_operation,
-                    c.value.as_ref().map(|v| v.to_string()),
-                )
-            })
-            .collect();
-        let outcome = if duplicates.contains(&(r.resource_type, r.resource_name.to_string())) {
-            refused(ConfigResourceError::DuplicateResource(
-                r.resource_name.to_string(),
-            ))
-        } else {
-            match topic_resource(b, r.resource_type, &r.resource_name) {
-                Err(e) => refused(e),
-                Ok(name) => {
-                    let current = current_overrides(&b.image(), &name);
-                    match incremental_changes(&current, &b.config.storage.log_defaults, &ops) {
-                        Err(e) => refused(e),
-                        Ok(changes) => alter_topic(b, &name, changes, req.validate_only).await,
-                    }
-                }
-            }
-        };
-        responses.push(
-            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name)
-                .with_error_code(outcome.0)
-                .with_error_message(outcome.1.map(sb)),
-        );
-    }
-    IncrementalAlterConfigsResponse::default().with_responses(responses)
-}
-
-fn refused(e: ConfigResourceError) -> Outcome {
+pub(super) fn refused(e: ConfigResourceError) -> Outcome {
     (errors::config_resource(&e), Some(e.to_string()))
 }
 
 /// Resources named more than once in one request (Kafka refuses each).
-fn duplicated<'a>(resources: impl Iterator<Item = (i8, &'a StrBytes)>) -> HashSet<(i8, String)> {
+pub(super) fn duplicated<'a>(
+    resources: impl Iterator<Item = (i8, &'a StrBytes)>,
+) -> HashSet<(i8, String)> {
     let mut seen = HashSet::new();
     let mut twice = HashSet::new();
     for (t, name) in resources {
@@ -164,7 +104,7 @@ fn duplicated<'a>(resources: impl Iterator<Item = (i8, &'a StrBytes)>) -> HashSe
 }
 
 /// The topic a resource names, or why it cannot be altered.
-fn topic_resource(
+pub(super) fn topic_resource(
     b: &BrokerContext,
     resource_type: i8,
     name: &str,
@@ -183,7 +123,7 @@ fn topic_resource(
     }
 }
 
-fn current_overrides(image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {
+pub(super) fn current_overrides(image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {
     image
         .topic(topic)
         .map(|t| t.configs.clone())
@@ -208,83 +148,9 @@ pub fn replacement(
     Ok(changes)
 }
 
-/// IncrementalAlterConfigs: the changes `ops` (`(key, op, value)`) make to
-/// a topic whose overrides are `current`, over broker `defaults`.
-pub fn incremental_changes(
-    current: &BTreeMap<String, String>,
-    defaults: &LogConfig,
-    ops: &[(String, i8, Option<String>)],
-) -> Result<Changes, ConfigResourceError> {
-    let mut changes = Changes::new();
-    for (key, op, value) in ops {
-        if changes.contains_key(key) {
-            return Err(ConfigResourceError::DuplicateKey(key.clone()));
-        }
-        let list_op = match *op {
-            OP_SET => {
-                let v = value
-                    .clone()
-                    .ok_or_else(|| ConfigResourceError::NullValue(key.clone()))?;
-                changes.insert(key.clone(), Some(v));
-                continue;
-            }
-            OP_DELETE => {
-                changes.insert(key.clone(), None);
-                continue;
-            }
-            OP_APPEND => "APPEND",
-            OP_SUBTRACT => "SUBTRACT",
-            other => {
-                return Err(ConfigResourceError::UnknownOperation {
-                    key: key.clone(),
-                    op: other,
-                })
-            }
-        };
-        if !LIST_KEYS.contains(&key.as_str()) {
-            return Err(ConfigResourceError::NotAList {
-                key: key.clone(),
-                op: list_op,
-            });
-        }
-        let items = value
-            .as_deref()
-            .ok_or_else(|| ConfigResourceError::NullValue(key.clone()))
-            .map(list)?;
-        let mut now = current
-            .get(key)
-            .cloned()
-            .or_else(|| defaults.get(key))
-            .as_deref()
-            .map(list)
-            .unwrap_or_default();
-        if *op == OP_APPEND {
-            for item in items {
-                if !now.contains(&item) {
-                    now.push(item);
-                }
-            }
-        } else {
-            now.retain(|item| !items.contains(item));
-        }
-        changes.insert(key.clone(), Some(now.join(",")));
-    }
-    Ok(changes)
-}
-
-/// The items of a comma-separated list value.
-fn list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// Send `changes` to the controller; once committed, wait (briefly) until
 /// this node's image has them and the topic's local logs use them.
-async fn alter_topic(
+pub(super) async fn alter_topic(
     b: &BrokerContext,
     topic: &str,
     changes: Changes,
@@ -369,81 +235,6 @@ mod tests {
                 &[("a".into(), Some("1".into())), ("a".into(), None)]
             ),
             Err(ConfigResourceError::DuplicateKey("a".into()))
-        );
-    }
-
-    #[test]
-    fn append_and_subtract_work_on_the_effective_list() {
-        let defaults = LogConfig::default();
-        // No override: APPEND starts from the default "delete".
-        let c = incremental_changes(
-            &BTreeMap::new(),
-            &defaults,
-            &[op("cleanup.policy", OP_APPEND, Some("compact"))],
-        )
-        .unwrap();
-        assert_eq!(c["cleanup.policy"].as_deref(), Some("delete,compact"));
-        // Items already there are not added twice.
-        let current = map(&[("cleanup.policy", "compact,delete")]);
-        let c = incremental_changes(
-            &current,
-            &defaults,
-            &[op("cleanup.policy", OP_APPEND, Some("delete, compact"))],
-        )
-        .unwrap();
-        assert_eq!(c["cleanup.policy"].as_deref(), Some("compact,delete"));
-        let c = incremental_changes(
-            &current,
-            &defaults,
-            &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))],
-        )
-        .unwrap();
-        assert_eq!(c["cleanup.policy"].as_deref(), Some("compact"));
-    }
-
-    #[test]
-    fn incremental_ops_are_checked() {
-        let d = LogConfig::default();
-        let none = BTreeMap::new();
-        let c = incremental_changes(
-            &none,
-            &d,
-            &[
-                op("retention.ms", OP_SET, Some("5")),
-                op("segment.ms", OP_DELETE, None),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c["retention.ms"].as_deref(), Some("5"));
-        assert_eq!(c["segment.ms"], None);
-        assert_eq!(
-            incremental_changes(&none, &d, &[op("retention.ms", OP_APPEND, Some("5"))]),
-            Err(ConfigResourceError::NotAList {
-                key: "retention.ms".into(),
-                op: "APPEND"
-            })
-        );
-        assert_eq!(
-            incremental_changes(&none, &d, &[op("retention.ms", OP_SET, None)]),
-            Err(ConfigResourceError::NullValue("retention.ms".into()))
-        );
-        assert_eq!(
-            incremental_changes(&none, &d, &[op("retention.ms", 9, Some("1"))]),
-            Err(ConfigResourceError::UnknownOperation {
-                key: "retention.ms".into(),
-                op: 9
-            })
-        );
-        assert_eq!(
-            incremental_changes(
-                &none,
-                &d,
-                &[
-                    op("retention.ms", OP_SET, Some("1")),
-                    op("retention.ms", OP_DELETE, None)
-                ]
-            ),
-            Err(ConfigResourceError::DuplicateKey("retention.ms".into()))
         );
     }
 }
