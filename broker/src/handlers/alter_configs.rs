@@ -203,10 +203,6 @@ mod tests {
             .collect()
     }
 
-    fn op(key: &str, op: i8, value: Option<&str>) -> (String, i8, Option<String>) {
-        (key.to_string(), op, value.map(str::to_string))
-    }
-
     #[test]
     fn legacy_alter_replaces_the_whole_override_set() {
         let current = map(&[("retention.ms", "1000"), ("segment.bytes", "4096")]);
