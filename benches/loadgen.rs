@@ -7,7 +7,7 @@
 //! - The broker under test is the release `rivulet` binary run as a separate
 //!   process (so its RSS and CPU are its own): `$RIVULET_BIN`, or
 //!   `target/release/rivulet`, built with `cargo build --release -p
-//!   rivulet-broker --bin rivulet` when missing or older than the sources.
+//!   rivulet-cli --bin rivulet` when missing or older than the sources.
 //!   It listens on free loopback ports with a temp data dir (under
 //!   `$RIVULET_BENCH_DIR` if set), default config otherwise: acks=all
 //!   therefore fsyncs before acknowledging (`flush.policy = on-ack`). Its
