@@ -70,6 +70,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use rustix::process::{kill_process, Pid, Signal};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -259,9 +260,7 @@ impl BrokerProcess {
 
     /// Stop with SIGTERM (a clean shutdown); SIGKILL after 20 s.
     fn stop(&mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
+        let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -18,7 +18,7 @@
 //! A pid file counts as a running node only while that pid is alive, not a
 //! zombie, and (where `/proc` exists) still runs with this node's data dir,
 //! so a stale file whose pid was reused never makes `down` signal a
-//! stranger. Signals go through the system `kill` command.
+//! stranger. Signals are sent with kill(2) (`rustix::process`).
 //!
 //! This module is the command: its arguments and what `up`, `status` and
 //! `down` check and print. [`layout`] says where a cluster's nodes listen
@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
+use rustix::process::Signal;
 
 use layout::{
     absolute, choose_base_port, cluster_id, read_state, recorded_layout, write_state, Layout,
@@ -225,7 +226,7 @@ fn down(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
     for n in NODES {
         match node_process(&layout, n) {
             NodeProcess::Running(pid) => {
-                if kill("-TERM", pid) {
+                if kill(pid, Signal::TERM) {
                     eprintln!("stopping node {n} (pid {pid})");
                 }
                 stopping.push((n, pid));
@@ -245,7 +246,7 @@ fn down(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
     }
     let mut killed = Vec::new();
     for &(n, pid) in stopping.iter().filter(|p| !gone(p)) {
-        kill("-KILL", pid);
+        kill(pid, Signal::KILL);
         killed.push(n);
     }
     let kill_deadline = Instant::now() + KILL_WAIT;

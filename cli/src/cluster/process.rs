@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use rdkafka::consumer::Consumer;
+use rustix::process::{self, Pid, Signal};
 
 use super::layout::{Layout, NODES};
 use crate::client;
@@ -45,7 +46,7 @@ pub(super) fn node_process(layout: &Layout, node: u16) -> NodeProcess {
 }
 
 /// Whether `pid` is a live (not zombie) process with `marker` among its
-/// arguments. Without `/proc`, whether `kill -0` reaches it.
+/// arguments. Without `/proc`, whether a null signal (`kill -0`) reaches it.
 pub(super) fn is_running(pid: u32, marker: &str) -> bool {
     if pid == 0 {
         return false;
@@ -66,20 +67,20 @@ pub(super) fn is_running(pid: u32, marker: &str) -> bool {
             .split(|&b| b == 0)
             .any(|arg| arg == marker.as_bytes())
     } else {
-        kill("-0", pid)
+        to_pid(pid).is_some_and(|p| process::test_kill_process(p).is_ok())
     }
 }
 
-/// `kill SIGNAL PID` through the system command; true on success.
-pub(super) fn kill(signal: &str, pid: u32) -> bool {
-    Command::new("kill")
-        .arg(signal)
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// Send `signal` to `pid` (kill(2)); true when it was delivered.
+pub(super) fn kill(pid: u32, signal: Signal) -> bool {
+    to_pid(pid).is_some_and(|p| process::kill_process(p, signal).is_ok())
+}
+
+/// `pid` as kill(2) takes it for one process: not 0 (that would be the
+/// caller's process group) and not above `i32::MAX` (negative ids name
+/// process groups).
+fn to_pid(pid: u32) -> Option<Pid> {
+    i32::try_from(pid).ok().and_then(Pid::from_raw)
 }
 
 pub(super) fn remove_file(path: &Path) {
