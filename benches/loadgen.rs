@@ -7,7 +7,7 @@
 //! - The broker under test is the release `rivulet` binary run as a separate
 //!   process (so its RSS and CPU are its own): `$RIVULET_BIN`, or
 //!   `target/release/rivulet`, built with `cargo build --release -p
-//!   rivulet-broker --bin rivulet` when missing or older than the sources.
+//!   rivulet-cli --bin rivulet` when missing or older than the sources.
 //!   It listens on free loopback ports with a temp data dir (under
 //!   `$RIVULET_BENCH_DIR` if set), default config otherwise: acks=all
 //!   therefore fsyncs before acknowledging (`flush.policy = on-ack`). Its
@@ -70,6 +70,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use rustix::process::{kill_process, Pid, Signal};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -259,9 +260,7 @@ impl BrokerProcess {
 
     /// Stop with SIGTERM (a clean shutdown); SIGKILL after 20 s.
     fn stop(&mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
+        let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Longer chaos than the default test run (`cargo test --workspace` does 3
 # kills per failover test and the default simulation seeds):
-#   - the 3-process SIGKILL failover tests (broker/tests/failover/) with
+#   - the 3-process SIGKILL failover tests (cli/tests/failover/) with
 #     ROUNDS kills each, REPEAT times;
 #   - the replication simulation (broker/tests/replication_sim/) and the
 #     controller simulation (controller/tests/simulation.rs) with more seeds.
@@ -20,7 +20,7 @@ export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 for i in $(seq 1 "$REPEAT"); do
   echo "== failover run $i of $REPEAT: $ROUNDS kills per test"
   RIVULET_CHAOS_ROUNDS=$ROUNDS RIVULET_KEEP_FAILED=1 \
-    cargo test -p rivulet-broker --test failover -- --test-threads 1 --nocapture 2>&1 |
+    cargo test -p rivulet-cli --test failover -- --test-threads 1 --nocapture 2>&1 |
     grep -E '^(round|sent|whole|new coordinator|test |kept|thread|partition)|panicked|test result'
 done
 echo "== replication simulation: $SEEDS seeds"

@@ -55,7 +55,7 @@ pub fn rivulet_bin() -> PathBuf {
     let root = workspace_root();
     let bin = target_dir().join("release").join("rivulet");
     let built = fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let sources = ["broker", "controller", "storage", "protocol"]
+    let sources = ["cli", "broker", "controller", "storage", "protocol"]
         .iter()
         .filter_map(|c| newest_mtime(&root.join(c)))
         .max();
@@ -63,13 +63,13 @@ pub fn rivulet_bin() -> PathBuf {
         return bin;
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("bench: building the broker: cargo build --release -p rivulet-broker --bin rivulet");
+    eprintln!("bench: building the broker: cargo build --release -p rivulet-cli --bin rivulet");
     let status = Command::new(cargo)
         .args([
             "build",
             "--release",
             "-p",
-            "rivulet-broker",
+            "rivulet-cli",
             "--bin",
             "rivulet",
         ])
@@ -79,7 +79,7 @@ pub fn rivulet_bin() -> PathBuf {
         Ok(s) if s.success() && bin.exists() => bin,
         other => panic!(
             "could not build {} ({other:?}); build it with `cargo build --release -p \
-             rivulet-broker --bin rivulet` or point RIVULET_BIN at a rivulet binary",
+             rivulet-cli --bin rivulet` or point RIVULET_BIN at a rivulet binary",
             bin.display()
         ),
     }

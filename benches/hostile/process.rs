@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustix::process::{kill_process, Pid, Signal};
+
 use super::*;
 
 // ---- the broker process ----
@@ -122,9 +124,10 @@ impl Sampler {
                 let (rss, _) = rss_of(pid);
                 p.fetch_max(rss, Relaxed);
                 if rss > cap && !c.swap(true, Relaxed) {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
+                    let _ = i32::try_from(pid)
+                        .ok()
+                        .and_then(Pid::from_raw)
+                        .map(|p| kill_process(p, Signal::KILL));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }

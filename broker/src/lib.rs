@@ -1,4 +1,4 @@
-//! `rivulet-broker`: the Kafka-protocol broker and the `rivulet` binary.
+//! `rivulet-broker`: the Kafka-protocol broker, as a library.
 //!
 //! Owns the network server ([`connection`]: framing, version checks,
 //! in-order responses), the API table ([`api`]) and one handler per API
@@ -7,6 +7,11 @@
 //! configuration and the start-up/shutdown of a node ([`broker`]). Cluster
 //! metadata comes from `rivulet-controller`; partition data lives in
 //! `rivulet-storage`.
+//!
+//! No command line and no Kafka client here: the `rivulet` binary, its
+//! commands and process lifecycle (signals, logging set-up) live in
+//! `rivulet-cli`, which loads a [`BrokerConfig`] and starts a
+//! [`BrokerNode`]. This crate links neither clap nor librdkafka.
 
 pub mod api;
 pub mod config;

@@ -1,4 +1,4 @@
-//! What the broker package's end-to-end tests share: running the `rivulet`
+//! What the CLI package's end-to-end tests share: running the `rivulet`
 //! binary as a user does.
 
 use std::io::{Read, Write};

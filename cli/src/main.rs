@@ -1,8 +1,31 @@
-//! The `rivulet` binary: `rivulet` (or `rivulet broker`) runs a node; the
-//! other subcommands are admin tools that talk to a running cluster
-//! ([`cli`]).
+//! `rivulet-cli`: the `rivulet` binary, everything a user runs from a shell.
+//!
+//! `rivulet` (or `rivulet broker`) runs a broker node: it loads the TOML
+//! config through `rivulet_broker::BrokerConfig` (the broker library owns
+//! the settings and their defaults), starts a `BrokerNode` and stops it on
+//! SIGINT/SIGTERM. `rivulet cluster up|status|down` ([`cluster`]) runs a
+//! local 3-node cluster as background processes of this same binary.
+//!
+//! The client commands — `topic`, `produce`, `consume`, `group` — do the
+//! jobs kafka-topics.sh, kafka-consumer-groups.sh, kcat and rpk do, as Kafka
+//! clients (librdkafka through the `rdkafka` crate) of a running cluster.
+//! Every one first asks the bootstrap server for metadata with a
+//! [`client::CONNECT_TIMEOUT`] deadline, so a wrong address or a down broker
+//! is a clear error within seconds instead of a hang. Results go to stdout,
+//! progress and summaries to stderr; any failure is a non-zero exit.
+//!
+//! This crate owns the command line (clap), the process lifecycle and the
+//! Kafka client side (rdkafka), so the `rivulet-broker` library links
+//! neither.
 
-mod cli;
+mod client;
+mod cluster;
+mod consume;
+mod consumer_protocol;
+mod group;
+mod produce;
+mod rfc3339;
+mod topic;
 
 use std::path::PathBuf;
 
@@ -45,17 +68,17 @@ enum Command {
     Broker(BrokerArgs),
     /// Create, list, describe, delete topics and alter their configs.
     #[command(subcommand)]
-    Topic(cli::topic::TopicCommand),
+    Topic(topic::TopicCommand),
     /// Send stdin to a topic, one record per line.
-    Produce(cli::produce::ProduceArgs),
+    Produce(produce::ProduceArgs),
     /// Print a topic's records to stdout, one per line.
-    Consume(cli::consume::ConsumeArgs),
+    Consume(consume::ConsumeArgs),
     /// List, describe and delete consumer groups; reset their offsets.
     #[command(subcommand)]
-    Group(cli::group::GroupCommand),
+    Group(group::GroupCommand),
     /// Run a local 3-node cluster in the background: up, status, down.
     #[command(subcommand)]
-    Cluster(cli::cluster::ClusterCommand),
+    Cluster(cluster::ClusterCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,18 +102,18 @@ fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Broker(args) => run_broker(cli.broker, args, bootstrap.is_some()),
         Command::Topic(c) => {
-            client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::topic::run(&b, c))
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| topic::run(&b, c))
         }
         Command::Produce(args) => {
-            client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::produce::run(&b, args))
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| produce::run(&b, args))
         }
         Command::Consume(args) => {
-            client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::consume::run(&b, args))
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| consume::run(&b, args))
         }
         Command::Group(c) => {
-            client_bootstrap(&cli.broker, bootstrap).and_then(|b| cli::group::run(&b, c))
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| group::run(&b, c))
         }
-        Command::Cluster(c) => cli::cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
+        Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -109,7 +132,7 @@ fn client_bootstrap(broker_args: &BrokerArgs, bootstrap: Option<String>) -> anyh
             "--config and --set configure the broker; client commands take --bootstrap-server"
         );
     }
-    Ok(bootstrap.unwrap_or_else(|| cli::DEFAULT_BOOTSTRAP.to_string()))
+    Ok(bootstrap.unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string()))
 }
 
 /// `rivulet [--config F] [--set k=v] broker [--config F] [--set k=v]`: the
@@ -158,5 +181,47 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// `--bootstrap-server` when none is given: the broker's default listener.
+pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
+
+/// Parse `key=value` (for `--config` and `--set`); the key may not be empty.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{s}'")),
+    }
+}
+
+/// Parse a config key (for `--delete`): not empty, no `=`.
+pub fn parse_key(s: &str) -> Result<String, String> {
+    let k = s.trim();
+    if k.is_empty() || k.contains('=') {
+        Err(format!("expected a config key, got '{s}'"))
+    } else {
+        Ok(k.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_splits_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_key_value("a.b=x=y").unwrap(),
+            ("a.b".to_string(), "x=y".to_string())
+        );
+        assert_eq!(
+            parse_key_value("k=").unwrap(),
+            ("k".to_string(), String::new())
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=v").is_err());
+        assert!(parse_key("a=b").is_err());
+        assert_eq!(parse_key(" retention.ms ").unwrap(), "retention.ms");
     }
 }

@@ -22,6 +22,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
+use rustix::process::{Pid, Signal};
 
 pub const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 pub const NODES: usize = 3;
@@ -165,12 +166,7 @@ impl Cluster {
     /// SIGTERM node `id` (a controlled shutdown) and wait for it to exit.
     pub fn terminate(&mut self, id: i32) {
         let mut child = self.children[id as usize - 1].take().expect("node runs");
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        rustix::process::kill_process(Pid::from_child(&child), Signal::TERM).unwrap();
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -1,0 +1,281 @@
+//! `rivulet cluster up|status|down`: a local 3-node cluster, one command
+//! away, for development and tests.
+//!
+//! Every node runs in combined mode (a metadata-quorum voter and a broker),
+//! as a background `rivulet broker` process of this same binary, on the
+//! ports of DESIGN.md ("Ports of the local cluster") moved by
+//! `--base-port P`: node k serves Kafka on P+k-1 and the controller quorum
+//! on P+100+k-1, with its data in `DIR/node-k`. The nodes get their
+//! settings as `--set` flags (the same settings as
+//! `config/cluster/node-k.toml`), so the command works from any directory.
+//!
+//! `DIR` keeps what the other commands need: `node-k.pid` (the pid of a
+//! node started by `up`, removed by `down`), `node-k.log` (its stdout and
+//! stderr, appended to) and `cluster.properties` (the base port and cluster
+//! id the cluster was created with: the quorum's log records the controller
+//! addresses, so a cluster keeps its ports for life).
+//!
+//! A pid file counts as a running node only while that pid is alive, not a
+//! zombie, and (where `/proc` exists) still runs with this node's data dir,
+//! so a stale file whose pid was reused never makes `down` signal a
+//! stranger. Signals are sent with kill(2) (`rustix::process`).
+//!
+//! This module is the command: its arguments and what `up`, `status` and
+//! `down` check and print. [`layout`] says where a cluster's nodes listen
+//! and keep their files; [`process`] starts, probes and signals them.
+
+mod layout;
+mod process;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use rustix::process::Signal;
+
+use layout::{
+    absolute, choose_base_port, cluster_id, read_state, recorded_layout, write_state, Layout,
+    State, DEFAULT_DIR, MAX_BASE_PORT, NODES,
+};
+use process::{
+    is_running, kill, node_process, remove_file, spawn_node, stop_started, wait_until_serving,
+    NodeProcess, Started, POLL,
+};
+
+/// How long `down` waits after SIGKILL before giving up on a node.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start 3 nodes (controller + broker each) in the background; print
+    /// the bootstrap servers once all serve.
+    Up(UpArgs),
+    /// Show which nodes are running, with their pids and ports.
+    Status(DirArgs),
+    /// Stop the nodes: SIGTERM, then SIGKILL after --timeout.
+    Down(DownArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Directory of the nodes' data, logs and pid files.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Kafka port of node 1: node k listens on P+k-1, its controller on
+    /// P+100+k-1 [default: 9092, or the port DIR's cluster was created with].
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..=MAX_BASE_PORT as i64))]
+    pub base_port: Option<u16>,
+    /// A setting for every node, applied after the generated ones, e.g.
+    /// --set log.retention.ms=3600000 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
+    pub set: Vec<(String, String)>,
+    /// Seconds to wait for all nodes to serve.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Seconds to wait for a clean shutdown before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub timeout: u64,
+}
+
+/// Run a cluster command. `misplaced` says broker or client flags were
+/// given before `cluster`, where they mean nothing.
+pub fn run(command: ClusterCommand, misplaced: bool) -> anyhow::Result<()> {
+    if misplaced {
+        bail!(
+            "--config, --set and --bootstrap-server do not apply to `rivulet cluster`; \
+             settings for the nodes go after `cluster up` (--set KEY=VALUE)"
+        );
+    }
+    match command {
+        ClusterCommand::Up(args) => up(args),
+        ClusterCommand::Status(args) => status(&args.dir),
+        ClusterCommand::Down(args) => down(&args.dir.dir, Duration::from_secs(args.timeout)),
+    }
+}
+
+fn up(args: UpArgs) -> anyhow::Result<()> {
+    let dir = absolute(&args.dir.dir)?;
+    let recorded = read_state(&dir)?;
+    let has_quorum_data = NODES.iter().any(|&n| {
+        dir.join(format!("node-{n}"))
+            .join(rivulet_controller::node::METADATA_DIR)
+            .exists()
+    });
+    let base_port = choose_base_port(args.base_port, recorded.as_ref(), has_quorum_data, &dir)?;
+    let layout = Layout { dir, base_port };
+
+    let running: Vec<String> = NODES
+        .iter()
+        .filter_map(|&n| match node_process(&layout, n) {
+            NodeProcess::Running(pid) => Some(format!("node {n} (pid {pid})")),
+            _ => None,
+        })
+        .collect();
+    if !running.is_empty() {
+        bail!(
+            "cluster already running in {}: {}; `rivulet cluster down --dir {}` stops it",
+            layout.dir.display(),
+            running.join(", "),
+            layout.dir.display()
+        );
+    }
+    for n in NODES {
+        remove_file(&layout.pid_file(n));
+    }
+    for (addr, what) in layout.ports() {
+        TcpListener::bind(&addr)
+            .map_err(|e| anyhow!("{addr} ({what}) is not free: {e}; choose another --base-port"))?;
+    }
+
+    let cluster_id = cluster_id(recorded.as_ref(), &layout);
+    fs::create_dir_all(&layout.dir)
+        .with_context(|| format!("cannot create {}", layout.dir.display()))?;
+    let state = State {
+        base_port,
+        cluster_id: cluster_id.clone(),
+    };
+    write_state(&layout.dir, &state)?;
+    let exe = std::env::current_exe().context("cannot find the rivulet binary")?;
+
+    let started_at = Instant::now();
+    let mut started: Vec<Started> = Vec::new();
+    for n in NODES {
+        match spawn_node(&exe, &layout, n, &cluster_id, &args.set) {
+            Ok(s) => {
+                eprintln!(
+                    "started node {n} (pid {}): kafka {}, controller {}, log {}",
+                    s.pid(),
+                    layout.kafka_addr(n),
+                    layout.controller_addr(n),
+                    layout.log_file(n).display()
+                );
+                started.push(s);
+            }
+            Err(e) => {
+                stop_started(&layout, &mut started);
+                return Err(e);
+            }
+        }
+    }
+
+    let deadline = started_at + Duration::from_secs(args.timeout);
+    if let Err(e) = wait_until_serving(&layout, &mut started, deadline) {
+        stop_started(&layout, &mut started);
+        return Err(e.context(format!(
+            "the cluster in {} did not come up; stopped the nodes started",
+            layout.dir.display()
+        )));
+    }
+    eprintln!(
+        "cluster up in {:.1}s: 3 brokers serving; `rivulet cluster down --dir {}` stops it",
+        started_at.elapsed().as_secs_f64(),
+        layout.dir.display()
+    );
+    println!("{}", layout.bootstrap());
+    Ok(())
+}
+
+fn status(dir: &Path) -> anyhow::Result<()> {
+    let layout = recorded_layout(dir)?;
+    let mut running = 0;
+    for n in NODES {
+        let state = match node_process(&layout, n) {
+            NodeProcess::Running(pid) => {
+                running += 1;
+                format!("running (pid {pid})")
+            }
+            NodeProcess::Stale => "not running (stale pid file)".to_string(),
+            NodeProcess::Absent => "not running".to_string(),
+        };
+        println!(
+            "node {n}: {state}, kafka {}, controller {}",
+            layout.kafka_addr(n),
+            layout.controller_addr(n)
+        );
+    }
+    print!(
+        "{running} of {} nodes running in {}",
+        NODES.len(),
+        layout.dir.display()
+    );
+    if running == NODES.len() {
+        print!("; bootstrap servers {}", layout.bootstrap());
+    }
+    println!();
+    Ok(())
+}
+
+fn down(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
+    let layout = recorded_layout(dir)?;
+    let mut stopping: Vec<(u16, u32)> = Vec::new();
+    for n in NODES {
+        match node_process(&layout, n) {
+            NodeProcess::Running(pid) => {
+                if kill(pid, Signal::TERM) {
+                    eprintln!("stopping node {n} (pid {pid})");
+                }
+                stopping.push((n, pid));
+            }
+            NodeProcess::Stale => remove_file(&layout.pid_file(n)),
+            NodeProcess::Absent => {}
+        }
+    }
+    if stopping.is_empty() {
+        eprintln!("no cluster running in {}", layout.dir.display());
+        return Ok(());
+    }
+    let started = Instant::now();
+    let gone = |&(n, pid): &(u16, u32)| !is_running(pid, &layout.marker(n));
+    while !stopping.iter().all(gone) && started.elapsed() < timeout {
+        std::thread::sleep(POLL);
+    }
+    let mut killed = Vec::new();
+    for &(n, pid) in stopping.iter().filter(|p| !gone(p)) {
+        kill(pid, Signal::KILL);
+        killed.push(n);
+    }
+    let kill_deadline = Instant::now() + KILL_WAIT;
+    while !stopping.iter().all(gone) && Instant::now() < kill_deadline {
+        std::thread::sleep(POLL);
+    }
+    let mut survivors = Vec::new();
+    for &(n, pid) in &stopping {
+        if !gone(&(n, pid)) {
+            survivors.push(format!("node {n} (pid {pid})"));
+            continue;
+        }
+        remove_file(&layout.pid_file(n));
+        if killed.contains(&n) {
+            println!(
+                "killed node {n} (pid {pid}): still running {}s after SIGTERM",
+                timeout.as_secs()
+            );
+        } else {
+            println!("stopped node {n} (pid {pid})");
+        }
+    }
+    if !survivors.is_empty() {
+        bail!("still running after SIGKILL: {}", survivors.join(", "));
+    }
+    eprintln!(
+        "cluster in {} stopped in {:.1}s",
+        layout.dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
