@@ -257,8 +257,7 @@ async fn create_topic_via_controller(
     let started = Instant::now();
     let r = b
         .node()
-        .broker
-        .controller
+        .controller()
         .request(
             ControllerRequest::CreateTopic {
                 name: name.to_string(),
@@ -344,7 +343,7 @@ async fn a_full_disk_refuses_produce_at_once_keeps_reads_and_recovers() {
         "a controller write took {took:?}"
     );
     assert!(r.is_err(), "a metadata write on a full disk: {r:?}");
-    let health = broker.node().broker.controller.health().borrow().clone();
+    let health = broker.node().controller().health().borrow().clone();
     assert!(
         matches!(health, QuorumHealth::WaitingForSpace { .. }),
         "{health:?}"
@@ -362,7 +361,7 @@ async fn a_full_disk_refuses_produce_at_once_keeps_reads_and_recovers() {
     // at the next offset.
     std::fs::remove_file(&topup).unwrap();
     std::fs::remove_file(&filler).unwrap();
-    let mut health = broker.node().broker.controller.health();
+    let mut health = broker.node().controller().health();
     tokio::time::timeout(
         Duration::from_secs(10),
         health.wait_for(|h| *h == QuorumHealth::Running),

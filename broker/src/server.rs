@@ -218,6 +218,11 @@ impl BrokerNode {
         })
     }
 
+    /// This node's metadata quorum member (its health, direct requests).
+    pub fn controller(&self) -> &Arc<ControllerNode> {
+        &self.controller
+    }
+
     /// Resolves when this node can no longer run and must shut down: its
     /// metadata quorum member stopped on a storage failure other than a
     /// full disk (after a full disk it restarts by itself). The reason.
