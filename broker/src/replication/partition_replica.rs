@@ -79,7 +79,10 @@ pub enum AckError {
 pub enum ProduceRefusal {
     NotLeaderOrFollower,
     /// `acks=all` while the ISR is below `min.insync.replicas`.
-    NotEnoughReplicas { isr: usize, min_insync_replicas: i32 },
+    NotEnoughReplicas {
+        isr: usize,
+        min_insync_replicas: i32,
+    },
 }
 
 /// An ISR change for the controller (Kafka's `AlterPartition`), checked
@@ -184,7 +187,10 @@ pub enum FollowerFetchAnswer {
 pub enum Action {
     /// New leader: its epoch starts at this offset in the epoch cache
     /// (`PartitionLog::assign_epoch_start_offset`).
-    AssignEpochStart { leader_epoch: i32, start_offset: i64 },
+    AssignEpochStart {
+        leader_epoch: i32,
+        start_offset: i64,
+    },
     /// Raise the high watermark to this offset (and wake long polls).
     HighWatermark(i64),
     /// Answer the parked `acks=all` produce `id`.
@@ -496,9 +502,7 @@ impl PartitionReplica {
                 return Ok(Vec::new());
             }
             if log.log_end_offset() < resp.log_start_offset {
-                return Ok(vec![Action::TruncateFullyAndStartAt(
-                    resp.log_start_offset,
-                )]);
+                return Ok(vec![Action::TruncateFullyAndStartAt(resp.log_start_offset)]);
             }
             return Err(resp.error_code);
         }

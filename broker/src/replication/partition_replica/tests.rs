@@ -193,7 +193,10 @@ fn lagging_follower_is_proposed_out_of_the_isr() {
             new_isr: vec![1, 2],
         }
     );
-    assert_eq!(r.pending_isr().map(|p| p.status), Some(PendingIsrStatus::InFlight));
+    assert_eq!(
+        r.pending_isr().map(|p| p.status),
+        Some(PendingIsrStatus::InFlight)
+    );
     // One change at a time.
     assert_eq!(alter(&r.tick(31_000, 30_000, &log)), None);
 }
@@ -227,12 +230,18 @@ fn pending_expansion_holds_the_high_watermark_at_the_maximal_isr() {
     assert_eq!(req.new_isr, vec![1, 2]);
     assert_eq!(r.maximal_isr().as_ref(), &[1, 2]);
     log.append(1, 1);
-    assert!(hw_moves(&log.apply(r.on_append(&log))).is_empty(), "waits for 2");
+    assert!(
+        hw_moves(&log.apply(r.on_append(&log))).is_empty(),
+        "waits for 2"
+    );
     let (_, a) = r.on_follower_fetch(2, 11, 1, &log, 10);
     assert_eq!(hw_moves(&log.apply(a)), vec![11]);
     // Answered, it waits for the image, which settles it.
     log.apply(r.on_alter_partition_answer(&req, AlterPartitionAnswer::Committed, &log));
-    assert_eq!(r.pending_isr().map(|p| p.status), Some(PendingIsrStatus::Answered));
+    assert_eq!(
+        r.pending_isr().map(|p| p.status),
+        Some(PendingIsrStatus::Answered)
+    );
     assert_eq!(alter(&r.tick(20, 30_000, &log)), None);
     log.apply(r.on_image(state(1, 1, 1, &[1, 2]), &log, 20));
     assert_eq!(r.pending_isr(), None);
