@@ -63,10 +63,8 @@ impl Log {
                 Action::AssignEpochStart {
                     leader_epoch,
                     start_offset,
-                } => {
-                    if self.latest_epoch().is_none_or(|e| e < *leader_epoch) {
-                        self.epochs.push((*leader_epoch, *start_offset));
-                    }
+                } if self.latest_epoch().is_none_or(|e| e < *leader_epoch) => {
+                    self.epochs.push((*leader_epoch, *start_offset));
                 }
                 Action::HighWatermark(hw) => {
                     assert!(*hw > self.hw, "high watermark {hw} not above {}", self.hw);
