@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::{headers, Partition, ReplicaManager};
 use crate::errors;
 use crate::producer_state::SequenceCheck;
-use crate::replication::{AckError, ProduceRefusal};
+use crate::replication::{AckError, AckId, ProduceRefusal};
 
 /// Outcome of appending one partition's records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +190,9 @@ impl ReplicaManager {
     ) -> Result<(), i16> {
         let id = partition.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = oneshot::channel();
+        // Unparks the produce if this future is dropped (the connection
+        // went away) before the state machine answered.
+        let mut parked = Parked { partition, id };
         {
             let mut log = partition.log.lock();
             partition.acks.lock().insert(id, tx);
@@ -204,11 +207,8 @@ impl ReplicaManager {
         let answer = match tokio::time::timeout(timeout, &mut rx).await {
             Ok(answer) => answer,
             Err(_) => {
-                // Unpark. Actions run under the log lock: holding it, an
-                // answer given meanwhile is already in the channel.
-                let _log = partition.log.lock();
-                partition.replica.lock().cancel_ack(id);
-                partition.acks.lock().remove(&id);
+                parked.cancel();
+                // An answer given meanwhile is already in the channel.
                 match rx.try_recv() {
                     Ok(result) => Ok(result),
                     Err(_) => return Err(E::RequestTimedOut.code()),
@@ -220,6 +220,33 @@ impl ReplicaManager {
             // The sender went without an answer: never, as answers are the
             // only way out of `acks`; treat it as a lost leadership.
             Err(_) => Err(E::NotLeaderOrFollower.code()),
+        }
+    }
+}
+
+/// A produce parked in a partition's state machine; unparked on drop
+/// unless answered.
+struct Parked<'a> {
+    partition: &'a Partition,
+    id: AckId,
+}
+
+impl Parked<'_> {
+    /// Take the produce out of the state machine and the answer channels.
+    /// Actions run under the log lock: holding it, an answer already
+    /// given is in the channel.
+    fn cancel(&mut self) {
+        let _log = self.partition.log.lock();
+        self.partition.replica.lock().cancel_ack(self.id);
+        self.partition.acks.lock().remove(&self.id);
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        let answered = !self.partition.acks.lock().contains_key(&self.id);
+        if !answered {
+            self.cancel();
         }
     }
 }

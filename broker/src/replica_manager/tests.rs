@@ -124,6 +124,23 @@ async fn acks_all_times_out_while_followers_lag() {
     let p = rm.get(&tp()).unwrap();
     assert_eq!(p.log.lock().log_end_offset(), 1);
     assert_eq!(p.log.lock().high_watermark(), 0);
+    assert_eq!(p.replica.lock().parked_acks(), 0, "unparked");
+    assert!(p.acks.lock().is_empty());
+}
+
+#[tokio::test]
+async fn a_dropped_acks_all_produce_is_unparked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rm, _) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+    let rm = Arc::new(rm);
+    let (producing, p) = parked_produce(&rm).await;
+    while p.replica.lock().parked_acks() == 0 {
+        tokio::task::yield_now().await;
+    }
+    producing.abort();
+    assert!(producing.await.unwrap_err().is_cancelled());
+    assert_eq!(p.replica.lock().parked_acks(), 0);
+    assert!(p.acks.lock().is_empty());
 }
 
 #[tokio::test]
