@@ -3,7 +3,9 @@
 //! Owns the network server ([`connection`]: framing, version checks,
 //! in-order responses), the API table ([`api`]) and one handler per API
 //! ([`handlers`]), the [`replica_manager`] that hosts partitions as the
-//! metadata image assigns them, idempotent-producer state, the broker
+//! metadata image assigns them and carries out the decisions of the pure
+//! replication state machine ([`replication`]), with the
+//! [`replica_fetcher`] on followers, idempotent-producer state, the broker
 //! configuration and the start-up/shutdown of a node ([`broker`]). Cluster
 //! metadata comes from `rivulet-controller`; partition data lives in
 //! `rivulet-storage`.

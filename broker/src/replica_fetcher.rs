@@ -1,20 +1,24 @@
-//! Follower replication and ISR upkeep, the async shell around
-//! [`crate::replication`].
+//! Follower replication and ISR upkeep: the tasks and the wire around the
+//! replication state machine ([`crate::replication::PartitionReplica`]),
+//! whose decisions `ReplicaManager` carries out on the logs.
 //!
 //! [`run_fetchers`] keeps one fetcher task per source leader broker, each
 //! multiplexing every partition this node follows from that leader in one
 //! Kafka `Fetch` v12 (replica id = this node) to the leader's advertised
-//! listener. Fetched batches are appended unchanged
-//! (`PartitionLog::append_as_follower`), and the local high watermark
-//! becomes `min(local log end, leader high watermark)`. A `diverging_epoch`
-//! in the response (KIP-595) truncates the local log first. Errors back off;
-//! the set of partitions follows the local replica state, which follows the
-//! metadata image.
+//! listener. Each partition's fetch position comes from its state machine
+//! ([`ReplicaManager::fetch_request`](crate::replica_manager::ReplicaManager::fetch_request)),
+//! and each partition of the response goes back to it
+//! ([`ReplicaManager::apply_fetched`](crate::replica_manager::ReplicaManager::apply_fetched)):
+//! truncate on a `diverging_epoch` (KIP-595), append the batches unchanged,
+//! high watermark `min(local log end, leader high watermark)`. Errors back
+//! off; the set of partitions follows the local replica state, which
+//! follows the metadata image.
 //!
 //! [`maintain_isr`] runs on every node and, for the partitions it leads,
-//! asks the controller (`AlterPartition`, checked against the leader and
-//! partition epochs) to shrink the ISR of followers lagging longer than
-//! `replica.lag.time.max.ms` and to expand it with followers that caught up.
+//! sends the controller the ISR changes their state machines propose
+//! (`AlterPartition`, checked against the leader and partition epochs:
+//! followers lagging longer than `replica.lag.time.max.ms` leave, followers
+//! that caught up join) and reports the answers back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,21 +31,18 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::ResponseError as E;
-use rivulet_controller::{ControllerError, ControllerRequest, ControllerResponse};
+use rivulet_controller::{ControllerRequest, ControllerResponse};
 use rivulet_protocol::request_bounds;
-use rivulet_storage::config::FlushPolicy;
 use rivulet_storage::TopicPartition;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::context::BrokerContext;
-use crate::replica_manager::IsrChangeOutcome;
-use crate::replication;
+use crate::replication::{AlterPartitionAnswer, FetchedPartition};
 
 /// The Fetch version followers speak (topic names, `last_fetched_epoch`,
 /// `diverging_epoch`; replica id in the top-level field).
@@ -113,13 +114,11 @@ impl Drop for AbortOnDrop {
 pub async fn run_fetchers(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
     type Fetcher = (watch::Sender<Vec<TopicPartition>>, AbortOnDrop);
     let mut fetchers: HashMap<i32, Fetcher> = HashMap::new();
-    let me = broker.node_id();
     loop {
         let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         for p in broker.replicas.all() {
-            let s = p.state();
-            if s.leader >= 0 && s.leader != me && s.replicas.contains(&me) {
-                by_leader.entry(s.leader).or_default().push(p.tp.clone());
+            if let Some(leader) = p.following() {
+                by_leader.entry(leader).or_default().push(p.tp.clone());
             }
         }
         for tps in by_leader.values_mut() {
@@ -250,26 +249,17 @@ fn build_request(
         let Some(p) = broker.replicas.get(tp) else {
             continue;
         };
-        let state = p.state();
-        if state.leader != leader {
+        let Some(f) = broker.replicas.fetch_request(&p, leader) else {
             continue;
-        }
-        let (leo, last_epoch, log_start) = {
-            let log = p.log.lock();
-            (
-                log.log_end_offset(),
-                log.leader_epoch_cache().latest_epoch().unwrap_or(-1),
-                log.log_start_offset(),
-            )
         };
-        epochs.insert(tp.clone(), state.leader_epoch);
+        epochs.insert(tp.clone(), f.leader_epoch);
         topics.entry(tp.topic.clone()).or_default().push(
             FetchPartition::default()
                 .with_partition(tp.partition)
-                .with_current_leader_epoch(state.leader_epoch)
-                .with_fetch_offset(leo)
-                .with_last_fetched_epoch(last_epoch)
-                .with_log_start_offset(log_start)
+                .with_current_leader_epoch(f.leader_epoch)
+                .with_fetch_offset(f.fetch_offset)
+                .with_last_fetched_epoch(f.last_fetched_epoch)
+                .with_log_start_offset(f.log_start_offset)
                 .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES),
         );
     }
@@ -376,92 +366,22 @@ async fn apply_response(
     let Some(partition) = broker.replicas.get(tp) else {
         return Ok(false);
     };
-    let me = broker.node_id();
-    let still_following = |s: &crate::replica_manager::ReplicaState| {
-        s.leader == leader && s.leader_epoch == leader_epoch && s.leader != me
-    };
-    if data.error_code == E::OffsetOutOfRange.code() && data.log_start_offset >= 0 {
-        // We are behind the leader's log start (retention): start over there.
-        let mut log = partition.log.lock();
-        if !still_following(&partition.state()) {
-            return Ok(false);
-        }
-        if log.log_end_offset() < data.log_start_offset {
-            log.truncate_fully_and_start_at(data.log_start_offset)
-                .map_err(|e| crate::errors::storage(&e))?;
-            drop(log);
-            partition.rebuild_producers();
-            return Ok(true);
-        }
-        return Err(data.error_code);
-    }
-    if data.error_code != 0 {
-        return Err(data.error_code);
-    }
-    if data.diverging_epoch.end_offset >= 0 {
-        let mut log = partition.log.lock();
-        if !still_following(&partition.state()) {
-            return Ok(false);
-        }
-        let leader_end = (data.diverging_epoch.epoch, data.diverging_epoch.end_offset);
-        let to = replication::truncation_offset(
-            leader_end,
-            log.end_offset_for_epoch(leader_end.0),
-            log.log_start_offset(),
-            log.log_end_offset(),
-        );
-        info!(
-            partition = %tp, leader, epoch = data.diverging_epoch.epoch,
-            from = log.log_end_offset(), to, "truncating divergent log suffix"
-        );
-        log.truncate_to(to)
-            .map_err(|e| crate::errors::storage(&e))?;
-        drop(log);
-        partition.rebuild_producers();
-        return Ok(true);
-    }
     let records = data.records.unwrap_or_default();
-    let mut durable = None;
-    {
-        let mut log = partition.log.lock();
-        if !still_following(&partition.state()) {
-            return Ok(false);
-        }
-        if !records.is_empty() {
-            match log.append_as_follower(&records) {
-                Ok(_) => {
-                    if log.config().flush_policy == FlushPolicy::OnAck {
-                        durable = Some((log.flush_tracker(), log.log_end_offset()));
-                    }
-                }
-                Err(e) => {
-                    warn!(partition = %tp, leader, error = %e, "cannot append replicated batches");
-                    return Err(crate::errors::storage(&e));
-                }
-            }
-        }
-        if data.high_watermark >= 0 {
-            let hw = data.high_watermark.min(log.log_end_offset());
-            if hw > log.high_watermark() {
-                log.set_high_watermark(hw);
-            }
-        }
-    }
-    // Producer state is taken after the log lock, never while holding it
-    // (append takes them in the other order).
-    if !records.is_empty() {
-        partition.record_replicated(&records);
-    }
-    // The next fetch acknowledges these records to the leader: with
-    // flush.policy on-ack they must be on disk first (DESIGN: Durability).
-    if let Some((tracker, upto)) = durable {
-        match tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(crate::errors::storage(&e)),
-            Err(_) => return Err(E::UnknownServerError.code()),
-        }
-    }
-    Ok(!records.is_empty())
+    let diverging = &data.diverging_epoch;
+    let response = FetchedPartition {
+        leader,
+        leader_epoch,
+        error_code: data.error_code,
+        high_watermark: data.high_watermark,
+        log_start_offset: data.log_start_offset,
+        diverging_epoch: (diverging.end_offset >= 0)
+            .then_some((diverging.epoch, diverging.end_offset)),
+        has_records: !records.is_empty(),
+    };
+    broker
+        .replicas
+        .apply_fetched(&partition, &response, records)
+        .await
 }
 
 /// On every node: shrink or expand the ISR of the partitions it leads
@@ -470,34 +390,30 @@ pub async fn maintain_isr(broker: Arc<BrokerContext>, mut stop: watch::Receiver<
     let lag = broker.config.replica_lag_time_max_ms;
     let interval = Duration::from_millis((lag / 4).clamp(50, 1000));
     loop {
-        for (p, state, isr) in broker.replicas.isr_changes(lag) {
+        for (p, request) in broker.replicas.isr_changes(lag) {
             let req = ControllerRequest::AlterPartition {
                 topic: p.tp.topic.clone(),
                 partition: p.tp.partition,
                 leader_id: broker.node_id(),
-                leader_epoch: state.leader_epoch,
-                partition_epoch: state.partition_epoch,
-                new_isr: isr.clone(),
+                leader_epoch: request.leader_epoch,
+                partition_epoch: request.partition_epoch,
+                new_isr: request.new_isr.clone(),
             };
-            let outcome = match broker.controller_request(req).await {
+            let answer = match broker.controller_request(req).await {
                 ControllerResponse::Ok { .. } => {
-                    info!(partition = %p.tp, from = ?state.isr, to = ?isr, "ISR changed");
-                    IsrChangeOutcome::Committed
-                }
-                ControllerResponse::Error(ControllerError::IneligibleReplica(r)) => {
-                    debug!(partition = %p.tp, replica = r, "ISR change refused: ineligible replica");
-                    IsrChangeOutcome::Refused
+                    info!(partition = %p.tp, from = ?p.state().isr, to = ?request.new_isr, "ISR changed");
+                    AlterPartitionAnswer::Committed
                 }
                 ControllerResponse::Error(e) => {
                     debug!(partition = %p.tp, error = %e, "ISR change refused");
-                    IsrChangeOutcome::Superseded
+                    AlterPartitionAnswer::from_error(&e)
                 }
                 other => {
                     debug!(partition = %p.tp, response = ?other, "ISR change unanswered");
-                    IsrChangeOutcome::Unknown
+                    AlterPartitionAnswer::Unknown
                 }
             };
-            broker.replicas.isr_change_answered(&p, &state, outcome);
+            broker.replicas.isr_change_answered(&p, &request, answer);
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

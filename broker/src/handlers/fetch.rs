@@ -27,7 +27,7 @@ use rivulet_storage::{ReadPlan, TopicPartition};
 use crate::context::BrokerContext;
 use crate::errors;
 use crate::replica_manager::Partition;
-use crate::replication;
+use crate::replication::FollowerFetchAnswer;
 
 /// Upper bound on `max_wait_ms`, so a client cannot park a request forever.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -180,22 +180,13 @@ fn read_partition(
     let follower =
         replica_id >= 0 && replica_id != b.node_id() && state.replicas.contains(&replica_id);
     if follower {
-        let (diverging, hw, log_start) = {
-            let log = partition.log.lock();
-            let end = log.end_offset_for_epoch(last_fetched_epoch);
-            (
-                replication::diverging_epoch(last_fetched_epoch, fetch_offset, end),
-                log.high_watermark(),
-                log.log_start_offset(),
-            )
-        };
-        if let Some((epoch, end_offset)) = diverging {
-            // No common epoch at all: the follower keeps nothing past our
-            // log start (a negative end offset would read as "no divergence").
-            let end_offset = if end_offset < 0 {
-                log_start
-            } else {
-                end_offset
+        let answer =
+            b.replicas
+                .follower_fetch(&partition, replica_id, fetch_offset, last_fetched_epoch);
+        if let FollowerFetchAnswer::Diverging { epoch, end_offset } = answer {
+            let (hw, log_start) = {
+                let log = partition.log.lock();
+                (log.high_watermark(), log.log_start_offset())
             };
             return PartitionData::default()
                 .with_high_watermark(hw)
@@ -209,8 +200,6 @@ fn read_partition(
                 )
                 .with_records(Some(Bytes::new()));
         }
-        b.replicas
-            .record_follower_fetch(&partition, replica_id, fetch_offset);
     }
     // Plan under the log's lock; read the bytes after releasing it. A
     // follower reads up to the log end, a consumer up to the high watermark.

@@ -108,13 +108,18 @@ impl Sim {
         }
     }
 
+    /// `ControllerService` on an AlterPartition: `logic::alter_partition`,
+    /// committed when it passes; the answer as `maintain_isr` reads it.
     pub(super) fn alter_partition(
         &mut self,
         leader: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        new_isr: Vec<i32>,
-    ) -> bool {
+        request: &AlterPartition,
+    ) -> AlterPartitionAnswer {
+        let AlterPartition {
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        } = request.clone();
         let p = partition(&self.ctl.image).cloned().expect("partition");
         let stale = p.leader != leader
             || p.leader_epoch != leader_epoch
@@ -138,7 +143,7 @@ impl Sim {
                 self.note(format!("AlterPartition from {leader}: isr {new_isr:?}"));
                 self.stats.isr_changes += 1;
                 self.commit(records);
-                true
+                AlterPartitionAnswer::Committed
             }
             Err(e) => {
                 if stale {
@@ -147,7 +152,7 @@ impl Sim {
                 self.note(format!(
                     "AlterPartition from {leader} {new_isr:?} refused: {e}"
                 ));
-                false
+                AlterPartitionAnswer::from_error(&e)
             }
         }
     }
@@ -179,7 +184,9 @@ impl Sim {
         self.apply_local_image(id);
     }
 
-    /// `ReplicaManager::apply_image` / `ensure_partition` for our partition.
+    /// `ReplicaManager::apply_image` / `ensure_partition` for our
+    /// partition: the image event to the node's state machine (a new one
+    /// for a process that has none yet).
     pub(super) fn apply_local_image(&mut self, id: i32) {
         let now = self.now_ms;
         let state = {
@@ -204,44 +211,39 @@ impl Sim {
                 partition_epoch: reg.partition_epoch,
                 replicas: reg.replicas.clone(),
                 isr: reg.isr.clone(),
-                min_isr,
+                min_insync_replicas: min_isr,
             }
         };
-        if let Some(old) = &self.node(id).state {
+        if let Some(old) = self.node(id).state() {
             if state.leader_epoch < old.leader_epoch {
+                let old_epoch = old.leader_epoch;
                 self.fail(format!(
-                    "node {id}'s leader epoch went back from {} to {}",
-                    old.leader_epoch, state.leader_epoch
+                    "node {id}'s leader epoch went back from {old_epoch} to {}",
+                    state.leader_epoch
                 ));
             }
         }
         self.observe_leader(state.leader_epoch, state.leader, "a node's image");
+        let mutation = self.as_is.last_seen_isr;
         let n = self.node_mut(id);
-        if state.leader == id {
-            let leo = n.leo();
-            n.cache
-                .assign(state.leader_epoch, leo)
-                .expect("epoch cache");
-            if n.followers.leader_epoch != state.leader_epoch || n.followers.progress.is_empty() {
-                let others = state.replicas.iter().copied().filter(|r| *r != id);
-                n.followers = Followers::new(state.leader_epoch, others, now);
+        let changed = n.state() != Some(&state);
+        let replica = n.replica.get_or_insert_with(|| {
+            let r = PartitionReplica::new(id);
+            if mutation {
+                r.with_mutation(Mutation::HwOverLastSeenIsr)
+            } else {
+                r
             }
-        }
-        if n.pending_isr
-            .as_ref()
-            .is_some_and(|(le, pe, _)| (*le, *pe) != (state.leader_epoch, state.partition_epoch))
-        {
-            n.pending_isr = None;
-        }
-        let changed = n.state.as_ref() != Some(&state);
-        n.state = Some(state);
-        if n.hw_isr() == [id] {
-            n.hw = n.leo();
-        }
-        n.advance_hw();
+        });
+        let view = SimLog {
+            log: &n.log,
+            hw: n.hw,
+            cache: &n.cache,
+        };
+        let actions = replica.on_image(state.clone(), &view, now);
         if changed {
-            let s = n.state.clone();
-            self.note(format!("node {id} follows image: {s:?}"));
+            self.note(format!("node {id} follows image: {state:?}"));
         }
+        self.execute(id, actions, None);
     }
 }

@@ -1,11 +1,127 @@
-//! The data path of the driver: produce and acks=all waiters, fsyncs,
-//! follower fetches on both sides, ISR checks, and the network bag.
+//! The data path of the driver: produce, fsyncs and parked acks=all
+//! produces, follower fetches on both sides, ISR ticks, the network bag,
+//! and the executor of the state machine's actions.
+
+use rivulet_broker::replication::{FetchedPartition, FollowerFetchAnswer};
 
 use super::*;
 
+/// `ReplicaFetch`'s error for a partition the leader cannot serve
+/// (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, OFFSET_OUT_OF_RANGE…: the
+/// follower only backs off).
+const FETCH_ERROR: i16 = 6;
+
 impl Sim {
+    /// Carry out the actions of node `id`'s state machine, in order, as
+    /// `Partition::execute` does; `fetched` is the response whose records
+    /// [`Action::AppendFetched`] appends.
+    pub(super) fn execute(
+        &mut self,
+        id: i32,
+        actions: Vec<Action>,
+        fetched: Option<(i64, &[Entry])>,
+    ) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let n = self.node_mut(id);
+            match action {
+                Action::AssignEpochStart {
+                    leader_epoch,
+                    start_offset,
+                } => {
+                    n.cache
+                        .assign(leader_epoch, start_offset)
+                        .expect("epoch cache");
+                }
+                Action::HighWatermark(hw) => {
+                    // `PartitionLog::set_high_watermark` clamps.
+                    n.hw = hw.clamp(0, n.leo());
+                }
+                Action::CompleteAck { id: ack, result } => {
+                    let Some(p) = n.parked.remove(&ack) else {
+                        self.fail(format!(
+                            "node {id}: answer for unknown parked produce {ack}"
+                        ));
+                    };
+                    match result {
+                        Ok(()) => self.ack(id, p.offset, p.value),
+                        Err(e) => self.note(format!("node {id}: {} {e:?}", p.value)),
+                    }
+                }
+                Action::SendAlterPartition(request) => {
+                    let incarnation = n.incarnation;
+                    if self.up(id, CONTROLLER) {
+                        self.network.push(Msg::AlterPartition {
+                            leader: id,
+                            incarnation,
+                            request,
+                        });
+                    } else {
+                        // `controller_request` fails: no answer.
+                        let more = self
+                            .node_mut(id)
+                            .event(|r, log| {
+                                r.on_alter_partition_answer(
+                                    &request,
+                                    AlterPartitionAnswer::Unknown,
+                                    log,
+                                )
+                            })
+                            .unwrap_or_default();
+                        queue.extend(more);
+                    }
+                }
+                Action::TruncateTo(to) => {
+                    let leo = n.leo();
+                    n.truncate_to(to);
+                    self.stats.truncations += 1;
+                    self.note(format!(
+                        "node {id} diverges: log end {leo} truncated to {to}"
+                    ));
+                }
+                Action::TruncateFullyAndStartAt(offset) => {
+                    self.fail(format!(
+                        "node {id} told to restart its log at {offset}: logs start at 0 here"
+                    ));
+                }
+                Action::AppendFetched => {
+                    let Some((base, entries)) = fetched else {
+                        self.fail(format!("node {id}: append without a fetch response"));
+                    };
+                    if !entries.is_empty() {
+                        if base < n.leo() {
+                            // NonMonotonicOffset: the append fails, and with
+                            // it the rest of the response.
+                            return;
+                        }
+                        if base > n.leo() {
+                            let leo = n.leo();
+                            self.fail(format!(
+                                "node {id} would append at {base} past its log end {leo}"
+                            ));
+                        }
+                        for e in entries {
+                            let offset = n.leo();
+                            n.log.push(*e);
+                            n.cache.assign(e.epoch, offset).expect("epoch cache");
+                        }
+                        // flush.policy on-ack: `wait_durable(log end)` before
+                        // the next fetch; it fsyncs only if the tracker is
+                        // behind.
+                        if n.flushed < n.leo() {
+                            n.flushed = n.leo();
+                            n.disk = n.leo();
+                        }
+                    }
+                    let more = n.event(|r, log| r.on_append(log)).unwrap_or_default();
+                    queue.extend(more);
+                }
+            }
+        }
+    }
+
     /// A client produces (acks=all or acks=1) to a node that believes it
-    /// leads.
+    /// leads (`ReplicaManager::append`).
     pub(super) fn produce(&mut self) {
         let leaders: Vec<i32> = self
             .ids()
@@ -15,59 +131,61 @@ impl Sim {
         let Some(id) = self.rng.pick(&leaders) else {
             return;
         };
-        let state = self.node(id).state.clone().expect("leader state");
         // acks=1 promises nothing past the leader's log, but its records
         // are committed like any others once the HW passes them.
         let acks_all = self.rng.chance(70);
-        if acks_all && state.isr.len() < state.min_isr {
-            self.stats.produce_rejected += 1;
-            return;
-        }
+        let acks = if acks_all { -1 } else { 1 };
+        let checked = self
+            .node_mut(id)
+            .event(|r, _| r.check_produce(acks))
+            .expect("leader state");
+        let leader_epoch = match checked {
+            Ok(epoch) => epoch,
+            Err(_) => {
+                self.stats.produce_rejected += 1;
+                return;
+            }
+        };
         let value = self.next_value;
         self.next_value += 1;
-        self.observe_leader(state.leader_epoch, id, "an append");
+        self.observe_leader(leader_epoch, id, "an append");
         let n = self.node_mut(id);
         let offset = n.leo();
+        // `PartitionLog::append_as_leader`.
         n.log.push(Entry {
-            epoch: state.leader_epoch,
+            epoch: leader_epoch,
             value,
         });
-        n.cache
-            .assign(state.leader_epoch, offset)
-            .expect("epoch cache");
-        if n.hw_isr() == [id] {
-            n.hw = offset + 1;
-        } else {
-            n.advance_hw();
-        }
+        n.cache.assign(leader_epoch, offset).expect("epoch cache");
+        let actions = n.event(|r, log| r.on_append(log)).unwrap_or_default();
         if acks_all {
-            n.waiters.push(Waiter {
+            n.syncing.push(Syncing {
                 offset,
                 value,
-                leader_epoch: state.leader_epoch,
+                leader_epoch,
                 fsync: None,
-                deadline_ms: None,
             });
         }
         self.note(format!(
-            "node {id} appends {value} at {offset} in epoch {} (acks={})",
-            state.leader_epoch,
+            "node {id} appends {value} at {offset} in epoch {leader_epoch} (acks={})",
             if acks_all { "all" } else { "1" }
         ));
+        self.execute(id, actions, None);
     }
 
-    /// `ReplicaManager::append` after the append: `wait_durable`, then
-    /// `wait_for_high_watermark`, each re-checked whenever the parked task
-    /// happens to run.
+    /// `ReplicaManager::append` after the append, each time the parked
+    /// task happens to run: `wait_durable`, then park in the state
+    /// machine (which answers through [`Action::CompleteAck`]) until the
+    /// produce's timeout.
     pub(super) fn run_waiters(&mut self, all: bool) {
         let now = self.now_ms;
         for id in self.ids() {
             if !self.node(id).alive {
                 continue;
             }
-            let waiters = std::mem::take(&mut self.node_mut(id).waiters);
+            let syncing = std::mem::take(&mut self.node_mut(id).syncing);
             let mut keep = Vec::new();
-            for mut w in waiters {
+            for mut w in syncing {
                 if !all && !self.rng.chance(70) {
                     keep.push(w);
                     continue;
@@ -76,51 +194,60 @@ impl Sim {
                 let fsync_time = self.fsync_time();
                 let n = self.node_mut(id);
                 let upto = w.offset + 1;
-                if w.deadline_ms.is_none() {
-                    // `FlushTracker::wait_durable`: fsync (taking its time)
-                    // until the tracker's flushed offset covers ours.
-                    match w.fsync {
-                        Some((done, _, _)) if tick < done => {
-                            keep.push(w);
-                            continue;
-                        }
-                        Some((_, covers, truncations)) => {
-                            // `FlushTracker::flush_done`: a flush that spans
-                            // a truncation vouches for nothing.
-                            if truncations == n.truncations {
-                                n.flushed = n.flushed.max(covers);
-                                n.disk = n.disk.max(covers);
-                            }
-                            w.fsync = None;
-                        }
-                        None => {}
-                    }
-                    if n.flushed < upto {
-                        w.fsync = Some((tick + fsync_time, n.leo(), n.truncations));
+                // `FlushTracker::wait_durable`: fsync (taking its time)
+                // until the tracker's flushed offset covers ours.
+                match w.fsync {
+                    Some((done, _, _)) if tick < done => {
                         keep.push(w);
                         continue;
                     }
-                    w.deadline_ms = Some(now + ACK_TIMEOUT_MS);
-                }
-                let state = n.state.clone().expect("state");
-                if state.leader != id || state.leader_epoch != w.leader_epoch {
-                    self.note(format!("node {id}: {} NOT_LEADER_OR_FOLLOWER", w.value));
-                } else if n.hw >= upto {
-                    if state.isr.len() < state.min_isr {
-                        self.note(format!(
-                            "node {id}: {} NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-                            w.value
-                        ));
-                    } else {
-                        self.ack(id, w.offset, w.value);
+                    Some((_, covers, truncations)) => {
+                        // `FlushTracker::flush_done`: a flush that spans
+                        // a truncation vouches for nothing.
+                        if truncations == n.truncations {
+                            n.flushed = n.flushed.max(covers);
+                            n.disk = n.disk.max(covers);
+                        }
+                        w.fsync = None;
                     }
-                } else if w.deadline_ms.is_some_and(|d| now >= d) {
-                    self.note(format!("node {id}: {} timed out", w.value));
-                } else {
+                    None => {}
+                }
+                if n.flushed < upto {
+                    w.fsync = Some((tick + fsync_time, n.leo(), n.truncations));
                     keep.push(w);
+                    continue;
+                }
+                let ack = n.next_ack;
+                n.next_ack += 1;
+                n.parked.insert(
+                    ack,
+                    Parked {
+                        offset: w.offset,
+                        value: w.value,
+                        deadline_ms: now + ACK_TIMEOUT_MS,
+                    },
+                );
+                let actions = n
+                    .event(|r, log| r.wait_for_ack(ack, upto, w.leader_epoch, log))
+                    .expect("a live node with produces has a state machine");
+                self.execute(id, actions, None);
+            }
+            self.node_mut(id).syncing.append(&mut keep);
+            // The produce's timeout.
+            let expired: Vec<AckId> = self
+                .node(id)
+                .parked
+                .iter()
+                .filter(|(_, p)| now >= p.deadline_ms)
+                .map(|(ack, _)| *ack)
+                .collect();
+            for ack in expired {
+                let n = self.node_mut(id);
+                n.event(|r, _| r.cancel_ack(ack));
+                if let Some(p) = n.parked.remove(&ack) {
+                    self.note(format!("node {id}: {} timed out", p.value));
                 }
             }
-            self.node_mut(id).waiters = keep;
         }
     }
 
@@ -144,26 +271,26 @@ impl Sim {
         self.stats.acked += 1;
     }
 
-    /// The fetcher of `id` (`run_fetchers` + `fetch_from` + `build_request`):
-    /// one fetcher per leader, one request in flight each.
+    /// The fetcher of `id` (`run_fetchers` + `fetch_from` + `build_request`
+    /// over `PartitionReplica::fetch_request`): one fetcher per leader, one
+    /// request in flight each.
     pub(super) fn fetch(&mut self, id: i32) {
-        let n = self.node(id);
-        if !n.alive {
+        if !self.node(id).alive {
             return;
         }
-        let Some(state) = n.state.clone() else { return };
-        let leader = state.leader;
-        let follows = leader >= 0 && leader != id && state.replicas.contains(&id);
-        let up = self.up(id, leader);
+        let Some(following) = self.node_mut(id).event(|r, _| r.following()) else {
+            return;
+        };
+        let up = following.is_some_and(|leader| self.up(id, leader));
         // A fetcher started now gets a new generation: responses to an
         // earlier fetcher of the same leader are dropped.
         let generation = self.next_generation;
         self.next_generation += 1;
         let n = self.node_mut(id);
-        n.fetchers.retain(|l, _| follows && *l == leader);
-        if !follows {
+        n.fetchers.retain(|l, _| following == Some(*l));
+        let Some(leader) = following else {
             return;
-        }
+        };
         let fetcher = n.fetchers.entry(leader).or_insert(Fetcher {
             generation,
             in_flight: false,
@@ -172,20 +299,25 @@ impl Sim {
             return;
         }
         fetcher.in_flight = true;
+        let generation = fetcher.generation;
+        let Some(Some(f)) = n.event(|r, log| r.fetch_request(log)) else {
+            return;
+        };
         let msg = Msg::FetchRequest {
             follower: id,
             leader,
             incarnation: n.incarnation,
-            generation: fetcher.generation,
-            fetch_offset: n.leo(),
-            last_fetched_epoch: n.cache.latest_epoch().unwrap_or(-1),
-            leader_epoch: state.leader_epoch,
+            generation,
+            fetch_offset: f.fetch_offset,
+            last_fetched_epoch: f.last_fetched_epoch,
+            leader_epoch: f.leader_epoch,
         };
         self.network.push(msg);
     }
 
-    /// The leader's side of a follower fetch (`handlers/fetch.rs`
-    /// `read_partition` with `record_follower_fetch`).
+    /// The leader's side of a follower fetch: `handlers/fetch.rs`
+    /// `read_partition`'s checks, then `PartitionReplica::on_follower_fetch`,
+    /// then the read.
     pub(super) fn serve_fetch(
         &mut self,
         leader: i32,
@@ -197,7 +329,7 @@ impl Sim {
         let now = self.now_ms;
         let max = 1 + self.rng.below(MAX_FETCH_RECORDS);
         let n = self.node_mut(leader);
-        let Some(state) = n.state.clone() else {
+        let Some(state) = n.state().cloned() else {
             return FetchBody::Error;
         };
         if state.leader != leader {
@@ -209,16 +341,17 @@ impl Sim {
         if !state.replicas.contains(&follower) || follower == leader {
             return FetchBody::Error;
         }
-        let leo = n.leo();
-        let end = n.cache.end_offset_for(last_fetched_epoch, leo);
-        if let Some((epoch, end_offset)) =
-            replication::diverging_epoch(last_fetched_epoch, fetch_offset, end)
-        {
-            let end_offset = if end_offset < 0 { 0 } else { end_offset };
+        let (answer, actions) = n
+            .event(|r, log| {
+                r.on_follower_fetch(follower, fetch_offset, last_fetched_epoch, log, now)
+            })
+            .expect("leader state");
+        self.execute(leader, actions, None);
+        if let FollowerFetchAnswer::Diverging { epoch, end_offset } = answer {
             return FetchBody::Diverging { epoch, end_offset };
         }
-        n.followers.record_fetch(follower, fetch_offset, leo, now);
-        n.advance_hw();
+        let n = self.node(leader);
+        let leo = n.leo();
         if fetch_offset > leo {
             return FetchBody::Error;
         }
@@ -230,101 +363,73 @@ impl Sim {
         }
     }
 
-    /// The follower's `apply_response`.
+    /// The follower's `apply_response`: `PartitionReplica::on_fetch_response`
+    /// and its actions.
     pub(super) fn apply_fetch(&mut self, id: i32, leader: i32, leader_epoch: i32, body: FetchBody) {
-        let n = self.node_mut(id);
-        let following = n.state.as_ref().is_some_and(|s| {
-            s.leader == leader && s.leader_epoch == leader_epoch && s.leader != id
-        });
-        if !following {
-            return;
-        }
-        match body {
-            FetchBody::Error => {}
+        let mut response = FetchedPartition {
+            leader,
+            leader_epoch,
+            error_code: 0,
+            high_watermark: -1,
+            log_start_offset: 0,
+            diverging_epoch: None,
+            has_records: false,
+        };
+        let mut fetched = None;
+        match &body {
+            FetchBody::Error => {
+                response.error_code = FETCH_ERROR;
+                response.log_start_offset = -1;
+            }
             FetchBody::Diverging { epoch, end_offset } => {
-                let leo = n.leo();
-                let own = n.cache.end_offset_for(epoch, leo);
-                let to = replication::truncation_offset((epoch, end_offset), own, 0, leo);
-                n.truncate_to(to);
-                self.stats.truncations += 1;
-                self.note(format!(
-                    "node {id} diverges from {leader} (epoch {epoch} ends at {end_offset}): \
-                     log end {leo} truncated to {to}"
-                ));
+                response.diverging_epoch = Some((*epoch, *end_offset));
             }
             FetchBody::Records { base, entries, hw } => {
-                if !entries.is_empty() {
-                    if base < n.leo() {
-                        // NonMonotonicOffset: the append fails.
-                        return;
-                    }
-                    if base > n.leo() {
-                        let leo = n.leo();
-                        self.fail(format!(
-                            "node {id} would append at {base} past its log end {leo}"
-                        ));
-                    }
-                    for e in entries {
-                        let offset = n.leo();
-                        n.log.push(e);
-                        n.cache.assign(e.epoch, offset).expect("epoch cache");
-                    }
-                    // flush.policy on-ack: `wait_durable(log end)` before
-                    // the next fetch; it fsyncs only if the tracker is behind.
-                    if n.flushed < n.leo() {
-                        n.flushed = n.leo();
-                        n.disk = n.leo();
-                    }
-                }
-                if hw >= 0 {
-                    let hw = hw.min(n.leo());
-                    if hw > n.hw {
-                        n.hw = hw;
-                    }
-                }
+                response.high_watermark = *hw;
+                response.has_records = !entries.is_empty();
+                fetched = Some((*base, entries.as_slice()));
             }
+        }
+        let applied = self
+            .node_mut(id)
+            .event(|r, log| r.on_fetch_response(&response, log));
+        // `Err`: the fetcher backs off; nothing changes.
+        if let Some(Ok(actions)) = applied {
+            self.execute(id, actions, fetched);
         }
     }
 
-    /// `maintain_isr` with `ReplicaManager::isr_changes`.
+    /// `maintain_isr` with `ReplicaManager::isr_changes`: tick the
+    /// leader's state machine.
     pub(super) fn isr_check(&mut self, id: i32) {
         let now = self.now_ms;
-        let up = self.up(id, CONTROLLER);
-        let maximal = !self.as_is.last_seen_isr;
-        let n = self.node_mut(id);
-        if !n.leads() || n.isr_in_flight || (maximal && n.pending_isr.is_some()) {
+        if !self.node(id).leads() {
             return;
         }
-        let state = n.state.clone().expect("state");
-        if state.replicas.len() < 2 || n.followers.leader_epoch != state.leader_epoch {
+        let actions = self
+            .node_mut(id)
+            .event(|r, log| r.tick(now, LAG_MAX_MS, log))
+            .unwrap_or_default();
+        self.execute(id, actions, None);
+    }
+
+    /// Report the controller's `answer` to `request` to `leader`, if the
+    /// process that sent it still runs.
+    fn answer_alter(
+        &mut self,
+        leader: i32,
+        incarnation: Uuid,
+        request: &AlterPartition,
+        answer: AlterPartitionAnswer,
+    ) {
+        let n = self.node_mut(leader);
+        if !n.alive || n.incarnation != incarnation {
             return;
         }
-        let epoch_start = n.cache.entries().last().map_or(0, |e| e.start_offset);
-        let view = LeaderView {
-            leader: id,
-            replicas: &state.replicas,
-            isr: &state.isr,
-            high_watermark: n.hw,
-            epoch_start_offset: epoch_start,
-        };
-        let Some(new_isr) = replication::isr_update(&view, &n.followers, LAG_MAX_MS, now) else {
-            return;
-        };
-        if !up {
-            return;
-        }
-        n.isr_in_flight = true;
-        if maximal {
-            n.pending_isr = Some((state.leader_epoch, state.partition_epoch, new_isr.clone()));
-        }
-        let msg = Msg::AlterPartition {
-            leader: id,
-            incarnation: n.incarnation,
-            leader_epoch: state.leader_epoch,
-            partition_epoch: state.partition_epoch,
-            new_isr,
-        };
-        self.network.push(msg);
+        let actions = n
+            .event(|r, log| r.on_alter_partition_answer(request, answer, log))
+            .unwrap_or_default();
+        self.execute(leader, actions, None);
     }
 
     /// A message that never arrives: the sender's request times out.
@@ -354,13 +459,9 @@ impl Sim {
             Msg::AlterPartition {
                 leader,
                 incarnation,
-                ..
+                request,
             } => {
-                let n = self.node_mut(leader);
-                if n.incarnation == incarnation {
-                    n.isr_in_flight = false;
-                    n.pending_isr = None;
-                }
+                self.answer_alter(leader, incarnation, &request, AlterPartitionAnswer::Unknown);
             }
         }
     }
@@ -425,19 +526,10 @@ impl Sim {
             Msg::AlterPartition {
                 leader,
                 incarnation,
-                leader_epoch,
-                partition_epoch,
-                new_isr,
+                request,
             } => {
-                let n = self.node_mut(leader);
-                let ours = n.incarnation == incarnation;
-                if ours {
-                    n.isr_in_flight = false;
-                }
-                let accepted = self.alter_partition(leader, leader_epoch, partition_epoch, new_isr);
-                if ours && !accepted {
-                    self.node_mut(leader).pending_isr = None;
-                }
+                let answer = self.alter_partition(leader, &request);
+                self.answer_alter(leader, incarnation, &request, answer);
             }
         }
     }

@@ -7,14 +7,12 @@ impl Sim {
     pub(super) fn crash(&mut self, id: i32, power_loss: bool) {
         let n = self.node_mut(id);
         n.alive = false;
-        n.state = None;
+        n.replica = None;
         n.hw = 0;
-        n.followers = Followers::default();
         n.registered = false;
         n.fetchers.clear();
-        n.isr_in_flight = false;
-        n.pending_isr = None;
-        n.waiters.clear();
+        n.syncing.clear();
+        n.parked.clear();
         if power_loss {
             let keep = n.disk as usize;
             n.log.truncate(keep);
@@ -27,8 +25,9 @@ impl Sim {
     }
 
     /// A new process: `PartitionLog::open` (epoch cache reloaded from disk
-    /// and cut at the log end, HW from the checkpoint), then the broker
-    /// follows its persisted image at once.
+    /// and cut at the log end, HW from the checkpoint); its state machine
+    /// comes with the first image it follows — after registering, unless
+    /// [`AsIs::serve_stale_image`].
     pub(super) fn restart(&mut self, id: i32) {
         let incarnation = self.rng.uuid();
         let n = self.node_mut(id);
@@ -136,10 +135,10 @@ impl Sim {
                 roll = roll.saturating_sub(*w);
                 hit
             })
-            .map_or(Action::Deliver, |(a, _)| *a);
+            .map_or(Step::Deliver, |(a, _)| *a);
         match action {
-            Action::Produce => self.produce(),
-            Action::Fetch => {
+            Step::Produce => self.produce(),
+            Step::Fetch => {
                 let followers: Vec<i32> = ids
                     .iter()
                     .copied()
@@ -149,7 +148,7 @@ impl Sim {
                     self.fetch(id);
                 }
             }
-            Action::Deliver => {
+            Step::Deliver => {
                 for _ in 0..1 + self.rng.below(3) {
                     if !self.network.is_empty() {
                         let i = self.rng.below(self.network.len() as u64) as usize;
@@ -157,11 +156,11 @@ impl Sim {
                     }
                 }
             }
-            Action::MetaSync => {
+            Step::MetaSync => {
                 let all = self.rng.chance(80);
                 self.meta_sync(any, all);
             }
-            Action::IsrCheck => {
+            Step::IsrCheck => {
                 let leaders: Vec<i32> = ids
                     .iter()
                     .copied()
@@ -171,7 +170,7 @@ impl Sim {
                     self.isr_check(id);
                 }
             }
-            Action::TimeJump => {
+            Step::TimeJump => {
                 // Mostly within replica.lag.time.max.ms, sometimes past it.
                 let jump = if self.rng.chance(75) {
                     200 + self.rng.below(2_300)
@@ -181,39 +180,39 @@ impl Sim {
                 self.now_ms += jump;
                 self.note(format!("time +{jump} ms"));
             }
-            Action::PreferredElection => {
+            Step::PreferredElection => {
                 let records = logic::preferred_leader_elections(&self.ctl.image);
                 self.commit(records);
             }
-            Action::HwCheckpoint => {
+            Step::HwCheckpoint => {
                 let n = self.node_mut(any);
                 if n.alive {
                     n.hw_checkpoint = n.hw;
                 }
             }
-            Action::Crash => {
+            Step::Crash => {
                 if self.node(any).alive {
                     self.crash(any, false);
                 }
             }
-            Action::Restart => {
+            Step::Restart => {
                 let down: Vec<i32> = ids.into_iter().filter(|i| !self.node(*i).alive).collect();
                 if let Some(id) = self.rng.pick(&down) {
                     self.restart(id);
                 }
             }
-            Action::PowerLoss => {
+            Step::PowerLoss => {
                 if self.node(any).alive {
                     self.crash(any, true);
                 }
             }
-            Action::Shutdown => {
+            Step::Shutdown => {
                 if self.node(any).alive {
                     self.shutdown(any);
                 }
             }
-            Action::Partition => self.partition_network(),
-            Action::Heal => {
+            Step::Partition => self.partition_network(),
+            Step::Heal => {
                 let cuts: Vec<(i32, i32)> = self.cuts.iter().copied().collect();
                 if self.rng.chance(60) {
                     self.cuts.clear();

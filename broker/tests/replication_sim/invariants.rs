@@ -77,7 +77,9 @@ impl Sim {
         if !n.alive {
             return;
         }
-        let Some(state) = n.state.clone() else { return };
+        let Some(state) = n.state().cloned() else {
+            return;
+        };
         let (hw, leo, incarnation) = (n.hw, n.leo(), n.incarnation);
         if hw > leo {
             self.fail(format!("node {id}: HW {hw} past its log end {leo}"));

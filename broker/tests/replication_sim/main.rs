@@ -1,36 +1,40 @@
 //! Seeded, deterministic simulation of one partition's replication across
 //! node crashes, restarts and network partitions, driven through the
-//! project's own decision code:
+//! project's own code:
 //!
-//! - the leader's rules from `rivulet_broker::replication` (`Followers`,
-//!   `high_watermark`, `isr_update`, `diverging_epoch`, `truncation_offset`);
-//! - the controller's `rivulet_controller::logic` (register, heartbeat and
-//!   unfence, session expiry and `fence_broker`, `alter_partition`,
-//!   preferred leader election), its records applied to `MetadataImage`s as
-//!   the quorum applies them;
-//! - one `rivulet_storage::LeaderEpochCache` per replica, persisted in its
-//!   own temp dir (in `/dev/shm` when there is one, so the checkpoint
-//!   fsyncs stay cheap) and reloaded from disk on restart.
+//! - **real**: the replication state machine
+//!   `rivulet_broker::replication::PartitionReplica`, one per simulated
+//!   replica (a new one per process incarnation), fed the same events the
+//!   broker feeds it — the node's metadata image for the partition, each
+//!   local append, a follower's fetch on the leader, a fetch response on a
+//!   follower, the controller's answer to an AlterPartition, `tick(now)` —
+//!   and its actions carried out here as `ReplicaManager` carries them out
+//!   on a `PartitionLog`: high watermark, epoch start, truncation, append
+//!   of fetched records, parked `acks=all` answers, AlterPartition sent;
+//! - **real**: the controller's `rivulet_controller::logic` (register,
+//!   heartbeat and unfence, session expiry and `fence_broker`,
+//!   `alter_partition`, preferred leader election), its records applied to
+//!   `MetadataImage`s as the quorum applies them;
+//! - **real**: one `rivulet_storage::LeaderEpochCache` per replica,
+//!   persisted in its own temp dir (in `/dev/shm` when there is one, so the
+//!   checkpoint fsyncs stay cheap) and reloaded from disk on restart.
 //!
-//! Around them the driver mirrors the async shell step for step:
-//! `ReplicaManager::ensure_partition` (a new leader assigns its epoch start
-//! and restarts follower tracking; a sole ISR member's HW jumps to its log
-//! end), the produce path and `wait_for_high_watermark` (durable first —
-//! `FlushTracker::wait_durable`, whose fsync may take many steps — then
-//! leadership in the epoch of the append, then the HW), the leader side of
-//! a follower fetch in `handlers/fetch.rs`, the fetcher's
-//! `build_request`/`apply_response` (one fetcher per leader, responses
-//! checked against the leader epoch they were asked under, HW = min(leader
-//! HW, local log end), on-ack fsync before the next fetch),
-//! `PartitionLog::truncate_to`/`open`, `maintain_isr` (one AlterPartition in
-//! flight per leader) and `register_and_heartbeat`. Each replica's log is a
-//! `Vec` of `(leader epoch, value)` (offset = index), with what its
-//! `FlushTracker` believes durable and what is. Messages (fetch requests
-//! and responses, AlterPartition) sit in a network bag and are delivered in
-//! random order, dropped on a cut link, so a deposed leader can go on
-//! serving followers that have not heard of its successor. Where the flow
-//! has a known, unfixed bug the driver departs from it as Kafka does, and
-//! says so ([`AsIs`]).
+//! **Simulated** around them: each replica's log is a `Vec` of `(leader
+//! epoch, value)` (offset = index, log start 0) with what its
+//! `FlushTracker` believes durable and what is, truncated as
+//! `PartitionLog::truncate_to`/`open` do; fsync (`wait_durable`, whose
+//! leader fsync may take many steps, before a produce parks; a follower's
+//! before its next fetch); the network: fetch requests and responses and
+//! AlterPartitions sit in a bag and are delivered in random order, dropped
+//! on a cut link (a lost AlterPartition is answered "unknown", as a failed
+//! controller request is), so a deposed leader can go on serving followers
+//! that have not heard of its successor; the tasks of the broker shell —
+//! `run_fetchers` (one fetcher per leader, one request in flight),
+//! `maintain_isr`, the fetch handler's checks before the state machine
+//! (leadership, current leader epoch, replica id), produce timeouts,
+//! `register_and_heartbeat` and `follow_image` (a restarted broker acts on
+//! no image before the one holding its own registration).
+//! [`AsIs`] brings back two fixed bugs to prove the invariants catch them.
 //!
 //! Each node is a broker with its own metadata image (its controller
 //! voter's state machine: it survives a restart and lags the controller
@@ -76,7 +80,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
-use rivulet_broker::replication::{self, Followers, LeaderView};
+use rivulet_broker::replication::{
+    AckId, Action, AlterPartition, AlterPartitionAnswer, LogView, Mutation, PartitionReplica,
+    ReplicaState,
+};
 use rivulet_controller::logic::{self, BrokerHeartbeats};
 use rivulet_controller::{
     Listener, MetadataImage, MetadataRecord, PartitionRegistration, NO_LEADER,
@@ -106,40 +113,42 @@ const CONTROLLER: i32 = 0;
 /// Rounds the final phase may take to reach quiescence.
 const SETTLE_ROUNDS: usize = 400;
 
-/// Two bugs this simulation found in the broker's shell, since fixed there
-/// (`ReplicaManager`'s pending ISR, `follow_image`'s initial catch-up); the
-/// driver follows the fixed flow by default, and each switch brings the old
-/// flow back for a test that proves the invariants still catch it.
+/// Two bugs this simulation found, since fixed; each switch brings one
+/// back for a test that proves the invariants still catch it.
 #[derive(Debug, Default, Clone, Copy)]
 struct AsIs {
-    /// [`KNOWN_BUG_LAST_SEEN_ISR`]: compute the leader's HW over the ISR of
-    /// its last image only.
+    /// [`KNOWN_BUG_LAST_SEEN_ISR`], in the real state machine: every
+    /// replica's `PartitionReplica` runs with
+    /// `Mutation::HwOverLastSeenIsr`.
     last_seen_isr: bool,
-    /// [`KNOWN_BUG_STALE_IMAGE_ON_RESTART`]: a restarted broker acts on its
-    /// persisted image before it has registered and caught up.
+    /// [`KNOWN_BUG_STALE_IMAGE_ON_RESTART`], in the simulated
+    /// `follow_image`: a restarted broker feeds its persisted image to a
+    /// fresh state machine before it has registered and caught up.
     serve_stale_image: bool,
 }
 
-/// `ReplicaManager` computed a leader's HW over the ISR of the last image it
-/// applied. Between its AlterPartition being committed and the new image
-/// reaching it, a follower it asked to add is in the ISR but does not hold
-/// the HW back, so the leader acknowledges records that ISR member lacks;
-/// if the leader dies then, that member can be elected and the records are
-/// lost. Kafka computes the HW over the "maximal ISR" (current ∪ requested,
+/// A leader computed its HW over the ISR of the last image it applied.
+/// Between its AlterPartition being committed and the new image reaching
+/// it, a follower it asked to add is in the ISR but does not hold the HW
+/// back, so the leader acknowledges records that ISR member lacks; if the
+/// leader dies then, that member can be elected and the records are lost.
+/// Kafka computes the HW over the "maximal ISR" (current ∪ requested,
 /// KIP-497) while an ISR change is pending, and proposes no other change
-/// meanwhile; so does this driver, also in the two places that set the HW
-/// to the log end when the leader is alone in the ISR (`append`,
-/// `ensure_partition`: with an expansion pending it is not alone); so does
-/// `ReplicaManager` now (`PendingIsr`).
-const KNOWN_BUG_LAST_SEEN_ISR: u64 = 108;
+/// meanwhile; so does `PartitionReplica` (`PendingIsr`), also where a
+/// leader alone in the ISR commits at its log end (with an expansion
+/// pending it is not alone). This seed: an ISR member lacks committed
+/// records.
+const KNOWN_BUG_LAST_SEEN_ISR: u64 = 44;
 
 /// A restarted broker followed its persisted metadata image at once
-/// (`follow_image` starts before `register_and_heartbeat` has registered),
-/// so a leader leads again, in its old epoch, until it registers and learns
-/// otherwise — which may be long when it cannot reach the controller.
+/// (`follow_image` started before `register_and_heartbeat` had
+/// registered), so a leader led again, in its old epoch, until it
+/// registered and learned otherwise — which may be long when it cannot
+/// reach the controller.
 /// - After a crash before it saw its own ISR expansion, its HW can pass a
 ///   real ISR member's log end: consumers read records the elected leader
-///   lacks (seed 88 with process crashes only).
+///   lacks (seed 20 with process crashes only: an ISR member lacks
+///   committed records).
 /// - After a power loss took its unflushed suffix, it appends other records
 ///   at the same offsets in the same epoch. A follower still holding the
 ///   old ones passes the divergence check (same epoch), so acks=all
@@ -149,9 +158,9 @@ const KNOWN_BUG_LAST_SEEN_ISR: u64 = 108;
 /// Kafka's broker serves nothing until it has caught up with the metadata
 /// log after registering (`BrokerLifecycleManager.initialCatchUpFuture`),
 /// and registering fences the old incarnation into a new leader epoch; so
-/// do this driver and now `follow_image` (it acts on no image before the
-/// one holding its own registration).
-const KNOWN_BUG_STALE_IMAGE_ON_RESTART: u64 = 106;
+/// do this driver and `follow_image` (it acts on no image before the one
+/// holding its own registration).
+const KNOWN_BUG_STALE_IMAGE_ON_RESTART: u64 = 90;
 
 #[derive(Clone, Copy, Debug)]
 struct Config {
@@ -189,7 +198,7 @@ fn config_for(seed: u64) -> Config {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Action {
+enum Step {
     Produce,
     Fetch,
     Deliver,
@@ -207,27 +216,27 @@ enum Action {
 }
 
 /// How often each step is picked, in parts per thousand.
-fn weights(cfg: Config) -> [(Action, u64); 14] {
+fn weights(cfg: Config) -> [(Step, u64); 14] {
     let (power_loss, partition) = match (cfg.power_loss, cfg.storm) {
         (false, _) => (0, 9),
         (true, false) => (8, 9),
         (true, true) => (15, 5),
     };
     [
-        (Action::Produce, 150),
-        (Action::Fetch, 230),
-        (Action::Deliver, 300),
-        (Action::MetaSync, 120),
-        (Action::IsrCheck, 80),
-        (Action::TimeJump, 15),
-        (Action::PreferredElection, 8),
-        (Action::HwCheckpoint, 15),
-        (Action::Crash, 6),
-        (Action::Restart, 30),
-        (Action::PowerLoss, power_loss),
-        (Action::Shutdown, 2),
-        (Action::Partition, partition),
-        (Action::Heal, 23),
+        (Step::Produce, 150),
+        (Step::Fetch, 230),
+        (Step::Deliver, 300),
+        (Step::MetaSync, 120),
+        (Step::IsrCheck, 80),
+        (Step::TimeJump, 15),
+        (Step::PreferredElection, 8),
+        (Step::HwCheckpoint, 15),
+        (Step::Crash, 6),
+        (Step::Restart, 30),
+        (Step::PowerLoss, power_loss),
+        (Step::Shutdown, 2),
+        (Step::Partition, partition),
+        (Step::Heal, 23),
     ]
 }
 
@@ -266,20 +275,10 @@ struct Entry {
     value: u64,
 }
 
-/// What `ReplicaManager::ensure_partition` keeps from the image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ReplicaState {
-    leader: i32,
-    leader_epoch: i32,
-    partition_epoch: i32,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
-    min_isr: usize,
-}
-
-/// A parked acks=all produce.
+/// An acks=all produce appended and waiting for its fsync
+/// (`FlushTracker::wait_durable`) before it parks in the state machine.
 #[derive(Debug)]
-struct Waiter {
+struct Syncing {
     offset: i64,
     value: u64,
     /// The leader epoch it was appended in.
@@ -287,8 +286,15 @@ struct Waiter {
     /// The fsync `wait_durable` is waiting for: `(done at tick, log end it
     /// started at, truncations then)`.
     fsync: Option<(u64, i64, u64)>,
-    /// Past `wait_durable`; then the HW wait runs until the deadline.
-    deadline_ms: Option<u64>,
+}
+
+/// An acks=all produce parked in the state machine until it answers or
+/// the produce times out.
+#[derive(Debug)]
+struct Parked {
+    offset: i64,
+    value: u64,
+    deadline_ms: u64,
 }
 
 #[derive(Debug)]
@@ -315,17 +321,50 @@ struct Node {
     image: MetadataImage,
     cache: LeaderEpochCache,
     // Process memory.
-    state: Option<ReplicaState>,
+    /// The log's high watermark.
     hw: i64,
-    followers: Followers,
+    /// The partition's replication state machine, from the first image
+    /// this process follows.
+    replica: Option<PartitionReplica>,
     registered: bool,
     last_heartbeat_ms: u64,
     fetchers: BTreeMap<i32, Fetcher>,
-    isr_in_flight: bool,
-    /// The AlterPartition in flight, as `(leader epoch, partition epoch,
-    /// new ISR)`, while the HW is computed over the maximal ISR.
-    pending_isr: Option<(i32, i32, Vec<i32>)>,
-    waiters: Vec<Waiter>,
+    syncing: Vec<Syncing>,
+    parked: BTreeMap<AckId, Parked>,
+    next_ack: AckId,
+}
+
+/// A node's log as the state machine reads it.
+struct SimLog<'a> {
+    log: &'a [Entry],
+    hw: i64,
+    cache: &'a LeaderEpochCache,
+}
+
+impl LogView for SimLog<'_> {
+    fn log_start_offset(&self) -> i64 {
+        0
+    }
+
+    fn log_end_offset(&self) -> i64 {
+        self.log.len() as i64
+    }
+
+    fn high_watermark(&self) -> i64 {
+        self.hw
+    }
+
+    fn latest_epoch(&self) -> Option<i32> {
+        self.cache.latest_epoch()
+    }
+
+    fn latest_epoch_start_offset(&self) -> i64 {
+        self.cache.entries().last().map_or(0, |e| e.start_offset)
+    }
+
+    fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.cache.end_offset_for(epoch, self.log.len() as i64)
+    }
 }
 
 impl Node {
@@ -333,35 +372,35 @@ impl Node {
         self.log.len() as i64
     }
 
+    fn state(&self) -> Option<&ReplicaState> {
+        self.replica.as_ref().map(PartitionReplica::state)
+    }
+
     fn leads(&self) -> bool {
-        self.alive && self.state.as_ref().is_some_and(|s| s.leader == self.id)
+        self.alive
+            && self
+                .replica
+                .as_ref()
+                .is_some_and(PartitionReplica::is_leader)
+    }
+
+    /// Feed the state machine one event, with the log as it is now.
+    fn event<T>(&mut self, f: impl FnOnce(&mut PartitionReplica, &SimLog<'_>) -> T) -> Option<T> {
+        let view = SimLog {
+            log: &self.log,
+            hw: self.hw,
+            cache: &self.cache,
+        };
+        self.replica.as_mut().map(|r| f(r, &view))
     }
 
     /// The ISR the leader computes its HW over: the one in its image, and
     /// while it waits for its AlterPartition also every member of the ISR
     /// it asked for (see [`KNOWN_BUG_LAST_SEEN_ISR`]).
     fn hw_isr(&self) -> Vec<i32> {
-        let Some(s) = &self.state else {
-            return Vec::new();
-        };
-        let mut isr = s.isr.clone();
-        if let Some((le, pe, new_isr)) = &self.pending_isr {
-            if (*le, *pe) == (s.leader_epoch, s.partition_epoch) {
-                isr.extend(new_isr.iter().filter(|r| !s.isr.contains(r)));
-            }
-        }
-        isr
-    }
-
-    /// `Partition::advance_high_watermark`: raise, never lower.
-    fn advance_hw(&mut self) {
-        if self.state.as_ref().is_none_or(|s| s.leader != self.id) {
-            return;
-        }
-        let hw = replication::high_watermark(self.id, self.leo(), &self.hw_isr(), &self.followers);
-        if hw > self.hw {
-            self.hw = hw.clamp(0, self.leo());
-        }
+        self.replica
+            .as_ref()
+            .map_or(Vec::new(), |r| r.maximal_isr().into_owned())
     }
 
     /// `PartitionLog::truncate_to` (log start is always 0 here).
@@ -394,14 +433,20 @@ impl Node {
             .iter()
             .map(|e| format!("{}@{}", e.epoch, e.start_offset))
             .collect();
-        let state = self.state.as_ref().map_or("-".to_string(), |s| {
+        let state = self.state().map_or("-".to_string(), |s| {
             format!(
                 "leader {} epoch {} pe {} isr {:?}",
                 s.leader, s.leader_epoch, s.partition_epoch, s.isr
             )
         });
+        let (progress, pending) = self.replica.as_ref().map_or((None, None), |r| {
+            (
+                Some(r.followers().progress.clone()),
+                r.pending_isr().cloned(),
+            )
+        });
         format!(
-            "node {} {} | {state} | leo {} hw {} flushed {} disk {} | log [{}] | cache [{}] | progress {:?}",
+            "node {} {} | {state} | leo {} hw {} flushed {} disk {} | log [{}] | cache [{}] | progress {:?} | pending {:?}",
             self.id,
             if self.alive { "up" } else { "DOWN" },
             self.leo(),
@@ -410,7 +455,8 @@ impl Node {
             self.disk,
             runs.join(" "),
             cache.join(" "),
-            self.followers.progress,
+            progress,
+            pending,
         )
     }
 }
@@ -451,9 +497,7 @@ enum Msg {
     AlterPartition {
         leader: i32,
         incarnation: Uuid,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        new_isr: Vec<i32>,
+        request: AlterPartition,
     },
 }
 
@@ -563,15 +607,14 @@ impl Sim {
                     hw_checkpoint: 0,
                     image: MetadataImage::default(),
                     cache,
-                    state: None,
                     hw: 0,
-                    followers: Followers::default(),
+                    replica: None,
                     registered: false,
                     last_heartbeat_ms: 0,
                     fetchers: BTreeMap::new(),
-                    isr_in_flight: false,
-                    pending_isr: None,
-                    waiters: Vec::new(),
+                    syncing: Vec::new(),
+                    parked: BTreeMap::new(),
+                    next_ack: 0,
                 }
             })
             .collect();
@@ -684,7 +727,7 @@ fn run_as_is(seed: u64, as_is: AsIs) {
 }
 
 #[test]
-#[should_panic(expected = "seed")]
+#[should_panic(expected = "lacks committed records")]
 fn old_bug_hw_over_last_seen_isr_is_caught() {
     run_as_is(
         KNOWN_BUG_LAST_SEEN_ISR,
@@ -696,7 +739,7 @@ fn old_bug_hw_over_last_seen_isr_is_caught() {
 }
 
 #[test]
-#[should_panic(expected = "seed")]
+#[should_panic(expected = "is None on node")]
 fn old_bug_stale_image_on_restart_is_caught() {
     run_as_is(
         KNOWN_BUG_STALE_IMAGE_ON_RESTART,

@@ -2,6 +2,7 @@
 //! view of its followers, the high watermark, ISR shrink/expand and the
 //! KIP-595 divergence check. Time is passed in (milliseconds on a monotonic
 //! clock); nothing here does I/O, so it is unit-tested without sockets.
+//! [`super::PartitionReplica`] applies them to one partition's events.
 
 use std::collections::BTreeMap;
 

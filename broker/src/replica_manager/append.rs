@@ -1,0 +1,252 @@
+//! Produce appends on the leader and `acks=all` waiting: validate, check
+//! the producer's sequence, append, let the state machine move the high
+//! watermark, fsync on the blocking pool when the flush policy asks, then
+//! park the produce in the state machine until it answers (or the timeout
+//! passes).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError as E;
+use rivulet_protocol::record_batch;
+use rivulet_storage::config::FlushPolicy;
+use rivulet_storage::TopicPartition;
+use tokio::sync::oneshot;
+
+use super::{headers, Partition, ReplicaManager};
+use crate::errors;
+use crate::producer_state::SequenceCheck;
+use crate::replication::{AckError, AckId, ProduceRefusal};
+
+/// Outcome of appending one partition's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+impl AppendResult {
+    fn error(code: i16, message: impl Into<Option<String>>) -> Self {
+        AppendResult {
+            error_code: code,
+            error_message: message.into(),
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// The Kafka error code of a failed `acks=all` wait.
+fn ack_error_code(e: AckError) -> i16 {
+    match e {
+        AckError::NotLeaderOrFollower => E::NotLeaderOrFollower.code(),
+        AckError::NotEnoughReplicasAfterAppend => E::NotEnoughReplicasAfterAppend.code(),
+        AckError::UnknownTopicOrPartition => E::UnknownTopicOrPartition.code(),
+    }
+}
+
+impl ReplicaManager {
+    /// Append a producer's records to a partition this node leads.
+    pub async fn append(
+        &self,
+        tp: &TopicPartition,
+        records: Option<Bytes>,
+        acks: i16,
+        timeout_ms: i32,
+    ) -> AppendResult {
+        let Some(partition) = self.get(tp) else {
+            return AppendResult::error(E::UnknownTopicOrPartition.code(), None);
+        };
+        let refusal = partition.replica.lock().check_produce(acks);
+        let leader_epoch = match refusal {
+            Ok(epoch) => epoch,
+            Err(ProduceRefusal::NotLeaderOrFollower) => {
+                return AppendResult::error(E::NotLeaderOrFollower.code(), None)
+            }
+            Err(ProduceRefusal::NotEnoughReplicas {
+                isr,
+                min_insync_replicas,
+            }) => {
+                return AppendResult::error(
+                    E::NotEnoughReplicas.code(),
+                    format!(
+                        "{isr} in-sync replica(s), min.insync.replicas is {min_insync_replicas}"
+                    ),
+                )
+            }
+        };
+        let Some(records) = records.filter(|r| !r.is_empty()) else {
+            return AppendResult::error(E::CorruptMessage.code(), "no records".to_string());
+        };
+        // The client's bytes, with offsets and epoch rewritten in place.
+        let mut buf = records.to_vec();
+        let outcome = {
+            let mut producers = partition.producers.lock();
+            let first = match record_batch::BatchHeader::parse(&buf) {
+                Ok(h) => h,
+                Err(e) => return AppendResult::error(E::CorruptMessage.code(), e.to_string()),
+            };
+            match producers.check(&first) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(m) => {
+                    let log = partition.log.lock();
+                    return AppendResult {
+                        error_code: errors::NONE,
+                        error_message: None,
+                        base_offset: m.first_offset,
+                        log_append_time: -1,
+                        log_start_offset: log.log_start_offset(),
+                    };
+                }
+                SequenceCheck::OutOfOrder { expected, got } => {
+                    return AppendResult::error(
+                        E::OutOfOrderSequenceNumber.code(),
+                        format!("expected sequence {expected}, got {got}"),
+                    )
+                }
+                SequenceCheck::InvalidEpoch { current, got } => {
+                    return AppendResult::error(
+                        E::InvalidProducerEpoch.code(),
+                        format!("producer epoch {got} is older than {current}"),
+                    )
+                }
+            }
+            let mut log = partition.log.lock();
+            match log.append_as_leader(&mut buf, leader_epoch) {
+                Ok(info) => {
+                    for h in headers(&buf) {
+                        producers.record(&h);
+                    }
+                    let actions = partition.replica.lock().on_append(&*log);
+                    partition.execute(&mut log, actions, None).map(|_| {
+                        let durable = (acks == -1
+                            && log.config().flush_policy == FlushPolicy::OnAck)
+                            .then(|| log.flush_tracker());
+                        (info, log.log_start_offset(), durable)
+                    })
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match outcome {
+            Ok((info, log_start_offset, durable)) => {
+                partition.appended.notify_waiters();
+                if let Some(tracker) = durable {
+                    let upto = info.last_offset + 1;
+                    let synced =
+                        tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await;
+                    match synced {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            return AppendResult::error(errors::storage(&e), e.to_string())
+                        }
+                        Err(e) => {
+                            return AppendResult::error(E::UnknownServerError.code(), e.to_string())
+                        }
+                    }
+                }
+                if acks == -1 {
+                    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+                    if let Err(code) = self
+                        .wait_for_high_watermark(
+                            &partition,
+                            info.last_offset + 1,
+                            leader_epoch,
+                            timeout,
+                        )
+                        .await
+                    {
+                        return AppendResult::error(code, None);
+                    }
+                }
+                AppendResult {
+                    error_code: errors::NONE,
+                    error_message: None,
+                    base_offset: info.first_offset,
+                    log_append_time: info.log_append_time,
+                    log_start_offset,
+                }
+            }
+            Err(e) => AppendResult::error(errors::storage(&e), e.to_string()),
+        }
+    }
+
+    /// acks=all: park in the state machine until the high watermark
+    /// reaches `upto` (every ISR member has the records) in `leader_epoch`
+    /// (the one they were appended in), or fail as it decides (leadership
+    /// lost, ISR below `min.insync.replicas`, partition gone), or `timeout`
+    /// passes: REQUEST_TIMED_OUT.
+    async fn wait_for_high_watermark(
+        &self,
+        partition: &Partition,
+        upto: i64,
+        leader_epoch: i32,
+        timeout: Duration,
+    ) -> Result<(), i16> {
+        let id = partition.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = oneshot::channel();
+        // Unparks the produce if this future is dropped (the connection
+        // went away) before the state machine answered.
+        let mut parked = Parked { partition, id };
+        {
+            let mut log = partition.log.lock();
+            partition.acks.lock().insert(id, tx);
+            let actions = partition
+                .replica
+                .lock()
+                .wait_for_ack(id, upto, leader_epoch, &*log);
+            if let Err(e) = partition.execute(&mut log, actions, None) {
+                return Err(errors::storage(&e));
+            }
+        }
+        let answer = match tokio::time::timeout(timeout, &mut rx).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                parked.cancel();
+                // An answer given meanwhile is already in the channel.
+                match rx.try_recv() {
+                    Ok(result) => Ok(result),
+                    Err(_) => return Err(E::RequestTimedOut.code()),
+                }
+            }
+        };
+        match answer {
+            Ok(result) => result.map_err(ack_error_code),
+            // The sender went without an answer: never, as answers are the
+            // only way out of `acks`; treat it as a lost leadership.
+            Err(_) => Err(E::NotLeaderOrFollower.code()),
+        }
+    }
+}
+
+/// A produce parked in a partition's state machine; unparked on drop
+/// unless answered.
+struct Parked<'a> {
+    partition: &'a Partition,
+    id: AckId,
+}
+
+impl Parked<'_> {
+    /// Take the produce out of the state machine and the answer channels.
+    /// Actions run under the log lock: holding it, an answer already
+    /// given is in the channel.
+    fn cancel(&mut self) {
+        let _log = self.partition.log.lock();
+        self.partition.replica.lock().cancel_ack(self.id);
+        self.partition.acks.lock().remove(&self.id);
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        let answered = !self.partition.acks.lock().contains_key(&self.id);
+        if !answered {
+            self.cancel();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Both sides of a follower fetch. On the leader, a fetch with a replica id
+//! is an event for the state machine (it records the follower's position
+//! or answers a divergence). On a follower, the replica fetcher asks what
+//! to fetch and hands each partition of the response here: the state
+//! machine decides whether to truncate, append and move the high
+//! watermark; this side does it, rebuilds producer state after a
+//! truncation and fsyncs what the next fetch acknowledges.
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError as E;
+use rivulet_storage::config::FlushPolicy;
+use tracing::warn;
+
+use super::{Partition, ReplicaManager};
+use crate::errors;
+use crate::replication::{FetchedPartition, FollowerFetchAnswer, ReplicaFetch};
+
+impl ReplicaManager {
+    /// The leader's side of a fetch from `follower` at `fetch_offset`,
+    /// whose last fetched batch had `last_fetched_epoch`: either where it
+    /// must truncate (KIP-595), or the follower holds everything below
+    /// `fetch_offset` — which may advance the high watermark.
+    pub fn follower_fetch(
+        &self,
+        partition: &Partition,
+        follower: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+    ) -> FollowerFetchAnswer {
+        let now = self.now_ms();
+        let mut log = partition.log.lock();
+        let (answer, actions) = partition.replica.lock().on_follower_fetch(
+            follower,
+            fetch_offset,
+            last_fetched_epoch,
+            &*log,
+            now,
+        );
+        if let Err(e) = partition.execute(&mut log, actions, None) {
+            warn!(partition = %partition.tp, error = %e, "recording a follower fetch");
+        }
+        answer
+    }
+
+    /// On a follower: what to fetch for `partition` from `leader`, if this
+    /// node follows it from there.
+    pub fn fetch_request(&self, partition: &Partition, leader: i32) -> Option<ReplicaFetch> {
+        let log = partition.log.lock();
+        let fetch = partition.replica.lock().fetch_request(&*log)?;
+        (fetch.leader == leader).then_some(fetch)
+    }
+
+    /// On a follower: apply one partition of a fetch response (`records`
+    /// are its batches, unchanged). `Ok(true)` when the log changed;
+    /// `Err(code)` when the leader answered an error for it or the log
+    /// could not take it.
+    pub async fn apply_fetched(
+        &self,
+        partition: &Partition,
+        response: &FetchedPartition,
+        records: Bytes,
+    ) -> Result<bool, i16> {
+        let mut durable = None;
+        let effects = {
+            let mut log = partition.log.lock();
+            let actions = partition
+                .replica
+                .lock()
+                .on_fetch_response(response, &*log)?;
+            let effects = partition
+                .execute(&mut log, actions, Some(&records))
+                .map_err(|e| {
+                    warn!(
+                        partition = %partition.tp, leader = response.leader, error = %e,
+                        "cannot apply replicated batches"
+                    );
+                    errors::storage(&e)
+                })?;
+            if effects.appended && log.config().flush_policy == FlushPolicy::OnAck {
+                durable = Some((log.flush_tracker(), log.log_end_offset()));
+            }
+            effects
+        };
+        // Producer state is taken after the log lock, never while holding it
+        // (append takes them in the other order).
+        if effects.truncated {
+            partition.rebuild_producers();
+        }
+        if effects.appended {
+            partition.record_replicated(&records);
+        }
+        // The next fetch acknowledges these records to the leader: with
+        // flush.policy on-ack they must be on disk first (DESIGN: Durability).
+        if let Some((tracker, upto)) = durable {
+            match tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(errors::storage(&e)),
+                Err(_) => return Err(E::UnknownServerError.code()),
+            }
+        }
+        Ok(effects.truncated || effects.appended)
+    }
+}
