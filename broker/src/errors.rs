@@ -5,6 +5,8 @@ use rivulet_controller::logic::ControllerError;
 use rivulet_controller::ControllerResponse;
 use rivulet_storage::StorageError;
 
+use crate::replication::AckError;
+
 pub const NONE: i16 = 0;
 
 pub fn code(e: E) -> i16 {
@@ -87,5 +89,14 @@ pub fn producer_id_allocation(r: &ControllerResponse) -> i16 {
     match r {
         ControllerResponse::Ok { .. } | ControllerResponse::ProducerIds { .. } => NONE,
         _ => E::CoordinatorLoadInProgress.code(),
+    }
+}
+
+/// Why an `acks=all` produce was not acknowledged after its append.
+pub fn acks_all(e: AckError) -> i16 {
+    match e {
+        AckError::NotLeaderOrFollower => E::NotLeaderOrFollower.code(),
+        AckError::NotEnoughReplicasAfterAppend => E::NotEnoughReplicasAfterAppend.code(),
+        AckError::UnknownTopicOrPartition => E::UnknownTopicOrPartition.code(),
     }
 }

@@ -21,27 +21,22 @@
 //! that caught up join) and reports the answers back.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use rivulet_controller::{ControllerRequest, ControllerResponse};
-use rivulet_protocol::request_bounds;
+use rivulet_protocol::wire::{Client, WireError};
 use rivulet_storage::TopicPartition;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use crate::context::BrokerContext;
+use crate::local_node::LocalNode;
 use crate::replication::{AlterPartitionAnswer, FetchedPartition};
 
 /// The Fetch version followers speak (topic names, `last_fetched_epoch`,
@@ -78,6 +73,9 @@ impl Backoff {
         now
     }
 }
+/// How long one fetch may take, request to end of response: the leader's
+/// long poll plus time to send up to `FETCH_MAX_BYTES`.
+const FETCH_TIMEOUT: Duration = Duration::from_millis(FETCH_MAX_WAIT_MS as u64 + 10_000);
 /// How often the set of followed partitions is re-read from local state.
 const ASSIGNMENT_POLL: Duration = Duration::from_millis(100);
 
@@ -87,16 +85,19 @@ pub enum FetcherError {
     NoListener(i32),
     #[error("i/o with the leader: {0}")]
     Io(#[from] std::io::Error),
-    #[error("cannot encode the fetch request: {0}")]
-    Encode(String),
-    #[error("cannot decode the fetch response: {0}")]
-    Decode(String),
-    #[error("response of {0} bytes is larger than socket.request.max.bytes")]
-    TooLarge(usize),
-    #[error("response for correlation id {got}, expected {expected}")]
-    Correlation { expected: i32, got: i32 },
-    #[error("no response within {0:?}")]
+    #[error("no connection within {0:?}")]
     Timeout(Duration),
+    /// Framing, bounds, decoding, correlation or a response over
+    /// `socket.request.max.bytes`: what `rivulet_protocol::wire` refuses.
+    #[error("fetch from the leader: {0}")]
+    Wire(#[from] WireError),
+}
+
+/// What the fetchers need besides the node: limits from the broker config.
+#[derive(Debug, Clone, Copy)]
+pub struct FetcherConfig {
+    /// Largest response accepted (`socket.request.max.bytes`).
+    pub max_response_bytes: usize,
 }
 
 /// A task aborted when its handle is dropped (also when `run_fetchers` is
@@ -111,12 +112,12 @@ impl Drop for AbortOnDrop {
 
 /// Keep one fetcher per leader this node follows partitions from, until
 /// `stop`.
-pub async fn run_fetchers(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
+pub async fn run_fetchers(node: LocalNode, config: FetcherConfig, mut stop: watch::Receiver<bool>) {
     type Fetcher = (watch::Sender<Vec<TopicPartition>>, AbortOnDrop);
     let mut fetchers: HashMap<i32, Fetcher> = HashMap::new();
     loop {
         let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
-        for p in broker.replicas.all() {
+        for p in node.replicas.all() {
             if let Some(leader) = p.following() {
                 by_leader.entry(leader).or_default().push(p.tp.clone());
             }
@@ -140,7 +141,7 @@ pub async fn run_fetchers(broker: Arc<BrokerContext>, mut stop: watch::Receiver<
                 None => {
                     info!(leader, partitions = tps.len(), "starting replica fetcher");
                     let (tx, rx) = watch::channel(tps);
-                    let task = tokio::spawn(fetch_from(broker.clone(), leader, rx));
+                    let task = tokio::spawn(fetch_from(node.clone(), config, leader, rx));
                     fetchers.insert(leader, (tx, AbortOnDrop(task)));
                 }
             }
@@ -155,18 +156,28 @@ pub async fn run_fetchers(broker: Arc<BrokerContext>, mut stop: watch::Receiver<
 
 /// The fetcher for partitions led by `leader`.
 async fn fetch_from(
-    broker: Arc<BrokerContext>,
+    node: LocalNode,
+    config: FetcherConfig,
     leader: i32,
     partitions: watch::Receiver<Vec<TopicPartition>>,
 ) {
-    let mut conn: Option<TcpStream> = None;
-    let mut correlation_id = 0i32;
+    let mut conn: Option<Client<TcpStream>> = None;
     let mut backoff = Backoff::new();
     loop {
         let tps = partitions.borrow().clone();
         if conn.is_none() {
-            match connect(&broker, leader).await {
-                Ok(c) => conn = Some(c),
+            match connect(&node, leader).await {
+                Ok(stream) => {
+                    conn = Some(
+                        Client::new(stream)
+                            .with_client_id(Some(format!(
+                                "rivulet-replica-fetcher-{}",
+                                node.node_id()
+                            )))
+                            .with_max_response_bytes(config.max_response_bytes)
+                            .with_timeout(FETCH_TIMEOUT),
+                    )
+                }
                 Err(e) => {
                     debug!(leader, error = %e, "replica fetcher cannot connect");
                     tokio::time::sleep(backoff.next()).await;
@@ -174,17 +185,15 @@ async fn fetch_from(
                 }
             }
         }
-        let Some(stream) = conn.as_mut() else {
+        let Some(client) = conn.as_mut() else {
             continue;
         };
-        let (req, epochs) = build_request(&broker, leader, &tps);
+        let (req, epochs) = build_request(&node, leader, &tps);
         if epochs.is_empty() {
             tokio::time::sleep(backoff.next()).await;
             continue;
         }
-        correlation_id = correlation_id.wrapping_add(1);
-        let limit = broker.config.socket_request_max_bytes;
-        let resp = match round_trip(stream, correlation_id, broker.node_id(), &req, limit).await {
+        let resp = match client.round_trip(FETCH_VERSION, &req).await {
             Ok(r) => r,
             Err(e) => {
                 debug!(leader, error = %e, "replica fetch failed");
@@ -201,7 +210,7 @@ async fn fetch_from(
                 let Some(&epoch) = epochs.get(&tp) else {
                     continue;
                 };
-                match apply_response(&broker, leader, &tp, epoch, p).await {
+                match apply_response(&node, leader, &tp, epoch, p).await {
                     Ok(true) => progressed = true,
                     Ok(false) => {}
                     Err(code) => {
@@ -220,8 +229,8 @@ async fn fetch_from(
 }
 
 /// The leader's Kafka listener from the image.
-async fn connect(broker: &BrokerContext, leader: i32) -> Result<TcpStream, FetcherError> {
-    let image = broker.image();
+async fn connect(node: &LocalNode, leader: i32) -> Result<TcpStream, FetcherError> {
+    let image = node.image();
     let l = image
         .brokers
         .get(&leader)
@@ -239,17 +248,17 @@ async fn connect(broker: &BrokerContext, leader: i32) -> Result<TcpStream, Fetch
 /// One Fetch for every partition still followed from `leader`, and the
 /// leader epoch each was asked under.
 fn build_request(
-    broker: &BrokerContext,
+    node: &LocalNode,
     leader: i32,
     tps: &[TopicPartition],
 ) -> (FetchRequest, HashMap<TopicPartition, i32>) {
     let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
     let mut epochs = HashMap::new();
     for tp in tps {
-        let Some(p) = broker.replicas.get(tp) else {
+        let Some(p) = node.replicas.get(tp) else {
             continue;
         };
-        let Some(f) = broker.replicas.fetch_request(&p, leader) else {
+        let Some(f) = node.replicas.fetch_request(&p, leader) else {
             continue;
         };
         epochs.insert(tp.clone(), f.leader_epoch);
@@ -264,7 +273,7 @@ fn build_request(
         );
     }
     let req = FetchRequest::default()
-        .with_replica_id(BrokerId(broker.node_id()))
+        .with_replica_id(BrokerId(node.node_id()))
         .with_max_wait_ms(FETCH_MAX_WAIT_MS)
         .with_min_bytes(1)
         .with_max_bytes(FETCH_MAX_BYTES)
@@ -284,86 +293,16 @@ fn build_request(
     (req, epochs)
 }
 
-/// Send `req` and read its response on `stream`.
-async fn round_trip(
-    stream: &mut TcpStream,
-    correlation_id: i32,
-    node_id: i32,
-    req: &FetchRequest,
-    limit: usize,
-) -> Result<FetchResponse, FetcherError> {
-    let header = RequestHeader::default()
-        .with_request_api_key(FetchRequest::KEY)
-        .with_request_api_version(FETCH_VERSION)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(format!(
-            "rivulet-replica-fetcher-{node_id}"
-        ))));
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    header
-        .encode(&mut frame, FetchRequest::header_version(FETCH_VERSION))
-        .map_err(|e| FetcherError::Encode(e.to_string()))?;
-    req.encode(&mut frame, FETCH_VERSION)
-        .map_err(|e| FetcherError::Encode(e.to_string()))?;
-    let body_len =
-        i32::try_from(frame.len() - 4).map_err(|e| FetcherError::Encode(e.to_string()))?;
-    frame[..4].copy_from_slice(&body_len.to_be_bytes());
-    let timeout = Duration::from_millis(FETCH_MAX_WAIT_MS as u64) + Duration::from_secs(10);
-    let exchange = async {
-        stream.write_all(&frame).await?;
-        let size = stream.read_i32().await?;
-        let size =
-            usize::try_from(size).map_err(|_| FetcherError::Decode("negative size".into()))?;
-        if size > limit {
-            return Err(FetcherError::TooLarge(size));
-        }
-        // Read as it arrives: a leader that claims a size and stalls costs
-        // only what it sent.
-        rivulet_protocol::wire::read_body(stream, size, timeout)
-            .await
-            .map_err(|e| FetcherError::Decode(e.to_string()))
-    };
-    let mut buf = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| FetcherError::Timeout(timeout))??;
-    // The leader's counts are checked against its bytes before decoding,
-    // as a client's are (`rivulet_protocol::request_bounds`).
-    let header_version = <FetchRequest as Request>::Response::header_version(FETCH_VERSION);
-    let header_len = request_bounds::check_response_header(&buf, header_version)
-        .map_err(|e| FetcherError::Decode(e.to_string()))?;
-    request_bounds::check_response_body(
-        FetchRequest::KEY,
-        FETCH_VERSION,
-        buf.get(header_len..).unwrap_or_default(),
-    )
-    .map_err(|e| FetcherError::Decode(e.to_string()))?;
-    let h = ResponseHeader::decode(&mut buf, header_version)
-        .map_err(|e| FetcherError::Decode(e.to_string()))?;
-    if h.correlation_id != correlation_id {
-        return Err(FetcherError::Correlation {
-            expected: correlation_id,
-            got: h.correlation_id,
-        });
-    }
-    let resp = FetchResponse::decode(&mut buf, FETCH_VERSION)
-        .map_err(|e| FetcherError::Decode(e.to_string()))?;
-    if buf.has_remaining() {
-        return Err(FetcherError::Decode("trailing bytes".into()));
-    }
-    Ok(resp)
-}
-
 /// Apply one partition of a fetch response, if this node still follows it
 /// from `leader` in `leader_epoch`. `Ok(true)` when the log changed.
 async fn apply_response(
-    broker: &BrokerContext,
+    node: &LocalNode,
     leader: i32,
     tp: &TopicPartition,
     leader_epoch: i32,
     data: PartitionData,
 ) -> Result<bool, i16> {
-    let Some(partition) = broker.replicas.get(tp) else {
+    let Some(partition) = node.replicas.get(tp) else {
         return Ok(false);
     };
     let records = data.records.unwrap_or_default();
@@ -378,28 +317,26 @@ async fn apply_response(
             .then_some((diverging.epoch, diverging.end_offset)),
         has_records: !records.is_empty(),
     };
-    broker
-        .replicas
+    node.replicas
         .apply_fetched(&partition, &response, records)
         .await
 }
 
 /// On every node: shrink or expand the ISR of the partitions it leads
 /// through the controller, until `stop`.
-pub async fn maintain_isr(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
-    let lag = broker.config.replica_lag_time_max_ms;
+pub async fn maintain_isr(node: LocalNode, lag: u64, mut stop: watch::Receiver<bool>) {
     let interval = Duration::from_millis((lag / 4).clamp(50, 1000));
     loop {
-        for (p, request) in broker.replicas.isr_changes(lag) {
+        for (p, request) in node.replicas.isr_changes(lag) {
             let req = ControllerRequest::AlterPartition {
                 topic: p.tp.topic.clone(),
                 partition: p.tp.partition,
-                leader_id: broker.node_id(),
+                leader_id: node.node_id(),
                 leader_epoch: request.leader_epoch,
                 partition_epoch: request.partition_epoch,
                 new_isr: request.new_isr.clone(),
             };
-            let answer = match broker.controller_request(req).await {
+            let answer = match node.controller_request(req).await {
                 ControllerResponse::Ok { .. } => {
                     info!(partition = %p.tp, from = ?p.state().isr, to = ?request.new_isr, "ISR changed");
                     AlterPartitionAnswer::Committed
@@ -413,7 +350,7 @@ pub async fn maintain_isr(broker: Arc<BrokerContext>, mut stop: watch::Receiver<
                     AlterPartitionAnswer::Unknown
                 }
             };
-            broker.replicas.isr_change_answered(&p, &request, answer);
+            node.replicas.isr_change_answered(&p, &request, answer);
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

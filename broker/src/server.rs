@@ -29,6 +29,7 @@ use crate::config::BrokerConfig;
 use crate::context::BrokerContext;
 use crate::group::coordinator::GroupCoordinator;
 use crate::local_node::LocalNode;
+use crate::replica_fetcher::{self, FetcherConfig};
 use crate::replica_manager::ReplicaManager;
 use crate::request_memory::RequestMemory;
 
@@ -184,12 +185,16 @@ impl BrokerNode {
             tokio::spawn(follow_image(broker.clone(), stop_rx.clone(), ready_tx)),
             tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
             tokio::spawn(broker.groups.clone().run_timers(stop_rx.clone())),
-            tokio::spawn(crate::replica_fetcher::run_fetchers(
-                broker.clone(),
+            tokio::spawn(replica_fetcher::run_fetchers(
+                broker.node.clone(),
+                FetcherConfig {
+                    max_response_bytes: broker.config.socket_request_max_bytes,
+                },
                 stop_rx.clone(),
             )),
-            tokio::spawn(crate::replica_fetcher::maintain_isr(
-                broker.clone(),
+            tokio::spawn(replica_fetcher::maintain_isr(
+                broker.node.clone(),
+                broker.config.replica_lag_time_max_ms,
                 stop_rx.clone(),
             )),
             tokio::spawn(accept(

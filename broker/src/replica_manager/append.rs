@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::{headers, Partition, ReplicaManager};
 use crate::errors;
 use crate::producer_state::SequenceCheck;
-use crate::replication::{AckError, AckId, ProduceRefusal};
+use crate::replication::{AckId, ProduceRefusal};
 
 /// Outcome of appending one partition's records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,15 +38,6 @@ impl AppendResult {
             log_append_time: -1,
             log_start_offset: -1,
         }
-    }
-}
-
-/// The Kafka error code of a failed `acks=all` wait.
-fn ack_error_code(e: AckError) -> i16 {
-    match e {
-        AckError::NotLeaderOrFollower => E::NotLeaderOrFollower.code(),
-        AckError::NotEnoughReplicasAfterAppend => E::NotEnoughReplicasAfterAppend.code(),
-        AckError::UnknownTopicOrPartition => E::UnknownTopicOrPartition.code(),
     }
 }
 
@@ -216,7 +207,7 @@ impl ReplicaManager {
             }
         };
         match answer {
-            Ok(result) => result.map_err(ack_error_code),
+            Ok(result) => result.map_err(errors::acks_all),
             // The sender went without an answer: never, as answers are the
             // only way out of `acks`; treat it as a lost leadership.
             Err(_) => Err(E::NotLeaderOrFollower.code()),
