@@ -1,14 +1,25 @@
 //! `rivulet-broker`: the Kafka-protocol broker, as a library.
 //!
-//! Owns the network server ([`connection`]: framing, version checks,
-//! in-order responses), the API table ([`api`]) and one handler per API
-//! ([`handlers`]), the [`replica_manager`] that hosts partitions as the
-//! metadata image assigns them and carries out the decisions of the pure
-//! replication state machine ([`replication`]), with the
-//! [`replica_fetcher`] on followers, idempotent-producer state, the broker
-//! configuration and the start-up/shutdown of a node ([`broker`]). Cluster
-//! metadata comes from `rivulet-controller`; partition data lives in
-//! `rivulet-storage`.
+//! Owns, in one-way layers (no module cycles:
+//! `scripts/module_cycles.py broker/src`):
+//! - [`server`]: a node's life ([`BrokerNode`]: `meta.properties`, log
+//!   recovery, the quorum member, catch-up, background tasks, the
+//!   listener, shutdown);
+//! - [`connection`] (frames through `rivulet_protocol::wire`, version
+//!   checks, the [`request_memory`] pool, in-order responses) → [`dispatch`]
+//!   → one handler per API ([`handlers`], versions in [`api`]);
+//! - [`context`]: what handlers see ([`BrokerContext`]), over
+//!   [`local_node`] (this node's [`replica_manager`] and the quorum as a
+//!   [`controller_client::ControllerClient`]) and the [`group`] coordinator;
+//! - [`replication`]: the replication decisions as a pure per-partition
+//!   state machine, carried out by [`replica_manager`] and, on followers,
+//!   the [`replica_fetcher`];
+//! - [`errors`]: the one place internal errors become Kafka error codes;
+//!   idempotent-producer state ([`producer_state`]); the configuration
+//!   ([`config`]).
+//!
+//! Cluster metadata comes from `rivulet-controller`; partition data lives
+//! in `rivulet-storage`.
 //!
 //! No command line and no Kafka client here: the `rivulet` binary, its
 //! commands and process lifecycle (signals, logging set-up) live in
