@@ -3,6 +3,7 @@
 //! rebuilt, and how a swap a crash interrupted is finished or discarded — all
 //! checked on records read back from disk.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;

@@ -49,7 +49,7 @@
 //! the log's fsyncs finish on the blocking pool in real time, which orders
 //! wake-ups within one virtual instant.
 
-#[path = "common/sim_network.rs"]
+#[path = "../common/sim_network.rs"]
 mod sim_network;
 
 use std::collections::{BTreeMap, BTreeSet};
