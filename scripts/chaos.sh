@@ -4,7 +4,7 @@
 #   - the 3-process SIGKILL failover tests (cli/tests/failover/) with
 #     ROUNDS kills each, REPEAT times;
 #   - the replication simulation (broker/tests/replication_sim/) and the
-#     controller simulation (controller/tests/simulation.rs) with more seeds.
+#     controller simulation (controller/tests/simulation/) with more seeds.
 # A failing failover run keeps its nodes' data dirs and logs (the path is
 # printed) for inspection.
 #

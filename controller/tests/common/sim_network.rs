@@ -15,7 +15,7 @@
 //!   leftover tasks send nothing: every connection carries its sender's
 //!   incarnation and the router refuses stale ones.
 //!
-//! Loaded by `tests/simulation.rs` through `#[path]` rather than a shared
+//! Loaded by `tests/simulation/main.rs` through `#[path]` rather than a shared
 //! `tests/common/mod.rs`, so test crates that do not use it never compile it.
 
 use std::collections::{BTreeMap, BTreeSet};
