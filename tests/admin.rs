@@ -7,15 +7,11 @@
 //! partitions added and produced to; topics deleted with their data;
 //! records deleted below a new log start; the idempotent producer.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::native_admin as native;
-use common::*;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
@@ -37,6 +33,8 @@ use rivulet_broker::Broker;
 use rivulet_protocol::BatchHeader;
 use rivulet_storage::config::LOG_CONFIG_KEYS;
 use rivulet_storage::{CleanupPolicy, LogConfig, TopicPartition};
+use rivulet_testkit::native_admin as native;
+use rivulet_testkit::prelude::*;
 
 type Admin = rdkafka::admin::AdminClient<DefaultClientContext>;
 /// A record to produce: key and value.

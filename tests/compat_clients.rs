@@ -5,12 +5,10 @@
 //! skips its check with a warning; under CI (`CI` set) a missing tool fails
 //! the test.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use rivulet_testkit::prelude::*;
 
 fn tool_available(path: &str) -> bool {
     let found = Command::new(path).arg("--version").output().is_ok() || Path::new(path).exists();
