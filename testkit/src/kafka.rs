@@ -295,22 +295,21 @@ pub fn partitions<C: Consumer>(client: &C, topic: &str) -> Option<BTreeMap<i32, 
     )
 }
 
-/// Poll Metadata every 100 ms until `f` holds for `topic`'s partitions;
-/// returns them. Panics with `what` and the last view after `timeout`.
+/// Poll Metadata as `poll` says until `f` holds for `topic`'s partitions;
+/// returns them. Panics with `what` and the last view when time is up.
 pub fn wait_for_partitions<C: Consumer>(
     client: &C,
     topic: &str,
     what: &str,
-    timeout: Duration,
+    poll: Poll,
     f: impl Fn(&BTreeMap<i32, PartitionView>) -> bool,
 ) -> BTreeMap<i32, PartitionView> {
-    Poll::new(timeout).every(Duration::from_millis(100)).retry(
-        format_args!("{topic}: {what}"),
-        || match partitions(client, topic) {
+    poll.retry(format_args!("{topic}: {what}"), || {
+        match partitions(client, topic) {
             Some(ps) if f(&ps) => Ok(ps),
             seen => Err(seen),
-        },
-    )
+        }
+    })
 }
 
 /// Wait until every partition of `topic` has a leader (and the topic has
@@ -321,7 +320,7 @@ pub fn wait_for_leaders(bootstrap: &str, topic: &str, timeout: Duration) {
         &client,
         topic,
         "a leader for every partition",
-        timeout,
+        Poll::new(timeout).every(Duration::from_millis(50)),
         |ps| !ps.is_empty() && ps.values().all(PartitionView::has_leader),
     );
 }

@@ -56,3 +56,15 @@ use std::time::Duration;
 /// How long a test waits for any one thing by default (a client call, a
 /// condition to become true, a broker to register).
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What an end-to-end test file imports: the in-process broker, the
+/// rdkafka helpers, raw requests, free ports and [`TIMEOUT`].
+#[cfg(feature = "broker")]
+pub mod prelude {
+    pub use crate::broker::*;
+    pub use crate::kafka::*;
+    pub use crate::poll::{poll_until, wait_for, wait_for_async, Poll};
+    pub use crate::ports::free_port;
+    pub use crate::raw::raw_request;
+    pub use crate::TIMEOUT;
+}

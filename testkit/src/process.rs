@@ -140,6 +140,12 @@ impl BrokerProcess {
         p
     }
 
+    /// Keep `data` (the node's data dir) until this value is dropped.
+    pub fn owning(mut self, data: TempDir) -> BrokerProcess {
+        self._data = Some(data);
+        self
+    }
+
     /// Start a node of `bin` on free ports with its data in `data` (removed
     /// when this value is dropped), `settings` and `env`, and wait (up to
     /// `timeout`) until it answers Metadata.
@@ -158,8 +164,7 @@ impl BrokerProcess {
         for (k, v) in env {
             spec = spec.env(*k, *v);
         }
-        let mut p = BrokerProcess::spawn(spec);
-        p._data = Some(data);
+        let mut p = BrokerProcess::spawn(spec).owning(data);
         p.wait_serving(timeout);
         p
     }
