@@ -29,23 +29,29 @@
 //!
 //! Run: `cargo bench --bench cluster`.
 
-use std::fs::{self, File, OpenOptions};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::fs;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rivulet_testkit::cluster::{ClusterSpec, ProcessCluster};
+use rivulet_testkit::dirs::bench_dir;
+use rivulet_testkit::kafka::{
+    bench_client_config, block_on, try_create_topic, wait_for_partitions, Admin,
+};
+use rivulet_testkit::poll::Poll;
+use rivulet_testkit::procfs::{cpu_time, Proc};
+use rivulet_testkit::stats::percentile;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{bench_dir, free_port, rivulet_bin, target_dir};
+use common::{rivulet_bin, target_dir};
 
 /// Upper bound on any single wait; a run that exceeds it is broken.
 const T: Duration = Duration::from_secs(180);
@@ -63,152 +69,47 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn client_config(bootstrap: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("socket.timeout.ms", "30000")
-        .set("topic.metadata.refresh.interval.ms", "1000");
+    let mut c = bench_client_config(bootstrap);
+    c.set("topic.metadata.refresh.interval.ms", "1000");
     c
 }
 
 // ---- nodes ----
 
-/// One or three `rivulet` processes on free loopback ports.
-struct Nodes {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    ports: Vec<(u16, u16)>,
-    children: Vec<Option<Child>>,
-    label: &'static str,
-}
-
-impl Nodes {
-    fn start(bin: &Path, n: usize, label: &'static str) -> Nodes {
-        let mut nodes = Nodes {
-            bin: bin.to_path_buf(),
-            dir: bench_dir(),
-            ports: (0..n).map(|_| (free_port(), free_port())).collect(),
-            children: (0..n).map(|_| None).collect(),
-            label,
-        };
-        for id in 1..=n as i32 {
-            nodes.spawn(id);
-        }
-        nodes.wait_brokers(n);
-        nodes
+/// One or three `rivulet` processes on free loopback ports, with their
+/// defaults but for `CLUSTER_BENCH_SET`; logs in
+/// `target/cluster-bench-<label>-node-<id>.log`.
+fn start_nodes(bin: &Path, n: usize, label: &str) -> ProcessCluster {
+    let mut spec = ClusterSpec::new(bin, n)
+        .root(bench_dir())
+        .logs(target_dir(), format!("cluster-bench-{label}-"))
+        .cluster_id("cluster-bench")
+        .env("NO_COLOR", "1")
+        .timeout(T);
+    for kv in std::env::var("CLUSTER_BENCH_SET")
+        .unwrap_or_default()
+        .split(';')
+        .filter(|kv| !kv.trim().is_empty())
+    {
+        let (k, v) = kv
+            .trim()
+            .split_once('=')
+            .unwrap_or_else(|| panic!("CLUSTER_BENCH_SET: '{kv}' is not key=value"));
+        spec = spec.set(k, v);
     }
-
-    fn bootstrap(&self) -> String {
-        self.ports
-            .iter()
-            .map(|(k, _)| format!("127.0.0.1:{k}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn log(&self, id: i32) -> PathBuf {
-        target_dir().join(format!("cluster-bench-{}-node-{id}.log", self.label))
-    }
-
-    fn spawn(&mut self, id: i32) {
-        let (kafka, controller) = self.ports[id as usize - 1];
-        let mut cmd = Command::new(&self.bin);
-        let mut set = |kv: String| {
-            cmd.arg("--set").arg(kv);
-        };
-        set(format!("node.id={id}"));
-        set(format!("listeners=127.0.0.1:{kafka}"));
-        set(format!("controller.listener=127.0.0.1:{controller}"));
-        set(format!(
-            "data.dir={}",
-            self.dir.path().join(format!("node-{id}")).display()
-        ));
-        for kv in std::env::var("CLUSTER_BENCH_SET")
-            .unwrap_or_default()
-            .split(';')
-            .filter(|kv| !kv.trim().is_empty())
-        {
-            set(kv.trim().to_string());
-        }
-        if self.ports.len() > 1 {
-            let voters: Vec<String> = self
-                .ports
-                .iter()
-                .enumerate()
-                .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
-                .collect();
-            set(format!("controller.quorum.voters={}", voters.join(",")));
-            set("cluster.id=cluster-bench".to_string());
-        }
-        let first = !self.log(id).exists() || self.children.iter().all(Option::is_none);
-        let log = if first {
-            File::create(self.log(id))
-        } else {
-            OpenOptions::new().append(true).open(self.log(id))
-        }
-        .expect("node log");
-        let child = cmd
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("node log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        self.children[id as usize - 1] = Some(child);
-    }
-
-    fn pid(&self, id: i32) -> u32 {
-        self.children[id as usize - 1]
-            .as_ref()
-            .expect("node runs")
-            .id()
-    }
-
-    fn kill(&mut self, id: i32) {
-        let mut c = self.children[id as usize - 1].take().expect("node runs");
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-
-    fn wait_brokers(&self, n: usize) {
-        let client: BaseConsumer = client_config(&self.bootstrap()).create().expect("client");
-        let deadline = Instant::now() + T;
-        while client
-            .fetch_metadata(None, Duration::from_secs(2))
-            .map_or(0, |md| md.brokers().len())
-            < n
-        {
-            assert!(Instant::now() < deadline, "{n} brokers never came up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    ProcessCluster::start(spec)
 }
 
 fn create_topic(bootstrap: &str, topic: &str, rf: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(bootstrap).create().expect("admin");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(rf));
-    if rf > 1 {
-        new = new.set("min.insync.replicas", "2");
+    let admin: Admin = client_config(bootstrap).create().expect("admin");
+    let configs: &[(&str, &str)] = if rf > 1 {
+        &[("min.insync.replicas", "2")]
+    } else {
+        &[]
+    };
+    if let Err(e) = block_on(try_create_topic(&admin, topic, 1, rf, configs)) {
+        panic!("create {topic}: {e:?}");
     }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let res = rt
-        .block_on(admin.create_topics([&new], &opts))
-        .expect("create topics");
-    assert!(res.iter().all(Result::is_ok), "create {topic}: {res:?}");
     wait_partition(bootstrap, topic, |_, isr| isr.len() == rf as usize);
 }
 
@@ -219,23 +120,12 @@ fn wait_partition(
     f: impl Fn(i32, &[i32]) -> bool,
 ) -> (i32, Vec<i32>) {
     let client: BaseConsumer = client_config(bootstrap).create().expect("client");
-    let deadline = Instant::now() + T;
-    loop {
-        if let Ok(md) = client.fetch_metadata(Some(topic), Duration::from_secs(2)) {
-            if let Some(p) = md
-                .topics()
-                .first()
-                .filter(|t| t.error().is_none())
-                .and_then(|t| t.partitions().first())
-            {
-                if p.leader() > 0 && f(p.leader(), p.isr()) {
-                    return (p.leader(), p.isr().to_vec());
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "{topic}: condition never held");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let ps = wait_for_partitions(&client, topic, "the condition", Poll::new(T), |ps| {
+        ps.get(&0)
+            .is_some_and(|p| p.leader > 0 && f(p.leader, &p.isr))
+    });
+    let p = &ps[&0];
+    (p.leader, p.isr.clone())
 }
 
 // ---- producing ----
@@ -325,31 +215,21 @@ struct Throughput {
     cpu_s_per_gib: f64,
 }
 
-/// CPU time (user + system) of the live nodes so far, in seconds
-/// (USER_HZ = 100 assumed).
-fn cpu_seconds(nodes: &Nodes) -> f64 {
+/// CPU time (user + system) of the live nodes so far, in seconds.
+fn cpu_seconds(nodes: &ProcessCluster) -> f64 {
     nodes
-        .children
-        .iter()
-        .flatten()
-        .map(|c| {
-            let stat = fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-            // After the command: state is field 3, utime 14 and stime 15.
-            let tick = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
-            tick(14).unwrap_or(0.0) + tick(15).unwrap_or(0.0)
-        })
-        .sum::<f64>()
-        / 100.0
+        .pids()
+        .into_iter()
+        .map(|pid| cpu_time(Proc::Pid(pid)).as_secs_f64())
+        .sum()
 }
 
-fn pct(sorted: &[u64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64 / 1e6
+/// Nearest-rank percentile of sorted nanoseconds, in ms.
+fn pct_ms(sorted: &[u64], p: f64) -> f64 {
+    percentile(sorted, p).map_or(f64::NAN, |ns| ns as f64 / 1e6)
 }
 
-fn throughput(nodes: &Nodes, topic: &str, acks: &str, n: usize) -> Throughput {
+fn throughput(nodes: &ProcessCluster, topic: &str, acks: &str, n: usize) -> Throughput {
     let bootstrap = &nodes.bootstrap();
     let value = vec![b'r'; 1024];
     let r = Reports::new();
@@ -379,8 +259,8 @@ fn throughput(nodes: &Nodes, topic: &str, acks: &str, n: usize) -> Throughput {
     assert_eq!(lat.len(), n);
     Throughput {
         records_per_s: n as f64 / secs,
-        p50_ms: pct(&lat, 0.50),
-        p99_ms: pct(&lat, 0.99),
+        p50_ms: pct_ms(&lat, 50.0),
+        p99_ms: pct_ms(&lat, 99.0),
         cpu_s_per_gib: cpu / (n as f64 * 1024.0 / (1u64 << 30) as f64),
     }
 }
@@ -394,8 +274,8 @@ fn best(runs: &[Throughput]) -> &Throughput {
 // ---- the three parts ----
 
 fn part_throughput(bin: &Path, records: usize, repeat: usize) {
-    let single = Nodes::start(bin, 1, "single");
-    let cluster = Nodes::start(bin, 3, "three");
+    let single = start_nodes(bin, 1, "single");
+    let cluster = start_nodes(bin, 3, "three");
     let (mut one, mut three) = (Vec::new(), Vec::new());
     for run in 0..repeat {
         let t = format!("single-{run}");
@@ -438,7 +318,7 @@ fn part_throughput(bin: &Path, records: usize, repeat: usize) {
 }
 
 fn part_unavailability(bin: &Path, kills: usize) {
-    let mut cluster = Nodes::start(bin, 3, "kill");
+    let mut cluster = start_nodes(bin, 3, "kill");
     let bootstrap = cluster.bootstrap();
     let topic = "probe";
     create_topic(&bootstrap, topic, 3);
@@ -468,30 +348,23 @@ fn part_unavailability(bin: &Path, kills: usize) {
         std::thread::sleep(Duration::from_secs(1));
         let killed_at = r.now();
         cluster.kill(leader);
-        let deadline = Instant::now() + T;
-        let first = loop {
-            let after = r
-                .acked
-                .lock()
-                .expect("lock")
-                .iter()
-                .filter(|(sent, _)| *sent > killed_at)
-                .map(|(_, done)| *done)
-                .min();
-            if let Some(done) = after {
-                break done;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no write succeeded after the kill"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let first = Poll::new(T)
+            .every(Duration::from_millis(5))
+            .value(|| {
+                r.acked
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|(sent, _)| *sent > killed_at)
+                    .map(|(_, done)| *done)
+                    .min()
+            })
+            .expect("a write succeeded after the kill");
         let window = (first - killed_at) as f64 / 1e9;
         let (new_leader, _) = wait_partition(&bootstrap, topic, |l, _| l != leader);
         println!("  kill {k}: node {leader} (leader) killed; first acks=all write acknowledged after {window:.2} s, by node {new_leader}");
         windows.push(window);
-        cluster.spawn(leader);
+        cluster.restart(leader);
         wait_partition(&bootstrap, topic, |_, isr| isr.len() == 3);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -509,7 +382,7 @@ fn part_unavailability(bin: &Path, kills: usize) {
 }
 
 fn part_catch_up(bin: &Path, lag_mib: usize) {
-    let mut cluster = Nodes::start(bin, 3, "lag");
+    let mut cluster = start_nodes(bin, 3, "lag");
     let bootstrap = cluster.bootstrap();
     let topic = "lagging";
     create_topic(&bootstrap, topic, 3);
@@ -530,7 +403,7 @@ fn part_catch_up(bin: &Path, lag_mib: usize) {
         !isr.contains(&follower),
         "the dead follower is still in the ISR"
     );
-    let data: u64 = dir_size(&cluster.dir.path().join(format!("node-{leader}/{topic}-0")));
+    let data: u64 = dir_size(&cluster.data_dir(leader).join(format!("{topic}-0")));
     println!(
         "  wrote {lag_mib} MiB ({records} records) with node {follower} down in {:.1} s; \
          leader's partition dir holds {:.0} MiB",
@@ -538,16 +411,17 @@ fn part_catch_up(bin: &Path, lag_mib: usize) {
         data as f64 / MIB as f64
     );
     let t1 = Instant::now();
-    cluster.spawn(follower);
-    let pid = cluster.pid(follower);
+    cluster.restart(follower);
+    let pid = cluster.node(follower).pid();
     let serving = {
-        let (k, _) = cluster.ports[follower as usize - 1];
-        let c: BaseConsumer = client_config(&format!("127.0.0.1:{k}"))
+        let c: BaseConsumer = client_config(&cluster.addr(follower))
             .create()
             .expect("client");
-        while c.fetch_metadata(None, Duration::from_millis(500)).is_err() {
-            assert!(t1.elapsed() < T, "the follower never served");
-        }
+        // The 500 ms Metadata timeout is the wait.
+        let served = Poll::new(T)
+            .every(Duration::ZERO)
+            .until(|| c.fetch_metadata(None, Duration::from_millis(500)).is_ok());
+        assert!(served, "the follower never served");
         t1.elapsed()
     };
     wait_partition(&bootstrap, topic, |_, isr| isr.contains(&follower));

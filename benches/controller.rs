@@ -18,7 +18,6 @@
 //! `RIVULET_BENCH_QUICK=1`).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +26,10 @@ use rivulet_controller::{
     ControllerNode, ControllerRequest, ControllerResponse, Listener, MetadataImage, QuorumConfig,
     Voter,
 };
+use rivulet_testkit::dirs::bench_dir;
+use rivulet_testkit::poll::Poll;
+use rivulet_testkit::ports::free_ports;
+use rivulet_testkit::stats::percentile;
 use uuid::Uuid;
 
 /// Upper bound on any single wait; a bench that exceeds it is broken.
@@ -68,23 +71,6 @@ impl Plan {
     }
 }
 
-fn bench_dir() -> tempfile::TempDir {
-    match std::env::var_os("RIVULET_BENCH_DIR") {
-        Some(d) => tempfile::tempdir_in(PathBuf::from(d)).expect("bench dir"),
-        None => tempfile::tempdir().expect("temp dir"),
-    }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<StdListener> = (0..n)
-        .map(|_| StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
-}
-
 fn config(id: u64, voters: &[Voter], dir: &Path) -> QuorumConfig {
     let mut c = QuorumConfig::new(id, voters.to_vec(), dir.join(format!("node-{id}")));
     // The brokers here are simulated and stop heartbeating once registered:
@@ -93,12 +79,11 @@ fn config(id: u64, voters: &[Voter], dir: &Path) -> QuorumConfig {
     c
 }
 
-async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + T;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+async fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    Poll::new(T)
+        .every(Duration::from_millis(1))
+        .wait_async(what, f)
+        .await
 }
 
 struct Cluster {
@@ -230,8 +215,7 @@ async fn create_latencies(node: &ControllerNode, prefix: &str, n: usize) -> Vec<
 
 /// Nearest-rank percentile of a sorted slice.
 fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    percentile(sorted, p).expect("at least one sample")
 }
 
 fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {

@@ -4,10 +4,7 @@
 //! clients (kcat from Debian, kafka-python) use older versions than the
 //! rdkafka crate, so each version is exercised here.
 
-mod common;
-
 use bytes::Bytes;
-use common::*;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -20,6 +17,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rivulet_protocol::record_batch::Compression;
 use rivulet_protocol::records::RecordBatchBuilder;
+use rivulet_testkit::prelude::*;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))

@@ -9,14 +9,12 @@
 //! The expected bitfields are spelled out from Kafka's `AclOperation` codes
 //! here, not taken from the broker's constants.
 
-mod common;
-
-use common::*;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use rivulet_testkit::prelude::*;
 
 /// The field's value when the request did not ask.
 const OMITTED: i32 = i32::MIN;

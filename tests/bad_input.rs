@@ -3,15 +3,13 @@
 //! clients — gets an answer or a closed connection, and the broker keeps
 //! serving a normal client throughout.
 
-mod common;
-
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use common::*;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use rdkafka::Offset;
+use rivulet_testkit::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -5,12 +5,12 @@
 //! skips its check with a warning; under CI (`CI` set) a missing tool fails
 //! the test.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use common::*;
+use rivulet_testkit::prelude::*;
+use rivulet_testkit::process;
 
 fn tool_available(path: &str) -> bool {
     let found = Command::new(path).arg("--version").output().is_ok() || Path::new(path).exists();
@@ -24,15 +24,17 @@ fn tool_available(path: &str) -> bool {
     found
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+/// Run `program args…` (at most 5 minutes); its stdout, or a failure with
+/// its output.
+fn run(program: &str, args: &[String]) -> String {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = process::run(Path::new(program), &args, "", Duration::from_secs(300));
     assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.success,
+        "{program} {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
     );
-    stdout
+    out.stdout
 }
 
 /// Start a broker, run `program script BOOTSTRAP args...` against it and
@@ -42,7 +44,7 @@ async fn run_against_broker(program: &'static str, script: &'static str, args: &
     let broker = TestBroker::start(dir.path(), &[]).await;
     let mut argv = vec![script.to_string(), broker.bootstrap()];
     argv.extend(args.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || run(Command::new(program).args(&argv)))
+    tokio::task::spawn_blocking(move || run(program, &argv))
         .await
         .unwrap()
 }

@@ -4,18 +4,16 @@
 //! assignment, static membership, session expiry, describe/list/delete and
 //! lag.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use rivulet_testkit::prelude::*;
 
 /// A consumed record: partition, offset, value.
 type Received = (i32, i64, Vec<u8>);
@@ -120,11 +118,9 @@ impl Drop for Member {
 }
 
 fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    Poll::new(Duration::from_secs(40))
+        .every(Duration::from_millis(50))
+        .wait(what, f)
 }
 
 /// The partitions of `members` form an exact, non-overlapping cover of 0..n.

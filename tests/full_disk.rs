@@ -6,14 +6,10 @@
 //! Needs root to mount; `RIVULET_SKIP_TMPFS_TESTS=1` skips (see
 //! `common::tmpfs`).
 
-mod common;
-
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::tmpfs::Tmpfs;
-use common::*;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -24,6 +20,8 @@ use rivulet_protocol::records::RecordBatchBuilder;
 use rivulet_storage::{
     LogConfig, LogOpenOptions, PartitionLog, StorageError, SystemClock, TopicPartition,
 };
+use rivulet_testkit::prelude::*;
+use rivulet_testkit::tmpfs::Tmpfs;
 
 /// A batch of `n` records of `size` bytes each, values tagged with `tag`.
 fn batch(tag: u64, n: usize, size: usize) -> Vec<u8> {

@@ -3,10 +3,7 @@
 //! OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch INVALID_PRODUCER_EPOCH, and
 //! the producer state survives a broker restart (rebuilt from the log).
 
-mod common;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::ProduceResponse;
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, ResponseHeader, TopicName};
@@ -14,6 +11,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rdkafka::Offset;
 use rivulet_protocol::record_batch::Compression;
 use rivulet_protocol::records::RecordBatchBuilder;
+use rivulet_testkit::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -6,11 +6,8 @@
 //! validates its position with it after a leader change reads on without
 //! loss.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::*;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -21,6 +18,7 @@ use kafka_protocol::ResponseError as E;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::Offset;
 use rivulet_storage::TopicPartition;
+use rivulet_testkit::prelude::*;
 
 const NONE: i16 = 0;
 
@@ -95,17 +93,15 @@ async fn produce_n(bootstrap: &str, topic: &str, from: usize, n: usize, acks: &s
 /// Wait until `b` holds `tp` with `f(leader, leader_epoch)` true in its
 /// replica state (what the handler checks, applied after the image).
 async fn wait_state(b: &TestBroker, tp: &TopicPartition, f: impl Fn(i32, i32) -> bool) -> i32 {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(p) = b.node().broker.replicas.get(tp) {
-            let s = p.state();
-            if f(s.leader, s.leader_epoch) {
-                return s.leader_epoch;
-            }
-        }
-        assert!(Instant::now() < deadline, "replica state never matched");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let epoch = || {
+        let s = b.node().broker.replicas.get(tp)?.state();
+        f(s.leader, s.leader_epoch).then_some(s.leader_epoch)
+    };
+    Poll::new(TIMEOUT)
+        .every(Duration::from_millis(10))
+        .value_async(|| std::future::ready(epoch()))
+        .await
+        .expect("replica state never matched")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,22 +193,23 @@ const CLUSTER: &[(&str, &str)] = &[
 fn read_values(c: &BaseConsumer, n: usize) -> Vec<(i64, String)> {
     use rdkafka::message::Message;
     let mut out = Vec::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "consumed {} of {n}: {out:?}",
-            out.len()
-        );
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => out.push((
-                m.offset(),
-                String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
-            )),
-            Some(Err(e)) => eprintln!("consumer error (retrying): {e}"),
-            None => {}
-        }
-    }
+    // The 100 ms poll is the wait.
+    Poll::new(TIMEOUT)
+        .every(Duration::ZERO)
+        .retry(format!("{n} records"), || {
+            if out.len() >= n {
+                return Ok(());
+            }
+            match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => out.push((
+                    m.offset(),
+                    String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
+                )),
+                Some(Err(e)) => eprintln!("consumer error (retrying): {e}"),
+                None => {}
+            }
+            Err(format!("consumed {} of {n}: {out:?}", out.len()))
+        });
     out
 }
 

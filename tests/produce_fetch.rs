@@ -3,14 +3,12 @@
 //! large messages, consumption from earliest/latest/a timestamp, many
 //! partitions, and data surviving a broker restart.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Offset;
+use rivulet_testkit::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_then_consume_from_earliest_returns_exactly_what_was_sent() {

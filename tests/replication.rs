@@ -5,12 +5,9 @@
 //! acks=all with NOT_ENOUGH_REPLICAS; a restarted node catches up and
 //! rejoins the ISR.
 
-mod common;
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -19,6 +16,7 @@ use rdkafka::Offset;
 use rivulet_protocol::record_batch::Compression;
 use rivulet_protocol::records::RecordBatchBuilder;
 use rivulet_storage::TopicPartition;
+use rivulet_testkit::prelude::*;
 
 const CLUSTER: &[(&str, &str)] = &[
     ("replica.lag.time.max.ms", "3000"),
@@ -45,15 +43,20 @@ fn consume_values(c: &rdkafka::consumer::BaseConsumer, topic: &str, n: usize) ->
         .unwrap();
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while out.len() < n {
-        assert!(Instant::now() < deadline, "consumed {} of {n}", out.len());
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap()),
-            Some(Err(e)) => eprintln!("consumer error (retrying): {e}"),
-            None => {}
-        }
-    }
+    // The 100 ms poll is the wait.
+    Poll::new(TIMEOUT)
+        .every(Duration::ZERO)
+        .retry(format!("{n} records of {topic}"), || {
+            if out.len() >= n {
+                return Ok(());
+            }
+            match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap()),
+                Some(Err(e)) => eprintln!("consumer error (retrying): {e}"),
+                None => {}
+            }
+            Err(format!("consumed {} of {n}", out.len()))
+        });
     out
 }
 
@@ -69,9 +72,8 @@ fn log_bytes(b: &TestBroker, tp: &TopicPartition) -> (Bytes, i64) {
 
 /// Wait until every running broker's log of `tp` ends at `leo`.
 async fn wait_replicated(brokers: &[TestBroker], tp: &TopicPartition, leo: i64) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let ends: Vec<i64> = brokers
+    let ends = || -> Vec<i64> {
+        brokers
             .iter()
             .filter(|b| b.node.is_some())
             .map(|b| {
@@ -81,16 +83,12 @@ async fn wait_replicated(brokers: &[TestBroker], tp: &TopicPartition, leo: i64) 
                     .get(tp)
                     .map_or(-1, |p| p.log.lock().log_end_offset())
             })
-            .collect();
-        if ends.iter().all(|e| *e == leo) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "logs end at {ends:?}, want {leo}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .collect()
+    };
+    let done = Poll::new(TIMEOUT)
+        .until_async(|| ends().iter().all(|e| *e == leo))
+        .await;
+    assert!(done, "logs end at {:?}, want {leo}", ends());
 }
 
 /// Wait until the image on `b` satisfies `f` for `topic`/0; returns
@@ -100,21 +98,16 @@ async fn wait_partition(
     topic: &str,
     f: impl Fn(i32, &[i32]) -> bool,
 ) -> (i32, i32, Vec<i32>) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let image = b.node().broker.image();
-        if let Some(p) = image.partition(topic, 0) {
-            if f(p.leader, &p.isr) {
-                return (p.leader, p.leader_epoch, p.isr.clone());
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partition state never matched: {:?}",
-            image.partition(topic, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Poll::new(TIMEOUT)
+        .retry_async("the partition state to match", || {
+            let image = b.node().broker.image();
+            let got = match image.partition(topic, 0) {
+                Some(p) if f(p.leader, &p.isr) => Ok((p.leader, p.leader_epoch, p.isr.clone())),
+                other => Err(other.cloned()),
+            };
+            std::future::ready(got)
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -316,14 +309,12 @@ async fn follower_truncates_suffix_of_an_older_epoch_before_fetching() {
     // The remaining follower gets a suffix in the old epoch that the new
     // leader never had, as if the old leader had sent it just before dying.
     let follower = brokers[fi].node().broker.replicas.get(&tp).unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    while follower.state().leader_epoch != new_epoch {
-        assert!(
-            Instant::now() < deadline,
-            "follower never saw the new epoch"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    Poll::new(TIMEOUT)
+        .every(Duration::from_millis(10))
+        .wait_async("the follower to see the new epoch", || {
+            follower.state().leader_epoch == new_epoch
+        })
+        .await;
     {
         let mut b = RecordBatchBuilder::new(Compression::None);
         b.push(0, None, Some(b"divergent"), &[]);

@@ -1,25 +1,10 @@
-//! What the end-to-end benchmarks share: the release `rivulet` binary
-//! (built when missing or stale), temp data dirs and loopback ports.
+//! What the end-to-end benchmarks share beyond `rivulet-testkit`: the
+//! release `rivulet` binary, built when missing or stale.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
-
-pub fn bench_dir() -> tempfile::TempDir {
-    match std::env::var_os("RIVULET_BENCH_DIR") {
-        Some(d) => tempfile::tempdir_in(PathBuf::from(d)).expect("bench dir"),
-        None => tempfile::tempdir().expect("temp dir"),
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

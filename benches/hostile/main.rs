@@ -60,7 +60,6 @@
 //! Run: `cargo bench --bench hostile` (broker logs:
 //! `target/hostile-broker-<limit>-<phase>.log`).
 
-use std::fs;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -72,11 +71,13 @@ use tokio::time::timeout_at;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{bench_dir, free_port, rivulet_bin, target_dir};
+use common::{rivulet_bin, target_dir};
 
-/// The end-to-end tests' rdkafka helpers, for the closing round trip.
-#[path = "../../tests/common/mod.rs"]
-mod client;
+/// The rdkafka helpers, for the closing round trip.
+use rivulet_testkit::kafka as client;
+use rivulet_testkit::poll::Poll;
+use rivulet_testkit::process::BrokerProcess;
+use rivulet_testkit::procfs::{self, cpu_ticks, mem_available, Proc};
 
 mod clients;
 mod frames;
@@ -193,27 +194,14 @@ fn run_phase(
     (c, p)
 }
 
-/// User + system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name (which may hold spaces): state, ppid, …;
-    // utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
-}
-
 /// Wait until the broker has used under 5% of a core for 500 ms (the
 /// requests still queued in its sockets are done), at most `limit`.
 fn settle(pid: u32, limit: Duration) -> Duration {
     let started = Instant::now();
-    let mut last = cpu_ticks(pid);
+    let mut last = cpu_ticks(Proc::Pid(pid));
     while started.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(500));
-        let now = cpu_ticks(pid);
+        let now = cpu_ticks(Proc::Pid(pid));
         // Clock ticks are 1/100 s on Linux: 2 ticks in 500 ms = 4%.
         if now.saturating_sub(last) <= 2 {
             return started.elapsed();
@@ -311,9 +299,9 @@ fn run_scale(rt: &tokio::runtime::Runtime, bin: &Path, limit: usize, plan: &Plan
     let start = |phase: &str| {
         let slug = phase.replace(' ', "-");
         let log = target_dir().join(format!("hostile-broker-{limit}-{slug}.log"));
-        let mut b = BrokerProcess::start(bin, limit, log);
+        let mut b = start_broker(bin, limit, log);
         wait_ready(rt, &mut b);
-        rt.block_on(client::create_topic(&b.bootstrap, TOPIC, 1, &[]));
+        rt.block_on(client::create_topic(&b.bootstrap(), TOPIC, 1, &[]));
         // Let start-up settle (registration, heartbeats) before measuring.
         std::thread::sleep(Duration::from_secs(1));
         b
@@ -321,9 +309,9 @@ fn run_scale(rt: &tokio::runtime::Runtime, bin: &Path, limit: usize, plan: &Plan
     let phases = {
         let broker = start("setup");
         let advertised = rt
-            .block_on(api_versions(&broker.bootstrap, 0))
+            .block_on(api_versions(&broker.bootstrap(), 0))
             .expect("ApiVersions");
-        phases(rt, &broker.bootstrap, limit, &advertised)
+        phases(rt, &broker.bootstrap(), limit, &advertised)
     };
     let mut rows: Vec<Row> = Vec::new();
     for (name, load) in phases {
@@ -331,17 +319,17 @@ fn run_scale(rt: &tokio::runtime::Runtime, bin: &Path, limit: usize, plan: &Plan
             continue;
         }
         let mut broker = start(&name);
-        let reset = broker.reset_peak();
-        let (start_rss, _) = broker.rss();
+        let reset = procfs::reset_peak_rss(broker.pid());
+        let (start_rss, _) = procfs::rss(broker.pid());
         let sampler = Sampler::start(broker.pid(), plan.cap);
         let duration = match load {
             Load::Idle => Duration::from_secs(2),
             _ => plan.phase,
         };
-        let (counters, probes) = run_phase(rt, &broker.bootstrap, limit, plan, &load, duration);
+        let (counters, probes) = run_phase(rt, &broker.bootstrap(), limit, plan, &load, duration);
         let drain = settle(broker.pid(), plan.settle);
         let (sampled, capped) = sampler.finish();
-        let (_, hwm) = broker.rss();
+        let (_, hwm) = procfs::rss(broker.pid());
         let peak = sampled.max(if reset { hwm } else { 0 });
         let mut verdicts = Vec::new();
         if capped {
@@ -362,10 +350,10 @@ fn run_scale(rt: &tokio::runtime::Runtime, bin: &Path, limit: usize, plan: &Plan
         let serving = if broker.exited().is_some() {
             Err("exited".to_string())
         } else {
-            still_serving(rt, &broker.bootstrap).map_err(|first| {
+            still_serving(rt, &broker.bootstrap()).map_err(|first| {
                 // Refused once: say whether it comes back once the broker is idle.
                 let waited = settle(broker.pid(), plan.settle).as_secs();
-                match still_serving(rt, &broker.bootstrap) {
+                match still_serving(rt, &broker.bootstrap()) {
                     Ok(()) => format!("{first}; answered after another {waited} s"),
                     Err(again) => format!("{first}; again after {waited} s: {again}"),
                 }
@@ -391,24 +379,21 @@ fn run_scale(rt: &tokio::runtime::Runtime, bin: &Path, limit: usize, plan: &Plan
     rows
 }
 
+/// Until the broker answers ApiVersions; panics if it exits first.
 fn wait_ready(rt: &tokio::runtime::Runtime, b: &mut BrokerProcess) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(why) = b.exited() {
-            panic!("the broker {why}");
-        }
-        let r = rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(1), api_versions(&b.bootstrap, 0)).await
+    let bootstrap = b.bootstrap();
+    let answered = Poll::new(Duration::from_secs(120))
+        .every(Duration::from_millis(100))
+        .until(|| {
+            if let Some(why) = b.exited() {
+                panic!("the broker {why}");
+            }
+            let r = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(1), api_versions(&bootstrap, 0)).await
+            });
+            matches!(r, Ok(Ok(_)))
         });
-        if matches!(r, Ok(Ok(_))) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the broker never answered ApiVersions"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(answered, "the broker never answered ApiVersions");
 }
 
 /// ApiVersions, then 10 records through an rdkafka producer and back

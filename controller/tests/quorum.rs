@@ -3,7 +3,6 @@
 //! catch-up from a snapshot after restart, and bad configuration.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,19 +11,11 @@ use rivulet_controller::{
     parse_voters, ControllerNode, ControllerRequest, ControllerResponse, Listener, MetadataImage,
     QuorumConfig, QuorumError, Voter, NO_LEADER,
 };
+use rivulet_testkit::poll::wait_for_async;
+use rivulet_testkit::ports::free_ports;
 use uuid::Uuid;
 
 const T: Duration = Duration::from_secs(15);
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<StdListener> = (0..n)
-        .map(|_| StdListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
 
 fn voters(ports: &[u16]) -> Vec<Voter> {
     ports
@@ -61,11 +52,7 @@ async fn start_all(n: usize, dir: &Path) -> (Vec<Voter>, Vec<Option<ControllerNo
 }
 
 async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
-    let deadline = Instant::now() + T;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_async(what, T, f).await
 }
 
 fn leader_of(nodes: &[Option<ControllerNode>]) -> Option<u64> {

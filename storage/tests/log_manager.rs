@@ -19,6 +19,7 @@ use rivulet_storage::{
     CleanupPolicy, FlushPolicy, LogConfig, LogManager, ManualClock, PartitionLog, StorageConfig,
     StorageError, TopicPartition,
 };
+use rivulet_testkit::poll::poll_until;
 
 fn storage_cfg() -> StorageConfig {
     StorageConfig {

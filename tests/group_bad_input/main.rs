@@ -12,17 +12,15 @@
 //! where the KIP-848 coordinator (`group-coordinator/.../
 //! GroupMetadataManager.java`, the default from 4.0) differs, the test says.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod raw;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use kafka_protocol::messages::*;
 use raw::*;
+use rivulet_testkit::prelude::*;
 
 // ---- Cases ------------------------------------------------------------------
 

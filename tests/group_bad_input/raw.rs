@@ -4,9 +4,8 @@
 //! a group and a fresh rdkafka consumer after a refused request.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::common::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::join_all;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -20,6 +19,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rivulet_testkit::prelude::*;
 
 // Kafka error codes (`org.apache.kafka.common.protocol.Errors`).
 pub const NONE: i16 = 0;
@@ -349,15 +349,18 @@ pub async fn rdkafka_first_offset(bs: &str, group: &str) -> i64 {
             .set("fetch.wait.max.ms", "100");
         let c: BaseConsumer = cfg.create().unwrap();
         c.subscribe(&[ALIVE]).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            assert!(Instant::now() < deadline, "group {group} consumed nothing");
-            match c.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => return m.offset(),
-                Some(Err(e)) => eprintln!("group {group}: {e}"),
-                None => {}
-            }
-        }
+        // The 100 ms poll is the wait.
+        Poll::new(Duration::from_secs(40))
+            .every(Duration::ZERO)
+            .value(|| match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => Some(m.offset()),
+                Some(Err(e)) => {
+                    eprintln!("group {group}: {e}");
+                    None
+                }
+                None => None,
+            })
+            .unwrap_or_else(|| panic!("group {group} consumed nothing"))
     })
     .await
     .unwrap()

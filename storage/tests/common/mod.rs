@@ -178,18 +178,3 @@ pub fn segment_bases(log: &PartitionLog) -> Vec<i64> {
 pub fn segment_files_exist(dir: &Path, base: i64) -> [bool; 3] {
     [".log", ".index", ".timeindex"].map(|s| dir.join(format!("{base:020}{s}")).exists())
 }
-
-/// Call `f` every 20 ms until it returns true or `timeout` passes; whether
-/// it did. For background-thread tests only.
-pub fn poll_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}

@@ -10,7 +10,7 @@ use rdkafka::bindings as rd;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::TIMEOUT;
+use crate::TIMEOUT;
 
 type Admin = AdminClient<DefaultClientContext>;
 

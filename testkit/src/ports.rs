@@ -1,0 +1,88 @@
+//! Free loopback ports.
+//!
+//! [`free_port`] asks the kernel for an unused ephemeral port, which is
+//! what makes it safe across test processes running in parallel: two
+//! binds of port 0 never get the same port while both are open, and the
+//! kernel hands ports out round-robin, so one just closed is not soon
+//! handed out again. A port found free can still be taken before the
+//! broker binds it (by another process's outgoing connection): callers that
+//! start a listener on it retry on other ports then (see
+//! `broker::TestBroker::start`).
+//!
+//! A process that is killed and restarted must get its ports back, which
+//! an ephemeral port does not promise: [`free_port_block`] picks ports below
+//! Linux's ephemeral range for that.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::TcpListener;
+
+/// A port no socket on 127.0.0.1 uses now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// `n` distinct free ports (all held open until every one is picked).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// Whether every port `base + offset` can be bound now.
+pub fn ports_free(base: u16, offsets: &[u16]) -> bool {
+    offsets.iter().all(|o| {
+        base.checked_add(*o)
+            .is_some_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+    })
+}
+
+/// A base port in 10000..19800 with every `base + offset` free now: below
+/// Linux's ephemeral range (32768..), so a port freed by a killed node is
+/// not handed to some other test's socket before the node comes back; and
+/// apart from the 20000..30000 that `rivulet cluster up` tests pick from.
+/// Random, so parallel test processes rarely try the same block.
+pub fn free_port_block(offsets: &[u16]) -> u16 {
+    for _ in 0..100 {
+        let r = RandomState::new().hash_one(0u8);
+        let base = 10_000 + (r % 9_800) as u16;
+        if ports_free(base, offsets) {
+            return base;
+        }
+    }
+    panic!("no free block of ports {offsets:?} found in 10000..20000");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_bindable() {
+        let ports = free_ports(8);
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), 8);
+        for p in ports {
+            TcpListener::bind(("127.0.0.1", p)).expect("a free port binds");
+        }
+    }
+
+    #[test]
+    fn a_port_block_is_free_and_below_the_ephemeral_range() {
+        let offsets = [0, 1, 2, 100, 101, 102];
+        let base = free_port_block(&offsets);
+        assert!((10_000..19_800).contains(&base));
+        let _held: Vec<TcpListener> = offsets
+            .iter()
+            .map(|o| TcpListener::bind(("127.0.0.1", base + o)).expect("free"))
+            .collect();
+        assert!(!ports_free(base, &offsets), "held ports are not free");
+    }
+}
