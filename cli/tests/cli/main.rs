@@ -5,6 +5,7 @@
 //! rdkafka consumers. Also: `config/single.toml` documents every broker setting with
 //! its default, and `rivulet --config config/single.toml` runs a broker.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
