@@ -8,50 +8,42 @@
 //! Topics with three replicas are checked for placement here; their data
 //! under failures is the subject of `failover/`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::BuildHasher;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use kafka_protocol::messages::MetadataRequest;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 use rivulet_broker::BrokerConfig;
+use rivulet_testkit::dirs::temp_dir;
+use rivulet_testkit::kafka::{
+    block_on, cluster_client_config, create_topic_rf, wait_for_partitions,
+};
+use rivulet_testkit::poll::Poll;
+use rivulet_testkit::ports::{free_port_block_in, ports_free};
+use rivulet_testkit::process::{run, Run};
+use rivulet_testkit::procfs::exited;
+use rivulet_testkit::raw::raw_request;
 
+const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 /// Longest any one `rivulet` run may take (`cluster up` waits 30 s at most).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// The ports of a cluster at a base port: node `k` listens on `base + k - 1`,
+/// its controller on `base + 100 + k - 1`.
+const PORT_OFFSETS: [u16; 6] = [0, 1, 2, 100, 101, 102];
 
 /// Run `rivulet args…` with `stdin`, killing it after [`RUN_LIMIT`].
 fn rivulet(args: &[&str], stdin: &str) -> Run {
-    run_rivulet(args, stdin, RUN_LIMIT)
-}
-
-/// Whether the six ports of a cluster at `base` can be bound now.
-fn ports_free(base: u16) -> bool {
-    (0..3)
-        .flat_map(|i| [base + i, base + 100 + i])
-        .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+    run(Path::new(RIVULET), args, stdin, RUN_LIMIT)
 }
 
 /// A random base port in 20000..30000 (below Linux's ephemeral range, where
-/// other tests' free ports come from) whose six ports are free now.
+/// other tests' free ports come from, and apart from the test kit's port
+/// blocks) whose six ports are free now.
 fn free_base_port() -> u16 {
-    for _ in 0..50 {
-        let base =
-            20_000 + (std::collections::hash_map::RandomState::new().hash_one(0u8) % 10_000) as u16;
-        if ports_free(base) {
-            return base;
-        }
-    }
-    panic!("no free base port found");
+    free_port_block_in(20_000..30_000, &PORT_OFFSETS)
 }
 
 /// A cluster directory that is always brought down at the end, so a failed
@@ -62,11 +54,8 @@ struct ClusterDir {
 
 impl ClusterDir {
     fn new() -> ClusterDir {
-        ClusterDir {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        ClusterDir { dir: temp_dir() }
     }
-
     fn path(&self) -> &str {
         self.dir.path().to_str().unwrap()
     }
@@ -118,116 +107,34 @@ impl Drop for ClusterDir {
     }
 }
 
-/// Whether `pid` has exited (a zombie counts: nobody may have reaped it).
-fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
-}
-
-fn client_config(bootstrap: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("allow.auto.create.topics", "false");
-    c
-}
-
 fn metadata(bootstrap: &str) -> Metadata {
-    let c: BaseConsumer = client_config(bootstrap).create().unwrap();
+    let c: BaseConsumer = cluster_client_config(bootstrap).create().unwrap();
     c.fetch_metadata(None, TIMEOUT).unwrap()
 }
 
 /// `(leader, replicas sorted)` per partition of `topic`, once every node
 /// shows it with `partitions` led partitions.
 fn placement(bootstrap: &str, topic: &str, partitions: usize) -> Vec<(i32, Vec<i32>)> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let md = metadata(bootstrap);
-        let found: Option<Vec<(i32, Vec<i32>)>> = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| {
-                let mut ps: Vec<_> = t.partitions().iter().collect();
-                ps.sort_by_key(|p| p.id());
-                ps.iter()
-                    .map(|p| {
-                        let mut r = p.replicas().to_vec();
-                        r.sort_unstable();
-                        (p.leader(), r)
-                    })
-                    .collect()
-            });
-        match found {
-            Some(p) if p.len() == partitions && p.iter().all(|(l, _)| *l >= 1) => return p,
-            other => assert!(
-                Instant::now() < deadline,
-                "{topic} never showed {partitions} led partitions: {other:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let c: BaseConsumer = cluster_client_config(bootstrap).create().unwrap();
+    let poll = Poll::new(TIMEOUT).every(Duration::from_millis(100));
+    let what = format!("{partitions} led partitions");
+    wait_for_partitions(&c, topic, &what, poll, |ps| {
+        ps.len() == partitions && ps.values().all(|p| p.leader >= 1)
+    })
+    .into_values()
+    .map(|p| (p.leader, p.replicas))
+    .collect()
 }
 
 /// The controller id node `addr` reports in a Metadata v12 response.
 fn controller_id(addr: &str) -> i32 {
-    use bytes::{Buf, BufMut, BytesMut};
-    use kafka_protocol::messages::{
-        MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-    };
-    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-
-    let version = 12;
-    let header = RequestHeader::default()
-        .with_request_api_key(MetadataRequest::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("cluster-cli-test")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, MetadataRequest::header_version(version))
-        .unwrap();
-    MetadataRequest::default()
-        .with_topics(Some(vec![]))
-        .encode(&mut body, version)
-        .unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(body.len() as i32);
-    frame.put(body);
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.write_all(&frame).unwrap();
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).unwrap();
-    let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
-    s.read_exact(&mut buf).unwrap();
-    let mut buf = bytes::Bytes::from(buf);
-    let h = ResponseHeader::decode(&mut buf, MetadataResponse::header_version(version)).unwrap();
-    assert_eq!(h.correlation_id, 7);
-    let resp = MetadataResponse::decode(&mut buf, version).unwrap();
-    assert_eq!(buf.remaining(), 0);
-    resp.controller_id.0
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    let request = MetadataRequest::default().with_topics(Some(vec![]));
+    block_on(raw_request(addr, 12, &request)).controller_id.0
 }
 
 /// Create `name` with `partitions` × `rf` through rdkafka's admin client.
 fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i32) {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().unwrap();
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
-    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-    let res = block_on(admin.create_topics([&topic], &opts)).unwrap();
-    assert!(res.iter().all(Result::is_ok), "create {name}: {res:?}");
+    block_on(create_topic_rf(bootstrap, name, partitions, rf, &[]));
 }
 
 #[test]
@@ -262,16 +169,15 @@ fn cluster_up_serves_three_brokers_until_cluster_down() {
         .map(|n| (n, ("127.0.0.1".to_string(), i32::from(base) + n - 1)))
         .collect();
     assert_eq!(brokers, want);
-    let deadline = Instant::now() + TIMEOUT;
-    let controllers = loop {
-        let ids: BTreeSet<i32> = (0..3)
-            .map(|i| controller_id(&format!("127.0.0.1:{}", base + i)))
-            .collect();
-        if ids.len() == 1 || Instant::now() > deadline {
-            break ids;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut controllers = BTreeSet::new();
+    Poll::new(TIMEOUT)
+        .every(Duration::from_millis(100))
+        .until(|| {
+            controllers = (0..3)
+                .map(|i| controller_id(&format!("127.0.0.1:{}", base + i)))
+                .collect();
+            controllers.len() == 1
+        });
     assert_eq!(controllers.len(), 1, "every node names the same controller");
     assert!(
         (1..=3).contains(controllers.first().unwrap()),
@@ -328,7 +234,7 @@ fn cluster_up_serves_three_brokers_until_cluster_down() {
     got.sort_unstable();
     want.sort_unstable();
     assert_eq!(got, want);
-    let c: BaseConsumer = client_config(&bootstrap).create().unwrap();
+    let c: BaseConsumer = cluster_client_config(&bootstrap).create().unwrap();
     for (p, (leader, _)) in placed.iter().enumerate() {
         let (_, high) = c.fetch_watermarks("spread", p as i32, TIMEOUT).unwrap();
         assert!(high > 0, "partition {p} (led by node {leader}) got records");
@@ -396,7 +302,7 @@ fn cluster_up_serves_three_brokers_until_cluster_down() {
         "{}",
         status.stdout
     );
-    assert!(ports_free(base), "every port released");
+    assert!(ports_free(base, &PORT_OFFSETS), "every port released");
     eprintln!("whole test took {:?}", started.elapsed());
 }
 

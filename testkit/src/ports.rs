@@ -16,6 +16,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::TcpListener;
+use std::ops::Range;
 
 /// A port no socket on 127.0.0.1 uses now.
 pub fn free_port() -> u16 {
@@ -47,17 +48,26 @@ pub fn ports_free(base: u16, offsets: &[u16]) -> bool {
 /// A base port in 10000..19800 with every `base + offset` free now: below
 /// Linux's ephemeral range (32768..), so a port freed by a killed node is
 /// not handed to some other test's socket before the node comes back; and
-/// apart from the 20000..30000 that `rivulet cluster up` tests pick from.
+/// apart from the 20000..30000 that `rivulet cluster up` tests pick from
+/// (with [`free_port_block_in`]).
 /// Random, so parallel test processes rarely try the same block.
 pub fn free_port_block(offsets: &[u16]) -> u16 {
+    free_port_block_in(10_000..19_800, offsets)
+}
+
+/// A random base port in `bases` with every `base + offset` free now (100
+/// tries; panics if none is found). For a caller that keeps apart from the
+/// blocks [`free_port_block`] hands out.
+pub fn free_port_block_in(bases: Range<u16>, offsets: &[u16]) -> u16 {
+    let span = u64::from(bases.end.saturating_sub(bases.start)).max(1);
     for _ in 0..100 {
         let r = RandomState::new().hash_one(0u8);
-        let base = 10_000 + (r % 9_800) as u16;
+        let base = bases.start + (r % span) as u16;
         if ports_free(base, offsets) {
             return base;
         }
     }
-    panic!("no free block of ports {offsets:?} found in 10000..20000");
+    panic!("no free block of ports {offsets:?} found from bases {bases:?}");
 }
 
 #[cfg(test)]
@@ -84,5 +94,15 @@ mod tests {
             .map(|o| TcpListener::bind(("127.0.0.1", base + o)).expect("free"))
             .collect();
         assert!(!ports_free(base, &offsets), "held ports are not free");
+    }
+
+    #[test]
+    fn a_port_block_in_a_range_starts_in_it() {
+        let offsets = [0, 1, 2, 100, 101, 102];
+        let base = free_port_block_in(20_000..30_000, &offsets);
+        assert!((20_000..30_000).contains(&base));
+        for o in offsets {
+            TcpListener::bind(("127.0.0.1", base + o)).expect("a free port binds");
+        }
     }
 }

@@ -36,9 +36,9 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// How to run one `rivulet` broker node: `bin --set k=v …` with
-/// `listeners`, `controller.listener` and `data.dir` from the fields, then
-/// `settings` in order.
+/// How to run one `rivulet` broker node: `bin [--config FILE] --set k=v …`
+/// with `listeners`, `controller.listener` and `data.dir` from the fields,
+/// then `settings` in order (a `--set` overrides the file).
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
     pub bin: PathBuf,
@@ -52,6 +52,8 @@ pub struct NodeSpec {
     pub log: PathBuf,
     pub settings: Vec<(String, String)>,
     pub env: Vec<(String, String)>,
+    /// A config file (`--config`), read before the settings.
+    pub config: Option<PathBuf>,
 }
 
 impl NodeSpec {
@@ -69,6 +71,7 @@ impl NodeSpec {
             log: log.into(),
             settings: Vec::new(),
             env: Vec::new(),
+            config: None,
         }
     }
 
@@ -87,6 +90,13 @@ impl NodeSpec {
     /// One more environment variable for the process.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> NodeSpec {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Start from the config file at `path` (`--config`); the ports, the
+    /// data dir and the settings still override it.
+    pub fn config(mut self, path: impl Into<PathBuf>) -> NodeSpec {
+        self.config = Some(path.into());
         self
     }
 
@@ -111,8 +121,12 @@ impl NodeSpec {
             format!("data.dir={}", self.data_dir.display()),
         ];
         sets.extend(self.settings.iter().map(|(k, v)| format!("{k}={v}")));
-        sets.into_iter()
-            .flat_map(|kv| ["--set".to_string(), kv])
+        let config = self
+            .config
+            .iter()
+            .flat_map(|c| ["--config".to_string(), c.display().to_string()]);
+        config
+            .chain(sets.into_iter().flat_map(|kv| ["--set".to_string(), kv]))
             .collect()
     }
 }
@@ -431,5 +445,22 @@ mod tests {
         );
         assert_eq!(s.setting("node.id"), Some("2"));
         assert_eq!(s.bootstrap(), "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn a_config_file_comes_before_the_settings() {
+        let s = NodeSpec::new("rivulet", "/d", "/l")
+            .ports(9092, 9192)
+            .config("/etc/single.toml");
+        assert_eq!(
+            s.args()[..4],
+            [
+                "--config",
+                "/etc/single.toml",
+                "--set",
+                "listeners=127.0.0.1:9092"
+            ]
+        );
+        assert_eq!(s.args().len(), 8);
     }
 }

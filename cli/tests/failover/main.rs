@@ -27,9 +27,14 @@ use std::time::{Duration, Instant};
 
 use harness::*;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use rivulet_testkit::kafka::{
+    cluster_client_config, high_watermark, wait_for_partitions, PartitionView,
+};
+use rivulet_testkit::poll::Poll;
 
 fn rounds() -> usize {
     std::env::var("RIVULET_CHAOS_ROUNDS")
@@ -85,16 +90,16 @@ fn check_partition(partition: i32, log: &[(i64, u64)], sent: u64, tally: &Tally,
 
 fn acks_all_survives_leader_kills(idempotent: bool) {
     let started = Instant::now();
-    let mut cluster = Cluster::start();
+    let mut cluster = start_cluster();
     let bootstrap = cluster.bootstrap();
     let topic = "chaos";
     let partitions = 3;
-    create_topic(&bootstrap, topic, partitions);
-    let meta: BaseConsumer = client_config(&bootstrap).create().unwrap();
+    create_replicated_topic(&bootstrap, topic, partitions);
+    let meta: BaseConsumer = cluster_client_config(&bootstrap).create().unwrap();
     let all_in_sync = |ps: &BTreeMap<i32, PartitionView>| {
         ps.len() == partitions as usize && ps.values().all(|p| p.isr.len() == 3 && p.leader > 0)
     };
-    wait_for(&meta, topic, "fully in sync", all_in_sync);
+    wait_for_partitions(&meta, topic, "fully in sync", METADATA, all_in_sync);
 
     let writer = Writer::start(&bootstrap, topic, partitions, idempotent);
     writer.wait_acked(0, 300);
@@ -102,7 +107,7 @@ fn acks_all_survives_leader_kills(idempotent: bool) {
     for round in 0..rounds() {
         // Kill the leader of a partition chosen round-robin: partitions'
         // preferred leaders differ, so the victims do too.
-        let ps = wait_for(&meta, topic, "fully in sync", all_in_sync);
+        let ps = wait_for_partitions(&meta, topic, "fully in sync", METADATA, all_in_sync);
         let victim = ps[&((round % partitions as usize) as i32)].leader;
         let before = writer.acked();
         let t0 = Instant::now();
@@ -110,10 +115,11 @@ fn acks_all_survives_leader_kills(idempotent: bool) {
         killed.push(victim);
         // The controller fences it: it leaves every ISR, and the partitions
         // it led get a leader from the rest of their ISR.
-        let moved = wait_for(
+        let moved = wait_for_partitions(
             &meta,
             topic,
             "led and in sync without the killed node",
+            METADATA,
             |ps| {
                 ps.values()
                     .all(|p| p.leader > 0 && p.leader != victim && !p.isr.contains(&victim))
@@ -126,12 +132,13 @@ fn acks_all_survives_leader_kills(idempotent: bool) {
              200 more acks after {:?}; {moved:?}",
             t0.elapsed()
         );
-        cluster.spawn(victim);
+        cluster.restart(victim);
         let t1 = Instant::now();
-        wait_for(
+        wait_for_partitions(
             &meta,
             topic,
             "with the restarted node back in every ISR",
+            METADATA,
             |ps| ps.values().all(|p| p.isr.contains(&victim)),
         );
         eprintln!(
@@ -168,7 +175,7 @@ fn acks_all_survives_leader_kills(idempotent: bool) {
     // another cleanly (its controlled shutdown leaves the ISR while the
     // metadata quorum still has a majority); the last one, leading alone,
     // refuses acks=all.
-    let ps = wait_for(&meta, topic, "fully in sync", all_in_sync);
+    let ps = wait_for_partitions(&meta, topic, "fully in sync", METADATA, all_in_sync);
     let leader = ps[&0].leader;
     let others: Vec<i32> = cluster
         .live()
@@ -176,18 +183,22 @@ fn acks_all_survives_leader_kills(idempotent: bool) {
         .filter(|n| *n != leader)
         .collect();
     cluster.kill(others[0]);
-    wait_for(&meta, topic, "shrunk to two", |ps| {
+    wait_for_partitions(&meta, topic, "shrunk to two", METADATA, |ps| {
         ps[&0].isr.len() == 2 && ps[&0].leader == leader
     });
-    cluster.terminate(others[1]);
-    let lone = client_config(&cluster.addr(leader))
+    cluster.terminate(others[1], TIMEOUT);
+    let lone = cluster_client_config(&cluster.addr(leader))
         .create::<BaseConsumer>()
         .unwrap();
-    wait_for(&lone, topic, "led by the lone survivor alone", |ps| {
-        ps[&0].isr == [leader] && ps[&0].leader == leader
-    });
+    wait_for_partitions(
+        &lone,
+        topic,
+        "led by the lone survivor alone",
+        METADATA,
+        |ps| ps[&0].isr == [leader] && ps[&0].leader == leader,
+    );
     let outcome = Arc::new(Mutex::new(Tally::default()));
-    let p: BaseProducer<Reports> = client_config(&cluster.addr(leader))
+    let p: BaseProducer<Reports> = cluster_client_config(&cluster.addr(leader))
         .set("acks", "all")
         .set("message.send.max.retries", "0")
         .set("message.timeout.ms", "10000")
@@ -224,59 +235,78 @@ fn acks_all_survives_leader_kills_with_idempotence() {
 /// The node that coordinates `group`: the leader of its partition of
 /// `__consumer_offsets`, once every replica is in sync.
 fn coordinator(meta: &BaseConsumer, group: &str) -> (i32, PartitionView) {
-    let ps = wait_for(meta, "__consumer_offsets", "fully in sync", |ps| {
-        !ps.is_empty() && ps.values().all(|p| p.leader > 0 && p.isr.len() == 3)
-    });
+    let ps = wait_for_partitions(
+        meta,
+        "__consumer_offsets",
+        "fully in sync",
+        METADATA,
+        |ps| !ps.is_empty() && ps.values().all(|p| p.leader > 0 && p.isr.len() == 3),
+    );
     let p = rivulet_broker::group::offsets::partition_for(group, ps.len() as i32);
     (p, ps[&p].clone())
 }
 
 /// A group member's progress: the committed offset of each partition.
 fn committed(c: &BaseConsumer, topic: &str, partitions: i32) -> Vec<i64> {
+    try_committed(c, topic, partitions, Duration::from_secs(20)).expect("committed offsets")
+}
+
+/// The committed offset of each partition (-1 for none) per `c`'s group
+/// coordinator, or why none answered within `timeout`.
+fn try_committed(
+    c: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> KafkaResult<Vec<i64>> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(20))
-        .expect("committed offsets");
-    (0..partitions)
+    let got = c.committed_offsets(tpl, timeout)?;
+    Ok((0..partitions)
         .map(|p| match got.find_partition(topic, p).unwrap().offset() {
             Offset::Offset(o) => o,
             _ => -1,
         })
-        .collect()
+        .collect())
 }
 
 /// Poll `member` until `seen` holds `n` distinct records (a redelivery after
 /// a rebalance counts once more in its tally, not as a new record).
-fn poll_until(member: &BaseConsumer, seen: &mut BTreeMap<(i32, u64), u32>, n: usize) {
-    let deadline = Instant::now() + TIMEOUT;
-    while seen.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "the group member stalled at {} of {n} records",
-            seen.len()
-        );
-        match member.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                *seen.entry(parse(m.payload().unwrap())).or_default() += 1;
+fn consume_until(member: &BaseConsumer, seen: &mut BTreeMap<(i32, u64), u32>, n: usize) {
+    // The 100 ms poll is the wait: no sleep between checks.
+    Poll::new(TIMEOUT).every(Duration::ZERO).retry(
+        format_args!("the group member to see {n} records"),
+        || {
+            if seen.len() >= n {
+                return Ok(());
             }
-            Some(Err(e)) => eprintln!("member: {e} (retrying)"),
-            None => {}
-        }
-    }
+            match member.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    *seen.entry(parse(m.payload().unwrap())).or_default() += 1;
+                }
+                Some(Err(e)) => eprintln!("member: {e} (retrying)"),
+                None => {}
+            }
+            if seen.len() >= n {
+                Ok(())
+            } else {
+                Err(format!("stalled at {} of {n} records", seen.len()))
+            }
+        },
+    );
 }
 
 #[test]
 fn consumer_group_survives_coordinator_failover() {
-    let mut cluster = Cluster::start();
+    let mut cluster = start_cluster();
     let bootstrap = cluster.bootstrap();
     let topic = "work";
     let partitions = 3;
-    create_topic(&bootstrap, topic, partitions);
-    let meta: BaseConsumer = client_config(&bootstrap).create().unwrap();
-    wait_for(&meta, topic, "fully in sync", |ps| {
+    create_replicated_topic(&bootstrap, topic, partitions);
+    let meta: BaseConsumer = cluster_client_config(&bootstrap).create().unwrap();
+    wait_for_partitions(&meta, topic, "fully in sync", METADATA, |ps| {
         ps.len() == 3 && ps.values().all(|p| p.isr.len() == 3)
     });
     let writer = Writer::start(&bootstrap, topic, partitions, true);
@@ -286,7 +316,7 @@ fn consumer_group_survives_coordinator_failover() {
     assert!(tally.failed.is_empty(), "{:?}", tally.failed);
 
     let group = "survivors";
-    let member: BaseConsumer = client_config(&bootstrap)
+    let member: BaseConsumer = cluster_client_config(&bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -295,7 +325,7 @@ fn consumer_group_survives_coordinator_failover() {
         .unwrap();
     member.subscribe(&[topic]).unwrap();
     let mut seen: BTreeMap<(i32, u64), u32> = BTreeMap::new();
-    poll_until(&member, &mut seen, total as usize / 2);
+    consume_until(&member, &mut seen, total as usize / 2);
     member.commit_consumer_state(CommitMode::Sync).unwrap();
     let before = committed(&member, topic, partitions);
     // The idempotent writer lost nothing, so record `seq` of a partition is
@@ -315,45 +345,32 @@ fn consumer_group_survives_coordinator_failover() {
     let victim = view.leader;
     cluster.kill(victim);
     let t0 = Instant::now();
-    wait_for(&meta, "__consumer_offsets", "led by a live node", |ps| {
-        ps[&offsets_partition].leader > 0 && ps[&offsets_partition].leader != victim
-    });
+    wait_for_partitions(
+        &meta,
+        "__consumer_offsets",
+        "led by a live node",
+        METADATA,
+        |ps| ps[&offsets_partition].leader > 0 && ps[&offsets_partition].leader != victim,
+    );
     // The new coordinator answers with what was committed before the kill.
-    let probe: BaseConsumer = client_config(&bootstrap)
+    let probe: BaseConsumer = cluster_client_config(&bootstrap)
         .set("group.id", group)
         .create()
         .unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        match probe.committed_offsets(tpl, Duration::from_secs(5)) {
-            Ok(got) => {
-                let now: Vec<i64> = (0..partitions)
-                    .map(|p| match got.find_partition(topic, p).unwrap().offset() {
-                        Offset::Offset(o) => o,
-                        _ => -1,
-                    })
-                    .collect();
-                assert_eq!(now, before, "committed offsets after the coordinator died");
-                break;
-            }
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no coordinator answers: {e}");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
+    let now = Poll::new(TIMEOUT)
+        .every(Duration::from_millis(200))
+        .retry("a coordinator to answer", || {
+            try_committed(&probe, topic, partitions, Duration::from_secs(5))
+        });
+    assert_eq!(now, before, "committed offsets after the coordinator died");
     eprintln!("new coordinator answered after {:?}", t0.elapsed());
 
     // The member carries on through the new coordinator to the end.
-    poll_until(&member, &mut seen, total as usize);
+    consume_until(&member, &mut seen, total as usize);
     member.commit_consumer_state(CommitMode::Sync).unwrap();
     let after = committed(&member, topic, partitions);
     let ends: Vec<i64> = (0..partitions)
-        .map(|p| high_watermark(&meta, topic, p))
+        .map(|p| high_watermark(&meta, topic, p, TIMEOUT))
         .collect();
     assert_eq!(
         after, ends,
@@ -370,8 +387,12 @@ fn consumer_group_survives_coordinator_failover() {
     drop(member);
     drop(probe);
     // The killed node comes back and rejoins the offsets topic's ISR.
-    cluster.spawn(victim);
-    wait_for(&meta, "__consumer_offsets", "with the node back", |ps| {
-        ps[&offsets_partition].isr.contains(&victim)
-    });
+    cluster.restart(victim);
+    wait_for_partitions(
+        &meta,
+        "__consumer_offsets",
+        "with the node back",
+        METADATA,
+        |ps| ps[&offsets_partition].isr.contains(&victim),
+    );
 }

@@ -1,0 +1,168 @@
+//! `rivulet produce` and `rivulet consume`: lines in, the same lines out
+//! (read back through rdkafka too), from offsets, times and the ends.
+
+use rdkafka::Offset;
+use rivulet_testkit::kafka::{consume_n, consumer};
+
+use crate::{fails, ok, rivulet, Broker};
+
+impl Broker {
+    /// `(key, value)` of the first `n` records of `topic`/0 (a missing key
+    /// or value reads as empty).
+    fn read(&self, topic: &str, n: usize) -> Vec<(String, String)> {
+        let c = consumer(&self.bootstrap(), &[("group.id", "cli-test")]);
+        let text = |b: Option<Vec<u8>>| String::from_utf8(b.unwrap_or_default()).unwrap();
+        consume_n(&c, topic, 0, Offset::Beginning, n)
+            .into_iter()
+            .map(|m| (text(m.key), text(m.value)))
+            .collect()
+    }
+}
+
+#[test]
+fn produced_lines_are_consumed_back_exactly() {
+    let b = Broker::start();
+    ok(&b, &["topic", "create", "lines", "--partitions", "1"], "");
+    let input = "k1\tv1\nk2\tv2 with\ttab\n\tno key text\nk4\t\nk5\tv5\n";
+    let run = rivulet(
+        &[
+            "--bootstrap-server",
+            &b.bootstrap(),
+            "produce",
+            "lines",
+            "--key-separator",
+            "\t",
+            "--progress-every",
+            "2",
+        ],
+        input,
+    );
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("produced 5 records to lines"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("sent 2 records") && run.stderr.contains("sent 4 records"),
+        "progress every 2 records: {}",
+        run.stderr
+    );
+    // The split happened at the first separator only.
+    assert_eq!(
+        b.read("lines", 5),
+        [
+            ("k1", "v1"),
+            ("k2", "v2 with\ttab"),
+            ("", "no key text"),
+            ("k4", ""),
+            ("k5", "v5"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+
+    let printed = ok(
+        &b,
+        &[
+            "consume",
+            "lines",
+            "--from",
+            "earliest",
+            "--count",
+            "5",
+            "--print-key",
+        ],
+        "",
+    );
+    assert_eq!(printed, input);
+    let two = ok(
+        &b,
+        &["consume", "lines", "--from", "earliest", "--count", "2"],
+        "",
+    );
+    assert_eq!(two, "v1\nv2 with\ttab\n");
+    let from_offset = ok(&b, &["consume", "lines", "--from", "3"], "");
+    assert_eq!(from_offset, "\nv5\n", "offset 3 on, stopping at the end");
+    let latest = ok(&b, &["consume", "lines", "--from", "latest"], "");
+    assert_eq!(latest, "", "nothing after the end");
+
+    // Many partitions: every line comes back once (order is per partition),
+    // and consumption stops on its own at the end of all of them.
+    ok(&b, &["topic", "create", "spread", "--partitions", "3"], "");
+    let many: Vec<String> = (0..60).map(|i| format!("key-{i}:value-{i}")).collect();
+    ok(
+        &b,
+        &["produce", "spread", "--key-separator", ":", "--acks", "1"],
+        &(many.join("\n") + "\n"),
+    );
+    let printed = ok(
+        &b,
+        &["consume", "spread", "--print-key", "--key-separator", ":"],
+        "",
+    );
+    let mut got: Vec<&str> = printed.lines().collect();
+    let mut want: Vec<&str> = many.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    let only_one = ok(&b, &["consume", "spread", "--partition", "1"], "");
+    assert!(only_one.lines().count() < 60, "one partition of three");
+    assert!(fails(&b, &["consume", "spread", "--partition", "7"]).contains("no partition 7"));
+    assert!(fails(&b, &["consume", "missing"]).contains("topic missing does not exist"));
+}
+
+#[test]
+fn consume_from_a_time_starts_at_the_first_record_at_or_after_it() {
+    let b = Broker::start();
+    ok(&b, &["topic", "create", "timed", "--partitions", "1"], "");
+    // 2023-11-14T22:13:20Z, and a second batch a minute later.
+    let t0 = 1_700_000_000_000_i64;
+    let first: Vec<(i64, String)> = (0..3).map(|i| (t0 + i, format!("early-{i}"))).collect();
+    let second: Vec<(i64, String)> = (0..3)
+        .map(|i| (t0 + 60_000 + i, format!("late-{i}")))
+        .collect();
+    b.produce_to("timed", 0, &first);
+    b.produce_to("timed", 0, &second);
+
+    let between = ok(
+        &b,
+        &["consume", "timed", "--from", "2023-11-14T22:13:50Z"],
+        "",
+    );
+    assert_eq!(between, "late-0\nlate-1\nlate-2\n");
+    let with_offset = ok(
+        &b,
+        &[
+            "consume",
+            "timed",
+            "--from",
+            "2023-11-14T23:13:50+01:00",
+            "--count",
+            "1",
+        ],
+        "",
+    );
+    assert_eq!(with_offset, "late-0\n");
+    let to_the_ms = ok(
+        &b,
+        &["consume", "timed", "--from", "2023-11-14T22:13:20.001Z"],
+        "",
+    );
+    assert_eq!(to_the_ms, "early-1\nearly-2\nlate-0\nlate-1\nlate-2\n");
+    let after_all = ok(
+        &b,
+        &["consume", "timed", "--from", "2023-11-14T23:00:00Z"],
+        "",
+    );
+    assert_eq!(
+        after_all, "",
+        "no record at or after the time: start at the end"
+    );
+
+    let bad = rivulet(&["consume", "timed", "--from", "2023-11-14T22:13:50"], "");
+    assert!(
+        !bad.success && bad.stderr.contains("RFC 3339"),
+        "{}",
+        bad.stderr
+    );
+}

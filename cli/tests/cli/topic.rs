@@ -1,0 +1,166 @@
+//! `rivulet topic create|list|describe|alter-config|delete`, checked
+//! through rdkafka's Metadata and DescribeConfigs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::consumer::BaseConsumer;
+use rivulet_testkit::kafka::{admin, client_config, partitions};
+use rivulet_testkit::poll::Poll;
+
+use crate::{fails, ok, Broker, TIMEOUT};
+
+impl Broker {
+    /// Partition count of `topic` per rdkafka's metadata, `None` if absent.
+    fn partitions(&self, topic: &str) -> Option<usize> {
+        let c: BaseConsumer = client_config(&self.bootstrap())
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .expect("a metadata client");
+        partitions(&c, topic).map(|ps| ps.len())
+    }
+
+    /// The topic's config overrides per rdkafka's DescribeConfigs.
+    fn overrides(&self, topic: &str) -> BTreeMap<String, String> {
+        let admin = admin(&self.bootstrap());
+        let res = self
+            .runtime
+            .block_on(
+                admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+            )
+            .unwrap();
+        let resource = res.into_iter().next().unwrap().unwrap();
+        resource
+            .entries
+            .into_iter()
+            .filter(|e| e.source == ConfigSource::DynamicTopic)
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn topic_create_list_describe_alter_delete_round_trip() {
+    let b = Broker::start();
+    let out = ok(
+        &b,
+        &[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=60000",
+        ],
+        "",
+    );
+    assert_eq!(out, "created topic orders\n");
+    assert_eq!(b.partitions("orders"), Some(3));
+    assert!(fails(&b, &["topic", "create", "orders"]).contains("already exists"));
+    ok(&b, &["topic", "create", "orders", "--if-not-exists"], "");
+    ok(&b, &["topic", "create", "audit"], "");
+
+    let listed = ok(&b, &["topic", "list"], "");
+    let names: Vec<&str> = listed.lines().collect();
+    assert!(
+        names.contains(&"orders") && names.contains(&"audit"),
+        "{listed}"
+    );
+
+    let described = ok(&b, &["topic", "describe", "orders"], "");
+    let lines: Vec<&str> = described.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "Topic: orders\tPartitionCount: 3\tReplicationFactor: 1\tConfigs: retention.ms=60000",
+            "\tTopic: orders\tPartition: 0\tLeader: 1\tReplicas: 1\tIsr: 1",
+            "\tTopic: orders\tPartition: 1\tLeader: 1\tReplicas: 1\tIsr: 1",
+            "\tTopic: orders\tPartition: 2\tLeader: 1\tReplicas: 1\tIsr: 1",
+        ]
+    );
+    let all = ok(&b, &["topic", "describe", "orders", "--all-configs"], "");
+    assert!(
+        all.contains("\tretention.ms=60000\t(topic override)"),
+        "{all}"
+    );
+    assert!(all.contains("\tcleanup.policy=delete\t(default)"), "{all}");
+
+    // Legacy AlterConfigs replaces the override set: the untouched
+    // retention.ms must survive a change to other keys.
+    let out = ok(
+        &b,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "cleanup.policy=compact",
+            "--set",
+            "segment.bytes=1048576",
+        ],
+        "",
+    );
+    assert!(out.starts_with("altered configs of topic orders"), "{out}");
+    assert_eq!(
+        b.overrides("orders"),
+        map(&[
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "60000"),
+            ("segment.bytes", "1048576"),
+        ])
+    );
+    ok(
+        &b,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--delete",
+            "retention.ms",
+        ],
+        "",
+    );
+    assert_eq!(
+        b.overrides("orders"),
+        map(&[("cleanup.policy", "compact"), ("segment.bytes", "1048576")])
+    );
+    let described = ok(&b, &["topic", "describe", "orders"], "");
+    assert!(
+        described.starts_with(
+            "Topic: orders\tPartitionCount: 3\tReplicationFactor: 1\t\
+             Configs: cleanup.policy=compact,segment.bytes=1048576\n"
+        ),
+        "{described}"
+    );
+    assert!(fails(&b, &["topic", "alter-config", "orders"]).contains("nothing to change"));
+    assert!(fails(
+        &b,
+        &["topic", "alter-config", "nope", "--set", "retention.ms=1"]
+    )
+    .contains("topic nope does not exist"));
+
+    assert_eq!(
+        ok(&b, &["topic", "delete", "orders"], ""),
+        "deleted topic orders\n"
+    );
+    Poll::new(TIMEOUT)
+        .every(Duration::from_millis(50))
+        .wait("orders to leave the metadata", || {
+            b.partitions("orders").is_none()
+        });
+    assert!(!ok(&b, &["topic", "list"], "")
+        .lines()
+        .any(|l| l == "orders"));
+    assert!(fails(&b, &["topic", "delete", "orders"]).contains("topic orders does not exist"));
+    ok(&b, &["topic", "delete", "orders", "--if-exists"], "");
+    assert!(fails(&b, &["topic", "describe", "orders"]).contains("topic orders does not exist"));
+    assert_eq!(b.partitions("audit"), Some(1), "other topics are untouched");
+}
