@@ -2,55 +2,61 @@
 //! huge size prefixes, unknown API keys, unsupported versions, silent
 //! clients — gets an answer or a closed connection, and the broker keeps
 //! serving a normal client throughout.
+//!
+//! Frames come from `rivulet_protocol::wire`; the deliberately malformed
+//! ones (a size prefix that lies, a header no encoder writes) are written
+//! byte by byte and sent as they are with `Client::send`.
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, RequestHeader};
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use rdkafka::Offset;
+use rivulet_protocol::wire::{self, Client};
 use rivulet_testkit::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// Encode a request frame (size prefix included).
-fn frame<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> BytesMut {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("raw-test")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
+const CLIENT_ID: &str = "raw-test";
+
+/// A connection to `bootstrap` for raw frames; responses above 1 MiB are
+/// refused.
+async fn connect(bootstrap: &str) -> Client<TcpStream> {
+    wire::connect(bootstrap)
+        .await
+        .unwrap()
+        .with_client_id(Some(CLIENT_ID.to_string()))
+        .with_timeout(TIMEOUT)
+        .with_max_response_bytes(1 << 20)
+}
+
+/// `body` encoded at `version`, for a header that may claim another.
+fn body_of<R: Encodable>(body: &R, version: i16) -> Vec<u8> {
     let mut out = BytesMut::new();
-    out.put_i32(buf.len() as i32);
-    out.put(buf);
-    out
+    body.encode(&mut out, version).unwrap();
+    out.to_vec()
+}
+
+/// A frame whose size prefix is right and whose contents `write` puts
+/// byte by byte.
+fn hand_written(write: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
+    wire::build_frame(64, |f| {
+        write(f);
+        Ok::<(), String>(())
+    })
+    .unwrap()
+    .to_vec()
 }
 
 /// Whether the broker closed the connection (EOF or reset) within `wait`.
-async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+async fn closed_within(s: &mut Client<TcpStream>, wait: Duration) -> bool {
     let mut buf = [0u8; 64];
-    match tokio::time::timeout(wait, s.read(&mut buf)).await {
+    match tokio::time::timeout(wait, s.stream_mut().read(&mut buf)).await {
         Ok(Ok(0)) | Ok(Err(_)) => true,
         Ok(Ok(_)) => false,
         Err(_) => false,
     }
-}
-
-/// Read one response frame.
-async fn read_response(s: &mut TcpStream) -> BytesMut {
-    let size = tokio::time::timeout(TIMEOUT, s.read_i32())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(size > 0 && size < 1 << 20);
-    let mut buf = BytesMut::zeroed(size as usize);
-    s.read_exact(&mut buf).await.unwrap();
-    buf
 }
 
 /// A normal client still produces and consumes.
@@ -70,7 +76,7 @@ async fn malformed_frames_close_only_their_connection() {
     let bs = broker.bootstrap();
     still_serving(&bs, 0).await;
     // A client that connects and sends nothing sits there harmlessly.
-    let _silent = TcpStream::connect(&bs).await.unwrap();
+    let _silent = connect(&bs).await;
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("negative size", (-5i32).to_be_bytes().to_vec()),
@@ -80,35 +86,40 @@ async fn malformed_frames_close_only_their_connection() {
             (200 * 1024 * 1024i32).to_be_bytes().to_vec(),
         ),
         ("tiny frame", [0, 0, 0, 3, 1, 2, 3].to_vec()),
-        ("unknown api key", {
-            let mut f = BytesMut::new();
-            f.put_i32(10);
-            f.put_i16(999);
-            f.put_i16(0);
-            f.put_i32(1);
-            f.put_i16(-1);
-            f.to_vec()
-        }),
-        ("garbage body", {
-            let mut f = BytesMut::new();
-            f.put_i32(40);
-            f.put_i16(ApiKey::Metadata as i16);
-            f.put_i16(9);
-            f.put_i32(7);
-            f.put_slice(&[0xff; 32]);
-            f.to_vec()
-        }),
+        (
+            "unknown api key",
+            hand_written(|f| {
+                f.put_i16(999);
+                f.put_i16(0);
+                f.put_i32(1);
+                f.put_i16(-1);
+            }),
+        ),
+        (
+            "garbage body",
+            hand_written(|f| {
+                f.put_i16(ApiKey::Metadata as i16);
+                f.put_i16(9);
+                f.put_i32(7);
+                f.put_slice(&[0xff; 32]);
+            }),
+        ),
         (
             "unsupported metadata version",
-            with_version(
-                frame(ApiKey::Metadata, 12, 3, &MetadataRequest::default()),
+            wire::encode_raw_request(
+                ApiKey::Metadata,
                 99,
-            ),
+                3,
+                Some(CLIENT_ID),
+                &body_of(&MetadataRequest::default(), 12),
+            )
+            .unwrap()
+            .to_vec(),
         ),
     ];
     for (i, (name, bytes)) in cases.into_iter().enumerate() {
-        let mut s = TcpStream::connect(&bs).await.unwrap();
-        s.write_all(&bytes).await.unwrap();
+        let mut s = connect(&bs).await;
+        s.send(&bytes).await.unwrap();
         assert!(
             closed_within(&mut s, Duration::from_secs(5)).await,
             "{name}: connection not closed"
@@ -117,22 +128,16 @@ async fn malformed_frames_close_only_their_connection() {
     }
 
     // A truncated frame: the size promises more than ever arrives.
-    let mut s = TcpStream::connect(&bs).await.unwrap();
-    let f = frame(ApiKey::Metadata, 9, 1, &MetadataRequest::default());
-    s.write_all(&f[..f.len() - 3]).await.unwrap();
+    let mut s = connect(&bs).await;
+    let f = wire::encode_request(&MetadataRequest::default(), 9, 1, Some(CLIENT_ID)).unwrap();
+    s.send(&f[..f.len() - 3]).await.unwrap();
     drop(s);
     still_serving(&bs, 100).await;
 
     // An old Produce body (v2) is refused though v0 is advertised.
-    let mut s = TcpStream::connect(&bs).await.unwrap();
-    let mut f = BytesMut::new();
-    f.put_i32(30);
-    f.put_i16(ApiKey::Produce as i16);
-    f.put_i16(2);
-    f.put_i32(5);
-    f.put_i16(-1);
-    f.put_slice(&[0u8; 20]);
-    s.write_all(&f).await.unwrap();
+    let mut s = connect(&bs).await;
+    let f = wire::encode_raw_request(ApiKey::Produce, 2, 5, None, &[0u8; 20]).unwrap();
+    s.send(&f).await.unwrap();
     assert!(
         closed_within(&mut s, Duration::from_secs(5)).await,
         "produce v2 not refused"
@@ -140,31 +145,31 @@ async fn malformed_frames_close_only_their_connection() {
     still_serving(&bs, 101).await;
 }
 
-/// An encoded frame with its API version field replaced.
-fn with_version(mut f: BytesMut, v: i16) -> Vec<u8> {
-    f[6..8].copy_from_slice(&v.to_be_bytes());
-    f.to_vec()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_new_api_versions_gets_unsupported_version_with_our_ranges() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path(), &[]).await;
-    let mut s = TcpStream::connect(broker.bootstrap()).await.unwrap();
-    let f = with_version(
-        frame(ApiKey::ApiVersions, 3, 42, &ApiVersionsRequest::default()),
+    let mut s = connect(&broker.bootstrap()).await;
+    // A v3 body under a header claiming v77.
+    let f = wire::encode_raw_request(
+        ApiKey::ApiVersions,
         77,
-    );
-    s.write_all(&f).await.unwrap();
-    let mut r = read_response(&mut s).await;
-    // Response header v0 (correlation id only), then the v0 body.
-    assert_eq!(r.get_i32(), 42);
-    assert_eq!(r.get_i16(), 35, "UNSUPPORTED_VERSION");
-    let n = r.get_i32();
-    let mut keys = Vec::new();
-    for _ in 0..n {
-        keys.push((r.get_i16(), r.get_i16(), r.get_i16()));
-    }
+        42,
+        Some(CLIENT_ID),
+        &body_of(&ApiVersionsRequest::default(), 3),
+    )
+    .unwrap();
+    s.send(&f).await.unwrap();
+    // Response header v0 (correlation id only), then the v0 body, to its
+    // last byte.
+    let r = wire::decode_response::<ApiVersionsRequest>(s.read_response().await.unwrap(), 0, 42)
+        .unwrap();
+    assert_eq!(r.error_code, 35, "UNSUPPORTED_VERSION");
+    let keys: Vec<(i16, i16, i16)> = r
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, k.min_version, k.max_version))
+        .collect();
     assert!(
         keys.contains(&(ApiKey::ApiVersions as i16, 0, 3)),
         "{keys:?}"
@@ -173,20 +178,12 @@ async fn too_new_api_versions_gets_unsupported_version_with_our_ranges() {
         keys.contains(&(ApiKey::Produce as i16, 0, 12)),
         "Produce advertised from v0: {keys:?}"
     );
-    assert_eq!(r.remaining(), 0);
     // The connection stays usable for a retry at a version we know.
-    let f = frame(
-        ApiKey::ApiVersions,
-        3,
-        43,
-        &ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("raw"))
-            .with_client_software_version(StrBytes::from_static_str("1")),
-    );
-    s.write_all(&f).await.unwrap();
-    let mut r = read_response(&mut s).await;
-    assert_eq!(r.get_i32(), 43);
-    assert_eq!(r.get_i16(), 0);
+    let retry = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("raw"))
+        .with_client_software_version(StrBytes::from_static_str("1"));
+    let r = s.round_trip(3, &retry).await.unwrap();
+    assert_eq!(r.error_code, 0);
 }
 
 /// A client that sends the size of a large frame and stalls holds its
@@ -210,13 +207,14 @@ async fn a_stalled_large_frame_holds_the_request_pool_only_until_its_body_timeou
 
     // A: a frame of 1,000,000 bytes announced, 100 sent, then silence. It
     // reserves the whole pool.
-    let mut stalled = TcpStream::connect(&bs).await.unwrap();
+    // The size prefix lies: written by hand.
+    let mut stalled = connect(&bs).await;
     let mut head = BytesMut::new();
     head.put_i32(1_000_000);
     head.put_i16(ApiKey::Metadata as i16);
     head.put_i16(1);
     head.put_slice(&[0u8; 96]);
-    stalled.write_all(&head).await.unwrap();
+    stalled.send(&head).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Small requests (a real client's produce and fetch) do not wait.
@@ -227,14 +225,14 @@ async fn a_stalled_large_frame_holds_the_request_pool_only_until_its_body_timeou
     );
 
     // B: a 200 KiB request (ApiVersions v0 and padding) waits for the pool.
-    let mut large = TcpStream::connect(&bs).await.unwrap();
-    let mut f = frame(ApiKey::ApiVersions, 0, 9, &ApiVersionsRequest::default());
-    f.put_slice(&vec![0u8; 200 * 1024]);
-    let size = (f.len() - 4) as i32;
-    f[..4].copy_from_slice(&size.to_be_bytes());
-    large.write_all(&f).await.unwrap();
-    let mut response = read_response(&mut large).await;
-    assert_eq!(response.get_i32(), 9, "correlation id");
+    let mut large = connect(&bs).await;
+    let mut body = body_of(&ApiVersionsRequest::default(), 0);
+    body.extend_from_slice(&vec![0u8; 200 * 1024]);
+    let f = wire::encode_raw_request(ApiKey::ApiVersions, 0, 9, Some(CLIENT_ID), &body).unwrap();
+    large.send(&f).await.unwrap();
+    // Correlation id 9, a v0 body.
+    wire::decode_response::<ApiVersionsRequest>(large.read_response().await.unwrap(), 0, 9)
+        .unwrap();
     // By the time it was answered, the stalled sender had been cut off.
     assert!(
         closed_within(&mut stalled, Duration::from_millis(100)).await,
@@ -262,23 +260,15 @@ async fn a_client_that_does_not_take_its_response_is_disconnected() {
     }
     body.extend_from_slice(&1000i32.to_be_bytes()); // timeout_ms
     body.push(0); // tagged fields
-    let mut f = BytesMut::new();
-    let header_len = 2 + 2 + 4 + 2 + 1;
-    f.put_i32((header_len + body.len()) as i32);
-    f.put_i16(ApiKey::DeleteTopics as i16);
-    f.put_i16(5);
-    f.put_i32(11);
-    f.put_i16(-1); // null client id
-    f.put_u8(0); // header tagged fields
-    f.put_slice(&body);
-    let mut s = TcpStream::connect(&bs).await.unwrap();
-    s.write_all(&f).await.unwrap();
+    let f = wire::encode_raw_request(ApiKey::DeleteTopics, 5, 11, None, &body).unwrap();
+    let mut s = connect(&bs).await;
+    s.send(&f).await.unwrap();
     // Do not read for a while: the broker's write stalls and times out.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut got = 0usize;
     let mut buf = vec![0u8; 1 << 16];
     let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+        match tokio::time::timeout(Duration::from_secs(10), s.stream_mut().read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break true,
             Ok(Ok(k)) => got += k,
             Err(_) => break false,

@@ -156,36 +156,7 @@ async fn raw_join_and_go_silent(bs: &str, group: &str, topic: &str, session_ms: 
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    async fn call<Req: Encodable, Resp: Decodable>(
-        s: &mut tokio::net::TcpStream,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(1)
-            .with_client_id(Some(StrBytes::from_static_str("raw-member")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.put(body);
-        s.write_all(&frame).await.unwrap();
-        let size = s.read_i32().await.unwrap();
-        let mut buf = BytesMut::zeroed(size as usize);
-        s.read_exact(&mut buf).await.unwrap();
-        let mut buf = buf.freeze();
-        ResponseHeader::decode(&mut buf, key.response_header_version(version)).unwrap();
-        Resp::decode(&mut buf, version).unwrap()
-    }
+    use kafka_protocol::protocol::StrBytes;
 
     // ConsumerProtocolSubscription v0: topics, no user data.
     let mut subscription = BytesMut::new();
@@ -195,7 +166,11 @@ async fn raw_join_and_go_silent(bs: &str, group: &str, topic: &str, session_ms: 
     subscription.put_slice(topic.as_bytes());
     subscription.put_i32(-1);
     let subscription = subscription.freeze();
-    let mut s = tokio::net::TcpStream::connect(bs).await.unwrap();
+    let mut s = rivulet_protocol::wire::connect(bs)
+        .await
+        .unwrap()
+        .with_client_id(Some("raw-member".to_string()))
+        .with_timeout(TIMEOUT);
     let mut join = JoinGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
         .with_session_timeout_ms(session_ms)
@@ -211,10 +186,10 @@ async fn raw_join_and_go_silent(bs: &str, group: &str, topic: &str, session_ms: 
                 })
                 .collect(),
         );
-    let first: JoinGroupResponse = call(&mut s, ApiKey::JoinGroup, 5, &join).await;
+    let first = s.round_trip(5, &join).await.unwrap();
     assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED first");
     join = join.with_member_id(first.member_id.clone());
-    let joined: JoinGroupResponse = call(&mut s, ApiKey::JoinGroup, 5, &join).await;
+    let joined = s.round_trip(5, &join).await.unwrap();
     assert_eq!(joined.error_code, 0);
     assert_ne!(
         joined.leader, joined.member_id,
@@ -224,7 +199,7 @@ async fn raw_join_and_go_silent(bs: &str, group: &str, topic: &str, session_ms: 
         .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
         .with_generation_id(joined.generation_id)
         .with_member_id(joined.member_id.clone());
-    let synced: SyncGroupResponse = call(&mut s, ApiKey::SyncGroup, 3, &sync).await;
+    let synced = s.round_trip(3, &sync).await.unwrap();
     assert_eq!(synced.error_code, 0);
     assert!(
         !synced.assignment.is_empty(),

@@ -3,16 +3,15 @@
 //! OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch INVALID_PRODUCER_EPOCH, and
 //! the producer state survives a broker restart (rebuilt from the log).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::produce_response::ProduceResponse;
-use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, ResponseHeader, TopicName};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::Offset;
 use rivulet_protocol::record_batch::Compression;
 use rivulet_protocol::records::RecordBatchBuilder;
+use rivulet_protocol::wire::{self, Client};
 use rivulet_testkit::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const VERSION: i16 = 9;
@@ -31,8 +30,17 @@ fn batch(producer_id: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
     Bytes::from(b.build().unwrap())
 }
 
+/// A connection for raw Produce requests.
+async fn connect(bootstrap: &str) -> Client<TcpStream> {
+    wire::connect(bootstrap)
+        .await
+        .unwrap()
+        .with_client_id(Some("idem-test".to_string()))
+        .with_timeout(TIMEOUT)
+}
+
 /// Send one Produce (acks=all) and return `(error_code, base_offset)`.
-async fn produce(s: &mut TcpStream, topic: &str, records: Bytes, correlation: i32) -> (i16, i64) {
+async fn produce(s: &mut Client<TcpStream>, topic: &str, records: Bytes) -> (i16, i64) {
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
@@ -41,29 +49,7 @@ async fn produce(s: &mut TcpStream, topic: &str, records: Bytes, correlation: i3
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(records))])]);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(VERSION)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("idem-test")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, ApiKey::Produce.request_header_version(VERSION))
-        .unwrap();
-    req.encode(&mut body, VERSION).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(body.len() as i32);
-    frame.put(body);
-    s.write_all(&frame).await.unwrap();
-    let size = s.read_i32().await.unwrap();
-    let mut buf = BytesMut::zeroed(size as usize);
-    s.read_exact(&mut buf).await.unwrap();
-    let mut buf = buf.freeze();
-    let h =
-        ResponseHeader::decode(&mut buf, ApiKey::Produce.response_header_version(VERSION)).unwrap();
-    assert_eq!(h.correlation_id, correlation);
-    let resp = ProduceResponse::decode(&mut buf, VERSION).unwrap();
-    assert_eq!(buf.remaining(), 0);
+    let resp = s.round_trip(VERSION, &req).await.unwrap();
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
@@ -73,49 +59,49 @@ async fn retries_are_deduplicated_gaps_and_stale_epochs_refused_across_restarts(
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path(), &[]).await;
     create_topic(&broker.bootstrap(), "idem", 1, &[]).await;
-    let mut s = TcpStream::connect(broker.bootstrap()).await.unwrap();
+    let mut s = connect(&broker.bootstrap()).await;
     let pid = 4242;
     assert_eq!(
-        produce(&mut s, "idem", batch(pid, 0, 0, &["a", "b"]), 1).await,
+        produce(&mut s, "idem", batch(pid, 0, 0, &["a", "b"])).await,
         (0, 0)
     );
     assert_eq!(
-        produce(&mut s, "idem", batch(pid, 0, 2, &["c"]), 2).await,
+        produce(&mut s, "idem", batch(pid, 0, 2, &["c"])).await,
         (0, 2)
     );
     // A retry of the first batch: its original offset, nothing written.
     assert_eq!(
-        produce(&mut s, "idem", batch(pid, 0, 0, &["a", "b"]), 3).await,
+        produce(&mut s, "idem", batch(pid, 0, 0, &["a", "b"])).await,
         (0, 0)
     );
     // A gap: sequence 5 when 3 is next.
-    let (code, _) = produce(&mut s, "idem", batch(pid, 0, 5, &["x"]), 4).await;
+    let (code, _) = produce(&mut s, "idem", batch(pid, 0, 5, &["x"])).await;
     assert_eq!(code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
     // A new epoch restarts at sequence 0 and fences the old one.
     assert_eq!(
-        produce(&mut s, "idem", batch(pid, 1, 0, &["d"]), 5).await,
+        produce(&mut s, "idem", batch(pid, 1, 0, &["d"])).await,
         (0, 3)
     );
-    let (code, _) = produce(&mut s, "idem", batch(pid, 0, 3, &["e"]), 6).await;
+    let (code, _) = produce(&mut s, "idem", batch(pid, 0, 3, &["e"])).await;
     assert_eq!(code, 47, "INVALID_PRODUCER_EPOCH");
     // A plain (non-idempotent) batch is unaffected.
     assert_eq!(
-        produce(&mut s, "idem", batch(-1, -1, -1, &["plain"]), 7).await,
+        produce(&mut s, "idem", batch(-1, -1, -1, &["plain"])).await,
         (0, 4)
     );
     drop(s);
 
     let broker = broker.restart().await;
-    let mut s = TcpStream::connect(broker.bootstrap()).await.unwrap();
+    let mut s = connect(&broker.bootstrap()).await;
     // State was rebuilt from the log: the retry is still recognised.
     assert_eq!(
-        produce(&mut s, "idem", batch(pid, 1, 0, &["d"]), 8).await,
+        produce(&mut s, "idem", batch(pid, 1, 0, &["d"])).await,
         (0, 3)
     );
-    let (code, _) = produce(&mut s, "idem", batch(pid, 0, 3, &["e"]), 9).await;
+    let (code, _) = produce(&mut s, "idem", batch(pid, 0, 3, &["e"])).await;
     assert_eq!(code, 47);
     assert_eq!(
-        produce(&mut s, "idem", batch(pid, 1, 1, &["f"]), 10).await,
+        produce(&mut s, "idem", batch(pid, 1, 1, &["f"])).await,
         (0, 5)
     );
 

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::messages::ApiVersionsRequest;
+use kafka_protocol::protocol::StrBytes;
+use rivulet_protocol::wire::{self, WireError, MIN_RESPONSE_SIZE};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,10 +30,16 @@ impl Counters {
     }
 }
 
-/// Read responses (size-prefixed) until the connection ends.
+/// The largest response size a hostile client accepts: any a size prefix
+/// can state (the bodies are skipped, not held).
+const ANY_SIZE: usize = i32::MAX as usize;
+
+/// Read responses until the connection ends (or a size prefix is not a
+/// response's), skipping their bodies as they arrive. No wait of its own is
+/// bounded: the phase ends the task.
 pub(crate) async fn drain_responses<R: AsyncRead + Unpin>(mut r: R, c: &Counters) {
-    while let Ok(size) = r.read_i32().await {
-        let mut body = (&mut r).take(size.max(0) as u64);
+    while let Ok(size) = wire::read_size(&mut r, MIN_RESPONSE_SIZE, ANY_SIZE, Duration::MAX).await {
+        let mut body = (&mut r).take(size as u64);
         if tokio::io::copy(&mut body, &mut tokio::io::sink())
             .await
             .is_err()
@@ -87,9 +94,9 @@ pub(crate) async fn stalled_client(addr: String, limit: usize, c: Arc<Counters>)
         return;
     };
     Counters::add(&c.connects, 1);
-    let mut head = BytesMut::new();
-    head.put_i32(limit as i32);
-    head.put_slice(&raw_frame(ApiKey::Produce, 9, &[0x5a; 4096]));
+    // A Produce frame of 4 KiB whose size prefix claims `limit` bytes.
+    let mut head = BytesMut::from(raw_frame(ApiKey::Produce, 9, &[0x5a; 4096]));
+    head[..4].copy_from_slice(&(limit as i32).to_be_bytes());
     if s.write_all(&head).await.is_ok() {
         Counters::add(&c.frames, 1);
     }
@@ -127,15 +134,14 @@ pub(crate) async fn api_versions(addr: &str, pad: usize) -> Result<Vec<(i16, i16
         .with_client_software_name(StrBytes::from_static_str("hostile"))
         .with_client_software_version(StrBytes::from_static_str("1"))
         .with_unknown_tagged_fields(pad_fields(pad));
-    let frame = sized(&frame_of(ApiKey::ApiVersions, 3, &req));
-    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    s.write_all(&frame).await.map_err(|e| e.to_string())?;
-    let size = s.read_i32().await.map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; size.max(0) as usize];
-    s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-    let mut buf = Bytes::from(buf);
-    ResponseHeader::decode(&mut buf, 0).map_err(|e| e.to_string())?;
-    let r = ApiVersionsResponse::decode(&mut buf, 3).map_err(|e| e.to_string())?;
+    let mut client = wire::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?
+        .with_client_id(Some("hostile".to_string()));
+    let r = client
+        .round_trip(3, &req)
+        .await
+        .map_err(|e| e.to_string())?;
     if r.error_code != 0 {
         return Err(format!("error code {}", r.error_code));
     }
@@ -145,19 +151,20 @@ pub(crate) async fn api_versions(addr: &str, pad: usize) -> Result<Vec<(i16, i16
         .collect())
 }
 
-/// Send one sized frame on a fresh connection: the response's size and
+/// Send one whole frame on a fresh connection: the response's size and
 /// the time it took (60 s at most).
 pub(crate) async fn one_request(addr: &str, frame: &[u8]) -> Result<(usize, Duration), String> {
+    const WAIT: Duration = Duration::from_secs(60);
     let started = Instant::now();
     let exchange = async {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_all(frame).await?;
-        let size = s.read_i32().await?;
-        let mut body = (&mut s).take(size.max(0) as u64);
-        tokio::io::copy(&mut body, &mut tokio::io::sink()).await?;
-        Ok::<_, std::io::Error>(size.max(0) as usize)
+        let mut client = wire::connect(addr)
+            .await?
+            .with_max_response_bytes(ANY_SIZE)
+            .with_timeout(WAIT);
+        client.send(frame).await?;
+        Ok::<_, WireError>(client.read_response().await?.len())
     };
-    match tokio::time::timeout(Duration::from_secs(60), exchange).await {
+    match tokio::time::timeout(WAIT, exchange).await {
         Ok(Ok(size)) => Ok((size, started.elapsed())),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 60 s".into()),

@@ -2,86 +2,78 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequest, OffsetFetchRequestGroup};
 use kafka_protocol::messages::produce_request::{
     PartitionProduceData, ProduceRequest, TopicProduceData,
 };
-use kafka_protocol::messages::{ApiKey, GroupId, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, GroupId, TopicName};
+use kafka_protocol::protocol::{Request, StrBytes};
 use rivulet_protocol::request_bounds::sample::sample;
+use rivulet_protocol::wire;
 
 use super::*;
 
 // ---- frames ----
+//
+// Every frame here is whole, size prefix included, as `wire` encodes it;
+// a frame's size is what its prefix states (its length less 4 bytes).
 
-/// A request header for `key`/`version`, encoded.
-pub(crate) fn header(key: ApiKey, version: i16) -> BytesMut {
-    let mut out = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("hostile")))
-        .encode(&mut out, key.request_header_version(version))
-        .expect("encode header");
-    out
+const CLIENT_ID: &str = "hostile";
+
+/// A request frame for `body` at `version`.
+pub(crate) fn frame_of<R: Request>(version: i16, body: &R) -> Bytes {
+    wire::encode_request(body, version, 1, Some(CLIENT_ID))
+        .expect("encode a request")
+        .freeze()
 }
 
-/// Header and body of a request, without the size prefix.
-pub(crate) fn frame_of<R: Encodable>(key: ApiKey, version: i16, body: &R) -> Vec<u8> {
-    let mut out = header(key, version);
-    body.encode(&mut out, version).expect("encode body");
-    out.to_vec()
+/// A request frame: the header for `key`/`version`, then `body` as given.
+pub(crate) fn raw_frame(key: ApiKey, version: i16, body: &[u8]) -> Bytes {
+    wire::encode_raw_request(key, version, 1, Some(CLIENT_ID), body)
+        .expect("encode a request header")
+        .freeze()
 }
 
-/// A header followed by `body` as given.
-pub(crate) fn raw_frame(key: ApiKey, version: i16, body: &[u8]) -> Vec<u8> {
-    let mut out = header(key, version);
-    out.put_slice(body);
-    out.to_vec()
+/// The size a frame's prefix states.
+fn size_of(frame: &[u8]) -> usize {
+    frame.len().saturating_sub(4)
 }
 
-/// `frame` behind its size prefix.
-pub(crate) fn sized(frame: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(frame.len() + 4);
-    out.put_i32(frame.len() as i32);
-    out.put_slice(frame);
-    out.freeze()
-}
-
-/// The frame `build(pad)` grown by its padding to `target` bytes (or the
-/// nearest below it a varint boundary allows); `None` if it cannot fit.
-pub(crate) fn padded(target: usize, build: &dyn Fn(usize) -> Vec<u8>) -> Option<Vec<u8>> {
+/// The frame `build(pad)` grown by its padding to a size of `target`
+/// bytes (or the nearest below it a varint boundary allows); `None` if it
+/// cannot fit.
+pub(crate) fn padded(target: usize, build: &dyn Fn(usize) -> Bytes) -> Option<Bytes> {
     let base = build(0);
-    if base.len() > target {
+    if size_of(&base) > target {
         return None;
     }
     let mut best = base;
     // A tag (2 bytes), a size varint (1–5) and the padding itself.
-    let mut pad = target.saturating_sub(best.len() + 7);
+    let mut pad = target.saturating_sub(size_of(&best) + 7);
     for _ in 0..6 {
         if pad == 0 {
             break;
         }
         let f = build(pad);
-        match f.len().cmp(&target) {
+        let size = size_of(&f);
+        match size.cmp(&target) {
             std::cmp::Ordering::Equal => return Some(f),
             std::cmp::Ordering::Less => {
-                pad += target - f.len();
+                pad += target - size;
                 best = f;
             }
-            std::cmp::Ordering::Greater => pad = pad.saturating_sub(f.len() - target),
+            std::cmp::Ordering::Greater => pad = pad.saturating_sub(size - target),
         }
     }
     Some(best)
 }
 
 /// Whether the broker's own decoding path takes `frame`; its estimate.
-pub(crate) fn accepted(key: ApiKey, version: i16, frame: &[u8]) -> Option<usize> {
-    rivulet_protocol::request::decode(Bytes::copy_from_slice(frame), key, version)
+pub(crate) fn accepted(key: ApiKey, version: i16, frame: &Bytes) -> Option<usize> {
+    rivulet_protocol::request::decode(frame.slice(4..), key, version)
         .ok()
         .map(|d| d.bounds.decoded_estimate)
 }
@@ -100,7 +92,7 @@ pub(crate) fn amplifier(
     key: ApiKey,
     version: i16,
     target: usize,
-    build: &dyn Fn(usize, usize) -> Vec<u8>,
+    build: &dyn Fn(usize, usize) -> Bytes,
 ) -> Option<Amplifier> {
     let at = |n: usize| padded(target, &|pad| build(n, pad));
     let ok = |n: usize| at(n).and_then(|f| accepted(key, version, &f).map(|e| (f, e)));
@@ -119,7 +111,7 @@ pub(crate) fn amplifier(
         label: format!("{label} x{lo}"),
         elements: lo,
         estimate,
-        frame: sized(&frame),
+        frame,
     })
 }
 
@@ -132,7 +124,7 @@ pub(crate) fn pad_fields(pad: usize) -> std::collections::BTreeMap<i32, Bytes> {
 }
 
 /// A request frame of `n` elements and `pad` bytes of padding.
-type Build = Box<dyn Fn(usize, usize) -> Vec<u8>>;
+type Build = Box<dyn Fn(usize, usize) -> Bytes>;
 
 /// The four amplification frames at `target` bytes.
 pub(crate) fn amplifiers(target: usize, delete_topics_version: i16) -> Vec<Amplifier> {
@@ -147,7 +139,7 @@ pub(crate) fn amplifiers(target: usize, delete_topics_version: i16) -> Vec<Ampli
                 let r = DeleteTopicsRequest::default()
                     .with_topic_names(vec![empty(); n])
                     .with_unknown_tagged_fields(pad_fields(pad));
-                frame_of(ApiKey::DeleteTopics, v, &r)
+                frame_of(v, &r)
             }),
         ),
         (
@@ -161,7 +153,7 @@ pub(crate) fn amplifiers(target: usize, delete_topics_version: i16) -> Vec<Ampli
                     .with_allow_auto_topic_creation(false)
                     .with_include_topic_authorized_operations(true)
                     .with_unknown_tagged_fields(pad_fields(pad));
-                frame_of(ApiKey::Metadata, 9, &r)
+                frame_of(9, &r)
             }),
         ),
         (
@@ -175,7 +167,7 @@ pub(crate) fn amplifiers(target: usize, delete_topics_version: i16) -> Vec<Ampli
                 let r = OffsetFetchRequest::default()
                     .with_groups(vec![g; n])
                     .with_unknown_tagged_fields(pad_fields(pad));
-                frame_of(ApiKey::OffsetFetch, 8, &r)
+                frame_of(8, &r)
             }),
         ),
         (
@@ -194,7 +186,7 @@ pub(crate) fn amplifiers(target: usize, delete_topics_version: i16) -> Vec<Ampli
                     .with_timeout_ms(1000)
                     .with_topic_data(vec![t])
                     .with_unknown_tagged_fields(pad_fields(pad));
-                frame_of(ApiKey::Produce, 9, &r)
+                frame_of(9, &r)
             }),
         ),
     ];
@@ -231,17 +223,17 @@ pub(crate) fn full_frames(limit: usize) -> [Bytes; 2] {
             .with_acks(1)
             .with_timeout_ms(1000)
             .with_topic_data(vec![t]);
-        frame_of(ApiKey::Produce, 9, &r)
+        frame_of(9, &r)
     })
     .expect("a produce frame fits");
     let metadata = padded(limit, &|pad| {
         let r = MetadataRequest::default()
             .with_topics(Some(Vec::new()))
             .with_unknown_tagged_fields(pad_fields(pad));
-        frame_of(ApiKey::Metadata, 12, &r)
+        frame_of(12, &r)
     })
     .expect("a metadata frame fits");
-    [sized(&produce), sized(&metadata)]
+    [produce, metadata]
 }
 
 /// Every advertised (key, version) with each prefix of its sample body set
@@ -264,7 +256,7 @@ pub(crate) fn huge_claims(advertised: &[(i16, i16, i16)]) -> (Vec<Bytes>, Vec<St
                     bodies.insert(s.with_max(*slot));
                 }
             }
-            frames.extend(bodies.iter().map(|b| sized(&raw_frame(api, version, b))));
+            frames.extend(bodies.iter().map(|b| raw_frame(api, version, b)));
         }
     }
     (frames, missing)

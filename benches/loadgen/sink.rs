@@ -1,15 +1,16 @@
+//! The in-process sink: a minimal Kafka-protocol server on loopback,
 //! one thread per connection, that keeps produced batches in memory as
 //! they arrived (no copy) and serves them back to Fetch. Anything it
 //! does not understand closes the connection with a message on stderr.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::metadata_response::{
@@ -18,11 +19,12 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, RequestKind, ResponseHeader,
-    ResponseKind, TopicName,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, RequestKind, ResponseKind,
+    TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError as E;
+use rivulet_protocol::wire::{self, WireError, MIN_REQUEST_SIZE};
 
 const NODE_ID: i32 = 1;
 const MAX_FRAME: usize = 100 << 20;
@@ -138,10 +140,14 @@ impl Sink {
                 std::thread::spawn(move || {
                     if let Err(e) = serve(stream, &shared) {
                         // A client closing with unread data resets.
-                        let closed = matches!(
-                            e.kind(),
-                            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
-                        );
+                        let closed = match &e {
+                            WireError::Eof => true,
+                            WireError::Io(e) => matches!(
+                                e.kind(),
+                                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                            ),
+                            _ => false,
+                        };
                         if !closed {
                             eprintln!("loadgen sink: closing a connection: {e}");
                         }
@@ -179,20 +185,13 @@ fn codec(what: &str, key: ApiKey, version: i16, e: impl std::fmt::Display) -> io
     bad(format!("{what} {key:?} v{version}: {e}"))
 }
 
-fn serve(stream: TcpStream, shared: &Shared) -> io::Result<()> {
+fn serve(stream: TcpStream, shared: &Shared) -> Result<(), WireError> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
     let mut writer = stream;
     loop {
-        let mut size = [0u8; 4];
-        reader.read_exact(&mut size)?;
-        let size = i32::from_be_bytes(size);
-        if size < 8 || size as usize > MAX_FRAME {
-            return Err(bad(format!("frame size {size}")));
-        }
-        let mut frame = BytesMut::zeroed(size as usize);
-        reader.read_exact(&mut frame)?;
-        if let Some(response) = handle(frame.freeze(), shared)? {
+        let frame = wire::read_frame_blocking(&mut reader, MIN_REQUEST_SIZE, MAX_FRAME)?;
+        if let Some(response) = handle(frame, shared)? {
             writer.write_all(&response)?;
         }
     }
@@ -267,18 +266,10 @@ fn encode(
     } else {
         key.response_header_version(version)
     };
-    let mut out = BytesMut::with_capacity(256);
-    out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut out, header_version)
-        .map_err(|e| codec("encode", key, version, e))?;
-    response
-        .encode(&mut out, version)
-        .map_err(|e| codec("encode", key, version, e))?;
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(out)
+    wire::encode_response(key, version, header_version, correlation_id, 256, |out| {
+        response.encode(out, version).map_err(|e| e.to_string())
+    })
+    .map_err(|e| bad(e.to_string()))
 }
 
 fn metadata(shared: &Shared, req: MetadataRequest) -> MetadataResponse {

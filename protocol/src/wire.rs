@@ -12,7 +12,9 @@
 //! response that leaves bytes unread is refused.
 //!
 //! This module does I/O only through the `AsyncRead`/`AsyncWrite` it is
-//! given; connecting ([`connect`]) is a convenience for clients.
+//! given (or, for servers and clients written with `std` I/O, the
+//! `std::io::Read` given to [`read_frame_blocking`]); connecting
+//! ([`connect`]) is a convenience for clients.
 
 use std::time::Duration;
 
@@ -91,7 +93,11 @@ pub async fn read_size<S: AsyncRead + Unpin>(
         Ok(Err(e)) => return Err(WireError::Io(e)),
         Ok(Ok(_)) => {}
     }
-    let size = i32::from_be_bytes(size);
+    checked_size(size, min, limit)
+}
+
+fn checked_size(prefix: [u8; 4], min: usize, limit: usize) -> Result<usize, WireError> {
+    let size = i32::from_be_bytes(prefix);
     match usize::try_from(size) {
         Ok(s) if s >= min && s <= limit => Ok(s),
         _ => Err(WireError::BadSize { size, min, limit }),
@@ -117,6 +123,41 @@ pub async fn read_body<S: AsyncRead + Unpin>(
             Ok(Err(e)) => return Err(WireError::Io(e)),
             Ok(Ok(0)) => return Err(WireError::Eof),
             Ok(Ok(_)) => {}
+        }
+    }
+    Ok(frame.freeze())
+}
+
+/// Read one frame (size prefix checked against `min..=limit`, then the
+/// body as it arrives, like [`read_size`] and [`read_body`]) from a
+/// blocking reader, for servers and clients written with `std` I/O. Waits
+/// are bounded by the reader (`TcpStream::set_read_timeout`): its timeout
+/// surfaces as [`WireError::Io`].
+pub fn read_frame_blocking<R: std::io::Read>(
+    reader: &mut R,
+    min: usize,
+    limit: usize,
+) -> Result<Bytes, WireError> {
+    use std::io::ErrorKind;
+    let mut prefix = [0u8; 4];
+    match reader.read_exact(&mut prefix) {
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Err(WireError::Eof),
+        Err(e) => return Err(WireError::Io(e)),
+        Ok(()) => {}
+    }
+    let size = checked_size(prefix, min, limit)?;
+    let mut frame = BytesMut::new();
+    let mut filled = 0;
+    while filled < size {
+        if frame.len() == filled {
+            let want = size - filled;
+            frame.resize(filled + want.min(filled.max(READ_STEP)), 0);
+        }
+        match reader.read(&mut frame[filled..]) {
+            Ok(0) => return Err(WireError::Eof),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(WireError::Io(e)),
         }
     }
     Ok(frame.freeze())
@@ -541,6 +582,71 @@ mod tests {
         let err = read_size(&mut a, MIN_REQUEST_SIZE, 1 << 20, IDLE)
             .await
             .unwrap_err();
+        assert!(matches!(err, WireError::Eof), "{err}");
+    }
+
+    /// A blocking reader that hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+        reads: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            self.reads += 1;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_blocking_read_takes_one_frame_as_it_arrives() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut bytes = build_frame(body.len(), |out| {
+            out.put_slice(&body);
+            Ok::<(), String>(())
+        })
+        .unwrap()
+        .to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 8]);
+        let mut r = Trickle {
+            bytes: &bytes,
+            step: 1000,
+            reads: 0,
+        };
+        let frame = read_frame_blocking(&mut r, MIN_REQUEST_SIZE, 1 << 20).unwrap();
+        assert_eq!(&frame[..], &body[..]);
+        assert!(r.reads > 200, "read in steps: {}", r.reads);
+        // The next frame's prefix is left for the next read: its body is
+        // missing, which is an EOF.
+        assert_eq!(r.bytes, &[0, 0, 0, 8]);
+        let err = read_frame_blocking(&mut r, MIN_REQUEST_SIZE, 1 << 20).unwrap_err();
+        assert!(matches!(err, WireError::Eof), "{err}");
+    }
+
+    #[test]
+    fn a_blocking_read_refuses_a_bad_prefix_and_a_truncated_body() {
+        let cases: [(&[u8], &str); 5] = [
+            (&[0, 0, 0, 3, 1, 2, 3], "below the minimum"),
+            (&[0x7f, 0xff, 0xff, 0xff], "above the limit"),
+            (&[0xff, 0xff, 0xff, 0xfb], "negative"),
+            (&[0, 0], "a torn prefix"),
+            (&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8], "a truncated body"),
+        ];
+        for (bytes, what) in cases {
+            let mut r = bytes;
+            let err = read_frame_blocking(&mut r, MIN_REQUEST_SIZE, 1 << 20).unwrap_err();
+            let expected = match what {
+                "a torn prefix" | "a truncated body" => matches!(err, WireError::Eof),
+                _ => matches!(err, WireError::BadSize { .. }),
+            };
+            assert!(expected, "{what}: {err}");
+        }
+        let mut r: &[u8] = &[];
+        let err = read_frame_blocking(&mut r, MIN_REQUEST_SIZE, 1 << 20).unwrap_err();
         assert!(matches!(err, WireError::Eof), "{err}");
     }
 

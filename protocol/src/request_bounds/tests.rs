@@ -7,20 +7,8 @@ use crate::request::{decode, RequestError};
 
 /// A frame (without size prefix): header for `key`/`version`, then `body`.
 pub(crate) fn frame(key: ApiKey, version: i16, body: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&(key as i16).to_be_bytes());
-    f.extend_from_slice(&version.to_be_bytes());
-    f.extend_from_slice(&7i32.to_be_bytes());
-    let hv = key.request_header_version(version);
-    if hv >= 1 {
-        f.extend_from_slice(&4i16.to_be_bytes());
-        f.extend_from_slice(b"test");
-    }
-    if hv >= 2 {
-        f.push(0);
-    }
-    f.extend_from_slice(body);
-    f
+    let f = crate::wire::encode_raw_request(key, version, 7, Some("test"), body).unwrap();
+    f[4..].to_vec()
 }
 
 /// Every (key, version) of the table that `kafka-protocol` has a codec for.
