@@ -272,18 +272,36 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
 /// `#[global_allocator] static A: meter::Meter = meter::Meter;`.
 pub mod meter {
     use std::alloc::{GlobalAlloc, Layout, System};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-    static IN_USE: AtomicUsize = AtomicUsize::new(0);
-    static PEAK: AtomicUsize = AtomicUsize::new(0);
     static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+    // Per thread, so that a measurement sees only what its own thread
+    // allocates: another thread freeing memory meanwhile (the test
+    // harness dropping a finished test's output) cannot hide a growth.
+    // Const-initialised `Cell`s of plain integers: no lazy init and no
+    // destructor, so the allocator can touch them at any time.
+    thread_local! {
+        static IN_USE: Cell<isize> = const { Cell::new(0) };
+        static PEAK: Cell<isize> = const { Cell::new(0) };
+    }
 
     pub struct Meter;
 
     fn grew(by: usize) {
-        let now = IN_USE.fetch_add(by, Relaxed) + by;
-        PEAK.fetch_max(now, Relaxed);
+        let by = isize::try_from(by).unwrap_or(isize::MAX);
+        let _ = IN_USE.try_with(|u| {
+            let now = u.get().saturating_add(by);
+            u.set(now);
+            let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+        });
         INSTALLED.store(true, Relaxed);
+    }
+
+    fn shrank(by: usize) {
+        let by = isize::try_from(by).unwrap_or(isize::MAX);
+        let _ = IN_USE.try_with(|u| u.set(u.get().saturating_sub(by)));
     }
 
     // SAFETY: every call is forwarded to `System` unchanged; the counters
@@ -307,7 +325,7 @@ pub mod meter {
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
             unsafe { System.dealloc(ptr, layout) };
-            IN_USE.fetch_sub(layout.size(), Relaxed);
+            shrank(layout.size());
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -316,7 +334,7 @@ pub mod meter {
                 // Count the new block before the old one goes, as a
                 // moving reallocation holds both for a moment.
                 grew(new_size);
-                IN_USE.fetch_sub(layout.size(), Relaxed);
+                shrank(layout.size());
             }
             p
         }
@@ -327,13 +345,15 @@ pub mod meter {
         INSTALLED.load(Relaxed)
     }
 
-    /// Run `f`; also return by how much the heap grew at its peak during
-    /// the call (0 without a [`Meter`]). Allocations by other threads in
-    /// that time count too.
+    /// Run `f`; also return by how much this thread's heap grew at its
+    /// peak during the call (0 without a [`Meter`]). Other threads'
+    /// allocations and frees do not count (the codecs run on the caller's
+    /// thread).
     pub fn measure<T>(f: impl FnOnce() -> T) -> (T, usize) {
-        let base = IN_USE.load(Relaxed);
-        PEAK.store(base, Relaxed);
+        let base = IN_USE.with(Cell::get);
+        PEAK.with(|p| p.set(base));
         let out = f();
-        (out, PEAK.load(Relaxed).saturating_sub(base))
+        let peak = PEAK.with(Cell::get);
+        (out, usize::try_from(peak.saturating_sub(base)).unwrap_or(0))
     }
 }
