@@ -11,34 +11,15 @@
 #[path = "../../fuzz/src/request.rs"]
 mod request;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use request::{Harness, Outcome};
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
 /// Every file under fuzz/<kind>/request, in name order.
 fn files(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = fuzz_dir().join(kind).join("request");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect()
+    rivulet_testkit::fuzz::inputs(kind, "request")
 }
 
 #[test]
@@ -95,7 +76,9 @@ fn request_corpus_and_regressions_run_clean() {
 fn write_request_seeds() {
     // Overwrites the seeds; inputs the fuzzer found (named by their SHA-1)
     // stay.
-    let dir = fuzz_dir().join("corpus").join("request");
+    let dir = rivulet_testkit::fuzz::fuzz_dir()
+        .join("corpus")
+        .join("request");
     std::fs::create_dir_all(&dir).unwrap();
     let seeds = request::seeds();
     for (name, data) in &seeds {

@@ -12,41 +12,23 @@
 #[path = "../../fuzz/src/records.rs"]
 mod records;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 #[global_allocator]
 static ALLOC: records::meter::Meter = records::meter::Meter;
 
-/// The meter counts every thread's allocations: the tests take turns.
+/// The tests take turns (the meter is per thread, but the bomb test's
+/// buffers are large: one at a time keeps the process's peak small).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
 /// Every file under fuzz/<kind>/records, in name order.
 fn files(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = fuzz_dir().join(kind).join("records");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect()
+    rivulet_testkit::fuzz::inputs(kind, "records")
 }
 
 #[test]
@@ -115,7 +97,9 @@ fn bombs_are_refused_without_inflating_them() {
 fn write_records_seeds() {
     // Overwrites the seeds; inputs the fuzzer found (named by their SHA-1)
     // stay.
-    let dir = fuzz_dir().join("corpus").join("records");
+    let dir = rivulet_testkit::fuzz::fuzz_dir()
+        .join("corpus")
+        .join("records");
     std::fs::create_dir_all(&dir).unwrap();
     let seeds = records::seeds();
     for (name, data) in &seeds {

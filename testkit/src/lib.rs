@@ -31,6 +31,7 @@
 //! bound it) they return it instead.
 
 pub mod dirs;
+pub mod fuzz;
 pub mod poll;
 pub mod ports;
 pub mod procfs;
