@@ -51,22 +51,11 @@ use rivulet_testkit::stats::percentile;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{rivulet_bin, target_dir};
+use common::{env_usize, rivulet_bin, target_dir};
 
 /// Upper bound on any single wait; a run that exceeds it is broken.
 const T: Duration = Duration::from_secs(180);
 const MIB: usize = 1 << 20;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.replace('_', "")
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}: '{v}' is not a number"))
-        })
-        .unwrap_or(default)
-}
 
 fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = bench_client_config(bootstrap);

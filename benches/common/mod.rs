@@ -69,3 +69,18 @@ pub fn rivulet_bin() -> PathBuf {
         ),
     }
 }
+
+/// A count from the environment (`_` separators allowed, e.g. `1_000`),
+/// or `default` when unset; a bench knob that is not a number stops the run.
+// Each bench compiles this module on its own; loadgen reads lists instead.
+#[allow(dead_code)]
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: '{v}' is not a number"))
+        })
+        .unwrap_or(default)
+}

@@ -71,7 +71,7 @@ use tokio::time::timeout_at;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{rivulet_bin, target_dir};
+use common::{env_usize, rivulet_bin, target_dir};
 
 /// The rdkafka helpers, for the closing round trip.
 use rivulet_testkit::kafka as client;
@@ -95,17 +95,6 @@ const SMALL_FRAME: usize = 64 * 1024;
 const PAD_TAG: i32 = 10_000;
 /// The topic the Produce frames name (created at start, one partition).
 const TOPIC: &str = "hostile";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.replace('_', "")
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}: '{v}' is not a number"))
-        })
-        .unwrap_or(default)
-}
 
 fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / MIB as f64)
