@@ -105,18 +105,7 @@ pub fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         Some(code) => bail!("topic {}: {code}", args.topic),
     }
-    let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-    partitions.sort_unstable();
-    if let Some(p) = args.partition {
-        if !partitions.contains(&p) {
-            bail!(
-                "topic {} has no partition {p} (it has {})",
-                args.topic,
-                partitions.len()
-            );
-        }
-        partitions = vec![p];
-    }
+    let partitions = select_partitions(topic, &args.topic, args.partition)?;
     let assignment = start_offsets(&consumer, &args.topic, &partitions, args.from)?;
     consumer
         .assign(&assignment)
@@ -248,6 +237,27 @@ fn flush(out: &mut impl Write) -> anyhow::Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// The partitions of `topic` (named `name`) a command works on, in order:
+/// all of them, or only `only`, which must exist.
+pub fn select_partitions(
+    topic: &rdkafka::metadata::MetadataTopic,
+    name: &str,
+    only: Option<i32>,
+) -> anyhow::Result<Vec<i32>> {
+    let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+    partitions.sort_unstable();
+    if let Some(p) = only {
+        if !partitions.contains(&p) {
+            bail!(
+                "topic {name} has no partition {p} (it has {})",
+                partitions.len()
+            );
+        }
+        partitions = vec![p];
+    }
+    Ok(partitions)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, describe_code, CliContext, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-use super::consume::{parse_start, Start};
+use super::consume::{parse_start, select_partitions, Start};
 use super::consumer_protocol::{decode_assignment, format_assignment, partition_count, Assignment};
 use super::topic;
 
@@ -436,22 +436,11 @@ fn target_offsets(
 fn reset_offsets(bootstrap: &str, args: &ResetOffsetsArgs) -> anyhow::Result<()> {
     let consumer = group_consumer(bootstrap, &args.group)?;
     let metadata = client::probe_with(&consumer, bootstrap, Some(&args.topic))?;
-    let mut partitions: Vec<i32> = topic::find_topic(&metadata, &args.topic)?
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
-    partitions.sort_unstable();
-    if let Some(p) = args.partition {
-        if !partitions.contains(&p) {
-            bail!(
-                "topic {} has no partition {p} (it has {})",
-                args.topic,
-                partitions.len()
-            );
-        }
-        partitions = vec![p];
-    }
+    let partitions = select_partitions(
+        topic::find_topic(&metadata, &args.topic)?,
+        &args.topic,
+        args.partition,
+    )?;
     // Kafka's rule (ConsumerGroupCommand): offsets are reset only while no
     // consumer could overwrite them; a group that does not exist yet may be
     // given offsets.
