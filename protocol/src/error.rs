@@ -25,6 +25,12 @@ pub enum BatchError {
     BadBaseOffset(i64),
     #[error("unknown compression codec id {0}")]
     UnknownCompression(i16),
+    /// Kafka's `LogValidator`: "Clients are not allowed to write control
+    /// records" (answered `INVALID_RECORD`).
+    #[error("clients are not allowed to write control batches")]
+    ControlBatchFromClient,
+    #[error("invalid control batch: {0}")]
+    InvalidControlBatch(&'static str),
 }
 
 /// Why the records inside a batch could not be decoded or encoded.

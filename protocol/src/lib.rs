@@ -7,9 +7,11 @@
 //! frames ([`request_bounds`], a pre-pass over every request version's wire
 //! layout, then [`request`] over `kafka-protocol`); Kafka framing and the
 //! typed request/response client everyone talks to brokers with
-//! ([`wire`]). Only [`wire`] does I/O, over the streams it is given.
+//! ([`wire`]); transaction markers, Kafka's control batches ([`control`]).
+//! Only [`wire`] does I/O, over the streams it is given.
 
 pub mod compression;
+pub mod control;
 pub mod error;
 pub mod record_batch;
 pub mod records;

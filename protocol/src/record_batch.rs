@@ -53,9 +53,12 @@ const RECORD_COUNT: usize = 57;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
-const DELETE_HORIZON_BIT: i16 = 0x40;
+/// Attribute bit 4: the batch belongs to a transaction (KIP-98).
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+/// Attribute bit 5: the batch holds a control record (a transaction marker).
+pub const CONTROL_BIT: i16 = 0x20;
+/// Attribute bit 6 (KIP-534): the base timestamp holds the delete horizon.
+pub const DELETE_HORIZON_BIT: i16 = 0x40;
 
 /// Compression codec named by the low three attribute bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,8 +274,20 @@ pub fn validate_produced_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 }
 
 /// The producer-only part of [`validate_produced_batch`], for a header that
-/// [`validate_batch`] already accepted (saves a second CRC pass).
+/// [`validate_batch`] already accepted (saves a second CRC pass). Control
+/// batches are refused: only the broker writes transaction markers (Kafka's
+/// `LogValidator` for `AppendOrigin.CLIENT`).
 pub fn check_produced(header: &BatchHeader) -> Result<(), BatchError> {
+    if header.is_control() {
+        return Err(BatchError::ControlBatchFromClient);
+    }
+    check_dense(header)
+}
+
+/// At least one record and a dense offset range (`last_offset_delta ==
+/// record_count - 1`): what every freshly written batch has, the broker's own
+/// control batches included; only the cleaner may leave gaps.
+pub fn check_dense(header: &BatchHeader) -> Result<(), BatchError> {
     if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
         return Err(BatchError::BadRecordCount {
             count: header.record_count,
