@@ -2,7 +2,9 @@
 //!
 //! Owns, per partition, a [`PartitionLog`] of [`LogSegment`]s — append-only
 //! `.log` files of record batches kept byte-for-byte as producers sent them,
-//! with sparse memory-mapped [`OffsetIndex`] and [`TimeIndex`] files — plus
+//! with sparse memory-mapped [`OffsetIndex`] and [`TimeIndex`] files and a
+//! [`TransactionIndex`] of aborted transactions — plus the transaction state
+//! read_committed needs (last stable offset, [`TxnTracker`]),
 //! crash recovery, retention, compaction ([`LogCleaner`]), group-commit
 //! durability ([`FlushTracker`]), Kafka-format checkpoint files, the
 //! [`LogManager`] that holds all logs of a data directory, and the free-space
@@ -26,6 +28,8 @@ pub mod offset_index;
 pub mod partition_log;
 pub mod time_index;
 pub mod topic_partition;
+pub mod transaction_index;
+pub mod txn_tracker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
@@ -38,6 +42,10 @@ pub use log_cleaner::{CleanerStats, LogCleaner};
 pub use log_manager::LogManager;
 pub use log_segment::{LogSegment, ReadPlan};
 pub use offset_index::{OffsetIndex, OffsetPosition};
-pub use partition_log::{LogAppendInfo, LogOpenOptions, OpenReport, PartitionLog, RetentionResult};
+pub use partition_log::{
+    AppendOrigin, LogAppendInfo, LogOpenOptions, OpenReport, PartitionLog, RetentionResult,
+};
 pub use time_index::{TimeIndex, TimestampOffset};
 pub use topic_partition::{validate_topic_name, TopicPartition};
+pub use transaction_index::{AbortedTxn, TransactionIndex};
+pub use txn_tracker::{CompletedTxn, TxnTracker};

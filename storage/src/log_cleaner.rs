@@ -36,6 +36,7 @@ use crate::config::LogConfig;
 use crate::error::{IoContext, Result};
 use crate::log_segment::{self, for_each_batch, remove_if_exists, LogSegment, LOG_SUFFIX};
 use crate::partition_log::PartitionLog;
+use crate::transaction_index::TXN_INDEX_SUFFIX;
 
 const CLEANED: &str = ".cleaned";
 const SWAP: &str = ".swap";
@@ -398,7 +399,8 @@ pub(crate) fn complete_interrupted_swaps(dir: &Path, config: &LogConfig) -> Resu
             let name = entry.file_name().to_string_lossy().into_owned();
             let old = log_segment::parse_segment_name(&name, LOG_SUFFIX)
                 .or_else(|| log_segment::parse_segment_name(&name, log_segment::INDEX_SUFFIX))
-                .or_else(|| log_segment::parse_segment_name(&name, log_segment::TIME_INDEX_SUFFIX));
+                .or_else(|| log_segment::parse_segment_name(&name, log_segment::TIME_INDEX_SUFFIX))
+                .or_else(|| log_segment::parse_segment_name(&name, TXN_INDEX_SUFFIX));
             if old.is_some_and(|b| b >= base && b < end.max(base + 1)) {
                 remove_if_exists(&entry.path())?;
             }

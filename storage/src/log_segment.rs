@@ -1,5 +1,6 @@
 //! `LogSegment`: one `.log` file of record batches with its sparse
-//! [`OffsetIndex`] and [`TimeIndex`], named by the 20-digit base offset.
+//! [`OffsetIndex`] and [`TimeIndex`] and its [`TransactionIndex`] of aborted
+//! transactions, named by the 20-digit base offset.
 //!
 //! Invariants: the `.log` file holds whole, valid batches with increasing
 //! offsets, all ≥ the base offset, from position 0 to `size`; every index
@@ -20,6 +21,7 @@ use crate::config::LogConfig;
 use crate::error::{IoContext, Result};
 use crate::offset_index::{OffsetIndex, OFFSET_ENTRY_SIZE};
 use crate::time_index::{TimeIndex, TimestampOffset, TIME_ENTRY_SIZE};
+use crate::transaction_index::{TransactionIndex, TXN_INDEX_SUFFIX};
 
 pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
@@ -174,6 +176,9 @@ pub struct LogSegment {
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+    /// Aborted transactions whose marker is in this segment (maintained by
+    /// the owning log, which knows the producers' state).
+    txn_index: TransactionIndex,
     index_interval: u64,
     max_offset_entries: usize,
     max_time_entries: usize,
@@ -203,7 +208,12 @@ impl LogSegment {
         now_ms: i64,
         extra: &str,
     ) -> Result<Self> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [
+            LOG_SUFFIX,
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+        ] {
             let p = with_extra(segment_file(dir, base_offset, suffix), extra);
             if p.exists() {
                 fs::remove_file(&p).at(&p)?;
@@ -258,6 +268,10 @@ impl LogSegment {
             max_time_entries,
             active,
         )?;
+        let txn_index = TransactionIndex::open(
+            &with_extra(segment_file(dir, base_offset, TXN_INDEX_SUFFIX), extra),
+            base_offset,
+        )?;
         Ok(LogSegment {
             base_offset,
             dir: dir.to_path_buf(),
@@ -267,6 +281,7 @@ impl LogSegment {
             size,
             offset_index,
             time_index,
+            txn_index,
             index_interval: cfg.index_interval_bytes,
             max_offset_entries,
             max_time_entries,
@@ -315,6 +330,14 @@ impl LogSegment {
 
     pub fn time_index(&self) -> &TimeIndex {
         &self.time_index
+    }
+
+    pub fn txn_index(&self) -> &TransactionIndex {
+        &self.txn_index
+    }
+
+    pub(crate) fn txn_index_mut(&mut self) -> &mut TransactionIndex {
+        &mut self.txn_index
     }
 
     /// Timestamp the segment's age counts from, for `segment.ms` and
@@ -635,6 +658,7 @@ impl LogSegment {
         self.size = position;
         self.offset_index.truncate_to(header.base_offset);
         self.time_index.truncate_to(header.base_offset);
+        self.txn_index.truncate_to(header.base_offset)?;
         self.max_timestamp_so_far = -1;
         self.offset_of_max_timestamp = self.base_offset;
         self.next_offset = self.base_offset;
@@ -683,13 +707,18 @@ impl LogSegment {
     pub fn flush(&self) -> Result<()> {
         self.log.sync_data().at(self.log_path.as_path())?;
         self.offset_index.flush()?;
-        self.time_index.flush()
+        self.time_index.flush()?;
+        self.txn_index.flush()
     }
 
     /// Rename the segment's files to carry `extra` instead of the current
     /// extra text (index files first, the `.log` last, so the log's name
     /// marks completion). Open handles stay valid.
     pub fn rename_extra(&mut self, extra: &str) -> Result<()> {
+        self.txn_index.rename(with_extra(
+            segment_file(&self.dir, self.base_offset, TXN_INDEX_SUFFIX),
+            extra,
+        ))?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
             let from = with_extra(
                 segment_file(&self.dir, self.base_offset, suffix),
@@ -716,7 +745,12 @@ impl LogSegment {
 
     /// Remove the segment's files.
     pub fn delete(self) -> Result<()> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [
+            LOG_SUFFIX,
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+        ] {
             let p = with_extra(
                 segment_file(&self.dir, self.base_offset, suffix),
                 &self.extra,

@@ -1,7 +1,8 @@
 //! `PartitionLog` (Kafka's `UnifiedLog`): one partition's ordered
 //! [`LogSegment`]s, the offsets that bound them, and the operations the broker
 //! needs — append as leader or follower, read, look up by timestamp, truncate,
-//! move the log start, roll, retain and flush.
+//! move the log start, roll, retain and flush — and track transactions for
+//! read_committed (the last stable offset, aborted transactions).
 //!
 //! Invariants: segments are keyed by base offset and hold increasing,
 //! non-overlapping offsets; the last segment is the only active one;
@@ -27,8 +28,11 @@ use crate::leader_epoch_cache::LeaderEpochCache;
 use crate::log_segment::{self, LogSegment, ReadPlan, LOG_SUFFIX};
 use crate::time_index::TimestampOffset;
 use crate::topic_partition::TopicPartition;
+use crate::transaction_index::TXN_INDEX_SUFFIX;
+use crate::txn_tracker::TxnTracker;
 
 mod retention;
+mod transactions;
 
 /// Where a log left off, from the data dir's checkpoints.
 #[derive(Debug, Clone)]
@@ -110,6 +114,18 @@ pub struct PartitionLog {
     /// Failed appends since the last warning about them, and when it was.
     append_failures: u64,
     append_failure_logged_ms: i64,
+    /// Ongoing and unreplicated transactions (see `transactions`).
+    txns: TxnTracker,
+}
+
+/// Who asks for an append as leader (Kafka's `AppendOrigin`): only the
+/// broker's coordinators may write control batches (transaction markers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer: control batches are refused.
+    Client,
+    /// The broker itself (transaction markers, group coordinator records).
+    Coordinator,
 }
 
 /// Least interval between two warnings about a partition's failing appends.
@@ -212,6 +228,7 @@ impl PartitionLog {
             truncations: 0,
             append_failures: 0,
             append_failure_logged_ms: i64::MIN / 2,
+            txns: TxnTracker::new(),
         };
         if log.log_start_offset > log.log_end_offset {
             log.truncate_fully_and_start_at(log.log_start_offset)?;
@@ -222,6 +239,7 @@ impl PartitionLog {
         log.high_watermark = opts
             .high_watermark
             .clamp(log.log_start_offset, log.log_end_offset);
+        log.load_txn_state()?;
         if report.recovered_segments > 0 || report.deleted_segments > 0 {
             info!(partition = %log.tp, ?report, log_end_offset = log.log_end_offset, "recovered log");
         }
@@ -261,6 +279,7 @@ impl PartitionLog {
     /// Set the high watermark, clamped to `[log_start, log_end]`.
     pub fn set_high_watermark(&mut self, hw: i64) {
         self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset);
+        self.txns.on_high_watermark(self.high_watermark);
     }
 
     /// Offsets below this are on disk.
@@ -308,13 +327,30 @@ impl PartitionLog {
     /// the log end, stamp the leader epoch (and the append time for
     /// `LogAppendTime` topics) in place, and write them. Either every batch
     /// is appended or none is: a failed write (a full disk) leaves the log as
-    /// it was, so the next append gets the same offsets.
+    /// it was, so the next append gets the same offsets. Control batches are
+    /// refused ([`BatchError::ControlBatchFromClient`]); the broker writes
+    /// markers with [`append_as_leader_from`](Self::append_as_leader_from).
+    ///
+    /// [`BatchError::ControlBatchFromClient`]: rivulet_protocol::BatchError::ControlBatchFromClient
     pub fn append_as_leader(
         &mut self,
         records: &mut [u8],
         leader_epoch: i32,
     ) -> Result<LogAppendInfo> {
-        let batches = self.validate_all(records, true)?;
+        self.append_as_leader_from(records, leader_epoch, AppendOrigin::Client)
+    }
+
+    /// [`append_as_leader`](Self::append_as_leader) for `origin`: with
+    /// [`AppendOrigin::Coordinator`] control batches are accepted if they
+    /// hold a well-formed control record (e.g. from
+    /// [`build_control_batch`](rivulet_protocol::control::build_control_batch)).
+    pub fn append_as_leader_from(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        origin: AppendOrigin,
+    ) -> Result<LogAppendInfo> {
+        let batches = self.validate_all(records, Some(origin))?;
         let now = self.clock.now_ms();
         let log_append_time = match self.config.timestamp_type {
             TimestampPolicy::LogAppendTime => now,
@@ -345,7 +381,7 @@ impl PartitionLog {
     /// at or after the log end offset. All or nothing, as
     /// [`append_as_leader`](Self::append_as_leader).
     pub fn append_as_follower(&mut self, records: &[u8]) -> Result<LogAppendInfo> {
-        let batches = self.validate_all(records, false)?;
+        let batches = self.validate_all(records, None)?;
         let mut info = self.empty_info(-1);
         let start = self.log_end_offset;
         for (range, header) in batches {
@@ -408,10 +444,11 @@ impl PartitionLog {
         }
     }
 
+    /// Validate every batch; `origin` is `None` for batches a follower copies.
     fn validate_all(
         &self,
         records: &[u8],
-        produced: bool,
+        origin: Option<AppendOrigin>,
     ) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>> {
         let limit = self.config.max_message_bytes as usize;
         let mut out = Vec::new();
@@ -423,9 +460,17 @@ impl PartitionLog {
                     limit,
                 });
             }
-            if produced {
-                // BatchIter validated the CRC already.
-                record_batch::check_produced(&header)?;
+            // BatchIter validated the CRC already.
+            match origin {
+                Some(AppendOrigin::Client) => record_batch::check_produced(&header)?,
+                Some(AppendOrigin::Coordinator) => {
+                    record_batch::check_dense(&header)?;
+                    if header.is_control() {
+                        let bytes = records.get(range.clone()).unwrap_or_default();
+                        rivulet_protocol::control::parse_control_marker(bytes)?;
+                    }
+                }
+                None => {}
             }
             out.push((range, header));
         }
@@ -458,6 +503,9 @@ impl PartitionLog {
         }
         self.active_mut()?.append(header, bytes)?;
         self.log_end_offset = header.next_offset();
+        // After the log end moved: should indexing the transaction fail, the
+        // caller's undo truncates this batch away again.
+        self.track_txn(header, bytes)?;
         info.last_offset = header.last_offset();
         info.record_count += header.record_count as i64;
         info.bytes += bytes.len();
@@ -680,7 +728,7 @@ impl PartitionLog {
         self.epoch_cache.truncate_from_end(offset)?;
         self.flush.rolled(file);
         self.flush.truncated(offset);
-        Ok(())
+        self.txns_truncated(offset)
     }
 
     /// Drop the whole log and restart it, empty, at `offset`.
@@ -695,6 +743,8 @@ impl PartitionLog {
         self.log_start_offset = offset;
         self.log_end_offset = offset;
         self.high_watermark = offset;
+        self.txns.clear();
+        self.txns.on_high_watermark(offset);
         self.epoch_cache.clear()?;
         self.flush.truncated(offset);
         Ok(())
@@ -768,6 +818,7 @@ fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
             bases.push(b);
         } else if let Some(b) = log_segment::parse_segment_name(&name, log_segment::INDEX_SUFFIX)
             .or_else(|| log_segment::parse_segment_name(&name, log_segment::TIME_INDEX_SUFFIX))
+            .or_else(|| log_segment::parse_segment_name(&name, TXN_INDEX_SUFFIX))
         {
             indexes.push((b, entry.path()));
         }

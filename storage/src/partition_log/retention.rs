@@ -49,6 +49,7 @@ impl PartitionLog {
             }
         }
         self.high_watermark = self.high_watermark.max(self.log_start_offset);
+        self.txns.on_high_watermark(self.high_watermark);
         Ok(result)
     }
 
