@@ -3,8 +3,9 @@
 //!
 //! A pass works in two phases so appends and reads are never blocked for
 //! long: under the log's lock [`PartitionLog::cleanable_range`] snapshots the
-//! closed segments that may be cleaned (below the active segment, the high
-//! watermark and `min.compaction.lag.ms`); without the lock
+//! closed segments that may be cleaned (below the active segment, the last
+//! stable offset — so never an undecided or unreplicated transaction — and
+//! `min.compaction.lag.ms`) with the aborted transactions among them; without the lock
 //! [`LogCleaner::compact`] maps every key to its latest offset and writes
 //! each group of old segments into one `.cleaned` segment keeping only the
 //! latest record per key (tombstones until `delete.retention.ms` has passed);
@@ -12,7 +13,10 @@
 //!
 //! Offsets never change: a batch keeps its base offset and each kept record
 //! its offset delta. A batch whose records all survive is copied byte for
-//! byte; control batches and batches that cannot be decoded are kept whole.
+//! byte; batches that cannot be decoded are kept whole. Transactions
+//! (`txn_filter`): data of aborted transactions is dropped and never enters
+//! the key map; control batches are never deduplicated by key, and a marker
+//! goes only after its transaction's data and `delete.retention.ms` (KIP-534).
 //! A group's last batch is kept, emptied if none of its records survive, so
 //! a cleaned segment ends at the same offset as the segments it replaces.
 //!
@@ -36,7 +40,11 @@ use crate::config::LogConfig;
 use crate::error::{IoContext, Result};
 use crate::log_segment::{self, for_each_batch, remove_if_exists, LogSegment, LOG_SUFFIX};
 use crate::partition_log::PartitionLog;
-use crate::transaction_index::TXN_INDEX_SUFFIX;
+use crate::transaction_index::{AbortedTxn, TXN_INDEX_SUFFIX};
+
+mod txn_filter;
+
+use txn_filter::{MarkerFate, TxnFilter};
 
 const CLEANED: &str = ".cleaned";
 const SWAP: &str = ".swap";
@@ -73,6 +81,8 @@ pub struct CleanableRange {
     end: i64,
     /// The log's truncation count when the range was taken.
     truncations: u64,
+    /// Aborted transactions with data or marker in the range.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl CleanableRange {
@@ -129,6 +139,7 @@ impl LogCleaner {
         let delete_horizon = now.saturating_sub(range.config.delete_retention_ms);
         let mut stats = CleanerStats::default();
         let mut groups = Vec::new();
+        let mut txns = TxnFilter::new(&range.aborted);
         let eligible: Vec<&SegmentRef> = range
             .segments
             .iter()
@@ -143,11 +154,22 @@ impl LogCleaner {
                 stats.bytes_read += seg.size;
                 for_each_batch(&seg.file, seg.size, |header, bytes| {
                     last_batch = Some(*header);
-                    let kept =
-                        self.filter_batch(header, bytes, &map, delete_horizon, &mut stats)?;
+                    let (kept, aborted) = if header.is_control() {
+                        self.filter_control(header, bytes, &mut txns, now, &range.config)?
+                    } else if txns.on_data_batch(header) {
+                        stats.records_removed += header.record_count.max(0) as u64;
+                        (None, None)
+                    } else {
+                        let kept =
+                            self.filter_batch(header, bytes, &map, delete_horizon, &mut stats)?;
+                        (kept, None)
+                    };
                     if let Some(kept) = kept {
                         let h = BatchHeader::parse(&kept)?;
                         out.append(&h, &kept)?;
+                        if let Some(entry) = aborted {
+                            out.txn_index_mut().append(entry)?;
+                        }
                     }
                     Ok(())
                 })?;
@@ -174,17 +196,45 @@ impl LogCleaner {
         })
     }
 
+    /// A control batch: never deduplicated; `None` once its transaction's
+    /// data is gone and its delete horizon passed. With a retained ABORT
+    /// marker, the index entry its cleaned segment keeps.
+    fn filter_control(
+        &self,
+        header: &BatchHeader,
+        bytes: &[u8],
+        txns: &mut TxnFilter,
+        now: i64,
+        config: &LogConfig,
+    ) -> Result<(Option<Vec<u8>>, Option<AbortedTxn>)> {
+        match txns.on_control_batch(header, bytes) {
+            (MarkerFate::Keep, entry) => Ok((Some(bytes.to_vec()), entry)),
+            (MarkerFate::Removable, _) => Ok((
+                txn_filter::removable_marker(
+                    header,
+                    bytes,
+                    now,
+                    config.delete_retention_ms,
+                    self.max_decompressed,
+                )?,
+                None,
+            )),
+        }
+    }
+
     /// Latest offset of every key below `range.end`, stopping early at a
-    /// segment boundary when the map would exceed its memory budget.
+    /// segment boundary when the map would exceed its memory budget. Control
+    /// batches and data of aborted transactions have no say.
     fn build_offset_map(&self, range: &CleanableRange) -> Result<(HashMap<Bytes, i64>, i64)> {
         let mut map: HashMap<Bytes, i64> = HashMap::new();
         let mut used = 0usize;
         let mut end = range.end;
+        let txns = TxnFilter::new(&range.aborted);
         for seg in &range.segments {
             let mut over_budget = false;
             let mut seg_map: Vec<(Bytes, i64)> = Vec::new();
             for_each_batch(&seg.file, seg.size, |header, bytes| {
-                if header.is_control() {
+                if header.is_control() || txns.aborted_txn_of(header).is_some() {
                     return Ok(());
                 }
                 let Ok(decoded) = records::decode_batch(bytes, self.max_decompressed) else {
@@ -222,9 +272,6 @@ impl LogCleaner {
         delete_horizon: i64,
         stats: &mut CleanerStats,
     ) -> Result<Option<Vec<u8>>> {
-        if header.is_control() {
-            return Ok(Some(bytes.to_vec()));
-        }
         let Ok(decoded) = records::decode_batch(bytes, self.max_decompressed) else {
             return Ok(Some(bytes.to_vec()));
         };
@@ -290,7 +337,9 @@ impl PartitionLog {
         }
         let lag_limit = now_ms.saturating_sub(self.config.min_compaction_lag_ms);
         let active_base = self.segments.keys().next_back().copied()?;
-        let mut end = active_base.min(self.high_watermark());
+        // Never past the LSO (which is at most the high watermark): an open
+        // or unreplicated transaction's fate is not known yet.
+        let mut end = active_base.min(self.last_stable_offset());
         let mut segments = Vec::new();
         for seg in self.segments.values() {
             if seg.base_offset() >= active_base || seg.next_offset() > end {
@@ -321,12 +370,16 @@ impl PartitionLog {
                 return None;
             }
         }
+        let first_base = segments.first().map_or(end, |s| s.base);
+        // In memory; it cannot fail, but if it did no pass must run blind.
+        let aborted = self.aborted_transactions(first_base, end).ok()?;
         Some(CleanableRange {
             dir: self.dir().to_path_buf(),
             config: self.config.clone(),
             segments,
             end,
             truncations: self.truncations,
+            aborted,
         })
     }
 

@@ -32,7 +32,7 @@ use crate::transaction_index::TXN_INDEX_SUFFIX;
 use crate::txn_tracker::TxnTracker;
 
 mod retention;
-mod transactions;
+pub(crate) mod transactions;
 
 /// Where a log left off, from the data dir's checkpoints.
 #[derive(Debug, Clone)]
