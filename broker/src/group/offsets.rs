@@ -206,6 +206,42 @@ fn control_marker_commits(key: &[u8]) -> Option<bool> {
     }
 }
 
+/// A COMMIT or ABORT marker of the producer as Kafka writes it (control
+/// batch; key: version 0, type; value: version 0, coordinator epoch), for
+/// tests: the transaction coordinator writes the real ones.
+#[cfg(test)]
+pub(crate) fn marker_batch(producer_id: i64, producer_epoch: i16, commit: bool) -> Bytes {
+    use rivulet_protocol::record_batch::{self, BatchHeader, TimestampType};
+    let header = BatchHeader {
+        base_offset: 0,
+        batch_length: 0,
+        partition_leader_epoch: -1,
+        magic: record_batch::MAGIC_V2,
+        crc: 0,
+        attributes: record_batch::attributes(
+            Compression::None,
+            TimestampType::CreateTime,
+            true,
+            true,
+        ),
+        last_offset_delta: 0,
+        base_timestamp: 0,
+        max_timestamp: 0,
+        producer_id,
+        producer_epoch,
+        base_sequence: -1,
+        record_count: 1,
+    };
+    let record = records::Record {
+        offset_delta: 0,
+        timestamp_delta: 0,
+        key: Some(Bytes::from(vec![0, 0, 0, u8::from(commit)])),
+        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+        headers: Vec::new(),
+    };
+    Bytes::from(records::build_batch(&header, &[record]).expect("a valid marker"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +306,7 @@ mod tests {
 
     #[test]
     fn transactional_batches_and_markers_are_told_apart() {
-        use rivulet_protocol::record_batch::{self, BatchHeader, TimestampType};
+        use rivulet_protocol::record_batch::{self, BatchHeader};
         let rec = |p: i32| OffsetsRecord::Offset {
             group: "g".into(),
             topic: "t".into(),
@@ -293,35 +329,9 @@ mod tests {
         );
         log.extend(txn);
         for (commit, at) in [(true, 13), (false, 14)] {
-            let template = BatchHeader {
-                base_offset: at,
-                batch_length: 0,
-                partition_leader_epoch: -1,
-                magic: record_batch::MAGIC_V2,
-                crc: 0,
-                attributes: record_batch::attributes(
-                    Compression::None,
-                    TimestampType::CreateTime,
-                    true,
-                    true,
-                ),
-                last_offset_delta: 0,
-                base_timestamp: 0,
-                max_timestamp: 0,
-                producer_id: 7,
-                producer_epoch: 3,
-                base_sequence: -1,
-                record_count: 1,
-            };
-            let key = vec![0, 0, 0, u8::from(commit)];
-            let marker = records::Record {
-                offset_delta: 0,
-                timestamp_delta: 0,
-                key: Some(Bytes::from(key)),
-                value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 5])),
-                headers: Vec::new(),
-            };
-            log.extend(records::build_batch(&template, &[marker]).unwrap());
+            let mut marker = marker_batch(7, 3, commit).to_vec();
+            record_batch::set_base_offset(&mut marker, at).unwrap();
+            log.extend(marker);
         }
         let entries = decode_batches(&log);
         let at = |offset: i64, producer_id: Option<i64>, p: i32| LogEntry::Record {

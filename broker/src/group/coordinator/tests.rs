@@ -8,14 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use kafka_protocol::ResponseError as E;
 use rivulet_controller::{
     ControllerRequest, ControllerResponse, MetadataImage, MetadataRecord, QuorumError,
 };
-use rivulet_protocol::record_batch::{self, BatchHeader, Compression, TimestampType};
-use rivulet_protocol::records::{self, Record};
 use rivulet_storage::{LogManager, StorageConfig, SystemClock, TopicPartition};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -121,39 +118,6 @@ fn commits(rows: &[(i32, i64)]) -> Vec<(String, i32, CommittedOffset)> {
         .collect()
 }
 
-/// A COMMIT or ABORT marker of the producer, as Kafka writes it (control
-/// record key: version 0, type; value: version 0, coordinator epoch).
-fn marker(producer_id: i64, producer_epoch: i16, commit: bool) -> Bytes {
-    let header = BatchHeader {
-        base_offset: 0,
-        batch_length: 0,
-        partition_leader_epoch: -1,
-        magic: record_batch::MAGIC_V2,
-        crc: 0,
-        attributes: record_batch::attributes(
-            Compression::None,
-            TimestampType::CreateTime,
-            true,
-            true,
-        ),
-        last_offset_delta: 0,
-        base_timestamp: 0,
-        max_timestamp: 0,
-        producer_id,
-        producer_epoch,
-        base_sequence: -1,
-        record_count: 1,
-    };
-    let record = Record {
-        offset_delta: 0,
-        timestamp_delta: 0,
-        key: Some(Bytes::from(vec![0, 0, 0, u8::from(commit)])),
-        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
-        headers: Vec::new(),
-    };
-    Bytes::from(records::build_batch(&header, &[record]).unwrap())
-}
-
 /// Append the marker to the group's offsets partition, then tell the
 /// coordinator (what WriteTxnMarkers does).
 async fn end_txn(gc: &GroupCoordinator, group: &str, pid: i64, epoch: i16, commit: bool) {
@@ -163,7 +127,7 @@ async fn end_txn(gc: &GroupCoordinator, group: &str, pid: i64, epoch: i16, commi
         .replicas
         .append_with_origin(
             &TopicPartition::new(OFFSETS_TOPIC, p),
-            Some(marker(pid, epoch, commit)),
+            Some(offsets::marker_batch(pid, epoch, commit)),
             -1,
             5_000,
             AppendOrigin::Coordinator,
