@@ -105,6 +105,9 @@ pub async fn dispatch(
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(handlers::offset_delete::handle(broker, r, v).await)
         }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(handlers::txn_offset_commit::handle(broker, r, v).await)
+        }
         // The version check before decoding admits only the APIs above.
         _ => return None,
     })

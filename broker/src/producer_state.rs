@@ -129,22 +129,39 @@ impl ProducerStateManager {
         }
     }
 
+    /// Check only the epoch of a batch written by a coordinator (Kafka's
+    /// `AppendOrigin.COORDINATOR`): such batches carry no sequence, so an
+    /// epoch older than the newest seen is all there is to refuse.
+    pub fn check_epoch(&self, h: &BatchHeader) -> SequenceCheck {
+        match self.producers.get(&h.producer_id) {
+            Some(entry) if h.producer_id >= 0 && h.producer_epoch < entry.epoch => {
+                SequenceCheck::InvalidEpoch {
+                    current: entry.epoch,
+                    got: h.producer_epoch,
+                }
+            }
+            _ => SequenceCheck::Append,
+        }
+    }
+
     /// Record a batch now in the log (header with its assigned offsets).
+    ///
+    /// A control batch (transaction marker) or a batch without a sequence
+    /// (a coordinator's transactional offset commit) only moves the
+    /// producer's epoch forward, as Kafka's `appendEndTxnMarker`: recording
+    /// its sequence -1 would make the producer's next batch out of order.
     pub fn record(&mut self, h: &BatchHeader) {
         if h.producer_id < 0 {
             return;
         }
+        if h.is_control() || h.base_sequence < 0 {
+            self.record_epoch(h.producer_id, h.producer_epoch);
+            return;
+        }
         self.clock += 1;
         let clock = self.clock;
-        if !self.producers.contains_key(&h.producer_id) && self.producers.len() >= MAX_PRODUCERS {
-            if let Some(oldest) = self
-                .producers
-                .iter()
-                .min_by_key(|(_, e)| e.touched)
-                .map(|(id, _)| *id)
-            {
-                self.producers.remove(&oldest);
-            }
+        if !self.producers.contains_key(&h.producer_id) {
+            self.evict_if_full();
         }
         let entry = self.producers.entry(h.producer_id).or_default();
         if h.producer_epoch != entry.epoch {
@@ -160,6 +177,43 @@ impl ProducerStateManager {
         });
         while entry.batches.len() > BATCHES_TO_RETAIN {
             entry.batches.pop_front();
+        }
+    }
+
+    /// Move `producer_id`'s epoch forward to `epoch` (a newer epoch starts
+    /// its sequences afresh); an older epoch changes nothing.
+    fn record_epoch(&mut self, producer_id: i64, epoch: i16) {
+        self.clock += 1;
+        let clock = self.clock;
+        if !self.producers.contains_key(&producer_id) {
+            self.evict_if_full();
+        }
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                ..ProducerEntry::default()
+            });
+        if epoch > entry.epoch {
+            entry.batches.clear();
+            entry.epoch = epoch;
+        }
+        entry.touched = clock;
+    }
+
+    /// Forget the least recently used producer when the table is full.
+    fn evict_if_full(&mut self) {
+        if self.producers.len() < MAX_PRODUCERS {
+            return;
+        }
+        if let Some(oldest) = self
+            .producers
+            .iter()
+            .min_by_key(|(_, e)| e.touched)
+            .map(|(id, _)| *id)
+        {
+            self.producers.remove(&oldest);
         }
     }
 
@@ -231,6 +285,38 @@ mod tests {
             SequenceCheck::OutOfOrder { .. }
         ));
         assert_eq!(s.check(&header(1, 4, 0, 1, 0)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn markers_and_coordinator_writes_move_only_the_epoch() {
+        let mut s = ProducerStateManager::new();
+        s.record(&header(1, 0, 0, 3, 0));
+        // A commit marker of the same epoch: the producer's next
+        // transaction continues its sequences.
+        let mut marker = header(1, 0, -1, 1, 3);
+        marker.attributes = 0x30; // transactional + control
+        s.record(&marker);
+        assert_eq!(s.check(&header(1, 0, 3, 1, 4)), SequenceCheck::Append);
+        // A coordinator's batch without sequence at a newer epoch fences
+        // the old one and leaves no sequence behind.
+        s.record(&header(1, 1, -1, 2, 5));
+        assert_eq!(s.epoch_of(1), Some(1));
+        assert_eq!(
+            s.check_epoch(&header(1, 0, -1, 1, 7)),
+            SequenceCheck::InvalidEpoch { current: 1, got: 0 }
+        );
+        assert_eq!(
+            s.check_epoch(&header(1, 1, -1, 1, 7)),
+            SequenceCheck::Append
+        );
+        assert_eq!(s.check(&header(1, 1, 0, 1, 7)), SequenceCheck::Append);
+        // An older epoch changes nothing.
+        s.record(&header(1, 0, -1, 1, 8));
+        assert_eq!(s.epoch_of(1), Some(1));
+        assert_eq!(
+            s.check_epoch(&header(9, 0, -1, 1, 0)),
+            SequenceCheck::Append
+        );
     }
 
     #[test]

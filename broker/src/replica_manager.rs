@@ -49,7 +49,7 @@ mod isr;
 mod tests;
 
 pub use crate::replication::{AlterPartitionAnswer, ReplicaState};
-pub use append::AppendResult;
+pub use append::{AppendOrigin, AppendResult};
 
 #[derive(Debug)]
 pub struct Partition {

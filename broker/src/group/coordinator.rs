@@ -10,6 +10,10 @@
 //! JoinGroup and SyncGroup requests are parked on a oneshot channel keyed by
 //! a token; the state machine decides when each is answered, and a timer
 //! loop drives session expiry and rebalance completion.
+//!
+//! Offsets committed inside a transaction are handled in [`txn`]: pending
+//! per producer (in each group's [`GroupOffsets`]) until the transaction
+//! coordinator reports its marker through [`GroupCoordinator::complete_txn`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +26,7 @@ use rivulet_storage::TopicPartition;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
+use super::offset_store::{self, GroupOffsets};
 use super::offsets::{self, CommittedOffset, OffsetsRecord, OFFSETS_TOPIC};
 use super::state::{Group, GroupConfig};
 use super::types::{
@@ -29,6 +34,13 @@ use super::types::{
     SyncResult,
 };
 use crate::local_node::LocalNode;
+use crate::replica_manager::AppendOrigin;
+
+#[cfg(test)]
+mod tests;
+mod txn;
+
+pub use txn::{FetchedOffset, TxnCommit};
 
 /// How long a request waits for `__consumer_offsets` to come up.
 const OFFSETS_TOPIC_WAIT: Duration = Duration::from_secs(10);
@@ -66,7 +78,7 @@ enum Waiter {
 
 pub struct GroupInner {
     pub group: Group,
-    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    pub offsets: GroupOffsets,
     waiters: HashMap<RequestToken, Waiter>,
 }
 
@@ -210,7 +222,7 @@ impl GroupCoordinator {
             partition,
             inner: tokio::sync::Mutex::new(GroupInner {
                 group: Group::new(group.to_string(), self.config.group.clone(), now_ms()),
-                offsets: BTreeMap::new(),
+                offsets: GroupOffsets::default(),
                 waiters: HashMap::new(),
             }),
         });
@@ -262,42 +274,12 @@ impl GroupCoordinator {
         })
         .await
         .map_err(|_| E::CoordinatorLoadInProgress.code())?;
-        let mut snapshots: HashMap<String, Option<GroupSnapshot>> = HashMap::new();
-        let mut committed: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> =
-            HashMap::new();
-        for r in records {
-            match r {
-                OffsetsRecord::Group { group, value } => {
-                    if value.is_none() {
-                        committed.remove(&group);
-                    }
-                    snapshots.insert(group, value);
-                }
-                OffsetsRecord::Offset {
-                    group,
-                    topic,
-                    partition,
-                    value,
-                } => {
-                    let map = committed.entry(group).or_default();
-                    match value {
-                        Some(v) => map.insert((topic, partition), v),
-                        None => map.remove(&(topic, partition)),
-                    };
-                }
-            }
-        }
+        let mut replayed = offset_store::replay(records);
         let now = now_ms();
-        let mut names: HashSet<String> = committed.keys().cloned().collect();
-        names.extend(
-            snapshots
-                .iter()
-                .filter(|(_, v)| v.is_some())
-                .map(|(k, _)| k.clone()),
-        );
+        let names = replayed.group_names();
         let mut groups = self.groups.lock();
         for name in names {
-            let group = match snapshots.remove(&name).flatten() {
+            let group = match replayed.snapshots.remove(&name).flatten() {
                 Some(s) => Group::from_snapshot(s, self.config.group.clone(), now),
                 None => Group::new(name.clone(), self.config.group.clone(), now),
             };
@@ -305,7 +287,7 @@ impl GroupCoordinator {
                 partition,
                 inner: tokio::sync::Mutex::new(GroupInner {
                     group,
-                    offsets: committed.remove(&name).unwrap_or_default(),
+                    offsets: replayed.offsets.remove(&name).unwrap_or_default(),
                     waiters: HashMap::new(),
                 }),
             });
@@ -316,23 +298,38 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Write records to the group's offsets partition (acks=all).
-    async fn append(&self, partition: i32, records: &[OffsetsRecord]) -> Result<(), i16> {
+    /// Write records to the group's offsets partition (acks=all); the log
+    /// offset of the first.
+    async fn append(&self, partition: i32, records: &[OffsetsRecord]) -> Result<i64, i16> {
         let Some(batch) = offsets::encode_batch(records, now_ms()) else {
             return Err(E::UnknownServerError.code());
         };
+        self.append_batch(partition, batch, AppendOrigin::Client)
+            .await
+    }
+
+    /// Write a batch to an offsets partition (acks=all), with the errors
+    /// Kafka's `GroupMetadataManager` answers for a failed write; the log
+    /// offset of its first record.
+    async fn append_batch(
+        &self,
+        partition: i32,
+        batch: bytes::Bytes,
+        origin: AppendOrigin,
+    ) -> Result<i64, i16> {
         let r = self
             .node
             .replicas
-            .append(
+            .append_with_origin(
                 &self.tp(partition),
                 Some(batch),
                 -1,
                 OFFSETS_APPEND_TIMEOUT_MS,
+                origin,
             )
             .await;
         match r.error_code {
-            0 => Ok(()),
+            0 => Ok(r.base_offset),
             c if c == E::NotLeaderOrFollower.code() || c == E::UnknownTopicOrPartition.code() => {
                 Err(E::NotCoordinator.code())
             }
@@ -543,37 +540,11 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(());
         }
-        self.append(entry.partition, &records).await?;
-        for (t, p, v) in commits {
-            inner.offsets.insert((t, p), v);
+        let base = self.append(entry.partition, &records).await?;
+        for (at, (t, p, v)) in (base..).zip(commits) {
+            inner.offsets.commit((t, p), v, at);
         }
         Ok(())
-    }
-
-    /// OffsetFetch: committed offsets of the given partitions (all when `None`).
-    pub async fn fetch(
-        &self,
-        group_id: &str,
-        partitions: Option<Vec<(String, i32)>>,
-    ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, i16> {
-        let entry = self.entry(group_id, false).await?;
-        let offsets = match &entry {
-            Some(e) => e.inner.lock().await.offsets.clone(),
-            None => BTreeMap::new(),
-        };
-        Ok(match partitions {
-            Some(list) => list
-                .into_iter()
-                .map(|(t, p)| {
-                    let v = offsets.get(&(t.clone(), p)).cloned();
-                    (t, p, v)
-                })
-                .collect(),
-            None => offsets
-                .into_iter()
-                .map(|((t, p), v)| (t, p, Some(v)))
-                .collect(),
-        })
     }
 
     /// Every group this node coordinates: `(id, protocol type, state)`.
@@ -636,13 +607,16 @@ impl GroupCoordinator {
         if !inner.group.is_empty() {
             return E::NonEmptyGroup.code();
         }
+        // Pending transactional offsets get tombstones too (Kafka's
+        // `deleteAllOffsets`), so a later COMMIT marker restores nothing.
         let mut records: Vec<OffsetsRecord> = inner
             .offsets
-            .keys()
+            .all_keys()
+            .into_iter()
             .map(|(t, p)| OffsetsRecord::Offset {
                 group: group_id.to_string(),
                 topic: t.clone(),
-                partition: *p,
+                partition: p,
                 value: None,
             })
             .collect();
@@ -653,6 +627,7 @@ impl GroupCoordinator {
         if let Err(code) = self.append(entry.partition, &records).await {
             return code;
         }
+        inner.offsets.clear();
         let outputs = inner.group.mark_dead();
         self.process(entry.partition, &mut inner, outputs).await;
         drop(inner);
@@ -677,7 +652,7 @@ impl GroupCoordinator {
         }
         let records: Vec<OffsetsRecord> = partitions
             .iter()
-            .filter(|k| inner.offsets.contains_key(*k))
+            .filter(|k| inner.offsets.committed(k).is_some() || inner.offsets.has_pending(k))
             .map(|(t, p)| OffsetsRecord::Offset {
                 group: group_id.to_string(),
                 topic: t.clone(),
@@ -724,15 +699,17 @@ impl GroupCoordinator {
         for e in entries {
             let mut inner = e.inner.lock().await;
             let snap = inner.group.snapshot();
+            // Offsets with a pending transactional commit are kept
+            // (Kafka's `cleanupExpiredOffsets`).
+            let expired = inner.offsets.expirable_keys();
             if snap.state != GroupState::Empty
                 || now - snap.state_timestamp < self.config.offsets_retention_ms
-                || inner.offsets.is_empty()
+                || expired.is_empty()
             {
                 continue;
             }
-            let records: Vec<OffsetsRecord> = inner
-                .offsets
-                .keys()
+            let records: Vec<OffsetsRecord> = expired
+                .iter()
                 .map(|(t, p)| OffsetsRecord::Offset {
                     group: snap.group_id.clone(),
                     topic: t.clone(),
@@ -741,7 +718,9 @@ impl GroupCoordinator {
                 })
                 .collect();
             if self.append(e.partition, &records).await.is_ok() {
-                inner.offsets.clear();
+                for k in &expired {
+                    inner.offsets.remove(k);
+                }
                 info!(group = %snap.group_id, "expired offsets of a long-empty group");
             }
         }

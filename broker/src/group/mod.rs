@@ -1,9 +1,12 @@
 //! Consumer groups: the classic group protocol's pure state machine
 //! ([`state`]), the coordinator that drives it and persists groups and
 //! committed offsets in `__consumer_offsets` ([`coordinator`],
-//! [`offsets`]), and their shared vocabulary ([`types`]).
+//! [`offsets`]), each group's committed and pending transactional offsets
+//! and the replay of the topic ([`offset_store`]), and their shared
+//! vocabulary ([`types`]).
 
 pub mod coordinator;
+pub mod offset_store;
 pub mod offsets;
 pub mod state;
 pub mod types;

@@ -6,6 +6,12 @@
 //! state: `["offset", group, topic, partition]` → [`CommittedOffset`] and
 //! `["group", group]` → [`GroupSnapshot`], both JSON. (Kafka uses its own
 //! binary schemas here; nothing outside the broker reads these records.)
+//!
+//! Offsets committed in a transaction (TxnOffsetCommit, KIP-98) are the same
+//! records in a transactional batch of the producer; the COMMIT or ABORT
+//! control batch that ends the transaction follows later in the partition.
+//! [`decode_batches`] reports both, so a replay can keep such offsets
+//! pending until their marker.
 
 use bytes::Bytes;
 use rivulet_protocol::record_batch::Compression;
@@ -78,7 +84,26 @@ fn value_of(r: &OffsetsRecord) -> Option<Vec<u8>> {
 
 /// One producer-style record batch holding `records`.
 pub fn encode_batch(records: &[OffsetsRecord], now_ms: i64) -> Option<Bytes> {
-    let mut b = RecordBatchBuilder::new(Compression::None);
+    encode_with(RecordBatchBuilder::new(Compression::None), records, now_ms)
+}
+
+/// One transactional batch of `records` for a TxnOffsetCommit: producer id
+/// and epoch of the transaction, no sequence (Kafka writes these with
+/// `RecordBatch.NO_SEQUENCE`, the coordinator being the writer), so they
+/// stay pending until the transaction's marker.
+pub fn encode_txn_batch(
+    records: &[OffsetsRecord],
+    producer_id: i64,
+    producer_epoch: i16,
+    now_ms: i64,
+) -> Option<Bytes> {
+    let builder = RecordBatchBuilder::new(Compression::None)
+        .producer(producer_id, producer_epoch, -1)
+        .transactional(true);
+    encode_with(builder, records, now_ms)
+}
+
+fn encode_with(mut b: RecordBatchBuilder, records: &[OffsetsRecord], now_ms: i64) -> Option<Bytes> {
     for r in records {
         let key = key_of(r);
         let value = value_of(r);
@@ -112,27 +137,109 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<OffsetsRecord> {
     }
 }
 
-/// Every record of a run of batches read from the log, in order.
-pub fn decode_batches(bytes: &[u8]) -> Vec<OffsetsRecord> {
+/// What a run of `__consumer_offsets` batches says, entry by entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// One of our records at log offset `offset`; `producer_id` is set when
+    /// its batch is transactional (pending until that producer's marker).
+    Record {
+        offset: i64,
+        producer_id: Option<i64>,
+        record: OffsetsRecord,
+    },
+    /// A transaction marker (control batch) of `producer_id`.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// Every entry of a run of batches read from the log, in order. Batches
+/// that cannot be decoded and records that are not ours are skipped.
+pub fn decode_batches(bytes: &[u8]) -> Vec<LogEntry> {
     let mut out = Vec::new();
     for item in rivulet_protocol::record_batch::BatchIter::new(bytes) {
         let Ok((range, header)) = item else { break };
-        if header.is_control() {
-            continue;
-        }
         let Some(batch) = bytes.get(range) else { break };
         let Ok(decoded) = records::decode_batch(batch, 64 * 1024 * 1024) else {
             continue;
         };
+        if header.is_control() {
+            // Kafka reads only a control batch's first record: the marker.
+            let commit = decoded
+                .records
+                .first()
+                .and_then(|r| r.key.as_deref())
+                .and_then(control_marker_commits);
+            if let Some(commit) = commit {
+                out.push(LogEntry::Marker {
+                    producer_id: header.producer_id,
+                    commit,
+                });
+            }
+            continue;
+        }
+        let producer_id = header.is_transactional().then_some(header.producer_id);
         for r in &decoded.records {
             if let Some(key) = &r.key {
-                if let Some(rec) = decode(key, r.value.as_deref()) {
-                    out.push(rec);
+                if let Some(record) = decode(key, r.value.as_deref()) {
+                    out.push(LogEntry::Record {
+                        offset: decoded.offset_of(r),
+                        producer_id,
+                        record,
+                    });
                 }
             }
         }
     }
     out
+}
+
+/// Whether a control record key is a COMMIT (`Some(true)`) or ABORT
+/// (`Some(false)`) marker; `None` for other control records (Kafka's
+/// `ControlRecordType`: key = version i16, type i16; 0 abort, 1 commit).
+// TODO(issue 11): use `rivulet_protocol::record_batch::parse_control_marker`
+// once it lands.
+fn control_marker_commits(key: &[u8]) -> Option<bool> {
+    let kind = key.get(2..4)?;
+    match i16::from_be_bytes([*kind.first()?, *kind.get(1)?]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+/// A COMMIT or ABORT marker of the producer as Kafka writes it (control
+/// batch; key: version 0, type; value: version 0, coordinator epoch), for
+/// tests: the transaction coordinator writes the real ones.
+#[cfg(test)]
+pub(crate) fn marker_batch(producer_id: i64, producer_epoch: i16, commit: bool) -> Bytes {
+    use rivulet_protocol::record_batch::{self, BatchHeader, TimestampType};
+    let header = BatchHeader {
+        base_offset: 0,
+        batch_length: 0,
+        partition_leader_epoch: -1,
+        magic: record_batch::MAGIC_V2,
+        crc: 0,
+        attributes: record_batch::attributes(
+            Compression::None,
+            TimestampType::CreateTime,
+            true,
+            true,
+        ),
+        last_offset_delta: 0,
+        base_timestamp: 0,
+        max_timestamp: 0,
+        producer_id,
+        producer_epoch,
+        base_sequence: -1,
+        record_count: 1,
+    };
+    let record = records::Record {
+        offset_delta: 0,
+        timestamp_delta: 0,
+        key: Some(Bytes::from(vec![0, 0, 0, u8::from(commit)])),
+        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+        headers: Vec::new(),
+    };
+    Bytes::from(records::build_batch(&header, &[record]).expect("a valid marker"))
 }
 
 #[cfg(test)]
@@ -181,8 +288,78 @@ mod tests {
             },
         ];
         let batch = encode_batch(&recs, 1).unwrap();
-        assert_eq!(decode_batches(&batch), recs);
+        let decoded: Vec<OffsetsRecord> = decode_batches(&batch)
+            .into_iter()
+            .map(|e| match e {
+                LogEntry::Record {
+                    producer_id: None,
+                    record,
+                    ..
+                } => record,
+                other => panic!("not a plain record: {other:?}"),
+            })
+            .collect();
+        assert_eq!(decoded, recs);
         assert_eq!(decode(b"garbage", None), None);
         assert_eq!(decode(b"[\"other\"]", None), None);
+    }
+
+    #[test]
+    fn transactional_batches_and_markers_are_told_apart() {
+        use rivulet_protocol::record_batch::{self, BatchHeader};
+        let rec = |p: i32| OffsetsRecord::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: p,
+            value: None,
+        };
+        let mut log = Vec::new();
+        let mut plain = encode_batch(&[rec(0)], 1).unwrap().to_vec();
+        record_batch::set_base_offset(&mut plain, 10).unwrap();
+        log.extend(plain);
+        let mut txn = encode_txn_batch(&[rec(1), rec(2)], 7, 3, 1)
+            .unwrap()
+            .to_vec();
+        record_batch::set_base_offset(&mut txn, 11).unwrap();
+        let h = BatchHeader::parse(&txn).unwrap();
+        assert!(h.is_transactional() && !h.is_control());
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (7, 3, -1)
+        );
+        log.extend(txn);
+        for (commit, at) in [(true, 13), (false, 14)] {
+            let mut marker = marker_batch(7, 3, commit).to_vec();
+            record_batch::set_base_offset(&mut marker, at).unwrap();
+            log.extend(marker);
+        }
+        let entries = decode_batches(&log);
+        let at = |offset: i64, producer_id: Option<i64>, p: i32| LogEntry::Record {
+            offset,
+            producer_id,
+            record: rec(p),
+        };
+        assert_eq!(
+            entries,
+            vec![
+                at(10, None, 0),
+                at(11, Some(7), 1),
+                at(12, Some(7), 2),
+                LogEntry::Marker {
+                    producer_id: 7,
+                    commit: true
+                },
+                LogEntry::Marker {
+                    producer_id: 7,
+                    commit: false
+                },
+            ]
+        );
+        assert_eq!(
+            control_marker_commits(&[0, 0, 0, 2]),
+            None,
+            "not a txn marker"
+        );
+        assert_eq!(control_marker_commits(&[0, 0]), None, "short key");
     }
 }

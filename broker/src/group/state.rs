@@ -34,6 +34,7 @@ use super::types::{
 
 mod join;
 mod member;
+mod offset_commit;
 mod rebalance;
 mod sync;
 
@@ -546,41 +547,6 @@ impl Group {
             .chain(self.sync_deadline)
             .chain(self.join_timer.map(|t| t.deadline()))
             .min()
-    }
-
-    /// Whether an OffsetCommit with these credentials may commit (Kafka's
-    /// `validateOffsetCommit` for non-transactional commits): generation -1
-    /// with no member id is a simple consumer or the admin client, allowed
-    /// only while the group is `Empty`; anything else must be a current
-    /// member of the current generation, and gets REBALANCE_IN_PROGRESS
-    /// while the group awaits its assignment. Commits stay allowed during
-    /// `PreparingRebalance` (members learn of the rebalance from heartbeats).
-    pub fn validate_offset_commit(
-        &self,
-        member_id: &str,
-        group_instance_id: Option<&str>,
-        generation_id: i32,
-    ) -> i16 {
-        if self.state == GroupState::Dead {
-            return E::CoordinatorNotAvailable.code();
-        }
-        if generation_id < 0 && self.state == GroupState::Empty {
-            return 0;
-        }
-        if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
-            if let Err(e) = self.validate_member(member_id, group_instance_id) {
-                return e.code();
-            }
-            if generation_id != self.generation_id {
-                return E::IllegalGeneration.code();
-            }
-        } else if self.state != GroupState::Empty {
-            return E::UnknownMemberId.code();
-        }
-        if self.state == GroupState::CompletingRebalance {
-            return E::RebalanceInProgress.code();
-        }
-        0
     }
 
     /// The group is deleted or its coordinator moves away: answer every

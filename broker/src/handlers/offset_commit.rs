@@ -6,7 +6,8 @@
 //! partition of an unknown topic, or beyond its topic's partition count, is
 //! UNKNOWN_TOPIC_OR_PARTITION and never stored. When no partition is known
 //! the coordinator is not asked at all (no group is created, no group-level
-//! error is returned).
+//! error is returned). TxnOffsetCommit shares these checks ([`check`],
+//! [`partition_code`]).
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -17,7 +18,7 @@ use kafka_protocol::ResponseError as E;
 use crate::context::BrokerContext;
 use crate::group::offsets::CommittedOffset;
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -28,7 +29,7 @@ const MAX_METADATA_BYTES: usize = 4096;
 
 /// What OffsetCommit decided about one partition before the coordinator.
 #[derive(Clone, Copy)]
-enum Checked {
+pub(super) enum Checked {
     /// Known and within limits: handed to the coordinator.
     Commit,
     /// Not in the metadata image: never stored.
@@ -51,20 +52,13 @@ pub async fn handle(
     for t in &req.topics {
         let mut row = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
-            if image.partition(&t.name, p.partition_index).is_none() {
-                row.push(Checked::UnknownPartition);
-                continue;
-            }
-            any_known = true;
             let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
-            if metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
-            {
-                row.push(Checked::MetadataTooLarge);
+            let c = check(&image, &t.name, p.partition_index, metadata.as_deref());
+            row.push(c);
+            any_known |= !matches!(c, Checked::UnknownPartition);
+            if !matches!(c, Checked::Commit) {
                 continue;
             }
-            row.push(Checked::Commit);
             commits.push((
                 t.name.to_string(),
                 p.partition_index,
@@ -101,20 +95,9 @@ pub async fn handle(
                 .iter()
                 .zip(row)
                 .map(|(p, checked)| {
-                    // An unknown partition never reaches the coordinator. A
-                    // group-level error (stale generation, unknown member,
-                    // …) applies to every other partition, as in Kafka,
-                    // where the metadata size is checked only once the
-                    // commit is allowed.
-                    let code = match (checked, result) {
-                        (Checked::UnknownPartition, _) => E::UnknownTopicOrPartition.code(),
-                        (_, Err(code)) => code,
-                        (Checked::MetadataTooLarge, Ok(())) => E::OffsetMetadataTooLarge.code(),
-                        (Checked::Commit, Ok(())) => 0,
-                    };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code)
+                        .with_error_code(partition_code(checked, result))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()
@@ -123,4 +106,34 @@ pub async fn handle(
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Check one partition of a commit against the metadata image and the
+/// metadata size limit.
+pub(super) fn check(
+    image: &rivulet_controller::MetadataImage,
+    topic: &str,
+    partition: i32,
+    metadata: Option<&str>,
+) -> Checked {
+    if image.partition(topic, partition).is_none() {
+        Checked::UnknownPartition
+    } else if metadata.is_some_and(|m| m.len() > MAX_METADATA_BYTES) {
+        Checked::MetadataTooLarge
+    } else {
+        Checked::Commit
+    }
+}
+
+/// A partition's answer: an unknown partition never reaches the
+/// coordinator. A group-level error (stale generation, unknown member, …)
+/// applies to every other partition, as in Kafka, where the metadata size
+/// is checked only once the commit is allowed.
+pub(super) fn partition_code(checked: Checked, result: Result<(), i16>) -> i16 {
+    match (checked, result) {
+        (Checked::UnknownPartition, _) => E::UnknownTopicOrPartition.code(),
+        (_, Err(code)) => code,
+        (Checked::MetadataTooLarge, Ok(())) => E::OffsetMetadataTooLarge.code(),
+        (Checked::Commit, Ok(())) => 0,
+    }
 }

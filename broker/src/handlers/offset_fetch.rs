@@ -1,5 +1,7 @@
 //! OffsetFetch, including the multi-group form of v8, from the group
-//! coordinator.
+//! coordinator. Offsets of an open transaction are never shown; with
+//! `require_stable` (v7+, KIP-447) their partitions answer
+//! UNSTABLE_OFFSET_COMMIT, older versions get the last committed offset.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -9,23 +11,32 @@ use kafka_protocol::messages::*;
 
 use super::{sb, tn};
 use crate::context::BrokerContext;
+use crate::group::coordinator::FetchedOffset;
 use crate::group::offsets::CommittedOffset;
 
-/// One topic's partitions with their committed offsets (if any).
-type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+/// One topic's partitions: `(partition, committed offset, error code)`.
+type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>, i16)>);
 
 /// Offsets of one group, grouped by topic.
 async fn fetch_group(
     b: &BrokerContext,
     group: &str,
     wanted: Option<Vec<(String, i32)>>,
+    require_stable: bool,
 ) -> Result<Vec<TopicOffsets>, i16> {
-    let rows = b.groups.fetch(group, wanted).await?;
+    let rows = b.groups.fetch(group, wanted, require_stable).await?;
     let mut by_topic: Vec<TopicOffsets> = Vec::new();
-    for (t, p, v) in rows {
-        match by_topic.iter_mut().find(|(name, _)| *name == t) {
-            Some((_, parts)) => parts.push((p, v)),
-            None => by_topic.push((t, vec![(p, v)])),
+    for FetchedOffset {
+        topic,
+        partition,
+        offset,
+        error_code,
+    } in rows
+    {
+        let row = (partition, offset, error_code);
+        match by_topic.iter_mut().find(|(name, _)| *name == topic) {
+            Some((_, parts)) => parts.push(row),
+            None => by_topic.push((topic, vec![row])),
         }
     }
     Ok(by_topic)
@@ -48,7 +59,7 @@ pub async fn handle(
                     })
                     .collect()
             });
-            let entry = match fetch_group(b, &g.group_id, wanted).await {
+            let entry = match fetch_group(b, &g.group_id, wanted, req.require_stable).await {
                 Err(code) => OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
                     .with_error_code(code),
@@ -63,10 +74,11 @@ pub async fn handle(
                                     .with_partitions(
                                         parts
                                             .into_iter()
-                                            .map(|(p, v)| {
+                                            .map(|(p, v, code)| {
                                                 let (offset, epoch, md) = split(v);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
+                                                    .with_error_code(code)
                                                     .with_committed_offset(offset)
                                                     .with_committed_leader_epoch(epoch)
                                                     .with_metadata(md)
@@ -90,7 +102,9 @@ pub async fn handle(
             })
             .collect()
     });
-    match fetch_group(b, &req.group_id, wanted).await {
+    // Zero below v7, where the field does not exist.
+    let require_stable = version >= 7 && req.require_stable;
+    match fetch_group(b, &req.group_id, wanted, require_stable).await {
         Err(code) => OffsetFetchResponse::default().with_error_code(code),
         Ok(topics) => OffsetFetchResponse::default().with_topics(
             topics
@@ -101,10 +115,11 @@ pub async fn handle(
                         .with_partitions(
                             parts
                                 .into_iter()
-                                .map(|(p, v)| {
+                                .map(|(p, v, code)| {
                                     let (offset, epoch, md) = split(v);
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
+                                        .with_error_code(code)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(epoch)
                                         .with_metadata(md)

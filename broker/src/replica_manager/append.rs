@@ -3,6 +3,12 @@
 //! watermark, fsync on the blocking pool when the flush policy asks, then
 //! park the produce in the state machine until it answers (or the timeout
 //! passes).
+//!
+//! An append's [`AppendOrigin`] chooses the producer checks, as Kafka's
+//! `AppendOrigin`: a client's batches get the full idempotence checks
+//! (epoch and sequence); the coordinators' own writes (transactional offset
+//! commits to `__consumer_offsets`, transaction markers) carry no sequence
+//! (`base_sequence` -1) and are checked for a stale producer epoch only.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -41,14 +47,44 @@ impl AppendResult {
     }
 }
 
+/// Who is appending, which decides the producer checks (Kafka's
+/// `AppendOrigin`; replication has its own path, `record_replicated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer's Produce request: epoch and sequence are checked, a
+    /// retried batch is answered with its original offsets.
+    Client,
+    /// The group or transaction coordinator: no sequence check (its
+    /// batches have none), but a producer epoch older than the newest this
+    /// partition has seen is refused with INVALID_PRODUCER_EPOCH, as Kafka's
+    /// `ProducerAppendInfo.checkProducerEpoch` does for coordinator writes
+    /// (it is what fences a zombie's transactional offset commit).
+    Coordinator,
+}
+
 impl ReplicaManager {
-    /// Append a producer's records to a partition this node leads.
+    /// Append a producer's records to a partition this node leads
+    /// ([`AppendOrigin::Client`]).
     pub async fn append(
         &self,
         tp: &TopicPartition,
         records: Option<Bytes>,
         acks: i16,
         timeout_ms: i32,
+    ) -> AppendResult {
+        self.append_with_origin(tp, records, acks, timeout_ms, AppendOrigin::Client)
+            .await
+    }
+
+    /// Append records to a partition this node leads, with the producer
+    /// checks of `origin`. The producer's epoch is recorded either way.
+    pub async fn append_with_origin(
+        &self,
+        tp: &TopicPartition,
+        records: Option<Bytes>,
+        acks: i16,
+        timeout_ms: i32,
+        origin: AppendOrigin,
     ) -> AppendResult {
         let Some(partition) = self.get(tp) else {
             return AppendResult::error(E::UnknownTopicOrPartition.code(), None);
@@ -82,7 +118,11 @@ impl ReplicaManager {
                 Ok(h) => h,
                 Err(e) => return AppendResult::error(E::CorruptMessage.code(), e.to_string()),
             };
-            match producers.check(&first) {
+            let check = match origin {
+                AppendOrigin::Client => producers.check(&first),
+                AppendOrigin::Coordinator => producers.check_epoch(&first),
+            };
+            match check {
                 SequenceCheck::Append => {}
                 SequenceCheck::Duplicate(m) => {
                     let log = partition.log.lock();

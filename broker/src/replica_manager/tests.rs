@@ -265,3 +265,54 @@ async fn lagging_follower_is_proposed_out_of_the_isr_and_back_in() {
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].1.new_isr, vec![1, 2, 3]);
 }
+
+#[tokio::test]
+async fn coordinator_appends_skip_sequences_but_fence_older_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rm, _) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+    // acks=1: the leader's append is all this test is about.
+    let idempotent = |seq: i32, epoch: i16| {
+        let mut b = RecordBatchBuilder::new(Compression::None).producer(9, epoch, seq);
+        b.push(0, None, Some(b"v"), &[]);
+        Bytes::from(b.build().unwrap())
+    };
+    let unsequenced = |epoch: i16| {
+        let mut b = RecordBatchBuilder::new(Compression::None)
+            .producer(9, epoch, -1)
+            .transactional(true);
+        b.push(0, Some(b"k"), Some(b"v"), &[]);
+        Bytes::from(b.build().unwrap())
+    };
+    let r = rm.append(&tp(), Some(idempotent(0, 0)), 1, 5_000).await;
+    assert_eq!(r.error_code, 0, "{r:?}");
+    // Sequence -1 is out of order for a client ...
+    let r = rm.append(&tp(), Some(unsequenced(0)), 1, 5_000).await;
+    assert_eq!(r.error_code, E::OutOfOrderSequenceNumber.code());
+    // ... but not for a coordinator, and it leaves the client's sequence be.
+    let offsets_tp = tp();
+    let coordinator = |records| {
+        rm.append_with_origin(
+            &offsets_tp,
+            Some(records),
+            1,
+            5_000,
+            AppendOrigin::Coordinator,
+        )
+    };
+    let r = coordinator(unsequenced(0)).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 1));
+    let r = rm.append(&tp(), Some(idempotent(1, 0)), 1, 5_000).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 2));
+    // A newer epoch from the coordinator fences the old one everywhere.
+    assert_eq!(coordinator(unsequenced(1)).await.error_code, 0);
+    assert_eq!(
+        coordinator(unsequenced(0)).await.error_code,
+        E::InvalidProducerEpoch.code()
+    );
+    assert_eq!(
+        rm.append(&tp(), Some(idempotent(2, 0)), 1, 5_000)
+            .await
+            .error_code,
+        E::InvalidProducerEpoch.code()
+    );
+}

@@ -723,3 +723,35 @@ fn retried_join_supersedes_the_parked_one() {
 }
 
 mod events;
+
+#[test]
+fn txn_offset_commit_checks_members_only_when_given_and_ignores_the_rebalance() {
+    let (mut g, ids) = stable_group(&["a", "b"]);
+    let a = &ids[0];
+    // v0–v2 carry no member credentials: accepted though the group has
+    // members (OffsetCommit would answer UNKNOWN_MEMBER_ID).
+    assert_eq!(g.validate_txn_offset_commit("", None, -1), 0);
+    assert_eq!(
+        g.validate_offset_commit("", None, -1),
+        E::UnknownMemberId.code()
+    );
+    // v3 (KIP-447): checked as OffsetCommit's.
+    assert_eq!(g.validate_txn_offset_commit(a, None, 1), 0);
+    assert_eq!(
+        g.validate_txn_offset_commit(a, None, 0),
+        E::IllegalGeneration.code()
+    );
+    assert_eq!(
+        g.validate_txn_offset_commit("ghost", None, 1),
+        E::UnknownMemberId.code()
+    );
+    // CompletingRebalance is not enforced for transactional commits.
+    g.join(10, join_req(&ids[0], "a"), 2000);
+    g.join(11, join_req(&ids[1], "b"), 2001);
+    assert_eq!(g.state(), GroupState::CompletingRebalance);
+    assert_eq!(g.validate_txn_offset_commit(a, None, 2), 0);
+    assert_eq!(
+        g.validate_offset_commit(a, None, 2),
+        E::RebalanceInProgress.code()
+    );
+}
