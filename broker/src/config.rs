@@ -91,6 +91,15 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("group.max.session.timeout.ms", "1800000"),
     ("group.max.size", "1000"),
     ("group.max.member.metadata.bytes", "1048576"),
+    ("transaction.state.log.num.partitions", "10"),
+    ("transaction.state.log.replication.factor", "3"),
+    ("transaction.state.log.min.isr", "2"),
+    ("transaction.max.timeout.ms", "900000"),
+    ("transactional.id.expiration.ms", "604800000"),
+    (
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "10000",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -126,6 +135,7 @@ pub struct BrokerConfig {
     pub replica_lag_time_max_ms: u64,
     pub storage: StorageConfig,
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
+    pub transactions: crate::txn::TxnCoordinatorConfig,
 }
 
 fn int<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
@@ -424,6 +434,44 @@ impl BrokerConfig {
                         i32::MAX as usize,
                     )?,
                 },
+            },
+            transactions: crate::txn::TxnCoordinatorConfig {
+                partitions: int(
+                    "transaction.state.log.num.partitions",
+                    &get("transaction.state.log.num.partitions"),
+                    1,
+                    1000,
+                )?,
+                replication_factor: int(
+                    "transaction.state.log.replication.factor",
+                    &get("transaction.state.log.replication.factor"),
+                    1,
+                    i16::MAX as i32,
+                )?,
+                min_isr: int(
+                    "transaction.state.log.min.isr",
+                    &get("transaction.state.log.min.isr"),
+                    1,
+                    i16::MAX as i32,
+                )?,
+                max_timeout_ms: int(
+                    "transaction.max.timeout.ms",
+                    &get("transaction.max.timeout.ms"),
+                    1,
+                    i32::MAX,
+                )?,
+                id_expiration_ms: int(
+                    "transactional.id.expiration.ms",
+                    &get("transactional.id.expiration.ms"),
+                    1,
+                    i64::MAX / 2,
+                )?,
+                abort_check_interval_ms: int(
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                    &get("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
+                    10,
+                    u64::MAX / 2,
+                )?,
             },
         })
     }

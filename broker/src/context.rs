@@ -13,7 +13,9 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::group::coordinator::GroupCoordinator;
 use crate::local_node::LocalNode;
+use crate::producer_ids::ProducerIds;
 use crate::replica_manager::ReplicaManager;
+use crate::txn::TransactionCoordinator;
 
 #[derive(Debug)]
 pub struct BrokerContext {
@@ -26,7 +28,8 @@ pub struct BrokerContext {
     /// The same replica manager as `node.replicas`, for brevity.
     pub replicas: Arc<ReplicaManager>,
     pub groups: Arc<GroupCoordinator>,
-    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    pub producer_ids: Arc<ProducerIds>,
+    pub txns: Arc<TransactionCoordinator>,
 }
 
 impl BrokerContext {
@@ -36,6 +39,8 @@ impl BrokerContext {
         incarnation: Uuid,
         node: LocalNode,
         groups: Arc<GroupCoordinator>,
+        producer_ids: Arc<ProducerIds>,
+        txns: Arc<TransactionCoordinator>,
     ) -> Self {
         BrokerContext {
             config,
@@ -44,7 +49,8 @@ impl BrokerContext {
             replicas: node.replicas.clone(),
             node,
             groups,
-            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            producer_ids,
+            txns,
         }
     }
 
@@ -65,21 +71,7 @@ impl BrokerContext {
 
     /// A fresh producer id, from a block reserved through the controller.
     pub async fn next_producer_id(&self) -> Result<i64, ControllerResponse> {
-        let mut block = self.producer_ids.lock().await;
-        if block.0 >= block.1 {
-            match self
-                .controller_request(ControllerRequest::AllocateProducerIds {
-                    broker_id: self.node_id(),
-                })
-                .await
-            {
-                ControllerResponse::ProducerIds { first, count } => *block = (first, first + count),
-                other => return Err(other),
-            }
-        }
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
+        self.producer_ids.next(&self.node).await
     }
 
     /// See [`LocalNode::wait_for_topic`].

@@ -109,6 +109,24 @@ pub async fn dispatch(
             ResponseKind::TxnOffsetCommit(handlers::txn_offset_commit::handle(broker, r, v).await)
         }
         // The version check before decoding admits only the APIs above.
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            handlers::add_partitions_to_txn::handle(broker, r, v).await,
+        ),
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(handlers::add_offsets_to_txn::handle(broker, r, v).await)
+        }
+        RequestKind::EndTxn(r) => {
+            ResponseKind::EndTxn(handlers::end_txn::handle(broker, r, v).await)
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(handlers::write_txn_markers::handle(broker, r, v).await)
+        }
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
+            handlers::describe_transactions::handle(broker, r, v).await,
+        ),
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(handlers::list_transactions::handle(broker, r, v).await)
+        }
         _ => return None,
     })
 }

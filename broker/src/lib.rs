@@ -36,6 +36,7 @@ pub mod errors;
 pub mod group;
 pub mod handlers;
 pub mod local_node;
+pub mod producer_ids;
 pub mod producer_state;
 pub mod replica_fetcher;
 pub mod replica_manager;
@@ -43,6 +44,7 @@ pub mod replication;
 pub mod request_memory;
 pub mod server;
 pub mod topic_configs;
+pub mod txn;
 
 pub use config::BrokerConfig;
 pub use context::BrokerContext;

@@ -29,9 +29,11 @@ use crate::config::BrokerConfig;
 use crate::context::BrokerContext;
 use crate::group::coordinator::GroupCoordinator;
 use crate::local_node::LocalNode;
+use crate::producer_ids::ProducerIds;
 use crate::replica_fetcher::{self, FetcherConfig};
 use crate::replica_manager::ReplicaManager;
 use crate::request_memory::RequestMemory;
+use crate::txn::TransactionCoordinator;
 
 pub const META_PROPERTIES: &str = "meta.properties";
 
@@ -169,6 +171,13 @@ impl BrokerNode {
             config.coordinator.clone(),
             node.clone(),
         ));
+        let producer_ids = Arc::new(ProducerIds::new());
+        let txns = TransactionCoordinator::new(
+            config.transactions.clone(),
+            node.clone(),
+            producer_ids.clone(),
+            groups.clone(),
+        );
         let request_memory = Arc::new(RequestMemory::new(config.queued_max_request_bytes));
         let broker = Arc::new(BrokerContext::new(
             config,
@@ -176,6 +185,8 @@ impl BrokerNode {
             Uuid::new_v4(),
             node,
             groups,
+            producer_ids,
+            txns,
         ));
         let (shutdown, stop_rx) = watch::channel(false);
         // Set once the metadata has caught up (see `follow_image`): client
@@ -185,6 +196,7 @@ impl BrokerNode {
             tokio::spawn(follow_image(broker.clone(), stop_rx.clone(), ready_tx)),
             tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
             tokio::spawn(broker.groups.clone().run_timers(stop_rx.clone())),
+            tokio::spawn(broker.txns.clone().run_timers(stop_rx.clone())),
             tokio::spawn(replica_fetcher::run_fetchers(
                 broker.node.clone(),
                 FetcherConfig {

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError as E;
-use rivulet_storage::{ReadPlan, TopicPartition};
+use rivulet_storage::TopicPartition;
 
 use crate::context::BrokerContext;
 use crate::errors;
@@ -202,23 +202,54 @@ fn read_partition(
         }
     }
     // Plan under the log's lock; read the bytes after releasing it. A
-    // follower reads up to the log end, a consumer up to the high watermark.
-    let (plan, hw, log_start): (Result<Option<ReadPlan>, _>, i64, i64) = {
+    // follower reads up to the log end, a read_uncommitted consumer up to
+    // the high watermark, a read_committed one up to the last stable
+    // offset, with the aborted transactions of what it may read (their
+    // records and control batches are returned: the client drops them).
+    let read_committed = !follower && isolation_level == 1;
+    let (plan, hw, lso, log_start, aborted) = {
         let log = partition.log.lock();
         let hw = log.high_watermark();
-        let upper = (!follower).then_some(hw);
+        let lso = log.last_stable_offset();
+        let upper = if follower {
+            None
+        } else if read_committed {
+            Some(lso)
+        } else {
+            Some(hw)
+        };
+        let aborted = if read_committed {
+            log.aborted_transactions(fetch_offset, lso)
+        } else {
+            Ok(Vec::new())
+        };
         (
             log.plan_read(fetch_offset, max_bytes, upper, min_one),
             hw,
+            lso,
             log.log_start_offset(),
+            aborted,
         )
+    };
+    let aborted = match aborted {
+        Ok(list) => list,
+        Err(e) => return partition_error(errors::storage(&e)),
     };
     let base = PartitionData::default()
         .with_high_watermark(hw)
-        .with_last_stable_offset(hw)
+        .with_last_stable_offset(lso)
         .with_log_start_offset(log_start)
         .with_preferred_read_replica((-1).into())
-        .with_aborted_transactions((isolation_level == 1).then(Vec::new));
+        .with_aborted_transactions(read_committed.then(|| {
+            aborted
+                .iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect()
+        }));
     let records = match plan {
         Ok(Some(plan)) => plan.execute(),
         Ok(None) => Ok(Bytes::new()),

@@ -1,6 +1,7 @@
 //! FindCoordinator: the node coordinating a group (key type 0), from the
 //! leader of the group's `__consumer_offsets` partition, which is created on
-//! first use. Transaction coordinators (key type 1) are not served yet.
+//! first use, or a transactional id (key type 1), from the leader of its
+//! `__transaction_state` partition, likewise created on first use.
 //! v4+ asks for many keys at once.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -11,14 +12,16 @@ use super::sb;
 use crate::context::BrokerContext;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// The coordinator of one key: `(error, node, host, port)`.
 async fn coordinator(b: &BrokerContext, key: &str, key_type: i8) -> (i16, i32, String, i32) {
-    if key_type != KEY_TYPE_GROUP {
-        // Transactions are not implemented: no transaction coordinator.
-        return (E::CoordinatorNotAvailable.code(), -1, String::new(), -1);
-    }
-    let node = match b.groups.coordinator_for(key).await {
+    let node = match key_type {
+        KEY_TYPE_GROUP => b.groups.coordinator_for(key).await,
+        KEY_TYPE_TRANSACTION => b.txns.coordinator_for(key).await,
+        _ => Err(E::InvalidRequest.code()),
+    };
+    let node = match node {
         Ok(node) => node,
         Err(code) => return (code, -1, String::new(), -1),
     };

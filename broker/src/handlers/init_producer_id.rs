@@ -6,21 +6,22 @@
 //! was never handed out by this cluster, it gets a fresh id with epoch 0.
 //! Giving only one of id and epoch is INVALID_REQUEST (as Kafka).
 //!
-//! Transactions are not implemented: a non-null transactional id is
-//! answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED (an empty one
-//! INVALID_REQUEST, as Kafka). Of the codes a client may get here, it is the
-//! one both librdkafka (`rd_kafka_idemp_check_error`) and the Java producer
-//! treat as fatal at once: `init_transactions()` fails with a clear error
-//! instead of retrying until its timeout, which is what every retriable code
-//! (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, ...) would cause. The broker
-//! does not advertise the other transaction APIs either, so clients that
-//! check ApiVersions refuse transactions before asking.
+//! With a transactional id the transaction coordinator answers (see
+//! [`crate::txn`]): the id's producer id with its epoch bumped, fencing
+//! the previous producer of the id and aborting its open transaction
+//! (CONCURRENT_TRANSACTIONS until the abort completed; the client
+//! retries). An empty transactional id is INVALID_REQUEST, as Kafka.
+//! PRODUCER_FENCED is INVALID_PRODUCER_EPOCH below v4 (KIP-588).
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError as E;
 
 use crate::context::BrokerContext;
 use crate::errors;
+use crate::txn::metadata::downgrade_fenced;
+
+/// The first version that knows PRODUCER_FENCED.
+const FENCED_FROM: i16 = 4;
 
 /// Kafka's "no producer id" / "no epoch" (`RecordBatch.NO_PRODUCER_ID`).
 const NO_PRODUCER_ID: i64 = -1;
@@ -58,7 +59,7 @@ pub fn identity(producer_id: i64, epoch: i16, issued_below: i64) -> Identity {
 pub async fn handle(
     b: &BrokerContext,
     req: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
     let error = |code: i16| {
         InitProducerIdResponse::default()
@@ -66,10 +67,25 @@ pub async fn handle(
             .with_producer_id(ProducerId(NO_PRODUCER_ID))
             .with_producer_epoch(NO_PRODUCER_EPOCH)
     };
-    match req.transactional_id.as_deref().map(|t| t.is_empty()) {
-        None => {}
-        Some(true) => return error(E::InvalidRequest.code()),
-        Some(false) => return error(E::TransactionalIdAuthorizationFailed.code()),
+    if let Some(id) = req.transactional_id.as_deref() {
+        if id.is_empty() {
+            return error(E::InvalidRequest.code());
+        }
+        let expected = match (req.producer_id.0, req.producer_epoch) {
+            (NO_PRODUCER_ID, NO_PRODUCER_EPOCH) => None,
+            (pid, epoch) if pid >= 0 && epoch >= 0 => Some((pid, epoch)),
+            _ => return error(E::InvalidRequest.code()),
+        };
+        return match b
+            .txns
+            .init_producer_id(id, req.transaction_timeout_ms, expected)
+            .await
+        {
+            Ok((pid, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            Err(code) => error(downgrade_fenced(code, version, FENCED_FROM)),
+        };
     }
     let issued_below = b.image().next_producer_id;
     match identity(req.producer_id.0, req.producer_epoch, issued_below) {

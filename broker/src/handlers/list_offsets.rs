@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2) is the log start offset, latest (-1) the high
-//! watermark (the log end offset of a fully replicated log), max timestamp
+//! watermark (the log end offset of a fully replicated log; the last stable
+//! offset for read_committed readers, v2+), max timestamp
 //! (-3) the record with the largest timestamp (KIP-734), and any other
 //! timestamp the first offset whose record timestamp is at or after it, or
 //! -1 when there is none.
@@ -19,6 +20,7 @@ pub const LATEST: i64 = -1;
 pub const MAX_TIMESTAMP: i64 = -3;
 
 pub fn handle(b: &BrokerContext, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let isolation_level = req.isolation_level;
     let topics = req
         .topics
         .into_iter()
@@ -33,6 +35,7 @@ pub fn handle(b: &BrokerContext, req: ListOffsetsRequest, version: i16) -> ListO
                         &TopicPartition::new(name.clone(), p.partition_index),
                         p.timestamp,
                         p.current_leader_epoch,
+                        isolation_level,
                     )
                     .with_partition_index(p.partition_index);
                     // The leader epoch field exists from v4; below it must
@@ -65,6 +68,7 @@ fn lookup(
     tp: &TopicPartition,
     timestamp: i64,
     current_leader_epoch: i32,
+    isolation_level: i8,
 ) -> ListOffsetsPartitionResponse {
     let Some(partition) = b.replicas.get(tp) else {
         return error(E::UnknownTopicOrPartition.code());
@@ -82,7 +86,14 @@ fn lookup(
         }
     }
     let log = partition.log.lock();
-    let hw = log.high_watermark();
+    // What a reader of this isolation level may see: read_committed
+    // readers stop at the last stable offset (Kafka's
+    // `fetchOffsetByTimestamp` with READ_COMMITTED).
+    let hw = if isolation_level == 1 {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
     let found = match timestamp {
         EARLIEST => Ok(Some((-1, log.log_start_offset()))),
         LATEST => Ok(Some((-1, hw))),

@@ -3,19 +3,128 @@
 //! answer per partition. All partitions are appended before any waits for
 //! durability, so one request's fsyncs overlap (and group-commit with other
 //! requests').
+//!
+//! Transactional batches (KIP-890 part 1): the first batch a producer
+//! sends to a partition in a transaction is appended only if the
+//! transaction coordinator confirms the partition is in the producer's
+//! ongoing transaction; otherwise INVALID_TXN_STATE (TRANSACTION_ABORTABLE
+//! from v11). This closes the "hanging transaction" hole: a late retry of a
+//! batch from a transaction that already ended cannot open a new one that
+//! nobody will ever end. Coordinator unavailability is answered
+//! NOT_ENOUGH_REPLICAS, which producers retry, as Kafka.
+
+use std::collections::HashMap;
 
 use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError as E;
+use rivulet_protocol::record_batch::BatchHeader;
 use rivulet_storage::TopicPartition;
 
 use super::sb;
 use crate::context::BrokerContext;
 
-pub async fn handle(b: &BrokerContext, req: ProduceRequest, _version: i16) -> ProduceResponse {
+/// The first version whose clients know TRANSACTION_ABORTABLE.
+const ABORTABLE_FROM: i16 = 11;
+
+/// A transactional batch's producer, if the records start with one.
+fn transactional_producer(records: &Option<bytes::Bytes>) -> Option<(i64, i16)> {
+    let h = BatchHeader::parse(records.as_deref()?).ok()?;
+    (h.is_transactional() && !h.is_control()).then_some((h.producer_id, h.producer_epoch))
+}
+
+/// KIP-890 verification of the partitions whose transactional batches
+/// would start a transaction there: the refusal code per partition.
+async fn verify(
+    b: &BrokerContext,
+    req: &ProduceRequest,
+    version: i16,
+) -> HashMap<(String, i32), i16> {
+    let mut refused = HashMap::new();
+    let mut by_producer: HashMap<(i64, i16), Vec<(String, i32)>> = HashMap::new();
+    for topic in &req.topic_data {
+        for p in &topic.partition_data {
+            let Some(producer) = transactional_producer(&p.records) else {
+                continue;
+            };
+            let tp = (topic.name.to_string(), p.index);
+            let ongoing = b
+                .replicas
+                .get(&TopicPartition::new(tp.0.clone(), tp.1))
+                .is_some_and(|part| {
+                    part.log
+                        .lock()
+                        .ongoing_transactions()
+                        .iter()
+                        .any(|(pid, _)| *pid == producer.0)
+                });
+            if !ongoing {
+                by_producer.entry(producer).or_default().push(tp);
+            }
+        }
+    }
+    if by_producer.is_empty() {
+        return refused;
+    }
+    let Some(txn_id) = req
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .filter(|t| !t.is_empty())
+    else {
+        for tps in by_producer.into_values() {
+            for tp in tps {
+                refused.insert(tp, E::InvalidRecord.code());
+            }
+        }
+        return refused;
+    };
+    let not_in_txn = if version >= ABORTABLE_FROM {
+        E::TransactionAbortable.code()
+    } else {
+        E::InvalidTxnState.code()
+    };
+    for ((pid, epoch), tps) in by_producer {
+        match b.txns.verify_for_produce(&txn_id, pid, epoch, &tps).await {
+            Ok(ok) => {
+                for (tp, ok) in tps.into_iter().zip(ok) {
+                    if !ok {
+                        refused.insert(tp, not_in_txn);
+                    }
+                }
+            }
+            Err(code) => {
+                let code = produce_code(code);
+                for tp in tps {
+                    refused.insert(tp, code);
+                }
+            }
+        }
+    }
+    refused
+}
+
+/// A coordinator's verification error as a producer should see it.
+fn produce_code(code: i16) -> i16 {
+    if code == E::NotCoordinator.code()
+        || code == E::CoordinatorNotAvailable.code()
+        || code == E::CoordinatorLoadInProgress.code()
+        || code == E::ConcurrentTransactions.code()
+    {
+        E::NotEnoughReplicas.code()
+    } else if code == E::ProducerFenced.code() {
+        E::InvalidProducerEpoch.code()
+    } else {
+        code
+    }
+}
+
+pub async fn handle(b: &BrokerContext, req: ProduceRequest, version: i16) -> ProduceResponse {
     let acks = req.acks;
     let timeout_ms = req.timeout_ms;
+    let refused = verify(b, &req, version).await;
+    let refused = &refused;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.to_string();
@@ -26,6 +135,12 @@ pub async fn handle(b: &BrokerContext, req: ProduceRequest, _version: i16) -> Pr
                     return PartitionProduceResponse::default()
                         .with_index(p.index)
                         .with_error_code(E::InvalidRequiredAcks.code())
+                        .with_base_offset(-1);
+                }
+                if let Some(code) = refused.get(&(tp.topic.clone(), tp.partition)) {
+                    return PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_error_code(*code)
                         .with_base_offset(-1);
                 }
                 let r = b.replicas.append(&tp, p.records, acks, timeout_ms).await;

@@ -148,7 +148,11 @@ impl ReplicaManager {
                 }
             }
             let mut log = partition.log.lock();
-            match log.append_as_leader(&mut buf, leader_epoch) {
+            let storage_origin = match origin {
+                AppendOrigin::Client => rivulet_storage::AppendOrigin::Client,
+                AppendOrigin::Coordinator => rivulet_storage::AppendOrigin::Coordinator,
+            };
+            match log.append_as_leader_from(&mut buf, leader_epoch, storage_origin) {
                 Ok(info) => {
                     for h in headers(&buf) {
                         producers.record(&h);

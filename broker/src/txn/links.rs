@@ -1,0 +1,67 @@
+//! Connections from this node to the other brokers' Kafka listeners, for
+//! the transaction requests brokers send each other: WriteTxnMarkers (the
+//! coordinator to partition leaders) and AddPartitionsToTxn `verify_only`
+//! (partition leaders to the coordinator, KIP-890). One connection per
+//! broker, one request at a time on it; a failed round trip drops the
+//! connection so the next one reconnects (to wherever the image says the
+//! broker now listens).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kafka_protocol::protocol::Request;
+use rivulet_protocol::wire::{self, Client};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::local_node::LocalNode;
+
+/// Timeout of one connect and of one round trip.
+const LINK_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct BrokerLinks {
+    node: LocalNode,
+    conns: tokio::sync::Mutex<HashMap<i32, Client<TcpStream>>>,
+}
+
+impl BrokerLinks {
+    pub fn new(node: LocalNode) -> Self {
+        BrokerLinks {
+            node,
+            conns: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Send `req` at `version` to broker `to`; `None` if it cannot be
+    /// reached or answered.
+    pub async fn round_trip<R: Request>(
+        &self,
+        to: i32,
+        version: i16,
+        req: &R,
+    ) -> Option<R::Response> {
+        let mut conns = self.conns.lock().await;
+        let client = match conns.entry(to) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let image = self.node.image();
+                let l = image.brokers.get(&to).and_then(|r| r.listeners.first())?;
+                let addr = format!("{}:{}", l.host, l.port);
+                let c = tokio::time::timeout(LINK_TIMEOUT, wire::connect(addr.as_str()))
+                    .await
+                    .ok()?
+                    .ok()?;
+                let id = format!("rivulet-broker-{}", self.node.node_id());
+                e.insert(c.with_client_id(Some(id)).with_timeout(LINK_TIMEOUT))
+            }
+        };
+        match client.round_trip(version, req).await {
+            Ok(resp) => Some(resp),
+            Err(e) => {
+                debug!(to, error = %e, "broker link failed; reconnecting next time");
+                conns.remove(&to);
+                None
+            }
+        }
+    }
+}
