@@ -236,7 +236,7 @@ fn open_rw(path: &Path) -> Result<File> {
 /// transaction may start in an earlier segment, so `first` may lie below the
 /// base offset.
 fn parse_entries(bytes: &[u8], base_offset: i64) -> Option<Vec<AbortedTxn>> {
-    if bytes.len() % TXN_ENTRY_SIZE != 0 {
+    if !bytes.len().is_multiple_of(TXN_ENTRY_SIZE) {
         return None;
     }
     let mut out: Vec<AbortedTxn> = Vec::with_capacity(bytes.len() / TXN_ENTRY_SIZE);
