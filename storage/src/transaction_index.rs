@@ -137,6 +137,15 @@ impl TransactionIndex {
             Some(f) => f,
             None => open_rw(&self.path)?,
         };
+        if !self.valid {
+            // Nothing of a file that failed its check is kept (its entries
+            // were not loaded): start it over.
+            if let Err(e) = file.set_len(0).at(&self.path) {
+                self.file = Some(file);
+                return Err(e);
+            }
+            self.valid = true;
+        }
         let written = file.write_all_at(&txn.encode(), position).at(&self.path);
         if written.is_err() {
             let _ = file.set_len(position);

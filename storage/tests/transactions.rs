@@ -465,3 +465,54 @@ fn deleting_a_segment_deletes_its_txn_index() {
         .is_empty());
     assert_eq!(log.last_stable_offset(), log.high_watermark());
 }
+
+#[test]
+fn reopening_finds_every_marker_whatever_the_batch_sizes() {
+    // Markers straddle the scan's read buffer, and follow batches larger
+    // than it (which the scan skips by reading headers only).
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = new_log(dir.path(), LogConfig::default());
+    let mut want = Vec::new();
+    for pid in 0..120i64 {
+        let size = match pid % 10 {
+            0 => 150_000,
+            3 => 70_000,
+            _ => 500 + 37 * pid as usize,
+        };
+        let mut b = RecordBatchBuilder::new(Compression::None)
+            .producer(pid, 0, 0)
+            .transactional(true);
+        b.push(T0, Some(b"k"), Some(&vec![b'x'; size]), &[]);
+        let first = log
+            .append_as_leader(&mut b.build().unwrap(), 0)
+            .unwrap()
+            .first_offset;
+        let kind = if pid % 3 == 0 {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
+        };
+        let marker = end(&mut log, pid, kind);
+        if kind == ControlType::Abort {
+            want.push(aborted(pid, first, marker, marker + 1));
+        }
+    }
+    txn(&mut log, 500, 1);
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    assert_eq!(log.aborted_transactions(0, leo).unwrap(), want);
+    drop(log);
+    fs::remove_file(txn_index_path(dir.path(), 0)).unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions {
+            high_watermark: leo,
+            ..LogOpenOptions::default()
+        },
+    );
+    assert_eq!(log.aborted_transactions(0, leo).unwrap(), want);
+    assert_eq!(txn_index_file(dir.path(), 0), want);
+    assert_eq!(log.ongoing_transactions(), vec![(500, leo - 1)]);
+}

@@ -181,10 +181,18 @@ fn scan_segment(
     let mut buf = vec![0u8; SCAN_BUFFER];
     let (mut buf_start, mut buf_len) = (0u64, 0usize);
     let mut pos = 0u64;
+    let mut last_len = 0usize;
     while pos + HEADER_SIZE as u64 <= size {
         let in_buf = pos >= buf_start && pos + HEADER_SIZE as u64 <= buf_start + buf_len as u64;
         if !in_buf {
-            let want = usize::try_from(size - pos).map_or(SCAN_BUFFER, |r| r.min(SCAN_BUFFER));
+            // After a large batch the next is likely large too: read just its
+            // header rather than a buffer of records that will be skipped.
+            let chunk = if last_len > SCAN_BUFFER / 4 {
+                HEADER_SIZE
+            } else {
+                SCAN_BUFFER
+            };
+            let want = usize::try_from(size - pos).map_or(chunk, |r| r.min(chunk));
             read_exact_at(&file, &mut buf[..want], pos).at(&path)?;
             (buf_start, buf_len) = (pos, want);
         }
@@ -211,6 +219,7 @@ fn scan_segment(
         };
         f(&header, marker);
         pos += len as u64;
+        last_len = len;
     }
     Ok(())
 }
