@@ -557,11 +557,10 @@ mod model {
         ]
     }
 
-    /// A batch in the model: base offset, records, producer, marker.
+    /// A batch in the model: base offset, producer, marker.
     #[derive(Debug, Clone, Copy)]
     struct B {
         base: i64,
-        n: i64,
         pid: i64,
         marker: Option<bool>,
     }
@@ -573,10 +572,8 @@ mod model {
         let (mut aborted_list, mut completed) = (Vec::new(), Vec::new());
         for b in log {
             match b.marker {
-                None if b.pid >= 0 => {
-                    if !ongoing.iter().any(|(p, _)| *p == b.pid) {
-                        ongoing.push((b.pid, b.base));
-                    }
+                None if b.pid >= 0 && !ongoing.iter().any(|(p, _)| *p == b.pid) => {
+                    ongoing.push((b.pid, b.base));
                 }
                 None => {}
                 Some(abort) => {
@@ -609,12 +606,12 @@ mod model {
                         let base = if pid < 0 { plain(&mut log, n) } else {
                             log.append_as_leader(&mut txn_batch(pid, n), 0).unwrap().first_offset
                         };
-                        model.push(B { base, n: n as i64, pid, marker: None });
+                        model.push(B { base, pid, marker: None });
                     }
                     Op::Marker { pid, abort } => {
                         let kind = if abort { ControlType::Abort } else { ControlType::Commit };
                         let base = end(&mut log, pid, kind);
-                        model.push(B { base, n: 1, pid, marker: Some(abort) });
+                        model.push(B { base, pid, marker: Some(abort) });
                     }
                     Op::Hw(f) => {
                         let hw = log.high_watermark();
