@@ -137,6 +137,15 @@ impl TransactionIndex {
             Some(f) => f,
             None => open_rw(&self.path)?,
         };
+        if !self.valid {
+            // Nothing of a file that failed its check is kept (its entries
+            // were not loaded): start it over.
+            if let Err(e) = file.set_len(0).at(&self.path) {
+                self.file = Some(file);
+                return Err(e);
+            }
+            self.valid = true;
+        }
         let written = file.write_all_at(&txn.encode(), position).at(&self.path);
         if written.is_err() {
             let _ = file.set_len(position);
@@ -236,7 +245,7 @@ fn open_rw(path: &Path) -> Result<File> {
 /// transaction may start in an earlier segment, so `first` may lie below the
 /// base offset.
 fn parse_entries(bytes: &[u8], base_offset: i64) -> Option<Vec<AbortedTxn>> {
-    if bytes.len() % TXN_ENTRY_SIZE != 0 {
+    if !bytes.len().is_multiple_of(TXN_ENTRY_SIZE) {
         return None;
     }
     let mut out: Vec<AbortedTxn> = Vec::with_capacity(bytes.len() / TXN_ENTRY_SIZE);

@@ -465,3 +465,199 @@ fn deleting_a_segment_deletes_its_txn_index() {
         .is_empty());
     assert_eq!(log.last_stable_offset(), log.high_watermark());
 }
+
+#[test]
+fn reopening_finds_every_marker_whatever_the_batch_sizes() {
+    // Markers straddle the scan's read buffer, and follow batches larger
+    // than it (which the scan skips by reading headers only).
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = new_log(dir.path(), LogConfig::default());
+    let mut want = Vec::new();
+    for pid in 0..120i64 {
+        let size = match pid % 10 {
+            0 => 150_000,
+            3 => 70_000,
+            _ => 500 + 37 * pid as usize,
+        };
+        let mut b = RecordBatchBuilder::new(Compression::None)
+            .producer(pid, 0, 0)
+            .transactional(true);
+        b.push(T0, Some(b"k"), Some(&vec![b'x'; size]), &[]);
+        let first = log
+            .append_as_leader(&mut b.build().unwrap(), 0)
+            .unwrap()
+            .first_offset;
+        let kind = if pid % 3 == 0 {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
+        };
+        let marker = end(&mut log, pid, kind);
+        if kind == ControlType::Abort {
+            want.push(aborted(pid, first, marker, marker + 1));
+        }
+    }
+    txn(&mut log, 500, 1);
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    assert_eq!(log.aborted_transactions(0, leo).unwrap(), want);
+    drop(log);
+    fs::remove_file(txn_index_path(dir.path(), 0)).unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions {
+            high_watermark: leo,
+            ..LogOpenOptions::default()
+        },
+    );
+    assert_eq!(log.aborted_transactions(0, leo).unwrap(), want);
+    assert_eq!(txn_index_file(dir.path(), 0), want);
+    assert_eq!(log.ongoing_transactions(), vec![(500, leo - 1)]);
+}
+
+mod model {
+    //! Any history of transactional and plain appends, markers, high
+    //! watermark moves, truncations and reopenings leaves the log with the
+    //! LSO, ongoing transactions and aborted list that a from-scratch reading
+    //! of its batches gives.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// `pid` < 0: a plain batch.
+        Data {
+            pid: i64,
+            n: usize,
+        },
+        Marker {
+            pid: i64,
+            abort: bool,
+        },
+        /// Move the HW this fraction of the way to the log end.
+        Hw(f64),
+        /// Truncate to a batch boundary: this fraction of the way from the
+        /// log start (so above or below the HW).
+        Truncate(f64),
+        Reopen {
+            clean: bool,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (-1i64..4, 1usize..4).prop_map(|(pid, n)| Op::Data { pid, n }),
+            3 => (0i64..4, any::<bool>()).prop_map(|(pid, abort)| Op::Marker { pid, abort }),
+            3 => (0.0f64..=1.0).prop_map(Op::Hw),
+            1 => (0.0f64..=1.0).prop_map(Op::Truncate),
+            1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+        ]
+    }
+
+    /// A batch in the model: base offset, producer, marker.
+    #[derive(Debug, Clone, Copy)]
+    struct B {
+        base: i64,
+        pid: i64,
+        marker: Option<bool>,
+    }
+
+    /// `(ongoing (pid, first) oldest first, aborted entries, completed (first, marker))`.
+    #[allow(clippy::type_complexity)]
+    fn replay(log: &[B]) -> (Vec<(i64, i64)>, Vec<AbortedTxn>, Vec<(i64, i64)>) {
+        let mut ongoing: Vec<(i64, i64)> = Vec::new();
+        let (mut aborted_list, mut completed) = (Vec::new(), Vec::new());
+        for b in log {
+            match b.marker {
+                None if b.pid >= 0 && !ongoing.iter().any(|(p, _)| *p == b.pid) => {
+                    ongoing.push((b.pid, b.base));
+                }
+                None => {}
+                Some(abort) => {
+                    if let Some(i) = ongoing.iter().position(|(p, _)| *p == b.pid) {
+                        let (_, first) = ongoing.remove(i);
+                        completed.push((first, b.base));
+                        if abort {
+                            let lso = ongoing.iter().map(|(_, f)| *f).min().unwrap_or(b.base + 1);
+                            aborted_list.push(aborted(b.pid, first, b.base, lso));
+                        }
+                    }
+                }
+            }
+        }
+        (ongoing, aborted_list, completed)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn log_agrees_with_a_replay_of_its_batches(ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = new_log(dir.path(), tiny_segments());
+            let mut model: Vec<B> = Vec::new();
+            for op in ops {
+                let leo = log.log_end_offset();
+                match op {
+                    Op::Data { pid, n } => {
+                        let base = if pid < 0 { plain(&mut log, n) } else {
+                            log.append_as_leader(&mut txn_batch(pid, n), 0).unwrap().first_offset
+                        };
+                        model.push(B { base, pid, marker: None });
+                    }
+                    Op::Marker { pid, abort } => {
+                        let kind = if abort { ControlType::Abort } else { ControlType::Commit };
+                        let base = end(&mut log, pid, kind);
+                        model.push(B { base, pid, marker: Some(abort) });
+                    }
+                    Op::Hw(f) => {
+                        let hw = log.high_watermark();
+                        let to = hw + ((leo - hw) as f64 * f) as i64;
+                        log.set_high_watermark(to);
+                    }
+                    Op::Truncate(f) => {
+                        let i = (model.len() as f64 * f) as usize;
+                        if let Some(b) = model.get(i).copied() {
+                            log.truncate_to(b.base).unwrap();
+                            model.truncate(i);
+                        }
+                    }
+                    Op::Reopen { clean } => {
+                        let hw = log.high_watermark();
+                        if clean { log.close().unwrap(); } else { log.flush().unwrap(); }
+                        drop(log);
+                        log = open(dir.path(), tiny_segments(), clock(), LogOpenOptions {
+                            clean_shutdown: clean,
+                            recovery_point: if clean { leo } else { 0 },
+                            high_watermark: hw,
+                            ..LogOpenOptions::default()
+                        });
+                    }
+                }
+                let (ongoing, aborted_list, completed) = replay(&model);
+                let hw = log.high_watermark();
+                let lso = ongoing.iter().map(|(_, f)| *f)
+                    .chain(completed.iter().filter(|(_, m)| *m >= hw).map(|(f, _)| *f))
+                    .min()
+                    .map_or(hw, |f| f.min(hw));
+                let mut by_first = ongoing.clone();
+                by_first.sort_by_key(|(_, f)| *f);
+                prop_assert_eq!(log.ongoing_transactions(), by_first);
+                prop_assert_eq!(log.last_stable_offset(), lso);
+                let leo = log.log_end_offset();
+                prop_assert_eq!(log.aborted_transactions(0, leo).unwrap(), aborted_list.clone());
+                // What the files hold is what the log lists.
+                let mut on_disk = Vec::new();
+                for b in segment_bases(&log) {
+                    if txn_index_path(dir.path(), b).exists() {
+                        on_disk.extend(txn_index_file(dir.path(), b));
+                    }
+                }
+                prop_assert_eq!(on_disk, aborted_list);
+            }
+        }
+    }
+}

@@ -61,17 +61,14 @@ impl PartitionLog {
     /// holding `start_offset` on (an entry sits in its marker's segment, so
     /// no earlier one can qualify), stopping at the first entry whose
     /// `last_stable_offset ≥ upper_bound_offset` (every later transaction
-    /// began at or after it). In memory: no file I/O, and nothing to do when
-    /// the log holds no aborted transaction.
+    /// began at or after it). In memory: no file I/O; without aborts, one
+    /// empty-list check per segment from the fetch offset's on.
     pub fn aborted_transactions(
         &self,
         start_offset: i64,
         upper_bound_offset: i64,
     ) -> Result<Vec<AbortedTxn>> {
         let mut out = Vec::new();
-        if self.aborted_entries() == 0 {
-            return Ok(out);
-        }
         let floor = self
             .segments
             .range(..=start_offset)
@@ -88,14 +85,6 @@ impl PartitionLog {
             }
         }
         Ok(out)
-    }
-
-    /// Entries in all transaction indexes.
-    fn aborted_entries(&self) -> usize {
-        self.segments
-            .values()
-            .map(|s| s.txn_index().entries().len())
-            .sum()
     }
 
     /// Note a batch just written to the active segment: start or complete
@@ -192,10 +181,18 @@ fn scan_segment(
     let mut buf = vec![0u8; SCAN_BUFFER];
     let (mut buf_start, mut buf_len) = (0u64, 0usize);
     let mut pos = 0u64;
+    let mut last_len = 0usize;
     while pos + HEADER_SIZE as u64 <= size {
         let in_buf = pos >= buf_start && pos + HEADER_SIZE as u64 <= buf_start + buf_len as u64;
         if !in_buf {
-            let want = usize::try_from(size - pos).map_or(SCAN_BUFFER, |r| r.min(SCAN_BUFFER));
+            // After a large batch the next is likely large too: read just its
+            // header rather than a buffer of records that will be skipped.
+            let chunk = if last_len > SCAN_BUFFER / 4 {
+                HEADER_SIZE
+            } else {
+                SCAN_BUFFER
+            };
+            let want = usize::try_from(size - pos).map_or(chunk, |r| r.min(chunk));
             read_exact_at(&file, &mut buf[..want], pos).at(&path)?;
             (buf_start, buf_len) = (pos, want);
         }
@@ -222,6 +219,7 @@ fn scan_segment(
         };
         f(&header, marker);
         pos += len as u64;
+        last_len = len;
     }
     Ok(())
 }
