@@ -1,0 +1,26 @@
+//! rivulet-streams: the pure core of Rivulet's stream-processing layer.
+//!
+//! Owns, as plain code over rows and time with no I/O (DESIGN.md, "The stream layer"):
+//! - [`Row`]s: a JSON object per Kafka record with its source columns and event time
+//!   ([`row`], [`time`]);
+//! - the SQL-style expression language ([`expr`]);
+//! - operators driven by rows and the watermark: filter, select, key_by, windowed
+//!   aggregation, dedup, data-quality rules, stream–static and stream–stream joins
+//!   ([`operators`], [`window`], [`aggregate`], [`join`], [`table`]), each with bounded,
+//!   snapshot-able state;
+//! - job plans from TOML or a builder, validated, with `explain` text ([`plan`]).
+//!
+//! Does not own (yet): the runtime that polls Kafka and commits, the sinks (Kafka,
+//! PostgreSQL, files), checkpoints on disk and the `rivulet stream` CLI. They build on
+//! this crate and talk to any broker over the wire only; nothing here depends on the
+//! broker.
+
+pub mod error;
+pub mod expr;
+pub mod row;
+pub mod time;
+
+pub use error::{ExprError, PlanError, RowError, StreamError};
+pub use expr::{Expr, SelectItem};
+pub use row::{EventTimeSpec, Row, SourceMeta, SourceRecord};
+pub use time::{TimeFormat, Watermark};
