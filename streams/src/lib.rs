@@ -15,12 +15,17 @@
 //! this crate and talk to any broker over the wire only; nothing here depends on the
 //! broker.
 
+pub mod aggregate;
 pub mod error;
 pub mod expr;
+pub mod operators;
 pub mod row;
 pub mod time;
+pub mod window;
 
 pub use error::{ExprError, PlanError, RowError, StreamError};
 pub use expr::{Expr, SelectItem};
-pub use row::{EventTimeSpec, Row, SourceMeta, SourceRecord};
+pub use operators::{DeadLetter, LatePolicy, Operator, Output, TimeContext};
+pub use row::{EventTimeSpec, Key, Row, SourceMeta, SourceRecord};
 pub use time::{TimeFormat, Watermark};
+pub use window::{Window, WindowSpec};

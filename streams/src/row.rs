@@ -77,6 +77,20 @@ impl EventTimeSpec {
     }
 }
 
+/// The grouping key a `key_by` gave a row: named values, in order. Empty means "no key"
+/// (one global group).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Key(pub Vec<(String, Value)>);
+
+impl Key {
+    /// A canonical text form of the key's values, used as a map key for state (JSON of
+    /// the values array: serde_json orders object fields, so equal keys encode equally).
+    pub fn encode(&self) -> String {
+        let values: Vec<&Value> = self.0.iter().map(|(_, v)| v).collect();
+        serde_json::to_string(&values).unwrap_or_default()
+    }
+}
+
 /// One event flowing through a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
@@ -84,6 +98,9 @@ pub struct Row {
     pub meta: SourceMeta,
     /// Event time, epoch milliseconds.
     pub event_time: i64,
+    /// Set by `key_by`; grouping operators group by it.
+    #[serde(default)]
+    pub key: Key,
 }
 
 impl Row {
@@ -93,6 +110,7 @@ impl Row {
             value,
             meta: SourceMeta::default(),
             event_time,
+            key: Key::default(),
         }
     }
 
@@ -108,6 +126,7 @@ impl Row {
             value,
             meta: record.meta.clone(),
             event_time,
+            key: Key::default(),
         })
     }
 
