@@ -22,6 +22,7 @@ pub mod operators;
 pub mod row;
 pub mod time;
 pub mod window;
+pub mod window_agg;
 
 pub use error::{ExprError, PlanError, RowError, StreamError};
 pub use expr::{Expr, SelectItem};
@@ -29,3 +30,4 @@ pub use operators::{DeadLetter, LatePolicy, Operator, Output, TimeContext};
 pub use row::{EventTimeSpec, Key, Row, SourceMeta, SourceRecord};
 pub use time::{TimeFormat, Watermark};
 pub use window::{Window, WindowSpec};
+pub use window_agg::{OutputMode, WindowAggConfig, WindowedAggregation};
