@@ -18,16 +18,20 @@
 pub mod aggregate;
 pub mod error;
 pub mod expr;
+pub mod join;
 pub mod operators;
 pub mod row;
+pub mod table;
 pub mod time;
 pub mod window;
 pub mod window_agg;
 
 pub use error::{ExprError, PlanError, RowError, StreamError};
 pub use expr::{Expr, SelectItem};
+pub use join::{IntervalJoin, IntervalJoinConfig, JoinKind, StaticJoin};
 pub use operators::{DeadLetter, LatePolicy, Operator, Output, TimeContext};
 pub use row::{EventTimeSpec, Key, Row, SourceMeta, SourceRecord};
+pub use table::{StaticTable, TableError};
 pub use time::{TimeFormat, Watermark};
 pub use window::{Window, WindowSpec};
 pub use window_agg::{OutputMode, WindowAggConfig, WindowedAggregation};

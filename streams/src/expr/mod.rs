@@ -20,7 +20,7 @@ mod tests;
 
 use serde_json::Value;
 
-pub(crate) use eval::order;
+pub(crate) use eval::{order, to_text};
 pub use parser::{parse_select_list, MAX_DEPTH, MAX_EXPR_LEN};
 
 /// A parsed expression.
