@@ -211,15 +211,15 @@ impl AggState {
             (AggState::Max(a), AggState::Max(Some(b))) => {
                 let _ = keep_extreme(a, b, std::cmp::Ordering::Greater);
             }
-            (AggState::First(a), AggState::First(Some((t, v)))) => {
-                if a.as_ref().is_none_or(|(at, _)| t < at) {
-                    *a = Some((*t, v.clone()));
-                }
+            (AggState::First(a), AggState::First(Some((t, v))))
+                if a.as_ref().is_none_or(|(at, _)| t < at) =>
+            {
+                *a = Some((*t, v.clone()));
             }
-            (AggState::Last(a), AggState::Last(Some((t, v)))) => {
-                if a.as_ref().is_none_or(|(at, _)| t >= at) {
-                    *a = Some((*t, v.clone()));
-                }
+            (AggState::Last(a), AggState::Last(Some((t, v))))
+                if a.as_ref().is_none_or(|(at, _)| t >= at) =>
+            {
+                *a = Some((*t, v.clone()));
             }
             (AggState::ApproxDistinct(a), AggState::ApproxDistinct(b)) => a.merge(b),
             _ => {}

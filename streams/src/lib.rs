@@ -8,7 +8,9 @@
 //!   aggregation, dedup, data-quality rules, stream–static and stream–stream joins
 //!   ([`operators`], [`window`], [`aggregate`], [`join`], [`table`]), each with bounded,
 //!   snapshot-able state;
-//! - job plans from TOML or a builder, validated, with `explain` text ([`plan`]).
+//! - job plans from TOML or a builder, validated, with `explain` text ([`plan`]);
+//! - the pure micro-batch step of a whole plan, with one snapshot of all its state
+//!   ([`executor`]).
 //!
 //! Does not own (yet): the runtime that polls Kafka and commits, the sinks (Kafka,
 //! PostgreSQL, files), checkpoints on disk and the `rivulet stream` CLI. They build on
@@ -17,6 +19,7 @@
 
 pub mod aggregate;
 pub mod error;
+pub mod executor;
 pub mod expr;
 pub mod join;
 pub mod operators;
@@ -28,6 +31,7 @@ pub mod window;
 pub mod window_agg;
 
 pub use error::{ExprError, PlanError, RowError, StreamError};
+pub use executor::{BatchOutput, Executor};
 pub use expr::{Expr, SelectItem};
 pub use join::{IntervalJoin, IntervalJoinConfig, JoinKind, StaticJoin};
 pub use operators::{DeadLetter, LatePolicy, Operator, Output, TimeContext};

@@ -165,10 +165,10 @@ fn typed(text: String, quoted: bool) -> Value {
 
 /// Split CSV into records of (text, was quoted), each with its 1-based starting line.
 /// Fails past `max_records` records, on a stray quote or an unterminated quoted field.
-fn parse_csv(
-    text: &str,
-    max_records: usize,
-) -> Result<Vec<(usize, Vec<(String, bool)>)>, TableError> {
+/// One CSV record: its first line number and its fields as (text, was quoted).
+type CsvRecord = (usize, Vec<(String, bool)>);
+
+fn parse_csv(text: &str, max_records: usize) -> Result<Vec<CsvRecord>, TableError> {
     let mut records = Vec::new();
     let mut fields: Vec<(String, bool)> = Vec::new();
     let mut field = String::new();

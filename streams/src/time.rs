@@ -98,7 +98,7 @@ fn parse_pattern(s: &str, pattern: &str) -> Option<i64> {
 pub(crate) fn float_to_i64(f: f64) -> Option<i64> {
     // 2^63 is exactly representable; anything at or above it does not fit.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    if f.is_finite() && f >= -LIMIT && f < LIMIT {
+    if (-LIMIT..LIMIT).contains(&f) {
         Some(f.trunc() as i64)
     } else {
         None

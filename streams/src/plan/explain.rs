@@ -97,10 +97,13 @@ fn operator_line(o: &OperatorPlan) -> String {
                 "{kind} join {table} on {stream_key_text} = {table_key} prefix={prefix:?} reload={reload} max_rows={max_rows}"
             )
         }
-        OperatorKind::JoinStream { right, config } => format!(
-            "inner join {right} on {:?} = {:?} within [{}, {}] late={} max_rows={}",
-            config.left_key,
-            config.right_key,
+        OperatorKind::JoinStream {
+            right,
+            left_key_text,
+            right_key_text,
+            config,
+        } => format!(
+            "inner join {right} on {left_key_text} = {right}.{right_key_text} within right - left in [{}, {}] late={} max_rows={}",
             ms(config.lower_ms),
             ms(config.upper_ms),
             late(config.late),

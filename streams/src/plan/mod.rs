@@ -111,6 +111,9 @@ pub enum OperatorKind {
     JoinStream {
         /// The right input (`OperatorPlan::input` is the left).
         right: String,
+        /// The key expressions as written, for `explain`.
+        left_key_text: String,
+        right_key_text: String,
         config: IntervalJoinConfig,
     },
 }

@@ -365,7 +365,7 @@ fn join_stream_plan_builds_its_operator() {
     let plan = JobPlan::from_toml(&toml).unwrap();
     let op = plan.operator("j").unwrap();
     assert!(op.operator().is_none());
-    let OperatorKind::JoinStream { right, config } = &op.kind else {
+    let OperatorKind::JoinStream { right, config, .. } = &op.kind else {
         panic!("not a stream join")
     };
     assert_eq!(

@@ -387,6 +387,8 @@ fn operator(location: &str, name: &str, spec: OperatorKindSpec) -> Result<Operat
                         DEFAULT_MAX_JOIN_ROWS,
                     )?,
                 },
+                left_key_text: left_key,
+                right_key_text: right_key,
             }
         }
     })
