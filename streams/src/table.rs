@@ -318,6 +318,15 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_csv_never_panics(text in "[a-c,\"\r\n0-9]{0,200}") {
+            if let Ok(t) = StaticTable::from_csv(&text, "a", 50) {
+                proptest::prop_assert!(t.len() <= 50);
+            }
+        }
+    }
+
     #[test]
     fn row_limit_is_enforced() {
         let csv = "id\n1\n2\n3\n";

@@ -175,7 +175,8 @@ impl WindowedAggregation {
                     }
                 }
                 update_all(&mut merged.aggs, inputs, t);
-                self.state.open = self.state.open + 1 - absorbed.len();
+                // Invariant: the absorbed sessions were counted in `open`.
+                self.state.open = (self.state.open + 1).saturating_sub(absorbed.len());
                 let at = entry
                     .windows
                     .partition_point(|w| w.window.start < merged.window.start);

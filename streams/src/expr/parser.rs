@@ -58,7 +58,10 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, ExprError> {
             }
             tokens.push((Token::Ident(s), pos));
         } else if c.is_ascii_digit()
-            || (c == '.' && text[pos + 1..].starts_with(|d: char| d.is_ascii_digit()))
+            || (c == '.'
+                && text
+                    .get(pos + 1..)
+                    .is_some_and(|r| r.starts_with(|d: char| d.is_ascii_digit())))
         {
             let mut s = String::new();
             let mut prev = ' ';

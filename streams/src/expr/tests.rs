@@ -236,3 +236,28 @@ fn like_handles_many_wildcards_quickly() {
     let e = Expr::parse(&format!("'{text}' LIKE '{pattern}'")).unwrap();
     assert_eq!(e.eval(&r).unwrap(), json!(false));
 }
+
+proptest::proptest! {
+    /// Hostile expression text never panics: it parses or yields a typed error, and
+    /// whatever parses evaluates to a value or a typed row error.
+    #[test]
+    fn arbitrary_text_never_panics(text in "[ -~]{0,120}") {
+        if let Ok(e) = Expr::parse(&text) {
+            let _ = e.eval(&row());
+        }
+        let _ = parse_select_list(&text);
+    }
+
+    /// Text built from the grammar's own tokens reaches deeper parser paths.
+    #[test]
+    fn token_soup_never_panics(tokens in proptest::collection::vec(proptest::sample::select(vec![
+        "amount", "type", "NULL", "1", "-", "2.5e3", "'x'", "(", ")", ",", "AND", "OR", "NOT",
+        "=", "<", "+", "*", "/", "%", "||", "IS", "BETWEEN", "IN", "LIKE", "CASE", "WHEN",
+        "THEN", "ELSE", "END", "CAST", "AS", "BIGINT", "lower", "substring", "9223372036854775807",
+    ]), 0..40)) {
+        let text = tokens.join(" ");
+        if let Ok(e) = Expr::parse(&text) {
+            let _ = e.eval(&row());
+        }
+    }
+}
