@@ -161,13 +161,25 @@ impl Executor {
             outputs.insert(source.name.clone(), rows);
         }
         let watermark = self.watermark();
+        // How many readers each node's rows have left: the last one takes them, the
+        // others clone (a filter → sink chain moves its rows, never copies them).
+        let mut readers: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, input, node) in &self.nodes {
+            *readers.entry(input.clone()).or_default() += 1;
+            if let Node::Interval { right, .. } = node {
+                *readers.entry(right.clone()).or_default() += 1;
+            }
+        }
+        for s in &self.plan.sinks {
+            *readers.entry(s.input.clone()).or_default() += 1;
+        }
         for (name, input, node) in &mut self.nodes {
-            let rows = outputs.get(input.as_str()).cloned().unwrap_or_default();
+            let rows = read(&mut outputs, &mut readers, input);
             let mut out = match node {
                 Node::Single(op) => op.process(rows, &ctx)?,
                 Node::Static(join) => join.process(rows, &ctx)?,
                 Node::Interval { right, join } => {
-                    let right_rows = outputs.get(right.as_str()).cloned().unwrap_or_default();
+                    let right_rows = read(&mut outputs, &mut readers, right);
                     let mut out = join.process_left(rows, &ctx)?;
                     out.extend(join.process_right(right_rows, &ctx)?);
                     out
@@ -260,6 +272,23 @@ impl Executor {
             self.watermarks.insert(name, w);
         }
         Ok(())
+    }
+}
+
+/// The rows of `node` for one reader: moved out for the last reader, cloned before.
+fn read(
+    outputs: &mut BTreeMap<String, Vec<Row>>,
+    readers: &mut BTreeMap<String, usize>,
+    node: &str,
+) -> Vec<Row> {
+    let left = readers.get_mut(node).map_or(0, |n| {
+        *n = n.saturating_sub(1);
+        *n
+    });
+    if left == 0 {
+        outputs.remove(node).unwrap_or_default()
+    } else {
+        outputs.get(node).cloned().unwrap_or_default()
     }
 }
 

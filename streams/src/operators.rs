@@ -42,6 +42,25 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+impl DeadLetter {
+    /// The value of the dead-letter record: why, where, and the row as it was, with the
+    /// source coordinates so an operator can find the original record.
+    pub fn to_record_value(&self) -> Value {
+        let mut v = Map::new();
+        v.insert("reason".into(), Value::String(self.reason.clone()));
+        v.insert("operator".into(), Value::String(self.operator.clone()));
+        v.insert("topic".into(), Value::String(self.row.meta.topic.clone()));
+        v.insert("partition".into(), Value::from(self.row.meta.partition));
+        v.insert("offset".into(), Value::from(self.row.meta.offset));
+        v.insert(
+            "event_time".into(),
+            crate::time::format_millis(self.row.event_time),
+        );
+        v.insert("value".into(), Value::Object(self.row.value.clone()));
+        Value::Object(v)
+    }
+}
+
 /// What one call of an operator produced.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Output {

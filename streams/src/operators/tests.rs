@@ -50,6 +50,12 @@ fn filter_keeps_true_drops_false_and_null_and_dead_letters_errors() {
     assert_eq!(out.dead_letters[0].row.event_time, 4);
     assert_eq!(out.dead_letters[0].reason, "division by zero");
     assert_eq!(out.dead_letters[0].operator, "relevant");
+    assert_eq!(
+        out.dead_letters[0].to_record_value(),
+        json!({"reason": "division by zero", "operator": "relevant", "topic": "", "partition": 0,
+               "offset": 0, "event_time": "1970-01-01T00:00:00.004Z",
+               "value": {"type": "purchase", "amount": 10, "qty": 0}})
+    );
 }
 
 #[test]
