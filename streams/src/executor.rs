@@ -130,7 +130,9 @@ impl Executor {
     }
 
     /// Run one micro-batch. `records` holds each source's polled records by source name
-    /// (a missing source polled nothing). `Err` means the job must stop.
+    /// (a missing source polled nothing; a name that is no source is ignored). `Err`
+    /// means the job must stop: the batch is half applied, so the runtime commits nothing
+    /// of it and a restart restores the last checkpoint's snapshot.
     pub fn run_batch(
         &mut self,
         records: &BTreeMap<String, Vec<SourceRecord>>,

@@ -8,7 +8,8 @@
 //!   aggregation, dedup, data-quality rules, stream–static and stream–stream joins
 //!   ([`operators`], [`window`], [`aggregate`], [`join`], [`table`]), each with bounded,
 //!   snapshot-able state;
-//! - job plans from TOML or a builder, validated, with `explain` text ([`plan`]);
+//! - job plans from TOML or a builder, validated, with `explain` text ([`plan`]), and
+//!   the files sink's date-partitioned path layouts ([`plan::layout`]);
 //! - the pure micro-batch step of a whole plan, with one snapshot of all its state
 //!   ([`executor`]).
 //!

@@ -135,6 +135,8 @@ impl Row {
     pub fn column(&self, name: &str) -> Option<Value> {
         match name {
             KEY_COLUMN => Some(self.meta.key.clone().map_or(Value::Null, Value::String)),
+            // An object by header key; Kafka allows repeated keys, and here the last one
+            // wins (`SourceMeta::headers` keeps them all).
             HEADERS_COLUMN => Some(Value::Object(
                 self.meta
                     .headers
