@@ -1,0 +1,44 @@
+//! rivulet-streams: the pure core of Rivulet's stream-processing layer.
+//!
+//! Owns, as plain code over rows and time with no I/O (DESIGN.md, "The stream layer"):
+//! - [`Row`]s: a JSON object per Kafka record with its source columns and event time
+//!   ([`row`], [`time`]);
+//! - the SQL-style expression language ([`expr`]);
+//! - operators driven by rows and the watermark: filter, select, key_by, windowed
+//!   aggregation, dedup, data-quality rules, stream–static and stream–stream joins
+//!   ([`operators`], [`window`], [`aggregate`], [`join`], [`table`]), each with bounded,
+//!   snapshot-able state;
+//! - job plans from TOML or a builder, validated, with `explain` text ([`plan`]), and
+//!   the files sink's date-partitioned path layouts ([`plan::layout`]);
+//! - the pure micro-batch step of a whole plan, with one snapshot of all its state
+//!   ([`executor`]).
+//!
+//! Does not own (yet): the runtime that polls Kafka and commits, the sinks (Kafka,
+//! PostgreSQL, files), checkpoints on disk and the `rivulet stream` CLI. They build on
+//! this crate and talk to any broker over the wire only; nothing here depends on the
+//! broker.
+
+pub mod aggregate;
+pub mod error;
+pub mod executor;
+pub mod expr;
+pub mod join;
+pub mod operators;
+pub mod plan;
+pub mod row;
+pub mod table;
+pub mod time;
+pub mod window;
+pub mod window_agg;
+
+pub use error::{ExprError, PlanError, RowError, StreamError};
+pub use executor::{BatchOutput, Executor};
+pub use expr::{Expr, SelectItem};
+pub use join::{IntervalJoin, IntervalJoinConfig, JoinKind, StaticJoin};
+pub use operators::{DeadLetter, LatePolicy, Operator, Output, TimeContext};
+pub use plan::{JobBuilder, JobPlan};
+pub use row::{EventTimeSpec, Key, Row, SourceMeta, SourceRecord};
+pub use table::{StaticTable, TableError};
+pub use time::{TimeFormat, Watermark};
+pub use window::{Window, WindowSpec};
+pub use window_agg::{OutputMode, WindowAggConfig, WindowedAggregation};

@@ -1,0 +1,293 @@
+//! Rows: one JSON object per Kafka record, with the record's source columns and its
+//! event time.
+//!
+//! A [`Row`] owns the record value (a JSON object), the Kafka metadata it came with
+//! ([`SourceMeta`]) and its event time in epoch milliseconds. The metadata is exposed to
+//! expressions as reserved columns (`_key`, `_headers`, `_topic`, `_partition`,
+//! `_offset`, `_timestamp`), the way Spark's Kafka source exposes `key`, `topic`, …
+//! beside `value`; the leading underscore keeps them apart from the event's own fields.
+//! Invariant: `event_time` is always set — a record whose event time cannot be extracted
+//! never becomes a row (it becomes a dead letter with the reason).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::RowError;
+use crate::time::{format_millis, parse_time, TimeFormat};
+
+/// Reserved column names for the source metadata.
+pub const KEY_COLUMN: &str = "_key";
+pub const HEADERS_COLUMN: &str = "_headers";
+pub const TOPIC_COLUMN: &str = "_topic";
+pub const PARTITION_COLUMN: &str = "_partition";
+pub const OFFSET_COLUMN: &str = "_offset";
+pub const TIMESTAMP_COLUMN: &str = "_timestamp";
+/// Audit columns added on request ([`Row::add_audit_columns`]).
+pub const EVENT_TIME_COLUMN: &str = "_event_time";
+pub const INGESTION_TIME_COLUMN: &str = "_ingestion_time";
+pub const PROCESSING_TIME_COLUMN: &str = "_processing_time";
+
+/// Where a record came from. Rows produced by operators (window results, joins) carry the
+/// metadata of no record: `SourceMeta::default()`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceMeta {
+    /// The record key as UTF-8 (lossy), if any.
+    pub key: Option<String>,
+    /// Record headers in order; Kafka allows repeated keys and null values.
+    pub headers: Vec<(String, Option<String>)>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The Kafka record timestamp (CreateTime or LogAppendTime), epoch milliseconds.
+    pub timestamp_ms: i64,
+}
+
+/// A raw record as the runtime hands it over: metadata plus the value bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    pub meta: SourceMeta,
+    pub value: Vec<u8>,
+}
+
+/// How a source finds each record's event time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventTimeSpec {
+    /// The Kafka record timestamp (the ingestion time when the topic uses LogAppendTime).
+    KafkaTimestamp,
+    /// A field of the value (dotted path for nested objects) in the given format.
+    Field { field: String, format: TimeFormat },
+}
+
+impl EventTimeSpec {
+    /// The event time of `value` with `meta`, in epoch milliseconds.
+    pub fn extract(&self, value: &Map<String, Value>, meta: &SourceMeta) -> Result<i64, RowError> {
+        match self {
+            EventTimeSpec::KafkaTimestamp => Ok(meta.timestamp_ms),
+            EventTimeSpec::Field { field, format } => match lookup_path(value, field) {
+                None | Some(Value::Null) => Err(RowError::MissingEventTime {
+                    field: field.clone(),
+                }),
+                Some(v) => parse_time(v, format).ok_or_else(|| RowError::BadEventTime {
+                    field: field.clone(),
+                    value: v.to_string(),
+                    format: format.to_string(),
+                }),
+            },
+        }
+    }
+}
+
+/// The grouping key a `key_by` gave a row: named values, in order. Empty means "no key"
+/// (one global group).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Key(pub Vec<(String, Value)>);
+
+impl Key {
+    /// A canonical text form of the key's values, used as a map key for state (JSON of
+    /// the values array: serde_json orders object fields, so equal keys encode equally).
+    pub fn encode(&self) -> String {
+        let values: Vec<&Value> = self.0.iter().map(|(_, v)| v).collect();
+        serde_json::to_string(&values).unwrap_or_default()
+    }
+}
+
+/// One event flowing through a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub value: Map<String, Value>,
+    pub meta: SourceMeta,
+    /// Event time, epoch milliseconds.
+    pub event_time: i64,
+    /// Set by `key_by`; grouping operators group by it.
+    #[serde(default)]
+    pub key: Key,
+}
+
+impl Row {
+    /// A row from a JSON object and its event time, with empty source metadata.
+    pub fn new(value: Map<String, Value>, event_time: i64) -> Self {
+        Row {
+            value,
+            meta: SourceMeta::default(),
+            event_time,
+            key: Key::default(),
+        }
+    }
+
+    /// Decode a record value as one JSON object and extract its event time.
+    pub fn from_record(record: &SourceRecord, event_time: &EventTimeSpec) -> Result<Row, RowError> {
+        let parsed: Value = serde_json::from_slice(&record.value)
+            .map_err(|e| RowError::InvalidJson(e.to_string()))?;
+        let Value::Object(value) = parsed else {
+            return Err(RowError::NotAnObject);
+        };
+        let event_time = event_time.extract(&value, &record.meta)?;
+        Ok(Row {
+            value,
+            meta: record.meta.clone(),
+            event_time,
+            key: Key::default(),
+        })
+    }
+
+    /// The value of a column: a reserved source column, or a (dotted) field of the value.
+    /// A missing field reads as `None` (SQL NULL to expressions).
+    pub fn column(&self, name: &str) -> Option<Value> {
+        match name {
+            KEY_COLUMN => Some(self.meta.key.clone().map_or(Value::Null, Value::String)),
+            // An object by header key; Kafka allows repeated keys, and here the last one
+            // wins (`SourceMeta::headers` keeps them all).
+            HEADERS_COLUMN => Some(Value::Object(
+                self.meta
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().map_or(Value::Null, Value::String)))
+                    .collect(),
+            )),
+            TOPIC_COLUMN => Some(Value::String(self.meta.topic.clone())),
+            PARTITION_COLUMN => Some(Value::from(self.meta.partition)),
+            OFFSET_COLUMN => Some(Value::from(self.meta.offset)),
+            TIMESTAMP_COLUMN => Some(Value::from(self.meta.timestamp_ms)),
+            _ => lookup_path(&self.value, name).cloned(),
+        }
+    }
+
+    /// Add the audit columns Spark users ask for: the event's own time, the ingestion time
+    /// (the Kafka timestamp) and the processing time, as RFC 3339 strings.
+    pub fn add_audit_columns(&mut self, processing_time_ms: i64) {
+        let event = format_millis(self.event_time);
+        let ingestion = format_millis(self.meta.timestamp_ms);
+        let processing = format_millis(processing_time_ms);
+        self.value.insert(EVENT_TIME_COLUMN.into(), event);
+        self.value.insert(INGESTION_TIME_COLUMN.into(), ingestion);
+        self.value.insert(PROCESSING_TIME_COLUMN.into(), processing);
+    }
+}
+
+/// Follow a dotted path (`a.b.c`) through nested objects. An exact top-level field wins
+/// over the path, so a field literally named `a.b` stays reachable.
+pub fn lookup_path<'a>(value: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(v) = value.get(path) {
+        return Some(v);
+    }
+    let mut parts = path.split('.');
+    let mut current = value.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(value: &str) -> SourceRecord {
+        SourceRecord {
+            meta: SourceMeta {
+                key: Some("k1".into()),
+                headers: vec![("h".into(), Some("v".into())), ("n".into(), None)],
+                topic: "events".into(),
+                partition: 3,
+                offset: 42,
+                timestamp_ms: 1_735_560_000_000,
+            },
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn source_columns_are_readable() {
+        let row =
+            Row::from_record(&record(r#"{"a":{"b":7}}"#), &EventTimeSpec::KafkaTimestamp).unwrap();
+        assert_eq!(row.event_time, 1_735_560_000_000);
+        assert_eq!(row.column("_key"), Some(json!("k1")));
+        assert_eq!(row.column("_topic"), Some(json!("events")));
+        assert_eq!(row.column("_partition"), Some(json!(3)));
+        assert_eq!(row.column("_offset"), Some(json!(42)));
+        assert_eq!(row.column("_timestamp"), Some(json!(1_735_560_000_000i64)));
+        assert_eq!(row.column("_headers"), Some(json!({"h": "v", "n": null})));
+        assert_eq!(row.column("a.b"), Some(json!(7)));
+        assert_eq!(row.column("a.c"), None);
+    }
+
+    #[test]
+    fn event_time_from_field_in_each_format() {
+        let cases = [
+            (r#"{"t":"2024-12-30T10:00:00Z"}"#, TimeFormat::Rfc3339),
+            (r#"{"t":"2024-12-30T12:00:00+02:00"}"#, TimeFormat::Rfc3339),
+            (r#"{"t":1735552800000}"#, TimeFormat::EpochMillis),
+            (r#"{"t":"1735552800000"}"#, TimeFormat::EpochMillis),
+            (r#"{"t":1735552800}"#, TimeFormat::EpochSeconds),
+            (r#"{"t":1735552800.0}"#, TimeFormat::EpochSeconds),
+            (
+                r#"{"t":"30/12/2024 10:00:00"}"#,
+                TimeFormat::Pattern("%d/%m/%Y %H:%M:%S".into()),
+            ),
+            (
+                r#"{"t":"2024-12-30"}"#,
+                TimeFormat::Pattern("%Y-%m-%d".into()),
+            ),
+        ];
+        for (value, format) in cases {
+            let spec = EventTimeSpec::Field {
+                field: "t".into(),
+                format: format.clone(),
+            };
+            let row = Row::from_record(&record(value), &spec).unwrap();
+            let expected = if value.contains("2024-12-30\"") {
+                1_735_516_800_000
+            } else {
+                1_735_552_800_000
+            };
+            assert_eq!(row.event_time, expected, "{value} as {format}");
+        }
+    }
+
+    #[test]
+    fn bad_records_are_typed_errors() {
+        let spec = EventTimeSpec::Field {
+            field: "t".into(),
+            format: TimeFormat::Rfc3339,
+        };
+        assert!(matches!(
+            Row::from_record(&record("not json"), &spec),
+            Err(RowError::InvalidJson(_))
+        ));
+        assert_eq!(
+            Row::from_record(&record("[1]"), &spec),
+            Err(RowError::NotAnObject)
+        );
+        assert_eq!(
+            Row::from_record(&record(r#"{"x":1}"#), &spec),
+            Err(RowError::MissingEventTime { field: "t".into() })
+        );
+        assert!(matches!(
+            Row::from_record(&record(r#"{"t":"yesterday"}"#), &spec),
+            Err(RowError::BadEventTime { .. })
+        ));
+    }
+
+    #[test]
+    fn audit_columns_are_rfc3339() {
+        let mut row = Row::from_record(
+            &record(r#"{"t":1735552800000}"#),
+            &EventTimeSpec::Field {
+                field: "t".into(),
+                format: TimeFormat::EpochMillis,
+            },
+        )
+        .unwrap();
+        row.add_audit_columns(1_735_560_001_500);
+        assert_eq!(row.value["_event_time"], json!("2024-12-30T10:00:00.000Z"));
+        assert_eq!(
+            row.value["_ingestion_time"],
+            json!("2024-12-30T12:00:00.000Z")
+        );
+        assert_eq!(
+            row.value["_processing_time"],
+            json!("2024-12-30T12:00:01.500Z")
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! Windowed aggregation: per key and event-time window, a set of aggregates.
+//!
+//! Rows are grouped by their `key_by` key ([`Row::key`]) and by the windows of a
+//! [`WindowSpec`]. Tumbling and sliding windows are fixed; session windows start as
+//! `[t, t + gap)` per event and merge with every open session they overlap (Spark's and
+//! Flink's merging session windows), their accumulators merged too.
+//!
+//! Invariants: per key, open windows are sorted by start, and session windows of a key
+//! never overlap. `state.open` is the number of open windows across keys and never
+//! exceeds `max_windows` (a row that would exceed it fails the job with
+//! [`StreamError::StateLimitExceeded`]). A window is emitted in `append` mode once, when
+//! the watermark reaches its end; in `update` mode each batch emits the windows it
+//! changed (a merged session is emitted under its new bounds; the sessions it absorbed
+//! are not retracted — a sink that upserts on key and window start sees the new row).
+//! An event is late when every window it belongs to is already closed; a sliding-window
+//! event whose older windows closed still counts in its open ones.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::aggregate::{AggSpec, AggState};
+use crate::error::{RowError, StreamError};
+use crate::operators::{from_snapshot, to_snapshot, LatePolicy, Operator, Output, TimeContext};
+use crate::row::{Key, Row};
+use crate::time::format_millis;
+use crate::window::{Window, WindowSpec};
+
+/// Output column names for the window bounds (RFC 3339 strings).
+pub const WINDOW_START_COLUMN: &str = "window_start";
+pub const WINDOW_END_COLUMN: &str = "window_end";
+
+/// When results are emitted (Spark's output modes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    /// Each window once, final, when the watermark closes it.
+    #[default]
+    Append,
+    /// The current value of every window a batch changed, each batch.
+    Update,
+}
+
+/// Configuration of a windowed aggregation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowAggConfig {
+    pub name: String,
+    pub window: WindowSpec,
+    pub aggs: Vec<AggSpec>,
+    pub mode: OutputMode,
+    pub late: LatePolicy,
+    /// Most open (key, window) pairs at once.
+    pub max_windows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OpenWindow {
+    window: Window,
+    aggs: Vec<AggState>,
+    /// Changed in the current batch (update mode); not part of a snapshot.
+    #[serde(skip)]
+    dirty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct KeyWindows {
+    key: Key,
+    windows: Vec<OpenWindow>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct State {
+    /// Encoded key → its open windows.
+    keys: BTreeMap<String, KeyWindows>,
+    open: usize,
+}
+
+/// The windowed aggregation operator.
+#[derive(Debug, Clone)]
+pub struct WindowedAggregation {
+    config: WindowAggConfig,
+    state: State,
+}
+
+impl WindowedAggregation {
+    pub fn new(config: WindowAggConfig) -> Self {
+        WindowedAggregation {
+            config,
+            state: State::default(),
+        }
+    }
+
+    /// Open (key, window) pairs held now.
+    pub fn open_windows(&self) -> usize {
+        self.state.open
+    }
+
+    fn new_aggs(&self) -> Vec<AggState> {
+        self.config
+            .aggs
+            .iter()
+            .map(|a| AggState::new(a.func))
+            .collect()
+    }
+
+    /// Add one row whose inputs are evaluated; `Ok(false)` when it was late.
+    fn add(
+        &mut self,
+        row: &Row,
+        inputs: &[Value],
+        watermark: Option<i64>,
+    ) -> Result<Result<bool, RowError>, StreamError> {
+        let t = row.event_time;
+        let assigned = self.config.window.assign(t);
+        if assigned.is_empty() {
+            return Ok(Err(RowError::Type(format!("event time {t} has no window"))));
+        }
+        let open: Vec<Window> = assigned
+            .into_iter()
+            .filter(|w| !w.is_closed(watermark))
+            .collect();
+        if open.is_empty() {
+            return Ok(Ok(false));
+        }
+        let encoded = row.key.encode();
+        let fresh = self.new_aggs();
+        // Check every input against every accumulator it will touch before changing any.
+        if let Some(entry) = self.state.keys.get(&encoded) {
+            for w in &entry.windows {
+                let touched = match self.config.window {
+                    WindowSpec::Session { .. } => open.iter().any(|o| overlaps(&w.window, o)),
+                    _ => open.contains(&w.window),
+                };
+                if touched {
+                    if let Err(e) = check_all(&w.aggs, inputs) {
+                        return Ok(Err(e));
+                    }
+                }
+            }
+        }
+        if let Err(e) = check_all(&fresh, inputs) {
+            return Ok(Err(e));
+        }
+        let session = matches!(self.config.window, WindowSpec::Session { .. });
+        let entry = self
+            .state
+            .keys
+            .entry(encoded)
+            .or_insert_with(|| KeyWindows {
+                key: row.key.clone(),
+                windows: Vec::new(),
+            });
+        for target in open {
+            if session {
+                // Absorb every open session this event's window overlaps.
+                let (absorbed, kept): (Vec<OpenWindow>, Vec<OpenWindow>) =
+                    std::mem::take(&mut entry.windows)
+                        .into_iter()
+                        .partition(|w| overlaps(&w.window, &target));
+                entry.windows = kept;
+                if absorbed.is_empty() && self.state.open >= self.config.max_windows {
+                    return Err(limit_error(&self.config));
+                }
+                let mut merged = OpenWindow {
+                    window: target,
+                    aggs: fresh.clone(),
+                    dirty: true,
+                };
+                for w in &absorbed {
+                    merged.window.start = merged.window.start.min(w.window.start);
+                    merged.window.end = merged.window.end.max(w.window.end);
+                    for (a, b) in merged.aggs.iter_mut().zip(&w.aggs) {
+                        a.merge(b);
+                    }
+                }
+                update_all(&mut merged.aggs, inputs, t);
+                // Invariant: the absorbed sessions were counted in `open`.
+                self.state.open = (self.state.open + 1).saturating_sub(absorbed.len());
+                let at = entry
+                    .windows
+                    .partition_point(|w| w.window.start < merged.window.start);
+                entry.windows.insert(at, merged);
+            } else {
+                let at = entry
+                    .windows
+                    .partition_point(|w| w.window.start < target.start);
+                let exists = entry.windows.get(at).is_some_and(|w| w.window == target);
+                if !exists {
+                    if self.state.open >= self.config.max_windows {
+                        return Err(limit_error(&self.config));
+                    }
+                    entry.windows.insert(
+                        at,
+                        OpenWindow {
+                            window: target,
+                            aggs: fresh.clone(),
+                            dirty: false,
+                        },
+                    );
+                    self.state.open += 1;
+                }
+                if let Some(w) = entry.windows.get_mut(at) {
+                    update_all(&mut w.aggs, inputs, t);
+                    w.dirty = true;
+                }
+            }
+        }
+        Ok(Ok(true))
+    }
+
+    fn result_row(&self, key: &Key, w: &OpenWindow) -> Row {
+        let mut value = Map::new();
+        for (name, v) in &key.0 {
+            value.insert(name.clone(), v.clone());
+        }
+        value.insert(WINDOW_START_COLUMN.into(), format_millis(w.window.start));
+        value.insert(WINDOW_END_COLUMN.into(), format_millis(w.window.end));
+        for (spec, state) in self.config.aggs.iter().zip(&w.aggs) {
+            value.insert(spec.alias.clone(), state.result());
+        }
+        // The result belongs to the window's last instant (Flink's maxTimestamp), so a
+        // downstream window or date-partitioned sink places it inside the window.
+        let mut row = Row::new(value, w.window.end.saturating_sub(1));
+        row.key = key.clone();
+        row
+    }
+}
+
+fn limit_error(config: &WindowAggConfig) -> StreamError {
+    StreamError::StateLimitExceeded {
+        operator: config.name.clone(),
+        state: "windows",
+        limit: config.max_windows,
+        setting: "max_windows",
+    }
+}
+
+fn overlaps(a: &Window, b: &Window) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+fn check_all(aggs: &[AggState], inputs: &[Value]) -> Result<(), RowError> {
+    aggs.iter().zip(inputs).try_for_each(|(a, v)| a.check(v))
+}
+
+fn update_all(aggs: &mut [AggState], inputs: &[Value], t: i64) {
+    for (a, v) in aggs.iter_mut().zip(inputs) {
+        // Checked beforehand; an error here would only skip this value.
+        let _ = a.update(v, t);
+    }
+}
+
+impl Operator for WindowedAggregation {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn process(&mut self, rows: Vec<Row>, ctx: &TimeContext) -> Result<Output, StreamError> {
+        let mut out = Output::default();
+        for row in rows {
+            let inputs: Result<Vec<Value>, RowError> = self
+                .config
+                .aggs
+                .iter()
+                .map(|a| {
+                    a.input
+                        .as_ref()
+                        .map_or(Ok(Value::Bool(true)), |e| e.eval(&row))
+                })
+                .collect();
+            let result = match inputs {
+                Ok(inputs) => self.add(&row, &inputs, ctx.watermark)?,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(true) => {}
+                Ok(false) => {
+                    let w = ctx.watermark.unwrap_or(i64::MIN);
+                    out.late(self.config.late, row, &self.config.name, w);
+                }
+                Err(e) => out.dead_letter(row, &self.config.name, e.to_string()),
+            }
+        }
+        if self.config.mode == OutputMode::Update {
+            let mut emitted = Vec::new();
+            for entry in self.state.keys.values() {
+                for w in entry.windows.iter().filter(|w| w.dirty) {
+                    emitted.push((w.window.start, self.result_row(&entry.key, w)));
+                }
+            }
+            for entry in self.state.keys.values_mut() {
+                entry.windows.iter_mut().for_each(|w| w.dirty = false);
+            }
+            emitted.sort_by_key(|(start, _)| *start);
+            out.rows.extend(emitted.into_iter().map(|(_, r)| r));
+        }
+        Ok(out)
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<Output, StreamError> {
+        let mut closed = Vec::new();
+        for entry in self.state.keys.values_mut() {
+            let (done, open): (Vec<OpenWindow>, Vec<OpenWindow>) =
+                std::mem::take(&mut entry.windows)
+                    .into_iter()
+                    .partition(|w| w.window.end <= watermark);
+            entry.windows = open;
+            closed.extend(done.into_iter().map(|w| (entry.key.clone(), w)));
+        }
+        self.state.keys.retain(|_, e| !e.windows.is_empty());
+        self.state.open = self.state.open.saturating_sub(closed.len());
+        let mut out = Output::default();
+        if self.config.mode == OutputMode::Append {
+            let mut rows: Vec<(i64, Row)> = closed
+                .iter()
+                .map(|(k, w)| (w.window.start, self.result_row(k, w)))
+                .collect();
+            rows.sort_by_key(|(start, _)| *start);
+            out.rows = rows.into_iter().map(|(_, r)| r).collect();
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&self) -> Result<Value, StreamError> {
+        to_snapshot(&self.config.name, &self.state)
+    }
+
+    fn restore(&mut self, snapshot: Value) -> Result<(), StreamError> {
+        let state: State = from_snapshot(&self.config.name, snapshot)?;
+        let counted: usize = state.keys.values().map(|k| k.windows.len()).sum();
+        if counted != state.open
+            || state.keys.values().any(|k| {
+                k.windows
+                    .iter()
+                    .any(|w| w.aggs.len() != self.config.aggs.len())
+            })
+        {
+            return Err(StreamError::BadSnapshot {
+                operator: self.config.name.clone(),
+                reason: "window state does not match this operator's aggregates".into(),
+            });
+        }
+        self.state = state;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "window_agg_tests.rs"]
+mod tests;
