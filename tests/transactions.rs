@@ -276,3 +276,79 @@ fn offsets_sent_with_a_transaction_commit_with_it_and_vanish_with_an_abort() {
         .expect("plain commit");
     assert_eq!(committed(&group), Offset::Offset(3));
 }
+
+#[test]
+fn admin_apis_describe_open_transactions_and_their_producers() {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{
+        DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest, TopicName,
+        TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let b = start(&[]);
+    let bs = b.broker.bootstrap();
+    block_on(create_topic(&bs, "seen", 1, &[]));
+    let p = txn_producer(&bs, "tx-seen", &[]);
+    p.begin_transaction().unwrap();
+    send(&p, "seen", 0, "v");
+    p.flush(TIMEOUT).unwrap();
+
+    let id = TransactionalId(StrBytes::from_static_str("tx-seen"));
+    let described = block_on(raw_request(
+        &bs,
+        0,
+        &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+            id.clone(),
+            TransactionalId(StrBytes::from_static_str("tx-unknown")),
+        ]),
+    ));
+    let s = &described.transaction_states[0];
+    assert_eq!((s.error_code, s.transaction_state.as_str()), (0, "Ongoing"));
+    assert_eq!(s.topics.len(), 1);
+    assert_eq!(s.topics[0].topic.0.as_str(), "seen");
+    assert_eq!(s.topics[0].partitions, [0]);
+    assert_eq!(described.transaction_states[1].error_code, 105, "TRANSACTIONAL_ID_NOT_FOUND");
+
+    let listed = block_on(raw_request(&bs, 0, &ListTransactionsRequest::default()));
+    assert!(listed
+        .transaction_states
+        .iter()
+        .any(|t| t.transactional_id == id && t.transaction_state.as_str() == "Ongoing"));
+
+    let producers = block_on(raw_request(
+        &bs,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_static_str("seen")))
+            .with_partition_indexes(vec![0])]),
+    ));
+    let part = &producers.topics[0].partitions[0];
+    assert_eq!(part.error_code, 0);
+    assert_eq!(part.active_producers.len(), 1);
+    assert_eq!(part.active_producers[0].producer_id, s.producer_id);
+    assert_eq!(part.active_producers[0].current_txn_start_offset, 0);
+
+    p.commit_transaction(TIMEOUT).unwrap();
+    let after = block_on(raw_request(
+        &bs,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_static_str("seen")))
+            .with_partition_indexes(vec![0])]),
+    ));
+    Poll::new(TIMEOUT).retry("the marker ends the open transaction", || {
+        let now = block_on(raw_request(
+            &bs,
+            0,
+            &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+                .with_name(TopicName(StrBytes::from_static_str("seen")))
+                .with_partition_indexes(vec![0])]),
+        ));
+        match now.topics[0].partitions[0].active_producers[0].current_txn_start_offset {
+            -1 => Ok(()),
+            o => Err(format!("still open at {o}")),
+        }
+    });
+    drop(after);
+}

@@ -124,6 +124,9 @@ pub async fn dispatch(
         RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
             handlers::describe_transactions::handle(broker, r, v).await,
         ),
+        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(
+            handlers::describe_producers::handle(broker, r, v).await,
+        ),
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(handlers::list_transactions::handle(broker, r, v).await)
         }

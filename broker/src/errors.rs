@@ -16,6 +16,11 @@ pub fn code(e: E) -> i16 {
 /// A storage failure on a produce, fetch or offsets path.
 pub fn storage(e: &StorageError) -> i16 {
     match e {
+        // A producer's control batch (only the broker writes transaction
+        // markers): INVALID_RECORD, as Kafka's LogValidator.
+        StorageError::InvalidBatch(rivulet_protocol::BatchError::ControlBatchFromClient) => {
+            E::InvalidRecord.code()
+        }
         StorageError::InvalidBatch(_) | StorageError::Records(_) => E::CorruptMessage.code(),
         StorageError::RecordTooLarge { .. } => E::MessageTooLarge.code(),
         StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),

@@ -28,8 +28,20 @@ pub struct BatchMetadata {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMetadata>,
+    /// Largest timestamp of the producer's last batch (DescribeProducers).
+    last_timestamp: i64,
     /// Order of last use, to forget the least recently used producer.
     touched: u64,
+}
+
+/// What DescribeProducers reports of one producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// -1 when the producer has no batch remembered in this epoch.
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 /// Verdict on an incoming batch.
@@ -169,6 +181,7 @@ impl ProducerStateManager {
             entry.epoch = h.producer_epoch;
         }
         entry.touched = clock;
+        entry.last_timestamp = h.max_timestamp;
         entry.batches.push_back(BatchMetadata {
             first_seq: h.base_sequence,
             last_seq: last_sequence(h.base_sequence, h.last_offset_delta),
@@ -215,6 +228,22 @@ impl ProducerStateManager {
         {
             self.producers.remove(&oldest);
         }
+    }
+
+    /// Every producer remembered, by id (DescribeProducers).
+    pub fn summaries(&self) -> Vec<ProducerSummary> {
+        let mut out: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerSummary {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: if e.batches.is_empty() { -1 } else { e.last_timestamp },
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     /// The newest epoch seen for `producer_id`.

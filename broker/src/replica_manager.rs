@@ -172,6 +172,11 @@ impl Partition {
         *self.producers.lock() = rebuilt;
     }
 
+    /// The producers this partition remembers (DescribeProducers).
+    pub fn producer_summaries(&self) -> Vec<crate::producer_state::ProducerSummary> {
+        self.producers.lock().summaries()
+    }
+
     /// Record the producers of batches a follower appended, so that this
     /// node deduplicates retries if it becomes leader.
     pub fn record_replicated(&self, buf: &[u8]) {
