@@ -615,7 +615,7 @@ impl GroupCoordinator {
             .into_iter()
             .map(|(t, p)| OffsetsRecord::Offset {
                 group: group_id.to_string(),
-                topic: t.clone(),
+                topic: t,
                 partition: p,
                 value: None,
             })
