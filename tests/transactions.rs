@@ -308,7 +308,10 @@ fn admin_apis_describe_open_transactions_and_their_producers() {
     assert_eq!(s.topics.len(), 1);
     assert_eq!(s.topics[0].topic.0.as_str(), "seen");
     assert_eq!(s.topics[0].partitions, [0]);
-    assert_eq!(described.transaction_states[1].error_code, 105, "TRANSACTIONAL_ID_NOT_FOUND");
+    assert_eq!(
+        described.transaction_states[1].error_code, 105,
+        "TRANSACTIONAL_ID_NOT_FOUND"
+    );
 
     let listed = block_on(raw_request(&bs, 0, &ListTransactionsRequest::default()));
     assert!(listed

@@ -239,7 +239,11 @@ impl ProducerStateManager {
                 producer_id: *id,
                 epoch: e.epoch,
                 last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
-                last_timestamp: if e.batches.is_empty() { -1 } else { e.last_timestamp },
+                last_timestamp: if e.batches.is_empty() {
+                    -1
+                } else {
+                    e.last_timestamp
+                },
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);

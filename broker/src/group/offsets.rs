@@ -14,6 +14,9 @@
 //! pending until their marker.
 
 use bytes::Bytes;
+#[cfg(test)]
+use rivulet_protocol::control::build_control_batch;
+use rivulet_protocol::control::{parse_control_marker, ControlType};
 use rivulet_protocol::record_batch::Compression;
 use rivulet_protocol::records::{self, RecordBatchBuilder};
 use serde::{Deserialize, Serialize};
@@ -158,24 +161,19 @@ pub fn decode_batches(bytes: &[u8]) -> Vec<LogEntry> {
     for item in rivulet_protocol::record_batch::BatchIter::new(bytes) {
         let Ok((range, header)) = item else { break };
         let Some(batch) = bytes.get(range) else { break };
-        let Ok(decoded) = records::decode_batch(batch, 64 * 1024 * 1024) else {
-            continue;
-        };
         if header.is_control() {
             // Kafka reads only a control batch's first record: the marker.
-            let commit = decoded
-                .records
-                .first()
-                .and_then(|r| r.key.as_deref())
-                .and_then(control_marker_commits);
-            if let Some(commit) = commit {
+            if let Ok(Some((kind, _))) = parse_control_marker(batch) {
                 out.push(LogEntry::Marker {
                     producer_id: header.producer_id,
-                    commit,
+                    commit: kind == ControlType::Commit,
                 });
             }
             continue;
         }
+        let Ok(decoded) = records::decode_batch(batch, 64 * 1024 * 1024) else {
+            continue;
+        };
         let producer_id = header.is_transactional().then_some(header.producer_id);
         for r in &decoded.records {
             if let Some(key) = &r.key {
@@ -192,54 +190,16 @@ pub fn decode_batches(bytes: &[u8]) -> Vec<LogEntry> {
     out
 }
 
-/// Whether a control record key is a COMMIT (`Some(true)`) or ABORT
-/// (`Some(false)`) marker; `None` for other control records (Kafka's
-/// `ControlRecordType`: key = version i16, type i16; 0 abort, 1 commit).
-// TODO(issue 11): use `rivulet_protocol::record_batch::parse_control_marker`
-// once it lands.
-fn control_marker_commits(key: &[u8]) -> Option<bool> {
-    let kind = key.get(2..4)?;
-    match i16::from_be_bytes([*kind.first()?, *kind.get(1)?]) {
-        0 => Some(false),
-        1 => Some(true),
-        _ => None,
-    }
-}
-
-/// A COMMIT or ABORT marker of the producer as Kafka writes it (control
-/// batch; key: version 0, type; value: version 0, coordinator epoch), for
-/// tests: the transaction coordinator writes the real ones.
+/// A COMMIT or ABORT marker of the producer, for tests: the transaction
+/// coordinator writes the real ones.
 #[cfg(test)]
 pub(crate) fn marker_batch(producer_id: i64, producer_epoch: i16, commit: bool) -> Bytes {
-    use rivulet_protocol::record_batch::{self, BatchHeader, TimestampType};
-    let header = BatchHeader {
-        base_offset: 0,
-        batch_length: 0,
-        partition_leader_epoch: -1,
-        magic: record_batch::MAGIC_V2,
-        crc: 0,
-        attributes: record_batch::attributes(
-            Compression::None,
-            TimestampType::CreateTime,
-            true,
-            true,
-        ),
-        last_offset_delta: 0,
-        base_timestamp: 0,
-        max_timestamp: 0,
-        producer_id,
-        producer_epoch,
-        base_sequence: -1,
-        record_count: 1,
+    let kind = if commit {
+        ControlType::Commit
+    } else {
+        ControlType::Abort
     };
-    let record = records::Record {
-        offset_delta: 0,
-        timestamp_delta: 0,
-        key: Some(Bytes::from(vec![0, 0, 0, u8::from(commit)])),
-        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
-        headers: Vec::new(),
-    };
-    Bytes::from(records::build_batch(&header, &[record]).expect("a valid marker"))
+    Bytes::from(build_control_batch(producer_id, producer_epoch, kind, 0, 0))
 }
 
 #[cfg(test)]
@@ -355,11 +315,5 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(
-            control_marker_commits(&[0, 0, 0, 2]),
-            None,
-            "not a txn marker"
-        );
-        assert_eq!(control_marker_commits(&[0, 0]), None, "short key");
     }
 }
