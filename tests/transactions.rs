@@ -355,3 +355,63 @@ fn admin_apis_describe_open_transactions_and_their_producers() {
     });
     drop(after);
 }
+
+#[test]
+fn transactions_span_partitions_led_by_every_node_of_a_cluster() {
+    // Three nodes: the coordinator writes markers to partitions it leads
+    // and sends WriteTxnMarkers to the other leaders; those leaders verify
+    // first transactional batches with the coordinator over the wire
+    // (AddPartitionsToTxn verify_only).
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let brokers = rt.block_on(start_cluster(dir.path(), 3, &[]));
+    let bs = cluster_bootstrap(&brokers);
+    block_on(create_topic_rf(
+        &bs,
+        "spread",
+        3,
+        3,
+        &[("min.insync.replicas", "2")],
+    ));
+    wait_for_leaders(&bs, "spread", TIMEOUT);
+    let leaders: std::collections::BTreeSet<i32> = {
+        let c = consumer(&bs, &[]);
+        partitions(&c, "spread")
+            .expect("metadata")
+            .values()
+            .map(|p| p.leader)
+            .collect()
+    };
+    assert_eq!(leaders.len(), 3, "one leader per node: {leaders:?}");
+
+    let p = txn_producer(&bs, "tx-spread", &[]);
+    p.begin_transaction().unwrap();
+    for part in 0..3 {
+        send(&p, "spread", part, &format!("c{part}"));
+    }
+    p.commit_transaction(TIMEOUT).expect("commit");
+    p.begin_transaction().unwrap();
+    for part in 0..3 {
+        send(&p, "spread", part, &format!("x{part}"));
+    }
+    p.flush(TIMEOUT).unwrap();
+    p.abort_transaction(TIMEOUT).expect("abort");
+    p.begin_transaction().unwrap();
+    for part in 0..3 {
+        send(&p, "spread", part, &format!("d{part}"));
+    }
+    p.commit_transaction(TIMEOUT).expect("commit");
+
+    for part in 0..3 {
+        assert_eq!(
+            read_all(&bs, "read_committed", "spread", part, 2),
+            [format!("c{part}"), format!("d{part}")]
+        );
+        assert_eq!(
+            read_all(&bs, "read_uncommitted", "spread", part, 3),
+            [format!("c{part}"), format!("x{part}"), format!("d{part}")]
+        );
+    }
+    drop(brokers);
+    drop(rt);
+}

@@ -68,7 +68,8 @@ async fn idempotent_producer_writes_each_record_once_in_order() {
     assert_eq!(next_seq, 60);
 
     // InitProducerId itself: a fresh id per producer, an epoch bump for a
-    // producer that names itself (KIP-360), no transactions.
+    // producer that names itself (KIP-360); with a transactional id, the
+    // transaction coordinator's answer.
     let fresh = InitProducerIdRequest::default().with_transactional_id(None);
     let r = raw_request(&bs, 0, &fresh).await;
     assert_eq!((r.error_code, r.producer_epoch), (0, 0));
@@ -93,8 +94,29 @@ async fn idempotent_producer_writes_each_record_once_in_order() {
         .with_transaction_timeout_ms(60_000);
     let r = raw_request(&bs, 4, &txn).await;
     assert_eq!(
-        (r.error_code, r.producer_id.0),
-        (53, -1),
-        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+        (r.error_code, r.producer_epoch),
+        (0, 0),
+        "a transactional id"
+    );
+    assert!(r.producer_id.0 >= 0);
+    let again = raw_request(&bs, 4, &txn).await;
+    assert_eq!(
+        (again.error_code, again.producer_id.0, again.producer_epoch),
+        (0, r.producer_id.0, 1),
+        "the same id again: its producer id, the epoch bumped"
+    );
+    let too_long = txn.clone().with_transaction_timeout_ms(900_001);
+    assert_eq!(
+        raw_request(&bs, 4, &too_long).await.error_code,
+        50,
+        "INVALID_TRANSACTION_TIMEOUT above transaction.max.timeout.ms"
+    );
+    let empty = txn
+        .clone()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(""))));
+    assert_eq!(
+        raw_request(&bs, 4, &empty).await.error_code,
+        42,
+        "INVALID_REQUEST"
     );
 }

@@ -115,7 +115,7 @@ impl TxnState {
 }
 
 /// The outcome a client or the coordinator asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TxnResult {
     Commit,
     Abort,

@@ -19,5 +19,7 @@ pub mod links;
 pub mod log;
 pub mod markers;
 pub mod metadata;
+#[cfg(test)]
+mod simulation;
 
 pub use coordinator::{TransactionCoordinator, TxnCoordinatorConfig};
