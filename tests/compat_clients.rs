@@ -1,7 +1,11 @@
-//! Other clients than librdkafka-via-Rust: a scripted kcat check and three
-//! kafka-python checks, the second a consumer group, the third its admin
-//! client describing and deleting a group. All tools are installed by
-//! `scripts/ci-setup.sh`, which `.ci/run` calls.
+//! Other clients than librdkafka-via-Rust: a scripted kcat check, three
+//! kafka-python checks (the second a consumer group, the third its admin
+//! client describing and deleting a group), and the transaction flows of
+//! issue 11 through each Python client that has a transactional producer
+//! (kafka-python, confluent-kafka, aiokafka): commit/abort across two
+//! partitions seen by read_committed and read_uncommitted consumers, and
+//! read-process-write with `send_offsets_to_transaction`. All tools are
+//! installed by `scripts/ci-setup.sh`, which `.ci/run` calls.
 //!
 //! A missing tool FAILS its test: a skipped check hides a gap. Only a user
 //! who opts out with `RIVULET_SKIP_MISSING_CLIENTS=1` gets a warning and a
@@ -120,6 +124,62 @@ async fn kafka_python_admin_describes_and_deletes_groups() {
         out.contains("kafka-python admin groups ok: described ['DELETE', 'DESCRIBE', 'READ']"),
         "{out}"
     );
+}
+
+/// Issue 11: the commit/abort/read_committed and read-process-write flows
+/// through a Python client's transactional producer (see the script).
+async fn python_txn_check(script: &'static str, tag: &'static str, client: &str) {
+    if !tool_available(PYTHON) {
+        return;
+    }
+    let topics = [
+        format!("{tag}-txn"),
+        format!("{tag}-in"),
+        format!("{tag}-out"),
+    ];
+    let group = format!("{tag}-rpw-group");
+    let args: Vec<&str> = topics
+        .iter()
+        .map(String::as_str)
+        .chain([group.as_str()])
+        .collect();
+    let out = run_against_broker(PYTHON, script, &args).await;
+    assert!(out.contains(&format!("{client} txn ok: ")), "{out}");
+    assert!(
+        out.contains("read_committed 6 of 9, read_uncommitted 9"),
+        "{out}"
+    );
+    assert!(
+        out.contains("group offset 3 after commit, still 3 after abort"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_transactions_commit_abort_and_send_offsets() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/kafka_python_txn_check.py"
+    );
+    python_txn_check(script, "kpy", "kafka-python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_transactions_commit_abort_and_send_offsets() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/confluent_kafka_txn_check.py"
+    );
+    python_txn_check(script, "ck", "confluent-kafka").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiokafka_transactions_commit_abort_and_send_offsets() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/aiokafka_txn_check.py"
+    );
+    python_txn_check(script, "aio", "aiokafka").await;
 }
 
 #[test]
