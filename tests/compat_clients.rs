@@ -3,9 +3,10 @@
 //! client describing and deleting a group), and the transaction flows of
 //! issue 11 through each Python client that has a transactional producer
 //! (kafka-python, confluent-kafka, aiokafka): commit/abort across two
-//! partitions seen by read_committed and read_uncommitted consumers, and
-//! read-process-write with `send_offsets_to_transaction`. All tools are
-//! installed by `scripts/ci-setup.sh`, which `.ci/run` calls.
+//! partitions seen by read_committed and read_uncommitted consumers, an
+//! open transaction holding read_committed readers at the last stable
+//! offset, and read-process-write with `send_offsets_to_transaction`. All
+//! tools are installed by `scripts/ci-setup.sh`, which `.ci/run` calls.
 //!
 //! A missing tool FAILS its test: a skipped check hides a gap. Only a user
 //! who opts out with `RIVULET_SKIP_MISSING_CLIENTS=1` gets a warning and a
@@ -147,6 +148,10 @@ async fn python_txn_check(script: &'static str, tag: &'static str, client: &str)
     assert!(out.contains(&format!("{client} txn ok: ")), "{out}");
     assert!(
         out.contains("read_committed 6 of 9, read_uncommitted 9"),
+        "{out}"
+    );
+    assert!(
+        out.contains("open transaction held read_committed at LSO 8 below end 10"),
         "{out}"
     );
     assert!(

@@ -1,6 +1,7 @@
 """Issue 11 through aiokafka's transactional producer
 (AIOKafkaProducer(transactional_id=...)): commit/abort on a 2-partition
-topic read back by read_committed and read_uncommitted consumers, then
+topic read back by read_committed and read_uncommitted consumers, an open
+transaction holding read_committed readers at the LSO, then
 read-process-write with send_offsets_to_transaction (flows in txn_plan.py).
 
 Usage: aiokafka_txn_check.py BOOTSTRAP TXN_TOPIC IN_TOPIC OUT_TOPIC GROUP
@@ -75,26 +76,59 @@ async def commit_abort_flow():
                 await producer.commit_transaction()
             else:
                 await producer.abort_transaction()
+        committed_n = plan.check_read(
+            "read_committed",
+            await read_all(txn_topic, 2, "read_committed", len(plan.committed_records())),
+            plan.committed_records())
+        uncommitted_n = plan.check_read(
+            "read_uncommitted",
+            await read_all(txn_topic, 2, "read_uncommitted", len(plan.all_records())),
+            plan.all_records())
+        lso, hw = await open_transaction_flow(producer)
     finally:
         await producer.stop()
-    committed_n = plan.check_read(
-        "read_committed",
-        await read_all(txn_topic, 2, "read_committed", len(plan.committed_records())),
-        plan.committed_records())
-    uncommitted_n = plan.check_read(
-        "read_uncommitted",
-        await read_all(txn_topic, 2, "read_uncommitted", len(plan.all_records())),
-        plan.all_records())
-    return committed_n, uncommitted_n
+    return committed_n, uncommitted_n, lso, hw
 
 
-async def committed_becomes(consumer, tp, want):
-    """txn_plan.committed_becomes for an async consumer."""
+async def open_transaction_flow(producer):
+    """Flow 1b: an open transaction holds read_committed readers at its
+    first offset (the LSO), in ListOffsets and in Fetch."""
+    p0 = TopicPartition(txn_topic, 0)
+    end_readers = {i: AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=i)
+                   for i in ("read_committed", "read_uncommitted")}
+    for c in end_readers.values():
+        await c.start()
+    try:
+        async def end_offset(isolation):
+            return (await end_readers[isolation].end_offsets([p0]))[p0]
+
+        await producer.begin_transaction()
+        sent = [await producer.send(txn_topic, value=value.encode(), partition=partition)
+                for partition, value in plan.OPEN]
+        await asyncio.gather(*sent)
+        lso, hw = await end_offset("read_committed"), await end_offset("read_uncommitted")
+        plan.check_open(lso, hw)
+        plan.check_read(
+            "read_committed during an open transaction",
+            await read_all(txn_topic, 2, "read_committed", len(plan.committed_records())),
+            plan.committed_records())
+        await producer.commit_transaction()
+        end_after = await becomes(lambda: end_offset("read_committed"), hw + 1)
+        assert end_after == hw + 1, \
+            f"read_committed end after the commit: {end_after}, want {hw + 1}"
+        return lso, hw
+    finally:
+        for c in end_readers.values():
+            await c.stop()
+
+
+async def becomes(read, want):
+    """txn_plan.becomes for an async `read`."""
     deadline = time.monotonic() + plan.READ_DEADLINE_S
-    got = await consumer.committed(tp)
+    got = await read()
     while got != want and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-        got = await consumer.committed(tp)
+        got = await read()
     return got
 
 
@@ -145,7 +179,7 @@ async def read_process_write_flow():
                 await rpw.abort_transaction()
 
         await process(inputs[:plan.RPW_BATCH], "commit")
-        after_commit = await committed_becomes(consumer, in_tp, plan.RPW_BATCH)
+        after_commit = await becomes(lambda: consumer.committed(in_tp), plan.RPW_BATCH)
         assert after_commit == plan.RPW_BATCH, \
             f"group offset after commit: {after_commit}, want {plan.RPW_BATCH}"
         await process(inputs[plan.RPW_BATCH:], "abort")
@@ -165,9 +199,9 @@ async def read_process_write_flow():
 
 async def main():
     await create_topics()
-    committed_n, uncommitted_n = await commit_abort_flow()
+    committed_n, uncommitted_n, lso, hw = await commit_abort_flow()
     after_commit, after_abort = await read_process_write_flow()
-    print(plan.summary(CLIENT, committed_n, uncommitted_n, after_commit, after_abort))
+    print(plan.summary(CLIENT, committed_n, uncommitted_n, lso, hw, after_commit, after_abort))
 
 
 asyncio.run(main())

@@ -1,6 +1,7 @@
 """Issue 11 through confluent-kafka (librdkafka in its wheel): commit/abort
 on a 2-partition topic read back by read_committed and read_uncommitted
-consumers, then read-process-write with send_offsets_to_transaction and the
+consumers, an open transaction holding read_committed readers at the LSO,
+then read-process-write with send_offsets_to_transaction and the
 consumer's group metadata (flows in txn_plan.py).
 
 Usage: confluent_kafka_txn_check.py BOOTSTRAP TXN_TOPIC IN_TOPIC OUT_TOPIC GROUP
@@ -77,6 +78,35 @@ uncommitted_n = plan.check_read(
     "read_uncommitted", read_all(txn_topic, 2, "read_uncommitted", len(plan.all_records())),
     plan.all_records())
 
+# Flow 1b: an open transaction holds read_committed readers at its first
+# offset (the LSO), in ListOffsets and in Fetch.
+end_readers = {i: Consumer({"bootstrap.servers": bootstrap, "group.id": f"{txn_topic}-{i}-ends",
+                            "isolation.level": i})
+               for i in ("read_committed", "read_uncommitted")}
+
+
+def end_offset(isolation):
+    _, high = end_readers[isolation].get_watermark_offsets(
+        TopicPartition(txn_topic, 0), timeout=TIMEOUT_S, cached=False)
+    return high
+
+
+producer.begin_transaction()
+for partition, value in plan.OPEN:
+    producer.produce(txn_topic, value=value.encode(), partition=partition)
+assert producer.flush(TIMEOUT_S) == 0, "open transaction's records not delivered"
+lso, hw = end_offset("read_committed"), end_offset("read_uncommitted")
+plan.check_open(lso, hw)
+plan.check_read(
+    "read_committed during an open transaction",
+    read_all(txn_topic, 2, "read_committed", len(plan.committed_records())),
+    plan.committed_records())
+producer.commit_transaction(TIMEOUT_S)
+end_after = plan.becomes(lambda: end_offset("read_committed"), hw + 1)
+assert end_after == hw + 1, f"read_committed end after the commit: {end_after}, want {hw + 1}"
+for c in end_readers.values():
+    c.close()
+
 # Flow 2: read-process-write.
 plain = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
 for value in plan.INPUT:
@@ -121,7 +151,7 @@ def process(batch, outcome):
 
 
 process(inputs[:plan.RPW_BATCH], "commit")
-after_commit = plan.committed_becomes(committed_offset, plan.RPW_BATCH)
+after_commit = plan.becomes(committed_offset, plan.RPW_BATCH)
 assert after_commit == plan.RPW_BATCH, f"group offset after commit: {after_commit}, want {plan.RPW_BATCH}"
 process(inputs[plan.RPW_BATCH:], "abort")
 after_abort = plan.committed_stays(committed_offset, plan.RPW_BATCH)
@@ -132,4 +162,4 @@ plan.check_read("output read_committed",
                 read_all(out_topic, 1, "read_committed", plan.RPW_BATCH), outputs[:plan.RPW_BATCH])
 plan.check_read("output read_uncommitted",
                 read_all(out_topic, 1, "read_uncommitted", len(outputs)), outputs)
-print(plan.summary(CLIENT, committed_n, uncommitted_n, after_commit, after_abort))
+print(plan.summary(CLIENT, committed_n, uncommitted_n, lso, hw, after_commit, after_abort))

@@ -1,6 +1,7 @@
 """Issue 11 through kafka-python's transactional producer (2.3.x has one:
 KafkaProducer(transactional_id=...)): commit/abort on a 2-partition topic
-read back by read_committed and read_uncommitted consumers, then
+read back by read_committed and read_uncommitted consumers, an open
+transaction holding read_committed readers at the LSO, then
 read-process-write with send_offsets_to_transaction (flows in txn_plan.py).
 
 Usage: kafka_python_txn_check.py BOOTSTRAP TXN_TOPIC IN_TOPIC OUT_TOPIC GROUP
@@ -76,6 +77,33 @@ uncommitted_n = plan.check_read(
     "read_uncommitted", read_all(txn_topic, 2, "read_uncommitted", len(plan.all_records())),
     plan.all_records())
 
+# Flow 1b: an open transaction holds read_committed readers at its first
+# offset (the LSO), in ListOffsets and in Fetch.
+p0 = TopicPartition(txn_topic, 0)
+end_readers = {i: KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, isolation_level=i)
+               for i in ("read_committed", "read_uncommitted")}
+
+
+def end_offset(isolation):
+    return end_readers[isolation].end_offsets([p0])[p0]
+
+
+producer.begin_transaction()
+for partition, value in plan.OPEN:
+    producer.send(txn_topic, value=value.encode(), partition=partition)
+producer.flush()
+lso, hw = end_offset("read_committed"), end_offset("read_uncommitted")
+plan.check_open(lso, hw)
+plan.check_read(
+    "read_committed during an open transaction",
+    read_all(txn_topic, 2, "read_committed", len(plan.committed_records())),
+    plan.committed_records())
+producer.commit_transaction()
+end_after = plan.becomes(lambda: end_offset("read_committed"), hw + 1)
+assert end_after == hw + 1, f"read_committed end after the commit: {end_after}, want {hw + 1}"
+for c in end_readers.values():
+    c.close()
+
 # Flow 2: read-process-write.
 plain = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
 for value in plan.INPUT:
@@ -121,7 +149,7 @@ def committed():
 
 
 process(inputs[:plan.RPW_BATCH], "commit")
-after_commit = plan.committed_becomes(committed, plan.RPW_BATCH)
+after_commit = plan.becomes(committed, plan.RPW_BATCH)
 assert after_commit == plan.RPW_BATCH, f"group offset after commit: {after_commit}, want {plan.RPW_BATCH}"
 process(inputs[plan.RPW_BATCH:], "abort")
 after_abort = plan.committed_stays(committed, plan.RPW_BATCH)
@@ -134,4 +162,4 @@ plan.check_read("output read_uncommitted",
                 read_all(out_topic, 1, "read_uncommitted", len(outputs)), outputs)
 producer.close()
 rpw.close()
-print(plan.summary(CLIENT, committed_n, uncommitted_n, after_commit, after_abort))
+print(plan.summary(CLIENT, committed_n, uncommitted_n, lso, hw, after_commit, after_abort))

@@ -8,6 +8,14 @@ commits TXNS[0], aborts TXNS[1] and commits TXNS[2]. A read_committed
 reader sees exactly the committed records; a read_uncommitted reader sees
 the aborted ones too (KIP-98: isolation.level), each partition in order.
 
+Flow 1b, an open transaction: the same producer then opens a transaction
+with OPEN on partition 0 and leaves it open. The read_committed end offset
+(ListOffsets latest at isolation read_committed) is the LSO, the first
+offset of the open transaction, len(OPEN) below the read_uncommitted end
+(the high watermark), and a read_committed reader still sees only the
+committed records. After the commit the read_committed end passes the
+commit marker (high watermark + 1).
+
 Flow 2, read-process-write: INPUT is written (non-transactionally) to a
 1-partition input topic. A consumer in the group reads it; the first
 RPW_BATCH records are transformed to the output topic in a transaction
@@ -28,6 +36,11 @@ TXNS = [
     ("abort", [(0, "t2-a"), (1, "t2-b"), (0, "t2-c")]),
     ("commit", [(0, "t3-a"), (1, "t3-b")]),
 ]
+
+OPEN = [(0, "t4-a"), (0, "t4-b")]
+# Partition 0's end before OPEN: the committed, aborted and committed
+# records of TXNS on it, plus one marker per transaction.
+OPEN_LSO = sum(1 for _, recs in TXNS for p, _ in recs if p == 0) + len(TXNS)
 
 INPUT = [f"in-{i}" for i in range(6)]
 RPW_BATCH = 3
@@ -78,22 +91,32 @@ def check_read(what, got, want_records):
     return len(got)
 
 
-def summary(client, committed_n, uncommitted_n, offset_after_commit, offset_after_abort):
+def check_open(lso, hw):
+    """Assert the read_committed end `lso` and read_uncommitted end `hw`
+    seen while OPEN is in an open transaction."""
+    assert (lso, hw) == (OPEN_LSO, OPEN_LSO + len(OPEN)), (
+        f"open transaction: read_committed end {lso}, read_uncommitted end {hw}; "
+        f"want {OPEN_LSO} (its first offset) and {OPEN_LSO + len(OPEN)}")
+
+
+def summary(client, committed_n, uncommitted_n, lso, hw, offset_after_commit,
+            offset_after_abort):
     return (
         f"{client} txn ok: read_committed {committed_n} of {uncommitted_n}, "
-        f"read_uncommitted {uncommitted_n}; read-process-write "
+        f"read_uncommitted {uncommitted_n}; open transaction held read_committed "
+        f"at LSO {lso} below end {hw}; read-process-write "
         f"group offset {offset_after_commit} after commit, still {offset_after_abort} after abort"
     )
 
 
-def committed_becomes(read_committed, want):
-    """Poll `read_committed()` (the group's committed offset) until it is
-    `want` or READ_DEADLINE_S passed; returns the last value read."""
+def becomes(read, want):
+    """Poll `read()` (a group's committed offset, an end offset) until it
+    is `want` or READ_DEADLINE_S passed; returns the last value read."""
     deadline = time.monotonic() + READ_DEADLINE_S
-    got = read_committed()
+    got = read()
     while got != want and time.monotonic() < deadline:
         time.sleep(0.1)
-        got = read_committed()
+        got = read()
     return got
 
 
