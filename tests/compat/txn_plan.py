@@ -1,7 +1,8 @@
 """The transaction flows of issue 11, shared by the per-client checks
 (kafka_python_txn_check.py, confluent_kafka_txn_check.py,
 aiokafka_txn_check.py): what each transaction writes, what each reader must
-see, and the checks on what was read. Pure: no client, no I/O.
+see, the checks on what was read, and polling helpers. No client here: the
+scripts pass in what they read and how to read it.
 
 Flow 1, commit/abort: on a 2-partition topic one transactional producer
 commits TXNS[0], aborts TXNS[1] and commits TXNS[2]. A read_committed
