@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need beyond the Rust toolchain:
 #   - kcat (Debian package) for the scripted kcat check;
-#   - a Python virtualenv at target/py with the pinned test clients.
+#   - a Python virtualenv at target/py with the pinned test clients
+#     (kafka-python, confluent-kafka, aiokafka: scripts/requirements-test.txt).
 # Idempotent: safe to run on every CI run and on a developer machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
-"$VENV/bin/python" -c 'import kafka; print("kafka-python", kafka.__version__)'
+"$VENV/bin/python" - <<'PY'
+import aiokafka
+import confluent_kafka
+import kafka
+
+print("kafka-python", kafka.__version__)
+print("confluent-kafka", confluent_kafka.__version__, "(librdkafka", confluent_kafka.libversion()[0] + ")")
+print("aiokafka", aiokafka.__version__)
+PY
