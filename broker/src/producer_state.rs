@@ -30,6 +30,10 @@ struct ProducerEntry {
     batches: VecDeque<BatchMetadata>,
     /// Largest timestamp of the producer's last batch (DescribeProducers).
     last_timestamp: i64,
+    /// Coordinator epoch of the last transaction marker written for the
+    /// producer by this leader (-1: none since this node loaded the
+    /// partition; not rebuilt from the log).
+    coordinator_epoch: Option<i32>,
     /// Order of last use, to forget the least recently used producer.
     touched: u64,
 }
@@ -42,6 +46,8 @@ pub struct ProducerSummary {
     /// -1 when the producer has no batch remembered in this epoch.
     pub last_sequence: i32,
     pub last_timestamp: i64,
+    /// -1 when no marker was written for it since the partition loaded.
+    pub coordinator_epoch: i32,
 }
 
 /// Verdict on an incoming batch.
@@ -230,6 +236,23 @@ impl ProducerStateManager {
         }
     }
 
+    /// The coordinator epoch of the last marker for `producer_id`, if it is
+    /// newer than `epoch` (the marker then comes from a deposed
+    /// coordinator).
+    pub fn newer_coordinator_epoch(&self, producer_id: i64, epoch: i32) -> Option<i32> {
+        self.producers
+            .get(&producer_id)
+            .and_then(|e| e.coordinator_epoch)
+            .filter(|known| *known > epoch)
+    }
+
+    /// A marker written by the coordinator of `epoch` for `producer_id`.
+    pub fn record_coordinator_epoch(&mut self, producer_id: i64, epoch: i32) {
+        if let Some(e) = self.producers.get_mut(&producer_id) {
+            e.coordinator_epoch = Some(e.coordinator_epoch.map_or(epoch, |k| k.max(epoch)));
+        }
+    }
+
     /// Every producer remembered, by id (DescribeProducers).
     pub fn summaries(&self) -> Vec<ProducerSummary> {
         let mut out: Vec<ProducerSummary> = self
@@ -244,6 +267,7 @@ impl ProducerStateManager {
                 } else {
                     e.last_timestamp
                 },
+                coordinator_epoch: e.coordinator_epoch.unwrap_or(-1),
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);

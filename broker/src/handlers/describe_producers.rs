@@ -2,8 +2,9 @@
 //! remembers — id, epoch, last sequence and timestamp — and the first
 //! offset of each one's open transaction, for finding hanging
 //! transactions. Answered by the leader only (NOT_LEADER_OR_FOLLOWER
-//! elsewhere). The coordinator epoch of the last marker is not tracked:
-//! -1.
+//! elsewhere). The coordinator epoch is that of the last marker this
+//! leader wrote for the producer (-1 when none since it loaded the
+//! partition: it is not rebuilt from the log).
 
 use std::collections::HashMap;
 
@@ -34,7 +35,7 @@ fn partition(b: &BrokerContext, tp: &TopicPartition) -> PartitionResponse {
                 .with_producer_epoch(i32::from(s.epoch))
                 .with_last_sequence(s.last_sequence)
                 .with_last_timestamp(s.last_timestamp)
-                .with_coordinator_epoch(-1)
+                .with_coordinator_epoch(s.coordinator_epoch)
                 .with_current_txn_start_offset(ongoing.get(&s.producer_id).copied().unwrap_or(-1))
         })
         .collect();

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError as E;
+use rivulet_protocol::control::parse_control_marker;
 use rivulet_protocol::record_batch;
 use rivulet_storage::config::FlushPolicy;
 use rivulet_storage::TopicPartition;
@@ -118,6 +119,14 @@ impl ReplicaManager {
                 Ok(h) => h,
                 Err(e) => return AppendResult::error(E::CorruptMessage.code(), e.to_string()),
             };
+            if origin == AppendOrigin::Client && first.is_control() {
+                // Only coordinators write transaction markers (Kafka's
+                // LogValidator for AppendOrigin.CLIENT).
+                return AppendResult::error(
+                    E::InvalidRecord.code(),
+                    "producers may not write control batches".to_string(),
+                );
+            }
             let check = match origin {
                 AppendOrigin::Client => producers.check(&first),
                 AppendOrigin::Coordinator => producers.check_epoch(&first),
@@ -147,6 +156,24 @@ impl ReplicaManager {
                     )
                 }
             }
+            // A transaction marker from a coordinator older than the last
+            // one that wrote for this producer (a deposed coordinator still
+            // sending): Kafka's `checkCoordinatorEpoch`.
+            let marker_epoch = match (origin, first.is_control()) {
+                (AppendOrigin::Coordinator, true) => match parse_control_marker(&buf) {
+                    Ok(Some((_, epoch))) => Some(epoch),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(epoch) = marker_epoch {
+                if let Some(newer) = producers.newer_coordinator_epoch(first.producer_id, epoch) {
+                    return AppendResult::error(
+                        E::TransactionCoordinatorFenced.code(),
+                        format!("coordinator epoch {epoch} is older than {newer}"),
+                    );
+                }
+            }
             let mut log = partition.log.lock();
             let storage_origin = match origin {
                 AppendOrigin::Client => rivulet_storage::AppendOrigin::Client,
@@ -156,6 +183,9 @@ impl ReplicaManager {
                 Ok(info) => {
                     for h in headers(&buf) {
                         producers.record(&h);
+                    }
+                    if let Some(epoch) = marker_epoch {
+                        producers.record_coordinator_epoch(first.producer_id, epoch);
                     }
                     let actions = partition.replica.lock().on_append(&*log);
                     partition.execute(&mut log, actions, None).map(|_| {

@@ -316,3 +316,48 @@ async fn coordinator_appends_skip_sequences_but_fence_older_epochs() {
         E::InvalidProducerEpoch.code()
     );
 }
+
+#[tokio::test]
+async fn markers_from_a_deposed_coordinator_are_fenced() {
+    use rivulet_protocol::control::{build_control_batch, ControlType};
+    let dir = tempfile::tempdir().unwrap();
+    let (rm, _) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+    let marker = |coordinator_epoch: i32| {
+        Bytes::from(build_control_batch(
+            9,
+            0,
+            ControlType::Commit,
+            coordinator_epoch,
+            0,
+        ))
+    };
+    let part = tp();
+    let write =
+        |records| rm.append_with_origin(&part, Some(records), 1, 5_000, AppendOrigin::Coordinator);
+    let mut b = RecordBatchBuilder::new(Compression::None)
+        .producer(9, 0, 0)
+        .transactional(true);
+    b.push(0, None, Some(b"v"), &[]);
+    assert_eq!(
+        rm.append(&tp(), Some(Bytes::from(b.build().unwrap())), 1, 5_000)
+            .await
+            .error_code,
+        0
+    );
+    assert_eq!(write(marker(5)).await.error_code, 0);
+    // The same coordinator again (a re-sent marker) and a newer one pass;
+    // an older one is refused.
+    assert_eq!(write(marker(5)).await.error_code, 0);
+    assert_eq!(
+        write(marker(4)).await.error_code,
+        E::TransactionCoordinatorFenced.code()
+    );
+    assert_eq!(write(marker(6)).await.error_code, 0);
+    let summary = rm.get(&tp()).unwrap().producer_summaries();
+    assert_eq!(summary[0].coordinator_epoch, 6);
+    // A client can never write a marker.
+    assert_eq!(
+        rm.append(&tp(), Some(marker(7)), 1, 5_000).await.error_code,
+        E::InvalidRecord.code()
+    );
+}
