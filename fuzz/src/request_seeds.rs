@@ -182,6 +182,132 @@ fn init_producer_id(_version: i16) -> InitProducerIdRequest {
         .with_producer_epoch(-1)
 }
 
+/// The transactional id the transaction seeds use.
+const TXN_ID: &str = "fuzz-tx";
+
+fn txn_id() -> TransactionalId {
+    TransactionalId(s(TXN_ID))
+}
+
+fn init_transactional(_version: i16) -> InitProducerIdRequest {
+    init_producer_id(0).with_transactional_id(Some(txn_id()))
+}
+
+fn find_txn_coordinator(version: i16) -> FindCoordinatorRequest {
+    let r = FindCoordinatorRequest::default().with_key_type(1);
+    if version >= 4 {
+        r.with_coordinator_keys(vec![s(TXN_ID)])
+    } else {
+        r.with_key(s(TXN_ID))
+    }
+}
+
+fn txn_topics() -> Vec<add_partitions_to_txn_request::AddPartitionsToTxnTopic> {
+    vec![
+        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![0, 1]),
+    ]
+}
+
+fn add_partitions_to_txn(version: i16) -> AddPartitionsToTxnRequest {
+    if version <= 3 {
+        return AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id())
+            .with_v3_and_below_producer_id(ProducerId(0))
+            .with_v3_and_below_producer_epoch(0)
+            .with_v3_and_below_topics(txn_topics());
+    }
+    AddPartitionsToTxnRequest::default().with_transactions(vec![
+        add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(txn_id())
+            .with_producer_id(ProducerId(0))
+            .with_producer_epoch(0)
+            .with_verify_only(true)
+            .with_topics(txn_topics()),
+    ])
+}
+
+fn add_offsets_to_txn(_version: i16) -> AddOffsetsToTxnRequest {
+    AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id())
+        .with_producer_id(ProducerId(0))
+        .with_producer_epoch(0)
+        .with_group_id(group())
+}
+
+fn txn_offset_commit(_version: i16) -> TxnOffsetCommitRequest {
+    TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id())
+        .with_group_id(group())
+        .with_producer_id(ProducerId(0))
+        .with_producer_epoch(0)
+        .with_generation_id(-1)
+        .with_topics(vec![
+            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1),
+                ]),
+        ])
+}
+
+fn end_txn(_version: i16) -> EndTxnRequest {
+    EndTxnRequest::default()
+        .with_transactional_id(txn_id())
+        .with_producer_id(ProducerId(0))
+        .with_producer_epoch(0)
+        .with_committed(true)
+}
+
+fn write_txn_markers(_version: i16) -> WriteTxnMarkersRequest {
+    WriteTxnMarkersRequest::default().with_markers(vec![
+        write_txn_markers_request::WritableTxnMarker::default()
+            .with_producer_id(ProducerId(0))
+            .with_producer_epoch(0)
+            .with_transaction_result(false)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![
+                write_txn_markers_request::WritableTxnMarkerTopic::default()
+                    .with_name(topic())
+                    .with_partition_indexes(vec![0]),
+            ]),
+    ])
+}
+
+fn describe_transactions(_version: i16) -> DescribeTransactionsRequest {
+    DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id()])
+}
+
+fn describe_producers(_version: i16) -> DescribeProducersRequest {
+    DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(topic())
+            .with_partition_indexes(vec![0, 1]),
+    ])
+}
+
+/// A transactional batch of producer 0 (the verification with the
+/// coordinator refuses it unless a fuzzed transaction made it valid).
+fn produce_transactional(_version: i16) -> ProduceRequest {
+    let mut b = RecordBatchBuilder::new(Compression::None)
+        .producer(0, 0, 0)
+        .transactional(true);
+    b.push(1_000, Some(b"k"), Some(b"v"), &[]);
+    let batch = b.build().unwrap_or_default();
+    produce(1)
+        .with_transactional_id(Some(txn_id()))
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(topic())
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch))),
+            ])])
+}
+
 fn add<R: Encodable>(
     out: &mut Vec<(String, Vec<u8>)>,
     key: ApiKey,
@@ -289,6 +415,70 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         "idempotent",
         init_producer_id,
         true,
+    );
+    add(
+        &mut out,
+        ApiKey::InitProducerId,
+        "txn",
+        init_transactional,
+        true,
+    );
+    add(
+        &mut out,
+        ApiKey::FindCoordinator,
+        "txn",
+        find_txn_coordinator,
+        true,
+    );
+    add(
+        &mut out,
+        ApiKey::AddPartitionsToTxn,
+        "p0p1",
+        add_partitions_to_txn,
+        true,
+    );
+    add(
+        &mut out,
+        ApiKey::AddOffsetsToTxn,
+        "group",
+        add_offsets_to_txn,
+        true,
+    );
+    add(
+        &mut out,
+        ApiKey::TxnOffsetCommit,
+        "p0",
+        txn_offset_commit,
+        true,
+    );
+    add(&mut out, ApiKey::EndTxn, "commit", end_txn, true);
+    add(
+        &mut out,
+        ApiKey::WriteTxnMarkers,
+        "abort-p0",
+        write_txn_markers,
+        true,
+    );
+    add(
+        &mut out,
+        ApiKey::DescribeTransactions,
+        "txn",
+        describe_transactions,
+        true,
+    );
+    add(
+        &mut out,
+        ApiKey::DescribeProducers,
+        "p0p1",
+        describe_producers,
+        true,
+    );
+    add(
+        &mut out,
+        ApiKey::Produce,
+        "txn",
+        produce_transactional,
+        false,
     );
     out
 }
