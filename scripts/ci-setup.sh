@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need beyond the Rust toolchain:
+#   - kafkajs (npm registry) under target/js for the kafkajs check;
 #   - kcat (Debian package) for the scripted kcat check;
 #   - a Python virtualenv at target/py with the pinned test clients
 #     (kafka-python, confluent-kafka, aiokafka: scripts/requirements-test.txt).
@@ -37,3 +38,13 @@ print("kafka-python", kafka.__version__)
 print("confluent-kafka", confluent_kafka.__version__, "(librdkafka", confluent_kafka.libversion()[0] + ")")
 print("aiokafka", aiokafka.__version__)
 PY
+
+# kafkajs (npm registry) for the kafkajs transaction check, with the
+# machine's Node.js.
+JS=target/js
+if [ ! -f "$JS/node_modules/kafkajs/package.json" ]; then
+  echo "== installing kafkajs under $JS"
+  mkdir -p "$JS"
+  npm install --prefix "$JS" --no-audit --no-fund --silent kafkajs@2.2.4
+fi
+node -e "console.log('kafkajs', require('./$JS/node_modules/kafkajs/package.json').version)"

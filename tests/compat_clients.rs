@@ -187,6 +187,33 @@ async fn aiokafka_transactions_commit_abort_and_send_offsets() {
     python_txn_check(script, "aio", "aiokafka").await;
 }
 
+/// kafkajs (installed under target/js by scripts/ci-setup.sh): the client
+/// the issue saw fail with "Failed to find group coordinator".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_transactions_commit_abort_and_send_offsets() {
+    let kafkajs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/js/node_modules/kafkajs/package.json"
+    );
+    if !tool_available("node") || !tool_available(kafkajs) {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/kafkajs_txn_check.js"
+    );
+    let out = run_against_broker(
+        "node",
+        script,
+        &["js-txn", "js-in", "js-out", "js-rpw-group"],
+    )
+    .await;
+    assert!(
+        out.contains("kafkajs txn ok: read_committed 5 of 7; read-process-write group offset 3"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_missing_tool_fails_unless_opted_out() {
     // Runs this test binary again (one test, in a child process) so the
