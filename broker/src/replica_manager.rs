@@ -65,6 +65,12 @@ pub struct Partition {
     /// Parked `acks=all` produces, answered by [`Action::CompleteAck`].
     acks: Mutex<HashMap<AckId, oneshot::Sender<Result<(), AckError>>>>,
     next_ack: AtomicU64,
+    /// KIP-890 verification guards: producers whose first transactional
+    /// batch here the coordinator confirmed (id → epoch). A marker for the
+    /// producer clears its guard, so a batch verified before its
+    /// transaction ended cannot open a new one that nobody ends (Kafka's
+    /// `VerificationStateEntry`).
+    verified: Mutex<HashMap<i64, i16>>,
 }
 
 /// What carrying out a batch of actions left for the caller.
@@ -90,6 +96,7 @@ impl Partition {
             appended: tokio::sync::Notify::new(),
             acks: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -170,6 +177,13 @@ impl Partition {
     pub fn rebuild_producers(&self) {
         let rebuilt = rebuild_producer_state(&self.log);
         *self.producers.lock() = rebuilt;
+    }
+
+    /// The transaction coordinator confirmed that `producer_id`'s
+    /// transaction at `epoch` includes this partition (KIP-890): its next
+    /// transactional batch may start the transaction here.
+    pub fn mark_verified(&self, producer_id: i64, epoch: i16) {
+        self.verified.lock().insert(producer_id, epoch);
     }
 
     /// The producers this partition remembers (DescribeProducers).

@@ -91,6 +91,9 @@ async fn verify(
                 for (tp, ok) in tps.into_iter().zip(ok) {
                     if !ok {
                         refused.insert(tp, not_in_txn);
+                    } else if let Some(p) = b.replicas.get(&TopicPartition::new(tp.0.clone(), tp.1))
+                    {
+                        p.mark_verified(pid, epoch);
                     }
                 }
             }
@@ -144,9 +147,16 @@ pub async fn handle(b: &BrokerContext, req: ProduceRequest, version: i16) -> Pro
                         .with_base_offset(-1);
                 }
                 let r = b.replicas.append(&tp, p.records, acks, timeout_ms).await;
+                // The verification guard was cleared by a marker meanwhile.
+                let code = if r.error_code == E::InvalidTxnState.code() && version >= ABORTABLE_FROM
+                {
+                    E::TransactionAbortable.code()
+                } else {
+                    r.error_code
+                };
                 PartitionProduceResponse::default()
                     .with_index(p.index)
-                    .with_error_code(r.error_code)
+                    .with_error_code(code)
                     .with_error_message(r.error_message.map(sb))
                     .with_base_offset(r.base_offset)
                     .with_log_append_time_ms(r.log_append_time)

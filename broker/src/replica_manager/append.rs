@@ -175,6 +175,29 @@ impl ReplicaManager {
                 }
             }
             let mut log = partition.log.lock();
+            // KIP-890: a client's transactional batch that would start a
+            // transaction in this partition needs a verification guard that
+            // no marker has cleared since (the handler verified it with the
+            // coordinator just before).
+            if origin == AppendOrigin::Client && first.is_transactional() && !first.is_control() {
+                let ongoing = log
+                    .ongoing_transactions()
+                    .iter()
+                    .any(|(pid, _)| *pid == first.producer_id);
+                if !ongoing {
+                    let guard = partition.verified.lock().remove(&first.producer_id);
+                    if guard != Some(first.producer_epoch) {
+                        return AppendResult::error(
+                            E::InvalidTxnState.code(),
+                            "the partition is not in an ongoing transaction of this producer"
+                                .to_string(),
+                        );
+                    }
+                }
+            }
+            if marker_epoch.is_some() || first.is_control() {
+                partition.verified.lock().remove(&first.producer_id);
+            }
             let storage_origin = match origin {
                 AppendOrigin::Client => rivulet_storage::AppendOrigin::Client,
                 AppendOrigin::Coordinator => rivulet_storage::AppendOrigin::Coordinator,

@@ -338,6 +338,7 @@ async fn markers_from_a_deposed_coordinator_are_fenced() {
         .producer(9, 0, 0)
         .transactional(true);
     b.push(0, None, Some(b"v"), &[]);
+    rm.get(&tp()).unwrap().mark_verified(9, 0);
     assert_eq!(
         rm.append(&tp(), Some(Bytes::from(b.build().unwrap())), 1, 5_000)
             .await
@@ -360,4 +361,47 @@ async fn markers_from_a_deposed_coordinator_are_fenced() {
         rm.append(&tp(), Some(marker(7)), 1, 5_000).await.error_code,
         E::InvalidRecord.code()
     );
+}
+
+#[tokio::test]
+async fn a_transactional_batch_starts_a_transaction_only_with_a_live_verification() {
+    use rivulet_protocol::control::{build_control_batch, ControlType};
+    let dir = tempfile::tempdir().unwrap();
+    let (rm, _) = leader(dir.path(), Arc::new(ManualClock::new(0)));
+    let part = rm.get(&tp()).unwrap();
+    let batch = |seq: i32| {
+        let mut b = RecordBatchBuilder::new(Compression::None)
+            .producer(9, 0, seq)
+            .transactional(true);
+        b.push(0, None, Some(b"v"), &[]);
+        Bytes::from(b.build().unwrap())
+    };
+    // Not verified: refused.
+    assert_eq!(
+        rm.append(&tp(), Some(batch(0)), 1, 5_000).await.error_code,
+        E::InvalidTxnState.code()
+    );
+    // Verified: starts the transaction; later batches of it need nothing.
+    part.mark_verified(9, 0);
+    assert_eq!(
+        rm.append(&tp(), Some(batch(0)), 1, 5_000).await.error_code,
+        0
+    );
+    assert_eq!(
+        rm.append(&tp(), Some(batch(1)), 1, 5_000).await.error_code,
+        0
+    );
+    // The coordinator ends it; a late batch of the same epoch cannot open
+    // a new transaction, even one verified before the marker.
+    part.mark_verified(9, 0);
+    let marker = Bytes::from(build_control_batch(9, 0, ControlType::Abort, 0, 0));
+    let r = rm
+        .append_with_origin(&tp(), Some(marker), 1, 5_000, AppendOrigin::Coordinator)
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        rm.append(&tp(), Some(batch(2)), 1, 5_000).await.error_code,
+        E::InvalidTxnState.code()
+    );
+    assert!(part.log.lock().ongoing_transactions().is_empty());
 }
