@@ -1,0 +1,866 @@
+//! Exactly-once read-process-write across SIGKILLs (issue 11, "Failure").
+//!
+//! A loop thread consumes topic A with `isolation.level=read_committed` in a
+//! consumer group and writes one record to topic B per record of A, in
+//! transactions that also carry the consumed offsets
+//! (`send_offsets_to_transaction`, KIP-98/KIP-447). Meanwhile the main
+//! thread SIGKILLs, in turn, the leader of the `__transaction_state`
+//! partition that coordinates the loop's transactional id, the leader of a
+//! partition of A and the leader of a partition of B, lets the loop commit
+//! more while the node is down, restarts it and waits until it is back in
+//! every ISR. At the end B, read with read_committed, holds each record of
+//! A exactly once and in A's order, per partition; read_uncommitted may
+//! show more (aborted attempts), read_committed none of them.
+//!
+//! The loop follows librdkafka's documented error handling for
+//! transactions (`rd_kafka_error_is_retriable` → call again,
+//! `rd_kafka_error_txn_requires_abort` → abort and rewind the consumer to
+//! the committed offsets, `rd_kafka_error_is_fatal` → a new producer and
+//! consumer with the same transactional id). It also refuses to put into
+//! a transaction a record that does not follow the last one it took from
+//! that partition: A has no gaps, so a record out of line means the
+//! consumer was moved under the loop (a rebalance, a seek) and the
+//! transaction is aborted and the consumer rewound instead.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::FindCoordinatorRequest;
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use rivulet_testkit::cluster::ProcessCluster;
+use rivulet_testkit::kafka::{
+    block_on, cluster_client_config, high_watermark, wait_for_partitions, PartitionView,
+};
+use rivulet_testkit::poll::Poll;
+use rivulet_testkit::raw::raw_request;
+
+use crate::harness::*;
+use crate::rounds;
+
+const SOURCE: &str = "eos-a";
+const SINK: &str = "eos-b";
+const PARTITIONS: i32 = 3;
+const GROUP: &str = "eos-loop";
+const TRANSACTIONAL_ID: &str = "eos-loop-txn";
+/// Records the loop may commit per kill: a third before the kill, the rest
+/// while the node is down.
+const CHUNK: i64 = 150;
+/// At most this many records per transaction.
+const BATCH: usize = 25;
+/// Every this many transactions, the loop aborts one on purpose after its
+/// records are written, so read_committed readers of B have aborted
+/// records to skip whatever the kills do.
+const ABORT_EVERY: u64 = 5;
+/// How long one transactional call (commit, abort, send offsets) may take
+/// before librdkafka reports a retriable timeout.
+const TXN_CALL: Duration = Duration::from_secs(20);
+
+/// What the loop has done, shared with the main thread.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The consumed offsets of the last committed transaction, per A
+    /// partition (the next offset to process).
+    committed: BTreeMap<i32, i64>,
+    commits: u64,
+    aborts: u64,
+    /// New producer and consumer after a fatal error.
+    recreations: u64,
+    /// Records polled out of line (not the next offset of their partition).
+    out_of_line: u64,
+    /// Transactions aborted on purpose, and the records written in them.
+    deliberate_aborts: u64,
+    deliberately_aborted_records: u64,
+    /// The consumer's assignment and positions when a poll last found
+    /// nothing (for the report when the loop stalls).
+    idle: String,
+    /// Errors seen, by call and error.
+    errors: BTreeMap<String, u64>,
+}
+
+impl Progress {
+    fn total(&self) -> i64 {
+        self.committed.values().sum()
+    }
+
+    fn note(&mut self, what: &str, e: &dyn std::fmt::Display) {
+        eprintln!("loop: {what}: {e}");
+        *self.errors.entry(format!("{what}: {e}")).or_default() += 1;
+    }
+}
+
+/// The read-process-write thread and the knobs the main thread holds.
+struct Loop {
+    stop: Arc<AtomicBool>,
+    /// The loop takes no record that would bring the records it committed
+    /// beyond this number: the main thread paces it around the kills.
+    allowed: Arc<AtomicI64>,
+    progress: Arc<Mutex<Progress>>,
+    gate: Arc<Gate>,
+    handle: JoinHandle<()>,
+    bootstrap: String,
+}
+
+/// Holds the loop inside a transaction: once `hold` is set, the next
+/// transaction stops after its records are written (flushed, acknowledged
+/// by every in-sync replica) and before its offsets and commit, sets
+/// `held`, and waits until `hold` is cleared. The main thread kills a node
+/// in between, so every kill hits an open transaction.
+#[derive(Default)]
+struct Gate {
+    hold: AtomicBool,
+    held: AtomicBool,
+}
+
+/// How to go on after a transactional call failed, per librdkafka's
+/// error model (`rd_kafka_error_t` flags on `KafkaError::Transaction`).
+enum Step {
+    Retry,
+    Abort,
+    Fatal,
+}
+
+fn step(e: &KafkaError) -> Step {
+    match e {
+        KafkaError::Transaction(t) if t.is_fatal() => Step::Fatal,
+        KafkaError::Transaction(t) if t.txn_requires_abort() => Step::Abort,
+        KafkaError::Transaction(t) if t.is_retriable() => Step::Retry,
+        _ => Step::Abort,
+    }
+}
+
+/// Why a transaction did not commit.
+enum Failed {
+    /// Abort it and rewind the consumer.
+    Abort,
+    /// Start over with a new producer and consumer.
+    Fatal,
+}
+
+/// Call `f` again while it fails retriably (librdkafka: "the call may be
+/// retried"), for at most a minute.
+fn retried(
+    progress: &Mutex<Progress>,
+    what: &str,
+    mut f: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), Failed> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let t0 = Instant::now();
+        let r = f();
+        if r.is_err() || t0.elapsed() > Duration::from_secs(1) {
+            eprintln!("loop: {what} took {:?}: {r:?}", t0.elapsed());
+        }
+        let Err(e) = r else { return Ok(()) };
+        progress.lock().unwrap().note(what, &e);
+        match step(&e) {
+            Step::Retry if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Step::Retry | Step::Abort => return Err(Failed::Abort),
+            Step::Fatal => return Err(Failed::Fatal),
+        }
+    }
+}
+
+/// B's record for A's record at `partition`/`offset` with `value`.
+fn processed(partition: i32, offset: i64, value: &str) -> String {
+    format!("{partition}:{offset}|{value}")
+}
+
+/// (A partition, A offset, A value) of a record of B.
+fn unprocessed(payload: &[u8]) -> (i32, i64, String) {
+    let s = std::str::from_utf8(payload).expect("utf-8 value");
+    let (at, value) = s.split_once('|').expect("a processed record");
+    let (p, o) = at.split_once(':').expect("partition:offset");
+    (p.parse().unwrap(), o.parse().unwrap(), value.to_string())
+}
+
+/// The loop consumer's context: librdkafka's log lines to stderr (with
+/// `RIVULET_EOS_DEBUG=consumer,fetch,…` its debug contexts too).
+struct Logs;
+
+impl ClientContext for Logs {
+    fn log(&self, _: RDKafkaLogLevel, fac: &str, message: &str) {
+        eprintln!("loop client: {fac} {message}");
+    }
+}
+
+impl ConsumerContext for Logs {}
+
+impl ProducerContext for Logs {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+struct Clients {
+    producer: BaseProducer<Logs>,
+    consumer: BaseConsumer<Logs>,
+}
+
+impl Clients {
+    /// A consumer in the group and a transactional producer whose
+    /// `init_transactions` fenced any older one with the same id.
+    fn new(bootstrap: &str, progress: &Mutex<Progress>) -> Clients {
+        let mut config = cluster_client_config(bootstrap);
+        config
+            .set("group.id", GROUP)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000");
+        if let Ok(debug) = std::env::var("RIVULET_EOS_DEBUG") {
+            config
+                .set("debug", debug)
+                .set_log_level(RDKafkaLogLevel::Debug);
+        }
+        let consumer: BaseConsumer<Logs> = config.create_with_context(Logs).unwrap();
+        consumer.subscribe(&[SOURCE]).unwrap();
+        let mut config = cluster_client_config(bootstrap);
+        config
+            .set("transactional.id", TRANSACTIONAL_ID)
+            .set("transaction.timeout.ms", "30000")
+            .set("message.timeout.ms", "30000")
+            .set("linger.ms", "2")
+            .set("retry.backoff.ms", "50")
+            .set("retry.backoff.max.ms", "500");
+        if let Ok(debug) = std::env::var("RIVULET_EOS_PRODUCER_DEBUG") {
+            config
+                .set("debug", debug)
+                .set_log_level(RDKafkaLogLevel::Debug);
+        }
+        let producer: BaseProducer<Logs> = config.create_with_context(Logs).unwrap();
+        Poll::new(TIMEOUT)
+            .every(Duration::from_millis(200))
+            .retry("init_transactions", || {
+                producer.init_transactions(TXN_CALL).inspect_err(|e| {
+                    progress.lock().unwrap().note("init_transactions", e);
+                })
+            });
+        Clients { producer, consumer }
+    }
+
+    /// Seek the consumer to the group's committed offsets (librdkafka's
+    /// "rewind" after an abort) and return them, for every A partition
+    /// (0 where none is committed: `auto.offset.reset=earliest`).
+    fn rewind(&self, progress: &Mutex<Progress>) -> BTreeMap<i32, i64> {
+        let mut all = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            all.add_partition(SOURCE, p);
+        }
+        let got = Poll::new(TIMEOUT).every(Duration::from_millis(200)).retry(
+            "the committed offsets",
+            || {
+                self.consumer
+                    .committed_offsets(all.clone(), Duration::from_secs(10))
+                    .inspect_err(|e| progress.lock().unwrap().note("committed", e))
+            },
+        );
+        let committed: BTreeMap<i32, i64> = (0..PARTITIONS)
+            .map(
+                |p| match got.find_partition(SOURCE, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => (p, o),
+                    _ => (p, 0),
+                },
+            )
+            .collect();
+        if let Ok(assigned) = self.consumer.assignment() {
+            let mut to = TopicPartitionList::new();
+            for e in assigned.elements() {
+                let at = committed.get(&e.partition()).copied().unwrap_or(0);
+                to.add_partition_offset(SOURCE, e.partition(), Offset::Offset(at))
+                    .unwrap();
+            }
+            if to.count() > 0 {
+                // A failed seek is caught later: the next record polled is
+                // then out of line and the loop rewinds again.
+                match self.consumer.seek_partitions(to, Duration::from_secs(10)) {
+                    Err(e) => progress.lock().unwrap().note("seek", &e),
+                    Ok(done) => {
+                        for e in done.elements() {
+                            if let Err(err) = e.error() {
+                                progress.lock().unwrap().note("seek", &err);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("loop: rewound to {committed:?}");
+        committed
+    }
+
+    /// Poll up to `limit` records (for at most ~300 ms): (partition,
+    /// offset, value).
+    fn batch(&self, limit: usize, progress: &Mutex<Progress>) -> Vec<(i32, i64, String)> {
+        let mut out = Vec::new();
+        let until = Instant::now() + Duration::from_millis(300);
+        while out.len() < limit && Instant::now() < until {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    let value = std::str::from_utf8(m.payload().unwrap_or_default())
+                        .unwrap()
+                        .to_string();
+                    out.push((m.partition(), m.offset(), value));
+                }
+                Some(Err(e)) => progress.lock().unwrap().note("poll", &e),
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// One transaction: B's records for `batch` and the consumer's
+    /// position (which must be `next`) as the group's offsets.
+    fn transact(
+        &self,
+        batch: &[(i32, i64, String)],
+        next: &BTreeMap<i32, i64>,
+        commit: bool,
+        gate: &Gate,
+        progress: &Mutex<Progress>,
+    ) -> Result<(), Failed> {
+        if let Err(e) = self.producer.begin_transaction() {
+            progress.lock().unwrap().note("begin_transaction", &e);
+            return Err(match step(&e) {
+                Step::Fatal => Failed::Fatal,
+                _ => Failed::Abort,
+            });
+        }
+        for (p, o, v) in batch {
+            let out = processed(*p, *o, v);
+            loop {
+                let record = BaseRecord::<(), _>::to(SINK).partition(*p).payload(&out);
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => {
+                        progress.lock().unwrap().note("send", &e);
+                        return Err(Failed::Abort);
+                    }
+                }
+            }
+            self.producer.poll(Duration::ZERO);
+        }
+        if !commit || gate.hold.load(Ordering::SeqCst) {
+            // Written to B before the abort or the kill: a failed delivery
+            // fails the transaction (librdkafka: abortable).
+            if let Err(e) = self.producer.flush(TXN_CALL) {
+                progress.lock().unwrap().note("flush", &e);
+                return Err(Failed::Abort);
+            }
+        }
+        if !commit {
+            let mut g = progress.lock().unwrap();
+            g.deliberate_aborts += 1;
+            g.deliberately_aborted_records += batch.len() as u64;
+            return Err(Failed::Abort);
+        }
+        if gate.hold.load(Ordering::SeqCst) {
+            eprintln!("loop: holding the transaction open");
+            gate.held.store(true, Ordering::SeqCst);
+            while gate.hold.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            gate.held.store(false, Ordering::SeqCst);
+        }
+        // The position of every partition in the batch, as the consumer
+        // holds it; it must be one past the batch's last record there.
+        let position = self.consumer.position().map_err(|e| {
+            progress.lock().unwrap().note("position", &e);
+            Failed::Abort
+        })?;
+        let mut offsets = TopicPartitionList::new();
+        for (p, want) in next {
+            if !batch.iter().any(|(bp, _, _)| bp == p) {
+                continue;
+            }
+            let at = position.find_partition(SOURCE, *p).map(|e| e.offset());
+            if at != Some(Offset::Offset(*want)) {
+                let mut g = progress.lock().unwrap();
+                g.note("position", &format!("partition {p} at {at:?}, not {want}"));
+                return Err(Failed::Abort);
+            }
+            offsets
+                .add_partition_offset(SOURCE, *p, Offset::Offset(*want))
+                .unwrap();
+        }
+        let Some(group) = self.consumer.group_metadata() else {
+            progress.lock().unwrap().note("group_metadata", &"none");
+            return Err(Failed::Abort);
+        };
+        retried(progress, "send_offsets_to_transaction", || {
+            self.producer
+                .send_offsets_to_transaction(&offsets, &group, TXN_CALL)
+        })?;
+        retried(progress, "commit_transaction", || {
+            self.producer.commit_transaction(TXN_CALL)
+        })
+    }
+
+    /// Abort the open transaction: `Err` if only new clients can go on.
+    fn abort(&self, progress: &Mutex<Progress>) -> Result<(), Failed> {
+        let r = retried(progress, "abort_transaction", || {
+            self.producer.abort_transaction(TXN_CALL)
+        });
+        // An abort that fails for any other reason than a retriable one
+        // leaves the producer in a state no call documents a way out of.
+        r.map_err(|_| Failed::Fatal)
+    }
+}
+
+impl Loop {
+    fn start(bootstrap: &str) -> Loop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let allowed = Arc::new(AtomicI64::new(0));
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let gate = Arc::new(Gate::default());
+        let (stop2, allowed2, progress2, gate2) = (
+            stop.clone(),
+            allowed.clone(),
+            progress.clone(),
+            gate.clone(),
+        );
+        let bootstrap2 = bootstrap.to_string();
+        let handle = std::thread::spawn(move || {
+            run(&bootstrap2, &stop2, &allowed2, &gate2, &progress2);
+        });
+        Loop {
+            stop,
+            allowed,
+            progress,
+            gate,
+            handle,
+            bootstrap: bootstrap.to_string(),
+        }
+    }
+
+    /// Stop the loop inside its next transaction, after its records are
+    /// written.
+    fn hold_next(&self) {
+        self.gate.hold.store(true, Ordering::SeqCst);
+    }
+
+    /// Wait until the loop holds a transaction open.
+    fn wait_held(&self) {
+        Poll::new(TIMEOUT).retry("the loop to hold a transaction open", || {
+            if self.gate.held.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(format!("{:?}", self.progress.lock().unwrap()))
+            }
+        });
+    }
+
+    /// Let the held transaction go on to its commit.
+    fn release(&self) {
+        self.gate.hold.store(false, Ordering::SeqCst);
+    }
+
+    fn committed(&self) -> i64 {
+        self.progress.lock().unwrap().total()
+    }
+
+    /// Let the loop commit `more` records beyond what it is allowed now.
+    fn allow(&self, more: i64) -> i64 {
+        self.allowed.fetch_add(more, Ordering::SeqCst) + more
+    }
+
+    /// Wait until the loop has committed `n` records in all.
+    fn wait_committed(&self, n: i64) {
+        let done = Poll::new(TIMEOUT)
+            .every(Duration::from_millis(50))
+            .until(|| self.committed() >= n || self.handle.is_finished());
+        if !done || self.handle.is_finished() {
+            if std::env::var_os("RIVULET_EOS_GDB").is_some() {
+                // Where the loop thread is stuck, for the report.
+                let pid = std::process::id().to_string();
+                let bt = std::process::Command::new("gdb")
+                    .args(["-p", &pid, "-batch", "-ex", "thread apply all bt"])
+                    .output();
+                if let Ok(bt) = bt {
+                    eprintln!("{}", String::from_utf8_lossy(&bt.stdout));
+                }
+            }
+            panic!(
+                "the loop did not commit {n} records (thread ended: {}): {:?}\n{}",
+                self.handle.is_finished(),
+                self.progress.lock().unwrap(),
+                watermarks(&self.bootstrap)
+            );
+        }
+    }
+
+    fn finish(self) -> Progress {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().expect("the loop thread");
+        std::mem::take(&mut *self.progress.lock().unwrap())
+    }
+}
+
+/// The read-process-write loop, until `stop`.
+fn run(
+    bootstrap: &str,
+    stop: &AtomicBool,
+    allowed: &AtomicI64,
+    gate: &Gate,
+    progress: &Mutex<Progress>,
+) {
+    let mut transactions = 0u64;
+    'clients: while !stop.load(Ordering::SeqCst) {
+        let clients = Clients::new(bootstrap, progress);
+        let mut expected = clients.rewind(progress);
+        progress.lock().unwrap().committed = expected.clone();
+        while !stop.load(Ordering::SeqCst) {
+            let done = progress.lock().unwrap().total();
+            let budget = usize::try_from(allowed.load(Ordering::SeqCst) - done).unwrap_or(0);
+            if budget == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            let batch = clients.batch(budget.min(BATCH), progress);
+            if batch.is_empty() {
+                let (assigned, position) =
+                    (clients.consumer.assignment(), clients.consumer.position());
+                progress.lock().unwrap().idle = format!(
+                    "assigned {:?}; position {:?}",
+                    assigned.map(|t| t.to_topic_map()),
+                    position.map(|t| t.to_topic_map())
+                );
+                continue;
+            }
+            let mut next = expected.clone();
+            let in_line = batch.iter().all(|(p, o, _)| {
+                let at = next.entry(*p).or_insert(0);
+                let ok = *o == *at;
+                *at += 1;
+                ok
+            });
+            if !in_line {
+                progress.lock().unwrap().out_of_line += 1;
+                expected = clients.rewind(progress);
+                continue;
+            }
+            transactions += 1;
+            let commit = !transactions.is_multiple_of(ABORT_EVERY);
+            eprintln!(
+                "loop: transaction {transactions} (commit: {commit}): {} records from {:?}",
+                batch.len(),
+                batch.first().map(|(p, o, _)| (p, o))
+            );
+            let failed = match clients.transact(&batch, &next, commit, gate, progress) {
+                Ok(()) => {
+                    expected = next;
+                    let mut g = progress.lock().unwrap();
+                    g.committed = expected.clone();
+                    g.commits += 1;
+                    continue;
+                }
+                Err(f) => f,
+            };
+            if let Failed::Abort = failed {
+                progress.lock().unwrap().aborts += 1;
+                if clients.abort(progress).is_ok() {
+                    expected = clients.rewind(progress);
+                    progress.lock().unwrap().committed = expected.clone();
+                    continue;
+                }
+            }
+            progress.lock().unwrap().recreations += 1;
+            drop(clients);
+            continue 'clients;
+        }
+    }
+}
+
+/// A's and B's offsets as fresh clients see them (for a stall report):
+/// per partition, the high watermark and the read_committed end (LSO).
+fn watermarks(bootstrap: &str) -> String {
+    let mut out = String::new();
+    for isolation in ["read_uncommitted", "read_committed"] {
+        let c: BaseConsumer = cluster_client_config(bootstrap)
+            .set("isolation.level", isolation)
+            .create()
+            .unwrap();
+        for topic in [SOURCE, SINK] {
+            let ends: Vec<_> = (0..PARTITIONS)
+                .map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)))
+                .collect();
+            out += &format!("{topic} {isolation}: {ends:?}\n");
+        }
+    }
+    out
+}
+
+/// Fill every A partition with `per_partition` numbered records through an
+/// idempotent acks=all producer; each record `seq` lands at offset `seq`.
+fn fill_source(bootstrap: &str, per_partition: u64) {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let p: BaseProducer<Reports> = cluster_client_config(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create_with_context(Reports(tally.clone()))
+        .unwrap();
+    for seq in 0..per_partition {
+        for part in 0..PARTITIONS {
+            let v = value(part, seq);
+            while let Err((e, _)) =
+                p.send::<(), _>(BaseRecord::to(SOURCE).partition(part).payload(&v))
+            {
+                assert!(
+                    matches!(
+                        e,
+                        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                    ),
+                    "{e}"
+                );
+                p.poll(Duration::from_millis(10));
+            }
+        }
+    }
+    p.flush(TIMEOUT).unwrap();
+    let t = tally.lock().unwrap();
+    assert!(t.failed.is_empty(), "filling A: {:?}", t.failed);
+    for ((part, seq), offset) in &t.acked {
+        assert_eq!(
+            *offset, *seq as i64,
+            "A {part}: record {seq} at offset {offset}"
+        );
+    }
+    assert_eq!(t.acked.len() as u64, per_partition * PARTITIONS as u64);
+}
+
+/// Every record of B's `partition` readable with `isolation`, from the
+/// beginning to its end (the LSO for read_committed): (A partition,
+/// A offset, A value) per record, in B's order.
+fn read_sink(bootstrap: &str, partition: i32, isolation: &str) -> Vec<(i32, i64, String)> {
+    let c: BaseConsumer = cluster_client_config(bootstrap)
+        .set("group.id", "eos-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    // With read_committed this is the LSO; B ends with a control batch, so
+    // the end is where the consumer's position reaches it, not a record.
+    let end = high_watermark(&c, SINK, partition, TIMEOUT);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(SINK, partition, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let position = |c: &BaseConsumer| match c
+        .position()
+        .ok()
+        .and_then(|t| t.find_partition(SINK, partition).map(|e| e.offset()))
+    {
+        Some(Offset::Offset(o)) => o,
+        _ => -1,
+    };
+    Poll::new(TIMEOUT).every(Duration::ZERO).retry(
+        format_args!("B/{partition} ({isolation}) up to {end}"),
+        || {
+            match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => out.push(unprocessed(m.payload().unwrap())),
+                Some(Err(KafkaError::PartitionEOF(_))) if position(&c) >= end => return Ok(()),
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => eprintln!("reader: {e} (retrying)"),
+                None if position(&c) >= end => return Ok(()),
+                None => {}
+            }
+            Err(format!(
+                "read {} records, position {}",
+                out.len(),
+                position(&c)
+            ))
+        },
+    );
+    out
+}
+
+/// The topics whose partitions must all be fully in sync between kills.
+const TOPICS: [&str; 4] = [SOURCE, SINK, "__transaction_state", "__consumer_offsets"];
+
+fn wait_all_in_sync(
+    meta: &BaseConsumer,
+    what: &str,
+) -> BTreeMap<&'static str, BTreeMap<i32, PartitionView>> {
+    TOPICS
+        .iter()
+        .map(|t| {
+            let ps = wait_for_partitions(meta, t, what, METADATA, |ps| {
+                !ps.is_empty() && ps.values().all(|p| p.leader > 0 && p.isr.len() == NODES)
+            });
+            (*t, ps)
+        })
+        .collect()
+}
+
+/// The coordinator of the loop's transactional id: the leader of its
+/// `__transaction_state` partition per Metadata (Kafka's
+/// `partitionFor`), which must be what FindCoordinator (key type 1) names.
+fn txn_coordinator(cluster: &ProcessCluster, meta: &BaseConsumer) -> i32 {
+    Poll::new(TIMEOUT).every(Duration::from_millis(200)).retry(
+        "Metadata and FindCoordinator to agree on the transaction coordinator",
+        || {
+            let all = wait_all_in_sync(meta, "fully in sync");
+            let ps = &all["__transaction_state"];
+            let p = rivulet_broker::txn::log::partition_for(TRANSACTIONAL_ID, ps.len() as i32);
+            let leader = ps[&p].leader;
+            let req = FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![StrBytes::from_static_str(TRANSACTIONAL_ID)]);
+            let asked = cluster.live()[0];
+            let resp = block_on(raw_request(&cluster.addr(asked), 4, &req));
+            let c = &resp.coordinators[0];
+            if c.error_code == 0 && c.node_id.0 == leader {
+                Ok(leader)
+            } else {
+                Err(format!(
+                    "partition {p} led by {leader}; node {asked} answers {} (error {})",
+                    c.node_id.0, c.error_code
+                ))
+            }
+        },
+    )
+}
+
+#[test]
+fn read_process_write_is_exactly_once_across_leader_kills() {
+    let started = Instant::now();
+    let mut cluster = start_cluster();
+    let bootstrap = cluster.bootstrap();
+    create_replicated_topic(&bootstrap, SOURCE, PARTITIONS);
+    create_replicated_topic(&bootstrap, SINK, PARTITIONS);
+    let meta: BaseConsumer = cluster_client_config(&bootstrap).create().unwrap();
+    let kills = 3 * rounds() as i64;
+    let total = CHUNK * (kills + 2);
+    let per_partition = (total / PARTITIONS as i64) as u64;
+    let total = per_partition as i64 * PARTITIONS as i64;
+    fill_source(&bootstrap, per_partition);
+
+    let rpw = Loop::start(&bootstrap);
+    rpw.wait_committed(rpw.allow(CHUNK));
+    let mut killed = Vec::new();
+    for round in 0..rounds() {
+        for kind in ["transaction coordinator", "leader of A", "leader of B"] {
+            let all = wait_all_in_sync(&meta, "fully in sync");
+            let victim = match kind {
+                "transaction coordinator" => txn_coordinator(&cluster, &meta),
+                "leader of A" => all[SOURCE][&(round as i32 % PARTITIONS)].leader,
+                _ => all[SINK][&((round as i32 + 1) % PARTITIONS)].leader,
+            };
+            // Kill while a transaction is open, its records written to B
+            // (and, for the leader of A, while the consumer fetches from it).
+            let before = rpw.committed();
+            rpw.hold_next();
+            let target = rpw.allow(CHUNK);
+            rpw.wait_held();
+            let t0 = Instant::now();
+            cluster.kill(victim);
+            killed.push(victim);
+            rpw.release();
+            rpw.wait_committed(target);
+            let down = t0.elapsed();
+            cluster.restart(victim);
+            wait_all_in_sync(&meta, "with the restarted node back in every ISR");
+            eprintln!(
+                "round {round}: killed the {kind}, node {victim}; the loop committed \
+                 {} records while it was down ({down:?}); back in sync after {:?}",
+                target - before,
+                t0.elapsed()
+            );
+        }
+    }
+    rpw.allow(total);
+    rpw.wait_committed(total);
+    let progress = rpw.finish();
+    eprintln!("killed {killed:?}; loop: {progress:?}");
+
+    // The group's committed offsets are A's ends, per the coordinator too.
+    let probe: BaseConsumer = cluster_client_config(&bootstrap)
+        .set("group.id", GROUP)
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut all = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        all.add_partition(SOURCE, p);
+    }
+    let committed = probe.committed_offsets(all, TIMEOUT).unwrap();
+    for p in 0..PARTITIONS {
+        let end = high_watermark(&meta, SOURCE, p, TIMEOUT);
+        assert_eq!(end, per_partition as i64, "A/{p} end offset");
+        assert_eq!(
+            committed.find_partition(SOURCE, p).map(|e| e.offset()),
+            Some(Offset::Offset(end)),
+            "the group's committed offset of A/{p}"
+        );
+    }
+
+    let mut hidden = 0;
+    for p in 0..PARTITIONS {
+        let seen = read_sink(&bootstrap, p, "read_committed");
+        let want: Vec<(i32, i64, String)> = (0..per_partition)
+            .map(|o| (p, o as i64, value(p, o)))
+            .collect();
+        if seen != want {
+            let mut count: BTreeMap<i64, u32> = BTreeMap::new();
+            for (_, o, _) in &seen {
+                *count.entry(*o).or_default() += 1;
+            }
+            let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).take(10).collect();
+            let missing: Vec<_> = (0..per_partition as i64)
+                .filter(|o| !count.contains_key(o))
+                .take(10)
+                .collect();
+            let first_bad = seen.iter().zip(&want).position(|(a, b)| a != b);
+            panic!(
+                "B/{p} read_committed is not A/{p} exactly once in order: {} records for {}; \
+                 repeated (offset, times) {twice:?}; missing {missing:?}; first difference at \
+                 index {first_bad:?}: {:?}",
+                seen.len(),
+                want.len(),
+                first_bad.and_then(|i| seen.get(i)),
+            );
+        }
+        // read_uncommitted also shows the aborted attempts: every record
+        // read_committed hid is a repeat of one of A's records.
+        let all = read_sink(&bootstrap, p, "read_uncommitted");
+        assert!(
+            all.len() >= seen.len(),
+            "B/{p}: read_uncommitted shows less"
+        );
+        for (ap, o, v) in &all {
+            assert!(
+                *ap == p && (0..per_partition as i64).contains(o) && *v == value(p, *o as u64),
+                "B/{p} holds a record that is no processed record of A/{p}: {ap}:{o}|{v}"
+            );
+        }
+        hidden += all.len() - seen.len();
+    }
+    assert!(
+        hidden as u64 >= progress.deliberately_aborted_records && hidden > 0,
+        "read_uncommitted shows {hidden} records more than read_committed, but {} records \
+         were written in transactions the loop aborted",
+        progress.deliberately_aborted_records
+    );
+    eprintln!(
+        "B holds {total} records exactly once; read_committed hid {hidden} aborted ones; \
+         whole test took {:?}",
+        started.elapsed()
+    );
+}
