@@ -20,7 +20,14 @@
 //! a transaction a record that does not follow the last one it took from
 //! that partition: A has no gaps, so a record out of line means the
 //! consumer was moved under the loop (a rebalance, a seek) and the
-//! transaction is aborted and the consumer rewound instead.
+//! transaction is aborted and the consumer rewound instead. A call that
+//! librdkafka never returns from (a client bug, see [`watched`]) makes the
+//! loop abandon its producer and start over with a new one.
+//!
+//! Debugging: `RIVULET_EOS_DEBUG` / `RIVULET_EOS_PRODUCER_DEBUG` set
+//! librdkafka's `debug` contexts of the loop's consumer / producer;
+//! `RIVULET_EOS_GDB=1` writes every thread's stack to a file when the loop
+//! stalls; `RIVULET_KEEP_FAILED=1` keeps the nodes' data and logs.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -63,7 +70,7 @@ const BATCH: usize = 25;
 const ABORT_EVERY: u64 = 5;
 /// How long one transactional call (commit, abort, send offsets) may take
 /// before librdkafka reports a retriable timeout.
-const TXN_CALL: Duration = Duration::from_secs(20);
+const TXN_CALL: Duration = Duration::from_secs(10);
 
 /// What the loop has done, shared with the main thread.
 #[derive(Debug, Default)]
@@ -83,6 +90,8 @@ struct Progress {
     /// The consumer's assignment and positions when a poll last found
     /// nothing (for the report when the loop stalls).
     idle: String,
+    /// Producers given up on with a transactional call blocked for good.
+    abandoned: u64,
     /// Errors seen, by call and error.
     errors: BTreeMap<String, u64>,
 }
@@ -146,17 +155,48 @@ enum Failed {
     Fatal,
 }
 
+/// Run one transactional call of `producer` on a thread of its own and
+/// give up on it (`None`) when it overruns its timeout by far.
+///
+/// librdkafka 2.9–2.14 can block `send_offsets_to_transaction` forever,
+/// whatever its timeout, once the group coordinator's node has dropped out
+/// of Metadata (a fenced broker does, in Kafka as here): the cached
+/// coordinator's broker thread is decommissioned and nothing re-runs the
+/// coordinator lookup (confluentinc/librdkafka#5511 and #5456, fixed after
+/// 2.14.2; rdkafka 0.39 bundles 2.12.1). Seen here as a loop stuck for good
+/// after the group coordinator's node was killed. The loop then abandons
+/// the producer (the stuck thread keeps it) and starts over with a new one
+/// with the same transactional id, whose InitProducerId fences the old
+/// epoch and aborts its open transaction.
+fn watched(
+    producer: &Arc<BaseProducer<Logs>>,
+    call: impl FnOnce(&BaseProducer<Logs>) -> Result<(), KafkaError> + Send + 'static,
+) -> Option<Result<(), KafkaError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = producer.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(call(&p));
+    });
+    rx.recv_timeout(TXN_CALL * 2).ok()
+}
+
 /// Call `f` again while it fails retriably (librdkafka: "the call may be
-/// retried"), for at most a minute.
+/// retried"), for at most a minute; a call that never returns (`None`,
+/// see [`watched`]) is fatal.
 fn retried(
     progress: &Mutex<Progress>,
     what: &str,
-    mut f: impl FnMut() -> Result<(), KafkaError>,
+    mut f: impl FnMut() -> Option<Result<(), KafkaError>>,
 ) -> Result<(), Failed> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let t0 = Instant::now();
-        let r = f();
+        let Some(r) = f() else {
+            let mut g = progress.lock().unwrap();
+            g.note(what, &"stuck past twice its timeout (librdkafka#5511)");
+            g.abandoned += 1;
+            return Err(Failed::Fatal);
+        };
         if r.is_err() || t0.elapsed() > Duration::from_secs(1) {
             eprintln!("loop: {what} took {:?}: {r:?}", t0.elapsed());
         }
@@ -204,7 +244,7 @@ impl ProducerContext for Logs {
 }
 
 struct Clients {
-    producer: BaseProducer<Logs>,
+    producer: Arc<BaseProducer<Logs>>,
     consumer: BaseConsumer<Logs>,
 }
 
@@ -247,7 +287,10 @@ impl Clients {
                     progress.lock().unwrap().note("init_transactions", e);
                 })
             });
-        Clients { producer, consumer }
+        Clients {
+            producer: Arc::new(producer),
+            consumer,
+        }
     }
 
     /// Seek the consumer to the group's committed offsets (librdkafka's
@@ -401,19 +444,22 @@ impl Clients {
             progress.lock().unwrap().note("group_metadata", &"none");
             return Err(Failed::Abort);
         };
+        let (offsets, group) = (Arc::new(offsets), Arc::new(group));
         retried(progress, "send_offsets_to_transaction", || {
-            self.producer
-                .send_offsets_to_transaction(&offsets, &group, TXN_CALL)
+            let (offsets, group) = (offsets.clone(), group.clone());
+            watched(&self.producer, move |p| {
+                p.send_offsets_to_transaction(&offsets, &group, TXN_CALL)
+            })
         })?;
         retried(progress, "commit_transaction", || {
-            self.producer.commit_transaction(TXN_CALL)
+            watched(&self.producer, |p| p.commit_transaction(TXN_CALL))
         })
     }
 
     /// Abort the open transaction: `Err` if only new clients can go on.
     fn abort(&self, progress: &Mutex<Progress>) -> Result<(), Failed> {
         let r = retried(progress, "abort_transaction", || {
-            self.producer.abort_transaction(TXN_CALL)
+            watched(&self.producer, |p| p.abort_transaction(TXN_CALL))
         });
         // An abort that fails for any other reason than a retriable one
         // leaves the producer in a state no call documents a way out of.
@@ -486,12 +532,17 @@ impl Loop {
         if !done || self.handle.is_finished() {
             if std::env::var_os("RIVULET_EOS_GDB").is_some() {
                 // Where the loop thread is stuck, for the report.
+                // gdb writes to a file: this thread is stopped while it
+                // runs, so it could not drain a pipe.
                 let pid = std::process::id().to_string();
-                let bt = std::process::Command::new("gdb")
-                    .args(["-p", &pid, "-batch", "-ex", "thread apply all bt"])
-                    .output();
-                if let Ok(bt) = bt {
-                    eprintln!("{}", String::from_utf8_lossy(&bt.stdout));
+                let out = std::env::temp_dir().join(format!("eos-stall-{pid}.txt"));
+                if let Ok(file) = std::fs::File::create(&out) {
+                    let _ = std::process::Command::new("gdb")
+                        .args(["-p", &pid, "-batch", "-ex", "thread apply all bt"])
+                        .stdout(file)
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                    eprintln!("threads' stacks in {}", out.display());
                 }
             }
             panic!(
