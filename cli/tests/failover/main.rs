@@ -24,6 +24,7 @@
 //! Rounds: `RIVULET_CHAOS_ROUNDS` (default 3) kills per test; the longer
 //! chaos run is `scripts/chaos.sh` (README, "Tests").
 
+mod eos_loop;
 mod exactly_once;
 mod harness;
 
