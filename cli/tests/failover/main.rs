@@ -16,9 +16,16 @@
 //!   node is killed; the committed offsets survive on the new coordinator and
 //!   the group member carries on to the end of the topic.
 //!
+//! - `read_process_write_is_exactly_once_across_leader_kills` (in
+//!   `exactly_once.rs`): a transactional consume-transform-produce loop
+//!   while the transaction coordinator and the leaders of its input and
+//!   output are killed; the output holds every input record exactly once.
+//!
 //! Rounds: `RIVULET_CHAOS_ROUNDS` (default 3) kills per test; the longer
 //! chaos run is `scripts/chaos.sh` (README, "Tests").
 
+mod eos_loop;
+mod exactly_once;
 mod harness;
 
 use std::collections::BTreeMap;
