@@ -71,7 +71,9 @@ fn produce(p: &FutureProducer, values: &[(String, String)]) {
             .iter()
             .map(|(k, v)| {
                 p.send(
-                    FutureRecord::to("events").key(k.as_str()).payload(v.as_str()),
+                    FutureRecord::to("events")
+                        .key(k.as_str())
+                        .payload(v.as_str()),
                     TIMEOUT,
                 )
             })
@@ -137,7 +139,11 @@ impl Job {
 
 fn count(pg: &TestPostgres) -> usize {
     // The first batch creates the table.
-    if pg.psql("lab", "SELECT to_regclass('purchases') IS NULL").trim() == "t" {
+    if pg
+        .psql("lab", "SELECT to_regclass('purchases') IS NULL")
+        .trim()
+        == "t"
+    {
         return 0;
     }
     let out = pg.psql("lab", "SELECT count(*) FROM purchases");
@@ -174,7 +180,9 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
         .replace("mode = \"insert_ignore\"", "mode = \"insert\"")
         .replace("key = [\"event_id\"]\n", "");
     assert!(
-        job_text.contains(&url) && job_text.contains("mode = \"insert\"") && !job_text.contains("key ="),
+        job_text.contains(&url)
+            && job_text.contains("mode = \"insert\"")
+            && !job_text.contains("key ="),
         "the lab1 job file changed shape; update this test:\n{job_text}"
     );
     let job = Job {
@@ -221,7 +229,10 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
         let deadline = Instant::now() + TIMEOUT;
         while count(&pg) < target {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the job exited ({status}) before kill {kill}:\n{}", job.log_tail());
+                panic!(
+                    "the job exited ({status}) before kill {kill}:\n{}",
+                    job.log_tail()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -234,7 +245,10 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
         child.kill().expect("SIGKILL the job");
         child.wait().expect("reap the job");
         let after = count(&pg);
-        eprintln!("kill {kill}: {before} -> {after} rows of {} relevant", expected.len());
+        eprintln!(
+            "kill {kill}: {before} -> {after} rows of {} relevant",
+            expected.len()
+        );
         assert!(
             after < expected.len(),
             "kill {kill} landed after the job caught up: not a mid-stream kill"
@@ -261,30 +275,52 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
     rivulet_testkit::process::send_signal(child.id(), rivulet_testkit::process::Signal::TERM)
         .expect("SIGTERM the job");
     let status = child.wait().expect("wait for the job");
-    assert!(status.success(), "SIGTERM should stop the job cleanly: {status}\n{}", job.log_tail());
+    assert!(
+        status.success(),
+        "SIGTERM should stop the job cleanly: {status}\n{}",
+        job.log_tail()
+    );
 
     let rows = pg.psql("lab", "SELECT event_id FROM purchases ORDER BY event_id");
     let got: Vec<&str> = rows.lines().collect();
     let want: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
     let got_set: BTreeSet<&str> = got.iter().copied().collect();
-    assert_eq!(got.len(), got_set.len(), "duplicate rows: a batch was written twice");
-    assert_eq!(got_set, want, "the table is not exactly the relevant events");
+    assert_eq!(
+        got.len(),
+        got_set.len(),
+        "duplicate rows: a batch was written twice"
+    );
+    assert_eq!(
+        got_set, want,
+        "the table is not exactly the relevant events"
+    );
     // Columns came from the events (the table was created by the first batch).
     assert_eq!(
-        pg.psql("lab", "SELECT type, amount, \"user\" FROM purchases WHERE event_id = 'e00001'"),
+        pg.psql(
+            "lab",
+            "SELECT type, amount, \"user\" FROM purchases WHERE event_id = 'e00001'"
+        ),
         "purchase|1.5|u1\n"
     );
     // Offsets in the database cover every event on every partition.
     let next: i64 = pg
-        .psql("lab", "SELECT sum(next_offset) FROM rivulet_stream_offsets WHERE job = 'lab1-purchases'")
+        .psql(
+            "lab",
+            "SELECT sum(next_offset) FROM rivulet_stream_offsets WHERE job = 'lab1-purchases'",
+        )
         .trim()
         .parse()
         .expect("a sum");
-    assert_eq!(next as usize, produced + BAD, "committed offsets do not cover the input");
+    assert_eq!(
+        next as usize,
+        produced + BAD,
+        "committed offsets do not cover the input"
+    );
 
     // Dead letters are at least once: each bad record is there, possibly repeated.
     let c = consumer(&bootstrap, &[("auto.offset.reset", "earliest")]);
-    c.subscribe(&["events-dlq"]).expect("subscribe to the dead-letter topic");
+    c.subscribe(&["events-dlq"])
+        .expect("subscribe to the dead-letter topic");
     let letters = drain(&c, Duration::from_secs(3));
     let sources: BTreeSet<(i64, i64)> = letters
         .iter()

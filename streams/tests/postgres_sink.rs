@@ -32,7 +32,14 @@ async fn write_modes_create_the_table_and_map_fields_to_columns() {
     };
     let url = pg.create_database("modes");
 
-    let mut s = sink(&url, "plain", WriteMode::Insert, &[], Guarantee::AtLeastOnce).await;
+    let mut s = sink(
+        &url,
+        "plain",
+        WriteMode::Insert,
+        &[],
+        Guarantee::AtLeastOnce,
+    )
+    .await;
     s.write(
         &[
             row(json!({"id": 1, "name": "a", "amount": 2.5, "tags": ["x"]})),
@@ -55,28 +62,57 @@ async fn write_modes_create_the_table_and_map_fields_to_columns() {
         .await
         .unwrap();
     assert_eq!(
-        pg.psql("modes", "SELECT id, name, amount, tags FROM plain ORDER BY id"),
+        pg.psql(
+            "modes",
+            "SELECT id, name, amount, tags FROM plain ORDER BY id"
+        ),
         "1|a|2.5|[\"x\"]\n2|b|3|\n3|||\n"
     );
 
-    let mut s = sink(&url, "up", WriteMode::Upsert, &["id"], Guarantee::AtLeastOnce).await;
+    let mut s = sink(
+        &url,
+        "up",
+        WriteMode::Upsert,
+        &["id"],
+        Guarantee::AtLeastOnce,
+    )
+    .await;
     s.write(
-        &[row(json!({"id": 1, "v": "a"})), row(json!({"id": 2, "v": "b"}))],
+        &[
+            row(json!({"id": 1, "v": "a"})),
+            row(json!({"id": 2, "v": "b"})),
+        ],
         None,
     )
     .await
     .unwrap();
     s.write(
-        &[row(json!({"id": 1, "v": "c"})), row(json!({"id": 1, "v": "d"}))],
+        &[
+            row(json!({"id": 1, "v": "c"})),
+            row(json!({"id": 1, "v": "d"})),
+        ],
         None,
     )
     .await
     .unwrap();
-    assert_eq!(pg.psql("modes", "SELECT id, v FROM up ORDER BY id"), "1|d\n2|b\n");
+    assert_eq!(
+        pg.psql("modes", "SELECT id, v FROM up ORDER BY id"),
+        "1|d\n2|b\n"
+    );
 
-    let mut s = sink(&url, "ign", WriteMode::InsertIgnore, &["id"], Guarantee::AtLeastOnce).await;
+    let mut s = sink(
+        &url,
+        "ign",
+        WriteMode::InsertIgnore,
+        &["id"],
+        Guarantee::AtLeastOnce,
+    )
+    .await;
     s.write(
-        &[row(json!({"id": 1, "v": "first"})), row(json!({"id": 1, "v": "dup"}))],
+        &[
+            row(json!({"id": 1, "v": "first"})),
+            row(json!({"id": 1, "v": "dup"})),
+        ],
         None,
     )
     .await
@@ -93,7 +129,14 @@ async fn exactly_once_commits_rows_offsets_and_batch_together_and_fences_zombies
         return;
     };
     let url = pg.create_database("eo");
-    let mut s = sink(&url, "t", WriteMode::Insert, &["id"], Guarantee::ExactlyOnce).await;
+    let mut s = sink(
+        &url,
+        "t",
+        WriteMode::Insert,
+        &["id"],
+        Guarantee::ExactlyOnce,
+    )
+    .await;
     assert_eq!(s.resume_point().await.unwrap(), None);
 
     let mut offsets = Offsets::new();
@@ -120,7 +163,14 @@ async fn exactly_once_commits_rows_offsets_and_batch_together_and_fences_zombies
     );
 
     // A second instance reads what the database has.
-    let mut other = sink(&url, "t", WriteMode::Insert, &["id"], Guarantee::ExactlyOnce).await;
+    let mut other = sink(
+        &url,
+        "t",
+        WriteMode::Insert,
+        &["id"],
+        Guarantee::ExactlyOnce,
+    )
+    .await;
     let resume = other.resume_point().await.unwrap().expect("a resume point");
     assert_eq!((resume.batch_id, &resume.offsets), (1, &offsets));
     assert_eq!(resume.snapshot, Some(snapshot.clone()));
@@ -179,7 +229,10 @@ async fn exactly_once_commits_rows_offsets_and_batch_together_and_fences_zombies
         .expect_err("duplicate key");
     assert!(matches!(err, RuntimeError::Postgres { .. }), "{err}");
     assert_eq!(
-        pg.psql("eo", "SELECT batch_id, count(*) FROM rivulet_stream_offsets GROUP BY batch_id"),
+        pg.psql(
+            "eo",
+            "SELECT batch_id, count(*) FROM rivulet_stream_offsets GROUP BY batch_id"
+        ),
         "2|2\n"
     );
 }

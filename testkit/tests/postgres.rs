@@ -11,7 +11,10 @@ fn test_postgres_runs_sql_and_stops_on_drop() {
     pg.create_database("kit");
     pg.psql("kit", "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)");
     pg.psql("kit", "INSERT INTO t VALUES (1, 'a'), (2, 'b')");
-    assert_eq!(pg.psql("kit", "SELECT id, name FROM t ORDER BY id"), "1|a\n2|b\n");
+    assert_eq!(
+        pg.psql("kit", "SELECT id, name FROM t ORDER BY id"),
+        "1|a\n2|b\n"
+    );
     let port = pg.port();
     drop(pg);
     assert!(

@@ -104,7 +104,9 @@ pub fn store(dir: &Path, cp: &Checkpoint) -> Result<(), RuntimeError> {
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
     fs::rename(&tmp, &path).map_err(io(&path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
     Ok(())
 }
 

@@ -37,7 +37,9 @@ pub enum RuntimeError {
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
     /// A checkpoint written by another job: running on it would mix two jobs' offsets.
-    #[error("checkpoint {path} belongs to job {found}, not to {expected}: use another checkpoint_dir")]
+    #[error(
+        "checkpoint {path} belongs to job {found}, not to {expected}: use another checkpoint_dir"
+    )]
     ForeignCheckpoint {
         path: PathBuf,
         found: String,
@@ -59,7 +61,9 @@ impl RuntimeError {
         }
     }
 
-    pub(crate) fn kafka(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> RuntimeError {
+    pub(crate) fn kafka(
+        context: impl Into<String>,
+    ) -> impl FnOnce(rdkafka::error::KafkaError) -> RuntimeError {
         let context = context.into();
         move |source| RuntimeError::Kafka { context, source }
     }

@@ -101,7 +101,7 @@ pub struct RunSummary {
 
 enum SinkRunner {
     Console,
-    Postgres(PostgresSink),
+    Postgres(Box<PostgresSink>),
 }
 
 /// Run `plan` until its trigger ends or `shutdown` becomes true. `Err` stops the job
@@ -137,13 +137,16 @@ pub async fn run(
                 mode,
                 key,
                 guarantee,
-            } => SinkRunner::Postgres(
+            } => SinkRunner::Postgres(Box::new(
                 PostgresSink::connect(&s.name, &job, url, table, *mode, key, *guarantee).await?,
-            ),
+            )),
             SinkKind::Kafka { .. } | SinkKind::Files { .. } => {
                 return Err(RuntimeError::config(
                     &job,
-                    format!("sink {}: this runtime runs console and postgres sinks only (yet)", s.name),
+                    format!(
+                        "sink {}: this runtime runs console and postgres sinks only (yet)",
+                        s.name
+                    ),
                 ))
             }
         };
@@ -172,8 +175,12 @@ pub async fn run(
     tracing::info!(%job, last_batch, "starting");
 
     let committed = resume.map(|r| r.offsets);
-    let (plan_c, boot_c, job_c, timeout) =
-        (plan.clone(), bootstrap.clone(), job.clone(), options.kafka_timeout);
+    let (plan_c, boot_c, job_c, timeout) = (
+        plan.clone(),
+        bootstrap.clone(),
+        job.clone(),
+        options.kafka_timeout,
+    );
     let mut sources = blocking(move || {
         plan_c
             .sources
@@ -183,10 +190,7 @@ pub async fn run(
     })
     .await?;
     let dead_letters = match &plan.dead_letter_topic {
-        Some(topic) => Some((
-            topic.clone(),
-            dlq_producer(&bootstrap, &job)?,
-        )),
+        Some(topic) => Some((topic.clone(), dlq_producer(&bootstrap, &job)?)),
         None => None,
     };
 
@@ -224,8 +228,10 @@ pub async fn run(
             } else if !out.dead_letters.is_empty() {
                 tracing::warn!(%job, count = out.dead_letters.len(), "dead letters dropped: no dead_letter_topic");
             }
-            write_sinks(&mut sinks, &out, eo, batch_id, last_batch, &positions, &snapshot)
-                .await?;
+            write_sinks(
+                &mut sinks, &out, eo, batch_id, last_batch, &positions, &snapshot,
+            )
+            .await?;
             let cp = Checkpoint::new(&job, batch_id, positions, snapshot);
             let dir = checkpoint_dir.clone();
             blocking(move || checkpoint::store(&dir, &cp)).await?;
@@ -360,7 +366,10 @@ fn load_tables(plan: &JobPlan) -> Result<BTreeMap<String, StaticTable>, RuntimeE
             let TableSpec::Csv { path } = table else {
                 return Err(RuntimeError::config(
                     &plan.name,
-                    format!("operator {}: tables from PostgreSQL are not run yet", o.name),
+                    format!(
+                        "operator {}: tables from PostgreSQL are not run yet",
+                        o.name
+                    ),
                 ));
             };
             if reload_ms.is_some() {
@@ -371,7 +380,10 @@ fn load_tables(plan: &JobPlan) -> Result<BTreeMap<String, StaticTable>, RuntimeE
                 source,
             })?;
             let t = StaticTable::from_csv(&text, table_key, *max_rows).map_err(|e| {
-                RuntimeError::config(&plan.name, format!("operator {}: table {path}: {e}", o.name))
+                RuntimeError::config(
+                    &plan.name,
+                    format!("operator {}: table {path}: {e}", o.name),
+                )
             })?;
             tables.insert(o.name.clone(), t);
         }
@@ -405,11 +417,10 @@ async fn send_dead_letters(
         pending.push(producer.send(record, timeout));
     }
     for p in pending {
-        p.await
-            .map_err(|(e, _)| RuntimeError::Kafka {
-                context: format!("send a dead letter to {topic}"),
-                source: e,
-            })?;
+        p.await.map_err(|(e, _)| RuntimeError::Kafka {
+            context: format!("send a dead letter to {topic}"),
+            source: e,
+        })?;
     }
     Ok(())
 }
@@ -433,7 +444,10 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
             _ => {
                 return Err(RuntimeError::config(
                     &plan.name,
-                    format!("sink {}: this runtime runs console and postgres sinks only (yet)", s.name),
+                    format!(
+                        "sink {}: this runtime runs console and postgres sinks only (yet)",
+                        s.name
+                    ),
                 ))
             }
         }
@@ -452,7 +466,10 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
         {
             return Err(RuntimeError::config(
                 &plan.name,
-                format!("operator {}: tables from PostgreSQL are not run yet", o.name),
+                format!(
+                    "operator {}: tables from PostgreSQL are not run yet",
+                    o.name
+                ),
             ));
         }
     }

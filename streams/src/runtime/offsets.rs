@@ -63,12 +63,10 @@ pub fn start_position(
     partition: i32,
 ) -> Result<StartPosition, String> {
     if let Some(committed) = committed {
-        return Ok(
-            match committed.get(topic).and_then(|p| p.get(&partition)) {
-                Some(&o) => StartPosition::At(o),
-                None => StartPosition::Earliest,
-            },
-        );
+        return Ok(match committed.get(topic).and_then(|p| p.get(&partition)) {
+            Some(&o) => StartPosition::At(o),
+            None => StartPosition::Earliest,
+        });
     }
     match start {
         StartFrom::Earliest => Ok(StartPosition::Earliest),
@@ -144,7 +142,10 @@ mod tests {
     fn committed_offsets_win_over_start_and_new_partitions_read_from_earliest() {
         let c = offsets(&[("e", 0, 42)]);
         let s = StartFrom::Latest;
-        assert_eq!(start_position(s, Some(&c), "e", 0), Ok(StartPosition::At(42)));
+        assert_eq!(
+            start_position(s, Some(&c), "e", 0),
+            Ok(StartPosition::At(42))
+        );
         assert_eq!(
             start_position(s, Some(&c), "e", 1),
             Ok(StartPosition::Earliest)
@@ -169,7 +170,10 @@ mod tests {
         advance(&mut pos, "e", 0, 1);
         assert!(caught_up(&pos, &ends));
         advance(&mut pos, "e", 0, 0);
-        assert_eq!(pos["e"][&0], 2, "a redelivered record moved the position back");
+        assert_eq!(
+            pos["e"][&0], 2,
+            "a redelivered record moved the position back"
+        );
         assert!(!caught_up(&Offsets::new(), &ends));
         assert!(caught_up(&Offsets::new(), &offsets(&[("e", 0, 0)])));
     }

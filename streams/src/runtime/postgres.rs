@@ -120,7 +120,10 @@ impl PostgresSink {
         let state = self
             .client
             .query_opt(
-                &format!("SELECT batch_id, snapshot FROM {} WHERE job = $1", sql::STATE_TABLE),
+                &format!(
+                    "SELECT batch_id, snapshot FROM {} WHERE job = $1",
+                    sql::STATE_TABLE
+                ),
                 &[&self.job],
             )
             .await
@@ -130,12 +133,11 @@ impl PostgresSink {
         };
         let batch_id: i64 = state.get(0);
         let snapshot: String = state.get(1);
-        let snapshot: Value = serde_json::from_str(&snapshot).map_err(|e| {
-            RuntimeError::PostgresState {
+        let snapshot: Value =
+            serde_json::from_str(&snapshot).map_err(|e| RuntimeError::PostgresState {
                 sink: self.name.clone(),
                 reason: format!("stored snapshot of job {} is not JSON: {e}", self.job),
-            }
-        })?;
+            })?;
         let mut offsets = Offsets::new();
         for r in self
             .client
@@ -194,28 +196,28 @@ impl PostgresSink {
                         tracing::warn!(sink = %name, "field {f} has no column in {}: ignored", self.table);
                     }
                 }
-                let used: Vec<String> = cols.iter().filter(|c| fields.contains(c)).cloned().collect();
-                let s = sql::insert_statement(&self.table, &used, self.mode, &self.key)
-                    .map_err(|reason| RuntimeError::PostgresState {
+                let used: Vec<String> = cols
+                    .iter()
+                    .filter(|c| fields.contains(c))
+                    .cloned()
+                    .collect();
+                let s = sql::insert_statement(&self.table, &used, self.mode, &self.key).map_err(
+                    |reason| RuntimeError::PostgresState {
                         sink: name.clone(),
                         reason,
-                    })?;
-                let json = serde_json::to_string(&values).map_err(|e| {
-                    RuntimeError::PostgresState {
+                    },
+                )?;
+                let json =
+                    serde_json::to_string(&values).map_err(|e| RuntimeError::PostgresState {
                         sink: name.clone(),
                         reason: format!("cannot encode rows: {e}"),
-                    }
-                })?;
+                    })?;
                 Some((s, json))
             }
             _ => None,
         };
         let job = self.job.clone();
-        let txn = self
-            .client
-            .transaction()
-            .await
-            .map_err(err("begin"))?;
+        let txn = self.client.transaction().await.map_err(err("begin"))?;
         if let Some(c) = &commit {
             fence(&txn, &name, &job, c.previous_batch_id).await?;
         }
@@ -258,8 +260,8 @@ impl PostgresSink {
                 )
             };
             txn.execute(&state, &[&job, &batch, &c.snapshot.to_string()])
-            .await
-            .map_err(err("write the batch id"))?;
+                .await
+                .map_err(err("write the batch id"))?;
         }
         txn.commit().await.map_err(err("commit"))?;
         Ok(())
@@ -276,7 +278,10 @@ async fn fence(
 ) -> Result<(), RuntimeError> {
     let row = txn
         .query_opt(
-            &format!("SELECT batch_id FROM {} WHERE job = $1 FOR UPDATE", sql::STATE_TABLE),
+            &format!(
+                "SELECT batch_id FROM {} WHERE job = $1 FOR UPDATE",
+                sql::STATE_TABLE
+            ),
             &[&job],
         )
         .await
@@ -295,7 +300,9 @@ async fn fence(
     Ok(())
 }
 
-fn pg_err(sink: &str) -> impl Fn(&'static str) -> Box<dyn FnOnce(tokio_postgres::Error) -> RuntimeError> + '_ {
+fn pg_err(
+    sink: &str,
+) -> impl Fn(&'static str) -> Box<dyn FnOnce(tokio_postgres::Error) -> RuntimeError> + '_ {
     move |context| {
         let sink = sink.to_string();
         Box::new(move |source| RuntimeError::Postgres {

@@ -153,7 +153,9 @@ impl KafkaSource {
                 .unwrap_or_default();
             out.push(SourceRecord {
                 meta: SourceMeta {
-                    key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    key: message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
                     headers,
                     topic: topic.to_string(),
                     partition,

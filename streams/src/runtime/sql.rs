@@ -153,7 +153,9 @@ pub fn rows_to_write<'a>(
     }
     let mut keep: Vec<usize> = last.into_values().collect();
     keep.sort_unstable();
-    keep.into_iter().filter_map(|i| rows.get(i).copied()).collect()
+    keep.into_iter()
+        .filter_map(|i| rows.get(i).copied())
+        .collect()
 }
 
 /// The statement writing a batch: `$1` is the rows as one JSON array (text).
@@ -166,7 +168,9 @@ pub fn insert_statement(
     key: &[String],
 ) -> Result<String, String> {
     if columns.is_empty() {
-        return Err(format!("no field of the batch's rows is a column of {table}"));
+        return Err(format!(
+            "no field of the batch's rows is a column of {table}"
+        ));
     }
     let t = quote_table(table);
     let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
