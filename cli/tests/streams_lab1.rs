@@ -11,6 +11,8 @@
 //! resumed from the database) passes. Kill points: after a random share of the
 //! relevant events produced so far is in the table, plus a random few milliseconds, so
 //! each kill lands mid-stream (asserted), anywhere in a batch. The seed is printed.
+//! Between runs the test deletes the checkpoint file or puts a stale one back: with an
+//! exactly-once PostgreSQL sink the database's offsets must win.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -215,6 +217,8 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
         ],
     );
 
+    let checkpoint = work.path().join("checkpoints/lab1-purchases");
+    let stale = work.path().join("stale-checkpoint.json");
     let mut produced = WAVE;
     for kill in 0..KILLS {
         // More events; the job starts with them as a backlog, so it is mid-stream when
@@ -253,6 +257,19 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
             after < expected.len(),
             "kill {kill} landed after the job caught up: not a mid-stream kill"
         );
+        // The database's offsets must win over the checkpoint file: after kill 0 keep a
+        // copy of the file, after kill 1 delete it, after kill 2 put the stale copy
+        // back. A job that trusted the file would replay batches into the table.
+        let file = checkpoint.join("checkpoint.json");
+        match kill {
+            0 => {
+                std::fs::copy(&file, &stale).expect("copy the checkpoint");
+            }
+            1 => std::fs::remove_file(&file).expect("remove the checkpoint"),
+            _ => {
+                std::fs::copy(&stale, &file).expect("restore a stale checkpoint");
+            }
+        }
     }
 
     // The last run: it must reach exactly the relevant events and stay there.
