@@ -205,3 +205,90 @@ fn run_available_now_and_once_stop_by_themselves_and_resume_from_the_checkpoint(
     );
     drop(broker);
 }
+
+#[test]
+fn start_by_timestamp_and_interval_trigger_stopped_by_sigterm() {
+    use std::process::{Command, Stdio};
+
+    use rivulet_testkit::process::{send_signal, Signal};
+
+    let work = temp_dir();
+    let broker = BrokerProcess::start_in(
+        Path::new(RIVULET),
+        temp_dir(),
+        work.path().join("broker.log"),
+        &[],
+        &[],
+        TIMEOUT,
+    );
+    let bootstrap = broker.bootstrap();
+    block_on(create_topic(&bootstrap, "clicks", 1, &[]));
+    produce(&bootstrap, 0, 10);
+
+    // A start time after every record: nothing to read; one before all: everything.
+    for (start, want) in [
+        ("2999-01-01T00:00:00Z", vec![]),
+        ("2000-01-01T00:00:00Z", vec![0, 2, 4, 6, 8]),
+    ] {
+        let text = job("by-time", "available_now")
+            .replace("start = \"earliest\"", &format!("start = \"{start}\""));
+        let file = work.path().join("time.toml");
+        std::fs::write(&file, text).unwrap();
+        let cp = temp_dir();
+        let r = rivulet(&[
+            "-b",
+            &bootstrap,
+            "stream",
+            "run",
+            file.to_str().unwrap(),
+            "--checkpoint-dir",
+            cp.path().to_str().unwrap(),
+        ]);
+        assert!(r.success, "{}", r.stderr);
+        assert_eq!(printed(&r), want, "start = {start}");
+    }
+
+    // An interval trigger runs until SIGTERM, which stops it cleanly between batches.
+    let file = work.path().join("interval.toml");
+    std::fs::write(&file, job("every-200ms", "200ms")).unwrap();
+    let cp = temp_dir();
+    let out = work.path().join("interval.out");
+    let child = Command::new(RIVULET)
+        .args(["-b", &bootstrap, "stream", "run"])
+        .arg(&file)
+        .arg("--checkpoint-dir")
+        .arg(cp.path())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while read(&out).lines().count() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no output: {}",
+            read(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    produce(&bootstrap, 10, 12);
+    while read(&out).lines().count() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new output: {}",
+            read(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send_signal(child.id(), Signal::TERM).unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(read(&out).lines().count(), 6);
+    drop(broker);
+}
