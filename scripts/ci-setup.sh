@@ -2,6 +2,8 @@
 # Installs what the end-to-end tests need beyond the Rust toolchain:
 #   - kafkajs (npm registry) under target/js for the kafkajs check;
 #   - kcat (Debian package) for the scripted kcat check;
+#   - PostgreSQL (Debian's postgresql package): the stream tests start their own
+#     throwaway server from its binaries (rivulet_testkit::postgres);
 #   - a Python virtualenv at target/py with the pinned test clients
 #     (kafka-python, confluent-kafka, aiokafka: scripts/requirements-test.txt).
 # Idempotent: safe to run on every CI run and on a developer machine.
@@ -21,6 +23,16 @@ if ! command -v kcat >/dev/null 2>&1; then
   }
 fi
 kcat -V | head -1
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "== installing postgresql"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get install -y -q postgresql >/dev/null 2>&1 || {
+    as_root apt-get update -q >/dev/null
+    as_root apt-get install -y -q postgresql >/dev/null
+  }
+fi
+ls -d /usr/lib/postgresql/*/bin | tail -1
 
 VENV=target/py
 if [ ! -x "$VENV/bin/python" ]; then

@@ -16,7 +16,8 @@
 //!
 //! This crate owns the command line (clap), the process lifecycle and the
 //! Kafka client side (rdkafka), so the `rivulet-broker` library links
-//! neither.
+//! neither. `rivulet stream validate|explain|run` ([`stream`]) runs stream
+//! jobs through `rivulet_streams::runtime`.
 
 mod client;
 mod cluster;
@@ -25,6 +26,7 @@ mod consumer_protocol;
 mod group;
 mod produce;
 mod rfc3339;
+mod stream;
 mod topic;
 
 use std::path::PathBuf;
@@ -79,6 +81,9 @@ enum Command {
     /// Run a local 3-node cluster in the background: up, status, down.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Stream jobs (examples/streams/): validate, explain, run.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -90,6 +95,7 @@ fn main() -> std::process::ExitCode {
     // their own progress and errors.
     let default_filter = match command {
         Command::Broker(_) => "info,openraft=warn",
+        Command::Stream(stream::StreamCommand::Run(_)) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -114,6 +120,15 @@ fn main() -> std::process::ExitCode {
             client_bootstrap(&cli.broker, bootstrap).and_then(|b| group::run(&b, c))
         }
         Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
+        Command::Stream(c) => {
+            if cli.broker.is_empty() {
+                stream::run(c, bootstrap)
+            } else {
+                Err(anyhow::anyhow!(
+                    "--config/--set are broker settings; `rivulet stream` takes a job file"
+                ))
+            }
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,10 +13,13 @@
 //! - the pure micro-batch step of a whole plan, with one snapshot of all its state
 //!   ([`executor`]).
 //!
-//! Does not own (yet): the runtime that polls Kafka and commits, the sinks (Kafka,
-//! PostgreSQL, files), checkpoints on disk and the `rivulet stream` CLI. They build on
-//! this crate and talk to any broker over the wire only; nothing here depends on the
-//! broker.
+//! - the runtime around them ([`runtime`]): polls Kafka with rdkafka, runs batches,
+//!   writes the console and PostgreSQL sinks (exactly-once through one database
+//!   transaction per batch) and checkpoints. The only I/O in the crate lives there.
+//!
+//! Does not own (yet): the Kafka and files sinks' runtime. The `rivulet stream` CLI is
+//! in `cli/`. Everything talks to any broker over the wire only; nothing here depends
+//! on the broker.
 
 pub mod aggregate;
 pub mod error;
@@ -26,6 +29,7 @@ pub mod join;
 pub mod operators;
 pub mod plan;
 pub mod row;
+pub mod runtime;
 pub mod table;
 pub mod time;
 pub mod window;

@@ -10,6 +10,8 @@
 //! - [`stats`]: nearest-rank percentiles.
 //! - [`procfs`]: RSS, CPU time and liveness of a process from `/proc`.
 //! - [`tmpfs`]: a small tmpfs to fill a disk for real.
+//! - [`postgres`]: a throwaway PostgreSQL server (initdb + pg_ctl in a temp
+//!   dir, run as the `postgres` user under root), stopped on drop.
 //! - [`kafka`] (feature `kafka`): rdkafka client configs, producer,
 //!   consumer and admin clients, topic creation and waiting for leaders,
 //!   producing and consuming records, Metadata views of partitions.
@@ -34,6 +36,7 @@ pub mod dirs;
 pub mod fuzz;
 pub mod poll;
 pub mod ports;
+pub mod postgres;
 pub mod procfs;
 pub mod stats;
 pub mod tmpfs;
