@@ -29,8 +29,10 @@
 //! running after [`budget`] (a JoinGroup waiting for the rest of its group,
 //! a CreateTopics waiting for its partitions) is left running in the
 //! background, as a connection would leave it, while the next input goes
-//! on. The budget is waited for on this thread with microsecond precision
-//! (not a tokio timer, which rounds up to the next millisecond tick). At
+//! on. A request is polled on the fuzzer's thread (in the runtime's
+//! context) until it finishes or its budget is up, with microsecond
+//! precision (not a tokio timer, which rounds up to the next millisecond
+//! tick); only then is it spawned, from where it stopped. At
 //! most [`MAX_PARKED`] requests run in the background: past it the oldest
 //! is aborted, as when its client disconnects (dropping a handler's future
 //! mid-way is a path a real connection takes too), instead of waiting for
@@ -91,6 +93,12 @@ pub const GROUP_TIMER_TICK: Duration = Duration::from_millis(10);
 /// state grows without bound under fuzzed CreateTopics and JoinGroups).
 const RESET_EVERY: u64 = 100_000;
 const RESET_TOPICS: usize = 200;
+/// ... or more than this many partitions, near [`MAX_OPEN_LOGS`]: past it
+/// every CreateTopics (the fuzzer's, and the harness's own re-creation of
+/// `fuzz` after a fuzzed DeleteTopics) waits its whole timeout for logs that
+/// cannot open. Measured: such waits of several seconds every thousand
+/// inputs were most of a run's wall time.
+const RESET_PARTITIONS: usize = MAX_OPEN_LOGS - 100;
 /// `max.open.logs` of the fuzzed broker: each log holds about four file
 /// descriptors, shared with libFuzzer in this process, and the default
 /// (100,000 logs) is far above the usual descriptor limit (a first run died
@@ -216,9 +224,13 @@ impl Harness {
             .clone()
     }
 
-    /// Stop the broker (aborting the requests still running) and start a
-    /// fresh one in a new data dir, with the `fuzz` topic.
+    /// Stop the broker (aborting the requests still running, after waiting
+    /// for them if patient) and start a fresh one in a new data dir, with
+    /// the `fuzz` topic.
     fn reset(&self) {
+        if self.patient.load(Relaxed) {
+            self.drain();
+        }
         self.abort_parked(0);
         let old = self.live.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(old) = old {
@@ -250,12 +262,14 @@ impl Harness {
             .map_or(0, |l| l.started_at_run);
         let image = broker.image();
         let topics = image.topics.len();
+        let partitions: usize = image.topics.values().map(|t| t.partitions.len()).sum();
         drop(image);
-        if runs - started >= RESET_EVERY || topics > RESET_TOPICS {
+        if runs - started >= RESET_EVERY || topics > RESET_TOPICS || partitions > RESET_PARTITIONS {
             drop(broker);
             if trace() || runs - started < RESET_EVERY {
                 eprintln!(
-                    "rivulet-fuzz: a fresh broker after {} inputs ({topics} topics)",
+                    "rivulet-fuzz: a fresh broker after {} inputs \
+                     ({topics} topics, {partitions} partitions)",
                     runs - started
                 );
             }
@@ -332,7 +346,7 @@ impl Harness {
         let memory = self.memory();
         let frame = Bytes::from(frame);
         let for_task = frame.clone();
-        let mut task = self.runtime.spawn(async move {
+        let mut request: Handling = Box::pin(async move {
             let mut reservation = Reservation::default();
             handle_frame(for_task, PEER, &broker, &memory, &mut reservation).await
         });
@@ -341,10 +355,19 @@ impl Harness {
         } else {
             budget()
         };
-        match wait_for(&mut task, budget) {
+        // Polled here first, not spawned: most requests finish in their
+        // first poll, and handing each to the runtime's worker and back
+        // cost two thread wake-ups, which on a busy machine at nice 19
+        // each waited milliseconds for a core.
+        let polled = {
+            let _runtime = self.runtime.enter();
+            poll_for(&mut request, budget)
+        };
+        match polled {
             None => {
                 // The request goes on in the background, as on a connection,
-                // and is checked once it finishes.
+                // from where it stopped, and is checked once it finishes.
+                let task = self.runtime.spawn(request);
                 self.parked_total.fetch_add(1, Relaxed);
                 if let Ok(mut parked) = self.parked.lock() {
                     parked.push(Parked {
@@ -357,7 +380,7 @@ impl Harness {
                 }
                 Outcome::Parked
             }
-            Some(joined) => check_result(joined, correlation_id, raw_key, version, data),
+            Some(result) => check_result(Ok(result), correlation_id, raw_key, version, data),
         }
     }
 
@@ -381,8 +404,9 @@ impl Harness {
 
     /// Check every request rather than run fast, for replaying a corpus in
     /// `cargo test` (an unoptimised build, on a machine maybe busy): each
-    /// input gets at least [`PATIENT_BUDGET`], and past [`MAX_PARKED`] the
-    /// oldest is waited for (up to [`PATIENT_WAIT`]) before it is aborted.
+    /// input gets at least [`PATIENT_BUDGET`], past [`MAX_PARKED`] the
+    /// oldest is waited for (up to [`PATIENT_WAIT`]) before it is aborted,
+    /// and a reset first drains the parked requests (see [`Harness::drain`]).
     pub fn be_patient(&self) {
         self.patient.store(true, Relaxed);
     }
@@ -470,11 +494,14 @@ impl Harness {
     }
 }
 
-/// Wait up to `budget` for `task` on this thread, parked until the task's
-/// waker or the deadline (with the precision of `park_timeout`, unlike a
-/// tokio timer, whose wheel rounds up to whole milliseconds); `None` if it
-/// is still running then. A `JoinHandle` may be polled outside the runtime.
-fn wait_for<T>(task: &mut JoinHandle<T>, budget: Duration) -> Option<Result<T, JoinError>> {
+/// A request being handled, movable to the runtime part way through.
+type Handling = Pin<Box<dyn Future<Output = Result<Option<BytesMut>, CloseReason>> + Send>>;
+
+/// Poll `task` on this thread for up to `budget`, parked in between until
+/// its waker or the deadline (with the precision of `park_timeout`, unlike
+/// a tokio timer, whose wheel rounds up to whole milliseconds); `None` if
+/// it is still pending then. The caller enters the runtime's context.
+fn poll_for<F: Future + Unpin>(task: &mut F, budget: Duration) -> Option<F::Output> {
     struct Unpark(std::thread::Thread);
     impl Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -488,8 +515,8 @@ fn wait_for<T>(task: &mut JoinHandle<T>, budget: Duration) -> Option<Result<T, J
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
-        if let Poll::Ready(joined) = Pin::new(&mut *task).poll(&mut cx) {
-            return Some(joined);
+        if let Poll::Ready(output) = Pin::new(&mut *task).poll(&mut cx) {
+            return Some(output);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
