@@ -635,11 +635,30 @@ async fn start_broker(dir: &std::path::Path) -> BrokerNode {
                 return node;
             }
             // A free port can be taken before the broker binds it.
+            Err(e) if port_taken(&e) => last_error = Some(e),
             Err(e @ rivulet_broker::StartError::Bind { .. }) => last_error = Some(e),
             Err(e) => panic!("fuzz broker did not start: {e}"),
         }
     }
     panic!("fuzz broker did not start: {last_error:?}")
+}
+
+/// Whether a broker failed to start on a port taken since [`free_port`]
+/// chose it, by another process or by an outgoing connection of this one
+/// given it as its ephemeral port: the Kafka listener's `StartError::Bind`,
+/// or the controller listener's, which comes wrapped in
+/// `StartError::Quorum` (a run died on it once resets became frequent).
+pub fn port_taken(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut error = Some(e);
+    while let Some(e) = error {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+        {
+            return true;
+        }
+        error = e.source();
+    }
+    false
 }
 
 fn free_port() -> u16 {
