@@ -434,6 +434,7 @@ impl BrokerConfig {
                         i32::MAX as usize,
                     )?,
                 },
+                timer_tick: crate::group::coordinator::DEFAULT_TIMER_TICK,
             },
             transactions: crate::txn::TxnCoordinatorConfig {
                 partitions: int(
@@ -502,6 +503,11 @@ mod tests {
         assert_eq!(c.quorum_voters, "1@127.0.0.1:9192");
         assert!(c.auto_create_topics);
         assert_eq!(c.socket_request_max_bytes, 100 * 1024 * 1024);
+        // Not a property: only the request fuzz target shortens it.
+        assert_eq!(
+            c.coordinator.timer_tick,
+            std::time::Duration::from_millis(50)
+        );
     }
 
     #[test]

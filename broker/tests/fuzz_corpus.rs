@@ -50,6 +50,8 @@ fn request_corpus_and_regressions_run_clean() {
         )
         .collect();
     let harness = Harness::get();
+    // Every input's answer checked, none aborted for speed.
+    harness.be_patient();
     let mut responses = 0;
     for (name, data) in &inputs {
         eprintln!("{name}");
@@ -61,7 +63,10 @@ fn request_corpus_and_regressions_run_clean() {
     // coordinator's timer, and more of them unoptimised) are checked too.
     responses += harness.drain();
     let (runs, parked, _) = harness.stats();
-    eprintln!("{runs} frames, {responses} answered, {parked} finished after their budget");
+    eprintln!(
+        "{runs} frames, {responses} answered, {parked} parked after their budget, {} aborted",
+        harness.aborted()
+    );
     // The typed seeds are real requests: most of them get an answer.
     assert!(
         responses * 2 > inputs.len(),
@@ -69,6 +74,31 @@ fn request_corpus_and_regressions_run_clean() {
         inputs.len()
     );
     assert!(!panicked.load(Ordering::SeqCst), "a broker task panicked");
+}
+
+/// The harness's broker start retries a port taken between choosing and
+/// binding it, for the controller listener too (a fuzz run died of it).
+#[test]
+fn a_port_taken_before_the_broker_binds_it_is_retried() {
+    let in_use = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+    let controller = rivulet_broker::StartError::Quorum(rivulet_controller::QuorumError::Bind {
+        addr: "127.0.0.1:41835".into(),
+        source: in_use(),
+    });
+    assert!(request::port_taken(&controller));
+    let listener = rivulet_broker::StartError::Bind {
+        addr: "127.0.0.1:9092".into(),
+        source: in_use(),
+    };
+    assert!(request::port_taken(&listener));
+    let denied = rivulet_broker::StartError::Bind {
+        addr: "127.0.0.1:1".into(),
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    assert!(!request::port_taken(&denied));
+    let other =
+        rivulet_broker::StartError::Quorum(rivulet_controller::QuorumError::Raft("no".into()));
+    assert!(!request::port_taken(&other));
 }
 
 #[test]

@@ -24,19 +24,31 @@
 //! Keeping an execution cheap: a Fetch's `max_wait_ms` is clamped to
 //! [`FETCH_MAX_WAIT_MS`] in the frame before it is handled (the handler has
 //! no hook; the bytes at that offset are the field in every Fetch version),
-//! `group.initial.rebalance.delay.ms` is 0, and a request still parked after
-//! [`budget`] (a JoinGroup waiting for the rest of its group, a produce
-//! waiting for acks) is left running in the background, as a connection
-//! would leave it, while the next input goes on.
+//! `group.initial.rebalance.delay.ms` is 0, the group coordinator's timer
+//! ticks every [`GROUP_TIMER_TICK`] instead of 50 ms, and a request still
+//! running after [`budget`] (a JoinGroup waiting for the rest of its group,
+//! a CreateTopics waiting for its partitions) is left running in the
+//! background, as a connection would leave it, while the next input goes
+//! on. A request is polled on the fuzzer's thread (in the runtime's
+//! context) until it finishes or its budget is up, with microsecond
+//! precision (not a tokio timer, which rounds up to the next millisecond
+//! tick); only then is it spawned, from where it stopped. At
+//! most [`MAX_PARKED`] requests run in the background: past it the oldest
+//! is aborted, as when its client disconnects (dropping a handler's future
+//! mid-way is a path a real connection takes too), instead of waiting for
+//! it. Finished background requests are checked like the others.
 //!
 //! This file is shared by `#[path]` with `broker/tests/fuzz_corpus.rs`,
 //! which replays the corpus and the regressions in `cargo test`; it only
 //! uses crates that `rivulet-broker` and its tests depend on.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -47,7 +59,7 @@ use rivulet_broker::request_memory::{RequestMemory, Reservation};
 use rivulet_broker::{api, BrokerConfig, BrokerContext, BrokerNode};
 use rivulet_protocol::request::{self, RequestError};
 use rivulet_protocol::request_bounds;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 /// The topic the seeds address.
 pub const TOPIC: &str = "fuzz";
@@ -59,11 +71,21 @@ pub const FETCH_MAX_WAIT_MS: i32 = 0;
 /// Largest JoinGroup session and rebalance timeouts handed to the broker
 /// (`group.min.session.timeout.ms` is lowered to 10 to match): members that
 /// never heartbeat leave, and rebalances waiting for them end, within a few
-/// of the coordinator's 50 ms timer ticks.
+/// of the coordinator's timer ticks ([`GROUP_TIMER_TICK`]).
 pub const JOIN_MAX_TIMEOUT_MS: i32 = 200;
 /// Requests left running in the background at most; past it the oldest is
-/// waited for.
+/// aborted (its client went away).
 const MAX_PARKED: usize = 64;
+/// A patient harness's least budget and longest wait for the parked set to
+/// shrink (see [`Harness::be_patient`]).
+const PATIENT_BUDGET: Duration = Duration::from_millis(20);
+const PATIENT_WAIT: Duration = Duration::from_secs(2);
+/// The fuzzed broker's group timer tick (`CoordinatorConfig::timer_tick`,
+/// 50 ms by default): rebalance and session deadlines are acted on within
+/// this, so that a parked JoinGroup is answered (and checked) within about
+/// [`JOIN_MAX_TIMEOUT_MS`] rather than aborted. Each tick walks every group,
+/// so a shorter one costs the broker thread more than it gains.
+pub const GROUP_TIMER_TICK: Duration = Duration::from_millis(10);
 /// The broker is replaced by a fresh one after this many inputs, or sooner
 /// when the fuzzer has made more than [`RESET_TOPICS`] topics: requests that
 /// list every topic, log or group cost time in proportion to them, and a
@@ -71,6 +93,12 @@ const MAX_PARKED: usize = 64;
 /// state grows without bound under fuzzed CreateTopics and JoinGroups).
 const RESET_EVERY: u64 = 100_000;
 const RESET_TOPICS: usize = 200;
+/// ... or more than this many partitions, near [`MAX_OPEN_LOGS`]: past it
+/// every CreateTopics (the fuzzer's, and the harness's own re-creation of
+/// `fuzz` after a fuzzed DeleteTopics) waits its whole timeout for logs that
+/// cannot open. Measured: such waits of several seconds every thousand
+/// inputs were most of a run's wall time.
+const RESET_PARTITIONS: usize = MAX_OPEN_LOGS - 100;
 /// `max.open.logs` of the fuzzed broker: each log holds about four file
 /// descriptors, shared with libFuzzer in this process, and the default
 /// (100,000 logs) is far above the usual descriptor limit (a first run died
@@ -87,17 +115,17 @@ const PEER: SocketAddr = SocketAddr::new(
 );
 
 /// How long one input may take before it is left running in the background:
-/// `RIVULET_FUZZ_BUDGET_MS`, 1 ms by default (most requests take tens of
-/// microseconds; a JoinGroup waits for the coordinator's next 50 ms timer
-/// tick, and the fuzzer finds many of them).
+/// `RIVULET_FUZZ_BUDGET_US` microseconds, 1 ms by default (most requests
+/// take tens of microseconds; a JoinGroup waits for the rest of its group
+/// and the coordinator's timer, and the fuzzer finds many of them).
 pub fn budget() -> Duration {
     static BUDGET: OnceLock<Duration> = OnceLock::new();
     *BUDGET.get_or_init(|| {
-        let ms = std::env::var("RIVULET_FUZZ_BUDGET_MS")
+        let us = std::env::var("RIVULET_FUZZ_BUDGET_US")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        Duration::from_millis(ms)
+            .unwrap_or(1_000);
+        Duration::from_micros(us)
     })
 }
 
@@ -116,7 +144,10 @@ pub struct Harness {
     parked: Mutex<Vec<Parked>>,
     runs: AtomicU64,
     parked_total: AtomicU64,
+    aborted: AtomicU64,
     resets: AtomicU64,
+    /// See [`Harness::be_patient`].
+    patient: AtomicBool,
 }
 
 /// The running broker and its data dir.
@@ -171,7 +202,9 @@ impl Harness {
             parked: Mutex::new(Vec::new()),
             runs: AtomicU64::new(0),
             parked_total: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
             resets: AtomicU64::new(0),
+            patient: AtomicBool::new(false),
         };
         harness.reset();
         harness
@@ -191,10 +224,14 @@ impl Harness {
             .clone()
     }
 
-    /// Stop the broker (after the requests still running) and start a fresh
-    /// one in a new data dir, with the `fuzz` topic.
+    /// Stop the broker (aborting the requests still running, after waiting
+    /// for them if patient) and start a fresh one in a new data dir, with
+    /// the `fuzz` topic.
     fn reset(&self) {
-        self.drain();
+        if self.patient.load(Relaxed) {
+            self.drain();
+        }
+        self.abort_parked(0);
         let old = self.live.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(old) = old {
             self.resets.fetch_add(1, Relaxed);
@@ -225,12 +262,14 @@ impl Harness {
             .map_or(0, |l| l.started_at_run);
         let image = broker.image();
         let topics = image.topics.len();
+        let partitions: usize = image.topics.values().map(|t| t.partitions.len()).sum();
         drop(image);
-        if runs - started >= RESET_EVERY || topics > RESET_TOPICS {
+        if runs - started >= RESET_EVERY || topics > RESET_TOPICS || partitions > RESET_PARTITIONS {
             drop(broker);
             if trace() || runs - started < RESET_EVERY {
                 eprintln!(
-                    "rivulet-fuzz: a fresh broker after {} inputs ({topics} topics)",
+                    "rivulet-fuzz: a fresh broker after {} inputs \
+                     ({topics} topics, {partitions} partitions)",
                     runs - started
                 );
             }
@@ -307,17 +346,28 @@ impl Harness {
         let memory = self.memory();
         let frame = Bytes::from(frame);
         let for_task = frame.clone();
-        let mut task = self.runtime.spawn(async move {
+        let mut request: Handling = Box::pin(async move {
             let mut reservation = Reservation::default();
             handle_frame(for_task, PEER, &broker, &memory, &mut reservation).await
         });
-        let waited = self
-            .runtime
-            .block_on(async { tokio::time::timeout(budget(), &mut task).await });
-        match waited {
-            Err(_) => {
+        let budget = if self.patient.load(Relaxed) {
+            budget().max(PATIENT_BUDGET)
+        } else {
+            budget()
+        };
+        // Polled here first, not spawned: most requests finish in their
+        // first poll, and handing each to the runtime's worker and back
+        // cost two thread wake-ups, which on a busy machine at nice 19
+        // each waited milliseconds for a core.
+        let polled = {
+            let _runtime = self.runtime.enter();
+            poll_for(&mut request, budget)
+        };
+        match polled {
+            None => {
                 // The request goes on in the background, as on a connection,
-                // and is checked once it finishes.
+                // from where it stopped, and is checked once it finishes.
+                let task = self.runtime.spawn(request);
                 self.parked_total.fetch_add(1, Relaxed);
                 if let Ok(mut parked) = self.parked.lock() {
                     parked.push(Parked {
@@ -330,21 +380,59 @@ impl Harness {
                 }
                 Outcome::Parked
             }
-            Ok(joined) => check_result(joined, correlation_id, raw_key, version, data),
+            Some(result) => check_result(Ok(result), correlation_id, raw_key, version, data),
         }
     }
 
     /// Check the requests that outlived their budget and have finished
-    /// since; while more than [`MAX_PARKED`] run, wait (up to two seconds)
-    /// for some to finish. A CreateTopics may wait its whole timeout for
-    /// partitions that `max.open.logs` keeps from opening.
+    /// since; abort the oldest of those still running past [`MAX_PARKED`]
+    /// (a CreateTopics may wait its whole timeout for partitions that
+    /// `max.open.logs` keeps from opening; waiting for it would stall the
+    /// fuzzer).
     fn reap_parked(&self) {
         self.collect_finished();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.parked_len() > MAX_PARKED && Instant::now() < deadline {
-            self.runtime
-                .block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
-            self.collect_finished();
+        if self.patient.load(Relaxed) {
+            let deadline = Instant::now() + PATIENT_WAIT;
+            while self.parked_len() > MAX_PARKED && Instant::now() < deadline {
+                self.runtime
+                    .block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
+                self.collect_finished();
+            }
+        }
+        self.abort_parked(MAX_PARKED);
+    }
+
+    /// Check every request rather than run fast, for replaying a corpus in
+    /// `cargo test` (an unoptimised build, on a machine maybe busy): each
+    /// input gets at least [`PATIENT_BUDGET`], past [`MAX_PARKED`] the
+    /// oldest is waited for (up to [`PATIENT_WAIT`]) before it is aborted,
+    /// and a reset first drains the parked requests (see [`Harness::drain`]).
+    pub fn be_patient(&self) {
+        self.patient.store(true, Relaxed);
+    }
+
+    /// Abort the oldest parked requests until at most `keep` are left, and
+    /// wait until their futures are dropped (so that they no longer hold
+    /// the broker). One that finished meanwhile is checked instead.
+    fn abort_parked(&self, keep: usize) {
+        let evicted: Vec<Parked> = match self.parked.lock() {
+            Ok(mut parked) => {
+                let excess = parked.len().saturating_sub(keep);
+                parked.drain(..excess).collect()
+            }
+            Err(_) => return,
+        };
+        for p in evicted {
+            p.task.abort();
+            let joined = self.runtime.block_on(p.task);
+            match joined {
+                Err(e) if e.is_cancelled() => {
+                    self.aborted.fetch_add(1, Relaxed);
+                }
+                joined => {
+                    check_result(joined, p.correlation_id, p.raw_key, p.version, &p.frame);
+                }
+            }
         }
     }
 
@@ -399,9 +487,47 @@ impl Harness {
             self.resets.load(Relaxed),
         )
     }
+
+    /// Parked requests aborted before they finished (see [`MAX_PARKED`]).
+    pub fn aborted(&self) -> u64 {
+        self.aborted.load(Relaxed)
+    }
 }
 
-type Joined = Result<Result<Option<BytesMut>, CloseReason>, tokio::task::JoinError>;
+/// A request being handled, movable to the runtime part way through.
+type Handling = Pin<Box<dyn Future<Output = Result<Option<BytesMut>, CloseReason>> + Send>>;
+
+/// Poll `task` on this thread for up to `budget`, parked in between until
+/// its waker or the deadline (with the precision of `park_timeout`, unlike
+/// a tokio timer, whose wheel rounds up to whole milliseconds); `None` if
+/// it is still pending then. The caller enters the runtime's context.
+fn poll_for<F: Future + Unpin>(task: &mut F, budget: Duration) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let deadline = Instant::now() + budget;
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = Pin::new(&mut *task).poll(&mut cx) {
+            return Some(output);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        // Wakes early on the task's waker (or spuriously: polled again).
+        std::thread::park_timeout(left);
+    }
+}
+
+type Joined = Result<Result<Option<BytesMut>, CloseReason>, JoinError>;
 
 /// Check what a request task came to: a panic or an unencodable answer is a
 /// finding, a response must be well formed.
@@ -496,7 +622,8 @@ async fn start_broker(dir: &std::path::Path) -> BrokerNode {
         set("log.segment.bytes", "1048576".into());
         set("socket.request.max.bytes", MAX_FRAME.to_string());
         set("max.open.logs", MAX_OPEN_LOGS.to_string());
-        let config = BrokerConfig::from_props(&props).expect("fuzz broker config");
+        let mut config = BrokerConfig::from_props(&props).expect("fuzz broker config");
+        config.coordinator.timer_tick = GROUP_TIMER_TICK;
         match BrokerNode::start(config).await {
             Ok(node) => {
                 let b = node.broker.clone();
@@ -508,11 +635,30 @@ async fn start_broker(dir: &std::path::Path) -> BrokerNode {
                 return node;
             }
             // A free port can be taken before the broker binds it.
+            Err(e) if port_taken(&e) => last_error = Some(e),
             Err(e @ rivulet_broker::StartError::Bind { .. }) => last_error = Some(e),
             Err(e) => panic!("fuzz broker did not start: {e}"),
         }
     }
     panic!("fuzz broker did not start: {last_error:?}")
+}
+
+/// Whether a broker failed to start on a port taken since [`free_port`]
+/// chose it, by another process or by an outgoing connection of this one
+/// given it as its ephemeral port: the Kafka listener's `StartError::Bind`,
+/// or the controller listener's, which comes wrapped in
+/// `StartError::Quorum` (a run died on it once resets became frequent).
+pub fn port_taken(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut error = Some(e);
+    while let Some(e) = error {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+        {
+            return true;
+        }
+        error = e.source();
+    }
+    false
 }
 
 fn free_port() -> u16 {

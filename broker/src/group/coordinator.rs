@@ -48,6 +48,8 @@ const OFFSETS_TOPIC_WAIT: Duration = Duration::from_secs(10);
 const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
 /// How long a write to `__consumer_offsets` waits for its ISR (acks=all).
 const OFFSETS_APPEND_TIMEOUT_MS: i32 = 5_000;
+/// [`CoordinatorConfig::timer_tick`] unless set otherwise.
+pub const DEFAULT_TIMER_TICK: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -58,6 +60,13 @@ pub struct CoordinatorConfig {
     /// `offsets.retention.minutes` in ms: offsets of a group empty for longer go.
     pub offsets_retention_ms: i64,
     pub group: GroupConfig,
+    /// How often the timer loop ([`GroupCoordinator::run_timers`]) looks for
+    /// session expiries and rebalance deadlines: the latest a deadline is
+    /// acted on. Not a broker property (Kafka's coordinator runs a 1 ms timer
+    /// wheel and has none); 50 ms keeps the loop cheap with many groups, and
+    /// the request fuzz target lowers it so that a fuzzed JoinGroup is
+    /// answered within a few milliseconds instead of parking for ticks.
+    pub timer_tick: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -67,6 +76,7 @@ impl Default for CoordinatorConfig {
             offsets_replication_factor: 3,
             offsets_retention_ms: 7 * 24 * 3_600_000,
             group: GroupConfig::default(),
+            timer_tick: DEFAULT_TIMER_TICK,
         }
     }
 }
@@ -672,7 +682,10 @@ impl GroupCoordinator {
     /// Drive timers (session expiry, rebalance completion) and expire the
     /// offsets of groups empty for longer than `offsets.retention`.
     pub async fn run_timers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        // interval() panics on a zero period; the knob is not input-driven,
+        // but keep it at 1 ms at least.
+        let period = self.config.timer_tick.max(Duration::from_millis(1));
+        let mut tick = tokio::time::interval(period);
         let mut last_retention = 0i64;
         loop {
             tokio::select! {
