@@ -105,3 +105,23 @@ pub fn acks_all(e: AckError) -> i16 {
         AckError::UnknownTopicOrPartition => E::UnknownTopicOrPartition.code(),
     }
 }
+
+/// A coordinator's write to its internal topic (acks=all) as its clients
+/// should see it, as Kafka's GroupMetadataManager and
+/// TransactionStateManager: leadership gone is NOT_COORDINATOR, a write
+/// that did not commit is COORDINATOR_NOT_AVAILABLE.
+pub fn coordinator_append(code: i16) -> Result<(), i16> {
+    match code {
+        0 => Ok(()),
+        c if c == E::NotLeaderOrFollower.code() || c == E::UnknownTopicOrPartition.code() => {
+            Err(E::NotCoordinator.code())
+        }
+        c if c == E::NotEnoughReplicas.code()
+            || c == E::NotEnoughReplicasAfterAppend.code()
+            || c == E::RequestTimedOut.code() =>
+        {
+            Err(E::CoordinatorNotAvailable.code())
+        }
+        c => Err(c),
+    }
+}

@@ -4,8 +4,14 @@
 //! the request handlers (through [`crate::context::BrokerContext`]) take
 //! this, not the whole broker.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError as E;
+use rivulet_storage::log_manager::SharedLog;
+use tracing::info;
 
 use rivulet_controller::{ControllerRequest, ControllerResponse, MetadataImage};
 use rivulet_storage::TopicPartition;
@@ -95,4 +101,76 @@ impl LocalNode {
             }
         }
     }
+}
+
+/// How long a coordinator waits for its internal topic to come up.
+const INTERNAL_TOPIC_WAIT: Duration = Duration::from_secs(10);
+
+impl LocalNode {
+    /// Create an internal topic (`__consumer_offsets`,
+    /// `__transaction_state`) unless it exists, with the replication factor
+    /// capped by the live brokers, and wait until this node sees it.
+    /// COORDINATOR_NOT_AVAILABLE if the controller refuses.
+    pub async fn ensure_internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), i16> {
+        if self.image().topic(name).is_some() {
+            return Ok(());
+        }
+        let live = self.image().live_brokers().count().max(1) as i32;
+        let resp = self
+            .controller_request(ControllerRequest::CreateTopic {
+                name: name.to_string(),
+                partitions,
+                replication_factor: replication_factor.min(live).max(1),
+                configs,
+                validate_only: false,
+            })
+            .await;
+        match resp {
+            ControllerResponse::Ok { .. } => info!("created {name}"),
+            ControllerResponse::Error(
+                rivulet_controller::logic::ControllerError::TopicAlreadyExists(_),
+            ) => {}
+            _ => return Err(E::CoordinatorNotAvailable.code()),
+        }
+        self.wait_for_topic(name, INTERNAL_TOPIC_WAIT).await;
+        Ok(())
+    }
+}
+
+/// Every whole batch of `log` from its start to its log end, in chunks of
+/// about `chunk_bytes` (a coordinator replaying its partition; blocking:
+/// run it on the blocking pool). To the log end, not the high watermark,
+/// as Kafka's coordinators: a new leader's high watermark may still lag
+/// what the old one acknowledged (followers learn it one fetch late),
+/// while everything in its log stays in this epoch.
+pub fn read_to_log_end(log: &SharedLog, chunk_bytes: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let (mut next, end) = {
+        let l = log.lock();
+        (l.log_start_offset(), l.log_end_offset())
+    };
+    while next < end {
+        let plan = log.lock().plan_read(next, chunk_bytes, Some(end), true);
+        let Ok(Some(plan)) = plan else { break };
+        let Ok(bytes) = plan.execute() else { break };
+        let mut last = next;
+        for item in rivulet_protocol::record_batch::BatchIter::new(&bytes) {
+            match item {
+                Ok((_, h)) => last = h.next_offset(),
+                Err(_) => break,
+            }
+        }
+        out.push(bytes);
+        if last <= next {
+            break;
+        }
+        next = last;
+    }
+    out
 }

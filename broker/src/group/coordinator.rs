@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError as E;
-use rivulet_controller::{ControllerRequest, ControllerResponse};
 use rivulet_storage::TopicPartition;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
@@ -33,7 +32,7 @@ use super::types::{
     GroupSnapshot, GroupState, JoinRequest, JoinResult, Output, RequestToken, SyncRequest,
     SyncResult,
 };
-use crate::local_node::LocalNode;
+use crate::local_node::{read_to_log_end, LocalNode};
 use crate::replica_manager::AppendOrigin;
 
 #[cfg(test)]
@@ -42,8 +41,6 @@ mod txn;
 
 pub use txn::{FetchedOffset, TxnCommit};
 
-/// How long a request waits for `__consumer_offsets` to come up.
-const OFFSETS_TOPIC_WAIT: Duration = Duration::from_secs(10);
 /// Most partitions one offsets-topic read returns at a time during load.
 const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
 /// How long a write to `__consumer_offsets` waits for its ISR (acks=all).
@@ -142,10 +139,6 @@ impl GroupCoordinator {
 
     /// Make sure `__consumer_offsets` exists; create it compacted if not.
     async fn ensure_offsets_topic(&self) -> Result<(), i16> {
-        if self.node.image().topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let live = self.node.image().live_brokers().count().max(1) as i32;
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), "104857600".to_string());
@@ -154,27 +147,14 @@ impl GroupCoordinator {
         // group.max.member.metadata.bytes): allow larger records than the
         // client-facing default.
         configs.insert("max.message.bytes".to_string(), "16777216".to_string());
-        let resp = self
-            .node
-            .controller_request(ControllerRequest::CreateTopic {
-                name: OFFSETS_TOPIC.to_string(),
-                partitions: self.config.offsets_partitions,
-                replication_factor: self.config.offsets_replication_factor.min(live),
-                configs,
-                validate_only: false,
-            })
-            .await;
-        match resp {
-            ControllerResponse::Ok { .. } => info!("created {OFFSETS_TOPIC}"),
-            ControllerResponse::Error(
-                rivulet_controller::logic::ControllerError::TopicAlreadyExists(_),
-            ) => {}
-            _ => return Err(E::CoordinatorNotAvailable.code()),
-        }
         self.node
-            .wait_for_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_WAIT)
-            .await;
-        Ok(())
+            .ensure_internal_topic(
+                OFFSETS_TOPIC,
+                self.config.offsets_partitions,
+                self.config.offsets_replication_factor,
+                configs,
+            )
+            .await
     }
 
     /// The node coordinating `group`, creating the offsets topic if needed.
@@ -251,36 +231,10 @@ impl GroupCoordinator {
         };
         let log = p.log.clone();
         let records = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            // To the log end, not the high watermark, as Kafka's
-            // GroupMetadataManager: a new leader's high watermark may still
-            // lag what the old one acknowledged (followers learn it one
-            // fetch late), while everything in its log stays in this epoch.
-            let (mut next, end) = {
-                let l = log.lock();
-                (l.log_start_offset(), l.log_end_offset())
-            };
-            while next < end {
-                let plan = log.lock().plan_read(next, LOAD_READ_BYTES, Some(end), true);
-                let bytes = match plan {
-                    Ok(Some(plan)) => plan.execute(),
-                    _ => break,
-                };
-                let Ok(bytes) = bytes else { break };
-                let mut last = next;
-                for item in rivulet_protocol::record_batch::BatchIter::new(&bytes) {
-                    match item {
-                        Ok((_, h)) => last = h.next_offset(),
-                        Err(_) => break,
-                    }
-                }
-                out.extend(offsets::decode_batches(&bytes));
-                if last <= next {
-                    break;
-                }
-                next = last;
-            }
-            out
+            read_to_log_end(&log, LOAD_READ_BYTES)
+                .iter()
+                .flat_map(|b| offsets::decode_batches(b))
+                .collect::<Vec<_>>()
         })
         .await
         .map_err(|_| E::CoordinatorLoadInProgress.code())?;
@@ -338,20 +292,7 @@ impl GroupCoordinator {
                 origin,
             )
             .await;
-        match r.error_code {
-            0 => Ok(r.base_offset),
-            c if c == E::NotLeaderOrFollower.code() || c == E::UnknownTopicOrPartition.code() => {
-                Err(E::NotCoordinator.code())
-            }
-            // As Kafka's GroupMetadataManager: the write did not commit.
-            c if c == E::NotEnoughReplicas.code()
-                || c == E::NotEnoughReplicasAfterAppend.code()
-                || c == E::RequestTimedOut.code() =>
-            {
-                Err(E::CoordinatorNotAvailable.code())
-            }
-            c => Err(c),
-        }
+        crate::errors::coordinator_append(r.error_code).map(|()| r.base_offset)
     }
 
     /// Carry out the state machine's outputs: persist first, then answer.

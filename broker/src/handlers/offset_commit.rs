@@ -43,35 +43,20 @@ pub async fn handle(
     req: OffsetCommitRequest,
     _version: i16,
 ) -> OffsetCommitResponse {
-    let now = now_ms();
-    let image = b.image();
-    let mut commits = Vec::new();
-    // Per topic and partition, in request order.
-    let mut checked: Vec<Vec<Checked>> = Vec::with_capacity(req.topics.len());
-    let mut any_known = false;
-    for t in &req.topics {
-        let mut row = Vec::with_capacity(t.partitions.len());
-        for p in &t.partitions {
-            let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
-            let c = check(&image, &t.name, p.partition_index, metadata.as_deref());
-            row.push(c);
-            any_known |= !matches!(c, Checked::UnknownPartition);
-            if !matches!(c, Checked::Commit) {
-                continue;
-            }
-            commits.push((
-                t.name.to_string(),
-                p.partition_index,
-                CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                },
-            ));
-        }
-        checked.push(row);
-    }
+    let partitions = req.topics.iter().map(|t| {
+        let ps = t.partitions.iter().map(|p| PartitionCommit {
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+        });
+        (t.name.to_string(), ps.collect())
+    });
+    let CheckedCommits {
+        commits,
+        checked,
+        any_known,
+    } = check_all(&b.image(), partitions.collect());
     let result = if any_known {
         b.groups
             .commit(
@@ -106,6 +91,58 @@ pub async fn handle(
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One partition's offset as OffsetCommit and TxnOffsetCommit carry it.
+pub(super) struct PartitionCommit {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A commit request's partitions after [`check`]: the offsets to hand to
+/// the coordinator, each partition's verdict (per topic, in request
+/// order) and whether any partition exists at all.
+pub(super) struct CheckedCommits {
+    pub commits: Vec<(String, i32, CommittedOffset)>,
+    pub checked: Vec<Vec<Checked>>,
+    pub any_known: bool,
+}
+
+/// [`check`] every partition of a commit request, stamped now.
+pub(super) fn check_all(
+    image: &rivulet_controller::MetadataImage,
+    topics: Vec<(String, Vec<PartitionCommit>)>,
+) -> CheckedCommits {
+    let now = now_ms();
+    let mut out = CheckedCommits {
+        commits: Vec::new(),
+        checked: Vec::with_capacity(topics.len()),
+        any_known: false,
+    };
+    for (topic, partitions) in topics {
+        let mut row = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let c = check(image, &topic, p.partition, p.metadata.as_deref());
+            row.push(c);
+            out.any_known |= !matches!(c, Checked::UnknownPartition);
+            if matches!(c, Checked::Commit) {
+                out.commits.push((
+                    topic.clone(),
+                    p.partition,
+                    CommittedOffset {
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata: p.metadata,
+                        commit_timestamp: now,
+                    },
+                ));
+            }
+        }
+        out.checked.push(row);
+    }
+    out
 }
 
 /// Check one partition of a commit against the metadata image and the

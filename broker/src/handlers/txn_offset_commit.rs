@@ -14,44 +14,29 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError as E;
 
-use super::offset_commit::{check, now_ms, partition_code, Checked};
+use super::offset_commit::{check_all, partition_code, CheckedCommits, PartitionCommit};
 use crate::context::BrokerContext;
 use crate::group::coordinator::TxnCommit;
-use crate::group::offsets::CommittedOffset;
 
 pub async fn handle(
     b: &BrokerContext,
     req: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
-    let now = now_ms();
-    let image = b.image();
-    let mut commits = Vec::new();
-    let mut checked: Vec<Vec<Checked>> = Vec::with_capacity(req.topics.len());
-    let mut any_known = false;
-    for t in &req.topics {
-        let mut row = Vec::with_capacity(t.partitions.len());
-        for p in &t.partitions {
-            let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
-            let c = check(&image, &t.name, p.partition_index, metadata.as_deref());
-            row.push(c);
-            any_known |= !matches!(c, Checked::UnknownPartition);
-            if !matches!(c, Checked::Commit) {
-                continue;
-            }
-            commits.push((
-                t.name.to_string(),
-                p.partition_index,
-                CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                },
-            ));
-        }
-        checked.push(row);
-    }
+    let partitions = req.topics.iter().map(|t| {
+        let ps = t.partitions.iter().map(|p| PartitionCommit {
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+        });
+        (t.name.to_string(), ps.collect())
+    });
+    let CheckedCommits {
+        commits,
+        checked,
+        any_known,
+    } = check_all(&b.image(), partitions.collect());
     let result = if any_known {
         // Fields of v3+; older requests decode to their defaults (-1, "",
         // null), which skip the member checks.

@@ -29,7 +29,6 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
-use rivulet_controller::{ControllerRequest, ControllerResponse};
 use rivulet_storage::TopicPartition;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -39,11 +38,9 @@ use super::log::{self, TxnRecord, TXN_TOPIC};
 use super::markers::MarkerSender;
 use super::metadata::{InitStep, Refusal, TxnMetadata, TxnResult, TxnState, TxnTransit};
 use crate::group::coordinator::GroupCoordinator;
-use crate::local_node::LocalNode;
+use crate::local_node::{read_to_log_end, LocalNode};
 use crate::producer_ids::ProducerIds;
 
-/// How long a request waits for `__transaction_state` to come up.
-const TXN_TOPIC_WAIT: Duration = Duration::from_secs(10);
 /// How long a write to `__transaction_state` waits for its ISR.
 const TXN_APPEND_TIMEOUT_MS: i32 = 5_000;
 /// Most bytes one read returns while a partition is replayed.
@@ -175,9 +172,6 @@ impl TransactionCoordinator {
 
     /// Make sure `__transaction_state` exists; create it compacted if not.
     async fn ensure_topic(&self) -> Result<(), i16> {
-        if self.node.image().topic(TXN_TOPIC).is_some() {
-            return Ok(());
-        }
         let live = self.node.image().live_brokers().count().max(1) as i32;
         let rf = self.config.replication_factor.min(live).max(1);
         let min_isr = self.config.min_isr.min(rf).max(1);
@@ -185,25 +179,9 @@ impl TransactionCoordinator {
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), "104857600".to_string());
         configs.insert("min.insync.replicas".to_string(), min_isr.to_string());
-        let resp = self
-            .node
-            .controller_request(ControllerRequest::CreateTopic {
-                name: TXN_TOPIC.to_string(),
-                partitions: self.config.partitions,
-                replication_factor: rf,
-                configs,
-                validate_only: false,
-            })
-            .await;
-        match resp {
-            ControllerResponse::Ok { .. } => info!("created {TXN_TOPIC}"),
-            ControllerResponse::Error(
-                rivulet_controller::logic::ControllerError::TopicAlreadyExists(_),
-            ) => {}
-            _ => return Err(E::CoordinatorNotAvailable.code()),
-        }
-        self.node.wait_for_topic(TXN_TOPIC, TXN_TOPIC_WAIT).await;
-        Ok(())
+        self.node
+            .ensure_internal_topic(TXN_TOPIC, self.config.partitions, rf, configs)
+            .await
     }
 
     /// The node coordinating `transactional_id` (FindCoordinator key type
@@ -277,30 +255,10 @@ impl TransactionCoordinator {
         };
         let log = p.log.clone();
         let records = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            // To the log end, as the group coordinator (see there).
-            let (mut next, end) = {
-                let l = log.lock();
-                (l.log_start_offset(), l.log_end_offset())
-            };
-            while next < end {
-                let plan = log.lock().plan_read(next, LOAD_READ_BYTES, Some(end), true);
-                let Ok(Some(plan)) = plan else { break };
-                let Ok(bytes) = plan.execute() else { break };
-                let mut last = next;
-                for item in rivulet_protocol::record_batch::BatchIter::new(&bytes) {
-                    match item {
-                        Ok((_, h)) => last = h.next_offset(),
-                        Err(_) => break,
-                    }
-                }
-                out.extend(log::decode_batches(&bytes));
-                if last <= next {
-                    break;
-                }
-                next = last;
-            }
-            out
+            read_to_log_end(&log, LOAD_READ_BYTES)
+                .iter()
+                .flat_map(|b| log::decode_batches(b))
+                .collect::<Vec<_>>()
         })
         .await
         .map_err(|_| E::CoordinatorLoadInProgress.code())?;
@@ -361,19 +319,12 @@ impl TransactionCoordinator {
             .replicas
             .append(&self.tp(partition), Some(batch), -1, TXN_APPEND_TIMEOUT_MS)
             .await;
-        match r.error_code {
-            0 => Ok(()),
-            c if c == E::NotLeaderOrFollower.code() || c == E::UnknownTopicOrPartition.code() => {
-                Err(E::NotCoordinator.code())
+        match crate::errors::coordinator_append(r.error_code) {
+            Ok(()) => Ok(()),
+            Err(c) if c == E::NotCoordinator.code() || c == E::CoordinatorNotAvailable.code() => {
+                Err(c)
             }
-            // As Kafka's TransactionStateManager.appendTransactionToLog.
-            c if c == E::NotEnoughReplicas.code()
-                || c == E::NotEnoughReplicasAfterAppend.code()
-                || c == E::RequestTimedOut.code() =>
-            {
-                Err(E::CoordinatorNotAvailable.code())
-            }
-            _ => Err(E::UnknownServerError.code()),
+            Err(_) => Err(E::UnknownServerError.code()),
         }
     }
 
