@@ -98,6 +98,9 @@ pub(crate) struct ProduceStats {
     /// Duration of each commit (waiting for the transaction's records to
     /// be acknowledged, then `commit_transaction`), sorted, in ms.
     pub(crate) commit_ms: Vec<f64>,
+    /// The `commit_transaction` part of each (the flush is done by then:
+    /// EndTxn, i.e. the broker's commit), sorted, in ms.
+    pub(crate) end_txn_ms: Vec<f64>,
     pub(crate) cpu: (f64, Option<f64>),
     /// Failed deliveries, client errors, records never acknowledged.
     pub(crate) problems: Vec<String>,
@@ -227,6 +230,7 @@ pub(crate) fn produce(spec: &ProduceSpec<'_>) -> Result<ProduceStats, String> {
     let elapsed = t0.elapsed();
     let cpu = cpu.stop();
     tally.commit_ms.sort_by(f64::total_cmp);
+    tally.end_txn_ms.sort_by(f64::total_cmp);
 
     let ok = d.ok.load(Ordering::Relaxed) - warm_ok;
     let failed = d.failed.load(Ordering::Relaxed);
@@ -250,6 +254,7 @@ pub(crate) fn produce(spec: &ProduceSpec<'_>) -> Result<ProduceStats, String> {
         commits: tally.commits,
         aborts: tally.aborts,
         commit_ms: tally.commit_ms,
+        end_txn_ms: tally.end_txn_ms,
         cpu,
         problems: problems.into_iter().flatten().collect(),
     })
@@ -272,6 +277,7 @@ struct Tally {
     aborts: usize,
     aborted_records: usize,
     commit_ms: Vec<f64>,
+    end_txn_ms: Vec<f64>,
 }
 
 impl Tally {
@@ -293,9 +299,11 @@ impl Tally {
             // its cost, so inside the timing.
             let t0 = Instant::now();
             wait_delivered(producer, T)?;
+            let t1 = Instant::now();
             producer
                 .commit_transaction(T)
                 .map_err(|e| format!("commit_transaction: {e}"))?;
+            self.end_txn_ms.push(t1.elapsed().as_secs_f64() * 1e3);
             self.commit_ms.push(t0.elapsed().as_secs_f64() * 1e3);
             self.commits += 1;
         }

@@ -52,7 +52,7 @@ pub(crate) fn produce_rate(p: &ProduceStats) -> f64 {
 
 /// One producer's best run; `ratio` against the idempotent producer.
 pub(crate) fn produce_row(label: &str, p: &ProduceStats, size: usize, ratio: Option<f64>) {
-    let ms = |q: f64| percentile(&p.commit_ms, q).map_or("-".into(), |v| format!("{v:.1} ms"));
+    let ms = |of: &[f64], q: f64| percentile(of, q).map_or("-".into(), |v| format!("{v:.1} ms"));
     let rate = produce_rate(p);
     line(
         label,
@@ -61,9 +61,12 @@ pub(crate) fn produce_row(label: &str, p: &ProduceStats, size: usize, ratio: Opt
             format!("{:.1}", rate * size as f64 / MB),
             format!("{:.2}", p.elapsed.as_secs_f64()),
             p.commits.to_string(),
-            ms(50.0),
-            ms(99.0),
-            ms(100.0),
+            ms(&p.commit_ms, 50.0),
+            ms(&p.commit_ms, 99.0),
+            ms(&p.commit_ms, 100.0),
+            ms(&p.end_txn_ms, 50.0),
+            ms(&p.end_txn_ms, 99.0),
+            ms(&p.end_txn_ms, 100.0),
             cpu_cell(p.cpu),
             ratio.map_or("-".into(), |r| format!("{r:.2}x")),
         ],
