@@ -48,7 +48,9 @@
 //! `TXN_BENCH_QUICK=1` (or `-- --quick`: a tenth of N), `TXN_BENCH_REPEAT`
 //! (runs per producer, default 2), `TXN_BENCH_READ_REPEAT` (runs per reader
 //! and topic, default 5: a read lasts a fraction of a second),
-//! `TXN_BENCH_SIZE` (value bytes, default 1,024).
+//! `TXN_BENCH_SIZE` (value bytes, default 1,024), `TXN_BENCH_FLUSH_POLICY`
+//! (the broker's `log.flush.policy`, default `on-ack`; `interval` shows
+//! what the fsync before each acknowledgement costs a commit).
 //!
 //! Layout: `main.rs` the plan and the run; `produce.rs` the measured
 //! producer; `report.rs` the tables. Run: `cargo bench --bench txn`.
@@ -251,13 +253,24 @@ fn main() {
         .expect("tokio runtime");
     let bin = rivulet_bin();
     let log = target_dir().join("txn-bench-broker.log");
-    let broker =
-        BrokerProcess::start_in(&bin, bench_dir(), log.clone(), &[], &[("NO_COLOR", "1")], T);
+    // The commit waits for its records' acknowledgements, so the flush
+    // policy (an fsync per acks=all produce by default) shows in it.
+    let flush = std::env::var("TXN_BENCH_FLUSH_POLICY").unwrap_or_else(|_| "on-ack".into());
+    let settings = [("log.flush.policy", flush.as_str())];
+    let broker = BrokerProcess::start_in(
+        &bin,
+        bench_dir(),
+        log.clone(),
+        &settings,
+        &[("NO_COLOR", "1")],
+        T,
+    );
     // Let start-up settle (registration, first heartbeats) before measuring.
     std::thread::sleep(Duration::from_secs(1));
     let (_, v) = rdkafka::util::get_rdkafka_version();
     println!(
-        "txn bench{}: N = {} records of {} B, 1 partition, acks=all, linger.ms {LINGER_MS}; \
+        "txn bench{}: N = {} records of {} B, 1 partition, acks=all, linger.ms {LINGER_MS}, \
+         broker log.flush.policy {flush}; \
          rdkafka 0.39 (librdkafka {v}); {} (pid {}), data dir {}; {} cores, load average {}",
         if plan.quick { " (--quick)" } else { "" },
         plan.records,
