@@ -1,10 +1,18 @@
 //! What the end-to-end benchmarks share beyond `rivulet-testkit`: the
-//! release `rivulet` binary, built when missing or stale.
+//! release `rivulet` binary, built when missing or stale; bench knobs from
+//! the environment; topic creation and a reported stop of the broker
+//! process (`broker`); the CPU meter and the measured consumer (`clients`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
+
+// Each bench compiles this module on its own and uses only part of it.
+#[allow(dead_code)]
+pub mod broker;
+#[allow(dead_code)]
+pub mod clients;
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

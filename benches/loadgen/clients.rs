@@ -1,7 +1,7 @@
-//! The measured clients: an rdkafka producer that times every record from
-//! enqueue to delivery report, a consumer that reads the records back, CPU
-//! meters for the client and the broker, and a raw TCP copy for the
-//! transport ceiling. The same code runs against Rivulet and the sink.
+//! The measured producer: rdkafka, timing every record from enqueue to
+//! delivery report; and a raw TCP copy for the transport ceiling. The same
+//! code runs against Rivulet and the sink (the consumer and the CPU meter
+//! are in `benches/common/clients.rs`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,46 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 use rivulet_testkit::kafka::bench_client_config as client_config;
-use rivulet_testkit::procfs::{cpu_time, Proc};
 
+use super::common::clients::CpuMeter;
 use super::{Scenario, T};
-
-/// CPU used by this process and (optionally) the broker over a phase.
-struct CpuMeter {
-    broker: Option<u32>,
-    t0: Instant,
-    client0: Duration,
-    broker0: Duration,
-}
-
-impl CpuMeter {
-    fn start(broker: Option<u32>) -> CpuMeter {
-        CpuMeter {
-            t0: Instant::now(),
-            client0: cpu_time(Proc::This),
-            broker0: broker.map_or(Duration::ZERO, |p| cpu_time(Proc::Pid(p))),
-            broker,
-        }
-    }
-
-    /// `(client %, broker %)` of one core.
-    fn stop(&self) -> (f64, Option<f64>) {
-        let wall = self.t0.elapsed().as_secs_f64().max(1e-9);
-        let pct = |d: Duration| 100.0 * d.as_secs_f64() / wall;
-        (
-            pct(cpu_time(Proc::This).saturating_sub(self.client0)),
-            self.broker
-                .map(|p| pct(cpu_time(Proc::Pid(p)).saturating_sub(self.broker0))),
-        )
-    }
-}
 
 struct Deliveries {
     base: Instant,
@@ -168,66 +135,6 @@ pub(crate) fn produce(
         first_failure,
         client_errors: d.client_errors.load(Ordering::Relaxed),
         cpu,
-    }
-}
-
-pub(crate) struct ConsumeStats {
-    pub(crate) elapsed: Duration,
-    pub(crate) records: usize,
-    pub(crate) bytes: u64,
-    pub(crate) errors: u64,
-    pub(crate) cpu: (f64, Option<f64>),
-}
-
-/// Read `n` records from `offset` of partition 0.
-pub(crate) fn consume(
-    bootstrap: &str,
-    topic: &str,
-    offset: i64,
-    n: usize,
-    broker_pid: Option<u32>,
-) -> ConsumeStats {
-    // librdkafka wants a group id even for assign(); nothing is committed.
-    let consumer: BaseConsumer = client_config(bootstrap)
-        .set("group.id", "rivulet-loadgen")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        // The default (1 s) pause after the prefetch queue fills would be
-        // most of what a fast consumer measures.
-        .set("fetch.queue.backoff.ms", "10")
-        .create()
-        .expect("consumer");
-    // Connect before the clock starts.
-    let _ = consumer.fetch_metadata(Some(topic), Duration::from_secs(10));
-    let cpu = CpuMeter::start(broker_pid);
-    let t0 = Instant::now();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
-        .expect("partition list");
-    consumer.assign(&tpl).expect("assign");
-    let (mut records, mut bytes, mut errors) = (0usize, 0u64, 0u64);
-    let deadline = t0 + T;
-    while records < n && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                records += 1;
-                bytes += m.payload().map_or(0, |p| p.len() as u64);
-            }
-            Some(Err(e)) => {
-                errors += 1;
-                if errors <= 5 {
-                    eprintln!("loadgen: consumer error: {e}");
-                }
-            }
-            None => {}
-        }
-    }
-    ConsumeStats {
-        elapsed: t0.elapsed(),
-        records,
-        bytes,
-        errors,
-        cpu: cpu.stop(),
     }
 }
 

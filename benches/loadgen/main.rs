@@ -51,31 +51,31 @@
 //! run).
 //!
 //! Layout: `main.rs` the plan and the run; `clients.rs` the measured
-//! producer and consumer (the same code against both targets); `sink.rs`
-//! the in-process sink; `report.rs` the figures and their table.
+//! producer (the same code against both targets; the measured consumer, the
+//! CPU meter and topic creation are shared with other benches in
+//! `benches/common/`); `sink.rs` the in-process sink; `report.rs` the
+//! figures and their table.
 //!
 //! Run: `cargo bench --bench loadgen`.
 
-use std::fs;
 use std::time::Duration;
 
-use rdkafka::types::RDKafkaErrorCode;
 use rivulet_testkit::dirs::bench_dir;
-use rivulet_testkit::kafka::{bench_client_config, try_create_topic, wait_for_leaders, Admin};
-use rivulet_testkit::poll::Poll;
 use rivulet_testkit::process::BrokerProcess;
 use rivulet_testkit::procfs;
 
 #[path = "../common/mod.rs"]
 mod common;
+use common::broker::{create_topic, stop_and_report};
+use common::clients::{consume, ReadSpec};
 use common::{rivulet_bin, target_dir};
 
 mod clients;
 mod report;
 mod sink;
 
-use clients::{consume, produce, tcp_copy};
-use report::{best, mib, print_ratio, print_run, strip_ansi, Run, COLS};
+use clients::{produce, tcp_copy};
+use report::{best, mib, print_ratio, print_run, Run, COLS};
 
 /// Upper bound on any single wait; a run that exceeds it is broken.
 const T: Duration = Duration::from_secs(120);
@@ -194,28 +194,22 @@ impl Scenario {
     }
 }
 
-/// Create `topic` (one partition) on the broker, retrying while it starts
-/// up, and wait for its leader.
-fn create_topic(rt: &tokio::runtime::Runtime, broker: &mut BrokerProcess, topic: &str) {
-    let admin: Admin = bench_client_config(&broker.bootstrap())
-        .create()
-        .expect("admin client");
-    Poll::new(T)
-        .every(Duration::from_millis(100))
-        .retry(format!("creating {topic}"), || {
-            broker.check_alive();
-            match rt.block_on(try_create_topic(&admin, topic, 1, 1, &[])) {
-                Ok(()) | Err((RDKafkaErrorCode::TopicAlreadyExists, _)) => Ok(()),
-                Err(e) => Err(e),
-            }
-        });
-    wait_for_leaders(&broker.bootstrap(), topic, T);
-}
-
 fn run_one(bootstrap: &str, topic: &str, s: &Scenario, broker_pid: Option<u32>) -> Run {
     let warmup = (s.records / 100).clamp(1, 1000);
     let produce = produce(bootstrap, topic, s, warmup, broker_pid);
-    let consume = consume(bootstrap, topic, warmup as i64, s.records, broker_pid);
+    let consume = consume(
+        &ReadSpec {
+            bootstrap,
+            topic,
+            offset: warmup as i64,
+            n: s.records,
+            config: &[],
+            settle: Duration::ZERO,
+            timeout: T,
+            broker_pid,
+        },
+        |_| {},
+    );
     let problems = [
         (produce.failed > 0).then(|| {
             format!(
@@ -297,7 +291,7 @@ fn main() {
         let (mut peak, mut rss_after, mut reset) = (0, 0, true);
         for rep in 0..plan.repeat {
             let topic = format!("{}-r{rep}", s.topic());
-            create_topic(&rt, &mut broker, &topic);
+            create_topic(&rt, &mut broker, &topic, T);
             overall_peak = overall_peak.max(procfs::rss(broker.pid()).1);
             reset &= procfs::reset_peak_rss(broker.pid());
             rivulet.push(run_one(&broker.bootstrap(), &topic, s, Some(broker.pid())));
@@ -346,22 +340,5 @@ fn main() {
     }
     println!("broker RSS peak over all runs: {}", mib(overall_peak));
     println!("load average at the end: {}", procfs::loadavg());
-    // Stop with SIGTERM (a clean shutdown); SIGKILL after 20 s.
-    let stopped = match broker.terminate(Duration::from_secs(20)) {
-        Some(status) => format!("exited after SIGTERM: {status}"),
-        None => "did NOT exit within 20 s of SIGTERM; killed".to_string(),
-    };
-    let text = strip_ansi(&fs::read_to_string(&log).unwrap_or_default());
-    let warnings: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-        .collect();
-    println!(
-        "broker {stopped}; {} WARN/ERROR lines in {}",
-        warnings.len(),
-        log.display()
-    );
-    for w in warnings.iter().take(10) {
-        println!("  {w}");
-    }
+    stop_and_report(&mut broker, &log);
 }

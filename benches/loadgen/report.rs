@@ -4,7 +4,8 @@
 
 use rivulet_testkit::stats::percentile;
 
-use super::clients::{ConsumeStats, ProduceStats};
+use super::clients::ProduceStats;
+use super::common::clients::ConsumeStats;
 use super::{Scenario, MB};
 
 pub(crate) struct Run {
@@ -119,20 +120,6 @@ pub(crate) fn print_ratio(label: &str, s: &Scenario, rivulet: &Run, sink: &Run) 
         .map(|(x, y)| format!("{:.2}x", x / y))
         .collect();
     line(label, "ratio", &cells);
-}
-
-/// `text` without terminal colour codes.
-pub(crate) fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 pub(crate) fn mib(b: u64) -> String {
