@@ -123,6 +123,11 @@ impl TxnTracker {
     }
 
     /// `(producer id, first offset)` of every ongoing transaction, oldest first.
+    /// The first offset of `producer_id`'s ongoing transaction, if any.
+    pub fn ongoing_first_offset(&self, producer_id: i64) -> Option<i64> {
+        self.ongoing.get(&producer_id).copied()
+    }
+
     pub fn ongoing(&self) -> Vec<(i64, i64)> {
         self.ongoing_by_first
             .iter()

@@ -52,13 +52,7 @@ async fn verify(
             let ongoing = b
                 .replicas
                 .get(&TopicPartition::new(tp.0.clone(), tp.1))
-                .is_some_and(|part| {
-                    part.log
-                        .lock()
-                        .ongoing_transactions()
-                        .iter()
-                        .any(|(pid, _)| *pid == producer.0)
-                });
+                .is_some_and(|part| part.log.lock().has_ongoing_transaction(producer.0));
             if !ongoing {
                 by_producer.entry(producer).or_default().push(tp);
             }

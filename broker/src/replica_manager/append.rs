@@ -179,23 +179,21 @@ impl ReplicaManager {
             // transaction in this partition needs a verification guard that
             // no marker has cleared since (the handler verified it with the
             // coordinator just before).
-            if origin == AppendOrigin::Client && first.is_transactional() && !first.is_control() {
-                let ongoing = log
-                    .ongoing_transactions()
-                    .iter()
-                    .any(|(pid, _)| *pid == first.producer_id);
-                if !ongoing {
-                    let guard = partition.verified.lock().remove(&first.producer_id);
-                    if guard != Some(first.producer_epoch) {
-                        return AppendResult::error(
-                            E::InvalidTxnState.code(),
-                            "the partition is not in an ongoing transaction of this producer"
-                                .to_string(),
-                        );
-                    }
+            let starts_transaction = origin == AppendOrigin::Client
+                && first.is_transactional()
+                && !first.is_control()
+                && !log.has_ongoing_transaction(first.producer_id);
+            if starts_transaction {
+                let guard = partition.verified.lock().remove(&first.producer_id);
+                if guard != Some(first.producer_epoch) {
+                    return AppendResult::error(
+                        E::InvalidTxnState.code(),
+                        "the partition is not in an ongoing transaction of this producer"
+                            .to_string(),
+                    );
                 }
             }
-            if marker_epoch.is_some() || first.is_control() {
+            if first.is_control() {
                 partition.verified.lock().remove(&first.producer_id);
             }
             let storage_origin = match origin {

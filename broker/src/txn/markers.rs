@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
@@ -85,12 +86,14 @@ impl MarkerSender {
                     Some(reg) => by_leader.entry(reg.leader).or_default().push((topic, p)),
                 }
             }
-            for (leader, tps) in by_leader {
+            // Every leader at once, and this node's partitions at once: a
+            // transaction's markers cost one acks=all round, not one per
+            // partition.
+            let writes = by_leader.into_iter().map(|(leader, tps)| async move {
                 let codes = if leader == self.node.node_id() {
-                    let mut codes = Vec::new();
-                    for (topic, p) in &tps {
+                    join_all(tps.iter().map(|(topic, p)| async move {
                         let tp = TopicPartition::new(topic.clone(), *p);
-                        let code = write_local(
+                        write_local(
                             &self.node,
                             &self.groups,
                             &tp,
@@ -99,10 +102,9 @@ impl MarkerSender {
                             coordinator_epoch,
                             result,
                         )
-                        .await;
-                        codes.push(code);
-                    }
-                    codes
+                        .await
+                    }))
+                    .await
                 } else {
                     self.write_remote(
                         leader,
@@ -114,6 +116,9 @@ impl MarkerSender {
                     )
                     .await
                 };
+                (tps, codes)
+            });
+            for (tps, codes) in join_all(writes).await {
                 for (tp, code) in tps.into_iter().zip(codes) {
                     if code == 0 {
                         remaining.remove(&tp);

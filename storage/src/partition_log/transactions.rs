@@ -47,6 +47,12 @@ impl PartitionLog {
             .map(|f| f.max(self.log_start_offset))
     }
 
+    /// Whether `producer_id` has a transaction ongoing in this partition
+    /// (O(1): the produce path asks it for every transactional batch).
+    pub fn has_ongoing_transaction(&self, producer_id: i64) -> bool {
+        self.txns.ongoing_first_offset(producer_id).is_some()
+    }
+
     /// `(producer id, first offset)` of every ongoing transaction, oldest
     /// first (DescribeProducers).
     pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
