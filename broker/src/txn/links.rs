@@ -7,6 +7,7 @@
 //! broker now listens).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::protocol::Request;
@@ -19,16 +20,20 @@ use crate::local_node::LocalNode;
 /// Timeout of one connect and of one round trip.
 const LINK_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// One broker's connection, if open; its lock is held across a round trip.
+type Link = Arc<tokio::sync::Mutex<Option<Client<TcpStream>>>>;
+
 pub struct BrokerLinks {
     node: LocalNode,
-    conns: tokio::sync::Mutex<HashMap<i32, Client<TcpStream>>>,
+    /// Per broker, so requests to different brokers run side by side.
+    links: parking_lot::Mutex<HashMap<i32, Link>>,
 }
 
 impl BrokerLinks {
     pub fn new(node: LocalNode) -> Self {
         BrokerLinks {
             node,
-            conns: tokio::sync::Mutex::new(HashMap::new()),
+            links: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -40,26 +45,25 @@ impl BrokerLinks {
         version: i16,
         req: &R,
     ) -> Option<R::Response> {
-        let mut conns = self.conns.lock().await;
-        let client = match conns.entry(to) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let image = self.node.image();
-                let l = image.brokers.get(&to).and_then(|r| r.listeners.first())?;
-                let addr = format!("{}:{}", l.host, l.port);
-                let c = tokio::time::timeout(LINK_TIMEOUT, wire::connect(addr.as_str()))
-                    .await
-                    .ok()?
-                    .ok()?;
-                let id = format!("rivulet-broker-{}", self.node.node_id());
-                e.insert(c.with_client_id(Some(id)).with_timeout(LINK_TIMEOUT))
-            }
-        };
+        let link = self.links.lock().entry(to).or_default().clone();
+        let mut conn = link.lock().await;
+        if conn.is_none() {
+            let image = self.node.image();
+            let l = image.brokers.get(&to).and_then(|r| r.listeners.first())?;
+            let addr = format!("{}:{}", l.host, l.port);
+            let c = tokio::time::timeout(LINK_TIMEOUT, wire::connect(addr.as_str()))
+                .await
+                .ok()?
+                .ok()?;
+            let id = format!("rivulet-broker-{}", self.node.node_id());
+            *conn = Some(c.with_client_id(Some(id)).with_timeout(LINK_TIMEOUT));
+        }
+        let client = conn.as_mut()?;
         match client.round_trip(version, req).await {
             Ok(resp) => Some(resp),
             Err(e) => {
                 debug!(to, error = %e, "broker link failed; reconnecting next time");
-                conns.remove(&to);
+                *conn = None;
                 None
             }
         }
