@@ -1,0 +1,545 @@
+//! Stream-layer benchmark (issue 12): what a stream job costs against a
+//! plain consume loop over the same data, in the same run. A plain
+//! harness, not criterion.
+//!
+//! - The broker is the release `rivulet` binary as its own process (as for
+//!   `loadgen`/`txn`); PostgreSQL is a real throwaway server
+//!   (`rivulet_testkit::postgres`, Debian's binaries); the jobs run in this
+//!   process through `rivulet_streams::runtime::run`, exactly what
+//!   `rivulet stream run` calls.
+//! - Events: 100-byte JSON objects (`id`, `user` of 1,000, `kind`
+//!   click/view/buy in turn, `amount`, `ts` epoch millis), one partition.
+//! - Jobs: filter (`kind <> 'view'`, keeps 2 of 3) → Kafka topic,
+//!   at-least-once and exactly-once (one transaction per micro-batch);
+//!   key_by user → tumbling 1-minute count/sum (update mode) → PostgreSQL
+//!   upsert, exactly-once; filter → date-partitioned JSON Lines files.
+//! 1. Throughput: N events are written first; the ceiling is rdkafka's
+//!    `BaseConsumer` reading them from the start (the loop every job's
+//!    source is); each job runs with trigger `available_now` over the same
+//!    topic, timed from start to its end (start-up included, as the
+//!    ceiling's assignment is). Runs alternate (ceiling, jobs, ceiling,
+//!    ...), best of `STREAMS_BENCH_REPEAT` each; ratio = job records/s ÷
+//!    ceiling records/s. Every run's sink is then read back: it must hold
+//!    exactly the expected rows (for the aggregate: counts summing to N),
+//!    or the bench fails.
+//! 2. Latency: a producer paces `STREAMS_BENCH_RATE` events/s for
+//!    `STREAMS_BENCH_SECS` s to a fresh topic with `ts` = the send time,
+//!    while the job runs as fast as possible; a watcher sees rows appear
+//!    (read_committed consumer of the output topic; new files; the sum of
+//!    the aggregate's counts in PostgreSQL, polled every 10 ms) and the
+//!    latency of a row is when it was seen minus its `ts`; p50/p99/max.
+//! 3. Memory: a windowed aggregation (the same plan) in this process fed
+//!    `STREAMS_BENCH_KEYS` distinct keys in one window; RSS growth ÷ keys.
+//!
+//! Knobs: `STREAMS_BENCH_RECORDS` (N, default 500,000), `STREAMS_BENCH_QUICK=1`
+//! (or `-- --quick`: a tenth of N and of the latency phase),
+//! `STREAMS_BENCH_REPEAT` (default 2), `STREAMS_BENCH_RATE` (default 5,000),
+//! `STREAMS_BENCH_SECS` (default 10), `STREAMS_BENCH_KEYS` (default 1,000,000),
+//! `STREAMS_BENCH_ONLY` (comma list of kafka-alo,kafka-eos,window-pg,files).
+//! Run: `cargo bench --bench streams`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rivulet_streams::runtime::{self, RunOptions};
+use rivulet_streams::{Executor, JobPlan, SourceMeta, SourceRecord};
+use rivulet_testkit::dirs::bench_dir;
+use rivulet_testkit::kafka::bench_client_config;
+use rivulet_testkit::postgres::TestPostgres;
+use rivulet_testkit::process::BrokerProcess;
+use rivulet_testkit::procfs;
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::broker::{create_topic, stop_and_report};
+use common::clients::{consume, wait_delivered, ReadSpec};
+use common::{env_usize, rivulet_bin, target_dir};
+
+mod jobs;
+use jobs::{event, Job, Seen, Target, Watcher};
+
+const T: Duration = Duration::from_secs(300);
+const JOBS: [Job; 4] = [
+    Job::FilterKafka {
+        exactly_once: false,
+    },
+    Job::FilterKafka { exactly_once: true },
+    Job::WindowPostgres,
+    Job::FilterFiles,
+];
+
+struct Plan {
+    records: usize,
+    repeat: usize,
+    rate: usize,
+    secs: usize,
+    keys: usize,
+    only: Option<Vec<String>>,
+    quick: bool,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let quick = std::env::args().any(|a| a == "--quick")
+            || std::env::var("STREAMS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let div = if quick { 10 } else { 1 };
+        Plan {
+            records: env_usize("STREAMS_BENCH_RECORDS", 500_000) / div,
+            repeat: env_usize("STREAMS_BENCH_REPEAT", 2).max(1),
+            rate: env_usize("STREAMS_BENCH_RATE", 5_000).max(1),
+            secs: (env_usize("STREAMS_BENCH_SECS", 10) / div).max(2),
+            keys: env_usize("STREAMS_BENCH_KEYS", 1_000_000) / div,
+            only: std::env::var("STREAMS_BENCH_ONLY")
+                .ok()
+                .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
+            quick,
+        }
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        JOBS.into_iter()
+            .filter(|j| {
+                self.only
+                    .as_ref()
+                    .is_none_or(|o| o.iter().any(|s| s == j.slug()))
+            })
+            .collect()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Bench {
+    plan: Plan,
+    rt: tokio::runtime::Runtime,
+    broker: BrokerProcess,
+    pg: TestPostgres,
+    pg_url: String,
+    work: tempfile::TempDir,
+    runs: usize,
+    problems: Vec<String>,
+}
+
+impl Bench {
+    fn producer(&self) -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+        let mut c = bench_client_config(&self.broker.bootstrap());
+        c.set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "100000");
+        c.create().expect("producer")
+    }
+
+    /// Write events `0..n` to `topic`, event times 1 ms apart ending now.
+    fn fill(&mut self, topic: &str, n: usize) {
+        create_topic(&self.rt, &mut self.broker, topic, T);
+        let p = self.producer();
+        let base = now_ms() - n as i64;
+        for i in 0..n {
+            let v = event(i, base + i as i64);
+            let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(&v[..]);
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        rec = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        if let Err(e) = wait_delivered(&p, T) {
+            panic!("filling {topic}: {e}");
+        }
+    }
+
+    fn target(&mut self, job: Job, input: &str, trigger: &'static str) -> Target {
+        self.runs += 1;
+        Target {
+            job,
+            run: format!("{}-{}", job.slug(), self.runs),
+            input: input.to_string(),
+            trigger,
+            work: self.work.path().to_path_buf(),
+            pg_url: self.pg_url.clone(),
+        }
+    }
+
+    /// One `available_now` run of `job` over `input`: elapsed, then checks
+    /// the sink's rows.
+    fn throughput(&mut self, job: Job, input: &str, n: usize) -> Option<Duration> {
+        let bootstrap = self.broker.bootstrap();
+        let t = self.target(job, input, "available_now");
+        let toml = t.toml();
+        let expected = t.expected(n);
+        let plan = JobPlan::from_toml(&toml).expect("bench job plan");
+        let options = RunOptions {
+            bootstrap_servers: Some(bootstrap.clone()),
+            ..RunOptions::default()
+        };
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let t0 = Instant::now();
+        let result = self.rt.block_on(runtime::run(plan, options, rx));
+        let elapsed = t0.elapsed();
+        if let Err(e) = result {
+            return self.problem(format!("{}: {e}", job.label()));
+        }
+        // Read back what the sink holds.
+        let got = self.rt.block_on(async {
+            let mut w = Watcher::new(&t, &bootstrap, &self.pg).await;
+            let mut total = 0usize;
+            let mut quiet = Instant::now();
+            while quiet.elapsed() < Duration::from_secs(2) {
+                match w.poll().await {
+                    Seen::Rows(r) if !r.is_empty() => {
+                        total += r.len();
+                        quiet = Instant::now();
+                    }
+                    Seen::Rows(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Seen::Total(x) => return x,
+                }
+            }
+            total
+        });
+        if got != expected {
+            return self.problem(format!(
+                "{}: the sink holds {got} rows, expected exactly {expected}",
+                job.label()
+            ));
+        }
+        Some(elapsed)
+    }
+
+    fn problem<T>(&mut self, p: String) -> Option<T> {
+        eprintln!("bench: PROBLEM: {p}");
+        self.problems.push(p);
+        None
+    }
+
+    fn ceiling(&mut self, input: &str, n: usize) -> Duration {
+        let bootstrap = self.broker.bootstrap();
+        let stats = consume(
+            &ReadSpec {
+                bootstrap: &bootstrap,
+                topic: input,
+                offset: 0,
+                n,
+                config: &[],
+                settle: Duration::ZERO,
+                timeout: T,
+                broker_pid: Some(self.broker.pid()),
+            },
+            |_| {},
+        );
+        if stats.records != n {
+            self.problems
+                .push(format!("ceiling read {} of {n} records", stats.records));
+        }
+        stats.elapsed
+    }
+
+    /// The latency phase of `job`: p50, p99, max in ms, and rows seen.
+    fn latency(&mut self, job: Job) -> Option<(f64, f64, f64, usize)> {
+        let input = format!("lat-{}", job.slug());
+        let bootstrap = self.broker.bootstrap();
+        create_topic(&self.rt, &mut self.broker, &input, T);
+        if let Job::FilterKafka { .. } = job {
+            // The watcher assigns the output topic before the job's first batch.
+            let out = format!("out-{}-{}", job.slug(), self.runs + 1);
+            create_topic(&self.rt, &mut self.broker, &out, T);
+        }
+        let (rate, secs) = (self.plan.rate, self.plan.secs);
+        let n = rate * secs;
+        let t = self.target(job, &input, "0s");
+        let expected = t.expected(n);
+        let plan = JobPlan::from_toml(&t.toml()).expect("bench job plan");
+        let options = RunOptions {
+            bootstrap_servers: Some(bootstrap.clone()),
+            poll_wait: Duration::from_millis(5),
+            ..RunOptions::default()
+        };
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        // The runtime's future is not Send (operators are not): the job gets
+        // a thread and a runtime of its own, and `block_on`s there.
+        let job_task = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(runtime::run(plan, options, rx))
+                .map_err(|e| e.to_string())
+        });
+        // Let the job assign and take its first (empty) polls.
+        std::thread::sleep(Duration::from_secs(2));
+
+        let sent_at: Arc<parking_lot::Mutex<Vec<i64>>> = Arc::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let p = self.producer();
+            let (sent_at, done, topic) = (sent_at.clone(), done.clone(), input.clone());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                for i in 0..n {
+                    let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                    if let Some(d) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                    let ts = now_ms();
+                    let v = event(i, ts);
+                    sent_at.lock().push(ts);
+                    let _ = p.send(BaseRecord::<'_, (), [u8]>::to(&topic).payload(&v[..]));
+                }
+                let r = wait_delivered(&p, T);
+                done.store(true, Ordering::SeqCst);
+                r
+            })
+        };
+        let lat = self.rt.block_on(async {
+            let mut w = Watcher::new(&t, &bootstrap, &self.pg).await;
+            let mut lat = Vec::with_capacity(expected);
+            let mut accounted = 0usize;
+            let deadline = Instant::now() + Duration::from_secs(secs as u64) + T;
+            while lat.len() < expected && Instant::now() < deadline {
+                match w.poll().await {
+                    Seen::Rows(ts) => {
+                        let now = now_ms();
+                        lat.extend(ts.into_iter().map(|ts| (now - ts) as f64));
+                    }
+                    Seen::Total(total) => {
+                        // Events are processed in order (one partition):
+                        // the first `total` sent are visible now.
+                        let now = now_ms();
+                        let sent = sent_at.lock();
+                        for ts in sent.iter().take(total.min(sent.len())).skip(accounted) {
+                            lat.push((now - ts) as f64);
+                        }
+                        accounted = accounted.max(total.min(sent.len()));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lat
+        });
+        let _ = tx.send(true);
+        let delivered = producer.join().expect("producer thread");
+        let ran = job_task.join();
+        if let Err(e) = delivered {
+            return self.problem(format!("{} latency producer: {e}", job.label()));
+        }
+        match ran {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return self.problem(format!("{} (latency run): {e}", job.label())),
+            Err(_) => return self.problem(format!("{} (latency run) panicked", job.label())),
+        }
+        if lat.len() != expected {
+            return self.problem(format!(
+                "{} latency run: saw {} of {expected} rows",
+                job.label(),
+                lat.len()
+            ));
+        }
+        let mut lat = lat;
+        lat.sort_by(f64::total_cmp);
+        let q = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+        Some((q(0.5), q(0.99), q(1.0), lat.len()))
+    }
+}
+
+/// RSS growth of a windowed aggregation holding `keys` live keys, in
+/// bytes per key.
+fn memory_per_key(keys: usize) -> (f64, usize) {
+    let plan = JobPlan::from_toml(
+        r#"[job]
+name = "mem"
+[[source]]
+name = "events"
+topics = ["events"]
+event_time = { field = "ts", format = "epoch_millis" }
+watermark_delay = "1h"
+[[operator]]
+name = "by_user"
+type = "key_by"
+by = "user"
+[[operator]]
+name = "per_minute"
+type = "window"
+window = "tumbling"
+size = "1m"
+max_windows = 100000000
+aggregates = ["count(*) AS n", "sum(amount) AS total"]
+output_mode = "append"
+[[sink]]
+name = "out"
+type = "console"
+"#,
+    )
+    .expect("memory plan");
+    let mut ex = Executor::new(plan, BTreeMap::new()).expect("executor");
+    let pid = std::process::id();
+    let ts = now_ms();
+    let before = procfs::rss(pid).0;
+    let chunk = 100_000;
+    let mut i = 0;
+    while i < keys {
+        let records: Vec<SourceRecord> = (i..(i + chunk).min(keys))
+            .map(|k| SourceRecord {
+                meta: SourceMeta {
+                    key: None,
+                    headers: Vec::new(),
+                    topic: "events".into(),
+                    partition: 0,
+                    offset: k as i64,
+                    timestamp_ms: ts,
+                },
+                value: format!(r#"{{"user":"user-{k:09}","amount":1.5,"ts":{ts}}}"#).into_bytes(),
+            })
+            .collect();
+        let out = ex
+            .run_batch(&BTreeMap::from([("events".to_string(), records)]), ts)
+            .expect("memory batch");
+        assert!(out.dead_letters.is_empty(), "memory phase: dead letters");
+        i += chunk;
+    }
+    let after = procfs::rss(pid).0;
+    // The state must really be there: a snapshot holds every key.
+    let snapshot = ex.snapshot().expect("snapshot").to_string();
+    let held = snapshot
+        .match_indices("user-")
+        .filter_map(|(i, _)| snapshot.get(i..i + 14))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let grew = after.saturating_sub(before) as f64;
+    (grew / keys.max(1) as f64, held)
+}
+
+fn main() {
+    let plan = Plan::from_env();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let bin = rivulet_bin();
+    let log = target_dir().join("streams-bench-broker.log");
+    let broker =
+        BrokerProcess::start_in(&bin, bench_dir(), log.clone(), &[], &[("NO_COLOR", "1")], T);
+    let pg = TestPostgres::start();
+    let pg_url = pg.create_database("bench");
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, v) = rdkafka::util::get_rdkafka_version();
+    println!(
+        "streams bench{}: N = {} events of {} B, 1 partition; rdkafka 0.39 (librdkafka {v}); \
+         broker {} (pid {}); {} cores, load average {}",
+        if plan.quick { " (--quick)" } else { "" },
+        plan.records,
+        jobs::EVENT_BYTES,
+        bin.display(),
+        broker.pid(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        procfs::loadavg(),
+    );
+    let mut b = Bench {
+        plan,
+        rt,
+        broker,
+        pg,
+        pg_url,
+        work: tempfile::tempdir_in(bench_dir()).expect("work dir"),
+        runs: 0,
+        problems: Vec::new(),
+    };
+    let n = b.plan.records;
+    let jobs = b.plan.jobs();
+
+    // 1. Throughput.
+    b.fill("events", n);
+    let mut ceiling = Vec::new();
+    let mut best: BTreeMap<&'static str, Duration> = BTreeMap::new();
+    for _ in 0..b.plan.repeat {
+        ceiling.push(b.ceiling("events", n));
+        for &job in &jobs {
+            if let Some(d) = b.throughput(job, "events", n) {
+                let e = best.entry(job.slug()).or_insert(d);
+                *e = (*e).min(d);
+            }
+        }
+    }
+    let ceiling = ceiling.into_iter().min().unwrap_or_default();
+    let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    println!();
+    println!("throughput (best of {}):", b.plan.repeat);
+    println!("  {:<44} {:>12} {:>8}", "", "events/s", "ratio");
+    println!(
+        "  {:<44} {:>12.0} {:>8.2}",
+        "ceiling: rdkafka BaseConsumer loop",
+        rate(ceiling),
+        1.0
+    );
+    for &job in &jobs {
+        if let Some(d) = best.get(job.slug()) {
+            println!(
+                "  {:<44} {:>12.0} {:>8.2}",
+                job.label(),
+                rate(*d),
+                rate(*d) / rate(ceiling)
+            );
+        }
+    }
+    if let (Some(a), Some(e)) = (best.get("kafka-alo"), best.get("kafka-eos")) {
+        println!(
+            "  exactly-once ÷ at-least-once (kafka sink): {:.2}",
+            rate(*e) / rate(*a)
+        );
+    }
+
+    // 2. Latency.
+    println!();
+    println!(
+        "end-to-end latency, {} events/s for {} s (produce → visible in the sink), ms:",
+        b.plan.rate, b.plan.secs
+    );
+    println!(
+        "  {:<44} {:>8} {:>8} {:>8} {:>8}",
+        "", "p50", "p99", "max", "rows"
+    );
+    for &job in &jobs {
+        if let Some((p50, p99, max, rows)) = b.latency(job) {
+            println!(
+                "  {:<44} {p50:>8.0} {p99:>8.0} {max:>8.0} {rows:>8}",
+                job.label()
+            );
+        }
+    }
+
+    // 3. Memory.
+    let (per_key, held) = memory_per_key(b.plan.keys);
+    println!();
+    println!(
+        "memory: {} live window keys (one tumbling window, count + sum): {:.0} B of RSS per key \
+         ({:.0} MiB per million keys)",
+        b.plan.keys,
+        per_key,
+        per_key * 1e6 / (1024.0 * 1024.0)
+    );
+    if held != b.plan.keys {
+        b.problems.push(format!(
+            "memory phase: the snapshot holds {held} keys, expected {}",
+            b.plan.keys
+        ));
+    }
+
+    stop_and_report(&mut b.broker, &log);
+    if !b.problems.is_empty() {
+        eprintln!("{} problem(s):", b.problems.len());
+        for p in &b.problems {
+            eprintln!("  {p}");
+        }
+        std::process::exit(1);
+    }
+}
