@@ -581,7 +581,7 @@ impl PartitionLog {
         self.segments.insert(base, seg);
         // Every batch below `base` is recorded, none above: the state as of
         // the new segment (Kafka's `roll` → `takeSnapshot`).
-        self.snapshot_on_roll(base);
+        self.snapshot_or_warn(base);
         Ok(())
     }
 
@@ -747,7 +747,7 @@ impl PartitionLog {
     pub fn close(&mut self) -> Result<()> {
         self.flush()?;
         self.active_mut()?.on_becoming_inactive()?;
-        self.take_producer_snapshot()?;
+        self.snapshot_or_warn(self.log_end_offset);
         self.epoch_cache.flush()
     }
 
@@ -760,18 +760,6 @@ impl PartitionLog {
     /// first append).
     pub fn assign_epoch_start_offset(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
         self.epoch_cache.assign(epoch, start_offset)?;
-        Ok(())
-    }
-
-    /// Visit the header of every batch in the log, oldest first (rebuilding
-    /// producer state at load). Reads whole batches sequentially.
-    pub fn scan_batch_headers(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
-        for seg in self.segments.values() {
-            crate::log_segment::for_each_batch(&seg.file(), seg.size(), |h, _| {
-                f(h);
-                Ok(())
-            })?;
-        }
         Ok(())
     }
 

@@ -339,7 +339,7 @@ fn a_clean_reopen_replays_nothing_and_an_unclean_one_only_the_last_segment() {
 }
 
 #[test]
-fn a_corrupt_or_unknown_version_snapshot_falls_back_to_an_older_one_then_the_scan() {
+fn a_corrupt_or_unknown_version_snapshot_is_deleted_and_an_older_one_or_the_scan_used() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = log_with_segments(dir.path(), 60);
     let end = log.log_end_offset();
@@ -375,6 +375,7 @@ fn a_corrupt_or_unknown_version_snapshot_falls_back_to_an_older_one_then_the_sca
         (Some(snaps[1]), 1)
     );
     assert_eq!(state(&log), want);
+    assert!(!newest.exists(), "a corrupt snapshot is deleted");
     drop(log);
 
     // An unknown version in the next: the oldest serves.
@@ -386,9 +387,10 @@ fn a_corrupt_or_unknown_version_snapshot_falls_back_to_an_older_one_then_the_sca
     let load = log.last_producer_state_load();
     assert_eq!(
         (load.snapshot_offset, load.snapshots_rejected),
-        (Some(snaps[0]), 2)
+        (Some(snaps[0]), 1)
     );
     assert_eq!(state(&log), want);
+    assert!(!next.exists());
     drop(log);
 
     // The last one cut short: the full scan, same state.
@@ -397,9 +399,10 @@ fn a_corrupt_or_unknown_version_snapshot_falls_back_to_an_older_one_then_the_sca
     fs::write(&oldest, &bytes[..bytes.len() - 3]).unwrap();
     let log = reopen();
     let load = log.last_producer_state_load();
-    assert_eq!((load.snapshot_offset, load.snapshots_rejected), (None, 3));
+    assert_eq!((load.snapshot_offset, load.snapshots_rejected), (None, 1));
     assert_eq!(load.batches_scanned, 60);
     assert_eq!(state(&log), want);
+    assert!(list_snapshots(dir.path()).unwrap().is_empty());
 }
 
 #[test]

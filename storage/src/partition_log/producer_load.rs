@@ -24,7 +24,8 @@
 //!   base, at most the log end (and the recovery point after an unclean
 //!   shutdown), and its unreplicated transactions cover the high watermark
 //!   the log opened with (`hw ≥ min(snapshot hw, offset)`); a corrupt or
-//!   unknown-version file is skipped with a warning, ending at the full scan.
+//!   unknown-version file is skipped with a warning and deleted (as Kafka
+//!   does), so the load falls back to an older one and at last the full scan.
 //!
 //! Segments below the snapshot keep their transaction index as it is (it
 //! must load valid; otherwise the snapshot is passed over for the full scan,
@@ -41,8 +42,9 @@ use tracing::{info, warn};
 
 use super::PartitionLog;
 use crate::error::{IoContext, Result};
+use crate::log_segment::remove_if_exists;
 use crate::log_segment::LogSegment;
-use crate::producer_snapshot::{self, ProducerSnapshot};
+use crate::producer_snapshot::{self, ProducerSnapshot, SnapshotError};
 use crate::producer_state::ProducerStateManager;
 use crate::transaction_index::AbortedTxn;
 use crate::txn_tracker::{CompletedTxn, TxnTracker};
@@ -133,6 +135,19 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Visit the header of every batch in the log, oldest first. Reads
+    /// whole batches sequentially (tools and tests; loading producer state
+    /// reads headers only, from the snapshot on).
+    pub fn scan_batch_headers(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        for seg in self.segments.values() {
+            crate::log_segment::for_each_batch(&seg.file(), seg.size(), |h, _| {
+                f(h);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
     /// Write a snapshot of the state at the log end (clean shutdown; tests).
     pub fn take_producer_snapshot(&mut self) -> Result<()> {
         self.snapshot_at(self.log_end_offset)
@@ -152,8 +167,10 @@ impl PartitionLog {
         producer_snapshot::retain_newest(&self.dir)
     }
 
-    /// [`snapshot_at`](Self::snapshot_at) for a roll: warn on failure.
-    pub(super) fn snapshot_on_roll(&mut self, offset: i64) {
+    /// [`snapshot_at`](Self::snapshot_at) for a roll or a close: warn on
+    /// failure (a full disk must not fail the append or the clean shutdown
+    /// that asked for it; the next open replays from an older snapshot).
+    pub(super) fn snapshot_or_warn(&mut self, offset: i64) {
         if let Err(e) = self.snapshot_at(offset) {
             warn!(partition = %self.tp, offset, error = %e,
                 "could not write a producer-state snapshot; the next open scans further");
@@ -192,6 +209,12 @@ impl PartitionLog {
                     rejected += 1;
                     warn!(partition = %self.tp, offset, error = %e,
                         "ignoring an unusable producer-state snapshot");
+                    // As Kafka's `loadFromSnapshot` on a corrupt file: gone,
+                    // so it neither warns again nor counts among the newest
+                    // kept. An unreadable file may be a passing I/O error.
+                    if !matches!(e, SnapshotError::Io { .. }) {
+                        remove_if_exists(&producer_snapshot::snapshot_path(&self.dir, offset))?;
+                    }
                 }
             }
         }
