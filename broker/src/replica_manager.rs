@@ -17,7 +17,8 @@
 //!
 //! Events and actions of a partition are handled under its log lock, so
 //! the state machine always reads the log it decided on, and a fetcher
-//! never appends to a log this node now leads. Lock order: the log, then the replica state machine, then the parked produces.
+//! never appends to a log this node now leads. Lock order: the log, then
+//! the replica state machine, then the parked produces.
 //!
 //! - this file: partitions and the image ([`ReplicaManager::apply_image`]);
 //! - `append.rs`: produce appends and `acks=all` waiting;
