@@ -438,6 +438,44 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_entries_restore_the_same_state_in_the_same_use_order() {
+        let mut s = ProducerStateManager::new();
+        s.record(&header(3, 0, 0, 2, 0));
+        s.record(&header(1, 2, 0, 1, 2));
+        let mut marker = header(3, 0, -1, 1, 3);
+        marker.attributes = 0x30;
+        s.record(&marker);
+        s.record_coordinator_epoch(3, 7);
+        let entries = s.snapshot_entries();
+        assert_eq!(
+            entries.iter().map(|e| e.producer_id).collect::<Vec<_>>(),
+            vec![1, 3],
+            "least recently used first"
+        );
+        let restored = ProducerStateManager::from_snapshot_entries(entries.clone());
+        assert_eq!(restored.snapshot_entries(), entries);
+        assert_eq!(restored.newer_coordinator_epoch(3, 6), Some(7));
+        assert!(matches!(
+            restored.check(&header(3, 0, 0, 2, 9)),
+            SequenceCheck::Duplicate(_)
+        ));
+        // Over-long input is cut to the newest batches.
+        let mut long = entries[0].clone();
+        long.batches = (0..8)
+            .map(|i| BatchMetadata {
+                first_seq: i,
+                last_seq: i,
+                first_offset: i as i64,
+                last_offset: i as i64,
+            })
+            .collect();
+        let cut = ProducerStateManager::from_snapshot_entries(vec![long]);
+        let batches = &cut.snapshot_entries()[0].batches;
+        assert_eq!(batches.len(), BATCHES_TO_RETAIN);
+        assert_eq!(batches[0].first_seq, 3);
+    }
+
+    #[test]
     fn only_the_last_five_batches_are_remembered_and_sequences_wrap() {
         let mut s = ProducerStateManager::new();
         for i in 0..7 {

@@ -308,6 +308,22 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_round_trips_ongoing_and_unreplicated_transactions() {
+        let mut t = TxnTracker::new();
+        t.on_batch(&data(1, 0, 1, true), None);
+        t.on_batch(&data(2, 1, 1, true), None);
+        t.on_batch(&marker(1, 2), Some(ControlType::Abort));
+        t.on_high_watermark(1);
+        let s = t.to_snapshot();
+        assert_eq!(s.ongoing, vec![(2, 1)]);
+        assert_eq!(s.unreplicated, vec![(1, 0, 2)]);
+        let back = TxnTracker::from_snapshot(&s);
+        assert_eq!(back.to_snapshot(), s);
+        assert_eq!(back.first_unstable_offset(), Some(0));
+        assert_eq!(back.ongoing_first_offset(2), Some(1));
+    }
+
+    #[test]
     fn truncation_reopens_transactions_whose_marker_went() {
         let mut t = TxnTracker::new();
         t.on_batch(&data(1, 0, 1, true), None);

@@ -498,3 +498,35 @@ fn coordinator_epochs_of_markers_survive_reopen_from_snapshot_and_from_scan() {
     assert_eq!(p.newer_coordinator_epoch(8, 8), Some(9));
     assert_eq!(log.aborted_transactions(0, end).unwrap().len(), 1);
 }
+
+#[test]
+fn retention_deletes_snapshots_below_the_first_segment_and_keeps_the_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_with_segments(dir.path(), 60);
+    let snaps = list_snapshots(dir.path()).unwrap();
+    assert_eq!(snaps.len(), 3, "{snaps:?}");
+    let producers = log.producer_state().snapshot_entries();
+    // Inside the segment that starts at the middle snapshot.
+    let start = log.delete_records_before(snaps[1] + 2).unwrap();
+    assert_eq!(start, snaps[1] + 2);
+    assert_eq!(log.segments().next().unwrap().base_offset(), snaps[1]);
+    assert_eq!(list_snapshots(dir.path()).unwrap(), snaps[1..].to_vec());
+    // KIP-360: producers outlive the data retention removed.
+    assert_eq!(log.producer_state().snapshot_entries(), producers);
+    let end = log.log_end_offset();
+    log.close().unwrap();
+    drop(log);
+    let log = open(
+        dir.path(),
+        tiny_segments(),
+        clock(),
+        LogOpenOptions {
+            clean_shutdown: true,
+            high_watermark: end,
+            log_start_offset: start,
+            ..LogOpenOptions::default()
+        },
+    );
+    assert_eq!(log.last_producer_state_load().snapshot_offset, Some(end));
+    assert_eq!(log.producer_state().snapshot_entries(), producers);
+}
