@@ -7,7 +7,10 @@
 //!   against plain `read` of the same segment file;
 //! - `lookup/*`: offset and timestamp lookups on a 1 GiB log;
 //! - `recovery/*`: reopening a 1 GiB active segment after an unclean stop, and
-//!   opening 1,000 cleanly closed partitions.
+//!   opening 1,000 cleanly closed partitions;
+//! - `producer_state/*`: opening a cleanly closed log of 200,000 idempotent
+//!   batches in 20 segments from its producer-state snapshot, against the
+//!   full header scan the same log needs without one.
 //!
 //! Files go under `$RIVULET_BENCH_DIR` (default: the system temp dir).
 //! Run: `cargo bench --bench storage` (a subset: `-- lookup`).
@@ -284,5 +287,64 @@ fn recovery(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, read, lookup, recovery);
+/// Opening a log from its `<offset>.snapshot` against rebuilding producer
+/// state from every batch header (issue 11).
+fn producer_state(c: &mut Criterion) {
+    const BATCHES: usize = 200_000;
+    let dir = bench_dir();
+    let cfg = LogConfig {
+        segment_bytes: 1 << 20,
+        ..config()
+    };
+    let open_with = |dir: &std::path::Path| {
+        PartitionLog::open(
+            dir,
+            TopicPartition::new("bench", 0),
+            cfg.clone(),
+            Arc::new(SystemClock),
+            LogOpenOptions {
+                clean_shutdown: true,
+                ..LogOpenOptions::default()
+            },
+        )
+        .expect("open log")
+    };
+    let (mut log, _) = open_with(dir.path());
+    for i in 0..BATCHES {
+        let pid = (i % 100) as i64;
+        let seq = (i / 100) as i32;
+        let mut b = RecordBatchBuilder::new(Compression::None).producer(pid, 0, seq);
+        b.push(T0 + i as i64, Some(b"key"), Some(&[b'x'; 64]), &[]);
+        let mut bytes = b.build().expect("batch");
+        log.append_as_leader(&mut bytes, 0).expect("append");
+    }
+    log.close().expect("close");
+    drop(log);
+
+    let mut g = c.benchmark_group("producer_state");
+    g.sample_size(10);
+    g.bench_function("open_from_snapshot", |b| {
+        b.iter(|| {
+            let (log, report) = open_with(dir.path());
+            assert_eq!(report.producer_state.batches_scanned, 0);
+            black_box(log)
+        })
+    });
+    for entry in std::fs::read_dir(dir.path()).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "snapshot") {
+            std::fs::remove_file(path).expect("remove snapshot");
+        }
+    }
+    g.bench_function("open_full_scan", |b| {
+        b.iter(|| {
+            let (log, report) = open_with(dir.path());
+            assert_eq!(report.producer_state.batches_scanned, BATCHES as u64);
+            black_box(log)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append, read, lookup, recovery, producer_state);
 criterion_main!(benches);

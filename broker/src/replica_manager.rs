@@ -5,17 +5,20 @@
 //! partition, no lock shared across partitions), its [`PartitionReplica`] —
 //! the sans-IO state machine that decides the high watermark, the ISR
 //! changes to ask for, the answers to parked `acks=all` produces and a
-//! follower's truncations (rules in [`crate::replication`]) — its
-//! idempotent-producer state and a notifier that wakes long-polling
-//! fetches after every append. This module feeds the state machine its
+//! follower's truncations (rules in [`crate::replication`]) — and a
+//! notifier that wakes long-polling fetches after every append. The
+//! idempotent-producer state is the log's own
+//! ([`PartitionLog::producer_state`]): the log records every batch it
+//! appends, as leader or follower, and reloads it from snapshots on open
+//! and truncation. This module feeds the state machine its
 //! events and carries out its [`Action`]s: on the log, on the notifier, on
 //! the parked produces' channels; fsyncs for `acks=all` run on the blocking
 //! pool, never on the async workers.
 //!
 //! Events and actions of a partition are handled under its log lock, so
 //! the state machine always reads the log it decided on, and a fetcher
-//! never appends to a log this node now leads. Lock order: producer state,
-//! then the log, then the replica state machine, then the parked produces.
+//! never appends to a log this node now leads. Lock order: the log, then
+//! the replica state machine, then the parked produces.
 //!
 //! - this file: partitions and the image ([`ReplicaManager::apply_image`]);
 //! - `append.rs`: produce appends and `acks=all` waiting;
@@ -29,7 +32,6 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use rivulet_controller::{MetadataImage, PartitionRegistration};
-use rivulet_protocol::record_batch::{self, BatchHeader};
 use rivulet_storage::config::LOG_CONFIG_KEYS;
 use rivulet_storage::log_manager::SharedLog;
 use rivulet_storage::{LogConfig, LogManager, PartitionLog, StorageError, TopicPartition};
@@ -37,7 +39,6 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::producer_state::ProducerStateManager;
 use crate::replication::{
     AckError, AckId, Action, AlterPartition, LogView, PartitionReplica, PendingIsr,
 };
@@ -58,7 +59,6 @@ pub struct Partition {
     pub log: SharedLog,
     /// The replication state machine; locked under the log.
     replica: Mutex<PartitionReplica>,
-    producers: Mutex<ProducerStateManager>,
     /// Woken after every append and high watermark move, for long-polling
     /// fetches.
     pub appended: tokio::sync::Notify,
@@ -78,7 +78,7 @@ pub struct Partition {
 struct Effects {
     /// ISR changes to send to the controller.
     alter: Vec<AlterPartition>,
-    /// The log was truncated: producer state must be rebuilt.
+    /// The log was truncated (it reloaded its producer state).
     truncated: bool,
     /// Fetched records were appended.
     appended: bool,
@@ -86,13 +86,11 @@ struct Effects {
 
 impl Partition {
     fn new(tp: TopicPartition, topic_id: Uuid, log: SharedLog, node_id: i32) -> Self {
-        let producers = rebuild_producer_state(&log);
         Partition {
             tp,
             topic_id,
             log,
             replica: Mutex::new(PartitionReplica::new(node_id)),
-            producers: Mutex::new(producers),
             appended: tokio::sync::Notify::new(),
             acks: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
@@ -172,13 +170,6 @@ impl Partition {
         Ok(effects)
     }
 
-    /// Replace the producer state with one rebuilt from the log (after a
-    /// follower truncated it).
-    pub fn rebuild_producers(&self) {
-        let rebuilt = rebuild_producer_state(&self.log);
-        *self.producers.lock() = rebuilt;
-    }
-
     /// The transaction coordinator confirmed that `producer_id`'s
     /// transaction at `epoch` includes this partition (KIP-890): its next
     /// transactional batch may start the transaction here.
@@ -188,16 +179,7 @@ impl Partition {
 
     /// The producers this partition remembers (DescribeProducers).
     pub fn producer_summaries(&self) -> Vec<crate::producer_state::ProducerSummary> {
-        self.producers.lock().summaries()
-    }
-
-    /// Record the producers of batches a follower appended, so that this
-    /// node deduplicates retries if it becomes leader.
-    pub fn record_replicated(&self, buf: &[u8]) {
-        let mut producers = self.producers.lock();
-        for h in headers(buf) {
-            producers.record(&h);
-        }
+        self.log.lock().producer_state().summaries()
     }
 }
 
@@ -386,28 +368,4 @@ impl ReplicaManager {
         partition.execute(&mut log, actions, None)?;
         Ok(())
     }
-}
-
-/// Headers of the (already validated) batches in `buf`.
-fn headers(buf: &[u8]) -> Vec<BatchHeader> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(size) = buf.get(pos..).and_then(record_batch::peek_batch_size) {
-        match buf.get(pos..).map(BatchHeader::parse) {
-            Some(Ok(h)) => out.push(h),
-            _ => break,
-        }
-        pos += size;
-    }
-    out
-}
-
-/// Producer state from the batch headers in the log.
-fn rebuild_producer_state(log: &SharedLog) -> ProducerStateManager {
-    let mut state = ProducerStateManager::new();
-    let log = log.lock();
-    if let Err(e) = log.scan_batch_headers(|h| state.record(h)) {
-        warn!(partition = %log.topic_partition(), error = %e, "could not rebuild producer state");
-    }
-    state
 }

@@ -4,7 +4,9 @@
 //! `.log` files of record batches kept byte-for-byte as producers sent them,
 //! with sparse memory-mapped [`OffsetIndex`] and [`TimeIndex`] files and a
 //! [`TransactionIndex`] of aborted transactions — plus the transaction state
-//! read_committed needs (last stable offset, [`TxnTracker`]),
+//! read_committed needs (last stable offset, [`TxnTracker`]), the
+//! idempotent-producer state ([`ProducerStateManager`]) and its
+//! `<offset>.snapshot` files ([`producer_snapshot`]),
 //! crash recovery, retention, compaction ([`LogCleaner`]), group-commit
 //! durability ([`FlushTracker`]), Kafka-format checkpoint files, the
 //! [`LogManager`] that holds all logs of a data directory, and the free-space
@@ -26,6 +28,8 @@ pub mod log_manager;
 pub mod log_segment;
 pub mod offset_index;
 pub mod partition_log;
+pub mod producer_snapshot;
+pub mod producer_state;
 pub mod time_index;
 pub mod topic_partition;
 pub mod transaction_index;
@@ -43,8 +47,11 @@ pub use log_manager::LogManager;
 pub use log_segment::{LogSegment, ReadPlan};
 pub use offset_index::{OffsetIndex, OffsetPosition};
 pub use partition_log::{
-    AppendOrigin, LogAppendInfo, LogOpenOptions, OpenReport, PartitionLog, RetentionResult,
+    AppendOrigin, LogAppendInfo, LogOpenOptions, OpenReport, PartitionLog, ProducerStateLoad,
+    RetentionResult,
 };
+pub use producer_snapshot::{ProducerSnapshot, SnapshotError};
+pub use producer_state::{ProducerStateManager, SequenceCheck};
 pub use time_index::{TimeIndex, TimestampOffset};
 pub use topic_partition::{validate_topic_name, TopicPartition};
 pub use transaction_index::{AbortedTxn, TransactionIndex};

@@ -1,8 +1,10 @@
 //! `PartitionLog` (Kafka's `UnifiedLog`): one partition's ordered
 //! [`LogSegment`]s, the offsets that bound them, and the operations the broker
 //! needs — append as leader or follower, read, look up by timestamp, truncate,
-//! move the log start, roll, retain and flush — and track transactions for
-//! read_committed (the last stable offset, aborted transactions).
+//! move the log start, roll, retain and flush — and keep the producer state
+//! (idempotent producers, and transactions for read_committed: the last
+//! stable offset, aborted transactions), snapshotted to `<offset>.snapshot`
+//! files so opening does not rescan the whole log.
 //!
 //! Invariants: segments are keyed by base offset and hold increasing,
 //! non-overlapping offsets; the last segment is the only active one;
@@ -25,13 +27,17 @@ use crate::durability::FlushTracker;
 use crate::error::{IoContext, Result, StorageError};
 use crate::leader_epoch_cache::LeaderEpochCache;
 use crate::log_segment::{self, LogSegment, ReadPlan, LOG_SUFFIX};
+use crate::producer_state::ProducerStateManager;
 use crate::topic_partition::TopicPartition;
 use crate::transaction_index::TXN_INDEX_SUFFIX;
 use crate::txn_tracker::TxnTracker;
 
+pub(crate) mod producer_load;
 mod retention;
 mod timestamps;
-pub(crate) mod transactions;
+mod transactions;
+
+pub use producer_load::ProducerStateLoad;
 
 /// Where a log left off, from the data dir's checkpoints.
 #[derive(Debug, Clone)]
@@ -84,6 +90,9 @@ pub struct OpenReport {
     pub recovered_segments: usize,
     pub truncated_bytes: u64,
     pub deleted_segments: usize,
+    /// How the producer state was loaded (from which snapshot, how much
+    /// log was replayed after it).
+    pub producer_state: ProducerStateLoad,
 }
 
 /// What a retention pass removed.
@@ -115,6 +124,10 @@ pub struct PartitionLog {
     append_failure_logged_ms: i64,
     /// Ongoing and unreplicated transactions (see `transactions`).
     txns: TxnTracker,
+    /// Idempotent producers (see `producer_load`).
+    producers: ProducerStateManager,
+    /// How the producer state was last loaded.
+    producer_load: ProducerStateLoad,
 }
 
 /// Who asks for an append as leader (Kafka's `AppendOrigin`): only the
@@ -228,6 +241,8 @@ impl PartitionLog {
             append_failures: 0,
             append_failure_logged_ms: i64::MIN / 2,
             txns: TxnTracker::new(),
+            producers: ProducerStateManager::new(),
+            producer_load: ProducerStateLoad::default(),
         };
         if log.log_start_offset > log.log_end_offset {
             log.truncate_fully_and_start_at(log.log_start_offset)?;
@@ -238,7 +253,17 @@ impl PartitionLog {
         log.high_watermark = opts
             .high_watermark
             .clamp(log.log_start_offset, log.log_end_offset);
-        log.load_txn_state()?;
+        // Snapshots above the recovered end describe batches that are gone;
+        // after an unclean shutdown, only what was fsynced is trusted (as
+        // Kafka loads producer state up to the recovery point).
+        log.delete_snapshots_above(log.log_end_offset)?;
+        let limit = if opts.clean_shutdown {
+            log.log_end_offset
+        } else {
+            log.log_end_offset.min(opts.recovery_point)
+        };
+        log.load_producer_state(limit)?;
+        report.producer_state = log.producer_load;
         if report.recovered_segments > 0 || report.deleted_segments > 0 {
             info!(partition = %log.tp, ?report, log_end_offset = log.log_end_offset, "recovered log");
         }
@@ -504,7 +529,7 @@ impl PartitionLog {
         self.log_end_offset = header.next_offset();
         // After the log end moved: should indexing the transaction fail, the
         // caller's undo truncates this batch away again.
-        self.track_txn(header, bytes)?;
+        self.note_batch(header, bytes)?;
         info.last_offset = header.last_offset();
         info.record_count += header.record_count as i64;
         info.bytes += bytes.len();
@@ -554,6 +579,9 @@ impl PartitionLog {
         let seg = LogSegment::create(&self.dir, base, &self.config, now)?;
         self.flush.rolled(seg.file());
         self.segments.insert(base, seg);
+        // Every batch below `base` is recorded, none above: the state as of
+        // the new segment (Kafka's `roll` → `takeSnapshot`).
+        self.snapshot_or_warn(base);
         Ok(())
     }
 
@@ -640,6 +668,9 @@ impl PartitionLog {
             return self.truncate_fully_and_start_at(offset);
         }
         self.note_truncation(offset);
+        // Before the log is cut: a crash in between must not leave a
+        // snapshot of batches that are gone.
+        self.delete_snapshots_above(offset)?;
         let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
         let floor_exists = self.segments.range(..offset).next_back().is_some();
         for b in doomed {
@@ -664,12 +695,17 @@ impl PartitionLog {
         self.epoch_cache.truncate_from_end(offset)?;
         self.flush.rolled(file);
         self.flush.truncated(offset);
-        self.txns_truncated(offset)
+        // Producer state cannot be rolled back exactly (an epoch bump forgot
+        // the batches before it): reload it, as Kafka's `truncateAndReload`,
+        // from the newest snapshot at or below the new end.
+        info!(partition = %self.tp, offset, "reloading producer state after truncation");
+        self.load_producer_state(offset)
     }
 
     /// Drop the whole log and restart it, empty, at `offset`.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
         self.note_truncation(offset);
+        crate::producer_snapshot::delete_snapshots(&self.dir, |_| true)?;
         for (_, seg) in std::mem::take(&mut self.segments) {
             seg.delete()?;
         }
@@ -681,6 +717,7 @@ impl PartitionLog {
         self.high_watermark = offset;
         self.txns.clear();
         self.txns.on_high_watermark(offset);
+        self.producers = ProducerStateManager::new();
         self.epoch_cache.clear()?;
         self.flush.truncated(offset);
         Ok(())
@@ -704,11 +741,13 @@ impl PartitionLog {
         self.flush.wait_durable(offset)
     }
 
-    /// Flush and trim the active segment's indexes (clean shutdown). The log
-    /// must not be appended to afterwards.
+    /// Flush and trim the active segment's indexes and snapshot the
+    /// producer state at the log end (clean shutdown). The log must not be
+    /// appended to afterwards.
     pub fn close(&mut self) -> Result<()> {
         self.flush()?;
         self.active_mut()?.on_becoming_inactive()?;
+        self.snapshot_or_warn(self.log_end_offset);
         self.epoch_cache.flush()
     }
 
@@ -721,18 +760,6 @@ impl PartitionLog {
     /// first append).
     pub fn assign_epoch_start_offset(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
         self.epoch_cache.assign(epoch, start_offset)?;
-        Ok(())
-    }
-
-    /// Visit the header of every batch in the log, oldest first (rebuilding
-    /// producer state at load). Reads whole batches sequentially.
-    pub fn scan_batch_headers(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
-        for seg in self.segments.values() {
-            crate::log_segment::for_each_batch(&seg.file(), seg.size(), |h, _| {
-                f(h);
-                Ok(())
-            })?;
-        }
         Ok(())
     }
 

@@ -29,6 +29,18 @@ pub struct CompletedTxn {
     pub last_stable_offset: i64,
 }
 
+/// What a producer-state snapshot keeps of a [`TxnTracker`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TxnSnapshot {
+    /// `(producer id, first offset)` of each ongoing transaction, oldest first.
+    pub ongoing: Vec<(i64, i64)>,
+    /// `(producer id, first offset, marker offset)` of each decided
+    /// transaction whose marker is at or above `hw_applied`, by marker.
+    pub unreplicated: Vec<(i64, i64, i64)>,
+    /// The high watermark last applied when the snapshot was taken.
+    pub hw_applied: i64,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct TxnTracker {
     /// Producer id → first offset of its ongoing transaction.
@@ -173,6 +185,46 @@ impl TxnTracker {
         true
     }
 
+    /// The state to put in a snapshot.
+    pub fn to_snapshot(&self) -> TxnSnapshot {
+        TxnSnapshot {
+            ongoing: self.ongoing(),
+            unreplicated: self
+                .unreplicated
+                .iter()
+                .map(|(m, (p, f))| (*p, *f, *m))
+                .collect(),
+            hw_applied: self.hw_applied,
+        }
+    }
+
+    /// The tracker a snapshot describes. Input that breaks the invariants
+    /// (a producer with two ongoing transactions, two transactions with one
+    /// first offset) keeps the later entry, so the maps stay mirrors.
+    pub fn from_snapshot(s: &TxnSnapshot) -> Self {
+        let mut t = TxnTracker {
+            hw_applied: s.hw_applied,
+            ..TxnTracker::default()
+        };
+        for &(pid, first) in &s.ongoing {
+            if let Some(old) = t.ongoing.insert(pid, first) {
+                t.ongoing_by_first.remove(&old);
+            }
+            if let Some(other) = t.ongoing_by_first.insert(first, pid) {
+                if other != pid {
+                    t.ongoing.remove(&other);
+                }
+            }
+        }
+        for &(pid, first, marker) in &s.unreplicated {
+            if let Some((_, old_first)) = t.unreplicated.insert(marker, (pid, first)) {
+                t.unreplicated_by_first.remove(&(old_first, marker));
+            }
+            t.unreplicated_by_first.insert((first, marker));
+        }
+        t
+    }
+
     /// Forget everything (the log restarts empty, or is about to be rescanned).
     pub fn clear(&mut self) {
         *self = TxnTracker::default();
@@ -253,6 +305,22 @@ mod tests {
         t.on_batch(&data(3, 2, 1, true), None);
         assert_eq!(t.on_batch(&marker(3, 3), None), None, "not a txn marker");
         assert_eq!(t.first_unstable_offset(), Some(2));
+    }
+
+    #[test]
+    fn snapshot_round_trips_ongoing_and_unreplicated_transactions() {
+        let mut t = TxnTracker::new();
+        t.on_batch(&data(1, 0, 1, true), None);
+        t.on_batch(&data(2, 1, 1, true), None);
+        t.on_batch(&marker(1, 2), Some(ControlType::Abort));
+        t.on_high_watermark(1);
+        let s = t.to_snapshot();
+        assert_eq!(s.ongoing, vec![(2, 1)]);
+        assert_eq!(s.unreplicated, vec![(1, 0, 2)]);
+        let back = TxnTracker::from_snapshot(&s);
+        assert_eq!(back.to_snapshot(), s);
+        assert_eq!(back.first_unstable_offset(), Some(0));
+        assert_eq!(back.ongoing_first_offset(2), Some(1));
     }
 
     #[test]

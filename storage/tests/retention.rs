@@ -147,6 +147,9 @@ fn when_every_segment_has_expired_the_active_one_is_rolled_and_deleted_too() {
         vec![
             "00000000000000000009.index",
             "00000000000000000009.log",
+            // The roll's producer-state snapshot; those of the deleted
+            // segments went with them.
+            "00000000000000000009.snapshot",
             "00000000000000000009.timeindex",
         ]
     );

@@ -21,7 +21,7 @@ use rivulet_storage::config::FlushPolicy;
 use rivulet_storage::TopicPartition;
 use tokio::sync::oneshot;
 
-use super::{headers, Partition, ReplicaManager};
+use super::{Partition, ReplicaManager};
 use crate::errors;
 use crate::producer_state::SequenceCheck;
 use crate::replication::{AckId, ProduceRefusal};
@@ -49,7 +49,7 @@ impl AppendResult {
 }
 
 /// Who is appending, which decides the producer checks (Kafka's
-/// `AppendOrigin`; replication has its own path, `record_replicated`).
+/// `AppendOrigin`; a follower's appends are recorded by its log alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendOrigin {
     /// A producer's Produce request: epoch and sequence are checked, a
@@ -114,7 +114,10 @@ impl ReplicaManager {
         // The client's bytes, with offsets and epoch rewritten in place.
         let mut buf = records.to_vec();
         let outcome = {
-            let mut producers = partition.producers.lock();
+            // The producer state lives with the log (the log records every
+            // batch it appends): checks and append under one lock.
+            let mut log = partition.log.lock();
+            let producers = log.producer_state();
             let first = match record_batch::BatchHeader::parse(&buf) {
                 Ok(h) => h,
                 Err(e) => return AppendResult::error(E::CorruptMessage.code(), e.to_string()),
@@ -134,7 +137,6 @@ impl ReplicaManager {
             match check {
                 SequenceCheck::Append => {}
                 SequenceCheck::Duplicate(m) => {
-                    let log = partition.log.lock();
                     return AppendResult {
                         error_code: errors::NONE,
                         error_message: None,
@@ -174,7 +176,6 @@ impl ReplicaManager {
                     );
                 }
             }
-            let mut log = partition.log.lock();
             // KIP-890: a client's transactional batch that would start a
             // transaction in this partition needs a verification guard that
             // no marker has cleared since (the handler verified it with the
@@ -202,12 +203,6 @@ impl ReplicaManager {
             };
             match log.append_as_leader_from(&mut buf, leader_epoch, storage_origin) {
                 Ok(info) => {
-                    for h in headers(&buf) {
-                        producers.record(&h);
-                    }
-                    if let Some(epoch) = marker_epoch {
-                        producers.record_coordinator_epoch(first.producer_id, epoch);
-                    }
                     let actions = partition.replica.lock().on_append(&*log);
                     partition.execute(&mut log, actions, None).map(|_| {
                         let durable = (acks == -1

@@ -3,8 +3,8 @@
 //! or answers a divergence). On a follower, the replica fetcher asks what
 //! to fetch and hands each partition of the response here: the state
 //! machine decides whether to truncate, append and move the high
-//! watermark; this side does it, rebuilds producer state after a
-//! truncation and fsyncs what the next fetch acknowledges.
+//! watermark; this side does it (the log keeps its producer state through
+//! appends and truncations) and fsyncs what the next fetch acknowledges.
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError as E;
@@ -81,14 +81,6 @@ impl ReplicaManager {
             }
             effects
         };
-        // Producer state is taken after the log lock, never while holding it
-        // (append takes them in the other order).
-        if effects.truncated {
-            partition.rebuild_producers();
-        }
-        if effects.appended {
-            partition.record_replicated(&records);
-        }
         // The next fetch acknowledges these records to the leader: with
         // flush.policy on-ack they must be on disk first (DESIGN: Durability).
         if let Some((tracker, upto)) = durable {

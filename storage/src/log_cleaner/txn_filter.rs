@@ -19,7 +19,7 @@ use rivulet_protocol::record_batch::{BatchHeader, DELETE_HORIZON_BIT};
 use rivulet_protocol::records;
 
 use crate::error::Result;
-use crate::partition_log::transactions::marker_of;
+use crate::partition_log::producer_load::marker_of;
 use crate::transaction_index::AbortedTxn;
 
 /// What to do with a control batch.
@@ -106,7 +106,7 @@ impl TxnFilter {
         }
         let pid = h.producer_id;
         let committed_seen = self.committed_seen.remove(&pid);
-        match marker_of(h, bytes) {
+        match marker_of(h, bytes).map(|(kind, _)| kind) {
             Some(ControlType::Abort) => {
                 let entry = self
                     .aborted

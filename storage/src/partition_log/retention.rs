@@ -50,6 +50,11 @@ impl PartitionLog {
         }
         self.high_watermark = self.high_watermark.max(self.log_start_offset);
         self.txns.on_high_watermark(self.high_watermark);
+        if result.segments > 0 {
+            // The state itself is kept (KIP-360: producers outlive their
+            // data); only snapshots no open could start from go.
+            self.delete_snapshots_below_first_segment()?;
+        }
         Ok(result)
     }
 
