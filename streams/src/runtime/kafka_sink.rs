@@ -95,7 +95,8 @@ impl KafkaSink {
             .set("client.id", format!("rivulet-stream-{job}-{name}"))
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5");
+            // A batch waits for its acks right after producing: lingering only adds latency.
+            .set("linger.ms", "1");
         let exactly_once = guarantee == Guarantee::ExactlyOnce;
         if exactly_once {
             c.set("transactional.id", transactional_id(job, name));
