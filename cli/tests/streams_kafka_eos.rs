@@ -8,6 +8,8 @@
 //! exactly once too (they travel in the sink's transaction); the sink's consumer group
 //! holds the end offsets of the last batch with `rivulet-batch=<N>` as metadata, N the
 //! checkpoint's batch. At-least-once: every kept event at least once, nothing filtered.
+//! Two exactly-once sinks (a topic and a PostgreSQL table) stay in step through the
+//! batch log and replay (last test).
 //!
 //! Kill points: after a random share of what is left is visible in the output, plus a
 //! random few milliseconds, so each kill lands mid-stream (asserted) and anywhere in a
@@ -21,12 +23,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use rivulet_streams::runtime::{self, RunOptions, RunSummary, RuntimeError};
+use rivulet_streams::JobPlan;
 use rivulet_testkit::dirs::temp_dir;
+use rivulet_testkit::kafka::produce_all;
 use rivulet_testkit::kafka::{block_on, consumer, create_topic, producer};
+use rivulet_testkit::postgres::TestPostgres;
 use rivulet_testkit::process::{send_signal, tail, BrokerProcess, Signal};
 use tempfile::TempDir;
+use tokio::sync::watch;
 
 const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -158,7 +166,6 @@ impl Reader {
         loop {
             match self.consumer.poll(Duration::from_millis(20)) {
                 Some(Ok(m)) => {
-                    use rdkafka::message::Message;
                     let v = m.payload().expect("a value");
                     self.values
                         .push(serde_json::from_slice(v).expect("a JSON value"));
@@ -440,4 +447,211 @@ fn kafka_sink_is_at_least_once_across_sigkills() {
         started.elapsed()
     );
     drop(h.broker);
+}
+
+// --- two exactly-once sinks ---------------------------------------------------------
+//
+// Exactly-once across a Kafka topic and a PostgreSQL table through the batch log and
+// replay, with the runtime in this process (so `RunOptions::crash_after_sink` can stop
+// a run right where a kill -9 would leave one sink ahead of the other: after the topic
+// committed batch N and before the table did, or after both and before the
+// checkpoint). The next run must replay batch N into the table only (plain inserts: a
+// second write shows as duplicate rows; a second transaction shows as duplicates in
+// the read_committed topic) and produce the rows the topic got: the job deduplicates
+// ids occurring in both partitions, and the copy a replay keeps must be the one the
+// first run kept (canonical record order).
+
+fn multi_job(bootstrap: &str, url: &str, checkpoints: &str) -> JobPlan {
+    JobPlan::from_toml(&format!(
+        r#"[job]
+name = "multi"
+trigger = "available_now"
+bootstrap_servers = "{bootstrap}"
+checkpoint_dir = "{checkpoints}"
+
+[[source]]
+name = "in"
+topics = ["in"]
+start = "earliest"
+# Event time is the Kafka timestamp; no copy is late however batches cut the input.
+watermark_delay = "1h"
+
+[[operator]]
+name = "kept"
+type = "filter"
+where = "kind = 'keep'"
+
+[[operator]]
+name = "unique"
+type = "dedup"
+by = "id"
+
+[[sink]]
+name = "topic_out"
+input = "unique"
+type = "kafka"
+topic = "out"
+key = "id"
+guarantee = "exactly_once"
+
+[[sink]]
+name = "table_out"
+input = "unique"
+type = "postgres"
+url = "{url}"
+table = "t"
+mode = "insert"
+guarantee = "exactly_once"
+"#
+    ))
+    .expect("a valid job")
+}
+
+/// Events `from..to`: ids repeat across the two partitions (`e<i % 40>`), so dedup
+/// keeps the first copy it sees; `copy` tells which one. One in seven is filtered out
+/// (copies of an id are 40 apart, so not all of them).
+async fn produce_multi(bootstrap: &str, from: usize, to: usize) {
+    let p = producer(bootstrap, &[]);
+    for i in from..to {
+        let kind = if i % 7 == 6 { "drop" } else { "keep" };
+        let v = format!(r#"{{"id":"e{}","kind":"{kind}","copy":{i}}}"#, i % 40);
+        produce_all(&p, "in", (i % 2) as i32, &[(None, Some(v.as_bytes()))]).await;
+    }
+}
+
+async fn run_in_process(
+    plan: &JobPlan,
+    crash: Option<(u64, &str)>,
+) -> Result<RunSummary, RuntimeError> {
+    let (_tx, rx) = watch::channel(false);
+    let options = RunOptions {
+        max_batch_records: 7,
+        poll_wait: Duration::from_millis(100),
+        idle_limit: Duration::from_secs(2),
+        crash_after_sink: crash.map(|(b, s)| (b, s.to_string())),
+        ..RunOptions::default()
+    };
+    runtime::run(plan.clone(), options, rx).await
+}
+
+/// id → copies, as a read_committed reader of `out` sees them.
+fn multi_topic_rows(bootstrap: &str) -> BTreeMap<String, Vec<i64>> {
+    let c = consumer(bootstrap, &[("isolation.level", "read_committed")]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset("out", p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut rows: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(50)) {
+            let m = m.expect("consume");
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            rows.entry(v["id"].as_str().unwrap().to_string())
+                .or_default()
+                .push(v["copy"].as_i64().unwrap());
+        }
+    }
+    rows
+}
+
+fn table_rows(pg: &TestPostgres) -> BTreeMap<String, Vec<i64>> {
+    let mut rows: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for line in pg
+        .psql("multi", "SELECT id, copy FROM t ORDER BY id, copy")
+        .lines()
+    {
+        let (id, copy) = line.split_once('|').expect("id|copy");
+        rows.entry(id.to_string())
+            .or_default()
+            .push(copy.parse().unwrap());
+    }
+    rows
+}
+
+fn state_batch(pg: &TestPostgres) -> u64 {
+    pg.psql(
+        "multi",
+        "SELECT batch_id FROM rivulet_stream_state WHERE job = 'multi'",
+    )
+    .trim()
+    .parse()
+    .expect("a batch id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_one_sink_committed_is_replayed_into_the_other_only() {
+    let Some(pg) = TestPostgres::start_or_skip() else {
+        return;
+    };
+    let url = pg.create_database("multi");
+    let work = temp_dir();
+    let broker = BrokerProcess::start_in(
+        Path::new(RIVULET),
+        temp_dir(),
+        work.path().join("broker.log"),
+        &[],
+        &[],
+        TIMEOUT,
+    );
+    let bootstrap = broker.bootstrap();
+    for topic in ["in", "out"] {
+        create_topic(&bootstrap, topic, PARTITIONS, &[]).await;
+    }
+    let checkpoints = work.path().join("cp");
+    let plan = multi_job(&bootstrap, &url, checkpoints.to_str().unwrap());
+    produce_multi(&bootstrap, 0, 60).await;
+
+    // Killed after the topic committed batch 3, before the table did.
+    match run_in_process(&plan, Some((3, "topic_out"))).await {
+        Err(RuntimeError::InjectedCrash { batch_id: 3, .. }) => {}
+        other => panic!("expected the injected crash, got {other:?}"),
+    }
+    assert_eq!(state_batch(&pg), 2, "the table must not have batch 3 yet");
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoints.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(cp["batch_id"], 2);
+    assert!(checkpoints
+        .join("batches")
+        .join(format!("{:020}.json", 3))
+        .exists());
+
+    // Killed after both sinks committed batch 6, before its checkpoint.
+    match run_in_process(&plan, Some((6, "table_out"))).await {
+        Err(RuntimeError::InjectedCrash { batch_id: 6, .. }) => {}
+        other => panic!("expected the injected crash, got {other:?}"),
+    }
+    assert_eq!(state_batch(&pg), 6);
+
+    // Killed again between the sinks, on a later batch, with more input meanwhile.
+    produce_multi(&bootstrap, 60, 90).await;
+    match run_in_process(&plan, Some((8, "topic_out"))).await {
+        Err(RuntimeError::InjectedCrash { batch_id: 8, .. }) => {}
+        other => panic!("expected the injected crash, got {other:?}"),
+    }
+
+    let summary = run_in_process(&plan, None).await.expect("the last run");
+    assert_eq!(state_batch(&pg), summary.last_batch_id);
+
+    let topic = multi_topic_rows(&bootstrap);
+    let table = table_rows(&pg);
+    let twice: Vec<_> = topic.iter().filter(|(_, c)| c.len() > 1).collect();
+    assert!(twice.is_empty(), "the topic has rows twice: {twice:?}");
+    let twice: Vec<_> = table.iter().filter(|(_, c)| c.len() > 1).collect();
+    assert!(twice.is_empty(), "the table has rows twice: {twice:?}");
+    assert_eq!(topic.len(), 40, "every id once: {topic:?}");
+    assert_eq!(
+        topic, table,
+        "a replayed batch produced other rows than the first run"
+    );
+    // The copy kept is a kept event of that id.
+    for (id, copies) in &topic {
+        let c = copies[0];
+        assert_eq!(format!("e{}", c % 40), *id);
+        assert_ne!(c % 7, 6, "a filtered event passed");
+    }
+    drop(broker);
 }

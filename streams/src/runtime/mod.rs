@@ -58,7 +58,7 @@ use crate::row::SourceRecord;
 use crate::table::StaticTable;
 use batch_log::PlannedBatch;
 use checkpoint::Checkpoint;
-use sinks::{BatchContext, DeadLetters, Sink};
+use sinks::{BatchContext, Sink, WriteOptions};
 use source::KafkaSource;
 
 /// Most records one batch reads, by default.
@@ -81,6 +81,10 @@ pub struct RunOptions {
     /// `once`/`available_now`: stop waiting for records that are not coming (the end
     /// offsets seen at start counted records of aborted transactions) after this long.
     pub idle_limit: Duration,
+    /// Test hook: stop the job with [`RuntimeError::InjectedCrash`] right after sink
+    /// `.1` committed batch `.0`, before the sinks after it and the checkpoint — what
+    /// a kill -9 at that point leaves behind. `None` in real runs.
+    pub crash_after_sink: Option<(u64, String)>,
 }
 
 impl Default for RunOptions {
@@ -92,6 +96,7 @@ impl Default for RunOptions {
             poll_wait: Duration::from_millis(200),
             kafka_timeout: Duration::from_secs(30),
             idle_limit: Duration::from_secs(5),
+            crash_after_sink: None,
         }
     }
 }
@@ -166,10 +171,11 @@ pub async fn run(
         }
         _ => None,
     };
-    let dead_letters = DeadLetters {
+    let write_options = WriteOptions {
         topic: plan.dead_letter_topic.as_deref(),
         producer: dlq_producer.as_ref(),
         timeout: options.kafka_timeout,
+        crash_after_sink: options.crash_after_sink.as_ref(),
     };
     let mut summary = RunSummary::default();
 
@@ -188,7 +194,7 @@ pub async fn run(
             &planned,
             &executor,
             &checkpoint_dir,
-            &dead_letters,
+            &write_options,
         )
         .await?;
         summary.add(batch_id, n, &out);
@@ -235,7 +241,7 @@ pub async fn run(
                 &planned,
                 &executor,
                 &checkpoint_dir,
-                &dead_letters,
+                &write_options,
             )
             .await?;
             last_batch = batch_id;
@@ -277,7 +283,7 @@ async fn commit_batch(
     planned: &PlannedBatch,
     executor: &Executor,
     checkpoint_dir: &Path,
-    dead_letters: &DeadLetters<'_>,
+    options: &WriteOptions<'_>,
 ) -> Result<(), RuntimeError> {
     let snapshot = executor.snapshot()?;
     let ctx = BatchContext {
@@ -285,7 +291,7 @@ async fn commit_batch(
         end: &planned.end,
         snapshot: &snapshot,
     };
-    sinks::write_batch(sinks, out, &ctx, dead_letters).await?;
+    sinks::write_batch(sinks, out, &ctx, options).await?;
     let cp = Checkpoint::new(
         &planned.job,
         planned.batch_id,

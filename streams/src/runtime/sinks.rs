@@ -155,11 +155,14 @@ pub(crate) struct BatchContext<'a> {
     pub snapshot: &'a Value,
 }
 
-/// Where dead letters go when no exactly-once Kafka sink carries them.
-pub(crate) struct DeadLetters<'a> {
+/// How a batch is written: where dead letters go when no exactly-once Kafka sink
+/// carries them, and the test hook.
+pub(crate) struct WriteOptions<'a> {
     pub topic: Option<&'a str>,
     pub producer: Option<&'a FutureProducer>,
     pub timeout: Duration,
+    /// [`super::RunOptions::crash_after_sink`].
+    pub crash_after_sink: Option<&'a (u64, String)>,
 }
 
 /// Write one batch to every sink that lacks it; `Err` stops the job (what the sinks
@@ -168,13 +171,13 @@ pub(crate) async fn write_batch(
     sinks: &mut [Sink],
     out: &BatchOutput,
     ctx: &BatchContext<'_>,
-    dead_letters: &DeadLetters<'_>,
+    options: &WriteOptions<'_>,
 ) -> Result<(), RuntimeError> {
     let carrier = dead_letter_carrier(sinks);
     if carrier.is_none() {
-        match (dead_letters.topic, dead_letters.producer) {
+        match (options.topic, options.producer) {
             (Some(topic), Some(producer)) => {
-                send_dead_letters(producer, topic, &out.dead_letters, dead_letters.timeout).await?
+                send_dead_letters(producer, topic, &out.dead_letters, options.timeout).await?
             }
             _ if !out.dead_letters.is_empty() => {
                 tracing::warn!(
@@ -215,7 +218,7 @@ pub(crate) async fn write_batch(
                 .await?
             }
             SinkRunner::Kafka(k) => {
-                let letters = match (carrier == Some(i), dead_letters.topic) {
+                let letters = match (carrier == Some(i), options.topic) {
                     (true, Some(topic)) => Some((topic, out.dead_letters.as_slice())),
                     _ => None,
                 };
@@ -224,6 +227,15 @@ pub(crate) async fn write_batch(
             }
         }
         s.last = ctx.batch_id;
+        if options
+            .crash_after_sink
+            .is_some_and(|(b, sink)| *b == ctx.batch_id && *sink == s.name)
+        {
+            return Err(RuntimeError::InjectedCrash {
+                batch_id: ctx.batch_id,
+                sink: s.name.clone(),
+            });
+        }
     }
     Ok(())
 }
