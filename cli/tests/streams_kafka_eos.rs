@@ -449,6 +449,87 @@ fn kafka_sink_is_at_least_once_across_sigkills() {
     drop(h.broker);
 }
 
+type JobThread = std::thread::JoinHandle<Result<RunSummary, RuntimeError>>;
+
+/// Run a job in this process on its own thread and runtime (the run future is not
+/// `Send`, as in the CLI); the sender stops it between batches.
+fn spawn_job(plan: &JobPlan, options: &RunOptions) -> (watch::Sender<bool>, JobThread) {
+    let (tx, rx) = watch::channel(false);
+    let (plan, options) = (plan.clone(), options.clone());
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(runtime::run(plan, options, rx))
+    });
+    (tx, thread)
+}
+
+fn join_within(job: JobThread, limit: Duration) -> Result<RunSummary, RuntimeError> {
+    let deadline = Instant::now() + limit;
+    while !job.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the job did not stop within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    job.join().expect("the job thread panicked")
+}
+
+/// A second instance of the same exactly-once job (a zombie's successor): its
+/// InitProducerId fences the first, whose next transaction fails and stops it with an
+/// error; the output stays exactly once. Both run in this process.
+#[test]
+fn a_second_instance_fences_the_first_and_output_stays_exactly_once() {
+    let h = Harness::start("exactly_once", 5);
+    let p = producer(&h.bootstrap, &[]);
+    let mut expected = produce_wave(&p, 0, 600);
+    let plan = JobPlan::from_toml(&job_file(&h.bootstrap, "exactly_once")).expect("a job");
+    let options = RunOptions {
+        checkpoint_dir: Some(h.work.path().join("checkpoints").join(JOB)),
+        max_batch_records: 5,
+        ..RunOptions::default()
+    };
+    let (_stop_a, first) = spawn_job(&plan, &options);
+    let mut reader = Reader::new(&h.bootstrap, "out");
+    let deadline = Instant::now() + TIMEOUT;
+    while reader.distinct() < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "the first instance wrote nothing"
+        );
+        reader.pump(Duration::from_millis(10));
+    }
+    let (stop_b, second) = spawn_job(&plan, &options);
+    // More input, so the first instance tries to commit after it was fenced.
+    expected.extend(produce_wave(&p, 600, 700));
+    match join_within(first, TIMEOUT) {
+        Err(e) => eprintln!("the first instance stopped: {e}"),
+        Ok(summary) => panic!("the first instance was not fenced: {summary:?}"),
+    }
+    // The second runs on (or stopped too, if the first planned a batch it then
+    // planned: the checkpoint directory has one writer).
+    let _ = stop_b.send(true);
+    eprintln!("the second instance: {:?}", join_within(second, TIMEOUT));
+    let last = JobPlan::from_toml(
+        &job_file(&h.bootstrap, "exactly_once")
+            .replace("[job]\n", "[job]\ntrigger = \"available_now\"\n"),
+    )
+    .expect("a job");
+    let (_stop, last) = spawn_job(&last, &options);
+    join_within(last, Duration::from_secs(30)).expect("the last run");
+    reader.pump(Duration::from_secs(1));
+    let ids = reader.ids();
+    let distinct: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(ids.len(), distinct.len(), "records seen more than once");
+    let want: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+    assert_eq!(distinct, want, "the output is not exactly the kept events");
+    drop(h.broker);
+}
+
 // --- two exactly-once sinks ---------------------------------------------------------
 //
 // Exactly-once across a Kafka topic and a PostgreSQL table through the batch log and

@@ -8,19 +8,20 @@
 //! same executor state (the snapshot of batch N-1) and the same processing time. Which
 //! batches are re-run is decided in [`super::recovery`].
 //!
-//! Invariants: a file appears atomically (temporary file, fsync, rename, directory
-//! fsync — [`super::checkpoint::write_atomically`]); a batch id is planned once and its
-//! file never rewritten with other offsets, except that entries after the batch a run
-//! resumes from are removed first (they belonged to a history no sink kept). The log
+//! Invariants: a file appears atomically (temporary file, fsync, hard link, directory
+//! fsync); a batch id is planned once and its file never replaced ([`store`] refuses),
+//! except that entries after the batch a run resumes from are removed first (they
+//! belonged to a history no sink kept). The log
 //! keeps the last [`RETAIN`] batches behind the checkpoint and prunes older ones.
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{io, write_atomically};
+use super::checkpoint::io;
 use super::error::RuntimeError;
 use super::offsets::Offsets;
 
@@ -73,15 +74,44 @@ fn file_name(batch_id: u64) -> String {
     format!("{batch_id:020}{SUFFIX}")
 }
 
-/// Store `batch` durably; it is in the log once this returns `Ok`.
+/// Store `batch` durably; it is in the log once this returns `Ok`. An entry that
+/// exists already is never replaced: planning a batch id twice means a second instance
+/// of the job runs on this checkpoint directory (Spark's offset log refuses the same
+/// way), and its plan must not overwrite the one the sinks may have committed.
 pub fn store(checkpoint_dir: &Path, batch: &PlannedBatch) -> Result<(), RuntimeError> {
     let dir = log_dir(checkpoint_dir);
     let name = file_name(batch.batch_id);
+    let path = dir.join(&name);
     let bytes = serde_json::to_vec(batch).map_err(|e| RuntimeError::Checkpoint {
-        path: dir.join(&name),
+        path: path.clone(),
         reason: format!("cannot encode a planned batch: {e}"),
     })?;
-    write_atomically(&dir, &name, &bytes)
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    // A hard link appears atomically and, unlike rename, fails if the name exists.
+    let linked = fs::hard_link(&tmp, &path);
+    fs::remove_file(&tmp).map_err(io(&tmp))?;
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(RuntimeError::Checkpoint {
+                path,
+                reason: format!(
+                    "batch {} is planned already: another instance of job {} is running on \
+                     this checkpoint directory",
+                    batch.batch_id, batch.job
+                ),
+            })
+        }
+        Err(e) => return Err(io(&path)(e)),
+    }
+    fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(&dir))
 }
 
 /// The batch ids in the log (temporary files of interrupted writes are not entries).
@@ -194,6 +224,16 @@ mod tests {
             Err(RuntimeError::ForeignCheckpoint { .. })
         ));
         assert!(load(dir.path(), "j", 3).is_err());
+        // A second plan for batch 10 (a second instance of the job) is refused and the
+        // first one stays.
+        let mut other = planned("j", 10);
+        other.end = Offsets::new();
+        assert!(matches!(
+            store(dir.path(), &other),
+            Err(RuntimeError::Checkpoint { .. })
+        ));
+        assert_eq!(load(dir.path(), "j", 10).unwrap(), planned("j", 10));
+        assert_eq!(list(dir.path()).unwrap(), BTreeSet::from([1, 2, 10]));
     }
 
     #[test]

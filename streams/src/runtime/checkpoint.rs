@@ -8,9 +8,9 @@
 //! A checkpoint names its job and [`load`] refuses another job's (issue 12: "a
 //! checkpoint belongs to one job").
 //!
-//! For a job with an exactly-once PostgreSQL sink the database holds the source of
-//! truth (offsets, batch id and snapshot committed in the rows' transaction); this file
-//! then only mirrors it, and the runtime ignores it on start.
+//! Written after every sink committed the batch. A PostgreSQL exactly-once sink holds
+//! the same state (offsets, batch id, snapshot) in its database, which wins when it is
+//! ahead of this file; which state a restart uses is decided in [`super::recovery`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -4,7 +4,7 @@
 //! assignment, [`source`]); store the batch's planned input — per partition its start
 //! and end offsets, and its processing time — in the write-ahead batch log
 //! ([`batch_log`]); sort the records canonically (source, topic, partition, offset) and
-//! run [`Executor::run_batch`]; write the sinks ([`sinks`]): dead letters, the
+//! run [`Executor::run_batch`]; write the sinks (`sinks.rs`): dead letters, the
 //! at-least-once sinks, then every exactly-once sink, each committing the batch id
 //! atomically with its data — PostgreSQL in one database transaction with the offsets
 //! and the state snapshot ([`postgres`]), Kafka in one transaction with the offsets and
@@ -29,7 +29,7 @@
 //! loop also ends when `shutdown` turns true, between batches: a batch is never cut.
 //!
 //! Not run yet (the job is refused with a clear error): the files sink (its place in
-//! the dispatch is [`sinks`]' `SinkRunner`), static tables from PostgreSQL, reloading
+//! the dispatch is `SinkRunner` in `sinks.rs`), static tables from PostgreSQL, reloading
 //! static tables.
 
 pub mod batch_log;
@@ -53,7 +53,7 @@ pub use error::RuntimeError;
 pub use offsets::{Offsets, ResumePoint};
 
 use crate::executor::{BatchOutput, Executor};
-use crate::plan::{JobPlan, OperatorKind, SinkKind, TableSpec, Trigger};
+use crate::plan::{Guarantee, JobPlan, OperatorKind, SinkKind, TableSpec, Trigger};
 use crate::row::SourceRecord;
 use crate::table::StaticTable;
 use batch_log::PlannedBatch;
@@ -474,14 +474,31 @@ fn now_ms() -> i64 {
 
 /// Whether the job's sinks are ones this runtime runs; what `rivulet stream validate`
 /// checks beyond the plan. Any number of exactly-once sinks may run together: the batch
-/// log and replay ([`recovery`]) keep them in step.
+/// log and replay ([`recovery`]) keep them in step — except two exactly-once PostgreSQL
+/// sinks in one database, whose bookkeeping rows (per job) would collide.
 pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
+    let mut eo_databases: BTreeMap<&str, &str> = BTreeMap::new();
     for s in &plan.sinks {
-        if let SinkKind::Files { .. } = &s.kind {
-            return Err(RuntimeError::config(
-                &plan.name,
-                format!("sink {}: the files sink is not run yet", s.name),
-            ));
+        match &s.kind {
+            SinkKind::Files { .. } => {
+                return Err(RuntimeError::config(
+                    &plan.name,
+                    format!("sink {}: the files sink is not run yet", s.name),
+                ))
+            }
+            SinkKind::Postgres { url, guarantee, .. } if *guarantee == Guarantee::ExactlyOnce => {
+                if let Some(other) = eo_databases.insert(url.as_str(), s.name.as_str()) {
+                    return Err(RuntimeError::config(
+                        &plan.name,
+                        format!(
+                            "exactly-once sinks {other} and {} write to the same database: \
+                             its batch bookkeeping is per job; use one sink or two databases",
+                            s.name
+                        ),
+                    ));
+                }
+            }
+            _ => {}
         }
     }
     for o in &plan.operators {
@@ -500,4 +517,39 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(sinks: &str) -> JobPlan {
+        JobPlan::from_toml(&format!(
+            "[job]\nname = \"j\"\n[[source]]\nname = \"s\"\ntopics = [\"t\"]\n{sinks}"
+        ))
+        .unwrap()
+    }
+
+    const KAFKA_EO: &str =
+        "[[sink]]\nname = \"k\"\ntype = \"kafka\"\ntopic = \"o\"\nguarantee = \"exactly_once\"\n";
+
+    fn pg_eo(name: &str, db: &str) -> String {
+        format!(
+            "[[sink]]\nname = \"{name}\"\ntype = \"postgres\"\nurl = \"postgres://h/{db}\"\n\
+             table = \"t\"\nguarantee = \"exactly_once\"\n"
+        )
+    }
+
+    #[test]
+    fn several_exactly_once_sinks_run_together_but_not_in_one_database() {
+        let both = plan(&format!("{KAFKA_EO}{}", pg_eo("p", "a")));
+        assert!(check_runnable(&both).is_ok());
+        let two_dbs = plan(&format!("{}{}", pg_eo("p", "a"), pg_eo("q", "b")));
+        assert!(check_runnable(&two_dbs).is_ok());
+        let one_db = plan(&format!("{}{}", pg_eo("p", "a"), pg_eo("q", "a")));
+        let e = check_runnable(&one_db).unwrap_err().to_string();
+        assert!(e.contains("same database"), "{e}");
+        let files = plan("[[sink]]\nname = \"f\"\ntype = \"files\"\npath = \"lake\"\n");
+        assert!(check_runnable(&files).is_err());
+    }
 }
