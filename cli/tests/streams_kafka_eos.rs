@@ -199,7 +199,8 @@ struct Harness {
 }
 
 impl Harness {
-    fn start(guarantee: &str, batch: usize) -> Harness {
+    /// `trigger`: the job's trigger (default: as fast as possible).
+    fn start(guarantee: &str, batch: usize, trigger: Option<&str>) -> Harness {
         let work = temp_dir();
         let broker = BrokerProcess::start_in(
             Path::new(RIVULET),
@@ -213,11 +214,11 @@ impl Harness {
         for topic in ["events", "out", "dlq"] {
             block_on(create_topic(&bootstrap, topic, PARTITIONS, &[]));
         }
-        std::fs::write(
-            work.path().join("job.toml"),
-            job_file(&bootstrap, guarantee),
-        )
-        .expect("write the job file");
+        let mut text = job_file(&bootstrap, guarantee);
+        if let Some(t) = trigger {
+            text = text.replace("[job]\n", &format!("[job]\ntrigger = \"{t}\"\n"));
+        }
+        std::fs::write(work.path().join("job.toml"), text).expect("write the job file");
         Harness {
             log: work.path().join("job.log"),
             work,
@@ -348,7 +349,7 @@ fn assert_only_kept(reader: &Reader) {
 #[test]
 fn kafka_sink_is_exactly_once_across_sigkills() {
     let started = Instant::now();
-    let h = Harness::start("exactly_once", 20);
+    let h = Harness::start("exactly_once", 20, None);
     let mut rng = Rng::seeded("kafka eos");
     let mut reader = Reader::new(&h.bootstrap, "out");
     let (expected, produced) = h.run_with_kills(&mut reader, &mut rng, 3, 600);
@@ -430,12 +431,12 @@ fn kafka_sink_is_exactly_once_across_sigkills() {
 #[test]
 fn kafka_sink_is_at_least_once_across_sigkills() {
     let started = Instant::now();
-    // Without a transaction per batch the job is fast: tiny batches and more events, so
-    // the kills still land mid-stream.
-    let h = Harness::start("at_least_once", 10);
+    // Without a transaction per batch the job can be faster than the reader sees it:
+    // a 25 ms interval trigger caps it (400 records/s), so the kills land mid-stream.
+    let h = Harness::start("at_least_once", 10, Some("25ms"));
     let mut rng = Rng::seeded("kafka alo");
     let mut reader = Reader::new(&h.bootstrap, "out");
-    let (expected, _) = h.run_with_kills(&mut reader, &mut rng, 3, 800);
+    let (expected, _) = h.run_with_kills(&mut reader, &mut rng, 3, 600);
     let got: BTreeSet<String> = reader.ids().into_iter().collect();
     let want: BTreeSet<String> = expected.into_iter().collect();
     assert_eq!(got, want, "every kept event at least once, nothing else");
@@ -484,7 +485,7 @@ fn join_within(job: JobThread, limit: Duration) -> Result<RunSummary, RuntimeErr
 /// error; the output stays exactly once. Both run in this process.
 #[test]
 fn a_second_instance_fences_the_first_and_output_stays_exactly_once() {
-    let h = Harness::start("exactly_once", 5);
+    let h = Harness::start("exactly_once", 5, None);
     let p = producer(&h.bootstrap, &[]);
     let mut expected = produce_wave(&p, 0, 600);
     let plan = JobPlan::from_toml(&job_file(&h.bootstrap, "exactly_once")).expect("a job");
