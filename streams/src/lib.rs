@@ -13,11 +13,13 @@
 //! - the pure micro-batch step of a whole plan, with one snapshot of all its state
 //!   ([`executor`]).
 //!
-//! - the runtime around them ([`runtime`]): polls Kafka with rdkafka, runs batches,
-//!   writes the console and PostgreSQL sinks (exactly-once through one database
-//!   transaction per batch) and checkpoints. The only I/O in the crate lives there.
+//! - the runtime around them ([`runtime`]): polls Kafka with rdkafka, plans each batch
+//!   in a write-ahead batch log, runs it, writes the console, Kafka (exactly-once through
+//!   one Kafka transaction per batch) and PostgreSQL (one database transaction per
+//!   batch) sinks, checkpoints, and replays a batch some sinks lack after a crash. The
+//!   only I/O in the crate lives there.
 //!
-//! Does not own (yet): the Kafka and files sinks' runtime. The `rivulet stream` CLI is
+//! Does not own (yet): the files sink's runtime. The `rivulet stream` CLI is
 //! in `cli/`. Everything talks to any broker over the wire only; nothing here depends
 //! on the broker.
 

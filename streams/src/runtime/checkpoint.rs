@@ -8,9 +8,9 @@
 //! A checkpoint names its job and [`load`] refuses another job's (issue 12: "a
 //! checkpoint belongs to one job").
 //!
-//! For a job with an exactly-once PostgreSQL sink the database holds the source of
-//! truth (offsets, batch id and snapshot committed in the rows' transaction); this file
-//! then only mirrors it, and the runtime ignores it on start.
+//! Written after every sink committed the batch. A PostgreSQL exactly-once sink holds
+//! the same state (offsets, batch id, snapshot) in its database, which wins when it is
+//! ahead of this file; which state a restart uses is decided in [`super::recovery`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -23,6 +23,7 @@ use super::error::RuntimeError;
 use super::offsets::Offsets;
 
 pub const FILE_NAME: &str = "checkpoint.json";
+#[cfg(test)]
 const TMP_NAME: &str = "checkpoint.json.tmp";
 /// Format version of the file, for the day it changes.
 const VERSION: u32 = 1;
@@ -50,7 +51,7 @@ impl Checkpoint {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
     move |source| RuntimeError::Io {
         path: path.to_path_buf(),
         source,
@@ -87,20 +88,27 @@ pub fn load(dir: &Path, job: &str) -> Result<Option<Checkpoint>, RuntimeError> {
 
 /// Write `cp` into `dir` (created if absent) atomically and durably.
 pub fn store(dir: &Path, cp: &Checkpoint) -> Result<(), RuntimeError> {
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp: PathBuf = dir.join(TMP_NAME);
-    let path = dir.join(FILE_NAME);
     let bytes = serde_json::to_vec(cp).map_err(|e| RuntimeError::Checkpoint {
-        path: path.clone(),
+        path: dir.join(FILE_NAME),
         reason: format!("cannot encode: {e}"),
     })?;
+    write_atomically(dir, FILE_NAME, &bytes)
+}
+
+/// Write `bytes` to `dir/name` (`dir` created if absent) so that a kill -9 at any
+/// moment leaves the old or the new content: a temporary file, fsynced, renamed over
+/// `name`, then the directory fsynced so the rename itself is durable.
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RuntimeError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp: PathBuf = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    f.write_all(&bytes).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
     fs::rename(&tmp, &path).map_err(io(&path))?;

@@ -45,6 +45,9 @@ pub enum RuntimeError {
         found: String,
         expected: String,
     },
+    /// [`super::RunOptions::crash_after_sink`] fired (tests only).
+    #[error("injected crash after sink {sink} committed batch {batch_id}")]
+    InjectedCrash { batch_id: u64, sink: String },
     #[error("checkpoint {path}: {source}")]
     Io {
         path: PathBuf,

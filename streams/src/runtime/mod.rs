@@ -1,17 +1,26 @@
 //! The runtime: runs a [`JobPlan`] against a Kafka-compatible broker in micro-batches.
 //!
 //! One batch (DESIGN.md, "The stream layer"): poll every source (rdkafka, manual
-//! assignment, [`source`]), run [`Executor::run_batch`], send dead letters to the
-//! dead-letter topic and write the at-least-once sinks (console, PostgreSQL), then
-//! commit: the exactly-once PostgreSQL sink writes its rows, the offsets, the batch id
-//! and the state snapshot in one database transaction ([`postgres`]); last, the
-//! checkpoint file ([`checkpoint`]). Batches that polled nothing commit nothing and do
-//! not take a batch id.
+//! assignment, [`source`]); store the batch's planned input — per partition its start
+//! and end offsets, and its processing time — in the write-ahead batch log
+//! ([`batch_log`]); sort the records canonically (source, topic, partition, offset) and
+//! run [`Executor::run_batch`]; write the sinks (`sinks.rs`): dead letters, the
+//! at-least-once sinks, then every exactly-once sink, each committing the batch id
+//! atomically with its data — PostgreSQL in one database transaction with the offsets
+//! and the state snapshot ([`postgres`]), Kafka in one transaction with the offsets and
+//! the batch id as offset metadata ([`kafka_sink`]); last, the checkpoint file
+//! ([`checkpoint`]). Batches that polled nothing commit nothing and take no batch id.
 //!
-//! Resuming ([`offsets`]): with an exactly-once PostgreSQL sink the database's offsets,
-//! batch id and snapshot are the source of truth and the checkpoint file only mirrors
-//! them; otherwise the checkpoint file is. A job that never committed starts where its
-//! sources' `start` says.
+//! Resuming ([`recovery`], Spark's protocol): from the freshest full state at or below
+//! the last batch every exactly-once sink holds (the checkpoint file, or a PostgreSQL
+//! sink's database when it is ahead of a lost checkpoint); then every batch of the log
+//! after it is replayed — exactly its planned offsets, from the previous snapshot,
+//! with its processing time, so the output is the same — into the sinks that lack it.
+//! A job that never committed starts where its sources' `start` says.
+//!
+//! Dead letters: with an exactly-once Kafka sink they are written in its transaction
+//! (the first such sink in plan order), so they are exactly-once too; otherwise they are
+//! sent at-least-once before the sinks are written.
 //!
 //! Triggers: as fast as possible (the next batch as soon as one commits, a poll waits
 //! up to [`RunOptions::poll_wait`] when idle), a processing-time interval, `once` (one
@@ -19,34 +28,37 @@
 //! `available_now` (batches until caught up with the end offsets seen at start). The
 //! loop also ends when `shutdown` turns true, between batches: a batch is never cut.
 //!
-//! Not run yet (the job is refused with a clear error): Kafka and files sinks, static
-//! tables from PostgreSQL, reloading static tables; at most one exactly-once sink.
+//! Not run yet (the job is refused with a clear error): the files sink (its place in
+//! the dispatch is `SinkRunner` in `sinks.rs`), static tables from PostgreSQL, reloading
+//! static tables.
 
+pub mod batch_log;
 pub mod checkpoint;
 pub mod error;
+pub mod kafka_sink;
 pub mod offsets;
 pub mod postgres;
+pub mod recovery;
+mod sinks;
 pub mod source;
 pub mod sql;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
 pub use error::RuntimeError;
 pub use offsets::{Offsets, ResumePoint};
 
 use crate::executor::{BatchOutput, Executor};
-use crate::operators::DeadLetter;
 use crate::plan::{Guarantee, JobPlan, OperatorKind, SinkKind, TableSpec, Trigger};
 use crate::row::SourceRecord;
 use crate::table::StaticTable;
+use batch_log::PlannedBatch;
 use checkpoint::Checkpoint;
-use postgres::{BatchCommit, PostgresSink};
+use sinks::{BatchContext, Sink, WriteOptions};
 use source::KafkaSource;
 
 /// Most records one batch reads, by default.
@@ -69,6 +81,10 @@ pub struct RunOptions {
     /// `once`/`available_now`: stop waiting for records that are not coming (the end
     /// offsets seen at start counted records of aborted transactions) after this long.
     pub idle_limit: Duration,
+    /// Test hook: stop the job with [`RuntimeError::InjectedCrash`] right after sink
+    /// `.1` committed batch `.0`, before the sinks after it and the checkpoint — what
+    /// a kill -9 at that point leaves behind. `None` in real runs.
+    pub crash_after_sink: Option<(u64, String)>,
 }
 
 impl Default for RunOptions {
@@ -80,6 +96,7 @@ impl Default for RunOptions {
             poll_wait: Duration::from_millis(200),
             kafka_timeout: Duration::from_secs(30),
             idle_limit: Duration::from_secs(5),
+            crash_after_sink: None,
         }
     }
 }
@@ -99,13 +116,9 @@ pub struct RunSummary {
     pub last_batch_id: u64,
 }
 
-enum SinkRunner {
-    Console,
-    Postgres(Box<PostgresSink>),
-}
-
-/// Run `plan` until its trigger ends or `shutdown` becomes true. `Err` stops the job
-/// with nothing of the failed batch committed; a restart resumes from the last commit.
+/// Run `plan` until its trigger ends or `shutdown` becomes true. `Err` stops the job;
+/// what a sink committed of the failed batch a restart completes (replay), the rest is
+/// redone.
 pub async fn run(
     plan: JobPlan,
     options: RunOptions,
@@ -127,83 +140,86 @@ pub async fn run(
         .or_else(|| plan.checkpoint_dir.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("checkpoints").join(&job));
 
-    let mut sinks = Vec::new();
-    for s in &plan.sinks {
-        let runner = match &s.kind {
-            SinkKind::Console => SinkRunner::Console,
-            SinkKind::Postgres {
-                url,
-                table,
-                mode,
-                key,
-                guarantee,
-            } => SinkRunner::Postgres(Box::new(
-                PostgresSink::connect(&s.name, &job, url, table, *mode, key, *guarantee).await?,
-            )),
-            SinkKind::Kafka { .. } | SinkKind::Files { .. } => {
-                return Err(RuntimeError::config(
-                    &job,
-                    format!(
-                        "sink {}: this runtime runs console and postgres sinks only (yet)",
-                        s.name
-                    ),
-                ))
-            }
-        };
-        sinks.push((s.name.clone(), runner));
-    }
-    // At most one (check_runnable).
-    let eo = sinks
+    let mut sinks = sinks::connect(&plan, &bootstrap, options.kafka_timeout).await?;
+    let topics: Vec<String> = plan
+        .sources
         .iter()
-        .position(|(_, r)| matches!(r, SinkRunner::Postgres(p) if p.exactly_once()));
-
-    let database = match eo.and_then(|i| sinks.get(i)) {
-        Some((_, SinkRunner::Postgres(p))) => Some(p.resume_point().await?),
-        _ => None,
-    };
+        .flat_map(|s| s.topics.iter().cloned())
+        .collect();
+    let (progress, stores) = sinks::progress(&mut sinks, &topics).await?;
     let file = checkpoint::load(&checkpoint_dir, &job)?.map(|c| ResumePoint {
         batch_id: c.batch_id,
         offsets: c.offsets,
         snapshot: (!c.snapshot.is_null()).then_some(c.snapshot),
     });
-    let resume = offsets::choose_resume(database, file);
+    let logged = batch_log::list(&checkpoint_dir)?;
+    let recovery = recovery::plan_recovery(file, stores, &progress, &logged)
+        .map_err(|reason| RuntimeError::config(&job, reason))?;
+    batch_log::remove(&checkpoint_dir, &recovery.discard)?;
+
     let mut executor = Executor::new(plan.clone(), tables)?;
-    if let Some(snapshot) = resume.as_ref().and_then(|r| r.snapshot.clone()) {
+    if let Some(snapshot) = recovery.base.as_ref().and_then(|r| r.snapshot.clone()) {
         executor.restore(snapshot)?;
     }
-    let mut last_batch = resume.as_ref().map_or(0, |r| r.batch_id);
-    tracing::info!(%job, last_batch, "starting");
+    let mut last_batch = recovery.base.as_ref().map_or(0, |r| r.batch_id);
+    let mut committed = recovery.base.map(|r| r.offsets);
+    tracing::info!(%job, last_batch, replay = ?recovery.replay, "starting");
 
-    let committed = resume.map(|r| r.offsets);
+    let dlq_producer = match &plan.dead_letter_topic {
+        Some(_) if sinks::dead_letter_carrier(&sinks).is_none() => {
+            Some(sinks::dlq_producer(&bootstrap, &job)?)
+        }
+        _ => None,
+    };
+    let write_options = WriteOptions {
+        topic: plan.dead_letter_topic.as_deref(),
+        producer: dlq_producer.as_ref(),
+        timeout: options.kafka_timeout,
+        crash_after_sink: options.crash_after_sink.as_ref(),
+    };
+    let mut summary = RunSummary::default();
+
+    for batch_id in recovery.replay {
+        let planned = batch_log::load(&checkpoint_dir, &job, batch_id)?;
+        if let Some(base) = &committed {
+            recovery::check_continuity(base, &planned.start, batch_id)
+                .map_err(|reason| RuntimeError::config(&job, reason))?;
+        }
+        let (records, n) = read_planned(&plan, &bootstrap, &options, &planned).await?;
+        tracing::info!(%job, batch_id, records = n, "replaying a planned batch");
+        let out = executor.run_batch(&records, planned.processing_time_ms)?;
+        commit_batch(
+            &mut sinks,
+            &out,
+            &planned,
+            &executor,
+            &checkpoint_dir,
+            &write_options,
+        )
+        .await?;
+        summary.add(batch_id, n, &out);
+        last_batch = batch_id;
+        committed = Some(planned.end);
+    }
+    summary.last_batch_id = last_batch;
+
     let (plan_c, boot_c, job_c, timeout) = (
         plan.clone(),
         bootstrap.clone(),
         job.clone(),
         options.kafka_timeout,
     );
-    let mut sources = blocking(move || {
-        plan_c
-            .sources
-            .iter()
-            .map(|s| KafkaSource::open(s, &boot_c, &job_c, committed.as_ref(), timeout))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await?;
-    let dead_letters = match &plan.dead_letter_topic {
-        Some(topic) => Some((topic.clone(), dlq_producer(&bootstrap, &job)?)),
-        None => None,
-    };
+    let mut sources =
+        blocking(move || open_sources(&plan_c, &boot_c, &job_c, committed.as_ref(), timeout))
+            .await?;
 
-    let mut summary = RunSummary {
-        last_batch_id: last_batch,
-        ..Default::default()
-    };
     let bounded = matches!(plan.trigger, Trigger::Once | Trigger::AvailableNow);
     loop {
         if *shutdown.borrow() {
             break;
         }
         let tick = Instant::now();
+        let start = positions(&sources);
         let opts = options.clone();
         let (back, polled) = blocking(move || {
             let r = poll_all(&mut sources, &opts, bounded);
@@ -211,37 +227,25 @@ pub async fn run(
         })
         .await?;
         sources = back;
-        let (records, n) = polled?;
+        let (mut records, n) = polled?;
         if n > 0 {
             let batch_id = last_batch.saturating_add(1);
-            let out = executor.run_batch(&records, now_ms())?;
-            let snapshot = executor.snapshot()?;
-            let mut positions = Offsets::new();
-            for s in &sources {
-                for (t, p) in s.positions() {
-                    positions.entry(t.clone()).or_default().extend(p);
-                }
-            }
-            if let Some((topic, producer)) = &dead_letters {
-                send_dead_letters(producer, topic, &out.dead_letters, options.kafka_timeout)
-                    .await?;
-            } else if !out.dead_letters.is_empty() {
-                tracing::warn!(%job, count = out.dead_letters.len(), "dead letters dropped: no dead_letter_topic");
-            }
-            write_sinks(
-                &mut sinks, &out, eo, batch_id, last_batch, &positions, &snapshot,
+            let planned = PlannedBatch::new(&job, batch_id, start, positions(&sources), now_ms());
+            let (dir, p) = (checkpoint_dir.clone(), planned.clone());
+            blocking(move || batch_log::store(&dir, &p)).await?;
+            sort_canonically(&mut records);
+            let out = executor.run_batch(&records, planned.processing_time_ms)?;
+            commit_batch(
+                &mut sinks,
+                &out,
+                &planned,
+                &executor,
+                &checkpoint_dir,
+                &write_options,
             )
             .await?;
-            let cp = Checkpoint::new(&job, batch_id, positions, snapshot);
-            let dir = checkpoint_dir.clone();
-            blocking(move || checkpoint::store(&dir, &cp)).await?;
             last_batch = batch_id;
-            summary.batches += 1;
-            summary.records += n as u64;
-            summary.rows += out.sinks.values().map(|r| r.len() as u64).sum::<u64>();
-            summary.dead_letters += out.dead_letters.len() as u64;
-            summary.late_dropped += out.late_dropped;
-            summary.last_batch_id = batch_id;
+            summary.add(batch_id, n, &out);
             tracing::debug!(%job, batch_id, records = n, "batch committed");
         }
         match plan.trigger {
@@ -261,8 +265,123 @@ pub async fn run(
     Ok(summary)
 }
 
+impl RunSummary {
+    fn add(&mut self, batch_id: u64, records: usize, out: &BatchOutput) {
+        self.batches += 1;
+        self.records += records as u64;
+        self.rows += out.sinks.values().map(|r| r.len() as u64).sum::<u64>();
+        self.dead_letters += out.dead_letters.len() as u64;
+        self.late_dropped += out.late_dropped;
+        self.last_batch_id = batch_id;
+    }
+}
+
+/// Write a run batch to the sinks that lack it, then checkpoint it and prune the log.
+async fn commit_batch(
+    sinks: &mut [Sink],
+    out: &BatchOutput,
+    planned: &PlannedBatch,
+    executor: &Executor,
+    checkpoint_dir: &Path,
+    options: &WriteOptions<'_>,
+) -> Result<(), RuntimeError> {
+    let snapshot = executor.snapshot()?;
+    let ctx = BatchContext {
+        batch_id: planned.batch_id,
+        end: &planned.end,
+        snapshot: &snapshot,
+    };
+    sinks::write_batch(sinks, out, &ctx, options).await?;
+    let cp = Checkpoint::new(
+        &planned.job,
+        planned.batch_id,
+        planned.end.clone(),
+        snapshot,
+    );
+    let (dir, id) = (checkpoint_dir.to_path_buf(), planned.batch_id);
+    blocking(move || {
+        checkpoint::store(&dir, &cp)?;
+        batch_log::prune(&dir, id)
+    })
+    .await
+}
+
+/// Sort each source's records by (topic, partition, offset): a batch and its replay run
+/// the executor over the same sequence, so order-sensitive operators (dedup keeps the
+/// first, `first`/`last` aggregates, the per-batch watermark) give the same output.
+pub fn sort_canonically(records: &mut BTreeMap<String, Vec<SourceRecord>>) {
+    for r in records.values_mut() {
+        r.sort_by(|a, b| {
+            (&a.meta.topic, a.meta.partition, a.meta.offset).cmp(&(
+                &b.meta.topic,
+                b.meta.partition,
+                b.meta.offset,
+            ))
+        });
+    }
+}
+
+fn positions(sources: &[KafkaSource]) -> Offsets {
+    let mut positions = Offsets::new();
+    for s in sources {
+        for (t, p) in s.positions() {
+            positions.entry(t.clone()).or_default().extend(p);
+        }
+    }
+    positions
+}
+
+fn open_sources(
+    plan: &JobPlan,
+    bootstrap: &str,
+    job: &str,
+    committed: Option<&Offsets>,
+    timeout: Duration,
+) -> Result<Vec<KafkaSource>, RuntimeError> {
+    plan.sources
+        .iter()
+        .map(|s| KafkaSource::open(s, bootstrap, job, committed, timeout))
+        .collect()
+}
+
+/// Read exactly a planned batch's records: from its start offsets up to (not
+/// including) its end offsets, sorted canonically.
+async fn read_planned(
+    plan: &JobPlan,
+    bootstrap: &str,
+    options: &RunOptions,
+    planned: &PlannedBatch,
+) -> Result<Polled, RuntimeError> {
+    let (plan, bootstrap, job) = (plan.clone(), bootstrap.to_string(), plan.name.clone());
+    let (planned, mut opts) = (planned.clone(), options.clone());
+    opts.max_batch_records = usize::MAX;
+    blocking(move || {
+        let mut sources = open_sources(
+            &plan,
+            &bootstrap,
+            &job,
+            Some(&planned.start),
+            opts.kafka_timeout,
+        )?;
+        for s in &mut sources {
+            s.bound_to(&planned.end);
+        }
+        let (mut records, n) = poll_all(&mut sources, &opts, true)?;
+        if let Some(s) = sources.iter().find(|s| !s.caught_up()) {
+            return Err(RuntimeError::KafkaState(format!(
+                "replay of batch {}: source {} could not read up to the batch's end offsets \
+                 (records deleted by retention?)",
+                planned.batch_id, s.name
+            )));
+        }
+        sort_canonically(&mut records);
+        Ok((records, n))
+    })
+    .await
+}
+
 /// Run blocking work (librdkafka polls, fsyncs) on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
 ) -> Result<T, RuntimeError> {
     tokio::task::spawn_blocking(f)
@@ -307,50 +426,6 @@ fn poll_all(
     Ok((records, n))
 }
 
-async fn write_sinks(
-    sinks: &mut [(String, SinkRunner)],
-    out: &BatchOutput,
-    eo: Option<usize>,
-    batch_id: u64,
-    previous_batch_id: u64,
-    offsets: &Offsets,
-    snapshot: &serde_json::Value,
-) -> Result<(), RuntimeError> {
-    // At-least-once sinks first: the exactly-once commit below marks the batch done.
-    for (i, (name, runner)) in sinks.iter_mut().enumerate() {
-        let rows = out.sinks.get(name.as_str()).map_or(&[][..], Vec::as_slice);
-        match runner {
-            SinkRunner::Console => {
-                let mut stdout = std::io::stdout().lock();
-                for row in rows {
-                    writeln!(stdout, "{}", serde_json::Value::Object(row.value.clone())).map_err(
-                        |source| RuntimeError::Io {
-                            path: PathBuf::from("<stdout>"),
-                            source,
-                        },
-                    )?;
-                }
-            }
-            SinkRunner::Postgres(p) if Some(i) != eo => p.write(rows, None).await?,
-            SinkRunner::Postgres(_) => {}
-        }
-    }
-    if let Some((name, SinkRunner::Postgres(p))) = eo.and_then(|i| sinks.get_mut(i)) {
-        let rows = out.sinks.get(name.as_str()).map_or(&[][..], Vec::as_slice);
-        p.write(
-            rows,
-            Some(BatchCommit {
-                batch_id,
-                previous_batch_id,
-                offsets,
-                snapshot,
-            }),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// Load the CSV table of every stream–static join, by operator name.
 fn load_tables(plan: &JobPlan) -> Result<BTreeMap<String, StaticTable>, RuntimeError> {
     let mut tables = BTreeMap::new();
@@ -391,72 +466,40 @@ fn load_tables(plan: &JobPlan) -> Result<BTreeMap<String, StaticTable>, RuntimeE
     Ok(tables)
 }
 
-fn dlq_producer(bootstrap: &str, job: &str) -> Result<FutureProducer, RuntimeError> {
-    let mut c = rdkafka::config::ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("client.id", format!("rivulet-stream-{job}-dlq"))
-        .set("enable.idempotence", "true");
-    c.create()
-        .map_err(RuntimeError::kafka("create the dead-letter producer"))
-}
-
-/// Send dead letters and wait for every ack (at-least-once: before the batch commits).
-async fn send_dead_letters(
-    producer: &FutureProducer,
-    topic: &str,
-    letters: &[DeadLetter],
-    timeout: Duration,
-) -> Result<(), RuntimeError> {
-    let values: Vec<String> = letters
-        .iter()
-        .map(|d| d.to_record_value().to_string())
-        .collect();
-    let mut pending = Vec::with_capacity(values.len());
-    for value in &values {
-        let record: FutureRecord<'_, (), String> = FutureRecord::to(topic).payload(value);
-        pending.push(producer.send(record, timeout));
-    }
-    for p in pending {
-        p.await.map_err(|(e, _)| RuntimeError::Kafka {
-            context: format!("send a dead letter to {topic}"),
-            source: e,
-        })?;
-    }
-    Ok(())
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Whether the job's sinks are ones this runtime runs, and its guarantees hold
-/// together; what `rivulet stream validate` checks beyond the plan.
+/// Whether the job's sinks are ones this runtime runs; what `rivulet stream validate`
+/// checks beyond the plan. Any number of exactly-once sinks may run together: the batch
+/// log and replay ([`recovery`]) keep them in step — except two exactly-once PostgreSQL
+/// sinks in one database, whose bookkeeping rows (per job) would collide.
 pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
-    let mut eo = 0;
+    let mut eo_databases: BTreeMap<&str, &str> = BTreeMap::new();
     for s in &plan.sinks {
         match &s.kind {
-            SinkKind::Console => {}
-            SinkKind::Postgres { guarantee, .. } => {
-                eo += usize::from(*guarantee == Guarantee::ExactlyOnce);
-            }
-            _ => {
+            SinkKind::Files { .. } => {
                 return Err(RuntimeError::config(
                     &plan.name,
-                    format!(
-                        "sink {}: this runtime runs console and postgres sinks only (yet)",
-                        s.name
-                    ),
+                    format!("sink {}: the files sink is not run yet", s.name),
                 ))
             }
+            SinkKind::Postgres { url, guarantee, .. } if *guarantee == Guarantee::ExactlyOnce => {
+                if let Some(other) = eo_databases.insert(url.as_str(), s.name.as_str()) {
+                    return Err(RuntimeError::config(
+                        &plan.name,
+                        format!(
+                            "exactly-once sinks {other} and {} write to the same database: \
+                             its batch bookkeeping is per job; use one sink or two databases",
+                            s.name
+                        ),
+                    ));
+                }
+            }
+            _ => {}
         }
-    }
-    if eo > 1 {
-        return Err(RuntimeError::config(
-            &plan.name,
-            "more than one exactly-once sink: one transaction cannot span two databases",
-        ));
     }
     for o in &plan.operators {
         if let OperatorKind::JoinStatic {
@@ -474,4 +517,39 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(sinks: &str) -> JobPlan {
+        JobPlan::from_toml(&format!(
+            "[job]\nname = \"j\"\n[[source]]\nname = \"s\"\ntopics = [\"t\"]\n{sinks}"
+        ))
+        .unwrap()
+    }
+
+    const KAFKA_EO: &str =
+        "[[sink]]\nname = \"k\"\ntype = \"kafka\"\ntopic = \"o\"\nguarantee = \"exactly_once\"\n";
+
+    fn pg_eo(name: &str, db: &str) -> String {
+        format!(
+            "[[sink]]\nname = \"{name}\"\ntype = \"postgres\"\nurl = \"postgres://h/{db}\"\n\
+             table = \"t\"\nguarantee = \"exactly_once\"\n"
+        )
+    }
+
+    #[test]
+    fn several_exactly_once_sinks_run_together_but_not_in_one_database() {
+        let both = plan(&format!("{KAFKA_EO}{}", pg_eo("p", "a")));
+        assert!(check_runnable(&both).is_ok());
+        let two_dbs = plan(&format!("{}{}", pg_eo("p", "a"), pg_eo("q", "b")));
+        assert!(check_runnable(&two_dbs).is_ok());
+        let one_db = plan(&format!("{}{}", pg_eo("p", "a"), pg_eo("q", "a")));
+        let e = check_runnable(&one_db).unwrap_err().to_string();
+        assert!(e.contains("same database"), "{e}");
+        let files = plan("[[sink]]\nname = \"f\"\ntype = \"files\"\npath = \"lake\"\n");
+        assert!(check_runnable(&files).is_err());
+    }
 }

@@ -1,11 +1,9 @@
 //! Offsets and where a job resumes, as pure functions (tested without a broker).
 //!
 //! Rules:
-//! - A job that committed before resumes from its committed offsets. With an
-//!   exactly-once PostgreSQL sink those are the offsets in the database, committed in the
-//!   same transaction as the rows: they win over the checkpoint file (which may lag them
-//!   by one batch after a kill between the commit and the file write) and over `start`.
-//!   Without one, the checkpoint file is the record.
+//! - A job that committed before resumes from its committed offsets (which record —
+//!   the checkpoint file or an exactly-once sink's database — is decided in
+//!   [`super::recovery`]); they win over `start`.
 //! - Every commit records every assigned partition, so a partition missing from the
 //!   committed offsets appeared after that commit: it is read from its earliest offset
 //!   (what Spark's Kafka source does for new partitions), whatever `start` says.
@@ -38,19 +36,6 @@ pub struct ResumePoint {
     pub offsets: Offsets,
     /// The executor's state snapshot, if the job had state to save.
     pub snapshot: Option<Value>,
-}
-
-/// Choose what to resume from. `database` is `Some` when the job has an exactly-once
-/// PostgreSQL sink (holding what the database has for the job, if anything): it is then
-/// the only authority. Otherwise the checkpoint file is.
-pub fn choose_resume(
-    database: Option<Option<ResumePoint>>,
-    checkpoint: Option<ResumePoint>,
-) -> Option<ResumePoint> {
-    match database {
-        Some(db) => db,
-        None => checkpoint,
-    }
 }
 
 /// Where `topic`/`partition` starts, given the resume point's offsets (if the job
@@ -104,8 +89,6 @@ pub fn caught_up(positions: &Offsets, ends: &Offsets) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn offsets(entries: &[(&str, i32, i64)]) -> Offsets {
@@ -114,28 +97,6 @@ mod tests {
             o.entry(t.to_string()).or_default().insert(*p, *v);
         }
         o
-    }
-
-    fn point(batch: u64, o: Offsets) -> ResumePoint {
-        ResumePoint {
-            batch_id: batch,
-            offsets: o,
-            snapshot: Some(json!({"b": batch})),
-        }
-    }
-
-    #[test]
-    fn database_offsets_win_over_the_checkpoint_file() {
-        let db = point(7, offsets(&[("e", 0, 70)]));
-        let file = point(6, offsets(&[("e", 0, 60)]));
-        assert_eq!(
-            choose_resume(Some(Some(db.clone())), Some(file.clone())),
-            Some(db)
-        );
-        // An exactly-once job whose database has nothing starts afresh even if a stale
-        // checkpoint file is around: the rows it covers are not in the database.
-        assert_eq!(choose_resume(Some(None), Some(file.clone())), None);
-        assert_eq!(choose_resume(None, Some(file.clone())), Some(file));
     }
 
     #[test]

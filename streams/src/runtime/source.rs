@@ -46,6 +46,8 @@ pub struct KafkaSource {
     consumer: BaseConsumer,
     positions: Offsets,
     ends: Offsets,
+    /// Replay: the batch's end offsets; records at or past them are not the batch's.
+    limit: Option<Offsets>,
 }
 
 impl KafkaSource {
@@ -94,7 +96,25 @@ impl KafkaSource {
             consumer,
             positions,
             ends,
+            limit: None,
         })
+    }
+
+    /// Read no record at or past `end` (a replayed batch's end offsets; partitions
+    /// missing there read nothing), and count as caught up once at `end`.
+    pub fn bound_to(&mut self, end: &Offsets) {
+        let mut ends = Offsets::new();
+        for (topic, parts) in &self.positions {
+            for p in parts.keys() {
+                let e = end.get(topic).and_then(|m| m.get(p)).copied();
+                let pos = self.positions.get(topic).and_then(|m| m.get(p)).copied();
+                if let Some(e) = e.or(pos) {
+                    ends.entry(topic.clone()).or_default().insert(*p, e);
+                }
+            }
+        }
+        self.ends = ends.clone();
+        self.limit = Some(ends);
     }
 
     /// The next offset of every assigned partition.
@@ -137,6 +157,12 @@ impl KafkaSource {
                 .copied();
             if next.is_some_and(|n| offset < n) {
                 continue; // read in a committed batch already
+            }
+            if let Some(limit) = &self.limit {
+                let end = limit.get(topic).and_then(|m| m.get(&partition));
+                if end.is_none_or(|e| offset >= *e) {
+                    continue; // past the replayed batch
+                }
             }
             let headers = message
                 .headers()
