@@ -24,6 +24,7 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod files;
 pub mod offsets;
 pub mod postgres;
 pub mod source;
