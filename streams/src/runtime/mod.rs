@@ -19,8 +19,14 @@
 //! `available_now` (batches until caught up with the end offsets seen at start). The
 //! loop also ends when `shutdown` turns true, between batches: a batch is never cut.
 //!
-//! Not run yet (the job is refused with a clear error): Kafka and files sinks, static
-//! tables from PostgreSQL, reloading static tables; at most one exactly-once sink.
+//! Files sinks ([`files`]) commit each batch through their own commit log, before the
+//! checkpoint file; a job whose only committing sink is one files sink (no exactly-once
+//! PostgreSQL sink) resumes from the newer of its commit log and the checkpoint file,
+//! so a kill between the two neither repeats nor skips a batch. Static tables
+//! ([`tables`], CSV or PostgreSQL) load at start and reload between batches.
+//!
+//! Not run yet (the job is refused with a clear error): Kafka sinks; at most one
+//! exactly-once sink.
 
 pub mod checkpoint;
 pub mod error;
@@ -29,6 +35,7 @@ pub mod offsets;
 pub mod postgres;
 pub mod source;
 pub mod sql;
+pub mod tables;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -43,12 +50,13 @@ pub use offsets::{Offsets, ResumePoint};
 
 use crate::executor::{BatchOutput, Executor};
 use crate::operators::DeadLetter;
-use crate::plan::{Guarantee, JobPlan, OperatorKind, SinkKind, TableSpec, Trigger};
+use crate::plan::{FileFormat, Guarantee, JobPlan, SinkKind, Trigger};
 use crate::row::SourceRecord;
-use crate::table::StaticTable;
 use checkpoint::Checkpoint;
+use files::FilesSink;
 use postgres::{BatchCommit, PostgresSink};
 use source::KafkaSource;
+use tables::Tables;
 
 /// Most records one batch reads, by default.
 pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
@@ -103,6 +111,7 @@ pub struct RunSummary {
 enum SinkRunner {
     Console,
     Postgres(Box<PostgresSink>),
+    Files(Box<FilesSink>),
 }
 
 /// Run `plan` until its trigger ends or `shutdown` becomes true. `Err` stops the job
@@ -114,7 +123,8 @@ pub async fn run(
 ) -> Result<RunSummary, RuntimeError> {
     let job = plan.name.clone();
     check_runnable(&plan)?;
-    let tables = load_tables(&plan)?;
+    let mut tables = Tables::from_plan(&plan, Instant::now());
+    let loaded = tables.load_all().await?;
     let bootstrap = options
         .bootstrap_servers
         .clone()
@@ -141,11 +151,27 @@ pub async fn run(
             } => SinkRunner::Postgres(Box::new(
                 PostgresSink::connect(&s.name, &job, url, table, *mode, key, *guarantee).await?,
             )),
-            SinkKind::Kafka { .. } | SinkKind::Files { .. } => {
+            SinkKind::Files {
+                path,
+                layout,
+                format,
+            } => {
+                let (name, job, path, layout, format) = (
+                    s.name.clone(),
+                    job.clone(),
+                    path.clone(),
+                    layout.clone(),
+                    *format,
+                );
+                SinkRunner::Files(Box::new(
+                    blocking(move || FilesSink::open(&name, &job, path, layout, format)).await?,
+                ))
+            }
+            SinkKind::Kafka { .. } => {
                 return Err(RuntimeError::config(
                     &job,
                     format!(
-                        "sink {}: this runtime runs console and postgres sinks only (yet)",
+                        "sink {}: this runtime runs console, postgres and files sinks only (yet)",
                         s.name
                     ),
                 ))
@@ -162,13 +188,17 @@ pub async fn run(
         Some((_, SinkRunner::Postgres(p))) => Some(p.resume_point().await?),
         _ => None,
     };
-    let file = checkpoint::load(&checkpoint_dir, &job)?.map(|c| ResumePoint {
+    let mut file = checkpoint::load(&checkpoint_dir, &job)?.map(|c| ResumePoint {
         batch_id: c.batch_id,
         offsets: c.offsets,
         snapshot: (!c.snapshot.is_null()).then_some(c.snapshot),
     });
+    let files_resume = files_resume_sink(&sinks, eo);
+    if let Some((_, SinkRunner::Files(f))) = files_resume.and_then(|i| sinks.get(i)) {
+        file = files::newer_resume(file, f.resume_point());
+    }
     let resume = offsets::choose_resume(database, file);
-    let mut executor = Executor::new(plan.clone(), tables)?;
+    let mut executor = Executor::new(plan.clone(), loaded)?;
     if let Some(snapshot) = resume.as_ref().and_then(|r| r.snapshot.clone()) {
         executor.restore(snapshot)?;
     }
@@ -204,6 +234,8 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
+        // Between batches: a batch never sees two versions of a table.
+        tables.reload_due(Instant::now(), &mut executor).await;
         let tick = Instant::now();
         let opts = options.clone();
         let (back, polled) = blocking(move || {
@@ -230,7 +262,13 @@ pub async fn run(
                 tracing::warn!(%job, count = out.dead_letters.len(), "dead letters dropped: no dead_letter_topic");
             }
             write_sinks(
-                &mut sinks, &out, eo, batch_id, last_batch, &positions, &snapshot,
+                &mut sinks,
+                &out,
+                (eo, files_resume),
+                batch_id,
+                last_batch,
+                &positions,
+                &snapshot,
             )
             .await?;
             let cp = Checkpoint::new(&job, batch_id, positions, snapshot);
@@ -308,10 +346,28 @@ fn poll_all(
     Ok((records, n))
 }
 
+/// The files sink whose commit entries carry the resume point: the only files sink of a
+/// job without an exactly-once PostgreSQL sink (with several committing sinks, only a
+/// replay of identical batches keeps them in step).
+fn files_resume_sink(sinks: &[(String, SinkRunner)], eo: Option<usize>) -> Option<usize> {
+    let mut files = sinks
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, r))| matches!(r, SinkRunner::Files(_)))
+        .map(|(i, _)| i);
+    match (eo, files.next(), files.next()) {
+        (None, Some(i), None) => Some(i),
+        _ => None,
+    }
+}
+
+/// `(exactly-once PostgreSQL sink, files sink carrying the resume point)`, by index.
+type Committers = (Option<usize>, Option<usize>);
+
 async fn write_sinks(
     sinks: &mut [(String, SinkRunner)],
     out: &BatchOutput,
-    eo: Option<usize>,
+    (eo, files_resume): Committers,
     batch_id: u64,
     previous_batch_id: u64,
     offsets: &Offsets,
@@ -334,6 +390,22 @@ async fn write_sinks(
             }
             SinkRunner::Postgres(p) if Some(i) != eo => p.write(rows, None).await?,
             SinkRunner::Postgres(_) => {}
+            SinkRunner::Files(f) => {
+                let mut prepared = f.prepare(batch_id, rows)?;
+                if Some(i) == files_resume {
+                    prepared = prepared.with_resume(offsets, snapshot);
+                }
+                // The fsyncs run on the blocking pool, the sink moved there and back.
+                let taken = std::mem::replace(runner, SinkRunner::Console);
+                if let SinkRunner::Files(mut f) = taken {
+                    let f = blocking(move || {
+                        f.commit(prepared)?;
+                        Ok(f)
+                    })
+                    .await?;
+                    *runner = SinkRunner::Files(f);
+                }
+            }
         }
     }
     if let Some((name, SinkRunner::Postgres(p))) = eo.and_then(|i| sinks.get_mut(i)) {
@@ -350,46 +422,6 @@ async fn write_sinks(
         .await?;
     }
     Ok(())
-}
-
-/// Load the CSV table of every stream–static join, by operator name.
-fn load_tables(plan: &JobPlan) -> Result<BTreeMap<String, StaticTable>, RuntimeError> {
-    let mut tables = BTreeMap::new();
-    for o in &plan.operators {
-        if let OperatorKind::JoinStatic {
-            table,
-            table_key,
-            max_rows,
-            reload_ms,
-            ..
-        } = &o.kind
-        {
-            let TableSpec::Csv { path } = table else {
-                return Err(RuntimeError::config(
-                    &plan.name,
-                    format!(
-                        "operator {}: tables from PostgreSQL are not run yet",
-                        o.name
-                    ),
-                ));
-            };
-            if reload_ms.is_some() {
-                tracing::warn!(operator = %o.name, "table reload is not run yet: loaded once");
-            }
-            let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
-                path: PathBuf::from(path),
-                source,
-            })?;
-            let t = StaticTable::from_csv(&text, table_key, *max_rows).map_err(|e| {
-                RuntimeError::config(
-                    &plan.name,
-                    format!("operator {}: table {path}: {e}", o.name),
-                )
-            })?;
-            tables.insert(o.name.clone(), t);
-        }
-    }
-    Ok(tables)
 }
 
 fn dlq_producer(bootstrap: &str, job: &str) -> Result<FutureProducer, RuntimeError> {
@@ -442,11 +474,23 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
             SinkKind::Postgres { guarantee, .. } => {
                 eo += usize::from(*guarantee == Guarantee::ExactlyOnce);
             }
+            SinkKind::Files { format, .. } => {
+                if *format == FileFormat::Parquet {
+                    return Err(RuntimeError::config(
+                        &plan.name,
+                        format!(
+                            "sink {}: format \"parquet\" needs rivulet-streams built with the \
+                             `parquet` feature, which this build lacks: use \"jsonl\"",
+                            s.name
+                        ),
+                    ));
+                }
+            }
             _ => {
                 return Err(RuntimeError::config(
                     &plan.name,
                     format!(
-                        "sink {}: this runtime runs console and postgres sinks only (yet)",
+                        "sink {}: this runtime runs console, postgres and files sinks only (yet)",
                         s.name
                     ),
                 ))
@@ -458,21 +502,6 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
             &plan.name,
             "more than one exactly-once sink: one transaction cannot span two databases",
         ));
-    }
-    for o in &plan.operators {
-        if let OperatorKind::JoinStatic {
-            table: TableSpec::Postgres { .. },
-            ..
-        } = &o.kind
-        {
-            return Err(RuntimeError::config(
-                &plan.name,
-                format!(
-                    "operator {}: tables from PostgreSQL are not run yet",
-                    o.name
-                ),
-            ));
-        }
     }
     Ok(())
 }
