@@ -6,6 +6,9 @@
 //! committed files (as the commit log lists them), in the directory of its event day,
 //! with no temp file and no data file outside the commit log.
 //!
+//! Also here: a stream–static join with a PostgreSQL table reloaded on its interval,
+//! written through the files sink (the second test).
+//!
 //! Small batches (`--max-batch-records 10`) give many commits per run, so kills land
 //! inside batches, between a batch's files and its commit entry, and between the commit
 //! entry and the checkpoint file.
@@ -17,9 +20,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rivulet_streams::runtime::{self, RunOptions};
+use rivulet_streams::JobPlan;
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{block_on, create_topic, producer};
+use rivulet_testkit::postgres::TestPostgres;
 use rivulet_testkit::process::{tail, BrokerProcess};
+use serde_json::Value;
 
 const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -333,5 +340,150 @@ path = "lake/clicks"
         "data files outside the commit log: {stray:?}"
     );
     eprintln!("streams_files took {:?}", started.elapsed());
+    drop(broker);
+}
+
+/// Every committed row of the lake, by id.
+fn lake_rows(root: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(root.join("_rivulet_commits")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let entry: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+        for f in entry["files"].as_array().unwrap() {
+            let text = std::fs::read_to_string(root.join(f.as_str().unwrap())).unwrap();
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                out.insert(v["id"].as_str().unwrap().to_string(), v);
+            }
+        }
+    }
+    out
+}
+
+async fn wait_for_row(root: &Path, id: &str) -> Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = lake_rows(root).get(id) {
+            return v.clone();
+        }
+        assert!(Instant::now() < deadline, "row {id} never reached the lake");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A stream–static join with a table in a real PostgreSQL (rivulet_testkit::postgres),
+/// reloaded on its interval, the job run in this process by `runtime::run` against the
+/// broker process, into a files sink: rows see the table as loaded; after an UPDATE and
+/// the reload interval, new rows see the new values; a failed reload (the table renamed
+/// away) keeps the last good table and the job running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_table_reloads_between_batches_and_keeps_the_old_one_on_failure() {
+    let Some(pg) = TestPostgres::start_or_skip() else {
+        return;
+    };
+    let url = pg.create_database("dims");
+    pg.psql(
+        "dims",
+        "CREATE TABLE customers (id TEXT PRIMARY KEY, tier TEXT, since DATE); \
+         INSERT INTO customers VALUES ('c1', 'bronze', '2024-01-02'), ('c2', 'silver', NULL)",
+    );
+    let dir = temp_dir();
+    let broker = BrokerProcess::start_in(
+        Path::new(RIVULET),
+        temp_dir(),
+        dir.path().join("broker.log"),
+        &[],
+        &[],
+        TIMEOUT,
+    );
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "orders", 1, &[]).await;
+    let lake = dir.path().join("lake");
+    let plan = JobPlan::from_toml(&format!(
+        r#"
+[job]
+name = "enrich"
+trigger = "100ms"
+
+[[source]]
+name = "orders"
+topics = ["orders"]
+start = "earliest"
+
+[[operator]]
+type = "join_static"
+table = {{ postgres = {{ url = "{url}", table = "customers" }} }}
+table_key = "id"
+stream_key = "customer"
+kind = "left"
+prefix = "customer_"
+reload = "1s"
+max_rows = 10
+
+[[sink]]
+type = "files"
+path = "{}"
+"#,
+        lake.display()
+    ))
+    .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        bootstrap_servers: Some(bootstrap.clone()),
+        checkpoint_dir: Some(dir.path().join("checkpoint")),
+        poll_wait: Duration::from_millis(50),
+        ..RunOptions::default()
+    };
+    // The job runs beside the driver below (a job is not Send: operators are boxed
+    // trait objects), and stops when the driver is done.
+    let job = runtime::run(plan, options, stopped);
+    let driver = async {
+        let p = producer(&bootstrap, &[]);
+        let send = |id: &'static str, customer: &'static str| {
+            let p = p.clone();
+            async move {
+                let v = format!(r#"{{"id":"{id}","customer":"{customer}"}}"#);
+                p.send(FutureRecord::<(), _>::to("orders").payload(&v), TIMEOUT)
+                    .await
+                    .map_err(|(e, _)| e)
+                    .expect("produce");
+            }
+        };
+        send("o1", "c1").await;
+        let o1 = wait_for_row(&lake, "o1").await;
+        // Every table column but the key, typed by PostgreSQL's row_to_json.
+        assert_eq!(
+            o1,
+            serde_json::json!({"id": "o1", "customer": "c1",
+                "customer_tier": "bronze", "customer_since": "2024-01-02"})
+        );
+
+        pg.psql("dims", "UPDATE customers SET tier = 'gold' WHERE id = 'c1'");
+        // After the reload interval, new rows see the update; the old row keeps its value.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        send("o2", "c1").await;
+        assert_eq!(wait_for_row(&lake, "o2").await["customer_tier"], "gold");
+        assert_eq!(lake_rows(&lake)["o1"]["customer_tier"], "bronze");
+
+        // The table goes away: reloads fail, the job keeps joining with the last good one.
+        pg.psql("dims", "ALTER TABLE customers RENAME TO customers_old");
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        send("o3", "c1").await;
+        assert_eq!(wait_for_row(&lake, "o3").await["customer_tier"], "gold");
+
+        stop.send(true).unwrap();
+    };
+    // A failed reload must not stop the job: it runs until told to.
+    tokio::pin!(job);
+    let summary = tokio::select! {
+        r = &mut job => panic!("the job ended before it was stopped: {r:?}"),
+        () = driver => job.await.expect("the job ran until stopped"),
+    };
+    assert!(summary.batches >= 3, "{summary:?}");
     drop(broker);
 }
