@@ -1,6 +1,6 @@
 //! The files sink end to end (issue 12): a real `rivulet` broker process, a producer
 //! writing JSON events whose event times span three UTC days, and `rivulet stream run`
-//! of a filter → files job (trigger `available_now`). First a run to completion, then
+//! of examples/streams/lab2-filter-to-lake.toml (filter → files, `available_now`). First a run to completion, then
 //! runs SIGKILLed mid-stream at random points (seed printed) and a last run to
 //! completion. The files on disk must then hold every kept event exactly once over all
 //! committed files (as the commit log lists them), in the directory of its event day,
@@ -29,6 +29,7 @@ use rivulet_testkit::process::{tail, BrokerProcess};
 use serde_json::Value;
 
 const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+const LAB2: &str = include_str!("../../examples/streams/lab2-filter-to-lake.toml");
 const TIMEOUT: Duration = Duration::from_secs(20);
 const WAVE: usize = 600;
 const KILLS: usize = 3;
@@ -202,30 +203,16 @@ fn filter_to_date_partitioned_files_exactly_once_across_sigkills() {
         log: work.path().join("job.log"),
         bootstrap: bootstrap.clone(),
     };
-    std::fs::write(
-        &job.file,
-        r#"
-[job]
-name = "clicks-to-lake"
-trigger = "available_now"
-
-[[source]]
-name = "events"
-topics = ["events"]
-start = "earliest"
-event_time = { field = "ts", format = "rfc3339" }
-
-[[operator]]
-type = "filter"
-where = "type = 'click'"
-
-[[sink]]
-name = "lake"
-type = "files"
-path = "lake/clicks"
-"#,
-    )
-    .expect("write the job file");
+    // The second lab's job file, pointed at this broker.
+    let job_text = LAB2.replace(
+        "bootstrap_servers = \"127.0.0.1:9092\"",
+        &format!("bootstrap_servers = \"{bootstrap}\""),
+    );
+    assert!(
+        job_text.contains(&bootstrap) && job_text.contains("path = \"lake/clicks\""),
+        "the lab2 job file changed shape; update this test:\n{job_text}"
+    );
+    std::fs::write(&job.file, job_text).expect("write the job file");
     let lake = work.path().join("lake/clicks");
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
