@@ -15,9 +15,11 @@
 //!
 //! - the runtime around them ([`runtime`]): polls Kafka with rdkafka, runs batches,
 //!   writes the console and PostgreSQL sinks (exactly-once through one database
-//!   transaction per batch) and checkpoints. The only I/O in the crate lives there.
+//!   transaction per batch) and the files sink (date-partitioned files and a commit
+//!   log), loads and reloads static tables (CSV, PostgreSQL), and checkpoints. The only
+//!   I/O in the crate lives there.
 //!
-//! Does not own (yet): the Kafka and files sinks' runtime. The `rivulet stream` CLI is
+//! Does not own (yet): the Kafka sink's runtime, Parquet files. The `rivulet stream` CLI is
 //! in `cli/`. Everything talks to any broker over the wire only; nothing here depends
 //! on the broker.
 
