@@ -19,7 +19,8 @@
 //!   log), loads and reloads static tables (CSV, PostgreSQL), and checkpoints. The only
 //!   I/O in the crate lives there.
 //!
-//! Does not own (yet): the Kafka sink's runtime, Parquet files. The `rivulet stream` CLI is
+//! Does not own (yet): the Kafka sink's runtime. Parquet output is behind the `parquet`
+//! cargo feature (off by default: arrow and parquet are a long build). The `rivulet stream` CLI is
 //! in `cli/`. Everything talks to any broker over the wire only; nothing here depends
 //! on the broker.
 

@@ -33,8 +33,9 @@
 //! representable as a date) goes to the directory `__HIVE_DEFAULT_PARTITION__`, the
 //! name Hive and Spark give a partition whose value is null.
 //!
-//! Formats: JSON Lines (each row's JSON object on one line). Parquet needs the crate's
-//! `parquet` feature, which is not built yet: a job asking for it is refused at start.
+//! Formats: JSON Lines (each row's JSON object on one line), or Parquet with the crate's
+//! `parquet` feature ([`super::parquet_file`], one file per directory and batch, schema
+//! inferred per file); without the feature a job asking for Parquet is refused at start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -168,6 +169,9 @@ pub fn plan_batch(
     for (index, (dir, rows)) in groups.into_iter().enumerate() {
         let bytes = match format {
             FileFormat::Jsonl => encode_jsonl(&rows)?,
+            #[cfg(feature = "parquet")]
+            FileFormat::Parquet => super::parquet_file::encode(&rows)?,
+            #[cfg(not(feature = "parquet"))]
             FileFormat::Parquet => {
                 return Err("the parquet format needs rivulet-streams' `parquet` feature".into())
             }
@@ -246,7 +250,7 @@ impl FilesSink {
         layout: Layout,
         format: FileFormat,
     ) -> Result<FilesSink, RuntimeError> {
-        if format == FileFormat::Parquet {
+        if format == FileFormat::Parquet && !cfg!(feature = "parquet") {
             return Err(RuntimeError::config(
                 job,
                 format!(

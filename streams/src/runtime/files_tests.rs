@@ -282,6 +282,7 @@ fn a_directory_committed_by_another_job_is_refused() {
     );
 }
 
+#[cfg(not(feature = "parquet"))]
 #[test]
 fn parquet_without_the_feature_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -332,4 +333,45 @@ fn the_commit_entry_carries_the_resume_point_and_wins_when_newer() {
     );
     assert_eq!(newer_resume(None, Some(older.clone())), Some(older.clone()));
     assert_eq!(newer_resume(Some(older.clone()), None), Some(older));
+}
+
+#[cfg(feature = "parquet")]
+#[test]
+fn parquet_files_are_committed_and_recovered_like_json_lines() {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let open_parquet = || {
+        FilesSink::open(
+            "lake",
+            "job1",
+            dir.path(),
+            Layout::parse(DEFAULT_LAYOUT).unwrap(),
+            FileFormat::Parquet,
+        )
+        .unwrap()
+    };
+    let mut sink = open_parquet();
+    sink.write_batch(1, &[row(1, DEC30), row(2, DEC30), row(3, DEC30 + DAY)])
+        .unwrap();
+    // An interrupted batch 2.
+    let day = dir.path().join("year=2024/month=12/day=30");
+    fs::write(day.join(data_file_name(2, 0, FileFormat::Parquet)), "PAR1").unwrap();
+    drop(sink);
+    open_parquet();
+    assert_eq!(
+        tree(dir.path()),
+        [
+            "_rivulet_commits/00000000000000000001.json",
+            "year=2024/month=12/day=30/part-00000000000000000001-0.parquet",
+            "year=2024/month=12/day=31/part-00000000000000000001-1.parquet",
+        ]
+    );
+    let f = fs::File::open(day.join(data_file_name(1, 0, FileFormat::Parquet))).unwrap();
+    let rows: usize = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    assert_eq!(rows, 2);
 }

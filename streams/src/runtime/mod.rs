@@ -32,6 +32,8 @@ pub mod checkpoint;
 pub mod error;
 pub mod files;
 pub mod offsets;
+#[cfg(feature = "parquet")]
+pub mod parquet_file;
 pub mod postgres;
 pub mod source;
 pub mod sql;
@@ -373,7 +375,8 @@ async fn write_sinks(
     offsets: &Offsets,
     snapshot: &serde_json::Value,
 ) -> Result<(), RuntimeError> {
-    // At-least-once sinks first: the exactly-once commit below marks the batch done.
+    // At-least-once sinks first: the commit below (the exactly-once PostgreSQL sink's,
+    // or that of the files sink carrying the resume point) marks the batch done.
     for (i, (name, runner)) in sinks.iter_mut().enumerate() {
         let rows = out.sinks.get(name.as_str()).map_or(&[][..], Vec::as_slice);
         match runner {
@@ -389,24 +392,15 @@ async fn write_sinks(
                 }
             }
             SinkRunner::Postgres(p) if Some(i) != eo => p.write(rows, None).await?,
-            SinkRunner::Postgres(_) => {}
-            SinkRunner::Files(f) => {
-                let mut prepared = f.prepare(batch_id, rows)?;
-                if Some(i) == files_resume {
-                    prepared = prepared.with_resume(offsets, snapshot);
-                }
-                // The fsyncs run on the blocking pool, the sink moved there and back.
-                let taken = std::mem::replace(runner, SinkRunner::Console);
-                if let SinkRunner::Files(mut f) = taken {
-                    let f = blocking(move || {
-                        f.commit(prepared)?;
-                        Ok(f)
-                    })
-                    .await?;
-                    *runner = SinkRunner::Files(f);
-                }
+            SinkRunner::Files(_) if Some(i) != files_resume => {
+                write_files(runner, rows, batch_id, None).await?
             }
+            SinkRunner::Postgres(_) | SinkRunner::Files(_) => {}
         }
+    }
+    if let Some((name, runner)) = files_resume.and_then(|i| sinks.get_mut(i)) {
+        let rows = out.sinks.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+        write_files(runner, rows, batch_id, Some((offsets, snapshot))).await?;
     }
     if let Some((name, SinkRunner::Postgres(p))) = eo.and_then(|i| sinks.get_mut(i)) {
         let rows = out.sinks.get(name.as_str()).map_or(&[][..], Vec::as_slice);
@@ -420,6 +414,32 @@ async fn write_sinks(
             }),
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// Write one batch to a files sink, its fsyncs on the blocking pool (the sink moves
+/// there and back); `resume` goes into the commit entry.
+async fn write_files(
+    runner: &mut SinkRunner,
+    rows: &[crate::row::Row],
+    batch_id: u64,
+    resume: Option<(&Offsets, &serde_json::Value)>,
+) -> Result<(), RuntimeError> {
+    let SinkRunner::Files(f) = runner else {
+        return Ok(());
+    };
+    let mut prepared = f.prepare(batch_id, rows)?;
+    if let Some((offsets, snapshot)) = resume {
+        prepared = prepared.with_resume(offsets, snapshot);
+    }
+    if let SinkRunner::Files(mut f) = std::mem::replace(runner, SinkRunner::Console) {
+        let f = blocking(move || {
+            f.commit(prepared)?;
+            Ok(f)
+        })
+        .await?;
+        *runner = SinkRunner::Files(f);
     }
     Ok(())
 }
@@ -475,7 +495,7 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
                 eo += usize::from(*guarantee == Guarantee::ExactlyOnce);
             }
             SinkKind::Files { format, .. } => {
-                if *format == FileFormat::Parquet {
+                if *format == FileFormat::Parquet && !cfg!(feature = "parquet") {
                     return Err(RuntimeError::config(
                         &plan.name,
                         format!(
