@@ -168,7 +168,8 @@ fn commit_log(root: &Path) -> (Vec<String>, u64) {
     let mut files = Vec::new();
     let mut rows = 0;
     for f in files_under(&root.join("_rivulet_commits")) {
-        if f.starts_with(".tmp-") {
+        // Entries only: not temp files, not the last batch's resume point.
+        if f.starts_with(".tmp-") || f.ends_with(".resume.json") {
             continue;
         }
         let Ok(bytes) = std::fs::read(root.join("_rivulet_commits").join(&f)) else {
@@ -337,7 +338,8 @@ fn lake_rows(root: &Path) -> BTreeMap<String, Value> {
         return out;
     };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") || name.ends_with(".resume.json") {
             continue;
         }
         let entry: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();

@@ -21,10 +21,12 @@
 //! - [`FilesSink::write_batch`] is idempotent: a batch id at or below the last committed
 //!   one is skipped. Exactly-once therefore needs the runtime to replay an interrupted
 //!   batch with the same rows; with different rows the skipped batch would lose or
-//!   repeat rows. Each entry can carry the batch's end offsets and state snapshot
-//!   ([`PreparedBatch::with_resume`]), so a job whose only committing sink is this one
-//!   resumes from the newest of its commit log and its checkpoint file
-//!   ([`FilesSink::resume_point`]).
+//!   repeat rows. A batch can also commit its end offsets and state snapshot
+//!   ([`PreparedBatch::with_resume`]): `_rivulet_commits/<batch:020>.resume.json`,
+//!   written (temp, fsync, rename) before the entry, and the previous batch's removed
+//!   after it, so only the last committed batch's is kept (the snapshot of a stateful
+//!   job can be large). A job whose only committing sink is this one resumes from the
+//!   newer of that and its checkpoint file ([`FilesSink::resume_point`]).
 //! - One job owns a sink directory: entries name their job, and [`FilesSink::open`]
 //!   refuses a directory committed by another job.
 //!
@@ -69,12 +71,10 @@ pub struct CommitEntry {
     /// The batch's data files, relative to the sink's path, `/`-separated.
     pub files: Vec<String>,
     pub rows: u64,
-    /// The batch's end offsets and state snapshot, when the runtime resumes from them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resume: Option<ResumeMeta>,
 }
 
-/// What a job resumes from after this batch (the checkpoint file's content).
+/// What a job resumes from after a batch (the checkpoint file's content), in
+/// `<batch:020>.resume.json` beside the batch's commit entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResumeMeta {
     pub offsets: Offsets,
@@ -150,6 +150,17 @@ fn commit_file_name(batch_id: u64) -> String {
     format!("{batch_id:020}.json")
 }
 
+fn resume_file_name(batch_id: u64) -> String {
+    format!("{batch_id:020}.resume.json")
+}
+
+/// The batch of a resume file name (`<20 digits>.resume.json`).
+fn batch_of_resume_file(name: &str) -> Option<u64> {
+    name.strip_suffix(".resume.json")
+        .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+}
+
 /// Group a batch's rows by their layout directory and encode each group as one file.
 /// Pure: the same rows give the same files, names and bytes.
 pub fn plan_batch(
@@ -195,19 +206,26 @@ fn encode_jsonl(rows: &[&Row]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// What recovery deletes: every temp file, and every data file of ours that is not
-/// listed in its batch's commit entry. `found` are paths relative to the sink's path.
+/// What recovery deletes: every temp file, every data file of ours that is not listed
+/// in its batch's commit entry, and every resume file but the last committed batch's.
+/// `found` are paths relative to the sink's path.
 pub fn recovery_deletions(committed: &BTreeMap<u64, CommitEntry>, found: &[String]) -> Vec<String> {
     let listed: BTreeSet<&str> = committed
         .values()
         .flat_map(|e| e.files.iter().map(String::as_str))
         .collect();
+    let last = committed.keys().next_back().copied();
     found
         .iter()
         .filter(|path| {
             let name = path.rsplit('/').next().unwrap_or(path);
+            let resume = path
+                .strip_prefix(COMMITS_DIR)
+                .and_then(|p| p.strip_prefix('/'))
+                .and_then(batch_of_resume_file);
             name.starts_with(TMP_PREFIX)
                 || (batch_of_data_file(name).is_some() && !listed.contains(path.as_str()))
+                || resume.is_some_and(|b| Some(b) != last)
         })
         .cloned()
         .collect()
@@ -236,8 +254,8 @@ pub struct FilesSink {
     layout: Layout,
     format: FileFormat,
     last: Option<u64>,
-    /// The last commit entry (for [`FilesSink::resume_point`]).
-    last_entry: Option<CommitEntry>,
+    /// The batch whose resume file is on disk (the last committed one, if it had one).
+    resume_batch: Option<u64>,
 }
 
 impl FilesSink {
@@ -267,7 +285,7 @@ impl FilesSink {
             layout,
             format,
             last: None,
-            last_entry: None,
+            resume_batch: None,
         };
         let commits = sink.root.join(COMMITS_DIR);
         fs::create_dir_all(&commits).map_err(sink.io(&commits))?;
@@ -298,10 +316,10 @@ impl FilesSink {
             }
         }
         sync_dir(&sink.root).map_err(sink.io(&sink.root))?;
-        if let Some((&last, entry)) = entries.last_key_value() {
-            sink.last = Some(last);
-            sink.last_entry = Some(entry.clone());
-        }
+        sink.last = entries.keys().next_back().copied();
+        sink.resume_batch = sink
+            .last
+            .filter(|b| commits.join(resume_file_name(*b)).exists());
         Ok(sink)
     }
 
@@ -314,16 +332,23 @@ impl FilesSink {
         &self.root
     }
 
-    /// The resume point the last commit entry carries (end offsets, snapshot), if it
-    /// was written with [`PreparedBatch::with_resume`].
-    pub fn resume_point(&self) -> Option<ResumePoint> {
-        let e = self.last_entry.as_ref()?;
-        let meta = e.resume.as_ref()?;
-        Some(ResumePoint {
-            batch_id: e.batch_id,
-            offsets: meta.offsets.clone(),
-            snapshot: (!meta.snapshot.is_null()).then(|| meta.snapshot.clone()),
-        })
+    /// The resume point (end offsets, snapshot) the last committed batch committed
+    /// with [`PreparedBatch::with_resume`], read from disk; `None` if it had none.
+    pub fn resume_point(&self) -> Result<Option<ResumePoint>, RuntimeError> {
+        let Some(batch_id) = self.resume_batch else {
+            return Ok(None);
+        };
+        let path = self.root.join(COMMITS_DIR).join(resume_file_name(batch_id));
+        let bytes = fs::read(&path).map_err(self.io(&path))?;
+        let meta: ResumeMeta = serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Files {
+            sink: self.name.clone(),
+            reason: format!("resume file {} is unreadable: {e}", path.display()),
+        })?;
+        Ok(Some(ResumePoint {
+            batch_id,
+            offsets: meta.offsets,
+            snapshot: (!meta.snapshot.is_null()).then_some(meta.snapshot),
+        }))
     }
 
     /// Write batch `batch_id` and commit it; skipped (Ok) when the batch is already
@@ -393,13 +418,24 @@ impl FilesSink {
             batch_id: batch.batch_id,
             files: batch.files.iter().map(PlannedFile::relative_path).collect(),
             rows: batch.files.iter().map(|f| f.rows).sum(),
-            resume: batch.resume,
         };
         let bytes = serde_json::to_vec(&entry).map_err(|e| RuntimeError::Files {
             sink: self.name.clone(),
             reason: format!("cannot encode the commit entry: {e}"),
         })?;
         let commits = self.root.join(COMMITS_DIR);
+        if let Some(meta) = &batch.resume {
+            // Durable before the entry (the entry's directory fsync covers its name).
+            let bytes = serde_json::to_vec(meta).map_err(|e| RuntimeError::Files {
+                sink: self.name.clone(),
+                reason: format!("cannot encode the resume point: {e}"),
+            })?;
+            let name = resume_file_name(batch.batch_id);
+            let tmp = commits.join(format!("{TMP_PREFIX}{name}"));
+            write_synced(&tmp, &bytes).map_err(self.io(&tmp))?;
+            let dest = commits.join(&name);
+            fs::rename(&tmp, &dest).map_err(self.io(&dest))?;
+        }
         let name = commit_file_name(batch.batch_id);
         let tmp = commits.join(format!("{TMP_PREFIX}{name}"));
         write_synced(&tmp, &bytes).map_err(self.io(&tmp))?;
@@ -407,7 +443,17 @@ impl FilesSink {
         fs::rename(&tmp, &dest).map_err(self.io(&dest))?;
         sync_dir(&commits).map_err(self.io(&commits))?;
         self.last = Some(batch.batch_id);
-        self.last_entry = Some(entry);
+        // Only the last batch's resume point is kept; a kill before this removal
+        // leaves one more, which the next open removes.
+        if let Some(old) = self.resume_batch.take() {
+            let path = commits.join(resume_file_name(old));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&path)(e)),
+            }
+        }
+        self.resume_batch = batch.resume.is_some().then_some(batch.batch_id);
         Ok(())
     }
 
@@ -479,11 +525,11 @@ impl FilesSink {
             let kind = item.file_type().map_err(self.io(&item.path()))?;
             if kind.is_dir() {
                 if rel.is_empty() && name == COMMITS_DIR {
-                    // Only its temp files matter here.
+                    // Only its temp and resume files matter here.
                     for c in fs::read_dir(item.path()).map_err(self.io(&item.path()))? {
                         let c = c.map_err(self.io(&item.path()))?;
                         let cname = c.file_name().to_string_lossy().into_owned();
-                        if cname.starts_with(TMP_PREFIX) {
+                        if cname.starts_with(TMP_PREFIX) || batch_of_resume_file(&cname).is_some() {
                             found.push(format!("{COMMITS_DIR}/{cname}"));
                         }
                     }

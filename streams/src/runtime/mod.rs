@@ -197,7 +197,7 @@ pub async fn run(
     });
     let files_resume = files_resume_sink(&sinks, eo);
     if let Some((_, SinkRunner::Files(f))) = files_resume.and_then(|i| sinks.get(i)) {
-        file = files::newer_resume(file, f.resume_point());
+        file = files::newer_resume(file, f.resume_point()?);
     }
     let resume = offsets::choose_resume(database, file);
     let mut executor = Executor::new(plan.clone(), loaded)?;
