@@ -196,6 +196,9 @@ pub async fn run(
         snapshot: (!c.snapshot.is_null()).then_some(c.snapshot),
     });
     let files_resume = files_resume_sink(&sinks, eo);
+    if files_resume.is_none() && sinks.iter().any(|(_, r)| matches!(r, SinkRunner::Files(_))) {
+        tracing::warn!(%job, "files sinks beside another committing sink: a batch interrupted between their commits is replayed with the records polled again, which its files may already hold in part (exactly-once needs the batch log)");
+    }
     if let Some((_, SinkRunner::Files(f))) = files_resume.and_then(|i| sinks.get(i)) {
         file = files::newer_resume(file, f.resume_point()?);
     }
