@@ -15,11 +15,13 @@
 //!
 //! - the runtime around them ([`runtime`]): polls Kafka with rdkafka, plans each batch
 //!   in a write-ahead batch log, runs it, writes the console, Kafka (exactly-once through
-//!   one Kafka transaction per batch) and PostgreSQL (one database transaction per
-//!   batch) sinks, checkpoints, and replays a batch some sinks lack after a crash. The
-//!   only I/O in the crate lives there.
+//!   one Kafka transaction per batch), PostgreSQL (one database transaction per batch)
+//!   and files (date-partitioned files and a commit log) sinks, loads and reloads static
+//!   tables (CSV, PostgreSQL), checkpoints, and replays a batch some sinks lack after a
+//!   crash. The only I/O in the crate lives there.
 //!
-//! Does not own (yet): the files sink's runtime. The `rivulet stream` CLI is
+//! Parquet output is behind the `parquet` cargo feature (off by default: arrow and
+//! parquet are a long build). The `rivulet stream` CLI is
 //! in `cli/`. Everything talks to any broker over the wire only; nothing here depends
 //! on the broker.
 

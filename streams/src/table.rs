@@ -1,8 +1,9 @@
 //! Static tables for stream–static joins, and the CSV loader that builds them.
 //!
 //! A [`StaticTable`] is an in-memory lookup of rows by one key column. The runtime loads
-//! it (from a CSV file, later a PostgreSQL table) and swaps in a fresh one on its reload
-//! interval; this module only turns text or rows into a table, so it is pure and bounded:
+//! it (from a CSV file or a PostgreSQL table, `runtime::tables`) and swaps in a fresh one
+//! on its reload interval; this module only turns text or rows into a table, so it is
+//! pure and bounded:
 //! at most `max_rows` rows, each line checked for its field count.
 //!
 //! CSV follows RFC 4180: a header line, comma-separated fields, double-quoted fields that

@@ -10,6 +10,7 @@ use crate::time::{TimeFormat, Watermark};
 
 const LAB1: &str = include_str!("../../../examples/streams/lab1-filter-to-postgres.toml");
 const MEDALLION: &str = include_str!("../../../examples/streams/medallion.toml");
+const LAB2: &str = include_str!("../../../examples/streams/lab2-filter-to-lake.toml");
 const CUSTOMERS: &str = include_str!("../../../examples/streams/customers.csv");
 
 #[test]
@@ -91,6 +92,40 @@ fn lab1_plan_runs_its_filter() {
     let ids: Vec<&Value> = out.rows.iter().map(|r| &r.value["event_id"]).collect();
     assert_eq!(ids, [&json!(1), &json!(4)]);
     assert_eq!(out.rows[1].event_time, 1_735_552_803_000);
+}
+
+#[test]
+fn lab2_file_is_a_runnable_files_job() {
+    let plan = JobPlan::from_toml(LAB2).unwrap();
+    assert_eq!(plan.trigger, Trigger::AvailableNow);
+    match &plan.sinks[..] {
+        [s] => match &s.kind {
+            SinkKind::Files {
+                path,
+                layout,
+                format,
+            } => {
+                assert_eq!(path, "lake/clicks");
+                assert_eq!(
+                    layout.path_for(1_735_552_800_000).as_deref(),
+                    Some("year=2024/month=12/day=30")
+                );
+                assert_eq!(*format, FileFormat::Jsonl);
+            }
+            other => panic!("not a files sink: {other:?}"),
+        },
+        other => panic!("one sink expected: {other:?}"),
+    }
+    crate::runtime::check_runnable(&plan).unwrap();
+    // Parquet validates; a build without the `parquet` feature refuses it up front.
+    let parquet = JobPlan::from_toml(&LAB2.replace("\"jsonl\"", "\"parquet\"")).unwrap();
+    let runnable = crate::runtime::check_runnable(&parquet);
+    if cfg!(feature = "parquet") {
+        runnable.unwrap();
+    } else {
+        let err = runnable.unwrap_err();
+        assert!(err.to_string().contains("`parquet` feature"), "{err}");
+    }
 }
 
 #[test]

@@ -34,6 +34,18 @@ pub enum RuntimeError {
     },
     #[error("postgres sink {sink}: {reason}")]
     PostgresState { sink: String, reason: String },
+    #[error("files sink {sink}: {path}: {source}")]
+    FilesIo {
+        sink: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("files sink {sink}: {reason}")]
+    Files { sink: String, reason: String },
+    /// A static table could not be loaded at start (a failed reload only warns).
+    #[error("table of operator {operator}: {reason}")]
+    Table { operator: String, reason: String },
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
     /// A checkpoint written by another job: running on it would mix two jobs' offsets.

@@ -28,20 +28,25 @@
 //! `available_now` (batches until caught up with the end offsets seen at start). The
 //! loop also ends when `shutdown` turns true, between batches: a batch is never cut.
 //!
-//! Not run yet (the job is refused with a clear error): the files sink (its place in
-//! the dispatch is `SinkRunner` in `sinks.rs`), static tables from PostgreSQL, reloading
-//! static tables.
+//! Files sinks ([`files`]) are exactly-once sinks like the others: their commit log is
+//! their record of the last batch they hold, and a batch interrupted before its commit
+//! entry is replayed from the batch log. Static tables ([`tables`], CSV or PostgreSQL)
+//! load at start and reload between batches, never inside one.
 
 pub mod batch_log;
 pub mod checkpoint;
 pub mod error;
+pub mod files;
 pub mod kafka_sink;
 pub mod offsets;
+#[cfg(feature = "parquet")]
+pub mod parquet_file;
 pub mod postgres;
 pub mod recovery;
 mod sinks;
 pub mod source;
 pub mod sql;
+pub mod tables;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,13 +58,13 @@ pub use error::RuntimeError;
 pub use offsets::{Offsets, ResumePoint};
 
 use crate::executor::{BatchOutput, Executor};
-use crate::plan::{Guarantee, JobPlan, OperatorKind, SinkKind, TableSpec, Trigger};
+use crate::plan::{FileFormat, Guarantee, JobPlan, SinkKind, Trigger};
 use crate::row::SourceRecord;
-use crate::table::StaticTable;
 use batch_log::PlannedBatch;
 use checkpoint::Checkpoint;
 use sinks::{BatchContext, Sink, WriteOptions};
 use source::KafkaSource;
+use tables::Tables;
 
 /// Most records one batch reads, by default.
 pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
@@ -126,7 +131,8 @@ pub async fn run(
 ) -> Result<RunSummary, RuntimeError> {
     let job = plan.name.clone();
     check_runnable(&plan)?;
-    let tables = load_tables(&plan)?;
+    let mut tables = Tables::from_plan(&plan, Instant::now());
+    let loaded = tables.load_all().await?;
     let bootstrap = options
         .bootstrap_servers
         .clone()
@@ -157,7 +163,7 @@ pub async fn run(
         .map_err(|reason| RuntimeError::config(&job, reason))?;
     batch_log::remove(&checkpoint_dir, &recovery.discard)?;
 
-    let mut executor = Executor::new(plan.clone(), tables)?;
+    let mut executor = Executor::new(plan.clone(), loaded)?;
     if let Some(snapshot) = recovery.base.as_ref().and_then(|r| r.snapshot.clone()) {
         executor.restore(snapshot)?;
     }
@@ -218,6 +224,8 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
+        // Between batches: a batch never sees two versions of a table.
+        tables.reload_due(Instant::now(), &mut executor).await;
         let tick = Instant::now();
         let start = positions(&sources);
         let opts = options.clone();
@@ -426,46 +434,6 @@ fn poll_all(
     Ok((records, n))
 }
 
-/// Load the CSV table of every stream–static join, by operator name.
-fn load_tables(plan: &JobPlan) -> Result<BTreeMap<String, StaticTable>, RuntimeError> {
-    let mut tables = BTreeMap::new();
-    for o in &plan.operators {
-        if let OperatorKind::JoinStatic {
-            table,
-            table_key,
-            max_rows,
-            reload_ms,
-            ..
-        } = &o.kind
-        {
-            let TableSpec::Csv { path } = table else {
-                return Err(RuntimeError::config(
-                    &plan.name,
-                    format!(
-                        "operator {}: tables from PostgreSQL are not run yet",
-                        o.name
-                    ),
-                ));
-            };
-            if reload_ms.is_some() {
-                tracing::warn!(operator = %o.name, "table reload is not run yet: loaded once");
-            }
-            let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
-                path: PathBuf::from(path),
-                source,
-            })?;
-            let t = StaticTable::from_csv(&text, table_key, *max_rows).map_err(|e| {
-                RuntimeError::config(
-                    &plan.name,
-                    format!("operator {}: table {path}: {e}", o.name),
-                )
-            })?;
-            tables.insert(o.name.clone(), t);
-        }
-    }
-    Ok(tables)
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -480,10 +448,16 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
     let mut eo_databases: BTreeMap<&str, &str> = BTreeMap::new();
     for s in &plan.sinks {
         match &s.kind {
-            SinkKind::Files { .. } => {
+            SinkKind::Files { format, .. }
+                if *format == FileFormat::Parquet && !cfg!(feature = "parquet") =>
+            {
                 return Err(RuntimeError::config(
                     &plan.name,
-                    format!("sink {}: the files sink is not run yet", s.name),
+                    format!(
+                        "sink {}: format \"parquet\" needs rivulet-streams built with the \
+                         `parquet` feature, which this build lacks: use \"jsonl\"",
+                        s.name
+                    ),
                 ))
             }
             SinkKind::Postgres { url, guarantee, .. } if *guarantee == Guarantee::ExactlyOnce => {
@@ -499,21 +473,6 @@ pub fn check_runnable(plan: &JobPlan) -> Result<(), RuntimeError> {
                 }
             }
             _ => {}
-        }
-    }
-    for o in &plan.operators {
-        if let OperatorKind::JoinStatic {
-            table: TableSpec::Postgres { .. },
-            ..
-        } = &o.kind
-        {
-            return Err(RuntimeError::config(
-                &plan.name,
-                format!(
-                    "operator {}: tables from PostgreSQL are not run yet",
-                    o.name
-                ),
-            ));
         }
     }
     Ok(())
@@ -550,6 +509,11 @@ mod tests {
         let e = check_runnable(&one_db).unwrap_err().to_string();
         assert!(e.contains("same database"), "{e}");
         let files = plan("[[sink]]\nname = \"f\"\ntype = \"files\"\npath = \"lake\"\n");
-        assert!(check_runnable(&files).is_err());
+        assert!(check_runnable(&files).is_ok());
+        let with_files = plan(&format!(
+            "{KAFKA_EO}{}[[sink]]\nname = \"f\"\ntype = \"files\"\npath = \"lake\"\n",
+            pg_eo("p", "a")
+        ));
+        assert!(check_runnable(&with_files).is_ok());
     }
 }

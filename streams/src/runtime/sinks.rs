@@ -7,8 +7,7 @@
 //! goes to every at-least-once sink and to the exactly-once sinks that lack it
 //! ([`super::recovery::writes_batch`]).
 //!
-//! Exactly-once sinks share one contract, which the files sink (runtime/files.rs, built
-//! apart) fits too: `last_committed_batch()` — the id of the last batch it holds, read
+//! Exactly-once sinks share one contract (PostgreSQL, Kafka, files): `last_committed_batch()` — the id of the last batch it holds, read
 //! from where it commits its data — and `write_batch(batch_id, rows)`, idempotent per
 //! batch id, committing the rows and the batch id together.
 
@@ -20,6 +19,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
 use super::error::RuntimeError;
+use super::files::FilesSink;
 use super::kafka_sink::KafkaSink;
 use super::offsets::{Offsets, ResumePoint};
 use super::postgres::{BatchCommit, PostgresSink};
@@ -33,9 +33,8 @@ pub(crate) enum SinkRunner {
     Console,
     Postgres(Box<PostgresSink>),
     Kafka(Box<KafkaSink>),
-    // Files(Box<FilesSink>): the files sink (runtime/files.rs) goes here, exactly-once
-    // through its commit log: `last_committed_batch()` in `progress`, `write_batch`
-    // in `write_batch` below.
+    /// Always exactly-once, through its commit log.
+    Files(Box<FilesSink>),
 }
 
 pub(crate) struct Sink {
@@ -51,6 +50,7 @@ impl Sink {
             SinkRunner::Console => false,
             SinkRunner::Postgres(p) => p.exactly_once(),
             SinkRunner::Kafka(k) => k.exactly_once(),
+            SinkRunner::Files(_) => true,
         }
     }
 }
@@ -91,10 +91,22 @@ pub(crate) async fn connect(
                 )
                 .await?,
             )),
-            SinkKind::Files { .. } => {
-                return Err(RuntimeError::config(
-                    job,
-                    format!("sink {}: the files sink is not run yet", s.name),
+            SinkKind::Files {
+                path,
+                layout,
+                format,
+            } => {
+                let (name, job, path, layout, format) = (
+                    s.name.clone(),
+                    job.to_string(),
+                    path.clone(),
+                    layout.clone(),
+                    *format,
+                );
+                // Recovery walks and deletes files: on the blocking pool.
+                SinkRunner::Files(Box::new(
+                    super::blocking(move || FilesSink::open(&name, &job, path, layout, format))
+                        .await?,
                 ))
             }
         };
@@ -129,6 +141,7 @@ pub(crate) async fn progress(
             },
             // Blocking librdkafka calls (metadata, OffsetFetch), once at start.
             SinkRunner::Kafka(k) => k.last_committed_batch(topics)?,
+            SinkRunner::Files(f) => f.last_committed_batch().unwrap_or(0),
         };
         tracing::info!(sink = %s.name, last_batch = s.last, "exactly-once sink");
         progress.push(SinkProgress {
@@ -196,6 +209,7 @@ pub(crate) async fn write_batch(
             SinkRunner::Console => print_rows(rows)?,
             SinkRunner::Postgres(p) => p.write(rows, None).await?,
             SinkRunner::Kafka(k) => k.write(rows).await?,
+            SinkRunner::Files(_) => {}
         }
     }
     for (i, s) in sinks.iter_mut().enumerate() {
@@ -225,6 +239,7 @@ pub(crate) async fn write_batch(
                 k.write_transaction(rows, letters, ctx.batch_id, ctx.end)
                     .await?
             }
+            SinkRunner::Files(_) => write_files(&mut s.runner, ctx.batch_id, rows).await?,
         }
         s.last = ctx.batch_id;
         if options
@@ -236,6 +251,28 @@ pub(crate) async fn write_batch(
                 sink: s.name.clone(),
             });
         }
+    }
+    Ok(())
+}
+
+/// Write a batch to the files sink in `runner`: encoded here, written, fsynced and
+/// committed on the blocking pool (the sink moves there and back).
+async fn write_files(
+    runner: &mut SinkRunner,
+    batch_id: u64,
+    rows: &[Row],
+) -> Result<(), RuntimeError> {
+    let SinkRunner::Files(f) = runner else {
+        return Ok(());
+    };
+    let prepared = f.prepare(batch_id, rows)?;
+    if let SinkRunner::Files(mut f) = std::mem::replace(runner, SinkRunner::Console) {
+        let f = super::blocking(move || {
+            f.commit(prepared)?;
+            Ok(f)
+        })
+        .await?;
+        *runner = SinkRunner::Files(f);
     }
     Ok(())
 }
