@@ -139,7 +139,10 @@ impl Job {
             .arg(&self.job_file)
             .args(["--max-batch-records", "10"])
             .current_dir(&self.cwd)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("MEDALLION_JOB_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log"))
             .stderr(log)
@@ -208,7 +211,10 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
         TIMEOUT,
     );
     let bootstrap = broker.bootstrap();
-    block_on(create_topic(&bootstrap, "orders-bronze", 2, &[]));
+    // One bronze partition: with two, one can be read far ahead of the other in event
+    // time, and the lagging one's orders are then rightly late (behind the watermark)
+    // and dead-lettered, which this test's expected tables do not model.
+    block_on(create_topic(&bootstrap, "orders-bronze", 1, &[]));
     block_on(create_topic(&bootstrap, "orders-silver", 2, &[]));
     block_on(create_topic(&bootstrap, "orders-dlq", 1, &[]));
 
@@ -266,13 +272,13 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "the job exited ({status}) before kill {kill}:\n{}",
-                    tail(&job.log, 40)
+                    tail(&job.log, 80)
                 );
             }
             assert!(
                 Instant::now() < deadline,
                 "the job did not reach {target} lake rows before kill {kill}:\n{}",
-                tail(&job.log, 40)
+                tail(&job.log, 80)
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -336,10 +342,10 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
             lake_rows(&lake).len(),
             gold_count(&pg),
             want_ids.len(),
-            tail(&job.log, 40)
+            tail(&job.log, 80)
         );
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("the job exited ({status}):\n{}", tail(&job.log, 40));
+            panic!("the job exited ({status}):\n{}", tail(&job.log, 80));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -350,7 +356,7 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
     assert!(
         status.success(),
         "SIGTERM should stop the job cleanly: {status}\n{}",
-        tail(&job.log, 40)
+        tail(&job.log, 80)
     );
 
     // Silver lake: each valid order once, under its own date, no temporaries.
@@ -409,6 +415,7 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
         &[
             ("auto.offset.reset", "earliest"),
             ("isolation.level", "read_committed"),
+            ("group.id", "medallion-silver-reader"),
         ],
     );
     c.subscribe(&["orders-silver"])
@@ -456,18 +463,31 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
     assert_eq!(got, gold, "gold differs from the aggregate of the input");
 
     // Dead letters (at least once): every invalid order.
-    let c = consumer(&bootstrap, &[("auto.offset.reset", "earliest")]);
+    drop(c);
+    let c = consumer(
+        &bootstrap,
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("group.id", "medallion-dlq-reader"),
+        ],
+    );
     c.subscribe(&["orders-dlq"]).expect("subscribe to the dlq");
-    let letters = drain(&c, Duration::from_secs(3));
-    let text: String = letters
-        .iter()
-        .filter_map(|g| g.value.as_deref())
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect();
+    // Until every invalid order is seen (joining the group takes a few seconds).
+    let mut text = String::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline && !invalid_ids.iter().all(|id| text.contains(id.as_str())) {
+        for g in drain(&c, Duration::from_millis(500)) {
+            text.push_str(&String::from_utf8_lossy(
+                g.value.as_deref().unwrap_or_default(),
+            ));
+        }
+    }
     for id in &invalid_ids {
         assert!(
             text.contains(id.as_str()),
-            "{id} is not in the dead-letter topic"
+            "{id} is not in the dead-letter topic ({} bytes): {}",
+            text.len(),
+            text.get(..600).unwrap_or(&text)
         );
     }
     eprintln!("medallion end to end took {:?}", started.elapsed());

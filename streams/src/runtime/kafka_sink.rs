@@ -158,13 +158,24 @@ impl KafkaSink {
         if tpl.count() == 0 {
             return Ok(0);
         }
-        let committed =
-            client
-                .committed_offsets(tpl, self.timeout)
-                .map_err(RuntimeError::kafka(format!(
-                    "sink {}: read committed offsets",
-                    self.name
-                )))?;
+        // The group's coordinator may still be coming up (the offsets topic is created
+        // on first use): its retriable answers are retried until the timeout.
+        let deadline = std::time::Instant::now() + self.timeout;
+        let committed = loop {
+            match client.committed_offsets(tpl.clone(), self.timeout) {
+                Ok(c) => break c,
+                Err(e) if is_coordinator_retriable(&e) && std::time::Instant::now() < deadline => {
+                    tracing::debug!(sink = %self.name, "reading committed offsets: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(RuntimeError::kafka(format!(
+                        "sink {}: read committed offsets",
+                        self.name
+                    ))(e))
+                }
+            }
+        };
         Ok(committed
             .elements()
             .iter()
@@ -289,6 +300,20 @@ impl KafkaSink {
         }
         Ok(())
     }
+}
+
+/// Errors a coordinator answers while it moves or loads: retried.
+fn is_coordinator_retriable(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::NotCoordinator
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+                | C::RequestTimedOut
+        )
+    )
 }
 
 #[cfg(test)]
