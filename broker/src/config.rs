@@ -9,8 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rivulet_protocol::tls::{ClientAuth, TlsFiles};
 use rivulet_storage::{LogConfig, StorageConfig};
 use thiserror::Error;
+
+use crate::listeners::{parse_listeners, parse_protocol_map, ListenerConfig, SecurityProtocol};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -61,7 +64,16 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("node.id", "1"),
     ("listeners", "127.0.0.1:9092"),
     ("advertised.listeners", ""),
+    (
+        "listener.security.protocol.map",
+        crate::listeners::DEFAULT_PROTOCOL_MAP,
+    ),
+    ("inter.broker.listener.name", ""),
     ("controller.listener", "127.0.0.1:9192"),
+    ("ssl.certificate.location", ""),
+    ("ssl.key.location", ""),
+    ("ssl.ca.location", ""),
+    ("ssl.client.auth", "none"),
     ("controller.quorum.voters", ""),
     ("data.dir", "./rivulet-data"),
     ("cluster.id", ""),
@@ -105,11 +117,26 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
-    /// Kafka listener `host:port`.
+    /// The first listener's `host:port`.
     pub listener: String,
-    /// `host:port` advertised to clients.
+    /// The first listener's advertised `host:port`.
     pub advertised_listener: String,
+    /// Every listener, in `listeners` order (at least one).
+    pub listeners: Vec<ListenerConfig>,
+    /// The listener other brokers reach this one on, and this one them
+    /// (replica fetchers, transaction links): `inter.broker.listener.name`,
+    /// by default the first listener.
+    pub inter_broker_listener: String,
+    /// The controller listener's `host:port`.
     pub controller_listener: String,
+    /// Its security protocol (every voter's: they share one trust store).
+    pub controller_protocol: SecurityProtocol,
+    /// `ssl.certificate.location`, `ssl.key.location`, `ssl.ca.location`:
+    /// this node's PEM files for every TLS listener and for its TLS
+    /// connections to other nodes.
+    pub ssl: TlsFiles,
+    /// `ssl.client.auth` of every TLS listener.
+    pub ssl_client_auth: ClientAuth,
     pub quorum_voters: String,
     pub data_dir: PathBuf,
     pub cluster_id: Option<String>,
@@ -162,19 +189,6 @@ fn boolean(key: &str, value: &str) -> Result<bool, ConfigError> {
             key: key.into(),
             value: value.into(),
             expected: "true or false".into(),
-        }),
-    }
-}
-
-fn host_port(key: &str, value: &str) -> Result<String, ConfigError> {
-    let v = value.trim();
-    let v = v.rsplit_once("://").map_or(v, |(_, rest)| rest);
-    match v.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(v.to_string()),
-        _ => Err(ConfigError::Invalid {
-            key: key.into(),
-            value: value.into(),
-            expected: "host:port".into(),
         }),
     }
 }
@@ -264,12 +278,61 @@ impl BrokerConfig {
         }
         let get = |k: &str| all.get(k).cloned().unwrap_or_default();
         let node_id = int("node.id", &get("node.id"), 0, i32::MAX)?;
-        let listener = host_port("listeners", &get("listeners"))?;
-        let advertised_listener = match get("advertised.listeners").trim() {
-            "" => listener.clone(),
-            v => host_port("advertised.listeners", v)?,
+        let protocols = parse_protocol_map(&get("listener.security.protocol.map"))?;
+        let listeners =
+            parse_listeners(&get("listeners"), &get("advertised.listeners"), &protocols)?;
+        let (listener, advertised_listener) = match listeners.first() {
+            Some(l) => (l.bind_addr(), l.advertised_addr()),
+            None => (String::new(), String::new()),
         };
-        let controller_listener = host_port("controller.listener", &get("controller.listener"))?;
+        let inter_broker_listener = match get("inter.broker.listener.name").trim() {
+            "" => listeners
+                .first()
+                .map(|l| l.name.clone())
+                .unwrap_or_default(),
+            name if listeners.iter().any(|l| l.name == name) => name.to_string(),
+            name => {
+                return Err(ConfigError::Invalid {
+                    key: "inter.broker.listener.name".into(),
+                    value: name.into(),
+                    expected: "the name of one of the listeners".into(),
+                })
+            }
+        };
+        let (controller_listener, controller_protocol) = {
+            let v = get("controller.listener");
+            let parsed = parse_listeners(&v, "", &protocols).map_err(|e| match e {
+                ConfigError::Invalid { expected, .. } => ConfigError::Invalid {
+                    key: "controller.listener".into(),
+                    value: v.clone(),
+                    expected,
+                },
+                other => other,
+            })?;
+            match parsed.as_slice() {
+                [one] => (one.bind_addr(), one.protocol),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "controller.listener".into(),
+                        value: v,
+                        expected: "one [NAME://]host:port".into(),
+                    })
+                }
+            }
+        };
+        let path =
+            |k: &str| Some(PathBuf::from(get(k).trim())).filter(|p| !p.as_os_str().is_empty());
+        let ssl = TlsFiles {
+            certificate: path("ssl.certificate.location"),
+            key: path("ssl.key.location"),
+            ca: path("ssl.ca.location"),
+        };
+        let ssl_client_auth =
+            ClientAuth::parse(&get("ssl.client.auth")).ok_or_else(|| ConfigError::Invalid {
+                key: "ssl.client.auth".into(),
+                value: get("ssl.client.auth"),
+                expected: "required, requested or none".into(),
+            })?;
         let quorum_voters = match get("controller.quorum.voters").trim() {
             "" => format!("{node_id}@{controller_listener}"),
             v => v.to_string(),
@@ -333,7 +396,12 @@ impl BrokerConfig {
             node_id,
             listener,
             advertised_listener,
+            listeners,
+            inter_broker_listener,
             controller_listener,
+            controller_protocol,
+            ssl,
+            ssl_client_auth,
             quorum_voters,
             data_dir,
             cluster_id,
@@ -477,12 +545,26 @@ impl BrokerConfig {
         })
     }
 
-    /// The listener's host and port, for Metadata responses.
+    /// The first listener's advertised host and port.
     pub fn advertised_host_port(&self) -> (String, i32) {
-        match self.advertised_listener.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(9092)),
-            None => (self.advertised_listener.clone(), 9092),
+        match self.listeners.first() {
+            Some(l) => (l.advertised_host.clone(), i32::from(l.advertised_port)),
+            None => (String::new(), 9092),
         }
+    }
+
+    /// The advertised host and port of the listener named `name`, for
+    /// Metadata answered to a client of that listener.
+    pub fn advertised_for(&self, name: &str) -> (String, i32) {
+        match self.listeners.iter().find(|l| l.name == name) {
+            Some(l) => (l.advertised_host.clone(), i32::from(l.advertised_port)),
+            None => self.advertised_host_port(),
+        }
+    }
+
+    /// Whether any connection of this node, served or dialled, uses TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.controller_protocol.uses_tls() || self.listeners.iter().any(|l| l.protocol.uses_tls())
     }
 }
 
@@ -540,6 +622,74 @@ mod tests {
             e.to_string().contains("log.dir.free.space.warn.bytes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn listeners_with_security_protocols_and_tls_files() {
+        let c = BrokerConfig::from_props(&props(&[
+            (
+                "listeners",
+                "SSL://127.0.0.1:9093,PLAINTEXT://127.0.0.1:9092",
+            ),
+            ("advertised.listeners", "SSL://kafka.example:19093"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+            ("controller.listener", "SSL://127.0.0.1:9192"),
+            ("ssl.certificate.location", "/certs/node.pem"),
+            ("ssl.key.location", "/certs/node.key"),
+            ("ssl.ca.location", "/certs/ca.pem"),
+            ("ssl.client.auth", "required"),
+        ]))
+        .unwrap();
+        let names: Vec<_> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["SSL", "PLAINTEXT"]);
+        assert_eq!(c.listener, "127.0.0.1:9093");
+        assert_eq!(c.advertised_for("SSL"), ("kafka.example".into(), 19093));
+        assert_eq!(c.advertised_for("PLAINTEXT"), ("127.0.0.1".into(), 9092));
+        assert_eq!(c.inter_broker_listener, "PLAINTEXT");
+        assert_eq!(c.controller_listener, "127.0.0.1:9192");
+        assert_eq!(c.controller_protocol, SecurityProtocol::Ssl);
+        assert_eq!(c.quorum_voters, "1@127.0.0.1:9192");
+        assert_eq!(c.ssl.ca, Some(PathBuf::from("/certs/ca.pem")));
+        assert_eq!(c.ssl_client_auth, ClientAuth::Required);
+        assert!(c.uses_tls());
+        // Defaults: one PLAINTEXT listener, no TLS anywhere.
+        let d = BrokerConfig::from_props(&BTreeMap::new()).unwrap();
+        assert_eq!(d.listeners[0].name, "PLAINTEXT");
+        assert_eq!(d.inter_broker_listener, "PLAINTEXT");
+        assert_eq!(d.ssl_client_auth, ClientAuth::None);
+        assert!(!d.uses_tls());
+    }
+
+    #[test]
+    fn sasl_listeners_parse_and_custom_names_need_the_map() {
+        let c = BrokerConfig::from_props(&props(&[(
+            "listeners",
+            "SASL_SSL://h:1,SASL_PLAINTEXT://h:2",
+        )]))
+        .unwrap();
+        assert!(c.listeners.iter().all(|l| l.protocol.uses_sasl()));
+        let c = BrokerConfig::from_props(&props(&[
+            ("listeners", "CLIENT://h:1,REPLICATION://h:2"),
+            (
+                "listener.security.protocol.map",
+                "CLIENT:SSL,REPLICATION:PLAINTEXT,CONTROLLER:SSL",
+            ),
+            ("inter.broker.listener.name", "REPLICATION"),
+            ("controller.listener", "CONTROLLER://h:3"),
+        ]))
+        .unwrap();
+        assert_eq!(c.listeners[0].protocol, SecurityProtocol::Ssl);
+        assert_eq!(c.controller_protocol, SecurityProtocol::Ssl);
+        for (k, v, why) in [
+            ("inter.broker.listener.name", "NOPE", "one of the listeners"),
+            ("ssl.client.auth", "always", "required, requested or none"),
+            ("controller.listener", "CONTROLLER://h:3", "CONTROLLER"),
+            ("listeners", "TLS://h:1", "TLS"),
+        ] {
+            let e = BrokerConfig::from_props(&props(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use rdkafka::consumer::Consumer;
+use rivulet_protocol::tls::Connector;
 use rustix::process::{self, Pid, Signal};
 
 use super::layout::{Layout, NODES};
@@ -193,6 +194,7 @@ pub(super) fn wait_until_serving(
     layout: &Layout,
     started: &mut [Started],
     deadline: Instant,
+    tls: Option<&Connector>,
 ) -> anyhow::Result<()> {
     let mut last: BTreeMap<u16, String> = started
         .iter()
@@ -215,7 +217,13 @@ pub(super) fn wait_until_serving(
                 continue;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let outcome = match probe(&layout.kafka_addr(s.node), left.min(PROBE_TIMEOUT)) {
+            let addr = layout.kafka_addr(s.node);
+            let timeout = left.min(PROBE_TIMEOUT);
+            let answer = match tls {
+                None => probe(&addr, timeout),
+                Some(connector) => probe_tls(&addr, connector, timeout),
+            };
+            let outcome = match answer {
                 Ok(ids) if ids == want => "ready".to_string(),
                 Ok(ids) => format!("lists brokers {ids:?}"),
                 Err(e) => format!("no answer ({e})"),
@@ -260,6 +268,29 @@ fn probe(addr: &str, timeout: Duration) -> anyhow::Result<Vec<i32>> {
     let mut ids: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// [`probe`] over TLS (the workspace's librdkafka is built without it):
+/// a Metadata request through the broker library's own client.
+fn probe_tls(addr: &str, connector: &Connector, timeout: Duration) -> anyhow::Result<Vec<i32>> {
+    use kafka_protocol::messages::MetadataRequest;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let ask = async {
+            let mut client = rivulet_protocol::wire::connect_with(connector, addr).await?;
+            let md = client
+                .round_trip(9, &MetadataRequest::default().with_topics(Some(Vec::new())))
+                .await?;
+            let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+            ids.sort_unstable();
+            anyhow::Ok(ids)
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .map_err(|_| anyhow!("no answer within {timeout:?}"))?
+    })
 }
 
 /// Kill the nodes `up` started and remove their pid files.
