@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 #[derive(Debug, Subcommand)]
@@ -130,7 +130,8 @@ pub fn generate(dir: &Path) -> anyhow::Result<(CertFiles, bool)> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     // The most general name first, as usual: RFC 2253 prints it last
-    // (`CN=...,O=Rivulet`).
+    // (`CN=...,O=Rivulet`). (rcgen's default name holds a CN already.)
+    ca.distinguished_name = DistinguishedName::new();
     ca.distinguished_name
         .push(DnType::OrganizationName, "Rivulet");
     ca.distinguished_name
@@ -146,6 +147,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<(CertFiles, bool)> {
 
     let leaf = |names: Vec<String>, cn: &str, usages: Vec<ExtendedKeyUsagePurpose>| {
         let mut p = CertificateParams::new(names)?;
+        p.distinguished_name = DistinguishedName::new();
         p.distinguished_name
             .push(DnType::OrganizationName, "Rivulet");
         p.distinguished_name.push(DnType::CommonName, cn);

@@ -37,7 +37,12 @@ struct Certs {
 
 fn generate_certs(dir: &Path) -> Certs {
     let d = dir.to_str().unwrap();
-    let r = run(Path::new(RIVULET), &["certs", "generate", "--dir", d], "", LIMIT);
+    let r = run(
+        Path::new(RIVULET),
+        &["certs", "generate", "--dir", d],
+        "",
+        LIMIT,
+    );
     assert!(r.success, "certs generate failed: {}", r.stderr);
     assert!(
         r.stdout.contains("security.protocol=SSL"),
@@ -149,10 +154,7 @@ async fn ssl_broker(data: &Path, certs: &Certs, client_auth: &str) -> TestBroker
     TestBroker::start(
         data,
         &[
-            (
-                "listeners",
-                "SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
-            ),
+            ("listeners", "SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0"),
             ("inter.broker.listener.name", "PLAINTEXT"),
             ("ssl.certificate.location", path(&certs.node_cert)),
             ("ssl.key.location", path(&certs.node_key)),
@@ -197,14 +199,25 @@ async fn produce_and_consume_over_ssl_beside_a_plaintext_listener() {
     )
     .await;
     assert!(c.success, "consume over SSL: {}", c.stderr);
-    assert_eq!(c.stdout.lines().collect::<Vec<_>>(), ["one", "two", "three"]);
+    assert_eq!(
+        c.stdout.lines().collect::<Vec<_>>(),
+        ["one", "two", "three"]
+    );
 
     // Metadata names each listener's own address: a client of the SSL
     // listener is sent to SSL ports, one of PLAINTEXT to plaintext ports.
     let md = kcat(with(ssl_args(&ssl, &certs, false), &["-L"]), "").await;
-    assert!(md.stdout.contains(&format!("broker 1 at {ssl}")), "{}", md.stdout);
+    assert!(
+        md.stdout.contains(&format!("broker 1 at {ssl}")),
+        "{}",
+        md.stdout
+    );
     let md = kcat(vec!["-b".into(), plain.clone(), "-L".into()], "").await;
-    assert!(md.stdout.contains(&format!("broker 1 at {plain}")), "{}", md.stdout);
+    assert!(
+        md.stdout.contains(&format!("broker 1 at {plain}")),
+        "{}",
+        md.stdout
+    );
     // The plaintext listener serves the same data.
     let c = kcat(
         vec![
@@ -231,13 +244,16 @@ async fn required_client_auth_refuses_a_client_without_a_certificate() {
     let b = ssl_broker(&dir.path().join("data"), &certs, "required").await;
     let ssl = addr_of(&b, "SSL");
 
-    let without = kcat(
-        with(ssl_args(&ssl, &certs, false), &["-L", "-m", "3"]),
-        "",
-    )
-    .await;
-    assert!(!without.success, "a client without a certificate was served");
-    assert!(!without.stdout.contains("broker 1 at"), "{}", without.stdout);
+    let without = kcat(with(ssl_args(&ssl, &certs, false), &["-L", "-m", "3"]), "").await;
+    assert!(
+        !without.success,
+        "a client without a certificate was served"
+    );
+    assert!(
+        !without.stdout.contains("broker 1 at"),
+        "{}",
+        without.stdout
+    );
 
     let p = kcat(
         with(ssl_args(&ssl, &certs, true), &["-P", "-t", "mtls"]),
@@ -253,7 +269,12 @@ async fn required_client_auth_refuses_a_client_without_a_certificate() {
         "",
     )
     .await;
-    assert_eq!(c.stdout.lines().collect::<Vec<_>>(), ["a", "b"], "{}", c.stderr);
+    assert_eq!(
+        c.stdout.lines().collect::<Vec<_>>(),
+        ["a", "b"],
+        "{}",
+        c.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +295,11 @@ async fn a_plaintext_client_on_the_ssl_port_is_closed_and_others_are_served() {
 
     // TLS clients are still served, by the Rust client too.
     let md = kcat(with(ssl_args(&ssl, &certs, false), &["-L"]), "").await;
-    assert!(md.success && md.stdout.contains("broker 1 at"), "{}", md.stderr);
+    assert!(
+        md.success && md.stdout.contains("broker 1 at"),
+        "{}",
+        md.stderr
+    );
     let files = TlsFiles {
         certificate: None,
         key: None,
