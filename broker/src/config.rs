@@ -13,7 +13,9 @@ use rivulet_protocol::tls::{ClientAuth, TlsFiles};
 use rivulet_storage::{LogConfig, StorageConfig};
 use thiserror::Error;
 
-use crate::listeners::{parse_listeners, parse_protocol_map, ListenerConfig, SecurityProtocol};
+use crate::listeners::{
+    parse_listeners, parse_protocol_map, InvalidListener, ListenerConfig, SecurityProtocol,
+};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -35,6 +37,16 @@ pub enum ConfigError {
     },
     #[error("--set expects key=value, got '{0}'")]
     BadOverride(String),
+}
+
+impl From<InvalidListener> for ConfigError {
+    fn from(e: InvalidListener) -> Self {
+        ConfigError::Invalid {
+            key: e.key,
+            value: e.value,
+            expected: e.expected,
+        }
+    }
 }
 
 /// Broker keys that map onto a log (topic) config key.
@@ -301,13 +313,10 @@ impl BrokerConfig {
         };
         let (controller_listener, controller_protocol) = {
             let v = get("controller.listener");
-            let parsed = parse_listeners(&v, "", &protocols).map_err(|e| match e {
-                ConfigError::Invalid { expected, .. } => ConfigError::Invalid {
-                    key: "controller.listener".into(),
-                    value: v.clone(),
-                    expected,
-                },
-                other => other,
+            let parsed = parse_listeners(&v, "", &protocols).map_err(|e| ConfigError::Invalid {
+                key: "controller.listener".into(),
+                value: v.clone(),
+                expected: e.expected,
             })?;
             match parsed.as_slice() {
                 [one] => (one.bind_addr(), one.protocol),

@@ -12,7 +12,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::ConfigError;
+/// A listener setting that does not parse: the key, its value, what was
+/// expected (`crate::config` turns it into its `ConfigError::Invalid`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value '{value}' for {key}: expected {expected}")]
+pub struct InvalidListener {
+    pub key: String,
+    pub value: String,
+    pub expected: String,
+}
 
 /// Kafka's `SecurityProtocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +95,8 @@ impl ListenerConfig {
     }
 }
 
-fn invalid(key: &str, value: &str, expected: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(key: &str, value: &str, expected: impl Into<String>) -> InvalidListener {
+    InvalidListener {
         key: key.into(),
         value: value.into(),
         expected: expected.into(),
@@ -96,7 +104,9 @@ fn invalid(key: &str, value: &str, expected: impl Into<String>) -> ConfigError {
 }
 
 /// `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
-pub fn parse_protocol_map(value: &str) -> Result<BTreeMap<String, SecurityProtocol>, ConfigError> {
+pub fn parse_protocol_map(
+    value: &str,
+) -> Result<BTreeMap<String, SecurityProtocol>, InvalidListener> {
     const KEY: &str = "listener.security.protocol.map";
     let mut map = BTreeMap::new();
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -123,7 +133,7 @@ fn parse_endpoint(
     whole: &str,
     part: &str,
     default_name: &str,
-) -> Result<(String, String, u16), ConfigError> {
+) -> Result<(String, String, u16), InvalidListener> {
     let (name, addr) = match part.split_once("://") {
         Some((name, addr)) => (name.trim(), addr.trim()),
         None => (default_name, part.trim()),
@@ -144,7 +154,7 @@ pub fn parse_listeners(
     listeners: &str,
     advertised: &str,
     map: &BTreeMap<String, SecurityProtocol>,
-) -> Result<Vec<ListenerConfig>, ConfigError> {
+) -> Result<Vec<ListenerConfig>, InvalidListener> {
     let mut out: Vec<ListenerConfig> = Vec::new();
     for part in listeners
         .split(',')

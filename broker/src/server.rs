@@ -14,7 +14,9 @@
 //! `request.body.timeout.ms`; a failed one closes that connection only),
 //! with the client certificate's subject as the principal. TLS files are
 //! loaded before anything binds, so a bad certificate or key fails the
-//! start. SASL listeners are refused at start until SASL lands.
+//! start. SASL listeners are refused at start until SASL lands. An SSL
+//! controller listener always requires client certificates from the CA:
+//! the quorum has no other authentication.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -239,9 +241,12 @@ impl BrokerNode {
         qc.session_timeout_ms = config.session_timeout_ms;
         qc.log_defaults = config.storage.log_defaults.clone();
         if config.controller_protocol.uses_tls() {
-            if let (Some(server), Some(client)) = (&server_tls, &client_tls) {
+            if let Some(client) = &client_tls {
+                // The quorum has no other authentication: its listener
+                // always requires a certificate signed by ssl.ca.location
+                // (every voter presents its node certificate).
                 qc.tls = Some(rivulet_controller::QuorumTls {
-                    server: server.clone(),
+                    server: config.ssl.server_config(tls::ClientAuth::Required)?,
                     client: client.clone(),
                 });
             }
