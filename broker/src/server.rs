@@ -27,7 +27,7 @@ use rivulet_controller::{
     parse_voters, ControllerNode, ControllerRequest, ControllerResponse, Listener, QuorumConfig,
     QuorumHealth,
 };
-use rivulet_protocol::tls::{self, Connector, ServerConfig, TlsError, ANONYMOUS};
+use rivulet_protocol::tls::{self, Connector, ServerConfig, TlsError};
 use rivulet_storage::{LogManager, SystemClock};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -45,7 +45,7 @@ use crate::producer_ids::ProducerIds;
 use crate::replica_fetcher::{self, FetcherConfig};
 use crate::replica_manager::ReplicaManager;
 use crate::request_memory::RequestMemory;
-use crate::session::Session;
+use crate::session;
 use crate::txn::TransactionCoordinator;
 
 pub const META_PROPERTIES: &str = "meta.properties";
@@ -561,18 +561,18 @@ async fn accept(
                         // fetchers would otherwise keep it alive).
                         tokio::spawn(async move {
                             let serve = async {
-                                let Some((stream, principal)) =
-                                    open(stream, tls, handshake_timeout, peer).await
-                                else {
-                                    return;
-                                };
-                                let session = Session {
-                                    peer,
-                                    listener: name,
-                                    protocol,
-                                    principal,
-                                };
-                                crate::connection::serve(stream, session, b, memory).await
+                                let opened = session::open(
+                                    stream, peer, tls.as_ref(), handshake_timeout, &name, protocol,
+                                )
+                                .await;
+                                match opened {
+                                    Ok((stream, session)) => {
+                                        crate::connection::serve(stream, session, b, memory).await
+                                    }
+                                    // A plaintext client on a TLS port, an
+                                    // untrusted or missing certificate.
+                                    Err(e) => info!(%peer, error = %e, "closing connection"),
+                                }
                             };
                             tokio::select! {
                                 _ = serve => {}
@@ -591,37 +591,4 @@ async fn accept(
             _ = stop.changed() => return,
         }
     }
-}
-
-/// The accepted connection ready to serve, with its principal: plain
-/// (`User:ANONYMOUS`), or TLS after a handshake within `timeout` (the
-/// client certificate's subject, Kafka's default SSL principal). A failed
-/// or slow handshake (a plaintext client on a TLS port, an untrusted
-/// certificate) is logged and closes this connection only.
-async fn open(
-    tcp: tokio::net::TcpStream,
-    tls: Option<Arc<ServerConfig>>,
-    timeout: Duration,
-    peer: std::net::SocketAddr,
-) -> Option<(tls::Stream, String)> {
-    let Some(config) = tls else {
-        return Some((tls::Stream::Plain(tcp), ANONYMOUS.to_string()));
-    };
-    let stream = match tokio::time::timeout(timeout, tls::accept(&config, tcp)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            info!(%peer, error = %e, "closing connection: TLS handshake failed");
-            return None;
-        }
-        Err(_) => {
-            info!(%peer, ?timeout, "closing connection: TLS handshake timed out (request.body.timeout.ms)");
-            return None;
-        }
-    };
-    let principal = stream
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|leaf| tls::ssl_principal(leaf))
-        .unwrap_or_else(|| ANONYMOUS.to_string());
-    Some((stream, principal))
 }

@@ -13,6 +13,8 @@
 
 pub mod compression;
 pub mod control;
+#[cfg(feature = "dev-certs")]
+pub mod dev_certs;
 pub mod error;
 pub mod record_batch;
 pub mod records;

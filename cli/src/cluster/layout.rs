@@ -108,7 +108,7 @@ impl Layout {
     pub fn tls_settings(
         &self,
         node: u16,
-        certs: &crate::certs::CertFiles,
+        certs: &rivulet_protocol::dev_certs::CertFiles,
     ) -> Vec<(String, String)> {
         let mut s = vec![
             (

@@ -160,7 +160,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the rivulet binary")?;
 
     let certs = if args.tls {
-        Some(crate::certs::generate(&layout.dir.join("certs"))?.0)
+        Some(rivulet_protocol::dev_certs::generate(&layout.dir.join("certs"))?.0)
     } else {
         None
     };
