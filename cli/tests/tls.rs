@@ -9,8 +9,9 @@
 //! - a plaintext client on the SSL port is closed while TLS clients keep
 //!   being served;
 //! - bad certificate files and SASL listeners fail the start clearly;
-//! - `rivulet cluster up --tls`: TLS on every port, an acks=all produce
-//!   replicated to all three nodes over TLS.
+//! - `rivulet cluster up --tls` (with `ssl.client.auth=required`): TLS on
+//!   every port, an acks=all produce replicated to all three nodes over
+//!   TLS, a client without a certificate refused.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -390,7 +391,19 @@ async fn cluster_up_tls_replicates_over_tls_on_every_port() {
     for _ in 0..5 {
         let base = free_port_block_in(20_000..30_000, &[0, 1, 2, 100, 101, 102]);
         let base = base.to_string();
-        let args = ["cluster", "up", "--tls", "--dir", &d, "--base-port", &base];
+        // Client certificates required everywhere: the nodes replicate and
+        // reach the quorum with their node certificates.
+        let args = [
+            "cluster",
+            "up",
+            "--tls",
+            "--set",
+            "ssl.client.auth=required",
+            "--dir",
+            &d,
+            "--base-port",
+            &base,
+        ];
         let r = tokio::task::spawn_blocking({
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             move || {
@@ -445,6 +458,30 @@ async fn cluster_up_tls_replicates_over_tls_on_every_port() {
     )
     .await;
     assert_eq!(c.stdout.lines().count(), 50, "{}", c.stderr);
+
+    // A client without a certificate is refused.
+    let bootstrap = format!("127.0.0.1:{base}");
+    let ca = dir.path().join("certs/ca.pem");
+    let refused = kcat(
+        vec![
+            "-b".into(),
+            bootstrap,
+            "-X".into(),
+            "security.protocol=SSL".into(),
+            "-X".into(),
+            format!("ssl.ca.location={}", path(&ca)),
+            "-L".into(),
+            "-m".into(),
+            "3".into(),
+        ],
+        "",
+    )
+    .await;
+    assert!(
+        !refused.success,
+        "served without a certificate: {}",
+        refused.stdout
+    );
 
     // Every node holds the records: the followers fetched them over the
     // TLS listeners (there is no other).
