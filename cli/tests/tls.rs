@@ -6,8 +6,8 @@
 //!   with server authentication; Metadata answers each listener's address;
 //! - `ssl.client.auth = required`: a client without a certificate is
 //!   refused, one with the generated client certificate served;
-//! - a plaintext client on the SSL port is closed while TLS clients keep
-//!   being served;
+//! - a plaintext client on the SSL port, and a TLS client on the PLAINTEXT
+//!   port, are closed while other clients keep being served;
 //! - bad certificate files and SASL listeners fail the start clearly;
 //! - `rivulet cluster up --tls` (with `ssl.client.auth=required`): TLS on
 //!   every port, an acks=all produce replicated to all three nodes over
@@ -279,7 +279,7 @@ async fn required_client_auth_refuses_a_client_without_a_certificate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plaintext_client_on_the_ssl_port_is_closed_and_others_are_served() {
+async fn a_plaintext_client_on_the_ssl_port_and_a_tls_client_on_the_plaintext_port_are_closed() {
     let dir = temp_dir();
     let certs = generate_certs(&dir.path().join("certs"));
     let b = ssl_broker(&dir.path().join("data"), &certs, "none").await;
@@ -293,6 +293,30 @@ async fn a_plaintext_client_on_the_ssl_port_is_closed_and_others_are_served() {
     let mut tcp = tokio::net::TcpStream::connect(&ssl).await.unwrap();
     tcp.write_all(&frame).await.unwrap();
     expect_closed_without_an_answer(&mut tcp, &ssl).await;
+
+    // A TLS client on the plaintext port: its ClientHello reads as a
+    // frame size far above socket.request.max.bytes, so the connection is
+    // closed and the handshake fails.
+    let plain = addr_of(&b, "PLAINTEXT");
+    let files = TlsFiles {
+        certificate: None,
+        key: None,
+        ca: Some(certs.ca.clone()),
+    };
+    let connector = Connector::tls(files.client_config().unwrap());
+    let tls_on_plain = tokio::time::timeout(Duration::from_secs(15), connector.connect(&plain))
+        .await
+        .expect("the plaintext listener closes a TLS client promptly");
+    assert!(
+        tls_on_plain.is_err(),
+        "a TLS handshake succeeded on PLAINTEXT"
+    );
+    let md = kcat(vec!["-b".into(), plain, "-L".into()], "").await;
+    assert!(
+        md.success,
+        "the plaintext listener still serves: {}",
+        md.stderr
+    );
 
     // TLS clients are still served, by the Rust client too.
     let md = kcat(with(ssl_args(&ssl, &certs, false), &["-L"]), "").await;
