@@ -147,8 +147,10 @@ pub struct BrokerConfig {
     /// this node's PEM files for every TLS listener and for its TLS
     /// connections to other nodes.
     pub ssl: TlsFiles,
-    /// `ssl.client.auth` of every TLS listener.
+    /// `ssl.client.auth` of every TLS listener without its own.
     pub ssl_client_auth: ClientAuth,
+    /// `listener.name.<name>.ssl.client.auth`, by listener name.
+    pub listener_client_auth: BTreeMap<String, ClientAuth>,
     pub quorum_voters: String,
     pub data_dir: PathBuf,
     pub cluster_id: Option<String>,
@@ -275,8 +277,16 @@ impl BrokerConfig {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut log = LogConfig::default();
+        // Kafka's per-listener override, listener.name.<name>.ssl.client.auth
+        // (the name in lower case).
+        let mut listener_auth: BTreeMap<String, (String, String)> = BTreeMap::new();
         for (k, v) in props {
-            if let Some((_, log_key)) = LOG_KEYS.iter().find(|(bk, _)| bk == k) {
+            let per_listener = k
+                .strip_prefix("listener.name.")
+                .and_then(|rest| rest.strip_suffix(".ssl.client.auth"));
+            if let Some(name) = per_listener {
+                listener_auth.insert(name.to_lowercase(), (k.clone(), v.clone()));
+            } else if let Some((_, log_key)) = LOG_KEYS.iter().find(|(bk, _)| bk == k) {
                 log.set(log_key, v).map_err(|e| ConfigError::Invalid {
                     key: k.clone(),
                     value: v.clone(),
@@ -336,12 +346,25 @@ impl BrokerConfig {
             key: path("ssl.key.location"),
             ca: path("ssl.ca.location"),
         };
-        let ssl_client_auth =
-            ClientAuth::parse(&get("ssl.client.auth")).ok_or_else(|| ConfigError::Invalid {
-                key: "ssl.client.auth".into(),
-                value: get("ssl.client.auth"),
+        let client_auth = |key: &str, value: &str| {
+            ClientAuth::parse(value).ok_or_else(|| ConfigError::Invalid {
+                key: key.into(),
+                value: value.into(),
                 expected: "required, requested or none".into(),
-            })?;
+            })
+        };
+        let ssl_client_auth = client_auth("ssl.client.auth", &get("ssl.client.auth"))?;
+        let mut listener_client_auth = BTreeMap::new();
+        for (lower, (key, value)) in &listener_auth {
+            let Some(l) = listeners.iter().find(|l| l.name.to_lowercase() == *lower) else {
+                return Err(ConfigError::Invalid {
+                    key: key.clone(),
+                    value: value.clone(),
+                    expected: "a key naming one of the listeners".into(),
+                });
+            };
+            listener_client_auth.insert(l.name.clone(), client_auth(key, value)?);
+        }
         let quorum_voters = match get("controller.quorum.voters").trim() {
             "" => format!("{node_id}@{controller_listener}"),
             v => v.to_string(),
@@ -411,6 +434,7 @@ impl BrokerConfig {
             controller_protocol,
             ssl,
             ssl_client_auth,
+            listener_client_auth,
             quorum_voters,
             data_dir,
             cluster_id,
@@ -571,6 +595,14 @@ impl BrokerConfig {
         }
     }
 
+    /// The `ssl.client.auth` of listener `name`: its own, else the global.
+    pub fn client_auth_for(&self, name: &str) -> ClientAuth {
+        self.listener_client_auth
+            .get(name)
+            .copied()
+            .unwrap_or(self.ssl_client_auth)
+    }
+
     /// Whether any connection of this node, served or dialled, uses TLS.
     pub fn uses_tls(&self) -> bool {
         self.controller_protocol.uses_tls() || self.listeners.iter().any(|l| l.protocol.uses_tls())
@@ -661,6 +693,24 @@ mod tests {
         assert_eq!(c.ssl.ca, Some(PathBuf::from("/certs/ca.pem")));
         assert_eq!(c.ssl_client_auth, ClientAuth::Required);
         assert!(c.uses_tls());
+        assert_eq!(c.client_auth_for("PLAINTEXT"), ClientAuth::Required);
+        // Per listener, Kafka's way (the name in lower case).
+        let c = BrokerConfig::from_props(&props(&[
+            ("listeners", "CLIENT://h:1,INTERNAL://h:2"),
+            ("listener.security.protocol.map", "CLIENT:SSL,INTERNAL:SSL"),
+            ("ssl.client.auth", "none"),
+            ("listener.name.internal.ssl.client.auth", "required"),
+        ]))
+        .unwrap();
+        assert_eq!(c.client_auth_for("INTERNAL"), ClientAuth::Required);
+        assert_eq!(c.client_auth_for("CLIENT"), ClientAuth::None);
+        for (k, v) in [
+            ("listener.name.other.ssl.client.auth", "required"),
+            ("listener.name.plaintext.ssl.client.auth", "maybe"),
+        ] {
+            let e = BrokerConfig::from_props(&props(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
         // Defaults: one PLAINTEXT listener, no TLS anywhere.
         let d = BrokerConfig::from_props(&BTreeMap::new()).unwrap();
         assert_eq!(d.listeners[0].name, "PLAINTEXT");

@@ -127,16 +127,17 @@ pub fn parse_protocol_map(
     Ok(map)
 }
 
-/// One `NAME://host:port`; a bare `host:port` is `default_name://host:port`.
+/// One `NAME://host:port`; a bare `host:port` is `default_name://host:port`
+/// (the last value says it was bare).
 fn parse_endpoint(
     key: &str,
     whole: &str,
     part: &str,
     default_name: &str,
-) -> Result<(String, String, u16), InvalidListener> {
-    let (name, addr) = match part.split_once("://") {
-        Some((name, addr)) => (name.trim(), addr.trim()),
-        None => (default_name, part.trim()),
+) -> Result<(String, String, u16, bool), InvalidListener> {
+    let (name, addr, bare) = match part.split_once("://") {
+        Some((name, addr)) => (name.trim(), addr.trim(), false),
+        None => (default_name, part.trim(), true),
     };
     let bad = || invalid(key, whole, "NAME://host:port, comma separated");
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
@@ -144,7 +145,7 @@ fn parse_endpoint(
     if name.is_empty() || host.is_empty() {
         return Err(bad());
     }
-    Ok((name.to_string(), host.to_string(), port))
+    Ok((name.to_string(), host.to_string(), port, bare))
 }
 
 /// Parse `listeners` and `advertised.listeners` against the protocol map.
@@ -161,14 +162,19 @@ pub fn parse_listeners(
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {
-        let (name, host, port) = parse_endpoint("listeners", listeners, part, "PLAINTEXT")?;
-        let protocol = *map.get(&name).ok_or_else(|| {
-            invalid(
-                "listeners",
-                listeners,
-                format!("listener name {name} in listener.security.protocol.map"),
-            )
-        })?;
+        let (name, host, port, bare) = parse_endpoint("listeners", listeners, part, "PLAINTEXT")?;
+        // A bare address is PLAINTEXT whatever the map names.
+        let protocol = match map.get(&name) {
+            _ if bare => SecurityProtocol::Plaintext,
+            Some(p) => *p,
+            None => {
+                return Err(invalid(
+                    "listeners",
+                    listeners,
+                    format!("listener name {name} in listener.security.protocol.map"),
+                ))
+            }
+        };
         if out.iter().any(|l| l.name == name) {
             return Err(invalid(
                 "listeners",
@@ -201,7 +207,7 @@ pub fn parse_listeners(
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {
-        let (name, host, port) =
+        let (name, host, port, _) =
             parse_endpoint("advertised.listeners", advertised, part, &first_name)?;
         let l = out.iter_mut().find(|l| l.name == name).ok_or_else(|| {
             invalid(
@@ -257,6 +263,9 @@ mod tests {
         assert_eq!(l[0].protocol, SecurityProtocol::SaslSsl);
         assert!(l[0].protocol.uses_sasl() && l[0].protocol.uses_tls());
         assert_eq!(l[1].protocol, SecurityProtocol::Ssl);
+        // A bare address stays PLAINTEXT though the map has no such name.
+        let bare = parse_listeners("h:3", "", &map).unwrap();
+        assert_eq!(bare[0].protocol, SecurityProtocol::Plaintext);
         let e = parse_listeners("OTHER://h:1", "", &map).unwrap_err();
         assert!(
             e.to_string()

@@ -172,11 +172,16 @@ impl BrokerNode {
         }
         refuse_sasl("controller.listener", config.controller_protocol)?;
         // TLS files are read before anything binds: a bad one fails here.
-        let server_tls = if config.uses_tls() {
-            Some(config.ssl.server_config(config.ssl_client_auth)?)
-        } else {
-            None
-        };
+        // Per listener: its ssl.client.auth may differ (Kafka's
+        // listener.name.<name>.ssl.client.auth).
+        let mut listener_tls = Vec::new();
+        for l in &config.listeners {
+            listener_tls.push(if l.protocol.uses_tls() {
+                Some(config.ssl.server_config(config.client_auth_for(&l.name))?)
+            } else {
+                None
+            });
+        }
         let inter_broker_tls = config
             .listeners
             .iter()
@@ -190,7 +195,7 @@ impl BrokerNode {
         // work; connections wait in the backlog until `accept` is ready.
         let mut bound = Vec::new();
         let mut listener_addrs = Vec::new();
-        for l in &config.listeners {
+        for (l, tls) in config.listeners.iter().zip(listener_tls) {
             let addr = l.bind_addr();
             let bind_err = |source| StartError::Bind {
                 addr: addr.clone(),
@@ -201,11 +206,7 @@ impl BrokerNode {
             bound.push(Bound {
                 config: l.clone(),
                 socket,
-                tls: if l.protocol.uses_tls() {
-                    server_tls.clone()
-                } else {
-                    None
-                },
+                tls,
             });
         }
         // A listener bound to port 0 advertises the port it got.

@@ -150,7 +150,8 @@ fn with(mut base: Vec<String>, more: &[&str]) -> Vec<String> {
     base
 }
 
-/// A broker with an SSL listener and a PLAINTEXT one, both on port 0.
+/// A broker with an SSL listener and a PLAINTEXT one, both on port 0;
+/// `client_auth` is the SSL listener's (Kafka's per-listener key).
 async fn ssl_broker(data: &Path, certs: &Certs, client_auth: &str) -> TestBroker {
     TestBroker::start(
         data,
@@ -160,7 +161,8 @@ async fn ssl_broker(data: &Path, certs: &Certs, client_auth: &str) -> TestBroker
             ("ssl.certificate.location", path(&certs.node_cert)),
             ("ssl.key.location", path(&certs.node_key)),
             ("ssl.ca.location", path(&certs.ca)),
-            ("ssl.client.auth", client_auth),
+            ("ssl.client.auth", "none"),
+            ("listener.name.ssl.ssl.client.auth", client_auth),
             ("offsets.topic.replication.factor", "1"),
         ],
     )
