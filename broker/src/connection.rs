@@ -88,10 +88,12 @@ pub async fn serve(
 ) {
     let _ = stream.tcp().set_nodelay(true);
     let peer = session.peer;
+    let (listener, principal) = (&session.listener, &session.principal);
+    debug!(%peer, %listener, %principal, "connection open");
     let reason = run(&mut stream, &session, &broker, &memory).await;
     match &reason {
-        CloseReason::Eof => debug!(%peer, "connection closed by client"),
-        other => info!(%peer, reason = %other, "closing connection"),
+        CloseReason::Eof => debug!(%peer, %listener, "connection closed by client"),
+        other => info!(%peer, %listener, %principal, reason = %other, "closing connection"),
     }
 }
 

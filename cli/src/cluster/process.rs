@@ -148,7 +148,17 @@ pub(super) fn spawn_node(
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let log_from = log.seek(SeekFrom::End(0)).unwrap_or(0);
-    let mut settings = layout.settings(node, cluster_id);
+    // A generated setting that `extra` overrides is left out (the node
+    // would take the last anyway), except the data dir, which marks the
+    // process as this node's.
+    let mut settings: Vec<String> = layout
+        .settings(node, cluster_id)
+        .into_iter()
+        .filter(|s| {
+            let key = s.split_once('=').map_or(s.as_str(), |(k, _)| k);
+            key == "data.dir" || !extra.iter().any(|(k, _)| k == key)
+        })
+        .collect();
     settings.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
     writeln!(
         log,
