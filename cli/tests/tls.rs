@@ -394,6 +394,21 @@ async fn bad_certificate_files_and_sasl_listeners_fail_the_start() {
     );
 }
 
+#[test]
+fn the_tls_example_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tls.toml");
+    let c = BrokerConfig::load(Some(&path), &[]).unwrap();
+    let names: Vec<_> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["SSL", "PLAINTEXT"]);
+    assert_eq!(c.inter_broker_listener, "SSL");
+    assert!(c.controller_protocol.uses_tls());
+    assert_eq!(c.ssl.ca, Some(PathBuf::from("certs/ca.pem")));
+    assert_eq!(
+        c.client_auth_for("SSL"),
+        rivulet_protocol::tls::ClientAuth::Requested
+    );
+}
+
 /// Removes the cluster whatever the test's outcome.
 struct ClusterDown<'a>(&'a str);
 
