@@ -9,8 +9,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rivulet_protocol::tls::{ClientAuth, TlsFiles};
 use rivulet_storage::{LogConfig, StorageConfig};
 use thiserror::Error;
+
+use crate::listeners::{
+    parse_listeners, parse_protocol_map, InvalidListener, ListenerConfig, SecurityProtocol,
+};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -32,6 +37,16 @@ pub enum ConfigError {
     },
     #[error("--set expects key=value, got '{0}'")]
     BadOverride(String),
+}
+
+impl From<InvalidListener> for ConfigError {
+    fn from(e: InvalidListener) -> Self {
+        ConfigError::Invalid {
+            key: e.key,
+            value: e.value,
+            expected: e.expected,
+        }
+    }
 }
 
 /// Broker keys that map onto a log (topic) config key.
@@ -61,7 +76,16 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("node.id", "1"),
     ("listeners", "127.0.0.1:9092"),
     ("advertised.listeners", ""),
+    (
+        "listener.security.protocol.map",
+        crate::listeners::DEFAULT_PROTOCOL_MAP,
+    ),
+    ("inter.broker.listener.name", ""),
     ("controller.listener", "127.0.0.1:9192"),
+    ("ssl.certificate.location", ""),
+    ("ssl.key.location", ""),
+    ("ssl.ca.location", ""),
+    ("ssl.client.auth", "none"),
     ("controller.quorum.voters", ""),
     ("data.dir", "./rivulet-data"),
     ("cluster.id", ""),
@@ -105,11 +129,28 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
-    /// Kafka listener `host:port`.
+    /// The first listener's `host:port`.
     pub listener: String,
-    /// `host:port` advertised to clients.
+    /// The first listener's advertised `host:port`.
     pub advertised_listener: String,
+    /// Every listener, in `listeners` order (at least one).
+    pub listeners: Vec<ListenerConfig>,
+    /// The listener other brokers reach this one on, and this one them
+    /// (replica fetchers, transaction links): `inter.broker.listener.name`,
+    /// by default the first listener.
+    pub inter_broker_listener: String,
+    /// The controller listener's `host:port`.
     pub controller_listener: String,
+    /// Its security protocol (every voter's: they share one trust store).
+    pub controller_protocol: SecurityProtocol,
+    /// `ssl.certificate.location`, `ssl.key.location`, `ssl.ca.location`:
+    /// this node's PEM files for every TLS listener and for its TLS
+    /// connections to other nodes.
+    pub ssl: TlsFiles,
+    /// `ssl.client.auth` of every TLS listener without its own.
+    pub ssl_client_auth: ClientAuth,
+    /// `listener.name.<name>.ssl.client.auth`, by listener name.
+    pub listener_client_auth: BTreeMap<String, ClientAuth>,
     pub quorum_voters: String,
     pub data_dir: PathBuf,
     pub cluster_id: Option<String>,
@@ -162,19 +203,6 @@ fn boolean(key: &str, value: &str) -> Result<bool, ConfigError> {
             key: key.into(),
             value: value.into(),
             expected: "true or false".into(),
-        }),
-    }
-}
-
-fn host_port(key: &str, value: &str) -> Result<String, ConfigError> {
-    let v = value.trim();
-    let v = v.rsplit_once("://").map_or(v, |(_, rest)| rest);
-    match v.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(v.to_string()),
-        _ => Err(ConfigError::Invalid {
-            key: key.into(),
-            value: value.into(),
-            expected: "host:port".into(),
         }),
     }
 }
@@ -249,8 +277,16 @@ impl BrokerConfig {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut log = LogConfig::default();
+        // Kafka's per-listener override, listener.name.<name>.ssl.client.auth
+        // (the name in lower case).
+        let mut listener_auth: BTreeMap<String, (String, String)> = BTreeMap::new();
         for (k, v) in props {
-            if let Some((_, log_key)) = LOG_KEYS.iter().find(|(bk, _)| bk == k) {
+            let per_listener = k
+                .strip_prefix("listener.name.")
+                .and_then(|rest| rest.strip_suffix(".ssl.client.auth"));
+            if let Some(name) = per_listener {
+                listener_auth.insert(name.to_lowercase(), (k.clone(), v.clone()));
+            } else if let Some((_, log_key)) = LOG_KEYS.iter().find(|(bk, _)| bk == k) {
                 log.set(log_key, v).map_err(|e| ConfigError::Invalid {
                     key: k.clone(),
                     value: v.clone(),
@@ -264,12 +300,71 @@ impl BrokerConfig {
         }
         let get = |k: &str| all.get(k).cloned().unwrap_or_default();
         let node_id = int("node.id", &get("node.id"), 0, i32::MAX)?;
-        let listener = host_port("listeners", &get("listeners"))?;
-        let advertised_listener = match get("advertised.listeners").trim() {
-            "" => listener.clone(),
-            v => host_port("advertised.listeners", v)?,
+        let protocols = parse_protocol_map(&get("listener.security.protocol.map"))?;
+        let listeners =
+            parse_listeners(&get("listeners"), &get("advertised.listeners"), &protocols)?;
+        let (listener, advertised_listener) = match listeners.first() {
+            Some(l) => (l.bind_addr(), l.advertised_addr()),
+            None => (String::new(), String::new()),
         };
-        let controller_listener = host_port("controller.listener", &get("controller.listener"))?;
+        let inter_broker_listener = match get("inter.broker.listener.name").trim() {
+            "" => listeners
+                .first()
+                .map(|l| l.name.clone())
+                .unwrap_or_default(),
+            name if listeners.iter().any(|l| l.name == name) => name.to_string(),
+            name => {
+                return Err(ConfigError::Invalid {
+                    key: "inter.broker.listener.name".into(),
+                    value: name.into(),
+                    expected: "the name of one of the listeners".into(),
+                })
+            }
+        };
+        let (controller_listener, controller_protocol) = {
+            let v = get("controller.listener");
+            let parsed = parse_listeners(&v, "", &protocols).map_err(|e| ConfigError::Invalid {
+                key: "controller.listener".into(),
+                value: v.clone(),
+                expected: e.expected,
+            })?;
+            match parsed.as_slice() {
+                [one] => (one.bind_addr(), one.protocol),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "controller.listener".into(),
+                        value: v,
+                        expected: "one [NAME://]host:port".into(),
+                    })
+                }
+            }
+        };
+        let path =
+            |k: &str| Some(PathBuf::from(get(k).trim())).filter(|p| !p.as_os_str().is_empty());
+        let ssl = TlsFiles {
+            certificate: path("ssl.certificate.location"),
+            key: path("ssl.key.location"),
+            ca: path("ssl.ca.location"),
+        };
+        let client_auth = |key: &str, value: &str| {
+            ClientAuth::parse(value).ok_or_else(|| ConfigError::Invalid {
+                key: key.into(),
+                value: value.into(),
+                expected: "required, requested or none".into(),
+            })
+        };
+        let ssl_client_auth = client_auth("ssl.client.auth", &get("ssl.client.auth"))?;
+        let mut listener_client_auth = BTreeMap::new();
+        for (lower, (key, value)) in &listener_auth {
+            let Some(l) = listeners.iter().find(|l| l.name.to_lowercase() == *lower) else {
+                return Err(ConfigError::Invalid {
+                    key: key.clone(),
+                    value: value.clone(),
+                    expected: "a key naming one of the listeners".into(),
+                });
+            };
+            listener_client_auth.insert(l.name.clone(), client_auth(key, value)?);
+        }
         let quorum_voters = match get("controller.quorum.voters").trim() {
             "" => format!("{node_id}@{controller_listener}"),
             v => v.to_string(),
@@ -333,7 +428,13 @@ impl BrokerConfig {
             node_id,
             listener,
             advertised_listener,
+            listeners,
+            inter_broker_listener,
             controller_listener,
+            controller_protocol,
+            ssl,
+            ssl_client_auth,
+            listener_client_auth,
             quorum_voters,
             data_dir,
             cluster_id,
@@ -477,12 +578,34 @@ impl BrokerConfig {
         })
     }
 
-    /// The listener's host and port, for Metadata responses.
+    /// The first listener's advertised host and port.
     pub fn advertised_host_port(&self) -> (String, i32) {
-        match self.advertised_listener.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(9092)),
-            None => (self.advertised_listener.clone(), 9092),
+        match self.listeners.first() {
+            Some(l) => (l.advertised_host.clone(), i32::from(l.advertised_port)),
+            None => (String::new(), 9092),
         }
+    }
+
+    /// The advertised host and port of the listener named `name`, for
+    /// Metadata answered to a client of that listener.
+    pub fn advertised_for(&self, name: &str) -> (String, i32) {
+        match self.listeners.iter().find(|l| l.name == name) {
+            Some(l) => (l.advertised_host.clone(), i32::from(l.advertised_port)),
+            None => self.advertised_host_port(),
+        }
+    }
+
+    /// The `ssl.client.auth` of listener `name`: its own, else the global.
+    pub fn client_auth_for(&self, name: &str) -> ClientAuth {
+        self.listener_client_auth
+            .get(name)
+            .copied()
+            .unwrap_or(self.ssl_client_auth)
+    }
+
+    /// Whether any connection of this node, served or dialled, uses TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.controller_protocol.uses_tls() || self.listeners.iter().any(|l| l.protocol.uses_tls())
     }
 }
 
@@ -540,6 +663,92 @@ mod tests {
             e.to_string().contains("log.dir.free.space.warn.bytes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn listeners_with_security_protocols_and_tls_files() {
+        let c = BrokerConfig::from_props(&props(&[
+            (
+                "listeners",
+                "SSL://127.0.0.1:9093,PLAINTEXT://127.0.0.1:9092",
+            ),
+            ("advertised.listeners", "SSL://kafka.example:19093"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+            ("controller.listener", "SSL://127.0.0.1:9192"),
+            ("ssl.certificate.location", "/certs/node.pem"),
+            ("ssl.key.location", "/certs/node.key"),
+            ("ssl.ca.location", "/certs/ca.pem"),
+            ("ssl.client.auth", "required"),
+        ]))
+        .unwrap();
+        let names: Vec<_> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["SSL", "PLAINTEXT"]);
+        assert_eq!(c.listener, "127.0.0.1:9093");
+        assert_eq!(c.advertised_for("SSL"), ("kafka.example".into(), 19093));
+        assert_eq!(c.advertised_for("PLAINTEXT"), ("127.0.0.1".into(), 9092));
+        assert_eq!(c.inter_broker_listener, "PLAINTEXT");
+        assert_eq!(c.controller_listener, "127.0.0.1:9192");
+        assert_eq!(c.controller_protocol, SecurityProtocol::Ssl);
+        assert_eq!(c.quorum_voters, "1@127.0.0.1:9192");
+        assert_eq!(c.ssl.ca, Some(PathBuf::from("/certs/ca.pem")));
+        assert_eq!(c.ssl_client_auth, ClientAuth::Required);
+        assert!(c.uses_tls());
+        assert_eq!(c.client_auth_for("PLAINTEXT"), ClientAuth::Required);
+        // Per listener, Kafka's way (the name in lower case).
+        let c = BrokerConfig::from_props(&props(&[
+            ("listeners", "CLIENT://h:1,INTERNAL://h:2"),
+            ("listener.security.protocol.map", "CLIENT:SSL,INTERNAL:SSL"),
+            ("ssl.client.auth", "none"),
+            ("listener.name.internal.ssl.client.auth", "required"),
+        ]))
+        .unwrap();
+        assert_eq!(c.client_auth_for("INTERNAL"), ClientAuth::Required);
+        assert_eq!(c.client_auth_for("CLIENT"), ClientAuth::None);
+        for (k, v) in [
+            ("listener.name.other.ssl.client.auth", "required"),
+            ("listener.name.plaintext.ssl.client.auth", "maybe"),
+        ] {
+            let e = BrokerConfig::from_props(&props(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
+        // Defaults: one PLAINTEXT listener, no TLS anywhere.
+        let d = BrokerConfig::from_props(&BTreeMap::new()).unwrap();
+        assert_eq!(d.listeners[0].name, "PLAINTEXT");
+        assert_eq!(d.inter_broker_listener, "PLAINTEXT");
+        assert_eq!(d.ssl_client_auth, ClientAuth::None);
+        assert!(!d.uses_tls());
+    }
+
+    #[test]
+    fn sasl_listeners_parse_and_custom_names_need_the_map() {
+        let c = BrokerConfig::from_props(&props(&[(
+            "listeners",
+            "SASL_SSL://h:1,SASL_PLAINTEXT://h:2",
+        )]))
+        .unwrap();
+        assert!(c.listeners.iter().all(|l| l.protocol.uses_sasl()));
+        let c = BrokerConfig::from_props(&props(&[
+            ("listeners", "CLIENT://h:1,REPLICATION://h:2"),
+            (
+                "listener.security.protocol.map",
+                "CLIENT:SSL,REPLICATION:PLAINTEXT,CONTROLLER:SSL",
+            ),
+            ("inter.broker.listener.name", "REPLICATION"),
+            ("controller.listener", "CONTROLLER://h:3"),
+        ]))
+        .unwrap();
+        assert_eq!(c.listeners[0].protocol, SecurityProtocol::Ssl);
+        assert_eq!(c.controller_protocol, SecurityProtocol::Ssl);
+        for (k, v, why) in [
+            ("inter.broker.listener.name", "NOPE", "one of the listeners"),
+            ("ssl.client.auth", "always", "required, requested or none"),
+            ("controller.listener", "CONTROLLER://h:3", "CONTROLLER"),
+            ("listeners", "TLS://h:1", "TLS"),
+        ] {
+            let e = BrokerConfig::from_props(&props(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     #[test]

@@ -14,8 +14,10 @@
 //! above ours gets `UNSUPPORTED_VERSION` in the v0 shape with our ranges, so
 //! the client can retry (KIP-511). ApiVersions responses always use response
 //! header v0.
+//!
+//! The connection is plain TCP or TLS ([`Stream`]); which listener it came
+//! in on and who the client is travel with it as its [`Session`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,15 +25,16 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use rivulet_protocol::request::{self, RequestError};
+use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::{self, WireError};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use crate::api;
 use crate::context::BrokerContext;
 use crate::dispatch;
 use crate::request_memory::{RequestMemory, Reservation};
+use crate::session::Session;
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -78,22 +81,25 @@ impl CloseReason {
 
 /// Serve one connection until it closes.
 pub async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: Stream,
+    session: Session,
     broker: Arc<BrokerContext>,
     memory: Arc<RequestMemory>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let reason = run(&mut stream, peer, &broker, &memory).await;
+    let _ = stream.tcp().set_nodelay(true);
+    let peer = session.peer;
+    let (listener, principal) = (&session.listener, &session.principal);
+    debug!(%peer, %listener, %principal, "connection open");
+    let reason = run(&mut stream, &session, &broker, &memory).await;
     match &reason {
-        CloseReason::Eof => debug!(%peer, "connection closed by client"),
-        other => info!(%peer, reason = %other, "closing connection"),
+        CloseReason::Eof => debug!(%peer, %listener, "connection closed by client"),
+        other => info!(%peer, %listener, %principal, reason = %other, "closing connection"),
     }
 }
 
 async fn run(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
+    stream: &mut Stream,
+    session: &Session,
     broker: &Arc<BrokerContext>,
     memory: &RequestMemory,
 ) -> CloseReason {
@@ -119,14 +125,19 @@ async fn run(
                 }
             }
         };
-        match handle_frame(frame, peer, broker, memory, &mut reservation).await {
+        match handle_frame(frame, session, broker, memory, &mut reservation).await {
             Ok(Some(response)) => {
                 // The response counts against the pool while it waits for
                 // the client (never waiting: it exists already), so large
                 // requests hold back while unread responses pile up; a
                 // client that does not take it in time is disconnected.
                 memory.try_extend(&mut reservation, response.len());
-                match tokio::time::timeout(body_timeout, stream.write_all(&response)).await {
+                // Flushed: a TLS stream holds written records until then.
+                let write = async {
+                    stream.write_all(&response).await?;
+                    stream.flush().await
+                };
+                match tokio::time::timeout(body_timeout, write).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return CloseReason::Io(e),
                     Err(_) => {
@@ -148,7 +159,7 @@ async fn run(
 /// size prefix). `reservation` is settled to the frame and its decoded size.
 pub async fn handle_frame(
     frame: Bytes,
-    peer: SocketAddr,
+    session: &Session,
     broker: &Arc<BrokerContext>,
     memory: &RequestMemory,
     reservation: &mut Reservation,
@@ -174,7 +185,7 @@ pub async fn handle_frame(
         memory,
         frame_len.saturating_add(decoded.bounds.decoded_estimate),
     );
-    let Some(response) = dispatch::dispatch(broker, &decoded.header, decoded.body, peer).await
+    let Some(response) = dispatch::dispatch(broker, &decoded.header, decoded.body, session).await
     else {
         return Ok(None);
     };

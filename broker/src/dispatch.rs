@@ -1,28 +1,27 @@
 //! From a decoded request to its handler in [`crate::handlers`], and from
 //! the handler's typed response back to a [`ResponseKind`].
 
-use std::net::SocketAddr;
-
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::context::BrokerContext;
 use crate::handlers;
+use crate::session::Session;
 
 /// Run the handler for `request`; `None` when no response is sent.
 pub async fn dispatch(
     broker: &BrokerContext,
     header: &RequestHeader,
     request: RequestKind,
-    peer: SocketAddr,
+    session: &Session,
 ) -> Option<ResponseKind> {
     let v = header.request_api_version;
     Some(match request {
         RequestKind::ApiVersions(r) => {
             ResponseKind::ApiVersions(handlers::api_versions::handle(r, v))
         }
-        RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(handlers::metadata::handle(broker, r, v).await)
-        }
+        RequestKind::Metadata(r) => ResponseKind::Metadata(
+            handlers::metadata::handle(broker, r, v, &session.listener).await,
+        ),
         RequestKind::Produce(r) => {
             let acks = r.acks;
             let resp = handlers::produce::handle(broker, r, v).await;
@@ -56,9 +55,9 @@ pub async fn dispatch(
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             handlers::incremental_alter_configs::handle(broker, r, v).await,
         ),
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, r, v))
-        }
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+            handlers::describe_cluster::handle(broker, r, v, &session.listener),
+        ),
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(handlers::delete_records::handle(broker, r, v).await)
         }
@@ -68,12 +67,12 @@ pub async fn dispatch(
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r, v).await)
         }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(broker, r, v).await)
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            handlers::find_coordinator::handle(broker, r, v, &session.listener).await,
+        ),
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_deref().unwrap_or_default();
-            let host = peer.ip().to_string();
+            let host = session.peer.ip().to_string();
             ResponseKind::JoinGroup(
                 handlers::join_group::handle(broker, r, v, client_id, &format!("/{host}")).await,
             )

@@ -35,6 +35,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod group;
 pub mod handlers;
+pub mod listeners;
 pub mod local_node;
 pub mod producer_ids;
 pub mod producer_state;
@@ -43,6 +44,7 @@ pub mod replica_manager;
 pub mod replication;
 pub mod request_memory;
 pub mod server;
+pub mod session;
 pub mod topic_configs;
 pub mod txn;
 

@@ -2,7 +2,9 @@
 //! hosts ([`ReplicaManager`]) and the metadata quorum
 //! ([`ControllerClient`]). The group coordinator, the replica fetchers and
 //! the request handlers (through [`crate::context::BrokerContext`]) take
-//! this, not the whole broker.
+//! this, not the whole broker. It also knows how to reach the other
+//! brokers ([`InterBroker`]: the inter-broker listener's name and a plain
+//! or TLS connector).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use rivulet_storage::log_manager::SharedLog;
 use tracing::info;
 
 use rivulet_controller::{ControllerRequest, ControllerResponse, MetadataImage};
+use rivulet_protocol::tls::Connector;
 use rivulet_storage::TopicPartition;
 
 use crate::controller_client::ControllerClient;
@@ -26,6 +29,16 @@ pub const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct LocalNode {
     pub replicas: Arc<ReplicaManager>,
     pub controller: Arc<dyn ControllerClient>,
+    pub inter_broker: InterBroker,
+}
+
+/// How this node reaches other brokers (replica fetchers, transaction
+/// links): `inter.broker.listener.name` and a connector for its protocol.
+#[derive(Debug, Clone, Default)]
+pub struct InterBroker {
+    /// The listener name to dial; `None`: each broker's first listener.
+    pub listener: Option<String>,
+    pub connector: Connector,
 }
 
 impl LocalNode {
@@ -33,7 +46,25 @@ impl LocalNode {
         LocalNode {
             replicas,
             controller,
+            inter_broker: InterBroker::default(),
         }
+    }
+
+    pub fn with_inter_broker(mut self, inter_broker: InterBroker) -> Self {
+        self.inter_broker = inter_broker;
+        self
+    }
+
+    /// Broker `id`'s `host:port` on the inter-broker listener, from the
+    /// latest image.
+    pub fn broker_addr(&self, id: i32) -> Option<String> {
+        let image = self.image();
+        let reg = image.brokers.get(&id)?;
+        let l = match &self.inter_broker.listener {
+            Some(name) => reg.listener(name)?,
+            None => reg.listeners.first()?,
+        };
+        Some(format!("{}:{}", l.host, l.port))
     }
 
     pub fn node_id(&self) -> i32 {

@@ -28,10 +28,10 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rivulet_controller::{ControllerRequest, ControllerResponse};
+use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::{Client, WireError};
 use rivulet_storage::TopicPartition;
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
@@ -81,7 +81,7 @@ const ASSIGNMENT_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Error)]
 pub enum FetcherError {
-    #[error("leader {0} has no listener in the metadata image")]
+    #[error("leader {0} has no inter-broker listener in the metadata image")]
     NoListener(i32),
     #[error("i/o with the leader: {0}")]
     Io(#[from] std::io::Error),
@@ -161,7 +161,7 @@ async fn fetch_from(
     leader: i32,
     partitions: watch::Receiver<Vec<TopicPartition>>,
 ) {
-    let mut conn: Option<Client<TcpStream>> = None;
+    let mut conn: Option<Client<Stream>> = None;
     let mut backoff = Backoff::new();
     loop {
         let tps = partitions.borrow().clone();
@@ -228,20 +228,16 @@ async fn fetch_from(
     }
 }
 
-/// The leader's Kafka listener from the image.
-async fn connect(node: &LocalNode, leader: i32) -> Result<TcpStream, FetcherError> {
-    let image = node.image();
-    let l = image
-        .brokers
-        .get(&leader)
-        .and_then(|b| b.listeners.first())
+/// The leader's inter-broker listener from the image, plain or TLS (the
+/// handshake within the same timeout).
+async fn connect(node: &LocalNode, leader: i32) -> Result<Stream, FetcherError> {
+    let addr = node
+        .broker_addr(leader)
         .ok_or(FetcherError::NoListener(leader))?;
-    let addr = format!("{}:{}", l.host, l.port);
     let timeout = Duration::from_secs(5);
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(timeout, node.inter_broker.connector.connect(&addr))
         .await
         .map_err(|_| FetcherError::Timeout(timeout))??;
-    stream.set_nodelay(true)?;
     Ok(stream)
 }
 

@@ -6,7 +6,17 @@
 //! partition logs are opened (recovering after an unclean stop), the
 //! controller voter joins the quorum, the broker registers and heartbeats in
 //! the background, local partitions follow every metadata image, and the
-//! Kafka listener accepts connections (at most `max.connections`).
+//! Kafka listeners accept connections (at most `max.connections` across
+//! them).
+//!
+//! Each listener has a security protocol: PLAINTEXT connections are served
+//! as they are; SSL ones after a TLS handshake (bounded by
+//! `request.body.timeout.ms`; a failed one closes that connection only),
+//! with the client certificate's subject as the principal. TLS files are
+//! loaded before anything binds, so a bad certificate or key fails the
+//! start. SASL listeners are refused at start until SASL lands. An SSL
+//! controller listener always requires client certificates from the CA:
+//! the quorum has no other authentication.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +27,7 @@ use rivulet_controller::{
     parse_voters, ControllerNode, ControllerRequest, ControllerResponse, Listener, QuorumConfig,
     QuorumHealth,
 };
+use rivulet_protocol::tls::{self, Connector, ServerConfig, TlsError};
 use rivulet_storage::{LogManager, SystemClock};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -28,11 +39,13 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::context::BrokerContext;
 use crate::group::coordinator::GroupCoordinator;
-use crate::local_node::LocalNode;
+use crate::listeners::{ListenerConfig, SecurityProtocol};
+use crate::local_node::{InterBroker, LocalNode};
 use crate::producer_ids::ProducerIds;
 use crate::replica_fetcher::{self, FetcherConfig};
 use crate::replica_manager::ReplicaManager;
 use crate::request_memory::RequestMemory;
+use crate::session;
 use crate::txn::TransactionCoordinator;
 
 pub const META_PROPERTIES: &str = "meta.properties";
@@ -45,6 +58,10 @@ pub enum StartError {
     Storage(#[from] rivulet_storage::StorageError),
     #[error("{0}")]
     Quorum(#[from] rivulet_controller::QuorumError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("listener {listener}: security protocol {protocol} is not supported yet (SASL is coming); use PLAINTEXT or SSL")]
+    Unsupported { listener: String, protocol: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -63,7 +80,27 @@ pub struct BrokerNode {
     logs: Arc<LogManager>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The first listener's bound address.
     pub local_addr: std::net::SocketAddr,
+    /// Every listener's name and bound address, in `listeners` order.
+    pub listener_addrs: Vec<(String, std::net::SocketAddr)>,
+}
+
+/// A bound Kafka listener and, for TLS, its server configuration.
+struct Bound {
+    config: ListenerConfig,
+    socket: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+}
+
+fn refuse_sasl(name: &str, protocol: SecurityProtocol) -> Result<(), StartError> {
+    if protocol.uses_sasl() {
+        return Err(StartError::Unsupported {
+            listener: name.to_string(),
+            protocol: protocol.name().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Read `meta.properties` or write it: the node id must match and the
@@ -123,25 +160,70 @@ fn meta_properties(
 }
 
 impl BrokerNode {
-    pub async fn start(config: BrokerConfig) -> Result<BrokerNode, StartError> {
+    pub async fn start(mut config: BrokerConfig) -> Result<BrokerNode, StartError> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir {
             path: dir.display().to_string(),
             message: e.to_string(),
         })?;
         let cluster_id = meta_properties(&dir, config.node_id, config.cluster_id.as_deref())?;
+        for l in &config.listeners {
+            refuse_sasl(&l.name, l.protocol)?;
+        }
+        refuse_sasl("controller.listener", config.controller_protocol)?;
+        // TLS files are read before anything binds: a bad one fails here.
+        // Per listener: its ssl.client.auth may differ (Kafka's
+        // listener.name.<name>.ssl.client.auth).
+        let mut listener_tls = Vec::new();
+        for l in &config.listeners {
+            listener_tls.push(if l.protocol.uses_tls() {
+                Some(config.ssl.server_config(config.client_auth_for(&l.name))?)
+            } else {
+                None
+            });
+        }
+        let inter_broker_tls = config
+            .listeners
+            .iter()
+            .any(|l| l.name == config.inter_broker_listener && l.protocol.uses_tls());
+        let client_tls = if inter_broker_tls || config.controller_protocol.uses_tls() {
+            Some(Connector::tls(config.ssl.client_config()?))
+        } else {
+            None
+        };
         // Bound first, so a taken port fails the start before any recovery
         // work; connections wait in the backlog until `accept` is ready.
-        let listener = TcpListener::bind(&config.listener)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listener.clone(),
+        let mut bound = Vec::new();
+        let mut listener_addrs = Vec::new();
+        for (l, tls) in config.listeners.iter().zip(listener_tls) {
+            let addr = l.bind_addr();
+            let bind_err = |source| StartError::Bind {
+                addr: addr.clone(),
                 source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listener.clone(),
-            source,
-        })?;
+            };
+            let socket = TcpListener::bind(&addr).await.map_err(bind_err)?;
+            listener_addrs.push((l.name.clone(), socket.local_addr().map_err(bind_err)?));
+            bound.push(Bound {
+                config: l.clone(),
+                socket,
+                tls,
+            });
+        }
+        // A listener bound to port 0 advertises the port it got.
+        for (l, (_, addr)) in config.listeners.iter_mut().zip(&listener_addrs) {
+            if l.advertised_port == 0 {
+                l.advertised_port = addr.port();
+            }
+        }
+        let local_addr = match listener_addrs.first() {
+            Some((_, a)) => *a,
+            None => {
+                return Err(StartError::Bind {
+                    addr: config.listener.clone(),
+                    source: std::io::Error::other("no listeners configured"),
+                })
+            }
+        };
         let storage = config.storage.clone();
         let logs_dir = dir.clone();
         let logs = tokio::task::spawn_blocking(move || {
@@ -159,6 +241,17 @@ impl BrokerNode {
         let mut qc = QuorumConfig::new(config.node_id as u64, voters, dir.clone());
         qc.session_timeout_ms = config.session_timeout_ms;
         qc.log_defaults = config.storage.log_defaults.clone();
+        if config.controller_protocol.uses_tls() {
+            if let Some(client) = &client_tls {
+                // The quorum has no other authentication: its listener
+                // always requires a certificate signed by ssl.ca.location
+                // (every voter presents its node certificate).
+                qc.tls = Some(rivulet_controller::QuorumTls {
+                    server: config.ssl.server_config(tls::ClientAuth::Required)?,
+                    client: client.clone(),
+                });
+            }
+        }
         let controller = Arc::new(ControllerNode::start(qc).await?);
 
         let replicas = Arc::new(ReplicaManager::new(
@@ -166,7 +259,14 @@ impl BrokerNode {
             logs.clone(),
             config.min_insync_replicas,
         ));
-        let node = LocalNode::new(replicas, controller.clone());
+        let node = LocalNode::new(replicas, controller.clone()).with_inter_broker(InterBroker {
+            listener: Some(config.inter_broker_listener.clone()),
+            connector: if inter_broker_tls {
+                client_tls.clone().unwrap_or_default()
+            } else {
+                Connector::plaintext()
+            },
+        });
         let groups = Arc::new(GroupCoordinator::new(
             config.coordinator.clone(),
             node.clone(),
@@ -192,7 +292,8 @@ impl BrokerNode {
         // Set once the metadata has caught up (see `follow_image`): client
         // connections wait for it.
         let (ready_tx, ready_rx) = watch::channel(false);
-        let tasks = vec![
+        let slots = Arc::new(Semaphore::new(broker.config.max_connections));
+        let mut tasks = vec![
             tokio::spawn(follow_image(broker.clone(), stop_rx.clone(), ready_tx)),
             tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
             tokio::spawn(broker.groups.clone().run_timers(stop_rx.clone())),
@@ -209,20 +310,31 @@ impl BrokerNode {
                 broker.config.replica_lag_time_max_ms,
                 stop_rx.clone(),
             )),
-            tokio::spawn(accept(
+        ];
+        for listener in bound {
+            tasks.push(tokio::spawn(accept(
                 listener,
                 broker.clone(),
                 request_memory.clone(),
-                stop_rx,
-                ready_rx,
-            )),
-        ];
+                slots.clone(),
+                stop_rx.clone(),
+                ready_rx.clone(),
+            )));
+        }
         info!(
             node_id = broker.node_id(),
             listener = %local_addr,
             cluster_id = %broker.cluster_id,
             data_dir = %broker.config.data_dir.display(),
-            "Rivulet broker listening on {local_addr}"
+            "Rivulet broker listening on {}",
+            broker
+                .config
+                .listeners
+                .iter()
+                .zip(&listener_addrs)
+                .map(|(l, (_, a))| format!("{}://{a} ({})", l.name, l.protocol.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         Ok(BrokerNode {
             broker,
@@ -232,6 +344,7 @@ impl BrokerNode {
             shutdown,
             tasks,
             local_addr,
+            listener_addrs,
         })
     }
 
@@ -332,12 +445,18 @@ async fn follow_image(
 /// Register with the active controller, then heartbeat; re-register when the
 /// controller no longer knows this incarnation.
 async fn register_and_heartbeat(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
-    let (host, port) = broker.config.advertised_host_port();
-    let listeners = vec![Listener {
-        name: "PLAINTEXT".into(),
-        host,
-        port: port as u16,
-    }];
+    // Every listener with its advertised address: peers pick theirs by
+    // name (inter.broker.listener.name; Metadata the client's listener).
+    let listeners: Vec<Listener> = broker
+        .config
+        .listeners
+        .iter()
+        .map(|l| Listener {
+            name: l.name.clone(),
+            host: l.advertised_host.clone(),
+            port: l.advertised_port,
+        })
+        .collect();
     let interval = Duration::from_millis(broker.config.heartbeat_interval_ms);
     let mut registered = false;
     // While the quorum is down every heartbeat fails: say so every 10 s.
@@ -391,14 +510,16 @@ async fn register_and_heartbeat(broker: Arc<BrokerContext>, mut stop: watch::Rec
     }
 }
 
-/// Serve client connections once `ready`: until the metadata has caught up
-/// a restarted node would answer from its old image (Metadata naming it
-/// leader with its old ISR), so, as Kafka enables request processing only
-/// after the initial catch-up, connections wait in the listen backlog.
+/// Serve a listener's connections once `ready`: until the metadata has
+/// caught up a restarted node would answer from its old image (Metadata
+/// naming it leader with its old ISR), so, as Kafka enables request
+/// processing only after the initial catch-up, connections wait in the
+/// listen backlog. `slots` bounds connections across all listeners.
 async fn accept(
-    listener: TcpListener,
+    listener: Bound,
     broker: Arc<BrokerContext>,
     memory: Arc<RequestMemory>,
+    slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
     mut ready: watch::Receiver<bool>,
 ) {
@@ -421,22 +542,41 @@ async fn accept(
     }
     info!(
         node_id = broker.node_id(),
+        listener = %listener.config.name,
         "metadata caught up: serving clients"
     );
-    let slots = Arc::new(Semaphore::new(broker.config.max_connections));
+    let name = listener.config.name.clone();
+    let protocol = listener.config.protocol;
+    let handshake_timeout = Duration::from_millis(broker.config.request_body_timeout_ms);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.socket.accept() => match accepted {
                 Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let b = broker.clone();
                         let memory = memory.clone();
                         let mut conn_stop = stop.clone();
+                        let tls = listener.tls.clone();
+                        let name = name.clone();
                         // Connections end with the broker (peers' replica
                         // fetchers would otherwise keep it alive).
                         tokio::spawn(async move {
+                            let serve = async {
+                                let opened = session::open(
+                                    stream, peer, tls.as_ref(), handshake_timeout, &name, protocol,
+                                )
+                                .await;
+                                match opened {
+                                    Ok((stream, session)) => {
+                                        crate::connection::serve(stream, session, b, memory).await
+                                    }
+                                    // A plaintext client on a TLS port, an
+                                    // untrusted or missing certificate.
+                                    Err(e) => info!(%peer, error = %e, "closing connection"),
+                                }
+                            };
                             tokio::select! {
-                                _ = crate::connection::serve(stream, peer, b, memory) => {}
+                                _ = serve => {}
                                 _ = conn_stop.changed() => {}
                             }
                             drop(permit);

@@ -19,6 +19,7 @@
 //! neither. `rivulet stream validate|explain|run` ([`stream`]) runs stream
 //! jobs through `rivulet_streams::runtime`.
 
+mod certs;
 mod client;
 mod cluster;
 mod consume;
@@ -81,6 +82,9 @@ enum Command {
     /// Run a local 3-node cluster in the background: up, status, down.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Development TLS certificates: generate.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Stream jobs (examples/streams/): validate, explain, run.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
@@ -120,6 +124,7 @@ fn main() -> std::process::ExitCode {
             client_bootstrap(&cli.broker, bootstrap).and_then(|b| group::run(&b, c))
         }
         Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
+        Command::Certs(c) => certs::run(c),
         Command::Stream(c) => {
             if cli.broker.is_empty() {
                 stream::run(c, bootstrap)

@@ -33,6 +33,14 @@ pub struct BrokerRegistration {
     pub fenced: bool,
 }
 
+impl BrokerRegistration {
+    /// The endpoint of the listener named `name` (Kafka's listener names:
+    /// `PLAINTEXT`, `SSL`, custom ones), if the broker has one.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRegistration {
     pub replicas: Vec<i32>,

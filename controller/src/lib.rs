@@ -20,7 +20,7 @@ pub mod supervisor;
 
 pub use image::{ApplyError, BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use logic::{BrokerHeartbeats, ControllerError};
-pub use node::{parse_voters, ControllerNode, QuorumConfig, QuorumError, Voter};
+pub use node::{parse_voters, ControllerNode, QuorumConfig, QuorumError, QuorumTls, Voter};
 pub use records::{ConfigResource, Listener, MetadataRecord, NO_LEADER};
 pub use service::{ControllerRequest, ControllerResponse};
 pub use supervisor::QuorumHealth;

@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::image::MetadataImage;
-use crate::raft::network::{serve, PeerClient, RaftSlot, RpcRequest, RpcResponse};
+pub use crate::raft::network::QuorumTls;
+use crate::raft::network::{serve, NetworkFactory, PeerClient, RaftSlot, RpcRequest, RpcResponse};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::VoterNode;
 use crate::service::{ControllerRequest, ControllerResponse, ControllerService};
@@ -48,6 +49,12 @@ pub enum QuorumError {
     Timeout(Duration),
     #[error("the metadata quorum is not running on this node: {0}")]
     Unavailable(String),
+}
+
+fn connector(cfg: &QuorumConfig) -> rivulet_protocol::tls::Connector {
+    cfg.tls
+        .as_ref()
+        .map_or_else(Default::default, |t| t.client.clone())
 }
 
 /// One voter: `id@host:port`.
@@ -101,6 +108,8 @@ pub struct QuorumConfig {
     /// How often the active controller moves leaders back to preferred replicas.
     pub leader_rebalance_interval_ms: u64,
     pub log_defaults: LogConfig,
+    /// TLS on the controller listener and to peers; `None`: plaintext.
+    pub tls: Option<QuorumTls>,
 }
 
 impl QuorumConfig {
@@ -116,6 +125,7 @@ impl QuorumConfig {
             snapshot_every_entries: 1000,
             leader_rebalance_interval_ms: 30_000,
             log_defaults: LogConfig::default(),
+            tls: None,
         }
     }
 
@@ -143,6 +153,8 @@ pub struct ControllerNode {
     supervisor: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     addr: String,
+    /// Dials the active controller to forward requests.
+    connector: rivulet_protocol::tls::Connector,
 }
 
 impl std::fmt::Debug for ControllerNode {
@@ -185,6 +197,9 @@ impl ControllerNode {
             dir,
             config: Arc::new(config),
             sm: sm.clone(),
+            network: NetworkFactory {
+                connector: connector(&cfg),
+            },
         };
         let (raft, log) = factory.open().await.map_err(|e| e.error)?;
         let slot = RaftSlot::new(raft.clone());
@@ -205,6 +220,7 @@ impl ControllerNode {
         ));
         let mut tasks = vec![tokio::spawn(serve(
             listener,
+            cfg.tls.as_ref().map(|t| t.server.clone()),
             slot.clone(),
             service.clone(),
             stop_rx.clone(),
@@ -243,6 +259,7 @@ impl ControllerNode {
             supervisor,
             tasks,
             addr,
+            connector: connector(&cfg),
         })
     }
 
@@ -334,7 +351,7 @@ impl ControllerNode {
                 ControllerResponse::NotController {
                     leader: Some((id, addr)),
                 } if id != self.id => {
-                    let mut peer = PeerClient::new(id, addr);
+                    let mut peer = PeerClient::new(id, addr, self.connector.clone());
                     match peer
                         .call(&RpcRequest::Controller(req.clone()), Duration::from_secs(5))
                         .await

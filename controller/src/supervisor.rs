@@ -58,6 +58,7 @@ pub(crate) struct RaftFactory {
     pub dir: PathBuf,
     pub config: Arc<openraft::Config>,
     pub sm: StateMachine,
+    pub network: NetworkFactory,
 }
 
 /// Why opening a Raft instance failed, and whether waiting for space helps.
@@ -76,7 +77,7 @@ impl RaftFactory {
         let raft = Raft::new(
             self.node_id,
             self.config.clone(),
-            NetworkFactory,
+            self.network.clone(),
             log.clone(),
             self.sm.clone(),
         )

@@ -294,7 +294,14 @@ impl Harness {
             let memory = memory.clone();
             let _ = self.runtime.block_on(async move {
                 let mut reservation = Reservation::default();
-                handle_frame(Bytes::from(f), PEER, &broker, &memory, &mut reservation).await
+                handle_frame(
+                    Bytes::from(f),
+                    &rivulet_broker::session::Session::plaintext(PEER),
+                    &broker,
+                    &memory,
+                    &mut reservation,
+                )
+                .await
             });
         }
     }
@@ -348,7 +355,14 @@ impl Harness {
         let for_task = frame.clone();
         let mut request: Handling = Box::pin(async move {
             let mut reservation = Reservation::default();
-            handle_frame(for_task, PEER, &broker, &memory, &mut reservation).await
+            handle_frame(
+                for_task,
+                &rivulet_broker::session::Session::plaintext(PEER),
+                &broker,
+                &memory,
+                &mut reservation,
+            )
+            .await
         });
         let budget = if self.patient.load(Relaxed) {
             budget().max(PATIENT_BUDGET)

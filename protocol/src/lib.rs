@@ -7,16 +7,20 @@
 //! frames ([`request_bounds`], a pre-pass over every request version's wire
 //! layout, then [`request`] over `kafka-protocol`); Kafka framing and the
 //! typed request/response client everyone talks to brokers with
-//! ([`wire`]); transaction markers, Kafka's control batches ([`control`]).
-//! Only [`wire`] does I/O, over the streams it is given.
+//! ([`wire`]); transaction markers, Kafka's control batches ([`control`]);
+//! TLS configuration, streams and the SSL principal ([`tls`]).
+//! Only [`wire`] and [`tls`] do I/O, over the streams they are given.
 
 pub mod compression;
 pub mod control;
+#[cfg(feature = "dev-certs")]
+pub mod dev_certs;
 pub mod error;
 pub mod record_batch;
 pub mod records;
 pub mod request;
 pub mod request_bounds;
+pub mod tls;
 pub mod wire;
 
 pub use error::{BatchError, RecordError};

@@ -332,6 +332,14 @@ pub async fn connect(addr: impl ToSocketAddrs) -> std::io::Result<Client<TcpStre
     Ok(Client::new(stream))
 }
 
+/// Connect to a Kafka listener through `connector` (plain or TLS).
+pub async fn connect_with(
+    connector: &crate::tls::Connector,
+    addr: &str,
+) -> std::io::Result<Client<crate::tls::Stream>> {
+    Ok(Client::new(connector.connect(addr).await?))
+}
+
 /// Requests to one broker over one stream, one at a time: typed
 /// ([`Client::round_trip`]) or raw ([`Client::send`] and
 /// [`Client::read_response`]) for tests that build frames by hand.
@@ -405,6 +413,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let timeout = self.timeout;
         let exchange = async {
             self.stream.write_all(&frame).await?;
+            // TLS streams hold written records until flushed.
+            self.stream.flush().await?;
             self.read_frame().await
         };
         let response = tokio::time::timeout(timeout, exchange)
@@ -416,7 +426,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Write `bytes` as they are (a whole frame, part of one, or several).
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.stream.write_all(bytes))
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(timeout, write)
             .await
             .map_err(|_| WireError::Timeout(timeout))??;
         Ok(())

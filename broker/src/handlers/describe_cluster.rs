@@ -26,6 +26,7 @@ pub fn handle(
     b: &BrokerContext,
     req: DescribeClusterRequest,
     _version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
@@ -49,7 +50,7 @@ pub fn handle(
     let mut brokers: Vec<DescribeClusterBroker> = image
         .live_brokers()
         .filter_map(|reg| {
-            let l = reg.listeners.first()?;
+            let l = reg.listener(listener)?;
             Some(
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(reg.node_id))
@@ -61,7 +62,7 @@ pub fn handle(
         .collect();
     if !brokers.iter().any(|x| x.broker_id.0 == b.node_id()) {
         // Not registered (or fenced) yet: the client still reached this one.
-        let (host, port) = b.config.advertised_host_port();
+        let (host, port) = b.config.advertised_for(listener);
         brokers.push(
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id()))

@@ -143,8 +143,22 @@ fn broker_settings(c: &BrokerConfig) -> Vec<(String, String)> {
     let s = &c.storage;
     let mut out: Vec<(String, String)> = vec![
         ("node.id".into(), c.node_id.to_string()),
-        ("listeners".into(), c.listener.clone()),
-        ("advertised.listeners".into(), c.advertised_listener.clone()),
+        (
+            "listeners".into(),
+            c.listeners
+                .iter()
+                .map(|l| format!("{}://{}", l.name, l.bind_addr()))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            "advertised.listeners".into(),
+            c.listeners
+                .iter()
+                .map(|l| format!("{}://{}", l.name, l.advertised_addr()))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         ("controller.listener".into(), c.controller_listener.clone()),
         ("controller.quorum.voters".into(), c.quorum_voters.clone()),
         ("data.dir".into(), c.data_dir.display().to_string()),

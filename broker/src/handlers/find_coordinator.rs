@@ -15,7 +15,12 @@ const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// The coordinator of one key: `(error, node, host, port)`.
-async fn coordinator(b: &BrokerContext, key: &str, key_type: i8) -> (i16, i32, String, i32) {
+async fn coordinator(
+    b: &BrokerContext,
+    key: &str,
+    key_type: i8,
+    listener: &str,
+) -> (i16, i32, String, i32) {
     let node = match key_type {
         KEY_TYPE_GROUP => b.groups.coordinator_for(key).await,
         KEY_TYPE_TRANSACTION => b.txns.coordinator_for(key).await,
@@ -26,7 +31,7 @@ async fn coordinator(b: &BrokerContext, key: &str, key_type: i8) -> (i16, i32, S
         Err(code) => return (code, -1, String::new(), -1),
     };
     let image = b.image();
-    match image.brokers.get(&node).and_then(|r| r.listeners.first()) {
+    match image.brokers.get(&node).and_then(|r| r.listener(listener)) {
         Some(l) => (0, node, l.host.clone(), l.port as i32),
         None => (E::CoordinatorNotAvailable.code(), -1, String::new(), -1),
     }
@@ -36,11 +41,12 @@ pub async fn handle(
     b: &BrokerContext,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     if version >= 4 {
         let mut coordinators = Vec::new();
         for key in &req.coordinator_keys {
-            let (code, node, host, port) = coordinator(b, key, req.key_type).await;
+            let (code, node, host, port) = coordinator(b, key, req.key_type, listener).await;
             coordinators.push(
                 Coordinator::default()
                     .with_key(key.clone())
@@ -52,7 +58,7 @@ pub async fn handle(
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (code, node, host, port) = coordinator(b, &req.key, req.key_type).await;
+    let (code, node, host, port) = coordinator(b, &req.key, req.key_type, listener).await;
     FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_node_id(BrokerId(node))

@@ -34,7 +34,14 @@ enum Wanted {
     Id(Uuid),
 }
 
-pub async fn handle(b: &BrokerContext, req: MetadataRequest, version: i16) -> MetadataResponse {
+/// `listener`: the name of the listener the client connected to; brokers
+/// are listed with their addresses on it (Kafka's `MetadataCache.getAliveBrokerNodes(listenerName)`).
+pub async fn handle(
+    b: &BrokerContext,
+    req: MetadataRequest,
+    version: i16,
+    listener: &str,
+) -> MetadataResponse {
     let wanted: Option<Vec<Wanted>> = match &req.topics {
         None => None,
         // v0: an empty list means every topic.
@@ -114,7 +121,7 @@ pub async fn handle(b: &BrokerContext, req: MetadataRequest, version: i16) -> Me
     };
 
     MetadataResponse::default()
-        .with_brokers(brokers(b, &image))
+        .with_brokers(brokers(b, &image, listener))
         .with_cluster_id(Some(sb(b.cluster_id.clone())))
         .with_controller_id(BrokerId(
             b.node.controller.active_controller().unwrap_or(-1),
@@ -143,11 +150,17 @@ async fn auto_create(b: &BrokerContext, name: &str) -> bool {
     )
 }
 
-fn brokers(b: &BrokerContext, image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+fn brokers(
+    b: &BrokerContext,
+    image: &MetadataImage,
+    listener: &str,
+) -> Vec<MetadataResponseBroker> {
     let mut out: Vec<MetadataResponseBroker> = image
         .live_brokers()
         .filter_map(|reg| {
-            let l = reg.listeners.first()?;
+            // A broker without this listener is not reachable through it:
+            // left out, as Kafka does.
+            let l = reg.listener(listener)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(reg.node_id))
@@ -160,7 +173,7 @@ fn brokers(b: &BrokerContext, image: &MetadataImage) -> Vec<MetadataResponseBrok
     if !out.iter().any(|x| x.node_id.0 == b.node_id()) {
         // Not registered (or fenced) yet: clients still need a bootstrap
         // broker to talk to.
-        let (host, port) = b.config.advertised_host_port();
+        let (host, port) = b.config.advertised_for(listener);
         out.push(
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id()))

@@ -4,15 +4,15 @@
 //! (partition leaders to the coordinator, KIP-890). One connection per
 //! broker, one request at a time on it; a failed round trip drops the
 //! connection so the next one reconnects (to wherever the image says the
-//! broker now listens).
+//! broker now listens), on the inter-broker listener, plain or TLS.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::protocol::Request;
+use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::{self, Client};
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::local_node::LocalNode;
@@ -21,7 +21,7 @@ use crate::local_node::LocalNode;
 const LINK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One broker's connection, if open; its lock is held across a round trip.
-type Link = Arc<tokio::sync::Mutex<Option<Client<TcpStream>>>>;
+type Link = Arc<tokio::sync::Mutex<Option<Client<Stream>>>>;
 
 pub struct BrokerLinks {
     node: LocalNode,
@@ -48,10 +48,9 @@ impl BrokerLinks {
         let link = self.links.lock().entry(to).or_default().clone();
         let mut conn = link.lock().await;
         if conn.is_none() {
-            let image = self.node.image();
-            let l = image.brokers.get(&to).and_then(|r| r.listeners.first())?;
-            let addr = format!("{}:{}", l.host, l.port);
-            let c = tokio::time::timeout(LINK_TIMEOUT, wire::connect(addr.as_str()))
+            let addr = self.node.broker_addr(to)?;
+            let connector = &self.node.inter_broker.connector;
+            let c = tokio::time::timeout(LINK_TIMEOUT, wire::connect_with(connector, &addr))
                 .await
                 .ok()?
                 .ok()?;

@@ -102,6 +102,28 @@ impl Layout {
         ]
     }
 
+    /// The settings `cluster up --tls` adds for node `node`: SSL on its
+    /// Kafka listener (clients and replication) and its controller
+    /// listener, with the node certificate and the CA of `certs`.
+    pub fn tls_settings(
+        &self,
+        node: u16,
+        certs: &rivulet_protocol::dev_certs::CertFiles,
+    ) -> Vec<(String, String)> {
+        let mut s = vec![
+            (
+                "listeners".to_string(),
+                format!("SSL://{}", self.kafka_addr(node)),
+            ),
+            (
+                "controller.listener".to_string(),
+                format!("SSL://{}", self.controller_addr(node)),
+            ),
+        ];
+        s.extend(certs.broker_settings());
+        s
+    }
+
     /// Every port the cluster listens on, with what it is for.
     pub(super) fn ports(&self) -> Vec<(String, String)> {
         NODES

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
+use rivulet_protocol::tls::{Connector, TlsFiles};
 use rustix::process::Signal;
 
 use layout::{
@@ -78,6 +79,12 @@ pub struct UpArgs {
     /// --set log.retention.ms=3600000 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
     pub set: Vec<(String, String)>,
+    /// TLS on every port: the Kafka listeners (clients and replication)
+    /// and the controller quorum, with development certificates from
+    /// `rivulet certs generate` in DIR/certs (made if missing); prints the
+    /// client settings (librdkafka property names).
+    #[arg(long)]
+    pub tls: bool,
     /// Seconds to wait for all nodes to serve.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
@@ -152,10 +159,33 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     write_state(&layout.dir, &state)?;
     let exe = std::env::current_exe().context("cannot find the rivulet binary")?;
 
+    let certs = if args.tls {
+        Some(rivulet_protocol::dev_certs::generate(&layout.dir.join("certs"))?.0)
+    } else {
+        None
+    };
+    let probe_tls = match &certs {
+        Some(c) => Some(Connector::tls(
+            TlsFiles {
+                certificate: Some(c.client_cert.clone()),
+                key: Some(c.client_key.clone()),
+                ca: Some(c.ca.clone()),
+            }
+            .client_config()?,
+        )),
+        None => None,
+    };
+
     let started_at = Instant::now();
     let mut started: Vec<Started> = Vec::new();
     for n in NODES {
-        match spawn_node(&exe, &layout, n, &cluster_id, &args.set) {
+        // --tls settings first, so the user's --set can still override.
+        let mut settings = match &certs {
+            Some(c) => layout.tls_settings(n, c),
+            None => Vec::new(),
+        };
+        settings.extend(args.set.iter().cloned());
+        match spawn_node(&exe, &layout, n, &cluster_id, &settings) {
             Ok(s) => {
                 eprintln!(
                     "started node {n} (pid {}): kafka {}, controller {}, log {}",
@@ -174,7 +204,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let deadline = started_at + Duration::from_secs(args.timeout);
-    if let Err(e) = wait_until_serving(&layout, &mut started, deadline) {
+    if let Err(e) = wait_until_serving(&layout, &mut started, deadline, probe_tls.as_ref()) {
         stop_started(&layout, &mut started);
         return Err(e.context(format!(
             "the cluster in {} did not come up; stopped the nodes started",
@@ -186,7 +216,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         started_at.elapsed().as_secs_f64(),
         layout.dir.display()
     );
-    println!("{}", layout.bootstrap());
+    match &certs {
+        // A properties file for librdkafka clients (kcat -F, confluent-kafka).
+        Some(c) => print!("{}", c.client_properties(&layout.bootstrap())),
+        None => println!("{}", layout.bootstrap()),
+    }
     Ok(())
 }
 

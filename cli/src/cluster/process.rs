@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use rdkafka::consumer::Consumer;
+use rivulet_protocol::tls::Connector;
 use rustix::process::{self, Pid, Signal};
 
 use super::layout::{Layout, NODES};
@@ -147,7 +148,17 @@ pub(super) fn spawn_node(
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let log_from = log.seek(SeekFrom::End(0)).unwrap_or(0);
-    let mut settings = layout.settings(node, cluster_id);
+    // A generated setting that `extra` overrides is left out (the node
+    // would take the last anyway), except the data dir, which marks the
+    // process as this node's.
+    let mut settings: Vec<String> = layout
+        .settings(node, cluster_id)
+        .into_iter()
+        .filter(|s| {
+            let key = s.split_once('=').map_or(s.as_str(), |(k, _)| k);
+            key == "data.dir" || !extra.iter().any(|(k, _)| k == key)
+        })
+        .collect();
     settings.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
     writeln!(
         log,
@@ -193,6 +204,7 @@ pub(super) fn wait_until_serving(
     layout: &Layout,
     started: &mut [Started],
     deadline: Instant,
+    tls: Option<&Connector>,
 ) -> anyhow::Result<()> {
     let mut last: BTreeMap<u16, String> = started
         .iter()
@@ -215,7 +227,13 @@ pub(super) fn wait_until_serving(
                 continue;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let outcome = match probe(&layout.kafka_addr(s.node), left.min(PROBE_TIMEOUT)) {
+            let addr = layout.kafka_addr(s.node);
+            let timeout = left.min(PROBE_TIMEOUT);
+            let answer = match tls {
+                None => probe(&addr, timeout),
+                Some(connector) => probe_tls(&addr, connector, timeout),
+            };
+            let outcome = match answer {
                 Ok(ids) if ids == want => "ready".to_string(),
                 Ok(ids) => format!("lists brokers {ids:?}"),
                 Err(e) => format!("no answer ({e})"),
@@ -260,6 +278,29 @@ fn probe(addr: &str, timeout: Duration) -> anyhow::Result<Vec<i32>> {
     let mut ids: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// [`probe`] over TLS (the workspace's librdkafka is built without it):
+/// a Metadata request through the broker library's own client.
+fn probe_tls(addr: &str, connector: &Connector, timeout: Duration) -> anyhow::Result<Vec<i32>> {
+    use kafka_protocol::messages::MetadataRequest;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let ask = async {
+            let mut client = rivulet_protocol::wire::connect_with(connector, addr).await?;
+            let md = client
+                .round_trip(9, &MetadataRequest::default().with_topics(Some(Vec::new())))
+                .await?;
+            let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+            ids.sort_unstable();
+            anyhow::Ok(ids)
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .map_err(|_| anyhow!("no answer within {timeout:?}"))?
+    })
 }
 
 /// Kill the nodes `up` started and remove their pid files.

@@ -6,6 +6,10 @@
 //! by the time openraft allows it. The server side ([`serve`]) answers Raft
 //! RPCs through the local `Raft` handle and controller requests through a
 //! [`ControllerHandler`].
+//!
+//! With TLS (`controller.listener = "SSL://..."`) both sides speak it: the
+//! listener accepts only TLS, and peers dial with the node's trust store and
+//! certificate ([`QuorumTls`]). A failed handshake closes that connection.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
+use rivulet_protocol::tls::{self, Connector, ServerConfig, Stream};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -83,14 +88,27 @@ pub trait ControllerHandler: Send + Sync + 'static {
 pub struct PeerClient {
     target: NodeId,
     addr: String,
-    conn: Option<TcpStream>,
+    connector: Connector,
+    conn: Option<Stream>,
 }
 
+/// TLS on the controller listener and on connections to peers' (the same
+/// trust store on every voter).
+#[derive(Debug, Clone)]
+pub struct QuorumTls {
+    pub server: Arc<ServerConfig>,
+    pub client: Connector,
+}
+
+/// A TLS handshake on the controller listener must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl PeerClient {
-    pub fn new(target: NodeId, addr: String) -> Self {
+    pub fn new(target: NodeId, addr: String, connector: Connector) -> Self {
         PeerClient {
             target,
             addr,
+            connector,
             conn: None,
         }
     }
@@ -116,9 +134,7 @@ impl PeerClient {
 
     async fn exchange(&mut self, req: &RpcRequest) -> Result<RpcResponse, CodecError> {
         if self.conn.is_none() {
-            let stream = TcpStream::connect(&self.addr).await?;
-            stream.set_nodelay(true)?;
-            self.conn = Some(stream);
+            self.conn = Some(self.connector.connect(&self.addr).await?);
         }
         let Some(stream) = self.conn.as_mut() else {
             return Err(CodecError::Io(std::io::ErrorKind::NotConnected.into()));
@@ -132,13 +148,15 @@ impl PeerClient {
 
 /// Creates [`PeerClient`]s from voter addresses.
 #[derive(Debug, Clone, Default)]
-pub struct NetworkFactory;
+pub struct NetworkFactory {
+    pub connector: Connector,
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &VoterNode) -> Self::Network {
-        PeerClient::new(target, node.addr.clone())
+        PeerClient::new(target, node.addr.clone(), self.connector.clone())
     }
 }
 
@@ -228,6 +246,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 /// by its own task. A malformed frame closes that connection only.
 pub async fn serve<H: ControllerHandler>(
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     raft: RaftSlot,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
@@ -239,7 +258,15 @@ pub async fn serve<H: ControllerHandler>(
                     let raft = raft.clone();
                     let handler = handler.clone();
                     let stop = shutdown.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
+                        let stream = match open(stream, tls).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                debug!(%peer, error = %e, "controller connection: TLS handshake failed");
+                                return;
+                            }
+                        };
                         if let Err(e) = serve_connection(stream, raft, handler, stop).await {
                             debug!(%peer, error = %e, "controller connection closed");
                         }
@@ -258,13 +285,23 @@ pub async fn serve<H: ControllerHandler>(
     }
 }
 
+/// The accepted connection as served: TLS after its handshake, or plain.
+async fn open(tcp: TcpStream, tls: Option<Arc<ServerConfig>>) -> std::io::Result<Stream> {
+    tcp.set_nodelay(true)?;
+    match tls {
+        None => Ok(Stream::Plain(tcp)),
+        Some(config) => tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::accept(&config, tcp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))?,
+    }
+}
+
 async fn serve_connection<H: ControllerHandler>(
-    mut stream: TcpStream,
+    mut stream: Stream,
     slot: RaftSlot,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), CodecError> {
-    stream.set_nodelay(true)?;
     loop {
         let req: RpcRequest = tokio::select! {
             r = read_frame(&mut stream) => match r? {

@@ -1,0 +1,570 @@
+//! TLS end to end, through a real Kafka client: kcat (Debian's, librdkafka
+//! 2.0 built with SSL; the workspace's rdkafka is built without it). The
+//! certificates come from `rivulet certs generate`.
+//!
+//! - an SSL listener beside a PLAINTEXT one: produce and consume over SSL
+//!   with server authentication; Metadata answers each listener's address;
+//! - `ssl.client.auth = required`: a client without a certificate is
+//!   refused, one with the generated client certificate served;
+//! - a plaintext client on the SSL port, and a TLS client on the PLAINTEXT
+//!   port, are closed while other clients keep being served;
+//! - bad certificate files and SASL listeners fail the start clearly;
+//! - `rivulet cluster up --tls` (with `ssl.client.auth=required`): TLS on
+//!   every port, an acks=all produce replicated to all three nodes over
+//!   TLS, a client without a certificate refused.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rivulet_broker::{BrokerConfig, BrokerNode};
+use rivulet_protocol::tls::{Connector, TlsFiles};
+use rivulet_testkit::broker::TestBroker;
+use rivulet_testkit::dirs::temp_dir;
+use rivulet_testkit::ports::free_port_block_in;
+use rivulet_testkit::process::run;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `rivulet certs generate --dir DIR`: the files it wrote.
+struct Certs {
+    ca: PathBuf,
+    node_cert: PathBuf,
+    node_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn generate_certs(dir: &Path) -> Certs {
+    let d = dir.to_str().unwrap();
+    let r = run(
+        Path::new(RIVULET),
+        &["certs", "generate", "--dir", d],
+        "",
+        LIMIT,
+    );
+    assert!(r.success, "certs generate failed: {}", r.stderr);
+    assert!(
+        r.stdout.contains("security.protocol=SSL"),
+        "client settings printed: {}",
+        r.stdout
+    );
+    Certs {
+        ca: dir.join("ca.pem"),
+        node_cert: dir.join("node.pem"),
+        node_key: dir.join("node.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// What a kcat run printed.
+struct Kcat {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run kcat off the async workers, killed after [`LIMIT`]. Without the
+/// test's `LD_LIBRARY_PATH`: cargo points it at the workspace's librdkafka
+/// build (no SSL), which the system kcat would load instead of its own.
+async fn kcat(args: Vec<String>, stdin: &str) -> Kcat {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let stdin = stdin.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("kcat")
+            .args(&args)
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kcat is installed (scripts/ci-setup.sh)");
+        if let Some(mut i) = child.stdin.take() {
+            let _ = i.write_all(stdin.as_bytes());
+        }
+        let deadline = std::time::Instant::now() + LIMIT;
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        Kcat {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Read until the peer closes (within 15 s) and check that what came back,
+/// if anything, is a TLS alert record (content type 21) and not a Kafka
+/// response.
+async fn expect_closed_without_an_answer(tcp: &mut tokio::net::TcpStream, addr: &str) {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut got))
+        .await
+        .unwrap_or_else(|_| panic!("{addr} kept a plaintext client open"));
+    // A reset instead of a close is as good.
+    let _ = read;
+    assert!(
+        got.is_empty() || got[0] == 21,
+        "{addr} answered a plaintext request: {got:?}"
+    );
+}
+
+/// kcat's SSL settings: trust the CA; with the client certificate if asked.
+fn ssl_args(bootstrap: &str, certs: &Certs, with_client_cert: bool) -> Vec<String> {
+    let mut a = vec![
+        "-b".to_string(),
+        bootstrap.to_string(),
+        "-X".into(),
+        "security.protocol=SSL".into(),
+        "-X".into(),
+        format!("ssl.ca.location={}", path(&certs.ca)),
+    ];
+    if with_client_cert {
+        a.extend([
+            "-X".into(),
+            format!("ssl.certificate.location={}", path(&certs.client_cert)),
+            "-X".into(),
+            format!("ssl.key.location={}", path(&certs.client_key)),
+        ]);
+    }
+    a
+}
+
+fn with(mut base: Vec<String>, more: &[&str]) -> Vec<String> {
+    base.extend(more.iter().map(|s| s.to_string()));
+    base
+}
+
+/// A broker with an SSL listener and a PLAINTEXT one, both on port 0;
+/// `client_auth` is the SSL listener's (Kafka's per-listener key).
+async fn ssl_broker(data: &Path, certs: &Certs, client_auth: &str) -> TestBroker {
+    TestBroker::start(
+        data,
+        &[
+            ("listeners", "SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+            ("ssl.certificate.location", path(&certs.node_cert)),
+            ("ssl.key.location", path(&certs.node_key)),
+            ("ssl.ca.location", path(&certs.ca)),
+            ("ssl.client.auth", "none"),
+            ("listener.name.ssl.ssl.client.auth", client_auth),
+            ("offsets.topic.replication.factor", "1"),
+        ],
+    )
+    .await
+}
+
+fn addr_of(b: &TestBroker, listener: &str) -> String {
+    let (_, a) = b
+        .node()
+        .listener_addrs
+        .iter()
+        .find(|(n, _)| n == listener)
+        .unwrap_or_else(|| panic!("no {listener} listener"));
+    a.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_consume_over_ssl_beside_a_plaintext_listener() {
+    let dir = temp_dir();
+    let certs = generate_certs(&dir.path().join("certs"));
+    let b = ssl_broker(&dir.path().join("data"), &certs, "none").await;
+    let ssl = addr_of(&b, "SSL");
+    let plain = addr_of(&b, "PLAINTEXT");
+
+    let p = kcat(
+        with(ssl_args(&ssl, &certs, false), &["-P", "-t", "tls-t"]),
+        "one\ntwo\nthree\n",
+    )
+    .await;
+    assert!(p.success, "produce over SSL: {}", p.stderr);
+    let c = kcat(
+        with(
+            ssl_args(&ssl, &certs, false),
+            &["-C", "-t", "tls-t", "-o", "beginning", "-e", "-q"],
+        ),
+        "",
+    )
+    .await;
+    assert!(c.success, "consume over SSL: {}", c.stderr);
+    assert_eq!(
+        c.stdout.lines().collect::<Vec<_>>(),
+        ["one", "two", "three"]
+    );
+
+    // Metadata names each listener's own address: a client of the SSL
+    // listener is sent to SSL ports, one of PLAINTEXT to plaintext ports.
+    let md = kcat(with(ssl_args(&ssl, &certs, false), &["-L"]), "").await;
+    assert!(
+        md.stdout.contains(&format!("broker 1 at {ssl}")),
+        "{}",
+        md.stdout
+    );
+    let md = kcat(vec!["-b".into(), plain.clone(), "-L".into()], "").await;
+    assert!(
+        md.stdout.contains(&format!("broker 1 at {plain}")),
+        "{}",
+        md.stdout
+    );
+    // The plaintext listener serves the same data.
+    let c = kcat(
+        vec![
+            "-b".into(),
+            plain,
+            "-C".into(),
+            "-t".into(),
+            "tls-t".into(),
+            "-o".into(),
+            "beginning".into(),
+            "-e".into(),
+            "-q".into(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(c.stdout.lines().count(), 3, "{}", c.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_client_auth_refuses_a_client_without_a_certificate() {
+    let dir = temp_dir();
+    let certs = generate_certs(&dir.path().join("certs"));
+    let b = ssl_broker(&dir.path().join("data"), &certs, "required").await;
+    let ssl = addr_of(&b, "SSL");
+
+    let without = kcat(with(ssl_args(&ssl, &certs, false), &["-L", "-m", "3"]), "").await;
+    assert!(
+        !without.success,
+        "a client without a certificate was served"
+    );
+    assert!(
+        !without.stdout.contains("broker 1 at"),
+        "{}",
+        without.stdout
+    );
+
+    let p = kcat(
+        with(ssl_args(&ssl, &certs, true), &["-P", "-t", "mtls"]),
+        "a\nb\n",
+    )
+    .await;
+    assert!(p.success, "produce with a client certificate: {}", p.stderr);
+    let c = kcat(
+        with(
+            ssl_args(&ssl, &certs, true),
+            &["-C", "-t", "mtls", "-o", "beginning", "-e", "-q"],
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(
+        c.stdout.lines().collect::<Vec<_>>(),
+        ["a", "b"],
+        "{}",
+        c.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_client_on_the_ssl_port_and_a_tls_client_on_the_plaintext_port_are_closed() {
+    let dir = temp_dir();
+    let certs = generate_certs(&dir.path().join("certs"));
+    let b = ssl_broker(&dir.path().join("data"), &certs, "none").await;
+    let ssl = addr_of(&b, "SSL");
+
+    // A Kafka ApiVersions v0 frame, in the clear.
+    let mut frame = Vec::new();
+    let body: [u8; 10] = [0, 18, 0, 0, 0, 0, 0, 7, 0xff, 0xff];
+    frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let mut tcp = tokio::net::TcpStream::connect(&ssl).await.unwrap();
+    tcp.write_all(&frame).await.unwrap();
+    expect_closed_without_an_answer(&mut tcp, &ssl).await;
+
+    // A TLS client on the plaintext port: its ClientHello reads as a
+    // frame size far above socket.request.max.bytes, so the connection is
+    // closed and the handshake fails.
+    let plain = addr_of(&b, "PLAINTEXT");
+    let files = TlsFiles {
+        certificate: None,
+        key: None,
+        ca: Some(certs.ca.clone()),
+    };
+    let connector = Connector::tls(files.client_config().unwrap());
+    let tls_on_plain = tokio::time::timeout(Duration::from_secs(15), connector.connect(&plain))
+        .await
+        .expect("the plaintext listener closes a TLS client promptly");
+    assert!(
+        tls_on_plain.is_err(),
+        "a TLS handshake succeeded on PLAINTEXT"
+    );
+    let md = kcat(vec!["-b".into(), plain, "-L".into()], "").await;
+    assert!(
+        md.success,
+        "the plaintext listener still serves: {}",
+        md.stderr
+    );
+
+    // TLS clients are still served, by the Rust client too.
+    let md = kcat(with(ssl_args(&ssl, &certs, false), &["-L"]), "").await;
+    assert!(
+        md.success && md.stdout.contains("broker 1 at"),
+        "{}",
+        md.stderr
+    );
+    let files = TlsFiles {
+        certificate: None,
+        key: None,
+        ca: Some(certs.ca.clone()),
+    };
+    let connector = Connector::tls(files.client_config().unwrap());
+    let mut client = rivulet_protocol::wire::connect_with(&connector, &ssl)
+        .await
+        .unwrap();
+    let resp = client
+        .round_trip(3, &kafka_protocol::messages::ApiVersionsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, 0);
+    assert!(!resp.api_keys.is_empty());
+}
+
+#[tokio::test]
+async fn bad_certificate_files_and_sasl_listeners_fail_the_start() {
+    let dir = temp_dir();
+    let certs = generate_certs(&dir.path().join("certs"));
+    let config = |kv: &[(&str, &str)]| {
+        let mut props: std::collections::BTreeMap<String, String> = [
+            ("data.dir", path(&dir.path().join("data"))),
+            ("controller.listener", "127.0.0.1:0"),
+            ("listeners", "SSL://127.0.0.1:0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in kv {
+            props.insert(k.to_string(), v.to_string());
+        }
+        BrokerConfig::from_props(&props).unwrap()
+    };
+    let missing = dir.path().join("nope.pem");
+    let err = BrokerNode::start(config(&[
+        ("ssl.certificate.location", path(&missing)),
+        ("ssl.key.location", path(&certs.node_key)),
+    ]))
+    .await
+    .err()
+    .expect("a missing certificate file fails the start");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ssl.certificate.location") && msg.contains("nope.pem"),
+        "{msg}"
+    );
+    // A certificate where the key should be.
+    let err = BrokerNode::start(config(&[
+        ("ssl.certificate.location", path(&certs.node_cert)),
+        ("ssl.key.location", path(&certs.node_cert)),
+    ]))
+    .await
+    .err()
+    .expect("a key file without a key fails the start");
+    assert!(err.to_string().contains("ssl.key.location"), "{err}");
+    let err = BrokerNode::start(config(&[("listeners", "SASL_SSL://127.0.0.1:0")]))
+        .await
+        .err()
+        .expect("SASL is refused");
+    assert!(
+        err.to_string().contains("SASL_SSL is not supported yet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_tls_example_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tls.toml");
+    let c = BrokerConfig::load(Some(&path), &[]).unwrap();
+    let names: Vec<_> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["SSL", "PLAINTEXT"]);
+    assert_eq!(c.inter_broker_listener, "SSL");
+    assert!(c.controller_protocol.uses_tls());
+    assert_eq!(c.ssl.ca, Some(PathBuf::from("certs/ca.pem")));
+    assert_eq!(
+        c.client_auth_for("SSL"),
+        rivulet_protocol::tls::ClientAuth::Requested
+    );
+}
+
+/// Removes the cluster whatever the test's outcome.
+struct ClusterDown<'a>(&'a str);
+
+impl Drop for ClusterDown<'_> {
+    fn drop(&mut self) {
+        let _ = run(
+            Path::new(RIVULET),
+            &["cluster", "down", "--dir", self.0, "--timeout", "5"],
+            "",
+            LIMIT,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_up_tls_replicates_over_tls_on_every_port() {
+    let dir = temp_dir();
+    let d = path(dir.path()).to_string();
+    let _down = ClusterDown(&d);
+    let mut up = None;
+    for _ in 0..5 {
+        let base = free_port_block_in(20_000..30_000, &[0, 1, 2, 100, 101, 102]);
+        let base = base.to_string();
+        // Client certificates required everywhere: the nodes replicate and
+        // reach the quorum with their node certificates.
+        let args = [
+            "cluster",
+            "up",
+            "--tls",
+            "--set",
+            "ssl.client.auth=required",
+            "--dir",
+            &d,
+            "--base-port",
+            &base,
+        ];
+        let r = tokio::task::spawn_blocking({
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            move || {
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                run(Path::new(RIVULET), &a, "", LIMIT)
+            }
+        })
+        .await
+        .unwrap();
+        if r.stderr.contains("is not free") {
+            continue;
+        }
+        up = Some((base, r));
+        break;
+    }
+    let (base, r) = up.expect("a free base port");
+    assert!(r.success, "cluster up --tls: {}", r.stderr);
+    // The client settings, as a librdkafka properties file.
+    let props = dir.path().join("client.properties");
+    std::fs::write(&props, &r.stdout).unwrap();
+    assert!(r.stdout.contains("security.protocol=SSL"), "{}", r.stdout);
+    let base: u16 = base.parse().unwrap();
+
+    let records: String = (1..=50).map(|i| format!("r{i}\n")).collect();
+    let p = kcat(
+        vec![
+            "-F".into(),
+            path(&props).into(),
+            "-X".into(),
+            "request.required.acks=-1".into(),
+            "-P".into(),
+            "-t".into(),
+            "replicated".into(),
+        ],
+        &records,
+    )
+    .await;
+    assert!(p.success, "acks=all produce over TLS: {}", p.stderr);
+    let c = kcat(
+        vec![
+            "-F".into(),
+            path(&props).into(),
+            "-C".into(),
+            "-t".into(),
+            "replicated".into(),
+            "-o".into(),
+            "beginning".into(),
+            "-e".into(),
+            "-q".into(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(c.stdout.lines().count(), 50, "{}", c.stderr);
+
+    // A client without a certificate is refused.
+    let bootstrap = format!("127.0.0.1:{base}");
+    let ca = dir.path().join("certs/ca.pem");
+    let refused = kcat(
+        vec![
+            "-b".into(),
+            bootstrap,
+            "-X".into(),
+            "security.protocol=SSL".into(),
+            "-X".into(),
+            format!("ssl.ca.location={}", path(&ca)),
+            "-L".into(),
+            "-m".into(),
+            "3".into(),
+        ],
+        "",
+    )
+    .await;
+    assert!(
+        !refused.success,
+        "served without a certificate: {}",
+        refused.stdout
+    );
+
+    // Every node holds the records: the followers fetched them over the
+    // TLS listeners (there is no other).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let sizes: Vec<u64> = (1..=3)
+            .map(|n| {
+                let log = dir
+                    .path()
+                    .join(format!("node-{n}/replicated-0/00000000000000000000.log"));
+                std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+            })
+            .collect();
+        if sizes.iter().all(|&s| s > 0 && s == sizes[0]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs not replicated: {sizes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every port speaks only TLS: a TLS handshake trusting the CA
+    // succeeds on each Kafka and controller port, and a plaintext
+    // ApiVersions gets no answer.
+    let files = TlsFiles {
+        certificate: Some(dir.path().join("certs/node.pem")),
+        key: Some(dir.path().join("certs/node.key")),
+        ca: Some(dir.path().join("certs/ca.pem")),
+    };
+    let connector = Connector::tls(files.client_config().unwrap());
+    for offset in [0u16, 1, 2, 100, 101, 102] {
+        let addr = format!("127.0.0.1:{}", base + offset);
+        connector
+            .connect(&addr)
+            .await
+            .unwrap_or_else(|e| panic!("TLS handshake with {addr}: {e}"));
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(&[0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0xff, 0xff])
+            .await
+            .unwrap();
+        expect_closed_without_an_answer(&mut tcp, &addr).await;
+    }
+}

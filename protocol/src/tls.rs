@@ -1,0 +1,413 @@
+//! TLS for every Rivulet connection: the Kafka listeners, the replica
+//! fetchers and broker links, and the controller's Raft transport.
+//!
+//! Owns loading PEM files into `rustls` configurations (ring provider), the
+//! [`Stream`] every connection is served or dialled over (plain TCP or TLS
+//! on TCP), the [`Connector`] that dials it, and the SSL principal taken
+//! from a client certificate's subject ([`ssl_principal`]).
+//!
+//! Invariants: a configuration is only built from files that parsed (a bad
+//! file is a [`TlsError`] naming the file, for start-up to refuse); one
+//! connection's failed handshake is that connection's error alone.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+/// Re-exported so crates that pass configurations around need no rustls.
+pub use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The principal of a TLS client that sent no certificate, and of every
+/// plaintext client (Kafka's `KafkaPrincipal.ANONYMOUS`).
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("{key} = {path}: {message}")]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{0} is not set (needed for TLS)")]
+    Missing(&'static str),
+    #[error("TLS configuration: {0}")]
+    Rustls(String),
+}
+
+/// `ssl.client.auth`: whether a listener asks TLS clients for a certificate
+/// (Kafka's `SslClientAuth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// A client without a valid certificate fails the handshake.
+    Required,
+    /// A client may send one (then it must be valid); without, it is
+    /// `User:ANONYMOUS`.
+    Requested,
+    #[default]
+    None,
+}
+
+impl ClientAuth {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "required" => Some(ClientAuth::Required),
+            "requested" => Some(ClientAuth::Requested),
+            "none" => Some(ClientAuth::None),
+            _ => None,
+        }
+    }
+}
+
+/// The PEM files of one node, by librdkafka's property names:
+/// `ssl.certificate.location` (this node's chain, leaf first),
+/// `ssl.key.location` (its PKCS#8, PKCS#1 or SEC1 key) and
+/// `ssl.ca.location` (the trust store: CA certificates that sign peers').
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
+fn file_err(key: &'static str, path: &Path, message: impl ToString) -> TlsError {
+    TlsError::File {
+        key,
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+fn load_certs(
+    key: &'static str,
+    path: &Option<PathBuf>,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let path = path.as_ref().ok_or(TlsError::Missing(key))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(key, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(key, path, e))?;
+    if certs.is_empty() {
+        return Err(file_err(key, path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Option<PathBuf>) -> Result<PrivateKeyDer<'static>, TlsError> {
+    const KEY: &str = "ssl.key.location";
+    let path = path.as_ref().ok_or(TlsError::Missing(KEY))?;
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(KEY, path, e))
+}
+
+fn roots(files: &TlsFiles) -> Result<RootCertStore, TlsError> {
+    const KEY: &str = "ssl.ca.location";
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(KEY, &files.ca)? {
+        if let Some(path) = &files.ca {
+            roots.add(cert).map_err(|e| file_err(KEY, path, e))?;
+        }
+    }
+    Ok(roots)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn rustls_err(e: impl std::fmt::Display) -> TlsError {
+    TlsError::Rustls(e.to_string())
+}
+
+impl TlsFiles {
+    /// The server side of a listener: this node's certificate and key, and
+    /// with client authentication the CA that signs clients'.
+    pub fn server_config(&self, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
+        let certs = load_certs("ssl.certificate.location", &self.certificate)?;
+        let key = load_key(&self.key)?;
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(rustls_err)?;
+        let builder = match auth {
+            ClientAuth::None => builder.with_no_client_auth(),
+            ClientAuth::Required | ClientAuth::Requested => {
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots(self)?), provider());
+                let verifier = if auth == ClientAuth::Requested {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                builder.with_client_cert_verifier(verifier.build().map_err(rustls_err)?)
+            }
+        };
+        let config = builder.with_single_cert(certs, key).map_err(rustls_err)?;
+        Ok(Arc::new(config))
+    }
+
+    /// The client side, for connections between nodes: trust `ssl.ca.location`
+    /// and present this node's certificate when it has one (so listeners
+    /// with `ssl.client.auth = required` accept their peers).
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(rustls_err)?
+            .with_root_certificates(roots(self)?);
+        let config = if self.certificate.is_some() || self.key.is_some() {
+            let certs = load_certs("ssl.certificate.location", &self.certificate)?;
+            builder
+                .with_client_auth_cert(certs, load_key(&self.key)?)
+                .map_err(rustls_err)?
+        } else {
+            builder.with_no_client_auth()
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+/// A connection: plain TCP or TLS over TCP, either side.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket under it.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// The peer's certificate chain (leaf first), if it sent one over TLS.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => s.get_ref().1.peer_certificates(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Accept TLS on an accepted TCP connection (the server side of a TLS
+/// listener). The handshake's own failure is the error returned.
+pub async fn accept(config: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Stream> {
+    let tls = tokio_rustls::TlsAcceptor::from(config.clone())
+        .accept(tcp)
+        .await?;
+    Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
+}
+
+/// Dials `host:port`, plain or TLS: one per kind of outgoing connection,
+/// cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Connector {
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Connector {
+    pub fn plaintext() -> Self {
+        Connector { tls: None }
+    }
+
+    pub fn tls(config: Arc<ClientConfig>) -> Self {
+        Connector { tls: Some(config) }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Connect (`TCP_NODELAY` set) and, for TLS, verify the server's
+    /// certificate against the host part of `addr` (a DNS name or an IP
+    /// address in its subject alternative names).
+    pub async fn connect(&self, addr: &str) -> io::Result<Stream> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let Some(config) = &self.tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await?;
+        Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls))))
+    }
+}
+
+/// Kafka's default SSL principal for a client certificate: `User:` and the
+/// subject as `X500Principal.getName()` prints it (RFC 2253: the last RDN
+/// first, `,` between RDNs, `+` within one, specials escaped), e.g.
+/// `User:CN=client,O=Rivulet`. `None` when the DER does not parse.
+pub fn ssl_principal(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let mut rdns = Vec::new();
+    for rdn in cert.subject().iter_rdn() {
+        let attrs: Vec<String> = rdn
+            .iter()
+            .map(|a| {
+                let oid = a.attr_type().to_id_string();
+                match (short_name(&oid), a.as_str()) {
+                    (Some(name), Ok(value)) => format!("{name}={}", escape_rfc2253(value)),
+                    // As Java: an unknown type by OID, its value as hex DER.
+                    _ => format!("{oid}=#{}", hex(a.attr_value().as_bytes())),
+                }
+            })
+            .collect();
+        rdns.push(attrs.join("+"));
+    }
+    rdns.reverse();
+    Some(format!("User:{}", rdns.join(",")))
+}
+
+/// The keywords `X500Principal.getName()` (RFC 2253 plus Java's extras) uses.
+fn short_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "STREET",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        _ => return None,
+    })
+}
+
+fn escape_rfc2253(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_auth_parses_kafkas_values_only() {
+        assert_eq!(ClientAuth::parse("required"), Some(ClientAuth::Required));
+        assert_eq!(ClientAuth::parse("requested"), Some(ClientAuth::Requested));
+        assert_eq!(ClientAuth::parse("none"), Some(ClientAuth::None));
+        assert_eq!(ClientAuth::parse("yes"), None);
+    }
+
+    #[test]
+    fn rfc2253_escapes_specials_and_edge_spaces() {
+        assert_eq!(escape_rfc2253("a,b+c"), "a\\,b\\+c");
+        assert_eq!(escape_rfc2253("#x "), "\\#x\\ ");
+        assert_eq!(escape_rfc2253("plain"), "plain");
+    }
+
+    #[test]
+    fn missing_and_unreadable_files_are_named() {
+        let e = TlsFiles::default()
+            .server_config(ClientAuth::None)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ssl.certificate.location is not set (needed for TLS)"
+        );
+        let dir = std::env::temp_dir().join(format!("rivulet-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not pem at all\n").unwrap();
+        let files = TlsFiles {
+            certificate: Some(junk.clone()),
+            key: Some(dir.join("absent.pem")),
+            ca: None,
+        };
+        let e = files.server_config(ClientAuth::None).unwrap_err();
+        assert!(
+            e.to_string().starts_with("ssl.certificate.location = ")
+                && e.to_string().contains("junk.pem"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
