@@ -94,14 +94,31 @@ fn validate_and_explain_report_good_and_bad_job_files() {
         r.stdout
     );
 
-    // Valid, but with sinks this runtime does not run yet: valid, with a note.
+    // The medallion job (Kafka, files and PostgreSQL sinks, three exactly-once) runs.
     let medallion = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/streams/medallion.toml"
     );
     let r = rivulet(&["stream", "validate", medallion]);
     assert!(r.success, "{}", r.stderr);
-    assert!(r.stderr.contains("cannot run it yet"), "{}", r.stderr);
+    assert!(!r.stderr.contains("cannot run it yet"), "{}", r.stderr);
+
+    // Valid, but this build cannot run it (Parquet needs the `parquet` feature): valid,
+    // with a note.
+    let text = std::fs::read_to_string(medallion)
+        .expect("read the medallion job")
+        .replace("format = \"jsonl\"", "format = \"parquet\"");
+    assert!(text.contains("parquet"), "the medallion job changed shape");
+    let dir = temp_dir();
+    let parquet = dir.path().join("parquet.toml");
+    std::fs::write(&parquet, text).expect("write the job");
+    let r = rivulet(&["stream", "validate", parquet.to_str().expect("a path")]);
+    assert!(r.success, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot run it yet") && r.stderr.contains("parquet"),
+        "{}",
+        r.stderr
+    );
 
     let dir = temp_dir();
     let bad = dir.path().join("bad.toml");
