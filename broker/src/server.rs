@@ -70,6 +70,24 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// Whether the start failed on a port already in use (EADDRINUSE), the client
+    /// listener's ([`StartError::Bind`]) or the controller's (wrapped in
+    /// [`StartError::Quorum`]): a caller that chose the port as free can try another.
+    pub fn port_taken(&self) -> bool {
+        let mut error: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = error {
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+            {
+                return true;
+            }
+            error = e.source();
+        }
+        false
+    }
+}
+
 /// A running broker.
 pub struct BrokerNode {
     /// What handlers see; the running node's state.

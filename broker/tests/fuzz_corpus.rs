@@ -85,20 +85,20 @@ fn a_port_taken_before_the_broker_binds_it_is_retried() {
         addr: "127.0.0.1:41835".into(),
         source: in_use(),
     });
-    assert!(request::port_taken(&controller));
+    assert!(request::port_taken(&controller) && controller.port_taken());
     let listener = rivulet_broker::StartError::Bind {
         addr: "127.0.0.1:9092".into(),
         source: in_use(),
     };
-    assert!(request::port_taken(&listener));
+    assert!(request::port_taken(&listener) && listener.port_taken());
     let denied = rivulet_broker::StartError::Bind {
         addr: "127.0.0.1:1".into(),
         source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
     };
-    assert!(!request::port_taken(&denied));
+    assert!(!request::port_taken(&denied) && !denied.port_taken());
     let other =
         rivulet_broker::StartError::Quorum(rivulet_controller::QuorumError::Raft("no".into()));
-    assert!(!request::port_taken(&other));
+    assert!(!request::port_taken(&other) && !other.port_taken());
 }
 
 #[test]

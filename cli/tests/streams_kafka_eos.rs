@@ -349,7 +349,10 @@ fn assert_only_kept(reader: &Reader) {
 #[test]
 fn kafka_sink_is_exactly_once_across_sigkills() {
     let started = Instant::now();
-    let h = Harness::start("exactly_once", 20, None);
+    // The sink sends a batch's records at once; at full speed the job catches up before
+    // the test's read_committed reader sees the kill point. A 50 ms interval (at most
+    // 400 records/s in batches of 20) keeps every kill mid-stream.
+    let h = Harness::start("exactly_once", 20, Some("50ms"));
     let mut rng = Rng::seeded("kafka eos");
     let mut reader = Reader::new(&h.bootstrap, "out");
     let (expected, produced) = h.run_with_kills(&mut reader, &mut rng, 3, 600);

@@ -659,20 +659,11 @@ async fn start_broker(dir: &std::path::Path) -> BrokerNode {
 
 /// Whether a broker failed to start on a port taken since [`free_port`]
 /// chose it, by another process or by an outgoing connection of this one
-/// given it as its ephemeral port: the Kafka listener's `StartError::Bind`,
-/// or the controller listener's, which comes wrapped in
-/// `StartError::Quorum` (a run died on it once resets became frequent).
-pub fn port_taken(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut error = Some(e);
-    while let Some(e) = error {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
-        {
-            return true;
-        }
-        error = e.source();
-    }
-    false
+/// given it as its ephemeral port (`StartError::port_taken`: the Kafka
+/// listener's bind or the controller listener's; a run died on the latter
+/// once resets became frequent).
+pub fn port_taken(e: &rivulet_broker::StartError) -> bool {
+    e.port_taken()
 }
 
 fn free_port() -> u16 {

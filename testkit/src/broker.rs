@@ -40,7 +40,7 @@ impl TestBroker {
         loop {
             match Self::try_start_on(dir, free_port(), free_port(), extra.clone()).await {
                 Ok(b) => return b,
-                Err(e @ StartError::Bind { .. }) if attempt < 3 => {
+                Err(e) if e.port_taken() && attempt < 3 => {
                     eprintln!("broker start failed ({e}); retrying on other ports")
                 }
                 Err(e) => panic!("broker start failed: {e}"),

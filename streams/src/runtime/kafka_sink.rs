@@ -17,10 +17,13 @@
 //! read back through OffsetFetch. A failed or fenced transaction is aborted (when it
 //! still can be) and stops the job; a restart resumes.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -283,22 +286,82 @@ impl KafkaSink {
         topic: &str,
         records: &[(Option<String>, String)],
     ) -> Result<(), RuntimeError> {
-        let mut pending = Vec::with_capacity(records.len());
-        for (key, value) in records {
-            let mut record: FutureRecord<'_, String, String> =
-                FutureRecord::to(topic).payload(value);
-            if let Some(k) = key {
-                record = record.key(k);
+        let context = || format!("sink {}: produce to {topic}", self.name);
+        let sent = async {
+            let mut pending = VecDeque::with_capacity(records.len());
+            for (key, value) in records {
+                let mut record: FutureRecord<'_, String, String> =
+                    FutureRecord::to(topic).payload(value);
+                if let Some(k) = key {
+                    record = record.key(k);
+                }
+                let delivery = enqueue(&self.producer, record, &mut pending, &context).await?;
+                pending.push_back(delivery);
             }
-            pending.push(self.producer.send(record, self.timeout));
+            for p in pending {
+                await_delivery(p, &context).await?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, sent)
+            .await
+            .map_err(|_| {
+                RuntimeError::KafkaState(format!(
+                    "sink {}: records to {topic} not acknowledged within {:?}",
+                    self.name, self.timeout
+                ))
+            })?
+    }
+}
+
+/// Put `record` in the producer's queue now (`FutureProducer::send` is lazy: awaited
+/// one by one it sends one record per round trip). A full queue waits for the oldest
+/// delivery in `pending` (or 1 ms) and tries again.
+pub(crate) async fn enqueue<'a, K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, K, P>,
+    pending: &mut VecDeque<DeliveryFuture>,
+    context: &dyn Fn() -> String,
+) -> Result<DeliveryFuture, RuntimeError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                match pending.pop_front() {
+                    Some(oldest) => await_delivery(oldest, context).await?,
+                    None => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            }
+            Err((e, _)) => {
+                return Err(RuntimeError::Kafka {
+                    context: context(),
+                    source: e,
+                })
+            }
         }
-        for p in pending {
-            p.await.map_err(|(e, _)| RuntimeError::Kafka {
-                context: format!("sink {}: produce to {topic}", self.name),
-                source: e,
-            })?;
-        }
-        Ok(())
+    }
+}
+
+/// Wait for one record's acknowledgement.
+pub(crate) async fn await_delivery(
+    delivery: DeliveryFuture,
+    context: &dyn Fn() -> String,
+) -> Result<(), RuntimeError> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(RuntimeError::Kafka {
+            context: context(),
+            source: e,
+        }),
+        Err(_) => Err(RuntimeError::Kafka {
+            context: context(),
+            source: KafkaError::Canceled,
+        }),
     }
 }
 

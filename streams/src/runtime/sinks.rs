@@ -11,6 +11,7 @@
 //! from where it commits its data — and `write_batch(batch_id, rows)`, idempotent per
 //! batch id, committing the rows and the batch id together.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use serde_json::Value;
 
 use super::error::RuntimeError;
 use super::files::FilesSink;
-use super::kafka_sink::KafkaSink;
+use super::kafka_sink::{await_delivery, enqueue, KafkaSink};
 use super::offsets::{Offsets, ResumePoint};
 use super::postgres::{BatchCommit, PostgresSink};
 use super::recovery::{writes_batch, SinkProgress};
@@ -310,16 +311,22 @@ async fn send_dead_letters(
         .iter()
         .map(|d| d.to_record_value().to_string())
         .collect();
-    let mut pending = Vec::with_capacity(values.len());
-    for value in &values {
-        let record: FutureRecord<'_, (), String> = FutureRecord::to(topic).payload(value);
-        pending.push(producer.send(record, timeout));
-    }
-    for p in pending {
-        p.await.map_err(|(e, _)| RuntimeError::Kafka {
-            context: format!("send a dead letter to {topic}"),
-            source: e,
-        })?;
-    }
-    Ok(())
+    let context = || format!("send a dead letter to {topic}");
+    let sent = async {
+        let mut pending = VecDeque::with_capacity(values.len());
+        for value in &values {
+            let record: FutureRecord<'_, (), String> = FutureRecord::to(topic).payload(value);
+            let delivery = enqueue(producer, record, &mut pending, &context).await?;
+            pending.push_back(delivery);
+        }
+        for p in pending {
+            await_delivery(p, &context).await?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, sent).await.map_err(|_| {
+        RuntimeError::KafkaState(format!(
+            "dead letters to {topic} not acknowledged within {timeout:?}"
+        ))
+    })?
 }
