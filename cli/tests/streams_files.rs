@@ -14,10 +14,8 @@
 //! entry and the checkpoint file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rivulet_streams::runtime::{self, RunOptions};
@@ -25,26 +23,17 @@ use rivulet_streams::JobPlan;
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{block_on, create_topic, producer};
 use rivulet_testkit::postgres::TestPostgres;
-use rivulet_testkit::process::{tail, BrokerProcess};
+use rivulet_testkit::process::BrokerProcess;
 use serde_json::Value;
 
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+mod streams_support;
+use streams_support::{Rng, StreamJob, RIVULET};
+
 const LAB2: &str = include_str!("../../examples/streams/lab2-filter-to-lake.toml");
 const TIMEOUT: Duration = Duration::from_secs(20);
 const WAVE: usize = 600;
 const KILLS: usize = 3;
 const DAYS: [&str; 3] = ["2026-11-29", "2026-11-30", "2026-12-01"];
-
-/// xorshift64, replayable from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
 
 /// Event `i`: three in four are clicks (kept), the rest views (filtered out). Days
 /// rotate; times include the first and last second of a day and, in another zone, an
@@ -85,55 +74,20 @@ fn produce_wave(p: &FutureProducer, from: usize, to: usize) -> BTreeMap<String, 
     events.into_iter().filter_map(|(_, k)| k).collect()
 }
 
-struct Job {
-    file: PathBuf,
-    cwd: PathBuf,
-    log: PathBuf,
-    bootstrap: String,
-}
-
-impl Job {
-    fn spawn(&self) -> Child {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open the job log");
-        Command::new(RIVULET)
-            .args(["-b", &self.bootstrap, "stream", "run"])
-            .arg(&self.file)
-            .args(["--max-batch-records", "10"])
-            .current_dir(&self.cwd)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn rivulet stream run")
-    }
-
-    fn run_to_end(&self) {
-        let mut child = self.spawn();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for the job") {
-                assert!(
-                    status.success(),
-                    "the job failed: {status}\n{}",
-                    self.tail()
-                );
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the available_now run did not end\n{}", self.tail());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+/// Run the job to its end (`available_now`), which must be a clean exit.
+fn run_to_end(job: &StreamJob) {
+    let mut child = job.spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the job") {
+            assert!(status.success(), "the job failed: {status}\n{}", job.tail());
+            return;
         }
-    }
-
-    fn tail(&self) -> String {
-        tail(&self.log, 40)
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the available_now run did not end\n{}", job.tail());
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -198,11 +152,12 @@ fn filter_to_date_partitioned_files_exactly_once_across_sigkills() {
     );
     let bootstrap = broker.bootstrap();
     block_on(create_topic(&bootstrap, "events", 3, &[]));
-    let job = Job {
+    let job = StreamJob {
         file: work.path().join("clicks.toml"),
         cwd: work.path().to_path_buf(),
         log: work.path().join("job.log"),
         bootstrap: bootstrap.clone(),
+        batch: 10,
     };
     // The second lab's job file, pointed at this broker.
     let job_text = LAB2.replace(
@@ -215,17 +170,12 @@ fn filter_to_date_partitioned_files_exactly_once_across_sigkills() {
     );
     std::fs::write(&job.file, job_text).expect("write the job file");
     let lake = work.path().join("lake/clicks");
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    eprintln!("streams_files kill seed: {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("streams_files");
 
     let p = producer(&bootstrap, &[]);
     // available_now: process the backlog, commit, exit 0.
     let mut expected = produce_wave(&p, 0, WAVE);
-    job.run_to_end();
+    run_to_end(&job);
     assert_eq!(commit_log(&lake).1, expected.len() as u64, "{}", job.tail());
 
     let mut produced = WAVE;
@@ -263,7 +213,7 @@ fn filter_to_date_partitioned_files_exactly_once_across_sigkills() {
             "kill {kill} came after the job caught up"
         );
     }
-    job.run_to_end();
+    run_to_end(&job);
 
     // Exactly the kept events, once each, in the directory of their UTC day.
     let (committed, rows) = commit_log(&lake);

@@ -17,14 +17,13 @@
 //! (`--max-batch-records`) give many batches per run. The seed is printed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_streams::runtime::{self, RunOptions, RunSummary, RuntimeError};
 use rivulet_streams::JobPlan;
@@ -32,38 +31,17 @@ use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::produce_all;
 use rivulet_testkit::kafka::{block_on, consumer, create_topic, producer};
 use rivulet_testkit::postgres::TestPostgres;
-use rivulet_testkit::process::{send_signal, tail, BrokerProcess, Signal};
+use rivulet_testkit::process::{send_signal, BrokerProcess, Signal};
 use tempfile::TempDir;
 use tokio::sync::watch;
 
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+mod streams_support;
+use streams_support::{Rng, StreamJob, RIVULET};
 const TIMEOUT: Duration = Duration::from_secs(20);
 const PARTITIONS: i32 = 3;
 const JOB: &str = "eos-filter";
 /// Records that are not JSON objects: dead letters.
 const BAD: &[&str] = &["not json", "{\"truncated\": ", "[1, 2]"];
-
-/// xorshift64: enough randomness for kill points, replayable from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn seeded(name: &str) -> Rng {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1;
-        eprintln!("{name} kill seed: {seed}");
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// Event `i`: two in three are kept by the job's filter.
 fn event(i: usize) -> (String, String, bool) {
@@ -106,22 +84,7 @@ guarantee = "{guarantee}"
 }
 
 fn produce(p: &FutureProducer, records: &[(String, String)]) {
-    block_on(async {
-        let sends: Vec<_> = records
-            .iter()
-            .map(|(k, v)| {
-                p.send(
-                    FutureRecord::to("events")
-                        .key(k.as_str())
-                        .payload(v.as_str()),
-                    TIMEOUT,
-                )
-            })
-            .collect();
-        for s in sends {
-            s.await.map_err(|(e, _)| e).expect("produce an event");
-        }
-    });
+    streams_support::produce(p, "events", records, TIMEOUT);
 }
 
 /// Produce events `from..to`; the ids of the kept ones.
@@ -228,26 +191,22 @@ impl Harness {
         }
     }
 
+    fn job(&self) -> StreamJob {
+        StreamJob {
+            file: self.work.path().join("job.toml"),
+            cwd: self.work.path().to_path_buf(),
+            log: self.log.clone(),
+            bootstrap: self.bootstrap.clone(),
+            batch: self.batch,
+        }
+    }
+
     fn spawn(&self) -> Child {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open the job log");
-        Command::new(RIVULET)
-            .args(["-b", &self.bootstrap, "stream", "run", "job.toml"])
-            .args(["--max-batch-records", &self.batch.to_string()])
-            .current_dir(self.work.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn rivulet stream run")
+        self.job().spawn()
     }
 
     fn log_tail(&self) -> String {
-        tail(&self.log, 40)
+        self.job().tail()
     }
 
     /// Run the job `kills` times, each time producing `wave` more events and killing

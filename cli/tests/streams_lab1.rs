@@ -15,19 +15,19 @@
 //! exactly-once PostgreSQL sink the database's offsets must win.
 
 use std::collections::BTreeSet;
-use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{block_on, consumer, create_topic, drain, producer};
 use rivulet_testkit::postgres::TestPostgres;
-use rivulet_testkit::process::{tail, BrokerProcess};
+use rivulet_testkit::process::BrokerProcess;
 
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+mod streams_support;
+use streams_support::{Rng, StreamJob, RIVULET};
+
 const LAB1: &str = include_str!("../../examples/streams/lab1-filter-to-postgres.toml");
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// Events per wave; one wave before the first run and one during each killed run.
@@ -35,20 +35,6 @@ const WAVE: usize = 1000;
 const KILLS: usize = 3;
 /// Records that are not valid events: two not JSON, one without its event time.
 const BAD: usize = 3;
-
-/// xorshift64: enough randomness for kill points, replayable from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// Event `i`: half are purchases with a positive amount (relevant), a quarter
 /// purchases of amount 0 and a quarter page views (irrelevant).
@@ -68,22 +54,7 @@ fn event(i: usize) -> (String, bool) {
 }
 
 fn produce(p: &FutureProducer, values: &[(String, String)]) {
-    block_on(async {
-        let sends: Vec<_> = values
-            .iter()
-            .map(|(k, v)| {
-                p.send(
-                    FutureRecord::to("events")
-                        .key(k.as_str())
-                        .payload(v.as_str()),
-                    TIMEOUT,
-                )
-            })
-            .collect();
-        for s in sends {
-            s.await.map_err(|(e, _)| e).expect("produce an event");
-        }
-    });
+    streams_support::produce(p, "events", values, TIMEOUT);
 }
 
 /// Produce events `from..to`; returns the ids of the relevant ones.
@@ -104,39 +75,6 @@ fn produce_wave(p: &FutureProducer, from: usize, to: usize) -> Vec<String> {
         .filter(|(_, _, r)| *r)
         .map(|(k, _, _)| k)
         .collect()
-}
-
-struct Job {
-    job_file: PathBuf,
-    cwd: PathBuf,
-    log: PathBuf,
-    bootstrap: String,
-}
-
-impl Job {
-    fn spawn(&self) -> Child {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open the job log");
-        Command::new(RIVULET)
-            .args(["-b", &self.bootstrap, "stream", "run"])
-            .arg(&self.job_file)
-            // Small batches: many commits per run, so kills land between and inside them.
-            .args(["--max-batch-records", "10"])
-            .current_dir(&self.cwd)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn rivulet stream run")
-    }
-
-    fn log_tail(&self) -> String {
-        tail(&self.log, 40)
-    }
 }
 
 fn count(pg: &TestPostgres) -> usize {
@@ -187,20 +125,16 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
             && !job_text.contains("key ="),
         "the lab1 job file changed shape; update this test:\n{job_text}"
     );
-    let job = Job {
-        job_file: work.path().join("lab1.toml"),
+    let job = StreamJob {
+        file: work.path().join("lab1.toml"),
         cwd: work.path().to_path_buf(),
         log: work.path().join("job.log"),
         bootstrap: bootstrap.clone(),
+        batch: 10,
     };
-    std::fs::write(&job.job_file, &job_text).expect("write the job file");
+    std::fs::write(&job.file, &job_text).expect("write the job file");
 
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    eprintln!("lab1 kill seed: {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("lab1");
 
     let p = producer(&bootstrap, &[]);
     let mut expected: Vec<String> = produce_wave(&p, 0, WAVE);
@@ -235,13 +169,13 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "the job exited ({status}) before kill {kill}:\n{}",
-                    job.log_tail()
+                    job.tail()
                 );
             }
             assert!(
                 Instant::now() < deadline,
                 "the job did not reach {target} rows before kill {kill}:\n{}",
-                job.log_tail()
+                job.tail()
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -281,10 +215,10 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
             "the table did not catch up: {} of {} rows\n{}",
             count(&pg),
             expected.len(),
-            job.log_tail()
+            job.tail()
         );
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("the job exited ({status}):\n{}", job.log_tail());
+            panic!("the job exited ({status}):\n{}", job.tail());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -295,7 +229,7 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
     assert!(
         status.success(),
         "SIGTERM should stop the job cleanly: {status}\n{}",
-        job.log_tail()
+        job.tail()
     );
 
     let rows = pg.psql("lab", "SELECT event_id FROM purchases ORDER BY event_id");

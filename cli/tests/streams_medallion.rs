@@ -19,20 +19,20 @@
 //! missing. The seed is printed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{block_on, consumer, create_topic, drain, producer};
 use rivulet_testkit::postgres::TestPostgres;
-use rivulet_testkit::process::{tail, BrokerProcess};
+use rivulet_testkit::process::BrokerProcess;
 use serde_json::Value;
 
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+mod streams_support;
+use streams_support::{Rng, StreamJob, RIVULET};
+
 const MEDALLION: &str = include_str!("../../examples/streams/medallion.toml");
 const TIMEOUT: Duration = Duration::from_secs(30);
 const WAVE: usize = 300;
@@ -40,19 +40,6 @@ const KILLS: usize = 3;
 /// 2026-11-28T00:00:00Z.
 const BASE_MS: i64 = 1_796_256_000_000;
 const HOUR_MS: i64 = 3_600_000;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// One bronze order.
 struct Order {
@@ -118,37 +105,6 @@ fn produce_wave(p: &FutureProducer, from: usize, to: usize) -> Vec<Order> {
         }
     });
     orders
-}
-
-struct Job {
-    job_file: PathBuf,
-    cwd: PathBuf,
-    log: PathBuf,
-    bootstrap: String,
-}
-
-impl Job {
-    fn spawn(&self) -> Child {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open the job log");
-        Command::new(RIVULET)
-            .args(["-b", &self.bootstrap, "stream", "run"])
-            .arg(&self.job_file)
-            .args(["--max-batch-records", "10"])
-            .current_dir(&self.cwd)
-            .env(
-                "RUST_LOG",
-                std::env::var("MEDALLION_JOB_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn rivulet stream run")
-    }
 }
 
 /// Every committed lake row (the files the commit log lists), with its file.
@@ -240,21 +196,17 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
             && job_text.contains(&customers.display().to_string()),
         "examples/streams/medallion.toml changed shape; update this test:\n{job_text}"
     );
-    let job = Job {
-        job_file: work.path().join("medallion.toml"),
+    let job = StreamJob {
+        file: work.path().join("medallion.toml"),
         cwd: work.path().to_path_buf(),
         log: work.path().join("job.log"),
         bootstrap: bootstrap.clone(),
+        batch: 10,
     };
-    std::fs::write(&job.job_file, &job_text).expect("write the job file");
+    std::fs::write(&job.file, &job_text).expect("write the job file");
     let lake = work.path().join("lake/silver/orders");
 
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    eprintln!("medallion kill seed: {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("medallion");
 
     let p = producer(&bootstrap, &[("enable.idempotence", "true")]);
     let mut orders = produce_wave(&p, 0, WAVE);
@@ -272,13 +224,13 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "the job exited ({status}) before kill {kill}:\n{}",
-                    tail(&job.log, 80)
+                    job.tail()
                 );
             }
             assert!(
                 Instant::now() < deadline,
                 "the job did not reach {target} lake rows before kill {kill}:\n{}",
-                tail(&job.log, 80)
+                job.tail()
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -342,10 +294,10 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
             lake_rows(&lake).len(),
             gold_count(&pg),
             want_ids.len(),
-            tail(&job.log, 80)
+            job.tail()
         );
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("the job exited ({status}):\n{}", tail(&job.log, 80));
+            panic!("the job exited ({status}):\n{}", job.tail());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -356,7 +308,7 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
     assert!(
         status.success(),
         "SIGTERM should stop the job cleanly: {status}\n{}",
-        tail(&job.log, 80)
+        job.tail()
     );
 
     // Silver lake: each valid order once, under its own date, no temporaries.

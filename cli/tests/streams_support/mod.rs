@@ -1,0 +1,99 @@
+//! What the stream-job end-to-end tests share (`mod streams_support;` in each): a
+//! replayable RNG for kill points, `rivulet stream run` as a child process with its log
+//! in a file, and producing a batch of keyed records. Each test uses part of it.
+#![allow(dead_code)]
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rivulet_testkit::kafka::block_on;
+use rivulet_testkit::process::tail;
+
+pub const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
+
+/// xorshift64: enough randomness for kill points, replayable from the printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from the clock; the seed is printed under `name`.
+    pub fn seeded(name: &str) -> Rng {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        eprintln!("{name} kill seed: {seed}");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// `rivulet stream run FILE` against `bootstrap`, from `cwd`, appending its output to
+/// `log`, with `--max-batch-records batch` (small: many commits per run, so kills land
+/// between and inside them). `RIVULET_TEST_JOB_LOG` overrides its `RUST_LOG` (`info`).
+pub struct StreamJob {
+    pub file: PathBuf,
+    pub cwd: PathBuf,
+    pub log: PathBuf,
+    pub bootstrap: String,
+    pub batch: usize,
+}
+
+impl StreamJob {
+    pub fn spawn(&self) -> Child {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the job log");
+        Command::new(RIVULET)
+            .args(["-b", &self.bootstrap, "stream", "run"])
+            .arg(&self.file)
+            .args(["--max-batch-records", &self.batch.to_string()])
+            .current_dir(&self.cwd)
+            .env(
+                "RUST_LOG",
+                std::env::var("RIVULET_TEST_JOB_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn rivulet stream run")
+    }
+
+    /// The end of the job's log, for failure messages.
+    pub fn tail(&self) -> String {
+        tail(&self.log, 60)
+    }
+}
+
+/// Produce `(key, value)` records to `topic` and wait for every ack.
+pub fn produce(p: &FutureProducer, topic: &str, records: &[(String, String)], timeout: Duration) {
+    block_on(async {
+        let sends: Vec<_> = records
+            .iter()
+            .map(|(k, v)| {
+                p.send(
+                    FutureRecord::to(topic).key(k.as_str()).payload(v.as_str()),
+                    timeout,
+                )
+            })
+            .collect();
+        for s in sends {
+            s.await.map_err(|(e, _)| e).expect("produce a record");
+        }
+    });
+}
