@@ -23,11 +23,10 @@ use rivulet_streams::JobPlan;
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{block_on, create_topic, producer};
 use rivulet_testkit::postgres::TestPostgres;
-use rivulet_testkit::process::BrokerProcess;
 use serde_json::Value;
 
 mod streams_support;
-use streams_support::{Rng, StreamJob, RIVULET};
+use streams_support::{start_broker, Rng, StreamJob};
 
 const LAB2: &str = include_str!("../../examples/streams/lab2-filter-to-lake.toml");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -142,14 +141,7 @@ fn commit_log(root: &Path) -> (Vec<String>, u64) {
 fn filter_to_date_partitioned_files_exactly_once_across_sigkills() {
     let started = Instant::now();
     let work = temp_dir();
-    let broker = BrokerProcess::start_in(
-        Path::new(RIVULET),
-        temp_dir(),
-        work.path().join("broker.log"),
-        &[],
-        &[],
-        TIMEOUT,
-    );
+    let broker = start_broker(work.path(), TIMEOUT);
     let bootstrap = broker.bootstrap();
     block_on(create_topic(&bootstrap, "events", 3, &[]));
     let job = StreamJob {
@@ -185,21 +177,12 @@ fn filter_to_date_partitioned_files_exactly_once_across_sigkills() {
         let before = commit_log(&lake).1 as usize;
         let target = before + 1 + rng.below(((expected.len() - before) / 2) as u64) as usize;
         let mut child = job.spawn();
-        let deadline = Instant::now() + TIMEOUT;
-        while (commit_log(&lake).1 as usize) < target {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the job exited ({status}) before kill {kill}:\n{}",
-                    job.tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no progress before kill {kill}:\n{}",
-                job.tail()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        job.wait_until(
+            &mut child,
+            &format!("progress for kill {kill}"),
+            TIMEOUT,
+            || commit_log(&lake).1 as usize >= target,
+        );
         std::thread::sleep(Duration::from_millis(rng.below(20)));
         child.kill().expect("SIGKILL the job");
         child.wait().expect("reap the job");
@@ -332,14 +315,7 @@ async fn a_postgres_table_reloads_between_batches_and_keeps_the_old_one_on_failu
          INSERT INTO customers VALUES ('c1', 'bronze', '2024-01-02'), ('c2', 'silver', NULL)",
     );
     let dir = temp_dir();
-    let broker = BrokerProcess::start_in(
-        Path::new(RIVULET),
-        temp_dir(),
-        dir.path().join("broker.log"),
-        &[],
-        &[],
-        TIMEOUT,
-    );
+    let broker = start_broker(dir.path(), TIMEOUT);
     let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, "orders", 1, &[]).await;
     let lake = dir.path().join("lake");

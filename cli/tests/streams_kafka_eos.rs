@@ -17,7 +17,7 @@
 //! (`--max-batch-records`) give many batches per run. The seed is printed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ use tempfile::TempDir;
 use tokio::sync::watch;
 
 mod streams_support;
-use streams_support::{Rng, StreamJob, RIVULET};
+use streams_support::{start_broker, Rng, StreamJob};
 const TIMEOUT: Duration = Duration::from_secs(20);
 const PARTITIONS: i32 = 3;
 const JOB: &str = "eos-filter";
@@ -165,14 +165,7 @@ impl Harness {
     /// `trigger`: the job's trigger (default: as fast as possible).
     fn start(guarantee: &str, batch: usize, trigger: Option<&str>) -> Harness {
         let work = temp_dir();
-        let broker = BrokerProcess::start_in(
-            Path::new(RIVULET),
-            temp_dir(),
-            work.path().join("broker.log"),
-            &[],
-            &[],
-            TIMEOUT,
-        );
+        let broker = start_broker(work.path(), TIMEOUT);
         let bootstrap = broker.bootstrap();
         for topic in ["events", "out", "dlq"] {
             block_on(create_topic(&bootstrap, topic, PARTITIONS, &[]));
@@ -632,14 +625,7 @@ async fn a_batch_one_sink_committed_is_replayed_into_the_other_only() {
     };
     let url = pg.create_database("multi");
     let work = temp_dir();
-    let broker = BrokerProcess::start_in(
-        Path::new(RIVULET),
-        temp_dir(),
-        work.path().join("broker.log"),
-        &[],
-        &[],
-        TIMEOUT,
-    );
+    let broker = start_broker(work.path(), TIMEOUT);
     let bootstrap = broker.bootstrap();
     for topic in ["in", "out"] {
         create_topic(&bootstrap, topic, PARTITIONS, &[]).await;

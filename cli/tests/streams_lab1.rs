@@ -15,7 +15,6 @@
 //! exactly-once PostgreSQL sink the database's offsets must win.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
@@ -23,10 +22,9 @@ use rdkafka::producer::FutureProducer;
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{block_on, consumer, create_topic, drain, producer};
 use rivulet_testkit::postgres::TestPostgres;
-use rivulet_testkit::process::BrokerProcess;
 
 mod streams_support;
-use streams_support::{Rng, StreamJob, RIVULET};
+use streams_support::{start_broker, Rng, StreamJob};
 
 const LAB1: &str = include_str!("../../examples/streams/lab1-filter-to-postgres.toml");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -97,16 +95,8 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
     };
     let started = Instant::now();
     let url = pg.create_database("lab");
-    let data = temp_dir();
     let work = temp_dir();
-    let broker = BrokerProcess::start_in(
-        Path::new(RIVULET),
-        data,
-        work.path().join("broker.log"),
-        &[],
-        &[],
-        TIMEOUT,
-    );
+    let broker = start_broker(work.path(), TIMEOUT);
     let bootstrap = broker.bootstrap();
     block_on(create_topic(&bootstrap, "events", 3, &[]));
 
@@ -164,21 +154,12 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
         // Somewhere in the first half of what is left, so the kill lands mid-stream.
         let left = expected.len() - before;
         let target = before + 1 + rng.below((left / 2) as u64) as usize;
-        let deadline = Instant::now() + TIMEOUT;
-        while count(&pg) < target {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the job exited ({status}) before kill {kill}:\n{}",
-                    job.tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the job did not reach {target} rows before kill {kill}:\n{}",
-                job.tail()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        job.wait_until(
+            &mut child,
+            &format!("{target} rows for kill {kill}"),
+            TIMEOUT,
+            || count(&pg) >= target,
+        );
         std::thread::sleep(Duration::from_millis(rng.below(30)));
         child.kill().expect("SIGKILL the job");
         child.wait().expect("reap the job");
@@ -208,29 +189,14 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
 
     // The last run: it must reach exactly the relevant events and stay there.
     let mut child = job.spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&pg) < expected.len() {
-        assert!(
-            Instant::now() < deadline,
-            "the table did not catch up: {} of {} rows\n{}",
-            count(&pg),
-            expected.len(),
-            job.tail()
-        );
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the job exited ({status}):\n{}", job.tail());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    rivulet_testkit::process::send_signal(child.id(), rivulet_testkit::process::Signal::TERM)
-        .expect("SIGTERM the job");
-    let status = child.wait().expect("wait for the job");
-    assert!(
-        status.success(),
-        "SIGTERM should stop the job cleanly: {status}\n{}",
-        job.tail()
+    job.wait_until(
+        &mut child,
+        &format!("all {} relevant rows", expected.len()),
+        Duration::from_secs(30),
+        || count(&pg) >= expected.len(),
     );
+    std::thread::sleep(Duration::from_millis(500));
+    job.stop(child);
 
     let rows = pg.psql("lab", "SELECT event_id FROM purchases ORDER BY event_id");
     let got: Vec<&str> = rows.lines().collect();

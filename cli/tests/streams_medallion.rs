@@ -27,11 +27,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{block_on, consumer, create_topic, drain, producer};
 use rivulet_testkit::postgres::TestPostgres;
-use rivulet_testkit::process::BrokerProcess;
 use serde_json::Value;
 
 mod streams_support;
-use streams_support::{Rng, StreamJob, RIVULET};
+use streams_support::{start_broker, Rng, StreamJob};
 
 const MEDALLION: &str = include_str!("../../examples/streams/medallion.toml");
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -158,14 +157,7 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
     let started = Instant::now();
     let url = pg.create_database("lake");
     let work = temp_dir();
-    let broker = BrokerProcess::start_in(
-        Path::new(RIVULET),
-        temp_dir(),
-        work.path().join("broker.log"),
-        &[],
-        &[],
-        TIMEOUT,
-    );
+    let broker = start_broker(work.path(), TIMEOUT);
     let bootstrap = broker.bootstrap();
     // One bronze partition: with two, one can be read far ahead of the other in event
     // time, and the lagging one's orders are then rightly late (behind the watermark)
@@ -219,21 +211,12 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
         let before = lake_rows(&lake).len();
         let mut child = job.spawn();
         let target = before + 1 + rng.below(((want - before) / 2) as u64) as usize;
-        let deadline = Instant::now() + TIMEOUT;
-        while lake_rows(&lake).len() < target {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the job exited ({status}) before kill {kill}:\n{}",
-                    job.tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the job did not reach {target} lake rows before kill {kill}:\n{}",
-                job.tail()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        job.wait_until(
+            &mut child,
+            &format!("{target} lake rows for kill {kill}"),
+            TIMEOUT,
+            || lake_rows(&lake).len() >= target,
+        );
         std::thread::sleep(Duration::from_millis(rng.below(30)));
         child.kill().expect("SIGKILL the job");
         child.wait().expect("reap the job");
@@ -286,30 +269,17 @@ fn medallion_bronze_silver_gold_exactly_once_across_sigkills() {
     };
 
     let mut child = job.spawn();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lake_rows(&lake).len() < want_ids.len() || gold_count(&pg) < want_ids.len() {
-        assert!(
-            Instant::now() < deadline,
-            "the pipeline did not catch up: {} lake rows, {} gold orders of {}\n{}",
-            lake_rows(&lake).len(),
-            gold_count(&pg),
-            want_ids.len(),
-            job.tail()
-        );
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the job exited ({status}):\n{}", job.tail());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    rivulet_testkit::process::send_signal(child.id(), rivulet_testkit::process::Signal::TERM)
-        .expect("SIGTERM the job");
-    let status = child.wait().expect("wait for the job");
-    assert!(
-        status.success(),
-        "SIGTERM should stop the job cleanly: {status}\n{}",
-        job.tail()
+    job.wait_until(
+        &mut child,
+        &format!(
+            "all {} valid orders in the lake and in gold",
+            want_ids.len()
+        ),
+        Duration::from_secs(60),
+        || lake_rows(&lake).len() >= want_ids.len() && gold_count(&pg) >= want_ids.len(),
     );
+    std::thread::sleep(Duration::from_millis(500));
+    job.stop(child);
 
     // Silver lake: each valid order once, under its own date, no temporaries.
     let rows = lake_rows(&lake);

@@ -4,13 +4,14 @@
 #![allow(dead_code)]
 
 use std::fs::OpenOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::block_on;
-use rivulet_testkit::process::tail;
+use rivulet_testkit::process::{send_signal, tail, BrokerProcess, Signal};
 
 pub const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 
@@ -96,4 +97,53 @@ pub fn produce(p: &FutureProducer, topic: &str, records: &[(String, String)], ti
             s.await.map_err(|(e, _)| e).expect("produce a record");
         }
     });
+}
+
+/// A `rivulet` broker process with its data in a temp dir and its log at
+/// `work/broker.log`.
+pub fn start_broker(work: &Path, timeout: Duration) -> BrokerProcess {
+    BrokerProcess::start_in(
+        Path::new(RIVULET),
+        temp_dir(),
+        work.join("broker.log"),
+        &[],
+        &[],
+        timeout,
+    )
+}
+
+impl StreamJob {
+    /// Poll `done` until it holds; panics (with the job's log) if the job exits first
+    /// or `timeout` passes. `what` names the wait in the message.
+    pub fn wait_until(
+        &self,
+        child: &mut Child,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut() -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !done() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the job exited ({status}) before {what}:\n{}", self.tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {timeout:?}:\n{}",
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGTERM the job, which must stop cleanly (between batches).
+    pub fn stop(&self, mut child: Child) {
+        send_signal(child.id(), Signal::TERM).expect("SIGTERM the job");
+        let status = child.wait().expect("wait for the job");
+        assert!(
+            status.success(),
+            "SIGTERM should stop the job cleanly: {status}\n{}",
+            self.tail()
+        );
+    }
 }
