@@ -35,7 +35,9 @@
 //! (or `-- --quick`: a tenth of N and of the latency phase),
 //! `STREAMS_BENCH_REPEAT` (default 2), `STREAMS_BENCH_RATE` (default 5,000),
 //! `STREAMS_BENCH_SECS` (default 10), `STREAMS_BENCH_KEYS` (default 1,000,000),
-//! `STREAMS_BENCH_ONLY` (comma list of kafka-alo,kafka-eos,window-pg,files).
+//! `STREAMS_BENCH_ONLY` (comma list of kafka-alo,kafka-eos,window-pg,files),
+//! `STREAMS_BENCH_BATCH` (most records per batch in the throughput runs; default
+//! the runtime's, 10,000).
 //! Run: `cargo bench --bench streams`.
 
 use std::collections::BTreeMap;
@@ -77,6 +79,8 @@ struct Plan {
     rate: usize,
     secs: usize,
     keys: usize,
+    /// `RunOptions::max_batch_records` of the throughput runs.
+    batch: usize,
     only: Option<Vec<String>>,
     quick: bool,
 }
@@ -92,6 +96,7 @@ impl Plan {
             rate: env_usize("STREAMS_BENCH_RATE", 5_000).max(1),
             secs: (env_usize("STREAMS_BENCH_SECS", 10) / div).max(2),
             keys: env_usize("STREAMS_BENCH_KEYS", 1_000_000) / div,
+            batch: env_usize("STREAMS_BENCH_BATCH", runtime::DEFAULT_MAX_BATCH_RECORDS),
             only: std::env::var("STREAMS_BENCH_ONLY")
                 .ok()
                 .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
@@ -181,6 +186,7 @@ impl Bench {
         let plan = JobPlan::from_toml(&toml).expect("bench job plan");
         let options = RunOptions {
             bootstrap_servers: Some(bootstrap.clone()),
+            max_batch_records: self.plan.batch,
             ..RunOptions::default()
         };
         let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -473,7 +479,10 @@ fn main() {
     let ceiling = ceiling.into_iter().min().unwrap_or_default();
     let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
     println!();
-    println!("throughput (best of {}):", b.plan.repeat);
+    println!(
+        "throughput (best of {}; at most {} records per batch):",
+        b.plan.repeat, b.plan.batch
+    );
     println!("  {:<44} {:>12} {:>8}", "", "events/s", "ratio");
     println!(
         "  {:<44} {:>12.0} {:>8.2}",
