@@ -121,8 +121,8 @@ fn commit_log(root: &Path) -> (Vec<String>, u64) {
     let mut files = Vec::new();
     let mut rows = 0;
     for f in files_under(&root.join("_rivulet_commits")) {
-        // Entries only: not temp files, not the last batch's resume point.
-        if f.starts_with(".tmp-") || f.ends_with(".resume.json") {
+        // Entries only: not temp files.
+        if f.starts_with(".tmp-") {
             continue;
         }
         let Ok(bytes) = std::fs::read(root.join("_rivulet_commits").join(&f)) else {
@@ -272,7 +272,7 @@ fn lake_rows(root: &Path) -> BTreeMap<String, Value> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".tmp-") || name.ends_with(".resume.json") {
+        if name.starts_with(".tmp-") {
             continue;
         }
         let entry: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();

@@ -21,12 +21,8 @@
 //! - [`FilesSink::write_batch`] is idempotent: a batch id at or below the last committed
 //!   one is skipped. Exactly-once therefore needs the runtime to replay an interrupted
 //!   batch with the same rows; with different rows the skipped batch would lose or
-//!   repeat rows. A batch can also commit its end offsets and state snapshot
-//!   ([`PreparedBatch::with_resume`]): `_rivulet_commits/<batch:020>.resume.json`,
-//!   written (temp, fsync, rename) before the entry, and the previous batch's removed
-//!   after it, so only the last committed batch's is kept (the snapshot of a stateful
-//!   job can be large). A job whose only committing sink is this one resumes from the
-//!   newer of that and its checkpoint file ([`FilesSink::resume_point`]).
+//!   repeat rows. The runtime's batch log (`runtime/batch_log.rs`) provides that replay;
+//!   the commit log is this sink's record of the last batch it holds.
 //! - One job owns a sink directory: entries name their job, and [`FilesSink::open`]
 //!   refuses a directory committed by another job.
 //!
@@ -45,10 +41,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::error::RuntimeError;
-use super::offsets::{Offsets, ResumePoint};
 use crate::plan::layout::Layout;
 use crate::plan::FileFormat;
 use crate::row::Row;
@@ -73,14 +67,6 @@ pub struct CommitEntry {
     pub rows: u64,
 }
 
-/// What a job resumes from after a batch (the checkpoint file's content), in
-/// `<batch:020>.resume.json` beside the batch's commit entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResumeMeta {
-    pub offsets: Offsets,
-    pub snapshot: Value,
-}
-
 /// One data file of a batch, ready to be written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedFile {
@@ -103,18 +89,6 @@ impl PlannedFile {
 pub struct PreparedBatch {
     pub batch_id: u64,
     pub files: Vec<PlannedFile>,
-    resume: Option<ResumeMeta>,
-}
-
-impl PreparedBatch {
-    /// Record the batch's end offsets and snapshot in its commit entry.
-    pub fn with_resume(mut self, offsets: &Offsets, snapshot: &Value) -> PreparedBatch {
-        self.resume = Some(ResumeMeta {
-            offsets: offsets.clone(),
-            snapshot: snapshot.clone(),
-        });
-        self
-    }
 }
 
 /// The name of data file `index` of batch `batch_id`.
@@ -148,17 +122,6 @@ pub fn batch_of_data_file(name: &str) -> Option<u64> {
 
 fn commit_file_name(batch_id: u64) -> String {
     format!("{batch_id:020}.json")
-}
-
-fn resume_file_name(batch_id: u64) -> String {
-    format!("{batch_id:020}.resume.json")
-}
-
-/// The batch of a resume file name (`<20 digits>.resume.json`).
-fn batch_of_resume_file(name: &str) -> Option<u64> {
-    name.strip_suffix(".resume.json")
-        .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse().ok())
 }
 
 /// Group a batch's rows by their layout directory and encode each group as one file.
@@ -206,43 +169,23 @@ fn encode_jsonl(rows: &[&Row]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// What recovery deletes: every temp file, every data file of ours that is not listed
-/// in its batch's commit entry, and every resume file but the last committed batch's.
+/// What recovery deletes: every temp file, and every data file of ours that is not
+/// listed in its batch's commit entry.
 /// `found` are paths relative to the sink's path.
 pub fn recovery_deletions(committed: &BTreeMap<u64, CommitEntry>, found: &[String]) -> Vec<String> {
     let listed: BTreeSet<&str> = committed
         .values()
         .flat_map(|e| e.files.iter().map(String::as_str))
         .collect();
-    let last = committed.keys().next_back().copied();
     found
         .iter()
         .filter(|path| {
             let name = path.rsplit('/').next().unwrap_or(path);
-            let resume = path
-                .strip_prefix(COMMITS_DIR)
-                .and_then(|p| p.strip_prefix('/'))
-                .and_then(batch_of_resume_file);
             name.starts_with(TMP_PREFIX)
                 || (batch_of_data_file(name).is_some() && !listed.contains(path.as_str()))
-                || resume.is_some_and(|b| Some(b) != last)
         })
         .cloned()
         .collect()
-}
-
-/// The newer of the checkpoint file's resume point and the files sink's: its commit
-/// entry is written before the checkpoint file, so after a kill between the two it is
-/// one batch ahead, and resuming from the file would replay a batch it already has.
-pub fn newer_resume(
-    checkpoint: Option<ResumePoint>,
-    files: Option<ResumePoint>,
-) -> Option<ResumePoint> {
-    match (checkpoint, files) {
-        (Some(c), Some(f)) if f.batch_id > c.batch_id => Some(f),
-        (Some(c), _) => Some(c),
-        (None, f) => f,
-    }
 }
 
 /// A files sink: one directory tree, one job.
@@ -254,8 +197,6 @@ pub struct FilesSink {
     layout: Layout,
     format: FileFormat,
     last: Option<u64>,
-    /// The batch whose resume file is on disk (the last committed one, if it had one).
-    resume_batch: Option<u64>,
 }
 
 impl FilesSink {
@@ -285,7 +226,6 @@ impl FilesSink {
             layout,
             format,
             last: None,
-            resume_batch: None,
         };
         let commits = sink.root.join(COMMITS_DIR);
         fs::create_dir_all(&commits).map_err(sink.io(&commits))?;
@@ -317,9 +257,6 @@ impl FilesSink {
         }
         sync_dir(&sink.root).map_err(sink.io(&sink.root))?;
         sink.last = entries.keys().next_back().copied();
-        sink.resume_batch = sink
-            .last
-            .filter(|b| commits.join(resume_file_name(*b)).exists());
         Ok(sink)
     }
 
@@ -330,25 +267,6 @@ impl FilesSink {
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// The resume point (end offsets, snapshot) the last committed batch committed
-    /// with [`PreparedBatch::with_resume`], read from disk; `None` if it had none.
-    pub fn resume_point(&self) -> Result<Option<ResumePoint>, RuntimeError> {
-        let Some(batch_id) = self.resume_batch else {
-            return Ok(None);
-        };
-        let path = self.root.join(COMMITS_DIR).join(resume_file_name(batch_id));
-        let bytes = fs::read(&path).map_err(self.io(&path))?;
-        let meta: ResumeMeta = serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Files {
-            sink: self.name.clone(),
-            reason: format!("resume file {} is unreadable: {e}", path.display()),
-        })?;
-        Ok(Some(ResumePoint {
-            batch_id,
-            offsets: meta.offsets,
-            snapshot: (!meta.snapshot.is_null()).then_some(meta.snapshot),
-        }))
     }
 
     /// Write batch `batch_id` and commit it; skipped (Ok) when the batch is already
@@ -371,11 +289,7 @@ impl FilesSink {
                 }
             })?
         };
-        Ok(PreparedBatch {
-            batch_id,
-            files,
-            resume: None,
-        })
+        Ok(PreparedBatch { batch_id, files })
     }
 
     /// Write a prepared batch (blocking file I/O): files under temp names, fsync,
@@ -424,18 +338,6 @@ impl FilesSink {
             reason: format!("cannot encode the commit entry: {e}"),
         })?;
         let commits = self.root.join(COMMITS_DIR);
-        if let Some(meta) = &batch.resume {
-            // Durable before the entry (the entry's directory fsync covers its name).
-            let bytes = serde_json::to_vec(meta).map_err(|e| RuntimeError::Files {
-                sink: self.name.clone(),
-                reason: format!("cannot encode the resume point: {e}"),
-            })?;
-            let name = resume_file_name(batch.batch_id);
-            let tmp = commits.join(format!("{TMP_PREFIX}{name}"));
-            write_synced(&tmp, &bytes).map_err(self.io(&tmp))?;
-            let dest = commits.join(&name);
-            fs::rename(&tmp, &dest).map_err(self.io(&dest))?;
-        }
         let name = commit_file_name(batch.batch_id);
         let tmp = commits.join(format!("{TMP_PREFIX}{name}"));
         write_synced(&tmp, &bytes).map_err(self.io(&tmp))?;
@@ -443,17 +345,6 @@ impl FilesSink {
         fs::rename(&tmp, &dest).map_err(self.io(&dest))?;
         sync_dir(&commits).map_err(self.io(&commits))?;
         self.last = Some(batch.batch_id);
-        // Only the last batch's resume point is kept; a kill before this removal
-        // leaves one more, which the next open removes.
-        if let Some(old) = self.resume_batch.take() {
-            let path = commits.join(resume_file_name(old));
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.io(&path)(e)),
-            }
-        }
-        self.resume_batch = batch.resume.is_some().then_some(batch.batch_id);
         Ok(())
     }
 
@@ -525,11 +416,11 @@ impl FilesSink {
             let kind = item.file_type().map_err(self.io(&item.path()))?;
             if kind.is_dir() {
                 if rel.is_empty() && name == COMMITS_DIR {
-                    // Only its temp and resume files matter here.
+                    // Only its temp files matter here.
                     for c in fs::read_dir(item.path()).map_err(self.io(&item.path()))? {
                         let c = c.map_err(self.io(&item.path()))?;
                         let cname = c.file_name().to_string_lossy().into_owned();
-                        if cname.starts_with(TMP_PREFIX) || batch_of_resume_file(&cname).is_some() {
+                        if cname.starts_with(TMP_PREFIX) {
                             found.push(format!("{COMMITS_DIR}/{cname}"));
                         }
                     }

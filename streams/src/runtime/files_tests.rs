@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 use super::*;
@@ -294,72 +292,6 @@ fn parquet_without_the_feature_is_refused_at_open() {
         FileFormat::Parquet,
     );
     assert!(matches!(r, Err(RuntimeError::Config { .. })), "{r:?}");
-}
-
-#[test]
-fn only_the_last_batch_keeps_its_resume_point_and_it_wins_when_newer() {
-    let dir = tempfile::tempdir().unwrap();
-    let commits = dir.path().join(COMMITS_DIR);
-    let mut sink = open(dir.path(), DEFAULT_LAYOUT);
-    assert_eq!(sink.resume_point().unwrap(), None);
-    let snapshot = json!({"w": 1});
-    for batch in 4..=5u64 {
-        let mut offsets = Offsets::new();
-        offsets.insert("events".into(), BTreeMap::from([(0, batch as i64 * 10)]));
-        let p = sink
-            .prepare(batch, &[row(batch, DEC30)])
-            .unwrap()
-            .with_resume(&offsets, &snapshot);
-        sink.commit(p).unwrap();
-    }
-    // Batch 4's resume file went when batch 5 committed.
-    assert!(!commits.join("00000000000000000004.resume.json").exists());
-    let from_files = open(dir.path(), DEFAULT_LAYOUT)
-        .resume_point()
-        .unwrap()
-        .unwrap();
-    assert_eq!(from_files.batch_id, 5);
-    assert_eq!(from_files.offsets["events"][&0], 50);
-    assert_eq!(from_files.snapshot, Some(snapshot.clone()));
-
-    // A kill after batch 6's resume file but before its entry, and a stale file of
-    // batch 3: recovery keeps batch 5's only.
-    fs::write(commits.join("00000000000000000006.resume.json"), "{}").unwrap();
-    fs::write(commits.join("00000000000000000003.resume.json"), "{}").unwrap();
-    let sink = open(dir.path(), DEFAULT_LAYOUT);
-    assert_eq!(sink.resume_point().unwrap().unwrap().batch_id, 5);
-    let mut left: Vec<String> = fs::read_dir(&commits)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("resume"))
-        .collect();
-    left.sort();
-    assert_eq!(left, ["00000000000000000005.resume.json"]);
-    // A batch committed without a resume point leaves none.
-    let mut sink = sink;
-    sink.write_batch(6, &[]).unwrap();
-    assert_eq!(sink.resume_point().unwrap(), None);
-    assert!(!commits.join("00000000000000000005.resume.json").exists());
-
-    let older = ResumePoint {
-        batch_id: 4,
-        offsets: Offsets::new(),
-        snapshot: None,
-    };
-    assert_eq!(
-        newer_resume(Some(older.clone()), Some(from_files.clone())),
-        Some(from_files.clone())
-    );
-    let newer = ResumePoint {
-        batch_id: 5,
-        ..older.clone()
-    };
-    assert_eq!(
-        newer_resume(Some(newer.clone()), Some(from_files.clone())),
-        Some(newer)
-    );
-    assert_eq!(newer_resume(None, Some(older.clone())), Some(older.clone()));
-    assert_eq!(newer_resume(Some(older.clone()), None), Some(older));
 }
 
 #[cfg(feature = "parquet")]
