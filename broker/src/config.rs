@@ -124,6 +124,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
         "10000",
     ),
+    ("authorizer.class.name", ""),
+    ("super.users", ""),
+    ("allow.everyone.if.no.acl.found", "false"),
 ];
 
 #[derive(Debug, Clone)]
@@ -177,6 +180,8 @@ pub struct BrokerConfig {
     pub storage: StorageConfig,
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
     pub transactions: crate::txn::TxnCoordinatorConfig,
+    /// `authorizer.class.name` and its settings; `None` allows everything.
+    pub authorizer: Option<crate::authorizer::AuthorizerConfig>,
 }
 
 fn int<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
@@ -575,6 +580,11 @@ impl BrokerConfig {
                     u64::MAX / 2,
                 )?,
             },
+            authorizer: crate::authorizer::AuthorizerConfig::from_keys(
+                &get("authorizer.class.name"),
+                &get("super.users"),
+                &get("allow.everyone.if.no.acl.found"),
+            )?,
         })
     }
 

@@ -7,8 +7,28 @@ use crate::context::BrokerContext;
 use crate::handlers;
 use crate::session::Session;
 
-/// Run the handler for `request`; `None` when no response is sent.
+/// Authorize `request` ([`crate::acl_checks`]), then run the handler for
+/// what is authorized; `None` when no response is sent.
 pub async fn dispatch(
+    broker: &BrokerContext,
+    header: &RequestHeader,
+    request: RequestKind,
+    session: &Session,
+) -> Option<ResponseKind> {
+    let authz = crate::authorizer::Authz::new(broker, session);
+    let (request, post) = match crate::acl_checks::check(broker, &authz, header, request) {
+        crate::acl_checks::Checked::Serve(request, post) => (request, post),
+        crate::acl_checks::Checked::Respond(response) => return response,
+    };
+    let mut response = serve(broker, header, request, session).await?;
+    if let Some(post) = post {
+        post(&mut response);
+    }
+    Some(response)
+}
+
+/// Run the handler for `request`; `None` when no response is sent.
+async fn serve(
     broker: &BrokerContext,
     header: &RequestHeader,
     request: RequestKind,
@@ -128,6 +148,15 @@ pub async fn dispatch(
         ),
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(handlers::list_transactions::handle(broker, r, v).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(handlers::describe_acls::handle(broker, r, v))
+        }
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(handlers::create_acls::handle(broker, r, v).await)
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(handlers::delete_acls::handle(broker, r, v).await)
         }
         _ => return None,
     })

@@ -52,13 +52,16 @@ pub fn controller(e: &ControllerError) -> i16 {
         ControllerError::FencedLeaderEpoch { .. } => E::FencedLeaderEpoch.code(),
         ControllerError::InvalidUpdateVersion { .. } => E::InvalidUpdateVersion.code(),
         ControllerError::IneligibleReplica(_) => E::IneligibleReplica.code(),
+        ControllerError::TooManyAcls(_) => E::InvalidRequest.code(),
     }
 }
 
 /// `(error code, message)` for a controller response that is not plain success.
 pub fn controller_response(r: &ControllerResponse) -> (i16, Option<String>) {
     match r {
-        ControllerResponse::Ok { .. } | ControllerResponse::ProducerIds { .. } => (NONE, None),
+        ControllerResponse::Ok { .. }
+        | ControllerResponse::ProducerIds { .. }
+        | ControllerResponse::AclsDeleted { .. } => (NONE, None),
         ControllerResponse::Error(e) => (controller(e), Some(e.to_string())),
         ControllerResponse::NotController { .. } => {
             (E::NotController.code(), Some("no active controller".into()))

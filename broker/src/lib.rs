@@ -47,6 +47,9 @@ pub mod server;
 pub mod session;
 pub mod topic_configs;
 pub mod txn;
+// ACLs (issue 13).
+pub mod acl_checks;
+pub mod authorizer;
 
 pub use config::BrokerConfig;
 pub use context::BrokerContext;

@@ -74,6 +74,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// First producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Every ACL, indexed for the authorizer.
+    #[serde(default)]
+    pub acls: crate::acl::AclStore,
 }
 
 impl MetadataImage {
@@ -222,6 +225,11 @@ impl MetadataImage {
                 next_producer_id, ..
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::Acl { id, acl } => self.acls.insert(*id, acl.clone()),
+            MetadataRecord::RemoveAcl { id } => {
+                // Removing an unknown id is a no-op, as in Kafka's AclControlManager replay.
+                self.acls.remove(id);
             }
         }
         Ok(())

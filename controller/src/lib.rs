@@ -9,6 +9,8 @@
 //! It does not own partition data (that is `rivulet-storage`) nor the Kafka
 //! wire protocol (that is the broker).
 
+pub mod acl;
+pub mod acl_control;
 pub mod codec;
 pub mod image;
 pub mod logic;

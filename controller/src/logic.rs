@@ -57,6 +57,8 @@ pub enum ControllerError {
     InvalidUpdateVersion { got: i32, current: i32 },
     #[error("replica {0} cannot join the ISR")]
     IneligibleReplica(i32),
+    #[error("{0} ACLs in one operation exceed the limit of {max}", max = crate::acl::MAX_ACLS_PER_OP)]
+    TooManyAcls(usize),
 }
 
 /// Validate a topic's config overrides against every known key.

@@ -84,4 +84,13 @@ pub enum MetadataRecord {
         broker_id: i32,
         next_producer_id: i64,
     },
+    /// An ACL was created with this id (Kafka's AccessControlEntryRecord).
+    Acl {
+        id: Uuid,
+        acl: crate::acl::AclBinding,
+    },
+    /// The ACL with this id was removed.
+    RemoveAcl {
+        id: Uuid,
+    },
 }

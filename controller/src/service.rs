@@ -72,6 +72,14 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         broker_id: i32,
     },
+    /// Create these (validated) ACLs; those already present stay as they are.
+    CreateAcls {
+        acls: Vec<crate::acl::AclBinding>,
+    },
+    /// Delete every ACL any filter matches, atomically.
+    DeleteAcls {
+        filters: Vec<crate::acl::AclFilter>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +99,12 @@ pub enum ControllerResponse {
     },
     /// The broker's incarnation is unknown or superseded: re-register.
     StaleBrokerEpoch,
+    /// DeleteAcls done (in the image from `offset` on): the ACLs each filter
+    /// matched, in filter order.
+    AclsDeleted {
+        offset: u64,
+        matched: Vec<Vec<crate::acl::AclBinding>>,
+    },
 }
 
 /// The service one controller node runs; only the Raft leader answers.
@@ -323,6 +337,22 @@ impl ControllerService {
                                 first,
                                 count: logic::PRODUCER_ID_BLOCK,
                             },
+                            other => other,
+                        };
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            ControllerRequest::CreateAcls { acls } => {
+                crate::acl_control::create_acls(&image, &acls)
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                match crate::acl_control::delete_acls(&image, &filters) {
+                    Ok((matched, records)) => {
+                        return match self.commit(records).await {
+                            ControllerResponse::Ok { offset } => {
+                                ControllerResponse::AclsDeleted { offset, matched }
+                            }
                             other => other,
                         };
                     }

@@ -115,6 +115,15 @@ pub fn authorized_operations(resource: Resource<'_>) -> i32 {
     bitfield(supported_operations(resource))
 }
 
+/// The bitfield of the supported operations of `resource` that `allows`
+/// (given the operation's code) allows: what an authorizer reports.
+pub fn decided(resource: Resource<'_>, allows: impl Fn(i8) -> bool) -> i32 {
+    supported_operations(resource)
+        .iter()
+        .filter(|op| allows(**op as i8))
+        .fold(0, |bits, op| bits | 1 << (*op as i8))
+}
+
 /// What a response carries: the authorized operations when the request
 /// asked for them, [`OMITTED`] otherwise.
 pub fn if_asked(asked: bool, resource: Resource<'_>) -> i32 {

@@ -37,6 +37,11 @@ pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
+// ACLs (issue 13).
+pub mod acl_wire;
+pub mod create_acls;
+pub mod delete_acls;
+pub mod describe_acls;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

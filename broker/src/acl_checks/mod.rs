@@ -1,0 +1,132 @@
+//! What Kafka's `KafkaApis` authorizes on each API, in front of the
+//! handlers: [`check`] takes a decoded request and either answers it at
+//! once (nothing in it is authorized) or hands the handler the authorized
+//! part, with a [`Post`] step that adds the refused entities to the
+//! handler's response with their `*_AUTHORIZATION_FAILED` codes, drops
+//! what the principal may not see (topics of an all-topics Metadata,
+//! groups of ListGroups, ...) and fills the authorized-operations
+//! bitfields from the real decisions. The handlers stay unaware of ACLs.
+//!
+//! Without an authorizer [`check`] returns the request untouched.
+
+mod admin;
+mod data;
+mod groups;
+mod txn;
+
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::ResponseError as E;
+use rivulet_controller::acl::{AclOperation, ResourceType};
+
+use crate::authorizer::Authz;
+use crate::context::BrokerContext;
+use crate::handlers::authorized_operations::{self, Resource};
+
+/// What the authorizer adds to the handler's response.
+pub type Post = Box<dyn FnOnce(&mut ResponseKind) + Send>;
+
+/// The outcome of [`check`].
+pub enum Checked {
+    /// Serve this (possibly reduced) request, then apply the step if any.
+    Serve(RequestKind, Option<Post>),
+    /// Answer this (`None`: nothing, as for acks=0) without the handler.
+    Respond(Option<ResponseKind>),
+}
+
+pub(crate) const TOPIC_DENIED: i16 = 29;
+pub(crate) const GROUP_DENIED: i16 = 30;
+pub(crate) const CLUSTER_DENIED: i16 = 31;
+pub(crate) const TXN_ID_DENIED: i16 = 53;
+
+const _: () = {
+    assert!(E::TopicAuthorizationFailed.code() == TOPIC_DENIED);
+    assert!(E::GroupAuthorizationFailed.code() == GROUP_DENIED);
+    assert!(E::ClusterAuthorizationFailed.code() == CLUSTER_DENIED);
+    assert!(E::TransactionalIdAuthorizationFailed.code() == TXN_ID_DENIED);
+};
+
+/// Authorize `request` as Kafka does for its API.
+pub fn check(
+    b: &BrokerContext,
+    z: &Authz,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Checked {
+    if !z.enabled() {
+        return Checked::Serve(request, None);
+    }
+    let v = header.request_api_version;
+    use RequestKind as R;
+    match request {
+        R::Produce(r) => data::produce(z, r),
+        R::Fetch(r) => data::fetch(z, r, v),
+        R::ListOffsets(r) => data::list_offsets(z, r),
+        R::OffsetForLeaderEpoch(r) => data::offset_for_leader_epoch(z, r),
+        R::Metadata(r) => data::metadata(b, z, r, v),
+        R::DeleteRecords(r) => data::delete_records(z, r),
+        R::DescribeProducers(r) => data::describe_producers(z, r),
+        R::CreateTopics(r) => admin::create_topics(z, r),
+        R::DeleteTopics(r) => admin::delete_topics(b, z, r),
+        R::CreatePartitions(r) => admin::create_partitions(z, r),
+        R::DescribeConfigs(r) => admin::describe_configs(z, r),
+        R::AlterConfigs(r) => admin::alter_configs(z, r),
+        R::IncrementalAlterConfigs(r) => admin::incremental_alter_configs(z, r),
+        R::DescribeCluster(r) => admin::describe_cluster(z, r),
+        R::DescribeLogDirs(r) => admin::describe_log_dirs(z, r, v),
+        R::DescribeAcls(r) => admin::describe_acls(z, r),
+        R::CreateAcls(r) => admin::create_acls(z, r),
+        R::DeleteAcls(r) => admin::delete_acls(z, r),
+        R::FindCoordinator(r) => groups::find_coordinator(z, r, v),
+        R::JoinGroup(r) => groups::join_group(z, r),
+        R::SyncGroup(r) => groups::sync_group(z, r),
+        R::Heartbeat(r) => groups::heartbeat(z, r),
+        R::LeaveGroup(r) => groups::leave_group(z, r),
+        R::ListGroups(r) => groups::list_groups(z, r),
+        R::DescribeGroups(r) => groups::describe_groups(z, r),
+        R::DeleteGroups(r) => groups::delete_groups(z, r),
+        R::OffsetCommit(r) => groups::offset_commit(z, r),
+        R::OffsetFetch(r) => groups::offset_fetch(z, r, v),
+        R::OffsetDelete(r) => groups::offset_delete(z, r),
+        R::InitProducerId(r) => txn::init_producer_id(z, r),
+        R::TxnOffsetCommit(r) => txn::txn_offset_commit(z, r),
+        R::AddPartitionsToTxn(r) => txn::add_partitions_to_txn(z, r, v),
+        R::AddOffsetsToTxn(r) => txn::add_offsets_to_txn(z, r),
+        R::EndTxn(r) => txn::end_txn(z, r),
+        R::WriteTxnMarkers(r) => txn::write_txn_markers(z, r),
+        R::DescribeTransactions(r) => txn::describe_transactions(z, r),
+        R::ListTransactions(r) => txn::list_transactions(z, r),
+        other => Checked::Serve(other, None),
+    }
+}
+
+/// Serve `request`, with `post` only if there is something to add.
+fn serve(request: RequestKind, post: Option<Post>) -> Checked {
+    Checked::Serve(request, post)
+}
+
+/// Split `items` into the allowed and the refused ones.
+fn split<T>(items: Vec<T>, allowed: impl Fn(&T) -> bool) -> (Vec<T>, Vec<T>) {
+    items.into_iter().partition(|t| allowed(t))
+}
+
+/// The authorized-operations bitfield of `resource` by the real decisions
+/// (Kafka's `AuthHelper.authorizedOperations`).
+pub fn operations(z: &Authz, resource: Resource<'_>) -> i32 {
+    let (rt, name) = match resource {
+        Resource::Topic(n) => (ResourceType::Topic, n),
+        Resource::Group(n) => (ResourceType::Group, n),
+        Resource::Cluster => (ResourceType::Cluster, rivulet_controller::acl::CLUSTER_NAME),
+    };
+    authorized_operations::decided(resource, |code| {
+        AclOperation::from_code(code).is_some_and(|op| z.allows(op, rt, name))
+    })
+}
+
+/// The cluster's bitfield when asked: 0 without DESCRIBE on the cluster, as Kafka.
+fn cluster_operations(z: &Authz) -> i32 {
+    if z.cluster(AclOperation::Describe) {
+        operations(z, Resource::Cluster)
+    } else {
+        0
+    }
+}
