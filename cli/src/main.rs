@@ -29,6 +29,8 @@ mod produce;
 mod rfc3339;
 mod stream;
 mod topic;
+// ACLs (issue 13).
+mod acl;
 
 use std::path::PathBuf;
 
@@ -88,6 +90,9 @@ enum Command {
     /// Stream jobs (examples/streams/): validate, explain, run.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
+    /// Add, list and remove ACLs (as kafka-acls.sh).
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -125,6 +130,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
         Command::Certs(c) => certs::run(c),
+        Command::Acl(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| acl::run(&b, c)),
         Command::Stream(c) => {
             if cli.broker.is_empty() {
                 stream::run(c, bootstrap)

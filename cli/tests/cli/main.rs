@@ -15,6 +15,8 @@ mod group;
 mod no_broker;
 mod produce_consume;
 mod topic;
+// ACLs (issue 13).
+mod acl;
 
 use std::path::Path;
 use std::time::Duration;
@@ -40,13 +42,18 @@ struct Broker {
 
 impl Broker {
     fn start() -> Broker {
+        Self::start_with(&[])
+    }
+
+    /// With `extra` broker settings.
+    fn start_with(extra: &[(&str, &str)]) -> Broker {
         let dir = temp_dir();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let inner = runtime.block_on(TestBroker::start(dir.path(), &[]));
+        let inner = runtime.block_on(TestBroker::start(dir.path(), extra));
         Broker {
             runtime,
             inner,
