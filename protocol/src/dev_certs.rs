@@ -30,6 +30,13 @@ pub enum DevCertsError {
     Rcgen(#[from] rcgen::Error),
 }
 
+/// The principal of the node certificate (every node's, on SSL): what
+/// `super.users` lists when an authorizer is on, so that replication and
+/// transaction markers between nodes are allowed.
+pub const NODE_PRINCIPAL: &str = "User:CN=rivulet-node,O=Rivulet";
+/// The principal of the client certificate.
+pub const CLIENT_PRINCIPAL: &str = "User:CN=rivulet-client,O=Rivulet";
+
 /// The files of a generated set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFiles {
@@ -198,6 +205,16 @@ mod tests {
         assert_eq!(
             crate::tls::ssl_principal(&der).as_deref(),
             Some("User:CN=rivulet-client,O=Rivulet")
+        );
+        assert_eq!(
+            crate::tls::ssl_principal(&der).as_deref(),
+            Some(CLIENT_PRINCIPAL)
+        );
+        let pem = fs::read(&files.node_cert).unwrap();
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+        assert_eq!(
+            crate::tls::ssl_principal(&der).as_deref(),
+            Some(NODE_PRINCIPAL)
         );
         // A second run keeps the files; a partial set is refused.
         let before = fs::read(&files.ca).unwrap();

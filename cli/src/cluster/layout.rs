@@ -104,7 +104,9 @@ impl Layout {
 
     /// The settings `cluster up --tls` adds for node `node`: SSL on its
     /// Kafka listener (clients and replication) and its controller
-    /// listener, with the node certificate and the CA of `certs`.
+    /// listener, with the node certificate and the CA of `certs`; the node
+    /// certificate's principal as the super user, so that with
+    /// `--set authorizer.class.name=standard` the nodes still replicate.
     pub fn tls_settings(
         &self,
         node: u16,
@@ -121,6 +123,10 @@ impl Layout {
             ),
         ];
         s.extend(certs.broker_settings());
+        s.push((
+            "super.users".to_string(),
+            rivulet_protocol::dev_certs::NODE_PRINCIPAL.to_string(),
+        ));
         s
     }
 
