@@ -290,3 +290,116 @@ async fn two_certificate_principals_get_what_their_acls_say() {
     .await;
     assert_eq!(c.stdout.lines().count(), 2, "{}", c.stderr);
 }
+
+/// Removes the cluster whatever the test's outcome.
+struct ClusterDown<'a>(&'a str);
+
+impl Drop for ClusterDown<'_> {
+    fn drop(&mut self) {
+        let _ = run(
+            Path::new(RIVULET),
+            &["cluster", "down", "--dir", self.0, "--timeout", "5"],
+            "",
+            LIMIT,
+        );
+    }
+}
+
+/// `rivulet cluster up --tls --set authorizer.class.name=standard`: the
+/// nodes' certificate principal is their super user, so they replicate
+/// (an acks=all produce with min.insync.replicas=2 succeeds and reaches
+/// every node's log) while the client certificate, with no ACL, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_up_tls_with_the_authorizer_replicates() {
+    let dir = temp_dir();
+    let d = p(dir.path());
+    let _down = ClusterDown(&d);
+    let mut up = None;
+    for _ in 0..5 {
+        let base =
+            rivulet_testkit::ports::free_port_block_in(20_000..30_000, &[0, 1, 2, 100, 101, 102]);
+        let args = [
+            "cluster",
+            "up",
+            "--tls",
+            "--set",
+            "ssl.client.auth=required",
+            "--set",
+            "authorizer.class.name=standard",
+            "--dir",
+            &d,
+            "--base-port",
+            &base.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let r = rivulet(args).await;
+        if r.stderr.contains("is not free") {
+            continue;
+        }
+        up = Some((base, r));
+        break;
+    }
+    let (base, r) = up.expect("a free base port");
+    assert!(r.success, "cluster up --tls: {}", r.stderr);
+    let bootstrap = format!(
+        "127.0.0.1:{base},127.0.0.1:{},127.0.0.1:{}",
+        base + 1,
+        base + 2
+    );
+    let certs = CertFiles::in_dir(&dir.path().join("certs"));
+    let node =
+        |more: &[&str]| as_identity(&bootstrap, &certs, &certs.node_cert, &certs.node_key, more);
+    let client = |more: &[&str]| {
+        as_identity(
+            &bootstrap,
+            &certs,
+            &certs.client_cert,
+            &certs.client_key,
+            more,
+        )
+    };
+
+    let records: String = (1..=20).map(|i| format!("r{i}\n")).collect();
+    let w = kcat(
+        client(&["-X", "request.required.acks=-1", "-P", "-t", "replicated"]),
+        &records,
+    )
+    .await;
+    assert!(
+        !w.success || w.stderr.contains("authorization"),
+        "client produce: {}",
+        w.stderr
+    );
+    let w = kcat(
+        node(&["-X", "request.required.acks=-1", "-P", "-t", "replicated"]),
+        &records,
+    )
+    .await;
+    assert!(w.success, "super user acks=all produce: {}", w.stderr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sizes: Vec<u64> = (1..=3)
+            .map(|n| {
+                let log = dir
+                    .path()
+                    .join(format!("node-{n}/replicated-0/00000000000000000000.log"));
+                std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+            })
+            .collect();
+        if sizes.iter().all(|&s| s > 0 && s == sizes[0]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs not replicated: {sizes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = kcat(
+        node(&["-C", "-t", "replicated", "-o", "beginning", "-e", "-q"]),
+        "",
+    )
+    .await;
+    assert_eq!(c.stdout.lines().count(), 20, "{}", c.stderr);
+}
