@@ -403,3 +403,12 @@ async fn cluster_up_tls_with_the_authorizer_replicates() {
     .await;
     assert_eq!(c.stdout.lines().count(), 20, "{}", c.stderr);
 }
+
+#[test]
+fn the_acl_example_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/acl.toml");
+    let c = rivulet_broker::BrokerConfig::load(Some(&path), &[]).unwrap();
+    let a = c.authorizer.expect("an authorizer");
+    assert!(a.super_users.contains(NODE_PRINCIPAL));
+    assert!(!a.allow_everyone_if_no_acl_found);
+}
