@@ -345,6 +345,47 @@ pub(super) fn delete_acls(z: &Authz, r: DeleteAclsRequest) -> Checked {
     )))
 }
 
+/// AlterUserScramCredentials (SASL/SCRAM): ALTER on the cluster.
+pub(super) fn alter_user_scram_credentials(
+    z: &Authz,
+    r: kafka_protocol::messages::AlterUserScramCredentialsRequest,
+) -> Checked {
+    use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+    use kafka_protocol::messages::AlterUserScramCredentialsResponse;
+    if z.cluster(Alter) {
+        return serve(RequestKind::AlterUserScramCredentials(r), None);
+    }
+    let users = r
+        .deletions
+        .iter()
+        .map(|d| d.name.clone())
+        .chain(r.upsertions.iter().map(|u| u.name.clone()));
+    let results = users
+        .map(|user| {
+            AlterUserScramCredentialsResult::default()
+                .with_user(user)
+                .with_error_code(CLUSTER_DENIED)
+        })
+        .collect();
+    Checked::Respond(Some(ResponseKind::AlterUserScramCredentials(
+        AlterUserScramCredentialsResponse::default().with_results(results),
+    )))
+}
+
+/// DescribeUserScramCredentials (SASL/SCRAM): DESCRIBE on the cluster.
+pub(super) fn describe_user_scram_credentials(
+    z: &Authz,
+    r: kafka_protocol::messages::DescribeUserScramCredentialsRequest,
+) -> Checked {
+    use kafka_protocol::messages::DescribeUserScramCredentialsResponse;
+    if z.cluster(Describe) {
+        return serve(RequestKind::DescribeUserScramCredentials(r), None);
+    }
+    Checked::Respond(Some(ResponseKind::DescribeUserScramCredentials(
+        DescribeUserScramCredentialsResponse::default().with_error_code(CLUSTER_DENIED),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

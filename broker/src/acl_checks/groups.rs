@@ -468,3 +468,71 @@ pub(super) fn offset_delete(z: &Authz, mut r: OffsetDeleteRequest) -> Checked {
         })),
     )
 }
+
+/// KIP-848 ConsumerGroupHeartbeat: READ on the group, DESCRIBE on every
+/// subscribed topic (Kafka's `KafkaApis.handleConsumerGroupHeartbeat`).
+pub(super) fn consumer_group_heartbeat(
+    z: &Authz,
+    r: kafka_protocol::messages::ConsumerGroupHeartbeatRequest,
+) -> Checked {
+    use kafka_protocol::messages::ConsumerGroupHeartbeatResponse;
+    let code = if !z.group(Read, r.group_id.as_str()) {
+        GROUP_DENIED
+    } else if r
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .any(|t| !z.topic(Describe, t.as_str()))
+    {
+        TOPIC_DENIED
+    } else {
+        return serve(RequestKind::ConsumerGroupHeartbeat(r), None);
+    };
+    Checked::Respond(Some(ResponseKind::ConsumerGroupHeartbeat(
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_member_epoch(-1),
+    )))
+}
+
+/// KIP-848 ConsumerGroupDescribe: DESCRIBE on each group.
+pub(super) fn consumer_group_describe(
+    z: &Authz,
+    mut r: kafka_protocol::messages::ConsumerGroupDescribeRequest,
+) -> Checked {
+    use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup as Described;
+    let asked = r.include_authorized_operations;
+    let (kept, denied) = split(std::mem::take(&mut r.group_ids), |g| {
+        z.group(Describe, g.as_str())
+    });
+    r.group_ids = kept;
+    let refused: Vec<Described> = denied
+        .into_iter()
+        .map(|g| {
+            let mut d = Described::default()
+                .with_group_id(g)
+                .with_error_code(GROUP_DENIED);
+            if asked {
+                d.authorized_operations = 0;
+            }
+            d
+        })
+        .collect();
+    let z = z.clone();
+    serve(
+        RequestKind::ConsumerGroupDescribe(r),
+        Some(Box::new(move |resp| {
+            if let ResponseKind::ConsumerGroupDescribe(d) = resp {
+                if asked {
+                    for g in &mut d.groups {
+                        if g.error_code == 0 {
+                            g.authorized_operations =
+                                operations(&z, Resource::Group(g.group_id.as_str()));
+                        }
+                    }
+                }
+                d.groups.extend(refused);
+            }
+        })),
+    )
+}

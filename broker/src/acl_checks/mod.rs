@@ -95,6 +95,14 @@ pub fn check(
         R::WriteTxnMarkers(r) => txn::write_txn_markers(z, r),
         R::DescribeTransactions(r) => txn::describe_transactions(z, r),
         R::ListTransactions(r) => txn::list_transactions(z, r),
+        // APIs other branches serve (KIP-848 groups, SCRAM credentials):
+        // checked here so that they are not open once served.
+        R::ConsumerGroupHeartbeat(r) => groups::consumer_group_heartbeat(z, r),
+        R::ConsumerGroupDescribe(r) => groups::consumer_group_describe(z, r),
+        R::AlterUserScramCredentials(r) => admin::alter_user_scram_credentials(z, r),
+        R::DescribeUserScramCredentials(r) => admin::describe_user_scram_credentials(z, r),
+        // ApiVersions, SaslHandshake, SaslAuthenticate and anything not
+        // served (refused before decoding) need no authorization.
         other => Checked::Serve(other, None),
     }
 }
