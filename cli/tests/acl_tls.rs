@@ -13,7 +13,7 @@
 //! The ACLs are set with `rivulet acl add` over a PLAINTEXT listener whose
 //! clients (User:ANONYMOUS) hold ALTER and DESCRIBE on the cluster.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rivulet_controller::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
@@ -78,8 +78,8 @@ fn p(path: &Path) -> String {
 fn as_identity(
     bootstrap: &str,
     certs: &CertFiles,
-    cert: &PathBuf,
-    key: &PathBuf,
+    cert: &Path,
+    key: &Path,
     more: &[&str],
 ) -> Vec<String> {
     let mut a = vec![

@@ -359,8 +359,7 @@ impl AclStore {
     }
 
     pub fn contains(&self, acl: &AclBinding) -> bool {
-        // Linear, for the controller's duplicate check only; the broker's
-        // questions go through `find`.
+        // The controller's duplicate check: the ACLs of that exact pattern.
         let t = &self.0.types[slot(acl.resource_type)];
         let map = match acl.pattern_type {
             PatternType::Literal => &t.literal,

@@ -138,3 +138,58 @@ fn cluster_operations(z: &Authz) -> i32 {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rivulet_controller::acl::{AclBinding, AclPermission, AclStore, PatternType};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::authorizer::AuthorizerConfig;
+
+    fn z(acls: &[(ResourceType, &str, AclOperation)]) -> Authz {
+        let mut store = AclStore::default();
+        for (rt, name, op) in acls {
+            store.insert(
+                Uuid::new_v4(),
+                AclBinding {
+                    resource_type: *rt,
+                    resource_name: name.to_string(),
+                    pattern_type: PatternType::Literal,
+                    principal: "User:a".into(),
+                    host: "*".into(),
+                    operation: *op,
+                    permission: AclPermission::Allow,
+                },
+            );
+        }
+        let config = AuthorizerConfig {
+            super_users: Default::default(),
+            allow_everyone_if_no_acl_found: false,
+        };
+        Authz::with(&config, store, "User:a", "h".into())
+    }
+
+    #[test]
+    fn authorized_operations_are_the_decisions() {
+        let a = z(&[
+            (ResourceType::Topic, "t", AclOperation::Read),
+            (ResourceType::Topic, "t", AclOperation::AlterConfigs),
+            (ResourceType::Group, "g", AclOperation::Delete),
+        ]);
+        // READ, DESCRIBE (implied), ALTER_CONFIGS, DESCRIBE_CONFIGS (implied).
+        assert_eq!(
+            operations(&a, Resource::Topic("t")),
+            1 << 3 | 1 << 8 | 1 << 10 | 1 << 11
+        );
+        assert_eq!(operations(&a, Resource::Topic("u")), 0);
+        assert_eq!(operations(&a, Resource::Group("g")), 1 << 6 | 1 << 8);
+        // No DESCRIBE on the cluster: 0, as Kafka.
+        assert_eq!(cluster_operations(&a), 0);
+        let c = z(&[(ResourceType::Cluster, "kafka-cluster", AclOperation::All)]);
+        assert_eq!(
+            cluster_operations(&c),
+            authorized_operations::authorized_operations(Resource::Cluster)
+        );
+    }
+}
