@@ -242,17 +242,22 @@ fn throughput() {
             AclPermission::Allow,
         ));
         let broker = &on.node().broker;
-        let resp = broker
-            .controller_request(ControllerRequest::CreateAcls { acls })
-            .await;
-        let ControllerResponse::Ok { offset } = resp else {
-            panic!("CreateAcls: {resp:?}");
-        };
-        assert!(
-            broker
-                .wait_until(Duration::from_secs(30), |i| i.offset >= offset)
-                .await
-        );
+        // One CreateAcls adds at most 10,000 (Kafka's limit per operation).
+        for chunk in acls.chunks(5_000) {
+            let resp = broker
+                .controller_request(ControllerRequest::CreateAcls {
+                    acls: chunk.to_vec(),
+                })
+                .await;
+            let ControllerResponse::Ok { offset } = resp else {
+                panic!("CreateAcls: {resp:?}");
+            };
+            assert!(
+                broker
+                    .wait_until(Duration::from_secs(30), |i| i.offset >= offset)
+                    .await
+            );
+        }
         assert_eq!(broker.image().acls.len(), 10_001);
         for run in 0..2 {
             topic(&off, &format!("bench-{run}")).await;
