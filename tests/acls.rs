@@ -196,6 +196,10 @@ async fn topic_acls_gate_produce_consume_and_metadata() {
 
     assert!(produce_one(&bs, "orders-eu").await.is_ok());
     assert!(produce_one(&bs, "orders-us").await.is_ok());
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE
+    // on some topic (KIP-679): the prefixed WRITE is enough.
+    let p = producer(&bs, &[("enable.idempotence", "true")]);
+    produce_all(&p, "orders-eu", 0, &[(None, Some(b"idempotent"))]).await;
     assert!(produce_one(&bs, "write-only").await.is_ok());
     assert_eq!(
         produce_one(&bs, "secret").await,

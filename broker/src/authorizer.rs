@@ -176,19 +176,17 @@ impl Authz {
     }
 
     /// Kafka's `authorizeByResourceType`: may the principal perform `op` on
-    /// at least one resource of the type?
+    /// at least one resource of the type? As Kafka, first the decision for
+    /// a made-up name (`hardcode`: super users, and
+    /// `allow.everyone.if.no.acl.found` when no ACL covers that name), then
+    /// an ALLOW on some pattern that no DENY covers.
     pub fn on_any(&self, op: AclOperation, resource_type: ResourceType) -> bool {
         let Some(i) = &self.inner else {
             return true;
         };
-        i.super_user
-            || i.acls.allowed_on_any(
-                &i.principal,
-                &i.host,
-                op,
-                resource_type,
-                i.allow_everyone_if_no_acl_found,
-            )
+        self.allows(op, resource_type, "hardcode")
+            || i.acls
+                .allowed_on_any(&i.principal, &i.host, op, resource_type)
     }
 }
 
@@ -240,5 +238,10 @@ mod tests {
         assert!(!z("User:b", false).topic(AclOperation::Read, "u"));
         assert!(z("User:b", true).topic(AclOperation::Read, "u"));
         assert!(Authz::disabled().cluster(AclOperation::Alter));
+        // Some topic allows WRITE: only for User:a (READ is not WRITE), or
+        // for everyone when no ACL covers the made-up name.
+        assert!(!z("User:a", false).on_any(AclOperation::Write, ResourceType::Topic));
+        assert!(z("User:b", true).on_any(AclOperation::Write, ResourceType::Topic));
+        assert!(!z("User:b", false).on_any(AclOperation::Write, ResourceType::Topic));
     }
 }

@@ -452,18 +452,19 @@ impl AclStore {
         }
     }
 
-    /// Kafka's `Authorizer.authorizeByResourceType` by the ACLs alone:
-    /// whether some resource of `resource_type` allows `principal` from
-    /// `host` to perform `op` exactly (or as ALL), with no DENY covering
-    /// it. Used for "WRITE on any topic" (an idempotent producer without
-    /// IDEMPOTENT_WRITE). `allow_if_none` is `allow.everyone.if.no.acl.found`.
+    /// The ACL part of Kafka's `Authorizer.authorizeByResourceType`:
+    /// whether some resource pattern of `resource_type` allows `principal`
+    /// from `host` to perform `op` exactly (or as ALL), with no DENY
+    /// covering it (a DENY on `*`, on the same literal name, or on a prefix
+    /// of the allowed name). Used for "WRITE on any topic" (an idempotent
+    /// producer without IDEMPOTENT_WRITE); super users and
+    /// `allow.everyone.if.no.acl.found` are the authorizer's.
     pub fn allowed_on_any(
         &self,
         principal: &str,
         host: &str,
         op: AclOperation,
         resource_type: ResourceType,
-        allow_if_none: bool,
     ) -> bool {
         let t = &self.0.types[slot(resource_type)];
         let applies = |e: &Entry, perm: AclPermission| {
@@ -497,7 +498,7 @@ impl AclStore {
                 return true;
             }
         }
-        allow_if_none && t.literal.is_empty() && t.prefixed.is_empty()
+        false
     }
 }
 
@@ -709,9 +710,9 @@ mod tests {
             acl(Topic, "t", PatternType::Prefixed, "User:a", Write, Deny),
             acl(Topic, "u", PatternType::Prefixed, "User:b", Write, Allow),
         ]);
-        assert!(!s.allowed_on_any("User:a", "h", Write, Topic, false));
-        assert!(s.allowed_on_any("User:b", "h", Write, Topic, false));
-        assert!(!s.allowed_on_any("User:c", "h", Write, Topic, true));
-        assert!(AclStore::default().allowed_on_any("User:c", "h", Write, Topic, true));
+        assert!(!s.allowed_on_any("User:a", "h", Write, Topic));
+        assert!(s.allowed_on_any("User:b", "h", Write, Topic));
+        assert!(!s.allowed_on_any("User:c", "h", Write, Topic));
+        assert!(!AclStore::default().allowed_on_any("User:c", "h", Write, Topic));
     }
 }
