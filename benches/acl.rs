@@ -34,6 +34,8 @@ use rivulet_testkit::kafka::client_config;
 use uuid::Uuid;
 
 const RECORD: usize = 1024;
+/// Alternating off/on runs; the best of each is reported.
+const RUNS: usize = 3;
 
 fn acl(
     rt: ResourceType,
@@ -259,14 +261,14 @@ fn throughput() {
             );
         }
         assert_eq!(broker.image().acls.len(), 10_001);
-        for run in 0..2 {
+        for run in 0..RUNS {
             topic(&off, &format!("bench-{run}")).await;
             topic(&on, &format!("bench-{run}")).await;
         }
         (off, on)
     });
     let (mut best_off, mut best_on) = (0f64, 0f64);
-    for run in 0..2 {
+    for run in 0..RUNS {
         let t = format!("bench-{run}");
         let a = produce_run(&off.bootstrap(), &t, n);
         let b = produce_run(&on.bootstrap(), &t, n);

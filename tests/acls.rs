@@ -6,7 +6,9 @@
 //! - no WRITE: produce fails with TOPIC_AUTHORIZATION_FAILED; no READ:
 //!   consume does; no DESCRIBE: the topic is missing from Metadata; a
 //!   prefixed ACL grants a family of topics; a DENY overrides an ALLOW;
-//! - group READ is needed to join and commit;
+//! - group READ is needed to join and commit; a transactional producer
+//!   needs WRITE on its transactional id (a prefixed ACL grants it), an
+//!   idempotent one WRITE on some topic;
 //! - super users may do everything; `allow.everyone.if.no.acl.found`
 //!   allows a resource without ACLs only;
 //! - CreateAcls / DescribeAcls / DeleteAcls over raw requests with Kafka's
@@ -722,4 +724,70 @@ async fn a_three_node_cluster_replicates_with_the_authorizer_on() {
     }
     let err = produce_one(&bs, "replicated").await;
     assert_eq!(err, Err(RDKafkaErrorCode::TopicAuthorizationFailed));
+}
+
+/// A transactional producer: `init_transactions` as `id`, then one record
+/// to `topic` committed; the first error code.
+fn transact(bootstrap: &str, id: &str, topic: &str) -> Result<(), RDKafkaErrorCode> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let code =
+        |e: rdkafka::error::KafkaError| e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+    let p: BaseProducer = client_config(bootstrap)
+        .set("transactional.id", id)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("a producer");
+    p.init_transactions(TIMEOUT).map_err(code)?;
+    p.begin_transaction().map_err(code)?;
+    p.send(
+        BaseRecord::<(), [u8]>::to(topic)
+            .partition(0)
+            .payload(b"in-txn".as_slice()),
+    )
+    .map_err(|(e, _)| code(e))?;
+    p.commit_transaction(TIMEOUT).map_err(code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_ids_need_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = authorizing_broker(dir.path(), &[]).await;
+    let bs = b.bootstrap();
+    topic(&b, "txn-out").await;
+    grant(
+        &b,
+        vec![
+            allow(
+                ResourceType::Topic,
+                "txn-out",
+                PatternType::Literal,
+                AclOperation::All,
+            ),
+            allow(
+                ResourceType::TransactionalId,
+                "app-",
+                PatternType::Prefixed,
+                AclOperation::Write,
+            ),
+            allow(
+                ResourceType::Group,
+                "rivulet-test-assign",
+                PatternType::Literal,
+                AclOperation::Read,
+            ),
+        ],
+    )
+    .await;
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(
+            transact(&bs, "other-1", "txn-out"),
+            Err(RDKafkaErrorCode::TransactionalIdAuthorizationFailed)
+        );
+        assert_eq!(transact(&bs, "app-1", "txn-out"), Ok(()));
+        let c = consumer(&bs, &[("isolation.level", "read_committed")]);
+        let got = consume_n(&c, "txn-out", 0, Offset::Beginning, 1);
+        assert_eq!(got[0].value.as_deref(), Some(b"in-txn".as_slice()));
+    })
+    .await
+    .unwrap();
 }
