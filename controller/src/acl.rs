@@ -323,7 +323,7 @@ pub enum AclDecision {
     NoAcls,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 struct Inner {
     by_id: BTreeMap<Uuid, AclBinding>,
     types: [TypeIndex; 4],
@@ -331,9 +331,19 @@ struct Inner {
 
 /// The ACLs of a metadata image, by id and indexed for [`AclStore::find`].
 /// Cloning is cheap (shared until changed), as images are cloned on every
-/// applied batch of records. Serialized as the map id → ACL.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// applied batch of records. Serialized as the map id → ACL; two stores
+/// are equal when they hold the same ACLs under the same ids (the index's
+/// inner order depends on the order they were added in).
+#[derive(Debug, Clone, Default)]
 pub struct AclStore(Arc<Inner>);
+
+impl PartialEq for AclStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.by_id == other.0.by_id
+    }
+}
+
+impl Eq for AclStore {}
 
 fn slot(t: ResourceType) -> usize {
     match t {
@@ -682,6 +692,15 @@ mod tests {
             back.find("User:a", "h", Read, Topic, "p-1"),
             AclDecision::Allow
         );
+        // Equality is by content, whatever order the ACLs were added in.
+        let (x, y) = (Uuid::new_v4(), Uuid::new_v4());
+        let b = acl(Topic, "p-", PatternType::Prefixed, "User:b", Read, Allow);
+        let (mut one, mut two) = (AclStore::default(), AclStore::default());
+        one.insert(x, a.clone());
+        one.insert(y, b.clone());
+        two.insert(y, b);
+        two.insert(x, a);
+        assert_eq!(one, two);
     }
 
     #[test]
