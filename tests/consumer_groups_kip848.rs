@@ -1,0 +1,596 @@
+//! KIP-848 consumer groups through librdkafka with `group.protocol=consumer`:
+//! the broker computes the assignment, members reconcile incrementally and
+//! a rebalance never stops members whose partitions do not move. Also the
+//! raw protocol for what librdkafka cannot show (errors, describe, list).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rivulet_testkit::prelude::*;
+
+/// A consumed record: topic, partition, offset, value.
+type Received = (String, i32, i64, String);
+
+/// Records the partitions librdkafka revokes and assigns.
+#[derive(Default, Clone)]
+struct Tracker {
+    revoked: Arc<Mutex<Vec<(String, i32)>>>,
+}
+
+impl ClientContext for Tracker {}
+
+impl ConsumerContext for Tracker {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            let mut v = self.revoked.lock().unwrap();
+            for e in tpl.elements() {
+                v.push((e.topic().to_string(), e.partition()));
+            }
+        }
+    }
+}
+
+/// A `group.protocol=consumer` member polling on its own thread and
+/// committing each record it processes.
+struct Member {
+    stop: Arc<AtomicBool>,
+    assigned: Arc<Mutex<BTreeSet<(String, i32)>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+    revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Member {
+    fn start(bootstrap: &str, group: &str, topics: &[&str], extra: &[(&str, &str)]) -> Member {
+        let mut cfg = client_config(bootstrap);
+        cfg.set("group.id", group)
+            .set("group.protocol", "consumer")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("topic.metadata.refresh.interval.ms", "500")
+            .set("fetch.wait.max.ms", "100");
+        for (k, v) in extra {
+            cfg.set(*k, *v);
+        }
+        let tracker = Tracker::default();
+        let revoked = tracker.revoked.clone();
+        let consumer: BaseConsumer<Tracker> = cfg.create_with_context(tracker).unwrap();
+        consumer.subscribe(topics).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let assigned = Arc::new(Mutex::new(BTreeSet::new()));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (s, a, r) = (stop.clone(), assigned.clone(), received.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                    r.lock().unwrap().push((
+                        m.topic().to_string(),
+                        m.partition(),
+                        m.offset(),
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                    ));
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset(
+                        m.topic(),
+                        m.partition(),
+                        Offset::Offset(m.offset() + 1),
+                    )
+                    .unwrap();
+                    // A commit at a stale epoch during a rebalance fails;
+                    // the record then may come again (at-least-once).
+                    let _ = consumer.commit(&tpl, CommitMode::Sync);
+                }
+                if let Ok(tpl) = consumer.assignment() {
+                    *a.lock().unwrap() = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| (e.topic().to_string(), e.partition()))
+                        .collect();
+                }
+            }
+            // Closing leaves the group (epoch -1).
+            drop(consumer);
+        });
+        Member {
+            stop,
+            assigned,
+            received,
+            revoked,
+            thread: Some(thread),
+        }
+    }
+
+    fn assigned(&self) -> BTreeSet<(String, i32)> {
+        self.assigned.lock().unwrap().clone()
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn revoked(&self) -> Vec<(String, i32)> {
+        self.revoked.lock().unwrap().clone()
+    }
+
+    fn stop(mut self) -> Vec<Received> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.received()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    Poll::new(Duration::from_secs(60))
+        .every(Duration::from_millis(50))
+        .wait(what, f)
+}
+
+/// The members' partitions of `topic` are an exact, non-overlapping cover
+/// of 0..n with these sizes.
+fn covers(members: &[&Member], topic: &str, n: i32, sizes: &[usize]) -> bool {
+    let sets: Vec<BTreeSet<i32>> = members
+        .iter()
+        .map(|m| {
+            m.assigned()
+                .into_iter()
+                .filter(|(t, _)| t == topic)
+                .map(|(_, p)| p)
+                .collect()
+        })
+        .collect();
+    let total: usize = sets.iter().map(BTreeSet::len).sum();
+    let all: BTreeSet<i32> = sets.iter().flatten().copied().collect();
+    let mut got: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
+    got.sort();
+    let mut want = sizes.to_vec();
+    want.sort();
+    total == n as usize && all == (0..n).collect() && got == want
+}
+
+async fn produce_numbered(bs: &str, topic: &str, partitions: i32, per_partition: usize, tag: &str) {
+    let p = producer(bs, &[("acks", "all")]);
+    for part in 0..partitions {
+        let values: Vec<String> = (0..per_partition)
+            .map(|i| format!("{tag}-p{part}-{i}"))
+            .collect();
+        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+            values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+        produce_all(&p, topic, part, &recs).await;
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Short timings so that tests do not wait on Kafka's 45 s / 5 s defaults.
+const FAST: &[(&str, &str)] = &[
+    ("group.consumer.session.timeout.ms", "3000"),
+    ("group.consumer.heartbeat.interval.ms", "300"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_split_six_partitions_and_consume_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "six", 6, &[]).await;
+    let bs2 = bs.clone();
+    let (a, b, c) = blocking(move || {
+        let a = Member::start(&bs2, "g-three", &["six"], &[]);
+        let b = Member::start(&bs2, "g-three", &["six"], &[]);
+        let c = Member::start(&bs2, "g-three", &["six"], &[]);
+        wait_until("three members get two partitions each", || {
+            covers(&[&a, &b, &c], "six", 6, &[2, 2, 2])
+        });
+        (a, b, c)
+    })
+    .await;
+    produce_numbered(&bs, "six", 6, 20, "r").await;
+    let got = blocking(move || {
+        wait_until("120 records", || {
+            a.received().len() + b.received().len() + c.received().len() >= 120
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let mut all = a.stop();
+        all.extend(b.stop());
+        all.extend(c.stop());
+        all
+    })
+    .await;
+    let values: Vec<String> = got.iter().map(|r| r.3.clone()).collect();
+    let unique: BTreeSet<String> = values.iter().cloned().collect();
+    assert_eq!(
+        values.len(),
+        120,
+        "every record exactly once (stable group)"
+    );
+    assert_eq!(unique.len(), 120);
+    // Every record was committed: the group's offsets are at the end.
+    let probe = consumer(&bs, &[("group.id", "g-three")]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..6 {
+        tpl.add_partition("six", p);
+    }
+    let committed = probe.committed_offsets(tpl, TIMEOUT).unwrap();
+    for e in committed.elements() {
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(20),
+            "partition {}",
+            e.partition()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_and_leaving_members_move_only_the_partitions_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "moves", 6, &[]).await;
+    // A producer keeps writing to every partition during the test.
+    let stop_producing = Arc::new(AtomicBool::new(false));
+    let sp = stop_producing.clone();
+    let pbs = bs.clone();
+    let producing = tokio::spawn(async move {
+        let p = producer(&pbs, &[("acks", "1")]);
+        let mut i = 0u64;
+        while !sp.load(Ordering::SeqCst) {
+            for part in 0..6 {
+                let v = format!("m-{i}");
+                produce_all(&p, "moves", part, &[(None, Some(v.as_bytes()))]).await;
+                i += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let bs2 = bs.clone();
+    blocking(move || {
+        let a = Member::start(&bs2, "g-moves", &["moves"], &[]);
+        let b = Member::start(&bs2, "g-moves", &["moves"], &[]);
+        wait_until("two members split six partitions", || {
+            covers(&[&a, &b], "moves", 6, &[3, 3])
+        });
+        let (ra, rb) = (a.revoked().len(), b.revoked().len());
+        let (ka, kb) = (a.assigned(), b.assigned());
+        let (na, nb) = (a.received().len(), b.received().len());
+        let joined_at = Instant::now();
+        let c = Member::start(&bs2, "g-moves", &["moves"], &[]);
+        wait_until("three members get two each", || {
+            covers(&[&a, &b, &c], "moves", 6, &[2, 2, 2])
+        });
+        let took = joined_at.elapsed();
+        // Each of a and b gave up exactly one partition and kept two.
+        let lost_a: Vec<_> = a.revoked()[ra..].to_vec();
+        let lost_b: Vec<_> = b.revoked()[rb..].to_vec();
+        assert_eq!(lost_a.len(), 1, "a revoked only what moved: {lost_a:?}");
+        assert_eq!(lost_b.len(), 1, "b revoked only what moved: {lost_b:?}");
+        assert!(a.assigned().is_subset(&ka) && b.assigned().is_subset(&kb));
+        // No stop-the-world: a and b consumed while c was joining.
+        assert!(a.received().len() > na && b.received().len() > nb);
+        eprintln!(
+            "join: {took:?} until every partition was assigned again; a and b consumed {} records meanwhile",
+            a.received().len() - na + b.received().len() - nb
+        );
+        // c leaves: its partitions go back, a and b revoke nothing.
+        let (ra, rb) = (a.revoked().len(), b.revoked().len());
+        let (na, nb) = (a.received().len(), b.received().len());
+        c.stop();
+        wait_until("two members take the leaver's partitions", || {
+            covers(&[&a, &b], "moves", 6, &[3, 3])
+        });
+        assert_eq!(a.revoked().len(), ra, "a revoked nothing when c left");
+        assert_eq!(b.revoked().len(), rb, "b revoked nothing when c left");
+        wait_until("both keep consuming", || {
+            a.received().len() > na && b.received().len() > nb
+        });
+    })
+    .await;
+    stop_producing.store(true, Ordering::SeqCst);
+    producing.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_members_partitions_move_after_the_session_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "silent", 4, &[]).await;
+    // A raw member joins, takes its share and then never heartbeats again
+    // (as a SIGKILLed process would).
+    let mut raw = Raw::connect(&bs).await;
+    let first = raw
+        .heartbeat(
+            "g-silent",
+            "silent-member",
+            0,
+            Some(&["silent"]),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(first.error_code, 0);
+    let bs2 = bs.clone();
+    let started = Instant::now();
+    blocking(move || {
+        let a = Member::start(&bs2, "g-silent", &["silent"], &[]);
+        wait_until(
+            "a gets everything after the raw member's session expires",
+            || covers(&[&a], "silent", 4, &[4]),
+        );
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2_000),
+        "the silent member kept its partitions until its session timed out ({waited:?})"
+    );
+    // The expired member is fenced.
+    let again = raw
+        .heartbeat(
+            "g-silent",
+            "silent-member",
+            first.member_epoch,
+            None,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(again.error_code, 25, "UNKNOWN_MEMBER_ID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_subscription_picks_up_a_topic_created_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "rx-one", 2, &[]).await;
+    create_topic(&bs, "other", 1, &[]).await;
+    produce_numbered(&bs, "rx-one", 2, 3, "one").await;
+    produce_numbered(&bs, "other", 1, 3, "other").await;
+    let bs2 = bs.clone();
+    let m = blocking(move || {
+        let m = Member::start(&bs2, "g-regex", &["^rx-.*"], &[]);
+        wait_until("rx-one consumed", || m.received().len() >= 6);
+        m
+    })
+    .await;
+    create_topic(&bs, "rx-two", 3, &[]).await;
+    produce_numbered(&bs, "rx-two", 3, 2, "two").await;
+    let got = blocking(move || {
+        wait_until("rx-two assigned and consumed", || m.received().len() >= 12);
+        std::thread::sleep(Duration::from_millis(300));
+        m.stop()
+    })
+    .await;
+    let topics: BTreeSet<String> = got.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(
+        topics,
+        BTreeSet::from(["rx-one".to_string(), "rx-two".to_string()])
+    );
+    assert_eq!(got.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_and_the_group_survive_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "resume", 2, &[]).await;
+    produce_numbered(&bs, "resume", 2, 10, "first").await;
+    let bs2 = bs.clone();
+    let first = blocking(move || {
+        let m = Member::start(&bs2, "g-resume", &["resume"], &[]);
+        wait_until("20 records", || m.received().len() >= 20);
+        std::thread::sleep(Duration::from_millis(300));
+        m.stop()
+    })
+    .await;
+    assert_eq!(first.len(), 20);
+    let describe_before = Raw::connect(&bs).await.describe("g-resume").await;
+    let broker = broker.restart().await;
+    let bs = broker.bootstrap();
+    // The consumer group was rebuilt from __consumer_offsets: same epoch.
+    let describe_after = Raw::connect(&bs).await.describe("g-resume").await;
+    assert_eq!(describe_after.error_code, 0);
+    assert_eq!(describe_after.group_epoch, describe_before.group_epoch);
+    produce_numbered(&bs, "resume", 2, 5, "second").await;
+    let bs2 = bs.clone();
+    let second = blocking(move || {
+        let m = Member::start(&bs2, "g-resume", &["resume"], &[]);
+        wait_until("the 10 new records", || m.received().len() >= 10);
+        std::thread::sleep(Duration::from_millis(500));
+        m.stop()
+    })
+    .await;
+    let values: BTreeSet<String> = second.iter().map(|r| r.3.clone()).collect();
+    let expected: BTreeSet<String> = (0..2)
+        .flat_map(|p| (0..5).map(move |i| format!("second-p{p}-{i}")))
+        .collect();
+    assert_eq!(values, expected, "exactly the uncommitted records");
+    assert_eq!(second.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_errors_describe_and_list_follow_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "errs", 3, &[]).await;
+    let mut raw = Raw::connect(&bs).await;
+    let hb = |group: &str, member: &str, epoch: i32| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(10_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("errs"))]))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let r = raw
+        .send(hb("g-errs", "m1", 0).with_server_assignor(Some(StrBytes::from_static_str("nope"))))
+        .await;
+    assert_eq!(r.error_code, 106, "UNSUPPORTED_ASSIGNOR");
+    let r = raw
+        .send(
+            hb("g-errs", "m1", 0)
+                .with_subscribed_topic_regex(Some(StrBytes::from_static_str("(("))),
+        )
+        .await;
+    assert_eq!(r.error_code, 128, "INVALID_REGULAR_EXPRESSION");
+    let r = raw
+        .send(hb("g-errs", "m1", 0).with_server_assignor(Some(StrBytes::from_static_str("range"))))
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.member_epoch, 1);
+    let ids: BTreeSet<i32> = r
+        .assignment
+        .as_ref()
+        .map(|a| {
+            a.topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(ids, BTreeSet::from([0, 1, 2]));
+    let r2 = raw.send(hb("g-errs", "m1", 5)).await;
+    assert_eq!(r2.error_code, 110, "FENCED_MEMBER_EPOCH");
+    let r2 = raw.send(hb("g-errs", "ghost", 3)).await;
+    assert_eq!(r2.error_code, 25, "UNKNOWN_MEMBER_ID");
+    // Offsets: a stale epoch is refused, the current one accepted.
+    for (epoch, code) in [(0, 113), (1, 0)] {
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g-errs")))
+            .with_member_id(StrBytes::from_static_str("m1"))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("errs")))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(7),
+                    ]),
+            ]);
+        let resp = raw.stream.round_trip(9, &commit).await.unwrap();
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code, code,
+            "commit at epoch {epoch}"
+        );
+    }
+    // A classic member cannot join a consumer group with members.
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g-errs")))
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))]);
+    let j = raw.stream.round_trip(5, &join).await.unwrap();
+    assert_eq!(j.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+    // Describe and list.
+    let d = raw.describe("g-errs").await;
+    assert_eq!(d.error_code, 0);
+    assert_eq!(d.assignor_name.as_str(), "range");
+    assert_eq!(d.group_state.as_str(), "Stable");
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].member_epoch, 1);
+    let missing = raw.describe("no-such-group").await;
+    assert_eq!(missing.error_code, 69, "GROUP_ID_NOT_FOUND");
+    let list =
+        ListGroupsRequest::default().with_types_filter(vec![StrBytes::from_static_str("consumer")]);
+    let l = raw.stream.round_trip(5, &list).await.unwrap();
+    let listed: Vec<(String, String)> = l
+        .groups
+        .iter()
+        .map(|g| (g.group_id.to_string(), g.group_type.to_string()))
+        .collect();
+    assert_eq!(listed, vec![("g-errs".to_string(), "consumer".to_string())]);
+    let classic_only =
+        ListGroupsRequest::default().with_types_filter(vec![StrBytes::from_static_str("classic")]);
+    let l = raw.stream.round_trip(5, &classic_only).await.unwrap();
+    assert!(l.groups.is_empty());
+    // Leaving: epoch -1 answers -1 and frees the group.
+    let r = raw.send(hb("g-errs", "m1", -1)).await;
+    assert_eq!((r.error_code, r.member_epoch), (0, -1));
+    assert_eq!(raw.describe("g-errs").await.group_state.as_str(), "Empty");
+}
+
+/// A raw protocol connection to the broker.
+struct Raw {
+    stream: rivulet_protocol::wire::Client<tokio::net::TcpStream>,
+}
+
+impl Raw {
+    async fn connect(bs: &str) -> Raw {
+        let stream = rivulet_protocol::wire::connect(bs)
+            .await
+            .unwrap()
+            .with_client_id(Some("raw-member".to_string()))
+            .with_timeout(TIMEOUT);
+        Raw { stream }
+    }
+
+    async fn send(&mut self, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
+        // The group's coordinator is this (only) broker.
+        self.stream.round_trip(1, &req).await.unwrap()
+    }
+
+    async fn heartbeat(
+        &mut self,
+        group: &str,
+        member: &str,
+        epoch: i32,
+        topics: Option<&[&str]>,
+        regex: Option<&str>,
+        owned: Option<Vec<i32>>,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let _ = owned;
+        let req = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(if epoch == 0 { 10_000 } else { -1 })
+            .with_subscribed_topic_names(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| TopicName(StrBytes::from_string(t.to_string())))
+                    .collect()
+            }))
+            .with_subscribed_topic_regex(regex.map(|r| StrBytes::from_string(r.into())))
+            .with_topic_partitions((epoch == 0).then(Vec::new));
+        self.send(req).await
+    }
+
+    async fn describe(&mut self, group: &str) -> consumer_group_describe_response::DescribedGroup {
+        let req = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_string(group.into()))]);
+        let mut r: ConsumerGroupDescribeResponse = self.stream.round_trip(1, &req).await.unwrap();
+        r.groups.remove(0)
+    }
+}
+
+#[allow(dead_code)]
+fn _unused(_: BTreeMap<(), ()>) {}
