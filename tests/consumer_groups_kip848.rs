@@ -450,7 +450,7 @@ async fn heartbeat_errors_describe_and_list_follow_kafka() {
     let r = raw
         .send(hb("g-errs", "m1", 0).with_server_assignor(Some(StrBytes::from_static_str("nope"))))
         .await;
-    assert_eq!(r.error_code, 106, "UNSUPPORTED_ASSIGNOR");
+    assert_eq!(r.error_code, 112, "UNSUPPORTED_ASSIGNOR");
     let r = raw
         .send(
             hb("g-errs", "m1", 0)
@@ -587,7 +587,8 @@ impl Raw {
     async fn describe(&mut self, group: &str) -> consumer_group_describe_response::DescribedGroup {
         let req = ConsumerGroupDescribeRequest::default()
             .with_group_ids(vec![GroupId(StrBytes::from_string(group.into()))]);
-        let mut r: ConsumerGroupDescribeResponse = self.stream.round_trip(1, &req).await.unwrap();
+        // v0: the test client's response bounds know v0 only.
+        let mut r: ConsumerGroupDescribeResponse = self.stream.round_trip(0, &req).await.unwrap();
         r.groups.remove(0)
     }
 }
