@@ -595,3 +595,49 @@ impl Raw {
 
 #[allow(dead_code)]
 fn _unused(_: BTreeMap<(), ()>) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarts_within_the_session_and_keeps_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "static", 4, &[]).await;
+    let bs2 = bs.clone();
+    let (b, kept) = blocking(move || {
+        let a = Member::start(
+            &bs2,
+            "g-static",
+            &["static"],
+            &[("group.instance.id", "inst-a")],
+        );
+        let b = Member::start(&bs2, "g-static", &["static"], &[]);
+        wait_until("two and two", || covers(&[&a, &b], "static", 4, &[2, 2]));
+        let kept = a.assigned();
+        // Closing a static member leaves only temporarily (epoch -2).
+        a.stop();
+        (b, kept)
+    })
+    .await;
+    let before = Raw::connect(&bs).await.describe("g-static").await;
+    let bs2 = bs.clone();
+    let b = blocking(move || {
+        let revoked = b.revoked().len();
+        let a = Member::start(
+            &bs2,
+            "g-static",
+            &["static"],
+            &[("group.instance.id", "inst-a")],
+        );
+        wait_until(
+            "the restarted static member has its partitions back",
+            || a.assigned() == kept,
+        );
+        assert_eq!(b.revoked().len(), revoked, "b lost nothing");
+        drop(a);
+        b
+    })
+    .await;
+    let after = Raw::connect(&bs).await.describe("g-static").await;
+    assert_eq!(before.group_epoch, after.group_epoch, "no rebalance");
+    drop(b);
+}
