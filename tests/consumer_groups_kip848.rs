@@ -44,6 +44,8 @@ struct Member {
     stop: Arc<AtomicBool>,
     assigned: Arc<Mutex<BTreeSet<(String, i32)>>>,
     received: Arc<Mutex<Vec<Received>>>,
+    /// When each record arrived (partition, time), for the benchmark.
+    stamps: Arc<Mutex<Vec<(i32, Instant)>>>,
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -67,10 +69,12 @@ impl Member {
         let stop = Arc::new(AtomicBool::new(false));
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let (s, a, r) = (stop.clone(), assigned.clone(), received.clone());
+        let stamps = Arc::new(Mutex::new(Vec::new()));
+        let (s, a, r, st) = (stop.clone(), assigned.clone(), received.clone(), stamps.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                    st.lock().unwrap().push((m.partition(), Instant::now()));
                     r.lock().unwrap().push((
                         m.topic().to_string(),
                         m.partition(),
@@ -103,6 +107,7 @@ impl Member {
             stop,
             assigned,
             received,
+            stamps,
             revoked,
             thread: Some(thread),
         }
@@ -593,8 +598,6 @@ impl Raw {
     }
 }
 
-#[allow(dead_code)]
-fn _unused(_: BTreeMap<(), ()>) {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_restarts_within_the_session_and_keeps_its_partitions() {
@@ -640,4 +643,115 @@ async fn a_static_member_restarts_within_the_session_and_keeps_its_partitions() 
     let after = Raw::connect(&bs).await.describe("g-static").await;
     assert_eq!(before.group_epoch, after.group_epoch, "no rebalance");
     drop(b);
+}
+
+/// Issue 14's benchmark: a member joins a 10-member group consuming 100
+/// partitions under a steady load; the time until every partition is
+/// consumed again (each one yielded a record after the join and the
+/// assignment covers all 100 over 11 members), and how many records the 10
+/// members that stayed consumed in that window. Classic eager (range),
+/// classic cooperative-sticky, KIP-848 (uniform), in one run:
+/// `cargo test --test consumer_groups_kip848 -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly"]
+async fn bench_join_into_ten_members_classic_eager_cooperative_and_kip848() {
+    let dir = tempfile::tempdir().unwrap();
+    // Classic groups: the initial delay as in production would add 3 s to
+    // each scenario's start only, not to the join measured.
+    let broker = TestBroker::start(
+        dir.path(),
+        &[
+            ("group.consumer.heartbeat.interval.ms", "1000"),
+            ("group.min.session.timeout.ms", "1000"),
+        ],
+    )
+    .await;
+    let bs = broker.bootstrap();
+    let scenarios: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "classic eager (range)",
+            &[
+                ("group.protocol", "classic"),
+                ("partition.assignment.strategy", "range"),
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "1000"),
+            ],
+        ),
+        (
+            "classic cooperative-sticky",
+            &[
+                ("group.protocol", "classic"),
+                ("partition.assignment.strategy", "cooperative-sticky"),
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "1000"),
+            ],
+        ),
+        ("KIP-848 (uniform)", &[]),
+    ];
+    let mut report = Vec::new();
+    for (i, (name, settings)) in scenarios.iter().enumerate() {
+        let topic = format!("bench-{i}");
+        create_topic(&bs, &topic, 100, &[]).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sp, pbs, ptopic) = (stop.clone(), bs.clone(), topic.clone());
+        let producing = tokio::spawn(async move {
+            let p = producer(&pbs, &[("acks", "1"), ("linger.ms", "20")]);
+            let mut i = 0u64;
+            while !sp.load(Ordering::SeqCst) {
+                for part in 0..100 {
+                    let v = format!("{i}");
+                    let _ = p.send_result(
+                        rdkafka::producer::FutureRecord::<(), [u8]>::to(&ptopic)
+                            .partition(part)
+                            .payload(v.as_bytes()),
+                    );
+                    i += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let (bs2, settings) = (bs.clone(), settings.to_vec());
+        let line = blocking(move || {
+            let group = format!("bench-group-{i}");
+            let members: Vec<Member> = (0..10)
+                .map(|_| Member::start(&bs2, &group, &[topic.as_str()], &settings))
+                .collect();
+            let refs: Vec<&Member> = members.iter().collect();
+            wait_until("ten members share 100 partitions", || {
+                covers(&refs, &topic, 100, &[10; 10])
+            });
+            std::thread::sleep(Duration::from_secs(2));
+            let before: usize = members.iter().map(|m| m.received().len()).sum();
+            let t0 = Instant::now();
+            let newcomer = Member::start(&bs2, &group, &[topic.as_str()], &settings);
+            let mut all: Vec<&Member> = members.iter().collect();
+            all.push(&newcomer);
+            let done = |all: &[&Member]| {
+                let mut sizes = vec![9; 10];
+                sizes.push(10);
+                let covered = covers(all, &topic, 100, &sizes);
+                let mut seen = BTreeSet::new();
+                for m in all {
+                    for (p, at) in m.stamps.lock().unwrap().iter() {
+                        if *at > t0 {
+                            seen.insert(*p);
+                        }
+                    }
+                }
+                covered && seen.len() == 100
+            };
+            wait_until("every partition consumed again", || done(&all));
+            let took = t0.elapsed();
+            let during: usize = members.iter().map(|m| m.received().len()).sum::<usize>() - before;
+            drop(newcomer);
+            drop(members);
+            format!("{name}: {took:?} until every partition was consumed again; the 10 staying members consumed {during} records meanwhile")
+        })
+        .await;
+        stop.store(true, Ordering::SeqCst);
+        producing.await.unwrap();
+        eprintln!("{line}");
+        report.push(line);
+    }
+    eprintln!("\n{}", report.join("\n"));
 }
