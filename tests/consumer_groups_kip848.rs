@@ -70,7 +70,12 @@ impl Member {
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
         let received = Arc::new(Mutex::new(Vec::new()));
         let stamps = Arc::new(Mutex::new(Vec::new()));
-        let (s, a, r, st) = (stop.clone(), assigned.clone(), received.clone(), stamps.clone());
+        let (s, a, r, st) = (
+            stop.clone(),
+            assigned.clone(),
+            received.clone(),
+            stamps.clone(),
+        );
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
@@ -598,7 +603,6 @@ impl Raw {
     }
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_restarts_within_the_session_and_keeps_its_partitions() {
     let dir = tempfile::tempdir().unwrap();
@@ -710,9 +714,15 @@ async fn bench_join_into_ten_members_classic_eager_cooperative_and_kip848() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
-        let (bs2, settings) = (bs.clone(), settings.to_vec());
+        let (bs2, name) = (bs.clone(), name.to_string());
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let line = blocking(move || {
             let group = format!("bench-group-{i}");
+            let settings: Vec<(&str, &str)> =
+                settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let members: Vec<Member> = (0..10)
                 .map(|_| Member::start(&bs2, &group, &[topic.as_str()], &settings))
                 .collect();

@@ -384,9 +384,14 @@ async fn a_consumer_group_is_rebuilt_by_a_new_coordinator_and_refuses_classic_me
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
     let gc = coordinator(&n);
-    let r = gc.consumer_heartbeat("cg", consumer_join("m1")).await.unwrap();
+    let r = gc
+        .consumer_heartbeat("cg", consumer_join("m1"))
+        .await
+        .unwrap();
     assert_eq!((r.member_id.as_str(), r.member_epoch), ("m1", 1));
-    gc.commit("cg", "m1", None, 1, commits(&[(0, 5)])).await.unwrap();
+    gc.commit("cg", "m1", None, 1, commits(&[(0, 5)]))
+        .await
+        .unwrap();
     assert_eq!(
         gc.commit("cg", "m1", None, 0, commits(&[(0, 6)])).await,
         Err(E::StaleMemberEpoch.code())
@@ -402,7 +407,10 @@ async fn a_consumer_group_is_rebuilt_by_a_new_coordinator_and_refuses_classic_me
     assert_eq!(fetched(&gc2, "cg", 0, false).await, (Some(5), 0));
     let mut hb = consumer_join("m1");
     hb.member_epoch = 1;
-    assert_eq!(gc2.consumer_heartbeat("cg", hb).await.unwrap().member_epoch, 1);
+    assert_eq!(
+        gc2.consumer_heartbeat("cg", hb).await.unwrap().member_epoch,
+        1
+    );
     // A classic member may not join it while it has members.
     let j = gc2.join("cg", classic_join("")).await;
     assert_eq!(j.error_code, E::InconsistentGroupProtocol.code());
@@ -415,7 +423,10 @@ async fn a_consumer_group_is_rebuilt_by_a_new_coordinator_and_refuses_classic_me
     assert_eq!(j.error_code, 0);
     assert_eq!(fetched(&gc2, "cg", 0, false).await, (Some(5), 0));
     // Now a consumer-protocol member is told it is not a consumer group.
-    let err = gc2.consumer_heartbeat("cg", consumer_join("m2")).await.unwrap_err();
+    let err = gc2
+        .consumer_heartbeat("cg", consumer_join("m2"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, E::GroupIdNotFound.code());
     // And the group stays classic for a third coordinator.
     let gc3 = coordinator(&n);
