@@ -3,7 +3,7 @@
 //! a rebalance never stops members whose partitions do not move. Also the
 //! raw protocol for what librdkafka cannot show (errors, describe, list).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -15,6 +15,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rivulet_testkit::prelude::*;
+
+/// A record to produce: key, value.
+type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// A consumed record: topic, partition, offset, value.
 type Received = (String, i32, i64, String);
@@ -182,8 +185,7 @@ async fn produce_numbered(bs: &str, topic: &str, partitions: i32, per_partition:
         let values: Vec<String> = (0..per_partition)
             .map(|i| format!("{tag}-p{part}-{i}"))
             .collect();
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-            values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+        let recs: Vec<KeyValue<'_>> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
         produce_all(&p, topic, part, &recs).await;
     }
 }
@@ -330,14 +332,7 @@ async fn a_silent_members_partitions_move_after_the_session_timeout() {
     // (as a SIGKILLed process would).
     let mut raw = Raw::connect(&bs).await;
     let first = raw
-        .heartbeat(
-            "g-silent",
-            "silent-member",
-            0,
-            Some(&["silent"]),
-            None,
-            None,
-        )
+        .heartbeat("g-silent", "silent-member", 0, Some(&["silent"]), None)
         .await;
     assert_eq!(first.error_code, 0);
     let bs2 = bs.clone();
@@ -357,14 +352,7 @@ async fn a_silent_members_partitions_move_after_the_session_timeout() {
     );
     // The expired member is fenced.
     let again = raw
-        .heartbeat(
-            "g-silent",
-            "silent-member",
-            first.member_epoch,
-            None,
-            None,
-            None,
-        )
+        .heartbeat("g-silent", "silent-member", first.member_epoch, None, None)
         .await;
     assert_eq!(again.error_code, 25, "UNKNOWN_MEMBER_ID");
 }
@@ -576,9 +564,7 @@ impl Raw {
         epoch: i32,
         topics: Option<&[&str]>,
         regex: Option<&str>,
-        owned: Option<Vec<i32>>,
     ) -> ConsumerGroupHeartbeatResponse {
-        let _ = owned;
         let req = ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.into())))
             .with_member_id(StrBytes::from_string(member.into()))

@@ -92,7 +92,7 @@ pub fn describe(
         let Some(g) = described.groups.into_iter().next() else {
             bail!("the coordinator described no group");
         };
-        Ok(convert(g)?)
+        convert(g)
     };
     rt.block_on(async { tokio::time::timeout(timeout * 2, ask).await })
         .map_err(|_| anyhow!("ConsumerGroupDescribe timed out"))?

@@ -205,7 +205,7 @@ impl GroupCoordinator {
             let Some(g) = inner.consumer.as_mut() else {
                 continue;
             };
-            if !g.next_deadline().is_some_and(|d| d <= now) {
+            if g.next_deadline().is_none_or(|d| d > now) {
                 continue;
             }
             let expired = g.tick(now);
