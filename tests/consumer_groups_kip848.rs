@@ -751,3 +751,43 @@ async fn bench_join_into_ten_members_classic_eager_cooperative_and_kip848() {
     }
     eprintln!("\n{}", report.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_to_a_subscribed_topic_are_assigned_without_revocations() {
+    use rdkafka::admin::{AdminOptions, NewPartitions};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "grow", 2, &[]).await;
+    let bs2 = bs.clone();
+    let (a, b) = blocking(move || {
+        let a = Member::start(&bs2, "g-grow", &["grow"], &[]);
+        let b = Member::start(&bs2, "g-grow", &["grow"], &[]);
+        wait_until("one partition each", || {
+            covers(&[&a, &b], "grow", 2, &[1, 1])
+        });
+        (a, b)
+    })
+    .await;
+    let (ra, rb) = (a.revoked().len(), b.revoked().len());
+    let results = admin(&bs)
+        .create_partitions(&[NewPartitions::new("grow", 4)], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    produce_numbered(&bs, "grow", 4, 2, "g").await;
+    blocking(move || {
+        wait_until("two partitions each", || {
+            covers(&[&a, &b], "grow", 4, &[2, 2])
+        });
+        wait_until("every record", || {
+            a.received().len() + b.received().len() >= 8
+        });
+        assert_eq!(
+            (a.revoked().len(), b.revoked().len()),
+            (ra, rb),
+            "nothing revoked"
+        );
+    })
+    .await;
+}

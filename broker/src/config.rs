@@ -126,7 +126,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     ("group.consumer.session.timeout.ms", "45000"),
     ("group.consumer.heartbeat.interval.ms", "5000"),
-    ("group.consumer.max.size", "2147483647"),
+    ("group.consumer.max.size", "1000"),
     ("group.consumer.assignors", "uniform,range"),
 ];
 

@@ -53,7 +53,8 @@ pub struct ConsumerGroupConfig {
     pub session_timeout_ms: i64,
     /// `group.consumer.heartbeat.interval.ms`.
     pub heartbeat_interval_ms: i32,
-    /// `group.consumer.max.size`.
+    /// `group.consumer.max.size` (Kafka: unlimited; 1000 here, as
+    /// `group.max.size`, since the group's state is one record).
     pub max_size: usize,
     /// `group.consumer.assignors`: offered assignors, the first the default.
     pub assignors: Vec<String>,
@@ -68,7 +69,7 @@ impl Default for ConsumerGroupConfig {
         ConsumerGroupConfig {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
-            max_size: i32::MAX as usize,
+            max_size: 1000,
             assignors: assignor::ASSIGNORS.iter().map(|s| s.to_string()).collect(),
             metadata_refresh_ms: 1_000,
         }
