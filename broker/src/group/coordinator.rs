@@ -729,11 +729,16 @@ impl GroupCoordinator {
             // Offsets with a pending transactional commit are kept
             // (Kafka's `cleanupExpiredOffsets`).
             let expired = inner.offsets.expirable_keys();
-            if snap.state != GroupState::Empty
-                || inner.consumer.as_ref().is_some_and(|g| !g.is_empty())
-                || now - snap.state_timestamp < self.config.offsets_retention_ms
-                || expired.is_empty()
-            {
+            // Empty since: a consumer group's own clock (its classic
+            // shell's state timestamp is from before it had members).
+            let empty_since = match &inner.consumer {
+                Some(g) => g.empty_since(),
+                None => (snap.state == GroupState::Empty).then_some(snap.state_timestamp),
+            };
+            let Some(empty_since) = empty_since else {
+                continue;
+            };
+            if now - empty_since < self.config.offsets_retention_ms || expired.is_empty() {
                 continue;
             }
             let records: Vec<OffsetsRecord> = expired

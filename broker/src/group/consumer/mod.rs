@@ -327,6 +327,9 @@ pub struct ConsumerGroup {
     metadata_refresh_deadline: i64,
     /// Compiled regexes by pattern.
     regexes: HashMap<String, regex::Regex>,
+    /// Last time the group had a member or was loaded: offsets retention
+    /// counts from here once it is empty.
+    last_active: i64,
 }
 
 /// The topics the group can subscribe to: name → partition count (internal
@@ -372,6 +375,7 @@ impl ConsumerGroup {
             timers,
             metadata_refresh_deadline: 0,
             regexes: HashMap::new(),
+            last_active: now,
         }
     }
 
@@ -385,6 +389,12 @@ impl ConsumerGroup {
 
     pub fn is_empty(&self) -> bool {
         self.data.members.is_empty()
+    }
+
+    /// When the group became empty (or was loaded empty); `None` while it
+    /// has members.
+    pub fn empty_since(&self) -> Option<i64> {
+        self.is_empty().then_some(self.last_active)
     }
 
     pub fn member(&self, id: &str) -> Option<&Member> {
@@ -535,6 +545,7 @@ impl ConsumerGroup {
         now: i64,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
         self.validate(&hb)?;
+        self.last_active = now;
         if hb.member_epoch == LEAVE_EPOCH || hb.member_epoch == STATIC_LEAVE_EPOCH {
             return self.leave(hb);
         }
@@ -815,6 +826,9 @@ impl ConsumerGroup {
             .collect();
         for id in &expired {
             self.remove_member(id);
+        }
+        if !expired.is_empty() {
+            self.last_active = now;
         }
         // Timers of members that no longer exist (defensive).
         let members = &self.data.members;

@@ -569,3 +569,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn offsets_retention_counts_from_when_the_group_became_empty() {
+    let mut s = Sim::new(&[("t", 2)]);
+    s.join(Client::new("a", &["t"]));
+    assert_eq!(s.group.empty_since(), None);
+    s.now = 10_000;
+    s.heartbeat("a").unwrap();
+    s.now = 20_000;
+    assert_eq!(s.group.tick(s.now), vec!["a".to_string()]);
+    assert_eq!(s.group.empty_since(), Some(20_000));
+    let loaded = ConsumerGroup::from_data(s.group.data().clone(), config(), 99_000);
+    assert_eq!(loaded.empty_since(), Some(99_000));
+}
