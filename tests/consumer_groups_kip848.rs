@@ -791,3 +791,55 @@ async fn partitions_added_to_a_subscribed_topic_are_assigned_without_revocations
     })
     .await;
 }
+
+/// Switching protocols through an empty group (the online migration of a
+/// group with members is not implemented): classic members commit, stop;
+/// consumer-protocol members resume at the commits; they stop; classic
+/// members resume at theirs. Nothing is lost or read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_switches_protocols_while_empty_and_keeps_its_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "switch", 2, &[]).await;
+    let classic: &[(&str, &str)] = &[
+        ("group.protocol", "classic"),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "200"),
+    ];
+    let mut all = Vec::new();
+    for (round, settings) in [classic, &[], classic].into_iter().enumerate() {
+        let tag = format!("round{round}");
+        produce_numbered(&bs, "switch", 2, 5, &tag).await;
+        let (bs2, settings): (String, Vec<(String, String)>) = (
+            bs.clone(),
+            settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let got = blocking(move || {
+            let settings: Vec<(&str, &str)> = settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let m = Member::start(&bs2, "g-switch", &["switch"], &settings);
+            wait_until("this round's records", || m.received().len() >= 10);
+            std::thread::sleep(Duration::from_millis(500));
+            m.stop()
+        })
+        .await;
+        let values: BTreeSet<String> = got.iter().map(|r| r.3.clone()).collect();
+        let expected: BTreeSet<String> = (0..2)
+            .flat_map(|p| (0..5).map(|i| (p, i)).collect::<Vec<_>>())
+            .map(|(p, i)| format!("{tag}-p{p}-{i}"))
+            .collect();
+        assert_eq!(
+            values, expected,
+            "round {round} read exactly its new records"
+        );
+        assert_eq!(got.len(), 10, "round {round}");
+        all.extend(got);
+    }
+    assert_eq!(all.len(), 30);
+}
