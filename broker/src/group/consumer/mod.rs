@@ -547,7 +547,7 @@ impl ConsumerGroup {
         self.validate(&hb)?;
         self.last_active = now;
         if hb.member_epoch == LEAVE_EPOCH || hb.member_epoch == STATIC_LEAVE_EPOCH {
-            return self.leave(hb);
+            return self.leave(hb, now);
         }
         let member_id = if hb.member_id.is_empty() {
             uuid::Uuid::new_v4().to_string()
@@ -724,7 +724,7 @@ impl ConsumerGroup {
         }
     }
 
-    fn leave(&mut self, hb: Heartbeat) -> Result<HeartbeatResponse, HeartbeatError> {
+    fn leave(&mut self, hb: Heartbeat, now: i64) -> Result<HeartbeatResponse, HeartbeatError> {
         let id = match &hb.instance_id {
             Some(instance) => {
                 let m = self
@@ -752,6 +752,10 @@ impl ConsumerGroup {
                 m.previous_member_epoch = m.member_epoch;
                 m.member_epoch = STATIC_LEAVE_EPOCH;
             }
+            // It has a whole session to come back.
+            let t = self.timers.entry(id.clone()).or_default();
+            t.session_deadline = now + self.config.session_timeout_ms;
+            t.rebalance_deadline = None;
         } else {
             self.remove_member(&id);
         }

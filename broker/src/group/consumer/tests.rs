@@ -583,3 +583,31 @@ fn offsets_retention_counts_from_when_the_group_became_empty() {
     let loaded = ConsumerGroup::from_data(s.group.data().clone(), config(), 99_000);
     assert_eq!(loaded.empty_since(), Some(99_000));
 }
+
+#[test]
+fn a_static_member_that_does_not_come_back_is_removed_after_a_session() {
+    let mut s = Sim::new(&[("t", 2)]);
+    let mut a = Client::new("a", &["t"]);
+    a.instance = Some("inst".into());
+    s.join(a);
+    s.join(Client::new("b", &["t"]));
+    s.converge();
+    s.now = 500;
+    let leave = Heartbeat {
+        member_id: "a".into(),
+        member_epoch: STATIC_LEAVE_EPOCH,
+        instance_id: Some("inst".into()),
+        ..Heartbeat::default()
+    };
+    s.group.heartbeat(leave, &s.topics, s.now).unwrap();
+    s.clients.remove("a");
+    // b heartbeats on; a's partition stays a's for a full session.
+    s.now = 1_400;
+    s.round();
+    assert!(s.group.tick(s.now).is_empty());
+    assert_eq!(s.sizes(), vec![1]);
+    s.now = 1_500;
+    assert_eq!(s.group.tick(s.now), vec!["a".to_string()]);
+    s.converge();
+    assert_eq!(s.sizes(), vec![2]);
+}
