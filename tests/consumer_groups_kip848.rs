@@ -739,9 +739,35 @@ async fn bench_join_into_ten_members_classic_eager_cooperative_and_kip848() {
             wait_until("every partition consumed again", || done(&all));
             let took = t0.elapsed();
             let during: usize = members.iter().map(|m| m.received().len()).sum::<usize>() - before;
+            // The longest a staying member went without a record in the
+            // window (from the join until all was consumed again): a
+            // stop-the-world rebalance shows here.
+            let end = t0 + took;
+            let longest_pause = members
+                .iter()
+                .map(|m| {
+                    let mut times: Vec<Instant> = m
+                        .stamps
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|(_, at)| *at)
+                        .filter(|at| *at <= end)
+                        .collect();
+                    times.sort();
+                    let mut last = times.iter().rev().find(|at| **at <= t0).copied().unwrap_or(t0);
+                    let mut gap = Duration::ZERO;
+                    for at in times.iter().filter(|at| **at > t0) {
+                        gap = gap.max(at.duration_since(last));
+                        last = *at;
+                    }
+                    gap.max(end.duration_since(last))
+                })
+                .max()
+                .unwrap_or_default();
             drop(newcomer);
             drop(members);
-            format!("{name}: {took:?} until every partition was consumed again; the 10 staying members consumed {during} records meanwhile")
+            format!("{name}: {took:?} until every partition was consumed again; the 10 staying members consumed {during} records meanwhile; longest pause of a staying member {longest_pause:?}")
         })
         .await;
         stop.store(true, Ordering::SeqCst);
