@@ -24,6 +24,8 @@
 //! session timeout, as Kafka does on failover.
 
 pub mod assignor;
+mod config;
+mod error;
 pub mod reconcile;
 #[cfg(test)]
 mod tests;
@@ -32,7 +34,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kafka_protocol::ResponseError as E;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
+
+pub use config::ConsumerGroupConfig;
+pub use error::HeartbeatError;
 
 /// Most compiled subscription regexes a group keeps cached.
 const MAX_CACHED_REGEXES: usize = 256;
@@ -45,96 +49,6 @@ pub const LEAVE_EPOCH: i32 = -1;
 /// Epoch of a static member leaving temporarily (it keeps its partitions
 /// for the session timeout and may come back under its instance id).
 pub const STATIC_LEAVE_EPOCH: i32 = -2;
-
-/// Broker configuration of consumer groups.
-#[derive(Debug, Clone)]
-pub struct ConsumerGroupConfig {
-    /// `group.consumer.session.timeout.ms`.
-    pub session_timeout_ms: i64,
-    /// `group.consumer.heartbeat.interval.ms`.
-    pub heartbeat_interval_ms: i32,
-    /// `group.consumer.max.size` (Kafka: unlimited; 1000 here, as
-    /// `group.max.size`, since the group's state is one record).
-    pub max_size: usize,
-    /// `group.consumer.assignors`: offered assignors, the first the default.
-    pub assignors: Vec<String>,
-    /// How long a computed subscription (regexes resolved, partition
-    /// counts) is reused before the topics are looked at again
-    /// (Kafka's metadata refresh of the group).
-    pub metadata_refresh_ms: i64,
-}
-
-impl Default for ConsumerGroupConfig {
-    fn default() -> Self {
-        ConsumerGroupConfig {
-            session_timeout_ms: 45_000,
-            heartbeat_interval_ms: 5_000,
-            max_size: 1000,
-            assignors: assignor::ASSIGNORS.iter().map(|s| s.to_string()).collect(),
-            metadata_refresh_ms: 1_000,
-        }
-    }
-}
-
-impl ConsumerGroupConfig {
-    /// The `group.consumer.*` broker keys (`get` answers a key's value,
-    /// its default included).
-    pub fn from_keys(get: &dyn Fn(&str) -> String) -> Result<Self, crate::config::ConfigError> {
-        fn num<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
-            key: &str,
-            value: &str,
-            min: T,
-            max: T,
-        ) -> Result<T, crate::config::ConfigError> {
-            match value.trim().parse::<T>() {
-                Ok(v) if v >= min && v <= max => Ok(v),
-                _ => Err(crate::config::ConfigError::Invalid {
-                    key: key.into(),
-                    value: value.into(),
-                    expected: format!("an integer between {min} and {max}"),
-                }),
-            }
-        }
-        let k = "group.consumer.session.timeout.ms";
-        let session_timeout_ms = num::<i64>(k, &get(k), 1, i64::from(i32::MAX))?;
-        let k = "group.consumer.heartbeat.interval.ms";
-        let heartbeat_interval_ms = num::<i32>(k, &get(k), 1, i32::MAX)?;
-        let k = "group.consumer.max.size";
-        let max_size = num::<usize>(k, &get(k), 1, i32::MAX as usize)?;
-        let k = "group.consumer.assignors";
-        let value = get(k);
-        let assignors: Vec<String> = value
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if assignors.is_empty()
-            || assignors
-                .iter()
-                .any(|a| !assignor::ASSIGNORS.contains(&a.as_str()))
-        {
-            return Err(crate::config::ConfigError::Invalid {
-                key: k.into(),
-                value,
-                expected: format!("a list of {}", assignor::ASSIGNORS.join(", ")),
-            });
-        }
-        if i64::from(heartbeat_interval_ms) >= session_timeout_ms {
-            return Err(crate::config::ConfigError::Invalid {
-                key: "group.consumer.heartbeat.interval.ms".into(),
-                value: heartbeat_interval_ms.to_string(),
-                expected: "less than group.consumer.session.timeout.ms".into(),
-            });
-        }
-        Ok(ConsumerGroupConfig {
-            session_timeout_ms,
-            heartbeat_interval_ms,
-            max_size,
-            assignors,
-            metadata_refresh_ms: i64::from(heartbeat_interval_ms).min(1_000),
-        })
-    }
-}
 
 /// A member's reconciliation state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,42 +156,6 @@ impl ConsumerGroupState {
             ConsumerGroupState::Assigning => "Assigning",
             ConsumerGroupState::Reconciling => "Reconciling",
             ConsumerGroupState::Stable => "Stable",
-        }
-    }
-}
-
-/// Why a heartbeat was refused; each is one Kafka error code.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum HeartbeatError {
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    #[error("member {0} is unknown")]
-    UnknownMemberId(String),
-    #[error("member epoch {received} does not match {expected}: abandon partitions and rejoin")]
-    FencedMemberEpoch { received: i32, expected: i32 },
-    #[error("instance id {0} is still used by another member")]
-    UnreleasedInstanceId(String),
-    #[error("instance id {0} belongs to another member")]
-    FencedInstanceId(String),
-    #[error("the group has reached its maximum size of {0}")]
-    GroupMaxSizeReached(usize),
-    #[error("server assignor {0} is not supported")]
-    UnsupportedAssignor(String),
-    #[error("invalid regular expression {0}: {1}")]
-    InvalidRegularExpression(String, String),
-}
-
-impl HeartbeatError {
-    pub fn code(&self) -> i16 {
-        match self {
-            HeartbeatError::InvalidRequest(_) => E::InvalidRequest.code(),
-            HeartbeatError::UnknownMemberId(_) => E::UnknownMemberId.code(),
-            HeartbeatError::FencedMemberEpoch { .. } => E::FencedMemberEpoch.code(),
-            HeartbeatError::UnreleasedInstanceId(_) => E::UnreleasedInstanceId.code(),
-            HeartbeatError::FencedInstanceId(_) => E::FencedInstanceId.code(),
-            HeartbeatError::GroupMaxSizeReached(_) => E::GroupMaxSizeReached.code(),
-            HeartbeatError::UnsupportedAssignor(_) => E::UnsupportedAssignor.code(),
-            HeartbeatError::InvalidRegularExpression(..) => E::InvalidRegularExpression.code(),
         }
     }
 }
