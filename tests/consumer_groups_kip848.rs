@@ -877,3 +877,58 @@ async fn a_group_switches_protocols_while_empty_and_keeps_its_offsets() {
     }
     assert_eq!(all.len(), 30);
 }
+
+/// TxnOffsetCommit with a consumer-protocol member's group metadata (its
+/// member id and member epoch): the offsets commit with the transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_offsets_of_a_consumer_protocol_member_commit_with_the_transaction() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "txin", 1, &[]).await;
+    create_topic(&bs, "txout", 1, &[]).await;
+    produce_numbered(&bs, "txin", 1, 3, "in").await;
+    blocking(move || {
+        let mut cfg = client_config(&bs);
+        cfg.set("group.id", "g-txn")
+            .set("group.protocol", "consumer")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest");
+        let c: BaseConsumer = cfg.create().unwrap();
+        c.subscribe(&["txin"]).unwrap();
+        let read = std::cell::Cell::new(0);
+        wait_until("three records", || {
+            if let Some(Ok(_)) = c.poll(Duration::from_millis(50)) {
+                read.set(read.get() + 1);
+            }
+            read.get() >= 3
+        });
+        let mut pcfg = client_config(&bs);
+        pcfg.set("transactional.id", "tx-848").set("linger.ms", "5");
+        let p: BaseProducer = pcfg.create().unwrap();
+        p.init_transactions(TIMEOUT).unwrap();
+        p.begin_transaction().unwrap();
+        p.send(
+            BaseRecord::<(), str>::to("txout")
+                .partition(0)
+                .payload("out"),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("txin", 0, Offset::Offset(3))
+            .unwrap();
+        let meta = c.group_metadata().unwrap();
+        p.send_offsets_to_transaction(&tpl, &meta, TIMEOUT).unwrap();
+        p.commit_transaction(TIMEOUT).unwrap();
+        let mut ask = TopicPartitionList::new();
+        ask.add_partition("txin", 0);
+        let got = c.committed_offsets(ask, TIMEOUT).unwrap();
+        assert_eq!(
+            got.find_partition("txin", 0).unwrap().offset(),
+            Offset::Offset(3)
+        );
+    })
+    .await;
+}
