@@ -505,7 +505,8 @@ async fn heartbeat_errors_describe_and_list_follow_kafka() {
             "commit at epoch {epoch}"
         );
     }
-    // A classic member cannot join a consumer group with members.
+    // A classic member whose metadata is no consumer subscription cannot
+    // join a consumer group.
     let join = JoinGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("g-errs")))
         .with_member_id(StrBytes::from_static_str(""))
@@ -931,4 +932,100 @@ async fn transactional_offsets_of_a_consumer_protocol_member_commit_with_the_tra
         );
     })
     .await;
+}
+
+/// The online upgrade: a classic group's members are replaced one by one by
+/// `group.protocol=consumer` members while a producer keeps writing; the
+/// group converts at the first consumer-protocol member and serves its
+/// remaining classic members until they are gone. Every record is consumed
+/// (at least once). Cooperative-sticky classic members, then eager (range).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_classic_members_are_rolled_one_by_one_to_the_consumer_protocol() {
+    roll_classic_members("cooperative-sticky").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eager_classic_members_are_rolled_one_by_one_to_the_consumer_protocol() {
+    roll_classic_members("range").await;
+}
+
+async fn roll_classic_members(strategy: &'static str) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), FAST).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "mig", 4, &[]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sp, pbs) = (stop.clone(), bs.clone());
+    let producing = tokio::spawn(async move {
+        let p = producer(&pbs, &[("acks", "all")]);
+        let mut sent = Vec::new();
+        let mut i = 0u64;
+        while !sp.load(Ordering::SeqCst) {
+            for part in 0..4 {
+                let v = format!("mig-{i}");
+                produce_all(&p, "mig", part, &[(None, Some(v.as_bytes()))]).await;
+                sent.push(v);
+                i += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        sent
+    });
+    let bs2 = bs.clone();
+    let (received, members) = blocking(move || {
+        let classic: &[(&str, &str)] = &[
+            ("group.protocol", "classic"),
+            ("partition.assignment.strategy", strategy),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "200"),
+        ];
+        let mut received = Vec::new();
+        let a = Member::start(&bs2, "g-mig", &["mig"], classic);
+        let b = Member::start(&bs2, "g-mig", &["mig"], classic);
+        wait_until("classic members split 2/2", || {
+            covers(&[&a, &b], "mig", 4, &[2, 2])
+        });
+        // The first consumer-protocol member upgrades the group.
+        let c = Member::start(&bs2, "g-mig", &["mig"], &[]);
+        wait_until("three members cover four partitions", || {
+            covers(&[&a, &b, &c], "mig", 4, &[1, 1, 2])
+        });
+        // It is a consumer group now, with all three members.
+        let d = block_on(async { Raw::connect(&bs2).await.describe("g-mig").await });
+        assert_eq!((d.error_code, d.members.len()), (0, 3));
+        // Roll a, then b.
+        received.extend(a.stop());
+        let a2 = Member::start(&bs2, "g-mig", &["mig"], &[]);
+        wait_until("a's replacement joined", || {
+            covers(&[&a2, &b, &c], "mig", 4, &[1, 1, 2])
+        });
+        received.extend(b.stop());
+        let b2 = Member::start(&bs2, "g-mig", &["mig"], &[]);
+        wait_until("b's replacement joined", || {
+            covers(&[&a2, &b2, &c], "mig", 4, &[1, 1, 2])
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        (received, vec![a2, b2, c])
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let sent = producing.await.unwrap();
+    let want: BTreeSet<String> = sent.into_iter().collect();
+    let got = blocking(move || {
+        let all = |members: &[Member]| -> BTreeSet<String> {
+            members
+                .iter()
+                .flat_map(|m| m.received())
+                .map(|r| r.3)
+                .collect()
+        };
+        let before: BTreeSet<String> = received.iter().map(|r| r.3.clone()).collect();
+        wait_until("every record consumed", || {
+            let now: BTreeSet<String> = all(&members).union(&before).cloned().collect();
+            want.is_subset(&now)
+        });
+        (want.len(), all(&members).union(&before).count())
+    })
+    .await;
+    assert!(got.0 > 0 && got.1 >= got.0);
 }

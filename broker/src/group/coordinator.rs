@@ -403,6 +403,11 @@ impl GroupCoordinator {
         let member_id = req.member_id.clone();
         {
             let mut inner = entry.inner.lock().await;
+            if inner.consumer.as_ref().is_some_and(|g| !g.is_empty()) {
+                return self
+                    .classic_join_consumer_group(entry.partition, &mut inner, req)
+                    .await;
+            }
             if let Err(code) = self.take_for_classic(entry.partition, &mut inner).await {
                 return fail(code, member_id);
             }
@@ -433,6 +438,17 @@ impl GroupCoordinator {
         let (tx, rx) = oneshot::channel();
         {
             let mut inner = entry.inner.lock().await;
+            if let Some(g) = inner.consumer.as_ref().filter(|g| !g.is_empty()) {
+                return match g.classic_sync(&req.member_id, req.generation_id) {
+                    Ok((protocol, assignment)) => SyncResult {
+                        error_code: 0,
+                        protocol_type: Some("consumer".to_string()),
+                        protocol_name: Some(protocol),
+                        assignment,
+                    },
+                    Err(code) => fail(code),
+                };
+            }
             inner.waiters.insert(token, Waiter::Sync(tx));
             let outputs = inner.group.sync(token, req, now_ms());
             self.process(entry.partition, &mut inner, outputs).await;
@@ -456,9 +472,18 @@ impl GroupCoordinator {
     ) -> i16 {
         match self.entry(group_id, false).await {
             Ok(Some(e)) => {
-                e.inner
-                    .lock()
-                    .await
+                let mut inner = e.inner.lock().await;
+                if inner.consumer.as_ref().is_some_and(|g| !g.is_empty()) {
+                    return self
+                        .classic_heartbeat_consumer_group(
+                            e.partition,
+                            &mut inner,
+                            member_id,
+                            generation,
+                        )
+                        .await;
+                }
+                inner
                     .group
                     .heartbeat(member_id, instance, generation, now_ms())
             }
@@ -479,6 +504,11 @@ impl GroupCoordinator {
             Err(code) => return Err(code),
         };
         let mut inner = entry.inner.lock().await;
+        if inner.consumer.as_ref().is_some_and(|g| !g.is_empty()) {
+            return Ok(self
+                .classic_leave_consumer_group(entry.partition, &mut inner, members)
+                .await);
+        }
         let (codes, outputs) = inner.group.leave(members, now_ms());
         self.process(entry.partition, &mut inner, outputs).await;
         Ok(codes)

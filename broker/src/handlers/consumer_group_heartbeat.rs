@@ -43,6 +43,7 @@ pub async fn handle(
         owned,
         client_id: client_id.to_string(),
         client_host: client_host.to_string(),
+        classic: None,
     };
     match b.groups.consumer_heartbeat(&req.group_id, hb).await {
         Err(f) => ConsumerGroupHeartbeatResponse::default()

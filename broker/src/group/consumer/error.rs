@@ -22,6 +22,8 @@ pub enum HeartbeatError {
     UnsupportedAssignor(String),
     #[error("invalid regular expression {0}: {1}")]
     InvalidRegularExpression(String, String),
+    #[error("the member's protocols are not supported by the group: {0}")]
+    InconsistentGroupProtocol(String),
 }
 
 impl HeartbeatError {
@@ -35,6 +37,7 @@ impl HeartbeatError {
             HeartbeatError::GroupMaxSizeReached(_) => E::GroupMaxSizeReached.code(),
             HeartbeatError::UnsupportedAssignor(_) => E::UnsupportedAssignor.code(),
             HeartbeatError::InvalidRegularExpression(..) => E::InvalidRegularExpression.code(),
+            HeartbeatError::InconsistentGroupProtocol(_) => E::InconsistentGroupProtocol.code(),
         }
     }
 }

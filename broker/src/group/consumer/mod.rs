@@ -24,6 +24,7 @@
 //! session timeout, as Kafka does on failover.
 
 pub mod assignor;
+pub mod classic;
 mod config;
 mod error;
 pub mod reconcile;
@@ -35,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use kafka_protocol::ResponseError as E;
 use serde::{Deserialize, Serialize};
 
+pub use classic::{ClassicJoin, ClassicJoined, ClassicMember};
 pub use config::ConsumerGroupConfig;
 pub use error::HeartbeatError;
 
@@ -88,6 +90,9 @@ pub struct Member {
     pub state: MemberState,
     pub assigned: Partitions,
     pub pending_revocation: Partitions,
+    /// Set while the member speaks the classic protocol (online upgrade).
+    #[serde(default)]
+    pub classic: Option<ClassicMember>,
 }
 
 impl Member {
@@ -107,6 +112,7 @@ impl Member {
             state: MemberState::Stable,
             assigned: Partitions::new(),
             pending_revocation: Partitions::new(),
+            classic: None,
         }
     }
 
@@ -176,6 +182,9 @@ pub struct Heartbeat {
     pub owned: Option<Partitions>,
     pub client_id: String,
     pub client_host: String,
+    /// A classic member's JoinGroup (see [`classic`]); `None` for the
+    /// consumer protocol.
+    pub classic: Option<ClassicMember>,
 }
 
 /// A heartbeat's answer.
@@ -236,12 +245,12 @@ impl ConsumerGroup {
     pub fn from_data(data: GroupData, config: ConsumerGroupConfig, now: i64) -> ConsumerGroup {
         let timers = data
             .members
-            .keys()
-            .map(|m| {
+            .iter()
+            .map(|(id, m)| {
                 (
-                    m.clone(),
+                    id.clone(),
                     Timers {
-                        session_deadline: now + config.session_timeout_ms,
+                        session_deadline: now + session_timeout(&config, m),
                         rebalance_deadline: None,
                     },
                 )
@@ -454,6 +463,7 @@ impl ConsumerGroup {
         }
         member.client_id = hb.client_id.clone();
         member.client_host = hb.client_host.clone();
+        member.classic = hb.classic.clone();
 
         let mut bump = match &old {
             None => true,
@@ -509,8 +519,9 @@ impl ConsumerGroup {
             // acknowledged them; partitions it keeps are never "new".
             &|t: &str, p: i32| owners.get(&(t.to_string(), p)).is_some_and(|o| *o != me),
         );
+        let session = session_timeout(&self.config, &updated);
         let timers = self.timers.entry(updated.member_id.clone()).or_default();
-        timers.session_deadline = now + self.config.session_timeout_ms;
+        timers.session_deadline = now + session;
         if updated.state == MemberState::UnrevokedPartitions {
             if before.state != MemberState::UnrevokedPartitions
                 || before.pending_revocation != updated.pending_revocation
@@ -728,6 +739,10 @@ impl ConsumerGroup {
         }
         match self.data.members.get(member_id) {
             None => E::UnknownMemberId.code(),
+            // A classic member's generation is its member epoch.
+            Some(m) if m.member_epoch != member_epoch && m.classic.is_some() => {
+                E::IllegalGeneration.code()
+            }
             Some(m) if m.member_epoch != member_epoch => E::StaleMemberEpoch.code(),
             Some(_) => 0,
         }
@@ -751,6 +766,14 @@ impl ConsumerGroup {
             Some(_) => 0,
         }
     }
+}
+
+/// A member's session timeout: its own as a classic member, the group's
+/// `group.consumer.session.timeout.ms` otherwise.
+fn session_timeout(config: &ConsumerGroupConfig, m: &Member) -> i64 {
+    m.classic.as_ref().map_or(config.session_timeout_ms, |c| {
+        i64::from(c.session_timeout_ms.max(1))
+    })
 }
 
 /// Kafka's `throwIfConsumerGroupMemberEpochIsInvalid`: a member ahead of

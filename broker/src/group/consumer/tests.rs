@@ -611,3 +611,136 @@ fn a_static_member_that_does_not_come_back_is_removed_after_a_session() {
     s.converge();
     assert_eq!(s.sizes(), vec![2]);
 }
+
+fn subscription(topics: &[&str], owned: &[(&str, &[i32])]) -> bytes::Bytes {
+    use bytes::BufMut;
+    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
+    use kafka_protocol::messages::{ConsumerProtocolSubscription, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let s = ConsumerProtocolSubscription::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| StrBytes::from_string(t.to_string()))
+                .collect(),
+        )
+        .with_owned_partitions(
+            owned
+                .iter()
+                .map(|(t, ps)| {
+                    TopicPartition::default()
+                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partitions(ps.to_vec())
+                })
+                .collect(),
+        );
+    let mut buf = bytes::BytesMut::new();
+    buf.put_i16(1);
+    s.encode(&mut buf, 1).unwrap();
+    buf.freeze()
+}
+
+fn classic_join(id: &str, owned: &[(&str, &[i32])]) -> ClassicJoin {
+    ClassicJoin {
+        member_id: id.into(),
+        instance_id: None,
+        client_id: "classic".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 600,
+        rebalance_timeout_ms: 5_000,
+        protocols: vec![("cooperative-sticky".into(), subscription(&["t"], owned))],
+    }
+}
+
+#[test]
+fn a_classic_member_reconciles_by_rejoining() {
+    let mut s = Sim::new(&[("t", 4)]);
+    s.join(Client::new("a", &["t"]));
+    s.converge();
+    // A classic member joins: at once, with the member epoch as generation,
+    // and nothing a still owns.
+    let j = s
+        .group
+        .classic_join(classic_join("k", &[]), &s.topics, 0)
+        .unwrap();
+    assert_eq!(j.protocol, "cooperative-sticky");
+    let (_, bytes) = s.group.classic_sync("k", j.generation).unwrap();
+    assert_eq!(classic::decode_assignment(&bytes), Some(Partitions::new()));
+    assert_eq!(
+        s.group.classic_sync("k", j.generation + 1),
+        Err(E::IllegalGeneration.code())
+    );
+    // Not at its target: its heartbeat asks it to rejoin.
+    assert_eq!(
+        s.group.classic_heartbeat("k", j.generation, &s.topics, 0),
+        E::RebalanceInProgress.code()
+    );
+    // a revokes two partitions; then the classic member gets them.
+    s.converge();
+    let j = s
+        .group
+        .classic_join(classic_join("k", &[]), &s.topics, 0)
+        .unwrap();
+    let (_, bytes) = s.group.classic_sync("k", j.generation).unwrap();
+    let got = classic::decode_assignment(&bytes).unwrap();
+    assert_eq!(got.get("t").map(BTreeSet::len), Some(2));
+    assert_eq!(
+        s.group.classic_heartbeat("k", j.generation, &s.topics, 0),
+        0
+    );
+    assert_eq!(s.sizes(), vec![2]);
+    // Commits use the generation: a stale one is ILLEGAL_GENERATION.
+    assert_eq!(s.group.validate_offset_commit("k", j.generation), 0);
+    assert_eq!(
+        s.group.validate_offset_commit("k", j.generation - 1),
+        E::IllegalGeneration.code()
+    );
+    // Its own session timeout applies (600 ms), then it leaves.
+    assert_eq!(s.group.classic_leave("k"), 0);
+    assert_eq!(s.group.classic_leave("k"), E::UnknownMemberId.code());
+}
+
+#[test]
+fn a_stable_classic_group_converts_with_its_members_partitions_and_generation() {
+    use crate::group::types::{GroupSnapshot, GroupState, MemberSnapshot};
+    let member = |id: &str, parts: &[i32]| MemberSnapshot {
+        member_id: id.into(),
+        group_instance_id: None,
+        client_id: id.into(),
+        client_host: "/h".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocols: vec![("range".into(), subscription(&["t"], &[]).to_vec())],
+        assignment: classic::encode_assignment(&Partitions::from([(
+            "t".to_string(),
+            parts.iter().copied().collect(),
+        )]))
+        .to_vec(),
+    };
+    let snap = GroupSnapshot {
+        group_id: "g".into(),
+        state: GroupState::Stable,
+        generation_id: 7,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        leader: Some("x".into()),
+        members: vec![member("x", &[0, 1]), member("y", &[2, 3])],
+        state_timestamp: 0,
+    };
+    let t = topics(&[("t", 4)]);
+    let g = ConsumerGroup::from_classic(&snap, config(), &t, 0).unwrap();
+    assert_eq!((g.data().group_epoch, g.data().assignment_epoch), (7, 7));
+    assert_eq!(g.member("x").unwrap().member_epoch, 7);
+    assert_eq!(
+        g.member("y").unwrap().assigned,
+        Partitions::from([("t".to_string(), BTreeSet::from([2, 3]))])
+    );
+    assert_eq!(g.state(), ConsumerGroupState::Stable);
+    // Not Stable, or not the consumer protocol type: no online upgrade.
+    let mut other = snap.clone();
+    other.state = GroupState::PreparingRebalance;
+    assert!(ConsumerGroup::from_classic(&other, config(), &t, 0).is_none());
+    other = snap;
+    other.protocol_type = Some("connect".into());
+    assert!(ConsumerGroup::from_classic(&other, config(), &t, 0).is_none());
+}

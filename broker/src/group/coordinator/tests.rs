@@ -411,7 +411,8 @@ async fn a_consumer_group_is_rebuilt_by_a_new_coordinator_and_refuses_classic_me
         gc2.consumer_heartbeat("cg", hb).await.unwrap().member_epoch,
         1
     );
-    // A classic member may not join it while it has members.
+    // A classic member whose metadata is no consumer subscription may not
+    // join it.
     let j = gc2.join("cg", classic_join("")).await;
     assert_eq!(j.error_code, E::InconsistentGroupProtocol.code());
     assert_eq!(gc2.list_typed().await[0].group_type, "consumer");
