@@ -124,6 +124,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
         "10000",
     ),
+    ("group.consumer.session.timeout.ms", "45000"),
+    ("group.consumer.heartbeat.interval.ms", "5000"),
+    ("group.consumer.max.size", "1000"),
+    ("group.consumer.assignors", "uniform,range"),
 ];
 
 #[derive(Debug, Clone)]
@@ -536,6 +540,7 @@ impl BrokerConfig {
                     )?,
                 },
                 timer_tick: crate::group::coordinator::DEFAULT_TIMER_TICK,
+                consumer: crate::group::consumer::ConsumerGroupConfig::from_keys(&get)?,
             },
             transactions: crate::txn::TxnCoordinatorConfig {
                 partitions: int(

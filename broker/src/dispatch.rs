@@ -129,6 +129,16 @@ pub async fn dispatch(
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(handlers::list_transactions::handle(broker, r, v).await)
         }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let client_id = header.client_id.as_deref().unwrap_or_default();
+            let host = format!("/{}", session.peer.ip());
+            ResponseKind::ConsumerGroupHeartbeat(
+                handlers::consumer_group_heartbeat::handle(broker, r, v, client_id, &host).await,
+            )
+        }
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+            handlers::consumer_group_describe::handle(broker, r, v).await,
+        ),
         _ => return None,
     })
 }

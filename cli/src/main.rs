@@ -29,6 +29,7 @@ mod certs;
 mod client;
 mod cluster;
 mod consume;
+mod consumer_group;
 mod consumer_protocol;
 mod group;
 mod produce;
