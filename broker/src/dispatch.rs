@@ -129,6 +129,12 @@ pub async fn dispatch(
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(handlers::list_transactions::handle(broker, r, v).await)
         }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            handlers::user_scram_credentials::describe(broker, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            handlers::user_scram_credentials::alter(broker, r).await,
+        ),
         _ => return None,
     })
 }

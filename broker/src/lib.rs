@@ -43,6 +43,7 @@ pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication;
 pub mod request_memory;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod topic_configs;

@@ -270,15 +270,34 @@ pub async fn accept(config: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<St
 #[derive(Debug, Clone, Default)]
 pub struct Connector {
     tls: Option<Arc<ClientConfig>>,
+    /// SASL_PLAINTEXT / SASL_SSL: authenticate every connection first.
+    sasl: Option<Arc<crate::sasl::SaslCredentials>>,
 }
 
 impl Connector {
     pub fn plaintext() -> Self {
-        Connector { tls: None }
+        Connector {
+            tls: None,
+            sasl: None,
+        }
     }
 
     pub fn tls(config: Arc<ClientConfig>) -> Self {
-        Connector { tls: Some(config) }
+        Connector {
+            tls: Some(config),
+            sasl: None,
+        }
+    }
+
+    /// Every connection authenticates with `creds` (SaslHandshake v1 and
+    /// SaslAuthenticate) before it is handed out.
+    pub fn with_sasl(mut self, creds: crate::sasl::SaslCredentials) -> Self {
+        self.sasl = Some(Arc::new(creds));
+        self
+    }
+
+    pub fn is_sasl(&self) -> bool {
+        self.sasl.is_some()
     }
 
     pub fn is_tls(&self) -> bool {
@@ -289,6 +308,19 @@ impl Connector {
     /// certificate against the host part of `addr` (a DNS name or an IP
     /// address in its subject alternative names).
     pub async fn connect(&self, addr: &str) -> io::Result<Stream> {
+        let stream = self.connect_transport(addr).await?;
+        let Some(creds) = &self.sasl else {
+            return Ok(stream);
+        };
+        let mut client = crate::wire::Client::new(stream);
+        crate::sasl::authenticate(&mut client, creds)
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        Ok(client.into_inner())
+    }
+
+    /// TCP, and TLS on it if configured, without SASL.
+    async fn connect_transport(&self, addr: &str) -> io::Result<Stream> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let Some(config) = &self.tls else {
