@@ -515,22 +515,27 @@ async fn bootstrap_scram_users(broker: Arc<BrokerContext>, mut stop: watch::Rece
         if missing.is_empty() {
             return;
         }
-        let req = crate::sasl::bootstrap_request(&missing);
-        match broker
-            .node
-            .controller
-            .request(req, Duration::from_secs(5))
-            .await
-        {
-            Ok(ControllerResponse::ScramResults { results, .. }) => {
-                for r in results.iter().filter(|r| r.error_code != 0) {
-                    warn!(user = %r.user, error = ?r.error_message, "cannot create bootstrap SCRAM user");
+        // One request per credential: Kafka refuses a user altered twice
+        // in one request.
+        for user in &missing {
+            let req = crate::sasl::bootstrap_request(std::slice::from_ref(user));
+            match broker
+                .node
+                .controller
+                .request(req, Duration::from_secs(5))
+                .await
+            {
+                Ok(ControllerResponse::ScramResults { results, .. }) => {
+                    for r in &results {
+                        if r.error_code == 0 {
+                            info!(user = %r.user, mechanism = user.mechanism.name(), "bootstrap SCRAM user written");
+                        } else {
+                            warn!(user = %r.user, error = ?r.error_message, "cannot create bootstrap SCRAM user");
+                        }
+                    }
                 }
-                if results.iter().all(|r| r.error_code == 0) {
-                    info!(users = missing.len(), "bootstrap SCRAM users written");
-                }
+                Ok(_) | Err(_) => {}
             }
-            Ok(_) | Err(_) => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}

@@ -513,7 +513,10 @@ impl ScramServer {
                 known,
             } => {
                 let fin = ClientFinal::parse(token)?;
-                if fin.nonce != nonce {
+                // Kafka's check (`endsWith`, not equality): librdkafka
+                // before 2.1 repeats its own nonce in front of the combined
+                // one, and Kafka serves it.
+                if !fin.nonce.ends_with(&nonce) {
                     return Err(malformed(
                         "Invalid client nonce in the final client message.",
                     ));
