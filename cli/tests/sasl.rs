@@ -705,3 +705,200 @@ async fn sasl_on_the_controller_and_inter_broker_sasl_without_credentials_fail_t
         assert!(e.to_string().contains(k), "{e}");
     }
 }
+
+/// Removes the cluster whatever the test's outcome.
+struct ClusterDown<'a>(&'a str);
+
+impl Drop for ClusterDown<'_> {
+    fn drop(&mut self) {
+        let _ = run(
+            Path::new(RIVULET),
+            &["cluster", "down", "--dir", self.0, "--timeout", "5"],
+            "",
+            LIMIT,
+        );
+    }
+}
+
+/// Every `kcat -L` line "partition 0, leader N, ..." of `topic`: N.
+fn leader_of(metadata: &str) -> Option<u16> {
+    metadata
+        .lines()
+        .find(|l| l.trim_start().starts_with("partition 0, leader "))
+        .and_then(|l| {
+            l.trim_start()["partition 0, leader ".len()..]
+                .split(',')
+                .next()
+        })
+        .and_then(|n| n.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_up_sasl_tls_replicates_over_sasl_ssl_and_fails_over() {
+    use rivulet_testkit::ports::free_port_block_in;
+    let dir = temp_dir();
+    let d = path(dir.path()).to_string();
+    let _down = ClusterDown(&d);
+    let mut up = None;
+    for _ in 0..5 {
+        let base = free_port_block_in(20_000..30_000, &[0, 1, 2, 100, 101, 102]).to_string();
+        let args: Vec<String> = [
+            "cluster",
+            "up",
+            "--tls",
+            "--sasl",
+            "--dir",
+            &d,
+            "--base-port",
+            &base,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let r = tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(Path::new(RIVULET), &a, "", LIMIT)
+        })
+        .await
+        .unwrap();
+        if r.stderr.contains("is not free") {
+            continue;
+        }
+        up = Some(r);
+        break;
+    }
+    let r = up.expect("a free base port");
+    assert!(r.success, "cluster up --tls --sasl: {}", r.stderr);
+    assert!(
+        r.stdout.contains("security.protocol=SASL_SSL"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("sasl.mechanism=SCRAM-SHA-512"),
+        "{}",
+        r.stdout
+    );
+    let props = dir.path().join("client.properties");
+    std::fs::write(&props, &r.stdout).unwrap();
+    let f = |more: &[&str]| {
+        let mut a = vec!["-F".to_string(), path(&props).to_string()];
+        a.extend(more.iter().map(|s| s.to_string()));
+        a
+    };
+
+    // A replicated topic, produced with acks=all: the followers fetch over
+    // SASL_SSL (the only Kafka listener), authenticated as the admin.
+    let records: String = (1..=50).map(|i| format!("r{i}\n")).collect();
+    let p = spawn(
+        "kcat",
+        f(&["-X", "request.required.acks=-1", "-P", "-t", "replicated"]),
+        &records,
+    )
+    .await;
+    assert!(p.success, "acks=all produce over SASL_SSL: {}", p.stderr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sizes: Vec<u64> = (1..=3)
+            .map(|n| {
+                let log = dir
+                    .path()
+                    .join(format!("node-{n}/replicated-0/00000000000000000000.log"));
+                std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+            })
+            .collect();
+        if sizes.iter().all(|&s| s > 0 && s == sizes[0]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs not replicated: {sizes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // `rivulet user` with the printed settings.
+    let bootstrap = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("bootstrap.servers="))
+        .unwrap()
+        .to_string();
+    let u = run(
+        Path::new(RIVULET),
+        &[
+            "user",
+            "list",
+            "--command-config",
+            path(&props),
+            "-b",
+            &bootstrap,
+        ],
+        "",
+        LIMIT,
+    );
+    assert!(
+        u.success && u.stdout.contains("admin\t"),
+        "{}{}",
+        u.stdout,
+        u.stderr
+    );
+
+    // Fail over: kill the partition's leader; the others elect a new one
+    // and serve every acknowledged record, and more.
+    let md = spawn("kcat", f(&["-L", "-t", "replicated"]), "").await;
+    let leader = leader_of(&md.stdout).unwrap_or_else(|| panic!("no leader in {}", md.stdout));
+    let pid = std::fs::read_to_string(dir.path().join(format!("node-{leader}.pid"))).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let more: String = (51..=60).map(|i| format!("r{i}\n")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = spawn(
+            "kcat",
+            f(&[
+                "-X",
+                "request.required.acks=-1",
+                "-X",
+                "message.timeout.ms=10000",
+                "-P",
+                "-t",
+                "replicated",
+            ]),
+            &more,
+        )
+        .await;
+        if p.success {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no produce after failover: {}",
+            p.stderr
+        );
+    }
+    let c = spawn(
+        "kcat",
+        f(&["-C", "-t", "replicated", "-o", "beginning", "-e", "-q"]),
+        "",
+    )
+    .await;
+    let got: Vec<&str> = c.stdout.lines().collect();
+    for i in 1..=60 {
+        assert!(
+            got.contains(&format!("r{i}").as_str()),
+            "r{i} lost after failover: {}",
+            c.stderr
+        );
+    }
+    let md = spawn("kcat", f(&["-L", "-t", "replicated"]), "").await;
+    let new_leader = leader_of(&md.stdout);
+    assert!(
+        new_leader.is_some_and(|l| l != leader),
+        "leader {leader} → {new_leader:?}: {}",
+        md.stdout
+    );
+}
