@@ -39,6 +39,16 @@ pub enum ConfigError {
     BadOverride(String),
 }
 
+impl From<crate::sasl_config::InvalidSasl> for ConfigError {
+    fn from(e: crate::sasl_config::InvalidSasl) -> Self {
+        ConfigError::Invalid {
+            key: e.key,
+            value: e.value,
+            expected: e.expected,
+        }
+    }
+}
+
 impl From<InvalidListener> for ConfigError {
     fn from(e: InvalidListener) -> Self {
         ConfigError::Invalid {
@@ -191,7 +201,7 @@ pub struct BrokerConfig {
     pub transactions: crate::txn::TxnCoordinatorConfig,
     /// SASL: mechanisms, re-authentication, inter-broker credentials,
     /// bootstrap users.
-    pub sasl: crate::sasl::SaslConfig,
+    pub sasl: crate::sasl_config::SaslConfig,
 }
 
 fn int<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
@@ -448,7 +458,7 @@ impl BrokerConfig {
                 i64::MAX as usize,
             )?),
         };
-        let sasl = crate::sasl::SaslConfig::from_props(&get, &listener_sasl, &listeners)?;
+        let sasl = crate::sasl_config::SaslConfig::from_props(&get, &listener_sasl, &listeners)?;
         Ok(BrokerConfig {
             sasl,
             node_id,

@@ -230,7 +230,7 @@ pub async fn handle_frame(
     encode_response(key, version, correlation_id, &response).map(Some)
 }
 
-pub(crate) fn encode_response(
+fn encode_response(
     key: ApiKey,
     version: i16,
     correlation_id: i32,

@@ -44,6 +44,7 @@ pub mod replica_manager;
 pub mod replication;
 pub mod request_memory;
 pub mod sasl;
+pub mod sasl_config;
 pub mod server;
 pub mod session;
 pub mod topic_configs;
