@@ -233,3 +233,83 @@ impl SaslConfig {
             .unwrap_or(&self.enabled_mechanisms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_users_parse_kafka_add_scram_entries() {
+        let u = parse_bootstrap_users(
+            "SCRAM-SHA-512=[name=admin,password=admin-secret], SCRAM-SHA-256=[name=bob,password=\"a,b]c\",iterations=8192]",
+        )
+        .unwrap();
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[0].mechanism, ScramMechanism::Sha512);
+        assert_eq!(
+            (u[0].name.as_str(), u[0].password.as_str(), u[0].iterations),
+            ("admin", "admin-secret", 4096)
+        );
+        assert_eq!(
+            (u[1].name.as_str(), u[1].password.as_str(), u[1].iterations),
+            ("bob", "a,b]c", 8192)
+        );
+        assert!(parse_bootstrap_users("").unwrap().is_empty());
+        for bad in [
+            "SCRAM-SHA-1=[name=a,password=b]",
+            "SCRAM-SHA-512=name=a,password=b",
+            "SCRAM-SHA-512=[name=a]",
+            "SCRAM-SHA-512=[name=,password=b]",
+            "SCRAM-SHA-512=[name=a,password=b,iterations=100]",
+            "SCRAM-SHA-512=[name=a,password=b,salt=x]",
+        ] {
+            assert!(parse_bootstrap_users(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mechanisms_per_listener_and_defaults() {
+        let listeners = crate::listeners::parse_listeners(
+            "CLIENT://h:1,INTERNAL://h:2",
+            "",
+            &crate::listeners::parse_protocol_map("CLIENT:SASL_SSL,INTERNAL:SASL_PLAINTEXT")
+                .unwrap(),
+        )
+        .unwrap();
+        let defaults: BTreeMap<&str, &str> = [
+            (
+                "sasl.enabled.mechanisms",
+                "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+            ),
+            ("connections.max.reauth.ms", "0"),
+            ("sasl.server.max.receive.size", "524288"),
+            ("sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512"),
+        ]
+        .into_iter()
+        .collect();
+        let get = |k: &str| defaults.get(k).map(|v| v.to_string()).unwrap_or_default();
+        let mut per = BTreeMap::new();
+        per.insert(
+            "internal".to_string(),
+            (
+                "listener.name.internal.sasl.enabled.mechanisms".to_string(),
+                "SCRAM-SHA-512".to_string(),
+            ),
+        );
+        let c = SaslConfig::from_props(&get, &per, &listeners).unwrap();
+        assert_eq!(c.mechanisms_for("INTERNAL"), ["SCRAM-SHA-512"]);
+        assert_eq!(
+            c.mechanisms_for("CLIENT"),
+            ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
+        );
+        assert_eq!(c.inter_broker.mechanism, "SCRAM-SHA-512");
+        per.insert(
+            "other".into(),
+            (
+                "listener.name.other.sasl.enabled.mechanisms".into(),
+                "PLAIN".into(),
+            ),
+        );
+        assert!(SaslConfig::from_props(&get, &per, &listeners).is_err());
+    }
+}

@@ -637,7 +637,7 @@ async fn accept(
                 node_id = broker.node_id(),
                 waited_s = waiting_since.elapsed().as_secs(),
                 voters = %broker.config.quorum_voters,
-                "not serving clients yet: waiting to register with the metadata quorum \
+                "not serving clients yet: waiting to register with the metadata quorum and see sasl.scram.bootstrap.users \
                  (are a majority of controller.quorum.voters up?)"
             ),
         }
