@@ -902,3 +902,14 @@ async fn cluster_up_sasl_tls_replicates_over_sasl_ssl_and_fails_over() {
         md.stdout
     );
 }
+
+#[test]
+fn the_sasl_example_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/sasl.toml");
+    let c = BrokerConfig::load(Some(&path), &[]).unwrap();
+    assert!(c.listeners.iter().all(|l| l.protocol.uses_sasl()));
+    assert_eq!(c.inter_broker_listener, "SASL_SSL");
+    assert_eq!(c.sasl.inter_broker.username, "admin");
+    assert_eq!(c.sasl.bootstrap_users.len(), 2);
+    assert_eq!(c.sasl.max_reauth_ms, 3_600_000);
+}

@@ -237,7 +237,7 @@ mod tests {
         let mut image = MetadataImage::default();
         let (records, results) = alter(
             &image,
-            &[del("ghost", 2), del("dup", 1)],
+            &[del("ghost", 2), del("dup", 1), del("ghost2", 1)],
             &[
                 up("alice", 2, 8192),
                 up("", 2, 8192),
@@ -245,6 +245,8 @@ mod tests {
                 up("few", 1, 4095),
                 up("many", 1, 16385),
                 up("dup", 1, 4096),
+                up("twice", 1, 4096),
+                up("twice", 2, 4096),
             ],
             false,
         );
@@ -254,7 +256,10 @@ mod tests {
         assert_eq!(code(&results, "few"), UNACCEPTABLE_CREDENTIAL);
         assert_eq!(code(&results, "many"), UNACCEPTABLE_CREDENTIAL);
         assert_eq!(code(&results, "ghost"), RESOURCE_NOT_FOUND);
-        assert_eq!(code(&results, "dup"), DUPLICATE_RESOURCE);
+        // The deletion of a missing credential fails first; later
+        // alterations of that user are not looked at (Kafka's order).
+        assert_eq!(code(&results, "dup"), RESOURCE_NOT_FOUND);
+        assert_eq!(code(&results, "twice"), DUPLICATE_RESOURCE);
         assert_eq!(records.len(), 1);
         for (i, r) in records.iter().enumerate() {
             image.apply(i as u64 + 1, r).unwrap();
@@ -263,6 +268,10 @@ mod tests {
             image.scram_credential("SCRAM-SHA-512", "alice"),
             Some(&cred(8192))
         );
+        // A delete and an upsert of one user in one request.
+        let (records, results) = alter(&image, &[del("alice", 2)], &[up("alice", 2, 4096)], false);
+        assert!(records.is_empty());
+        assert_eq!(code(&results, "alice"), DUPLICATE_RESOURCE);
         // Bootstrap: an existing credential stays.
         let (records, results) = alter(&image, &[], &[up("alice", 2, 4096)], true);
         assert!(records.is_empty());
