@@ -519,22 +519,19 @@ async fn bootstrap_scram_users(broker: Arc<BrokerContext>, mut stop: watch::Rece
         // in one request.
         for user in &missing {
             let req = crate::sasl::bootstrap_request(std::slice::from_ref(user));
-            match broker
+            if let Ok(ControllerResponse::ScramResults { results, .. }) = broker
                 .node
                 .controller
                 .request(req, Duration::from_secs(5))
                 .await
             {
-                Ok(ControllerResponse::ScramResults { results, .. }) => {
-                    for r in &results {
-                        if r.error_code == 0 {
-                            info!(user = %r.user, mechanism = user.mechanism.name(), "bootstrap SCRAM user written");
-                        } else {
-                            warn!(user = %r.user, error = ?r.error_message, "cannot create bootstrap SCRAM user");
-                        }
+                for r in &results {
+                    if r.error_code == 0 {
+                        info!(user = %r.user, mechanism = user.mechanism.name(), "bootstrap SCRAM user written");
+                    } else {
+                        warn!(user = %r.user, error = ?r.error_message, "cannot create bootstrap SCRAM user");
                     }
                 }
-                Ok(_) | Err(_) => {}
             }
         }
         tokio::select! {

@@ -93,14 +93,14 @@ impl ScramMechanism {
     }
 
     /// The hash's output length.
-    pub fn len(self) -> usize {
+    pub fn hash_len(self) -> usize {
         self.digest_alg().output_len()
     }
 
     /// RFC 5802's `Hi(password, salt, i)`: PBKDF2 with this HMAC, one block.
     /// `iterations` below 1 counts as 1.
     pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: i32) -> Vec<u8> {
-        let mut out = vec![0u8; self.len()];
+        let mut out = vec![0u8; self.hash_len()];
         let n = std::num::NonZeroU32::new(iterations.max(1) as u32)
             .unwrap_or(std::num::NonZeroU32::MIN);
         ring::pbkdf2::derive(self.pbkdf2_alg(), n, salt, password, &mut out);
@@ -423,8 +423,8 @@ pub fn fake_credential(mechanism: ScramMechanism, user: &str) -> ScramCredential
     let salt = mechanism.hmac(fake_secret(), user.as_bytes());
     ScramCredential {
         salt: salt[..salt.len().min(32)].to_vec(),
-        stored_key: random_bytes(mechanism.len()),
-        server_key: random_bytes(mechanism.len()),
+        stored_key: random_bytes(mechanism.hash_len()),
+        server_key: random_bytes(mechanism.hash_len()),
         iterations: mechanism.min_iterations(),
     }
 }
@@ -434,7 +434,7 @@ pub fn fake_credential(mechanism: ScramMechanism, user: &str) -> ScramCredential
 enum ServerState {
     First,
     Final {
-        first: ClientFirst,
+        first: Box<ClientFirst>,
         server_first: String,
         nonce: String,
         credential: ScramCredential,
@@ -497,7 +497,7 @@ impl ScramServer {
                 .to_text();
                 let out = server_first.clone().into_bytes();
                 self.state = ServerState::Final {
-                    first,
+                    first: Box::new(first),
                     server_first,
                     nonce,
                     credential,
