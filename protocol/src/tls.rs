@@ -173,11 +173,19 @@ impl TlsFiles {
     }
 }
 
+/// The TCP side of a TLS connection: reads buffered, because rustls reads
+/// at most 4 KiB per call (one syscall each on a bare socket); writes pass
+/// through.
+pub type TlsTransport = tokio::io::BufReader<TcpStream>;
+
+/// Read buffer under TLS: several TLS records per syscall.
+const TLS_READ_BUFFER: usize = 64 * 1024;
+
 /// A connection: plain TCP or TLS over TCP, either side.
 #[derive(Debug)]
 pub enum Stream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::TlsStream<TlsTransport>>),
 }
 
 impl Stream {
@@ -185,7 +193,7 @@ impl Stream {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+            Stream::Tls(s) => s.get_ref().0.get_ref(),
         }
     }
 
@@ -260,7 +268,7 @@ impl AsyncWrite for Stream {
 /// listener). The handshake's own failure is the error returned.
 pub async fn accept(config: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Stream> {
     let tls = tokio_rustls::TlsAcceptor::from(config.clone())
-        .accept(tcp)
+        .accept(tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp))
         .await?;
     Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
 }
@@ -331,7 +339,10 @@ impl Connector {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let tls = tokio_rustls::TlsConnector::from(config.clone())
-            .connect(name, tcp)
+            .connect(
+                name,
+                tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp),
+            )
             .await?;
         Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls))))
     }
