@@ -605,7 +605,7 @@ async fn reauthentication_extends_the_session_and_expiry_closes_it() {
         &dir.path().join("data"),
         &certs,
         &[
-            ("connections.max.reauth.ms", "1500"),
+            ("connections.max.reauth.ms", "3000"),
             ("sasl.scram.bootstrap.users", &users),
         ],
     )
@@ -615,9 +615,9 @@ async fn reauthentication_extends_the_session_and_expiry_closes_it() {
     // The session lifetime is answered; once it has passed, a request
     // closes the connection.
     let mut c = plain_client(&plain).await;
-    assert_eq!(scram_login(&mut c, "admin", "admin-secret").await, Ok(1500));
+    assert_eq!(scram_login(&mut c, "admin", "admin-secret").await, Ok(3000));
     c.round_trip(4, &MetadataRequest::default()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     c.send(&frame(&MetadataRequest::default(), 4))
         .await
         .unwrap();
@@ -627,8 +627,8 @@ async fn reauthentication_extends_the_session_and_expiry_closes_it() {
     let mut c = plain_client(&plain).await;
     scram_login(&mut c, "admin", "admin-secret").await.unwrap();
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(900)).await;
-        assert_eq!(scram_login(&mut c, "admin", "admin-secret").await, Ok(1500));
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(scram_login(&mut c, "admin", "admin-secret").await, Ok(3000));
         c.round_trip(4, &MetadataRequest::default()).await.unwrap();
     }
 
@@ -651,7 +651,7 @@ async fn reauthentication_extends_the_session_and_expiry_closes_it() {
     );
     let py = spawn(
         PYTHON,
-        vec![script.into(), plain, "reauth".into(), "6".into()],
+        vec![script.into(), plain, "reauth".into(), "10".into()],
         "",
     )
     .await;
