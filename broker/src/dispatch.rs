@@ -139,6 +139,12 @@ pub async fn dispatch(
         RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
             handlers::consumer_group_describe::handle(broker, r, v).await,
         ),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            handlers::user_scram_credentials::describe(broker, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            handlers::user_scram_credentials::alter(broker, r).await,
+        ),
         _ => return None,
     })
 }

@@ -6,6 +6,9 @@
 //! SIGINT/SIGTERM. `rivulet cluster up|status|down` ([`cluster`]) runs a
 //! local 3-node cluster as background processes of this same binary.
 //!
+//! `rivulet user` ([`user`]) manages SCRAM users over the Kafka protocol
+//! itself (it can reach SASL_SSL listeners).
+//!
 //! The client commands — `topic`, `produce`, `consume`, `group` — do the
 //! jobs kafka-topics.sh, kafka-consumer-groups.sh, kcat and rpk do, as Kafka
 //! clients (librdkafka through the `rdkafka` crate) of a running cluster.
@@ -36,6 +39,7 @@ mod produce;
 mod rfc3339;
 mod stream;
 mod topic;
+mod user;
 
 use std::path::PathBuf;
 
@@ -95,6 +99,9 @@ enum Command {
     /// Stream jobs (examples/streams/): validate, explain, run.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
+    /// SCRAM users: create, delete, list (--command-config for SASL/TLS).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -130,6 +137,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(c) => {
             client_bootstrap(&cli.broker, bootstrap).and_then(|b| group::run(&b, c))
         }
+        Command::User(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| user::run(&b, c)),
         Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
         Command::Certs(c) => certs::run(c),
         Command::Stream(c) => {

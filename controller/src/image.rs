@@ -74,6 +74,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// First producer id not yet handed out.
     pub next_producer_id: i64,
+    /// SCRAM credentials by mechanism name, then user name.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<String, crate::scram::ScramCredentialData>>,
 }
 
 impl MetadataImage {
@@ -222,6 +225,24 @@ impl MetadataImage {
                 next_producer_id, ..
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::UserScramCredential {
+                name,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(mechanism.clone())
+                    .or_default()
+                    .insert(name.clone(), credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                if let Some(users) = self.scram.get_mut(mechanism) {
+                    users.remove(name);
+                    if users.is_empty() {
+                        self.scram.remove(mechanism);
+                    }
+                }
             }
         }
         Ok(())

@@ -72,6 +72,13 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         broker_id: i32,
     },
+    /// AlterUserScramCredentials; `only_if_absent` (the bootstrap users)
+    /// leaves an existing credential as it is.
+    AlterUserScramCredentials {
+        deletions: Vec<crate::scram::ScramDeletion>,
+        upsertions: Vec<crate::scram::ScramUpsertion>,
+        only_if_absent: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +98,12 @@ pub enum ControllerResponse {
     },
     /// The broker's incarnation is unknown or superseded: re-register.
     StaleBrokerEpoch,
+    /// AlterUserScramCredentials: one result per user; the changes are in
+    /// the image from `offset` on.
+    ScramResults {
+        offset: u64,
+        results: Vec<crate::scram::ScramResult>,
+    },
 }
 
 /// The service one controller node runs; only the Raft leader answers.
@@ -328,6 +341,20 @@ impl ControllerService {
                     }
                     Err(e) => Err(e),
                 }
+            }
+            ControllerRequest::AlterUserScramCredentials {
+                deletions,
+                upsertions,
+                only_if_absent,
+            } => {
+                let (records, results) =
+                    crate::scram::alter(&image, &deletions, &upsertions, only_if_absent);
+                return match self.commit(records).await {
+                    ControllerResponse::Ok { offset } => {
+                        ControllerResponse::ScramResults { offset, results }
+                    }
+                    other => other,
+                };
             }
         };
         match decided {
