@@ -24,6 +24,7 @@ import sys
 LATER_VERSIONS = {
     "ProduceRequest": (12, "v12 (KIP-890 part 2) has the body of v11"),
     "ProduceResponse": (12, "v12 (KIP-890 part 2) has the body of v11"),
+    "ConsumerGroupDescribeRequest": (1, "v1 (KIP-1099, MemberType in the response) has the body of v0"),
 }
 
 MAX = 0x7FFF

@@ -272,3 +272,22 @@ fn a_missing_tool_fails_unless_opted_out() {
 fn missing_tool_probe() {
     assert!(!tool_available("/nonexistent/rivulet-no-such-client"));
 }
+
+/// Issue 14 (KIP-848): confluent-kafka with `group.protocol=consumer`, the
+/// basic split and resume at the committed offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_consumer_protocol_splits_and_resumes() {
+    if !tool_available(PYTHON) {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/confluent_kafka_kip848_check.py"
+    );
+    let out = run_against_broker(PYTHON, script, &["py-848-topic", "py-848-group"]).await;
+    assert!(
+        out.contains("confluent-kafka kip848 ok: 40 records split 2/2"),
+        "{out}"
+    );
+    assert!(out.contains("resumed with exactly 12 new"), "{out}");
+}

@@ -40,6 +40,10 @@
 //! the runtime's, 10,000).
 //! Run: `cargo bench --bench streams`.
 
+/// The `rivulet` binary's allocator, so that jobs run here as `rivulet stream run` runs them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -425,6 +429,13 @@ type = "console"
 }
 
 fn main() {
+    // RUST_LOG=rivulet_streams=debug shows each batch's phases (poll, log, run, commit).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let plan = Plan::from_env();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

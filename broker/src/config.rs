@@ -39,6 +39,16 @@ pub enum ConfigError {
     BadOverride(String),
 }
 
+impl From<crate::sasl_config::InvalidSasl> for ConfigError {
+    fn from(e: crate::sasl_config::InvalidSasl) -> Self {
+        ConfigError::Invalid {
+            key: e.key,
+            value: e.value,
+            expected: e.expected,
+        }
+    }
+}
+
 impl From<InvalidListener> for ConfigError {
     fn from(e: InvalidListener) -> Self {
         ConfigError::Invalid {
@@ -127,6 +137,22 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("authorizer.class.name", ""),
     ("super.users", ""),
     ("allow.everyone.if.no.acl.found", "false"),
+    ("group.consumer.session.timeout.ms", "45000"),
+    ("group.consumer.heartbeat.interval.ms", "5000"),
+    ("group.consumer.max.size", "1000"),
+    ("group.consumer.assignors", "uniform,range"),
+    // SASL (crate::sasl). Kafka's default sasl.enabled.mechanisms is
+    // GSSAPI, which Rivulet does not have.
+    (
+        "sasl.enabled.mechanisms",
+        "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+    ),
+    ("connections.max.reauth.ms", "0"),
+    ("sasl.server.max.receive.size", "524288"),
+    ("sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512"),
+    ("inter.broker.sasl.username", ""),
+    ("inter.broker.sasl.password", ""),
+    ("sasl.scram.bootstrap.users", ""),
 ];
 
 #[derive(Debug, Clone)]
@@ -182,6 +208,9 @@ pub struct BrokerConfig {
     pub transactions: crate::txn::TxnCoordinatorConfig,
     /// `authorizer.class.name` and its settings; `None` allows everything.
     pub authorizer: Option<crate::authorizer::AuthorizerConfig>,
+    /// SASL: mechanisms, re-authentication, inter-broker credentials,
+    /// bootstrap users.
+    pub sasl: crate::sasl_config::SaslConfig,
 }
 
 fn int<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
@@ -285,7 +314,16 @@ impl BrokerConfig {
         // Kafka's per-listener override, listener.name.<name>.ssl.client.auth
         // (the name in lower case).
         let mut listener_auth: BTreeMap<String, (String, String)> = BTreeMap::new();
+        // listener.name.<name>.sasl.enabled.mechanisms
+        let mut listener_sasl: BTreeMap<String, (String, String)> = BTreeMap::new();
         for (k, v) in props {
+            let sasl_per_listener = k
+                .strip_prefix("listener.name.")
+                .and_then(|rest| rest.strip_suffix(".sasl.enabled.mechanisms"));
+            if let Some(name) = sasl_per_listener {
+                listener_sasl.insert(name.to_lowercase(), (k.clone(), v.clone()));
+                continue;
+            }
             let per_listener = k
                 .strip_prefix("listener.name.")
                 .and_then(|rest| rest.strip_suffix(".ssl.client.auth"));
@@ -429,7 +467,9 @@ impl BrokerConfig {
                 i64::MAX as usize,
             )?),
         };
+        let sasl = crate::sasl_config::SaslConfig::from_props(&get, &listener_sasl, &listeners)?;
         Ok(BrokerConfig {
+            sasl,
             node_id,
             listener,
             advertised_listener,
@@ -541,6 +581,7 @@ impl BrokerConfig {
                     )?,
                 },
                 timer_tick: crate::group::coordinator::DEFAULT_TIMER_TICK,
+                consumer: crate::group::consumer::ConsumerGroupConfig::from_keys(&get)?,
             },
             transactions: crate::txn::TxnCoordinatorConfig {
                 partitions: int(

@@ -16,7 +16,9 @@
 //! header v0.
 //!
 //! The connection is plain TCP or TLS ([`Stream`]); which listener it came
-//! in on and who the client is travel with it as its [`Session`].
+//! in on and who the client is travel with it as its [`Session`]. On a SASL
+//! listener every frame passes the connection's [`Authenticator`] first
+//! (authentication, re-authentication, session expiry: [`crate::sasl`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,7 @@ use crate::api;
 use crate::context::BrokerContext;
 use crate::dispatch;
 use crate::request_memory::{RequestMemory, Reservation};
+use crate::sasl::{Authenticator, Outcome};
 use crate::session::Session;
 
 /// Why a connection was closed by the broker.
@@ -65,6 +68,9 @@ pub enum CloseReason {
         version: i16,
         message: String,
     },
+    /// Refused by the SASL authenticator ([`crate::sasl`]).
+    #[error("SASL: {0}")]
+    Sasl(String),
 }
 
 impl CloseReason {
@@ -82,15 +88,15 @@ impl CloseReason {
 /// Serve one connection until it closes.
 pub async fn serve(
     mut stream: Stream,
-    session: Session,
+    mut session: Session,
     broker: Arc<BrokerContext>,
     memory: Arc<RequestMemory>,
 ) {
     let _ = stream.tcp().set_nodelay(true);
     let peer = session.peer;
+    debug!(%peer, listener = %session.listener, principal = %session.principal, "connection open");
+    let reason = run(&mut stream, &mut session, &broker, &memory).await;
     let (listener, principal) = (&session.listener, &session.principal);
-    debug!(%peer, %listener, %principal, "connection open");
-    let reason = run(&mut stream, &session, &broker, &memory).await;
     match &reason {
         CloseReason::Eof => debug!(%peer, %listener, "connection closed by client"),
         other => info!(%peer, %listener, %principal, reason = %other, "closing connection"),
@@ -99,17 +105,27 @@ pub async fn serve(
 
 async fn run(
     stream: &mut Stream,
-    session: &Session,
+    session: &mut Session,
     broker: &Arc<BrokerContext>,
     memory: &RequestMemory,
 ) -> CloseReason {
     let limit = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let body_timeout = Duration::from_millis(broker.config.request_body_timeout_ms);
+    let mut auth = Authenticator::new(broker, session);
     loop {
-        let size = match wire::read_size(stream, wire::MIN_REQUEST_SIZE, limit, idle).await {
+        // Raw SASL tokens (after SaslHandshake v0) have no request header;
+        // frames before authentication are bounded by
+        // sasl.server.max.receive.size.
+        let min = if auth.raw_tokens() {
+            0
+        } else {
+            wire::MIN_REQUEST_SIZE
+        };
+        let frame_limit = auth.frame_limit(limit);
+        let size = match wire::read_size(stream, min, frame_limit, idle).await {
             Ok(size) => size,
-            Err(e) => return CloseReason::from_wire(e, limit),
+            Err(e) => return CloseReason::from_wire(e, frame_limit),
         };
         // Held until the response is written: the frame and what decoding
         // it took stay alive that long.
@@ -125,32 +141,54 @@ async fn run(
                 }
             }
         };
-        match handle_frame(frame, session, broker, memory, &mut reservation).await {
+        let handled = match auth.on_frame(&frame, session, broker).await {
+            Outcome::Serve => handle_frame(frame, session, broker, memory, &mut reservation).await,
+            Outcome::Reply(response) => Ok(Some(response)),
+            Outcome::Close(response, reason) => {
+                // The error response first (SASL_AUTHENTICATION_FAILED and
+                // its message), then the close.
+                if let Some(response) = response {
+                    let _ = write_response(stream, &response, body_timeout).await;
+                }
+                return CloseReason::Sasl(reason);
+            }
+        };
+        match handled {
             Ok(Some(response)) => {
                 // The response counts against the pool while it waits for
                 // the client (never waiting: it exists already), so large
                 // requests hold back while unread responses pile up; a
                 // client that does not take it in time is disconnected.
                 memory.try_extend(&mut reservation, response.len());
-                // Flushed: a TLS stream holds written records until then.
-                let write = async {
-                    stream.write_all(&response).await?;
-                    stream.flush().await
-                };
-                match tokio::time::timeout(body_timeout, write).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return CloseReason::Io(e),
-                    Err(_) => {
-                        return CloseReason::SlowReader {
-                            size: response.len(),
-                            timeout: body_timeout,
-                        }
-                    }
+                if let Err(reason) = write_response(stream, &response, body_timeout).await {
+                    return reason;
                 }
             }
             Ok(None) => {}
             Err(reason) => return reason,
         }
+    }
+}
+
+/// Write and flush one response (a TLS stream holds written records until
+/// flushed); a client that does not take it within `timeout` is a
+/// [`CloseReason::SlowReader`].
+async fn write_response(
+    stream: &mut Stream,
+    response: &[u8],
+    timeout: Duration,
+) -> Result<(), CloseReason> {
+    let write = async {
+        stream.write_all(response).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(CloseReason::Io(e)),
+        Err(_) => Err(CloseReason::SlowReader {
+            size: response.len(),
+            timeout,
+        }),
     }
 }
 

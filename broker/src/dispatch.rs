@@ -158,6 +158,22 @@ async fn serve(
         RequestKind::DeleteAcls(r) => {
             ResponseKind::DeleteAcls(handlers::delete_acls::handle(broker, r, v).await)
         }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let client_id = header.client_id.as_deref().unwrap_or_default();
+            let host = format!("/{}", session.peer.ip());
+            ResponseKind::ConsumerGroupHeartbeat(
+                handlers::consumer_group_heartbeat::handle(broker, r, v, client_id, &host).await,
+            )
+        }
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+            handlers::consumer_group_describe::handle(broker, r, v).await,
+        ),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            handlers::user_scram_credentials::describe(broker, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            handlers::user_scram_credentials::alter(broker, r).await,
+        ),
         _ => return None,
     })
 }

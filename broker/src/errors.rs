@@ -67,6 +67,7 @@ pub fn controller_response(r: &ControllerResponse) -> (i16, Option<String>) {
             (E::NotController.code(), Some("no active controller".into()))
         }
         ControllerResponse::StaleBrokerEpoch => (E::StaleBrokerEpoch.code(), None),
+        ControllerResponse::ScramResults { .. } => (NONE, None),
     }
 }
 

@@ -43,6 +43,8 @@ pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication;
 pub mod request_memory;
+pub mod sasl;
+pub mod sasl_config;
 pub mod server;
 pub mod session;
 pub mod topic_configs;

@@ -14,9 +14,13 @@
 //! `request.body.timeout.ms`; a failed one closes that connection only),
 //! with the client certificate's subject as the principal. TLS files are
 //! loaded before anything binds, so a bad certificate or key fails the
-//! start. SASL listeners are refused at start until SASL lands. An SSL
-//! controller listener always requires client certificates from the CA:
-//! the quorum has no other authentication.
+//! start. SASL_PLAINTEXT and SASL_SSL connections authenticate first
+//! ([`crate::sasl`]); SASL on the controller listener is refused at start
+//! (the quorum transport is not the Kafka protocol). An SSL controller
+//! listener always requires client certificates from the CA: the quorum
+//! has no other authentication. When the inter-broker listener uses SASL,
+//! replica fetchers and broker links authenticate with
+//! `inter.broker.sasl.username`/`password`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,8 +64,10 @@ pub enum StartError {
     Quorum(#[from] rivulet_controller::QuorumError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
-    #[error("listener {listener}: security protocol {protocol} is not supported yet (SASL is coming); use PLAINTEXT or SSL")]
+    #[error("listener {listener}: security protocol {protocol} is not supported on the controller quorum (its transport is not the Kafka protocol and has no SASL); use SSL there: voters always authenticate each other with client certificates")]
     Unsupported { listener: String, protocol: String },
+    #[error("inter.broker.listener.name {listener} uses {protocol}: set inter.broker.sasl.username and inter.broker.sasl.password (the credentials brokers authenticate to each other with, mechanism sasl.mechanism.inter.broker.protocol)")]
+    InterBrokerSasl { listener: String, protocol: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -185,10 +191,20 @@ impl BrokerNode {
             message: e.to_string(),
         })?;
         let cluster_id = meta_properties(&dir, config.node_id, config.cluster_id.as_deref())?;
-        for l in &config.listeners {
-            refuse_sasl(&l.name, l.protocol)?;
-        }
         refuse_sasl("controller.listener", config.controller_protocol)?;
+        let inter_broker_sasl = config
+            .listeners
+            .iter()
+            .find(|l| l.name == config.inter_broker_listener && l.protocol.uses_sasl());
+        if let Some(l) = inter_broker_sasl {
+            if config.sasl.inter_broker.username.is_empty() {
+                return Err(StartError::InterBrokerSasl {
+                    listener: l.name.clone(),
+                    protocol: l.protocol.name().to_string(),
+                });
+            }
+        }
+        let inter_broker_sasl = inter_broker_sasl.is_some();
         // TLS files are read before anything binds: a bad one fails here.
         // Per listener: its ssl.client.auth may differ (Kafka's
         // listener.name.<name>.ssl.client.auth).
@@ -279,10 +295,17 @@ impl BrokerNode {
         ));
         let node = LocalNode::new(replicas, controller.clone()).with_inter_broker(InterBroker {
             listener: Some(config.inter_broker_listener.clone()),
-            connector: if inter_broker_tls {
-                client_tls.clone().unwrap_or_default()
-            } else {
-                Connector::plaintext()
+            connector: {
+                let c = if inter_broker_tls {
+                    client_tls.clone().unwrap_or_default()
+                } else {
+                    Connector::plaintext()
+                };
+                if inter_broker_sasl {
+                    c.with_sasl(config.sasl.inter_broker.clone())
+                } else {
+                    c
+                }
             },
         });
         let groups = Arc::new(GroupCoordinator::new(
@@ -314,6 +337,7 @@ impl BrokerNode {
         let mut tasks = vec![
             tokio::spawn(follow_image(broker.clone(), stop_rx.clone(), ready_tx)),
             tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
+            tokio::spawn(bootstrap_scram_users(broker.clone(), stop_rx.clone())),
             tokio::spawn(broker.groups.clone().run_timers(stop_rx.clone())),
             tokio::spawn(broker.txns.clone().run_timers(stop_rx.clone())),
             tokio::spawn(replica_fetcher::run_fetchers(
@@ -448,13 +472,70 @@ async fn follow_image(
                 .brokers
                 .get(&broker.node_id())
                 .is_some_and(|b| b.incarnation == broker.incarnation);
-        if caught_up {
+        // Clients of a SASL-only cluster need the bootstrap users: serve
+        // once the image holds them (bootstrap_scram_users writes them).
+        let users_ready = broker.config.sasl.bootstrap_users.iter().all(|u| {
+            image
+                .scram_credential(u.mechanism.name(), &u.name)
+                .is_some()
+        });
+        if caught_up && users_ready {
             let b = broker.clone();
             let _ = tokio::task::spawn_blocking(move || b.replicas.apply_image(&image)).await;
             ready.send_if_modified(|r| !std::mem::replace(r, true));
         }
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Write `sasl.scram.bootstrap.users` that do not exist yet (Kafka's
+/// `kafka-storage format --add-scram`), retrying until the quorum answers;
+/// every node asks, the first write wins, existing credentials stay.
+async fn bootstrap_scram_users(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
+    let users = broker.config.sasl.bootstrap_users.clone();
+    if users.is_empty() {
+        return;
+    }
+    loop {
+        let missing: Vec<_> = {
+            let image = broker.image();
+            users
+                .iter()
+                .filter(|u| {
+                    image
+                        .scram_credential(u.mechanism.name(), &u.name)
+                        .is_none()
+                })
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        // One request per credential: Kafka refuses a user altered twice
+        // in one request.
+        for user in &missing {
+            let req = crate::sasl::bootstrap_request(std::slice::from_ref(user));
+            if let Ok(ControllerResponse::ScramResults { results, .. }) = broker
+                .node
+                .controller
+                .request(req, Duration::from_secs(5))
+                .await
+            {
+                for r in &results {
+                    if r.error_code == 0 {
+                        info!(user = %r.user, mechanism = user.mechanism.name(), "bootstrap SCRAM user written");
+                    } else {
+                        warn!(user = %r.user, error = ?r.error_message, "cannot create bootstrap SCRAM user");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = stop.changed() => return,
         }
     }
@@ -553,7 +634,7 @@ async fn accept(
                 node_id = broker.node_id(),
                 waited_s = waiting_since.elapsed().as_secs(),
                 voters = %broker.config.quorum_voters,
-                "not serving clients yet: waiting to register with the metadata quorum \
+                "not serving clients yet: waiting to register with the metadata quorum and see sasl.scram.bootstrap.users \
                  (are a majority of controller.quorum.voters up?)"
             ),
         }

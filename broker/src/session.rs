@@ -4,8 +4,9 @@
 //! the authorizer: `User:CN=...` from a TLS client certificate, Kafka's
 //! default principal builder, else `User:ANONYMOUS`).
 //!
-//! Fixed for the connection's life until SASL re-authentication (KIP-368)
-//! lands. [`open`] makes one from an accepted connection: the TLS
+//! On a SASL listener the principal is `User:ANONYMOUS` until the client
+//! authenticates, then `User:<name>` (re-set by every re-authentication,
+//! KIP-368, which may not change it: [`crate::sasl`]). [`open`] makes one from an accepted connection: the TLS
 //! handshake, if the listener has TLS, and the principal.
 
 use std::net::SocketAddr;
@@ -25,6 +26,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// Set the principal: a SASL exchange completed (again, for a
+    /// re-authentication) as `principal` (`User:<name>`).
+    pub fn set_principal(&mut self, principal: String) {
+        self.principal = principal;
+    }
+
     /// A plaintext client of the `PLAINTEXT` listener (tests, fuzzing).
     pub fn plaintext(peer: SocketAddr) -> Self {
         Session {

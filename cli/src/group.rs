@@ -12,6 +12,9 @@
 //! and of every partition of the cluster's current topics for which the
 //! group has one: rdkafka's OffsetFetch names its partitions, so it asks for
 //! all of them. Offsets committed for topics since deleted are not shown.
+//! A KIP-848 consumer group (which DescribeGroups reports as Dead) is
+//! described through ConsumerGroupDescribe ([`consumer_group`]) and also
+//! shows its epochs and each member's epoch, current and target assignment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -27,6 +30,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, describe_code, CliContext, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use super::consume::{parse_start, select_partitions, Start};
+use super::consumer_group;
 use super::consumer_protocol::{decode_assignment, format_assignment, partition_count, Assignment};
 use super::topic;
 
@@ -165,6 +169,27 @@ impl Group {
         }
     }
 
+    /// A KIP-848 consumer group as the shared tables show it (protocol
+    /// `consumer`, the assignor as the strategy, current assignments).
+    fn from_consumer_group(name: &str, cg: &consumer_group::ConsumerGroup) -> Group {
+        Group {
+            name: name.to_string(),
+            state: cg.state.clone(),
+            protocol_type: "consumer".to_string(),
+            protocol: cg.assignor.clone(),
+            members: cg
+                .members
+                .iter()
+                .map(|m| Member {
+                    id: m.id.clone(),
+                    client_id: m.client_id.clone(),
+                    host: m.host.clone(),
+                    assignment: Some(m.current.clone()),
+                })
+                .collect(),
+        }
+    }
+
     /// The owner (member index) of each assigned partition.
     fn owners(&self) -> BTreeMap<(String, i32), usize> {
         let mut owners = BTreeMap::new();
@@ -203,7 +228,20 @@ fn list(bootstrap: &str) -> anyhow::Result<()> {
     let list = consumer
         .fetch_group_list(None, REQUEST_TIMEOUT)
         .map_err(|e| anyhow!("cannot list the groups: {}", explain(&e, "ListGroups")))?;
-    let mut groups: Vec<Group> = list.groups().iter().map(Group::from_info).collect();
+    let mut groups: Vec<Group> = list
+        .groups()
+        .iter()
+        .map(|g| {
+            // DescribeGroups shows a KIP-848 consumer group as Dead.
+            if g.state() == "Dead" {
+                if let Ok(Some(cg)) = consumer_group::describe(bootstrap, g.name(), REQUEST_TIMEOUT)
+                {
+                    return Group::from_consumer_group(g.name(), &cg);
+                }
+            }
+            Group::from_info(g)
+        })
+        .collect();
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     let rows: Vec<Vec<String>> = groups
         .iter()
@@ -264,8 +302,13 @@ fn committed(
 fn describe(bootstrap: &str, args: &DescribeArgs) -> anyhow::Result<()> {
     let consumer = group_consumer(bootstrap, &args.group)?;
     let metadata = client::probe_with(&consumer, bootstrap, None)?;
-    let Some(group) = find_group(&consumer, &args.group)? else {
-        bail!("group {} does not exist", args.group);
+    let (group, modern) = match find_group(&consumer, &args.group)? {
+        Some(g) => (g, None),
+        // DescribeGroups shows a KIP-848 consumer group as Dead.
+        None => match consumer_group::describe(bootstrap, &args.group, REQUEST_TIMEOUT)? {
+            Some(cg) => (Group::from_consumer_group(&args.group, &cg), Some(cg)),
+            None => bail!("group {} does not exist", args.group),
+        },
     };
     let owners = group.owners();
     let mut wanted = all_partitions(&metadata);
@@ -346,6 +389,45 @@ fn describe(bootstrap: &str, args: &DescribeArgs) -> anyhow::Result<()> {
             ],
             &rows,
         )?;
+    }
+    if let Some(cg) = &modern {
+        // The consumer protocol's own view: epochs, current vs target.
+        writeln!(out)?;
+        write_table(
+            &mut out,
+            &["GROUP-EPOCH", "ASSIGNMENT-EPOCH"],
+            &[vec![
+                cg.group_epoch.to_string(),
+                cg.assignment_epoch.to_string(),
+            ]],
+        )?;
+        if !cg.members.is_empty() {
+            let rows: Vec<Vec<String>> = cg
+                .members
+                .iter()
+                .map(|m| {
+                    vec![
+                        cell(&m.id),
+                        cell(m.instance_id.as_deref().unwrap_or("")),
+                        m.epoch.to_string(),
+                        cell(&format_assignment(&m.current)),
+                        cell(&format_assignment(&m.target)),
+                    ]
+                })
+                .collect();
+            writeln!(out)?;
+            write_table(
+                &mut out,
+                &[
+                    "CONSUMER-ID",
+                    "INSTANCE-ID",
+                    "MEMBER-EPOCH",
+                    "ASSIGNMENT",
+                    "TARGET-ASSIGNMENT",
+                ],
+                &rows,
+            )?;
+        }
     }
     if lag_rows.is_empty() {
         eprintln!("group {} has no committed offsets", args.group);

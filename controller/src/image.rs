@@ -77,6 +77,9 @@ pub struct MetadataImage {
     /// Every ACL, indexed for the authorizer.
     #[serde(default)]
     pub acls: crate::acl::AclStore,
+    /// SCRAM credentials by mechanism name, then user name.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<String, crate::scram::ScramCredentialData>>,
 }
 
 impl MetadataImage {
@@ -230,6 +233,24 @@ impl MetadataImage {
             MetadataRecord::RemoveAcl { id } => {
                 // Removing an unknown id is a no-op, as in Kafka's AclControlManager replay.
                 self.acls.remove(id);
+            }
+            MetadataRecord::UserScramCredential {
+                name,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(mechanism.clone())
+                    .or_default()
+                    .insert(name.clone(), credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                if let Some(users) = self.scram.get_mut(mechanism) {
+                    users.remove(name);
+                    if users.is_empty() {
+                        self.scram.remove(mechanism);
+                    }
+                }
             }
         }
         Ok(())

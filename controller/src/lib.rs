@@ -17,6 +17,7 @@ pub mod logic;
 pub mod node;
 pub mod raft;
 pub mod records;
+pub mod scram;
 pub mod service;
 pub mod supervisor;
 

@@ -93,4 +93,17 @@ pub enum MetadataRecord {
     RemoveAcl {
         id: Uuid,
     },
+    /// Set or replace user `name`'s SCRAM credential for `mechanism`
+    /// (`SCRAM-SHA-256`, `SCRAM-SHA-512`): never the password, only what
+    /// the server side of SCRAM needs (Kafka's UserScramCredentialRecord).
+    UserScramCredential {
+        name: String,
+        mechanism: String,
+        credential: crate::scram::ScramCredentialData,
+    },
+    /// Remove user `name`'s credential for `mechanism`.
+    RemoveUserScramCredential {
+        name: String,
+        mechanism: String,
+    },
 }

@@ -80,6 +80,13 @@ pub enum ControllerRequest {
     DeleteAcls {
         filters: Vec<crate::acl::AclFilter>,
     },
+    /// AlterUserScramCredentials; `only_if_absent` (the bootstrap users)
+    /// leaves an existing credential as it is.
+    AlterUserScramCredentials {
+        deletions: Vec<crate::scram::ScramDeletion>,
+        upsertions: Vec<crate::scram::ScramUpsertion>,
+        only_if_absent: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +111,12 @@ pub enum ControllerResponse {
     AclsDeleted {
         offset: u64,
         matched: Vec<Vec<crate::acl::AclBinding>>,
+    },
+    /// AlterUserScramCredentials: one result per user; the changes are in
+    /// the image from `offset` on.
+    ScramResults {
+        offset: u64,
+        results: Vec<crate::scram::ScramResult>,
     },
 }
 
@@ -358,6 +371,20 @@ impl ControllerService {
                     }
                     Err(e) => Err(e),
                 }
+            }
+            ControllerRequest::AlterUserScramCredentials {
+                deletions,
+                upsertions,
+                only_if_absent,
+            } => {
+                let (records, results) =
+                    crate::scram::alter(&image, &deletions, &upsertions, only_if_absent);
+                return match self.commit(records).await {
+                    ControllerResponse::Ok { offset } => {
+                        ControllerResponse::ScramResults { offset, results }
+                    }
+                    other => other,
+                };
             }
         };
         match decided {

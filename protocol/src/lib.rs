@@ -20,6 +20,7 @@ pub mod record_batch;
 pub mod records;
 pub mod request;
 pub mod request_bounds;
+pub mod sasl;
 pub mod tls;
 pub mod wire;
 

@@ -173,11 +173,19 @@ impl TlsFiles {
     }
 }
 
+/// The TCP side of a TLS connection: reads buffered, because rustls reads
+/// at most 4 KiB per call (one syscall each on a bare socket); writes pass
+/// through.
+pub type TlsTransport = tokio::io::BufReader<TcpStream>;
+
+/// Read buffer under TLS: several TLS records per syscall.
+const TLS_READ_BUFFER: usize = 64 * 1024;
+
 /// A connection: plain TCP or TLS over TCP, either side.
 #[derive(Debug)]
 pub enum Stream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::TlsStream<TlsTransport>>),
 }
 
 impl Stream {
@@ -185,7 +193,7 @@ impl Stream {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+            Stream::Tls(s) => s.get_ref().0.get_ref(),
         }
     }
 
@@ -260,7 +268,7 @@ impl AsyncWrite for Stream {
 /// listener). The handshake's own failure is the error returned.
 pub async fn accept(config: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Stream> {
     let tls = tokio_rustls::TlsAcceptor::from(config.clone())
-        .accept(tcp)
+        .accept(tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp))
         .await?;
     Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
 }
@@ -270,15 +278,34 @@ pub async fn accept(config: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<St
 #[derive(Debug, Clone, Default)]
 pub struct Connector {
     tls: Option<Arc<ClientConfig>>,
+    /// SASL_PLAINTEXT / SASL_SSL: authenticate every connection first.
+    sasl: Option<Arc<crate::sasl::SaslCredentials>>,
 }
 
 impl Connector {
     pub fn plaintext() -> Self {
-        Connector { tls: None }
+        Connector {
+            tls: None,
+            sasl: None,
+        }
     }
 
     pub fn tls(config: Arc<ClientConfig>) -> Self {
-        Connector { tls: Some(config) }
+        Connector {
+            tls: Some(config),
+            sasl: None,
+        }
+    }
+
+    /// Every connection authenticates with `creds` (SaslHandshake v1 and
+    /// SaslAuthenticate) before it is handed out.
+    pub fn with_sasl(mut self, creds: crate::sasl::SaslCredentials) -> Self {
+        self.sasl = Some(Arc::new(creds));
+        self
+    }
+
+    pub fn is_sasl(&self) -> bool {
+        self.sasl.is_some()
     }
 
     pub fn is_tls(&self) -> bool {
@@ -289,6 +316,19 @@ impl Connector {
     /// certificate against the host part of `addr` (a DNS name or an IP
     /// address in its subject alternative names).
     pub async fn connect(&self, addr: &str) -> io::Result<Stream> {
+        let stream = self.connect_transport(addr).await?;
+        let Some(creds) = &self.sasl else {
+            return Ok(stream);
+        };
+        let mut client = crate::wire::Client::new(stream);
+        crate::sasl::authenticate(&mut client, creds)
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        Ok(client.into_inner())
+    }
+
+    /// TCP, and TLS on it if configured, without SASL.
+    async fn connect_transport(&self, addr: &str) -> io::Result<Stream> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let Some(config) = &self.tls else {
@@ -299,7 +339,10 @@ impl Connector {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let tls = tokio_rustls::TlsConnector::from(config.clone())
-            .connect(name, tcp)
+            .connect(
+                name,
+                tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp),
+            )
             .await?;
         Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls))))
     }

@@ -197,16 +197,12 @@ impl Executor {
             outputs.insert(name.clone(), std::mem::take(&mut out.rows));
             all.extend(out);
         }
+        // The last sink reading a node takes its rows; earlier ones clone.
         let sinks = self
             .plan
             .sinks
             .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    outputs.get(&s.input).cloned().unwrap_or_default(),
-                )
-            })
+            .map(|s| (s.name.clone(), read(&mut outputs, &mut readers, &s.input)))
             .collect();
         Ok(BatchOutput {
             sinks,

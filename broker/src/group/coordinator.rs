@@ -25,6 +25,7 @@ use rivulet_storage::TopicPartition;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
+use super::consumer::{ConsumerGroup, ConsumerGroupConfig};
 use super::offset_store::{self, GroupOffsets};
 use super::offsets::{self, CommittedOffset, OffsetsRecord, OFFSETS_TOPIC};
 use super::state::{Group, GroupConfig};
@@ -35,10 +36,12 @@ use super::types::{
 use crate::local_node::{read_to_log_end, LocalNode};
 use crate::replica_manager::AppendOrigin;
 
+mod consumer;
 #[cfg(test)]
 mod tests;
 mod txn;
 
+pub use consumer::{ConsumerGroupView, HeartbeatFailure};
 pub use txn::{FetchedOffset, TxnCommit};
 
 /// Most partitions one offsets-topic read returns at a time during load.
@@ -64,6 +67,8 @@ pub struct CoordinatorConfig {
     /// the request fuzz target lowers it so that a fuzzed JoinGroup is
     /// answered within a few milliseconds instead of parking for ticks.
     pub timer_tick: Duration,
+    /// KIP-848 consumer groups (`group.consumer.*`).
+    pub consumer: ConsumerGroupConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -74,6 +79,7 @@ impl Default for CoordinatorConfig {
             offsets_retention_ms: 7 * 24 * 3_600_000,
             group: GroupConfig::default(),
             timer_tick: DEFAULT_TIMER_TICK,
+            consumer: ConsumerGroupConfig::default(),
         }
     }
 }
@@ -85,8 +91,23 @@ enum Waiter {
 
 pub struct GroupInner {
     pub group: Group,
+    /// Set when the group is a KIP-848 consumer group (then `group` is an
+    /// empty classic group).
+    pub consumer: Option<ConsumerGroup>,
     pub offsets: GroupOffsets,
     waiters: HashMap<RequestToken, Waiter>,
+}
+
+/// One group as ListGroups shows it.
+#[derive(Debug, Clone)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: String,
+    /// `classic` or `consumer`.
+    pub group_type: &'static str,
+    /// The classic group's state (`None` for a consumer group).
+    pub classic_state: Option<GroupState>,
 }
 
 pub struct GroupEntry {
@@ -212,6 +233,7 @@ impl GroupCoordinator {
             partition,
             inner: tokio::sync::Mutex::new(GroupInner {
                 group: Group::new(group.to_string(), self.config.group.clone(), now_ms()),
+                consumer: None,
                 offsets: GroupOffsets::default(),
                 waiters: HashMap::new(),
             }),
@@ -241,6 +263,11 @@ impl GroupCoordinator {
         let mut replayed = offset_store::replay(records);
         let now = now_ms();
         let names = replayed.group_names();
+        let mut consumer_groups = consumer::loaded_consumer_groups(
+            &mut replayed.consumer_groups,
+            &self.config.consumer,
+            now,
+        );
         let mut groups = self.groups.lock();
         for name in names {
             let group = match replayed.snapshots.remove(&name).flatten() {
@@ -251,6 +278,7 @@ impl GroupCoordinator {
                 partition,
                 inner: tokio::sync::Mutex::new(GroupInner {
                     group,
+                    consumer: consumer_groups.remove(&name),
                     offsets: replayed.offsets.remove(&name).unwrap_or_default(),
                     waiters: HashMap::new(),
                 }),
@@ -375,6 +403,14 @@ impl GroupCoordinator {
         let member_id = req.member_id.clone();
         {
             let mut inner = entry.inner.lock().await;
+            if inner.consumer.as_ref().is_some_and(|g| !g.is_empty()) {
+                return self
+                    .classic_join_consumer_group(entry.partition, &mut inner, req)
+                    .await;
+            }
+            if let Err(code) = self.take_for_classic(entry.partition, &mut inner).await {
+                return fail(code, member_id);
+            }
             inner.waiters.insert(token, Waiter::Join(tx));
             let outputs = inner.group.join(token, req, now_ms());
             self.process(entry.partition, &mut inner, outputs).await;
@@ -402,6 +438,17 @@ impl GroupCoordinator {
         let (tx, rx) = oneshot::channel();
         {
             let mut inner = entry.inner.lock().await;
+            if let Some(g) = inner.consumer.as_ref().filter(|g| !g.is_empty()) {
+                return match g.classic_sync(&req.member_id, req.generation_id) {
+                    Ok((protocol, assignment)) => SyncResult {
+                        error_code: 0,
+                        protocol_type: Some("consumer".to_string()),
+                        protocol_name: Some(protocol),
+                        assignment,
+                    },
+                    Err(code) => fail(code),
+                };
+            }
             inner.waiters.insert(token, Waiter::Sync(tx));
             let outputs = inner.group.sync(token, req, now_ms());
             self.process(entry.partition, &mut inner, outputs).await;
@@ -425,9 +472,18 @@ impl GroupCoordinator {
     ) -> i16 {
         match self.entry(group_id, false).await {
             Ok(Some(e)) => {
-                e.inner
-                    .lock()
-                    .await
+                let mut inner = e.inner.lock().await;
+                if inner.consumer.as_ref().is_some_and(|g| !g.is_empty()) {
+                    return self
+                        .classic_heartbeat_consumer_group(
+                            e.partition,
+                            &mut inner,
+                            member_id,
+                            generation,
+                        )
+                        .await;
+                }
+                inner
                     .group
                     .heartbeat(member_id, instance, generation, now_ms())
             }
@@ -448,6 +504,11 @@ impl GroupCoordinator {
             Err(code) => return Err(code),
         };
         let mut inner = entry.inner.lock().await;
+        if inner.consumer.as_ref().is_some_and(|g| !g.is_empty()) {
+            return Ok(self
+                .classic_leave_consumer_group(entry.partition, &mut inner, members)
+                .await);
+        }
         let (codes, outputs) = inner.group.leave(members, now_ms());
         self.process(entry.partition, &mut inner, outputs).await;
         Ok(codes)
@@ -473,9 +534,14 @@ impl GroupCoordinator {
             Err(code) => return Err(code),
         };
         let mut inner = entry.inner.lock().await;
-        let code = inner
-            .group
-            .validate_offset_commit(member_id, instance, generation);
+        // A consumer group checks member epochs (the field is the member
+        // epoch from OffsetCommit v9; older versions carry it too).
+        let code = match &inner.consumer {
+            Some(g) => g.validate_offset_commit(member_id, generation),
+            None => inner
+                .group
+                .validate_offset_commit(member_id, instance, generation),
+        };
         if code != 0 {
             return Err(code);
         }
@@ -500,6 +566,16 @@ impl GroupCoordinator {
 
     /// Every group this node coordinates: `(id, protocol type, state)`.
     pub async fn list(&self) -> Vec<(String, String, GroupState)> {
+        self.list_typed()
+            .await
+            .into_iter()
+            .filter_map(|g| g.classic_state.map(|s| (g.group_id, g.protocol_type, s)))
+            .collect()
+    }
+
+    /// Every group this node coordinates, classic and consumer (KIP-848)
+    /// groups, as ListGroups v5 shows them.
+    pub async fn list_typed(&self) -> Vec<ListedGroup> {
         // Load every partition this node leads so no group is missed.
         if self.node.image().topic(OFFSETS_TOPIC).is_some() {
             for p in 0..self.config.offsets_partitions {
@@ -520,20 +596,40 @@ impl GroupCoordinator {
                 continue;
             }
             let inner = e.inner.lock().await;
-            out.push((
-                name,
-                inner.group.protocol_type().unwrap_or_default().to_string(),
-                inner.group.state(),
-            ));
+            out.push(match &inner.consumer {
+                Some(c) => ListedGroup {
+                    group_id: name,
+                    protocol_type: "consumer".to_string(),
+                    state: c.state().as_str().to_string(),
+                    group_type: "consumer",
+                    classic_state: None,
+                },
+                None => ListedGroup {
+                    group_id: name,
+                    protocol_type: inner.group.protocol_type().unwrap_or_default().to_string(),
+                    state: inner.group.state().as_str().to_string(),
+                    group_type: "classic",
+                    classic_state: Some(inner.group.state()),
+                },
+            });
         }
-        out.sort();
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
 
     /// DescribeGroups: the group's snapshot (`Dead` with no members when unknown).
     pub async fn describe(&self, group_id: &str) -> Result<GroupSnapshot, i16> {
-        match self.entry(group_id, false).await? {
-            Some(e) => Ok(e.inner.lock().await.group.snapshot()),
+        let found = match self.entry(group_id, false).await? {
+            Some(e) => {
+                let inner = e.inner.lock().await;
+                // A consumer group is not a classic group: Kafka's
+                // DescribeGroups (v0-5) answers it as Dead.
+                inner.consumer.is_none().then(|| inner.group.snapshot())
+            }
+            None => None,
+        };
+        match found {
+            Some(s) => Ok(s),
             None => Ok(GroupSnapshot {
                 group_id: group_id.to_string(),
                 state: GroupState::Dead,
@@ -555,7 +651,7 @@ impl GroupCoordinator {
             Err(code) => return code,
         };
         let mut inner = entry.inner.lock().await;
-        if !inner.group.is_empty() {
+        if !inner.group.is_empty() || inner.consumer.as_ref().is_some_and(|g| !g.is_empty()) {
             return E::NonEmptyGroup.code();
         }
         // Pending transactional offsets get tombstones too (Kafka's
@@ -575,6 +671,12 @@ impl GroupCoordinator {
             group: group_id.to_string(),
             value: None,
         });
+        if inner.consumer.is_some() {
+            records.push(OffsetsRecord::ConsumerGroup {
+                group: group_id.to_string(),
+                value: None,
+            });
+        }
         if let Err(code) = self.append(entry.partition, &records).await {
             return code;
         }
@@ -598,7 +700,7 @@ impl GroupCoordinator {
             None => return Err(E::GroupIdNotFound.code()),
         };
         let mut inner = entry.inner.lock().await;
-        if !inner.group.is_empty() {
+        if !inner.group.is_empty() || inner.consumer.as_ref().is_some_and(|g| !g.is_empty()) {
             return Err(E::GroupSubscribedToTopic.code());
         }
         let records: Vec<OffsetsRecord> = partitions
@@ -642,6 +744,7 @@ impl GroupCoordinator {
                     self.process(e.partition, &mut inner, outputs).await;
                 }
             }
+            self.tick_consumer_groups(&entries, now).await;
             if now - last_retention >= 60_000 {
                 last_retention = now;
                 self.expire_offsets(&entries, now).await;
@@ -656,10 +759,16 @@ impl GroupCoordinator {
             // Offsets with a pending transactional commit are kept
             // (Kafka's `cleanupExpiredOffsets`).
             let expired = inner.offsets.expirable_keys();
-            if snap.state != GroupState::Empty
-                || now - snap.state_timestamp < self.config.offsets_retention_ms
-                || expired.is_empty()
-            {
+            // Empty since: a consumer group's own clock (its classic
+            // shell's state timestamp is from before it had members).
+            let empty_since = match &inner.consumer {
+                Some(g) => g.empty_since(),
+                None => (snap.state == GroupState::Empty).then_some(snap.state_timestamp),
+            };
+            let Some(empty_since) = empty_since else {
+                continue;
+            };
+            if now - empty_since < self.config.offsets_retention_ms || expired.is_empty() {
                 continue;
             }
             let records: Vec<OffsetsRecord> = expired

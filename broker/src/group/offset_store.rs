@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::consumer::GroupData;
 use super::offsets::{CommittedOffset, LogEntry, OffsetsRecord};
 use super::types::GroupSnapshot;
 
@@ -176,6 +177,8 @@ impl GroupOffsets {
 pub struct Replayed {
     /// The last group record of each group (`None`: deleted).
     pub snapshots: HashMap<String, Option<GroupSnapshot>>,
+    /// The last consumer-group (KIP-848) record of each group (`None`: gone).
+    pub consumer_groups: HashMap<String, Option<Box<GroupData>>>,
     /// Offsets of every group that has any, pending ones included.
     pub offsets: HashMap<String, GroupOffsets>,
 }
@@ -193,6 +196,12 @@ impl Replayed {
             .collect();
         names.extend(
             self.snapshots
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| k.clone()),
+        );
+        names.extend(
+            self.consumer_groups
                 .iter()
                 .filter(|(_, v)| v.is_some())
                 .map(|(k, _)| k.clone()),
@@ -232,6 +241,12 @@ pub fn replay(entries: impl IntoIterator<Item = LogEntry>) -> Replayed {
                     out.offsets.remove(&group);
                 }
                 out.snapshots.insert(group, value);
+            }
+            LogEntry::Record {
+                record: OffsetsRecord::ConsumerGroup { group, value },
+                ..
+            } => {
+                out.consumer_groups.insert(group, value);
             }
             LogEntry::Record {
                 offset,

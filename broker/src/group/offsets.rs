@@ -4,8 +4,15 @@
 //! A record's key says what it is about and its value is the latest state
 //! (a null value deletes it), so log compaction keeps exactly the current
 //! state: `["offset", group, topic, partition]` → [`CommittedOffset`] and
-//! `["group", group]` → [`GroupSnapshot`], both JSON. (Kafka uses its own
-//! binary schemas here; nothing outside the broker reads these records.)
+//! `["group", group]` → [`GroupSnapshot`] (a classic group) and
+//! `["cgroup", group]` → [`GroupData`] (a KIP-848 consumer group: group and
+//! assignment epochs, members with their subscriptions, epochs, assigned
+//! and pending-revocation partitions, and the target assignment), all
+//! JSON. (Kafka uses its own binary schemas here, split into
+//! ConsumerGroupMetadata / MemberMetadata / TargetAssignment /
+//! CurrentMemberAssignment records; nothing outside the broker reads these
+//! records, and one record per consumer group keeps a compacted partition
+//! at exactly the current state.)
 //!
 //! Offsets committed in a transaction (TxnOffsetCommit, KIP-98) are the same
 //! records in a transactional batch of the producer; the COMMIT or ABORT
@@ -21,6 +28,7 @@ use rivulet_protocol::record_batch::Compression;
 use rivulet_protocol::records::{self, RecordBatchBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::consumer::GroupData;
 use super::types::GroupSnapshot;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -47,6 +55,11 @@ pub enum OffsetsRecord {
         group: String,
         value: Option<GroupSnapshot>,
     },
+    /// A KIP-848 consumer group's whole state (`None`: it is gone).
+    ConsumerGroup {
+        group: String,
+        value: Option<Box<GroupData>>,
+    },
 }
 
 /// The offsets-topic partition of `group`: Java's `String.hashCode`, made
@@ -70,6 +83,7 @@ fn key_of(r: &OffsetsRecord) -> Vec<u8> {
             ..
         } => serde_json::json!(["offset", group, topic, partition]),
         OffsetsRecord::Group { group, .. } => serde_json::json!(["group", group]),
+        OffsetsRecord::ConsumerGroup { group, .. } => serde_json::json!(["cgroup", group]),
     };
     v.to_string().into_bytes()
 }
@@ -80,6 +94,9 @@ fn value_of(r: &OffsetsRecord) -> Option<Vec<u8>> {
             value.as_ref().and_then(|v| serde_json::to_vec(v).ok())
         }
         OffsetsRecord::Group { value, .. } => {
+            value.as_ref().and_then(|v| serde_json::to_vec(v).ok())
+        }
+        OffsetsRecord::ConsumerGroup { value, .. } => {
             value.as_ref().and_then(|v| serde_json::to_vec(v).ok())
         }
     }
@@ -130,6 +147,13 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<OffsetsRecord> {
             },
         }),
         "group" => Some(OffsetsRecord::Group {
+            group: parts.get(1)?.as_str()?.to_string(),
+            value: match value {
+                Some(v) => Some(serde_json::from_slice(v).ok()?),
+                None => None,
+            },
+        }),
+        "cgroup" => Some(OffsetsRecord::ConsumerGroup {
             group: parts.get(1)?.as_str()?.to_string(),
             value: match value {
                 Some(v) => Some(serde_json::from_slice(v).ok()?),

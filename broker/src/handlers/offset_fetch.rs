@@ -59,7 +59,25 @@ pub async fn handle(
                     })
                     .collect()
             });
-            let entry = match fetch_group(b, &g.group_id, wanted, req.require_stable).await {
+            // v9 (KIP-848): a consumer group's member must fetch at its
+            // current member epoch.
+            let checked = if version >= 9 {
+                match b
+                    .groups
+                    .validate_consumer_fetch(&g.group_id, g.member_id.as_deref(), g.member_epoch)
+                    .await
+                {
+                    0 => Ok(()),
+                    code => Err(code),
+                }
+            } else {
+                Ok(())
+            };
+            let fetched = match checked {
+                Ok(()) => fetch_group(b, &g.group_id, wanted, req.require_stable).await,
+                Err(code) => Err(code),
+            };
+            let entry = match fetched {
                 Err(code) => OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
                     .with_error_code(code),

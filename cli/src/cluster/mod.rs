@@ -26,6 +26,7 @@
 
 mod layout;
 mod process;
+mod sasl;
 
 use std::fs;
 use std::net::TcpListener;
@@ -85,6 +86,12 @@ pub struct UpArgs {
     /// client settings (librdkafka property names).
     #[arg(long)]
     pub tls: bool,
+    /// SASL/SCRAM on every Kafka listener (SASL_SSL with --tls, else
+    /// SASL_PLAINTEXT) and for replication, with a bootstrap user `admin`
+    /// (password in DIR/admin.password); prints the client settings. The
+    /// controller quorum stays SSL (with --tls) or plaintext: it has no SASL.
+    #[arg(long)]
+    pub sasl: bool,
     /// Seconds to wait for all nodes to serve.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
@@ -175,6 +182,20 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let admin_password = if args.sasl {
+        Some(sasl::admin_password(&layout.dir)?)
+    } else {
+        None
+    };
+    // With --sasl the probe authenticates as the admin.
+    let probe_tls = match &admin_password {
+        Some(pw) => Some(
+            probe_tls
+                .unwrap_or_else(Connector::plaintext)
+                .with_sasl(sasl::admin_credentials(pw)),
+        ),
+        None => probe_tls,
+    };
 
     let started_at = Instant::now();
     let mut started: Vec<Started> = Vec::new();
@@ -184,6 +205,13 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             Some(c) => layout.tls_settings(n, c),
             None => Vec::new(),
         };
+        if let Some(pw) = &admin_password {
+            settings.extend(sasl::node_settings(
+                &layout.kafka_addr(n),
+                certs.is_some(),
+                pw,
+            ));
+        }
         settings.extend(args.set.iter().cloned());
         match spawn_node(&exe, &layout, n, &cluster_id, &settings) {
             Ok(s) => {
@@ -216,10 +244,15 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         started_at.elapsed().as_secs_f64(),
         layout.dir.display()
     );
-    match &certs {
-        // A properties file for librdkafka clients (kcat -F, confluent-kafka).
-        Some(c) => print!("{}", c.client_properties(&layout.bootstrap())),
-        None => println!("{}", layout.bootstrap()),
+    match (&certs, &admin_password) {
+        // A properties file for librdkafka clients (kcat -F, confluent-kafka,
+        // rivulet user --command-config).
+        (c, Some(pw)) => print!(
+            "{}",
+            sasl::client_properties(&layout.bootstrap(), pw, c.as_ref().map(|c| c.ca.as_path()))
+        ),
+        (Some(c), None) => print!("{}", c.client_properties(&layout.bootstrap())),
+        (None, None) => println!("{}", layout.bootstrap()),
     }
     Ok(())
 }

@@ -384,3 +384,56 @@ fn group_commands_describe_reset_and_delete_a_consumer_group() {
         "other groups are untouched"
     );
 }
+
+/// A KIP-848 consumer group (`group.protocol=consumer`), which
+/// DescribeGroups reports as Dead: `group describe` and `group list` show it
+/// through ConsumerGroupDescribe, with its epochs and each member's epoch,
+/// current and target assignment.
+#[test]
+fn group_describe_shows_a_consumer_protocol_group_with_epochs() {
+    let b = Broker::start();
+    ok(&b, &["topic", "create", "modern", "--partitions", "2"], "");
+    let mut cfg = client_config(&b.bootstrap());
+    cfg.set("group.id", "g-848")
+        .set("group.protocol", "consumer")
+        .set("client.id", "modern-member")
+        .set("enable.auto.commit", "false");
+    let c: BaseConsumer = cfg.create().unwrap();
+    c.subscribe(&["modern"]).unwrap();
+    WAIT.wait("the member owns both partitions", || {
+        let _ = c.poll(Duration::from_millis(50));
+        c.assignment().map(|a| a.count()).unwrap_or(0) == 2
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    // Keep heartbeating while the CLI runs.
+    let polling = std::thread::spawn(move || {
+        while !s.load(Ordering::SeqCst) {
+            let _ = c.poll(Duration::from_millis(50));
+        }
+    });
+    let described = ok(&b, &["group", "describe", "g-848"], "");
+    let state = rows(&described, "g-848");
+    assert_eq!(
+        state,
+        [["g-848", "Stable", "consumer", "uniform", "1"]],
+        "{described}"
+    );
+    assert!(described.contains("GROUP-EPOCH"), "{described}");
+    let member: Vec<Vec<&str>> = described
+        .lines()
+        .filter(|l| l.contains("MEMBER-EPOCH") || l.matches("modern(0,1)").count() == 2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(member.len(), 2, "{described}");
+    assert_eq!(member[1][1], "-", "no instance id: {described}");
+    assert_eq!(member[1][2], "1", "member epoch: {described}");
+    let listed = ok(&b, &["group", "list"], "");
+    assert_eq!(
+        rows(&listed, "g-848"),
+        [["g-848", "Stable", "1"]],
+        "{listed}"
+    );
+    stop.store(true, Ordering::SeqCst);
+    polling.join().unwrap();
+}

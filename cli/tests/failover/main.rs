@@ -14,7 +14,8 @@
 //!   refuses acks=all with NOT_ENOUGH_REPLICAS.
 //! - `consumer_group_survives_coordinator_failover`: the group coordinator's
 //!   node is killed; the committed offsets survive on the new coordinator and
-//!   the group member carries on to the end of the topic.
+//!   the group member carries on to the end of the topic; the same for a
+//!   KIP-848 consumer group (`consumer_protocol_group_survives_coordinator_failover`).
 //!
 //! - `read_process_write_is_exactly_once_across_leader_kills` (in
 //!   `exactly_once.rs`): a transactional consume-transform-produce loop
@@ -307,6 +308,18 @@ fn consume_until(member: &BaseConsumer, seen: &mut BTreeMap<(i32, u64), u32>, n:
 
 #[test]
 fn consumer_group_survives_coordinator_failover() {
+    group_survives_coordinator_failover("survivors", &[("session.timeout.ms", "10000")]);
+}
+
+/// The same with a KIP-848 consumer group (`group.protocol=consumer`): the
+/// new coordinator rebuilds the group (members, epochs, assignment) from
+/// `__consumer_offsets` and the member heartbeats on without rejoining.
+#[test]
+fn consumer_protocol_group_survives_coordinator_failover() {
+    group_survives_coordinator_failover("survivors-848", &[("group.protocol", "consumer")]);
+}
+
+fn group_survives_coordinator_failover(group: &str, settings: &[(&str, &str)]) {
     let mut cluster = start_cluster();
     let bootstrap = cluster.bootstrap();
     let topic = "work";
@@ -322,14 +335,15 @@ fn consumer_group_survives_coordinator_failover() {
     let total: u64 = sent.iter().sum();
     assert!(tally.failed.is_empty(), "{:?}", tally.failed);
 
-    let group = "survivors";
-    let member: BaseConsumer = cluster_client_config(&bootstrap)
+    let mut config = cluster_client_config(&bootstrap);
+    config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .create()
-        .unwrap();
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let member: BaseConsumer = config.create().unwrap();
     member.subscribe(&[topic]).unwrap();
     let mut seen: BTreeMap<(i32, u64), u32> = BTreeMap::new();
     consume_until(&member, &mut seen, total as usize / 2);

@@ -2582,8 +2582,8 @@ pub(super) static REQUESTS: &[MessageSchema] = &[
     MessageSchema { api_key: 67, valid: V(0, 0), flexible_from: 0, fields: ALLOCATE_PRODUCER_IDS_REQUEST },
     // ConsumerGroupHeartbeatRequest
     MessageSchema { api_key: 68, valid: V(0, 1), flexible_from: 0, fields: CONSUMER_GROUP_HEARTBEAT_REQUEST },
-    // ConsumerGroupDescribeRequest
-    MessageSchema { api_key: 69, valid: V(0, 0), flexible_from: 0, fields: CONSUMER_GROUP_DESCRIBE_REQUEST },
+    // ConsumerGroupDescribeRequest: v1 (KIP-1099, MemberType in the response) has the body of v0
+    MessageSchema { api_key: 69, valid: V(0, 1), flexible_from: 0, fields: CONSUMER_GROUP_DESCRIBE_REQUEST },
     // ControllerRegistrationRequest
     MessageSchema { api_key: 70, valid: V(0, 0), flexible_from: 0, fields: CONTROLLER_REGISTRATION_REQUEST },
     // GetTelemetrySubscriptionsRequest

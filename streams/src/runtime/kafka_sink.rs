@@ -275,7 +275,10 @@ impl KafkaSink {
                 let key = record_key(self.key.as_ref(), row).map_err(|reason| {
                     RuntimeError::KafkaState(format!("sink {}: key of a row: {reason}", self.name))
                 })?;
-                Ok((key, Value::Object(row.value.clone()).to_string()))
+                let value = serde_json::to_string(&row.value).map_err(|e| {
+                    RuntimeError::KafkaState(format!("sink {}: encode a row: {e}", self.name))
+                })?;
+                Ok((key, value))
             })
             .collect()
     }

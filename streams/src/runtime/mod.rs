@@ -237,12 +237,15 @@ pub async fn run(
         sources = back;
         let (mut records, n) = polled?;
         if n > 0 {
+            let polled_at = Instant::now();
             let batch_id = last_batch.saturating_add(1);
             let planned = PlannedBatch::new(&job, batch_id, start, positions(&sources), now_ms());
             let (dir, p) = (checkpoint_dir.clone(), planned.clone());
             blocking(move || batch_log::store(&dir, &p)).await?;
+            let logged_at = Instant::now();
             sort_canonically(&mut records);
             let out = executor.run_batch(&records, planned.processing_time_ms)?;
+            let run_at = Instant::now();
             commit_batch(
                 &mut sinks,
                 &out,
@@ -254,7 +257,16 @@ pub async fn run(
             .await?;
             last_batch = batch_id;
             summary.add(batch_id, n, &out);
-            tracing::debug!(%job, batch_id, records = n, "batch committed");
+            tracing::debug!(
+                %job,
+                batch_id,
+                records = n,
+                poll_ms = (polled_at - tick).as_secs_f64() * 1e3,
+                log_ms = (logged_at - polled_at).as_secs_f64() * 1e3,
+                run_ms = (run_at - logged_at).as_secs_f64() * 1e3,
+                commit_ms = run_at.elapsed().as_secs_f64() * 1e3,
+                "batch committed"
+            );
         }
         match plan.trigger {
             Trigger::Once => break,

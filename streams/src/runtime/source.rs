@@ -37,7 +37,11 @@ pub fn client_config(bootstrap: &str, job: &str) -> ClientConfig {
         .set("isolation.level", "read_committed")
         // A committed offset below the log start (deleted by retention) reads on from
         // the earliest record there is.
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // librdkafka stops fetching for fetch.queue.backoff.ms (default 1 s) whenever its
+        // prefetch queue is full, which a job working through a backlog hits after every
+        // batch: with the default a job read ~0.08x what a plain consume loop did.
+        .set("fetch.queue.backoff.ms", "10");
     c
 }
 

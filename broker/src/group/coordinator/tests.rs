@@ -351,3 +351,87 @@ async fn retention_spares_offsets_with_a_pending_transactional_commit() {
     end_txn(&gc, "g", 7, 0, true).await;
     assert_eq!(fetched(&gc, "g", 1, false).await, (Some(2), 0));
 }
+
+fn classic_join(member_id: &str) -> JoinRequest {
+    JoinRequest {
+        member_id: member_id.into(),
+        group_instance_id: None,
+        client_id: "classic".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), bytes::Bytes::from_static(b"m"))],
+        require_known_member_id: false,
+        supports_skip_assignment: true,
+        reason: None,
+    }
+}
+
+fn consumer_join(member_id: &str) -> crate::group::consumer::Heartbeat {
+    crate::group::consumer::Heartbeat {
+        member_id: member_id.into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 10_000,
+        subscribed_topic_names: Some(vec!["t".into()]),
+        owned: Some(Default::default()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_group_is_rebuilt_by_a_new_coordinator_and_refuses_classic_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let gc = coordinator(&n);
+    let r = gc
+        .consumer_heartbeat("cg", consumer_join("m1"))
+        .await
+        .unwrap();
+    assert_eq!((r.member_id.as_str(), r.member_epoch), ("m1", 1));
+    gc.commit("cg", "m1", None, 1, commits(&[(0, 5)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        gc.commit("cg", "m1", None, 0, commits(&[(0, 6)])).await,
+        Err(E::StaleMemberEpoch.code())
+    );
+    // A second coordinator replays the partition: same group, same member,
+    // same epoch, the committed offset.
+    let gc2 = Arc::new(coordinator(&n));
+    let (stop, stopped) = watch::channel(false);
+    let timers = tokio::spawn(gc2.clone().run_timers(stopped));
+    let view = gc2.consumer_describe("cg").await.unwrap().unwrap();
+    assert_eq!(view.data.group_epoch, 1);
+    assert_eq!(view.data.members["m1"].member_epoch, 1);
+    assert_eq!(fetched(&gc2, "cg", 0, false).await, (Some(5), 0));
+    let mut hb = consumer_join("m1");
+    hb.member_epoch = 1;
+    assert_eq!(
+        gc2.consumer_heartbeat("cg", hb).await.unwrap().member_epoch,
+        1
+    );
+    // A classic member whose metadata is no consumer subscription may not
+    // join it.
+    let j = gc2.join("cg", classic_join("")).await;
+    assert_eq!(j.error_code, E::InconsistentGroupProtocol.code());
+    assert_eq!(gc2.list_typed().await[0].group_type, "consumer");
+    // Once empty, a classic member turns it into a classic group (offsets kept).
+    let mut leave = consumer_join("m1");
+    leave.member_epoch = -1;
+    gc2.consumer_heartbeat("cg", leave).await.unwrap();
+    let j = gc2.join("cg", classic_join("")).await;
+    assert_eq!(j.error_code, 0);
+    assert_eq!(fetched(&gc2, "cg", 0, false).await, (Some(5), 0));
+    // Now a consumer-protocol member is told it is not a consumer group.
+    let err = gc2
+        .consumer_heartbeat("cg", consumer_join("m2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, E::GroupIdNotFound.code());
+    // And the group stays classic for a third coordinator.
+    let gc3 = coordinator(&n);
+    assert!(gc3.consumer_describe("cg").await.unwrap().is_none());
+    stop.send(true).unwrap();
+    timers.await.unwrap();
+}

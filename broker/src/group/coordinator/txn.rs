@@ -69,11 +69,16 @@ impl GroupCoordinator {
             Err(code) => return Err(code),
         };
         let mut inner = entry.inner.lock().await;
-        let code = inner.group.validate_txn_offset_commit(
-            &txn.member_id,
-            txn.group_instance_id.as_deref(),
-            txn.generation_id,
-        );
+        // A consumer group (KIP-848) checks the member epoch the producer
+        // sends as its generation.
+        let code = match &inner.consumer {
+            Some(g) => g.validate_offset_commit(&txn.member_id, txn.generation_id),
+            None => inner.group.validate_txn_offset_commit(
+                &txn.member_id,
+                txn.group_instance_id.as_deref(),
+                txn.generation_id,
+            ),
+        };
         if code != 0 {
             return Err(code);
         }

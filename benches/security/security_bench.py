@@ -1,0 +1,196 @@
+"""Security overhead, through librdkafka (confluent-kafka's wheel, built with
+SSL and SASL): produce and consume throughput of 1 KiB records over
+SASL_SSL with SCRAM-SHA-512 against PLAINTEXT on the same broker in the
+same run, and the rate of new SASL_SSL (TLS handshake + SCRAM exchange)
+connections. Run by scripts/bench_security.sh, which starts the broker.
+
+Usage: security_bench.py PLAINTEXT_ADDR SASL_SSL_ADDR CA_FILE [RECORDS] [CONNECTIONS]
+Prints one line per measure and the ratios.
+"""
+import os
+import sys
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+plain, sasl_ssl, ca = sys.argv[1:4]
+records = int(sys.argv[4]) if len(sys.argv) > 4 else 200_000
+connections = int(sys.argv[5]) if len(sys.argv) > 5 else 200
+VALUE = b"x" * 1024
+
+SASL = {"security.protocol": "SASL_SSL", "ssl.ca.location": ca, "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "admin", "sasl.password": "admin-secret"}
+
+
+def conf(kind):
+    if kind == "PLAINTEXT":
+        return {"bootstrap.servers": plain}
+    return {"bootstrap.servers": sasl_ssl, **SASL}
+
+
+def produce(kind, topic):
+    p = Producer({**conf(kind), "linger.ms": 5, "batch.size": 1_000_000, "acks": 1,
+                  "queue.buffering.max.messages": 1_000_000, "compression.type": "none"})
+    start = time.monotonic()
+    for i in range(records):
+        while True:
+            try:
+                p.produce(topic, VALUE)
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 10_000 == 0:
+            p.poll(0)
+    assert p.flush(120) == 0
+    return records / (time.monotonic() - start)
+
+
+def consume(kind, topic):
+    c = Consumer({**conf(kind), "group.id": f"bench-{kind}-{time.time()}", "enable.auto.commit": False,
+                  "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760})
+    c.assign([TopicPartition(topic, 0, 0)])
+    n = 0
+    start = time.monotonic()
+    while n < records:
+        batch = c.consume(10_000, 5.0)
+        if not batch:
+            break
+        n += sum(1 for m in batch if m.error() is None)
+    elapsed = time.monotonic() - start
+    c.close()
+    assert n == records, f"{kind}: consumed {n} of {records}"
+    return n / elapsed
+
+
+def connect_rate(kind):
+    """New connections per second: each a fresh client that completes a
+    Metadata request (TCP, for SASL_SSL a TLS handshake and a SCRAM
+    exchange, then Metadata). PLAINTEXT shows the client's own cost."""
+    start = time.monotonic()
+    for _ in range(connections):
+        p = Producer(conf(kind))
+        p.list_topics(timeout=10)
+    return connections / (time.monotonic() - start)
+
+
+admin = AdminClient(conf("PLAINTEXT"))
+topics = {kind: f"bench-{kind.lower()}-{int(time.time())}" for kind in ("PLAINTEXT", "SASL_SSL")}
+for f in admin.create_topics([NewTopic(t, 1, 1) for t in topics.values()]).values():
+    f.result()
+
+RUNS = 3
+results = {}
+# Interleaved runs, the median of each: the same broker, the same run.
+for _ in range(RUNS):
+    for kind in ("PLAINTEXT", "SASL_SSL"):
+        r = produce(kind, topics[kind])
+        results.setdefault((kind, "produce"), []).append(r)
+for _ in range(RUNS):
+    for kind in ("PLAINTEXT", "SASL_SSL"):
+        r = consume(kind, topics[kind])
+        results.setdefault((kind, "consume"), []).append(r)
+def median(rs):
+    return sorted(rs)[len(rs) // 2]
+
+
+for (kind, what), rs in sorted(results.items()):
+    best = median(rs)
+    print(f"{what:8} {kind:10} {best:10.0f} records/s  {best * 1024 / 1e6:7.1f} MB/s  median of {[round(r) for r in rs]}")
+for what in ("produce", "consume"):
+    ratio = median(results[("SASL_SSL", what)]) / median(results[("PLAINTEXT", what)])
+    print(f"ratio {what} SASL_SSL/PLAINTEXT = {ratio:.2f}")
+def raw_connect_rate(threads=4):
+    """Server-side capacity for new TLS + SCRAM-SHA-512 connections: raw
+    sockets (Python's ssl, TLS 1.3) each doing TCP, the TLS handshake,
+    SaslHandshake v1 and the two SaslAuthenticate rounds, then closing.
+    The client's PBKDF2 is computed once per salt (a server does none)."""
+    import base64
+    import hashlib
+    import hmac
+    import socket
+    import ssl
+    import struct
+    import threading
+
+    host, port = sasl_ssl.rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=ca)
+    salted_cache = {}
+
+    def request(sock, key, version, corr, body):
+        header = struct.pack(">hhih", key, version, corr, 5) + b"bench"
+        msg = header + body
+        sock.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", recv(sock, 4))[0]
+        return recv(sock, size)[4:]
+
+    def recv(sock, n):
+        out = b""
+        while len(out) < n:
+            chunk = sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    def authenticate(sock, token, corr):
+        r = request(sock, 36, 1, corr, struct.pack(">i", len(token)) + token)
+        err = struct.unpack(">h", r[:2])[0]
+        assert err == 0, f"SaslAuthenticate error {err}"
+        mlen = struct.unpack(">h", r[2:4])[0]
+        off = 4 + max(mlen, 0)
+        blen = struct.unpack(">i", r[off:off + 4])[0]
+        return r[off + 4:off + 4 + blen]
+
+    def one():
+        with socket.create_connection((host, int(port))) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as sock:
+                mech = b"SCRAM-SHA-512"
+                r = request(sock, 17, 1, 1, struct.pack(">h", len(mech)) + mech)
+                assert struct.unpack(">h", r[:2])[0] == 0
+                cnonce = base64.b64encode(os.urandom(18)).decode()
+                first_bare = f"n=admin,r={cnonce}"
+                server_first = authenticate(sock, ("n,," + first_bare).encode(), 2).decode()
+                attrs = dict(a.split("=", 1) for a in server_first.split(","))
+                salt, iters = base64.b64decode(attrs["s"]), int(attrs["i"])
+                key = (salt, iters)
+                if key not in salted_cache:
+                    salted_cache[key] = hashlib.pbkdf2_hmac("sha512", b"admin-secret", salt, iters)
+                salted = salted_cache[key]
+                client_key = hmac.new(salted, b"Client Key", hashlib.sha512).digest()
+                stored = hashlib.sha512(client_key).digest()
+                without_proof = f"c=biws,r={attrs['r']}"
+                auth = f"{first_bare},{server_first},{without_proof}".encode()
+                sig = hmac.new(stored, auth, hashlib.sha512).digest()
+                proof = bytes(a ^ b for a, b in zip(client_key, sig))
+                final = f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+                server_final = authenticate(sock, final, 3)
+                assert server_final.startswith(b"v="), server_final
+
+    per_thread = connections
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(per_thread):
+                one()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    one()  # warm the PBKDF2 cache
+    start = time.monotonic()
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[:3]
+    return threads * per_thread / (time.monotonic() - start), threads * per_thread
+
+
+raw_rate, raw_n = raw_connect_rate()
+print(f"new TLS + SCRAM-SHA-512 connections, raw clients (4 threads): {raw_rate:.0f}/s over {raw_n}")
+plain_rate = connect_rate("PLAINTEXT")
+rate = connect_rate("SASL_SSL")
+print(f"new connections (client + Metadata): PLAINTEXT {plain_rate:.0f}/s, "
+      f"SASL_SSL (TLS + SCRAM-SHA-512) {rate:.0f}/s over {connections} each")
