@@ -9,10 +9,10 @@
 //! `--transactional-id`; READ, DESCRIBE on the topics and READ on the
 //! groups). librdkafka's C admin API is not wrapped by the rdkafka crate,
 //! so these go over Rivulet's own Kafka wire client to the first broker of
-//! the bootstrap list that answers.
+//! the bootstrap list that answers, over TLS and/or SASL as
+//! `--command-config FILE` says (see [`crate::wire_client`]).
 
-use std::time::Duration;
-
+use crate::wire_client::{connect, Connection};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::create_acls_request::AclCreation;
@@ -26,7 +26,6 @@ use rivulet_controller::acl::{
 
 /// The ACL APIs' version spoken (flexible, pattern types).
 const VERSION: i16 = 3;
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Subcommand)]
 pub enum AclCommand {
@@ -86,6 +85,8 @@ pub struct AclArgs {
     /// Consumer convenience: READ, DESCRIBE on the topics, READ on the groups.
     #[arg(long)]
     pub consumer: bool,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 /// A resource pattern selected by the options.
@@ -224,28 +225,18 @@ fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-/// Send `req` to the first bootstrap broker that answers.
-async fn call<R: Request>(bootstrap: &str, req: &R) -> anyhow::Result<R::Response> {
-    let mut last = None;
-    for addr in bootstrap
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-    {
-        match rivulet_protocol::wire::connect(addr).await {
-            Ok(c) => {
-                let mut c = c
-                    .with_client_id(Some("rivulet-cli".to_string()))
-                    .with_timeout(TIMEOUT);
-                return c
-                    .round_trip(VERSION, req)
-                    .await
-                    .map_err(|e| anyhow!("{addr}: {e}"));
-            }
-            Err(e) => last = Some(anyhow!("cannot connect to {addr}: {e}")),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow!("empty --bootstrap-server")))
+/// Send `req` to the first bootstrap broker that answers, connected as
+/// `--command-config` says.
+async fn call<R: Request>(
+    bootstrap: &str,
+    connection: &Connection,
+    req: &R,
+) -> anyhow::Result<R::Response> {
+    let mut client = connect(bootstrap, connection).await?;
+    client
+        .round_trip(VERSION, req)
+        .await
+        .map_err(|e| anyhow!("{bootstrap}: {e}"))
 }
 
 fn error(code: i16, message: &Option<StrBytes>) -> anyhow::Result<()> {
@@ -304,6 +295,7 @@ async fn add(bootstrap: &str, a: &AclArgs) -> anyhow::Result<()> {
         .collect();
     let resp = call(
         bootstrap,
+        &a.connection,
         &CreateAclsRequest::default().with_creations(creations),
     )
     .await?;
@@ -340,7 +332,7 @@ async fn list(bootstrap: &str, a: &AclArgs) -> anyhow::Result<()> {
             .with_host_filter(None)
             .with_operation(ANY_CODE)
             .with_permission_type(ANY_CODE);
-        let resp = call(bootstrap, &req).await?;
+        let resp = call(bootstrap, &a.connection, &req).await?;
         error(resp.error_code, &resp.error_message)?;
         for r in &resp.resources {
             println!(
@@ -407,6 +399,7 @@ async fn remove(bootstrap: &str, a: &AclArgs) -> anyhow::Result<()> {
     };
     let resp = call(
         bootstrap,
+        &a.connection,
         &DeleteAclsRequest::default().with_filters(filters),
     )
     .await?;

@@ -42,6 +42,7 @@ mod topic;
 // ACLs (issue 13).
 mod acl;
 mod user;
+mod wire_client;
 
 use std::path::PathBuf;
 

@@ -13,10 +13,7 @@
 //! `ssl.certificate.location`, `ssl.key.location`), the file `rivulet
 //! cluster up --sasl` prints.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
+use crate::wire_client::connect;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::alter_user_scram_credentials_request::{
@@ -27,9 +24,9 @@ use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use rivulet_protocol::sasl::{random_bytes, SaslCredentials, ScramMechanism};
-use rivulet_protocol::tls::{Connector, Stream, TlsFiles};
-use rivulet_protocol::wire::{self, Client};
+use rivulet_protocol::sasl::{random_bytes, ScramMechanism};
+use rivulet_protocol::tls::Stream;
+use rivulet_protocol::wire::Client;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -39,14 +36,6 @@ pub enum UserCommand {
     Delete(DeleteArgs),
     /// List users and their SCRAM mechanisms and iteration counts.
     List(ListArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct Connection {
-    /// Client properties: security.protocol, sasl.mechanism, sasl.username,
-    /// sasl.password, ssl.ca.location (Kafka's --command-config).
-    #[arg(long, value_name = "FILE")]
-    pub command_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -61,7 +50,7 @@ pub struct CreateArgs {
     #[arg(long, default_value_t = 8192)]
     pub iterations: i32,
     #[command(flatten)]
-    pub connection: Connection,
+    pub connection: crate::wire_client::Connection,
 }
 
 #[derive(Debug, Args)]
@@ -71,93 +60,13 @@ pub struct DeleteArgs {
     #[arg(long)]
     pub mechanism: Option<String>,
     #[command(flatten)]
-    pub connection: Connection,
+    pub connection: crate::wire_client::Connection,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    pub connection: Connection,
-}
-
-/// Parse a Java-style properties file: `key=value` lines, `#`/`!` comments.
-pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
-        .filter_map(|l| l.split_once('=').or_else(|| l.split_once(':')))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-/// The connector `props` describe: plain or TLS, with SASL or without.
-pub fn connector(props: &BTreeMap<String, String>) -> anyhow::Result<Connector> {
-    let get = |k: &str| props.get(k).map(String::as_str).unwrap_or("");
-    let protocol = match get("security.protocol") {
-        "" => "PLAINTEXT",
-        p => p,
-    };
-    let (tls, sasl) = match protocol.to_ascii_uppercase().as_str() {
-        "PLAINTEXT" => (false, false),
-        "SSL" => (true, false),
-        "SASL_PLAINTEXT" => (false, true),
-        "SASL_SSL" => (true, true),
-        other => {
-            bail!("security.protocol {other}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-        }
-    };
-    let path = |k: &str| Some(PathBuf::from(get(k))).filter(|p| !p.as_os_str().is_empty());
-    let mut c = if tls {
-        let files = TlsFiles {
-            certificate: path("ssl.certificate.location"),
-            key: path("ssl.key.location"),
-            ca: path("ssl.ca.location"),
-        };
-        Connector::tls(files.client_config()?)
-    } else {
-        Connector::plaintext()
-    };
-    if sasl {
-        // librdkafka says sasl.mechanisms, Java clients sasl.mechanism.
-        let mechanism = match (get("sasl.mechanism"), get("sasl.mechanisms")) {
-            ("", "") => "SCRAM-SHA-512",
-            ("", m) | (m, _) => m,
-        };
-        if get("sasl.username").is_empty() {
-            bail!("security.protocol {protocol} needs sasl.username and sasl.password");
-        }
-        c = c.with_sasl(SaslCredentials {
-            mechanism: mechanism.to_string(),
-            username: get("sasl.username").to_string(),
-            password: get("sasl.password").to_string(),
-        });
-    }
-    Ok(c)
-}
-
-async fn connect(bootstrap: &str, config: Option<&Path>) -> anyhow::Result<Client<Stream>> {
-    let props = match config {
-        Some(p) => parse_properties(
-            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
-        ),
-        None => BTreeMap::new(),
-    };
-    let connector = connector(&props)?;
-    let first = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
-    let c = tokio::time::timeout(
-        crate::client::CONNECT_TIMEOUT,
-        wire::connect_with(&connector, first),
-    )
-    .await
-    .map_err(|_| {
-        anyhow!(
-            "no broker answered at {first} within {}s",
-            crate::client::CONNECT_TIMEOUT.as_secs()
-        )
-    })?
-    .with_context(|| format!("cannot connect to {first}"))?;
-    Ok(c.with_client_id(Some("rivulet-cli".into()))
-        .with_timeout(Duration::from_secs(30)))
+    pub connection: crate::wire_client::Connection,
 }
 
 fn mechanism(name: &str) -> anyhow::Result<ScramMechanism> {
@@ -238,7 +147,7 @@ async fn run_async(bootstrap: &str, command: UserCommand) -> anyhow::Result<()> 
     match command {
         UserCommand::Create(a) => {
             let m = mechanism(&a.mechanism)?;
-            let mut client = connect(bootstrap, a.connection.command_config.as_deref()).await?;
+            let mut client = connect(bootstrap, &a.connection).await?;
             let salt = random_bytes(32);
             let salted = m.salted_password(a.password.as_bytes(), &salt, a.iterations);
             let up = ScramCredentialUpsertion::default()
@@ -260,7 +169,7 @@ async fn run_async(bootstrap: &str, command: UserCommand) -> anyhow::Result<()> 
             );
         }
         UserCommand::Delete(a) => {
-            let mut client = connect(bootstrap, a.connection.command_config.as_deref()).await?;
+            let mut client = connect(bootstrap, &a.connection).await?;
             let mechanisms: Vec<ScramMechanism> = match &a.mechanism {
                 Some(m) => vec![mechanism(m)?],
                 None => {
@@ -294,7 +203,7 @@ async fn run_async(bootstrap: &str, command: UserCommand) -> anyhow::Result<()> 
             }
         }
         UserCommand::List(a) => {
-            let mut client = connect(bootstrap, a.connection.command_config.as_deref()).await?;
+            let mut client = connect(bootstrap, &a.connection).await?;
             let mut users = describe(&mut client, None).await?;
             users.sort();
             for (user, infos) in users {
@@ -307,26 +216,4 @@ async fn run_async(bootstrap: &str, command: UserCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn properties_and_connectors() {
-        let p = parse_properties(
-            "# c\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism = PLAIN\nsasl.username=a\nsasl.password=b=c\n",
-        );
-        assert_eq!(p["sasl.password"], "b=c");
-        let c = connector(&p).unwrap();
-        assert!(c.is_sasl() && !c.is_tls());
-        let mut p2 = p.clone();
-        p2.remove("sasl.username");
-        assert!(connector(&p2).is_err());
-        let mut p3 = p.clone();
-        p3.insert("security.protocol".into(), "KERBEROS".into());
-        assert!(connector(&p3).is_err());
-        assert!(!connector(&BTreeMap::new()).unwrap().is_sasl());
-    }
 }

@@ -13,62 +13,16 @@
 //! The ACLs are set with `rivulet acl add` over a PLAINTEXT listener whose
 //! clients (User:ANONYMOUS) hold ALTER and DESCRIBE on the cluster.
 
+mod security_support;
+
 use std::path::Path;
-use std::time::Duration;
 
 use rivulet_controller::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 use rivulet_controller::{ControllerRequest, ControllerResponse};
 use rivulet_protocol::dev_certs::{generate, CertFiles, CLIENT_PRINCIPAL, NODE_PRINCIPAL};
 use rivulet_testkit::broker::TestBroker;
 use rivulet_testkit::dirs::temp_dir;
-use rivulet_testkit::process::run;
-
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
-const LIMIT: Duration = Duration::from_secs(60);
-
-struct Kcat {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run kcat off the async workers, killed after [`LIMIT`] (without the
-/// test's `LD_LIBRARY_PATH`, which points at the workspace's librdkafka
-/// built without SSL).
-async fn kcat(args: Vec<String>, stdin: &str) -> Kcat {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let stdin = stdin.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("kcat")
-            .args(&args)
-            .env_remove("LD_LIBRARY_PATH")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kcat is installed (scripts/ci-setup.sh)");
-        if let Some(mut i) = child.stdin.take() {
-            let _ = i.write_all(stdin.as_bytes());
-        }
-        let deadline = std::time::Instant::now() + LIMIT;
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        Kcat {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
-}
+use security_support::{addr_of, cluster_up, kcat, rivulet, wait_replicated, ClusterDown, LIMIT};
 
 fn p(path: &Path) -> String {
     path.display().to_string()
@@ -98,25 +52,6 @@ fn as_identity(
     ];
     a.extend(more.iter().map(|s| s.to_string()));
     a
-}
-
-fn addr_of(b: &TestBroker, listener: &str) -> String {
-    let (_, a) = b
-        .node()
-        .listener_addrs
-        .iter()
-        .find(|(n, _)| n == listener)
-        .unwrap_or_else(|| panic!("no {listener} listener"));
-    a.to_string()
-}
-
-async fn rivulet(args: Vec<String>) -> rivulet_testkit::process::Run {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(Path::new(RIVULET), &args, "", LIMIT)
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,20 +226,6 @@ async fn two_certificate_principals_get_what_their_acls_say() {
     assert_eq!(c.stdout.lines().count(), 2, "{}", c.stderr);
 }
 
-/// Removes the cluster whatever the test's outcome.
-struct ClusterDown<'a>(&'a str);
-
-impl Drop for ClusterDown<'_> {
-    fn drop(&mut self) {
-        let _ = run(
-            Path::new(RIVULET),
-            &["cluster", "down", "--dir", self.0, "--timeout", "5"],
-            "",
-            LIMIT,
-        );
-    }
-}
-
 /// `rivulet cluster up --tls --set authorizer.class.name=standard`: the
 /// nodes' certificate principal is their super user, so they replicate
 /// (an acks=all produce with min.insync.replicas=2 succeeds and reaches
@@ -312,36 +233,18 @@ impl Drop for ClusterDown<'_> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_up_tls_with_the_authorizer_replicates() {
     let dir = temp_dir();
-    let d = p(dir.path());
-    let _down = ClusterDown(&d);
-    let mut up = None;
-    for _ in 0..5 {
-        let base =
-            rivulet_testkit::ports::free_port_block_in(20_000..30_000, &[0, 1, 2, 100, 101, 102]);
-        let args = [
-            "cluster",
-            "up",
+    let _down = ClusterDown(p(dir.path()));
+    let (base, _) = cluster_up(
+        dir.path(),
+        &[
             "--tls",
             "--set",
             "ssl.client.auth=required",
             "--set",
             "authorizer.class.name=standard",
-            "--dir",
-            &d,
-            "--base-port",
-            &base.to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
-        let r = rivulet(args).await;
-        if r.stderr.contains("is not free") {
-            continue;
-        }
-        up = Some((base, r));
-        break;
-    }
-    let (base, r) = up.expect("a free base port");
-    assert!(r.success, "cluster up --tls: {}", r.stderr);
+        ],
+    )
+    .await;
     let bootstrap = format!(
         "127.0.0.1:{base},127.0.0.1:{},127.0.0.1:{}",
         base + 1,
@@ -377,25 +280,7 @@ async fn cluster_up_tls_with_the_authorizer_replicates() {
     )
     .await;
     assert!(w.success, "super user acks=all produce: {}", w.stderr);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let sizes: Vec<u64> = (1..=3)
-            .map(|n| {
-                let log = dir
-                    .path()
-                    .join(format!("node-{n}/replicated-0/00000000000000000000.log"));
-                std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
-            })
-            .collect();
-        if sizes.iter().all(|&s| s > 0 && s == sizes[0]) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "logs not replicated: {sizes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_replicated(dir.path(), "replicated").await;
     let c = kcat(
         node(&["-C", "-t", "replicated", "-o", "beginning", "-e", "-q"]),
         "",

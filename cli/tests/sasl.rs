@@ -17,8 +17,11 @@
 //!   re-authentication (KIP-368): expiry closes, a re-authentication
 //!   extends, another principal closes;
 //! - `rivulet user create|list|delete` over SASL_SSL (`--command-config`);
+//!   the 3-node cluster with SASL is in `secure_cluster.rs`;
 //! - start-up refusals: SASL on the controller listener, a SASL
 //!   inter-broker listener without credentials.
+
+mod security_support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,18 +39,13 @@ use rivulet_protocol::wire::{self, Client};
 use rivulet_testkit::broker::TestBroker;
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::process::run;
+use security_support::{addr_of, path, tool, LIMIT, RIVULET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/py/bin/python");
-const LIMIT: Duration = Duration::from_secs(120);
 const FAILED: &str =
     "Authentication failed during authentication due to invalid credentials with SASL mechanism";
 const ADMIN_USERS: &str = "SCRAM-SHA-512=[name=admin,password=admin-secret],SCRAM-SHA-256=[name=admin,password=admin-secret,iterations=8192]";
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `rivulet certs generate --dir DIR`: the CA file.
 fn generate_certs(dir: &Path) -> PathBuf {
@@ -59,51 +57,6 @@ fn generate_certs(dir: &Path) -> PathBuf {
     );
     assert!(r.success, "certs generate failed: {}", r.stderr);
     dir.to_path_buf()
-}
-
-/// What a kcat run printed.
-struct Out {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run `program` off the async workers, killed after [`LIMIT`]; without
-/// the test's `LD_LIBRARY_PATH` (cargo points it at the workspace's
-/// librdkafka, built without SSL/SASL).
-async fn spawn(program: &str, args: Vec<String>, stdin: &str) -> Out {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let (program, stdin) = (program.to_string(), stdin.to_string());
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(&program)
-            .args(&args)
-            .env_remove("LD_LIBRARY_PATH")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program} is installed (scripts/ci-setup.sh): {e}"));
-        if let Some(mut i) = child.stdin.take() {
-            let _ = i.write_all(stdin.as_bytes());
-        }
-        let deadline = std::time::Instant::now() + LIMIT;
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        Out {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
 }
 
 fn sasl_args(
@@ -179,16 +132,6 @@ async fn sasl_broker(data: &Path, certs: &Path, extra: &[(&str, &str)]) -> TestB
     TestBroker::start(data, &settings).await
 }
 
-fn addr_of(b: &TestBroker, listener: &str) -> String {
-    let (_, a) = b
-        .node()
-        .listener_addrs
-        .iter()
-        .find(|(n, _)| n == listener)
-        .unwrap_or_else(|| panic!("no {listener} listener"));
-    a.to_string()
-}
-
 fn tls_connector(certs: &Path) -> Connector {
     let files = TlsFiles {
         certificate: None,
@@ -215,7 +158,7 @@ async fn python_and_kcat_clients_over_sasl_ssl_and_sasl_plaintext() {
     let plain = addr_of(&b, "SASL_PLAINTEXT");
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/compat/sasl_check.py");
-    let py = spawn(
+    let py = tool(
         PYTHON,
         vec![
             script.into(),
@@ -243,14 +186,14 @@ async fn python_and_kcat_clients_over_sasl_ssl_and_sasl_plaintext() {
         "admin-secret",
         &certs,
     );
-    let p = spawn(
+    let p = tool(
         "kcat",
         with(admin.clone(), &["-P", "-t", "kcat-sasl"]),
         "one\ntwo\nthree\n",
     )
     .await;
     assert!(p.success, "kcat produce over SASL_SSL: {}", p.stderr);
-    let c = spawn(
+    let c = tool(
         "kcat",
         with(
             admin.clone(),
@@ -268,13 +211,13 @@ async fn python_and_kcat_clients_over_sasl_ssl_and_sasl_plaintext() {
 
     // A wrong password is refused with Kafka's message while another
     // client keeps producing.
-    let producing = tokio::spawn(spawn(
+    let producing = tokio::spawn(tool(
         "kcat",
         with(admin.clone(), &["-P", "-t", "kcat-sasl"]),
         "four\nfive\n",
     ));
     let wrong = sasl_args(&ssl, "SASL_SSL", "SCRAM-SHA-512", "admin", "wrong", &certs);
-    let w = spawn("kcat", with(wrong, &["-L", "-m", "5"]), "").await;
+    let w = tool("kcat", with(wrong, &["-L", "-m", "5"]), "").await;
     assert!(!w.success, "a wrong password was served: {}", w.stdout);
     assert!(
         w.stderr.contains(&format!("{FAILED} SCRAM-SHA-512")),
@@ -290,7 +233,7 @@ async fn python_and_kcat_clients_over_sasl_ssl_and_sasl_plaintext() {
         "admin-secret",
         &certs,
     );
-    let c = spawn(
+    let c = tool(
         "kcat",
         with(
             plain_admin,
@@ -348,7 +291,7 @@ async fn python_and_kcat_clients_over_sasl_ssl_and_sasl_plaintext() {
         "carol-secret",
         &certs,
     );
-    let p = spawn(
+    let p = tool(
         "kcat",
         with(carol.clone(), &["-P", "-t", "kcat-sasl"]),
         "six\n",
@@ -369,7 +312,7 @@ async fn python_and_kcat_clients_over_sasl_ssl_and_sasl_plaintext() {
         "{}",
         r.stderr
     );
-    let w = spawn("kcat", with(carol, &["-L", "-m", "5"]), "").await;
+    let w = tool("kcat", with(carol, &["-L", "-m", "5"]), "").await;
     assert!(!w.success && w.stderr.contains(FAILED), "{}", w.stderr);
     // Without credentials the SASL_SSL listener refuses the command.
     let r = run(Path::new(RIVULET), &["user", "list", "-b", &ssl], "", LIMIT);
@@ -649,7 +592,7 @@ async fn reauthentication_extends_the_session_and_expiry_closes_it() {
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/compat/sasl_reauth_check.py"
     );
-    let py = spawn(
+    let py = tool(
         PYTHON,
         vec![script.into(), plain, "reauth".into(), "10".into()],
         "",
@@ -704,203 +647,6 @@ async fn sasl_on_the_controller_and_inter_broker_sasl_without_credentials_fail_t
         let e = BrokerConfig::from_props(&props).unwrap_err();
         assert!(e.to_string().contains(k), "{e}");
     }
-}
-
-/// Removes the cluster whatever the test's outcome.
-struct ClusterDown<'a>(&'a str);
-
-impl Drop for ClusterDown<'_> {
-    fn drop(&mut self) {
-        let _ = run(
-            Path::new(RIVULET),
-            &["cluster", "down", "--dir", self.0, "--timeout", "5"],
-            "",
-            LIMIT,
-        );
-    }
-}
-
-/// Every `kcat -L` line "partition 0, leader N, ..." of `topic`: N.
-fn leader_of(metadata: &str) -> Option<u16> {
-    metadata
-        .lines()
-        .find(|l| l.trim_start().starts_with("partition 0, leader "))
-        .and_then(|l| {
-            l.trim_start()["partition 0, leader ".len()..]
-                .split(',')
-                .next()
-        })
-        .and_then(|n| n.trim().parse().ok())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_up_sasl_tls_replicates_over_sasl_ssl_and_fails_over() {
-    use rivulet_testkit::ports::free_port_block_in;
-    let dir = temp_dir();
-    let d = path(dir.path()).to_string();
-    let _down = ClusterDown(&d);
-    let mut up = None;
-    for _ in 0..5 {
-        let base = free_port_block_in(20_000..30_000, &[0, 1, 2, 100, 101, 102]).to_string();
-        let args: Vec<String> = [
-            "cluster",
-            "up",
-            "--tls",
-            "--sasl",
-            "--dir",
-            &d,
-            "--base-port",
-            &base,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let r = tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(Path::new(RIVULET), &a, "", LIMIT)
-        })
-        .await
-        .unwrap();
-        if r.stderr.contains("is not free") {
-            continue;
-        }
-        up = Some(r);
-        break;
-    }
-    let r = up.expect("a free base port");
-    assert!(r.success, "cluster up --tls --sasl: {}", r.stderr);
-    assert!(
-        r.stdout.contains("security.protocol=SASL_SSL"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("sasl.mechanism=SCRAM-SHA-512"),
-        "{}",
-        r.stdout
-    );
-    let props = dir.path().join("client.properties");
-    std::fs::write(&props, &r.stdout).unwrap();
-    let f = |more: &[&str]| {
-        let mut a = vec!["-F".to_string(), path(&props).to_string()];
-        a.extend(more.iter().map(|s| s.to_string()));
-        a
-    };
-
-    // A replicated topic, produced with acks=all: the followers fetch over
-    // SASL_SSL (the only Kafka listener), authenticated as the admin.
-    let records: String = (1..=50).map(|i| format!("r{i}\n")).collect();
-    let p = spawn(
-        "kcat",
-        f(&["-X", "request.required.acks=-1", "-P", "-t", "replicated"]),
-        &records,
-    )
-    .await;
-    assert!(p.success, "acks=all produce over SASL_SSL: {}", p.stderr);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let sizes: Vec<u64> = (1..=3)
-            .map(|n| {
-                let log = dir
-                    .path()
-                    .join(format!("node-{n}/replicated-0/00000000000000000000.log"));
-                std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
-            })
-            .collect();
-        if sizes.iter().all(|&s| s > 0 && s == sizes[0]) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "logs not replicated: {sizes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    // `rivulet user` with the printed settings.
-    let bootstrap = r
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("bootstrap.servers="))
-        .unwrap()
-        .to_string();
-    let u = run(
-        Path::new(RIVULET),
-        &[
-            "user",
-            "list",
-            "--command-config",
-            path(&props),
-            "-b",
-            &bootstrap,
-        ],
-        "",
-        LIMIT,
-    );
-    assert!(
-        u.success && u.stdout.contains("admin\t"),
-        "{}{}",
-        u.stdout,
-        u.stderr
-    );
-
-    // Fail over: kill the partition's leader; the others elect a new one
-    // and serve every acknowledged record, and more.
-    let md = spawn("kcat", f(&["-L", "-t", "replicated"]), "").await;
-    let leader = leader_of(&md.stdout).unwrap_or_else(|| panic!("no leader in {}", md.stdout));
-    let pid = std::fs::read_to_string(dir.path().join(format!("node-{leader}.pid"))).unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let more: String = (51..=60).map(|i| format!("r{i}\n")).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let p = spawn(
-            "kcat",
-            f(&[
-                "-X",
-                "request.required.acks=-1",
-                "-X",
-                "message.timeout.ms=10000",
-                "-P",
-                "-t",
-                "replicated",
-            ]),
-            &more,
-        )
-        .await;
-        if p.success {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no produce after failover: {}",
-            p.stderr
-        );
-    }
-    let c = spawn(
-        "kcat",
-        f(&["-C", "-t", "replicated", "-o", "beginning", "-e", "-q"]),
-        "",
-    )
-    .await;
-    let got: Vec<&str> = c.stdout.lines().collect();
-    for i in 1..=60 {
-        assert!(
-            got.contains(&format!("r{i}").as_str()),
-            "r{i} lost after failover: {}",
-            c.stderr
-        );
-    }
-    let md = spawn("kcat", f(&["-L", "-t", "replicated"]), "").await;
-    let new_leader = leader_of(&md.stdout);
-    assert!(
-        new_leader.is_some_and(|l| l != leader),
-        "leader {leader} → {new_leader:?}: {}",
-        md.stdout
-    );
 }
 
 #[test]

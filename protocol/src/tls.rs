@@ -123,6 +123,25 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The listeners' provider: ring's suites with AES-128-GCM first. With
+/// AES-NI it costs about a quarter less CPU per byte than AES-256-GCM,
+/// which OpenSSL (librdkafka, Python clients) proposes first; the server
+/// picks by its own order ([`ServerConfig::ignore_client_order`]), and every
+/// suite stays available to clients that offer only others.
+fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::CipherSuite as S;
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            S::TLS13_AES_128_GCM_SHA256
+                | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    Arc::new(p)
+}
+
 fn rustls_err(e: impl std::fmt::Display) -> TlsError {
     TlsError::Rustls(e.to_string())
 }
@@ -133,7 +152,7 @@ impl TlsFiles {
     pub fn server_config(&self, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
         let certs = load_certs("ssl.certificate.location", &self.certificate)?;
         let key = load_key(&self.key)?;
-        let builder = ServerConfig::builder_with_provider(provider())
+        let builder = ServerConfig::builder_with_provider(server_provider())
             .with_safe_default_protocol_versions()
             .map_err(rustls_err)?;
         let builder = match auth {
@@ -149,7 +168,8 @@ impl TlsFiles {
                 builder.with_client_cert_verifier(verifier.build().map_err(rustls_err)?)
             }
         };
-        let config = builder.with_single_cert(certs, key).map_err(rustls_err)?;
+        let mut config = builder.with_single_cert(certs, key).map_err(rustls_err)?;
+        config.ignore_client_order = true;
         Ok(Arc::new(config))
     }
 
@@ -452,5 +472,71 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(feature = "dev-certs")]
+    /// A TLS 1.3 handshake in memory between `server` and a client of
+    /// `client`: the suite they agreed on.
+    fn handshake(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> rustls::CipherSuite {
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut c = rustls::ClientConnection::new(client, name).unwrap();
+        let mut s = rustls::ServerConnection::new(server).unwrap();
+        for _ in 0..10 {
+            if !c.is_handshaking() && !s.is_handshaking() {
+                break;
+            }
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut &buf[..]).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        s.negotiated_cipher_suite().unwrap().suite()
+    }
+
+    #[cfg(feature = "dev-certs")]
+    #[test]
+    fn listeners_prefer_aes_128_gcm_and_still_accept_the_others() {
+        use rustls::CipherSuite as S;
+        let dir = tempfile::tempdir().unwrap();
+        let (files, _) = crate::dev_certs::generate(dir.path()).unwrap();
+        let server = TlsFiles {
+            certificate: Some(files.node_cert.clone()),
+            key: Some(files.node_key.clone()),
+            ca: Some(files.ca.clone()),
+        }
+        .server_config(ClientAuth::None)
+        .unwrap();
+        let client_files = TlsFiles {
+            certificate: None,
+            key: None,
+            ca: Some(files.ca.clone()),
+        };
+        // The client proposes AES-256-GCM first, as OpenSSL does.
+        let client = client_files.client_config().unwrap();
+        assert_eq!(
+            client.crypto_provider().cipher_suites[0].suite(),
+            S::TLS13_AES_256_GCM_SHA384
+        );
+        assert_eq!(
+            handshake(server.clone(), client),
+            S::TLS13_AES_128_GCM_SHA256
+        );
+        // A client that offers only AES-256-GCM gets it.
+        let mut only = rustls::crypto::ring::default_provider();
+        only.cipher_suites
+            .retain(|s| s.suite() == S::TLS13_AES_256_GCM_SHA384);
+        let client = ClientConfig::builder_with_provider(Arc::new(only))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots(&client_files).unwrap())
+            .with_no_client_auth();
+        assert_eq!(
+            handshake(server, Arc::new(client)),
+            S::TLS13_AES_256_GCM_SHA384
+        );
     }
 }

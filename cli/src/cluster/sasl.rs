@@ -42,7 +42,9 @@ pub fn admin_password(dir: &Path) -> anyhow::Result<String> {
 
 /// The settings `--sasl` adds to every node (after `--tls`'s, before the
 /// user's `--set`): the listener's protocol, the bootstrap admin, the
-/// inter-broker credentials.
+/// inter-broker credentials, and the admin as a super user (with `--tls`
+/// next to the nodes' certificate principal) so that replication and the
+/// admin keep working when the user turns the authorizer on.
 pub fn node_settings(kafka_addr: &str, tls: bool, password: &str) -> Vec<(String, String)> {
     let protocol = if tls { "SASL_SSL" } else { "SASL_PLAINTEXT" };
     let s = |k: &str, v: String| (k.to_string(), v);
@@ -57,7 +59,17 @@ pub fn node_settings(kafka_addr: &str, tls: bool, password: &str) -> Vec<(String
         s("sasl.mechanism.inter.broker.protocol", MECHANISM.to_string()),
         s("inter.broker.sasl.username", ADMIN.to_string()),
         s("inter.broker.sasl.password", password.to_string()),
+        s("super.users", super_users(tls)),
     ]
+}
+
+fn super_users(tls: bool) -> String {
+    let admin = format!("User:{ADMIN}");
+    if tls {
+        format!("{};{admin}", rivulet_protocol::dev_certs::NODE_PRINCIPAL)
+    } else {
+        admin
+    }
 }
 
 /// The admin's client credentials.

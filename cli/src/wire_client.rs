@@ -1,0 +1,145 @@
+//! The Kafka wire client of the commands librdkafka cannot serve (this
+//! build's librdkafka has no SSL or SASL, and the rdkafka crate does not wrap
+//! the ACL and SCRAM admin APIs): `rivulet user` and `rivulet acl` speak the
+//! protocol themselves, plain, TLS, SASL or both, as `--command-config FILE`
+//! says (Kafka's option: librdkafka/Java client properties
+//! `security.protocol`, `sasl.mechanism`, `sasl.username`,
+//! `sasl.password`, `ssl.ca.location`, `ssl.certificate.location`,
+//! `ssl.key.location`; the file `rivulet cluster up --tls/--sasl` prints).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use rivulet_protocol::sasl::SaslCredentials;
+use rivulet_protocol::tls::{Connector, Stream, TlsFiles};
+use rivulet_protocol::wire::{self, Client};
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct Connection {
+    /// Client properties: security.protocol, sasl.mechanism, sasl.username,
+    /// sasl.password, ssl.ca.location (Kafka's --command-config).
+    #[arg(long, value_name = "FILE")]
+    pub command_config: Option<PathBuf>,
+}
+
+/// Parse a Java-style properties file: `key=value` lines, `#`/`!` comments.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| l.split_once('=').or_else(|| l.split_once(':')))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The connector `props` describe: plain or TLS, with SASL or without.
+pub fn connector(props: &BTreeMap<String, String>) -> anyhow::Result<Connector> {
+    let get = |k: &str| props.get(k).map(String::as_str).unwrap_or("");
+    let protocol = match get("security.protocol") {
+        "" => "PLAINTEXT",
+        p => p,
+    };
+    let (tls, sasl) = match protocol.to_ascii_uppercase().as_str() {
+        "PLAINTEXT" => (false, false),
+        "SSL" => (true, false),
+        "SASL_PLAINTEXT" => (false, true),
+        "SASL_SSL" => (true, true),
+        other => {
+            bail!("security.protocol {other}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+        }
+    };
+    let path = |k: &str| Some(PathBuf::from(get(k))).filter(|p| !p.as_os_str().is_empty());
+    let mut c = if tls {
+        let files = TlsFiles {
+            certificate: path("ssl.certificate.location"),
+            key: path("ssl.key.location"),
+            ca: path("ssl.ca.location"),
+        };
+        Connector::tls(files.client_config()?)
+    } else {
+        Connector::plaintext()
+    };
+    if sasl {
+        // librdkafka says sasl.mechanisms, Java clients sasl.mechanism.
+        let mechanism = match (get("sasl.mechanism"), get("sasl.mechanisms")) {
+            ("", "") => "SCRAM-SHA-512",
+            ("", m) | (m, _) => m,
+        };
+        if get("sasl.username").is_empty() {
+            bail!("security.protocol {protocol} needs sasl.username and sasl.password");
+        }
+        c = c.with_sasl(SaslCredentials {
+            mechanism: mechanism.to_string(),
+            username: get("sasl.username").to_string(),
+            password: get("sasl.password").to_string(),
+        });
+    }
+    Ok(c)
+}
+
+/// A client of the first broker of `bootstrap` (comma-separated) that
+/// answers, connected as `connection` says.
+pub async fn connect(bootstrap: &str, connection: &Connection) -> anyhow::Result<Client<Stream>> {
+    let props = match &connection.command_config {
+        Some(p) => parse_properties(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        ),
+        None => BTreeMap::new(),
+    };
+    let connector = connector(&props)?;
+    let mut last = None;
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        let attempt = tokio::time::timeout(
+            crate::client::CONNECT_TIMEOUT,
+            wire::connect_with(&connector, addr),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(c)) => {
+                return Ok(c
+                    .with_client_id(Some("rivulet-cli".into()))
+                    .with_timeout(REQUEST_TIMEOUT))
+            }
+            Ok(Err(e)) => last = Some(anyhow!("cannot connect to {addr}: {e}")),
+            Err(_) => {
+                last = Some(anyhow!(
+                    "no broker answered at {addr} within {}s",
+                    crate::client::CONNECT_TIMEOUT.as_secs()
+                ))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("empty --bootstrap-server")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_and_connectors() {
+        let p = parse_properties(
+            "# c\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism = PLAIN\nsasl.username=a\nsasl.password=b=c\n",
+        );
+        assert_eq!(p["sasl.password"], "b=c");
+        let c = connector(&p).unwrap();
+        assert!(c.is_sasl() && !c.is_tls());
+        let mut p2 = p.clone();
+        p2.remove("sasl.username");
+        assert!(connector(&p2).is_err());
+        let mut p3 = p.clone();
+        p3.insert("security.protocol".into(), "KERBEROS".into());
+        assert!(connector(&p3).is_err());
+        assert!(!connector(&BTreeMap::new()).unwrap().is_sasl());
+    }
+}
