@@ -14,6 +14,8 @@
 //!   every port, an acks=all produce replicated to all three nodes over
 //!   TLS, a client without a certificate refused.
 
+mod security_support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,12 +23,11 @@ use rivulet_broker::{BrokerConfig, BrokerNode};
 use rivulet_protocol::tls::{Connector, TlsFiles};
 use rivulet_testkit::broker::TestBroker;
 use rivulet_testkit::dirs::temp_dir;
-use rivulet_testkit::ports::free_port_block_in;
 use rivulet_testkit::process::run;
+use security_support::{
+    addr_of, cluster_up, kcat, path, wait_replicated, ClusterDown, LIMIT, RIVULET,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// `rivulet certs generate --dir DIR`: the files it wrote.
 struct Certs {
@@ -58,55 +59,6 @@ fn generate_certs(dir: &Path) -> Certs {
         client_cert: dir.join("client.pem"),
         client_key: dir.join("client.key"),
     }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// What a kcat run printed.
-struct Kcat {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run kcat off the async workers, killed after [`LIMIT`]. Without the
-/// test's `LD_LIBRARY_PATH`: cargo points it at the workspace's librdkafka
-/// build (no SSL), which the system kcat would load instead of its own.
-async fn kcat(args: Vec<String>, stdin: &str) -> Kcat {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let stdin = stdin.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("kcat")
-            .args(&args)
-            .env_remove("LD_LIBRARY_PATH")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kcat is installed (scripts/ci-setup.sh)");
-        if let Some(mut i) = child.stdin.take() {
-            let _ = i.write_all(stdin.as_bytes());
-        }
-        let deadline = std::time::Instant::now() + LIMIT;
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        Kcat {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
 }
 
 /// Read until the peer closes (within 15 s) and check that what came back,
@@ -168,16 +120,6 @@ async fn ssl_broker(data: &Path, certs: &Certs, client_auth: &str) -> TestBroker
         ],
     )
     .await
-}
-
-fn addr_of(b: &TestBroker, listener: &str) -> String {
-    let (_, a) = b
-        .node()
-        .listener_addrs
-        .iter()
-        .find(|(n, _)| n == listener)
-        .unwrap_or_else(|| panic!("no {listener} listener"));
-    a.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,64 +350,17 @@ fn the_tls_example_config_loads() {
     );
 }
 
-/// Removes the cluster whatever the test's outcome.
-struct ClusterDown<'a>(&'a str);
-
-impl Drop for ClusterDown<'_> {
-    fn drop(&mut self) {
-        let _ = run(
-            Path::new(RIVULET),
-            &["cluster", "down", "--dir", self.0, "--timeout", "5"],
-            "",
-            LIMIT,
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_up_tls_replicates_over_tls_on_every_port() {
     let dir = temp_dir();
-    let d = path(dir.path()).to_string();
-    let _down = ClusterDown(&d);
-    let mut up = None;
-    for _ in 0..5 {
-        let base = free_port_block_in(20_000..30_000, &[0, 1, 2, 100, 101, 102]);
-        let base = base.to_string();
-        // Client certificates required everywhere: the nodes replicate and
-        // reach the quorum with their node certificates.
-        let args = [
-            "cluster",
-            "up",
-            "--tls",
-            "--set",
-            "ssl.client.auth=required",
-            "--dir",
-            &d,
-            "--base-port",
-            &base,
-        ];
-        let r = tokio::task::spawn_blocking({
-            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-            move || {
-                let a: Vec<&str> = args.iter().map(String::as_str).collect();
-                run(Path::new(RIVULET), &a, "", LIMIT)
-            }
-        })
-        .await
-        .unwrap();
-        if r.stderr.contains("is not free") {
-            continue;
-        }
-        up = Some((base, r));
-        break;
-    }
-    let (base, r) = up.expect("a free base port");
-    assert!(r.success, "cluster up --tls: {}", r.stderr);
+    let _down = ClusterDown(path(dir.path()).to_string());
+    // Client certificates required everywhere: the nodes replicate and
+    // reach the quorum with their node certificates.
+    let (base, r) = cluster_up(dir.path(), &["--tls", "--set", "ssl.client.auth=required"]).await;
     // The client settings, as a librdkafka properties file.
     let props = dir.path().join("client.properties");
     std::fs::write(&props, &r.stdout).unwrap();
     assert!(r.stdout.contains("security.protocol=SSL"), "{}", r.stdout);
-    let base: u16 = base.parse().unwrap();
 
     let records: String = (1..=50).map(|i| format!("r{i}\n")).collect();
     let p = kcat(
@@ -525,25 +420,7 @@ async fn cluster_up_tls_replicates_over_tls_on_every_port() {
 
     // Every node holds the records: the followers fetched them over the
     // TLS listeners (there is no other).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let sizes: Vec<u64> = (1..=3)
-            .map(|n| {
-                let log = dir
-                    .path()
-                    .join(format!("node-{n}/replicated-0/00000000000000000000.log"));
-                std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
-            })
-            .collect();
-        if sizes.iter().all(|&s| s > 0 && s == sizes[0]) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "logs not replicated: {sizes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_replicated(dir.path(), "replicated").await;
 
     // Every port speaks only TLS: a TLS handshake trusting the CA
     // succeeds on each Kafka and controller port, and a plaintext

@@ -147,18 +147,12 @@ pub(super) fn create_partitions(z: &Authz, mut r: CreatePartitionsRequest) -> Ch
                 .with_error_code(TOPIC_DENIED)
         })
         .collect();
-    if r.topics.is_empty() {
-        return Checked::Respond(Some(ResponseKind::CreatePartitions(
-            CreatePartitionsResponse::default().with_results(refused),
-        )));
-    }
-    serve(
-        RequestKind::CreatePartitions(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::CreatePartitions(c) = resp {
-                c.results.extend(refused);
-            }
-        })),
+    answer_refused!(
+        CreatePartitions,
+        r,
+        r.topics,
+        refused,
+        CreatePartitionsResponse.results
     )
 }
 
@@ -185,18 +179,12 @@ pub(super) fn describe_configs(z: &Authz, mut r: DescribeConfigsRequest) -> Chec
     if refused.is_empty() {
         return serve(RequestKind::DescribeConfigs(r), None);
     }
-    if r.resources.is_empty() {
-        return Checked::Respond(Some(ResponseKind::DescribeConfigs(
-            DescribeConfigsResponse::default().with_results(refused),
-        )));
-    }
-    serve(
-        RequestKind::DescribeConfigs(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::DescribeConfigs(d) = resp {
-                d.results.extend(refused);
-            }
-        })),
+    answer_refused!(
+        DescribeConfigs,
+        r,
+        r.resources,
+        refused,
+        DescribeConfigsResponse.results
     )
 }
 
@@ -223,18 +211,12 @@ pub(super) fn alter_configs(z: &Authz, mut r: AlterConfigsRequest) -> Checked {
     if refused.is_empty() {
         return serve(RequestKind::AlterConfigs(r), None);
     }
-    if r.resources.is_empty() {
-        return Checked::Respond(Some(ResponseKind::AlterConfigs(
-            AlterConfigsResponse::default().with_responses(refused),
-        )));
-    }
-    serve(
-        RequestKind::AlterConfigs(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::AlterConfigs(a) = resp {
-                a.responses.extend(refused);
-            }
-        })),
+    answer_refused!(
+        AlterConfigs,
+        r,
+        r.resources,
+        refused,
+        AlterConfigsResponse.responses
     )
 }
 
@@ -264,18 +246,12 @@ pub(super) fn incremental_alter_configs(
     if refused.is_empty() {
         return serve(RequestKind::IncrementalAlterConfigs(r), None);
     }
-    if r.resources.is_empty() {
-        return Checked::Respond(Some(ResponseKind::IncrementalAlterConfigs(
-            IncrementalAlterConfigsResponse::default().with_responses(refused),
-        )));
-    }
-    serve(
-        RequestKind::IncrementalAlterConfigs(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::IncrementalAlterConfigs(a) = resp {
-                a.responses.extend(refused);
-            }
-        })),
+    answer_refused!(
+        IncrementalAlterConfigs,
+        r,
+        r.resources,
+        refused,
+        IncrementalAlterConfigsResponse.responses
     )
 }
 

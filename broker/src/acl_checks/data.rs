@@ -177,18 +177,12 @@ pub(super) fn list_offsets(z: &Authz, mut r: ListOffsetsRequest) -> Checked {
                 )
         })
         .collect();
-    if r.topics.is_empty() {
-        return Checked::Respond(Some(ResponseKind::ListOffsets(
-            ListOffsetsResponse::default().with_topics(refused),
-        )));
-    }
-    serve(
-        RequestKind::ListOffsets(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::ListOffsets(l) = resp {
-                l.topics.extend(refused);
-            }
-        })),
+    answer_refused!(
+        ListOffsets,
+        r,
+        r.topics,
+        refused,
+        ListOffsetsResponse.topics
     )
 }
 
@@ -226,18 +220,12 @@ pub(super) fn offset_for_leader_epoch(z: &Authz, mut r: OffsetForLeaderEpochRequ
                 )
         })
         .collect();
-    if r.topics.is_empty() {
-        return Checked::Respond(Some(ResponseKind::OffsetForLeaderEpoch(
-            OffsetForLeaderEpochResponse::default().with_topics(refused),
-        )));
-    }
-    serve(
-        RequestKind::OffsetForLeaderEpoch(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::OffsetForLeaderEpoch(o) = resp {
-                o.topics.extend(refused);
-            }
-        })),
+    answer_refused!(
+        OffsetForLeaderEpoch,
+        r,
+        r.topics,
+        refused,
+        OffsetForLeaderEpochResponse.topics
     )
 }
 
@@ -360,18 +348,12 @@ pub(super) fn delete_records(z: &Authz, mut r: DeleteRecordsRequest) -> Checked 
                 )
         })
         .collect();
-    if r.topics.is_empty() {
-        return Checked::Respond(Some(ResponseKind::DeleteRecords(
-            DeleteRecordsResponse::default().with_topics(refused),
-        )));
-    }
-    serve(
-        RequestKind::DeleteRecords(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::DeleteRecords(d) = resp {
-                d.topics.extend(refused);
-            }
-        })),
+    answer_refused!(
+        DeleteRecords,
+        r,
+        r.topics,
+        refused,
+        DeleteRecordsResponse.topics
     )
 }
 
@@ -400,17 +382,11 @@ pub(super) fn describe_producers(z: &Authz, mut r: DescribeProducersRequest) -> 
                 )
         })
         .collect();
-    if r.topics.is_empty() {
-        return Checked::Respond(Some(ResponseKind::DescribeProducers(
-            DescribeProducersResponse::default().with_topics(refused),
-        )));
-    }
-    serve(
-        RequestKind::DescribeProducers(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::DescribeProducers(d) = resp {
-                d.topics.extend(refused);
-            }
-        })),
+    answer_refused!(
+        DescribeProducers,
+        r,
+        r.topics,
+        refused,
+        DescribeProducersResponse.topics
     )
 }

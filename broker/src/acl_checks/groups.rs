@@ -83,18 +83,12 @@ pub(super) fn find_coordinator(z: &Authz, mut r: FindCoordinatorRequest, version
     if refused.is_empty() {
         return serve(RequestKind::FindCoordinator(r), None);
     }
-    if r.coordinator_keys.is_empty() {
-        return Checked::Respond(Some(ResponseKind::FindCoordinator(
-            FindCoordinatorResponse::default().with_coordinators(refused),
-        )));
-    }
-    serve(
-        RequestKind::FindCoordinator(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::FindCoordinator(f) = resp {
-                f.coordinators.extend(refused);
-            }
-        })),
+    answer_refused!(
+        FindCoordinator,
+        r,
+        r.coordinator_keys,
+        refused,
+        FindCoordinatorResponse.coordinators
     )
 }
 
@@ -211,18 +205,12 @@ pub(super) fn delete_groups(z: &Authz, mut r: DeleteGroupsRequest) -> Checked {
                 .with_error_code(GROUP_DENIED)
         })
         .collect();
-    if r.groups_names.is_empty() {
-        return Checked::Respond(Some(ResponseKind::DeleteGroups(
-            DeleteGroupsResponse::default().with_results(refused),
-        )));
-    }
-    serve(
-        RequestKind::DeleteGroups(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::DeleteGroups(d) = resp {
-                d.results.extend(refused);
-            }
-        })),
+    answer_refused!(
+        DeleteGroups,
+        r,
+        r.groups_names,
+        refused,
+        DeleteGroupsResponse.results
     )
 }
 
@@ -264,18 +252,12 @@ pub(super) fn offset_commit(z: &Authz, mut r: OffsetCommitRequest) -> Checked {
         return serve(RequestKind::OffsetCommit(r), None);
     }
     let refused = commit_refusals(&denied, TOPIC_DENIED);
-    if r.topics.is_empty() {
-        return Checked::Respond(Some(ResponseKind::OffsetCommit(
-            OffsetCommitResponse::default().with_topics(refused),
-        )));
-    }
-    serve(
-        RequestKind::OffsetCommit(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::OffsetCommit(c) = resp {
-                c.topics.extend(refused);
-            }
-        })),
+    answer_refused!(
+        OffsetCommit,
+        r,
+        r.topics,
+        refused,
+        OffsetCommitResponse.topics
     )
 }
 
@@ -454,18 +436,12 @@ pub(super) fn offset_delete(z: &Authz, mut r: OffsetDeleteRequest) -> Checked {
                 .with_partitions(partitions)
         })
         .collect();
-    if r.topics.is_empty() {
-        return Checked::Respond(Some(ResponseKind::OffsetDelete(
-            OffsetDeleteResponse::default().with_topics(refused),
-        )));
-    }
-    serve(
-        RequestKind::OffsetDelete(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::OffsetDelete(d) = resp {
-                d.topics.extend(refused);
-            }
-        })),
+    answer_refused!(
+        OffsetDelete,
+        r,
+        r.topics,
+        refused,
+        OffsetDeleteResponse.topics
     )
 }
 

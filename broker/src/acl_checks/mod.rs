@@ -9,6 +9,29 @@
 //!
 //! Without an authorizer [`check`] returns the request untouched.
 
+/// The end of a check that refused some of a request's entries: only the
+/// refusals when nothing is left to serve (`left` is empty), else the
+/// handler's answer to the rest with the refusals added to `Response.field`.
+macro_rules! answer_refused {
+    ($api:ident, $request:expr, $left:expr, $refused:expr, $response:ident.$field:ident) => {{
+        let refused = $refused;
+        if $left.is_empty() {
+            let mut resp = $response::default();
+            resp.$field = refused;
+            Checked::Respond(Some(ResponseKind::$api(resp)))
+        } else {
+            serve(
+                RequestKind::$api($request),
+                Some(Box::new(move |resp| {
+                    if let ResponseKind::$api(x) = resp {
+                        x.$field.extend(refused);
+                    }
+                })),
+            )
+        }
+    }};
+}
+
 mod admin;
 mod data;
 mod groups;

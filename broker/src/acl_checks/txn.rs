@@ -174,18 +174,12 @@ pub(super) fn txn_offset_commit(z: &Authz, mut r: TxnOffsetCommitRequest) -> Che
         return serve(RequestKind::TxnOffsetCommit(r), None);
     }
     let refused = txn_commit_refusals(&denied, TOPIC_DENIED);
-    if r.topics.is_empty() {
-        return Checked::Respond(Some(ResponseKind::TxnOffsetCommit(
-            TxnOffsetCommitResponse::default().with_topics(refused),
-        )));
-    }
-    serve(
-        RequestKind::TxnOffsetCommit(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::TxnOffsetCommit(c) = resp {
-                c.topics.extend(refused);
-            }
-        })),
+    answer_refused!(
+        TxnOffsetCommit,
+        r,
+        r.topics,
+        refused,
+        TxnOffsetCommitResponse.topics
     )
 }
 
@@ -244,18 +238,12 @@ pub(super) fn describe_transactions(z: &Authz, mut r: DescribeTransactionsReques
                 .with_transaction_start_time_ms(-1)
         })
         .collect();
-    if r.transactional_ids.is_empty() {
-        return Checked::Respond(Some(ResponseKind::DescribeTransactions(
-            DescribeTransactionsResponse::default().with_transaction_states(refused),
-        )));
-    }
-    serve(
-        RequestKind::DescribeTransactions(r),
-        Some(Box::new(move |resp| {
-            if let ResponseKind::DescribeTransactions(d) = resp {
-                d.transaction_states.extend(refused);
-            }
-        })),
+    answer_refused!(
+        DescribeTransactions,
+        r,
+        r.transactional_ids,
+        refused,
+        DescribeTransactionsResponse.transaction_states
     )
 }
 
