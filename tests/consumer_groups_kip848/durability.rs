@@ -165,15 +165,24 @@ async fn transactional_offsets_of_a_consumer_protocol_member_commit_with_the_tra
 /// (at least once). Cooperative-sticky classic members, then eager (range).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_classic_members_are_rolled_one_by_one_to_the_consumer_protocol() {
-    roll_classic_members("cooperative-sticky").await;
+    roll_classic_members("cooperative-sticky", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eager_classic_members_are_rolled_one_by_one_to_the_consumer_protocol() {
-    roll_classic_members("range").await;
+    roll_classic_members("range", false).await;
 }
 
-async fn roll_classic_members(strategy: &'static str) {
+/// And back (the downgrade): once the last consumer-protocol member is
+/// replaced by a classic one, the group is a classic group again (not a
+/// consumer group for ConsumerGroupDescribe) whose members split the
+/// partitions themselves; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_rolled_to_the_consumer_protocol_and_back_downgrade_the_group() {
+    roll_classic_members("cooperative-sticky", true).await;
+}
+
+async fn roll_classic_members(strategy: &'static str, back: bool) {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path(), FAST).await;
     let bs = broker.bootstrap();
@@ -228,8 +237,37 @@ async fn roll_classic_members(strategy: &'static str) {
         wait_until("b's replacement joined", || {
             covers(&[&a2, &b2, &c], "mig", 4, &[1, 1, 2])
         });
+        if !back {
+            std::thread::sleep(Duration::from_millis(500));
+            return (received, vec![a2, b2, c]);
+        }
+        // Back to classic, one by one: still a consumer group while a
+        // consumer-protocol member is left.
+        received.extend(a2.stop());
+        let a3 = Member::start(&bs2, "g-mig", &["mig"], classic);
+        wait_until("a back on classic", || {
+            covers(&[&a3, &b2, &c], "mig", 4, &[1, 1, 2])
+        });
+        received.extend(b2.stop());
+        let b3 = Member::start(&bs2, "g-mig", &["mig"], classic);
+        wait_until("b back on classic", || {
+            covers(&[&a3, &b3, &c], "mig", 4, &[1, 1, 2])
+        });
+        let d = block_on(async { Raw::connect(&bs2).await.describe("g-mig").await });
+        assert_eq!((d.error_code, d.members.len()), (0, 3));
+        // The last consumer-protocol member leaves: a classic group again.
+        received.extend(c.stop());
+        wait_until("the classic members split the partitions", || {
+            covers(&[&a3, &b3], "mig", 4, &[2, 2])
+        });
+        let d = block_on(async { Raw::connect(&bs2).await.describe("g-mig").await });
+        assert_eq!(d.error_code, 69, "GROUP_ID_NOT_FOUND: not a consumer group");
+        let c3 = Member::start(&bs2, "g-mig", &["mig"], classic);
+        wait_until("three classic members", || {
+            covers(&[&a3, &b3, &c3], "mig", 4, &[1, 1, 2])
+        });
         std::thread::sleep(Duration::from_millis(500));
-        (received, vec![a2, b2, c])
+        (received, vec![a3, b3, c3])
     })
     .await;
     stop.store(true, Ordering::SeqCst);

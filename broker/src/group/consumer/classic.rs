@@ -12,10 +12,11 @@
 //! answers at once with the member epoch as generation; SyncGroup gives the
 //! member's current assignment; Heartbeat answers REBALANCE_IN_PROGRESS
 //! while the member is not at its target, so that it rejoins. The group
-//! then converges like any consumer group. A consumer group whose
-//! consumer-protocol members have all left stays a consumer group serving
-//! its classic members (Kafka would downgrade it): clients see no
-//! difference.
+//! then converges like any consumer group. When the last consumer-protocol
+//! member leaves (or is expired) and classic members remain, the group is
+//! downgraded back to a classic group ([`ConsumerGroup::to_classic`]):
+//! members keep their ids, the group epoch becomes the generation, and a
+//! rebalance makes them rejoin so that the classic leader assigns again.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
@@ -30,7 +31,7 @@ use super::{
     ConsumerGroup, ConsumerGroupConfig, GroupData, Heartbeat, HeartbeatError, Member, MemberState,
     Partitions, Topics,
 };
-use crate::group::types::{GroupSnapshot, GroupState};
+use crate::group::types::{GroupSnapshot, GroupState, MemberSnapshot};
 
 /// What a classic member of a consumer group keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +121,82 @@ pub fn encode_assignment(partitions: &Partitions) -> Bytes {
     buf.freeze()
 }
 
+/// A ConsumerProtocolSubscription v1 of `topics`, owning `owned`.
+pub fn encode_subscription<'a>(
+    topics: impl IntoIterator<Item = &'a String>,
+    owned: &Partitions,
+) -> Bytes {
+    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
+    let s = ConsumerProtocolSubscription::default()
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|t| StrBytes::from_string(t.clone()))
+                .collect(),
+        )
+        .with_owned_partitions(
+            owned
+                .iter()
+                .map(|(t, ps)| {
+                    OwnedTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(t.clone())))
+                        .with_partitions(ps.iter().copied().collect())
+                })
+                .collect(),
+        );
+    let mut buf = BytesMut::new();
+    buf.put_i16(1);
+    if s.encode(&mut buf, 1).is_err() {
+        return Bytes::new();
+    }
+    buf.freeze()
+}
+
 impl ConsumerGroup {
+    /// The classic group this consumer group becomes once only classic
+    /// members are left (Kafka's `convertToClassicGroup`, the downgrade of
+    /// `group.consumer.migration.policy = bidirectional`): the members with
+    /// their subscriptions and current assignments, the group epoch as
+    /// generation, in PreparingRebalance so that every member rejoins and
+    /// the classic leader assigns. `None` while a consumer-protocol member
+    /// is left, or when no member is.
+    pub fn to_classic(&self, now: i64) -> Option<GroupSnapshot> {
+        let members = &self.data.members;
+        if members.is_empty() || members.values().any(|m| m.classic.is_none()) {
+            return None;
+        }
+        let protocol = members
+            .values()
+            .find_map(|m| m.classic.as_ref().map(|c| c.protocol.clone()))?;
+        let snapshots = members
+            .values()
+            .map(|m| {
+                let session_timeout_ms = m.classic.as_ref().map_or(0, |c| c.session_timeout_ms);
+                let metadata = encode_subscription(&m.subscribed_topic_names, &m.assigned);
+                MemberSnapshot {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: vec![(protocol.clone(), metadata.to_vec())],
+                    assignment: encode_assignment(&m.assigned).to_vec(),
+                }
+            })
+            .collect::<Vec<_>>();
+        Some(GroupSnapshot {
+            group_id: self.data.group_id.clone(),
+            state: GroupState::PreparingRebalance,
+            generation_id: self.data.group_epoch,
+            protocol_type: Some("consumer".to_string()),
+            protocol_name: Some(protocol),
+            leader: snapshots.first().map(|m| m.member_id.clone()),
+            members: snapshots,
+            state_timestamp: now,
+        })
+    }
+
     /// The consumer group a Stable classic `consumer` group becomes (Kafka's
     /// `convertToConsumerGroup`); `None` when it cannot be upgraded online.
     pub fn from_classic(

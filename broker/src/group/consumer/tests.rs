@@ -613,31 +613,12 @@ fn a_static_member_that_does_not_come_back_is_removed_after_a_session() {
 }
 
 fn subscription(topics: &[&str], owned: &[(&str, &[i32])]) -> bytes::Bytes {
-    use bytes::BufMut;
-    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
-    use kafka_protocol::messages::{ConsumerProtocolSubscription, TopicName};
-    use kafka_protocol::protocol::{Encodable, StrBytes};
-    let s = ConsumerProtocolSubscription::default()
-        .with_topics(
-            topics
-                .iter()
-                .map(|t| StrBytes::from_string(t.to_string()))
-                .collect(),
-        )
-        .with_owned_partitions(
-            owned
-                .iter()
-                .map(|(t, ps)| {
-                    TopicPartition::default()
-                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
-                        .with_partitions(ps.to_vec())
-                })
-                .collect(),
-        );
-    let mut buf = bytes::BytesMut::new();
-    buf.put_i16(1);
-    s.encode(&mut buf, 1).unwrap();
-    buf.freeze()
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let owned: Partitions = owned
+        .iter()
+        .map(|(t, ps)| (t.to_string(), ps.iter().copied().collect()))
+        .collect();
+    classic::encode_subscription(&topics, &owned)
 }
 
 fn classic_join(id: &str, owned: &[(&str, &[i32])]) -> ClassicJoin {
@@ -743,4 +724,86 @@ fn a_stable_classic_group_converts_with_its_members_partitions_and_generation() 
     other = snap;
     other.protocol_type = Some("connect".into());
     assert!(ConsumerGroup::from_classic(&other, config(), &t, 0).is_none());
+}
+
+#[test]
+fn the_last_consumer_member_leaving_downgrades_to_a_classic_group_that_rejoins() {
+    use crate::group::state::Group;
+    use crate::group::types::{GroupSnapshot, GroupState, MemberSnapshot};
+    let t = topics(&[("t", 4)]);
+    let member = |id: &str, parts: &[i32]| MemberSnapshot {
+        member_id: id.into(),
+        group_instance_id: None,
+        client_id: id.into(),
+        client_host: "/h".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocols: vec![("range".into(), subscription(&["t"], &[]).to_vec())],
+        assignment: classic::encode_assignment(&Partitions::from([(
+            "t".to_string(),
+            parts.iter().copied().collect(),
+        )]))
+        .to_vec(),
+    };
+    let snap = GroupSnapshot {
+        group_id: "g".into(),
+        state: GroupState::Stable,
+        generation_id: 7,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        leader: Some("x".into()),
+        members: vec![member("x", &[0, 1]), member("y", &[2, 3])],
+        state_timestamp: 0,
+    };
+    let mut g = ConsumerGroup::from_classic(&snap, config(), &t, 0).unwrap();
+    // A consumer-protocol member joins: no downgrade while it is there.
+    let join = Heartbeat {
+        member_id: "c".into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 5_000,
+        subscribed_topic_names: Some(vec!["t".into()]),
+        owned: Some(Partitions::new()),
+        ..Heartbeat::default()
+    };
+    let r = g.heartbeat(join, &t, 0).unwrap();
+    assert!(g.to_classic(0).is_none());
+    let epoch = g.data().group_epoch;
+    assert!(epoch > 7);
+    let leave = Heartbeat {
+        member_id: "c".into(),
+        member_epoch: -1,
+        ..Heartbeat::default()
+    };
+    g.heartbeat(leave, &t, 0).unwrap();
+    assert_eq!(r.member_id, "c");
+    let classic_snap = g.to_classic(5).expect("only classic members are left");
+    assert_eq!(classic_snap.generation_id, g.data().group_epoch);
+    assert_eq!(classic_snap.protocol_name.as_deref(), Some("range"));
+    assert_eq!(classic_snap.state, GroupState::PreparingRebalance);
+    let ids: Vec<&str> = classic_snap
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str())
+        .collect();
+    assert_eq!(ids, ["x", "y"]);
+    // Each keeps its subscription and the partitions it owns.
+    for m in &classic_snap.members {
+        let (subscribed, owned) = classic::decode_subscription(&m.protocols[0].1).unwrap();
+        assert_eq!(subscribed, ["t"]);
+        assert_eq!(
+            Some(owned),
+            classic::decode_assignment(&m.assignment),
+            "{}",
+            m.member_id
+        );
+        assert_eq!(m.session_timeout_ms, 10_000);
+    }
+    // The classic group makes them rejoin.
+    let group = Group::from_snapshot(classic_snap, Default::default(), 5);
+    assert_eq!(group.state(), GroupState::PreparingRebalance);
+    assert_eq!(group.members().len(), 2);
+    // No members at all: nothing to downgrade to.
+    g.classic_leave("x");
+    g.classic_leave("y");
+    assert!(g.to_classic(6).is_none());
 }

@@ -11,9 +11,9 @@
 //! classic JoinGroup whose metadata is not a consumer subscription is
 //! INCONSISTENT_GROUP_PROTOCOL. An empty group of either kind (only
 //! committed offsets left) becomes the other kind on its first member,
-//! keeping its offsets. The downgrade of a consumer group to a classic
-//! group is not done: a consumer group left with only classic members stays
-//! a consumer group and serves them.
+//! keeping its offsets. A consumer group whose last consumer-protocol
+//! member leaves or expires while classic members remain is downgraded to
+//! a classic group, which they rejoin (Kafka's bidirectional migration).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -152,6 +152,7 @@ impl GroupCoordinator {
         };
         let topics = self.subscribable_topics();
         let before = inner.consumer.as_ref().map(|g| g.data().clone());
+        let leaving = hb.member_epoch == -1;
         let response = next
             .heartbeat(hb, &topics, now)
             .map_err(|e| HeartbeatFailure {
@@ -173,7 +174,50 @@ impl GroupCoordinator {
             }
         }
         inner.consumer = Some(next);
+        if leaving {
+            self.downgrade_if_only_classic(entry.partition, &mut inner, now)
+                .await;
+        }
         Ok(response)
+    }
+
+    /// Downgrade the consumer group of `inner` to a classic group once only
+    /// classic members are left ([`ConsumerGroup::to_classic`]): the classic
+    /// group's record is written with the consumer group's tombstone, then
+    /// the members rejoin it. Left as it is if the write fails.
+    pub(super) async fn downgrade_if_only_classic(
+        &self,
+        partition: i32,
+        inner: &mut GroupInner,
+        now: i64,
+    ) {
+        let Some(snapshot) = inner.consumer.as_ref().and_then(|g| g.to_classic(now)) else {
+            return;
+        };
+        let group_id = snapshot.group_id.clone();
+        let group = Group::from_snapshot(snapshot, self.config.group.clone(), now);
+        let records = [
+            OffsetsRecord::ConsumerGroup {
+                group: group_id.clone(),
+                value: None,
+            },
+            OffsetsRecord::Group {
+                group: group_id.clone(),
+                value: Some(group.snapshot()),
+            },
+        ];
+        if let Err(code) = self.append(partition, &records).await {
+            warn!(group = %group_id, code, "could not downgrade the consumer group");
+            return;
+        }
+        info!(
+            group = %group_id,
+            members = group.members().len(),
+            generation = group.generation_id(),
+            "consumer group downgraded to a classic group: only classic members are left"
+        );
+        inner.consumer = None;
+        inner.group = group;
     }
 
     /// ConsumerGroupDescribe: `Ok(None)` when the group does not exist or
@@ -384,7 +428,10 @@ impl GroupCoordinator {
                     group = snapshot.group_id(),
                     code, "could not persist consumer group"
                 );
+                continue;
             }
+            self.downgrade_if_only_classic(e.partition, &mut inner, now)
+                .await;
         }
     }
 }
