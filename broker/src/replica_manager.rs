@@ -177,6 +177,11 @@ impl Partition {
         self.verified.lock().insert(producer_id, epoch);
     }
 
+    /// Produces parked until the high watermark passes them (acks=all).
+    pub fn parked_acks(&self) -> usize {
+        self.acks.lock().len()
+    }
+
     /// The producers this partition remembers (DescribeProducers).
     pub fn producer_summaries(&self) -> Vec<crate::producer_state::ProducerSummary> {
         self.log.lock().producer_state().summaries()
@@ -223,6 +228,10 @@ pub struct ReplicaManager {
     started: Instant,
     /// Replaces `started` in tests, so lag is measured without sleeping.
     lag_clock: Option<Arc<dyn rivulet_storage::Clock>>,
+    /// ISR shrinks and expansions the controller committed for partitions
+    /// this node leads (metrics).
+    pub isr_shrinks: AtomicU64,
+    pub isr_expands: AtomicU64,
 }
 
 /// A topic's log config: broker defaults with the topic's log keys applied
@@ -248,6 +257,8 @@ impl ReplicaManager {
             default_min_isr,
             started: Instant::now(),
             lag_clock: None,
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         }
     }
 

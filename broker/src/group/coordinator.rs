@@ -36,6 +36,7 @@ use super::types::{
 use crate::local_node::{read_to_log_end, LocalNode};
 use crate::replica_manager::AppendOrigin;
 
+mod committed;
 mod consumer;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@
 //! as a background `rivulet broker` process of this same binary, on the
 //! ports of DESIGN.md ("Ports of the local cluster") moved by
 //! `--base-port P`: node k serves Kafka on P+k-1 and the controller quorum
-//! on P+100+k-1, with its data in `DIR/node-k`. The nodes get their
+//! on P+100+k-1 and metrics on P+200+k-1, with its data in `DIR/node-k`. The nodes get their
 //! settings as `--set` flags (the same settings as
 //! `config/cluster/node-k.toml`), so the command works from any directory.
 //!
@@ -216,10 +216,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         match spawn_node(&exe, &layout, n, &cluster_id, &settings) {
             Ok(s) => {
                 eprintln!(
-                    "started node {n} (pid {}): kafka {}, controller {}, log {}",
+                    "started node {n} (pid {}): kafka {}, controller {}, metrics http://{}/metrics, log {}",
                     s.pid(),
                     layout.kafka_addr(n),
                     layout.controller_addr(n),
+                    layout.metrics_addr(n),
                     layout.log_file(n).display()
                 );
                 started.push(s);
@@ -270,9 +271,10 @@ fn status(dir: &Path) -> anyhow::Result<()> {
             NodeProcess::Absent => "not running".to_string(),
         };
         println!(
-            "node {n}: {state}, kafka {}, controller {}",
+            "node {n}: {state}, kafka {}, controller {}, metrics http://{}/metrics",
             layout.kafka_addr(n),
-            layout.controller_addr(n)
+            layout.controller_addr(n),
+            layout.metrics_addr(n)
         );
     }
     print!(
