@@ -340,6 +340,27 @@ impl ReplicaManager {
         }
     }
 
+    /// Log a leader change of a partition this node has, and count the
+    /// ISR shrinks and expansions of those it leads (whether the leader
+    /// asked for them or the controller made them, fencing a broker).
+    fn note_change(&self, tp: &TopicPartition, old: &ReplicaState, new: &ReplicaState) {
+        if old.leader != new.leader {
+            info!(
+                partition = %tp, from = old.leader, to = new.leader,
+                leader_epoch = new.leader_epoch, isr = ?new.isr,
+                "leader changed"
+            );
+        }
+        if old.leader == self.node_id && new.leader == self.node_id {
+            let counter = match new.isr.len().cmp(&old.isr.len()) {
+                std::cmp::Ordering::Less => &self.isr_shrinks,
+                std::cmp::Ordering::Greater => &self.isr_expands,
+                std::cmp::Ordering::Equal => return,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn ensure_partition(
         &self,
         tp: &TopicPartition,
@@ -358,7 +379,10 @@ impl ReplicaManager {
         };
         let existing = self.get(tp).filter(|p| p.topic_id == topic_id);
         let partition = match existing {
-            Some(p) => p,
+            Some(p) => {
+                self.note_change(tp, &p.state(), &state);
+                p
+            }
             None => {
                 let log = self.logs.get_or_create(tp, cfg.clone())?;
                 let p = Arc::new(Partition::new(tp.clone(), topic_id, log, self.node_id));

@@ -38,6 +38,7 @@ mod group;
 mod produce;
 mod rfc3339;
 mod stream;
+mod top;
 mod topic;
 // ACLs (issue 13).
 mod acl;
@@ -108,6 +109,8 @@ enum Command {
     /// SCRAM users: create, delete, list (--command-config for SASL/TLS).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// A live view of the cluster from the nodes' metrics endpoints.
+    Top(top::TopArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -159,6 +162,7 @@ fn main() -> std::process::ExitCode {
         Command::User(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| user::run(&b, c)),
         Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
         Command::Certs(c) => certs::run(c),
+        Command::Top(args) => top::run(args),
         Command::Acl(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| acl::run(&b, c)),
         Command::Stream(c) => {
             if cli.broker.is_empty() {

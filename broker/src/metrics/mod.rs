@@ -40,6 +40,7 @@ use rivulet_storage::histogram::Histogram;
 
 pub mod http;
 pub mod render;
+pub mod scrape;
 
 /// Request times are kept for API keys below this.
 const API_SLOTS: usize = 96;

@@ -70,6 +70,16 @@ impl Out {
 pub async fn render(s: &NodeState<'_>) -> String {
     let b = s.broker;
     let mut o = Out(String::with_capacity(16 * 1024));
+    o.family("rivulet_node_info", "gauge", "This node's id and cluster id");
+    o.sample(
+        "rivulet_node_info",
+        &format!(
+            "node_id=\"{}\",cluster_id=\"{}\"",
+            b.node_id(),
+            esc(&b.cluster_id)
+        ),
+        1,
+    );
     o.gauge(
         "rivulet_ready",
         "1 once the node registered, caught up with the metadata and serves clients",
@@ -248,7 +258,7 @@ fn partitions(o: &mut Out, b: &BrokerContext) -> HashMap<TopicPartition, i64> {
     o.family(
         "rivulet_isr_shrinks_total",
         "counter",
-        "ISR shrinks committed for partitions this node leads",
+        "ISR shrinks of partitions this node leads, as the metadata brings them (leader requests and fencing alike)",
     );
     o.sample(
         "rivulet_isr_shrinks_total",
@@ -258,7 +268,7 @@ fn partitions(o: &mut Out, b: &BrokerContext) -> HashMap<TopicPartition, i64> {
     o.family(
         "rivulet_isr_expands_total",
         "counter",
-        "ISR expansions committed for partitions this node leads",
+        "ISR expansions of partitions this node leads, as the metadata brings them",
     );
     o.sample(
         "rivulet_isr_expands_total",

@@ -36,17 +36,6 @@ impl ReplicaManager {
         request: &AlterPartition,
         answer: AlterPartitionAnswer,
     ) {
-        if matches!(answer, AlterPartitionAnswer::Committed) {
-            let before = p.state().isr.len();
-            let counter = match request.new_isr.len().cmp(&before) {
-                std::cmp::Ordering::Less => Some(&self.isr_shrinks),
-                std::cmp::Ordering::Greater => Some(&self.isr_expands),
-                std::cmp::Ordering::Equal => None,
-            };
-            if let Some(c) = counter {
-                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
         let mut log = p.log.lock();
         let actions = p
             .replica

@@ -47,6 +47,15 @@ use process::{
     NodeProcess, Started, POLL,
 };
 
+/// `--dir` of the cluster commands when none is given.
+pub const DEFAULT_CLUSTER_DIR: &str = DEFAULT_DIR;
+
+/// The metrics endpoints (`host:port`) of the cluster in `dir`.
+pub fn metrics_addrs(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let layout = recorded_layout(dir)?;
+    Ok(NODES.iter().map(|&n| layout.metrics_addr(n)).collect())
+}
+
 /// How long `down` waits after SIGKILL before giving up on a node.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
