@@ -332,11 +332,19 @@ impl GroupCoordinator {
                 group: snapshot.group_id.clone(),
                 value: Some(snapshot),
             };
-            if let Err(code) = self.append(partition, &[rec]).await {
-                warn!(
+            match self.append(partition, &[rec]).await {
+                Err(code) => warn!(
                     group = inner.group.group_id(),
                     code, "could not persist group metadata"
-                );
+                ),
+                // A classic group persists once per rebalance (and when it
+                // empties): one line per generation.
+                Ok(_) => info!(
+                    group = inner.group.group_id(),
+                    generation = inner.group.generation_id(),
+                    state = ?inner.group.state(),
+                    "group rebalanced"
+                ),
             }
         }
         for o in outputs {
