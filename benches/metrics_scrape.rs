@@ -83,7 +83,8 @@ fn main() {
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let t = Instant::now();
-                        if let Ok((200, _)) = scrape::get(&addr, "/metrics", Duration::from_secs(5)) {
+                        if let Ok((200, _)) = scrape::get(&addr, "/metrics", Duration::from_secs(5))
+                        {
                             scrapes.fetch_add(1, Ordering::Relaxed);
                         }
                         std::thread::sleep(every.saturating_sub(t.elapsed()));

@@ -221,7 +221,10 @@ fn load_broker_config(
     }
     let config_file = sub.config.as_ref().or(top.config.as_ref());
     let overrides: Vec<String> = top.set.iter().chain(&sub.set).cloned().collect();
-    Ok(BrokerConfig::load(config_file.map(|p| p.as_path()), &overrides)?)
+    Ok(BrokerConfig::load(
+        config_file.map(|p| p.as_path()),
+        &overrides,
+    )?)
 }
 
 fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {

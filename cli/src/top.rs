@@ -172,7 +172,10 @@ pub fn frame(
     }
     let mut groups: Vec<_> = lag.into_iter().collect();
     groups.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then(a.0.cmp(&b.0)));
-    o.push_str(&format!("\n{:<40} {:>12} {:>10}\n", "GROUP", "LAG", "PARTITIONS"));
+    o.push_str(&format!(
+        "\n{:<40} {:>12} {:>10}\n",
+        "GROUP", "LAG", "PARTITIONS"
+    ));
     if groups.is_empty() {
         o.push_str("(no committed offsets)\n");
     }

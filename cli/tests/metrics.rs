@@ -66,12 +66,13 @@ fn counters_move_by_exactly_what_was_sent_and_lag_is_produced_minus_committed() 
     let (node, _dir) = start_node(&[]);
     let (bootstrap, addr) = (node.bootstrap(), node.metrics_addr());
     assert_eq!(get(&addr, "/health"), (200, "ok\n".to_string()));
-    Poll::new(TIMEOUT).wait("/ready to answer 200", || {
-        get(&addr, "/ready").0 == 200
-    });
+    Poll::new(TIMEOUT).wait("/ready to answer 200", || get(&addr, "/ready").0 == 200);
     block_on(create_topic(&bootstrap, "m", 1, &[]));
     let before = metrics(&addr);
-    assert_eq!(before.get("rivulet_topic_records_in_total{topic=\"m\"}"), None);
+    assert_eq!(
+        before.get("rivulet_topic_records_in_total{topic=\"m\"}"),
+        None
+    );
 
     // 250 records of 300 bytes in a few batches.
     const N: usize = 250;
@@ -104,13 +105,22 @@ fn counters_move_by_exactly_what_was_sent_and_lag_is_produced_minus_committed() 
     // Batches are appended as received: a fresh topic's log holds exactly
     // the batch bytes that came in, on disk too.
     let part = "{topic=\"m\",partition=\"0\"}";
-    assert_eq!(after.value(&format!("rivulet_log_size_bytes{part}")), bytes_in);
+    assert_eq!(
+        after.value(&format!("rivulet_log_size_bytes{part}")),
+        bytes_in
+    );
     let segment = node.data_dir().join("m-0/00000000000000000000.log");
     let on_disk = std::fs::metadata(&segment).expect("the segment").len();
     assert_eq!(on_disk as f64, bytes_in, "{}", segment.display());
     assert!(bytes_in > (N * 300) as f64, "{bytes_in}");
-    assert_eq!(after.value(&format!("rivulet_log_end_offset{part}")), N as f64);
-    assert_eq!(after.value(&format!("rivulet_high_watermark{part}")), N as f64);
+    assert_eq!(
+        after.value(&format!("rivulet_log_end_offset{part}")),
+        N as f64
+    );
+    assert_eq!(
+        after.value(&format!("rivulet_high_watermark{part}")),
+        N as f64
+    );
     let produces = after.value("rivulet_requests_total{api=\"Produce\"}");
     assert!(produces >= 1.0);
     assert_eq!(
@@ -133,20 +143,26 @@ fn counters_move_by_exactly_what_was_sent_and_lag_is_produced_minus_committed() 
     let c: BaseConsumer = cfg.create().expect("a consumer");
     c.subscribe(&["m"]).expect("subscribe");
     let mut got = 0;
-    Poll::new(TIMEOUT).every(Duration::ZERO).wait("every record consumed", || {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            assert_eq!(m.topic(), "m");
-            got += 1;
-        }
-        got >= N
-    });
+    Poll::new(TIMEOUT)
+        .every(Duration::ZERO)
+        .wait("every record consumed", || {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                assert_eq!(m.topic(), "m");
+                got += 1;
+            }
+            got >= N
+        });
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("m", 0, Offset::Offset(M)).unwrap();
     c.commit(&tpl, CommitMode::Sync).expect("commit");
 
     let lag = "rivulet_consumer_group_lag{group=\"lag-group\",topic=\"m\",partition=\"0\"}";
     let scraped = metrics(&addr);
-    assert_eq!(scraped.get(lag), Some(N as f64 - M as f64), "lag = produced - committed");
+    assert_eq!(
+        scraped.get(lag),
+        Some(N as f64 - M as f64),
+        "lag = produced - committed"
+    );
     assert_eq!(
         scraped.get("rivulet_consumer_group_committed_offset{group=\"lag-group\",topic=\"m\",partition=\"0\"}"),
         Some(M as f64)
@@ -155,7 +171,10 @@ fn counters_move_by_exactly_what_was_sent_and_lag_is_produced_minus_committed() 
     assert!(scraped.value(&series("rivulet_topic_bytes_out_total")) >= bytes_in);
     assert!(scraped.value("rivulet_open_connections") >= 1.0);
     // Records in did not move with the consumer's reads.
-    assert_eq!(scraped.value(&series("rivulet_topic_records_in_total")), N as f64);
+    assert_eq!(
+        scraped.value(&series("rivulet_topic_records_in_total")),
+        N as f64
+    );
     drop(c);
 
     // The log went to a file: no terminal escape codes in it.
@@ -177,9 +196,12 @@ fn json_logs_are_one_object_per_line() {
     let lines: Vec<&str> = log.lines().collect();
     assert!(lines.len() >= 3, "{log}");
     for line in &lines {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{line}");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
     }
     assert!(log.contains("serving clients"), "{log}");
 }
@@ -217,7 +239,10 @@ fn bad_input_on_the_http_port_does_not_disturb_the_broker() {
     let mut huge = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 1024 * 1024));
     let answer = raw_exchange(&addr, &huge);
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
 
     // While the slow clients hold their connections the endpoint and the
     // Kafka listener both serve.
@@ -256,7 +281,10 @@ fn under_replicated_partitions_follow_a_stopped_follower_and_one_node_is_the_con
             .timeout(TIMEOUT),
     );
     let bootstrap = cluster.bootstrap();
-    let addrs: Vec<String> = cluster.ids().map(|id| cluster.node(id).metrics_addr()).collect();
+    let addrs: Vec<String> = cluster
+        .ids()
+        .map(|id| cluster.node(id).metrics_addr())
+        .collect();
     block_on(create_topic_rf(
         &bootstrap,
         "urp",
@@ -302,19 +330,33 @@ fn under_replicated_partitions_follow_a_stopped_follower_and_one_node_is_the_con
             metrics(leader_addr).value(urp_topic) == 1.0
         });
     assert!(metrics(leader_addr).value("rivulet_isr_shrinks_total") > shrinks_before);
-    assert_eq!(metrics(leader_addr).value("rivulet_under_min_isr_partitions"), 0.0);
+    assert_eq!(
+        metrics(leader_addr).value("rivulet_under_min_isr_partitions"),
+        0.0
+    );
 
     // `rivulet top --once` reads the live nodes and says which is down.
     let metrics_arg = addrs.join(",");
     let top = run(
         Path::new(RIVULET),
-        &["top", "--once", "--interval", "0.2", "--metrics", &metrics_arg],
+        &[
+            "top",
+            "--once",
+            "--interval",
+            "0.2",
+            "--metrics",
+            &metrics_arg,
+        ],
         "",
         TIMEOUT,
     );
     assert!(top.success, "{}", top.stderr);
     let lines: Vec<&str> = top.stdout.lines().collect();
-    assert!(lines[0].starts_with("rivulet top: 3 node(s)"), "{}", top.stdout);
+    assert!(
+        lines[0].starts_with("rivulet top: 3 node(s)"),
+        "{}",
+        top.stdout
+    );
     let row = |id: i32| {
         lines
             .iter()
@@ -324,7 +366,11 @@ fn under_replicated_partitions_follow_a_stopped_follower_and_one_node_is_the_con
     };
     assert!(row(follower).contains("down"), "{}", top.stdout);
     let leader_row = row(leader);
-    assert!(leader_row.starts_with(&format!("{leader} ")), "{}", top.stdout);
+    assert!(
+        leader_row.starts_with(&format!("{leader} ")),
+        "{}",
+        top.stdout
+    );
     assert!(leader_row.contains("ready"), "{}", top.stdout);
     let cols: Vec<&str> = leader_row.split_whitespace().collect();
     // NODE METRICS STATE [CTRL] IN OUT REC REQ PARTS LEADERS URP <MINISR CONNS
@@ -332,15 +378,18 @@ fn under_replicated_partitions_follow_a_stopped_follower_and_one_node_is_the_con
     assert_eq!(urp_col, "1", "{}", top.stdout);
 
     cluster.restart(follower);
-    Poll::new(TIMEOUT)
-        .every(Duration::from_millis(200))
-        .wait("no under-replicated partition after the follower rejoins", || {
-            metrics(leader_addr).value(urp_topic) == 0.0
-        });
+    Poll::new(TIMEOUT).every(Duration::from_millis(200)).wait(
+        "no under-replicated partition after the follower rejoins",
+        || metrics(leader_addr).value(urp_topic) == 0.0,
+    );
     assert!(metrics(leader_addr).value("rivulet_isr_expands_total") >= 1.0);
     Poll::new(TIMEOUT).wait("the restarted follower to be ready", || {
-        scrape::get(&addrs[(follower - 1) as usize], "/ready", Duration::from_secs(3))
-            .is_ok_and(|(s, _)| s == 200)
+        scrape::get(
+            &addrs[(follower - 1) as usize],
+            "/ready",
+            Duration::from_secs(3),
+        )
+        .is_ok_and(|(s, _)| s == 200)
     });
     assert_eq!(total("rivulet_active_controller"), 1.0);
 }

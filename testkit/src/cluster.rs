@@ -132,9 +132,7 @@ impl ProcessCluster {
                     .collect()
             }
             ClusterPorts::Block => {
-                let offsets: Vec<u16> = (0..n as u16)
-                    .flat_map(|i| [i, 100 + i, 200 + i])
-                    .collect();
+                let offsets: Vec<u16> = (0..n as u16).flat_map(|i| [i, 100 + i, 200 + i]).collect();
                 let base = free_port_block(&offsets);
                 (0..n as u16)
                     .map(|i| (base + i, base + 100 + i, base + 200 + i))

@@ -193,11 +193,12 @@ impl MetricsConfig {
         get: &dyn Fn(&str) -> String,
         listener_configured: bool,
     ) -> Result<Self, crate::config::ConfigError> {
-        let invalid = |key: &str, value: String, expected: &str| crate::config::ConfigError::Invalid {
-            key: key.into(),
-            value,
-            expected: expected.into(),
-        };
+        let invalid =
+            |key: &str, value: String, expected: &str| crate::config::ConfigError::Invalid {
+                key: key.into(),
+                value,
+                expected: expected.into(),
+            };
         let listener = match get("metrics.listener").trim() {
             "" => None,
             v if v.parse::<std::net::SocketAddr>().is_ok() => Some(v.to_string()),
@@ -236,7 +237,10 @@ pub fn count_records(buf: &[u8]) -> u64 {
     let mut pos = 0usize;
     let mut n = 0u64;
     while let Some(rest) = buf.get(pos..) {
-        let (Some(len), Some(count)) = (rest.get(LENGTH_AT..LENGTH_AT + 4), rest.get(COUNT_AT..COUNT_AT + 4)) else {
+        let (Some(len), Some(count)) = (
+            rest.get(LENGTH_AT..LENGTH_AT + 4),
+            rest.get(COUNT_AT..COUNT_AT + 4),
+        ) else {
             break;
         };
         let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);

@@ -70,7 +70,11 @@ impl Out {
 pub async fn render(s: &NodeState<'_>) -> String {
     let b = s.broker;
     let mut o = Out(String::with_capacity(16 * 1024));
-    o.family("rivulet_node_info", "gauge", "This node's id and cluster id");
+    o.family(
+        "rivulet_node_info",
+        "gauge",
+        "This node's id and cluster id",
+    );
     o.sample(
         "rivulet_node_info",
         &format!(
@@ -216,7 +220,11 @@ fn partitions(o: &mut Out, b: &BrokerContext) -> HashMap<TopicPartition, i64> {
         }
         let (leo, hw, size) = {
             let log = p.log.lock();
-            (log.log_end_offset(), log.high_watermark(), log.size_in_bytes())
+            (
+                log.log_end_offset(),
+                log.high_watermark(),
+                log.size_in_bytes(),
+            )
         };
         hws.insert(p.tp.clone(), hw);
         rows.push((
