@@ -593,17 +593,8 @@ impl GroupCoordinator {
                 }
             }
         }
-        let entries: Vec<(String, Arc<GroupEntry>)> = self
-            .groups
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let mut out = Vec::new();
-        for (name, e) in entries {
-            if !self.leads(e.partition) {
-                continue;
-            }
+        for (name, e) in self.led_entries() {
             let inner = e.inner.lock().await;
             out.push(match &inner.consumer {
                 Some(c) => ListedGroup {
