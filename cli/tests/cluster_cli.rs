@@ -249,6 +249,40 @@ fn cluster_up_serves_three_brokers_until_cluster_down() {
         );
     }
 
+    // `rivulet top` finds the nodes' metrics endpoints through --dir: all
+    // three ready, one the active controller, 60 records in.
+    let top = rivulet(
+        &["top", "--once", "--interval", "0.2", "--dir", dir.path()],
+        "",
+    );
+    assert!(top.success, "{}", top.stderr);
+    let metrics: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", base + 200 + i))
+        .collect();
+    let rows: Vec<&str> = top
+        .stdout
+        .lines()
+        .filter(|l| metrics.iter().any(|m| l.contains(&format!(" {m} "))))
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", top.stdout);
+    assert!(rows.iter().all(|r| r.contains(" ready ")), "{}", top.stdout);
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(" * ")).count(),
+        1,
+        "{}",
+        top.stdout
+    );
+    let total_in: f64 = metrics
+        .iter()
+        .map(|m| {
+            let (_, body) =
+                rivulet_broker::metrics::scrape::get(m, "/metrics", TIMEOUT).expect("a scrape");
+            rivulet_broker::metrics::scrape::Samples::parse(&body)
+                .value("rivulet_topic_records_in_total{topic=\"spread\"}")
+        })
+        .sum();
+    assert_eq!(total_in, 60.0);
+
     let status = rivulet(&["cluster", "status", "--dir", dir.path()], "");
     assert!(status.success, "{}", status.stderr);
     assert_eq!(
