@@ -480,6 +480,7 @@ mod tests {
                 "listeners=127.0.0.1:9092"
             ]
         );
-        assert_eq!(s.args().len(), 8);
+        // Ports (Kafka, controller, metrics) and the data dir.
+        assert_eq!(s.args().len(), 10);
     }
 }
