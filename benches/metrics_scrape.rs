@@ -74,7 +74,6 @@ fn main() {
     let (mut off, mut on) = (Vec::new(), Vec::new());
     let scrapes = Arc::new(AtomicU64::new(0));
     let scrape_ns = Arc::new(AtomicU64::new(0));
-    let scrape_ns = Arc::new(AtomicU64::new(0));
     for round in 0..repeat {
         // Each mode goes first every other round: a run after another
         // meets the page cache that one left dirty.
