@@ -334,6 +334,20 @@ fn under_replicated_partitions_follow_a_stopped_follower_and_one_node_is_the_con
         metrics(leader_addr).value("rivulet_under_min_isr_partitions"),
         0.0
     );
+    // Every partition still has a leader; the metadata is applied everywhere
+    // it is committed (or nearly: a record may be in flight).
+    let live: Vec<&String> = addrs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as i32 + 1 != follower)
+        .map(|(_, a)| a)
+        .collect();
+    let live_total = |name: &str| -> f64 { live.iter().map(|a| metrics(a).value(name)).sum() };
+    assert_eq!(live_total("rivulet_offline_partitions"), 0.0);
+    assert_eq!(live_total("rivulet_active_controller"), 1.0);
+    assert!(live
+        .iter()
+        .all(|a| metrics(a).value("rivulet_metadata_offset") > 0.0));
 
     // `rivulet top --once` reads the live nodes and says which is down.
     let metrics_arg = addrs.join(",");
