@@ -153,6 +153,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("inter.broker.sasl.username", ""),
     ("inter.broker.sasl.password", ""),
     ("sasl.scram.bootstrap.users", ""),
+    // Metrics, health and logs (crate::metrics, README "Metrics").
+    ("metrics.listener", "127.0.0.1:9292"),
+    ("log.format", "text"),
 ];
 
 #[derive(Debug, Clone)]
@@ -211,6 +214,8 @@ pub struct BrokerConfig {
     /// SASL: mechanisms, re-authentication, inter-broker credentials,
     /// bootstrap users.
     pub sasl: crate::sasl_config::SaslConfig,
+    /// `metrics.listener` and `log.format`.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 fn int<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
@@ -468,8 +473,11 @@ impl BrokerConfig {
             )?),
         };
         let sasl = crate::sasl_config::SaslConfig::from_props(&get, &listener_sasl, &listeners)?;
+        let metrics =
+            crate::metrics::MetricsConfig::from_keys(&get, props.contains_key("metrics.listener"))?;
         Ok(BrokerConfig {
             sasl,
+            metrics,
             node_id,
             listener,
             advertised_listener,

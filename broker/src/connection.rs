@@ -127,9 +127,12 @@ async fn run(
             Ok(size) => size,
             Err(e) => return CloseReason::from_wire(e, frame_limit),
         };
+        // Request times (crate::metrics) start once the size is in.
+        let received = std::time::Instant::now();
         // Held until the response is written: the frame and what decoding
         // it took stay alive that long.
         let mut reservation = memory.reserve_frame(size).await;
+        let queue = received.elapsed();
         let read = wire::read_body(stream, size, idle);
         let frame = match tokio::time::timeout(body_timeout, read).await {
             Ok(Ok(frame)) => frame,
@@ -141,8 +144,25 @@ async fn run(
                 }
             }
         };
+        let mut timed = None;
         let handled = match auth.on_frame(&frame, session, broker).await {
-            Outcome::Serve => handle_frame(frame, session, broker, memory, &mut reservation).await,
+            Outcome::Serve => {
+                let key = i16::from_be_bytes([
+                    frame.first().copied().unwrap_or(0),
+                    frame.get(1).copied().unwrap_or(0),
+                ]);
+                let started = std::time::Instant::now();
+                let (handled, remote) = crate::metrics::with_remote_timer(handle_frame(
+                    frame,
+                    session,
+                    broker,
+                    memory,
+                    &mut reservation,
+                ))
+                .await;
+                timed = Some((key, started.elapsed(), remote));
+                handled
+            }
             Outcome::Reply(response) => Ok(Some(response)),
             Outcome::Close(response, reason) => {
                 // The error response first (SASL_AUTHENTICATION_FAILED and
@@ -166,6 +186,17 @@ async fn run(
             }
             Ok(None) => {}
             Err(reason) => return reason,
+        }
+        if let Some((key, handling, remote)) = timed {
+            broker.metrics.request(
+                key,
+                crate::metrics::RequestTimes {
+                    queue,
+                    local: handling.saturating_sub(remote),
+                    remote,
+                    total: received.elapsed(),
+                },
+            );
         }
     }
 }

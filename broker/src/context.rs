@@ -30,6 +30,8 @@ pub struct BrokerContext {
     pub groups: Arc<GroupCoordinator>,
     pub producer_ids: Arc<ProducerIds>,
     pub txns: Arc<TransactionCoordinator>,
+    /// Counters and histograms of the request path ([`crate::metrics`]).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl BrokerContext {
@@ -51,6 +53,7 @@ impl BrokerContext {
             groups,
             producer_ids,
             txns,
+            metrics: Arc::default(),
         }
     }
 

@@ -37,6 +37,7 @@ pub mod group;
 pub mod handlers;
 pub mod listeners;
 pub mod local_node;
+pub mod metrics;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod replica_fetcher;

@@ -177,6 +177,11 @@ impl Partition {
         self.verified.lock().insert(producer_id, epoch);
     }
 
+    /// Produces parked until the high watermark passes them (acks=all).
+    pub fn parked_acks(&self) -> usize {
+        self.acks.lock().len()
+    }
+
     /// The producers this partition remembers (DescribeProducers).
     pub fn producer_summaries(&self) -> Vec<crate::producer_state::ProducerSummary> {
         self.log.lock().producer_state().summaries()
@@ -223,6 +228,10 @@ pub struct ReplicaManager {
     started: Instant,
     /// Replaces `started` in tests, so lag is measured without sleeping.
     lag_clock: Option<Arc<dyn rivulet_storage::Clock>>,
+    /// ISR shrinks and expansions the controller committed for partitions
+    /// this node leads (metrics).
+    pub isr_shrinks: AtomicU64,
+    pub isr_expands: AtomicU64,
 }
 
 /// A topic's log config: broker defaults with the topic's log keys applied
@@ -248,6 +257,8 @@ impl ReplicaManager {
             default_min_isr,
             started: Instant::now(),
             lag_clock: None,
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         }
     }
 
@@ -329,6 +340,27 @@ impl ReplicaManager {
         }
     }
 
+    /// Log a leader change of a partition this node has, and count the
+    /// ISR shrinks and expansions of those it leads (whether the leader
+    /// asked for them or the controller made them, fencing a broker).
+    fn note_change(&self, tp: &TopicPartition, old: &ReplicaState, new: &ReplicaState) {
+        if old.leader != new.leader {
+            info!(
+                partition = %tp, from = old.leader, to = new.leader,
+                leader_epoch = new.leader_epoch, isr = ?new.isr,
+                "leader changed"
+            );
+        }
+        if old.leader == self.node_id && new.leader == self.node_id {
+            let counter = match new.isr.len().cmp(&old.isr.len()) {
+                std::cmp::Ordering::Less => &self.isr_shrinks,
+                std::cmp::Ordering::Greater => &self.isr_expands,
+                std::cmp::Ordering::Equal => return,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn ensure_partition(
         &self,
         tp: &TopicPartition,
@@ -347,7 +379,10 @@ impl ReplicaManager {
         };
         let existing = self.get(tp).filter(|p| p.topic_id == topic_id);
         let partition = match existing {
-            Some(p) => p,
+            Some(p) => {
+                self.note_change(tp, &p.state(), &state);
+                p
+            }
             None => {
                 let log = self.logs.get_or_create(tp, cfg.clone())?;
                 let p = Arc::new(Partition::new(tp.clone(), topic_id, log, self.node_id));

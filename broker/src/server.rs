@@ -108,6 +108,8 @@ pub struct BrokerNode {
     pub local_addr: std::net::SocketAddr,
     /// Every listener's name and bound address, in `listeners` order.
     pub listener_addrs: Vec<(String, std::net::SocketAddr)>,
+    /// The metrics and health endpoint's bound address (`metrics.listener`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// A bound Kafka listener and, for TLS, its server configuration.
@@ -258,6 +260,8 @@ impl BrokerNode {
                 })
             }
         };
+        let metrics_socket = crate::metrics::http::bind(&config.metrics).await?;
+        let metrics_addr = metrics_socket.as_ref().and_then(|s| s.local_addr().ok());
         let storage = config.storage.clone();
         let logs_dir = dir.clone();
         let logs = tokio::task::spawn_blocking(move || {
@@ -353,6 +357,19 @@ impl BrokerNode {
                 stop_rx.clone(),
             )),
         ];
+        if let Some(socket) = metrics_socket {
+            let endpoint = crate::metrics::http::Endpoint {
+                broker: broker.clone(),
+                controller: controller.clone(),
+                client_slots: slots.clone(),
+                ready: ready_rx.clone(),
+            };
+            tasks.push(tokio::spawn(crate::metrics::http::serve(
+                socket,
+                endpoint,
+                stop_rx.clone(),
+            )));
+        }
         for listener in bound {
             tasks.push(tokio::spawn(accept(
                 listener,
@@ -368,6 +385,7 @@ impl BrokerNode {
             listener = %local_addr,
             cluster_id = %broker.cluster_id,
             data_dir = %broker.config.data_dir.display(),
+            metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| format!("http://{a}/metrics")),
             "Rivulet broker listening on {}",
             broker
                 .config
@@ -387,6 +405,7 @@ impl BrokerNode {
             tasks,
             local_addr,
             listener_addrs,
+            metrics_addr,
         })
     }
 

@@ -38,6 +38,7 @@ mod group;
 mod produce;
 mod rfc3339;
 mod stream;
+mod top;
 mod topic;
 // ACLs (issue 13).
 mod acl;
@@ -47,6 +48,7 @@ mod wire_client;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use rivulet_broker::metrics::LogFormat;
 use rivulet_broker::{BrokerConfig, BrokerNode};
 use tracing_subscriber::EnvFilter;
 
@@ -108,6 +110,8 @@ enum Command {
     /// SCRAM users: create, delete, list (--command-config for SASL/TLS).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// A live view of the cluster from the nodes' metrics endpoints.
+    Top(top::TopArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -122,15 +126,28 @@ fn main() -> std::process::ExitCode {
         Command::Stream(stream::StreamCommand::Run(_)) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let bootstrap = cli.bootstrap_server;
+    // The broker's config says how to log (`log.format`): read it first.
+    let mut broker_config = None;
+    let mut log_format = LogFormat::Text;
+    if let Command::Broker(args) = &command {
+        match load_broker_config(&cli.broker, args, bootstrap.is_some()) {
+            Ok(config) => {
+                log_format = config.metrics.log_format;
+                broker_config = Some(config);
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    init_logging(default_filter, log_format);
     let result = match command {
-        Command::Broker(args) => run_broker(cli.broker, args, bootstrap.is_some()),
+        Command::Broker(_) => match broker_config {
+            Some(config) => run_broker(config),
+            None => Err(anyhow::anyhow!("no broker config")),
+        },
         Command::Topic(c) => {
             client_bootstrap(&cli.broker, bootstrap).and_then(|b| topic::run(&b, c))
         }
@@ -146,6 +163,7 @@ fn main() -> std::process::ExitCode {
         Command::User(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| user::run(&b, c)),
         Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
         Command::Certs(c) => certs::run(c),
+        Command::Top(args) => top::run(args),
         Command::Acl(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| acl::run(&b, c)),
         Command::Stream(c) => {
             if cli.broker.is_empty() {
@@ -177,15 +195,40 @@ fn client_bootstrap(broker_args: &BrokerArgs, bootstrap: Option<String>) -> anyh
     Ok(bootstrap.unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string()))
 }
 
+/// Logs to stderr: colours only when it is a terminal (a log file gets no
+/// escape codes), one JSON object per line with `log.format = "json"`.
+fn init_logging(default_filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
 /// `rivulet [--config F] [--set k=v] broker [--config F] [--set k=v]`: the
 /// subcommand's file wins, overrides from both apply (the subcommand's last).
-fn run_broker(top: BrokerArgs, sub: BrokerArgs, bootstrap_given: bool) -> anyhow::Result<()> {
+fn load_broker_config(
+    top: &BrokerArgs,
+    sub: &BrokerArgs,
+    bootstrap_given: bool,
+) -> anyhow::Result<BrokerConfig> {
     if bootstrap_given {
         anyhow::bail!("--bootstrap-server is for client commands; the broker listens on `listeners` (--set listeners=HOST:PORT)");
     }
-    let config_file = sub.config.or(top.config);
-    let overrides: Vec<String> = top.set.into_iter().chain(sub.set).collect();
-    let config = BrokerConfig::load(config_file.as_deref(), &overrides)?;
+    let config_file = sub.config.as_ref().or(top.config.as_ref());
+    let overrides: Vec<String> = top.set.iter().chain(&sub.set).cloned().collect();
+    Ok(BrokerConfig::load(
+        config_file.map(|p| p.as_path()),
+        &overrides,
+    )?)
+}
+
+fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

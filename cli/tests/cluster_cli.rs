@@ -31,8 +31,8 @@ const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// The ports of a cluster at a base port: node `k` listens on `base + k - 1`,
-/// its controller on `base + 100 + k - 1`.
-const PORT_OFFSETS: [u16; 6] = [0, 1, 2, 100, 101, 102];
+/// its controller on `base + 100 + k - 1`, its metrics on `base + 200 + k - 1`.
+const PORT_OFFSETS: [u16; 9] = [0, 1, 2, 100, 101, 102, 200, 201, 202];
 
 /// Run `rivulet args…` with `stdin`, killing it after [`RUN_LIMIT`].
 fn rivulet(args: &[&str], stdin: &str) -> Run {
@@ -41,7 +41,7 @@ fn rivulet(args: &[&str], stdin: &str) -> Run {
 
 /// A random base port in 20000..30000 (below Linux's ephemeral range, where
 /// other tests' free ports come from, and apart from the test kit's port
-/// blocks) whose six ports are free now.
+/// blocks) whose nine ports are free now.
 fn free_base_port() -> u16 {
     free_port_block_in(20_000..30_000, &PORT_OFFSETS)
 }
@@ -249,6 +249,40 @@ fn cluster_up_serves_three_brokers_until_cluster_down() {
         );
     }
 
+    // `rivulet top` finds the nodes' metrics endpoints through --dir: all
+    // three ready, one the active controller, 60 records in.
+    let top = rivulet(
+        &["top", "--once", "--interval", "0.2", "--dir", dir.path()],
+        "",
+    );
+    assert!(top.success, "{}", top.stderr);
+    let metrics: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", base + 200 + i))
+        .collect();
+    let rows: Vec<&str> = top
+        .stdout
+        .lines()
+        .filter(|l| metrics.iter().any(|m| l.contains(&format!(" {m} "))))
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", top.stdout);
+    assert!(rows.iter().all(|r| r.contains(" ready ")), "{}", top.stdout);
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(" * ")).count(),
+        1,
+        "{}",
+        top.stdout
+    );
+    let total_in: f64 = metrics
+        .iter()
+        .map(|m| {
+            let (_, body) =
+                rivulet_broker::metrics::scrape::get(m, "/metrics", TIMEOUT).expect("a scrape");
+            rivulet_broker::metrics::scrape::Samples::parse(&body)
+                .value("rivulet_topic_records_in_total{topic=\"spread\"}")
+        })
+        .sum();
+    assert_eq!(total_in, 60.0);
+
     let status = rivulet(&["cluster", "status", "--dir", dir.path()], "");
     assert!(status.success, "{}", status.stderr);
     assert_eq!(
@@ -368,6 +402,10 @@ fn cluster_configs_are_the_three_combined_nodes_of_the_design() {
         assert_eq!(c.listener, format!("127.0.0.1:{}", 9091 + node));
         assert_eq!(c.advertised_listener, c.listener);
         assert_eq!(c.controller_listener, format!("127.0.0.1:{}", 9191 + node));
+        assert_eq!(
+            c.metrics.listener,
+            Some(format!("127.0.0.1:{}", 9291 + node))
+        );
         assert_eq!(c.quorum_voters, voters);
         assert_eq!(c.cluster_id.as_deref(), Some("rivulet-local-cluster"));
         assert_eq!(

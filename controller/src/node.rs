@@ -295,6 +295,17 @@ impl ControllerNode {
         self.raft.get().metrics().borrow_watched().current_term
     }
 
+    /// Index of the last metadata record committed by the quorum, as this
+    /// node knows it (metrics: how far its image lags behind).
+    pub fn committed_index(&self) -> Option<u64> {
+        self.raft
+            .get()
+            .metrics()
+            .borrow_watched()
+            .cluster_committed
+            .map(|l| l.index)
+    }
+
     /// Index of the last snapshot, if any.
     pub fn snapshot_index(&self) -> Option<u64> {
         self.raft

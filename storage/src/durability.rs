@@ -148,6 +148,7 @@ impl FlushTracker {
             let mut files = self.files.lock();
             (files.0.clone(), std::mem::take(&mut files.1))
         };
+        let started = std::time::Instant::now();
         for f in rolled.iter().chain(std::iter::once(&active)) {
             f.sync_data().at(&self.dir)?;
         }
@@ -155,6 +156,7 @@ impl FlushTracker {
             sync_dir(&self.dir)?;
         }
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        crate::histogram::FSYNC_SECONDS.observe(started.elapsed());
         Ok(upto)
     }
 

@@ -21,6 +21,7 @@ pub mod config;
 pub mod disk;
 pub mod durability;
 pub mod error;
+pub mod histogram;
 mod index_file;
 pub mod leader_epoch_cache;
 pub mod log_cleaner;

@@ -577,6 +577,7 @@ impl PartitionLog {
             active.on_becoming_inactive()?;
         }
         let seg = LogSegment::create(&self.dir, base, &self.config, now)?;
+        info!(partition = %self.tp, base_offset = base, "rolled a new segment");
         self.flush.rolled(seg.file());
         self.segments.insert(base, seg);
         // Every batch below `base` is recorded, none above: the state as of

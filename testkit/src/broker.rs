@@ -64,6 +64,7 @@ impl TestBroker {
             format!("127.0.0.1:{controller_port}"),
         );
         props.insert("data.dir".to_string(), dir.display().to_string());
+        props.insert("metrics.listener".to_string(), "127.0.0.1:0".to_string());
         props.insert(
             "broker.heartbeat.interval.ms".to_string(),
             "200".to_string(),

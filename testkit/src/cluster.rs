@@ -22,7 +22,8 @@ pub enum ClusterPorts {
     /// Any free ephemeral ports.
     Free,
     /// A block from [`free_port_block`]: node `k` listens on `base + k - 1`,
-    /// its controller on `base + 100 + k - 1`.
+    /// its controller on `base + 100 + k - 1`, its metrics on
+    /// `base + 200 + k - 1`.
     Block,
 }
 
@@ -123,21 +124,25 @@ impl ProcessCluster {
     /// Start every node; return at once.
     pub fn spawn(spec: ClusterSpec) -> ProcessCluster {
         let n = spec.nodes;
-        let ports: Vec<(u16, u16)> = match spec.ports {
+        let ports: Vec<(u16, u16, u16)> = match spec.ports {
             ClusterPorts::Free => {
-                let p = free_ports(2 * n);
-                (0..n).map(|i| (p[2 * i], p[2 * i + 1])).collect()
+                let p = free_ports(3 * n);
+                (0..n)
+                    .map(|i| (p[3 * i], p[3 * i + 1], p[3 * i + 2]))
+                    .collect()
             }
             ClusterPorts::Block => {
-                let offsets: Vec<u16> = (0..n as u16).flat_map(|i| [i, 100 + i]).collect();
+                let offsets: Vec<u16> = (0..n as u16).flat_map(|i| [i, 100 + i, 200 + i]).collect();
                 let base = free_port_block(&offsets);
-                (0..n as u16).map(|i| (base + i, base + 100 + i)).collect()
+                (0..n as u16)
+                    .map(|i| (base + i, base + 100 + i, base + 200 + i))
+                    .collect()
             }
         };
         let voters: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .map(|(i, (_, c, _))| format!("{}@127.0.0.1:{c}", i + 1))
             .collect();
         let log_dir = spec
             .log_dir
@@ -146,7 +151,7 @@ impl ProcessCluster {
         let nodes = ports
             .iter()
             .enumerate()
-            .map(|(i, (port, cport))| {
+            .map(|(i, (port, cport, mport))| {
                 let id = i + 1;
                 let mut node = NodeSpec::new(
                     &spec.bin,
@@ -154,6 +159,7 @@ impl ProcessCluster {
                     log_dir.join(format!("{}node-{id}.log", spec.log_prefix)),
                 )
                 .ports(*port, *cport)
+                .metrics_port(*mport)
                 .set("node.id", id);
                 if n > 1 {
                     node = node

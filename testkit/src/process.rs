@@ -46,6 +46,9 @@ pub struct NodeSpec {
     pub port: u16,
     /// The controller (Raft) listener, on 127.0.0.1.
     pub controller_port: u16,
+    /// The metrics and health HTTP endpoint (`metrics.listener`), on
+    /// 127.0.0.1.
+    pub metrics_port: u16,
     pub data_dir: PathBuf,
     /// Where stdout and stderr go: created by the first start, appended to
     /// by restarts.
@@ -67,12 +70,19 @@ impl NodeSpec {
             bin: bin.into(),
             port: free_port(),
             controller_port: free_port(),
+            metrics_port: free_port(),
             data_dir: data_dir.into(),
             log: log.into(),
             settings: Vec::new(),
             env: Vec::new(),
             config: None,
         }
+    }
+
+    /// The same node with its metrics endpoint on `port`.
+    pub fn metrics_port(mut self, port: u16) -> NodeSpec {
+        self.metrics_port = port;
+        self
     }
 
     /// The same node on these ports.
@@ -118,6 +128,7 @@ impl NodeSpec {
         let mut sets = vec![
             format!("listeners=127.0.0.1:{}", self.port),
             format!("controller.listener=127.0.0.1:{}", self.controller_port),
+            format!("metrics.listener=127.0.0.1:{}", self.metrics_port),
             format!("data.dir={}", self.data_dir.display()),
         ];
         sets.extend(self.settings.iter().map(|(k, v)| format!("{k}={v}")));
@@ -226,6 +237,11 @@ impl BrokerProcess {
 
     pub fn controller_port(&self) -> u16 {
         self.spec.controller_port
+    }
+
+    /// The metrics endpoint's `host:port`.
+    pub fn metrics_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.spec.metrics_port)
     }
 
     pub fn bootstrap(&self) -> String {
@@ -428,6 +444,7 @@ mod tests {
     fn node_spec_args_put_ports_and_dir_first() {
         let s = NodeSpec::new("rivulet", "/d", "/l")
             .ports(9092, 9192)
+            .metrics_port(9292)
             .set("node.id", 2)
             .env("RUST_LOG", "warn");
         assert_eq!(
@@ -437,6 +454,8 @@ mod tests {
                 "listeners=127.0.0.1:9092",
                 "--set",
                 "controller.listener=127.0.0.1:9192",
+                "--set",
+                "metrics.listener=127.0.0.1:9292",
                 "--set",
                 "data.dir=/d",
                 "--set",
@@ -461,6 +480,7 @@ mod tests {
                 "listeners=127.0.0.1:9092"
             ]
         );
-        assert_eq!(s.args().len(), 8);
+        // Ports (Kafka, controller, metrics) and the data dir.
+        assert_eq!(s.args().len(), 10);
     }
 }

@@ -36,6 +36,7 @@ use super::types::{
 use crate::local_node::{read_to_log_end, LocalNode};
 use crate::replica_manager::AppendOrigin;
 
+mod committed;
 mod consumer;
 #[cfg(test)]
 mod tests;
@@ -331,11 +332,19 @@ impl GroupCoordinator {
                 group: snapshot.group_id.clone(),
                 value: Some(snapshot),
             };
-            if let Err(code) = self.append(partition, &[rec]).await {
-                warn!(
+            match self.append(partition, &[rec]).await {
+                Err(code) => warn!(
                     group = inner.group.group_id(),
                     code, "could not persist group metadata"
-                );
+                ),
+                // A classic group persists once per rebalance (and when it
+                // empties): one line per generation.
+                Ok(_) => info!(
+                    group = inner.group.group_id(),
+                    generation = inner.group.generation_id(),
+                    state = ?inner.group.state(),
+                    "group rebalanced"
+                ),
             }
         }
         for o in outputs {
@@ -584,17 +593,8 @@ impl GroupCoordinator {
                 }
             }
         }
-        let entries: Vec<(String, Arc<GroupEntry>)> = self
-            .groups
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let mut out = Vec::new();
-        for (name, e) in entries {
-            if !self.leads(e.partition) {
-                continue;
-            }
+        for (name, e) in self.led_entries() {
             let inner = e.inner.lock().await;
             out.push(match &inner.consumer {
                 Some(c) => ListedGroup {

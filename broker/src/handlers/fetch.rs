@@ -60,16 +60,47 @@ pub async fn handle(b: &BrokerContext, req: FetchRequest, version: i16) -> Fetch
             .collect();
         let (response, bytes, any_error) = read_all(b, &req, version);
         if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+            count_out(b, &req, version, &response);
             return response;
         }
         if wakeups.is_empty() {
-            tokio::time::sleep_until(deadline).await;
+            crate::metrics::remote(tokio::time::sleep_until(deadline)).await;
             continue;
         }
         let any_append = futures_util::future::select_all(wakeups.into_iter().map(Box::pin));
-        tokio::select! {
-            _ = any_append => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+        // A long poll waits for data: remote time (crate::metrics).
+        crate::metrics::remote(async {
+            tokio::select! {
+                _ = any_append => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        })
+        .await;
+    }
+}
+
+/// Count the record bytes of `response` as bytes out of each topic
+/// ([`crate::metrics`]), a follower's apart.
+fn count_out(b: &BrokerContext, req: &FetchRequest, version: i16, response: &FetchResponse) {
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let mut image = None;
+    for t in &response.responses {
+        let mut name = t.topic.to_string();
+        if name.is_empty() {
+            let image = image.get_or_insert_with(|| b.image());
+            match image.topics.get(&t.topic_id) {
+                Some(topic) => name = topic.name.clone(),
+                None => continue,
+            }
+        }
+        for p in &t.partitions {
+            if let Some(records) = &p.records {
+                b.metrics.fetched(&name, records, replica_id >= 0);
+            }
         }
     }
 }

@@ -140,7 +140,12 @@ pub async fn handle(b: &BrokerContext, req: ProduceRequest, version: i16) -> Pro
                         .with_error_code(*code)
                         .with_base_offset(-1);
                 }
+                let sent = p.records.clone();
                 let r = b.replicas.append(&tp, p.records, acks, timeout_ms).await;
+                if r.error_code == 0 {
+                    b.metrics
+                        .produced(&tp.topic, sent.as_deref().unwrap_or_default());
+                }
                 // The verification guard was cleared by a marker meanwhile.
                 let code = if r.error_code == E::InvalidTxnState.code() && version >= ABORTABLE_FROM
                 {

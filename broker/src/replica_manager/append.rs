@@ -233,15 +233,13 @@ impl ReplicaManager {
                 }
                 if acks == -1 {
                     let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
-                    if let Err(code) = self
-                        .wait_for_high_watermark(
-                            &partition,
-                            info.last_offset + 1,
-                            leader_epoch,
-                            timeout,
-                        )
-                        .await
-                    {
+                    let replicated = self.wait_for_high_watermark(
+                        &partition,
+                        info.last_offset + 1,
+                        leader_epoch,
+                        timeout,
+                    );
+                    if let Err(code) = crate::metrics::remote(replicated).await {
                         return AppendResult::error(code, None);
                     }
                 }

@@ -18,12 +18,15 @@ pub const DEFAULT_DIR: &str = "./rivulet-cluster";
 pub const DEFAULT_BASE_PORT: u16 = 9092;
 /// Controller ports sit this far above the Kafka ports (9092 → 9192).
 pub const CONTROLLER_PORT_OFFSET: u16 = 100;
+/// Metrics and health HTTP ports sit this far above the Kafka ports
+/// (9092 → 9292, DESIGN.md "Ports of the local cluster").
+pub const METRICS_PORT_OFFSET: u16 = 200;
 /// The cluster id every node of a local cluster shares; the same as in
 /// `config/cluster/node-k.toml`, so nodes started by hand and by `up` can
 /// use the same data dirs.
 pub const LOCAL_CLUSTER_ID: &str = "rivulet-local-cluster";
 /// Highest `--base-port`: the last controller port must fit in a u16.
-pub(super) const MAX_BASE_PORT: u16 = u16::MAX - CONTROLLER_PORT_OFFSET - (NODES.len() as u16 - 1);
+pub(super) const MAX_BASE_PORT: u16 = u16::MAX - METRICS_PORT_OFFSET - (NODES.len() as u16 - 1);
 const STATE_FILE: &str = "cluster.properties";
 
 /// Where everything of one cluster lives: its directory (absolute, so the
@@ -42,6 +45,12 @@ impl Layout {
 
     pub fn controller_addr(&self, node: u16) -> String {
         format!("127.0.0.1:{}", self.port(CONTROLLER_PORT_OFFSET, node))
+    }
+
+    /// Node `node`'s metrics and health endpoint (`/metrics`, `/health`,
+    /// `/ready`).
+    pub fn metrics_addr(&self, node: u16) -> String {
+        format!("127.0.0.1:{}", self.port(METRICS_PORT_OFFSET, node))
     }
 
     /// Port `offset` + node - 1 above the base (u32: no overflow whatever
@@ -93,6 +102,7 @@ impl Layout {
             format!("node.id={node}"),
             format!("listeners={}", self.kafka_addr(node)),
             format!("controller.listener={}", self.controller_addr(node)),
+            format!("metrics.listener={}", self.metrics_addr(node)),
             format!("controller.quorum.voters={}", self.voters()),
             format!("cluster.id={cluster_id}"),
             self.marker(node),
@@ -138,6 +148,7 @@ impl Layout {
                 [
                     (self.kafka_addr(n), format!("node {n}'s Kafka listener")),
                     (self.controller_addr(n), format!("node {n}'s controller")),
+                    (self.metrics_addr(n), format!("node {n}'s metrics endpoint")),
                 ]
             })
             .collect()
@@ -287,6 +298,7 @@ mod tests {
                 "node.id=2",
                 "listeners=127.0.0.1:9093",
                 "controller.listener=127.0.0.1:9193",
+                "metrics.listener=127.0.0.1:9293",
                 "controller.quorum.voters=1@127.0.0.1:9192,2@127.0.0.1:9193,3@127.0.0.1:9194",
                 "cluster.id=rivulet-local-cluster",
                 "data.dir=/tmp/c/node-2",
@@ -305,8 +317,8 @@ mod tests {
         assert_eq!(l.kafka_addr(3), "127.0.0.1:20002");
         assert_eq!(l.controller_addr(1), "127.0.0.1:20100");
         let top = layout(MAX_BASE_PORT);
-        assert_eq!(top.controller_addr(3), "127.0.0.1:65535");
-        assert_eq!(top.ports().len(), 6);
+        assert_eq!(top.metrics_addr(3), "127.0.0.1:65535");
+        assert_eq!(top.ports().len(), 9);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! as a background `rivulet broker` process of this same binary, on the
 //! ports of DESIGN.md ("Ports of the local cluster") moved by
 //! `--base-port P`: node k serves Kafka on P+k-1 and the controller quorum
-//! on P+100+k-1, with its data in `DIR/node-k`. The nodes get their
+//! on P+100+k-1 and metrics on P+200+k-1, with its data in `DIR/node-k`. The nodes get their
 //! settings as `--set` flags (the same settings as
 //! `config/cluster/node-k.toml`), so the command works from any directory.
 //!
@@ -46,6 +46,15 @@ use process::{
     is_running, kill, node_process, remove_file, spawn_node, stop_started, wait_until_serving,
     NodeProcess, Started, POLL,
 };
+
+/// `--dir` of the cluster commands when none is given.
+pub const DEFAULT_CLUSTER_DIR: &str = DEFAULT_DIR;
+
+/// The metrics endpoints (`host:port`) of the cluster in `dir`.
+pub fn metrics_addrs(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let layout = recorded_layout(dir)?;
+    Ok(NODES.iter().map(|&n| layout.metrics_addr(n)).collect())
+}
 
 /// How long `down` waits after SIGKILL before giving up on a node.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -216,10 +225,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         match spawn_node(&exe, &layout, n, &cluster_id, &settings) {
             Ok(s) => {
                 eprintln!(
-                    "started node {n} (pid {}): kafka {}, controller {}, log {}",
+                    "started node {n} (pid {}): kafka {}, controller {}, metrics http://{}/metrics, log {}",
                     s.pid(),
                     layout.kafka_addr(n),
                     layout.controller_addr(n),
+                    layout.metrics_addr(n),
                     layout.log_file(n).display()
                 );
                 started.push(s);
@@ -270,9 +280,10 @@ fn status(dir: &Path) -> anyhow::Result<()> {
             NodeProcess::Absent => "not running".to_string(),
         };
         println!(
-            "node {n}: {state}, kafka {}, controller {}",
+            "node {n}: {state}, kafka {}, controller {}, metrics http://{}/metrics",
             layout.kafka_addr(n),
-            layout.controller_addr(n)
+            layout.controller_addr(n),
+            layout.metrics_addr(n)
         );
     }
     print!(

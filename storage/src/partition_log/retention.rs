@@ -51,6 +51,11 @@ impl PartitionLog {
         self.high_watermark = self.high_watermark.max(self.log_start_offset);
         self.txns.on_high_watermark(self.high_watermark);
         if result.segments > 0 {
+            tracing::info!(
+                partition = %self.tp, segments = result.segments, bytes = result.bytes,
+                log_start_offset = self.log_start_offset,
+                "deleted old segments (retention or DeleteRecords)"
+            );
             // The state itself is kept (KIP-360: producers outlive their
             // data); only snapshots no open could start from go.
             self.delete_snapshots_below_first_segment()?;
