@@ -110,6 +110,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("connections.max.idle.ms", "600000"),
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
+    ("broker.fence.on.refused.connection", "true"),
     ("replica.lag.time.max.ms", "30000"),
     ("max.open.logs", "100000"),
     ("num.recovery.threads", "2"),
@@ -200,6 +201,10 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: u64,
+    /// `broker.fence.on.refused.connection`: the active controller fences a
+    /// broker as soon as its controller port refuses connections (its
+    /// process is gone) instead of waiting out its session.
+    pub fence_on_refused_connection: bool,
     /// A follower that has not caught up with the leader's log end for this
     /// long leaves the ISR (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
@@ -526,6 +531,10 @@ impl BrokerConfig {
                 &get("broker.heartbeat.interval.ms"),
                 10,
                 u64::MAX / 2,
+            )?,
+            fence_on_refused_connection: boolean(
+                "broker.fence.on.refused.connection",
+                &get("broker.fence.on.refused.connection"),
             )?,
             replica_lag_time_max_ms: int(
                 "replica.lag.time.max.ms",

@@ -274,6 +274,7 @@ impl BrokerNode {
         let voters = parse_voters(&config.quorum_voters)?;
         let mut qc = QuorumConfig::new(config.node_id as u64, voters, dir.clone());
         qc.session_timeout_ms = config.session_timeout_ms;
+        qc.fence_on_refused_connection = config.fence_on_refused_connection;
         qc.log_defaults = config.storage.log_defaults.clone();
         if config.controller_protocol.uses_tls() {
             if let Some(client) = &client_tls {

@@ -27,6 +27,7 @@
 
 mod eos_loop;
 mod exactly_once;
+mod fast;
 mod harness;
 
 use std::collections::BTreeMap;
