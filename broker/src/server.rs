@@ -275,6 +275,8 @@ impl BrokerNode {
         let mut qc = QuorumConfig::new(config.node_id as u64, voters, dir.clone());
         qc.session_timeout_ms = config.session_timeout_ms;
         qc.fence_on_refused_connection = config.fence_on_refused_connection;
+        qc.election_timeout_min_ms = config.election_timeout_ms;
+        qc.election_timeout_max_ms = 2 * config.election_timeout_ms;
         qc.log_defaults = config.storage.log_defaults.clone();
         if config.controller_protocol.uses_tls() {
             if let Some(client) = &client_tls {

@@ -54,6 +54,9 @@ pub fn default_cluster(label: &str) -> ProcessCluster {
         .env("RUST_LOG", "info,openraft=warn")
         .env("NO_COLOR", "1")
         .timeout(TIMEOUT);
+    if let Some(dir) = std::env::var_os("RIVULET_FAILOVER_LOGS") {
+        spec = spec.logs(dir, format!("{label}-"));
+    }
     for kv in std::env::var("RIVULET_FAILOVER_SET")
         .unwrap_or_default()
         .split(';')
@@ -104,7 +107,11 @@ impl Probe {
 
 pub struct ProbeCtx(pub Arc<Probe>);
 
-impl ClientContext for ProbeCtx {}
+impl ClientContext for ProbeCtx {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        eprintln!("{} rdkafka {fac}: {log_message}", wall_clock());
+    }
+}
 
 impl ProducerContext for ProbeCtx {
     /// When the record was sent, in ns since the probe's base.
@@ -140,7 +147,13 @@ pub fn start_probe(
     std::thread::JoinHandle<u64>,
 ) {
     let probe = Probe::new();
-    let producer: ThreadedProducer<ProbeCtx> = client_config(bootstrap)
+    let mut config = client_config(bootstrap);
+    if let Ok(debug) = std::env::var("RIVULET_PROBE_DEBUG") {
+        config
+            .set("debug", debug)
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    let producer: ThreadedProducer<ProbeCtx> = config
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "0")
@@ -167,6 +180,21 @@ pub fn start_probe(
         })
     };
     (probe, producer, sender)
+}
+
+/// The time of day (UTC) with milliseconds, to line up with node logs.
+fn wall_clock() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let s = d.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        d.subsec_millis()
+    )
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -201,6 +229,7 @@ fn leader_kills_fail_over_fast() {
                 probe.first_ack_of_sent_after(before).ok_or("none yet")
             });
         let killed_at = probe.now();
+        eprintln!("kill {k}: SIGKILL node {leader} at {}", wall_clock());
         cluster.kill(leader);
         let first = Poll::new(TIMEOUT).every(Duration::from_millis(5)).retry(
             "an ack of a record sent after the kill",
