@@ -69,7 +69,11 @@ async fn not_leader_answers_name_the_current_leader() {
     let resp = raw_request(&follower.bootstrap(), 12, &produce_request(topic)).await;
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, E::NotLeaderOrFollower.code());
-    assert_eq!(p.current_leader.leader_id, BrokerId(leader), "CurrentLeader id");
+    assert_eq!(
+        p.current_leader.leader_id,
+        BrokerId(leader),
+        "CurrentLeader id"
+    );
     assert_eq!(p.current_leader.leader_epoch, epoch, "CurrentLeader epoch");
     assert_eq!(resp.node_endpoints.len(), 1, "{:?}", resp.node_endpoints);
     let e = &resp.node_endpoints[0];

@@ -53,6 +53,9 @@ use crate::session;
 use crate::txn::TransactionCoordinator;
 
 pub const META_PROPERTIES: &str = "meta.properties";
+/// How long a controlled shutdown waits for this node's partitions to
+/// follow the leadership moves before it stops serving.
+pub const LEADERSHIP_MOVE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -415,9 +418,17 @@ impl BrokerNode {
 
     /// Controlled shutdown: leave the cluster, stop serving, flush and
     /// checkpoint every log.
+    ///
+    /// Leaving comes first: the controller fences this broker, which moves
+    /// the leadership of every partition it leads to another ISR member;
+    /// then this node waits (at most [`LEADERSHIP_MOVE_WAIT`]) until its
+    /// own partitions have followed, so requests still arriving are
+    /// answered NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951) and
+    /// parked acks=all produces are released, rather than cut off by a
+    /// closed connection.
     pub async fn shutdown(self) -> Result<(), rivulet_storage::StorageError> {
         let b = &self.broker;
-        let _ = tokio::time::timeout(
+        let left = tokio::time::timeout(
             Duration::from_secs(5),
             self.controller.request(
                 ControllerRequest::BrokerShutdown {
@@ -428,6 +439,23 @@ impl BrokerNode {
             ),
         )
         .await;
+        if matches!(left, Ok(Ok(ControllerResponse::Ok { .. }))) {
+            let me = b.node_id();
+            let moved = b
+                .wait_until(LEADERSHIP_MOVE_WAIT, |image| {
+                    let led = image
+                        .topics
+                        .values()
+                        .flat_map(|t| t.partitions.values())
+                        .any(|p| p.leader == me);
+                    !led && !b.replicas.all().iter().any(|p| p.is_leader(me))
+                })
+                .await;
+            info!(
+                node_id = me,
+                moved, "controlled shutdown: leadership moved off this broker"
+            );
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             t.abort();

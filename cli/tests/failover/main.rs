@@ -29,6 +29,7 @@ mod eos_loop;
 mod exactly_once;
 mod fast;
 mod harness;
+mod rolling;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
