@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -286,4 +286,102 @@ fn leader_kills_fail_over_fast() {
             "acknowledged record {seq} is not at offset {offset}"
         );
     }
+}
+
+#[test]
+fn busy_nodes_are_not_fenced() {
+    let secs = env_usize("RIVULET_SATURATE_SECS", 30) as u64;
+    let cluster = default_cluster("saturated");
+    let bootstrap = cluster.bootstrap();
+    let topic = "load";
+    create_replicated_topic(&bootstrap, topic, 6);
+    let meta: BaseConsumer = client_config(&bootstrap).create().unwrap();
+    wait_for_partitions(&meta, topic, "fully in sync", METADATA, |ps| {
+        ps.len() == 6 && ps.values().all(|p| p.leader > 0 && p.isr.len() == 3)
+    });
+    // Four producers, acks=all, 1 KiB records as fast as their queues take
+    // them: both cores busy with three nodes' replication and fsyncs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producers: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, acked, bootstrap) = (stop.clone(), acked.clone(), bootstrap.clone());
+            std::thread::spawn(move || {
+                let p: rdkafka::producer::FutureProducer = client_config(&bootstrap)
+                    .set("acks", "all")
+                    .set("linger.ms", "5")
+                    .set("message.timeout.ms", "120000")
+                    .create()
+                    .unwrap();
+                let value = vec![b'x'; 1024];
+                let mut n = 0u64;
+                let mut pending = std::collections::VecDeque::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let rec = rdkafka::producer::FutureRecord::<(), [u8]>::to(topic)
+                        .partition(((n + i) % 6) as i32)
+                        .payload(&value);
+                    match p.send_result(rec) {
+                        Ok(f) => pending.push_back(f),
+                        Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                    n += 1;
+                    while pending.len() > 5000 {
+                        if let Some(f) = pending.pop_front() {
+                            if matches!(rivulet_testkit::kafka::block_on(f), Ok(Ok(_))) {
+                                acked.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                for f in pending {
+                    if matches!(rivulet_testkit::kafka::block_on(f), Ok(Ok(_))) {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Every broker stays listed (unfenced) throughout.
+    let started = Instant::now();
+    let mut samples = 0;
+    let mut short = Vec::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        if let Ok(md) = meta.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            samples += 1;
+            if md.brokers().len() != 3 {
+                short.push((started.elapsed(), md.brokers().len()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for p in producers {
+        p.join().unwrap();
+    }
+    let acked = acked.load(Ordering::Relaxed);
+    let fenced: Vec<String> = cluster
+        .ids()
+        .flat_map(|id| {
+            std::fs::read_to_string(cluster.log_path(id))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("fencing it"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    eprintln!(
+        "{secs} s of saturating acks=all load: {acked} records of 1 KiB acknowledged \
+         ({:.1} MB/s), {samples} metadata samples, {} without all 3 brokers, {} fencing events",
+        acked as f64 * 1024.0 / 1e6 / secs as f64,
+        short.len(),
+        fenced.len()
+    );
+    assert!(acked > 0, "the load produced nothing");
+    assert!(samples > 0, "no metadata sample");
+    assert!(
+        fenced.is_empty(),
+        "healthy nodes fenced under load: {fenced:#?}"
+    );
+    assert!(short.is_empty(), "brokers missing from Metadata: {short:?}");
 }
