@@ -49,10 +49,14 @@ struct Inner {
 impl PeerLiveness {
     /// A connection to `node` was refused.
     pub fn refused(&self, node: u64) {
-        let mut refused = self.inner.refused.lock();
-        if !refused.contains_key(&node) {
-            refused.insert(node, Instant::now());
-            drop(refused);
+        let new = match self.inner.refused.lock().entry(node) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Instant::now());
+                true
+            }
+        };
+        if new {
             self.inner.changed.notify_one();
         }
     }
@@ -120,14 +124,7 @@ pub(crate) async fn leader_connection_closed(
             return;
         };
         let survivors: Vec<u64> = membership.voter_ids().filter(|id| *id != leader).collect();
-        (
-            m.id,
-            leader,
-            m.current_term,
-            m.vote.clone(),
-            addr,
-            survivors,
-        )
+        (m.id, leader, m.current_term, m.vote, addr, survivors)
     };
     if leader == me || takeover.term.load(Ordering::Relaxed) >= term {
         return;

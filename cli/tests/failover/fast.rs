@@ -57,17 +57,7 @@ pub fn default_cluster(label: &str) -> ProcessCluster {
     if let Some(dir) = std::env::var_os("RIVULET_FAILOVER_LOGS") {
         spec = spec.logs(dir, format!("{label}-"));
     }
-    for kv in std::env::var("RIVULET_FAILOVER_SET")
-        .unwrap_or_default()
-        .split(';')
-        .filter(|kv| !kv.trim().is_empty())
-    {
-        let (k, v) = kv
-            .trim()
-            .split_once('=')
-            .unwrap_or_else(|| panic!("RIVULET_FAILOVER_SET: '{kv}' is not key=value"));
-        spec = spec.set(k, v);
-    }
+    let spec = spec.set_from_env("RIVULET_FAILOVER_SET");
     ProcessCluster::start(spec)
 }
 
