@@ -21,7 +21,6 @@
 //! voter's death is its broker's.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,57 +95,6 @@ pub async fn confirm_refused(addr: &str) -> bool {
         tokio::time::timeout(CONFIRM_TIMEOUT, TcpStream::connect(addr)).await,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
     )
-}
-
-/// The Raft term in which this voter last acted on a dead leader (one
-/// takeover per term, however many of the leader's connections close).
-#[derive(Debug, Default)]
-pub(crate) struct Takeover {
-    term: AtomicU64,
-}
-
-/// A connection over which the active controller replicated to this voter
-/// has closed: if the leader's port now refuses connections, take over its
-/// term at once (see the module doc). `raft` is this voter's instance.
-pub(crate) async fn leader_connection_closed(
-    raft: &crate::raft::network::Raft,
-    takeover: &Takeover,
-) {
-    use openraft::async_runtime::WatchReceiver;
-    let (me, leader, term, vote, addr, survivors) = {
-        let m = raft.metrics();
-        let m = m.borrow_watched();
-        let Some(leader) = m.current_leader else {
-            return;
-        };
-        let membership = m.membership_config.membership();
-        let Some(addr) = membership.get_node(&leader).map(|n| n.addr.clone()) else {
-            return;
-        };
-        let survivors: Vec<u64> = membership.voter_ids().filter(|id| *id != leader).collect();
-        (m.id, leader, m.current_term, m.vote, addr, survivors)
-    };
-    if leader == me || takeover.term.load(Ordering::Relaxed) >= term {
-        return;
-    }
-    if !confirm_refused(&addr).await {
-        return;
-    }
-    if takeover.term.fetch_max(term, Ordering::Relaxed) >= term {
-        return;
-    }
-    let Some(&next) = survivors.iter().min() else {
-        return;
-    };
-    tracing::info!(
-        dead_leader = leader,
-        %addr,
-        term,
-        next_leader = next,
-        "the active controller's port refuses connections (its process is gone): electing a new one now"
-    );
-    let req = openraft::raft::TransferLeaderRequest::new(vote, next, None);
-    let _ = raft.handle_transfer_leader(req).await;
 }
 
 #[cfg(test)]

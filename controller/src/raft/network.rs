@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 use super::state_machine::StateMachine;
 use super::types::{NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote, VoterNode};
 use crate::codec::{read_frame, write_frame, CodecError};
-use crate::liveness::{PeerLiveness, Takeover};
+use crate::liveness::PeerLiveness;
 use crate::service::{ControllerRequest, ControllerResponse};
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
@@ -275,7 +275,6 @@ pub async fn serve<H: ControllerHandler>(
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let takeover = Arc::new(Takeover::default());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -284,7 +283,6 @@ pub async fn serve<H: ControllerHandler>(
                     let handler = handler.clone();
                     let stop = shutdown.clone();
                     let tls = tls.clone();
-                    let takeover = takeover.clone();
                     tokio::spawn(async move {
                         let stream = match open(stream, tls).await {
                             Ok(s) => s,
@@ -293,7 +291,7 @@ pub async fn serve<H: ControllerHandler>(
                                 return;
                             }
                         };
-                        if let Err(e) = serve_connection(stream, raft, handler, stop, takeover).await {
+                        if let Err(e) = serve_connection(stream, raft, handler, stop).await {
                             debug!(%peer, error = %e, "controller connection closed");
                         }
                     });
@@ -322,30 +320,11 @@ async fn open(tcp: TcpStream, tls: Option<Arc<ServerConfig>>) -> std::io::Result
     }
 }
 
-/// Serve one connection; when one that carried the leader's AppendEntries
-/// breaks (not at shutdown), see whether the leader died
-/// ([`crate::liveness::leader_connection_closed`]).
 async fn serve_connection<H: ControllerHandler>(
-    stream: Stream,
+    mut stream: Stream,
     slot: RaftSlot,
     handler: Arc<H>,
-    shutdown: watch::Receiver<bool>,
-    takeover: Arc<Takeover>,
-) -> Result<(), CodecError> {
-    let mut replicated = false;
-    let served = serve_frames(stream, &slot, handler, shutdown.clone(), &mut replicated).await;
-    if replicated && !*shutdown.borrow() {
-        crate::liveness::leader_connection_closed(&slot.get(), &takeover).await;
-    }
-    served
-}
-
-async fn serve_frames<H: ControllerHandler>(
-    mut stream: Stream,
-    slot: &RaftSlot,
-    handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
-    replicated: &mut bool,
 ) -> Result<(), CodecError> {
     loop {
         let req: RpcRequest = tokio::select! {
@@ -357,10 +336,9 @@ async fn serve_frames<H: ControllerHandler>(
         };
         let raft = slot.get();
         let resp = match req {
-            RpcRequest::AppendEntries(rpc) => RpcResponse::AppendEntries({
-                *replicated = true;
-                raft.append_entries(rpc).await.map_err(|e| e.to_string())
-            }),
+            RpcRequest::AppendEntries(rpc) => RpcResponse::AppendEntries(
+                raft.append_entries(rpc).await.map_err(|e| e.to_string()),
+            ),
             RpcRequest::Vote(rpc) => {
                 RpcResponse::Vote(raft.vote(rpc).await.map_err(|e| e.to_string()))
             }
