@@ -16,7 +16,8 @@
 //! ([`crate::raft::network::PeerClient`]) and wakes the controller's
 //! periodic task; the controller confirms with one more connect
 //! ([`confirm_refused`]) and fences the broker at once if it is refused
-//! again and the broker has not heartbeated since. Every node in this
+//! again (a restarted incarnation binds its controller port before it
+//! registers, so only a gone process is fenced this way). Every node in this
 //! cluster is a voter and a broker under one node id ("combined mode"), so a
 //! voter's death is its broker's.
 
