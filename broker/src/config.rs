@@ -110,6 +110,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("connections.max.idle.ms", "600000"),
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
+    ("broker.fence.on.refused.connection", "true"),
+    ("controller.quorum.election.timeout.ms", "300"),
     ("replica.lag.time.max.ms", "30000"),
     ("max.open.logs", "100000"),
     ("num.recovery.threads", "2"),
@@ -203,6 +205,14 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: u64,
+    /// `broker.fence.on.refused.connection`: the active controller fences a
+    /// broker as soon as its controller port refuses connections (its
+    /// process is gone) instead of waiting out its session.
+    pub fence_on_refused_connection: bool,
+    /// `controller.quorum.election.timeout.ms`: a voter that has not heard
+    /// from the active controller for a random time between this and twice
+    /// this starts an election (Raft heartbeats go every 100 ms).
+    pub election_timeout_ms: u64,
     /// A follower that has not caught up with the leader's log end for this
     /// long leaves the ISR (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
@@ -534,6 +544,16 @@ impl BrokerConfig {
                 &get("broker.heartbeat.interval.ms"),
                 10,
                 u64::MAX / 2,
+            )?,
+            fence_on_refused_connection: boolean(
+                "broker.fence.on.refused.connection",
+                &get("broker.fence.on.refused.connection"),
+            )?,
+            election_timeout_ms: int(
+                "controller.quorum.election.timeout.ms",
+                &get("controller.quorum.election.timeout.ms"),
+                200,
+                600_000,
             )?,
             replica_lag_time_max_ms: int(
                 "replica.lag.time.max.ms",

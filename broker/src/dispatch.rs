@@ -44,7 +44,7 @@ async fn serve(
         ),
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let resp = handlers::produce::handle(broker, r, v).await;
+            let resp = handlers::produce::handle(broker, r, v, &session.listener).await;
             if acks == 0 {
                 return None;
             }

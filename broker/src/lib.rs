@@ -48,6 +48,7 @@ pub mod sasl;
 pub mod sasl_config;
 pub mod server;
 pub mod session;
+pub mod suspects;
 pub mod topic_configs;
 pub mod txn;
 // ACLs (issue 13).

@@ -21,6 +21,7 @@ use rivulet_storage::TopicPartition;
 
 use crate::controller_client::ControllerClient;
 use crate::replica_manager::ReplicaManager;
+use crate::suspects::SuspectBrokers;
 
 /// How long admin requests wait for the controller.
 pub const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,6 +31,8 @@ pub struct LocalNode {
     pub replicas: Arc<ReplicaManager>,
     pub controller: Arc<dyn ControllerClient>,
     pub inter_broker: InterBroker,
+    /// Brokers whose port refused this node's replica fetchers lately.
+    pub suspects: Arc<SuspectBrokers>,
 }
 
 /// How this node reaches other brokers (replica fetchers, transaction
@@ -47,6 +50,7 @@ impl LocalNode {
             replicas,
             controller,
             inter_broker: InterBroker::default(),
+            suspects: Arc::default(),
         }
     }
 

@@ -93,6 +93,13 @@ pub enum FetcherError {
     Wire(#[from] WireError),
 }
 
+impl FetcherError {
+    /// Whether the leader's port refused the connection.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, FetcherError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
+}
+
 /// What the fetchers need besides the node: limits from the broker config.
 #[derive(Debug, Clone, Copy)]
 pub struct FetcherConfig {
@@ -163,11 +170,14 @@ async fn fetch_from(
 ) {
     let mut conn: Option<Client<Stream>> = None;
     let mut backoff = Backoff::new();
+    // Whether the last fetch broke its connection.
+    let mut broke = false;
     loop {
         let tps = partitions.borrow().clone();
         if conn.is_none() {
             match connect(&node, leader).await {
                 Ok(stream) => {
+                    node.suspects.connected(leader);
                     conn = Some(
                         Client::new(stream)
                             .with_client_id(Some(format!(
@@ -180,6 +190,11 @@ async fn fetch_from(
                 }
                 Err(e) => {
                     debug!(leader, error = %e, "replica fetcher cannot connect");
+                    if e.is_refused() {
+                        // Nothing listens there: the leader's process is
+                        // gone (see crate::suspects).
+                        node.suspects.refused(leader, &node.image());
+                    }
                     tokio::time::sleep(backoff.next()).await;
                     continue;
                 }
@@ -198,10 +213,16 @@ async fn fetch_from(
             Err(e) => {
                 debug!(leader, error = %e, "replica fetch failed");
                 conn = None;
-                tokio::time::sleep(backoff.next()).await;
+                // Reconnect at once after a broken connection (a refusal
+                // then tells a dead leader from a dropped connection
+                // without delay); back off when it breaks again.
+                if std::mem::replace(&mut broke, true) {
+                    tokio::time::sleep(backoff.next()).await;
+                }
                 continue;
             }
         };
+        broke = false;
         let mut progressed = false;
         let mut failed = resp.error_code != 0;
         for t in resp.responses {

@@ -53,6 +53,9 @@ use crate::session;
 use crate::txn::TransactionCoordinator;
 
 pub const META_PROPERTIES: &str = "meta.properties";
+/// How long a controlled shutdown waits for this node's partitions to
+/// follow the leadership moves before it stops serving.
+pub const LEADERSHIP_MOVE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -278,6 +281,9 @@ impl BrokerNode {
         let voters = parse_voters(&config.quorum_voters)?;
         let mut qc = QuorumConfig::new(config.node_id as u64, voters, dir.clone());
         qc.session_timeout_ms = config.session_timeout_ms;
+        qc.fence_on_refused_connection = config.fence_on_refused_connection;
+        qc.election_timeout_min_ms = config.election_timeout_ms;
+        qc.election_timeout_max_ms = 2 * config.election_timeout_ms;
         qc.log_defaults = config.storage.log_defaults.clone();
         if config.controller_protocol.uses_tls() {
             if let Some(client) = &client_tls {
@@ -431,9 +437,17 @@ impl BrokerNode {
 
     /// Controlled shutdown: leave the cluster, stop serving, flush and
     /// checkpoint every log.
+    ///
+    /// Leaving comes first: the controller fences this broker, which moves
+    /// the leadership of every partition it leads to another ISR member;
+    /// then this node waits (at most [`LEADERSHIP_MOVE_WAIT`]) until its
+    /// own partitions have followed, so requests still arriving are
+    /// answered NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951) and
+    /// parked acks=all produces are released, rather than cut off by a
+    /// closed connection.
     pub async fn shutdown(self) -> Result<(), rivulet_storage::StorageError> {
         let b = &self.broker;
-        let _ = tokio::time::timeout(
+        let left = tokio::time::timeout(
             Duration::from_secs(5),
             self.controller.request(
                 ControllerRequest::BrokerShutdown {
@@ -444,6 +458,23 @@ impl BrokerNode {
             ),
         )
         .await;
+        if matches!(left, Ok(Ok(ControllerResponse::Ok { .. }))) {
+            let me = b.node_id();
+            let moved = b
+                .wait_until(LEADERSHIP_MOVE_WAIT, |image| {
+                    let led = image
+                        .topics
+                        .values()
+                        .flat_map(|t| t.partitions.values())
+                        .any(|p| p.leader == me);
+                    !led && !b.replicas.all().iter().any(|p| p.is_leader(me))
+                })
+                .await;
+            info!(
+                node_id = me,
+                moved, "controlled shutdown: leadership moved off this broker"
+            );
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             t.abort();

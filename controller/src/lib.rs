@@ -13,6 +13,7 @@ pub mod acl;
 pub mod acl_control;
 pub mod codec;
 pub mod image;
+pub mod liveness;
 pub mod logic;
 pub mod node;
 pub mod raft;

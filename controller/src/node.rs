@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::image::MetadataImage;
+use crate::liveness::PeerLiveness;
 pub use crate::raft::network::QuorumTls;
 use crate::raft::network::{serve, NetworkFactory, PeerClient, RaftSlot, RpcRequest, RpcResponse};
 use crate::raft::state_machine::StateMachine;
@@ -103,6 +104,9 @@ pub struct QuorumConfig {
     pub election_timeout_max_ms: u64,
     /// `broker.session.timeout.ms`.
     pub session_timeout_ms: i64,
+    /// `broker.fence.on.refused.connection`: fence a broker at once when
+    /// its controller port refuses connections ([`crate::liveness`]).
+    pub fence_on_refused_connection: bool,
     /// Take a snapshot every this many log entries.
     pub snapshot_every_entries: u64,
     /// How often the active controller moves leaders back to preferred replicas.
@@ -122,6 +126,7 @@ impl QuorumConfig {
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
             session_timeout_ms: 9000,
+            fence_on_refused_connection: true,
             snapshot_every_entries: 1000,
             leader_rebalance_interval_ms: 30_000,
             log_defaults: LogConfig::default(),
@@ -192,6 +197,7 @@ impl ControllerNode {
         }
         .validate()
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let liveness = PeerLiveness::default();
         let factory = RaftFactory {
             node_id: cfg.node_id,
             dir,
@@ -199,6 +205,7 @@ impl ControllerNode {
             sm: sm.clone(),
             network: NetworkFactory {
                 connector: connector(&cfg),
+                liveness: liveness.clone(),
             },
         };
         let (raft, log) = factory.open().await.map_err(|e| e.error)?;
@@ -209,6 +216,9 @@ impl ControllerNode {
             cfg.log_defaults.clone(),
             cfg.session_timeout_ms,
         ));
+        if cfg.fence_on_refused_connection {
+            service.watch_refusals(liveness.clone());
+        }
         let (shutdown, stop_rx) = watch::channel(false);
         let (health_tx, health) = watch::channel(QuorumHealth::Running);
         let supervisor = tokio::spawn(supervisor::supervise(
@@ -227,6 +237,7 @@ impl ControllerNode {
         ))];
         tasks.push(tokio::spawn(periodic(
             service.clone(),
+            liveness,
             stop_rx,
             Duration::from_millis((cfg.session_timeout_ms as u64 / 4).clamp(50, 1000)),
             Duration::from_millis(cfg.leader_rebalance_interval_ms.max(100)),
@@ -403,6 +414,7 @@ impl ControllerNode {
 
 async fn periodic(
     service: Arc<ControllerService>,
+    liveness: PeerLiveness,
     mut stop: watch::Receiver<bool>,
     session_check: Duration,
     rebalance: Duration,
@@ -412,6 +424,9 @@ async fn periodic(
     loop {
         tokio::select! {
             _ = session_tick.tick() => service.expire_sessions().await,
+            // A voter's port refused a connection: check it now, not at
+            // the next tick.
+            _ = liveness.notified() => service.expire_sessions().await,
             _ = rebalance_tick.tick() => service.rebalance_leaders().await,
             _ = stop.changed() => return,
         }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use uuid::Uuid;
 
+use crate::liveness::{self, PeerLiveness};
 use crate::logic::{self, BrokerHeartbeats, ControllerError};
 use crate::raft::network::{ControllerHandler, RaftSlot};
 use crate::raft::state_machine::StateMachine;
@@ -132,6 +133,9 @@ pub struct ControllerService {
     /// controller: in a later term (this node lost and regained leadership,
     /// or its Raft instance restarted) they are stale.
     heartbeats_term: Mutex<Option<u64>>,
+    /// Voters whose controller port refused the Raft connection, when fast
+    /// fencing is on (`broker.fence.on.refused.connection`).
+    refusals: std::sync::OnceLock<PeerLiveness>,
     clock: fn() -> i64,
 }
 
@@ -155,22 +159,34 @@ impl ControllerService {
             decide: tokio::sync::Mutex::new(()),
             heartbeats: Mutex::new(BrokerHeartbeats::new(session_timeout_ms)),
             heartbeats_term: Mutex::new(None),
+            refusals: std::sync::OnceLock::new(),
             clock: now_ms,
         }
     }
 
-    fn not_controller(&self) -> ControllerResponse {
+    /// Fence brokers whose voter's port refuses connections at once (see
+    /// [`crate::liveness`]), besides those whose session expires.
+    pub(crate) fn watch_refusals(&self, liveness: PeerLiveness) {
+        let _ = self.refusals.set(liveness);
+    }
+
+    /// Voter `id`'s controller address, from the Raft membership.
+    fn voter_addr(&self, id: u64) -> Option<String> {
+        use openraft::async_runtime::WatchReceiver;
         let m = self.raft.get().metrics();
-        let leader = {
+        let m = m.borrow_watched();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
+    fn not_controller(&self) -> ControllerResponse {
+        let current = {
             use openraft::async_runtime::WatchReceiver;
-            let m = m.borrow_watched();
-            m.current_leader.and_then(|id| {
-                m.membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| (id, n.addr.clone()))
-            })
+            self.raft.get().metrics().borrow_watched().current_leader
         };
+        let leader = current.and_then(|id| self.voter_addr(id).map(|addr| (id, addr)));
         ControllerResponse::NotController { leader }
     }
 
@@ -207,6 +223,9 @@ impl ControllerService {
         if self.heartbeats_term.lock().replace(term) != Some(term) {
             // Newly active: every broker gets a full session from now.
             self.heartbeats.lock().reset();
+            if let Some(refusals) = self.refusals.get() {
+                refusals.clear();
+            }
         }
         Some(guard)
     }
@@ -222,6 +241,42 @@ impl ControllerService {
             let image = self.sm.image();
             if let Ok(records) = logic::fence_broker(&image, node_id) {
                 info!(node_id, "broker session expired: fencing it");
+                let _ = self.commit(records).await;
+            }
+        }
+        self.fence_refused().await;
+    }
+
+    /// Fence the live brokers whose voter's port refused a connection and
+    /// refuses one again now: their process is gone.
+    async fn fence_refused(&self) {
+        let Some(refusals) = self.refusals.get() else {
+            return;
+        };
+        for (node, since) in refusals.refused_nodes() {
+            let Ok(node_id) = i32::try_from(node) else {
+                continue;
+            };
+            if !self.sm.image().is_live(node_id) {
+                continue;
+            }
+            let Some(addr) = self.voter_addr(node) else {
+                continue;
+            };
+            if !liveness::confirm_refused(&addr).await {
+                // Up again (a restart) or merely slow: not proof of death.
+                refusals.connected(node);
+                continue;
+            }
+            let image = self.sm.image();
+            if let Ok(records) = logic::fence_broker(&image, node_id) {
+                info!(
+                    node_id,
+                    %addr,
+                    refused_for_ms = since.elapsed().as_millis() as u64,
+                    "broker's controller port refuses connections (its process is gone): fencing it"
+                );
+                self.heartbeats.lock().forget(node_id);
                 let _ = self.commit(records).await;
             }
         }

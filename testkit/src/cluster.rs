@@ -92,6 +92,23 @@ impl ClusterSpec {
         self
     }
 
+    /// The settings in environment variable `var`, `k=v;k=v` (none when
+    /// unset); panics on an entry that is not `key=value`.
+    pub fn set_from_env(mut self, var: &str) -> ClusterSpec {
+        for kv in std::env::var(var)
+            .unwrap_or_default()
+            .split(';')
+            .filter(|kv| !kv.trim().is_empty())
+        {
+            let (k, v) = kv
+                .trim()
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{var}: '{kv}' is not key=value"));
+            self = self.set(k, v);
+        }
+        self
+    }
+
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> ClusterSpec {
         self.env.push((key.into(), value.into()));
         self

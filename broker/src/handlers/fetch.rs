@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError as E;
 use rivulet_storage::TopicPartition;
 
+use super::leader_hint;
 use crate::context::BrokerContext;
 use crate::errors;
 use crate::replica_manager::Partition;
@@ -127,6 +128,7 @@ fn read_all(b: &BrokerContext, req: &FetchRequest, version: i16) -> (FetchRespon
             let data = read_partition(
                 b,
                 &tp,
+                version,
                 Position {
                     replica_id,
                     fetch_offset: p.fetch_offset,
@@ -183,6 +185,7 @@ struct Position {
 fn read_partition(
     b: &BrokerContext,
     tp: &TopicPartition,
+    version: i16,
     pos: Position,
     max_bytes: usize,
     min_one: bool,
@@ -193,7 +196,19 @@ fn read_partition(
     };
     let state = partition.state();
     if state.leader != b.node_id() {
-        return partition_error(E::NotLeaderOrFollower.code());
+        let mut data = partition_error(E::NotLeaderOrFollower.code());
+        // KIP-951: name the current leader (v12+; NodeEndpoints is v16+,
+        // beyond what this broker serves).
+        if version >= leader_hint::FETCH_FROM {
+            if let Some((leader, epoch)) =
+                leader_hint::current_leader(&b.image(), &tp.topic, tp.partition)
+            {
+                data.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch);
+            }
+        }
+        return data;
     }
     let Position {
         replica_id,

@@ -89,17 +89,19 @@ pub async fn handle(
         }
     }
 
+    let me = b.node_id();
+    let suspect = &|id: i32| id != me && b.node.suspects.is_suspect(&image, id);
     let topics: Vec<MetadataResponseTopic> = match wanted {
         None => image
             .topics
             .values()
-            .map(|t| topic_entry(&image, t, topic_ops(&t.name)))
+            .map(|t| topic_entry(&image, t, topic_ops(&t.name), suspect))
             .collect(),
         Some(list) => list
             .into_iter()
             .map(|w| match w {
                 Wanted::Name(name) => match image.topic(&name) {
-                    Some(t) => topic_entry(&image, t, topic_ops(&t.name)),
+                    Some(t) => topic_entry(&image, t, topic_ops(&t.name), suspect),
                     None => MetadataResponseTopic::default()
                         .with_name(Some(tn(name.clone())))
                         .with_error_code(if validate_topic_name(&name).is_ok() {
@@ -110,7 +112,7 @@ pub async fn handle(
                         .with_topic_authorized_operations(topic_ops(&name)),
                 },
                 Wanted::Id(id) => match image.topics.get(&id) {
-                    Some(t) => topic_entry(&image, t, topic_ops(&t.name)),
+                    Some(t) => topic_entry(&image, t, topic_ops(&t.name), suspect),
                     None => MetadataResponseTopic::default()
                         .with_topic_id(id)
                         .with_error_code(E::UnknownTopicId.code())
@@ -184,10 +186,13 @@ fn brokers(
     out
 }
 
+/// `suspect`: whether a broker is known here to have died (see
+/// [`crate::suspects`]); partitions it leads are answered without a leader.
 fn topic_entry(
     image: &MetadataImage,
     t: &TopicImage,
     authorized_operations: i32,
+    suspect: &dyn Fn(i32) -> bool,
 ) -> MetadataResponseTopic {
     let partitions = t
         .partitions
@@ -199,14 +204,19 @@ fn topic_entry(
                 .filter(|r| !image.is_live(**r))
                 .map(|r| BrokerId(*r))
                 .collect();
+            let leader = if p.leader != NO_LEADER && suspect(p.leader) {
+                NO_LEADER
+            } else {
+                p.leader
+            };
             MetadataResponsePartition::default()
-                .with_error_code(if p.leader == NO_LEADER {
+                .with_error_code(if leader == NO_LEADER {
                     E::LeaderNotAvailable.code()
                 } else {
                     0
                 })
                 .with_partition_index(*pid)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())

@@ -117,7 +117,14 @@ fn produce_code(code: i16) -> i16 {
     }
 }
 
-pub async fn handle(b: &BrokerContext, req: ProduceRequest, version: i16) -> ProduceResponse {
+/// `listener`: the listener the client connected to (KIP-951 endpoints are
+/// its addresses there).
+pub async fn handle(
+    b: &BrokerContext,
+    req: ProduceRequest,
+    version: i16,
+    listener: &str,
+) -> ProduceResponse {
     let acks = req.acks;
     let timeout_ms = req.timeout_ms;
     let refused = verify(b, &req, version).await;
@@ -169,5 +176,7 @@ pub async fn handle(b: &BrokerContext, req: ProduceRequest, version: i16) -> Pro
                 .with_partition_responses(partitions),
         );
     }
-    ProduceResponse::default().with_responses(topics)
+    let mut resp = ProduceResponse::default().with_responses(topics);
+    super::leader_hint::fill_produce(&mut resp, &b.image(), listener, version);
+    resp
 }

@@ -26,6 +26,7 @@
 
 mod layout;
 mod process;
+mod restart;
 mod sasl;
 
 use std::fs;
@@ -68,6 +69,23 @@ pub enum ClusterCommand {
     Status(DirArgs),
     /// Stop the nodes: SIGTERM, then SIGKILL after --timeout.
     Down(DownArgs),
+    /// Restart the running nodes; with --rolling one at a time, each back
+    /// in every ISR before the next stops (no client request fails).
+    Restart(RestartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// One node at a time (the only mode): SIGTERM (a controlled shutdown
+    /// that moves its leaderships first), start it again with the same
+    /// settings, wait until it is back in every ISR.
+    #[arg(long, required = true)]
+    pub rolling: bool,
+    /// Seconds to wait for each node to stop, and then to come back.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +146,9 @@ pub fn run(command: ClusterCommand, misplaced: bool) -> anyhow::Result<()> {
         ClusterCommand::Up(args) => up(args),
         ClusterCommand::Status(args) => status(&args.dir),
         ClusterCommand::Down(args) => down(&args.dir.dir, Duration::from_secs(args.timeout)),
+        ClusterCommand::Restart(args) => {
+            restart::rolling(&args.dir.dir, Duration::from_secs(args.timeout))
+        }
     }
 }
 

@@ -22,12 +22,19 @@
 //!   while the transaction coordinator and the leaders of its input and
 //!   output are killed; the output holds every input record exactly once.
 //!
+//! - `fast.rs` (issue 15): the unavailability window of leader SIGKILLs
+//!   with default settings, bounded per kill; no fencing of busy nodes.
+//! - `rolling.rs`: `rivulet cluster restart --rolling` under a producer and
+//!   a consumer fails no delivery.
+//!
 //! Rounds: `RIVULET_CHAOS_ROUNDS` (default 3) kills per test; the longer
 //! chaos run is `scripts/chaos.sh` (README, "Tests").
 
 mod eos_loop;
 mod exactly_once;
+mod fast;
 mod harness;
+mod rolling;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -30,6 +30,7 @@ use tracing::{debug, warn};
 use super::state_machine::StateMachine;
 use super::types::{NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote, VoterNode};
 use crate::codec::{read_frame, write_frame, CodecError};
+use crate::liveness::PeerLiveness;
 use crate::service::{ControllerRequest, ControllerResponse};
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
@@ -90,6 +91,9 @@ pub struct PeerClient {
     addr: String,
     connector: Connector,
     conn: Option<Stream>,
+    /// Where refused connects are reported (Raft clients of the active
+    /// controller); `None` for one-off calls.
+    liveness: Option<PeerLiveness>,
 }
 
 /// TLS on the controller listener and on connections to peers' (the same
@@ -110,7 +114,14 @@ impl PeerClient {
             addr,
             connector,
             conn: None,
+            liveness: None,
         }
+    }
+
+    /// Report refused and successful connects to `liveness`.
+    pub fn reporting_to(mut self, liveness: PeerLiveness) -> Self {
+        self.liveness = Some(liveness);
+        self
     }
 
     /// Send one request and read its response within `ttl`.
@@ -134,7 +145,17 @@ impl PeerClient {
 
     async fn exchange(&mut self, req: &RpcRequest) -> Result<RpcResponse, CodecError> {
         if self.conn.is_none() {
-            self.conn = Some(self.connector.connect(&self.addr).await?);
+            let connected = self.connector.connect(&self.addr).await;
+            if let Some(liveness) = &self.liveness {
+                match &connected {
+                    Ok(_) => liveness.connected(self.target),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        liveness.refused(self.target)
+                    }
+                    Err(_) => {}
+                }
+            }
+            self.conn = Some(connected?);
         }
         let Some(stream) = self.conn.as_mut() else {
             return Err(CodecError::Io(std::io::ErrorKind::NotConnected.into()));
@@ -150,6 +171,8 @@ impl PeerClient {
 #[derive(Debug, Clone, Default)]
 pub struct NetworkFactory {
     pub connector: Connector,
+    /// Where the Raft clients report refused connects.
+    pub liveness: PeerLiveness,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -157,6 +180,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &VoterNode) -> Self::Network {
         PeerClient::new(target, node.addr.clone(), self.connector.clone())
+            .reporting_to(self.liveness.clone())
     }
 }
 
