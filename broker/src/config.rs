@@ -153,6 +153,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("inter.broker.sasl.username", ""),
     ("inter.broker.sasl.password", ""),
     ("sasl.scram.bootstrap.users", ""),
+    // Leader balance (issue 14, admin operations).
+    ("auto.leader.rebalance.enable", "true"),
+    ("leader.imbalance.per.broker.percentage", "10"),
+    ("leader.imbalance.check.interval.seconds", "300"),
 ];
 
 #[derive(Debug, Clone)]
@@ -203,6 +207,13 @@ pub struct BrokerConfig {
     /// A follower that has not caught up with the leader's log end for this
     /// long leaves the ISR (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
+    /// `auto.leader.rebalance.enable`: the active controller moves
+    /// leadership back to preferred replicas.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_percentage: u32,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_s: u64,
     pub storage: StorageConfig,
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
     pub transactions: crate::txn::TxnCoordinatorConfig,
@@ -532,6 +543,22 @@ impl BrokerConfig {
                 &get("replica.lag.time.max.ms"),
                 10,
                 u64::MAX / 2,
+            )?,
+            auto_leader_rebalance: boolean(
+                "auto.leader.rebalance.enable",
+                &get("auto.leader.rebalance.enable"),
+            )?,
+            leader_imbalance_percentage: int(
+                "leader.imbalance.per.broker.percentage",
+                &get("leader.imbalance.per.broker.percentage"),
+                0,
+                100,
+            )?,
+            leader_imbalance_check_interval_s: int(
+                "leader.imbalance.check.interval.seconds",
+                &get("leader.imbalance.check.interval.seconds"),
+                1,
+                u64::MAX / 2000,
             )?,
             storage,
             coordinator: crate::group::coordinator::CoordinatorConfig {

@@ -174,6 +174,9 @@ async fn serve(
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             handlers::user_scram_credentials::alter(broker, r).await,
         ),
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(handlers::elect_leaders::handle(broker, r, v).await)
+        }
         _ => return None,
     })
 }

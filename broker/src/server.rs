@@ -274,6 +274,9 @@ impl BrokerNode {
         let voters = parse_voters(&config.quorum_voters)?;
         let mut qc = QuorumConfig::new(config.node_id as u64, voters, dir.clone());
         qc.session_timeout_ms = config.session_timeout_ms;
+        qc.auto_leader_rebalance = config.auto_leader_rebalance;
+        qc.leader_imbalance_percentage = config.leader_imbalance_percentage;
+        qc.leader_rebalance_interval_ms = config.leader_imbalance_check_interval_s * 1000;
         qc.log_defaults = config.storage.log_defaults.clone();
         if config.controller_protocol.uses_tls() {
             if let Some(client) = &client_tls {

@@ -35,6 +35,7 @@ mod consume;
 mod consumer_group;
 mod consumer_protocol;
 mod group;
+mod leader;
 mod produce;
 mod rfc3339;
 mod stream;
@@ -107,6 +108,9 @@ enum Command {
     /// SCRAM users: create, delete, list (--command-config for SASL/TLS).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Leader elections: preferred or unclean (as kafka-leader-election.sh).
+    #[command(subcommand)]
+    Leader(leader::LeaderCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -146,6 +150,9 @@ fn main() -> std::process::ExitCode {
         Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
         Command::Certs(c) => certs::run(c),
         Command::Acl(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| acl::run(&b, c)),
+        Command::Leader(c) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| leader::run(&b, c))
+        }
         Command::Stream(c) => {
             if cli.broker.is_empty() {
                 stream::run(c, bootstrap)

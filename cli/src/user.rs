@@ -135,7 +135,10 @@ pub fn connector(props: &BTreeMap<String, String>) -> anyhow::Result<Connector> 
     Ok(c)
 }
 
-async fn connect(bootstrap: &str, config: Option<&Path>) -> anyhow::Result<Client<Stream>> {
+pub(crate) async fn connect(
+    bootstrap: &str,
+    config: Option<&Path>,
+) -> anyhow::Result<Client<Stream>> {
     let props = match config {
         Some(p) => parse_properties(
             &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,

@@ -11,7 +11,9 @@
 
 pub mod acl;
 pub mod acl_control;
+pub mod assignment;
 pub mod codec;
+pub mod election;
 pub mod image;
 pub mod logic;
 pub mod node;

@@ -59,6 +59,12 @@ pub enum ControllerError {
     IneligibleReplica(i32),
     #[error("{0} ACLs in one operation exceed the limit of {max}", max = crate::acl::MAX_ACLS_PER_OP)]
     TooManyAcls(usize),
+    /// A manual replica assignment Kafka would refuse (INVALID_REPLICA_ASSIGNMENT).
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// A malformed admin request (INVALID_REQUEST).
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 /// Validate a topic's config overrides against every known key.

@@ -105,8 +105,13 @@ pub struct QuorumConfig {
     pub session_timeout_ms: i64,
     /// Take a snapshot every this many log entries.
     pub snapshot_every_entries: u64,
-    /// How often the active controller moves leaders back to preferred replicas.
+    /// How often the active controller moves leaders back to preferred
+    /// replicas (`leader.imbalance.check.interval.seconds`).
     pub leader_rebalance_interval_ms: u64,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_percentage: u32,
     pub log_defaults: LogConfig,
     /// TLS on the controller listener and to peers; `None`: plaintext.
     pub tls: Option<QuorumTls>,
@@ -123,7 +128,9 @@ impl QuorumConfig {
             election_timeout_max_ms: 1000,
             session_timeout_ms: 9000,
             snapshot_every_entries: 1000,
-            leader_rebalance_interval_ms: 30_000,
+            leader_rebalance_interval_ms: 300_000,
+            auto_leader_rebalance: true,
+            leader_imbalance_percentage: 10,
             log_defaults: LogConfig::default(),
             tls: None,
         }
@@ -203,12 +210,15 @@ impl ControllerNode {
         };
         let (raft, log) = factory.open().await.map_err(|e| e.error)?;
         let slot = RaftSlot::new(raft.clone());
-        let service = Arc::new(ControllerService::new(
-            slot.clone(),
-            sm.clone(),
-            cfg.log_defaults.clone(),
-            cfg.session_timeout_ms,
-        ));
+        let service = Arc::new(
+            ControllerService::new(
+                slot.clone(),
+                sm.clone(),
+                cfg.log_defaults.clone(),
+                cfg.session_timeout_ms,
+            )
+            .with_leader_balance(cfg.auto_leader_rebalance, cfg.leader_imbalance_percentage),
+        );
         let (shutdown, stop_rx) = watch::channel(false);
         let (health_tx, health) = watch::channel(QuorumHealth::Running);
         let supervisor = tokio::spawn(supervisor::supervise(

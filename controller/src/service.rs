@@ -55,6 +55,21 @@ pub enum ControllerRequest {
         name: String,
         total: i32,
         validate_only: bool,
+        /// Replicas of each new partition (`None`: placed by the controller).
+        #[serde(default)]
+        assignments: Option<Vec<Vec<i32>>>,
+    },
+    /// ElectLeaders for these partitions (`None`: all of them).
+    ElectLeaders {
+        election: crate::election::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// CreateTopics with a manual replica assignment: (partition, replicas).
+    CreateTopicAssigned {
+        name: String,
+        assignments: Vec<(i32, Vec<i32>)>,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
     },
     AlterTopicConfigs {
         name: String,
@@ -118,6 +133,13 @@ pub enum ControllerResponse {
         offset: u64,
         results: Vec<crate::scram::ScramResult>,
     },
+    /// ElectLeaders: one result per partition asked about (or, for all
+    /// partitions, per partition that needed an election); the new leaders
+    /// are in the image from `offset` on.
+    Elections {
+        offset: u64,
+        results: Vec<crate::election::ElectionResult>,
+    },
 }
 
 /// The service one controller node runs; only the Raft leader answers.
@@ -133,6 +155,9 @@ pub struct ControllerService {
     /// or its Raft instance restarted) they are stale.
     heartbeats_term: Mutex<Option<u64>>,
     clock: fn() -> i64,
+    /// `auto.leader.rebalance.enable` and
+    /// `leader.imbalance.per.broker.percentage`.
+    leader_balance: (bool, u32),
 }
 
 fn now_ms() -> i64 {
@@ -156,7 +181,15 @@ impl ControllerService {
             heartbeats: Mutex::new(BrokerHeartbeats::new(session_timeout_ms)),
             heartbeats_term: Mutex::new(None),
             clock: now_ms,
+            leader_balance: (true, 10),
         }
+    }
+
+    /// Set `auto.leader.rebalance.enable` and
+    /// `leader.imbalance.per.broker.percentage`.
+    pub(crate) fn with_leader_balance(mut self, enabled: bool, percentage: u32) -> Self {
+        self.leader_balance = (enabled, percentage);
+        self
     }
 
     fn not_controller(&self) -> ControllerResponse {
@@ -229,10 +262,20 @@ impl ControllerService {
 
     /// Move leadership back to preferred replicas; called periodically.
     pub(crate) async fn rebalance_leaders(&self) {
+        let (enabled, percentage) = self.leader_balance;
+        if !enabled {
+            return;
+        }
         let Some(_g) = self.decide_as_active().await else {
             return;
         };
-        let records = logic::preferred_leader_elections(&self.sm.image());
+        let records = crate::election::rebalance_leaders(&self.sm.image(), percentage);
+        if !records.is_empty() {
+            info!(
+                partitions = records.len(),
+                "leader imbalance: moving leaders back to preferred replicas"
+            );
+        }
         if !records.is_empty() {
             let _ = self.commit(records).await;
         }
@@ -308,13 +351,39 @@ impl ControllerService {
                 name,
                 total,
                 validate_only,
-            } => logic::create_partitions(&image, &name, total).map(|r| {
-                if validate_only {
-                    Vec::new()
-                } else {
-                    r
-                }
-            }),
+                assignments,
+            } => match &assignments {
+                None => logic::create_partitions(&image, &name, total),
+                Some(a) => crate::assignment::create_partitions_assigned(&image, &name, total, a),
+            }
+            .map(|r| if validate_only { Vec::new() } else { r }),
+            ControllerRequest::ElectLeaders {
+                election,
+                partitions,
+            } => {
+                let (records, results) =
+                    crate::election::elect_leaders(&image, election, partitions.as_deref());
+                return match self.commit(records).await {
+                    ControllerResponse::Ok { offset } => {
+                        ControllerResponse::Elections { offset, results }
+                    }
+                    other => other,
+                };
+            }
+            ControllerRequest::CreateTopicAssigned {
+                name,
+                assignments,
+                configs,
+                validate_only,
+            } => crate::assignment::create_topic_assigned(
+                &image,
+                defaults,
+                &name,
+                &assignments,
+                &configs,
+                Uuid::new_v4(),
+            )
+            .map(|r| if validate_only { Vec::new() } else { r }),
             ControllerRequest::AlterTopicConfigs {
                 name,
                 changes,

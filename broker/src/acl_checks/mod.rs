@@ -12,6 +12,7 @@
 mod admin;
 mod data;
 mod groups;
+mod replicas;
 mod txn;
 
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
@@ -101,6 +102,7 @@ pub fn check(
         R::ConsumerGroupDescribe(r) => groups::consumer_group_describe(z, r),
         R::AlterUserScramCredentials(r) => admin::alter_user_scram_credentials(z, r),
         R::DescribeUserScramCredentials(r) => admin::describe_user_scram_credentials(z, r),
+        R::ElectLeaders(r) => replicas::elect_leaders(z, r),
         // ApiVersions, SaslHandshake, SaslAuthenticate and anything not
         // served (refused before decoding) need no authorization.
         other => Checked::Serve(other, None),

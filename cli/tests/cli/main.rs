@@ -17,6 +17,8 @@ mod produce_consume;
 mod topic;
 // ACLs (issue 13).
 mod acl;
+// Replica placement and leader elections (issue 14).
+mod replicas;
 
 use std::path::Path;
 use std::time::Duration;
