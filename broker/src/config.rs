@@ -157,6 +157,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("auto.leader.rebalance.enable", "true"),
     ("leader.imbalance.per.broker.percentage", "10"),
     ("leader.imbalance.check.interval.seconds", "300"),
+    ("leader.replication.throttled.rate", "9223372036854775807"),
 ];
 
 #[derive(Debug, Clone)]
@@ -214,6 +215,9 @@ pub struct BrokerConfig {
     pub leader_imbalance_percentage: u32,
     /// `leader.imbalance.check.interval.seconds`.
     pub leader_imbalance_check_interval_s: u64,
+    /// `leader.replication.throttled.rate`: bytes/s a leader sends to the
+    /// replicas reassignments are adding (i64::MAX: unlimited).
+    pub leader_replication_throttled_rate: i64,
     pub storage: StorageConfig,
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
     pub transactions: crate::txn::TxnCoordinatorConfig,
@@ -559,6 +563,12 @@ impl BrokerConfig {
                 &get("leader.imbalance.check.interval.seconds"),
                 1,
                 u64::MAX / 2000,
+            )?,
+            leader_replication_throttled_rate: int(
+                "leader.replication.throttled.rate",
+                &get("leader.replication.throttled.rate"),
+                1,
+                i64::MAX,
             )?,
             storage,
             coordinator: crate::group::coordinator::CoordinatorConfig {

@@ -30,6 +30,9 @@ pub struct BrokerContext {
     pub groups: Arc<GroupCoordinator>,
     pub producer_ids: Arc<ProducerIds>,
     pub txns: Arc<TransactionCoordinator>,
+    /// `leader.replication.throttled.rate`: what this node, as leader,
+    /// sends to replicas a reassignment is adding.
+    pub replication_quota: Arc<crate::replication_quota::ReplicationQuota>,
 }
 
 impl BrokerContext {
@@ -43,6 +46,9 @@ impl BrokerContext {
         txns: Arc<TransactionCoordinator>,
     ) -> Self {
         BrokerContext {
+            replication_quota: Arc::new(crate::replication_quota::ReplicationQuota::new(
+                config.leader_replication_throttled_rate,
+            )),
             config,
             cluster_id,
             incarnation,

@@ -71,6 +71,7 @@ pub fn controller_response(r: &ControllerResponse) -> (i16, Option<String>) {
         ControllerResponse::StaleBrokerEpoch => (E::StaleBrokerEpoch.code(), None),
         ControllerResponse::ScramResults { .. } => (NONE, None),
         ControllerResponse::Elections { .. } => (NONE, None),
+        ControllerResponse::Reassignments { .. } => (NONE, None),
     }
 }
 

@@ -36,6 +36,8 @@ mod consumer_group;
 mod consumer_protocol;
 mod group;
 mod leader;
+mod node;
+mod partition;
 mod produce;
 mod rfc3339;
 mod stream;
@@ -111,6 +113,12 @@ enum Command {
     /// Leader elections: preferred or unclean (as kafka-leader-election.sh).
     #[command(subcommand)]
     Leader(leader::LeaderCommand),
+    /// Partition reassignment: move replicas, cancel, --status.
+    #[command(subcommand)]
+    Partition(partition::PartitionCommand),
+    /// Broker decommissioning: drain (move every replica off a node).
+    #[command(subcommand)]
+    Node(node::NodeCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -153,6 +161,10 @@ fn main() -> std::process::ExitCode {
         Command::Leader(c) => {
             client_bootstrap(&cli.broker, bootstrap).and_then(|b| leader::run(&b, c))
         }
+        Command::Partition(c) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| partition::run(&b, c))
+        }
+        Command::Node(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| node::run(&b, c)),
         Command::Stream(c) => {
             if cli.broker.is_empty() {
                 stream::run(c, bootstrap)

@@ -22,7 +22,7 @@ fn invalid(msg: String) -> ControllerError {
 
 /// Kafka's `validateManualPartitionAssignment`: non-empty, no duplicate,
 /// every broker registered, and `rf` replicas when one is already fixed.
-fn validate_replicas(
+pub(crate) fn validate_replicas(
     image: &MetadataImage,
     replicas: &[i32],
     rf: Option<usize>,

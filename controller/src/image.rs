@@ -48,6 +48,12 @@ pub struct PartitionRegistration {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (part of `replicas`).
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment is removing (part of `replicas`).
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionRegistration {
@@ -172,8 +178,41 @@ impl MetadataImage {
                         leader: *leader,
                         leader_epoch: *leader_epoch,
                         partition_epoch: *partition_epoch,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     },
                 );
+            }
+            MetadataRecord::PartitionReassignment {
+                topic_id,
+                partition,
+                replicas,
+                adding,
+                removing,
+                leader,
+                isr,
+            } => {
+                let t = self
+                    .topics
+                    .get_mut(topic_id)
+                    .ok_or(ApplyError::UnknownTopic(*topic_id))?;
+                let p = t
+                    .partitions
+                    .get_mut(partition)
+                    .ok_or(ApplyError::UnknownPartition(*topic_id, *partition))?;
+                p.replicas = replicas.clone();
+                p.adding_replicas = adding.clone();
+                p.removing_replicas = removing.clone();
+                if let Some(l) = leader {
+                    if *l != p.leader {
+                        p.leader = *l;
+                        p.leader_epoch += 1;
+                    }
+                }
+                if let Some(isr) = isr {
+                    p.isr = isr.clone();
+                }
+                p.partition_epoch += 1;
             }
             MetadataRecord::PartitionChange {
                 topic_id,

@@ -18,6 +18,7 @@ pub mod image;
 pub mod logic;
 pub mod node;
 pub mod raft;
+pub mod reassign;
 pub mod records;
 pub mod scram;
 pub mod service;

@@ -64,6 +64,11 @@ pub enum ControllerRequest {
         election: crate::election::ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// AlterPartitionReassignments: (topic, partition, target replicas or
+    /// `None` to cancel), decided together.
+    AlterReassignments {
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+    },
     /// CreateTopics with a manual replica assignment: (partition, replicas).
     CreateTopicAssigned {
         name: String,
@@ -139,6 +144,12 @@ pub enum ControllerResponse {
     Elections {
         offset: u64,
         results: Vec<crate::election::ElectionResult>,
+    },
+    /// AlterReassignments: per partition in request order, `None` when
+    /// accepted; the changes are in the image from `offset` on.
+    Reassignments {
+        offset: u64,
+        results: Vec<Option<crate::reassign::ReassignError>>,
     },
 }
 
@@ -409,8 +420,45 @@ impl ControllerService {
                 leader_id,
                 leader_epoch,
                 partition_epoch,
-                new_isr,
-            ),
+                new_isr.clone(),
+            )
+            .map(|mut records| {
+                // A reassignment whose new replicas are now all in sync
+                // completes with this ISR change.
+                if let Some((id, p)) = image
+                    .topic(&topic)
+                    .and_then(|t| Some((t.id, t.partitions.get(&partition)?)))
+                {
+                    records.extend(crate::reassign::complete_if_caught_up(
+                        &image, id, partition, p, &new_isr,
+                    ));
+                }
+                records
+            }),
+            ControllerRequest::AlterReassignments { partitions } => {
+                let mut records = Vec::new();
+                let mut results = Vec::with_capacity(partitions.len());
+                for (topic, partition, target) in &partitions {
+                    match crate::reassign::alter_reassignment(
+                        &image,
+                        topic,
+                        *partition,
+                        target.as_deref(),
+                    ) {
+                        Ok(r) => {
+                            records.extend(r);
+                            results.push(None);
+                        }
+                        Err(e) => results.push(Some(e)),
+                    }
+                }
+                return match self.commit(records).await {
+                    ControllerResponse::Ok { offset } => {
+                        ControllerResponse::Reassignments { offset, results }
+                    }
+                    other => other,
+                };
+            }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 match logic::allocate_producer_ids(&image, broker_id) {
                     Ok((first, record)) => {

@@ -103,6 +103,8 @@ pub fn check(
         R::AlterUserScramCredentials(r) => admin::alter_user_scram_credentials(z, r),
         R::DescribeUserScramCredentials(r) => admin::describe_user_scram_credentials(z, r),
         R::ElectLeaders(r) => replicas::elect_leaders(z, r),
+        R::AlterPartitionReassignments(r) => replicas::alter_partition_reassignments(z, r),
+        R::ListPartitionReassignments(r) => replicas::list_partition_reassignments(z, r),
         // ApiVersions, SaslHandshake, SaslAuthenticate and anything not
         // served (refused before decoding) need no authorization.
         other => Checked::Serve(other, None),

@@ -4,9 +4,11 @@
 //! is answered with CLUSTER_AUTHORIZATION_FAILED and nothing done.
 
 use kafka_protocol::messages::{
-    ElectLeadersRequest, ElectLeadersResponse, RequestKind, ResponseKind,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ElectLeadersRequest,
+    ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    RequestKind, ResponseKind,
 };
-use rivulet_controller::acl::AclOperation::Alter;
+use rivulet_controller::acl::AclOperation::{Alter, Describe};
 
 use super::{serve, Checked, CLUSTER_DENIED};
 use crate::authorizer::Authz;
@@ -17,5 +19,29 @@ pub(super) fn elect_leaders(z: &Authz, r: ElectLeadersRequest) -> Checked {
     }
     Checked::Respond(Some(ResponseKind::ElectLeaders(
         ElectLeadersResponse::default().with_error_code(CLUSTER_DENIED),
+    )))
+}
+
+pub(super) fn alter_partition_reassignments(
+    z: &Authz,
+    r: AlterPartitionReassignmentsRequest,
+) -> Checked {
+    if z.cluster(Alter) {
+        return serve(RequestKind::AlterPartitionReassignments(r), None);
+    }
+    Checked::Respond(Some(ResponseKind::AlterPartitionReassignments(
+        AlterPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED),
+    )))
+}
+
+pub(super) fn list_partition_reassignments(
+    z: &Authz,
+    r: ListPartitionReassignmentsRequest,
+) -> Checked {
+    if z.cluster(Describe) {
+        return serve(RequestKind::ListPartitionReassignments(r), None);
+    }
+    Checked::Respond(Some(ResponseKind::ListPartitionReassignments(
+        ListPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED),
     )))
 }
