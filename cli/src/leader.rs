@@ -11,6 +11,8 @@ use kafka_protocol::messages::{ElectLeadersRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::partition::describe;
+
 #[derive(Debug, Subcommand)]
 pub enum LeaderCommand {
     /// Elect leaders: preferred replicas (default) or unclean.
@@ -44,10 +46,6 @@ pub fn run(bootstrap: &str, command: LeaderCommand) -> anyhow::Result<()> {
     match command {
         LeaderCommand::Elect(a) => runtime.block_on(elect(bootstrap, a)),
     }
-}
-
-fn describe(code: i16) -> String {
-    ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
 }
 
 async fn elect(bootstrap: &str, a: ElectArgs) -> anyhow::Result<()> {

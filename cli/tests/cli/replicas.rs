@@ -138,3 +138,143 @@ fn replica_assignment_places_replicas_and_leader_elect_restores_the_preferred_le
         run.stdout
     );
 }
+
+#[test]
+fn partition_reassign_and_node_drain_move_replicas_and_keep_the_data() {
+    // __consumer_offsets with two replicas, so that its partitions on
+    // node 3 can move too (with three on three nodes, none could).
+    let c = Cluster::start(&[
+        ("auto.leader.rebalance.enable", "false"),
+        ("offsets.topic.replication.factor", "2"),
+    ]);
+    let run = c.run(&[
+        "topic",
+        "create",
+        "d",
+        "--replica-assignment",
+        "3:1,2:3,1:2",
+    ]);
+    assert!(run.success, "{}", run.stderr);
+    let bs = cluster_bootstrap(&c.nodes);
+    rivulet_testkit::kafka::wait_for_leaders(&bs, "d", TIMEOUT);
+    let lines: String = (0..50).map(|i| format!("k{i}:v{i}\n")).collect();
+    for p in ["0", "1", "2"] {
+        let mut all = vec!["--bootstrap-server", bs.as_str()];
+        all.extend_from_slice(&[
+            "produce",
+            "d",
+            "--partition",
+            p,
+            "--key-separator",
+            ":",
+            "--acks",
+            "all",
+        ]);
+        let run = rivulet(&all, &lines);
+        assert!(run.success, "{}", run.stderr);
+    }
+
+    let run = c.run(&["partition", "reassign", "--status"]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("no reassignment in progress"),
+        "{}",
+        run.stdout
+    );
+    let run = c.run(&[
+        "partition",
+        "reassign",
+        "--topic",
+        "d",
+        "--partition",
+        "2",
+        "--replicas",
+        "2,1",
+    ]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("d-2: reassignment to 2,1 started"),
+        "{}",
+        run.stdout
+    );
+    Poll::new(TIMEOUT).wait("d-2 on [2, 1]", || {
+        c.partitions("d")[2].0 == vec![2, 1] && c.partitions("d")[2].2.len() == 2
+    });
+    let bad = c.run(&[
+        "partition",
+        "reassign",
+        "--topic",
+        "d",
+        "--partition",
+        "0",
+        "--replicas",
+        "1,1",
+    ]);
+    assert!(
+        !bad.success && bad.stderr.contains("InvalidReplicaAssignment"),
+        "{}",
+        bad.stderr
+    );
+
+    // Drain node 3: d-0 [3,1] and d-1 [2,3] lose it, keeping two replicas.
+    let run = c.run(&["node", "drain", "3"]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("drained node 3: 2 partition(s) moved"),
+        "{}",
+        run.stdout
+    );
+    let parts = c.partitions("d");
+    assert!(parts.iter().all(|(r, _, _)| !r.contains(&3)), "{parts:?}");
+    let offsets = c.partitions("__consumer_offsets");
+    assert!(
+        offsets
+            .iter()
+            .all(|(r, _, _)| !r.contains(&3) && r.len() == 2),
+        "{offsets:?}"
+    );
+    assert_eq!(parts[0].0, vec![2, 1]);
+    assert_eq!(parts[1].0, vec![2, 1]);
+    let node3 = c.nodes[2].dir.clone();
+    Poll::new(TIMEOUT).wait("node 3's partition logs deleted", || {
+        (0..3).all(|p| !node3.join(format!("d-{p}")).exists())
+    });
+    // Everything is still there, read from the remaining nodes.
+    for p in ["0", "1", "2"] {
+        let mut all = vec!["--bootstrap-server", bs.as_str()];
+        all.extend_from_slice(&[
+            "consume",
+            "d",
+            "--partition",
+            p,
+            "--from",
+            "earliest",
+            "--count",
+            "50",
+        ]);
+        let run = rivulet(&all, "");
+        assert!(run.success, "{}", run.stderr);
+        let got: Vec<&str> = run.stdout.lines().collect();
+        let want: Vec<String> = (0..50).map(|i| format!("v{i}")).collect();
+        assert_eq!(got, want, "partition {p}");
+    }
+    // Reading created __consumer_offsets, placed on node 3 too (draining
+    // does not fence a node): a second drain moves those.
+    let run = c.run(&["node", "drain", "3"]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stdout.contains("drained node 3: "), "{}", run.stdout);
+    for topic in ["d", "__consumer_offsets"] {
+        let parts = c.partitions(topic);
+        assert!(
+            parts.iter().all(|(r, _, _)| !r.contains(&3)),
+            "{topic}: {parts:?}"
+        );
+    }
+    let run = c.run(&["node", "drain", "3"]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("drained node 3: 0 partition(s) moved"),
+        "{}",
+        run.stdout
+    );
+}
