@@ -194,3 +194,6 @@ pub fn ongoing(image: &MetadataImage) -> Vec<(String, i32, Vec<i32>, Vec<i32>, V
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
