@@ -17,7 +17,10 @@ use kafka_protocol::messages::MetadataRequest;
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::Client;
 
-use crate::partition;
+use crate::partition::{self, Move};
+
+/// A partition and its replicas: topic, partition, replicas.
+type Placement = (String, i32, Vec<i32>);
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -47,9 +50,7 @@ pub fn run(bootstrap: &str, command: NodeCommand) -> anyhow::Result<()> {
 }
 
 /// Live brokers and `(topic, partition, replicas)` from a Metadata request.
-async fn layout(
-    client: &mut Client<Stream>,
-) -> anyhow::Result<(Vec<i32>, Vec<(String, i32, Vec<i32>)>)> {
+async fn layout(client: &mut Client<Stream>) -> anyhow::Result<(Vec<i32>, Vec<Placement>)> {
     let md = client
         .round_trip(12, &MetadataRequest::default().with_topics(None))
         .await
@@ -71,11 +72,7 @@ async fn layout(
 
 /// The moves that take `node` out of every partition, and the partitions
 /// that have no spare live broker to take its place.
-pub fn plan(
-    node: i32,
-    live: &[i32],
-    partitions: &[(String, i32, Vec<i32>)],
-) -> (Vec<(String, i32, Option<Vec<i32>>)>, Vec<(String, i32)>) {
+pub fn plan(node: i32, live: &[i32], partitions: &[Placement]) -> (Vec<Move>, Vec<(String, i32)>) {
     let mut load: BTreeMap<i32, usize> = live
         .iter()
         .filter(|b| **b != node)

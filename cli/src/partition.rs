@@ -61,11 +61,14 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-/// AlterPartitionReassignments for `moves` (topic, partition, target or
-/// `None` to cancel): per partition, `Err(message)` when refused.
+/// One partition's move: topic, partition, target replicas (`None`: cancel).
+pub(crate) type Move = (String, i32, Option<Vec<i32>>);
+
+/// AlterPartitionReassignments for `moves`: per partition, `Err(message)`
+/// when refused.
 pub(crate) async fn alter(
     client: &mut Client<Stream>,
-    moves: &[(String, i32, Option<Vec<i32>>)],
+    moves: &[Move],
 ) -> anyhow::Result<Vec<(String, i32, Result<(), String>)>> {
     let topics = moves
         .iter()

@@ -112,19 +112,19 @@ pub fn list(
             .collect()
     });
     let mut by_topic: BTreeMap<String, Vec<OngoingPartitionReassignment>> = BTreeMap::new();
-    for (topic, partition, replicas, adding, removing) in reassign::ongoing(&b.image()) {
+    for o in reassign::ongoing(&b.image()) {
         let asked = wanted
             .as_ref()
-            .is_none_or(|w| w.get(&topic).is_some_and(|ps| ps.contains(&partition)));
+            .is_none_or(|w| w.get(&o.topic).is_some_and(|ps| ps.contains(&o.partition)));
         if !asked {
             continue;
         }
-        by_topic.entry(topic).or_default().push(
+        by_topic.entry(o.topic).or_default().push(
             OngoingPartitionReassignment::default()
-                .with_partition_index(partition)
-                .with_replicas(ids(&replicas))
-                .with_adding_replicas(ids(&adding))
-                .with_removing_replicas(ids(&removing)),
+                .with_partition_index(o.partition)
+                .with_replicas(ids(&o.replicas))
+                .with_adding_replicas(ids(&o.adding))
+                .with_removing_replicas(ids(&o.removing)),
         );
     }
     ListPartitionReassignmentsResponse::default().with_topics(

@@ -176,22 +176,33 @@ pub fn alter_reassignment(
     )
 }
 
-/// Every ongoing reassignment: (topic, partition, replicas, adding, removing).
-pub fn ongoing(image: &MetadataImage) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+/// A partition under reassignment, as ListPartitionReassignments lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ongoing {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+/// Every ongoing reassignment, by topic name and partition.
+pub fn ongoing(image: &MetadataImage) -> Vec<Ongoing> {
     let mut out = Vec::new();
     for t in image.topics.values() {
         for (pid, p) in &t.partitions {
             if !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty() {
-                out.push((
-                    t.name.clone(),
-                    *pid,
-                    p.replicas.clone(),
-                    p.adding_replicas.clone(),
-                    p.removing_replicas.clone(),
-                ));
+                out.push(Ongoing {
+                    topic: t.name.clone(),
+                    partition: *pid,
+                    replicas: p.replicas.clone(),
+                    adding: p.adding_replicas.clone(),
+                    removing: p.removing_replicas.clone(),
+                });
             }
         }
     }
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     out
 }
 
