@@ -152,15 +152,7 @@ pub fn create_partitions_assigned(
     total: i32,
     assignments: &[Vec<i32>],
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    let t = image
-        .topic(name)
-        .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
-    let current = t.partitions.len() as i32;
-    if total <= current || total > MAX_PARTITIONS_PER_TOPIC {
-        return Err(ControllerError::InvalidPartitions(format!(
-            "topic '{name}' has {current} partitions; the new count {total} must be larger (and at most {MAX_PARTITIONS_PER_TOPIC})"
-        )));
-    }
+    let (t, current) = crate::logic::growable_topic(image, name, total)?;
     let additional = (total - current) as usize;
     if assignments.len() != additional {
         return Err(invalid(format!(

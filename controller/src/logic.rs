@@ -194,12 +194,13 @@ pub fn delete_topic(
     Ok(vec![MetadataRecord::RemoveTopic { topic_id: t.id }])
 }
 
-/// Grow a topic to `total` partitions (Kafka never shrinks).
-pub fn create_partitions(
-    image: &MetadataImage,
+/// Topic `name` and its partition count, if it may grow to `total`
+/// partitions (more than now, at most the limit).
+pub(crate) fn growable_topic<'a>(
+    image: &'a MetadataImage,
     name: &str,
     total: i32,
-) -> Result<Vec<MetadataRecord>, ControllerError> {
+) -> Result<(&'a crate::image::TopicImage, i32), ControllerError> {
     let t = image
         .topic(name)
         .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
@@ -209,6 +210,16 @@ pub fn create_partitions(
             "topic '{name}' has {current} partitions; the new count {total} must be larger (and at most {MAX_PARTITIONS_PER_TOPIC})"
         )));
     }
+    Ok((t, current))
+}
+
+/// Grow a topic to `total` partitions (Kafka never shrinks).
+pub fn create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    total: i32,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let (t, current) = growable_topic(image, name, total)?;
     let rf = t.partitions.values().next().map_or(1, |p| p.replicas.len());
     let live: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
     if rf > live.len() {
