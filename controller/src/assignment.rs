@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use rivulet_storage::{validate_topic_name, LogConfig};
+use rivulet_storage::LogConfig;
 use uuid::Uuid;
 
 use crate::image::MetadataImage;
@@ -100,10 +100,7 @@ pub fn create_topic_assigned(
     configs: &BTreeMap<String, String>,
     topic_id: Uuid,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    validate_topic_name(name).map_err(|e| ControllerError::InvalidTopicName(e.to_string()))?;
-    if image.topic(name).is_some() {
-        return Err(ControllerError::TopicAlreadyExists(name.to_string()));
-    }
+    crate::logic::new_topic_name(image, name)?;
     if assignments.len() > MAX_PARTITIONS_PER_TOPIC as usize {
         return Err(ControllerError::InvalidPartitions(format!(
             "{}: must be between 1 and {MAX_PARTITIONS_PER_TOPIC}",

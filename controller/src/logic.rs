@@ -121,6 +121,15 @@ pub fn register_broker(
     }]
 }
 
+/// A valid name no topic has yet.
+pub(crate) fn new_topic_name(image: &MetadataImage, name: &str) -> Result<(), ControllerError> {
+    validate_topic_name(name).map_err(|e| ControllerError::InvalidTopicName(e.to_string()))?;
+    if image.topic(name).is_some() {
+        return Err(ControllerError::TopicAlreadyExists(name.to_string()));
+    }
+    Ok(())
+}
+
 /// Create a topic with replicas spread evenly over live brokers; the first
 /// replica of each partition leads it.
 pub fn create_topic(
@@ -132,10 +141,7 @@ pub fn create_topic(
     configs: &BTreeMap<String, String>,
     topic_id: Uuid,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    validate_topic_name(name).map_err(|e| ControllerError::InvalidTopicName(e.to_string()))?;
-    if image.topic(name).is_some() {
-        return Err(ControllerError::TopicAlreadyExists(name.to_string()));
-    }
+    new_topic_name(image, name)?;
     if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
         return Err(ControllerError::InvalidPartitions(format!(
             "{partitions}: must be between 1 and {MAX_PARTITIONS_PER_TOPIC}"

@@ -17,11 +17,7 @@ struct Cluster {
 impl Cluster {
     fn start(extra: &[(&str, &str)]) -> Cluster {
         let dir = temp_dir();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = test_runtime();
         let nodes = runtime.block_on(start_cluster(dir.path(), 3, extra));
         Cluster {
             runtime,
