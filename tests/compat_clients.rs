@@ -291,3 +291,21 @@ async fn confluent_kafka_consumer_protocol_splits_and_resumes() {
     );
     assert!(out.contains("resumed with exactly 12 new"), "{out}");
 }
+
+/// Issue 14: manual replica assignment through confluent-kafka's admin
+/// client (create_topics and create_partitions with replica_assignment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_creates_topics_with_a_replica_assignment() {
+    if !tool_available(PYTHON) {
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/confluent_kafka_assignment_check.py"
+    );
+    let out = run_against_broker(PYTHON, script, &["py-assigned"]).await;
+    assert!(
+        out.contains("confluent-kafka assignment ok: 3 partitions on broker 1"),
+        "{out}"
+    );
+}

@@ -158,6 +158,11 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // Metrics, health and logs (crate::metrics, README "Metrics").
     ("metrics.listener", "127.0.0.1:9292"),
     ("log.format", "text"),
+    // Leader balance (issue 14, admin operations).
+    ("auto.leader.rebalance.enable", "true"),
+    ("leader.imbalance.per.broker.percentage", "10"),
+    ("leader.imbalance.check.interval.seconds", "300"),
+    ("leader.replication.throttled.rate", "9223372036854775807"),
 ];
 
 #[derive(Debug, Clone)]
@@ -216,6 +221,16 @@ pub struct BrokerConfig {
     /// A follower that has not caught up with the leader's log end for this
     /// long leaves the ISR (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
+    /// `auto.leader.rebalance.enable`: the active controller moves
+    /// leadership back to preferred replicas.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_percentage: u32,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_s: u64,
+    /// `leader.replication.throttled.rate`: bytes/s a leader sends to the
+    /// replicas reassignments are adding (i64::MAX: unlimited).
+    pub leader_replication_throttled_rate: i64,
     pub storage: StorageConfig,
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
     pub transactions: crate::txn::TxnCoordinatorConfig,
@@ -560,6 +575,28 @@ impl BrokerConfig {
                 &get("replica.lag.time.max.ms"),
                 10,
                 u64::MAX / 2,
+            )?,
+            auto_leader_rebalance: boolean(
+                "auto.leader.rebalance.enable",
+                &get("auto.leader.rebalance.enable"),
+            )?,
+            leader_imbalance_percentage: int(
+                "leader.imbalance.per.broker.percentage",
+                &get("leader.imbalance.per.broker.percentage"),
+                0,
+                100,
+            )?,
+            leader_imbalance_check_interval_s: int(
+                "leader.imbalance.check.interval.seconds",
+                &get("leader.imbalance.check.interval.seconds"),
+                1,
+                u64::MAX / 2000,
+            )?,
+            leader_replication_throttled_rate: int(
+                "leader.replication.throttled.rate",
+                &get("leader.replication.throttled.rate"),
+                1,
+                i64::MAX,
             )?,
             storage,
             coordinator: crate::group::coordinator::CoordinatorConfig {

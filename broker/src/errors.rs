@@ -53,6 +53,8 @@ pub fn controller(e: &ControllerError) -> i16 {
         ControllerError::InvalidUpdateVersion { .. } => E::InvalidUpdateVersion.code(),
         ControllerError::IneligibleReplica(_) => E::IneligibleReplica.code(),
         ControllerError::TooManyAcls(_) => E::InvalidRequest.code(),
+        ControllerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment.code(),
+        ControllerError::InvalidRequest(_) => E::InvalidRequest.code(),
     }
 }
 
@@ -68,6 +70,8 @@ pub fn controller_response(r: &ControllerResponse) -> (i16, Option<String>) {
         }
         ControllerResponse::StaleBrokerEpoch => (E::StaleBrokerEpoch.code(), None),
         ControllerResponse::ScramResults { .. } => (NONE, None),
+        ControllerResponse::Elections { .. } => (NONE, None),
+        ControllerResponse::Reassignments { .. } => (NONE, None),
     }
 }
 

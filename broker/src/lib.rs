@@ -43,6 +43,7 @@ pub mod producer_state;
 pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication;
+pub mod replication_quota;
 pub mod request_memory;
 pub mod sasl;
 pub mod sasl_config;

@@ -284,6 +284,9 @@ impl BrokerNode {
         qc.fence_on_refused_connection = config.fence_on_refused_connection;
         qc.election_timeout_min_ms = config.election_timeout_ms;
         qc.election_timeout_max_ms = 2 * config.election_timeout_ms;
+        qc.auto_leader_rebalance = config.auto_leader_rebalance;
+        qc.leader_imbalance_percentage = config.leader_imbalance_percentage;
+        qc.leader_rebalance_interval_ms = config.leader_imbalance_check_interval_s * 1000;
         qc.log_defaults = config.storage.log_defaults.clone();
         if config.controller_protocol.uses_tls() {
             if let Some(client) = &client_tls {

@@ -35,6 +35,9 @@ mod consume;
 mod consumer_group;
 mod consumer_protocol;
 mod group;
+mod leader;
+mod node;
+mod partition;
 mod produce;
 mod rfc3339;
 mod stream;
@@ -112,6 +115,15 @@ enum Command {
     User(user::UserCommand),
     /// A live view of the cluster from the nodes' metrics endpoints.
     Top(top::TopArgs),
+    /// Leader elections: preferred or unclean (as kafka-leader-election.sh).
+    #[command(subcommand)]
+    Leader(leader::LeaderCommand),
+    /// Partition reassignment: move replicas, cancel, --status.
+    #[command(subcommand)]
+    Partition(partition::PartitionCommand),
+    /// Broker decommissioning: drain (move every replica off a node).
+    #[command(subcommand)]
+    Node(node::NodeCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -165,6 +177,13 @@ fn main() -> std::process::ExitCode {
         Command::Certs(c) => certs::run(c),
         Command::Top(args) => top::run(args),
         Command::Acl(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| acl::run(&b, c)),
+        Command::Leader(c) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| leader::run(&b, c))
+        }
+        Command::Partition(c) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| partition::run(&b, c))
+        }
+        Command::Node(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| node::run(&b, c)),
         Command::Stream(c) => {
             if cli.broker.is_empty() {
                 stream::run(c, bootstrap)

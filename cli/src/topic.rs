@@ -53,6 +53,33 @@ pub struct CreateArgs {
     /// Succeed without change when the topic already exists.
     #[arg(long)]
     pub if_not_exists: bool,
+    /// Place the replicas by hand, as kafka-topics.sh: one broker list per
+    /// partition, partitions separated by commas, the first broker of each
+    /// the preferred leader (`1:2,2:3,3:1`). Excludes --partitions and
+    /// --replication-factor.
+    #[arg(long, value_name = "B:B,B:B", value_parser = parse_replica_assignment,
+          conflicts_with_all = ["partitions", "replication_factor"])]
+    pub replica_assignment: Option<ReplicaAssignment>,
+}
+
+/// Broker ids per partition, partition 0 first.
+#[derive(Debug, Clone)]
+pub struct ReplicaAssignment(pub Vec<Vec<i32>>);
+
+/// `1:2,2:3,3:1`: partition 0 on brokers 1 and 2, partition 1 on 2 and 3, ...
+pub fn parse_replica_assignment(s: &str) -> Result<ReplicaAssignment, String> {
+    s.split(',')
+        .map(|part| {
+            part.split(':')
+                .map(|b| {
+                    b.trim()
+                        .parse::<i32>()
+                        .map_err(|_| format!("'{b}' in '{part}' is not a broker id"))
+                })
+                .collect()
+        })
+        .collect::<Result<_, _>>()
+        .map(ReplicaAssignment)
 }
 
 #[derive(Debug, Args)]
@@ -117,12 +144,23 @@ pub(super) fn options() -> AdminOptions {
 }
 
 async fn create(admin: &AdminClient<CliContext>, args: CreateArgs) -> anyhow::Result<()> {
+    let assigned: Option<Vec<&[i32]>> = args
+        .replica_assignment
+        .as_ref()
+        .map(|a| a.0.iter().map(Vec::as_slice).collect());
     // -1 asks the broker for its defaults (KIP-464).
-    let mut topic = NewTopic::new(
-        &args.name,
-        args.partitions.unwrap_or(-1),
-        TopicReplication::Fixed(args.replication_factor.unwrap_or(-1)),
-    );
+    let mut topic = match &assigned {
+        Some(a) => NewTopic::new(
+            &args.name,
+            a.len() as i32,
+            TopicReplication::Variable(a.as_slice()),
+        ),
+        None => NewTopic::new(
+            &args.name,
+            args.partitions.unwrap_or(-1),
+            TopicReplication::Fixed(args.replication_factor.unwrap_or(-1)),
+        ),
+    };
     for (k, v) in &args.configs {
         topic = topic.set(k, v);
     }

@@ -48,11 +48,32 @@ pub struct PartitionRegistration {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (part of `replicas`).
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment is removing (part of `replicas`).
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionRegistration {
     pub fn has_leader(&self) -> bool {
         self.leader != NO_LEADER
+    }
+
+    /// A recorded change: the leader (a new one bumps the leader epoch)
+    /// and the ISR when given; the partition epoch always moves.
+    fn change(&mut self, leader: Option<i32>, isr: Option<&Vec<i32>>) {
+        if let Some(l) = leader {
+            if l != self.leader {
+                self.leader = l;
+                self.leader_epoch += 1;
+            }
+        }
+        if let Some(isr) = isr {
+            self.isr = isr.clone();
+        }
+        self.partition_epoch += 1;
     }
 }
 
@@ -172,34 +193,34 @@ impl MetadataImage {
                         leader: *leader,
                         leader_epoch: *leader_epoch,
                         partition_epoch: *partition_epoch,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     },
                 );
+            }
+            MetadataRecord::PartitionReassignment {
+                topic_id,
+                partition,
+                replicas,
+                adding,
+                removing,
+                leader,
+                isr,
+            } => {
+                let p = self.partition_mut(topic_id, *partition)?;
+                p.replicas = replicas.clone();
+                p.adding_replicas = adding.clone();
+                p.removing_replicas = removing.clone();
+                p.change(*leader, isr.as_ref());
             }
             MetadataRecord::PartitionChange {
                 topic_id,
                 partition,
                 leader,
                 isr,
-            } => {
-                let t = self
-                    .topics
-                    .get_mut(topic_id)
-                    .ok_or(ApplyError::UnknownTopic(*topic_id))?;
-                let p = t
-                    .partitions
-                    .get_mut(partition)
-                    .ok_or(ApplyError::UnknownPartition(*topic_id, *partition))?;
-                if let Some(l) = leader {
-                    if *l != p.leader {
-                        p.leader = *l;
-                        p.leader_epoch += 1;
-                    }
-                }
-                if let Some(isr) = isr {
-                    p.isr = isr.clone();
-                }
-                p.partition_epoch += 1;
-            }
+            } => self
+                .partition_mut(topic_id, *partition)?
+                .change(*leader, isr.as_ref()),
             MetadataRecord::Config {
                 resource,
                 name,
@@ -254,6 +275,19 @@ impl MetadataImage {
             }
         }
         Ok(())
+    }
+
+    fn partition_mut(
+        &mut self,
+        topic_id: &Uuid,
+        partition: i32,
+    ) -> Result<&mut PartitionRegistration, ApplyError> {
+        self.topics
+            .get_mut(topic_id)
+            .ok_or(ApplyError::UnknownTopic(*topic_id))?
+            .partitions
+            .get_mut(&partition)
+            .ok_or(ApplyError::UnknownPartition(*topic_id, partition))
     }
 
     fn set_fenced(&mut self, node_id: i32, fenced: bool) -> Result<(), ApplyError> {

@@ -11,12 +11,15 @@
 
 pub mod acl;
 pub mod acl_control;
+pub mod assignment;
 pub mod codec;
+pub mod election;
 pub mod image;
 pub mod liveness;
 pub mod logic;
 pub mod node;
 pub mod raft;
+pub mod reassign;
 pub mod records;
 pub mod scram;
 pub mod service;

@@ -59,6 +59,12 @@ pub enum ControllerError {
     IneligibleReplica(i32),
     #[error("{0} ACLs in one operation exceed the limit of {max}", max = crate::acl::MAX_ACLS_PER_OP)]
     TooManyAcls(usize),
+    /// A manual replica assignment Kafka would refuse (INVALID_REPLICA_ASSIGNMENT).
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// A malformed admin request (INVALID_REQUEST).
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 /// Validate a topic's config overrides against every known key.
@@ -115,6 +121,15 @@ pub fn register_broker(
     }]
 }
 
+/// A valid name no topic has yet.
+pub(crate) fn new_topic_name(image: &MetadataImage, name: &str) -> Result<(), ControllerError> {
+    validate_topic_name(name).map_err(|e| ControllerError::InvalidTopicName(e.to_string()))?;
+    if image.topic(name).is_some() {
+        return Err(ControllerError::TopicAlreadyExists(name.to_string()));
+    }
+    Ok(())
+}
+
 /// Create a topic with replicas spread evenly over live brokers; the first
 /// replica of each partition leads it.
 pub fn create_topic(
@@ -126,10 +141,7 @@ pub fn create_topic(
     configs: &BTreeMap<String, String>,
     topic_id: Uuid,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    validate_topic_name(name).map_err(|e| ControllerError::InvalidTopicName(e.to_string()))?;
-    if image.topic(name).is_some() {
-        return Err(ControllerError::TopicAlreadyExists(name.to_string()));
-    }
+    new_topic_name(image, name)?;
     if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
         return Err(ControllerError::InvalidPartitions(format!(
             "{partitions}: must be between 1 and {MAX_PARTITIONS_PER_TOPIC}"
@@ -188,12 +200,13 @@ pub fn delete_topic(
     Ok(vec![MetadataRecord::RemoveTopic { topic_id: t.id }])
 }
 
-/// Grow a topic to `total` partitions (Kafka never shrinks).
-pub fn create_partitions(
-    image: &MetadataImage,
+/// Topic `name` and its partition count, if it may grow to `total`
+/// partitions (more than now, at most the limit).
+pub(crate) fn growable_topic<'a>(
+    image: &'a MetadataImage,
     name: &str,
     total: i32,
-) -> Result<Vec<MetadataRecord>, ControllerError> {
+) -> Result<(&'a crate::image::TopicImage, i32), ControllerError> {
     let t = image
         .topic(name)
         .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
@@ -203,6 +216,16 @@ pub fn create_partitions(
             "topic '{name}' has {current} partitions; the new count {total} must be larger (and at most {MAX_PARTITIONS_PER_TOPIC})"
         )));
     }
+    Ok((t, current))
+}
+
+/// Grow a topic to `total` partitions (Kafka never shrinks).
+pub fn create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    total: i32,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let (t, current) = growable_topic(image, name, total)?;
     let rf = t.partitions.values().next().map_or(1, |p| p.replicas.len());
     let live: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
     if rf > live.len() {

@@ -109,8 +109,13 @@ pub struct QuorumConfig {
     pub fence_on_refused_connection: bool,
     /// Take a snapshot every this many log entries.
     pub snapshot_every_entries: u64,
-    /// How often the active controller moves leaders back to preferred replicas.
+    /// How often the active controller moves leaders back to preferred
+    /// replicas (`leader.imbalance.check.interval.seconds`).
     pub leader_rebalance_interval_ms: u64,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_percentage: u32,
     pub log_defaults: LogConfig,
     /// TLS on the controller listener and to peers; `None`: plaintext.
     pub tls: Option<QuorumTls>,
@@ -128,7 +133,9 @@ impl QuorumConfig {
             session_timeout_ms: 9000,
             fence_on_refused_connection: true,
             snapshot_every_entries: 1000,
-            leader_rebalance_interval_ms: 30_000,
+            leader_rebalance_interval_ms: 300_000,
+            auto_leader_rebalance: true,
+            leader_imbalance_percentage: 10,
             log_defaults: LogConfig::default(),
             tls: None,
         }
@@ -210,12 +217,15 @@ impl ControllerNode {
         };
         let (raft, log) = factory.open().await.map_err(|e| e.error)?;
         let slot = RaftSlot::new(raft.clone());
-        let service = Arc::new(ControllerService::new(
-            slot.clone(),
-            sm.clone(),
-            cfg.log_defaults.clone(),
-            cfg.session_timeout_ms,
-        ));
+        let service = Arc::new(
+            ControllerService::new(
+                slot.clone(),
+                sm.clone(),
+                cfg.log_defaults.clone(),
+                cfg.session_timeout_ms,
+            )
+            .with_leader_balance(cfg.auto_leader_rebalance, cfg.leader_imbalance_percentage),
+        );
         if cfg.fence_on_refused_connection {
             service.watch_refusals(liveness.clone());
         }

@@ -72,6 +72,19 @@ pub enum MetadataRecord {
         leader: Option<i32>,
         isr: Option<Vec<i32>>,
     },
+    /// A reassignment step (KIP-455): the partition's replicas with the
+    /// ones being added and removed (both empty: none ongoing), and the
+    /// leader and ISR when they change with it. Bumps the partition epoch,
+    /// and the leader epoch when the leader changes.
+    PartitionReassignment {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        adding: Vec<i32>,
+        removing: Vec<i32>,
+        leader: Option<i32>,
+        isr: Option<Vec<i32>>,
+    },
     /// Set (`Some`) or remove (`None`) one config key.
     Config {
         resource: ConfigResource,

@@ -56,6 +56,26 @@ pub enum ControllerRequest {
         name: String,
         total: i32,
         validate_only: bool,
+        /// Replicas of each new partition (`None`: placed by the controller).
+        #[serde(default)]
+        assignments: Option<Vec<Vec<i32>>>,
+    },
+    /// ElectLeaders for these partitions (`None`: all of them).
+    ElectLeaders {
+        election: crate::election::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// AlterPartitionReassignments: (topic, partition, target replicas or
+    /// `None` to cancel), decided together.
+    AlterReassignments {
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+    },
+    /// CreateTopics with a manual replica assignment: (partition, replicas).
+    CreateTopicAssigned {
+        name: String,
+        assignments: Vec<(i32, Vec<i32>)>,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
     },
     AlterTopicConfigs {
         name: String,
@@ -119,6 +139,19 @@ pub enum ControllerResponse {
         offset: u64,
         results: Vec<crate::scram::ScramResult>,
     },
+    /// ElectLeaders: one result per partition asked about (or, for all
+    /// partitions, per partition that needed an election); the new leaders
+    /// are in the image from `offset` on.
+    Elections {
+        offset: u64,
+        results: Vec<crate::election::ElectionResult>,
+    },
+    /// AlterReassignments: per partition in request order, `None` when
+    /// accepted; the changes are in the image from `offset` on.
+    Reassignments {
+        offset: u64,
+        results: Vec<Option<crate::reassign::ReassignError>>,
+    },
 }
 
 /// The service one controller node runs; only the Raft leader answers.
@@ -137,6 +170,9 @@ pub struct ControllerService {
     /// fencing is on (`broker.fence.on.refused.connection`).
     refusals: std::sync::OnceLock<PeerLiveness>,
     clock: fn() -> i64,
+    /// `auto.leader.rebalance.enable` and
+    /// `leader.imbalance.per.broker.percentage`.
+    leader_balance: (bool, u32),
 }
 
 fn now_ms() -> i64 {
@@ -161,7 +197,15 @@ impl ControllerService {
             heartbeats_term: Mutex::new(None),
             refusals: std::sync::OnceLock::new(),
             clock: now_ms,
+            leader_balance: (true, 10),
         }
+    }
+
+    /// Set `auto.leader.rebalance.enable` and
+    /// `leader.imbalance.per.broker.percentage`.
+    pub(crate) fn with_leader_balance(mut self, enabled: bool, percentage: u32) -> Self {
+        self.leader_balance = (enabled, percentage);
+        self
     }
 
     /// Fence brokers whose voter's port refuses connections at once (see
@@ -284,10 +328,20 @@ impl ControllerService {
 
     /// Move leadership back to preferred replicas; called periodically.
     pub(crate) async fn rebalance_leaders(&self) {
+        let (enabled, percentage) = self.leader_balance;
+        if !enabled {
+            return;
+        }
         let Some(_g) = self.decide_as_active().await else {
             return;
         };
-        let records = logic::preferred_leader_elections(&self.sm.image());
+        let records = crate::election::rebalance_leaders(&self.sm.image(), percentage);
+        if !records.is_empty() {
+            info!(
+                partitions = records.len(),
+                "leader imbalance: moving leaders back to preferred replicas"
+            );
+        }
         if !records.is_empty() {
             let _ = self.commit(records).await;
         }
@@ -363,13 +417,39 @@ impl ControllerService {
                 name,
                 total,
                 validate_only,
-            } => logic::create_partitions(&image, &name, total).map(|r| {
-                if validate_only {
-                    Vec::new()
-                } else {
-                    r
-                }
-            }),
+                assignments,
+            } => match &assignments {
+                None => logic::create_partitions(&image, &name, total),
+                Some(a) => crate::assignment::create_partitions_assigned(&image, &name, total, a),
+            }
+            .map(|r| if validate_only { Vec::new() } else { r }),
+            ControllerRequest::ElectLeaders {
+                election,
+                partitions,
+            } => {
+                let (records, results) =
+                    crate::election::elect_leaders(&image, election, partitions.as_deref());
+                return match self.commit(records).await {
+                    ControllerResponse::Ok { offset } => {
+                        ControllerResponse::Elections { offset, results }
+                    }
+                    other => other,
+                };
+            }
+            ControllerRequest::CreateTopicAssigned {
+                name,
+                assignments,
+                configs,
+                validate_only,
+            } => crate::assignment::create_topic_assigned(
+                &image,
+                defaults,
+                &name,
+                &assignments,
+                &configs,
+                Uuid::new_v4(),
+            )
+            .map(|r| if validate_only { Vec::new() } else { r }),
             ControllerRequest::AlterTopicConfigs {
                 name,
                 changes,
@@ -395,8 +475,45 @@ impl ControllerService {
                 leader_id,
                 leader_epoch,
                 partition_epoch,
-                new_isr,
-            ),
+                new_isr.clone(),
+            )
+            .map(|mut records| {
+                // A reassignment whose new replicas are now all in sync
+                // completes with this ISR change.
+                if let Some((id, p)) = image
+                    .topic(&topic)
+                    .and_then(|t| Some((t.id, t.partitions.get(&partition)?)))
+                {
+                    records.extend(crate::reassign::complete_if_caught_up(
+                        &image, id, partition, p, &new_isr,
+                    ));
+                }
+                records
+            }),
+            ControllerRequest::AlterReassignments { partitions } => {
+                let mut records = Vec::new();
+                let mut results = Vec::with_capacity(partitions.len());
+                for (topic, partition, target) in &partitions {
+                    match crate::reassign::alter_reassignment(
+                        &image,
+                        topic,
+                        *partition,
+                        target.as_deref(),
+                    ) {
+                        Ok(r) => {
+                            records.extend(r);
+                            results.push(None);
+                        }
+                        Err(e) => results.push(Some(e)),
+                    }
+                }
+                return match self.commit(records).await {
+                    ControllerResponse::Ok { offset } => {
+                        ControllerResponse::Reassignments { offset, results }
+                    }
+                    other => other,
+                };
+            }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 match logic::allocate_producer_ids(&image, broker_id) {
                     Ok((first, record)) => {

@@ -38,6 +38,7 @@ use rivulet_storage::{CleanupPolicy, LogConfig, TopicPartition};
 use rivulet_testkit::native_admin as native;
 use rivulet_testkit::prelude::*;
 
+mod assignment;
 mod configs;
 mod describe;
 mod idempotent;

@@ -37,8 +37,8 @@ async fn created_partitions_take_records_at_once() {
     let md = c.fetch_metadata(Some("grow"), TIMEOUT).unwrap();
     assert_eq!(md.topics()[0].partitions().len(), 3);
 
-    // validate_only checks without growing; shrinking, manual assignments
-    // and unknown topics are refused.
+    // validate_only checks without growing; shrinking, assignments to
+    // unknown brokers and unknown topics are refused.
     let res = admin
         .create_partitions(
             &[NewPartitions::new("grow", 5)],
@@ -60,12 +60,16 @@ async fn created_partitions_take_records_at_once() {
         ))]
     );
     let res = admin
-        .create_partitions(&[NewPartitions::new("grow", 4).assign(&[&[1]])], &opts())
+        .create_partitions(&[NewPartitions::new("grow", 4).assign(&[&[2]])], &opts())
         .await
         .unwrap();
     assert_eq!(
         res,
-        vec![Err(("grow".to_string(), RDKafkaErrorCode::InvalidRequest))]
+        vec![Err((
+            "grow".to_string(),
+            RDKafkaErrorCode::InvalidReplicaAssignment
+        ))],
+        "broker 2 is not registered"
     );
     let res = admin
         .create_partitions(&[NewPartitions::new("nope", 4)], &opts())

@@ -35,6 +35,7 @@ macro_rules! answer_refused {
 mod admin;
 mod data;
 mod groups;
+mod replicas;
 mod txn;
 
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
@@ -124,6 +125,9 @@ pub fn check(
         R::ConsumerGroupDescribe(r) => groups::consumer_group_describe(z, r),
         R::AlterUserScramCredentials(r) => admin::alter_user_scram_credentials(z, r),
         R::DescribeUserScramCredentials(r) => admin::describe_user_scram_credentials(z, r),
+        R::ElectLeaders(r) => replicas::elect_leaders(z, r),
+        R::AlterPartitionReassignments(r) => replicas::alter_partition_reassignments(z, r),
+        R::ListPartitionReassignments(r) => replicas::list_partition_reassignments(z, r),
         // ApiVersions, SaslHandshake, SaslAuthenticate and anything not
         // served (refused before decoding) need no authorization.
         other => Checked::Serve(other, None),

@@ -3,7 +3,9 @@
 //! shrinking: INVALID_PARTITIONS); `validate_only` checks without creating.
 //! Grown topics are answered once the new partitions this node leads are
 //! loaded (bounded by `timeout_ms`), so an immediate produce to one
-//! succeeds. Manual replica assignments are not supported yet.
+//! succeeds. Manual assignments (one replica list per new partition) are
+//! validated by the controller as Kafka does
+//! ([`rivulet_controller::assignment`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,8 +40,6 @@ pub async fn handle(
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         let refused = if seen.get(&name).is_some_and(|n| *n > 1) {
             Some("the topic appears more than once in the request")
-        } else if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            Some("manual partition assignment is not supported")
         } else {
             None
         };
@@ -56,6 +56,11 @@ pub async fn handle(
                 name: name.clone(),
                 total: t.count,
                 validate_only: req.validate_only,
+                assignments: t.assignments.as_ref().map(|a| {
+                    a.iter()
+                        .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                }),
             })
             .await;
         let (code, message) = errors::controller_response(&resp);

@@ -1,7 +1,9 @@
 //! CreateTopics: each topic is a controller request (replicas spread over
 //! live brokers); `validate_only` checks without creating. A created topic
 //! is answered once its local partitions are ready, so an immediate produce
-//! succeeds. Manual replica assignments are not supported yet.
+//! succeeds. A manual replica assignment (`assignments`, with
+//! `num_partitions` and `replication_factor` both -1, as Kafka requires)
+//! is validated by the controller ([`rivulet_controller::assignment`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,12 +29,13 @@ pub async fn handle(
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.to_string();
-        let partitions = if t.num_partitions == -1 {
+        let manual = !t.assignments.is_empty();
+        let mut partitions = if t.num_partitions == -1 {
             b.config.num_partitions
         } else {
             t.num_partitions
         };
-        let rf = if t.replication_factor == -1 {
+        let mut rf = if t.replication_factor == -1 {
             b.config.default_replication_factor
         } else {
             t.replication_factor as i32
@@ -41,11 +44,21 @@ pub async fn handle(
             .with_name(t.name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);
-        if !t.assignments.is_empty() {
+        // Kafka's ReplicationControlManager: an assignment fixes both counts.
+        let refused = if manual && t.replication_factor != -1 {
+            Some("A manual partition assignment was specified, but replication factor was not set to -1.")
+        } else if manual && t.num_partitions != -1 {
+            Some(
+                "A manual partition assignment was specified, but numPartitions was not set to -1.",
+            )
+        } else {
+            None
+        };
+        if let Some(message) = refused {
             results.push(
                 result
                     .with_error_code(E::InvalidRequest.code())
-                    .with_error_message(Some(sb("manual replica assignment is not supported"))),
+                    .with_error_message(Some(sb(message))),
             );
             continue;
         }
@@ -55,15 +68,35 @@ pub async fn handle(
                 cfg.insert(c.name.to_string(), v.to_string());
             }
         }
-        let resp = b
-            .controller_request(ControllerRequest::CreateTopic {
+        let request = if manual {
+            let assignments: Vec<(i32, Vec<i32>)> = t
+                .assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect();
+            partitions = assignments.len() as i32;
+            rf = assignments.first().map_or(0, |(_, r)| r.len() as i32);
+            ControllerRequest::CreateTopicAssigned {
+                name: name.clone(),
+                assignments,
+                configs: cfg.clone(),
+                validate_only: req.validate_only,
+            }
+        } else {
+            ControllerRequest::CreateTopic {
                 name: name.clone(),
                 partitions,
                 replication_factor: rf,
                 configs: cfg.clone(),
                 validate_only: req.validate_only,
-            })
-            .await;
+            }
+        };
+        let resp = b.controller_request(request).await;
         let (code, message) = errors::controller_response(&resp);
         if code != errors::NONE {
             results.push(

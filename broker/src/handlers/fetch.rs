@@ -247,6 +247,20 @@ fn read_partition(
                 .with_records(Some(Bytes::new()));
         }
     }
+    // A replica a reassignment is adding copies under the replication
+    // quota: nothing more once it is spent.
+    let throttled = follower
+        && b.replication_quota.is_limited()
+        && b.image()
+            .partition(&tp.topic, tp.partition)
+            .is_some_and(|p| p.adding_replicas.contains(&replica_id));
+    let allowed = if throttled {
+        b.replication_quota.available()
+    } else {
+        usize::MAX
+    };
+    let quota_spent = allowed == 0;
+    let max_bytes = max_bytes.min(allowed);
     // Plan under the log's lock; read the bytes after releasing it. A
     // follower reads up to the log end, a read_uncommitted consumer up to
     // the high watermark, a read_committed one up to the last stable
@@ -257,7 +271,9 @@ fn read_partition(
         let log = partition.log.lock();
         let hw = log.high_watermark();
         let lso = log.last_stable_offset();
-        let upper = if follower {
+        let upper = if quota_spent {
+            Some(fetch_offset)
+        } else if follower {
             None
         } else if read_committed {
             Some(lso)
@@ -302,7 +318,12 @@ fn read_partition(
         Err(e) => Err(e),
     };
     match records {
-        Ok(bytes) => base.with_records(Some(bytes)),
+        Ok(bytes) => {
+            if throttled {
+                b.replication_quota.record(bytes.len());
+            }
+            base.with_records(Some(bytes))
+        }
         Err(e) => base
             .with_error_code(errors::storage(&e))
             .with_records(Some(Bytes::new())),

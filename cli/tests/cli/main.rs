@@ -17,6 +17,8 @@ mod produce_consume;
 mod topic;
 // ACLs (issue 13).
 mod acl;
+// Replica placement and leader elections (issue 14).
+mod replicas;
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,11 +50,7 @@ impl Broker {
     /// With `extra` broker settings.
     fn start_with(extra: &[(&str, &str)]) -> Broker {
         let dir = temp_dir();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = test_runtime();
         let inner = runtime.block_on(TestBroker::start(dir.path(), extra));
         Broker {
             runtime,
@@ -88,6 +86,16 @@ impl Drop for Broker {
             let _ = self.runtime.block_on(node.shutdown());
         }
     }
+}
+
+/// A two-worker runtime for in-process brokers, apart from the test's
+/// thread so that it can block on child processes.
+fn test_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Run `rivulet args…` with `stdin`.
