@@ -4,6 +4,7 @@
 //! here panics or overflows on input: integer arithmetic is checked, float results that
 //! are not finite are errors, string positions are clamped.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::{Number, Value};
@@ -11,6 +12,7 @@ use serde_json::{Number, Value};
 use super::{BinaryOp, CastType, Expr, Function};
 use crate::error::RowError;
 use crate::time::{float_to_i64, format_millis, parse_rfc3339};
+use crate::row::lookup_path;
 use crate::Row;
 
 pub(super) fn eval(expr: &Expr, row: &Row) -> Result<Value, RowError> {
@@ -135,8 +137,8 @@ fn binary(op: BinaryOp, left: &Expr, right: &Expr, row: &Row) -> Result<Value, R
         | BinaryOp::Gt
         | BinaryOp::GtEq => Ok(bool3(compare_op(
             op,
-            &eval(left, row)?,
-            &eval(right, row)?,
+            &*operand(left, row)?,
+            &*operand(right, row)?,
         )?)),
         BinaryOp::Concat => {
             let (l, r) = (eval(left, row)?, eval(right, row)?);
@@ -146,8 +148,19 @@ fn binary(op: BinaryOp, left: &Expr, right: &Expr, row: &Row) -> Result<Value, R
             Ok(Value::String(to_text(&l) + &to_text(&r)))
         }
         BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => {
-            arithmetic(op, &eval(left, row)?, &eval(right, row)?)
+            arithmetic(op, &*operand(left, row)?, &*operand(right, row)?)
         }
+    }
+}
+
+/// An operand that is only read: a field of the row's value or a literal is borrowed,
+/// not cloned (a filter's `kind <> 'view'` copies no string per row).
+fn operand<'a>(expr: &'a Expr, row: &'a Row) -> Result<Cow<'a, Value>, RowError> {
+    match expr {
+        Expr::Literal(v) => Ok(Cow::Borrowed(v)),
+        Expr::Column(name) if !name.starts_with('_') => Ok(lookup_path(&row.value, name)
+            .map_or(Cow::Owned(Value::Null), Cow::Borrowed)),
+        other => eval(other, row).map(Cow::Owned),
     }
 }
 
