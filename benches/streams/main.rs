@@ -428,7 +428,17 @@ type = "console"
     (grew / keys.max(1) as f64, held)
 }
 
+/// mimalloc's `purge_delay` option (index 15 in libmimalloc-sys 0.1.49's v3
+/// `mi_option_e`), set to -1 as `rivulet stream run` does (cli/src/stream.rs).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+extern "C" {
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
 fn main() {
+    // SAFETY: only stores an option value; -1 (never purge) is a valid one.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     // RUST_LOG=rivulet_streams=debug shows each batch's phases (poll, log, run, commit).
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
