@@ -19,7 +19,10 @@
 //!    topic, timed from start to its end (start-up included, as the
 //!    ceiling's assignment is). Runs alternate (ceiling, jobs, ceiling,
 //!    ...), best of `STREAMS_BENCH_REPEAT` each; ratio = job records/s ÷
-//!    ceiling records/s. Every run's sink is then read back: it must hold
+//!    ceiling records/s. Beside the rate, the CPU time each run cost per
+//!    record (least over the repeats): this process's (the job, or the
+//!    ceiling's loop) and the broker's — a figure a loaded machine distorts
+//!    far less than the wall-clock rate. Every run's sink is then read back: it must hold
 //!    exactly the expected rows (for the aggregate: counts summing to N),
 //!    or the bench fails.
 //! 2. Latency: a producer paces `STREAMS_BENCH_RATE` events/s for
@@ -56,7 +59,7 @@ use rivulet_testkit::dirs::bench_dir;
 use rivulet_testkit::kafka::bench_client_config;
 use rivulet_testkit::postgres::TestPostgres;
 use rivulet_testkit::process::BrokerProcess;
-use rivulet_testkit::procfs;
+use rivulet_testkit::procfs::{self, Proc};
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -125,6 +128,41 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// One measured run: wall time, CPU time of this process and of the broker.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    elapsed: Duration,
+    cpu: Duration,
+    broker_cpu: Duration,
+}
+
+impl Cost {
+    /// Run `f`, measuring it.
+    fn of<T>(broker: u32, f: impl FnOnce() -> T) -> (T, Cost) {
+        let (cpu0, b0, t0) = (
+            procfs::cpu_time(Proc::This),
+            procfs::cpu_time(Proc::Pid(broker)),
+            Instant::now(),
+        );
+        let out = f();
+        let cost = Cost {
+            elapsed: t0.elapsed(),
+            cpu: procfs::cpu_time(Proc::This).saturating_sub(cpu0),
+            broker_cpu: procfs::cpu_time(Proc::Pid(broker)).saturating_sub(b0),
+        };
+        (out, cost)
+    }
+
+    /// The best of two measurements of one thing: least wall time, least CPU.
+    fn best(self, other: Cost) -> Cost {
+        Cost {
+            elapsed: self.elapsed.min(other.elapsed),
+            cpu: self.cpu.min(other.cpu),
+            broker_cpu: self.broker_cpu.min(other.broker_cpu),
+        }
+    }
+}
+
 struct Bench {
     plan: Plan,
     rt: tokio::runtime::Runtime,
@@ -182,7 +220,7 @@ impl Bench {
 
     /// One `available_now` run of `job` over `input`: elapsed, then checks
     /// the sink's rows.
-    fn throughput(&mut self, job: Job, input: &str, n: usize) -> Option<Duration> {
+    fn throughput(&mut self, job: Job, input: &str, n: usize) -> Option<Cost> {
         let bootstrap = self.broker.bootstrap();
         let t = self.target(job, input, "available_now");
         let toml = t.toml();
@@ -194,9 +232,10 @@ impl Bench {
             ..RunOptions::default()
         };
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let t0 = Instant::now();
-        let result = self.rt.block_on(runtime::run(plan, options, rx));
-        let elapsed = t0.elapsed();
+        let rt = &self.rt;
+        let (result, cost) = Cost::of(self.broker.pid(), || {
+            rt.block_on(runtime::run(plan, options, rx))
+        });
         if let Err(e) = result {
             return self.problem(format!("{}: {e}", job.label()));
         }
@@ -223,7 +262,7 @@ impl Bench {
                 job.label()
             ));
         }
-        Some(elapsed)
+        Some(cost)
     }
 
     fn problem<T>(&mut self, p: String) -> Option<T> {
@@ -232,9 +271,10 @@ impl Bench {
         None
     }
 
-    fn ceiling(&mut self, input: &str, n: usize) -> Duration {
+    fn ceiling(&mut self, input: &str, n: usize) -> Cost {
         let bootstrap = self.broker.bootstrap();
-        let stats = consume(
+        let broker = self.broker.pid();
+        let (stats, cost) = Cost::of(broker, || consume(
             &ReadSpec {
                 bootstrap: &bootstrap,
                 topic: input,
@@ -246,12 +286,15 @@ impl Bench {
                 broker_pid: Some(self.broker.pid()),
             },
             |_| {},
-        );
+        ));
         if stats.records != n {
             self.problems
                 .push(format!("ceiling read {} of {n} records", stats.records));
         }
-        stats.elapsed
+        Cost {
+            elapsed: stats.elapsed,
+            ..cost
+        }
     }
 
     /// The latency phase of `job`: p50, p99, max in ms, and rows seen.
@@ -486,45 +529,54 @@ fn main() {
 
     // 1. Throughput.
     b.fill("events", n);
-    let mut ceiling = Vec::new();
-    let mut best: BTreeMap<&'static str, Duration> = BTreeMap::new();
+    let mut ceiling: Option<Cost> = None;
+    let mut best: BTreeMap<&'static str, Cost> = BTreeMap::new();
     for _ in 0..b.plan.repeat {
-        ceiling.push(b.ceiling("events", n));
+        let c = b.ceiling("events", n);
+        ceiling = Some(ceiling.map_or(c, |b| b.best(c)));
         for &job in &jobs {
-            if let Some(d) = b.throughput(job, "events", n) {
-                let e = best.entry(job.slug()).or_insert(d);
-                *e = (*e).min(d);
+            if let Some(c) = b.throughput(job, "events", n) {
+                let e = best.entry(job.slug()).or_insert(c);
+                *e = e.best(c);
             }
         }
     }
-    let ceiling = ceiling.into_iter().min().unwrap_or_default();
+    let ceiling = ceiling.unwrap_or(Cost {
+        elapsed: Duration::ZERO,
+        cpu: Duration::ZERO,
+        broker_cpu: Duration::ZERO,
+    });
     let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let per_record = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
     println!();
     println!(
         "throughput (best of {}; at most {} records per batch):",
         b.plan.repeat, b.plan.batch
     );
-    println!("  {:<44} {:>12} {:>8}", "", "events/s", "ratio");
     println!(
-        "  {:<44} {:>12.0} {:>8.2}",
-        "ceiling: rdkafka BaseConsumer loop",
-        rate(ceiling),
-        1.0
+        "  {:<44} {:>12} {:>8} {:>12} {:>12}",
+        "", "events/s", "ratio", "cpu µs/rec", "broker µs/rec"
     );
+    let row = |label: &str, c: &Cost| {
+        println!(
+            "  {:<44} {:>12.0} {:>8.2} {:>12.2} {:>12.2}",
+            label,
+            rate(c.elapsed),
+            rate(c.elapsed) / rate(ceiling.elapsed),
+            per_record(c.cpu),
+            per_record(c.broker_cpu)
+        );
+    };
+    row("ceiling: rdkafka BaseConsumer loop", &ceiling);
     for &job in &jobs {
-        if let Some(d) = best.get(job.slug()) {
-            println!(
-                "  {:<44} {:>12.0} {:>8.2}",
-                job.label(),
-                rate(*d),
-                rate(*d) / rate(ceiling)
-            );
+        if let Some(c) = best.get(job.slug()) {
+            row(job.label(), c);
         }
     }
     if let (Some(a), Some(e)) = (best.get("kafka-alo"), best.get("kafka-eos")) {
         println!(
             "  exactly-once ÷ at-least-once (kafka sink): {:.2}",
-            rate(*e) / rate(*a)
+            rate(e.elapsed) / rate(a.elapsed)
         );
     }
 
