@@ -7,6 +7,8 @@
 #
 # Usage: scripts/bench_security.sh [RECORDS] [CONNECTIONS]
 #   RIVULET_BIN (default target/release/rivulet; `cargo build --release -p rivulet-cli`)
+#   RIVULET_BENCH_PIN=1: the broker on CPU 0, the clients on CPU 1 (as on separate
+#   machines: TLS on the client side then does not take the broker's CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${RIVULET_BIN:-target/release/rivulet}
@@ -19,7 +21,13 @@ trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "
 BASE=${RIVULET_BENCH_PORT:-29500}
 PLAIN=127.0.0.1:$BASE
 SASL=127.0.0.1:$((BASE + 1))
-"$BIN" --set "listeners=PLAINTEXT://$PLAIN,SASL_SSL://$SASL" \
+BROKER_PIN=()
+CLIENT_PIN=()
+if [ "${RIVULET_BENCH_PIN:-0}" = 1 ]; then
+  BROKER_PIN=(taskset -c 0)
+  CLIENT_PIN=(taskset -c 1)
+fi
+"${BROKER_PIN[@]}" "$BIN" --set "listeners=PLAINTEXT://$PLAIN,SASL_SSL://$SASL" \
   --set inter.broker.listener.name=PLAINTEXT \
   --set "controller.listener=127.0.0.1:$((BASE + 2))" \
   --set "data.dir=$DIR/data" \
@@ -38,4 +46,4 @@ AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=1)
 PY
   sleep 0.2
 done
-"$PY" benches/security/security_bench.py "$PLAIN" "$SASL" "$DIR/certs/ca.pem" "${1:-200000}" "${2:-200}"
+"${CLIENT_PIN[@]}" "$PY" benches/security/security_bench.py "$PLAIN" "$SASL" "$DIR/certs/ca.pem" "${1:-200000}" "${2:-200}"
