@@ -274,19 +274,21 @@ impl Bench {
     fn ceiling(&mut self, input: &str, n: usize) -> Cost {
         let bootstrap = self.broker.bootstrap();
         let broker = self.broker.pid();
-        let (stats, cost) = Cost::of(broker, || consume(
-            &ReadSpec {
-                bootstrap: &bootstrap,
-                topic: input,
-                offset: 0,
-                n,
-                config: &[],
-                settle: Duration::ZERO,
-                timeout: T,
-                broker_pid: Some(self.broker.pid()),
-            },
-            |_| {},
-        ));
+        let (stats, cost) = Cost::of(broker, || {
+            consume(
+                &ReadSpec {
+                    bootstrap: &bootstrap,
+                    topic: input,
+                    offset: 0,
+                    n,
+                    config: &[],
+                    settle: Duration::ZERO,
+                    timeout: T,
+                    broker_pid: Some(self.broker.pid()),
+                },
+                |_| {},
+            )
+        });
         if stats.records != n {
             self.problems
                 .push(format!("ceiling read {} of {n} records", stats.records));

@@ -11,8 +11,8 @@ use serde_json::{Number, Value};
 
 use super::{BinaryOp, CastType, Expr, Function};
 use crate::error::RowError;
-use crate::time::{float_to_i64, format_millis, parse_rfc3339};
 use crate::row::lookup_path;
+use crate::time::{float_to_i64, format_millis, parse_rfc3339};
 use crate::Row;
 
 pub(super) fn eval(expr: &Expr, row: &Row) -> Result<Value, RowError> {
@@ -158,8 +158,9 @@ fn binary(op: BinaryOp, left: &Expr, right: &Expr, row: &Row) -> Result<Value, R
 fn operand<'a>(expr: &'a Expr, row: &'a Row) -> Result<Cow<'a, Value>, RowError> {
     match expr {
         Expr::Literal(v) => Ok(Cow::Borrowed(v)),
-        Expr::Column(name) if !name.starts_with('_') => Ok(lookup_path(&row.value, name)
-            .map_or(Cow::Owned(Value::Null), Cow::Borrowed)),
+        Expr::Column(name) if !name.starts_with('_') => {
+            Ok(lookup_path(&row.value, name).map_or(Cow::Owned(Value::Null), Cow::Borrowed))
+        }
         other => eval(other, row).map(Cow::Owned),
     }
 }
