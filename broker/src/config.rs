@@ -111,7 +111,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
     ("broker.fence.on.refused.connection", "true"),
-    ("controller.quorum.election.timeout.ms", "300"),
+    ("controller.quorum.election.timeout.ms", "500"),
     ("replica.lag.time.max.ms", "30000"),
     ("max.open.logs", "100000"),
     ("num.recovery.threads", "2"),
