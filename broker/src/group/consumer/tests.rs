@@ -681,8 +681,9 @@ fn a_classic_member_reconciles_by_rejoining() {
     assert_eq!(s.group.classic_leave("k"), E::UnknownMemberId.code());
 }
 
-#[test]
-fn a_stable_classic_group_converts_with_its_members_partitions_and_generation() {
+/// A Stable classic `consumer` group at generation 7: x owns t-0/1, y t-2/3
+/// (range).
+fn stable_classic_group() -> crate::group::types::GroupSnapshot {
     use crate::group::types::{GroupSnapshot, GroupState, MemberSnapshot};
     let member = |id: &str, parts: &[i32]| MemberSnapshot {
         member_id: id.into(),
@@ -698,7 +699,7 @@ fn a_stable_classic_group_converts_with_its_members_partitions_and_generation() 
         )]))
         .to_vec(),
     };
-    let snap = GroupSnapshot {
+    GroupSnapshot {
         group_id: "g".into(),
         state: GroupState::Stable,
         generation_id: 7,
@@ -707,7 +708,13 @@ fn a_stable_classic_group_converts_with_its_members_partitions_and_generation() 
         leader: Some("x".into()),
         members: vec![member("x", &[0, 1]), member("y", &[2, 3])],
         state_timestamp: 0,
-    };
+    }
+}
+
+#[test]
+fn a_stable_classic_group_converts_with_its_members_partitions_and_generation() {
+    use crate::group::types::GroupState;
+    let snap = stable_classic_group();
     let t = topics(&[("t", 4)]);
     let g = ConsumerGroup::from_classic(&snap, config(), &t, 0).unwrap();
     assert_eq!((g.data().group_epoch, g.data().assignment_epoch), (7, 7));
@@ -729,32 +736,9 @@ fn a_stable_classic_group_converts_with_its_members_partitions_and_generation() 
 #[test]
 fn the_last_consumer_member_leaving_downgrades_to_a_classic_group_that_rejoins() {
     use crate::group::state::Group;
-    use crate::group::types::{GroupSnapshot, GroupState, MemberSnapshot};
+    use crate::group::types::GroupState;
     let t = topics(&[("t", 4)]);
-    let member = |id: &str, parts: &[i32]| MemberSnapshot {
-        member_id: id.into(),
-        group_instance_id: None,
-        client_id: id.into(),
-        client_host: "/h".into(),
-        session_timeout_ms: 10_000,
-        rebalance_timeout_ms: 10_000,
-        protocols: vec![("range".into(), subscription(&["t"], &[]).to_vec())],
-        assignment: classic::encode_assignment(&Partitions::from([(
-            "t".to_string(),
-            parts.iter().copied().collect(),
-        )]))
-        .to_vec(),
-    };
-    let snap = GroupSnapshot {
-        group_id: "g".into(),
-        state: GroupState::Stable,
-        generation_id: 7,
-        protocol_type: Some("consumer".into()),
-        protocol_name: Some("range".into()),
-        leader: Some("x".into()),
-        members: vec![member("x", &[0, 1]), member("y", &[2, 3])],
-        state_timestamp: 0,
-    };
+    let snap = stable_classic_group();
     let mut g = ConsumerGroup::from_classic(&snap, config(), &t, 0).unwrap();
     // A consumer-protocol member joins: no downgrade while it is there.
     let join = Heartbeat {
