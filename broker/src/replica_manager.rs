@@ -50,7 +50,7 @@ mod isr;
 mod tests;
 
 pub use crate::replication::{AlterPartitionAnswer, ReplicaState};
-pub use append::{AppendOrigin, AppendResult};
+pub use append::{AppendOrigin, AppendResult, AppendWait, Appended};
 
 #[derive(Debug)]
 pub struct Partition {
