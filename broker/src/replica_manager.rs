@@ -51,6 +51,7 @@ mod tests;
 
 pub use crate::replication::{AlterPartitionAnswer, ReplicaState};
 pub use append::{AppendOrigin, AppendResult, AppendWait, Appended};
+pub use fetch::FollowerDurable;
 
 #[derive(Debug)]
 pub struct Partition {
