@@ -67,6 +67,9 @@ struct Measured {
     p99_ms: f64,
     /// CPU seconds of all the target's nodes per GiB of record values.
     cpu_s_per_gib: f64,
+    /// Paced runs: the broker-side Produce p99 bound (ms) and the number
+    /// of requests ([`broker_p99_ms`]).
+    broker_p99: Option<(f64, u64)>,
 }
 
 /// CPU time (user + system) of the live nodes so far, in seconds.
@@ -169,6 +172,7 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
         }
     });
     r.acked.lock().expect("lock").clear();
+    let buckets0 = rate.map(|_| produce_buckets(nodes));
     let cpu0 = cpu_seconds(nodes);
     let t0 = Instant::now();
     std::thread::scope(|s| {
@@ -183,6 +187,7 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
     });
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(nodes) - cpu0;
+    let broker_p99 = buckets0.map(|b0| broker_p99_ms(&b0, &produce_buckets(nodes)));
     let failed = r.failed.lock().expect("lock");
     assert!(
         failed.is_empty(),
@@ -205,6 +210,7 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
         p50_ms: pct_ms(&lat, 50.0),
         p99_ms: pct_ms(&lat, 99.0),
         cpu_s_per_gib: cpu / (n as f64 * VALUE as f64 / GIB),
+        broker_p99,
     }
 }
 
@@ -225,6 +231,64 @@ fn show(run: &str, target: &str, load: &str, m: &Measured) {
         m.p99_ms,
         m.cpu_s_per_gib
     );
+}
+
+/// `rivulet_request_total_seconds` of Produce summed over the nodes, as
+/// cumulative counts per bucket bound (seconds; `+Inf` last), from each
+/// node's metrics endpoint.
+fn produce_buckets(nodes: &ProcessCluster) -> Vec<(f64, u64)> {
+    let mut sum: Vec<(f64, u64)> = Vec::new();
+    for id in nodes.ids() {
+        let text = scrape(&nodes.node(id).metrics_addr());
+        let prefix = "rivulet_request_total_seconds_bucket{api=\"Produce\",le=\"";
+        let buckets = text.lines().filter_map(|l| {
+            let (le, count) = l.strip_prefix(prefix)?.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse::<u64>().ok()?))
+        });
+        for (i, (le, count)) in buckets.enumerate() {
+            match sum.get_mut(i) {
+                Some(b) => b.1 += count,
+                None => sum.push((le, count)),
+            }
+        }
+    }
+    sum
+}
+
+/// `GET /metrics` over plain HTTP/1.0; empty on any failure.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The bucket bound (ms) under which 99% of the Produce requests between
+/// two [`produce_buckets`] readings fell, and their number.
+fn broker_p99_ms(before: &[(f64, u64)], after: &[(f64, u64)]) -> (f64, u64) {
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, c)| {
+            let b = before.iter().find(|(l, _)| l == le).map_or(0, |(_, c)| *c);
+            (*le, c.saturating_sub(b))
+        })
+        .collect();
+    let total = diff.last().map_or(0, |(_, c)| *c);
+    let le = diff
+        .iter()
+        .find(|(_, c)| *c as f64 >= 0.99 * total as f64)
+        .map_or(f64::NAN, |(le, _)| le * 1e3);
+    (le, total)
 }
 
 /// `(VmRSS, VmHWM)` of every node, in MiB.
@@ -308,9 +372,12 @@ pub fn part(bin: &Path, records: usize, repeat: usize) {
         b3[2].map_or(f64::NAN, |m| m.records_per_s / ceiling)
     );
     for (i, m) in &half {
+        let (broker_p99, requests) = m.broker_p99.unwrap_or((f64::NAN, 0));
         println!(
-            "3 nodes at half load ({:.0} rec/s), {}: p50 {:.2} ms, p99 {:.2} ms (target <= 5 ms)",
-            m.records_per_s, loads[*i].label, m.p50_ms, m.p99_ms
+            "3 nodes at half load ({:.0} rec/s), {}: enqueue to delivery report p50 {:.2} ms, \
+             p99 {:.2} ms (linger.ms 5 included); broker-side Produce request p99 <= {} ms \
+             ({requests} requests; histogram bucket bound) (target <= 5 ms)",
+            m.records_per_s, loads[*i].label, m.p50_ms, m.p99_ms, broker_p99
         );
     }
     println!(
