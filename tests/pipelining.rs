@@ -81,8 +81,22 @@ fn offsets(b: &TestBroker, tp: &TopicPartition) -> (i64, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pipelined_produces_append_while_the_first_waits_and_answer_in_order() {
+    back_to_back_produces(&[], true).await;
+}
+
+/// `connection.max.pipelined.requests=1`: one request at a time, as Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_request_at_a_time_when_pipelining_is_off() {
+    back_to_back_produces(&[("connection.max.pipelined.requests", "1")], false).await;
+}
+
+/// Three acks=all produces back to back while a follower is held: with
+/// `pipelined`, all three are appended before the first is answered;
+/// without, only the first. Either way the answers come in order.
+async fn back_to_back_produces(extra: &[(&str, &str)], pipelined: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut brokers = start_cluster(dir.path(), 3, CLUSTER).await;
+    let settings: Vec<(&str, &str)> = CLUSTER.iter().chain(extra).copied().collect();
+    let mut brokers = start_cluster(dir.path(), 3, &settings).await;
     let topic = "pipelined";
     let tp = TopicPartition::new(topic, 0);
     create_topic_rf(
@@ -150,17 +164,32 @@ async fn pipelined_produces_append_while_the_first_waits_and_answer_in_order() {
     // All three are appended on the leader while the first still waits for
     // the held follower (the high watermark has not moved past the
     // warm-up record, so no acks=all answer can have been given).
-    let appended = Poll::new(Duration::from_secs(10))
-        .until_async(|| offsets(&brokers[li], &tp).0 == 4)
-        .await;
-    let (leo, hw) = offsets(&brokers[li], &tp);
-    assert!(
-        appended,
-        "the later requests were not appended while the first waited: log end {leo}, \
-         high watermark {hw}"
-    );
+    if pipelined {
+        let appended = Poll::new(Duration::from_secs(10))
+            .until_async(|| offsets(&brokers[li], &tp).0 == 4)
+            .await;
+        let (leo, hw) = offsets(&brokers[li], &tp);
+        assert!(
+            appended,
+            "the later requests were not appended while the first waited: log end {leo}, \
+             high watermark {hw}"
+        );
+    } else {
+        let appended_first = Poll::new(Duration::from_secs(10))
+            .until_async(|| offsets(&brokers[li], &tp).0 == 2)
+            .await;
+        assert!(appended_first, "the first request was not appended");
+        // The next request is not even read while the first waits.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            offsets(&brokers[li], &tp).0,
+            2,
+            "a later request was appended"
+        );
+    }
     assert_eq!(
-        hw, 1,
+        offsets(&brokers[li], &tp).1,
+        1,
         "the high watermark moved while the follower was held"
     );
 
