@@ -180,22 +180,27 @@ fn producer(
     c.create_with_context(Ctx(r.clone())).expect("producer")
 }
 
+/// Enqueue one record, waiting while the producer's queue is full.
+fn send_one(p: &ThreadedProducer<Ctx>, r: &Reports, topic: &str, partition: i32, value: &[u8]) {
+    let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, r.now() as usize)
+        .partition(partition)
+        .payload(value);
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                std::thread::sleep(Duration::from_micros(200));
+                rec = back.delivery_opaque(r.now() as usize);
+            }
+            Err((e, _)) => panic!("produce to {topic}: {e}"),
+        }
+    }
+}
+
 /// Send `n` records of `value` to `topic`/0 as fast as the queue takes them.
 fn send_all(p: &ThreadedProducer<Ctx>, r: &Reports, topic: &str, value: &[u8], n: usize) {
     for _ in 0..n {
-        let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, r.now() as usize)
-            .partition(0)
-            .payload(value);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    std::thread::sleep(Duration::from_micros(200));
-                    rec = back.delivery_opaque(r.now() as usize);
-                }
-                Err((e, _)) => panic!("produce to {topic}: {e}"),
-            }
-        }
+        send_one(p, r, topic, 0, value);
     }
     p.flush(T).expect("flush");
 }

@@ -6,15 +6,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rivulet_testkit::cluster::ProcessCluster;
 use rivulet_testkit::kafka::{block_on, try_create_topic, wait_for_partitions, Admin};
 use rivulet_testkit::poll::Poll;
 use rivulet_testkit::procfs::{cpu_time, rss, Proc};
 
-use super::{client_config, pct_ms, producer, start_nodes, Ctx, Reports, T};
+use super::{client_config, pct_ms, producer, send_one, start_nodes, Ctx, Reports, T};
 
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
@@ -108,7 +106,6 @@ fn create_topic(nodes: &ProcessCluster, topic: &str, partitions: i32) {
 /// Send record indices `first, first + step, …` below `n` (partition:
 /// index mod `partitions`); with `pace`, the `k`th of them not before
 /// `t0 + k / rate`.
-#[allow(clippy::too_many_arguments)]
 fn send_share(
     p: &ThreadedProducer<Ctx>,
     r: &Reports,
@@ -126,19 +123,7 @@ fn send_share(
                 std::thread::sleep(due - now);
             }
         }
-        let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, r.now() as usize)
-            .partition((i % partitions as usize) as i32)
-            .payload(&value);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    std::thread::sleep(Duration::from_micros(200));
-                    rec = back.delivery_opaque(r.now() as usize);
-                }
-                Err((e, _)) => panic!("produce to {topic}: {e}"),
-            }
-        }
+        send_one(p, r, topic, (i % partitions as usize) as i32, &value);
     }
 }
 
