@@ -68,6 +68,8 @@ struct Measured {
     /// Paced runs: the broker-side Produce p99 bound (ms) and the number
     /// of requests ([`broker_p99_ms`]).
     broker_p99: Option<(f64, u64)>,
+    /// fsyncs of all the target's nodes per MiB of record values.
+    fsyncs_per_mib: f64,
 }
 
 /// CPU time (user + system) of the live nodes so far, in seconds.
@@ -158,6 +160,7 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
     });
     r.acked.lock().expect("lock").clear();
     let buckets0 = rate.map(|_| produce_buckets(nodes));
+    let fsyncs0 = fsyncs(nodes);
     let cpu0 = cpu_seconds(nodes);
     let t0 = Instant::now();
     std::thread::scope(|s| {
@@ -173,6 +176,7 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(nodes) - cpu0;
     let broker_p99 = buckets0.map(|b0| broker_p99_ms(&b0, &produce_buckets(nodes)));
+    let synced = fsyncs(nodes).saturating_sub(fsyncs0);
     let failed = r.failed.lock().expect("lock");
     assert!(
         failed.is_empty(),
@@ -196,6 +200,7 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
         p99_ms: pct_ms(&lat, 99.0),
         cpu_s_per_gib: cpu / (n as f64 * VALUE as f64 / GIB),
         broker_p99,
+        fsyncs_per_mib: synced as f64 / (n as f64 * VALUE as f64 / MIB),
     }
 }
 
@@ -209,12 +214,13 @@ fn best(runs: &[Measured]) -> Measured {
 fn show(run: &str, target: &str, load: &str, m: &Measured) {
     println!(
         "  {run}: {target:<8} {load:<42} {:>8.0} rec/s {:>7.1} MB/s  p50 {:>7.2} ms  \
-         p99 {:>7.2} ms  CPU {:>6.1} s/GiB",
+         p99 {:>7.2} ms  CPU {:>6.1} s/GiB  {:>5.2} fsyncs/MiB",
         m.records_per_s,
         m.records_per_s * VALUE as f64 / 1e6,
         m.p50_ms,
         m.p99_ms,
-        m.cpu_s_per_gib
+        m.cpu_s_per_gib,
+        m.fsyncs_per_mib
     );
 }
 
@@ -243,6 +249,19 @@ fn produce_buckets(nodes: &ProcessCluster) -> Vec<(f64, u64)> {
         }
     }
     sum
+}
+
+/// fsyncs so far (`rivulet_fsync_seconds_count`), summed over the nodes.
+fn fsyncs(nodes: &ProcessCluster) -> u64 {
+    nodes
+        .ids()
+        .filter_map(|id| {
+            let text = scrape(&nodes.node(id).metrics_addr());
+            text.lines()
+                .find_map(|l| l.strip_prefix("rivulet_fsync_seconds_count "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
 }
 
 /// `GET /metrics` over plain HTTP/1.0; empty on any failure.
@@ -377,6 +396,16 @@ pub fn part(bin: &Path, records: usize, repeat: usize) {
         b3[1].map_or(f64::NAN, |m| m.cpu_s_per_gib),
         b3[1].map_or(f64::NAN, |m| m.cpu_s_per_gib / b1[1].cpu_s_per_gib),
         std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let fs = |m: Option<Measured>| m.map_or(f64::NAN, |m| m.fsyncs_per_mib);
+    println!(
+        "fsyncs per MiB (all nodes), {}: 1 node {:.2}, 3 nodes {:.2}; {}: 1 node {:.2}, 3 nodes {:.2}",
+        loads[0].label,
+        b1[0].fsyncs_per_mib,
+        fs(b3[0]),
+        loads[1].label,
+        b1[1].fsyncs_per_mib,
+        fs(b3[1])
     );
     let fmt = |v: &[(f64, f64)], peak: bool| {
         v.iter()
