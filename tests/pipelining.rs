@@ -8,7 +8,8 @@
 //!   high watermark stays put): all three are appended on the leader before
 //!   the first is acknowledged, and once the follower is let go the answers
 //!   arrive in correlation-id order with increasing base offsets.
-//!   Served one request at a time, only the first would be appended.
+//!   Served one request at a time (`connection.max.pipelined.requests=1`,
+//!   also tested), only the first is appended until it is answered.
 //! - rdkafka: one idempotent producer (acks=all, max.in.flight 5, small
 //!   batches so several requests are in flight) on a 3-node cluster; every
 //!   record is read back once, in order, at contiguous offsets.
