@@ -4,14 +4,24 @@
 //! Every node runs with its defaults except ports, ids and data dirs, so
 //! the figures are what `rivulet cluster up` gives.
 //!
-//! 1. Throughput and latency, side by side in one run: 1 KiB records with
-//!    `acks=all` to an RF-3 topic (`min.insync.replicas=2`) on the 3-node
-//!    cluster, against `acks=1` to an RF-1 topic on a single node — the
-//!    ratio the issue asks for. Runs alternate between the two targets
-//!    (`CLUSTER_BENCH_REPEAT`, default 2) and the best of each is reported.
-//!    A run: a fresh one-partition topic, `CLUSTER_BENCH_RECORDS` records
-//!    (default 300,000) sent as fast as a 10,000-record producer queue takes
-//!    them; latency from enqueue to delivery report (queue time included).
+//! 1. Throughput, latency, CPU and memory, all in one run as ratios
+//!    (`cluster/throughput.rs`): 1 KiB records, `linger.ms` 5 and
+//!    librdkafka's defaults otherwise, each load to a fresh topic on a
+//!    single node (RF 1) and on the 3-node cluster (RF 3,
+//!    `min.insync.replicas` 2), both with their default flush policy (fsync
+//!    before an acks=all answer). Loads: one producer on one partition
+//!    acks=all; 4 producers on 8 partitions acks=all; one connection acks=all
+//!    with `max.in.flight` 5; and the client ceiling, one producer acks=0 on
+//!    the single node. Runs alternate between loads and targets
+//!    (`CLUSTER_BENCH_REPEAT`, default 2) and the best of each is reported;
+//!    then the two acks=all loads run on the cluster paced at half their
+//!    best rate for the p99 latency. Reported: 3-node / single-node
+//!    throughput per load, the one-connection runs over the ceiling, p99 at
+//!    half load, broker CPU seconds per GiB (the sum of the three nodes'),
+//!    and every node's RSS idle (before any topic) and peak (VmHWM) after
+//!    the runs. A run: `CLUSTER_BENCH_RECORDS` records (default 300,000)
+//!    sent as fast as 10,000-record producer queues take them; latency from
+//!    enqueue to delivery report (queue time included).
 //! 2. Unavailability window: a probe producer (acks=all, idempotent) sends
 //!    a record every 5 ms to a partition led by node L; L is SIGKILLed; the
 //!    window is from the kill to the first acknowledgement of a record sent
@@ -49,11 +59,12 @@ use rivulet_testkit::kafka::{
     bench_client_config, block_on, try_create_topic, wait_for_partitions, Admin,
 };
 use rivulet_testkit::poll::Poll;
-use rivulet_testkit::procfs::{cpu_time, Proc};
 use rivulet_testkit::stats::percentile;
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "cluster/throughput.rs"]
+mod throughput;
 use common::{env_usize, rivulet_bin, target_dir};
 
 /// Upper bound on any single wait; a run that exceeds it is broken.
@@ -169,41 +180,29 @@ fn producer(
     c.create_with_context(Ctx(r.clone())).expect("producer")
 }
 
+/// Enqueue one record, waiting while the producer's queue is full.
+fn send_one(p: &ThreadedProducer<Ctx>, r: &Reports, topic: &str, partition: i32, value: &[u8]) {
+    let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, r.now() as usize)
+        .partition(partition)
+        .payload(value);
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                std::thread::sleep(Duration::from_micros(200));
+                rec = back.delivery_opaque(r.now() as usize);
+            }
+            Err((e, _)) => panic!("produce to {topic}: {e}"),
+        }
+    }
+}
+
 /// Send `n` records of `value` to `topic`/0 as fast as the queue takes them.
 fn send_all(p: &ThreadedProducer<Ctx>, r: &Reports, topic: &str, value: &[u8], n: usize) {
     for _ in 0..n {
-        let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, r.now() as usize)
-            .partition(0)
-            .payload(value);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    std::thread::sleep(Duration::from_micros(200));
-                    rec = back.delivery_opaque(r.now() as usize);
-                }
-                Err((e, _)) => panic!("produce to {topic}: {e}"),
-            }
-        }
+        send_one(p, r, topic, 0, value);
     }
     p.flush(T).expect("flush");
-}
-
-struct Throughput {
-    records_per_s: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    /// CPU seconds the broker processes spent per GiB of record values.
-    cpu_s_per_gib: f64,
-}
-
-/// CPU time (user + system) of the live nodes so far, in seconds.
-fn cpu_seconds(nodes: &ProcessCluster) -> f64 {
-    nodes
-        .pids()
-        .into_iter()
-        .map(|pid| cpu_time(Proc::Pid(pid)).as_secs_f64())
-        .sum()
 }
 
 /// Nearest-rank percentile of sorted nanoseconds, in ms.
@@ -211,93 +210,7 @@ fn pct_ms(sorted: &[u64], p: f64) -> f64 {
     percentile(sorted, p).map_or(f64::NAN, |ns| ns as f64 / 1e6)
 }
 
-fn throughput(nodes: &ProcessCluster, topic: &str, acks: &str, n: usize) -> Throughput {
-    let bootstrap = &nodes.bootstrap();
-    let value = vec![b'r'; 1024];
-    let r = Reports::new();
-    let p = producer(bootstrap, acks, &r, &[("linger.ms", "5")]);
-    send_all(&p, &r, topic, &value, n / 100);
-    r.acked.lock().expect("lock").clear();
-    let cpu0 = cpu_seconds(nodes);
-    let t0 = Instant::now();
-    send_all(&p, &r, topic, &value, n);
-    let secs = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(nodes) - cpu0;
-    let failed = r.failed.lock().expect("lock").len();
-    assert_eq!(
-        failed,
-        0,
-        "{failed} records failed: {:?}",
-        r.failed.lock().expect("lock").first()
-    );
-    let mut lat: Vec<u64> = r
-        .acked
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|(s, d)| d - s)
-        .collect();
-    lat.sort_unstable();
-    assert_eq!(lat.len(), n);
-    Throughput {
-        records_per_s: n as f64 / secs,
-        p50_ms: pct_ms(&lat, 50.0),
-        p99_ms: pct_ms(&lat, 99.0),
-        cpu_s_per_gib: cpu / (n as f64 * 1024.0 / (1u64 << 30) as f64),
-    }
-}
-
-fn best(runs: &[Throughput]) -> &Throughput {
-    runs.iter()
-        .max_by(|a, b| a.records_per_s.total_cmp(&b.records_per_s))
-        .expect("a run")
-}
-
 // ---- the three parts ----
-
-fn part_throughput(bin: &Path, records: usize, repeat: usize) {
-    let single = start_nodes(bin, 1, "single");
-    let cluster = start_nodes(bin, 3, "three");
-    let (mut one, mut three) = (Vec::new(), Vec::new());
-    for run in 0..repeat {
-        let t = format!("single-{run}");
-        create_topic(&single.bootstrap(), &t, 1);
-        one.push(throughput(&single, &t, "1", records));
-        let t = format!("replicated-{run}");
-        create_topic(&cluster.bootstrap(), &t, 3);
-        three.push(throughput(&cluster, &t, "all", records));
-        for (label, r) in [
-            ("single node acks=1", one.last()),
-            ("3 nodes RF 3 acks=all", three.last()),
-        ] {
-            let r = r.expect("a run");
-            println!(
-                "  run {run}: {label:<22} {:>9.0} rec/s {:>7.1} MB/s  p50 {:>6.1} ms  p99 {:>6.1} ms  \
-                 broker CPU {:.2} s/GiB",
-                r.records_per_s,
-                r.records_per_s * 1024.0 / 1e6,
-                r.p50_ms,
-                r.p99_ms,
-                r.cpu_s_per_gib
-            );
-        }
-    }
-    let (a, b) = (best(&one), best(&three));
-    println!(
-        "1 KiB, best of {repeat}: single node acks=1 {:.0} rec/s (p50 {:.1} / p99 {:.1} ms); \
-         3 nodes acks=all {:.0} rec/s (p50 {:.1} / p99 {:.1} ms)",
-        a.records_per_s, a.p50_ms, a.p99_ms, b.records_per_s, b.p50_ms, b.p99_ms
-    );
-    println!(
-        "ratio 3-node acks=all / single acks=1: throughput {:.2}, p50 {:.2}x, p99 {:.2}x, \
-         broker CPU per GiB {:.2}x (three processes on {} cores)",
-        b.records_per_s / a.records_per_s,
-        b.p50_ms / a.p50_ms,
-        b.p99_ms / a.p99_ms,
-        b.cpu_s_per_gib / a.cpu_s_per_gib,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-}
 
 fn part_unavailability(bin: &Path, kills: usize) {
     let mut cluster = start_nodes(bin, 3, "kill");
@@ -452,7 +365,7 @@ fn main() {
     let run = |part: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == part);
     if run("throughput") {
         println!("-- throughput: {records} records per run");
-        part_throughput(&bin, records, repeat);
+        throughput::part(&bin, records, repeat);
     }
     if run("kill") {
         println!("-- unavailability after killing the leader");

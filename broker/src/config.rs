@@ -163,6 +163,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("leader.imbalance.per.broker.percentage", "10"),
     ("leader.imbalance.check.interval.seconds", "300"),
     ("leader.replication.throttled.rate", "9223372036854775807"),
+    // Pipelining on one connection (crate::connection, issue 15).
+    ("connection.max.pipelined.requests", "16"),
 ];
 
 #[derive(Debug, Clone)]
@@ -208,6 +210,10 @@ pub struct BrokerConfig {
     /// so a stalled client cannot keep its share of the request memory pool.
     pub request_body_timeout_ms: u64,
     pub connections_max_idle_ms: u64,
+    /// Requests of one connection read and handled while earlier ones wait
+    /// for their responses to be written (`connection.max.pipelined.requests`;
+    /// 1: one at a time, as Kafka).
+    pub max_pipelined_requests: usize,
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: u64,
     /// `broker.fence.on.refused.connection`: the active controller fences a
@@ -547,6 +553,12 @@ impl BrokerConfig {
                 &get("connections.max.idle.ms"),
                 1,
                 u64::MAX / 2,
+            )?,
+            max_pipelined_requests: int(
+                "connection.max.pipelined.requests",
+                &get("connection.max.pipelined.requests"),
+                1,
+                1024,
             )?,
             session_timeout_ms: int(
                 "broker.session.timeout.ms",

@@ -1,6 +1,8 @@
 //! One client connection: read length-prefixed frames, check the API key
 //! and version against what we support *before* decoding, decode, dispatch,
-//! and write responses in request order.
+//! and write responses in request order — pipelined: a produce waiting for
+//! replication does not hold back the reading and appending of the next
+//! (see [`run`]).
 //!
 //! Bad input never takes the broker down: a size prefix that is negative or
 //! above `socket.request.max.bytes` is refused without allocating; a frame's
@@ -20,16 +22,20 @@
 //! listener every frame passes the connection's [`Authenticator`] first
 //! (authentication, re-authentication, session expiry: [`crate::sasl`]).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use rivulet_protocol::request::{self, RequestError};
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::{self, WireError};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 
 use crate::api;
@@ -103,17 +109,89 @@ pub async fn serve(
     }
 }
 
+/// One request on its way out: its response (or none, or the reason to
+/// close), what it holds of the pool and of the pipeline until written, and
+/// its timings for the request metrics.
+struct Answer {
+    response: Result<Option<BytesMut>, CloseReason>,
+    reservation: Reservation,
+    _slot: OwnedSemaphorePermit,
+    timed: Option<Timed>,
+}
+
+/// Times of one served request, as [`crate::metrics::RequestTimes`] wants.
+struct Timed {
+    key: i16,
+    received: Instant,
+    queue: Duration,
+    handling: Duration,
+    remote: Duration,
+}
+
+/// A response in the connection's FIFO: ready, or a produce still waiting.
+type Pending<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
+
+/// Requests are read, authenticated and handled in order by the read loop
+/// ([`read_loop`]); responses are written in the same order by the write
+/// loop ([`write_loop`]), which polls every pending one meanwhile. A
+/// produce that waits (fsync, `acks=all` replication) leaves the read loop
+/// once appended, so the next request is read and appended while it waits:
+/// a producer with several requests in flight on one connection no longer
+/// pays one replication round trip per request. At most
+/// `connection.max.pipelined.requests` responses are pending at once; any
+/// other request waits until every earlier response is written, so it runs
+/// exactly as if requests were served one at a time.
 async fn run(
     stream: &mut Stream,
     session: &mut Session,
     broker: &Arc<BrokerContext>,
     memory: &RequestMemory,
 ) -> CloseReason {
+    let body_timeout = Duration::from_millis(broker.config.request_body_timeout_ms);
+    let slots = broker.config.max_pipelined_requests.max(1);
+    let pipeline = Arc::new(Semaphore::new(slots));
+    let (reader, writer) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::unbounded_channel::<Pending<'_>>();
+    let read = read_loop(reader, session, broker, memory, &pipeline, slots, tx);
+    let write = write_loop(writer, rx, broker, memory, body_timeout);
+    tokio::pin!(read, write);
+    tokio::select! {
+        reason = &mut read => {
+            // Earlier responses go out before the connection closes.
+            match write.await {
+                Ok(()) => reason,
+                Err(failed) => failed,
+            }
+        }
+        failed = &mut write => match failed {
+            Err(failed) => failed,
+            // The write loop ends cleanly only once the read loop is done.
+            Ok(()) => read.await,
+        },
+    }
+}
+
+/// Read, authenticate and handle frames in order, queueing their responses
+/// on `tx`; returns why the connection is to close.
+async fn read_loop<'a>(
+    mut stream: ReadHalf<&mut Stream>,
+    session: &mut Session,
+    broker: &'a Arc<BrokerContext>,
+    memory: &'a RequestMemory,
+    pipeline: &Arc<Semaphore>,
+    slots: usize,
+    tx: mpsc::UnboundedSender<Pending<'a>>,
+) -> CloseReason {
     let limit = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let body_timeout = Duration::from_millis(broker.config.request_body_timeout_ms);
     let mut auth = Authenticator::new(broker, session);
     loop {
+        // A place in the pipeline before the next frame is read: a client
+        // far ahead of its responses is not read meanwhile.
+        let Ok(slot) = pipeline.clone().acquire_owned().await else {
+            return CloseReason::Eof;
+        };
         // Raw SASL tokens (after SaslHandshake v0) have no request header;
         // frames before authentication are bounded by
         // sasl.server.max.receive.size.
@@ -123,17 +201,17 @@ async fn run(
             wire::MIN_REQUEST_SIZE
         };
         let frame_limit = auth.frame_limit(limit);
-        let size = match wire::read_size(stream, min, frame_limit, idle).await {
+        let size = match wire::read_size(&mut stream, min, frame_limit, idle).await {
             Ok(size) => size,
             Err(e) => return CloseReason::from_wire(e, frame_limit),
         };
         // Request times (crate::metrics) start once the size is in.
-        let received = std::time::Instant::now();
+        let received = Instant::now();
         // Held until the response is written: the frame and what decoding
         // it took stay alive that long.
         let mut reservation = memory.reserve_frame(size).await;
         let queue = received.elapsed();
-        let read = wire::read_body(stream, size, idle);
+        let read = wire::read_body(&mut stream, size, idle);
         let frame = match tokio::time::timeout(body_timeout, read).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(e)) => return CloseReason::from_wire(e, limit),
@@ -144,15 +222,24 @@ async fn run(
                 }
             }
         };
-        let mut timed = None;
-        let handled = match auth.on_frame(&frame, session, broker).await {
+        let key = i16::from_be_bytes([
+            frame.first().copied().unwrap_or(0),
+            frame.get(1).copied().unwrap_or(0),
+        ]);
+        let mut slot = slot;
+        if slots > 1 && (auth.raw_tokens() || key != ApiKey::Produce as i16) {
+            // Served as if alone: after every earlier response is out.
+            drop(slot);
+            let Ok(mut all) = pipeline.clone().acquire_many_owned(slots as u32).await else {
+                return CloseReason::Eof;
+            };
+            drop(all.split(slots - 1));
+            slot = all;
+        }
+        let pending = match auth.on_frame(&frame, session, broker).await {
             Outcome::Serve => {
-                let key = i16::from_be_bytes([
-                    frame.first().copied().unwrap_or(0),
-                    frame.get(1).copied().unwrap_or(0),
-                ]);
-                let started = std::time::Instant::now();
-                let (handled, remote) = crate::metrics::with_remote_timer(handle_frame(
+                let started = Instant::now();
+                let (staged, remote) = crate::metrics::with_remote_timer(stage_frame(
                     frame,
                     session,
                     broker,
@@ -160,41 +247,113 @@ async fn run(
                     &mut reservation,
                 ))
                 .await;
-                timed = Some((key, started.elapsed(), remote));
-                handled
+                let handling = started.elapsed();
+                let timed = Timed {
+                    key,
+                    received,
+                    queue,
+                    handling,
+                    remote,
+                };
+                match staged {
+                    Ok(Staged::Now(response)) => {
+                        ready(Ok(response), reservation, slot, Some(timed))
+                    }
+                    // Earlier responses go out, then the connection closes.
+                    Err(reason) => return reason,
+                    Ok(Staged::Later(rest)) => Box::pin(async move {
+                        let started = Instant::now();
+                        let (response, remote) = crate::metrics::with_remote_timer(rest).await;
+                        Answer {
+                            response,
+                            reservation,
+                            _slot: slot,
+                            timed: Some(Timed {
+                                handling: timed.handling + started.elapsed(),
+                                remote: timed.remote + remote,
+                                ..timed
+                            }),
+                        }
+                    }),
+                }
             }
-            Outcome::Reply(response) => Ok(Some(response)),
+            Outcome::Reply(response) => ready(Ok(Some(response)), reservation, slot, None),
             Outcome::Close(response, reason) => {
                 // The error response first (SASL_AUTHENTICATION_FAILED and
                 // its message), then the close.
-                if let Some(response) = response {
-                    let _ = write_response(stream, &response, body_timeout).await;
-                }
+                let _ = tx.send(ready(Ok(response), reservation, slot, None));
                 return CloseReason::Sasl(reason);
             }
         };
-        match handled {
-            Ok(Some(response)) => {
-                // The response counts against the pool while it waits for
-                // the client (never waiting: it exists already), so large
-                // requests hold back while unread responses pile up; a
-                // client that does not take it in time is disconnected.
-                memory.try_extend(&mut reservation, response.len());
-                if let Err(reason) = write_response(stream, &response, body_timeout).await {
-                    return reason;
-                }
-            }
-            Ok(None) => {}
-            Err(reason) => return reason,
+        if tx.send(pending).is_err() {
+            // The write loop ended: it has the reason.
+            return CloseReason::Eof;
         }
-        if let Some((key, handling, remote)) = timed {
+    }
+}
+
+/// A response that is ready now.
+fn ready<'a>(
+    response: Result<Option<BytesMut>, CloseReason>,
+    reservation: Reservation,
+    slot: OwnedSemaphorePermit,
+    timed: Option<Timed>,
+) -> Pending<'a> {
+    Box::pin(std::future::ready(Answer {
+        response,
+        reservation,
+        _slot: slot,
+        timed,
+    }))
+}
+
+/// Write the responses queued on `rx` in order as each is ready (polling
+/// all of them meanwhile); `Ok` once the read loop is done and every
+/// response is out.
+async fn write_loop(
+    mut stream: WriteHalf<&mut Stream>,
+    mut rx: mpsc::UnboundedReceiver<Pending<'_>>,
+    broker: &BrokerContext,
+    memory: &RequestMemory,
+    body_timeout: Duration,
+) -> Result<(), CloseReason> {
+    let mut fifo = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        let answer = tokio::select! {
+            biased;
+            Some(answer) = fifo.next(), if !fifo.is_empty() => answer,
+            pending = rx.recv(), if reading => {
+                match pending {
+                    Some(pending) => fifo.push_back(pending),
+                    None => reading = false,
+                }
+                continue;
+            }
+            else => return Ok(()),
+        };
+        let Answer {
+            response,
+            mut reservation,
+            timed,
+            ..
+        } = answer;
+        if let Some(response) = response? {
+            // The response counts against the pool while it waits for
+            // the client (never waiting: it exists already), so large
+            // requests hold back while unread responses pile up; a
+            // client that does not take it in time is disconnected.
+            memory.try_extend(&mut reservation, response.len());
+            write_response(&mut stream, &response, body_timeout).await?;
+        }
+        if let Some(t) = timed {
             broker.metrics.request(
-                key,
+                t.key,
                 crate::metrics::RequestTimes {
-                    queue,
-                    local: handling.saturating_sub(remote),
-                    remote,
-                    total: received.elapsed(),
+                    queue: t.queue,
+                    local: t.handling.saturating_sub(t.remote),
+                    remote: t.remote,
+                    total: t.received.elapsed(),
                 },
             );
         }
@@ -205,7 +364,7 @@ async fn run(
 /// flushed); a client that does not take it within `timeout` is a
 /// [`CloseReason::SlowReader`].
 async fn write_response(
-    stream: &mut Stream,
+    stream: &mut (impl AsyncWrite + Unpin),
     response: &[u8],
     timeout: Duration,
 ) -> Result<(), CloseReason> {
@@ -233,6 +392,27 @@ pub async fn handle_frame(
     memory: &RequestMemory,
     reservation: &mut Reservation,
 ) -> Result<Option<BytesMut>, CloseReason> {
+    match stage_frame(frame, session, broker, memory, reservation).await? {
+        Staged::Now(response) => Ok(response),
+        Staged::Later(rest) => rest.await,
+    }
+}
+
+/// A request's encoded response, or (a produce appended and waiting) the
+/// future that gives it.
+enum Staged<'a> {
+    Now(Option<BytesMut>),
+    Later(Pin<Box<dyn Future<Output = Result<Option<BytesMut>, CloseReason>> + Send + 'a>>),
+}
+
+/// [`handle_frame`] up to a produce's append ([`dispatch::dispatch_staged`]).
+async fn stage_frame<'a>(
+    frame: Bytes,
+    session: &Session,
+    broker: &'a Arc<BrokerContext>,
+    memory: &RequestMemory,
+    reservation: &mut Reservation,
+) -> Result<Staged<'a>, CloseReason> {
     let b = |i: usize| frame.get(i).copied().unwrap_or(0);
     let raw_key = i16::from_be_bytes([b(0), b(1)]);
     let version = i16::from_be_bytes([b(2), b(3)]);
@@ -243,7 +423,7 @@ pub async fn handle_frame(
     };
     if version < range.min || version > range.max {
         if key == ApiKey::ApiVersions && version > range.max {
-            return Ok(Some(unsupported_api_versions(correlation_id)?));
+            return Ok(Staged::Now(Some(unsupported_api_versions(correlation_id)?)));
         }
         return Err(CloseReason::UnsupportedVersion { key, version });
     }
@@ -254,11 +434,16 @@ pub async fn handle_frame(
         memory,
         frame_len.saturating_add(decoded.bounds.decoded_estimate),
     );
-    let Some(response) = dispatch::dispatch(broker, &decoded.header, decoded.body, session).await
-    else {
-        return Ok(None);
+    let encode = move |response: Option<ResponseKind>| match response {
+        Some(response) => encode_response(key, version, correlation_id, &response).map(Some),
+        None => Ok(None),
     };
-    encode_response(key, version, correlation_id, &response).map(Some)
+    match dispatch::dispatch_staged(broker, &decoded.header, decoded.body, session).await {
+        dispatch::Dispatched::Now(response) => encode(response).map(Staged::Now),
+        dispatch::Dispatched::Later(rest) => {
+            Ok(Staged::Later(Box::pin(async move { encode(rest.await) })))
+        }
+    }
 }
 
 fn encode_response(

@@ -1,6 +1,9 @@
 //! From a decoded request to its handler in [`crate::handlers`], and from
 //! the handler's typed response back to a [`ResponseKind`].
 
+use std::future::Future;
+use std::pin::Pin;
+
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::context::BrokerContext;
@@ -15,19 +18,72 @@ pub async fn dispatch(
     request: RequestKind,
     session: &Session,
 ) -> Option<ResponseKind> {
+    match dispatch_staged(broker, header, request, session).await {
+        Dispatched::Now(response) => response,
+        Dispatched::Later(rest) => rest.await,
+    }
+}
+
+/// A request's handling, split where a produce waits.
+// Returned once per request and taken apart at once: boxing the response
+// would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Dispatched<'a> {
+    /// Handled; `None` when no response is sent.
+    Now(Option<ResponseKind>),
+    /// A produce whose records are appended; the rest (its fsync and
+    /// replication waits, then the response) is this future, which needs
+    /// nothing of the connection.
+    Later(Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send + 'a>>),
+}
+
+/// [`dispatch`], returning as soon as a produce is appended
+/// ([`handlers::produce::stage`]) with its waits as
+/// [`Dispatched::Later`]; every other request is handled at once.
+pub async fn dispatch_staged<'a>(
+    broker: &'a BrokerContext,
+    header: &RequestHeader,
+    request: RequestKind,
+    session: &Session,
+) -> Dispatched<'a> {
     let authz = crate::authorizer::Authz::new(broker, session);
     let (request, post) = match crate::acl_checks::check(broker, &authz, header, request) {
         crate::acl_checks::Checked::Serve(request, post) => (request, post),
-        crate::acl_checks::Checked::Respond(response) => return response,
+        crate::acl_checks::Checked::Respond(response) => return Dispatched::Now(response),
     };
-    let mut response = serve(broker, header, request, session).await?;
-    if let Some(post) = post {
-        post(&mut response);
+    let RequestKind::Produce(r) = request else {
+        let Some(mut response) = serve(broker, header, request, session).await else {
+            return Dispatched::Now(None);
+        };
+        if let Some(post) = post {
+            post(&mut response);
+        }
+        return Dispatched::Now(Some(response));
+    };
+    let acks = r.acks;
+    let staged = handlers::produce::stage(broker, r, header.request_api_version).await;
+    let waiting = staged.is_waiting();
+    let listener = session.listener.clone();
+    let rest = async move {
+        let response = staged.finish(broker, &listener).await;
+        if acks == 0 {
+            return None;
+        }
+        let mut response = ResponseKind::Produce(response);
+        if let Some(post) = post {
+            post(&mut response);
+        }
+        Some(response)
+    };
+    if waiting {
+        Dispatched::Later(Box::pin(rest))
+    } else {
+        Dispatched::Now(rest.await)
     }
-    Some(response)
 }
 
-/// Run the handler for `request`; `None` when no response is sent.
+/// Run the handler for `request` (Produce is staged by [`dispatch_staged`]);
+/// `None` when no response is sent.
 async fn serve(
     broker: &BrokerContext,
     header: &RequestHeader,
@@ -42,14 +98,6 @@ async fn serve(
         RequestKind::Metadata(r) => ResponseKind::Metadata(
             handlers::metadata::handle(broker, r, v, &session.listener).await,
         ),
-        RequestKind::Produce(r) => {
-            let acks = r.acks;
-            let resp = handlers::produce::handle(broker, r, v, &session.listener).await;
-            if acks == 0 {
-                return None;
-            }
-            ResponseKind::Produce(resp)
-        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, r, v).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, r, v))

@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
@@ -37,6 +38,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::local_node::LocalNode;
+use crate::replica_manager::FollowerDurable;
 use crate::replication::{AlterPartitionAnswer, FetchedPartition};
 
 /// The Fetch version followers speak (topic names, `last_fetched_epoch`,
@@ -225,20 +227,38 @@ async fn fetch_from(
         broke = false;
         let mut progressed = false;
         let mut failed = resp.error_code != 0;
+        // Every partition is appended first; their fsyncs then run at once
+        // (one response's partitions share the disk's queue instead of
+        // waiting for each other), all before the next fetch acknowledges
+        // them.
+        let mut durable = Vec::new();
         for t in resp.responses {
             for p in t.partitions {
                 let tp = TopicPartition::new(t.topic.to_string(), p.partition_index);
                 let Some(&epoch) = epochs.get(&tp) else {
                     continue;
                 };
-                match apply_response(&node, leader, &tp, epoch, p).await {
-                    Ok(true) => progressed = true,
-                    Ok(false) => {}
+                match apply_response(&node, leader, &tp, epoch, p) {
+                    Ok((changed, fsync)) => {
+                        progressed |= changed;
+                        durable.extend(fsync.map(|f| (tp, f)));
+                    }
                     Err(code) => {
                         failed = true;
                         debug!(partition = %tp, leader, error_code = code, "follower fetch error");
                     }
                 }
+            }
+        }
+        let synced = join_all(
+            durable
+                .into_iter()
+                .map(|(tp, f)| async move { (tp, f.wait().await) }),
+        );
+        for (tp, result) in synced.await {
+            if let Err(code) = result {
+                failed = true;
+                debug!(partition = %tp, leader, error_code = code, "follower fsync error");
             }
         }
         if failed && !progressed {
@@ -311,16 +331,17 @@ fn build_request(
 }
 
 /// Apply one partition of a fetch response, if this node still follows it
-/// from `leader` in `leader_epoch`. `Ok(true)` when the log changed.
-async fn apply_response(
+/// from `leader` in `leader_epoch`: whether the log changed, and the fsync
+/// to wait for before the next fetch.
+fn apply_response(
     node: &LocalNode,
     leader: i32,
     tp: &TopicPartition,
     leader_epoch: i32,
     data: PartitionData,
-) -> Result<bool, i16> {
+) -> Result<(bool, Option<FollowerDurable>), i16> {
     let Some(partition) = node.replicas.get(tp) else {
-        return Ok(false);
+        return Ok((false, None));
     };
     let records = data.records.unwrap_or_default();
     let diverging = &data.diverging_epoch;
@@ -334,9 +355,7 @@ async fn apply_response(
             .then_some((diverging.epoch, diverging.end_offset)),
         has_records: !records.is_empty(),
     };
-    node.replicas
-        .apply_fetched(&partition, &response, records)
-        .await
+    node.replicas.apply_fetched(&partition, &response, records)
 }
 
 /// On every node: shrink or expand the ISR of the partitions it leads

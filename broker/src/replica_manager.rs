@@ -50,7 +50,8 @@ mod isr;
 mod tests;
 
 pub use crate::replication::{AlterPartitionAnswer, ReplicaState};
-pub use append::{AppendOrigin, AppendResult};
+pub use append::{AppendOrigin, AppendResult, AppendWait, Appended};
+pub use fetch::FollowerDurable;
 
 #[derive(Debug)]
 pub struct Partition {

@@ -151,3 +151,18 @@ fn bad_values_and_unknown_keys_are_named() {
     assert!(BrokerConfig::from_props(&props(&[("controller.quorum.voters", "1@x")])).is_err());
     assert!(BrokerConfig::load(None, &["novalue".into()]).is_err());
 }
+
+#[test]
+fn pipelined_requests_default_to_sixteen_and_need_at_least_one() {
+    let c = BrokerConfig::from_props(&BTreeMap::new()).unwrap();
+    assert_eq!(c.max_pipelined_requests, 16);
+    let c =
+        BrokerConfig::from_props(&props(&[("connection.max.pipelined.requests", "1")])).unwrap();
+    assert_eq!(c.max_pipelined_requests, 1);
+    let e = BrokerConfig::from_props(&props(&[("connection.max.pipelined.requests", "0")]))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("connection.max.pipelined.requests"),
+        "{e}"
+    );
+}

@@ -15,15 +15,17 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError as E;
 use rivulet_protocol::record_batch::BatchHeader;
 use rivulet_storage::TopicPartition;
 
 use super::sb;
 use crate::context::BrokerContext;
+use crate::replica_manager::{AppendOrigin, AppendResult, AppendWait, Appended};
 
 /// The first version whose clients know TRANSACTION_ABORTABLE.
 const ABORTABLE_FROM: i16 = 11;
@@ -125,58 +127,147 @@ pub async fn handle(
     version: i16,
     listener: &str,
 ) -> ProduceResponse {
+    stage(b, req, version).await.finish(b, listener).await
+}
+
+/// A produce whose partitions are appended (or refused), with what is left
+/// to wait for (fsync, replication for `acks=all`).
+#[derive(Debug)]
+pub struct StagedProduce {
+    version: i16,
+    topics: Vec<(TopicName, Vec<Part>)>,
+}
+
+#[derive(Debug)]
+enum Part {
+    Done(PartitionProduceResponse),
+    Waiting {
+        index: i32,
+        topic: String,
+        sent: Option<Bytes>,
+        wait: AppendWait,
+    },
+}
+
+/// The append phase of a produce: verification (KIP-890) and every
+/// partition's checks and append, in order, without waiting for
+/// durability or replication. A connection runs this for its requests one
+/// after another ([`crate::connection`]), so a producer's batches are
+/// appended in the order it sent them.
+pub async fn stage(b: &BrokerContext, req: ProduceRequest, version: i16) -> StagedProduce {
     let acks = req.acks;
     let timeout_ms = req.timeout_ms;
     let refused = verify(b, &req, version).await;
-    let refused = &refused;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.to_string();
-        let futures = topic.partition_data.into_iter().map(|p| {
-            let tp = TopicPartition::new(name.clone(), p.index);
-            async move {
-                if !matches!(acks, -1..=1) {
-                    return PartitionProduceResponse::default()
-                        .with_index(p.index)
-                        .with_error_code(E::InvalidRequiredAcks.code())
-                        .with_base_offset(-1);
-                }
-                if let Some(code) = refused.get(&(tp.topic.clone(), tp.partition)) {
-                    return PartitionProduceResponse::default()
-                        .with_index(p.index)
-                        .with_error_code(*code)
-                        .with_base_offset(-1);
-                }
-                let sent = p.records.clone();
-                let r = b.replicas.append(&tp, p.records, acks, timeout_ms).await;
-                if r.error_code == 0 {
-                    b.metrics
-                        .produced(&tp.topic, sent.as_deref().unwrap_or_default());
-                }
-                // The verification guard was cleared by a marker meanwhile.
-                let code = if r.error_code == E::InvalidTxnState.code() && version >= ABORTABLE_FROM
-                {
-                    E::TransactionAbortable.code()
+        let parts = topic
+            .partition_data
+            .into_iter()
+            .map(|p| {
+                let refusal = if !matches!(acks, -1..=1) {
+                    Some(E::InvalidRequiredAcks.code())
                 } else {
-                    r.error_code
+                    refused.get(&(name.clone(), p.index)).copied()
                 };
-                PartitionProduceResponse::default()
-                    .with_index(p.index)
-                    .with_error_code(code)
-                    .with_error_message(r.error_message.map(sb))
-                    .with_base_offset(r.base_offset)
-                    .with_log_append_time_ms(r.log_append_time)
-                    .with_log_start_offset(r.log_start_offset)
-            }
-        });
-        let partitions = join_all(futures).await;
-        topics.push(
-            TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_partition_responses(partitions),
-        );
+                if let Some(code) = refusal {
+                    return Part::Done(
+                        PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_error_code(code)
+                            .with_base_offset(-1),
+                    );
+                }
+                let tp = TopicPartition::new(name.clone(), p.index);
+                let sent = p.records.clone();
+                match b.replicas.append_staged(
+                    &tp,
+                    p.records,
+                    acks,
+                    timeout_ms,
+                    AppendOrigin::Client,
+                ) {
+                    Appended::Done(r) => Part::Done(answer(b, &name, p.index, &sent, r, version)),
+                    Appended::Waiting(wait) => Part::Waiting {
+                        index: p.index,
+                        topic: name.clone(),
+                        sent,
+                        wait,
+                    },
+                }
+            })
+            .collect();
+        topics.push((topic.name, parts));
     }
-    let mut resp = ProduceResponse::default().with_responses(topics);
-    super::leader_hint::fill_produce(&mut resp, &b.image(), listener, version);
-    resp
+    StagedProduce { version, topics }
+}
+
+impl StagedProduce {
+    /// Whether any partition still waits (else [`Self::finish`] is
+    /// immediate).
+    pub fn is_waiting(&self) -> bool {
+        self.topics
+            .iter()
+            .any(|(_, parts)| parts.iter().any(|p| matches!(p, Part::Waiting { .. })))
+    }
+
+    /// The wait phase: every partition's waits run concurrently; the
+    /// response once all are answered.
+    pub async fn finish(self, b: &BrokerContext, listener: &str) -> ProduceResponse {
+        let version = self.version;
+        let mut topics = Vec::with_capacity(self.topics.len());
+        for (name, parts) in self.topics {
+            let futures = parts.into_iter().map(|part| async move {
+                match part {
+                    Part::Done(r) => r,
+                    Part::Waiting {
+                        index,
+                        topic,
+                        sent,
+                        wait,
+                    } => {
+                        let r = wait.wait().await;
+                        answer(b, &topic, index, &sent, r, version)
+                    }
+                }
+            });
+            let partitions = join_all(futures).await;
+            topics.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(partitions),
+            );
+        }
+        let mut resp = ProduceResponse::default().with_responses(topics);
+        super::leader_hint::fill_produce(&mut resp, &b.image(), listener, version);
+        resp
+    }
+}
+
+/// One partition's answer, counting the records on success.
+fn answer(
+    b: &BrokerContext,
+    topic: &str,
+    index: i32,
+    sent: &Option<Bytes>,
+    r: AppendResult,
+    version: i16,
+) -> PartitionProduceResponse {
+    if r.error_code == 0 {
+        b.metrics
+            .produced(topic, sent.as_deref().unwrap_or_default());
+    }
+    // The verification guard was cleared by a marker meanwhile.
+    let code = if r.error_code == E::InvalidTxnState.code() && version >= ABORTABLE_FROM {
+        E::TransactionAbortable.code()
+    } else {
+        r.error_code
+    };
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_error_message(r.error_message.map(sb))
+        .with_base_offset(r.base_offset)
+        .with_log_append_time_ms(r.log_append_time)
+        .with_log_start_offset(r.log_start_offset)
 }

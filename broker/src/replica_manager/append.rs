@@ -11,6 +11,7 @@
 //! (`base_sequence` -1) and are checked for a stale producer epoch only.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use kafka_protocol::ResponseError as E;
 use rivulet_protocol::control::parse_control_marker;
 use rivulet_protocol::record_batch;
 use rivulet_storage::config::FlushPolicy;
+use rivulet_storage::FlushTracker;
 use rivulet_storage::TopicPartition;
 use tokio::sync::oneshot;
 
@@ -78,7 +80,8 @@ impl ReplicaManager {
     }
 
     /// Append records to a partition this node leads, with the producer
-    /// checks of `origin`. The producer's epoch is recorded either way.
+    /// checks of `origin`, and wait as `acks` asks. The producer's epoch is
+    /// recorded either way.
     pub async fn append_with_origin(
         &self,
         tp: &TopicPartition,
@@ -87,14 +90,33 @@ impl ReplicaManager {
         timeout_ms: i32,
         origin: AppendOrigin,
     ) -> AppendResult {
+        match self.append_staged(tp, records, acks, timeout_ms, origin) {
+            Appended::Done(result) => result,
+            Appended::Waiting(wait) => wait.wait().await,
+        }
+    }
+
+    /// The append phase alone, without waiting: checks and append happen
+    /// now, in the caller's order (a connection appends its pipelined
+    /// produces in request order, so idempotent sequences stay in order);
+    /// what is left to wait for (fsync, the high watermark for `acks=all`)
+    /// is an [`AppendWait`] the caller awaits when it likes.
+    pub fn append_staged(
+        &self,
+        tp: &TopicPartition,
+        records: Option<Bytes>,
+        acks: i16,
+        timeout_ms: i32,
+        origin: AppendOrigin,
+    ) -> Appended {
         let Some(partition) = self.get(tp) else {
-            return AppendResult::error(E::UnknownTopicOrPartition.code(), None);
+            return AppendResult::error(E::UnknownTopicOrPartition.code(), None).into();
         };
         let refusal = partition.replica.lock().check_produce(acks);
         let leader_epoch = match refusal {
             Ok(epoch) => epoch,
             Err(ProduceRefusal::NotLeaderOrFollower) => {
-                return AppendResult::error(E::NotLeaderOrFollower.code(), None)
+                return AppendResult::error(E::NotLeaderOrFollower.code(), None).into()
             }
             Err(ProduceRefusal::NotEnoughReplicas {
                 isr,
@@ -106,10 +128,11 @@ impl ReplicaManager {
                         "{isr} in-sync replica(s), min.insync.replicas is {min_insync_replicas}"
                     ),
                 )
+                .into()
             }
         };
         let Some(records) = records.filter(|r| !r.is_empty()) else {
-            return AppendResult::error(E::CorruptMessage.code(), "no records".to_string());
+            return AppendResult::error(E::CorruptMessage.code(), "no records".to_string()).into();
         };
         // The client's bytes, with offsets and epoch rewritten in place.
         let mut buf = records.to_vec();
@@ -120,7 +143,9 @@ impl ReplicaManager {
             let producers = log.producer_state();
             let first = match record_batch::BatchHeader::parse(&buf) {
                 Ok(h) => h,
-                Err(e) => return AppendResult::error(E::CorruptMessage.code(), e.to_string()),
+                Err(e) => {
+                    return AppendResult::error(E::CorruptMessage.code(), e.to_string()).into()
+                }
             };
             if origin == AppendOrigin::Client && first.is_control() {
                 // Only coordinators write transaction markers (Kafka's
@@ -128,7 +153,8 @@ impl ReplicaManager {
                 return AppendResult::error(
                     E::InvalidRecord.code(),
                     "producers may not write control batches".to_string(),
-                );
+                )
+                .into();
             }
             let check = match origin {
                 AppendOrigin::Client => producers.check(&first),
@@ -143,19 +169,22 @@ impl ReplicaManager {
                         base_offset: m.first_offset,
                         log_append_time: -1,
                         log_start_offset: log.log_start_offset(),
-                    };
+                    }
+                    .into();
                 }
                 SequenceCheck::OutOfOrder { expected, got } => {
                     return AppendResult::error(
                         E::OutOfOrderSequenceNumber.code(),
                         format!("expected sequence {expected}, got {got}"),
                     )
+                    .into()
                 }
                 SequenceCheck::InvalidEpoch { current, got } => {
                     return AppendResult::error(
                         E::InvalidProducerEpoch.code(),
                         format!("producer epoch {got} is older than {current}"),
                     )
+                    .into()
                 }
             }
             // A transaction marker from a coordinator older than the last
@@ -173,7 +202,8 @@ impl ReplicaManager {
                     return AppendResult::error(
                         E::TransactionCoordinatorFenced.code(),
                         format!("coordinator epoch {epoch} is older than {newer}"),
-                    );
+                    )
+                    .into();
                 }
             }
             // KIP-890: a client's transactional batch that would start a
@@ -191,7 +221,8 @@ impl ReplicaManager {
                         E::InvalidTxnState.code(),
                         "the partition is not in an ongoing transaction of this producer"
                             .to_string(),
-                    );
+                    )
+                    .into();
                 }
             }
             if first.is_control() {
@@ -214,92 +245,135 @@ impl ReplicaManager {
                 Err(e) => Err(e),
             }
         };
-        match outcome {
-            Ok((info, log_start_offset, durable)) => {
-                partition.appended.notify_waiters();
-                if let Some(tracker) = durable {
-                    let upto = info.last_offset + 1;
-                    let synced =
-                        tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await;
-                    match synced {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            return AppendResult::error(errors::storage(&e), e.to_string())
-                        }
-                        Err(e) => {
-                            return AppendResult::error(E::UnknownServerError.code(), e.to_string())
-                        }
-                    }
-                }
-                if acks == -1 {
-                    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
-                    let replicated = self.wait_for_high_watermark(
-                        &partition,
-                        info.last_offset + 1,
-                        leader_epoch,
-                        timeout,
-                    );
-                    if let Err(code) = crate::metrics::remote(replicated).await {
-                        return AppendResult::error(code, None);
-                    }
-                }
-                AppendResult {
-                    error_code: errors::NONE,
-                    error_message: None,
-                    base_offset: info.first_offset,
-                    log_append_time: info.log_append_time,
-                    log_start_offset,
-                }
+        let (info, log_start_offset, durable) = match outcome {
+            Ok(appended) => appended,
+            Err(e) => return AppendResult::error(errors::storage(&e), e.to_string()).into(),
+        };
+        partition.appended.notify_waiters();
+        let result = AppendResult {
+            error_code: errors::NONE,
+            error_message: None,
+            base_offset: info.first_offset,
+            log_append_time: info.log_append_time,
+            log_start_offset,
+        };
+        if durable.is_none() && acks != -1 {
+            return Appended::Done(result);
+        }
+        Appended::Waiting(AppendWait {
+            partition,
+            durable,
+            upto: info.last_offset + 1,
+            replicated: acks == -1,
+            leader_epoch,
+            timeout: Duration::from_millis(timeout_ms.max(0) as u64),
+            result,
+        })
+    }
+}
+
+/// An append's outcome before any waiting.
+#[derive(Debug)]
+pub enum Appended {
+    /// Refused, a duplicate, or appended with nothing to wait for.
+    Done(AppendResult),
+    /// Appended; the fsync or the replication `acks` asks for is pending.
+    Waiting(AppendWait),
+}
+
+impl From<AppendResult> for Appended {
+    fn from(r: AppendResult) -> Self {
+        Appended::Done(r)
+    }
+}
+
+/// What an appended produce still waits for: its bytes on disk (flush
+/// policy on-ack) and, for `acks=all`, the high watermark past them.
+#[derive(Debug)]
+pub struct AppendWait {
+    partition: Arc<Partition>,
+    durable: Option<Arc<FlushTracker>>,
+    /// The offset after the appended records.
+    upto: i64,
+    /// `acks=all`: wait for the ISR.
+    replicated: bool,
+    leader_epoch: i32,
+    timeout: Duration,
+    /// The answer once the waits succeed.
+    result: AppendResult,
+}
+
+impl AppendWait {
+    /// Wait for the fsync (on the blocking pool) and then the high
+    /// watermark; the append's result, or the error that ended the wait.
+    pub async fn wait(self) -> AppendResult {
+        if let Some(tracker) = self.durable {
+            let upto = self.upto;
+            let synced = tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await;
+            match synced {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return AppendResult::error(errors::storage(&e), e.to_string()),
+                Err(e) => return AppendResult::error(E::UnknownServerError.code(), e.to_string()),
             }
-            Err(e) => AppendResult::error(errors::storage(&e), e.to_string()),
+        }
+        if self.replicated {
+            let replicated = wait_for_high_watermark(
+                &self.partition,
+                self.upto,
+                self.leader_epoch,
+                self.timeout,
+            );
+            if let Err(code) = crate::metrics::remote(replicated).await {
+                return AppendResult::error(code, None);
+            }
+        }
+        self.result
+    }
+}
+
+/// acks=all: park in the state machine until the high watermark
+/// reaches `upto` (every ISR member has the records) in `leader_epoch`
+/// (the one they were appended in), or fail as it decides (leadership
+/// lost, ISR below `min.insync.replicas`, partition gone), or `timeout`
+/// passes: REQUEST_TIMED_OUT.
+async fn wait_for_high_watermark(
+    partition: &Partition,
+    upto: i64,
+    leader_epoch: i32,
+    timeout: Duration,
+) -> Result<(), i16> {
+    let id = partition.next_ack.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = oneshot::channel();
+    // Unparks the produce if this future is dropped (the connection
+    // went away) before the state machine answered.
+    let mut parked = Parked { partition, id };
+    {
+        let mut log = partition.log.lock();
+        partition.acks.lock().insert(id, tx);
+        let actions = partition
+            .replica
+            .lock()
+            .wait_for_ack(id, upto, leader_epoch, &*log);
+        if let Err(e) = partition.execute(&mut log, actions, None) {
+            return Err(errors::storage(&e));
         }
     }
-
-    /// acks=all: park in the state machine until the high watermark
-    /// reaches `upto` (every ISR member has the records) in `leader_epoch`
-    /// (the one they were appended in), or fail as it decides (leadership
-    /// lost, ISR below `min.insync.replicas`, partition gone), or `timeout`
-    /// passes: REQUEST_TIMED_OUT.
-    async fn wait_for_high_watermark(
-        &self,
-        partition: &Partition,
-        upto: i64,
-        leader_epoch: i32,
-        timeout: Duration,
-    ) -> Result<(), i16> {
-        let id = partition.next_ack.fetch_add(1, Ordering::Relaxed);
-        let (tx, mut rx) = oneshot::channel();
-        // Unparks the produce if this future is dropped (the connection
-        // went away) before the state machine answered.
-        let mut parked = Parked { partition, id };
-        {
-            let mut log = partition.log.lock();
-            partition.acks.lock().insert(id, tx);
-            let actions = partition
-                .replica
-                .lock()
-                .wait_for_ack(id, upto, leader_epoch, &*log);
-            if let Err(e) = partition.execute(&mut log, actions, None) {
-                return Err(errors::storage(&e));
+    let answer = match tokio::time::timeout(timeout, &mut rx).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            parked.cancel();
+            // An answer given meanwhile is already in the channel.
+            match rx.try_recv() {
+                Ok(result) => Ok(result),
+                Err(_) => return Err(E::RequestTimedOut.code()),
             }
         }
-        let answer = match tokio::time::timeout(timeout, &mut rx).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                parked.cancel();
-                // An answer given meanwhile is already in the channel.
-                match rx.try_recv() {
-                    Ok(result) => Ok(result),
-                    Err(_) => return Err(E::RequestTimedOut.code()),
-                }
-            }
-        };
-        match answer {
-            Ok(result) => result.map_err(errors::acks_all),
-            // The sender went without an answer: never, as answers are the
-            // only way out of `acks`; treat it as a lost leadership.
-            Err(_) => Err(E::NotLeaderOrFollower.code()),
-        }
+    };
+    match answer {
+        Ok(result) => result.map_err(errors::acks_all),
+        // The sender went without an answer: never, as answers are the
+        // only way out of `acks`; treat it as a lost leadership.
+        Err(_) => Err(E::NotLeaderOrFollower.code()),
     }
 }
 

@@ -6,9 +6,12 @@
 //! watermark; this side does it (the log keeps its producer state through
 //! appends and truncations) and fsyncs what the next fetch acknowledges.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use kafka_protocol::ResponseError as E;
 use rivulet_storage::config::FlushPolicy;
+use rivulet_storage::FlushTracker;
 use tracing::warn;
 
 use super::{Partition, ReplicaManager};
@@ -51,45 +54,59 @@ impl ReplicaManager {
     }
 
     /// On a follower: apply one partition of a fetch response (`records`
-    /// are its batches, unchanged). `Ok(true)` when the log changed;
-    /// `Err(code)` when the leader answered an error for it or the log
-    /// could not take it.
-    pub async fn apply_fetched(
+    /// are its batches, unchanged). `Ok((changed, durable))`: whether the
+    /// log changed, and (flush policy on-ack) the fsync to wait for before
+    /// the next fetch acknowledges these records to the leader — the
+    /// fetcher applies every partition of a response first and then waits
+    /// for all their fsyncs at once. `Err(code)` when the leader answered
+    /// an error for it or the log could not take it.
+    pub fn apply_fetched(
         &self,
         partition: &Partition,
         response: &FetchedPartition,
         records: Bytes,
-    ) -> Result<bool, i16> {
-        let mut durable = None;
-        let effects = {
-            let mut log = partition.log.lock();
-            let actions = partition
-                .replica
-                .lock()
-                .on_fetch_response(response, &*log)?;
-            let effects = partition
-                .execute(&mut log, actions, Some(&records))
-                .map_err(|e| {
-                    warn!(
-                        partition = %partition.tp, leader = response.leader, error = %e,
-                        "cannot apply replicated batches"
-                    );
-                    errors::storage(&e)
-                })?;
-            if effects.appended && log.config().flush_policy == FlushPolicy::OnAck {
-                durable = Some((log.flush_tracker(), log.log_end_offset()));
-            }
-            effects
-        };
-        // The next fetch acknowledges these records to the leader: with
-        // flush.policy on-ack they must be on disk first (DESIGN: Durability).
-        if let Some((tracker, upto)) = durable {
-            match tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(errors::storage(&e)),
-                Err(_) => return Err(E::UnknownServerError.code()),
-            }
+    ) -> Result<(bool, Option<FollowerDurable>), i16> {
+        let mut log = partition.log.lock();
+        let actions = partition
+            .replica
+            .lock()
+            .on_fetch_response(response, &*log)?;
+        let effects = partition
+            .execute(&mut log, actions, Some(&records))
+            .map_err(|e| {
+                warn!(
+                    partition = %partition.tp, leader = response.leader, error = %e,
+                    "cannot apply replicated batches"
+                );
+                errors::storage(&e)
+            })?;
+        let durable =
+            (effects.appended && log.config().flush_policy == FlushPolicy::OnAck).then(|| {
+                FollowerDurable {
+                    tracker: log.flush_tracker(),
+                    upto: log.log_end_offset(),
+                }
+            });
+        Ok((effects.truncated || effects.appended, durable))
+    }
+}
+
+/// Replicated records a follower must have on disk before its next fetch
+/// acknowledges them (flush policy on-ack; DESIGN: Durability).
+#[derive(Debug)]
+pub struct FollowerDurable {
+    tracker: Arc<FlushTracker>,
+    upto: i64,
+}
+
+impl FollowerDurable {
+    /// Fsync on the blocking pool.
+    pub async fn wait(self) -> Result<(), i16> {
+        let FollowerDurable { tracker, upto } = self;
+        match tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(errors::storage(&e)),
+            Err(_) => Err(E::UnknownServerError.code()),
         }
-        Ok(effects.truncated || effects.appended)
     }
 }
