@@ -12,9 +12,12 @@ use crate::session::Session;
 pub async fn dispatch(
     broker: &BrokerContext,
     header: &RequestHeader,
-    request: RequestKind,
+    mut request: RequestKind,
     session: &Session,
 ) -> Option<ResponseKind> {
+    // Topics named by id (Produce/Fetch v13+) get their names first: the
+    // ACL checks and the handlers work on names.
+    handlers::topic_ids::resolve(broker, &mut request, header.request_api_version);
     let authz = crate::authorizer::Authz::new(broker, session);
     let (request, post) = match crate::acl_checks::check(broker, &authz, header, request) {
         crate::acl_checks::Checked::Serve(request, post) => (request, post),
@@ -50,7 +53,9 @@ async fn serve(
             }
             ResponseKind::Produce(resp)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, r, v).await),
+        RequestKind::Fetch(r) => {
+            ResponseKind::Fetch(handlers::fetch::handle(broker, r, v, &session.listener).await)
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, r, v))
         }

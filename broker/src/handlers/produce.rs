@@ -22,7 +22,7 @@ use kafka_protocol::ResponseError as E;
 use rivulet_protocol::record_batch::BatchHeader;
 use rivulet_storage::TopicPartition;
 
-use super::sb;
+use super::{sb, topic_ids};
 use crate::context::BrokerContext;
 
 /// The first version whose clients know TRANSACTION_ABORTABLE.
@@ -44,6 +44,9 @@ async fn verify(
     let mut refused = HashMap::new();
     let mut by_producer: HashMap<(i64, i16), Vec<(String, i32)>> = HashMap::new();
     for topic in &req.topic_data {
+        if topic_ids::unresolved(topic_ids::by_id(false, version), &topic.name) {
+            continue;
+        }
         for p in &topic.partition_data {
             let Some(producer) = transactional_producer(&p.records) else {
                 continue;
@@ -129,16 +132,20 @@ pub async fn handle(
     let timeout_ms = req.timeout_ms;
     let refused = verify(b, &req, version).await;
     let refused = &refused;
+    let by_id = topic_ids::by_id(false, version);
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.to_string();
+        let topic_id = topic.topic_id;
         let futures = topic.partition_data.into_iter().map(|p| {
             let tp = TopicPartition::new(name.clone(), p.index);
             async move {
-                if !matches!(acks, -1..=1) {
+                let id_error = topic_ids::partition_error(b, &tp, &topic_id, by_id);
+                let bad_acks = !matches!(acks, -1..=1);
+                if let Some(code) = id_error.or(bad_acks.then_some(E::InvalidRequiredAcks.code())) {
                     return PartitionProduceResponse::default()
                         .with_index(p.index)
-                        .with_error_code(E::InvalidRequiredAcks.code())
+                        .with_error_code(code)
                         .with_base_offset(-1);
                 }
                 if let Some(code) = refused.get(&(tp.topic.clone(), tp.partition)) {
@@ -173,6 +180,7 @@ pub async fn handle(
         topics.push(
             TopicProduceResponse::default()
                 .with_name(topic.name)
+                .with_topic_id(topic_id)
                 .with_partition_responses(partitions),
         );
     }
