@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -23,21 +22,10 @@ use rivulet_protocol::wire::encode_raw_request;
 use rivulet_testkit::dirs::bench_dir;
 use rivulet_testkit::kafka::{bench_client_config, try_create_topic, wait_for_leaders, Admin};
 use rivulet_testkit::process::{BrokerProcess, NodeSpec};
+use rivulet_testkit::procfs::resident;
 
 /// How long the broker is left alone before a reading.
 const SETTLE: Duration = Duration::from_secs(3);
-
-/// `(Rss, Anonymous)` of `pid` in bytes, from /proc/PID/smaps_rollup.
-fn resident(pid: u32) -> (u64, u64) {
-    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("Rss:"), field("Anonymous:"))
-}
 
 fn settled(pid: u32) -> (u64, u64) {
     std::thread::sleep(SETTLE);
