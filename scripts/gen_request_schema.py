@@ -13,7 +13,9 @@ not needed (the walk accepts null everywhere), nor are names beyond comments.
 Usage: scripts/gen_request_schema.py KAFKA_MESSAGE_DIR > protocol/src/request_bounds/schema.rs
 
 LATER_VERSIONS lists request versions added after the definitions this table
-was generated from, whose body is the same as an earlier version's.
+was generated from, whose body is the same as an earlier version's;
+BY_TOPIC_ID those whose later version addresses topics by id instead of name
+(KIP-516).
 """
 import json
 import os
@@ -27,7 +29,31 @@ LATER_VERSIONS = {
     "ConsumerGroupDescribeRequest": (1, "v1 (KIP-1099, MemberType in the response) has the body of v0"),
 }
 
+# (message name, version, array field): from `version` on, the named array's
+# elements carry the topic's id (uuid) instead of its name (KIP-516; Produce
+# v13 is Kafka 4.1's).
+BY_TOPIC_ID = {
+    "ProduceRequest": (13, "TopicData", "v13 (KIP-516) names topics by id"),
+    "ProduceResponse": (13, "Responses", "v13 (KIP-516) names topics by id"),
+}
+
 MAX = 0x7FFF
+
+
+def by_topic_id(m, version, array):
+    """Name stops at `version` - 1 in the elements of `array`; TopicId follows it."""
+    for f in m["fields"]:
+        if f["name"] != array:
+            continue
+        fields = f["fields"]
+        i = next(i for i, e in enumerate(fields) if e["name"] == "Name")
+        lo = versions(fields[i]["versions"])[0]
+        fields[i] = dict(fields[i], versions="%d-%d" % (lo, version - 1))
+        fields.insert(i + 1, {"name": "TopicId", "type": "uuid", "versions": "%d+" % version})
+        v = versions(m["validVersions"])
+        m["validVersions"] = "%d-%d" % (v[0], max(v[1], version))
+        return
+    sys.exit("%s has no array %s" % (m["name"], array))
 
 
 def load(path):
@@ -158,15 +184,19 @@ def table(g, d, kind):
     entries = []
     for m in msgs:
         name = m["name"]
+        note = ""
+        if name in BY_TOPIC_ID:
+            version, array, why = BY_TOPIC_ID[name]
+            by_topic_id(m, version, array)
+            note = ": " + why
         common = {c["name"]: c["fields"] for c in m.get("commonStructs", [])}
         owner = {"prefix": snake(name[: -len(suffix)]), "common": common}
         root = g.struct(snake(name), m["fields"], owner)
         valid = versions(m["validVersions"])
-        note = ""
         if name in LATER_VERSIONS:
             new_max, why = LATER_VERSIONS[name]
             valid = (valid[0], max(valid[1], new_max))
-            note = ": " + why
+            note = (note + "; " if note else ": ") + why
         flex = versions(m.get("flexibleVersions", "none"))
         flex_from = MAX if flex is None else flex[0]
         entries.append("    // %s%s" % (name, note))

@@ -45,6 +45,8 @@ async fn every_advertised_version_of_the_data_apis_answers() {
         &[],
     );
     let records = Bytes::from(b.build().unwrap());
+    // Produce v13 and Fetch v13+ name the topic by id (KIP-516).
+    let id = topic_id(&bs, "v").await;
 
     for v in range(ApiKey::Produce).filter(|v| *v >= 3) {
         let req = ProduceRequest::default()
@@ -52,6 +54,7 @@ async fn every_advertised_version_of_the_data_apis_answers() {
             .with_timeout_ms(5000)
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(name("v"))
+                .with_topic_id(id)
                 .with_partition_data(vec![
                     PartitionProduceData::default().with_records(Some(records.clone()))
                 ])]);
@@ -68,6 +71,7 @@ async fn every_advertised_version_of_the_data_apis_answers() {
             .with_max_bytes(1 << 20)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(name("v"))
+                .with_topic_id(id)
                 .with_partitions(vec![
                     FetchPartition::default().with_partition_max_bytes(1 << 20)
                 ])]);

@@ -2,7 +2,9 @@
 //! the partition's current leader, raw over the wire on a 3-node cluster
 //! (in process). Produce v10+ carries `CurrentLeader` (leader id and epoch)
 //! and `NodeEndpoints` (how to reach that leader); Fetch v12 carries
-//! `CurrentLeader`; an older Produce version carries neither.
+//! `CurrentLeader`; an older Produce version carries neither. By topic id,
+//! Produce v13 and Fetch v13–17 carry them too, Fetch v16+ with the
+//! leader's `NodeEndpoints`.
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -108,6 +110,40 @@ async fn not_leader_answers_name_the_current_leader() {
     assert_eq!(p.error_code, E::NotLeaderOrFollower.code());
     assert_eq!(p.current_leader.leader_id, BrokerId(leader));
     assert_eq!(p.current_leader.leader_epoch, epoch);
+
+    // By topic id (KIP-516): Produce v13 and Fetch v13–17 carry the same
+    // hints, and Fetch v16+ also the leader's NodeEndpoints.
+    let id = topic_id(&follower.bootstrap(), topic).await;
+    let mut by_id = produce_request(topic);
+    by_id.topic_data[0].topic_id = id;
+    let resp = raw_request(&follower.bootstrap(), 13, &by_id).await;
+    assert_eq!(resp.responses[0].topic_id, id);
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, E::NotLeaderOrFollower.code(), "Produce v13");
+    assert_eq!(p.current_leader.leader_id, BrokerId(leader));
+    assert_eq!(resp.node_endpoints.len(), 1, "{:?}", resp.node_endpoints);
+    let mut fetch = fetch;
+    fetch.topics[0].topic_id = id;
+    for v in 13..=17 {
+        let resp = raw_request(&follower.bootstrap(), v, &fetch).await;
+        assert_eq!(resp.responses[0].topic_id, id);
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, E::NotLeaderOrFollower.code(), "Fetch v{v}");
+        assert_eq!(p.current_leader.leader_id, BrokerId(leader), "Fetch v{v}");
+        assert_eq!(p.current_leader.leader_epoch, epoch, "Fetch v{v}");
+        if v >= 16 {
+            assert_eq!(resp.node_endpoints.len(), 1, "Fetch v{v}");
+            let e = &resp.node_endpoints[0];
+            assert_eq!(e.node_id, BrokerId(leader));
+            assert_eq!(
+                format!("{}:{}", e.host, e.port),
+                leader_broker.bootstrap(),
+                "Fetch v{v} NodeEndpoints names the leader's listener"
+            );
+        } else {
+            assert!(resp.node_endpoints.is_empty(), "Fetch v{v}");
+        }
+    }
 
     for mut b in brokers {
         b.stop().await;

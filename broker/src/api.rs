@@ -4,10 +4,11 @@
 //!
 //! Produce is advertised from v0 although v0–v2 bodies are refused, because
 //! older librdkafka disables compression when a broker's minimum Produce
-//! version is above 0 (KAFKA-18659). Produce and Fetch stop at the last
-//! name-addressed versions (12); Metadata stops at 12. OffsetForLeaderEpoch
-//! starts at v2: the codec has no v0/v1 (Kafka 4.0 dropped them, KIP-896),
-//! and librdkafka only sends v2. ConsumerGroupHeartbeat/Describe, OffsetCommit
+//! version is above 0 (KAFKA-18659). Produce v13 and Fetch v13–17 name
+//! topics by id (KIP-516, resolved in `handlers::topic_ids`); Fetch v18
+//! (KIP-1166's high watermark from followers) is not served. Metadata stops
+//! at 12. OffsetForLeaderEpoch starts at v2: the codec has no v0/v1 (Kafka
+//! 4.0 dropped them, KIP-896), and librdkafka only sends v2. ConsumerGroupHeartbeat/Describe, OffsetCommit
 //! and OffsetFetch v9 and ListGroups v5 are KIP-848's (consumer groups).
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -16,8 +17,8 @@ use kafka_protocol::protocol::VersionRange;
 
 /// `(api, min, max)` of every API this broker serves.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 12),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Produce, 0, 13),
+    (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),

@@ -43,9 +43,12 @@ pub enum Dispatched<'a> {
 pub async fn dispatch_staged<'a>(
     broker: &'a BrokerContext,
     header: &RequestHeader,
-    request: RequestKind,
+    mut request: RequestKind,
     session: &Session,
 ) -> Dispatched<'a> {
+    // Topics named by id (Produce/Fetch v13+) get their names first: the
+    // ACL checks and the handlers work on names.
+    handlers::topic_ids::resolve(broker, &mut request, header.request_api_version);
     let authz = crate::authorizer::Authz::new(broker, session);
     let (request, post) = match crate::acl_checks::check(broker, &authz, header, request) {
         crate::acl_checks::Checked::Serve(request, post) => (request, post),
@@ -98,7 +101,9 @@ async fn serve(
         RequestKind::Metadata(r) => ResponseKind::Metadata(
             handlers::metadata::handle(broker, r, v, &session.listener).await,
         ),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, r, v).await),
+        RequestKind::Fetch(r) => {
+            ResponseKind::Fetch(handlers::fetch::handle(broker, r, v, &session.listener).await)
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, r, v))
         }

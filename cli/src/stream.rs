@@ -120,10 +120,6 @@ pub fn run(command: StreamCommand, bootstrap: Option<String>) -> anyhow::Result<
 /// `mi_option_e` of the mimalloc pinned by the workspace (libmimalloc-sys 0.1.49, v3).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
-extern "C" {
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-
 /// A job frees each micro-batch's rows and allocates the next one's right after:
 /// memory mimalloc purged (returned to the OS) in between comes back as fresh pages
 /// the kernel must zero — a sixth of a filter job's CPU in `perf` (clear_page). A job
@@ -131,5 +127,5 @@ extern "C" {
 fn keep_freed_memory() {
     // SAFETY: mi_option_set only stores an option value; any value is valid for
     // purge_delay (-1: never purge).
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+    unsafe { crate::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }

@@ -69,6 +69,6 @@ pub mod prelude {
     pub use crate::kafka::*;
     pub use crate::poll::{poll_until, wait_for, wait_for_async, Poll};
     pub use crate::ports::free_port;
-    pub use crate::raw::raw_request;
+    pub use crate::raw::{raw_request, topic_id};
     pub use crate::TIMEOUT;
 }

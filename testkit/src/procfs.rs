@@ -39,6 +39,14 @@ pub fn reset_peak_rss(pid: u32) -> bool {
     fs::write(Proc::Pid(pid).path("clear_refs"), "5").is_ok()
 }
 
+/// `(Rss, Anonymous)` of `pid` in bytes from /proc/PID/smaps_rollup:
+/// resident memory and its anonymous part (heap, stacks; the rest is
+/// file-backed: the binary's pages, mapped files).
+pub fn resident(pid: u32) -> (u64, u64) {
+    let rollup = fs::read_to_string(Proc::Pid(pid).path("smaps_rollup")).unwrap_or_default();
+    (kib_field(&rollup, "Rss:"), kib_field(&rollup, "Anonymous:"))
+}
+
 /// Memory available for new work (`MemAvailable`), in bytes.
 pub fn mem_available() -> u64 {
     kib_field(

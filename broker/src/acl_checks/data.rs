@@ -32,8 +32,10 @@ use super::{cluster_operations, operations, serve, split, Checked, TOPIC_DENIED,
 use crate::authorizer::Authz;
 use crate::context::BrokerContext;
 use crate::handlers::authorized_operations::{Resource, OMITTED};
+use crate::handlers::topic_ids;
 
-pub(super) fn produce(z: &Authz, mut r: ProduceRequest) -> Checked {
+pub(super) fn produce(z: &Authz, mut r: ProduceRequest, version: i16) -> Checked {
+    let by_id = topic_ids::by_id(false, version);
     let txn_denied = r
         .transactional_id
         .as_ref()
@@ -43,7 +45,11 @@ pub(super) fn produce(z: &Authz, mut r: ProduceRequest) -> Checked {
     let (kept, denied, code) = if txn_denied {
         (Vec::new(), topics, TXN_ID_DENIED)
     } else {
-        let (k, d) = split(topics, |t| z.topic(Write, t.name.as_str()));
+        // An id no topic has is answered UNKNOWN_TOPIC_ID by the handler,
+        // before authorization (as Kafka).
+        let (k, d) = split(topics, |t| {
+            topic_ids::unresolved(by_id, &t.name) || z.topic(Write, t.name.as_str())
+        });
         (k, d, TOPIC_DENIED)
     };
     r.topic_data = kept;
@@ -103,6 +109,7 @@ pub(super) fn fetch(z: &Authz, mut r: FetchRequest, version: i16) -> Checked {
     } else {
         r.replica_id.0
     };
+    let by_id = topic_ids::by_id(true, version);
     let topics = std::mem::take(&mut r.topics);
     let (kept, denied) = if replica_id >= 0 {
         // A follower needs CLUSTER_ACTION on the cluster for every partition.
@@ -112,7 +119,9 @@ pub(super) fn fetch(z: &Authz, mut r: FetchRequest, version: i16) -> Checked {
             (Vec::new(), topics)
         }
     } else {
-        split(topics, |t| z.topic(Read, t.topic.as_str()))
+        split(topics, |t| {
+            topic_ids::unresolved(by_id, &t.topic) || z.topic(Read, t.topic.as_str())
+        })
     };
     r.topics = kept;
     if denied.is_empty() {

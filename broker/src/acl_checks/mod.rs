@@ -82,7 +82,7 @@ pub fn check(
     let v = header.request_api_version;
     use RequestKind as R;
     match request {
-        R::Produce(r) => data::produce(z, r),
+        R::Produce(r) => data::produce(z, r, v),
         R::Fetch(r) => data::fetch(z, r, v),
         R::ListOffsets(r) => data::list_offsets(z, r),
         R::OffsetForLeaderEpoch(r) => data::offset_for_leader_epoch(z, r),

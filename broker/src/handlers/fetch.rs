@@ -24,7 +24,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId
 use kafka_protocol::ResponseError as E;
 use rivulet_storage::TopicPartition;
 
-use super::leader_hint;
+use super::{leader_hint, topic_ids};
 use crate::context::BrokerContext;
 use crate::errors;
 use crate::replica_manager::Partition;
@@ -33,7 +33,14 @@ use crate::replication::FollowerFetchAnswer;
 /// Upper bound on `max_wait_ms`, so a client cannot park a request forever.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub async fn handle(b: &BrokerContext, req: FetchRequest, version: i16) -> FetchResponse {
+/// `listener`: the listener the client connected to (KIP-951 endpoints are
+/// its addresses there).
+pub async fn handle(
+    b: &BrokerContext,
+    req: FetchRequest,
+    version: i16,
+    listener: &str,
+) -> FetchResponse {
     if req.session_id != 0 {
         return FetchResponse::default()
             .with_error_code(E::FetchSessionIdNotFound.code())
@@ -59,9 +66,10 @@ pub async fn handle(b: &BrokerContext, req: FetchRequest, version: i16) -> Fetch
             .flatten()
             .map(|p| p.appended.notified())
             .collect();
-        let (response, bytes, any_error) = read_all(b, &req, version);
+        let (mut response, bytes, any_error) = read_all(b, &req, version);
         if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
             count_out(b, &req, version, &response);
+            leader_hint::fill_fetch(&mut response, &b.image(), listener, version);
             return response;
         }
         if wakeups.is_empty() {
@@ -114,6 +122,7 @@ fn read_all(b: &BrokerContext, req: &FetchRequest, version: i16) -> (FetchRespon
     } else {
         req.replica_id.0
     };
+    let by_id = topic_ids::by_id(true, version);
     let mut remaining = req.max_bytes.max(0) as usize;
     let mut total = 0usize;
     let mut any_error = false;
@@ -125,20 +134,23 @@ fn read_all(b: &BrokerContext, req: &FetchRequest, version: i16) -> (FetchRespon
             let tp = TopicPartition::new(name.clone(), p.partition);
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
             let min_one = total == 0;
-            let data = read_partition(
-                b,
-                &tp,
-                version,
-                Position {
-                    replica_id,
-                    fetch_offset: p.fetch_offset,
-                    current_leader_epoch: p.current_leader_epoch,
-                    last_fetched_epoch: p.last_fetched_epoch,
-                },
-                limit,
-                min_one,
-                req.isolation_level,
-            );
+            let data = match topic_ids::partition_error(b, &tp, &t.topic_id, by_id) {
+                Some(code) => partition_error(code),
+                None => read_partition(
+                    b,
+                    &tp,
+                    version,
+                    Position {
+                        replica_id,
+                        fetch_offset: p.fetch_offset,
+                        current_leader_epoch: p.current_leader_epoch,
+                        last_fetched_epoch: p.last_fetched_epoch,
+                    },
+                    limit,
+                    min_one,
+                    req.isolation_level,
+                ),
+            };
             if data.error_code != 0 {
                 any_error = true;
             }
@@ -197,8 +209,8 @@ fn read_partition(
     let state = partition.state();
     if state.leader != b.node_id() {
         let mut data = partition_error(E::NotLeaderOrFollower.code());
-        // KIP-951: name the current leader (v12+; NodeEndpoints is v16+,
-        // beyond what this broker serves).
+        // KIP-951: name the current leader (v12+; its NodeEndpoints, v16+,
+        // are filled for the whole response by leader_hint::fill_fetch).
         if version >= leader_hint::FETCH_FROM {
             if let Some((leader, epoch)) =
                 leader_hint::current_leader(&b.image(), &tp.topic, tp.partition)

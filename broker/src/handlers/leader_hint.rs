@@ -7,7 +7,10 @@
 
 use std::collections::BTreeSet;
 
-use kafka_protocol::messages::{produce_response, BrokerId, ProduceResponse};
+use kafka_protocol::messages::{
+    fetch_response, produce_response, BrokerId, FetchResponse, ProduceResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
 use rivulet_controller::MetadataImage;
 
@@ -17,6 +20,8 @@ use super::sb;
 pub const PRODUCE_FROM: i16 = 10;
 /// The first Fetch version with `CurrentLeader`.
 pub const FETCH_FROM: i16 = 12;
+/// The first Fetch version with `NodeEndpoints`.
+pub const FETCH_ENDPOINTS_FROM: i16 = 16;
 
 /// The leader and leader epoch of `topic`/`partition` in `image`, if it has
 /// a leader.
@@ -52,18 +57,57 @@ pub fn fill_produce(
             }
         }
     }
-    resp.node_endpoints = leaders
-        .into_iter()
-        .filter_map(|id| {
-            let reg = image.brokers.get(&id).filter(|b| !b.fenced)?;
-            let l = reg.listener(listener)?;
-            Some(
-                produce_response::NodeEndpoint::default()
-                    .with_node_id(BrokerId(id))
-                    .with_host(sb(l.host.clone()))
-                    .with_port(i32::from(l.port))
-                    .with_rack(reg.rack.clone().map(sb)),
-            )
+    resp.node_endpoints = endpoints(image, leaders, listener)
+        .map(|(id, host, port, rack)| {
+            produce_response::NodeEndpoint::default()
+                .with_node_id(id)
+                .with_host(host)
+                .with_port(port)
+                .with_rack(rack)
         })
         .collect();
+}
+
+/// Fill the `NodeEndpoints` of a Fetch response (v16+) with the addresses on
+/// `listener` of the leaders its NOT_LEADER_OR_FOLLOWER partitions name in
+/// `CurrentLeader` (filled by the fetch handler from v12).
+pub fn fill_fetch(resp: &mut FetchResponse, image: &MetadataImage, listener: &str, version: i16) {
+    if version < FETCH_ENDPOINTS_FROM {
+        return;
+    }
+    let not_leader = E::NotLeaderOrFollower.code();
+    let leaders: BTreeSet<i32> = resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.error_code == not_leader && p.current_leader.leader_id.0 >= 0)
+        .map(|p| p.current_leader.leader_id.0)
+        .collect();
+    resp.node_endpoints = endpoints(image, leaders, listener)
+        .map(|(id, host, port, rack)| {
+            fetch_response::NodeEndpoint::default()
+                .with_node_id(id)
+                .with_host(host)
+                .with_port(port)
+                .with_rack(rack)
+        })
+        .collect();
+}
+
+/// Id, host, port and rack on `listener` of each live broker of `ids`.
+fn endpoints<'a>(
+    image: &'a MetadataImage,
+    ids: BTreeSet<i32>,
+    listener: &'a str,
+) -> impl Iterator<Item = (BrokerId, StrBytes, i32, Option<StrBytes>)> + 'a {
+    ids.into_iter().filter_map(move |id| {
+        let reg = image.brokers.get(&id).filter(|b| !b.fenced)?;
+        let l = reg.listener(listener)?;
+        Some((
+            BrokerId(id),
+            sb(l.host.clone()),
+            i32::from(l.port),
+            reg.rack.clone().map(sb),
+        ))
+    })
 }

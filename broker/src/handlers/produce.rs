@@ -22,8 +22,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError as E;
 use rivulet_protocol::record_batch::BatchHeader;
 use rivulet_storage::TopicPartition;
+use uuid::Uuid;
 
-use super::sb;
+use super::{sb, topic_ids};
 use crate::context::BrokerContext;
 use crate::replica_manager::{AppendOrigin, AppendResult, AppendWait, Appended};
 
@@ -46,6 +47,9 @@ async fn verify(
     let mut refused = HashMap::new();
     let mut by_producer: HashMap<(i64, i16), Vec<(String, i32)>> = HashMap::new();
     for topic in &req.topic_data {
+        if topic_ids::unresolved(topic_ids::by_id(false, version), &topic.name) {
+            continue;
+        }
         for p in &topic.partition_data {
             let Some(producer) = transactional_producer(&p.records) else {
                 continue;
@@ -135,7 +139,7 @@ pub async fn handle(
 #[derive(Debug)]
 pub struct StagedProduce {
     version: i16,
-    topics: Vec<(TopicName, Vec<Part>)>,
+    topics: Vec<(TopicName, Uuid, Vec<Part>)>,
 }
 
 #[derive(Debug)]
@@ -158,18 +162,24 @@ pub async fn stage(b: &BrokerContext, req: ProduceRequest, version: i16) -> Stag
     let acks = req.acks;
     let timeout_ms = req.timeout_ms;
     let refused = verify(b, &req, version).await;
+    let by_id = topic_ids::by_id(false, version);
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.to_string();
+        let topic_id = topic.topic_id;
         let parts = topic
             .partition_data
             .into_iter()
             .map(|p| {
-                let refusal = if !matches!(acks, -1..=1) {
-                    Some(E::InvalidRequiredAcks.code())
-                } else {
-                    refused.get(&(name.clone(), p.index)).copied()
-                };
+                let tp = TopicPartition::new(name.clone(), p.index);
+                let refusal =
+                    if let Some(code) = topic_ids::partition_error(b, &tp, &topic_id, by_id) {
+                        Some(code)
+                    } else if !matches!(acks, -1..=1) {
+                        Some(E::InvalidRequiredAcks.code())
+                    } else {
+                        refused.get(&(name.clone(), p.index)).copied()
+                    };
                 if let Some(code) = refusal {
                     return Part::Done(
                         PartitionProduceResponse::default()
@@ -178,7 +188,6 @@ pub async fn stage(b: &BrokerContext, req: ProduceRequest, version: i16) -> Stag
                             .with_base_offset(-1),
                     );
                 }
-                let tp = TopicPartition::new(name.clone(), p.index);
                 let sent = p.records.clone();
                 match b.replicas.append_staged(
                     &tp,
@@ -197,7 +206,7 @@ pub async fn stage(b: &BrokerContext, req: ProduceRequest, version: i16) -> Stag
                 }
             })
             .collect();
-        topics.push((topic.name, parts));
+        topics.push((topic.name, topic_id, parts));
     }
     StagedProduce { version, topics }
 }
@@ -208,7 +217,7 @@ impl StagedProduce {
     pub fn is_waiting(&self) -> bool {
         self.topics
             .iter()
-            .any(|(_, parts)| parts.iter().any(|p| matches!(p, Part::Waiting { .. })))
+            .any(|(_, _, parts)| parts.iter().any(|p| matches!(p, Part::Waiting { .. })))
     }
 
     /// The wait phase: every partition's waits run concurrently; the
@@ -216,7 +225,7 @@ impl StagedProduce {
     pub async fn finish(self, b: &BrokerContext, listener: &str) -> ProduceResponse {
         let version = self.version;
         let mut topics = Vec::with_capacity(self.topics.len());
-        for (name, parts) in self.topics {
+        for (name, topic_id, parts) in self.topics {
             let futures = parts.into_iter().map(|part| async move {
                 match part {
                     Part::Done(r) => r,
@@ -235,6 +244,7 @@ impl StagedProduce {
             topics.push(
                 TopicProduceResponse::default()
                     .with_name(name)
+                    .with_topic_id(topic_id)
                     .with_partition_responses(partitions),
             );
         }

@@ -9,7 +9,8 @@ static PRODUCE_PARTITION_PRODUCE_DATA: &[Field] = &[
     Field { v: V(0, 32767), kind: Kind::Bytes, tag: None, flex: FlexOverride::Inherit }, // Records
 ];
 static PRODUCE_TOPIC_PRODUCE_DATA: &[Field] = &[
-    Field { v: V(0, 32767), kind: Kind::Str, tag: None, flex: FlexOverride::Inherit }, // Name
+    Field { v: V(0, 12), kind: Kind::Str, tag: None, flex: FlexOverride::Inherit }, // Name
+    Field { v: V(13, 32767), kind: Kind::Fixed(16), tag: None, flex: FlexOverride::Inherit }, // TopicId
     Field { v: V(0, 32767), kind: Kind::Array(&Kind::Struct(PRODUCE_PARTITION_PRODUCE_DATA)), tag: None, flex: FlexOverride::Inherit }, // PartitionData
 ];
 static PRODUCE_REQUEST: &[Field] = &[
@@ -1105,7 +1106,8 @@ static PRODUCE_PARTITION_PRODUCE_RESPONSE: &[Field] = &[
     Field { v: V(10, 32767), kind: Kind::Struct(PRODUCE_LEADER_ID_AND_EPOCH), tag: Some((0, V(10, 32767))), flex: FlexOverride::Inherit }, // CurrentLeader
 ];
 static PRODUCE_TOPIC_PRODUCE_RESPONSE: &[Field] = &[
-    Field { v: V(0, 32767), kind: Kind::Str, tag: None, flex: FlexOverride::Inherit }, // Name
+    Field { v: V(0, 12), kind: Kind::Str, tag: None, flex: FlexOverride::Inherit }, // Name
+    Field { v: V(13, 32767), kind: Kind::Fixed(16), tag: None, flex: FlexOverride::Inherit }, // TopicId
     Field { v: V(0, 32767), kind: Kind::Array(&Kind::Struct(PRODUCE_PARTITION_PRODUCE_RESPONSE)), tag: None, flex: FlexOverride::Inherit }, // PartitionResponses
 ];
 static PRODUCE_NODE_ENDPOINT: &[Field] = &[
@@ -2444,8 +2446,8 @@ static READ_SHARE_GROUP_STATE_SUMMARY_RESPONSE: &[Field] = &[
 
 /// Every request message, by API key.
 pub(super) static REQUESTS: &[MessageSchema] = &[
-    // ProduceRequest: v12 (KIP-890 part 2) has the body of v11
-    MessageSchema { api_key: 0, valid: V(0, 12), flexible_from: 9, fields: PRODUCE_REQUEST },
+    // ProduceRequest: v13 (KIP-516) names topics by id; v12 (KIP-890 part 2) has the body of v11
+    MessageSchema { api_key: 0, valid: V(0, 13), flexible_from: 9, fields: PRODUCE_REQUEST },
     // FetchRequest
     MessageSchema { api_key: 1, valid: V(0, 17), flexible_from: 12, fields: FETCH_REQUEST },
     // ListOffsetsRequest
@@ -2624,8 +2626,8 @@ pub(super) static REQUESTS: &[MessageSchema] = &[
 
 /// Every response message, by API key.
 pub(super) static RESPONSES: &[MessageSchema] = &[
-    // ProduceResponse: v12 (KIP-890 part 2) has the body of v11
-    MessageSchema { api_key: 0, valid: V(0, 12), flexible_from: 9, fields: PRODUCE_RESPONSE },
+    // ProduceResponse: v13 (KIP-516) names topics by id; v12 (KIP-890 part 2) has the body of v11
+    MessageSchema { api_key: 0, valid: V(0, 13), flexible_from: 9, fields: PRODUCE_RESPONSE },
     // FetchResponse
     MessageSchema { api_key: 1, valid: V(0, 17), flexible_from: 12, fields: FETCH_RESPONSE },
     // ListOffsetsResponse
