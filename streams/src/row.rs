@@ -131,13 +131,24 @@ impl Row {
         let Value::Object(value) = parsed else {
             return Err(RowError::NotAnObject);
         };
+        Row::of_record(value, record, event_time, None)
+    }
+
+    /// A row of `record` with its decoded `value`: the event time extracted, the
+    /// metadata copied.
+    fn of_record(
+        value: Map<String, Value>,
+        record: &SourceRecord,
+        event_time: &EventTimeSpec,
+        source_bytes: Option<Arc<[u8]>>,
+    ) -> Result<Row, RowError> {
         let event_time = event_time.extract(&value, &record.meta)?;
         Ok(Row {
             value,
             meta: record.meta.clone(),
             event_time,
             key: Key::default(),
-            source_bytes: None,
+            source_bytes,
         })
     }
 
@@ -152,14 +163,8 @@ impl Row {
         let Some(value) = crate::projection::decode_fields(&record.value, fields) else {
             return Row::from_record(record, event_time);
         };
-        let event_time = event_time.extract(&value, &record.meta)?;
-        Ok(Row {
-            value,
-            meta: record.meta.clone(),
-            event_time,
-            key: Key::default(),
-            source_bytes: Some(Arc::from(record.value.as_slice())),
-        })
+        let bytes = Arc::from(record.value.as_slice());
+        Row::of_record(value, record, event_time, Some(bytes))
     }
 
     /// The row's whole value: decoded again from [`Row::source_bytes`] when the row
