@@ -18,7 +18,7 @@
 //! With several sources the job's watermark is the minimum over the sources that have
 //! seen data (Spark's default `min` policy), so the slowest source holds windows open.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -60,6 +60,8 @@ pub struct Executor {
     plan: JobPlan,
     nodes: Vec<(String, String, Node)>,
     watermarks: BTreeMap<String, Watermark>,
+    /// Decode only these fields of source records ([`Executor::project_sources`]).
+    fields: Option<BTreeSet<String>>,
 }
 
 impl Executor {
@@ -103,7 +105,17 @@ impl Executor {
             plan,
             nodes,
             watermarks,
+            fields: None,
         })
+    }
+
+    /// From now on decode only the fields the plan reads and keep each source row's
+    /// bytes ([`crate::projection`]), if the plan allows: its sinks then get rows whose
+    /// `value` holds only those fields and write [`Row::source_bytes`] instead. What
+    /// the runtime does; `false` (nothing changes) for plans that need whole rows.
+    pub fn project_sources(&mut self) -> bool {
+        self.fields = crate::projection::used_fields(&self.plan);
+        self.fields.is_some()
     }
 
     pub fn plan(&self) -> &JobPlan {
@@ -147,7 +159,11 @@ impl Executor {
         for source in &self.plan.sources {
             let mut rows = Vec::new();
             for record in records.get(&source.name).map_or(&[][..], Vec::as_slice) {
-                match Row::from_record(record, &source.event_time) {
+                let decoded = match &self.fields {
+                    Some(f) => Row::from_record_fields(record, &source.event_time, f),
+                    None => Row::from_record(record, &source.event_time),
+                };
+                match decoded {
                     Ok(mut row) => {
                         if source.audit_columns {
                             row.add_audit_columns(processing_time_ms);

@@ -32,6 +32,7 @@ pub mod expr;
 pub mod join;
 pub mod operators;
 pub mod plan;
+pub mod projection;
 pub mod row;
 pub mod runtime;
 pub mod table;

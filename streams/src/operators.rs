@@ -56,7 +56,7 @@ impl DeadLetter {
             "event_time".into(),
             crate::time::format_millis(self.row.event_time),
         );
-        v.insert("value".into(), Value::Object(self.row.value.clone()));
+        v.insert("value".into(), Value::Object(self.row.full_value()));
         Value::Object(v)
     }
 }
@@ -214,6 +214,7 @@ impl Operator for Select {
             match self.project(&row) {
                 Ok(value) => {
                     row.value = value;
+                    row.source_bytes = None;
                     out.rows.push(row);
                 }
                 Err(e) => out.dead_letter(row, &self.name, e.to_string()),

@@ -9,6 +9,9 @@
 //! Invariant: `event_time` is always set — a record whose event time cannot be extracted
 //! never becomes a row (it becomes a dead letter with the reason).
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -101,6 +104,12 @@ pub struct Row {
     /// Set by `key_by`; grouping operators group by it.
     #[serde(default)]
     pub key: Key,
+    /// The record's value bytes while `value` holds only the fields the plan reads
+    /// (decoded with a projection, [`crate::projection`]) and is otherwise unchanged:
+    /// sinks write these bytes as the row. `None` for fully decoded or changed rows;
+    /// whatever changes `value` clears it. Not part of snapshots.
+    #[serde(skip)]
+    pub source_bytes: Option<Arc<[u8]>>,
 }
 
 impl Row {
@@ -111,6 +120,7 @@ impl Row {
             meta: SourceMeta::default(),
             event_time,
             key: Key::default(),
+            source_bytes: None,
         }
     }
 
@@ -121,13 +131,53 @@ impl Row {
         let Value::Object(value) = parsed else {
             return Err(RowError::NotAnObject);
         };
+        Row::of_record(value, record, event_time, None)
+    }
+
+    /// A row of `record` with its decoded `value`: the event time extracted, the
+    /// metadata copied.
+    fn of_record(
+        value: Map<String, Value>,
+        record: &SourceRecord,
+        event_time: &EventTimeSpec,
+        source_bytes: Option<Arc<[u8]>>,
+    ) -> Result<Row, RowError> {
         let event_time = event_time.extract(&value, &record.meta)?;
         Ok(Row {
             value,
             meta: record.meta.clone(),
             event_time,
             key: Key::default(),
+            source_bytes,
         })
+    }
+
+    /// Decode only `fields` of a record value ([`crate::projection::decode_fields`]),
+    /// keeping the value's bytes in [`Row::source_bytes`]. A value that is not one JSON
+    /// object fails exactly as [`Row::from_record`] does.
+    pub fn from_record_fields(
+        record: &SourceRecord,
+        event_time: &EventTimeSpec,
+        fields: &BTreeSet<String>,
+    ) -> Result<Row, RowError> {
+        let Some(value) = crate::projection::decode_fields(&record.value, fields) else {
+            return Row::from_record(record, event_time);
+        };
+        let bytes = Arc::from(record.value.as_slice());
+        Row::of_record(value, record, event_time, Some(bytes))
+    }
+
+    /// The row's whole value: decoded again from [`Row::source_bytes`] when the row
+    /// holds only some fields.
+    pub fn full_value(&self) -> Map<String, Value> {
+        match self
+            .source_bytes
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<Map<String, Value>>(b).ok())
+        {
+            Some(whole) => whole,
+            None => self.value.clone(),
+        }
     }
 
     /// The value of a column: a reserved source column, or a (dotted) field of the value.
@@ -158,6 +208,7 @@ impl Row {
         let event = format_millis(self.event_time);
         let ingestion = format_millis(self.meta.timestamp_ms);
         let processing = format_millis(processing_time_ms);
+        self.source_bytes = None;
         self.value.insert(EVENT_TIME_COLUMN.into(), event);
         self.value.insert(INGESTION_TIME_COLUMN.into(), ingestion);
         self.value.insert(PROCESSING_TIME_COLUMN.into(), processing);

@@ -170,6 +170,43 @@ impl Expr {
         eval::eval(self, row)
     }
 
+    /// Add every column the expression reads to `out`.
+    pub fn columns(&self, out: &mut std::collections::BTreeSet<String>) {
+        let mut children: Vec<&Expr> = Vec::new();
+        match self {
+            Expr::Column(c) => {
+                out.insert(c.clone());
+            }
+            Expr::Literal(_) => {}
+            Expr::Not(e) | Expr::Negate(e) => children.push(e),
+            Expr::IsNull { expr, .. } | Expr::Cast { expr, .. } => children.push(expr),
+            Expr::Binary { left, right, .. } => children.extend([&**left, &**right]),
+            Expr::Between {
+                expr, low, high, ..
+            } => children.extend([&**expr, &**low, &**high]),
+            Expr::InList { expr, list, .. } => {
+                children.push(expr);
+                children.extend(list);
+            }
+            Expr::Like { expr, pattern, .. } => children.extend([&**expr, &**pattern]),
+            Expr::Case {
+                operand,
+                branches,
+                otherwise,
+            } => {
+                children.extend(operand.as_deref());
+                for (when, then) in branches {
+                    children.extend([when, then]);
+                }
+                children.extend(otherwise.as_deref());
+            }
+            Expr::Function { args, .. } => children.extend(args),
+        }
+        for c in children {
+            c.columns(out);
+        }
+    }
+
     /// Evaluate as a predicate: `Some(true)` only for TRUE; NULL is `None`.
     pub fn eval_predicate(&self, row: &crate::Row) -> Result<Option<bool>, crate::RowError> {
         match self.eval(row)? {

@@ -163,7 +163,14 @@ pub fn plan_batch(
 fn encode_jsonl(rows: &[&Row]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for row in rows {
-        serde_json::to_writer(&mut out, &row.value).map_err(|e| e.to_string())?;
+        match row.source_bytes.as_deref() {
+            // A source row passed through whole: its bytes, unless they span lines.
+            Some(b) if !b.iter().any(|c| matches!(c, b'\n' | b'\r')) => out.extend_from_slice(b),
+            Some(_) => {
+                serde_json::to_writer(&mut out, &row.full_value()).map_err(|e| e.to_string())?
+            }
+            None => serde_json::to_writer(&mut out, &row.value).map_err(|e| e.to_string())?,
+        }
         out.push(b'\n');
     }
     Ok(out)

@@ -334,3 +334,19 @@ fn parquet_files_are_committed_and_recovered_like_json_lines() {
         .sum();
     assert_eq!(rows, 2);
 }
+
+#[test]
+fn source_rows_passed_through_are_written_as_their_bytes_one_per_line() {
+    let layout = Layout::parse(DEFAULT_LAYOUT).unwrap();
+    let mut as_sent = row(1, DEC30);
+    as_sent.source_bytes = Some(std::sync::Arc::from(&br#"{"v":"r1", "id":1.50}"#[..]));
+    // Bytes spanning lines would break JSON Lines: re-encoded from the bytes, whole.
+    let mut multiline = row(2, DEC30);
+    multiline.source_bytes = Some(std::sync::Arc::from(&b"{\"id\":2,\n\"extra\":true}"[..]));
+    let files = plan_batch(&layout, FileFormat::Jsonl, 7, &[as_sent, multiline]).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        String::from_utf8(files[0].bytes.clone()).unwrap(),
+        "{\"v\":\"r1\", \"id\":1.50}\n{\"extra\":true,\"id\":2}\n"
+    );
+}

@@ -17,6 +17,7 @@
 //! read back through OffsetFetch. A failed or fenced transaction is aborted (when it
 //! still can be) and stops the job; a restart resumes.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -69,6 +70,9 @@ pub fn record_key(key: Option<&Expr>, row: &Row) -> Result<Option<String>, Strin
         other => Ok(Some(other.to_string())),
     }
 }
+
+/// A record to produce: its key and value.
+type Encoded<'r> = (Option<String>, Cow<'r, [u8]>);
 
 pub struct KafkaSink {
     pub name: String,
@@ -269,32 +273,37 @@ impl KafkaSink {
         Ok(())
     }
 
-    fn encode(&self, rows: &[Row]) -> Result<Vec<(Option<String>, String)>, RuntimeError> {
+    /// Each row's key and value: a source row passed through whole is its record's
+    /// bytes ([`Row::source_bytes`]), other rows are encoded.
+    fn encode<'r>(&self, rows: &'r [Row]) -> Result<Vec<Encoded<'r>>, RuntimeError> {
         rows.iter()
             .map(|row| {
                 let key = record_key(self.key.as_ref(), row).map_err(|reason| {
                     RuntimeError::KafkaState(format!("sink {}: key of a row: {reason}", self.name))
                 })?;
-                let value = serde_json::to_string(&row.value).map_err(|e| {
-                    RuntimeError::KafkaState(format!("sink {}: encode a row: {e}", self.name))
-                })?;
+                let value = match row.source_bytes.as_deref() {
+                    Some(bytes) => Cow::Borrowed(bytes),
+                    None => Cow::Owned(serde_json::to_vec(&row.value).map_err(|e| {
+                        RuntimeError::KafkaState(format!("sink {}: encode a row: {e}", self.name))
+                    })?),
+                };
                 Ok((key, value))
             })
             .collect()
     }
 
     /// Produce `records` (key, value) to `topic` and wait for every delivery report.
-    async fn send_all(
+    async fn send_all<V: AsRef<[u8]>>(
         &self,
         topic: &str,
-        records: &[(Option<String>, String)],
+        records: &[(Option<String>, V)],
     ) -> Result<(), RuntimeError> {
         let context = || format!("sink {}: produce to {topic}", self.name);
         let sent = async {
             let mut pending = VecDeque::with_capacity(records.len());
             for (key, value) in records {
-                let mut record: FutureRecord<'_, String, String> =
-                    FutureRecord::to(topic).payload(value);
+                let mut record: FutureRecord<'_, String, [u8]> =
+                    FutureRecord::to(topic).payload(value.as_ref());
                 if let Some(k) = key {
                     record = record.key(k);
                 }

@@ -164,12 +164,13 @@ pub async fn run(
     batch_log::remove(&checkpoint_dir, &recovery.discard)?;
 
     let mut executor = Executor::new(plan.clone(), loaded)?;
+    let projected = executor.project_sources();
     if let Some(snapshot) = recovery.base.as_ref().and_then(|r| r.snapshot.clone()) {
         executor.restore(snapshot)?;
     }
     let mut last_batch = recovery.base.as_ref().map_or(0, |r| r.batch_id);
     let mut committed = recovery.base.map(|r| r.offsets);
-    tracing::info!(%job, last_batch, replay = ?recovery.replay, "starting");
+    tracing::info!(%job, last_batch, replay = ?recovery.replay, projected, "starting");
 
     let dlq_producer = match &plan.dead_letter_topic {
         Some(_) if sinks::dead_letter_carrier(&sinks).is_none() => {
