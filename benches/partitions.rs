@@ -42,7 +42,9 @@ fn open_fds(pid: u32) -> usize {
 fn listed_partitions(bootstrap: &str) -> usize {
     let c: BaseConsumer = client_config(bootstrap).create().expect("a client");
     c.fetch_metadata(None, Duration::from_secs(10))
-        .map_or(0, |md| md.topics().iter().map(|t| t.partitions().len()).sum())
+        .map_or(0, |md| {
+            md.topics().iter().map(|t| t.partitions().len()).sum()
+        })
 }
 
 fn main() {
@@ -132,7 +134,11 @@ fn main() {
         "reopen after a clean stop: logs opened {:.2} s{}, serving {:.2} s, all {created} \
          partitions listed {:.2} s{}; {} fds, RSS {:.1} MiB",
         logs_open.as_secs_f64(),
-        if opened { "" } else { " (no 'opened logs' line)" },
+        if opened {
+            ""
+        } else {
+            " (no 'opened logs' line)"
+        },
         serving.as_secs_f64(),
         listed.as_secs_f64(),
         if all { "" } else { " (NOT all listed)" },

@@ -232,7 +232,24 @@ pub struct ReplicaManager {
     /// this node leads (metrics).
     pub isr_shrinks: AtomicU64,
     pub isr_expands: AtomicU64,
+    /// Partitions this node could not host, with the error last reported:
+    /// reported once, not on every image.
+    failed: Mutex<HashMap<TopicPartition, String>>,
 }
+
+/// A replica of the image this node should host.
+struct Hosting<'a> {
+    tp: TopicPartition,
+    topic_id: Uuid,
+    reg: &'a PartitionRegistration,
+    cfg: Arc<LogConfig>,
+    min_isr: i32,
+}
+
+/// Most threads creating new partition logs at once: creating is mostly
+/// waiting for fsyncs (the leader epoch checkpoint), which the filesystem
+/// commits together.
+const CREATE_THREADS: usize = 16;
 
 /// A topic's log config: broker defaults with the topic's log keys applied
 /// (other topic keys, such as `min.insync.replicas`, are not log settings).
@@ -259,6 +276,7 @@ impl ReplicaManager {
             lag_clock: None,
             isr_shrinks: AtomicU64::new(0),
             isr_expands: AtomicU64::new(0),
+            failed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -298,8 +316,9 @@ impl ReplicaManager {
     pub fn apply_image(&self, image: &MetadataImage) {
         let defaults = self.logs.config().log_defaults.clone();
         let mut wanted: HashSet<TopicPartition> = HashSet::new();
+        let mut work: Vec<Hosting<'_>> = Vec::new();
         for topic in image.topics.values() {
-            let cfg = topic_log_config(&defaults, &topic.configs);
+            let cfg = Arc::new(topic_log_config(&defaults, &topic.configs));
             let min_isr = topic
                 .configs
                 .get("min.insync.replicas")
@@ -311,11 +330,17 @@ impl ReplicaManager {
                 }
                 let tp = TopicPartition::new(topic.name.clone(), *pid);
                 wanted.insert(tp.clone());
-                if let Err(e) = self.ensure_partition(&tp, topic.id, reg, &cfg, min_isr) {
-                    warn!(partition = %tp, error = %e, "cannot host partition");
-                }
+                work.push(Hosting {
+                    tp,
+                    topic_id: topic.id,
+                    reg,
+                    cfg: cfg.clone(),
+                    min_isr,
+                });
             }
         }
+        self.ensure_partitions(&work);
+        self.failed.lock().retain(|tp, _| wanted.contains(tp));
         let gone: Vec<TopicPartition> = self
             .partitions
             .read()
@@ -359,6 +384,59 @@ impl ReplicaManager {
             };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// [`ensure_partition`](Self::ensure_partition) for each of `work`: the
+    /// ones new here on up to [`CREATE_THREADS`] threads, then one fsync of
+    /// the data dir for the logs created. A partition that cannot be hosted
+    /// is reported once (again only if the error changes).
+    fn ensure_partitions(&self, work: &[Hosting<'_>]) {
+        let (new, known): (Vec<&Hosting<'_>>, Vec<&Hosting<'_>>) = work
+            .iter()
+            .partition(|h| self.get(&h.tp).is_none_or(|p| p.topic_id != h.topic_id));
+        let run = |h: &Hosting<'_>| {
+            let result = self.ensure_partition(&h.tp, h.topic_id, h.reg, &h.cfg, h.min_isr);
+            let mut failed = self.failed.lock();
+            match result {
+                Ok(()) => {
+                    failed.remove(&h.tp);
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    if failed.get(&h.tp) != Some(&why) {
+                        warn!(partition = %h.tp, error = %why, "cannot host partition");
+                        failed.insert(h.tp.clone(), why);
+                    }
+                }
+            }
+        };
+        for h in known {
+            run(h);
+        }
+        if new.is_empty() {
+            return;
+        }
+        let threads = new.len().div_ceil(8).clamp(1, CREATE_THREADS);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    while let Some(h) =
+                        new.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        run(h);
+                    }
+                });
+            }
+        });
+        if let Err(e) = self.logs.sync_data_dir() {
+            warn!(error = %e, "cannot fsync the data dir after creating partition logs");
+        }
+    }
+
+    /// Whether this node could not host `tp` at the last image (the error).
+    pub fn hosting_error(&self, tp: &TopicPartition) -> Option<String> {
+        self.failed.lock().get(tp).cloned()
     }
 
     fn ensure_partition(

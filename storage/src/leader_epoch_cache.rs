@@ -23,6 +23,8 @@ pub struct EpochEntry {
 pub struct LeaderEpochCache {
     path: PathBuf,
     entries: Vec<EpochEntry>,
+    /// Changed in memory since the checkpoint was last written.
+    dirty: bool,
 }
 
 /// Kafka's `UNDEFINED_EPOCH` / `UNDEFINED_EPOCH_OFFSET`.
@@ -37,6 +39,7 @@ impl LeaderEpochCache {
         let mut cache = LeaderEpochCache {
             path,
             entries: Vec::new(),
+            dirty: false,
         };
         for (epoch, start_offset) in read_epoch_checkpoint(&cache.path)? {
             cache.push_if_newer(epoch, start_offset);
@@ -86,7 +89,20 @@ impl LeaderEpochCache {
     /// Like [`assign`](Self::assign) without persisting (recovery rebuilds in
     /// memory and flushes once).
     pub(crate) fn assign_in_memory(&mut self, epoch: i32, start_offset: i64) {
-        self.push_if_newer(epoch, start_offset);
+        if self.push_if_newer(epoch, start_offset) {
+            self.dirty = true;
+        }
+    }
+
+    /// Write the checkpoint if the cache changed in memory since it was
+    /// loaded or last written: a log opened after a clean stop writes
+    /// nothing.
+    pub fn flush_if_dirty(&mut self) -> Result<()> {
+        if self.dirty {
+            self.flush()?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 
     /// `(epoch, end_offset)` for OffsetForLeaderEpoch, as Kafka's
@@ -124,6 +140,7 @@ impl LeaderEpochCache {
         self.entries.retain(|e| e.start_offset < end_offset);
         if self.entries.len() != before {
             self.flush()?;
+            self.dirty = false;
         }
         Ok(())
     }
@@ -145,13 +162,16 @@ impl LeaderEpochCache {
         }
         if changed {
             self.flush()?;
+            self.dirty = false;
         }
         Ok(())
     }
 
     pub fn clear(&mut self) -> Result<()> {
         self.entries.clear();
-        self.flush()
+        self.flush()?;
+        self.dirty = false;
+        Ok(())
     }
 
     pub fn flush(&self) -> Result<()> {

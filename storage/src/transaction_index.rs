@@ -18,9 +18,9 @@
 //! holds one, its `.log`): the rare append, truncation or flush opens it.
 
 use std::fs::{self, File, OpenOptions};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{IoContext, Result};
 use crate::log_segment::remove_if_exists;
