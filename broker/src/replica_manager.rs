@@ -386,14 +386,14 @@ impl ReplicaManager {
         }
     }
 
-    /// [`ensure_partition`](Self::ensure_partition) for each of `work`: the
-    /// ones new here on up to [`CREATE_THREADS`] threads, then one fsync of
-    /// the data dir for the logs created. A partition that cannot be hosted
-    /// is reported once (again only if the error changes).
+    /// [`ensure_partition`](Self::ensure_partition) for each of `work`, on
+    /// up to [`CREATE_THREADS`] threads when there are many (a new log's
+    /// or a new leader's epoch checkpoint is an fsync: thousands of them
+    /// one after the other took minutes), then one fsync of the data dir
+    /// if logs were created. A partition that cannot be hosted is reported
+    /// once (again only if the error changes).
     fn ensure_partitions(&self, work: &[Hosting<'_>]) {
-        let (new, known): (Vec<&Hosting<'_>>, Vec<&Hosting<'_>>) = work
-            .iter()
-            .partition(|h| self.get(&h.tp).is_none_or(|p| p.topic_id != h.topic_id));
+        let logs_before = self.logs.len();
         let run = |h: &Hosting<'_>| {
             let result = self.ensure_partition(&h.tp, h.topic_id, h.reg, &h.cfg, h.min_isr);
             let mut failed = self.failed.lock();
@@ -410,27 +410,27 @@ impl ReplicaManager {
                 }
             }
         };
-        for h in known {
-            run(h);
+        let threads = work.len().div_ceil(64).clamp(1, CREATE_THREADS);
+        if threads == 1 {
+            work.iter().for_each(run);
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        while let Some(h) =
+                            work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                        {
+                            run(h);
+                        }
+                    });
+                }
+            });
         }
-        if new.is_empty() {
-            return;
-        }
-        let threads = new.len().div_ceil(8).clamp(1, CREATE_THREADS);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    while let Some(h) =
-                        new.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                    {
-                        run(h);
-                    }
-                });
+        if self.logs.len() > logs_before {
+            if let Err(e) = self.logs.sync_data_dir() {
+                warn!(error = %e, "cannot fsync the data dir after creating partition logs");
             }
-        });
-        if let Err(e) = self.logs.sync_data_dir() {
-            warn!(error = %e, "cannot fsync the data dir after creating partition logs");
         }
     }
 

@@ -173,6 +173,8 @@ pub struct ControllerService {
     /// `auto.leader.rebalance.enable` and
     /// `leader.imbalance.per.broker.percentage`.
     leader_balance: (bool, u32),
+    /// Most partition replicas a broker may host (see [`crate::capacity`]).
+    partition_limit: Option<usize>,
 }
 
 fn now_ms() -> i64 {
@@ -198,7 +200,14 @@ impl ControllerService {
             refusals: std::sync::OnceLock::new(),
             clock: now_ms,
             leader_balance: (true, 10),
+            partition_limit: None,
         }
+    }
+
+    /// Refuse new partitions that would put a broker over `limit` replicas.
+    pub(crate) fn with_partition_limit(mut self, limit: Option<usize>) -> Self {
+        self.partition_limit = limit;
+        self
     }
 
     /// Set `auto.leader.rebalance.enable` and
@@ -559,6 +568,10 @@ impl ControllerService {
                 };
             }
         };
+        let decided = decided.and_then(|records| {
+            crate::capacity::check_partition_capacity(&image, &records, self.partition_limit)
+                .map(|()| records)
+        });
         match decided {
             Ok(records) => self.commit(records).await,
             Err(e) => ControllerResponse::Error(e),

@@ -189,6 +189,15 @@ impl LogManager {
         self.logs.read().get(tp).cloned()
     }
 
+    /// How many logs this manager holds.
+    pub fn len(&self) -> usize {
+        self.logs.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.logs.read().is_empty()
+    }
+
     /// Every log, sorted by topic and partition.
     pub fn all_logs(&self) -> Vec<(TopicPartition, SharedLog)> {
         let mut v: Vec<_> = self

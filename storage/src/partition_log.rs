@@ -247,8 +247,10 @@ impl PartitionLog {
         if log.log_start_offset > log.log_end_offset {
             log.truncate_fully_and_start_at(log.log_start_offset)?;
         }
-        log.epoch_cache.truncate_from_end(log.log_end_offset)?;
-        log.epoch_cache.truncate_from_start(log.log_start_offset)?;
+        // In memory: the checkpoint is rewritten only if recovery found
+        // epochs it lacks (opening thousands of logs writes no file each).
+        log.epoch_cache.drop_from_end(log.log_end_offset);
+        log.epoch_cache.drop_from_start(log.log_start_offset);
         log.epoch_cache.flush_if_dirty()?;
         log.high_watermark = opts
             .high_watermark
