@@ -44,10 +44,10 @@ pub fn partition_limit(configured: Option<usize>, fds: FdLimit) -> Option<usize>
         .map(rivulet_controller::capacity::partitions_for_fd_limit);
     let limit = configured.or(from_fds);
     info!(
-        soft = fds.soft.map_or("unlimited".to_string(), |v| v.to_string()),
-        hard = fds.hard.map_or("unlimited".to_string(), |v| v.to_string()),
-        max_partitions = limit.map_or("unlimited".to_string(), |v| v.to_string()),
-        from = if configured.is_some() { "max.partitions.per.node" } else { "open-files limit" },
+        soft = %fds.soft.map_or("unlimited".to_string(), |v| v.to_string()),
+        hard = %fds.hard.map_or("unlimited".to_string(), |v| v.to_string()),
+        max_partitions = %limit.map_or("unlimited".to_string(), |v| v.to_string()),
+        from = %if configured.is_some() { "max.partitions.per.node" } else { "open-files limit" },
         "open-files limit"
     );
     limit

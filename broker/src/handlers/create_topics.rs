@@ -118,11 +118,11 @@ async fn create_one(
     if matches!(resp, ControllerResponse::Ok { .. }) && !validate_only {
         b.wait_for_topic(&name, wait).await;
         if let Some((p, why)) = b.node.topic_hosting_error(&name) {
-            return result.with_error_code(E::KafkaStorageError.code()).with_error_message(
-                Some(sb(format!(
+            return result
+                .with_error_code(E::KafkaStorageError.code())
+                .with_error_message(Some(sb(format!(
                     "topic created, but this node cannot host partition {p}: {why}"
-                ))),
-            );
+                ))));
         }
     }
     let topic_id = b.image().topic(&name).map(|t| t.id).unwrap_or_default();
