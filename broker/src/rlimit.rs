@@ -18,13 +18,13 @@ pub struct FdLimit {
 /// afterwards (unchanged if the raise is refused, which is logged).
 pub fn raise_nofile_limit() -> FdLimit {
     let before = getrlimit(Resource::Nofile);
-    let mut now = before.clone();
+    let mut now = before;
     if before.current != before.maximum {
         let raised = Rlimit {
             current: before.maximum,
             maximum: before.maximum,
         };
-        match setrlimit(Resource::Nofile, raised.clone()) {
+        match setrlimit(Resource::Nofile, raised) {
             Ok(()) => now = raised,
             Err(e) => warn!(soft = ?before.current, hard = ?before.maximum, error = %e,
                 "cannot raise the open-files limit to its hard limit"),
