@@ -16,9 +16,11 @@
 //! through it too, but only into bytes already *reserved*: a store through
 //! a shared map into a page the filesystem has yet to allocate raises
 //! SIGBUS when the filesystem is full (the whole broker would die). Before
-//! an entry lands past the reserved bytes, the next [`RESERVE_BYTES`] are
-//! written with zeros by `pwrite` (the file opened for that moment), which
-//! allocates their blocks or reports ENOSPC — failing just that append.
+//! an entry lands past the reserved bytes, the rest of its page is written
+//! with zeros by `pwrite` (the file opened for that moment), which allocates
+//! the block or reports ENOSPC — failing just that append. That is the space
+//! a `pwrite` of the entry itself would have taken: a nearly full disk fills
+//! no sooner.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -28,10 +30,10 @@ use memmap2::MmapMut;
 
 use crate::error::{IoContext, Result};
 
-/// Bytes of the file allocated ahead of the entries at a time: 8,192 offset
-/// entries, so one open, write and close per ~32 MiB of log at the default
-/// `index.interval.bytes`.
-const RESERVE_BYTES: usize = 64 * 1024;
+/// Bytes of the file allocated ahead of the entries at a time (a page): 512
+/// offset entries, so one open, write and close per ~2 MiB of log at the
+/// default `index.interval.bytes`.
+const RESERVE_BYTES: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct IndexFile {
@@ -108,14 +110,14 @@ impl IndexFile {
     }
 
     /// Make sure the bytes up to `needed` have their blocks allocated:
-    /// zeros from the end of the entries to the next [`RESERVE_BYTES`] (or
-    /// the end of the map), written by `pwrite`.
+    /// zeros from the end of the entries to the next multiple of
+    /// [`RESERVE_BYTES`] (or the end of the map), written by `pwrite`.
     fn reserve(&mut self, needed: usize, map_len: usize) -> Result<()> {
         if needed <= self.reserved {
             return Ok(());
         }
         let from = self.reserved.max(self.entries * self.entry_size);
-        let to = (from + RESERVE_BYTES).max(needed).min(map_len);
+        let to = needed.next_multiple_of(RESERVE_BYTES).min(map_len);
         if to > from {
             let file = open_rw(&self.path)?;
             file.write_all_at(&vec![0u8; to - from], from as u64)
