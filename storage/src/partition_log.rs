@@ -748,20 +748,17 @@ impl PartitionLog {
     /// producer state at the log end (clean shutdown). The log must not be
     /// appended to afterwards.
     ///
-    /// Writes only what changed: the log was just fsynced, so the active
+    /// Writes only what is needed: the log was just fsynced, so the active
     /// segment's indexes are trimmed and written back without another fsync
-    /// of its `.log`; no producer snapshot when one at the log end exists
-    /// or the log never had a record; the epoch checkpoint only if the cache
-    /// changed since it was written (closing thousands of idle partitions
-    /// costs no fsync each).
+    /// of its `.log`; no producer snapshot for a log that never had a
+    /// record; the epoch checkpoint only if the cache changed since it was
+    /// written (closing thousands of never-written partitions costs no
+    /// fsync each).
     pub fn close(&mut self) -> Result<()> {
         self.flush()?;
         self.active_mut()?.close_indexes()?;
         let end = self.log_end_offset;
-        let snapshot_exists = crate::producer_snapshot::list_snapshots(&self.dir)
-            .map(|offsets| offsets.contains(&end))
-            .unwrap_or(false);
-        if !snapshot_exists && (end > 0 || !self.producers.is_empty()) {
+        if end > 0 || !self.producers.is_empty() {
             self.snapshot_or_warn(end);
         }
         self.epoch_cache.flush_if_dirty()
