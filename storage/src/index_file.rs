@@ -22,13 +22,14 @@
 //! a `pwrite` of the entry itself would have taken: a nearly full disk fills
 //! no sooner.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapMut;
 
 use crate::error::{IoContext, Result};
+use crate::transaction_index::open_rw;
 
 /// Bytes of the file allocated ahead of the entries at a time (a page): 512
 /// offset entries, so one open, write and close per ~2 MiB of log at the
@@ -48,16 +49,6 @@ pub(crate) struct IndexFile {
     reserved: usize,
     /// The file's length at open was not a whole number of entries.
     torn: bool,
-}
-
-fn open_rw(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .at(path)
 }
 
 impl IndexFile {

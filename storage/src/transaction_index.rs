@@ -237,7 +237,8 @@ impl TransactionIndex {
     }
 }
 
-fn open_rw(path: &Path) -> Result<File> {
+/// Open a file for reading and writing, created if missing.
+pub(crate) fn open_rw(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
