@@ -4,7 +4,8 @@
 //! POLICY_VIOLATION and the request is answered at once; the node holds
 //! about one descriptor per partition (index files are mapped, not kept
 //! open); after a clean stop it reopens without recovery and serves
-//! produce and fetch on the partitions it kept.
+//! produce and fetch on the partitions it kept; after a SIGKILL it recovers
+//! and every acknowledged record reads back.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -129,4 +130,21 @@ fn partitions_beyond_the_open_files_limit_are_refused_and_the_rest_reopen() {
     }
     let fds = open_fds(node.pid());
     assert!(fds < hosted + 200, "{fds} descriptors after the restart");
+
+    // An unclean stop still recovers.
+    node.kill();
+    node.start();
+    node.wait_serving(TIMEOUT);
+    let log = fs::read_to_string(node.log_path()).expect("the node log");
+    let reopened = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("opened logs"))
+        .expect("an 'opened logs' line");
+    assert!(reopened.contains("clean_shutdown=false"), "{reopened}");
+    let c = consumer(&node.bootstrap(), &[]);
+    for partition in [0, 250, 499] {
+        let got = consume_n(&c, topic, partition, Offset::Beginning, 1);
+        assert_eq!(got[0].value, Some(format!("v{partition}").into_bytes()));
+    }
 }
