@@ -204,6 +204,18 @@ impl ControllerService {
         }
     }
 
+    /// `records` if their new partitions fit every broker's capacity (see
+    /// [`crate::capacity`]); none to write when only validating.
+    fn within_capacity(
+        &self,
+        image: &crate::image::MetadataImage,
+        records: Vec<MetadataRecord>,
+        validate_only: bool,
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        crate::capacity::check_partition_capacity(image, &records, self.partition_limit)?;
+        Ok(if validate_only { Vec::new() } else { records })
+    }
+
     /// Refuse new partitions that would put a broker over `limit` replicas.
     pub(crate) fn with_partition_limit(mut self, limit: Option<usize>) -> Self {
         self.partition_limit = limit;
@@ -420,7 +432,7 @@ impl ControllerService {
                 &configs,
                 Uuid::new_v4(),
             )
-            .map(|r| if validate_only { Vec::new() } else { r }),
+            .and_then(|r| self.within_capacity(&image, r, validate_only)),
             ControllerRequest::DeleteTopic { name } => logic::delete_topic(&image, &name),
             ControllerRequest::CreatePartitions {
                 name,
@@ -431,7 +443,7 @@ impl ControllerService {
                 None => logic::create_partitions(&image, &name, total),
                 Some(a) => crate::assignment::create_partitions_assigned(&image, &name, total, a),
             }
-            .map(|r| if validate_only { Vec::new() } else { r }),
+            .and_then(|r| self.within_capacity(&image, r, validate_only)),
             ControllerRequest::ElectLeaders {
                 election,
                 partitions,
@@ -458,7 +470,7 @@ impl ControllerService {
                 &configs,
                 Uuid::new_v4(),
             )
-            .map(|r| if validate_only { Vec::new() } else { r }),
+            .and_then(|r| self.within_capacity(&image, r, validate_only)),
             ControllerRequest::AlterTopicConfigs {
                 name,
                 changes,
@@ -568,10 +580,6 @@ impl ControllerService {
                 };
             }
         };
-        let decided = decided.and_then(|records| {
-            crate::capacity::check_partition_capacity(&image, &records, self.partition_limit)
-                .map(|()| records)
-        });
         match decided {
             Ok(records) => self.commit(records).await,
             Err(e) => ControllerResponse::Error(e),
