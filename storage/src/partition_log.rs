@@ -247,8 +247,7 @@ impl PartitionLog {
         if log.log_start_offset > log.log_end_offset {
             log.truncate_fully_and_start_at(log.log_start_offset)?;
         }
-        // In memory: the checkpoint is rewritten only if recovery found
-        // epochs it lacks (opening thousands of logs writes no file each).
+        // In memory: the checkpoint is rewritten only for epochs recovery found.
         log.epoch_cache.drop_from_end(log.log_end_offset);
         log.epoch_cache.drop_from_start(log.log_start_offset);
         log.epoch_cache.flush_if_dirty()?;
@@ -744,22 +743,16 @@ impl PartitionLog {
         self.flush.wait_durable(offset)
     }
 
-    /// Flush and trim the active segment's indexes and snapshot the
-    /// producer state at the log end (clean shutdown). The log must not be
-    /// appended to afterwards.
-    ///
-    /// Writes only what is needed: the log was just fsynced, so the active
-    /// segment's indexes are trimmed and written back without another fsync
-    /// of its `.log`; no producer snapshot for a log that never had a
-    /// record; the epoch checkpoint only if the cache changed since it was
-    /// written (closing thousands of never-written partitions costs no
-    /// fsync each).
+    /// Flush, trim the active segment's indexes (no second fsync of its
+    /// `.log`) and snapshot the producer state at the log end unless the log
+    /// never had a record; the epoch checkpoint only if it changed (clean
+    /// shutdown: an idle, never-written partition costs no fsync). The log
+    /// must not be appended to afterwards.
     pub fn close(&mut self) -> Result<()> {
         self.flush()?;
         self.active_mut()?.close_indexes()?;
-        let end = self.log_end_offset;
-        if end > 0 || !self.producers.is_empty() {
-            self.snapshot_or_warn(end);
+        if self.log_end_offset > 0 || !self.producers.is_empty() {
+            self.snapshot_or_warn(self.log_end_offset);
         }
         self.epoch_cache.flush_if_dirty()
     }
