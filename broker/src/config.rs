@@ -165,6 +165,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("leader.replication.throttled.rate", "9223372036854775807"),
     // Pipelining on one connection (crate::connection, issue 15).
     ("connection.max.pipelined.requests", "16"),
+    // Many partitions (issue 15): -1 derives the limit from the open-files
+    // limit (rivulet_controller::capacity).
+    ("max.partitions.per.node", "-1"),
 ];
 
 #[derive(Debug, Clone)]
@@ -232,6 +235,9 @@ pub struct BrokerConfig {
     pub auto_leader_rebalance: bool,
     /// `leader.imbalance.per.broker.percentage`.
     pub leader_imbalance_percentage: u32,
+    /// `max.partitions.per.node`: most partition replicas a node may host
+    /// (`None`, from -1: what the open-files limit allows).
+    pub max_partitions_per_node: Option<usize>,
     /// `leader.imbalance.check.interval.seconds`.
     pub leader_imbalance_check_interval_s: u64,
     /// `leader.replication.throttled.rate`: bytes/s a leader sends to the
@@ -598,6 +604,13 @@ impl BrokerConfig {
                 0,
                 100,
             )?,
+            max_partitions_per_node: usize::try_from(int(
+                "max.partitions.per.node",
+                &get("max.partitions.per.node"),
+                -1i64,
+                100_000_000,
+            )?)
+            .ok(),
             leader_imbalance_check_interval_s: int(
                 "leader.imbalance.check.interval.seconds",
                 &get("leader.imbalance.check.interval.seconds"),

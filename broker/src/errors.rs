@@ -55,6 +55,7 @@ pub fn controller(e: &ControllerError) -> i16 {
         ControllerError::TooManyAcls(_) => E::InvalidRequest.code(),
         ControllerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment.code(),
         ControllerError::InvalidRequest(_) => E::InvalidRequest.code(),
+        ControllerError::PartitionLimit(_) => E::PolicyViolation.code(),
     }
 }
 

@@ -45,6 +45,7 @@ pub mod replica_manager;
 pub mod replication;
 pub mod replication_quota;
 pub mod request_memory;
+pub mod rlimit;
 pub mod sasl;
 pub mod sasl_config;
 pub mod server;

@@ -90,21 +90,36 @@ impl LocalNode {
     }
 
     /// Wait until `topic` is in the image and every partition this node
-    /// leads in it is loaded locally.
+    /// leads in it is loaded locally or failed to load (see
+    /// [`ReplicaManager::hosting_error`]: a client is told, not kept
+    /// waiting for the timeout).
     pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> bool {
         let me = self.node_id();
         self.wait_until(timeout, |image| {
             image.topic(topic).is_some_and(|t| {
                 t.partitions.iter().all(|(p, reg)| {
+                    let tp = TopicPartition::new(topic, *p);
                     reg.leader != me
                         || self
                             .replicas
-                            .get(&TopicPartition::new(topic, *p))
+                            .get(&tp)
                             .is_some_and(|part| part.state().leader_epoch == reg.leader_epoch)
+                        || self.replicas.hosting_error(&tp).is_some()
                 })
             })
         })
         .await
+    }
+
+    /// The first partition of `topic` this node failed to host, with why.
+    pub fn topic_hosting_error(&self, topic: &str) -> Option<(i32, String)> {
+        let image = self.image();
+        let t = image.topic(topic)?;
+        t.partitions.keys().find_map(|p| {
+            self.replicas
+                .hosting_error(&TopicPartition::new(topic, *p))
+                .map(|e| (*p, e))
+        })
     }
 
     /// Wait until `ready` holds for the latest image; `ready` may also look

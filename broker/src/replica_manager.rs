@@ -233,7 +233,24 @@ pub struct ReplicaManager {
     /// this node leads (metrics).
     pub isr_shrinks: AtomicU64,
     pub isr_expands: AtomicU64,
+    /// Partitions this node could not host, with the error last reported:
+    /// reported once, not on every image.
+    failed: Mutex<HashMap<TopicPartition, String>>,
 }
+
+/// A replica of the image this node should host.
+struct Hosting<'a> {
+    tp: TopicPartition,
+    topic_id: Uuid,
+    reg: &'a PartitionRegistration,
+    cfg: Arc<LogConfig>,
+    min_isr: i32,
+}
+
+/// Most threads creating new partition logs at once: creating is mostly
+/// waiting for fsyncs (the leader epoch checkpoint), which the filesystem
+/// commits together.
+const CREATE_THREADS: usize = 16;
 
 /// A topic's log config: broker defaults with the topic's log keys applied
 /// (other topic keys, such as `min.insync.replicas`, are not log settings).
@@ -260,6 +277,7 @@ impl ReplicaManager {
             lag_clock: None,
             isr_shrinks: AtomicU64::new(0),
             isr_expands: AtomicU64::new(0),
+            failed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -299,8 +317,9 @@ impl ReplicaManager {
     pub fn apply_image(&self, image: &MetadataImage) {
         let defaults = self.logs.config().log_defaults.clone();
         let mut wanted: HashSet<TopicPartition> = HashSet::new();
+        let mut work: Vec<Hosting<'_>> = Vec::new();
         for topic in image.topics.values() {
-            let cfg = topic_log_config(&defaults, &topic.configs);
+            let cfg = Arc::new(topic_log_config(&defaults, &topic.configs));
             let min_isr = topic
                 .configs
                 .get("min.insync.replicas")
@@ -312,11 +331,17 @@ impl ReplicaManager {
                 }
                 let tp = TopicPartition::new(topic.name.clone(), *pid);
                 wanted.insert(tp.clone());
-                if let Err(e) = self.ensure_partition(&tp, topic.id, reg, &cfg, min_isr) {
-                    warn!(partition = %tp, error = %e, "cannot host partition");
-                }
+                work.push(Hosting {
+                    tp,
+                    topic_id: topic.id,
+                    reg,
+                    cfg: cfg.clone(),
+                    min_isr,
+                });
             }
         }
+        self.ensure_partitions(&work);
+        self.failed.lock().retain(|tp, _| wanted.contains(tp));
         let gone: Vec<TopicPartition> = self
             .partitions
             .read()
@@ -360,6 +385,59 @@ impl ReplicaManager {
             };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// [`ensure_partition`](Self::ensure_partition) for each of `work`, on
+    /// up to [`CREATE_THREADS`] threads when there are many (a new log's
+    /// or a new leader's epoch checkpoint is an fsync: thousands of them
+    /// one after the other took minutes), then one fsync of the data dir
+    /// if logs were created. A partition that cannot be hosted is reported
+    /// once (again only if the error changes).
+    fn ensure_partitions(&self, work: &[Hosting<'_>]) {
+        let logs_before = self.logs.len();
+        let run = |h: &Hosting<'_>| {
+            let result = self.ensure_partition(&h.tp, h.topic_id, h.reg, &h.cfg, h.min_isr);
+            let mut failed = self.failed.lock();
+            match result {
+                Ok(()) => {
+                    failed.remove(&h.tp);
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    if failed.get(&h.tp) != Some(&why) {
+                        warn!(partition = %h.tp, error = %why, "cannot host partition");
+                        failed.insert(h.tp.clone(), why);
+                    }
+                }
+            }
+        };
+        let threads = work.len().div_ceil(64).clamp(1, CREATE_THREADS);
+        if threads == 1 {
+            work.iter().for_each(run);
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        while let Some(h) =
+                            work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                        {
+                            run(h);
+                        }
+                    });
+                }
+            });
+        }
+        if self.logs.len() > logs_before {
+            if let Err(e) = self.logs.sync_data_dir() {
+                warn!(error = %e, "cannot fsync the data dir after creating partition logs");
+            }
+        }
+    }
+
+    /// Whether this node could not host `tp` at the last image (the error).
+    pub fn hosting_error(&self, tp: &TopicPartition) -> Option<String> {
+        self.failed.lock().get(tp).cloned()
     }
 
     fn ensure_partition(

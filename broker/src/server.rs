@@ -265,6 +265,8 @@ impl BrokerNode {
         };
         let metrics_socket = crate::metrics::http::bind(&config.metrics).await?;
         let metrics_addr = metrics_socket.as_ref().and_then(|s| s.local_addr().ok());
+        let fds = crate::rlimit::raise_nofile_limit();
+        let partition_limit = crate::rlimit::partition_limit(config.max_partitions_per_node, fds);
         let storage = config.storage.clone();
         let logs_dir = dir.clone();
         let logs = tokio::task::spawn_blocking(move || {
@@ -288,6 +290,7 @@ impl BrokerNode {
         qc.leader_imbalance_percentage = config.leader_imbalance_percentage;
         qc.leader_rebalance_interval_ms = config.leader_imbalance_check_interval_s * 1000;
         qc.log_defaults = config.storage.log_defaults.clone();
+        qc.max_partitions_per_node = partition_limit;
         if config.controller_protocol.uses_tls() {
             if let Some(client) = &client_tls {
                 // The quorum has no other authentication: its listener

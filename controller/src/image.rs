@@ -3,8 +3,14 @@
 //! deterministic — the same records give the same image on every node — and
 //! total: a record that does not fit the image (a change to an unknown
 //! partition, say) is reported and leaves the image unchanged.
+//!
+//! Each topic sits behind an `Arc`: the image is cloned for every published
+//! version, which copies only the topic map's pointers, and a record that
+//! changes one topic copies that topic alone (`Arc::make_mut`) — with
+//! thousands of partitions a change no longer copies all of them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -90,7 +96,8 @@ pub struct MetadataImage {
     /// Index of the last record applied (0 before any).
     pub offset: u64,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
-    pub topics: BTreeMap<Uuid, TopicImage>,
+    #[serde(with = "shared_topics")]
+    pub topics: BTreeMap<Uuid, Arc<TopicImage>>,
     pub topic_ids: BTreeMap<String, Uuid>,
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// First producer id not yet handed out.
@@ -105,7 +112,10 @@ pub struct MetadataImage {
 
 impl MetadataImage {
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
-        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+        self.topic_ids
+            .get(name)
+            .and_then(|id| self.topics.get(id))
+            .map(|t| &**t)
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionRegistration> {
@@ -157,12 +167,12 @@ impl MetadataImage {
                 self.topic_ids.insert(name.clone(), *topic_id);
                 self.topics.insert(
                     *topic_id,
-                    TopicImage {
+                    Arc::new(TopicImage {
                         name: name.clone(),
                         id: *topic_id,
                         partitions: BTreeMap::new(),
                         configs: configs.clone(),
-                    },
+                    }),
                 );
             }
             MetadataRecord::RemoveTopic { topic_id } => {
@@ -184,6 +194,7 @@ impl MetadataImage {
                 let t = self
                     .topics
                     .get_mut(topic_id)
+                    .map(Arc::make_mut)
                     .ok_or(ApplyError::UnknownTopic(*topic_id))?;
                 t.partitions.insert(
                     *partition,
@@ -233,7 +244,7 @@ impl MetadataImage {
                             .get(topic)
                             .copied()
                             .ok_or(ApplyError::UnknownTopic(Uuid::nil()))?;
-                        match self.topics.get_mut(&id) {
+                        match self.topics.get_mut(&id).map(Arc::make_mut) {
                             Some(t) => &mut t.configs,
                             None => return Err(ApplyError::UnknownTopic(id)),
                         }
@@ -284,6 +295,7 @@ impl MetadataImage {
     ) -> Result<&mut PartitionRegistration, ApplyError> {
         self.topics
             .get_mut(topic_id)
+            .map(Arc::make_mut)
             .ok_or(ApplyError::UnknownTopic(*topic_id))?
             .partitions
             .get_mut(&partition)
@@ -297,5 +309,32 @@ impl MetadataImage {
             .ok_or(ApplyError::UnknownBroker(node_id))?;
         b.fenced = fenced;
         Ok(())
+    }
+}
+
+/// Serde for the topic map: the topics themselves, as before they were
+/// shared (snapshots keep their format).
+mod shared_topics {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use uuid::Uuid;
+
+    use super::TopicImage;
+
+    pub fn serialize<S: Serializer>(
+        topics: &BTreeMap<Uuid, Arc<TopicImage>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let plain: BTreeMap<&Uuid, &TopicImage> = topics.iter().map(|(k, v)| (k, &**v)).collect();
+        plain.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Uuid, Arc<TopicImage>>, D::Error> {
+        let plain = BTreeMap::<Uuid, TopicImage>::deserialize(d)?;
+        Ok(plain.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
 }

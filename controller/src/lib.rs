@@ -12,6 +12,7 @@
 pub mod acl;
 pub mod acl_control;
 pub mod assignment;
+pub mod capacity;
 pub mod codec;
 pub mod election;
 pub mod image;

@@ -65,6 +65,9 @@ pub enum ControllerError {
     /// A malformed admin request (INVALID_REQUEST).
     #[error("{0}")]
     InvalidRequest(String),
+    /// New partitions a node has no room for (POLICY_VIOLATION).
+    #[error("{0}")]
+    PartitionLimit(String),
 }
 
 /// Validate a topic's config overrides against every known key.

@@ -117,6 +117,9 @@ pub struct QuorumConfig {
     /// `leader.imbalance.per.broker.percentage`.
     pub leader_imbalance_percentage: u32,
     pub log_defaults: LogConfig,
+    /// Most partition replicas a broker may host; `None`: no limit (see
+    /// [`crate::capacity`]).
+    pub max_partitions_per_node: Option<usize>,
     /// TLS on the controller listener and to peers; `None`: plaintext.
     pub tls: Option<QuorumTls>,
 }
@@ -137,6 +140,7 @@ impl QuorumConfig {
             auto_leader_rebalance: true,
             leader_imbalance_percentage: 10,
             log_defaults: LogConfig::default(),
+            max_partitions_per_node: None,
             tls: None,
         }
     }
@@ -224,7 +228,8 @@ impl ControllerNode {
                 cfg.log_defaults.clone(),
                 cfg.session_timeout_ms,
             )
-            .with_leader_balance(cfg.auto_leader_rebalance, cfg.leader_imbalance_percentage),
+            .with_leader_balance(cfg.auto_leader_rebalance, cfg.leader_imbalance_percentage)
+            .with_partition_limit(cfg.max_partitions_per_node),
         );
         if cfg.fence_on_refused_connection {
             service.watch_refusals(liveness.clone());

@@ -173,6 +173,8 @@ pub struct ControllerService {
     /// `auto.leader.rebalance.enable` and
     /// `leader.imbalance.per.broker.percentage`.
     leader_balance: (bool, u32),
+    /// Most partition replicas a broker may host (see [`crate::capacity`]).
+    partition_limit: Option<usize>,
 }
 
 fn now_ms() -> i64 {
@@ -198,7 +200,26 @@ impl ControllerService {
             refusals: std::sync::OnceLock::new(),
             clock: now_ms,
             leader_balance: (true, 10),
+            partition_limit: None,
         }
+    }
+
+    /// `records` if their new partitions fit every broker's capacity (see
+    /// [`crate::capacity`]); none to write when only validating.
+    fn within_capacity(
+        &self,
+        image: &crate::image::MetadataImage,
+        records: Vec<MetadataRecord>,
+        validate_only: bool,
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        crate::capacity::check_partition_capacity(image, &records, self.partition_limit)?;
+        Ok(if validate_only { Vec::new() } else { records })
+    }
+
+    /// Refuse new partitions that would put a broker over `limit` replicas.
+    pub(crate) fn with_partition_limit(mut self, limit: Option<usize>) -> Self {
+        self.partition_limit = limit;
+        self
     }
 
     /// Set `auto.leader.rebalance.enable` and
@@ -411,7 +432,7 @@ impl ControllerService {
                 &configs,
                 Uuid::new_v4(),
             )
-            .map(|r| if validate_only { Vec::new() } else { r }),
+            .and_then(|r| self.within_capacity(&image, r, validate_only)),
             ControllerRequest::DeleteTopic { name } => logic::delete_topic(&image, &name),
             ControllerRequest::CreatePartitions {
                 name,
@@ -422,7 +443,7 @@ impl ControllerService {
                 None => logic::create_partitions(&image, &name, total),
                 Some(a) => crate::assignment::create_partitions_assigned(&image, &name, total, a),
             }
-            .map(|r| if validate_only { Vec::new() } else { r }),
+            .and_then(|r| self.within_capacity(&image, r, validate_only)),
             ControllerRequest::ElectLeaders {
                 election,
                 partitions,
@@ -449,7 +470,7 @@ impl ControllerService {
                 &configs,
                 Uuid::new_v4(),
             )
-            .map(|r| if validate_only { Vec::new() } else { r }),
+            .and_then(|r| self.within_capacity(&image, r, validate_only)),
             ControllerRequest::AlterTopicConfigs {
                 name,
                 changes,

@@ -4,30 +4,49 @@
 //! While a segment is active its index file is preallocated to
 //! `segment.index.bytes` (sparse) so appends only write to the map; when the
 //! segment rolls or closes the file is trimmed to its entries, so the entry
-//! count of a closed index is `file length / entry size`. Entries are read
-//! through the map, by bounds-checked slices, and written with `pwrite`:
-//! a store through a shared map into a page the filesystem has yet to
-//! allocate raises SIGBUS when the filesystem is full (the whole broker would
-//! die), while `pwrite` reports ENOSPC, which fails just that append. The
-//! page cache is shared, so the map sees what `pwrite` wrote.
+//! count of a closed index is `file length / entry size`.
+//!
+//! No descriptor is kept: as Kafka's `AbstractIndex`, the file is opened
+//! only to size and map it (and to reserve room, below) and closed again —
+//! the mapping outlives the descriptor — so a segment costs one descriptor
+//! (its `.log`), not three, and a node with thousands of partitions stays
+//! inside its open-files limit.
+//!
+//! Entries are read through the map by bounds-checked slices and written
+//! through it too, but only into bytes already *reserved*: a store through
+//! a shared map into a page the filesystem has yet to allocate raises
+//! SIGBUS when the filesystem is full (the whole broker would die). Before
+//! an entry lands past the reserved bytes, the rest of its page is written
+//! with zeros by `pwrite` (the file opened for that moment), which allocates
+//! the block or reports ENOSPC — failing just that append. That is the space
+//! a `pwrite` of the entry itself would have taken: a nearly full disk fills
+//! no sooner.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::MmapMut;
 
 use crate::error::{IoContext, Result};
+use crate::transaction_index::open_rw;
+
+/// Bytes of the file allocated ahead of the entries at a time (a page): 512
+/// offset entries, so one open, write and close per ~2 MiB of log at the
+/// default `index.interval.bytes`.
+const RESERVE_BYTES: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct IndexFile {
     path: PathBuf,
-    file: File,
-    /// Read-only: entries are written through the file (see the module docs).
-    mmap: Option<Mmap>,
+    mmap: Option<MmapMut>,
     entry_size: usize,
     entries: usize,
     max_entries: usize,
+    /// Bytes from the start of the file known to have their blocks
+    /// allocated (written by this process), so stores through the map there
+    /// cannot fault.
+    reserved: usize,
     /// The file's length at open was not a whole number of entries.
     torn: bool,
 }
@@ -42,38 +61,60 @@ impl IndexFile {
         max_entries: usize,
         writable: bool,
     ) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .at(path)?;
+        let file = open_rw(path)?;
         let len = file.metadata().at(path)?.len() as usize;
         let entries = len / entry_size;
         let mut idx = IndexFile {
             path: path.to_path_buf(),
-            file,
             mmap: None,
             entry_size,
             entries,
             max_entries: max_entries.max(entries),
+            reserved: 0,
             torn: !len.is_multiple_of(entry_size),
         };
         let target = if writable { idx.max_entries } else { entries };
-        idx.resize_file(target * entry_size)?;
+        idx.resize_with(&file, target * entry_size)?;
         Ok(idx)
     }
 
     fn resize_file(&mut self, bytes: usize) -> Result<()> {
+        let file = open_rw(&self.path)?;
+        self.resize_with(&file, bytes)
+    }
+
+    /// Size the file to `bytes` and map it; `file` is closed by the caller.
+    fn resize_with(&mut self, file: &File, bytes: usize) -> Result<()> {
         self.mmap = None;
-        self.file.set_len(bytes as u64).at(&self.path)?;
+        if file.metadata().at(&self.path)?.len() != bytes as u64 {
+            file.set_len(bytes as u64).at(&self.path)?;
+        }
+        self.reserved = self.reserved.min(bytes);
         if bytes > 0 {
             // SAFETY: the file is owned by this process's log; no other code
-            // truncates it while mapped (every resize drops the map first).
-            let map = unsafe { Mmap::map(&self.file) }.at(&self.path)?;
+            // truncates it while mapped (every resize drops the map first),
+            // and stores go only to reserved bytes (see the module docs).
+            let map = unsafe { MmapMut::map_mut(file) }.at(&self.path)?;
             self.mmap = Some(map);
         }
+        Ok(())
+    }
+
+    /// Make sure the bytes up to `needed` have their blocks allocated:
+    /// zeros from the end of the entries to the next multiple of
+    /// [`RESERVE_BYTES`] (or the end of the map), written by `pwrite`.
+    fn reserve(&mut self, needed: usize, map_len: usize) -> Result<()> {
+        if needed <= self.reserved {
+            return Ok(());
+        }
+        let from = self.reserved.max(self.entries * self.entry_size);
+        let to = needed.next_multiple_of(RESERVE_BYTES).min(map_len);
+        if to > from {
+            let file = open_rw(&self.path)?;
+            file.write_all_at(&vec![0u8; to - from], from as u64)
+                .at(&self.path)?;
+        }
+        self.reserved = to;
         Ok(())
     }
 
@@ -110,15 +151,20 @@ impl IndexFile {
         if self.is_full() || bytes.len() != self.entry_size {
             return Ok(false);
         }
-        let needed = (self.entries + 1) * self.entry_size;
+        let start = self.entries * self.entry_size;
+        let needed = start + self.entry_size;
         if self.mmap.as_ref().is_none_or(|m| m.len() < needed) {
             self.resize_file(self.max_entries * self.entry_size)?;
         }
-        if self.mmap.as_ref().is_none_or(|m| m.len() < needed) {
+        let map_len = self.mmap.as_ref().map_or(0, |m| m.len());
+        if map_len < needed {
             return Ok(false);
         }
-        let start = self.entries * self.entry_size;
-        self.file.write_all_at(bytes, start as u64).at(&self.path)?;
+        self.reserve(needed, map_len)?;
+        match self.mmap.as_mut().and_then(|m| m.get_mut(start..needed)) {
+            Some(slot) => slot.copy_from_slice(bytes),
+            None => return Ok(false),
+        }
         self.entries += 1;
         Ok(true)
     }
@@ -161,9 +207,16 @@ impl IndexFile {
         self.torn = false;
     }
 
-    /// fsync the entries written so far.
+    /// Write the entries back to the file and wait for the disk (`msync`,
+    /// which needs no descriptor). An index without entries has no map and
+    /// nothing to write: a file left longer than its entries by a crash
+    /// fails the sanity check on open and is rebuilt.
     pub fn flush(&self) -> Result<()> {
-        self.file.sync_data().at(&self.path)
+        let bytes = self.entries * self.entry_size;
+        match &self.mmap {
+            Some(m) if bytes > 0 => m.flush_range(0, bytes.min(m.len())).at(&self.path),
+            _ => Ok(()),
+        }
     }
 
     /// Point at a new path after the file was renamed.

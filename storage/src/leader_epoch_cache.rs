@@ -23,6 +23,11 @@ pub struct EpochEntry {
 pub struct LeaderEpochCache {
     path: PathBuf,
     entries: Vec<EpochEntry>,
+    /// Changed in memory since the checkpoint was last written.
+    dirty: bool,
+    /// What the checkpoint file holds: a write of the same entries is
+    /// skipped (a restarted leader re-assigning its epoch writes nothing).
+    persisted: Vec<EpochEntry>,
 }
 
 /// Kafka's `UNDEFINED_EPOCH` / `UNDEFINED_EPOCH_OFFSET`.
@@ -37,10 +42,13 @@ impl LeaderEpochCache {
         let mut cache = LeaderEpochCache {
             path,
             entries: Vec::new(),
+            dirty: false,
+            persisted: Vec::new(),
         };
         for (epoch, start_offset) in read_epoch_checkpoint(&cache.path)? {
             cache.push_if_newer(epoch, start_offset);
         }
+        cache.persisted = cache.entries.clone();
         Ok(cache)
     }
 
@@ -86,7 +94,19 @@ impl LeaderEpochCache {
     /// Like [`assign`](Self::assign) without persisting (recovery rebuilds in
     /// memory and flushes once).
     pub(crate) fn assign_in_memory(&mut self, epoch: i32, start_offset: i64) {
-        self.push_if_newer(epoch, start_offset);
+        if self.push_if_newer(epoch, start_offset) {
+            self.dirty = true;
+        }
+    }
+
+    /// Write the checkpoint if the cache changed in memory since it was
+    /// loaded or last written: a log opened after a clean stop writes
+    /// nothing.
+    pub fn flush_if_dirty(&mut self) -> Result<()> {
+        if self.dirty {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// `(epoch, end_offset)` for OffsetForLeaderEpoch, as Kafka's
@@ -120,22 +140,41 @@ impl LeaderEpochCache {
 
     /// Drop epochs that start at or after `end_offset` (log truncated there).
     pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<()> {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.start_offset < end_offset);
-        if self.entries.len() != before {
+        if self.drop_from_end(end_offset) {
             self.flush()?;
         }
         Ok(())
     }
 
+    /// [`truncate_from_end`](Self::truncate_from_end) in memory only: for
+    /// opening a log, whose checkpoint may keep the dropped entries — they
+    /// start at or after the log end, so every open drops them again, and
+    /// the next write (an assignment, a truncation) writes the whole cache.
+    /// Whether anything was dropped.
+    pub(crate) fn drop_from_end(&mut self, end_offset: i64) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.start_offset < end_offset);
+        self.entries.len() != before
+    }
+
     /// Forget epochs wholly before `start_offset` (log start moved there);
     /// the epoch covering it now starts there.
     pub fn truncate_from_start(&mut self, start_offset: i64) -> Result<()> {
+        if self.drop_from_start(start_offset) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// [`truncate_from_start`](Self::truncate_from_start) in memory only,
+    /// for opening a log (the checkpointed log start offset cuts the file's
+    /// older entries again at every open). Whether anything changed.
+    pub(crate) fn drop_from_start(&mut self, start_offset: i64) -> bool {
         let covering = self
             .entries
             .partition_point(|e| e.start_offset <= start_offset);
         if covering == 0 {
-            return Ok(());
+            return false;
         }
         let first_kept = covering - 1;
         let changed = first_kept > 0 || self.entries[first_kept].start_offset != start_offset;
@@ -143,10 +182,7 @@ impl LeaderEpochCache {
         if let Some(first) = self.entries.first_mut() {
             first.start_offset = start_offset;
         }
-        if changed {
-            self.flush()?;
-        }
-        Ok(())
+        changed
     }
 
     pub fn clear(&mut self) -> Result<()> {
@@ -154,13 +190,21 @@ impl LeaderEpochCache {
         self.flush()
     }
 
-    pub fn flush(&self) -> Result<()> {
+    /// Write the checkpoint (fsynced) unless it already holds these entries.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.entries == self.persisted {
+            self.dirty = false;
+            return Ok(());
+        }
         let pairs: Vec<(i32, i64)> = self
             .entries
             .iter()
             .map(|e| (e.epoch, e.start_offset))
             .collect();
-        write_epoch_checkpoint(&self.path, &pairs)
+        write_epoch_checkpoint(&self.path, &pairs)?;
+        self.persisted = self.entries.clone();
+        self.dirty = false;
+        Ok(())
     }
 }
 

@@ -189,6 +189,15 @@ impl LogManager {
         self.logs.read().get(tp).cloned()
     }
 
+    /// How many logs this manager holds.
+    pub fn len(&self) -> usize {
+        self.logs.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.logs.read().is_empty()
+    }
+
     /// Every log, sorted by topic and partition.
     pub fn all_logs(&self) -> Vec<(TopicPartition, SharedLog)> {
         let mut v: Vec<_> = self
@@ -204,6 +213,11 @@ impl LogManager {
     /// Create an empty log for `tp`; an error if the topic name is invalid,
     /// the partition negative or `tp` the metadata log, if it exists or the
     /// `max.open.logs` limit is reached.
+    ///
+    /// The data dir is not fsynced here: a caller creating many logs at
+    /// once calls [`sync_data_dir`](Self::sync_data_dir) after the last (an
+    /// empty log lost to a crash before that is created again from the
+    /// metadata at the next start).
     pub fn create_log(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog> {
         crate::topic_partition::validate_topic_name(&tp.topic)?;
         // Neither a directory `open` would read back as another partition
@@ -227,10 +241,15 @@ impl LogManager {
             ..LogOpenOptions::default()
         };
         let (log, _) = PartitionLog::open(&dir, tp.clone(), config, self.clock.clone(), opts)?;
-        sync_dir(&self.data_dir)?;
         let shared = Arc::new(Mutex::new(log));
         logs.insert(tp.clone(), shared.clone());
         Ok(shared)
+    }
+
+    /// fsync the data dir: the directories of logs created since are there
+    /// after a crash.
+    pub fn sync_data_dir(&self) -> Result<()> {
+        sync_dir(&self.data_dir)
     }
 
     /// The log for `tp`, created with `config` if it does not exist.
@@ -448,6 +467,34 @@ impl LogManager {
         }
     }
 
+    /// Close every log, `num.recovery.threads` × 4 at a time (closing is
+    /// mostly waiting for fsyncs, which the filesystem commits together);
+    /// the first error, after every log was tried.
+    fn close_all(&self) -> Result<()> {
+        let logs = self.all_logs();
+        let next = AtomicUsize::new(0);
+        let first_error: Mutex<Option<StorageError>> = Mutex::new(None);
+        let threads = (self.config.recovery_threads * 4)
+            .clamp(1, 64)
+            .min(logs.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((tp, log)) = logs.get(i) else { break };
+                    if let Err(e) = log.lock().close() {
+                        error!(partition = %tp, error = %e, "closing the log failed");
+                        first_error.lock().get_or_insert(e);
+                    }
+                });
+            }
+        });
+        match first_error.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Stop the background thread, flush and close every log, write the
     /// checkpoints and the clean-shutdown marker.
     pub fn shutdown(&self) -> Result<()> {
@@ -456,9 +503,7 @@ impl LogManager {
         if let Some(h) = self.background.handle.lock().take() {
             let _ = h.join();
         }
-        for (_, log) in self.all_logs() {
-            log.lock().close()?;
-        }
+        self.close_all()?;
         self.checkpoint()?;
         write_atomically(&self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         info!(data_dir = %self.data_dir.display(), "log manager shut down cleanly");

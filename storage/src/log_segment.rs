@@ -674,6 +674,22 @@ impl LogSegment {
     /// The segment is no longer active: write the final time-index entry,
     /// trim both indexes to size and fsync everything.
     pub fn on_becoming_inactive(&mut self) -> Result<()> {
+        self.finish_indexes()?;
+        self.flush()
+    }
+
+    /// The active segment of a log being closed whose `.log` was just
+    /// fsynced: [`on_becoming_inactive`](Self::on_becoming_inactive) but for
+    /// that fsync.
+    pub fn close_indexes(&mut self) -> Result<()> {
+        self.finish_indexes()?;
+        self.offset_index.flush()?;
+        self.time_index.flush()?;
+        self.txn_index.flush()
+    }
+
+    /// The final time-index entry and both indexes trimmed to their entries.
+    fn finish_indexes(&mut self) -> Result<()> {
         if self.max_timestamp_so_far >= 0 {
             let last = self.time_index.last_entry();
             if last.is_none_or(|l| l.timestamp < self.max_timestamp_so_far) {
@@ -689,8 +705,7 @@ impl LogSegment {
             }
         }
         self.offset_index.file_mut().trim()?;
-        self.time_index.file_mut().trim()?;
-        self.flush()
+        self.time_index.file_mut().trim()
     }
 
     /// Make a trimmed segment the active one again (after truncation).

@@ -247,9 +247,10 @@ impl PartitionLog {
         if log.log_start_offset > log.log_end_offset {
             log.truncate_fully_and_start_at(log.log_start_offset)?;
         }
-        log.epoch_cache.truncate_from_end(log.log_end_offset)?;
-        log.epoch_cache.truncate_from_start(log.log_start_offset)?;
-        log.epoch_cache.flush()?;
+        // In memory: the checkpoint is rewritten only for epochs recovery found.
+        log.epoch_cache.drop_from_end(log.log_end_offset);
+        log.epoch_cache.drop_from_start(log.log_start_offset);
+        log.epoch_cache.flush_if_dirty()?;
         log.high_watermark = opts
             .high_watermark
             .clamp(log.log_start_offset, log.log_end_offset);
@@ -742,14 +743,18 @@ impl PartitionLog {
         self.flush.wait_durable(offset)
     }
 
-    /// Flush and trim the active segment's indexes and snapshot the
-    /// producer state at the log end (clean shutdown). The log must not be
-    /// appended to afterwards.
+    /// Flush, trim the active segment's indexes (no second fsync of its
+    /// `.log`) and snapshot the producer state at the log end unless the log
+    /// never had a record; the epoch checkpoint only if it changed (clean
+    /// shutdown: an idle, never-written partition costs no fsync). The log
+    /// must not be appended to afterwards.
     pub fn close(&mut self) -> Result<()> {
         self.flush()?;
-        self.active_mut()?.on_becoming_inactive()?;
-        self.snapshot_or_warn(self.log_end_offset);
-        self.epoch_cache.flush()
+        self.active_mut()?.close_indexes()?;
+        if self.log_end_offset > 0 || !self.producers.is_empty() {
+            self.snapshot_or_warn(self.log_end_offset);
+        }
+        self.epoch_cache.flush_if_dirty()
     }
 
     /// Offsets below this have been compacted.

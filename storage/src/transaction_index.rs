@@ -14,11 +14,13 @@
 //! by [`TransactionIndex::is_valid`] and the owning log rebuilds it from the
 //! segment's batches. The index is derived data: the log verifies it against
 //! the batches whenever it opens, so it is fsynced with the segment but never
-//! trusted over the log.
+//! trusted over the log. No descriptor is kept between appends (a segment
+//! holds one, its `.log`): the rare append, truncation or flush opens it.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{IoContext, Result};
 use crate::log_segment::remove_if_exists;
@@ -78,8 +80,10 @@ impl AbortedTxn {
 pub struct TransactionIndex {
     path: PathBuf,
     base_offset: i64,
-    /// Open once the file exists.
-    file: Option<File>,
+    /// Whether the file exists.
+    exists: bool,
+    /// Written since the last flush.
+    dirty: AtomicBool,
     entries: Vec<AbortedTxn>,
     valid: bool,
 }
@@ -91,7 +95,8 @@ impl TransactionIndex {
         let mut index = TransactionIndex {
             path: path.to_path_buf(),
             base_offset,
-            file: None,
+            exists: false,
+            dirty: AtomicBool::new(false),
             entries: Vec::new(),
             valid: true,
         };
@@ -100,7 +105,7 @@ impl TransactionIndex {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(index),
             Err(e) => return Err(e).at(path),
         };
-        index.file = Some(open_rw(path)?);
+        index.exists = true;
         match parse_entries(&bytes, base_offset) {
             Some(entries) => index.entries = entries,
             None => index.valid = false,
@@ -133,25 +138,20 @@ impl TransactionIndex {
             .last()
             .is_none_or(|l| l.last_offset < txn.last_offset));
         let position = (self.entries.len() * TXN_ENTRY_SIZE) as u64;
-        let file = match self.file.take() {
-            Some(f) => f,
-            None => open_rw(&self.path)?,
-        };
+        let file = open_rw(&self.path)?;
+        self.exists = true;
         if !self.valid {
             // Nothing of a file that failed its check is kept (its entries
             // were not loaded): start it over.
-            if let Err(e) = file.set_len(0).at(&self.path) {
-                self.file = Some(file);
-                return Err(e);
-            }
+            file.set_len(0).at(&self.path)?;
             self.valid = true;
         }
         let written = file.write_all_at(&txn.encode(), position).at(&self.path);
         if written.is_err() {
             let _ = file.set_len(position);
         }
-        self.file = Some(file);
         written?;
+        self.dirty.store(true, Ordering::Release);
         self.entries.push(txn);
         Ok(())
     }
@@ -167,8 +167,11 @@ impl TransactionIndex {
         if keep == 0 {
             return self.remove_file();
         }
-        if let Some(f) = &self.file {
-            f.set_len((keep * TXN_ENTRY_SIZE) as u64).at(&self.path)?;
+        if self.exists {
+            open_rw(&self.path)?
+                .set_len((keep * TXN_ENTRY_SIZE) as u64)
+                .at(&self.path)?;
+            self.dirty.store(true, Ordering::Release);
         }
         Ok(())
     }
@@ -201,17 +204,21 @@ impl TransactionIndex {
         );
     }
 
-    /// fsync the file, if there is one.
+    /// fsync the file, if there is one and it changed since the last flush.
     pub fn flush(&self) -> Result<()> {
-        match &self.file {
-            Some(f) => f.sync_data().at(&self.path),
-            None => Ok(()),
+        if !self.exists || !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
         }
+        let synced = open_rw(&self.path).and_then(|f| f.sync_data().at(&self.path));
+        if synced.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        synced
     }
 
-    /// Rename the file (if any) to `to`; the open handle stays valid.
+    /// Rename the file (if any) to `to`.
     pub fn rename(&mut self, to: PathBuf) -> Result<()> {
-        if self.file.is_some() {
+        if self.exists {
             fs::rename(&self.path, &to).at(&self.path)?;
         }
         self.path = to;
@@ -220,7 +227,8 @@ impl TransactionIndex {
 
     /// Remove the file (the segment is being deleted, or has no aborts left).
     pub fn remove_file(&mut self) -> Result<()> {
-        self.file = None;
+        self.exists = false;
+        self.dirty.store(false, Ordering::Release);
         remove_if_exists(&self.path)
     }
 
@@ -229,7 +237,8 @@ impl TransactionIndex {
     }
 }
 
-fn open_rw(path: &Path) -> Result<File> {
+/// Open a file for reading and writing, created if missing.
+pub(crate) fn open_rw(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)

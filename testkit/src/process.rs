@@ -57,6 +57,9 @@ pub struct NodeSpec {
     pub env: Vec<(String, String)>,
     /// A config file (`--config`), read before the settings.
     pub config: Option<PathBuf>,
+    /// Soft and hard open-files limit of the process (started through
+    /// util-linux's `prlimit`), if not inherited.
+    pub nofile: Option<u64>,
 }
 
 impl NodeSpec {
@@ -76,7 +79,14 @@ impl NodeSpec {
             settings: Vec::new(),
             env: Vec::new(),
             config: None,
+            nofile: None,
         }
+    }
+
+    /// The same node with its open-files limit (soft and hard) at `n`.
+    pub fn nofile(mut self, n: u64) -> NodeSpec {
+        self.nofile = Some(n);
+        self
     }
 
     /// The same node with its metrics endpoint on `port`.
@@ -205,7 +215,18 @@ impl BrokerProcess {
             .open(&self.spec.log)
             .unwrap_or_else(|e| panic!("open the node log {}: {e}", self.spec.log.display()));
         let out = log.try_clone().expect("clone the log handle");
-        let child = Command::new(&self.spec.bin)
+        let mut command = match self.spec.nofile {
+            // prlimit execs the binary: the child's pid is the node's.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(&self.spec.bin);
+                c
+            }
+            None => Command::new(&self.spec.bin),
+        };
+        let child = command
             .args(self.spec.args())
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

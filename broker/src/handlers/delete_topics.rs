@@ -85,7 +85,11 @@ pub async fn handle(
             Target::Id(id) => {
                 // Null until the id resolves to a name.
                 result = result.with_name(None).with_topic_id(*id);
-                image.topics.get(id).ok_or((E::UnknownTopicId.code(), None))
+                image
+                    .topics
+                    .get(id)
+                    .map(|t| &**t)
+                    .ok_or((E::UnknownTopicId.code(), None))
             }
             Target::Both(n, id) => {
                 result = result.with_name(Some(tn(n.clone()))).with_topic_id(*id);
