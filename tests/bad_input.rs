@@ -175,7 +175,7 @@ async fn too_new_api_versions_gets_unsupported_version_with_our_ranges() {
         "{keys:?}"
     );
     assert!(
-        keys.contains(&(ApiKey::Produce as i16, 0, 12)),
+        keys.contains(&(ApiKey::Produce as i16, 0, 13)),
         "Produce advertised from v0: {keys:?}"
     );
     // The connection stays usable for a retry at a version we know.
