@@ -106,12 +106,7 @@ fn partitions_beyond_the_open_files_limit_are_refused_and_the_rest_reopen() {
     );
     node.start();
     node.wait_serving(TIMEOUT);
-    let log = fs::read_to_string(node.log_path()).expect("the node log");
-    let reopened = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("opened logs"))
-        .expect("an 'opened logs' line");
+    let (log, reopened) = last_open(&node);
     assert!(
         reopened.contains(&format!("logs={hosted}")) && reopened.contains("clean_shutdown=true"),
         "{reopened}"
@@ -135,16 +130,23 @@ fn partitions_beyond_the_open_files_limit_are_refused_and_the_rest_reopen() {
     node.kill();
     node.start();
     node.wait_serving(TIMEOUT);
-    let log = fs::read_to_string(node.log_path()).expect("the node log");
-    let reopened = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("opened logs"))
-        .expect("an 'opened logs' line");
+    let (_, reopened) = last_open(&node);
     assert!(reopened.contains("clean_shutdown=false"), "{reopened}");
     let c = consumer(&node.bootstrap(), &[]);
     for partition in [0, 250, 499] {
         let got = consume_n(&c, topic, partition, Offset::Beginning, 1);
         assert_eq!(got[0].value, Some(format!("v{partition}").into_bytes()));
     }
+}
+
+/// The node's log and its last "opened logs" line (written at each start).
+fn last_open(node: &BrokerProcess) -> (String, String) {
+    let log = fs::read_to_string(node.log_path()).expect("the node log");
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("opened logs"))
+        .expect("an 'opened logs' line")
+        .to_string();
+    (log, line)
 }
