@@ -37,6 +37,10 @@ pub struct BrokerRegistration {
     pub listeners: Vec<Listener>,
     pub rack: Option<String>,
     pub fenced: bool,
+    /// This incarnation shut down cleanly (see
+    /// [`MetadataRecord::ShutDownBroker`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shut_down: bool,
 }
 
 impl BrokerRegistration {
@@ -149,11 +153,18 @@ impl MetadataImage {
                         listeners: listeners.clone(),
                         rack: rack.clone(),
                         fenced: true,
+                        shut_down: false,
                     },
                 );
             }
             MetadataRecord::FenceBroker { node_id } => self.set_fenced(*node_id, true)?,
             MetadataRecord::UnfenceBroker { node_id } => self.set_fenced(*node_id, false)?,
+            MetadataRecord::ShutDownBroker { node_id } => {
+                self.set_fenced(*node_id, true)?;
+                if let Some(b) = self.brokers.get_mut(node_id) {
+                    b.shut_down = true;
+                }
+            }
             MetadataRecord::Topic {
                 name,
                 topic_id,

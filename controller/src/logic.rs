@@ -308,8 +308,25 @@ pub fn fence_broker(
     Ok(records)
 }
 
+/// A clean shutdown of the broker's current incarnation: fenced as by
+/// [`fence_broker`], and marked so that a heartbeat of the same
+/// incarnation (one sent before it asked to leave and applied after) does
+/// not unfence it again.
+pub fn shut_down_broker(
+    image: &MetadataImage,
+    node_id: i32,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let mut records = vec![MetadataRecord::ShutDownBroker { node_id }];
+    records.extend(
+        fence_broker(image, node_id)?
+            .into_iter()
+            .filter(|r| !matches!(r, MetadataRecord::FenceBroker { .. })),
+    );
+    Ok(records)
+}
+
 /// Unfence a broker after its heartbeat: leaderless partitions whose ISR
-/// holds it get it as leader.
+/// holds it get it as leader. An incarnation that shut down stays fenced.
 pub fn unfence_broker(
     image: &MetadataImage,
     node_id: i32,
@@ -318,7 +335,7 @@ pub fn unfence_broker(
         .brokers
         .get(&node_id)
         .ok_or(ControllerError::UnknownBroker(node_id))?;
-    if !b.fenced {
+    if !b.fenced || b.shut_down {
         return Ok(Vec::new());
     }
     let mut records = vec![MetadataRecord::UnfenceBroker { node_id }];

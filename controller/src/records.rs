@@ -46,6 +46,13 @@ pub enum MetadataRecord {
     UnfenceBroker {
         node_id: i32,
     },
+    /// The broker's current incarnation shut down cleanly: fenced, and its
+    /// heartbeats no longer unfence it (one still in flight when it asked
+    /// to leave would otherwise bring it back as live while it exits).
+    /// A new registration clears it.
+    ShutDownBroker {
+        node_id: i32,
+    },
     Topic {
         name: String,
         topic_id: Uuid,

@@ -413,7 +413,7 @@ impl ControllerService {
             } => match image.brokers.get(&node_id) {
                 Some(b) if b.incarnation == incarnation => {
                     self.heartbeats.lock().forget(node_id);
-                    logic::fence_broker(&image, node_id)
+                    logic::shut_down_broker(&image, node_id)
                 }
                 _ => return ControllerResponse::StaleBrokerEpoch,
             },

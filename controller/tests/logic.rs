@@ -139,6 +139,33 @@ fn fencing_a_leader_moves_leadership_within_the_isr_with_bumped_epoch() {
     }
 }
 
+/// A heartbeat of an incarnation that shut down cleanly, applied after its
+/// shutdown (it was in flight), must not bring it back as live: it is
+/// exiting, and would otherwise be listed and preferred as leader again.
+#[test]
+fn a_clean_shutdown_stays_fenced_until_the_broker_registers_again() {
+    let mut image = cluster(3);
+    create(&mut image, "t", 3, 3);
+    let r = logic::shut_down_broker(&image, 1).unwrap();
+    apply(&mut image, &r);
+    assert!(!image.is_live(1));
+    for p in image.topic("t").unwrap().partitions.values() {
+        assert_ne!(p.leader, 1);
+        assert!(!p.isr.contains(&1));
+    }
+    let r = logic::unfence_broker(&image, 1).unwrap();
+    assert!(r.is_empty(), "{r:?}");
+    assert!(logic::preferred_leader_elections(&image).is_empty());
+    // A new incarnation registers and is unfenced by its first heartbeat.
+    apply(
+        &mut image,
+        &logic::register_broker(1, Uuid::from_u128(100), vec![], None),
+    );
+    let r = logic::unfence_broker(&image, 1).unwrap();
+    apply(&mut image, &r);
+    assert!(image.is_live(1));
+}
+
 #[test]
 fn partition_whose_last_isr_member_dies_goes_offline_until_it_returns() {
     let mut image = cluster(2);
