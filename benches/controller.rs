@@ -167,6 +167,7 @@ fn register(node_id: i32) -> ControllerRequest {
             port: 9000 + node_id as u16,
         }],
         rack: None,
+        max_partitions: None,
     }
 }
 

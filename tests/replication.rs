@@ -348,3 +348,43 @@ async fn follower_truncates_suffix_of_an_older_epoch_before_fetching() {
         b.stop().await;
     }
 }
+
+/// Each broker is held to the partition limit it registered with, not the
+/// controller's: node 3 may host 2 partition replicas, nodes 1 and 2 many,
+/// whichever node is the active controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_node_is_held_to_its_own_partition_limit() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let roomy: &[(&str, &str)] = &[("max.partitions.per.node", "10000")];
+    let small: &[(&str, &str)] = &[("max.partitions.per.node", "2")];
+    let brokers = start_cluster_per_node(dir.path(), 3, CLUSTER, &[roomy, roomy, small]).await;
+    // CreateTopics goes to the controller's node or is forwarded: any will do.
+    let bootstrap = brokers[0].bootstrap();
+    let create = |name: &str, partitions: i32| {
+        CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                .with_num_partitions(partitions)
+                .with_replication_factor(3)])
+    };
+    // RF 3 on 3 nodes: every partition has a replica on node 3.
+    let resp = raw_request(&bootstrap, 5, &create("too-many", 3)).await;
+    let t = &resp.topics[0];
+    assert_eq!(t.error_code, E::PolicyViolation.code(), "{t:?}");
+    let msg = t
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("node 3") && msg.contains("at most 2"), "{msg}");
+    assert!(brokers[0].node().broker.image().topic("too-many").is_none());
+    // Two fit.
+    let resp = raw_request(&bootstrap, 5, &create("fits", 2)).await;
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
+    for mut b in brokers {
+        b.stop().await;
+    }
+}

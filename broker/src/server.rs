@@ -352,7 +352,11 @@ impl BrokerNode {
         let slots = Arc::new(Semaphore::new(broker.config.max_connections));
         let mut tasks = vec![
             tokio::spawn(follow_image(broker.clone(), stop_rx.clone(), ready_tx)),
-            tokio::spawn(register_and_heartbeat(broker.clone(), stop_rx.clone())),
+            tokio::spawn(register_and_heartbeat(
+                broker.clone(),
+                partition_limit,
+                stop_rx.clone(),
+            )),
             tokio::spawn(bootstrap_scram_users(broker.clone(), stop_rx.clone())),
             tokio::spawn(broker.groups.clone().run_timers(stop_rx.clone())),
             tokio::spawn(broker.txns.clone().run_timers(stop_rx.clone())),
@@ -599,7 +603,12 @@ async fn bootstrap_scram_users(broker: Arc<BrokerContext>, mut stop: watch::Rece
 
 /// Register with the active controller, then heartbeat; re-register when the
 /// controller no longer knows this incarnation.
-async fn register_and_heartbeat(broker: Arc<BrokerContext>, mut stop: watch::Receiver<bool>) {
+/// `partition_limit`: what this node can host, told to the controller.
+async fn register_and_heartbeat(
+    broker: Arc<BrokerContext>,
+    partition_limit: Option<usize>,
+    mut stop: watch::Receiver<bool>,
+) {
     // Every listener with its advertised address: peers pick theirs by
     // name (inter.broker.listener.name; Metadata the client's listener).
     let listeners: Vec<Listener> = broker
@@ -628,6 +637,7 @@ async fn register_and_heartbeat(broker: Arc<BrokerContext>, mut stop: watch::Rec
                 incarnation: broker.incarnation,
                 listeners: listeners.clone(),
                 rack: None,
+                max_partitions: partition_limit.map(|n| n as u64),
             }
         };
         match broker

@@ -78,6 +78,7 @@ mod tests {
                     incarnation,
                     listeners: Vec::new(),
                     rack: None,
+                    max_partitions: None,
                 },
             )
             .unwrap();

@@ -6,10 +6,9 @@
 //! segment's `.log`; indexes are mapped without a descriptor), so a node's
 //! open-files limit bounds its partitions. The limit is the node's
 //! `max.partitions.per.node` if set, else derived from its open-files limit
-//! by [`partitions_for_fd_limit`]. The controller applies its own node's
-//! limit to every broker: nodes of one cluster share a config and a machine
-//! type (a heterogeneous cluster sets `max.partitions.per.node` to the
-//! smallest node's capacity).
+//! by [`partitions_for_fd_limit`]. Each broker states its limit when it
+//! registers; a broker that states none (an older registration) gets the
+//! controller's own node's limit.
 
 use std::collections::BTreeMap;
 
@@ -29,15 +28,21 @@ pub fn partitions_for_fd_limit(nofile: u64) -> usize {
 }
 
 /// Refuse `records` if their new partitions would put some broker over
-/// `limit` partition replicas, counting the replicas `image` already
-/// places there. The error names the broker, its count and the limit.
+/// the limit it registered with (else `default_limit`) of partition
+/// replicas, counting the replicas `image` already places there. The error
+/// names the broker, its count and the limit.
 pub fn check_partition_capacity(
     image: &MetadataImage,
     records: &[MetadataRecord],
-    limit: Option<usize>,
+    default_limit: Option<usize>,
 ) -> Result<(), ControllerError> {
-    let Some(limit) = limit else {
-        return Ok(());
+    let limit_of = |b: i32| {
+        image
+            .brokers
+            .get(&b)
+            .and_then(|r| r.max_partitions)
+            .map(|m| usize::try_from(m).unwrap_or(usize::MAX))
+            .or(default_limit)
     };
     let mut adding: BTreeMap<i32, usize> = BTreeMap::new();
     for r in records {
@@ -61,6 +66,9 @@ pub fn check_partition_capacity(
         }
     }
     for (broker, new) in adding {
+        let Some(limit) = limit_of(broker) else {
+            continue;
+        };
         let has = hosted.get(&broker).copied().unwrap_or(0);
         if has + new > limit {
             return Err(ControllerError::PartitionLimit(format!(
@@ -113,6 +121,38 @@ mod tests {
             "{err}"
         );
         assert_eq!(partitions_for_fd_limit(20_000), 12_650);
+    }
+
+    /// A broker's own registered limit wins over the controller's default,
+    /// so a smaller node is protected in a mixed cluster.
+    #[test]
+    fn each_broker_is_held_to_the_limit_it_registered() {
+        let mut image = MetadataImage::default();
+        for (node_id, max_partitions) in [(1, None), (2, Some(3))] {
+            let r = &crate::logic::register_broker_with_capacity(
+                node_id,
+                Uuid::new_v4(),
+                Vec::new(),
+                None,
+                max_partitions,
+            )[0];
+            image.apply(1, r).unwrap();
+        }
+        let id = Uuid::new_v4();
+        let new: Vec<_> = (0..4).map(|p| partition(id, p, vec![1, 2])).collect();
+        let err = check_partition_capacity(&image, &new, None).unwrap_err();
+        assert!(
+            err.to_string().contains("node 2 cannot host 4 more"),
+            "{err}"
+        );
+        let err = check_partition_capacity(&image, &new, Some(100)).unwrap_err();
+        assert!(err.to_string().contains("at most 3"), "{err}");
+        let fits: Vec<_> = (0..3).map(|p| partition(id, p, vec![1, 2])).collect();
+        assert!(
+            check_partition_capacity(&image, &fits, Some(2)).is_err(),
+            "node 1: default 2"
+        );
+        assert!(check_partition_capacity(&image, &fits, None).is_ok());
         assert_eq!(partitions_for_fd_limit(100), 0);
     }
 }

@@ -37,6 +37,10 @@ pub struct BrokerRegistration {
     pub listeners: Vec<Listener>,
     pub rack: Option<String>,
     pub fenced: bool,
+    /// Partition replicas it can host, as it registered (see
+    /// [`crate::capacity`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_partitions: Option<u64>,
     /// This incarnation shut down cleanly (see
     /// [`MetadataRecord::ShutDownBroker`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -144,6 +148,7 @@ impl MetadataImage {
                 incarnation,
                 listeners,
                 rack,
+                max_partitions,
             } => {
                 self.brokers.insert(
                     *node_id,
@@ -153,6 +158,7 @@ impl MetadataImage {
                         listeners: listeners.clone(),
                         rack: rack.clone(),
                         fenced: true,
+                        max_partitions: *max_partitions,
                         shut_down: false,
                     },
                 );

@@ -116,11 +116,24 @@ pub fn register_broker(
     listeners: Vec<Listener>,
     rack: Option<String>,
 ) -> Vec<MetadataRecord> {
+    register_broker_with_capacity(node_id, incarnation, listeners, rack, None)
+}
+
+/// [`register_broker`] for a broker that says how many partition replicas
+/// it can host (see [`crate::capacity`]).
+pub fn register_broker_with_capacity(
+    node_id: i32,
+    incarnation: Uuid,
+    listeners: Vec<Listener>,
+    rack: Option<String>,
+    max_partitions: Option<u64>,
+) -> Vec<MetadataRecord> {
     vec![MetadataRecord::RegisterBroker {
         node_id,
         incarnation,
         listeners,
         rack,
+        max_partitions,
     }]
 }
 

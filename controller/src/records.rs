@@ -38,6 +38,11 @@ pub enum MetadataRecord {
         incarnation: Uuid,
         listeners: Vec<Listener>,
         rack: Option<String>,
+        /// Partition replicas this broker can host (its
+        /// `max.partitions.per.node` or what its open-files limit allows);
+        /// `None`: no limit of its own (the controller's applies).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_partitions: Option<u64>,
     },
     /// The broker missed its session timeout or shut down: it leads nothing.
     FenceBroker {

@@ -32,6 +32,9 @@ pub enum ControllerRequest {
         incarnation: Uuid,
         listeners: Vec<Listener>,
         rack: Option<String>,
+        /// What this broker can host (see [`crate::capacity`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_partitions: Option<u64>,
     },
     BrokerHeartbeat {
         node_id: i32,
@@ -381,6 +384,7 @@ impl ControllerService {
                 incarnation,
                 listeners,
                 rack,
+                max_partitions,
             } => {
                 self.heartbeats.lock().touch(node_id, (self.clock)());
                 let mut records = Vec::new();
@@ -389,11 +393,12 @@ impl ControllerService {
                     // its partitions move before the new one takes over.
                     records.extend(logic::fence_broker(&image, node_id).unwrap_or_default());
                 }
-                records.extend(logic::register_broker(
+                records.extend(logic::register_broker_with_capacity(
                     node_id,
                     incarnation,
                     listeners,
                     rack,
+                    max_partitions,
                 ));
                 Ok(records)
             }

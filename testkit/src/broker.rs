@@ -123,12 +123,23 @@ impl TestBroker {
 /// `controller.quorum.voters`; returns once every one is registered and
 /// unfenced in every node's image.
 pub async fn start_cluster(root: &Path, n: usize, extra: &[(&str, &str)]) -> Vec<TestBroker> {
+    start_cluster_per_node(root, n, extra, &[]).await
+}
+
+/// [`start_cluster`] with settings for some nodes only: `per_node[i]` is
+/// added to node `i + 1`'s config after `extra`.
+pub async fn start_cluster_per_node(
+    root: &Path,
+    n: usize,
+    extra: &[(&str, &str)],
+    per_node: &[&[(&str, &str)]],
+) -> Vec<TestBroker> {
     // Free ports can be taken (by other tests' outgoing connections) before
     // the nodes bind them: start over on fresh ports and dirs then.
     let mut attempt = 0;
     loop {
         let root = root.join(format!("attempt-{attempt}"));
-        match try_start_cluster(&root, n, extra).await {
+        match try_start_cluster(&root, n, extra, per_node).await {
             Ok(brokers) => return brokers,
             Err(e) if attempt < 3 => eprintln!("cluster start failed ({e}); retrying"),
             Err(e) => panic!("cluster start failed: {e}"),
@@ -141,6 +152,7 @@ async fn try_start_cluster(
     root: &Path,
     n: usize,
     extra: &[(&str, &str)],
+    per_node: &[&[(&str, &str)]],
 ) -> Result<Vec<TestBroker>, StartError> {
     let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     let voters = ports
@@ -151,6 +163,7 @@ async fn try_start_cluster(
         .join(",");
     let starts = ports.iter().enumerate().map(|(i, (port, cport))| {
         let mut props = owned(extra);
+        props.extend(owned(per_node.get(i).copied().unwrap_or_default()));
         props.push(("node.id".into(), (i + 1).to_string()));
         props.push(("controller.quorum.voters".into(), voters.clone()));
         let dir = root.join(format!("node-{}", i + 1));
