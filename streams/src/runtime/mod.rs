@@ -68,8 +68,12 @@ use sinks::{BatchContext, Sink, WriteOptions};
 use source::KafkaSource;
 use tables::Tables;
 
-/// Most records one batch reads, by default.
-pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
+/// Most records one batch reads, by default. A batch has fixed costs (the batch log,
+/// the checkpoint and the files sink each sync a file; the sinks' round trips) that a
+/// job catching up with a backlog pays per batch: 50,000 rather than 10,000 took
+/// filter → files from 0.08x to 0.18x of a plain consume loop. A job that keeps up
+/// takes small batches whatever this is.
+pub const DEFAULT_MAX_BATCH_RECORDS: usize = 50_000;
 
 /// How a job is run (the plan says what it does).
 #[derive(Debug, Clone)]
