@@ -28,7 +28,7 @@ use crate::row::{SourceMeta, SourceRecord};
 /// Most records per chunk.
 const CHUNK: usize = 1_000;
 /// Chunks the channel holds before the thread waits (librdkafka prefetches beyond).
-const DEPTH: usize = 32;
+const DEPTH: usize = 64;
 /// Longest one poll of the thread waits; also how soon it sees a stop.
 const POLL: Duration = Duration::from_millis(50);
 
