@@ -40,7 +40,7 @@
 //! `STREAMS_BENCH_SECS` (default 10), `STREAMS_BENCH_KEYS` (default 1,000,000),
 //! `STREAMS_BENCH_ONLY` (comma list of kafka-alo,kafka-eos,window-pg,files),
 //! `STREAMS_BENCH_BATCH` (most records per batch in the throughput runs; default
-//! the runtime's, 10,000).
+//! the runtime's, 50,000).
 //! Run: `cargo bench --bench streams`.
 
 /// The `rivulet` binary's allocator, so that jobs run here as `rivulet stream run` runs them.

@@ -18,16 +18,14 @@
 //! still can be) and stops the job; a restart resumes.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
+use super::acked::AckedProducer;
 use super::error::RuntimeError;
 use super::offsets::Offsets;
 use super::source::client_config;
@@ -79,7 +77,7 @@ pub struct KafkaSink {
     topic: String,
     key: Option<Expr>,
     guarantee: Guarantee,
-    producer: FutureProducer,
+    producer: std::sync::Arc<AckedProducer>,
     /// Exactly-once: reads the group's committed offsets and gives its metadata.
     offsets_client: Option<BaseConsumer>,
     timeout: Duration,
@@ -108,16 +106,18 @@ impl KafkaSink {
         if exactly_once {
             c.set("transactional.id", transactional_id(job, name));
         }
-        let producer: FutureProducer = c.create().map_err(RuntimeError::kafka(format!(
-            "sink {name}: create the producer"
-        )))?;
+        let producer = std::sync::Arc::new(AckedProducer::create(
+            &c,
+            &format!("sink {name}: create the producer"),
+        )?);
         let offsets_client = if exactly_once {
             let mut cc = client_config(bootstrap, job);
             cc.set("group.id", offsets_group(job, name));
             let p = producer.clone();
             let sink = name.to_string();
             super::blocking(move || {
-                p.init_transactions(timeout)
+                p.inner()
+                    .init_transactions(timeout)
                     .map_err(RuntimeError::kafka(format!(
                         "sink {sink}: init transactions"
                     )))
@@ -228,6 +228,7 @@ impl KafkaSink {
             }
         }
         self.producer
+            .inner()
             .begin_transaction()
             .map_err(RuntimeError::kafka(format!(
                 "sink {}: begin a transaction",
@@ -244,13 +245,16 @@ impl KafkaSink {
             }
             let (p, t, name) = (self.producer.clone(), self.timeout, self.name.clone());
             super::blocking(move || {
-                p.send_offsets_to_transaction(&tpl, &cgm, t)
+                p.inner()
+                    .send_offsets_to_transaction(&tpl, &cgm, t)
                     .map_err(RuntimeError::kafka(format!(
                         "sink {name}: send offsets to the transaction"
                     )))?;
-                p.commit_transaction(t).map_err(RuntimeError::kafka(format!(
-                    "sink {name}: commit batch {batch_id}"
-                )))
+                p.inner()
+                    .commit_transaction(t)
+                    .map_err(RuntimeError::kafka(format!(
+                        "sink {name}: commit batch {batch_id}"
+                    )))
             })
             .await
         }
@@ -261,7 +265,8 @@ impl KafkaSink {
             // until the transaction times out.
             let (p, t) = (self.producer.clone(), self.timeout);
             if let Err(abort) = super::blocking(move || {
-                p.abort_transaction(t)
+                p.inner()
+                    .abort_transaction(t)
                     .map_err(RuntimeError::kafka("abort the transaction"))
             })
             .await
@@ -298,82 +303,14 @@ impl KafkaSink {
         topic: &str,
         records: &[(Option<String>, V)],
     ) -> Result<(), RuntimeError> {
-        let context = || format!("sink {}: produce to {topic}", self.name);
-        let sent = async {
-            let mut pending = VecDeque::with_capacity(records.len());
-            for (key, value) in records {
-                let mut record: FutureRecord<'_, String, [u8]> =
-                    FutureRecord::to(topic).payload(value.as_ref());
-                if let Some(k) = key {
-                    record = record.key(k);
-                }
-                let delivery = enqueue(&self.producer, record, &mut pending, &context).await?;
-                pending.push_back(delivery);
-            }
-            for p in pending {
-                await_delivery(p, &context).await?;
-            }
-            Ok(())
-        };
-        tokio::time::timeout(self.timeout, sent)
+        self.producer
+            .send_all(
+                topic,
+                records.iter().map(|(k, v)| (k.as_deref(), v.as_ref())),
+                self.timeout,
+                &format!("sink {}", self.name),
+            )
             .await
-            .map_err(|_| {
-                RuntimeError::KafkaState(format!(
-                    "sink {}: records to {topic} not acknowledged within {:?}",
-                    self.name, self.timeout
-                ))
-            })?
-    }
-}
-
-/// Put `record` in the producer's queue now (`FutureProducer::send` is lazy: awaited
-/// one by one it sends one record per round trip). A full queue waits for the oldest
-/// delivery in `pending` (or 1 ms) and tries again.
-pub(crate) async fn enqueue<'a, K, P>(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'a, K, P>,
-    pending: &mut VecDeque<DeliveryFuture>,
-    context: &dyn Fn() -> String,
-) -> Result<DeliveryFuture, RuntimeError>
-where
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                match pending.pop_front() {
-                    Some(oldest) => await_delivery(oldest, context).await?,
-                    None => tokio::time::sleep(Duration::from_millis(1)).await,
-                }
-            }
-            Err((e, _)) => {
-                return Err(RuntimeError::Kafka {
-                    context: context(),
-                    source: e,
-                })
-            }
-        }
-    }
-}
-
-/// Wait for one record's acknowledgement.
-pub(crate) async fn await_delivery(
-    delivery: DeliveryFuture,
-    context: &dyn Fn() -> String,
-) -> Result<(), RuntimeError> {
-    match delivery.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(RuntimeError::Kafka {
-            context: context(),
-            source: e,
-        }),
-        Err(_) => Err(RuntimeError::Kafka {
-            context: context(),
-            source: KafkaError::Canceled,
-        }),
     }
 }
 

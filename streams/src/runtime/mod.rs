@@ -33,9 +33,11 @@
 //! entry is replayed from the batch log. Static tables ([`tables`], CSV or PostgreSQL)
 //! load at start and reload between batches, never inside one.
 
+mod acked;
 pub mod batch_log;
 pub mod checkpoint;
 pub mod error;
+mod fetcher;
 pub mod files;
 pub mod kafka_sink;
 pub mod offsets;
@@ -66,8 +68,12 @@ use sinks::{BatchContext, Sink, WriteOptions};
 use source::KafkaSource;
 use tables::Tables;
 
-/// Most records one batch reads, by default.
-pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
+/// Most records one batch reads, by default. A batch has fixed costs (the batch log,
+/// the checkpoint and the files sink each sync a file; the sinks' round trips) that a
+/// job catching up with a backlog pays per batch: 50,000 rather than 10,000 took
+/// filter → files from 0.08x to 0.18x of a plain consume loop. A job that keeps up
+/// takes small batches whatever this is.
+pub const DEFAULT_MAX_BATCH_RECORDS: usize = 50_000;
 
 /// How a job is run (the plan says what it does).
 #[derive(Debug, Clone)]
@@ -241,12 +247,18 @@ pub async fn run(
             let polled_at = Instant::now();
             let batch_id = last_batch.saturating_add(1);
             let planned = PlannedBatch::new(&job, batch_id, start, positions(&sources), now_ms());
+            // The batch log is written (and synced) while the executor runs: nothing
+            // reaches a sink before it is durable.
             let (dir, p) = (checkpoint_dir.clone(), planned.clone());
-            blocking(move || batch_log::store(&dir, &p)).await?;
-            let logged_at = Instant::now();
+            let logging = tokio::task::spawn_blocking(move || batch_log::store(&dir, &p));
             sort_canonically(&mut records);
-            let out = executor.run_batch(&records, planned.processing_time_ms)?;
+            let out = executor.run_batch(&records, planned.processing_time_ms);
             let run_at = Instant::now();
+            logging
+                .await
+                .map_err(|e| RuntimeError::KafkaState(format!("blocking task failed: {e}")))??;
+            let out = out?;
+            let logged_at = Instant::now();
             commit_batch(
                 &mut sinks,
                 &out,
@@ -263,9 +275,9 @@ pub async fn run(
                 batch_id,
                 records = n,
                 poll_ms = (polled_at - tick).as_secs_f64() * 1e3,
-                log_ms = (logged_at - polled_at).as_secs_f64() * 1e3,
-                run_ms = (run_at - logged_at).as_secs_f64() * 1e3,
-                commit_ms = run_at.elapsed().as_secs_f64() * 1e3,
+                run_ms = (run_at - polled_at).as_secs_f64() * 1e3,
+                log_wait_ms = (logged_at - run_at).as_secs_f64() * 1e3,
+                commit_ms = logged_at.elapsed().as_secs_f64() * 1e3,
                 "batch committed"
             );
         }

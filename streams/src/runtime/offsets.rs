@@ -67,11 +67,12 @@ pub fn start_position(
 /// back).
 pub fn advance(positions: &mut Offsets, topic: &str, partition: i32, offset: i64) {
     let next = offset.saturating_add(1);
-    let slot = positions
-        .entry(topic.to_string())
-        .or_default()
-        .entry(partition)
-        .or_insert(next);
+    // No key allocated per record once the topic is there.
+    let parts = match positions.get_mut(topic) {
+        Some(parts) => parts,
+        None => positions.entry(topic.to_string()).or_default(),
+    };
+    let slot = parts.entry(partition).or_insert(next);
     *slot = (*slot).max(next);
 }
 

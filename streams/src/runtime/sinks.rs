@@ -11,17 +11,16 @@
 //! from where it commits its data — and `write_batch(batch_id, rows)`, idempotent per
 //! batch id, committing the rows and the batch id together.
 
-use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
+use super::acked::AckedProducer;
 use super::error::RuntimeError;
 use super::files::FilesSink;
-use super::kafka_sink::{await_delivery, enqueue, KafkaSink};
+use super::kafka_sink::KafkaSink;
 use super::offsets::{Offsets, ResumePoint};
 use super::postgres::{BatchCommit, PostgresSink};
 use super::recovery::{writes_batch, SinkProgress};
@@ -173,7 +172,7 @@ pub(crate) struct BatchContext<'a> {
 /// carries them, and the test hook.
 pub(crate) struct WriteOptions<'a> {
     pub topic: Option<&'a str>,
-    pub producer: Option<&'a FutureProducer>,
+    pub producer: Option<&'a AckedProducer>,
     pub timeout: Duration,
     /// [`super::RunOptions::crash_after_sink`].
     pub crash_after_sink: Option<&'a (u64, String)>,
@@ -291,18 +290,17 @@ fn print_rows(rows: &[Row]) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-pub(crate) fn dlq_producer(bootstrap: &str, job: &str) -> Result<FutureProducer, RuntimeError> {
+pub(crate) fn dlq_producer(bootstrap: &str, job: &str) -> Result<AckedProducer, RuntimeError> {
     let mut c = rdkafka::config::ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", format!("rivulet-stream-{job}-dlq"))
         .set("enable.idempotence", "true");
-    c.create()
-        .map_err(RuntimeError::kafka("create the dead-letter producer"))
+    AckedProducer::create(&c, "create the dead-letter producer")
 }
 
 /// Send dead letters and wait for every ack (at-least-once: before the batch commits).
 async fn send_dead_letters(
-    producer: &FutureProducer,
+    producer: &AckedProducer,
     topic: &str,
     letters: &[DeadLetter],
     timeout: Duration,
@@ -311,22 +309,12 @@ async fn send_dead_letters(
         .iter()
         .map(|d| d.to_record_value().to_string())
         .collect();
-    let context = || format!("send a dead letter to {topic}");
-    let sent = async {
-        let mut pending = VecDeque::with_capacity(values.len());
-        for value in &values {
-            let record: FutureRecord<'_, (), String> = FutureRecord::to(topic).payload(value);
-            let delivery = enqueue(producer, record, &mut pending, &context).await?;
-            pending.push_back(delivery);
-        }
-        for p in pending {
-            await_delivery(p, &context).await?;
-        }
-        Ok(())
-    };
-    tokio::time::timeout(timeout, sent).await.map_err(|_| {
-        RuntimeError::KafkaState(format!(
-            "dead letters to {topic} not acknowledged within {timeout:?}"
-        ))
-    })?
+    producer
+        .send_all(
+            topic,
+            values.iter().map(|v| (None::<&str>, v.as_bytes())),
+            timeout,
+            "dead letters",
+        )
+        .await
 }

@@ -8,21 +8,20 @@
 //! every assigned partition. The end offsets seen at open are kept for
 //! `available_now`.
 //!
-//! Polling is blocking (librdkafka's queue); callers run it off the async workers'
-//! critical path (`block_in_place`).
+//! librdkafka is polled by the source's fetch thread ([`super::fetcher`]); taking its
+//! chunks blocks, so callers run it on tokio's blocking pool.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::RuntimeError;
+use super::fetcher::{Fetched, Fetcher};
 use super::offsets::{advance, caught_up, start_position, Offsets, StartPosition};
 use crate::plan::SourcePlan;
-use crate::row::{SourceMeta, SourceRecord};
+use crate::row::SourceRecord;
 
 /// A librdkafka config for the job's clients.
 pub fn client_config(bootstrap: &str, job: &str) -> ClientConfig {
@@ -47,7 +46,13 @@ pub fn client_config(bootstrap: &str, job: &str) -> ClientConfig {
 
 pub struct KafkaSource {
     pub name: String,
-    consumer: BaseConsumer,
+    fetcher: Fetcher,
+    /// The rest of the chunk a batch filled up in.
+    pending: std::vec::IntoIter<SourceRecord>,
+    /// librdkafka's positions after the pending chunk: the source's once it is taken.
+    pending_positions: Option<Offsets>,
+    /// librdkafka's positions after the last chunk wholly taken.
+    fetched: Offsets,
     positions: Offsets,
     ends: Offsets,
     /// Replay: the batch's end offsets; records at or past them are not the batch's.
@@ -97,7 +102,10 @@ impl KafkaSource {
         tracing::info!(source = %plan.name, ?positions, "source assigned");
         Ok(KafkaSource {
             name: plan.name.clone(),
-            consumer,
+            fetcher: Fetcher::start(&plan.name, consumer)?,
+            pending: Vec::new().into_iter(),
+            pending_positions: None,
+            fetched: Offsets::new(),
             positions,
             ends,
             limit: None,
@@ -126,34 +134,46 @@ impl KafkaSource {
         &self.positions
     }
 
-    /// Poll up to `max` records: waits up to `wait` for the first, then takes what is
-    /// already fetched.
+    /// Poll up to `max` records: waits up to `wait` for the first, then takes what the
+    /// fetch thread has already handed over.
     pub fn poll_batch(
         &mut self,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<SourceRecord>, RuntimeError> {
         let mut out = Vec::new();
-        let mut timeout = wait;
+        let deadline = Instant::now() + wait;
         while out.len() < max {
-            let message = match self.consumer.poll(timeout) {
-                None => break,
-                Some(Ok(m)) => m,
-                Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                    return Err(RuntimeError::KafkaState(format!(
-                        "source {}: fatal consume error {code}",
-                        self.name
-                    )))
+            if self.pending.as_slice().is_empty() {
+                if let Some(p) = self.pending_positions.take() {
+                    self.fetched = p; // the whole chunk is taken
                 }
-                Some(Err(e)) => {
-                    // Transient (a broker restarting, a leader moving): librdkafka retries.
-                    tracing::warn!(source = %self.name, "consume error: {e}");
-                    continue;
+                // Wait only for the first record.
+                let until = if out.is_empty() {
+                    deadline
+                } else {
+                    Instant::now()
+                };
+                match self.fetcher.next(until) {
+                    None => break,
+                    Some(Fetched::Fatal(reason)) => {
+                        return Err(RuntimeError::KafkaState(format!(
+                            "source {}: {reason}",
+                            self.name
+                        )))
+                    }
+                    Some(Fetched::Chunk { records, positions }) => {
+                        self.pending = records.into_iter();
+                        self.pending_positions = Some(positions);
+                        continue;
+                    }
                 }
+            }
+            let Some(record) = self.pending.next() else {
+                continue;
             };
-            timeout = Duration::ZERO;
-            let (topic, partition, offset) =
-                (message.topic(), message.partition(), message.offset());
+            let (partition, offset) = (record.meta.partition, record.meta.offset);
+            let topic = record.meta.topic.as_str();
             let next = self
                 .positions
                 .get(topic)
@@ -168,52 +188,32 @@ impl KafkaSource {
                     continue; // past the replayed batch
                 }
             }
-            let headers = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_string(),
-                                h.value.map(|v| String::from_utf8_lossy(v).into_owned()),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(SourceRecord {
-                meta: SourceMeta {
-                    key: message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned()),
-                    headers,
-                    topic: topic.to_string(),
-                    partition,
-                    offset,
-                    timestamp_ms: message.timestamp().to_millis().unwrap_or(-1),
-                },
-                value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            });
             advance(&mut self.positions, topic, partition, offset);
+            out.push(record);
+        }
+        if self.pending.as_slice().is_empty() {
+            if let Some(p) = self.pending_positions.take() {
+                self.fetched = p;
+            }
         }
         Ok(out)
     }
 
-    /// Whether the source has read up to the end offsets seen at open. Also asks
-    /// librdkafka's positions, which move past transaction markers and aborted records
-    /// the source never sees.
+    /// Whether the source has read up to the end offsets seen at open. Also trusts
+    /// librdkafka's positions as of the chunks wholly taken, which move past
+    /// transaction markers and aborted records the source never sees.
     pub fn caught_up(&self) -> bool {
         if caught_up(&self.positions, &self.ends) {
             return true;
         }
-        let Ok(tpl) = self.consumer.position() else {
+        if !self.pending.as_slice().is_empty() {
             return false;
-        };
+        }
         let mut positions = self.positions.clone();
-        for e in tpl.elements() {
-            if let Offset::Offset(o) = e.offset() {
-                if o > 0 {
-                    advance(&mut positions, e.topic(), e.partition(), o - 1);
+        for (topic, parts) in &self.fetched {
+            for (p, next) in parts {
+                if *next > 0 {
+                    advance(&mut positions, topic, *p, next - 1);
                 }
             }
         }
