@@ -16,6 +16,9 @@
 //!   linger.ms 5 fills under load), up to 5 requests in flight per
 //!   connection (librdkafka's `max.in.flight` default), until
 //!   `SECURITY_BENCH_RECORDS` records (default 200,000) per connection;
+//!   With `SECURITY_BENCH_SLICE=N` each request is written in N-byte
+//!   slices, one write (over TLS one record) each, as librdkafka does (one
+//!   `SSL_write` per buffer slice: ~1.8 KiB on average for 1 KiB records);
 //! - consume: the same records read back with Fetch v12 (one request in
 //!   flight per connection, 1 MiB per partition, librdkafka's defaults);
 //! - connect: `SECURITY_BENCH_CONNECTS` (default 200) new connections one
@@ -167,6 +170,7 @@ fn set_correlation_id(frame: &mut [u8], id: i32) {
 
 async fn produce_one(setup: &Setup, kind: Kind, topic: &str, partition: i32, requests: usize) {
     let batch_records = env_usize("SECURITY_BENCH_BATCH", 256);
+    let slice = env_usize("SECURITY_BENCH_SLICE", 0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -184,7 +188,16 @@ async fn produce_one(setup: &Setup, kind: Kind, topic: &str, partition: i32, req
         if sent < requests && pending.len() < IN_FLIGHT {
             let id = client.next_correlation_id();
             set_correlation_id(&mut frame, id);
-            client.send(&frame).await.expect("send a produce request");
+            if slice == 0 {
+                client.send(&frame).await.expect("send a produce request");
+            } else {
+                for part in frame.chunks(slice) {
+                    client
+                        .send(part)
+                        .await
+                        .expect("send part of a produce request");
+                }
+            }
             pending.push_back(id);
             sent += 1;
             continue;
@@ -386,8 +399,9 @@ fn main() {
     println!();
     println!(
         "security_wire: {connections} connection(s), {records} x 1 KiB records each, batches of {}, \
-         best of {repeat}",
-        env_usize("SECURITY_BENCH_BATCH", 256)
+         written in slices of {} bytes, best of {repeat}",
+        env_usize("SECURITY_BENCH_BATCH", 256),
+        env_usize("SECURITY_BENCH_SLICE", 0)
     );
     for (i, phase) in ["produce", "consume"].into_iter().enumerate() {
         let (p, s) = (best[0][i], best[1][i]);

@@ -9,6 +9,9 @@
 #   RIVULET_BIN (default target/release/rivulet; `cargo build --release -p rivulet-cli`)
 #   RIVULET_BENCH_PIN=1: the broker on CPU 0, the clients on CPU 1 (as on separate
 #   machines: TLS on the client side then does not take the broker's CPU)
+#   RIVULET_BENCH_PORT (default 29500): the broker's three ports from there
+# Each measure also prints the broker's and the client's CPU seconds per GB:
+# compare those when the machine runs other work (throughput then swings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${RIVULET_BIN:-target/release/rivulet}
@@ -46,4 +49,4 @@ AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=1)
 PY
   sleep 0.2
 done
-"${CLIENT_PIN[@]}" "$PY" benches/security/security_bench.py "$PLAIN" "$SASL" "$DIR/certs/ca.pem" "${1:-200000}" "${2:-200}"
+RIVULET_BENCH_BROKER_PID=$PID "${CLIENT_PIN[@]}" "$PY" benches/security/security_bench.py "$PLAIN" "$SASL" "$DIR/certs/ca.pem" "${1:-200000}" "${2:-200}"

@@ -5,9 +5,15 @@ same run, and the rate of new SASL_SSL (TLS handshake + SCRAM exchange)
 connections. Run by scripts/bench_security.sh, which starts the broker.
 
 Usage: security_bench.py PLAINTEXT_ADDR SASL_SSL_ADDR CA_FILE [RECORDS] [CONNECTIONS]
-Prints one line per measure and the ratios.
+Prints one line per measure and the ratios. With RIVULET_BENCH_BROKER_PID
+(bench_security.sh sets it) each line also gives the CPU seconds per GB of
+the broker and of this client process (all librdkafka threads): on a machine
+shared with other work, throughput swings from run to run while CPU per GB
+stays put, and on 2 busy cores the throughput ratio follows the ratio of
+total CPU per GB.
 """
 import os
+import resource
 import sys
 import time
 
@@ -27,6 +33,31 @@ def conf(kind):
     if kind == "PLAINTEXT":
         return {"bootstrap.servers": plain}
     return {"bootstrap.servers": sasl_ssl, **SASL}
+
+
+BROKER_PID = os.environ.get("RIVULET_BENCH_BROKER_PID")
+
+
+def cpu_seconds():
+    """(broker, client) CPU seconds so far: the broker's from /proc (None
+    without its pid), this process's user + system time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    client = usage.ru_utime + usage.ru_stime
+    if not BROKER_PID:
+        return None, client
+    with open(f"/proc/{BROKER_PID}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), client
+
+
+def measured(run):
+    """Run `run` (which returns records/s) and return (records/s, broker
+    CPU s/GB, client CPU s/GB)."""
+    b0, c0 = cpu_seconds()
+    rate = run()
+    b1, c1 = cpu_seconds()
+    gb = records * len(VALUE) / 1e9
+    return rate, (b1 - b0) / gb if b0 is not None else None, (c1 - c0) / gb
 
 
 def produce(kind, topic):
@@ -82,24 +113,42 @@ for f in admin.create_topics([NewTopic(t, 1, 1) for t in topics.values()]).value
 RUNS = 3
 results = {}
 # Interleaved runs, the median of each: the same broker, the same run.
-for _ in range(RUNS):
-    for kind in ("PLAINTEXT", "SASL_SSL"):
-        r = produce(kind, topics[kind])
-        results.setdefault((kind, "produce"), []).append(r)
-for _ in range(RUNS):
-    for kind in ("PLAINTEXT", "SASL_SSL"):
-        r = consume(kind, topics[kind])
-        results.setdefault((kind, "consume"), []).append(r)
+cpu = {}
+for what, run in (("produce", produce), ("consume", consume)):
+    for _ in range(RUNS):
+        for kind in ("PLAINTEXT", "SASL_SSL"):
+            r, broker_cpu, client_cpu = measured(lambda: run(kind, topics[kind]))
+            results.setdefault((kind, what), []).append(r)
+            cpu.setdefault((kind, what), []).append((broker_cpu, client_cpu))
+
+
 def median(rs):
     return sorted(rs)[len(rs) // 2]
 
 
+def cpu_medians(kind, what):
+    """Median broker and client CPU s/GB of a measure (broker None without its pid)."""
+    runs = cpu[(kind, what)]
+    broker = [b for b, _ in runs if b is not None]
+    return (median(broker) if broker else None), median([c for _, c in runs])
+
+
 for (kind, what), rs in sorted(results.items()):
     best = median(rs)
-    print(f"{what:8} {kind:10} {best:10.0f} records/s  {best * 1024 / 1e6:7.1f} MB/s  median of {[round(r) for r in rs]}")
+    broker_cpu, client_cpu = cpu_medians(kind, what)
+    broker_text = f"broker {broker_cpu:.2f} / " if broker_cpu is not None else ""
+    print(f"{what:8} {kind:10} {best:10.0f} records/s  {best * 1024 / 1e6:7.1f} MB/s  median of "
+          f"{[round(r) for r in rs]}  CPU s/GB {broker_text}client {client_cpu:.2f}")
 for what in ("produce", "consume"):
     ratio = median(results[("SASL_SSL", what)]) / median(results[("PLAINTEXT", what)])
-    print(f"ratio {what} SASL_SSL/PLAINTEXT = {ratio:.2f}")
+    line = f"ratio {what} SASL_SSL/PLAINTEXT = {ratio:.2f}"
+    plain_b, plain_c = cpu_medians("PLAINTEXT", what)
+    sasl_b, sasl_c = cpu_medians("SASL_SSL", what)
+    if plain_b is not None and sasl_b is not None:
+        line += (f"; CPU per GB, broker + client: {plain_b + plain_c:.2f} -> {sasl_b + sasl_c:.2f} s"
+                 f" (ratio {(plain_b + plain_c) / (sasl_b + sasl_c):.2f}; broker +{sasl_b - plain_b:.2f},"
+                 f" client +{sasl_c - plain_c:.2f})")
+    print(line)
 def raw_connect_rate(threads=4):
     """Server-side capacity for new TLS + SCRAM-SHA-512 connections: raw
     sockets (Python's ssl, TLS 1.3) each doing TCP, the TLS handshake,

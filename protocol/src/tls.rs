@@ -201,6 +201,12 @@ pub type TlsTransport = tokio::io::BufReader<TcpStream>;
 /// Read buffer under TLS: several TLS records per syscall.
 const TLS_READ_BUFFER: usize = 64 * 1024;
 
+/// How much a served TLS connection encrypts ahead of the socket (rustls'
+/// default is 64 KiB): a fetch response goes out as 16 KiB records in
+/// writes of up to this size, a quarter of the `writev` calls, while the
+/// client still decrypts the first records as the next are sealed.
+const TLS_SEND_BUFFER: usize = 256 * 1024;
+
 /// A connection: plain TCP or TLS over TCP, either side.
 #[derive(Debug)]
 pub enum Stream {
@@ -287,9 +293,10 @@ impl AsyncWrite for Stream {
 /// Accept TLS on an accepted TCP connection (the server side of a TLS
 /// listener). The handshake's own failure is the error returned.
 pub async fn accept(config: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Stream> {
-    let tls = tokio_rustls::TlsAcceptor::from(config.clone())
+    let mut tls = tokio_rustls::TlsAcceptor::from(config.clone())
         .accept(tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp))
         .await?;
+    tls.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
     Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
 }
 
