@@ -222,10 +222,11 @@ impl IndexFile {
     }
 
     /// Make a trimmed index appendable again (a truncated segment that becomes
-    /// active).
+    /// active, or the last segment at open). The file is grown by the first
+    /// [`push`](Self::push) that needs the room, not here.
     pub fn reopen_for_append(&mut self, max_entries: usize) -> Result<()> {
         self.max_entries = max_entries.max(self.entries);
-        self.resize_file(self.max_entries * self.entry_size)
+        Ok(())
     }
 
     /// Drop every entry.
