@@ -132,6 +132,25 @@ extern "C" {
     pub(crate) fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
 }
 
+/// `mi_option_arena_eager_commit` in mimalloc's `mi_option_t`.
+const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+
+/// mimalloc's arena uncommitted when reserved: its pages are committed as
+/// used and a purge gives them back, as with `MIMALLOC_ARENA_EAGER_COMMIT=0`
+/// in the environment (which the binary cannot set for itself). The arena
+/// is reserved at the first Rust allocation, which comes before `main`, so
+/// the option is set from the ELF constructors (`.init_array`), which run
+/// before Rust's runtime starts; mimalloc reads its options lazily, so the
+/// order against its own constructor does not matter.
+extern "C" fn mimalloc_options_before_main() {
+    // SAFETY: mi_option_set only stores an option value; 0 is valid.
+    unsafe { mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+}
+
+#[used]
+#[link_section = ".init_array"]
+static MIMALLOC_OPTIONS: extern "C" fn() = mimalloc_options_before_main;
+
 fn main() -> std::process::ExitCode {
     // No transparent huge pages, first thing (a huge page faulted in before
     // stays): mimalloc advises its 1 GiB arena MADV_HUGEPAGE, and with THP

@@ -53,14 +53,39 @@ pub(crate) struct IndexFile {
 
 impl IndexFile {
     /// Open or create the file. An existing file's entries are its length
-    /// divided by the entry size (rounded down); it is then grown to hold
-    /// `max_entries` when `writable`.
+    /// divided by the entry size (rounded down). A `writable` index may hold
+    /// up to `max_entries`, but the file is grown to that size only by the
+    /// first append: the index of an idle partition is never resized, and an
+    /// empty one is neither kept open nor mapped until then (a node with
+    /// 10,000 idle partitions reopens without 20,000 `ftruncate`s and maps).
     pub fn open(
         path: &Path,
         entry_size: usize,
         max_entries: usize,
         writable: bool,
     ) -> Result<Self> {
+        if writable {
+            let len = match std::fs::metadata(path) {
+                Ok(m) => m.len() as usize,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // A new segment's index files exist from the start.
+                    open_rw(path)?;
+                    0
+                }
+                Err(e) => return Err(e).at(path),
+            };
+            if len == 0 {
+                return Ok(IndexFile {
+                    path: path.to_path_buf(),
+                    mmap: None,
+                    entry_size,
+                    entries: 0,
+                    max_entries,
+                    reserved: 0,
+                    torn: false,
+                });
+            }
+        }
         let file = open_rw(path)?;
         let len = file.metadata().at(path)?.len() as usize;
         let entries = len / entry_size;
@@ -73,8 +98,10 @@ impl IndexFile {
             reserved: 0,
             torn: !len.is_multiple_of(entry_size),
         };
-        let target = if writable { idx.max_entries } else { entries };
-        idx.resize_with(&file, target * entry_size)?;
+        // A writable index keeps its length (a torn tail included, for the
+        // sanity check to see); `push` grows it when the map is too short.
+        let target = if writable { len } else { entries * entry_size };
+        idx.resize_with(&file, target)?;
         Ok(idx)
     }
 
@@ -195,10 +222,11 @@ impl IndexFile {
     }
 
     /// Make a trimmed index appendable again (a truncated segment that becomes
-    /// active).
+    /// active, or the last segment at open). The file is grown by the first
+    /// [`push`](Self::push) that needs the room, not here.
     pub fn reopen_for_append(&mut self, max_entries: usize) -> Result<()> {
         self.max_entries = max_entries.max(self.entries);
-        self.resize_file(self.max_entries * self.entry_size)
+        Ok(())
     }
 
     /// Drop every entry.

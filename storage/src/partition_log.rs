@@ -13,7 +13,6 @@
 //! [`ReadPlan`] whose I/O happens outside any lock the caller holds.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,20 +23,21 @@ use tracing::{error, info, warn};
 use crate::clock::Clock;
 use crate::config::{LogConfig, TimestampPolicy};
 use crate::durability::FlushTracker;
-use crate::error::{IoContext, Result, StorageError};
+use crate::error::{Result, StorageError};
 use crate::leader_epoch_cache::LeaderEpochCache;
-use crate::log_segment::{self, LogSegment, ReadPlan, LOG_SUFFIX};
+use crate::log_segment::{LogSegment, ReadPlan};
 use crate::producer_state::ProducerStateManager;
 use crate::topic_partition::TopicPartition;
-use crate::transaction_index::TXN_INDEX_SUFFIX;
 use crate::txn_tracker::TxnTracker;
 
+mod dir_listing;
 pub(crate) mod producer_load;
 mod retention;
 mod timestamps;
 mod transactions;
 mod truncation;
 
+use dir_listing::DirListing;
 pub use producer_load::ProducerStateLoad;
 
 /// Where a log left off, from the data dir's checkpoints.
@@ -153,10 +153,15 @@ impl PartitionLog {
         clock: Arc<dyn Clock>,
         opts: LogOpenOptions,
     ) -> Result<(Self, OpenReport)> {
-        fs::create_dir_all(dir).at(dir)?;
         let mut report = OpenReport::default();
-        crate::log_cleaner::complete_interrupted_swaps(dir, &config)?;
-        let bases = list_segment_bases(dir)?;
+        let mut listing = DirListing::read_or_create(dir)?;
+        // Only segment files (the common case): nothing else to list.
+        let only_segments = listing.only_segments();
+        if !only_segments {
+            crate::log_cleaner::complete_interrupted_swaps(dir, &config)?;
+            listing = DirListing::read_or_create(dir)?;
+        }
+        let bases = listing.segment_bases(dir)?;
         let mut epoch_cache = LeaderEpochCache::load(dir)?;
         let mut segments = BTreeMap::new();
         let recovery_floor = bases
@@ -258,13 +263,17 @@ impl PartitionLog {
         // Snapshots above the recovered end describe batches that are gone;
         // after an unclean shutdown, only what was fsynced is trusted (as
         // Kafka loads producer state up to the recovery point).
-        log.delete_snapshots_above(log.log_end_offset)?;
         let limit = if opts.clean_shutdown {
             log.log_end_offset
         } else {
             log.log_end_offset.min(opts.recovery_point)
         };
-        log.load_producer_state(limit)?;
+        if only_segments {
+            log.load_producer_state_from(limit, Vec::new())?;
+        } else {
+            log.delete_snapshots_above(log.log_end_offset)?;
+            log.load_producer_state(limit)?;
+        }
         report.producer_state = log.producer_load;
         if report.recovered_segments > 0 || report.deleted_segments > 0 {
             info!(partition = %log.tp, ?report, log_end_offset = log.log_end_offset, "recovered log");
@@ -696,30 +705,4 @@ impl PartitionLog {
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         self.epoch_cache.end_offset_for(epoch, self.log_end_offset)
     }
-}
-
-/// Base offsets of the `.log` files in `dir`, ascending; stray index files
-/// without a log are removed.
-fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
-    let mut bases = Vec::new();
-    let mut indexes = Vec::new();
-    for entry in fs::read_dir(dir).at(dir)? {
-        let entry = entry.at(dir)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(b) = log_segment::parse_segment_name(&name, LOG_SUFFIX) {
-            bases.push(b);
-        } else if let Some(b) = log_segment::parse_segment_name(&name, log_segment::INDEX_SUFFIX)
-            .or_else(|| log_segment::parse_segment_name(&name, log_segment::TIME_INDEX_SUFFIX))
-            .or_else(|| log_segment::parse_segment_name(&name, TXN_INDEX_SUFFIX))
-        {
-            indexes.push((b, entry.path()));
-        }
-    }
-    bases.sort_unstable();
-    for (b, path) in indexes {
-        if bases.binary_search(&b).is_err() {
-            fs::remove_file(&path).at(&path)?;
-        }
-    }
-    Ok(bases)
 }

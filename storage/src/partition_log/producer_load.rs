@@ -199,9 +199,19 @@ impl PartitionLog {
     /// batch when none is usable; make the scanned segments' transaction
     /// indexes match what the scan found.
     pub(super) fn load_producer_state(&mut self, limit: i64) -> Result<()> {
+        let offsets = producer_snapshot::list_snapshots(&self.dir)?;
+        self.load_producer_state_from(limit, offsets)
+    }
+
+    /// [`load_producer_state`](Self::load_producer_state) with the
+    /// snapshot offsets already listed (ascending).
+    pub(super) fn load_producer_state_from(
+        &mut self,
+        limit: i64,
+        mut offsets: Vec<i64>,
+    ) -> Result<()> {
         let first_base = self.segments.keys().next().copied().unwrap_or(0);
         let mut rejected = 0u32;
-        let mut offsets = producer_snapshot::list_snapshots(&self.dir)?;
         offsets.retain(|o| *o >= first_base && *o <= limit);
         for &offset in offsets.iter().rev() {
             match producer_snapshot::read_snapshot(&self.dir, offset) {
