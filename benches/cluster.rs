@@ -35,6 +35,8 @@
 //!    the follower is restarted, and the time from its restart to its return
 //!    to the ISR is measured (and the time to start serving, for scale).
 //!
+//! `CLUSTER_BENCH_HALF=R1,R2` skips the full-speed runs and paces the two
+//! acks=all loads on the cluster at R1 and R2 records/s (latency only).
 //! `CLUSTER_BENCH_SET=k=v;k=v` adds settings to every node (e.g.
 //! `log.flush.policy=never` to see what the on-ack fsyncs cost).
 //! `CLUSTER_BENCH_PARTS` picks parts by name (`throughput,kill,lag`; all by
@@ -129,6 +131,10 @@ struct Reports {
     base: Instant,
     acked: Mutex<Vec<(u64, u64)>>,
     failed: Mutex<Vec<String>>,
+    /// librdkafka's request round-trip windows (`statistics.interval.ms`),
+    /// per broker connection with requests in the window: (p99, max) in
+    /// microseconds.
+    rtt: Mutex<Vec<(i64, i64)>>,
 }
 
 impl Reports {
@@ -137,6 +143,7 @@ impl Reports {
             base: Instant::now(),
             acked: Mutex::new(Vec::new()),
             failed: Mutex::new(Vec::new()),
+            rtt: Mutex::new(Vec::new()),
         })
     }
 
@@ -147,7 +154,16 @@ impl Reports {
 
 struct Ctx(Arc<Reports>);
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut rtt = self.0.rtt.lock().expect("lock");
+        for b in statistics.brokers.values() {
+            if let Some(w) = b.rtt.as_ref().filter(|w| w.cnt > 0 && b.nodeid >= 0) {
+                rtt.push((w.p99, w.max));
+            }
+        }
+    }
+}
 
 impl ProducerContext for Ctx {
     type DeliveryOpaque = usize;

@@ -70,6 +70,10 @@ struct Measured {
     broker_p99: Option<(f64, u64)>,
     /// fsyncs of all the target's nodes per MiB of record values.
     fsyncs_per_mib: f64,
+    /// Paced runs: librdkafka's own Produce request round trip (sent to
+    /// answered, linger excluded), over its 1 s statistics windows: the
+    /// median window's p99 and the worst window's p99, in ms.
+    rtt_p99_ms: Option<(f64, f64)>,
 }
 
 /// CPU time (user + system) of the live nodes so far, in seconds.
@@ -136,6 +140,9 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
     let bootstrap = nodes.bootstrap();
     let r = Reports::new();
     let mut extra = vec![("linger.ms", "5")];
+    if rate.is_some() {
+        extra.push(("statistics.interval.ms", "1000"));
+    }
     extra.extend_from_slice(load.extra);
     let producers: Vec<ThreadedProducer<Ctx>> = (0..load.producers)
         .map(|_| producer(&bootstrap, load.acks, &r, &extra))
@@ -159,6 +166,7 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
         }
     });
     r.acked.lock().expect("lock").clear();
+    r.rtt.lock().expect("lock").clear();
     let buckets0 = rate.map(|_| produce_buckets(nodes));
     let fsyncs0 = fsyncs(nodes);
     let cpu0 = cpu_seconds(nodes);
@@ -177,6 +185,12 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
     let cpu = cpu_seconds(nodes) - cpu0;
     let broker_p99 = buckets0.map(|b0| broker_p99_ms(&b0, &produce_buckets(nodes)));
     let synced = fsyncs(nodes).saturating_sub(fsyncs0);
+    let rtt_p99_ms = rate.and_then(|_| {
+        let mut p99: Vec<i64> = r.rtt.lock().expect("lock").iter().map(|w| w.0).collect();
+        p99.sort_unstable();
+        let worst = *p99.last()?;
+        Some((p99[p99.len() / 2] as f64 / 1e3, worst as f64 / 1e3))
+    });
     let failed = r.failed.lock().expect("lock");
     assert!(
         failed.is_empty(),
@@ -201,6 +215,7 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
         cpu_s_per_gib: cpu / (n as f64 * VALUE as f64 / GIB),
         broker_p99,
         fsyncs_per_mib: synced as f64 / (n as f64 * VALUE as f64 / MIB),
+        rtt_p99_ms,
     }
 }
 
@@ -228,10 +243,19 @@ fn show(run: &str, target: &str, load: &str, m: &Measured) {
 /// cumulative counts per bucket bound (seconds; `+Inf` last), from each
 /// node's metrics endpoint.
 fn produce_buckets(nodes: &ProcessCluster) -> Vec<(f64, u64)> {
+    buckets(
+        nodes,
+        "rivulet_request_total_seconds_bucket{api=\"Produce\",le=\"",
+    )
+}
+
+/// A histogram summed over the nodes: the sample lines starting with
+/// `prefix` (which ends just before the `le` value), as cumulative counts
+/// per bucket bound (seconds; `+Inf` last).
+fn buckets(nodes: &ProcessCluster, prefix: &str) -> Vec<(f64, u64)> {
     let mut sum: Vec<(f64, u64)> = Vec::new();
     for id in nodes.ids() {
         let text = scrape(&nodes.node(id).metrics_addr());
-        let prefix = "rivulet_request_total_seconds_bucket{api=\"Produce\",le=\"";
         let buckets = text.lines().filter_map(|l| {
             let (le, count) = l.strip_prefix(prefix)?.split_once("\"} ")?;
             let le = if le == "+Inf" {
@@ -280,6 +304,12 @@ fn scrape(addr: &str) -> String {
 /// The bucket bound (ms) under which 99% of the Produce requests between
 /// two [`produce_buckets`] readings fell, and their number.
 fn broker_p99_ms(before: &[(f64, u64)], after: &[(f64, u64)]) -> (f64, u64) {
+    bucket_pct_ms(before, after, 99.0)
+}
+
+/// The bucket bound (ms) under which `pct` % of the observations between
+/// two [`buckets`] readings fell, and their number.
+fn bucket_pct_ms(before: &[(f64, u64)], after: &[(f64, u64)], pct: f64) -> (f64, u64) {
     let diff: Vec<(f64, u64)> = after
         .iter()
         .map(|(le, c)| {
@@ -290,7 +320,7 @@ fn broker_p99_ms(before: &[(f64, u64)], after: &[(f64, u64)]) -> (f64, u64) {
     let total = diff.last().map_or(0, |(_, c)| *c);
     let le = diff
         .iter()
-        .find(|(_, c)| *c as f64 >= 0.99 * total as f64)
+        .find(|(_, c)| *c as f64 >= pct / 100.0 * total as f64)
         .map_or(f64::NAN, |(le, _)| le * 1e3);
     (le, total)
 }
@@ -310,6 +340,9 @@ fn rss_mib(nodes: &ProcessCluster) -> Vec<(f64, f64)> {
 /// Part 1: every load on one node and on three, alternating, best of
 /// `repeat`; then the 3-node loads paced at half their best rate for p99.
 pub fn part(bin: &Path, records: usize, repeat: usize) {
+    if let Some(rates) = half_rates() {
+        return paced_only(bin, records, &rates);
+    }
     let single = start_nodes(bin, 1, "single");
     let three = start_nodes(bin, 3, "three");
     // Started and registered, no topics yet.
@@ -377,10 +410,13 @@ pub fn part(bin: &Path, records: usize, repeat: usize) {
     );
     for (i, m) in &half {
         let (broker_p99, requests) = m.broker_p99.unwrap_or((f64::NAN, 0));
+        let (rtt_median, rtt_worst) = m.rtt_p99_ms.unwrap_or((f64::NAN, f64::NAN));
         println!(
             "3 nodes at half load ({:.0} rec/s), {}: enqueue to delivery report p50 {:.2} ms, \
-             p99 {:.2} ms (linger.ms 5 included); broker-side Produce request p99 <= {} ms \
-             ({requests} requests; histogram bucket bound) (target <= 5 ms)",
+             p99 {:.2} ms (linger.ms 5 included); client Produce request round trip p99 \
+             (librdkafka rtt, 1 s windows) median {rtt_median:.2} ms, worst {rtt_worst:.2} ms; \
+             broker-side Produce request p99 <= {} ms ({requests} requests; histogram bucket \
+             bound) (target <= 5 ms)",
             m.records_per_s, loads[*i].label, m.p50_ms, m.p99_ms, broker_p99
         );
     }
@@ -420,4 +456,61 @@ pub fn part(bin: &Path, records: usize, repeat: usize) {
         fmt(&loaded.0, true),
         fmt(&loaded.1, true)
     );
+}
+
+/// `CLUSTER_BENCH_HALF=R1,R2`: skip the full-speed runs and pace the
+/// 3-node loads (1 × 1, then 4 × 8) at R1 and R2 records/s (0: skip it).
+fn half_rates() -> Option<Vec<f64>> {
+    let v = std::env::var("CLUSTER_BENCH_HALF").ok()?;
+    let rates: Vec<f64> = v.split(',').filter_map(|r| r.trim().parse().ok()).collect();
+    (!rates.is_empty()).then_some(rates)
+}
+
+/// Histograms whose p50 / p99 the paced runs print, per phase.
+const PHASES: [(&str, &str); 6] = [
+    (
+        "Produce local (append + leader fsync)",
+        "rivulet_request_local_seconds_bucket{api=\"Produce\",le=\"",
+    ),
+    (
+        "Produce remote (high watermark wait)",
+        "rivulet_request_remote_seconds_bucket{api=\"Produce\",le=\"",
+    ),
+    (
+        "Produce total",
+        "rivulet_request_total_seconds_bucket{api=\"Produce\",le=\"",
+    ),
+    (
+        "Fetch local",
+        "rivulet_request_local_seconds_bucket{api=\"Fetch\",le=\"",
+    ),
+    (
+        "Fetch remote (long poll)",
+        "rivulet_request_remote_seconds_bucket{api=\"Fetch\",le=\"",
+    ),
+    ("fsync", "rivulet_fsync_seconds_bucket{le=\""),
+];
+
+fn paced_only(bin: &Path, records: usize, rates: &[f64]) {
+    let three = start_nodes(bin, 3, "three");
+    for (i, (load, rate)) in [&ONE_BY_ONE, &FOUR_BY_EIGHT].iter().zip(rates).enumerate() {
+        if *rate <= 0.0 {
+            continue;
+        }
+        let before: Vec<_> = PHASES.iter().map(|(_, p)| buckets(&three, p)).collect();
+        let m = run(&three, &format!("paced-{i}"), load, records, Some(*rate));
+        for ((label, p), b0) in PHASES.iter().zip(&before) {
+            let b1 = buckets(&three, p);
+            let (p50, n) = bucket_pct_ms(b0, &b1, 50.0);
+            let (p99, _) = bucket_pct_ms(b0, &b1, 99.0);
+            println!("    {label:<40} p50 <= {p50:>6} ms  p99 <= {p99:>6} ms  ({n})");
+        }
+        show("paced", "3 nodes", load.label, &m);
+        let (broker_p99, requests) = m.broker_p99.unwrap_or((f64::NAN, 0));
+        let (rtt_median, rtt_worst) = m.rtt_p99_ms.unwrap_or((f64::NAN, f64::NAN));
+        println!(
+            "  client request round trip p99 (librdkafka rtt, 1 s windows): median {rtt_median:.2} ms, \
+             worst {rtt_worst:.2} ms; broker-side Produce p99 <= {broker_p99} ms ({requests} requests)"
+        );
+    }
 }
