@@ -9,7 +9,7 @@
 #   RIVULET_BIN (default target/release/rivulet; `cargo build --release -p rivulet-cli`)
 #   RIVULET_BENCH_PIN=1: the broker on CPU 0, the clients on CPU 1 (as on separate
 #   machines: TLS on the client side then does not take the broker's CPU)
-#   RIVULET_BENCH_PORT (default 29500): the broker's three ports from there
+#   RIVULET_BENCH_PORT (default 29500): the broker's four ports from there (the fourth: metrics)
 # Each measure also prints the broker's and the client's CPU seconds per GB:
 # compare those when the machine runs other work (throughput then swings).
 set -euo pipefail
@@ -39,6 +39,7 @@ fi
   --set "ssl.ca.location=$DIR/certs/ca.pem" \
   --set 'sasl.scram.bootstrap.users=SCRAM-SHA-512=[name=admin,password=admin-secret]' \
   --set offsets.topic.replication.factor=1 \
+  --set "metrics.listener=127.0.0.1:$((BASE + 3))" \
   >"$DIR/broker.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do

@@ -114,9 +114,19 @@ RUNS = 3
 results = {}
 # Interleaved runs, the median of each: the same broker, the same run.
 cpu = {}
+# SECURITY_BENCH_MEASURES=produce (or consume): only that one, and no
+# connection rates; SECURITY_BENCH_KINDS=SASL_SSL: one side only (to
+# profile the broker), no ratios.
+MEASURES = os.environ.get("SECURITY_BENCH_MEASURES", "produce,consume").split(",")
+KINDS = os.environ.get("SECURITY_BENCH_KINDS", "PLAINTEXT,SASL_SSL").split(",")
+if "produce" not in MEASURES:
+    for kind in KINDS:  # consume reads what produce wrote: write it, unmeasured
+        produce(kind, topics[kind])
 for what, run in (("produce", produce), ("consume", consume)):
+    if what not in MEASURES:
+        continue
     for _ in range(RUNS):
-        for kind in ("PLAINTEXT", "SASL_SSL"):
+        for kind in KINDS:
             r, broker_cpu, client_cpu = measured(lambda: run(kind, topics[kind]))
             results.setdefault((kind, what), []).append(r)
             cpu.setdefault((kind, what), []).append((broker_cpu, client_cpu))
@@ -139,7 +149,7 @@ for (kind, what), rs in sorted(results.items()):
     broker_text = f"broker {broker_cpu:.2f} / " if broker_cpu is not None else ""
     print(f"{what:8} {kind:10} {best:10.0f} records/s  {best * 1024 / 1e6:7.1f} MB/s  median of "
           f"{[round(r) for r in rs]}  CPU s/GB {broker_text}client {client_cpu:.2f}")
-for what in ("produce", "consume"):
+for what in MEASURES if len(KINDS) == 2 else ():
     ratio = median(results[("SASL_SSL", what)]) / median(results[("PLAINTEXT", what)])
     line = f"ratio {what} SASL_SSL/PLAINTEXT = {ratio:.2f}"
     plain_b, plain_c = cpu_medians("PLAINTEXT", what)
@@ -237,6 +247,8 @@ def raw_connect_rate(threads=4):
     return threads * per_thread / (time.monotonic() - start), threads * per_thread
 
 
+if MEASURES != ["produce", "consume"] or len(KINDS) != 2:
+    sys.exit(0)
 raw_rate, raw_n = raw_connect_rate()
 print(f"new TLS + SCRAM-SHA-512 connections, raw clients (4 threads): {raw_rate:.0f}/s over {raw_n}")
 plain_rate = connect_rate("PLAINTEXT")
