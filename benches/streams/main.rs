@@ -24,7 +24,10 @@
 //!    ceiling's loop) and the broker's — a figure a loaded machine distorts
 //!    far less than the wall-clock rate. Every run's sink is then read back: it must hold
 //!    exactly the expected rows (for the aggregate: counts summing to N),
-//!    or the bench fails.
+//!    or the bench fails. With a Kafka job in the plan, a hand-written
+//!    rdkafka loop (consume, filter by a byte search, produce unchanged,
+//!    wait for every ack) runs beside them as the reference for what any
+//!    filter → Kafka job costs here at the least.
 //! 2. Latency: a producer paces `STREAMS_BENCH_RATE` events/s for
 //!    `STREAMS_BENCH_SECS` s to a fresh topic with `ts` = the send time,
 //!    while the job runs as fast as possible; a watcher sees rows appear
@@ -263,6 +266,65 @@ impl Bench {
             ));
         }
         Some(cost)
+    }
+
+    /// The hand-written reference for filter → Kafka: the ceiling's
+    /// consume loop, a byte search for `"kind":"view"` as the filter, and
+    /// every kept value produced unchanged to a fresh topic (the same
+    /// producer settings as [`Bench::fill`]), timed until all are acked.
+    /// What any filter → Kafka job costs on this machine at the least.
+    fn pipe(&mut self, input: &str, n: usize) -> Cost {
+        self.runs += 1;
+        let out = format!("pipe-{}", self.runs);
+        create_topic(&self.rt, &mut self.broker, &out, T);
+        let bootstrap = self.broker.bootstrap();
+        let broker = self.broker.pid();
+        let p = self.producer();
+        let view = br#""kind":"view""#;
+        let mut sent = 0usize;
+        let (stats, cost) = Cost::of(broker, || {
+            let stats = consume(
+                &ReadSpec {
+                    bootstrap: &bootstrap,
+                    topic: input,
+                    offset: 0,
+                    n,
+                    config: &[],
+                    settle: Duration::ZERO,
+                    timeout: T,
+                    broker_pid: Some(broker),
+                },
+                |value| {
+                    if value.windows(view.len()).any(|w| w == view) {
+                        return;
+                    }
+                    let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(&out).payload(value);
+                    loop {
+                        match p.send(rec) {
+                            Ok(()) => break,
+                            Err((_, r)) => {
+                                rec = r;
+                                p.poll(Duration::from_millis(1));
+                            }
+                        }
+                    }
+                    sent += 1;
+                },
+            );
+            (stats, wait_delivered(&p, T))
+        });
+        let (stats, delivered) = stats;
+        if stats.records != n || sent != jobs::kept(n) {
+            self.problems.push(format!(
+                "pipe read {} of {n} records and sent {sent} of {}",
+                stats.records,
+                jobs::kept(n)
+            ));
+        }
+        if let Err(e) = delivered {
+            self.problems.push(format!("pipe: {e}"));
+        }
+        cost
     }
 
     fn problem<T>(&mut self, p: String) -> Option<T> {
@@ -532,10 +594,15 @@ fn main() {
     // 1. Throughput.
     b.fill("events", n);
     let mut ceiling: Option<Cost> = None;
+    let mut pipe: Option<Cost> = None;
     let mut best: BTreeMap<&'static str, Cost> = BTreeMap::new();
     for _ in 0..b.plan.repeat {
         let c = b.ceiling("events", n);
         ceiling = Some(ceiling.map_or(c, |b| b.best(c)));
+        if jobs.iter().any(|j| j.slug().starts_with("kafka")) {
+            let c = b.pipe("events", n);
+            pipe = Some(pipe.map_or(c, |b| b.best(c)));
+        }
         for &job in &jobs {
             if let Some(c) = b.throughput(job, "events", n) {
                 let e = best.entry(job.slug()).or_insert(c);
@@ -570,6 +637,9 @@ fn main() {
         );
     };
     row("ceiling: rdkafka BaseConsumer loop", &ceiling);
+    if let Some(p) = &pipe {
+        row("reference: hand-written filter → Kafka loop", p);
+    }
     for &job in &jobs {
         if let Some(c) = best.get(job.slug()) {
             row(job.label(), c);
