@@ -144,7 +144,8 @@ impl WindowedAggregation {
         })?;
         let fresh = &self.fresh;
         // Check every input against every accumulator it will touch before changing any.
-        if let Some(entry) = self.state.keys.get(encoded) {
+        let held = self.state.keys.get(encoded);
+        if let Some(entry) = held {
             for w in &entry.windows {
                 let touched = match self.config.window {
                     WindowSpec::Session { .. } => open.iter().any(|o| overlaps(&w.window, o)),
@@ -161,7 +162,7 @@ impl WindowedAggregation {
             return Ok(Err(e));
         }
         let session = matches!(self.config.window, WindowSpec::Session { .. });
-        if !self.state.keys.contains_key(encoded) {
+        if held.is_none() {
             self.state.keys.insert(
                 encoded.to_string(),
                 KeyWindows {
@@ -280,19 +281,20 @@ impl Operator for WindowedAggregation {
 
     fn process(&mut self, rows: Vec<Row>, ctx: &TimeContext) -> Result<Output, StreamError> {
         let mut out = Output::default();
+        // One buffer of aggregate inputs for all rows.
+        let mut inputs: Vec<Value> = Vec::with_capacity(self.config.aggs.len());
         for row in rows {
-            let inputs: Result<Vec<Value>, RowError> = self
-                .config
-                .aggs
-                .iter()
-                .map(|a| {
+            inputs.clear();
+            let evaluated = self.config.aggs.iter().try_for_each(|a| {
+                inputs.push(
                     a.input
                         .as_ref()
-                        .map_or(Ok(Value::Bool(true)), |e| e.eval(&row))
-                })
-                .collect();
-            let result = match inputs {
-                Ok(inputs) => self.add(&row, &inputs, ctx.watermark)?,
+                        .map_or(Ok(Value::Bool(true)), |e| e.eval(&row))?,
+                );
+                Ok(())
+            });
+            let result = match evaluated {
+                Ok(()) => self.add(&row, &inputs, ctx.watermark)?,
                 Err(e) => Err(e),
             };
             match result {
