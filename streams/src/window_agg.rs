@@ -115,10 +115,8 @@ impl WindowedAggregation {
         if assigned.is_empty() {
             return Ok(Err(RowError::Type(format!("event time {t} has no window"))));
         }
-        let open: Vec<Window> = assigned
-            .into_iter()
-            .filter(|w| !w.is_closed(watermark))
-            .collect();
+        let mut open = assigned;
+        open.retain(|w| !w.is_closed(watermark));
         if open.is_empty() {
             return Ok(Ok(false));
         }
