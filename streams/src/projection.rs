@@ -23,6 +23,8 @@ use serde_json::{Map, Value};
 use crate::plan::{FileFormat, JobPlan, OperatorKind, SinkKind};
 use crate::row::EventTimeSpec;
 
+mod scan;
+
 /// The top-level fields a plan reads from its source rows, or `None` when some part of
 /// the plan needs source rows whole (then every record is decoded fully, as before).
 ///
@@ -96,8 +98,13 @@ fn behind_window(plan: &JobPlan, name: &str) -> bool {
 }
 
 /// Decode a JSON object keeping only `fields`; `None` if `bytes` are not one JSON
-/// object (the caller decodes fully then, for the exact error).
+/// object (the caller decodes fully then, for the exact error). A flat object of plain
+/// values takes the single-pass scanner ([`scan::scan_fields`]); anything else
+/// `serde_json`, skipping the values not wanted.
 pub fn decode_fields(bytes: &[u8], fields: &BTreeSet<String>) -> Option<Map<String, Value>> {
+    if let Some(map) = scan::scan_fields(bytes, fields) {
+        return Some(map);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let map = de.deserialize_map(ObjectVisitor { fields }).ok()?;
     de.end().ok()?;

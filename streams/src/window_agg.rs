@@ -81,27 +81,26 @@ struct State {
 pub struct WindowedAggregation {
     config: WindowAggConfig,
     state: State,
+    /// The accumulators of a new window, built once.
+    fresh: Vec<AggState>,
+    /// The current row's encoded key: a key already held costs no allocation.
+    scratch: Vec<u8>,
 }
 
 impl WindowedAggregation {
     pub fn new(config: WindowAggConfig) -> Self {
+        let fresh = config.aggs.iter().map(|a| AggState::new(a.func)).collect();
         WindowedAggregation {
             config,
             state: State::default(),
+            fresh,
+            scratch: Vec::new(),
         }
     }
 
     /// Open (key, window) pairs held now.
     pub fn open_windows(&self) -> usize {
         self.state.open
-    }
-
-    fn new_aggs(&self) -> Vec<AggState> {
-        self.config
-            .aggs
-            .iter()
-            .map(|a| AggState::new(a.func))
-            .collect()
     }
 
     /// Add one row whose inputs are evaluated; `Ok(false)` when it was late.
@@ -116,17 +115,35 @@ impl WindowedAggregation {
         if assigned.is_empty() {
             return Ok(Err(RowError::Type(format!("event time {t} has no window"))));
         }
-        let open: Vec<Window> = assigned
-            .into_iter()
-            .filter(|w| !w.is_closed(watermark))
-            .collect();
+        let mut open = assigned;
+        open.retain(|w| !w.is_closed(watermark));
         if open.is_empty() {
             return Ok(Ok(false));
         }
-        let encoded = row.key.encode();
-        let fresh = self.new_aggs();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let added = self.add_keyed(row, &open, inputs, &mut scratch);
+        self.scratch = scratch;
+        added
+    }
+
+    /// [`Self::add`] for the windows `open` of the row, its key encoded in `scratch`.
+    fn add_keyed(
+        &mut self,
+        row: &Row,
+        open: &[Window],
+        inputs: &[Value],
+        scratch: &mut Vec<u8>,
+    ) -> Result<Result<bool, RowError>, StreamError> {
+        let t = row.event_time;
+        row.key.encode_into(scratch);
+        let encoded = std::str::from_utf8(scratch).map_err(|e| StreamError::BadSnapshot {
+            operator: self.config.name.clone(),
+            reason: format!("encoded key: {e}"),
+        })?;
+        let fresh = &self.fresh;
         // Check every input against every accumulator it will touch before changing any.
-        if let Some(entry) = self.state.keys.get(&encoded) {
+        let held = self.state.keys.get(encoded);
+        if let Some(entry) = held {
             for w in &entry.windows {
                 let touched = match self.config.window {
                     WindowSpec::Session { .. } => open.iter().any(|o| overlaps(&w.window, o)),
@@ -139,19 +156,23 @@ impl WindowedAggregation {
                 }
             }
         }
-        if let Err(e) = check_all(&fresh, inputs) {
+        if let Err(e) = check_all(fresh, inputs) {
             return Ok(Err(e));
         }
         let session = matches!(self.config.window, WindowSpec::Session { .. });
-        let entry = self
-            .state
-            .keys
-            .entry(encoded)
-            .or_insert_with(|| KeyWindows {
-                key: row.key.clone(),
-                windows: Vec::new(),
-            });
-        for target in open {
+        if held.is_none() {
+            self.state.keys.insert(
+                encoded.to_string(),
+                KeyWindows {
+                    key: row.key.clone(),
+                    windows: Vec::new(),
+                },
+            );
+        }
+        let Some(entry) = self.state.keys.get_mut(encoded) else {
+            return Ok(Ok(false));
+        };
+        for &target in open {
             if session {
                 // Absorb every open session this event's window overlaps.
                 let (absorbed, kept): (Vec<OpenWindow>, Vec<OpenWindow>) =
@@ -258,19 +279,20 @@ impl Operator for WindowedAggregation {
 
     fn process(&mut self, rows: Vec<Row>, ctx: &TimeContext) -> Result<Output, StreamError> {
         let mut out = Output::default();
+        // One buffer of aggregate inputs for all rows.
+        let mut inputs: Vec<Value> = Vec::with_capacity(self.config.aggs.len());
         for row in rows {
-            let inputs: Result<Vec<Value>, RowError> = self
-                .config
-                .aggs
-                .iter()
-                .map(|a| {
+            inputs.clear();
+            let evaluated = self.config.aggs.iter().try_for_each(|a| {
+                inputs.push(
                     a.input
                         .as_ref()
-                        .map_or(Ok(Value::Bool(true)), |e| e.eval(&row))
-                })
-                .collect();
-            let result = match inputs {
-                Ok(inputs) => self.add(&row, &inputs, ctx.watermark)?,
+                        .map_or(Ok(Value::Bool(true)), |e| e.eval(&row))?,
+                );
+                Ok(())
+            });
+            let result = match evaluated {
+                Ok(()) => self.add(&row, &inputs, ctx.watermark)?,
                 Err(e) => Err(e),
             };
             match result {

@@ -56,21 +56,29 @@ pub fn offsets_group(job: &str, sink: &str) -> String {
     format!("rivulet-stream-{job}-{sink}")
 }
 
-/// A row's record key: the key expression's value, strings as they are, other values
-/// as JSON text; `None` without an expression or for null.
-pub fn record_key(key: Option<&Expr>, row: &Row) -> Result<Option<String>, String> {
+/// A row's record key: the key expression's value, strings as they are (a field's
+/// string borrowed from the row), other values as JSON text; `None` without an
+/// expression or for null.
+pub fn record_key<'r>(key: Option<&Expr>, row: &'r Row) -> Result<Option<Cow<'r, str>>, String> {
     let Some(expr) = key else {
         return Ok(None);
     };
+    if let Expr::Column(name) = expr {
+        if !name.starts_with('_') {
+            if let Some(Value::String(s)) = crate::row::lookup_path(&row.value, name) {
+                return Ok(Some(Cow::Borrowed(s.as_str())));
+            }
+        }
+    }
     match expr.eval(row).map_err(|e| e.to_string())? {
         Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s)),
-        other => Ok(Some(other.to_string())),
+        Value::String(s) => Ok(Some(Cow::Owned(s))),
+        other => Ok(Some(Cow::Owned(other.to_string()))),
     }
 }
 
 /// A record to produce: its key and value.
-type Encoded<'r> = (Option<String>, Cow<'r, [u8]>);
+type Encoded<'r> = (Option<Cow<'r, str>>, Cow<'r, [u8]>);
 
 pub struct KafkaSink {
     pub name: String,
@@ -281,32 +289,34 @@ impl KafkaSink {
     /// Each row's key and value: a source row passed through whole is its record's
     /// bytes ([`Row::source_bytes`]), other rows are encoded.
     fn encode<'r>(&self, rows: &'r [Row]) -> Result<Vec<Encoded<'r>>, RuntimeError> {
-        rows.iter()
-            .map(|row| {
-                let key = record_key(self.key.as_ref(), row).map_err(|reason| {
-                    RuntimeError::KafkaState(format!("sink {}: key of a row: {reason}", self.name))
-                })?;
-                let value = match row.source_bytes.as_deref() {
-                    Some(bytes) => Cow::Borrowed(bytes),
-                    None => Cow::Owned(serde_json::to_vec(&row.value).map_err(|e| {
-                        RuntimeError::KafkaState(format!("sink {}: encode a row: {e}", self.name))
-                    })?),
-                };
-                Ok((key, value))
-            })
-            .collect()
+        let mut encoded = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key = record_key(self.key.as_ref(), row).map_err(|reason| {
+                RuntimeError::KafkaState(format!("sink {}: key of a row: {reason}", self.name))
+            })?;
+            let value = match row.source_bytes.as_deref() {
+                Some(bytes) => Cow::Borrowed(bytes),
+                None => Cow::Owned(serde_json::to_vec(&row.value).map_err(|e| {
+                    RuntimeError::KafkaState(format!("sink {}: encode a row: {e}", self.name))
+                })?),
+            };
+            encoded.push((key, value));
+        }
+        Ok(encoded)
     }
 
     /// Produce `records` (key, value) to `topic` and wait for every delivery report.
-    async fn send_all<V: AsRef<[u8]>>(
+    async fn send_all<K: AsRef<str>, V: AsRef<[u8]>>(
         &self,
         topic: &str,
-        records: &[(Option<String>, V)],
+        records: &[(Option<K>, V)],
     ) -> Result<(), RuntimeError> {
         self.producer
             .send_all(
                 topic,
-                records.iter().map(|(k, v)| (k.as_deref(), v.as_ref())),
+                records
+                    .iter()
+                    .map(|(k, v)| (k.as_ref().map(|k| k.as_ref().as_bytes()), v.as_ref())),
                 self.timeout,
                 &format!("sink {}", self.name),
             )
@@ -352,9 +362,14 @@ mod tests {
     #[test]
     fn keys_come_from_the_key_expression() {
         let r = row(json!({"id": "a1", "n": 7, "none": null}));
-        let key = |e: &str| record_key(Some(&Expr::parse(e).unwrap()), &r).unwrap();
+        let key = |e: &str| {
+            record_key(Some(&Expr::parse(e).unwrap()), &r)
+                .unwrap()
+                .map(Cow::into_owned)
+        };
         assert_eq!(key("id"), Some("a1".to_string()));
         assert_eq!(key("n"), Some("7".to_string()));
+        assert_eq!(key("id || 'x'"), Some("a1x".to_string()));
         assert_eq!(key("none"), None);
         assert_eq!(record_key(None, &r).unwrap(), None);
         assert_eq!(transactional_id("j", "out"), "rivulet-stream-j-out");
