@@ -125,6 +125,20 @@ impl Plan {
     }
 }
 
+/// Read `n` records of `topic` from its start, as the ceiling does.
+fn whole_topic<'a>(bootstrap: &'a str, topic: &'a str, n: usize, broker: u32) -> ReadSpec<'a> {
+    ReadSpec {
+        bootstrap,
+        topic,
+        offset: 0,
+        n,
+        config: &[],
+        settle: Duration::ZERO,
+        timeout: T,
+        broker_pid: Some(broker),
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -283,34 +297,22 @@ impl Bench {
         let view = br#""kind":"view""#;
         let mut sent = 0usize;
         let (stats, cost) = Cost::of(broker, || {
-            let stats = consume(
-                &ReadSpec {
-                    bootstrap: &bootstrap,
-                    topic: input,
-                    offset: 0,
-                    n,
-                    config: &[],
-                    settle: Duration::ZERO,
-                    timeout: T,
-                    broker_pid: Some(broker),
-                },
-                |value| {
-                    if value.windows(view.len()).any(|w| w == view) {
-                        return;
-                    }
-                    let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(&out).payload(value);
-                    loop {
-                        match p.send(rec) {
-                            Ok(()) => break,
-                            Err((_, r)) => {
-                                rec = r;
-                                p.poll(Duration::from_millis(1));
-                            }
+            let stats = consume(&whole_topic(&bootstrap, input, n, broker), |value| {
+                if value.windows(view.len()).any(|w| w == view) {
+                    return;
+                }
+                let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(&out).payload(value);
+                loop {
+                    match p.send(rec) {
+                        Ok(()) => break,
+                        Err((_, r)) => {
+                            rec = r;
+                            p.poll(Duration::from_millis(1));
                         }
                     }
-                    sent += 1;
-                },
-            );
+                }
+                sent += 1;
+            });
             (stats, wait_delivered(&p, T))
         });
         let (stats, delivered) = stats;
@@ -337,19 +339,7 @@ impl Bench {
         let bootstrap = self.broker.bootstrap();
         let broker = self.broker.pid();
         let (stats, cost) = Cost::of(broker, || {
-            consume(
-                &ReadSpec {
-                    bootstrap: &bootstrap,
-                    topic: input,
-                    offset: 0,
-                    n,
-                    config: &[],
-                    settle: Duration::ZERO,
-                    timeout: T,
-                    broker_pid: Some(self.broker.pid()),
-                },
-                |_| {},
-            )
+            consume(&whole_topic(&bootstrap, input, n, broker), |_| {})
         });
         if stats.records != n {
             self.problems
