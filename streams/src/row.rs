@@ -89,26 +89,26 @@ impl Key {
     /// A canonical text form of the key's values, used as a map key for state (JSON of
     /// the values array: serde_json orders object fields, so equal keys encode equally).
     pub fn encode(&self) -> String {
-        let values: Vec<&Value> = self.0.iter().map(|(_, v)| v).collect();
-        serde_json::to_string(&values).unwrap_or_default()
+        serde_json::to_string(&KeyValues(self)).unwrap_or_default()
     }
 
     /// [`Key::encode`] into `buf` (cleared first): the same bytes, and no allocation
     /// once `buf` has grown to a key's length.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
         buf.clear();
-        buf.push(b'[');
-        for (i, (_, v)) in self.0.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            if serde_json::to_writer(&mut *buf, v).is_err() {
-                buf.clear();
-                buf.extend_from_slice(self.encode().as_bytes());
-                return;
-            }
+        if serde_json::to_writer(&mut *buf, &KeyValues(self)).is_err() {
+            // Not reached (values into a Vec), but never a half-written key.
+            buf.clear();
         }
-        buf.push(b']');
+    }
+}
+
+/// A key's values as a JSON array, serialized without collecting them first.
+struct KeyValues<'k>(&'k Key);
+
+impl Serialize for KeyValues<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0 .0.iter().map(|(_, v)| v))
     }
 }
 

@@ -155,7 +155,7 @@ fn binary(op: BinaryOp, left: &Expr, right: &Expr, row: &Row) -> Result<Value, R
 
 /// An operand that is only read: a field of the row's value or a literal is borrowed,
 /// not cloned (a filter's `kind <> 'view'` copies no string per row).
-fn operand<'a>(expr: &'a Expr, row: &'a Row) -> Result<Cow<'a, Value>, RowError> {
+pub(super) fn operand<'a>(expr: &'a Expr, row: &'a Row) -> Result<Cow<'a, Value>, RowError> {
     match expr {
         Expr::Literal(v) => Ok(Cow::Borrowed(v)),
         Expr::Column(name) if !name.starts_with('_') => {

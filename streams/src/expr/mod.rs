@@ -170,6 +170,15 @@ impl Expr {
         eval::eval(self, row)
     }
 
+    /// Evaluate against one row, borrowing a field of the row's value or a literal
+    /// instead of cloning it.
+    pub fn eval_borrowed<'a>(
+        &'a self,
+        row: &'a crate::Row,
+    ) -> Result<std::borrow::Cow<'a, Value>, crate::RowError> {
+        eval::operand(self, row)
+    }
+
     /// Add every column the expression reads to `out`.
     pub fn columns(&self, out: &mut std::collections::BTreeSet<String>) {
         let mut children: Vec<&Expr> = Vec::new();

@@ -59,20 +59,14 @@ pub fn offsets_group(job: &str, sink: &str) -> String {
 /// A row's record key: the key expression's value, strings as they are (a field's
 /// string borrowed from the row), other values as JSON text; `None` without an
 /// expression or for null.
-pub fn record_key<'r>(key: Option<&Expr>, row: &'r Row) -> Result<Option<Cow<'r, str>>, String> {
+pub fn record_key<'r>(key: Option<&'r Expr>, row: &'r Row) -> Result<Option<Cow<'r, str>>, String> {
     let Some(expr) = key else {
         return Ok(None);
     };
-    if let Expr::Column(name) = expr {
-        if !name.starts_with('_') {
-            if let Some(Value::String(s)) = crate::row::lookup_path(&row.value, name) {
-                return Ok(Some(Cow::Borrowed(s.as_str())));
-            }
-        }
-    }
-    match expr.eval(row).map_err(|e| e.to_string())? {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(Cow::Owned(s))),
+    match expr.eval_borrowed(row).map_err(|e| e.to_string())? {
+        Cow::Borrowed(Value::Null) | Cow::Owned(Value::Null) => Ok(None),
+        Cow::Borrowed(Value::String(s)) => Ok(Some(Cow::Borrowed(s.as_str()))),
+        Cow::Owned(Value::String(s)) => Ok(Some(Cow::Owned(s))),
         other => Ok(Some(Cow::Owned(other.to_string()))),
     }
 }
@@ -288,7 +282,7 @@ impl KafkaSink {
 
     /// Each row's key and value: a source row passed through whole is its record's
     /// bytes ([`Row::source_bytes`]), other rows are encoded.
-    fn encode<'r>(&self, rows: &'r [Row]) -> Result<Vec<Encoded<'r>>, RuntimeError> {
+    fn encode<'r>(&'r self, rows: &'r [Row]) -> Result<Vec<Encoded<'r>>, RuntimeError> {
         let mut encoded = Vec::with_capacity(rows.len());
         for row in rows {
             let key = record_key(self.key.as_ref(), row).map_err(|reason| {
