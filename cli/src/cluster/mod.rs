@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
+use rivulet_protocol::dev_certs::CertFiles;
 use rivulet_protocol::tls::{Connector, TlsFiles};
 use rustix::process::Signal;
 
@@ -201,31 +202,12 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let probe_tls = match &certs {
-        Some(c) => Some(Connector::tls(
-            TlsFiles {
-                certificate: Some(c.client_cert.clone()),
-                key: Some(c.client_key.clone()),
-                ca: Some(c.ca.clone()),
-            }
-            .client_config()?,
-        )),
-        None => None,
-    };
     let admin_password = if args.sasl {
         Some(sasl::admin_password(&layout.dir)?)
     } else {
         None
     };
-    // With --sasl the probe authenticates as the admin.
-    let probe_tls = match &admin_password {
-        Some(pw) => Some(
-            probe_tls
-                .unwrap_or_else(Connector::plaintext)
-                .with_sasl(sasl::admin_credentials(pw)),
-        ),
-        None => probe_tls,
-    };
+    let probe = probe_connector(certs.as_ref(), admin_password.as_deref())?;
 
     let started_at = Instant::now();
     let mut started: Vec<Started> = Vec::new();
@@ -263,7 +245,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let deadline = started_at + Duration::from_secs(args.timeout);
-    if let Err(e) = wait_until_serving(&layout, &mut started, deadline, probe_tls.as_ref()) {
+    if let Err(e) = wait_until_serving(&layout, &mut started, deadline, &probe) {
         stop_started(&layout, &mut started);
         return Err(e.context(format!(
             "the cluster in {} did not come up; stopped the nodes started",
@@ -286,6 +268,30 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         (None, None) => println!("{}", layout.bootstrap()),
     }
     Ok(())
+}
+
+/// How the cluster's own probes reach its Kafka listeners: with the
+/// development client certificate and CA of `certs` under `--tls`, as the
+/// bootstrap admin under `--sasl` (SASL_SSL with both).
+pub(super) fn probe_connector(
+    certs: Option<&CertFiles>,
+    admin_password: Option<&str>,
+) -> anyhow::Result<Connector> {
+    let connector = match certs {
+        Some(c) => Connector::tls(
+            TlsFiles {
+                certificate: Some(c.client_cert.clone()),
+                key: Some(c.client_key.clone()),
+                ca: Some(c.ca.clone()),
+            }
+            .client_config()?,
+        ),
+        None => Connector::plaintext(),
+    };
+    Ok(match admin_password {
+        Some(pw) => connector.with_sasl(sasl::admin_credentials(pw)),
+        None => connector,
+    })
 }
 
 fn status(dir: &Path) -> anyhow::Result<()> {

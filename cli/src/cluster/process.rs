@@ -12,12 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use rdkafka::consumer::Consumer;
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 use rivulet_protocol::tls::Connector;
 use rustix::process::{self, Pid, Signal};
 
 use super::layout::{Layout, NODES};
-use crate::client;
 
 /// Lines of a node's log shown when it fails to start.
 const LOG_TAIL_LINES: usize = 25;
@@ -199,12 +198,13 @@ pub(super) fn spawn_node(
 }
 
 /// Wait until every node's Kafka listener answers a Metadata request that
-/// lists all three brokers as live; fail early when a node exits.
+/// lists all three brokers as live (asked through `connector`: plaintext,
+/// TLS and/or SASL as the listeners are); fail early when a node exits.
 pub(super) fn wait_until_serving(
     layout: &Layout,
     started: &mut [Started],
     deadline: Instant,
-    tls: Option<&Connector>,
+    connector: &Connector,
 ) -> anyhow::Result<()> {
     let mut last: BTreeMap<u16, String> = started
         .iter()
@@ -229,11 +229,7 @@ pub(super) fn wait_until_serving(
             let left = deadline.saturating_duration_since(Instant::now());
             let addr = layout.kafka_addr(s.node);
             let timeout = left.min(PROBE_TIMEOUT);
-            let answer = match tls {
-                None => probe(&addr, timeout),
-                Some(connector) => probe_tls(&addr, connector, timeout),
-            };
-            let outcome = match answer {
+            let outcome = match probe(&addr, connector, timeout) {
                 Ok(ids) if ids == want => "ready".to_string(),
                 Ok(ids) => format!("lists brokers {ids:?}"),
                 Err(e) => format!("no answer ({e})"),
@@ -267,23 +263,25 @@ pub(super) fn wait_until_serving(
     }
 }
 
-/// The sorted broker ids one node's Metadata response lists. A fresh
-/// client each time: it knows only `addr`, so `addr` itself answers.
-fn probe(addr: &str, timeout: Duration) -> anyhow::Result<Vec<i32>> {
-    let consumer = client::metadata_client(addr)?;
-    let md = consumer.fetch_metadata(None, timeout).map_err(|e| {
-        let why = consumer.context().last_error.get();
-        anyhow!("{}", why.unwrap_or_else(|| e.to_string()))
-    })?;
-    let mut ids: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+/// The sorted broker ids one node's Metadata response lists: a fresh
+/// connection to `addr` each time, so `addr` itself answers.
+fn probe(addr: &str, connector: &Connector, timeout: Duration) -> anyhow::Result<Vec<i32>> {
+    let md = metadata(addr, connector, Some(Vec::new()), timeout)?;
+    let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
     ids.sort_unstable();
     Ok(ids)
 }
 
-/// [`probe`] over TLS (the workspace's librdkafka is built without it):
-/// a Metadata request through the broker library's own client.
-fn probe_tls(addr: &str, connector: &Connector, timeout: Duration) -> anyhow::Result<Vec<i32>> {
-    use kafka_protocol::messages::MetadataRequest;
+/// One Metadata request (v9; `topics` None asks for every topic) to
+/// `addr` through the broker library's own client: the workspace's
+/// librdkafka is built without TLS and SASL, the cluster's listeners may
+/// use both.
+pub(super) fn metadata(
+    addr: &str,
+    connector: &Connector,
+    topics: Option<Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>>,
+    timeout: Duration,
+) -> anyhow::Result<MetadataResponse> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -291,11 +289,9 @@ fn probe_tls(addr: &str, connector: &Connector, timeout: Duration) -> anyhow::Re
         let ask = async {
             let mut client = rivulet_protocol::wire::connect_with(connector, addr).await?;
             let md = client
-                .round_trip(9, &MetadataRequest::default().with_topics(Some(Vec::new())))
+                .round_trip(9, &MetadataRequest::default().with_topics(topics))
                 .await?;
-            let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
-            ids.sort_unstable();
-            anyhow::Ok(ids)
+            anyhow::Ok(md)
         };
         tokio::time::timeout(timeout, ask)
             .await

@@ -4,21 +4,23 @@
 //! before the next one goes down. Each stop is a SIGTERM, so the node's
 //! controlled shutdown moves its leaderships to other in-sync replicas
 //! first: clients see leader changes (answered with the new leader,
-//! KIP-951), not failed requests.
+//! KIP-951), not failed requests. A node whose listener uses TLS or SASL
+//! is probed the way `cluster up --tls` / `--sasl` probed it.
 
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use rdkafka::consumer::Consumer;
+use rivulet_protocol::dev_certs::CertFiles;
+use rivulet_protocol::tls::Connector;
 use rustix::process::Signal;
 
 use super::layout::{read_state, recorded_layout, Layout, NODES};
 use super::process::{
-    is_running, kill, node_process, spawn_node, wait_until_serving, NodeProcess, POLL,
+    is_running, kill, metadata, node_process, spawn_node, wait_until_serving, NodeProcess, POLL,
 };
-use crate::client;
+use super::{probe_connector, sasl};
 
 /// How long one Metadata probe for the ISR may take.
 const ISR_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,19 +46,69 @@ fn parse_settings(args: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How to reach a node started with `settings`: its listener's security
+/// protocol decides — TLS with the cluster's development certificates
+/// (`DIR/certs`), SASL as the bootstrap admin (`DIR/admin.password`), as
+/// `cluster up --tls` / `--sasl` made them.
+fn node_connector(
+    dir: &Path,
+    node: u16,
+    settings: &[(String, String)],
+) -> anyhow::Result<Connector> {
+    let listener = settings
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "listeners")
+        .map_or("", |(_, v)| v.as_str());
+    // SSL:// and SASL_SSL://.
+    let certs = if listener.contains("SSL://") {
+        let certs = CertFiles::in_dir(&dir.join("certs"));
+        if !certs.ca.exists() {
+            bail!(
+                "node {n} listens with TLS ({listener}) but {} holds no certificates from \
+                 `cluster up --tls`: restart it with `cluster down` and `cluster up`",
+                dir.join("certs").display(),
+                n = node
+            );
+        }
+        Some(certs)
+    } else {
+        None
+    };
+    let password = if listener.contains("SASL_") {
+        Some(sasl::recorded_admin_password(dir).ok_or_else(|| {
+            anyhow!(
+                "node {node} listens with SASL ({listener}) but {} is missing: \
+                 restart it with `cluster down` and `cluster up`",
+                dir.join("admin.password").display()
+            )
+        })?)
+    } else {
+        None
+    };
+    probe_connector(certs.as_ref(), password.as_deref())
+}
+
 /// Whether every partition with a replica on `node` has it in its ISR, per
-/// Metadata from any node of `layout`; the partitions still waiting.
-fn in_every_isr(layout: &Layout, node: u16) -> anyhow::Result<Vec<String>> {
-    let c = client::metadata_client(&layout.bootstrap())?;
-    let md = c
-        .fetch_metadata(None, ISR_PROBE_TIMEOUT)
-        .map_err(|e| anyhow!("metadata: {e}"))?;
+/// Metadata from the first node of `layout` that answers: the partitions
+/// still waiting.
+fn in_every_isr(layout: &Layout, node: u16, connector: &Connector) -> anyhow::Result<Vec<String>> {
+    let mut last = None;
+    let md = NODES.iter().find_map(|&n| {
+        metadata(&layout.kafka_addr(n), connector, None, ISR_PROBE_TIMEOUT)
+            .map_err(|e| last = Some(e))
+            .ok()
+    });
+    let md = md.ok_or_else(|| last.unwrap_or_else(|| anyhow!("no node answered")))?;
     let id = i32::from(node);
     let mut waiting = Vec::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            if p.replicas().contains(&id) && !p.isr().contains(&id) {
-                waiting.push(format!("{}-{}", t.name(), p.id()));
+    for t in &md.topics {
+        for p in &t.partitions {
+            let has =
+                |nodes: &[kafka_protocol::messages::BrokerId]| nodes.iter().any(|b| b.0 == id);
+            if has(&p.replica_nodes) && !has(&p.isr_nodes) {
+                let name = t.name.as_ref().map_or("?", |n| n.0.as_str());
+                waiting.push(format!("{name}-{}", p.partition_index));
             }
         }
     }
@@ -83,15 +135,7 @@ pub(super) fn rolling(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
     let started_at = Instant::now();
     for (n, pid) in pids {
         let settings = running_settings(pid)?;
-        if settings
-            .iter()
-            .any(|(_, v)| v.contains("SSL://") || v.contains("SASL_"))
-        {
-            bail!(
-                "node {n} uses TLS or SASL: `cluster restart --rolling` probes plaintext \
-                 listeners only; restart it with `cluster down` and `cluster up`"
-            );
-        }
+        let connector = node_connector(&layout.dir, n, &settings)?;
         let t0 = Instant::now();
         eprintln!("restarting node {n} (pid {pid}): SIGTERM (controlled shutdown)");
         kill(pid, Signal::TERM);
@@ -112,9 +156,9 @@ pub(super) fn rolling(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
         let stopped = t0.elapsed();
         let mut started = vec![spawn_node(&exe, &layout, n, &cluster_id, &settings)?];
         let deadline = Instant::now() + timeout;
-        wait_until_serving(&layout, &mut started, deadline, None)
+        wait_until_serving(&layout, &mut started, deadline, &connector)
             .with_context(|| format!("node {n} did not come back"))?;
-        let mut waiting = in_every_isr(&layout, n);
+        let mut waiting = in_every_isr(&layout, n, &connector);
         while !waiting.as_ref().is_ok_and(Vec::is_empty) {
             if Instant::now() >= deadline {
                 bail!(
@@ -123,7 +167,7 @@ pub(super) fn rolling(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
                 );
             }
             std::thread::sleep(POLL);
-            waiting = in_every_isr(&layout, n);
+            waiting = in_every_isr(&layout, n, &connector);
         }
         println!(
             "node {n}: stopped in {:.1}s, serving and back in every ISR {:.1}s later (pid {})",

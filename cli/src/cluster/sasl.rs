@@ -20,15 +20,19 @@ pub const ADMIN: &str = "admin";
 /// Its mechanism, for clients and replication.
 pub const MECHANISM: &str = "SCRAM-SHA-512";
 
+/// The admin password of the cluster in `dir`, if one was made.
+pub fn recorded_admin_password(dir: &Path) -> Option<String> {
+    let p = fs::read_to_string(dir.join("admin.password")).ok()?;
+    let p = p.trim();
+    (!p.is_empty()).then(|| p.to_string())
+}
+
 /// The admin password of the cluster in `dir`, made on first use.
 pub fn admin_password(dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join("admin.password");
-    if let Ok(p) = fs::read_to_string(&path) {
-        let p = p.trim().to_string();
-        if !p.is_empty() {
-            return Ok(p);
-        }
+    if let Some(p) = recorded_admin_password(dir) {
+        return Ok(p);
     }
+    let path = dir.join("admin.password");
     let p = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(18));
     fs::write(&path, format!("{p}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
