@@ -35,7 +35,7 @@ use rivulet_protocol::request::{self, RequestError};
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::{self, WireError};
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 
 use crate::api;
@@ -77,6 +77,8 @@ pub enum CloseReason {
     /// Refused by the SASL authenticator ([`crate::sasl`]).
     #[error("SASL: {0}")]
     Sasl(String),
+    #[error("the broker is shutting down")]
+    Shutdown,
 }
 
 impl CloseReason {
@@ -91,20 +93,32 @@ impl CloseReason {
     }
 }
 
-/// Serve one connection until it closes.
+/// How long closing a connection may take: a TLS close_notify (or a bare
+/// FIN) to a client that stopped reading must not hold anything up.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Serve one connection until it closes, or until `stop` (the broker shuts
+/// down). Either way the stream is shut down properly: a TLS client gets
+/// close_notify and sees the end of the connection, not a truncation.
 pub async fn serve(
     mut stream: Stream,
     mut session: Session,
     broker: Arc<BrokerContext>,
     memory: Arc<RequestMemory>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.tcp().set_nodelay(true);
     let peer = session.peer;
     debug!(%peer, listener = %session.listener, principal = %session.principal, "connection open");
-    let reason = run(&mut stream, &mut session, &broker, &memory).await;
+    let reason = tokio::select! {
+        reason = run(&mut stream, &mut session, &broker, &memory) => reason,
+        _ = stop.changed() => CloseReason::Shutdown,
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
     let (listener, principal) = (&session.listener, &session.principal);
     match &reason {
         CloseReason::Eof => debug!(%peer, %listener, "connection closed by client"),
+        CloseReason::Shutdown => debug!(%peer, %listener, "connection closed: shutting down"),
         other => info!(%peer, %listener, %principal, reason = %other, "closing connection"),
     }
 }

@@ -726,23 +726,20 @@ async fn accept(
                         // Connections end with the broker (peers' replica
                         // fetchers would otherwise keep it alive).
                         tokio::spawn(async move {
-                            let serve = async {
-                                let opened = session::open(
+                            let opened = tokio::select! {
+                                opened = session::open(
                                     stream, peer, tls.as_ref(), handshake_timeout, &name, protocol,
-                                )
-                                .await;
-                                match opened {
-                                    Ok((stream, session)) => {
-                                        crate::connection::serve(stream, session, b, memory).await
-                                    }
-                                    // A plaintext client on a TLS port, an
-                                    // untrusted or missing certificate.
-                                    Err(e) => info!(%peer, error = %e, "closing connection"),
-                                }
+                                ) => opened,
+                                _ = conn_stop.changed() => return,
                             };
-                            tokio::select! {
-                                _ = serve => {}
-                                _ = conn_stop.changed() => {}
+                            match opened {
+                                Ok((stream, session)) => {
+                                    crate::connection::serve(stream, session, b, memory, conn_stop)
+                                        .await
+                                }
+                                // A plaintext client on a TLS port, an
+                                // untrusted or missing certificate.
+                                Err(e) => info!(%peer, error = %e, "closing connection"),
                             }
                             drop(permit);
                         });

@@ -352,6 +352,7 @@ async fn a_tls_sasl_cluster_restarts_rolling_and_loses_nothing() {
     let (p, last) = tokio::task::spawn_blocking(move || producer.join().expect("the producer"))
         .await
         .expect("the producer's runner");
+    eprintln!("kcat: {}", p.stderr);
     assert!(
         p.success && !p.stderr.contains("Delivery failed"),
         "kcat during the rolling restart: {}",

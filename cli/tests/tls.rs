@@ -287,6 +287,40 @@ async fn a_plaintext_client_on_the_ssl_port_and_a_tls_client_on_the_plaintext_po
     assert!(!resp.api_keys.is_empty());
 }
 
+/// A broker that shuts down ends its TLS connections with close_notify:
+/// the client reads the end of the stream, not a truncation ("unexpected
+/// eof" in librdkafka's and OpenSSL's words).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_shutting_down_closes_tls_connections_cleanly() {
+    let dir = temp_dir();
+    let certs = generate_certs(&dir.path().join("certs"));
+    let mut b = ssl_broker(&dir.path().join("data"), &certs, "none").await;
+    let files = TlsFiles {
+        certificate: None,
+        key: None,
+        ca: Some(certs.ca.clone()),
+    };
+    let connector = Connector::tls(files.client_config().unwrap());
+    let mut client = rivulet_protocol::wire::connect_with(&connector, &addr_of(&b, "SSL"))
+        .await
+        .unwrap();
+    let resp = client
+        .round_trip(3, &kafka_protocol::messages::ApiVersionsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, 0);
+
+    b.stop().await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), client.stream_mut().read(&mut buf))
+        .await
+        .expect("the connection ends when the broker stops");
+    assert!(
+        matches!(read, Ok(0)),
+        "a clean end of stream (close_notify), got {read:?}"
+    );
+}
+
 #[tokio::test]
 async fn bad_certificate_files_and_a_sasl_controller_fail_the_start() {
     let dir = temp_dir();
