@@ -68,6 +68,21 @@ async fn produce_until_ok(props: &Path, topic: &str, records: &str, within: Dura
     }
 }
 
+/// Which of `r1` … `r{upto}` a consumer with `props` does not find in
+/// `topic`, read from the start.
+async fn lines_missing(props: &Path, topic: &str, upto: u32) -> Vec<u32> {
+    let c = kcat(
+        with_props(props, &["-C", "-t", topic, "-o", "beginning", "-e", "-q"]),
+        "",
+    )
+    .await;
+    assert!(c.success, "consume {topic}: {}", c.stderr);
+    let got: std::collections::BTreeSet<&str> = c.stdout.lines().collect();
+    (1..=upto)
+        .filter(|i| !got.contains(format!("r{i}").as_str()))
+        .collect()
+}
+
 /// A produce that the authorizer refuses.
 async fn assert_refused(props: &Path, topic: &str) {
     let p = kcat(
@@ -206,23 +221,8 @@ async fn tls_sasl_and_the_authorizer_on_three_nodes_survive_a_leader_kill() {
     )
     .await;
 
-    let c = kcat(
-        with_props(
-            &alice,
-            &["-C", "-t", "replicated", "-o", "beginning", "-e", "-q"],
-        ),
-        "",
-    )
-    .await;
-    assert!(c.success, "alice consumes after the failover: {}", c.stderr);
-    let got: Vec<&str> = c.stdout.lines().collect();
-    for i in 1..=60 {
-        assert!(
-            got.contains(&format!("r{i}").as_str()),
-            "r{i} lost: {}",
-            c.stderr
-        );
-    }
+    let lost = lines_missing(&alice, "replicated", 60).await;
+    assert!(lost.is_empty(), "lost after the failover: {lost:?}");
     let md = kcat(with_props(&admin, &["-L", "-t", "replicated"]), "").await;
     let new_leader = leader_of(&md.stdout);
     assert!(
@@ -363,18 +363,6 @@ async fn a_tls_sasl_cluster_restarts_rolling_and_loses_nothing() {
         "the producer ran through the restart ({last} lines)"
     );
 
-    let c = kcat(
-        with_props(
-            &admin,
-            &["-C", "-t", "steady", "-o", "beginning", "-e", "-q"],
-        ),
-        "",
-    )
-    .await;
-    assert!(c.success, "consume after the restart: {}", c.stderr);
-    let got: std::collections::BTreeSet<&str> = c.stdout.lines().collect();
-    let missing: Vec<u32> = (1..=last)
-        .filter(|i| !got.contains(format!("r{i}").as_str()))
-        .collect();
-    assert!(missing.is_empty(), "lines lost: {missing:?}");
+    let lost = lines_missing(&admin, "steady", last).await;
+    assert!(lost.is_empty(), "lost in the rolling restart: {lost:?}");
 }

@@ -103,6 +103,34 @@ fn with(mut base: Vec<String>, more: &[&str]) -> Vec<String> {
     base
 }
 
+/// A TLS client that trusts the generated CA, with no certificate of its own.
+fn trusting_the_ca(certs: &Certs) -> Connector {
+    let files = TlsFiles {
+        certificate: None,
+        key: None,
+        ca: Some(certs.ca.clone()),
+    };
+    Connector::tls(files.client_config().unwrap())
+}
+
+/// A connection to `addr` through `connector` that was served an
+/// ApiVersions request (by our own client).
+async fn served_api_versions(
+    connector: &Connector,
+    addr: &str,
+) -> rivulet_protocol::wire::Client<rivulet_protocol::tls::Stream> {
+    let mut client = rivulet_protocol::wire::connect_with(connector, addr)
+        .await
+        .unwrap();
+    let resp = client
+        .round_trip(3, &kafka_protocol::messages::ApiVersionsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, 0);
+    assert!(!resp.api_keys.is_empty());
+    client
+}
+
 /// A broker with an SSL listener and a PLAINTEXT one, both on port 0;
 /// `client_auth` is the SSL listener's (Kafka's per-listener key).
 async fn ssl_broker(data: &Path, certs: &Certs, client_auth: &str) -> TestBroker {
@@ -243,12 +271,7 @@ async fn a_plaintext_client_on_the_ssl_port_and_a_tls_client_on_the_plaintext_po
     // frame size far above socket.request.max.bytes, so the connection is
     // closed and the handshake fails.
     let plain = addr_of(&b, "PLAINTEXT");
-    let files = TlsFiles {
-        certificate: None,
-        key: None,
-        ca: Some(certs.ca.clone()),
-    };
-    let connector = Connector::tls(files.client_config().unwrap());
+    let connector = trusting_the_ca(&certs);
     let tls_on_plain = tokio::time::timeout(Duration::from_secs(15), connector.connect(&plain))
         .await
         .expect("the plaintext listener closes a TLS client promptly");
@@ -270,21 +293,8 @@ async fn a_plaintext_client_on_the_ssl_port_and_a_tls_client_on_the_plaintext_po
         "{}",
         md.stderr
     );
-    let files = TlsFiles {
-        certificate: None,
-        key: None,
-        ca: Some(certs.ca.clone()),
-    };
-    let connector = Connector::tls(files.client_config().unwrap());
-    let mut client = rivulet_protocol::wire::connect_with(&connector, &ssl)
-        .await
-        .unwrap();
-    let resp = client
-        .round_trip(3, &kafka_protocol::messages::ApiVersionsRequest::default())
-        .await
-        .unwrap();
-    assert_eq!(resp.error_code, 0);
-    assert!(!resp.api_keys.is_empty());
+    let connector = trusting_the_ca(&certs);
+    served_api_versions(&connector, &ssl).await;
 }
 
 /// A broker that shuts down ends its TLS connections with close_notify:
@@ -295,20 +305,8 @@ async fn a_broker_shutting_down_closes_tls_connections_cleanly() {
     let dir = temp_dir();
     let certs = generate_certs(&dir.path().join("certs"));
     let mut b = ssl_broker(&dir.path().join("data"), &certs, "none").await;
-    let files = TlsFiles {
-        certificate: None,
-        key: None,
-        ca: Some(certs.ca.clone()),
-    };
-    let connector = Connector::tls(files.client_config().unwrap());
-    let mut client = rivulet_protocol::wire::connect_with(&connector, &addr_of(&b, "SSL"))
-        .await
-        .unwrap();
-    let resp = client
-        .round_trip(3, &kafka_protocol::messages::ApiVersionsRequest::default())
-        .await
-        .unwrap();
-    assert_eq!(resp.error_code, 0);
+    let connector = trusting_the_ca(&certs);
+    let mut client = served_api_versions(&connector, &addr_of(&b, "SSL")).await;
 
     b.stop().await;
     let mut buf = [0u8; 64];
