@@ -33,7 +33,7 @@ use super::batch_log::{self, PlannedBatch};
 use super::checkpoint::{self, Checkpoint};
 use super::error::RuntimeError;
 use super::sinks::{self, BatchContext, Sink, WriteOptions};
-use crate::executor::BatchOutput;
+use crate::executor::{BatchOutput, Executor};
 
 /// Where a job's dead letters go and the test hook: what every commit writes with.
 #[derive(Clone)]
@@ -47,11 +47,11 @@ pub(crate) struct CommitOptions {
 
 /// One batch to commit: its output, its planned offsets and the executor's snapshot
 /// after it.
-pub(crate) struct CommitJob {
-    pub out: BatchOutput,
-    pub planned: PlannedBatch,
-    pub snapshot: Value,
-    pub options: CommitOptions,
+struct CommitJob {
+    out: BatchOutput,
+    planned: PlannedBatch,
+    snapshot: Value,
+    options: CommitOptions,
 }
 
 impl CommitJob {
@@ -120,8 +120,25 @@ impl SinkSlot {
         self.idle.as_mut().ok_or_else(lost)
     }
 
-    /// Start committing `job` (after [`Self::ready`]: one commit at a time).
-    pub fn start(&mut self, job: CommitJob) -> Result<(), RuntimeError> {
+    /// Start committing a batch that has just run (after [`Self::ready`]: one commit
+    /// at a time), with `executor`'s snapshot taken now, before the next batch runs.
+    pub fn start_batch(
+        &mut self,
+        out: BatchOutput,
+        planned: PlannedBatch,
+        executor: &Executor,
+        options: &CommitOptions,
+    ) -> Result<(), RuntimeError> {
+        let snapshot = executor.snapshot()?;
+        self.start(CommitJob {
+            out,
+            planned,
+            snapshot,
+            options: options.clone(),
+        })
+    }
+
+    fn start(&mut self, job: CommitJob) -> Result<(), RuntimeError> {
         let mut sinks = self.idle.take().ok_or_else(lost)?;
         let (tx, rx) = oneshot::channel();
         std::thread::Builder::new()

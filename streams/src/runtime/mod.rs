@@ -10,6 +10,8 @@
 //! and the state snapshot ([`postgres`]), Kafka in one transaction with the offsets and
 //! the batch id as offset metadata ([`kafka_sink`]); last, the checkpoint file
 //! ([`checkpoint`]). Batches that polled nothing commit nothing and take no batch id.
+//! A batch's commit (sinks, then checkpoint) runs on a thread of its own while the
+//! next batch polls and runs; the next commit waits for it (`commit.rs`).
 //!
 //! Resuming ([`recovery`], Spark's protocol): from the freshest full state at or below
 //! the last batch every exactly-once sink holds (the checkpoint file, or a PostgreSQL
@@ -65,7 +67,7 @@ use crate::executor::{BatchOutput, Executor};
 use crate::plan::{FileFormat, Guarantee, JobPlan, SinkKind, Trigger};
 use crate::row::SourceRecord;
 use batch_log::PlannedBatch;
-use commit::{CommitJob, CommitOptions, SinkSlot};
+use commit::{CommitOptions, SinkSlot};
 use source::KafkaSource;
 use tables::Tables;
 
@@ -207,12 +209,7 @@ pub async fn run(
         let out = executor.run_batch(&records, planned.processing_time_ms)?;
         summary.add(batch_id, n, &out);
         let end = planned.end.clone();
-        sinks.start(CommitJob {
-            out,
-            planned,
-            snapshot: executor.snapshot()?,
-            options: commit_options.clone(),
-        })?;
+        sinks.start_batch(out, planned, &executor, &commit_options)?;
         sinks.ready().await?;
         last_batch = batch_id;
         committed = Some(end);
@@ -266,12 +263,7 @@ pub async fn run(
             sinks.ready().await?;
             let waited_at = Instant::now();
             summary.add(batch_id, n, &out);
-            sinks.start(CommitJob {
-                out,
-                planned,
-                snapshot: executor.snapshot()?,
-                options: commit_options.clone(),
-            })?;
+            sinks.start_batch(out, planned, &executor, &commit_options)?;
             if options.crash_after_sink.is_some() {
                 // The test hook stops the job right after the batch it names.
                 sinks.ready().await?;
