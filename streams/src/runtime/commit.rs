@@ -120,6 +120,29 @@ impl SinkSlot {
         self.idle.as_mut().ok_or_else(lost)
     }
 
+    /// The outcome of a commit that has finished meanwhile, without waiting: a failed
+    /// commit stops the job at the next batch boundary, not only when the next batch
+    /// has run (an idle source may bring none for long).
+    pub fn check(&mut self) -> Result<(), RuntimeError> {
+        let Some(task) = self.committing.as_mut() else {
+            return Ok(());
+        };
+        match task.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => Ok(()),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                self.committing = None;
+                Err(RuntimeError::KafkaState(
+                    "the commit thread ended without an answer".into(),
+                ))
+            }
+            Ok((sinks, result)) => {
+                self.committing = None;
+                self.idle = Some(sinks);
+                result
+            }
+        }
+    }
+
     /// Start committing a batch that has just run (after [`Self::ready`]: one commit
     /// at a time), with `executor`'s snapshot taken now, before the next batch runs.
     pub fn start_batch(
@@ -166,4 +189,75 @@ impl SinkSlot {
 
 fn lost() -> RuntimeError {
     RuntimeError::KafkaState("the sinks were lost with a failed commit task".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::plan::JobPlan;
+    use crate::runtime::offsets::Offsets;
+
+    fn executor() -> Executor {
+        let plan = JobPlan::from_toml(
+            "[job]\nname = \"j\"\n[[source]]\nname = \"s\"\ntopics = [\"t\"]\n\
+             [[sink]]\nname = \"c\"\ntype = \"console\"\n",
+        )
+        .unwrap();
+        Executor::new(plan, BTreeMap::new()).unwrap()
+    }
+
+    fn options(checkpoint_dir: PathBuf) -> CommitOptions {
+        CommitOptions {
+            dead_letter_topic: None,
+            producer: None,
+            timeout: Duration::from_secs(5),
+            crash_after_sink: None,
+            checkpoint_dir,
+        }
+    }
+
+    fn planned(id: u64) -> PlannedBatch {
+        let mut end = Offsets::new();
+        end.insert("t".into(), BTreeMap::from([(0, 10 * id as i64)]));
+        PlannedBatch::new("j", id, Offsets::new(), end, 0)
+    }
+
+    #[tokio::test]
+    async fn batches_commit_in_order_and_a_failed_commit_stops_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor();
+        let mut slot = SinkSlot::new(Vec::new());
+        let opts = options(dir.path().join("cp"));
+        for id in 1..=3 {
+            slot.ready().await.unwrap();
+            slot.start_batch(BatchOutput::default(), planned(id), &ex, &opts)
+                .unwrap();
+            slot.check().unwrap();
+        }
+        slot.ready().await.unwrap();
+        let cp = checkpoint::load(&dir.path().join("cp"), "j")
+            .unwrap()
+            .unwrap();
+        assert_eq!(cp.batch_id, 3);
+        assert_eq!(cp.offsets["t"][&0], 30);
+
+        // A checkpoint directory that is a file: the commit fails, and says so.
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        slot.start_batch(BatchOutput::default(), planned(4), &ex, &options(file))
+            .unwrap();
+        let mut failed = None;
+        for _ in 0..500 {
+            if let Err(e) = slot.check() {
+                failed = Some(e);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(failed.is_some(), "check() never reported the failed commit");
+        // The sinks came back: the job could still stop cleanly.
+        assert!(slot.ready().await.is_ok());
+    }
 }

@@ -231,6 +231,7 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
+        sinks.check()?;
         // Between batches: a batch never sees two versions of a table.
         tables.reload_due(Instant::now(), &mut executor).await;
         let tick = Instant::now();
