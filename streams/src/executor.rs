@@ -230,10 +230,7 @@ impl Executor {
 
     /// Watermarks and every operator's state, as one JSON value.
     pub fn snapshot(&self) -> Result<Value, StreamError> {
-        let mut snap = Snapshot {
-            watermarks: self.watermarks.clone(),
-            ..Default::default()
-        };
+        let mut operators = Map::new();
         for (name, _, node) in &self.nodes {
             let state = match node {
                 Node::Single(op) => op.snapshot()?,
@@ -241,10 +238,16 @@ impl Executor {
                 Node::Interval { join, .. } => join.snapshot()?,
             };
             if !state.is_null() {
-                snap.operators.insert(name.clone(), state);
+                operators.insert(name.clone(), state);
             }
         }
-        crate::operators::to_snapshot(&self.plan.name, &snap)
+        // A [`Snapshot`]'s value, built around the operators' values as they are:
+        // serializing a `Snapshot` would copy every one (a window's state twice per batch).
+        let watermarks = crate::operators::to_snapshot(&self.plan.name, &self.watermarks)?;
+        Ok(Value::Object(Map::from_iter([
+            ("watermarks".to_string(), watermarks),
+            ("operators".to_string(), Value::Object(operators)),
+        ])))
     }
 
     /// Restore a snapshot of the same plan. Unknown sources or operators are refused:

@@ -308,3 +308,21 @@ fn a_batch_sorted_canonically_gives_the_same_output_in_any_poll_order() {
         "the orders chosen do not exercise order-sensitive operators"
     );
 }
+
+#[test]
+fn snapshot_value_is_what_serializing_its_parts_gives() {
+    let mut exec = medallion();
+    let records = BTreeMap::from([(
+        "bronze".to_string(),
+        orders(20)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| record(v, i as i64))
+            .collect::<Vec<_>>(),
+    )]);
+    exec.run_batch(&records, 1_700_000_000_000).unwrap();
+    let value = exec.snapshot().unwrap();
+    let snap: Snapshot = serde_json::from_value(value.clone()).unwrap();
+    assert!(!snap.operators.is_empty(), "{value}");
+    assert_eq!(serde_json::to_value(&snap).unwrap(), value);
+}

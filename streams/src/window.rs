@@ -75,40 +75,44 @@ impl WindowSpec {
     /// window `[t, t + gap)` before merging. Empty only for an invalid spec or a time so
     /// close to `i64::MAX` that the window end does not fit.
     pub fn assign(&self, t: i64) -> Vec<Window> {
+        let mut windows = Vec::new();
+        self.assign_into(t, &mut windows);
+        windows
+    }
+
+    /// [`Self::assign`] into `out` (cleared first): no allocation once `out` has room
+    /// for the windows of one event.
+    pub fn assign_into(&self, t: i64, out: &mut Vec<Window>) {
+        out.clear();
         match *self {
-            WindowSpec::Tumbling { size_ms } => aligned(t, size_ms, size_ms).into_iter().collect(),
+            WindowSpec::Tumbling { size_ms } => out.extend(aligned(t, size_ms, size_ms)),
             WindowSpec::Sliding { size_ms, slide_ms } => {
                 if self.validate().is_err() {
-                    return Vec::new();
+                    return;
                 }
                 // The last window starting at or before t, then earlier ones while they
                 // still contain t.
                 let Some(last) = aligned(t, size_ms, slide_ms) else {
-                    return Vec::new();
+                    return;
                 };
-                let mut windows = Vec::new();
                 let mut start = last.start;
                 while let Some(end) = start.checked_add(size_ms) {
                     if end <= t {
                         break;
                     }
-                    windows.push(Window { start, end });
+                    out.push(Window { start, end });
                     match start.checked_sub(slide_ms) {
                         Some(s) => start = s,
                         None => break,
                     }
                 }
-                windows.reverse();
-                windows
+                out.reverse();
             }
             WindowSpec::Session { gap_ms } => {
                 if gap_ms <= 0 {
-                    return Vec::new();
+                    return;
                 }
-                t.checked_add(gap_ms)
-                    .map(|end| Window { start: t, end })
-                    .into_iter()
-                    .collect()
+                out.extend(t.checked_add(gap_ms).map(|end| Window { start: t, end }));
             }
         }
     }

@@ -15,7 +15,7 @@
 //! An event is late when every window it belongs to is already closed; a sliding-window
 //! event whose older windows closed still counts in its open ones.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -71,8 +71,10 @@ struct KeyWindows {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct State {
-    /// Encoded key → its open windows.
-    keys: BTreeMap<String, KeyWindows>,
+    /// Encoded key → its open windows. A hash map: a row's lookup hashes its key once
+    /// instead of comparing it with a dozen others; whatever leaves the operator (rows,
+    /// snapshots) is ordered by window start and encoded key, never by this map.
+    keys: HashMap<String, KeyWindows>,
     open: usize,
 }
 
@@ -85,6 +87,8 @@ pub struct WindowedAggregation {
     fresh: Vec<AggState>,
     /// The current row's encoded key: a key already held costs no allocation.
     scratch: Vec<u8>,
+    /// The current row's windows, reused from row to row.
+    windows: Vec<Window>,
 }
 
 impl WindowedAggregation {
@@ -95,6 +99,7 @@ impl WindowedAggregation {
             state: State::default(),
             fresh,
             scratch: Vec::new(),
+            windows: Vec::new(),
         }
     }
 
@@ -111,18 +116,22 @@ impl WindowedAggregation {
         watermark: Option<i64>,
     ) -> Result<Result<bool, RowError>, StreamError> {
         let t = row.event_time;
-        let assigned = self.config.window.assign(t);
-        if assigned.is_empty() {
-            return Ok(Err(RowError::Type(format!("event time {t} has no window"))));
-        }
-        let mut open = assigned;
-        open.retain(|w| !w.is_closed(watermark));
-        if open.is_empty() {
-            return Ok(Ok(false));
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let added = self.add_keyed(row, &open, inputs, &mut scratch);
-        self.scratch = scratch;
+        let mut open = std::mem::take(&mut self.windows);
+        self.config.window.assign_into(t, &mut open);
+        let added = if open.is_empty() {
+            Ok(Err(RowError::Type(format!("event time {t} has no window"))))
+        } else {
+            open.retain(|w| !w.is_closed(watermark));
+            if open.is_empty() {
+                Ok(Ok(false))
+            } else {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let added = self.add_keyed(row, &open, inputs, &mut scratch);
+                self.scratch = scratch;
+                added
+            }
+        };
+        self.windows = open;
         added
     }
 
@@ -134,58 +143,85 @@ impl WindowedAggregation {
         inputs: &[Value],
         scratch: &mut Vec<u8>,
     ) -> Result<Result<bool, RowError>, StreamError> {
-        let t = row.event_time;
         row.key.encode_into(scratch);
         let encoded = std::str::from_utf8(scratch).map_err(|e| StreamError::BadSnapshot {
             operator: self.config.name.clone(),
             reason: format!("encoded key: {e}"),
         })?;
-        let fresh = &self.fresh;
-        // Check every input against every accumulator it will touch before changing any.
-        let held = self.state.keys.get(encoded);
-        if let Some(entry) = held {
-            for w in &entry.windows {
-                let touched = match self.config.window {
-                    WindowSpec::Session { .. } => open.iter().any(|o| overlaps(&w.window, o)),
-                    _ => open.contains(&w.window),
-                };
-                if touched {
-                    if let Err(e) = check_all(&w.aggs, inputs) {
-                        return Ok(Err(e));
-                    }
+        let t = row.event_time;
+        if let Some(entry) = self.state.keys.get_mut(encoded) {
+            return entry.add(
+                open,
+                inputs,
+                t,
+                &self.fresh,
+                &self.config,
+                &mut self.state.open,
+            );
+        }
+        let mut entry = KeyWindows {
+            key: row.key.clone(),
+            windows: Vec::new(),
+        };
+        let added = entry.add(
+            open,
+            inputs,
+            t,
+            &self.fresh,
+            &self.config,
+            &mut self.state.open,
+        );
+        // Invariant: a held key has an open window (`open` counted what was added).
+        if !entry.windows.is_empty() {
+            self.state.keys.insert(encoded.to_string(), entry);
+        }
+        added
+    }
+}
+
+impl KeyWindows {
+    /// Add one event of this key to its windows `open` (`count`: open windows across
+    /// keys). Every input is checked against every accumulator it will touch before
+    /// any changes: a row that fails leaves the key as it was.
+    fn add(
+        &mut self,
+        open: &[Window],
+        inputs: &[Value],
+        t: i64,
+        fresh: &[AggState],
+        config: &WindowAggConfig,
+        count: &mut usize,
+    ) -> Result<Result<bool, RowError>, StreamError> {
+        let session = matches!(config.window, WindowSpec::Session { .. });
+        for w in &self.windows {
+            let touched = if session {
+                open.iter().any(|o| overlaps(&w.window, o))
+            } else {
+                open.contains(&w.window)
+            };
+            if touched {
+                if let Err(e) = check_all(&w.aggs, inputs) {
+                    return Ok(Err(e));
                 }
             }
         }
         if let Err(e) = check_all(fresh, inputs) {
             return Ok(Err(e));
         }
-        let session = matches!(self.config.window, WindowSpec::Session { .. });
-        if held.is_none() {
-            self.state.keys.insert(
-                encoded.to_string(),
-                KeyWindows {
-                    key: row.key.clone(),
-                    windows: Vec::new(),
-                },
-            );
-        }
-        let Some(entry) = self.state.keys.get_mut(encoded) else {
-            return Ok(Ok(false));
-        };
         for &target in open {
             if session {
                 // Absorb every open session this event's window overlaps.
                 let (absorbed, kept): (Vec<OpenWindow>, Vec<OpenWindow>) =
-                    std::mem::take(&mut entry.windows)
+                    std::mem::take(&mut self.windows)
                         .into_iter()
                         .partition(|w| overlaps(&w.window, &target));
-                entry.windows = kept;
-                if absorbed.is_empty() && self.state.open >= self.config.max_windows {
-                    return Err(limit_error(&self.config));
+                self.windows = kept;
+                if absorbed.is_empty() && *count >= config.max_windows {
+                    return Err(limit_error(config));
                 }
                 let mut merged = OpenWindow {
                     window: target,
-                    aggs: fresh.clone(),
+                    aggs: fresh.to_vec(),
                     dirty: true,
                 };
                 for w in &absorbed {
@@ -196,32 +232,32 @@ impl WindowedAggregation {
                     }
                 }
                 update_all(&mut merged.aggs, inputs, t);
-                // Invariant: the absorbed sessions were counted in `open`.
-                self.state.open = (self.state.open + 1).saturating_sub(absorbed.len());
-                let at = entry
+                // Invariant: the absorbed sessions were counted in `count`.
+                *count = (*count + 1).saturating_sub(absorbed.len());
+                let at = self
                     .windows
                     .partition_point(|w| w.window.start < merged.window.start);
-                entry.windows.insert(at, merged);
+                self.windows.insert(at, merged);
             } else {
-                let at = entry
+                let at = self
                     .windows
                     .partition_point(|w| w.window.start < target.start);
-                let exists = entry.windows.get(at).is_some_and(|w| w.window == target);
+                let exists = self.windows.get(at).is_some_and(|w| w.window == target);
                 if !exists {
-                    if self.state.open >= self.config.max_windows {
-                        return Err(limit_error(&self.config));
+                    if *count >= config.max_windows {
+                        return Err(limit_error(config));
                     }
-                    entry.windows.insert(
+                    self.windows.insert(
                         at,
                         OpenWindow {
                             window: target,
-                            aggs: fresh.clone(),
+                            aggs: fresh.to_vec(),
                             dirty: false,
                         },
                     );
-                    self.state.open += 1;
+                    *count += 1;
                 }
-                if let Some(w) = entry.windows.get_mut(at) {
+                if let Some(w) = self.windows.get_mut(at) {
                     update_all(&mut w.aggs, inputs, t);
                     w.dirty = true;
                 }
@@ -229,23 +265,31 @@ impl WindowedAggregation {
         }
         Ok(Ok(true))
     }
+}
 
-    fn result_row(&self, key: &Key, w: &OpenWindow) -> Row {
-        let mut value = Map::new();
-        for (name, v) in &key.0 {
-            value.insert(name.clone(), v.clone());
-        }
-        value.insert(WINDOW_START_COLUMN.into(), format_millis(w.window.start));
-        value.insert(WINDOW_END_COLUMN.into(), format_millis(w.window.end));
-        for (spec, state) in self.config.aggs.iter().zip(&w.aggs) {
-            value.insert(spec.alias.clone(), state.result());
-        }
-        // The result belongs to the window's last instant (Flink's maxTimestamp), so a
-        // downstream window or date-partitioned sink places it inside the window.
-        let mut row = Row::new(value, w.window.end.saturating_sub(1));
-        row.key = key.clone();
-        row
+/// The output row of `key`'s window `w`.
+fn result_row(config: &WindowAggConfig, key: &Key, w: &OpenWindow) -> Row {
+    let mut value = Map::new();
+    for (name, v) in &key.0 {
+        value.insert(name.clone(), v.clone());
     }
+    value.insert(WINDOW_START_COLUMN.into(), format_millis(w.window.start));
+    value.insert(WINDOW_END_COLUMN.into(), format_millis(w.window.end));
+    for (spec, state) in config.aggs.iter().zip(&w.aggs) {
+        value.insert(spec.alias.clone(), state.result());
+    }
+    // The result belongs to the window's last instant (Flink's maxTimestamp), so a
+    // downstream window or date-partitioned sink places it inside the window.
+    let mut row = Row::new(value, w.window.end.saturating_sub(1));
+    row.key = key.clone();
+    row
+}
+
+/// Rows in output order: by window start, then encoded key (the order of the ordered
+/// map the state once was, which tests and sinks see).
+fn in_output_order(mut rows: Vec<(i64, &str, Row)>) -> Vec<Row> {
+    rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    rows.into_iter().map(|(_, _, r)| r).collect()
 }
 
 fn limit_error(config: &WindowAggConfig) -> StreamError {
@@ -305,41 +349,52 @@ impl Operator for WindowedAggregation {
             }
         }
         if self.config.mode == OutputMode::Update {
+            let config = &self.config;
             let mut emitted = Vec::new();
-            for entry in self.state.keys.values() {
-                for w in entry.windows.iter().filter(|w| w.dirty) {
-                    emitted.push((w.window.start, self.result_row(&entry.key, w)));
+            for (encoded, entry) in self.state.keys.iter_mut() {
+                for w in entry.windows.iter_mut().filter(|w| w.dirty) {
+                    w.dirty = false;
+                    emitted.push((
+                        w.window.start,
+                        encoded.as_str(),
+                        result_row(config, &entry.key, w),
+                    ));
                 }
             }
-            for entry in self.state.keys.values_mut() {
-                entry.windows.iter_mut().for_each(|w| w.dirty = false);
-            }
-            emitted.sort_by_key(|(start, _)| *start);
-            out.rows.extend(emitted.into_iter().map(|(_, r)| r));
+            out.rows.extend(in_output_order(emitted));
         }
         Ok(out)
     }
 
     fn on_watermark(&mut self, watermark: i64) -> Result<Output, StreamError> {
-        let mut closed = Vec::new();
-        for entry in self.state.keys.values_mut() {
-            let (done, open): (Vec<OpenWindow>, Vec<OpenWindow>) =
-                std::mem::take(&mut entry.windows)
-                    .into_iter()
-                    .partition(|w| w.window.end <= watermark);
-            entry.windows = open;
-            closed.extend(done.into_iter().map(|w| (entry.key.clone(), w)));
+        let append = self.config.mode == OutputMode::Append;
+        let config = &self.config;
+        let mut closed = 0usize;
+        let mut rows = Vec::new();
+        for (encoded, entry) in self.state.keys.iter_mut() {
+            if !entry.windows.iter().any(|w| w.window.end <= watermark) {
+                continue;
+            }
+            let before = entry.windows.len();
+            if append {
+                for w in entry.windows.iter().filter(|w| w.window.end <= watermark) {
+                    rows.push((
+                        w.window.start,
+                        encoded.as_str(),
+                        result_row(config, &entry.key, w),
+                    ));
+                }
+            }
+            entry.windows.retain(|w| w.window.end > watermark);
+            closed += before - entry.windows.len();
         }
-        self.state.keys.retain(|_, e| !e.windows.is_empty());
-        self.state.open = self.state.open.saturating_sub(closed.len());
-        let mut out = Output::default();
-        if self.config.mode == OutputMode::Append {
-            let mut rows: Vec<(i64, Row)> = closed
-                .iter()
-                .map(|(k, w)| (w.window.start, self.result_row(k, w)))
-                .collect();
-            rows.sort_by_key(|(start, _)| *start);
-            out.rows = rows.into_iter().map(|(_, r)| r).collect();
+        let out = Output {
+            rows: in_output_order(rows),
+            ..Output::default()
+        };
+        if closed > 0 {
+            self.state.keys.retain(|_, e| !e.windows.is_empty());
+            self.state.open = self.state.open.saturating_sub(closed);
         }
         Ok(out)
     }

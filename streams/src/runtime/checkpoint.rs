@@ -88,11 +88,20 @@ pub fn load(dir: &Path, job: &str) -> Result<Option<Checkpoint>, RuntimeError> {
 
 /// Write `cp` into `dir` (created if absent) atomically and durably.
 pub fn store(dir: &Path, cp: &Checkpoint) -> Result<(), RuntimeError> {
+    let started = std::time::Instant::now();
     let bytes = serde_json::to_vec(cp).map_err(|e| RuntimeError::Checkpoint {
         path: dir.join(FILE_NAME),
         reason: format!("cannot encode: {e}"),
     })?;
-    write_atomically(dir, FILE_NAME, &bytes)
+    let encoded = started.elapsed();
+    write_atomically(dir, FILE_NAME, &bytes)?;
+    tracing::debug!(
+        bytes = bytes.len(),
+        encode_ms = encoded.as_secs_f64() * 1e3,
+        write_ms = (started.elapsed() - encoded).as_secs_f64() * 1e3,
+        "checkpoint stored"
+    );
+    Ok(())
 }
 
 /// Write `bytes` to `dir/name` (`dir` created if absent) so that a kill -9 at any

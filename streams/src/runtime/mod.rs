@@ -10,6 +10,8 @@
 //! and the state snapshot ([`postgres`]), Kafka in one transaction with the offsets and
 //! the batch id as offset metadata ([`kafka_sink`]); last, the checkpoint file
 //! ([`checkpoint`]). Batches that polled nothing commit nothing and take no batch id.
+//! A batch's commit (sinks, then checkpoint) runs on a thread of its own while the
+//! next batch polls and runs; the next commit waits for it (`commit.rs`).
 //!
 //! Resuming ([`recovery`], Spark's protocol): from the freshest full state at or below
 //! the last batch every exactly-once sink holds (the checkpoint file, or a PostgreSQL
@@ -36,6 +38,7 @@
 mod acked;
 pub mod batch_log;
 pub mod checkpoint;
+mod commit;
 pub mod error;
 mod fetcher;
 pub mod files;
@@ -51,7 +54,8 @@ pub mod sql;
 pub mod tables;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -63,8 +67,7 @@ use crate::executor::{BatchOutput, Executor};
 use crate::plan::{FileFormat, Guarantee, JobPlan, SinkKind, Trigger};
 use crate::row::SourceRecord;
 use batch_log::PlannedBatch;
-use checkpoint::Checkpoint;
-use sinks::{BatchContext, Sink, WriteOptions};
+use commit::{CommitOptions, SinkSlot};
 use source::KafkaSource;
 use tables::Tables;
 
@@ -180,16 +183,19 @@ pub async fn run(
 
     let dlq_producer = match &plan.dead_letter_topic {
         Some(_) if sinks::dead_letter_carrier(&sinks).is_none() => {
-            Some(sinks::dlq_producer(&bootstrap, &job)?)
+            Some(Arc::new(sinks::dlq_producer(&bootstrap, &job)?))
         }
         _ => None,
     };
-    let write_options = WriteOptions {
-        topic: plan.dead_letter_topic.as_deref(),
-        producer: dlq_producer.as_ref(),
+    let commit_options = CommitOptions {
+        dead_letter_topic: plan.dead_letter_topic.clone(),
+        producer: dlq_producer,
         timeout: options.kafka_timeout,
-        crash_after_sink: options.crash_after_sink.as_ref(),
+        crash_after_sink: options.crash_after_sink.clone(),
+        checkpoint_dir: checkpoint_dir.clone(),
     };
+    // A batch commits while the next one polls and runs ([`commit`]).
+    let mut sinks = SinkSlot::new(sinks);
     let mut summary = RunSummary::default();
 
     for batch_id in recovery.replay {
@@ -201,18 +207,12 @@ pub async fn run(
         let (records, n) = read_planned(&plan, &bootstrap, &options, &planned).await?;
         tracing::info!(%job, batch_id, records = n, "replaying a planned batch");
         let out = executor.run_batch(&records, planned.processing_time_ms)?;
-        commit_batch(
-            &mut sinks,
-            &out,
-            &planned,
-            &executor,
-            &checkpoint_dir,
-            &write_options,
-        )
-        .await?;
         summary.add(batch_id, n, &out);
+        let end = planned.end.clone();
+        sinks.start_batch(out, planned, &executor, &commit_options)?;
+        sinks.ready().await?;
         last_batch = batch_id;
-        committed = Some(planned.end);
+        committed = Some(end);
     }
     summary.last_batch_id = last_batch;
 
@@ -231,6 +231,7 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
+        sinks.check()?;
         // Between batches: a batch never sees two versions of a table.
         tables.reload_due(Instant::now(), &mut executor).await;
         let tick = Instant::now();
@@ -259,17 +260,16 @@ pub async fn run(
                 .map_err(|e| RuntimeError::KafkaState(format!("blocking task failed: {e}")))??;
             let out = out?;
             let logged_at = Instant::now();
-            commit_batch(
-                &mut sinks,
-                &out,
-                &planned,
-                &executor,
-                &checkpoint_dir,
-                &write_options,
-            )
-            .await?;
-            last_batch = batch_id;
+            // The previous batch's commit ran beside this batch's poll and run.
+            sinks.ready().await?;
+            let waited_at = Instant::now();
             summary.add(batch_id, n, &out);
+            sinks.start_batch(out, planned, &executor, &commit_options)?;
+            if options.crash_after_sink.is_some() {
+                // The test hook stops the job right after the batch it names.
+                sinks.ready().await?;
+            }
+            last_batch = batch_id;
             tracing::debug!(
                 %job,
                 batch_id,
@@ -277,8 +277,9 @@ pub async fn run(
                 poll_ms = (polled_at - tick).as_secs_f64() * 1e3,
                 run_ms = (run_at - polled_at).as_secs_f64() * 1e3,
                 log_wait_ms = (logged_at - run_at).as_secs_f64() * 1e3,
-                commit_ms = logged_at.elapsed().as_secs_f64() * 1e3,
-                "batch committed"
+                commit_wait_ms = (waited_at - logged_at).as_secs_f64() * 1e3,
+                snapshot_ms = waited_at.elapsed().as_secs_f64() * 1e3,
+                "batch run, its commit started"
             );
         }
         match plan.trigger {
@@ -294,6 +295,7 @@ pub async fn run(
             _ => {}
         }
     }
+    sinks.ready().await?;
     tracing::info!(%job, ?summary, "stopped");
     Ok(summary)
 }
@@ -307,36 +309,6 @@ impl RunSummary {
         self.late_dropped += out.late_dropped;
         self.last_batch_id = batch_id;
     }
-}
-
-/// Write a run batch to the sinks that lack it, then checkpoint it and prune the log.
-async fn commit_batch(
-    sinks: &mut [Sink],
-    out: &BatchOutput,
-    planned: &PlannedBatch,
-    executor: &Executor,
-    checkpoint_dir: &Path,
-    options: &WriteOptions<'_>,
-) -> Result<(), RuntimeError> {
-    let snapshot = executor.snapshot()?;
-    let ctx = BatchContext {
-        batch_id: planned.batch_id,
-        end: &planned.end,
-        snapshot: &snapshot,
-    };
-    sinks::write_batch(sinks, out, &ctx, options).await?;
-    let cp = Checkpoint::new(
-        &planned.job,
-        planned.batch_id,
-        planned.end.clone(),
-        snapshot,
-    );
-    let (dir, id) = (checkpoint_dir.to_path_buf(), planned.batch_id);
-    blocking(move || {
-        checkpoint::store(&dir, &cp)?;
-        batch_log::prune(&dir, id)
-    })
-    .await
 }
 
 /// Sort each source's records by (topic, partition, offset): a batch and its replay run

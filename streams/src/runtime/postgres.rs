@@ -18,6 +18,7 @@
 //! Column mapping and table creation: see [`super::sql`].
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
@@ -168,6 +169,7 @@ impl PostgresSink {
         rows: &[Row],
         commit: Option<BatchCommit<'_>>,
     ) -> Result<(), RuntimeError> {
+        let entered = Instant::now();
         let name = self.name.clone();
         let err = pg_err(&name);
         let values: Vec<&serde_json::Map<String, Value>> = rows.iter().map(|r| &r.value).collect();
@@ -217,15 +219,20 @@ impl PostgresSink {
             _ => None,
         };
         let job = self.job.clone();
+        let began = Instant::now();
         let txn = self.client.transaction().await.map_err(err("begin"))?;
         if let Some(c) = &commit {
             fence(&txn, &name, &job, c.previous_batch_id).await?;
         }
+        let fenced = Instant::now();
+        let mut written = 0;
         if let Some((s, json)) = statement {
-            txn.execute(&s, &[&json])
+            written = txn
+                .execute(&s, &[&json])
                 .await
                 .map_err(err("write the rows"))?;
         }
+        let rows_at = Instant::now();
         if let Some(c) = commit {
             let batch = i64::try_from(c.batch_id).map_err(|_| RuntimeError::PostgresState {
                 sink: name.clone(),
@@ -263,7 +270,19 @@ impl PostgresSink {
                 .await
                 .map_err(err("write the batch id"))?;
         }
+        let booked = Instant::now();
         txn.commit().await.map_err(err("commit"))?;
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        tracing::debug!(
+            sink = %name,
+            rows = written,
+            prepare_ms = ms(entered, began),
+            fence_ms = ms(began, fenced),
+            rows_ms = ms(fenced, rows_at),
+            bookkeeping_ms = ms(rows_at, booked),
+            commit_ms = booked.elapsed().as_secs_f64() * 1e3,
+            "postgres batch written"
+        );
         Ok(())
     }
 }
