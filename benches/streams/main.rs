@@ -43,7 +43,8 @@
 //! `STREAMS_BENCH_SECS` (default 10), `STREAMS_BENCH_KEYS` (default 1,000,000),
 //! `STREAMS_BENCH_ONLY` (comma list of kafka-alo,kafka-eos,window-pg,files),
 //! `STREAMS_BENCH_BATCH` (most records per batch in the throughput runs; default
-//! the runtime's, 50,000).
+//! the runtime's, 50,000), `STREAMS_BENCH_THP=1` (keep transparent huge pages, which
+//! the bench turns off as `rivulet` does).
 //! Run: `cargo bench --bench streams`.
 
 /// The `rivulet` binary's allocator, so that jobs run here as `rivulet stream run` runs them.
@@ -531,9 +532,24 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
 }
 
+/// `PR_SET_THP_DISABLE` of prctl(2).
+const PR_SET_THP_DISABLE: std::ffi::c_int = 41;
+
 fn main() {
+    // No transparent huge pages, first thing, as `rivulet` does for every command
+    // (cli/src/main.rs): with them, a job's heap churn (each batch's rows) kept
+    // faulting in 2 MiB pages the kernel zeroes — clear_page was a tenth to a quarter
+    // of a filter job's samples in perf. `STREAMS_BENCH_THP=1` keeps them, to compare.
+    if std::env::var("STREAMS_BENCH_THP").map_or(true, |v| v != "1") {
+        // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) only sets a flag of this process.
+        let r = unsafe { prctl(PR_SET_THP_DISABLE, 1 as std::ffi::c_ulong, 0u64, 0u64, 0u64) };
+        if r != 0 {
+            eprintln!("bench: cannot turn transparent huge pages off");
+        }
+    }
     // SAFETY: only stores an option value; -1 (never purge) is a valid one.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     // RUST_LOG=rivulet_streams=debug shows each batch's phases (poll, log, run, commit).
@@ -559,7 +575,7 @@ fn main() {
     let (_, v) = rdkafka::util::get_rdkafka_version();
     println!(
         "streams bench{}: N = {} events of {} B, 1 partition; rdkafka 0.39 (librdkafka {v}); \
-         broker {} (pid {}); {} cores, load average {}",
+         broker {} (pid {}); {} cores, load average {}; transparent huge pages {}",
         if plan.quick { " (--quick)" } else { "" },
         plan.records,
         jobs::EVENT_BYTES,
@@ -567,6 +583,11 @@ fn main() {
         broker.pid(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         procfs::loadavg(),
+        if std::env::var("STREAMS_BENCH_THP").is_ok_and(|v| v == "1") {
+            "on (STREAMS_BENCH_THP=1)"
+        } else {
+            "off"
+        },
     );
     let mut b = Bench {
         plan,

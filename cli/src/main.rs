@@ -157,9 +157,10 @@ fn main() -> std::process::ExitCode {
     // in `madvise` mode (most distributions) every touched 2 MiB region of
     // it then counts whole in RSS — 22 of an idle broker's 64 MiB. Record
     // bytes live in the page cache, not the heap, so huge heap pages buy
-    // little. Stream jobs (`rivulet stream …`), heavy heap users, keep them.
-    let stream_job = std::env::args_os().nth(1).is_some_and(|a| a == "stream");
-    let thp_off = (!stream_job).then(|| rustix::thread::disable_transparent_huge_pages(true));
+    // little. Stream jobs (`rivulet stream …`) lose by them: each batch's rows
+    // kept faulting in huge pages the kernel zeroes (clear_page, a tenth to a
+    // quarter of a filter job's CPU in perf; `cargo bench --bench streams`).
+    let thp_off = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     let command = cli
         .command
@@ -188,7 +189,7 @@ fn main() -> std::process::ExitCode {
         }
     }
     init_logging(default_filter, log_format);
-    if let Some(Err(e)) = thp_off {
+    if let Err(e) = thp_off {
         tracing::debug!("cannot turn transparent huge pages off: {e}");
     }
     let result = match command {

@@ -157,8 +157,9 @@ impl Executor {
         let mut all = Output::default();
         let mut outputs: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for source in &self.plan.sources {
-            let mut rows = Vec::new();
-            for record in records.get(&source.name).map_or(&[][..], Vec::as_slice) {
+            let records = records.get(&source.name).map_or(&[][..], Vec::as_slice);
+            let mut rows = Vec::with_capacity(records.len());
+            for record in records {
                 let decoded = match &self.fields {
                     Some(f) => Row::from_record_fields(record, &source.event_time, f),
                     None => Row::from_record(record, &source.event_time),

@@ -133,10 +133,26 @@ pub fn plan_batch(
     rows: &[Row],
 ) -> Result<Vec<PlannedFile>, String> {
     let mut groups: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+    // A layout's placeholders are at most hours, so one hour's rows share a directory:
+    // the last hour's is reused instead of formatting a path per row.
+    let mut last: Option<(i64, String)> = None;
     for row in rows {
+        let hour = hour_of(row.event_time);
+        match &last {
+            Some((h, dir)) if hour.is_some() && hour == Some(*h) => {
+                if let Some(group) = groups.get_mut(dir.as_str()) {
+                    group.push(row);
+                    continue;
+                }
+            }
+            _ => {}
+        }
         let dir = layout
             .path_for(row.event_time)
             .unwrap_or_else(|| UNDATED_DIR.to_string());
+        if let Some(h) = hour {
+            last = Some((h, dir.clone()));
+        }
         groups.entry(dir).or_default().push(row);
     }
     let mut files = Vec::with_capacity(groups.len());
@@ -160,8 +176,22 @@ pub fn plan_batch(
     Ok(files)
 }
 
+/// The hour (since the epoch) of an event time well inside the calendar's range, where
+/// every hour has a date; `None` near its ends (those rows format their own path).
+fn hour_of(event_time_ms: i64) -> Option<i64> {
+    const DATED: i64 = 8_000_000_000_000_000; // ~253,000 years either side of 1970
+    (-DATED..DATED)
+        .contains(&event_time_ms)
+        .then(|| event_time_ms.div_euclid(3_600_000))
+}
+
 fn encode_jsonl(rows: &[&Row]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+    // Sized for the pass-through rows up front: one allocation, not a regrown buffer.
+    let guess: usize = rows
+        .iter()
+        .map(|r| r.source_bytes.as_deref().map_or(0, <[u8]>::len) + 1)
+        .sum();
+    let mut out = Vec::with_capacity(guess);
     for row in rows {
         match row.source_bytes.as_deref() {
             // A source row passed through whole: its bytes, unless they span lines.

@@ -350,3 +350,54 @@ fn source_rows_passed_through_are_written_as_their_bytes_one_per_line() {
         "{\"v\":\"r1\", \"id\":1.50}\n{\"extra\":true,\"id\":2}\n"
     );
 }
+
+#[test]
+fn rows_group_by_directory_in_row_order_whatever_hours_they_jump_between() {
+    // Hours and days interleaved, out of order, and times the calendar cannot date:
+    // each row lands where its own path says, rows keep their order within a file.
+    let hour = 3_600_000;
+    let times = [
+        DEC30,
+        DEC30 + hour,
+        DEC30 + DAY,
+        DEC30 + 30 * 60_000,
+        DEC30 - DAY,
+        DEC30 + DAY + 5,
+        i64::MAX,
+        DEC30 + 2 * hour,
+        i64::MIN,
+        DEC30,
+    ];
+    let rows: Vec<Row> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| row(i as u64, *t))
+        .collect();
+    for template in [DEFAULT_LAYOUT, "d={dd}/h={HH}"] {
+        let layout = Layout::parse(template).unwrap();
+        let files = plan_batch(&layout, FileFormat::Jsonl, 3, &rows).unwrap();
+        let mut expected: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (i, t) in times.iter().enumerate() {
+            let dir = layout
+                .path_for(*t)
+                .unwrap_or_else(|| UNDATED_DIR.to_string());
+            expected.entry(dir).or_default().push(i as u64);
+        }
+        let got: BTreeMap<String, Vec<u64>> = files
+            .iter()
+            .map(|f| {
+                let text = String::from_utf8(f.bytes.clone()).unwrap();
+                let ids = text
+                    .lines()
+                    .map(|l| {
+                        serde_json::from_str::<Value>(l).unwrap()["id"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                    .collect();
+                (f.dir.clone(), ids)
+            })
+            .collect();
+        assert_eq!(got, expected, "{template}");
+    }
+}

@@ -413,12 +413,12 @@ fn poll_all(
             if room == 0 {
                 break;
             }
-            let got = s.poll_batch(room, options.poll_wait)?;
-            if !got.is_empty() {
+            let batch = records.entry(s.name.clone()).or_default();
+            let got = s.poll_batch(batch, room, options.poll_wait)?;
+            if got > 0 {
                 last_progress = Instant::now();
             }
-            n += got.len();
-            records.entry(s.name.clone()).or_default().extend(got);
+            n += got;
             if !until_caught_up || s.caught_up() {
                 break;
             }

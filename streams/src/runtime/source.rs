@@ -134,22 +134,25 @@ impl KafkaSource {
         &self.positions
     }
 
-    /// Poll up to `max` records: waits up to `wait` for the first, then takes what the
-    /// fetch thread has already handed over.
+    /// Poll up to `max` records into `out` (appended; returns how many): waits up to
+    /// `wait` for the first, then takes what the fetch thread has already handed over.
+    /// Appending into the batch's vector, reserved a chunk at a time, moves each record
+    /// once and never regrows a vector of the whole batch.
     pub fn poll_batch(
         &mut self,
+        out: &mut Vec<SourceRecord>,
         max: usize,
         wait: Duration,
-    ) -> Result<Vec<SourceRecord>, RuntimeError> {
-        let mut out = Vec::new();
+    ) -> Result<usize, RuntimeError> {
+        let first = out.len();
         let deadline = Instant::now() + wait;
-        while out.len() < max {
+        while out.len() - first < max {
             if self.pending.as_slice().is_empty() {
                 if let Some(p) = self.pending_positions.take() {
                     self.fetched = p; // the whole chunk is taken
                 }
                 // Wait only for the first record.
-                let until = if out.is_empty() {
+                let until = if out.len() == first {
                     deadline
                 } else {
                     Instant::now()
@@ -163,6 +166,7 @@ impl KafkaSource {
                         )))
                     }
                     Some(Fetched::Chunk { records, positions }) => {
+                        out.reserve(records.len().min(max - (out.len() - first)));
                         self.pending = records.into_iter();
                         self.pending_positions = Some(positions);
                         continue;
@@ -196,7 +200,7 @@ impl KafkaSource {
                 self.fetched = p;
             }
         }
-        Ok(out)
+        Ok(out.len() - first)
     }
 
     /// Whether the source has read up to the end offsets seen at open. Also trusts
