@@ -460,8 +460,21 @@ fn a_second_instance_fences_the_first_and_output_stays_exactly_once() {
         reader.pump(Duration::from_millis(10));
     }
     let (stop_b, second) = spawn_job(&plan, &options);
-    // More input, so the first instance tries to commit after it was fenced.
-    expected.extend(produce_wave(&p, 600, 700));
+    // More input, wave after wave until the first instance stops: once the second's
+    // InitProducerId has fenced it, its next commit fails. (One wave right away could
+    // be all written by the first before the second starts; then the first, idle,
+    // never learns it was fenced.)
+    let deadline = Instant::now() + TIMEOUT;
+    let mut next = 600;
+    while !first.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the first instance did not stop within {TIMEOUT:?} of the second's start"
+        );
+        expected.extend(produce_wave(&p, next, next + 20));
+        next += 20;
+        std::thread::sleep(Duration::from_millis(200));
+    }
     match join_within(first, TIMEOUT) {
         Err(e) => eprintln!("the first instance stopped: {e}"),
         Ok(summary) => panic!("the first instance was not fenced: {summary:?}"),
