@@ -93,10 +93,16 @@ impl CommitJob {
 /// What a commit thread hands back: the sinks and how the commit went.
 type Committed = (Vec<Sink>, Result<(), RuntimeError>);
 
+/// One commit for the commit thread: the sinks, the batch, where to answer.
+type Work = (Vec<Sink>, CommitJob, oneshot::Sender<Committed>);
+
 /// The job's sinks, or the thread committing a batch to them.
 pub(crate) struct SinkSlot {
     idle: Option<Vec<Sink>>,
     committing: Option<oneshot::Receiver<Committed>>,
+    /// The commit thread (started with the first commit; it ends when the slot is
+    /// dropped): one thread and runtime for the job, not one per batch.
+    worker: Option<std::sync::mpsc::Sender<Work>>,
 }
 
 impl SinkSlot {
@@ -104,6 +110,7 @@ impl SinkSlot {
         SinkSlot {
             idle: Some(sinks),
             committing: None,
+            worker: None,
         }
     }
 
@@ -162,29 +169,53 @@ impl SinkSlot {
     }
 
     fn start(&mut self, job: CommitJob) -> Result<(), RuntimeError> {
-        let mut sinks = self.idle.take().ok_or_else(lost)?;
+        let sinks = self.idle.take().ok_or_else(lost)?;
         let (tx, rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("stream-commit".into())
-            .spawn(move || {
-                let result = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
+        let worker = match self.worker.take() {
+            Some(worker) => worker,
+            None => match spawn_worker() {
+                Ok(worker) => worker,
+                Err(e) => {
+                    self.idle = Some(sinks);
+                    return Err(e);
+                }
+            },
+        };
+        if let Err(std::sync::mpsc::SendError((sinks, _, _))) = worker.send((sinks, job, tx)) {
+            // The thread is gone (it ends only with its runtime's failure
+            // answered): the sinks stay here, the job stops.
+            self.idle = Some(sinks);
+            return Err(RuntimeError::KafkaState("the commit thread is gone".into()));
+        }
+        self.worker = Some(worker);
+        self.committing = Some(rx);
+        Ok(())
+    }
+}
+
+/// The commit thread: a current-thread runtime running one commit after another,
+/// until the slot (the sender) is dropped.
+fn spawn_worker() -> Result<std::sync::mpsc::Sender<Work>, RuntimeError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Work>();
+    std::thread::Builder::new()
+        .name("stream-commit".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            while let Ok((mut sinks, job, reply)) = rx.recv() {
+                let result = match &rt {
                     Ok(rt) => rt.block_on(job.run(&mut sinks)),
                     Err(e) => Err(RuntimeError::KafkaState(format!(
                         "cannot start the commit thread's runtime: {e}"
                     ))),
                 };
                 // The receiver is gone only when the job already stopped.
-                let _ = tx.send((sinks, result));
-            })
-            .map_err(|e| {
-                RuntimeError::KafkaState(format!("cannot start the commit thread: {e}"))
-            })?;
-        self.committing = Some(rx);
-        Ok(())
-    }
+                let _ = reply.send((sinks, result));
+            }
+        })
+        .map_err(|e| RuntimeError::KafkaState(format!("cannot start the commit thread: {e}")))?;
+    Ok(tx)
 }
 
 fn lost() -> RuntimeError {
