@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the request path and the record-batch codecs
-# (cargo-fuzz / libFuzzer on the nightly toolchain; the crate is fuzz/,
-# outside the workspace and the default build).
+# Coverage-guided fuzzing of the request path, the record-batch codecs and
+# the SASL exchanges (cargo-fuzz / libFuzzer on the nightly toolchain; the
+# crate is fuzz/, outside the workspace and the default build).
 #
 #   scripts/fuzz.sh build                 # build every target (the CI check)
 #   scripts/fuzz.sh seeds                 # regenerate fuzz/corpus/<target>/
 #   scripts/fuzz.sh request 10000000      # run a target for N executions
 #   scripts/fuzz.sh records 30m           # ... or for a duration (s, m, h)
+#   scripts/fuzz.sh sasl 10m              # SASL parsers, SCRAM both sides
 #   scripts/fuzz.sh records 1000000 -max_len=65536   # extra libFuzzer flags
 #
 # A run starts from the committed seeds (fuzz/corpus/<target>/) and the
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
-TARGETS=(request records)
+TARGETS=(request records sasl)
 # No sanitizer by default: the code under test is safe Rust, and the request
 # target runs a whole broker, where AddressSanitizer halves the exec rate.
 # FUZZ_SANITIZER=address instruments the Rust code (the cc crate would
@@ -38,7 +39,7 @@ if [ "$SANITIZER" = address ]; then
 fi
 
 usage() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -75,10 +76,11 @@ case "$cmd" in
     # The seeds come from the harnesses (fuzz/src/), written by ignored
     # tests of the smoke-test files, so stable and the main build suffice.
     cargo test -p rivulet-protocol --test fuzz_corpus -- --ignored write_records_seeds
+    cargo test -p rivulet-protocol --test fuzz_corpus -- --ignored write_sasl_seeds
     cargo test -p rivulet-broker --test fuzz_corpus -- --ignored write_request_seeds
     du -sh fuzz/corpus/*
     ;;
-  request | records)
+  request | records | sasl)
     target="$cmd"
     amount="${1:-1000000}"
     shift || true

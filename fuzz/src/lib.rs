@@ -5,3 +5,4 @@
 
 pub mod records;
 pub mod request;
+pub mod sasl;

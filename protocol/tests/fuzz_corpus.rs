@@ -11,6 +11,8 @@
 
 #[path = "../../fuzz/src/records.rs"]
 mod records;
+#[path = "../../fuzz/src/sasl.rs"]
+mod sasl;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -29,6 +31,42 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// Every file under fuzz/<kind>/records, in name order.
 fn files(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
     rivulet_testkit::fuzz::inputs(kind, "records")
+}
+
+/// The `sasl` target's seeds, committed corpus and regressions: the SASL
+/// parsers and SCRAM exchanges with the harness's checks (above all, that
+/// no exchange authenticates without the right proof).
+#[test]
+fn sasl_corpus_and_regressions_run_clean() {
+    let corpus = rivulet_testkit::fuzz::inputs("corpus", "sasl");
+    assert!(
+        corpus.len() >= 20,
+        "fuzz/corpus/sasl holds {} seeds; run scripts/fuzz.sh seeds",
+        corpus.len()
+    );
+    for (name, data) in sasl::seeds() {
+        eprintln!("seed {name}");
+        sasl::run(&data);
+    }
+    let regressions = rivulet_testkit::fuzz::inputs("regressions", "sasl");
+    for (path, data) in corpus.iter().chain(&regressions) {
+        eprintln!("{}", path.display());
+        sasl::run(data);
+    }
+}
+
+#[test]
+#[ignore = "rewrites fuzz/corpus/sasl (scripts/fuzz.sh seeds)"]
+fn write_sasl_seeds() {
+    let dir = rivulet_testkit::fuzz::fuzz_dir()
+        .join("corpus")
+        .join("sasl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seeds = sasl::seeds();
+    for (name, data) in &seeds {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    eprintln!("{} seeds in {}", seeds.len(), dir.display());
 }
 
 #[test]
