@@ -8,6 +8,7 @@
 #   scripts/fuzz.sh request 10000000      # run a target for N executions
 #   scripts/fuzz.sh records 30m           # ... or for a duration (s, m, h)
 #   scripts/fuzz.sh sasl 10m              # SASL parsers, SCRAM both sides
+#   scripts/fuzz.sh sasl_session 10m      # a SASL listener's connection
 #   scripts/fuzz.sh records 1000000 -max_len=65536   # extra libFuzzer flags
 #
 # A run starts from the committed seeds (fuzz/corpus/<target>/) and the
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
-TARGETS=(request records sasl)
+TARGETS=(request records sasl sasl_session)
 # No sanitizer by default: the code under test is safe Rust, and the request
 # target runs a whole broker, where AddressSanitizer halves the exec rate.
 # FUZZ_SANITIZER=address instruments the Rust code (the cc crate would
@@ -39,7 +40,7 @@ if [ "$SANITIZER" = address ]; then
 fi
 
 usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -78,9 +79,10 @@ case "$cmd" in
     cargo test -p rivulet-protocol --test fuzz_corpus -- --ignored write_records_seeds
     cargo test -p rivulet-protocol --test fuzz_corpus -- --ignored write_sasl_seeds
     cargo test -p rivulet-broker --test fuzz_corpus -- --ignored write_request_seeds
+    cargo test -p rivulet-broker --test fuzz_corpus -- --ignored write_sasl_session_seeds
     du -sh fuzz/corpus/*
     ;;
-  request | records | sasl)
+  request | records | sasl | sasl_session)
     target="$cmd"
     amount="${1:-1000000}"
     shift || true

@@ -10,6 +10,8 @@
 
 #[path = "../../fuzz/src/request.rs"]
 mod request;
+#[path = "../../fuzz/src/sasl_session.rs"]
+mod sasl_session;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +76,52 @@ fn request_corpus_and_regressions_run_clean() {
         inputs.len()
     );
     assert!(!panicked.load(Ordering::SeqCst), "a broker task panicked");
+}
+
+/// The `sasl_session` target's seeds, corpus and regressions through a SASL
+/// listener's connection state machine, with its checks (nothing but
+/// ApiVersions served before authentication, no principal without the
+/// password); and the seeds reach both ends: the right PLAIN password
+/// authenticates and gets its next request served, a wrong one closes.
+#[test]
+fn sasl_session_corpus_and_regressions_run_clean() {
+    let seeds: std::collections::BTreeMap<String, Vec<u8>> =
+        sasl_session::seeds().into_iter().collect();
+    let seen = |name: &str| sasl_session::run(&seeds[name]);
+    let right = seen("plain-v1");
+    assert!(right.authenticated && right.served == 2, "{right:?}");
+    let raw = seen("plain-v0-raw");
+    assert!(raw.authenticated && raw.served == 1, "{raw:?}");
+    let wrong = seen("plain-wrong");
+    assert!(!wrong.authenticated && wrong.closed, "{wrong:?}");
+    let early = seen("metadata-first");
+    assert!(early.closed && early.served == 0, "{early:?}");
+
+    let corpus = rivulet_testkit::fuzz::inputs("corpus", "sasl_session");
+    assert!(
+        corpus.len() >= 10,
+        "fuzz/corpus/sasl_session holds {} seeds; run scripts/fuzz.sh seeds",
+        corpus.len()
+    );
+    let regressions = rivulet_testkit::fuzz::inputs("regressions", "sasl_session");
+    for (path, data) in corpus.iter().chain(&regressions) {
+        eprintln!("{}", path.display());
+        sasl_session::run(data);
+    }
+}
+
+#[test]
+#[ignore = "rewrites fuzz/corpus/sasl_session (scripts/fuzz.sh seeds)"]
+fn write_sasl_session_seeds() {
+    let dir = rivulet_testkit::fuzz::fuzz_dir()
+        .join("corpus")
+        .join("sasl_session");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seeds = sasl_session::seeds();
+    for (name, data) in &seeds {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    eprintln!("{} seeds in {}", seeds.len(), dir.display());
 }
 
 /// The harness's broker start retries a port taken between choosing and

@@ -6,3 +6,4 @@
 pub mod records;
 pub mod request;
 pub mod sasl;
+pub mod sasl_session;

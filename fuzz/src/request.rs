@@ -66,6 +66,10 @@ pub const TOPIC: &str = "fuzz";
 const TOPIC_PARTITIONS: i32 = 2;
 /// The group the seeds address.
 pub const GROUP: &str = "fuzz-group";
+/// The SCRAM user the broker knows (`sasl.scram.bootstrap.users`), for the
+/// `sasl_session` target.
+pub const SASL_USER: &str = "fuzzuser";
+pub const SASL_PASSWORD: &str = "fuzz-pw-7f3a9c";
 /// Largest Fetch `max_wait_ms` handed to the broker.
 pub const FETCH_MAX_WAIT_MS: i32 = 0;
 /// Largest JoinGroup session and rebalance timeouts handed to the broker
@@ -210,7 +214,13 @@ impl Harness {
         harness
     }
 
-    fn broker(&self) -> Arc<BrokerContext> {
+    /// Run `f` to completion on the harness's runtime.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// The broker now serving (replaced by a fresh one now and then).
+    pub fn broker(&self) -> Arc<BrokerContext> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.as_ref().expect("a running broker").node.broker.clone()
     }
@@ -636,13 +646,25 @@ async fn start_broker(dir: &std::path::Path) -> BrokerNode {
         set("log.segment.bytes", "1048576".into());
         set("socket.request.max.bytes", MAX_FRAME.to_string());
         set("max.open.logs", MAX_OPEN_LOGS.to_string());
+        set(
+            "sasl.scram.bootstrap.users",
+            format!(
+                "SCRAM-SHA-512=[name={SASL_USER},password={SASL_PASSWORD}],\
+                 SCRAM-SHA-256=[name={SASL_USER},password={SASL_PASSWORD}]"
+            ),
+        );
         let mut config = BrokerConfig::from_props(&props).expect("fuzz broker config");
         config.coordinator.timer_tick = GROUP_TIMER_TICK;
         match BrokerNode::start(config).await {
             Ok(node) => {
                 let b = node.broker.clone();
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while !b.image().is_live(b.node_id()) {
+                let ready = |b: &BrokerContext| {
+                    let image = b.image();
+                    image.is_live(b.node_id())
+                        && image.scram_credential("SCRAM-SHA-512", SASL_USER).is_some()
+                };
+                while !ready(&b) {
                     assert!(Instant::now() < deadline, "fuzz broker never registered");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
