@@ -44,6 +44,7 @@ use crate::replication::{
 };
 
 mod append;
+mod durable;
 mod fetch;
 mod isr;
 #[cfg(test)]
