@@ -44,7 +44,6 @@ use crate::replication::{
 };
 
 mod append;
-mod durable;
 mod fetch;
 mod isr;
 #[cfg(test)]

@@ -8,16 +8,11 @@
 //! flushed offset; otherwise it waits for the running fsync and re-checks. So
 //! while one fsync runs, every append that arrives queues behind it and the
 //! next fsync covers them all.
-//!
-//! Async callers ([`FlushTracker::poll_durable`]) wait without a thread:
-//! only the one that finds no fsync running needs a blocking thread to run
-//! it; the others leave a waker, woken with the condvar's waiters.
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::task::Waker;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -33,23 +28,6 @@ struct State {
     failed: bool,
     /// Truncations so far: an fsync that spans one vouches for nothing.
     truncations: u64,
-    /// Async waiters for the running fsync ([`FlushTracker::poll_durable`]).
-    wakers: Vec<Waker>,
-}
-
-/// What an async waiter for an offset does next
-/// ([`FlushTracker::poll_durable`]).
-#[derive(Debug)]
-pub enum DurableStep {
-    /// The offset is on disk.
-    Durable,
-    /// An fsync failed: the log acknowledges nothing more.
-    Failed(StorageError),
-    /// No fsync is running: run [`FlushTracker::wait_durable`] on a
-    /// blocking thread.
-    Flush,
-    /// An fsync is running; the waker is woken when it ends.
-    Pending,
 }
 
 #[derive(Debug)]
@@ -76,7 +54,6 @@ impl FlushTracker {
                 in_progress: false,
                 failed: false,
                 truncations: 0,
-                wakers: Vec::new(),
             }),
             done: Condvar::new(),
             log_end: AtomicI64::new(flushed),
@@ -117,34 +94,6 @@ impl FlushTracker {
         self.fsyncs.load(Ordering::Relaxed)
     }
 
-    /// The async side of [`Self::wait_durable`]: whether offsets below
-    /// `offset` are durable, or who must work for it — `Pending` leaves
-    /// `waker` to be woken when the running fsync ends (check again then).
-    pub fn poll_durable(&self, offset: i64, waker: &Waker) -> DurableStep {
-        let mut st = self.state.lock();
-        if st.failed {
-            return DurableStep::Failed(StorageError::LogOffline(self.name.clone()));
-        }
-        if st.flushed >= offset {
-            return DurableStep::Durable;
-        }
-        if !st.in_progress {
-            return DurableStep::Flush;
-        }
-        if !st.wakers.iter().any(|w| w.will_wake(waker)) {
-            st.wakers.push(waker.clone());
-        }
-        DurableStep::Pending
-    }
-
-    /// Wake every thread and task waiting for the fsync that just ended.
-    fn notify(&self, st: &mut State) {
-        self.done.notify_all();
-        for w in st.wakers.drain(..) {
-            w.wake();
-        }
-    }
-
     /// Block until every offset below `offset` is on disk, fsyncing if no one
     /// else is.
     pub fn wait_durable(&self, offset: i64) -> Result<()> {
@@ -170,11 +119,11 @@ impl FlushTracker {
                 Ok(upto) => Self::flush_done(&mut st, upto, truncations),
                 Err(e) => {
                     st.failed = true;
-                    self.notify(&mut st);
+                    self.done.notify_all();
                     return Err(e);
                 }
             }
-            self.notify(&mut st);
+            self.done.notify_all();
         }
     }
 
@@ -286,36 +235,5 @@ mod tests {
         t.wait_durable(10).unwrap();
         assert_eq!(t.flushed_offset(), 10);
         assert_eq!(t.fsync_count(), 2, "the second fsync covers them");
-    }
-
-    /// Counts its wakes.
-    struct CountWake(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for CountWake {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    #[test]
-    fn async_waiters_park_a_waker_while_an_fsync_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = Arc::new(File::create(dir.path().join("f")).unwrap());
-        let t = FlushTracker::new("t-0".into(), dir.path().into(), file, 0);
-        let count = Arc::new(CountWake(std::sync::atomic::AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
-        t.published(10);
-        assert!(matches!(t.poll_durable(10, &waker), DurableStep::Flush));
-        // Another waiter's fsync is running: park (once per waker).
-        t.state.lock().in_progress = true;
-        assert!(matches!(t.poll_durable(10, &waker), DurableStep::Pending));
-        assert!(matches!(t.poll_durable(10, &waker), DurableStep::Pending));
-        assert_eq!(t.state.lock().wakers.len(), 1);
-        t.state.lock().in_progress = false;
-        // The next fsync round ends: the parked waker is woken.
-        t.wait_durable(10).unwrap();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert!(t.state.lock().wakers.is_empty());
-        assert!(matches!(t.poll_durable(10, &waker), DurableStep::Durable));
     }
 }

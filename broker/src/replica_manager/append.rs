@@ -304,13 +304,12 @@ pub struct AppendWait {
 }
 
 impl AppendWait {
-    /// Wait for the fsync (one blocking thread per fsync, shared by its
-    /// waiters: [`super::durable`]) and then the high
+    /// Wait for the fsync (on the blocking pool) and then the high
     /// watermark; the append's result, or the error that ended the wait.
     pub async fn wait(self) -> AppendResult {
         if let Some(tracker) = self.durable {
             let upto = self.upto;
-            let synced = super::durable::durable(tracker, upto).await;
+            let synced = tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await;
             match synced {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return AppendResult::error(errors::storage(&e), e.to_string()),

@@ -100,10 +100,10 @@ pub struct FollowerDurable {
 }
 
 impl FollowerDurable {
-    /// Fsync on the blocking pool ([`super::durable`]).
+    /// Fsync on the blocking pool.
     pub async fn wait(self) -> Result<(), i16> {
         let FollowerDurable { tracker, upto } = self;
-        match super::durable::durable(tracker, upto).await {
+        match tokio::task::spawn_blocking(move || tracker.wait_durable(upto)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(errors::storage(&e)),
             Err(_) => Err(E::UnknownServerError.code()),
