@@ -467,7 +467,7 @@ fn half_rates() -> Option<Vec<f64>> {
 }
 
 /// Histograms whose p50 / p99 the paced runs print, per phase.
-const PHASES: [(&str, &str); 6] = [
+const PHASES: [(&str, &str); 9] = [
     (
         "Produce local (append + leader fsync)",
         "rivulet_request_local_seconds_bucket{api=\"Produce\",le=\"",
@@ -489,6 +489,18 @@ const PHASES: [(&str, &str); 6] = [
         "rivulet_request_remote_seconds_bucket{api=\"Fetch\",le=\"",
     ),
     ("fsync", "rivulet_fsync_seconds_bucket{le=\""),
+    (
+        "Follower fetch round trip",
+        "rivulet_follower_fetch_seconds_bucket{phase=\"round_trip\",le=\"",
+    ),
+    (
+        "Follower append",
+        "rivulet_follower_fetch_seconds_bucket{phase=\"apply\",le=\"",
+    ),
+    (
+        "Follower fsync wait",
+        "rivulet_follower_fetch_seconds_bucket{phase=\"fsync\",le=\"",
+    ),
 ];
 
 fn paced_only(bin: &Path, records: usize, rates: &[f64]) {

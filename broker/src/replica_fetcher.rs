@@ -210,6 +210,8 @@ async fn fetch_from(
             tokio::time::sleep(backoff.next()).await;
             continue;
         }
+        let cycle = &crate::metrics::FOLLOWER_CYCLE;
+        let sent = std::time::Instant::now();
         let resp = match client.round_trip(FETCH_VERSION, &req).await {
             Ok(r) => r,
             Err(e) => {
@@ -225,6 +227,8 @@ async fn fetch_from(
             }
         };
         broke = false;
+        let received = std::time::Instant::now();
+        cycle.round_trip.observe(received - sent);
         let mut progressed = false;
         let mut failed = resp.error_code != 0;
         // Every partition is appended first; their fsyncs then run at once
@@ -250,12 +254,16 @@ async fn fetch_from(
                 }
             }
         }
+        let applied = std::time::Instant::now();
+        cycle.apply.observe(applied - received);
         let synced = join_all(
             durable
                 .into_iter()
                 .map(|(tp, f)| async move { (tp, f.wait().await) }),
         );
-        for (tp, result) in synced.await {
+        let synced = synced.await;
+        cycle.fsync.observe(applied.elapsed());
+        for (tp, result) in synced {
             if let Err(code) = result {
                 failed = true;
                 debug!(partition = %tp, leader, error_code = code, "follower fsync error");

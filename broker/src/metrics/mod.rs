@@ -167,6 +167,24 @@ impl Metrics {
     }
 }
 
+/// The phases of a follower's fetch cycle (replica fetcher), across the
+/// process: the fetch round trip (request written to response read,
+/// including the leader's long poll), appending the response's partitions,
+/// and waiting for their fsyncs — what an acks=all produce on the leader
+/// waits for besides its own fsync.
+#[derive(Debug, Default)]
+pub struct FollowerCycle {
+    pub round_trip: Histogram,
+    pub apply: Histogram,
+    pub fsync: Histogram,
+}
+
+pub static FOLLOWER_CYCLE: FollowerCycle = FollowerCycle {
+    round_trip: Histogram::new(),
+    apply: Histogram::new(),
+    fsync: Histogram::new(),
+};
+
 /// How a broker's logs are written (`log.format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

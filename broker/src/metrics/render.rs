@@ -105,6 +105,23 @@ pub async fn render(s: &NodeState<'_>) -> String {
         "Time of each fsync round of a partition log (group commit), across the process",
     );
     o.histogram("rivulet_fsync_seconds", "", &FSYNC_SECONDS.snapshot());
+    o.family(
+        "rivulet_follower_fetch_seconds",
+        "histogram",
+        "Phases of this node's replica fetch cycles: round_trip (request to response, with the leader's long poll), apply (append every partition), fsync (wait for their fsyncs)",
+    );
+    let c = &super::FOLLOWER_CYCLE;
+    for (phase, h) in [
+        ("round_trip", &c.round_trip),
+        ("apply", &c.apply),
+        ("fsync", &c.fsync),
+    ] {
+        o.histogram(
+            "rivulet_follower_fetch_seconds",
+            &format!("phase=\"{phase}\""),
+            &h.snapshot(),
+        );
+    }
     o.0
 }
 
