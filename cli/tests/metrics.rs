@@ -312,6 +312,18 @@ fn under_replicated_partitions_follow_a_stopped_follower_and_one_node_is_the_con
         actives.iter().sum::<f64>() == 1.0 && actives.iter().all(|v| *v == 0.0 || *v == 1.0)
     });
     assert_eq!(total("rivulet_under_replicated_partitions"), 0.0);
+    // The followers' fetch cycles are timed, phase by phase.
+    for id in cluster.ids().filter(|&id| id != leader) {
+        let addr = &addrs[(id - 1) as usize];
+        Poll::new(TIMEOUT).wait("a follower's fetch cycles in its metrics", || {
+            let m = metrics(addr);
+            ["round_trip", "apply", "fsync"].iter().all(|phase| {
+                m.value(&format!(
+                    "rivulet_follower_fetch_seconds_count{{phase=\"{phase}\"}}"
+                )) >= 1.0
+            })
+        });
+    }
     let shrinks_before = metrics(leader_addr).value("rivulet_isr_shrinks_total");
 
     // Stop a follower that is not the active controller (a faster test).
