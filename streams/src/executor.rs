@@ -19,6 +19,7 @@
 //! seen data (Spark's default `min` policy), so the slowest source holds windows open.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -27,6 +28,7 @@ use crate::error::{PlanError, StreamError};
 use crate::join::{IntervalJoin, StaticJoin};
 use crate::operators::{DeadLetter, Operator, Output, TimeContext};
 use crate::plan::{JobPlan, OperatorKind};
+use crate::projection::slots::SlotLayout;
 use crate::row::{Row, SourceRecord};
 use crate::table::StaticTable;
 use crate::time::Watermark;
@@ -62,6 +64,8 @@ pub struct Executor {
     watermarks: BTreeMap<String, Watermark>,
     /// Decode only these fields of source records ([`Executor::project_sources`]).
     fields: Option<BTreeSet<String>>,
+    /// Their slots, when there are few enough for rows without a field map.
+    layout: Option<Arc<SlotLayout>>,
 }
 
 impl Executor {
@@ -106,6 +110,7 @@ impl Executor {
             nodes,
             watermarks,
             fields: None,
+            layout: None,
         })
     }
 
@@ -115,6 +120,7 @@ impl Executor {
     /// the runtime does; `false` (nothing changes) for plans that need whole rows.
     pub fn project_sources(&mut self) -> bool {
         self.fields = crate::projection::used_fields(&self.plan);
+        self.layout = self.fields.as_ref().and_then(SlotLayout::new);
         self.fields.is_some()
     }
 
@@ -160,9 +166,10 @@ impl Executor {
             let records = records.get(&source.name).map_or(&[][..], Vec::as_slice);
             let mut rows = Vec::with_capacity(records.len());
             for record in records {
-                let decoded = match &self.fields {
-                    Some(f) => Row::from_record_fields(record, &source.event_time, f),
-                    None => Row::from_record(record, &source.event_time),
+                let decoded = match (&self.fields, &self.layout) {
+                    (Some(f), Some(l)) => Row::from_record_slots(record, &source.event_time, l, f),
+                    (Some(f), None) => Row::from_record_fields(record, &source.event_time, f),
+                    (None, _) => Row::from_record(record, &source.event_time),
                 };
                 match decoded {
                     Ok(mut row) => {

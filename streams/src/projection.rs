@@ -24,6 +24,9 @@ use crate::plan::{FileFormat, JobPlan, OperatorKind, SinkKind};
 use crate::row::EventTimeSpec;
 
 mod scan;
+#[cfg(test)]
+mod slot_tests;
+pub mod slots;
 
 /// The top-level fields a plan reads from its source rows, or `None` when some part of
 /// the plan needs source rows whole (then every record is decoded fully, as before).

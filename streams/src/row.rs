@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::RowError;
+use crate::projection::slots::{SlotLayout, SlotRow};
 use crate::time::{format_millis, parse_time, TimeFormat};
 
 /// Reserved column names for the source metadata.
@@ -64,13 +65,22 @@ pub enum EventTimeSpec {
 impl EventTimeSpec {
     /// The event time of `value` with `meta`, in epoch milliseconds.
     pub fn extract(&self, value: &Map<String, Value>, meta: &SourceMeta) -> Result<i64, RowError> {
+        self.extract_with(|field| lookup_path(value, field).cloned(), meta)
+    }
+
+    /// [`EventTimeSpec::extract`] with the field read by `field` (a slot row's).
+    fn extract_with(
+        &self,
+        field_value: impl FnOnce(&str) -> Option<Value>,
+        meta: &SourceMeta,
+    ) -> Result<i64, RowError> {
         match self {
             EventTimeSpec::KafkaTimestamp => Ok(meta.timestamp_ms),
-            EventTimeSpec::Field { field, format } => match lookup_path(value, field) {
+            EventTimeSpec::Field { field, format } => match field_value(field) {
                 None | Some(Value::Null) => Err(RowError::MissingEventTime {
                     field: field.clone(),
                 }),
-                Some(v) => parse_time(v, format).ok_or_else(|| RowError::BadEventTime {
+                Some(v) => parse_time(&v, format).ok_or_else(|| RowError::BadEventTime {
                     field: field.clone(),
                     value: v.to_string(),
                     format: format.to_string(),
@@ -128,6 +138,11 @@ pub struct Row {
     /// whatever changes `value` clears it. Not part of snapshots.
     #[serde(skip)]
     pub source_bytes: Option<Arc<[u8]>>,
+    /// A projected row's fields as slots into [`Row::source_bytes`] instead of in
+    /// `value`, which is then empty ([`crate::projection::slots`]). Whatever changes
+    /// the value turns the slots into `value` first ([`Row::unproject`]).
+    #[serde(skip)]
+    pub(crate) slots: Option<SlotRow>,
 }
 
 impl Row {
@@ -139,6 +154,7 @@ impl Row {
             event_time,
             key: Key::default(),
             source_bytes: None,
+            slots: None,
         }
     }
 
@@ -167,6 +183,7 @@ impl Row {
             event_time,
             key: Key::default(),
             source_bytes,
+            slots: None,
         })
     }
 
@@ -185,6 +202,51 @@ impl Row {
         Row::of_record(value, record, event_time, Some(bytes))
     }
 
+    /// [`Row::from_record_fields`] for the fields of `layout`, held as slots
+    /// ([`crate::projection::slots`]) when the flat scanner reads the value, else in
+    /// the map as there.
+    pub fn from_record_slots(
+        record: &SourceRecord,
+        event_time: &EventTimeSpec,
+        layout: &Arc<SlotLayout>,
+        fields: &BTreeSet<String>,
+    ) -> Result<Row, RowError> {
+        let Some(slots) = SlotRow::scan(&record.value, layout) else {
+            return Row::from_record_fields(record, event_time, fields);
+        };
+        let event_time =
+            event_time.extract_with(|field| slots.get(field, &record.value), &record.meta)?;
+        Ok(Row {
+            value: Map::new(),
+            meta: record.meta.clone(),
+            event_time,
+            key: Key::default(),
+            source_bytes: Some(Arc::from(record.value.as_slice())),
+            slots: Some(slots),
+        })
+    }
+
+    /// Move a slot row's fields into `value`, before anything changes the value.
+    pub(crate) fn unproject(&mut self) {
+        if let (Some(slots), Some(bytes)) = (self.slots.take(), self.source_bytes.as_deref()) {
+            self.value.extend(slots.fields(bytes));
+        }
+    }
+
+    /// A field of a slot row when it is a string, borrowed (`None` for reserved
+    /// columns, other values, missing fields and rows whose fields are in `value`).
+    pub(crate) fn field_text(&self, name: &str) -> Option<&str> {
+        match (&self.slots, self.source_bytes.as_deref()) {
+            (Some(slots), Some(bytes)) if !is_reserved(name) => slots.text(name, bytes),
+            _ => None,
+        }
+    }
+
+    /// Whether the row holds its fields as slots.
+    pub(crate) fn has_slots(&self) -> bool {
+        self.slots.is_some()
+    }
+
     /// The row's whole value: decoded again from [`Row::source_bytes`] when the row
     /// holds only some fields.
     pub fn full_value(&self) -> Map<String, Value> {
@@ -194,7 +256,13 @@ impl Row {
             .and_then(|b| serde_json::from_slice::<Map<String, Value>>(b).ok())
         {
             Some(whole) => whole,
-            None => self.value.clone(),
+            None => {
+                let mut value = self.value.clone();
+                if let (Some(slots), Some(bytes)) = (&self.slots, self.source_bytes.as_deref()) {
+                    value.extend(slots.fields(bytes));
+                }
+                value
+            }
         }
     }
 
@@ -216,7 +284,10 @@ impl Row {
             PARTITION_COLUMN => Some(Value::from(self.meta.partition)),
             OFFSET_COLUMN => Some(Value::from(self.meta.offset)),
             TIMESTAMP_COLUMN => Some(Value::from(self.meta.timestamp_ms)),
-            _ => lookup_path(&self.value, name).cloned(),
+            _ => match (&self.slots, self.source_bytes.as_deref()) {
+                (Some(slots), Some(bytes)) => slots.get(name, bytes),
+                _ => lookup_path(&self.value, name).cloned(),
+            },
         }
     }
 
@@ -226,11 +297,25 @@ impl Row {
         let event = format_millis(self.event_time);
         let ingestion = format_millis(self.meta.timestamp_ms);
         let processing = format_millis(processing_time_ms);
+        self.unproject();
         self.source_bytes = None;
         self.value.insert(EVENT_TIME_COLUMN.into(), event);
         self.value.insert(INGESTION_TIME_COLUMN.into(), ingestion);
         self.value.insert(PROCESSING_TIME_COLUMN.into(), processing);
     }
+}
+
+/// Whether `name` is one of the reserved source columns.
+pub fn is_reserved(name: &str) -> bool {
+    matches!(
+        name,
+        KEY_COLUMN
+            | HEADERS_COLUMN
+            | TOPIC_COLUMN
+            | PARTITION_COLUMN
+            | OFFSET_COLUMN
+            | TIMESTAMP_COLUMN
+    )
 }
 
 /// Follow a dotted path (`a.b.c`) through nested objects. An exact top-level field wins
