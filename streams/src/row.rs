@@ -50,7 +50,9 @@ pub struct SourceMeta {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRecord {
     pub meta: SourceMeta,
-    pub value: Vec<u8>,
+    /// Shared, so that a row passing the record through keeps these bytes without a
+    /// copy ([`Row::source_bytes`]).
+    pub value: Arc<[u8]>,
 }
 
 /// How a source finds each record's event time.
@@ -160,31 +162,7 @@ impl Row {
 
     /// Decode a record value as one JSON object and extract its event time.
     pub fn from_record(record: &SourceRecord, event_time: &EventTimeSpec) -> Result<Row, RowError> {
-        let parsed: Value = serde_json::from_slice(&record.value)
-            .map_err(|e| RowError::InvalidJson(e.to_string()))?;
-        let Value::Object(value) = parsed else {
-            return Err(RowError::NotAnObject);
-        };
-        Row::of_record(value, record, event_time, None)
-    }
-
-    /// A row of `record` with its decoded `value`: the event time extracted, the
-    /// metadata copied.
-    fn of_record(
-        value: Map<String, Value>,
-        record: &SourceRecord,
-        event_time: &EventTimeSpec,
-        source_bytes: Option<Arc<[u8]>>,
-    ) -> Result<Row, RowError> {
-        let event_time = event_time.extract(&value, &record.meta)?;
-        Ok(Row {
-            value,
-            meta: record.meta.clone(),
-            event_time,
-            key: Key::default(),
-            source_bytes,
-            slots: None,
-        })
+        Row::decode(record, event_time, Decode::Whole)
     }
 
     /// Decode only `fields` of a record value ([`crate::projection::decode_fields`]),
@@ -195,11 +173,7 @@ impl Row {
         event_time: &EventTimeSpec,
         fields: &BTreeSet<String>,
     ) -> Result<Row, RowError> {
-        let Some(value) = crate::projection::decode_fields(&record.value, fields) else {
-            return Row::from_record(record, event_time);
-        };
-        let bytes = Arc::from(record.value.as_slice());
-        Row::of_record(value, record, event_time, Some(bytes))
+        Row::decode(record, event_time, Decode::Fields(fields))
     }
 
     /// [`Row::from_record_fields`] for the fields of `layout`, held as slots
@@ -211,19 +185,29 @@ impl Row {
         layout: &Arc<SlotLayout>,
         fields: &BTreeSet<String>,
     ) -> Result<Row, RowError> {
-        let Some(slots) = SlotRow::scan(&record.value, layout) else {
-            return Row::from_record_fields(record, event_time, fields);
-        };
-        let event_time =
-            event_time.extract_with(|field| slots.get(field, &record.value), &record.meta)?;
-        Ok(Row {
-            value: Map::new(),
-            meta: record.meta.clone(),
-            event_time,
-            key: Key::default(),
-            source_bytes: Some(Arc::from(record.value.as_slice())),
-            slots: Some(slots),
-        })
+        Row::decode(record, event_time, Decode::Slots(layout, fields))
+    }
+
+    /// A row of `record` decoded as `how` says, its metadata copied.
+    pub fn decode(
+        record: &SourceRecord,
+        event_time: &EventTimeSpec,
+        how: Decode<'_>,
+    ) -> Result<Row, RowError> {
+        Ok(Decoded::of(record, event_time, how)?.with_meta(record.meta.clone()))
+    }
+
+    /// [`Row::decode`] of a record the caller gives away: its metadata and bytes are
+    /// moved into the row, not copied. `Err` gives the record back with the reason.
+    pub fn decode_owned(
+        record: SourceRecord,
+        event_time: &EventTimeSpec,
+        how: Decode<'_>,
+    ) -> Result<Row, Box<(RowError, SourceRecord)>> {
+        match Decoded::of(&record, event_time, how) {
+            Ok(d) => Ok(d.with_meta(record.meta)),
+            Err(e) => Err(Box::new((e, record))),
+        }
     }
 
     /// Move a slot row's fields into `value`, before anything changes the value.
@@ -305,6 +289,81 @@ impl Row {
     }
 }
 
+/// How a record's value is decoded into a row.
+#[derive(Debug, Clone, Copy)]
+pub enum Decode<'p> {
+    /// Every field, into [`Row::value`].
+    Whole,
+    /// Only these fields, into [`Row::value`], keeping the bytes.
+    Fields(&'p BTreeSet<String>),
+    /// The layout's fields as slots, keeping the bytes (these fields into the map for
+    /// a value the flat scanner declines).
+    Slots(&'p Arc<SlotLayout>, &'p BTreeSet<String>),
+}
+
+/// A decoded record value and its event time: a row but for its metadata.
+struct Decoded {
+    value: Map<String, Value>,
+    event_time: i64,
+    source_bytes: Option<Arc<[u8]>>,
+    slots: Option<SlotRow>,
+}
+
+impl Decoded {
+    fn of(record: &SourceRecord, spec: &EventTimeSpec, how: Decode<'_>) -> Result<Self, RowError> {
+        let bytes = &record.value;
+        let whole = |spec: &EventTimeSpec| {
+            let parsed: Value =
+                serde_json::from_slice(bytes).map_err(|e| RowError::InvalidJson(e.to_string()))?;
+            let Value::Object(value) = parsed else {
+                return Err(RowError::NotAnObject);
+            };
+            Decoded::of_map(value, record, spec, None)
+        };
+        match how {
+            Decode::Whole => whole(spec),
+            Decode::Slots(layout, fields) => match SlotRow::scan(bytes, layout) {
+                Some(slots) => Ok(Decoded {
+                    event_time: spec.extract_with(|field| slots.get(field, bytes), &record.meta)?,
+                    value: Map::new(),
+                    source_bytes: Some(bytes.clone()),
+                    slots: Some(slots),
+                }),
+                None => Decoded::of(record, spec, Decode::Fields(fields)),
+            },
+            Decode::Fields(fields) => match crate::projection::decode_fields(bytes, fields) {
+                Some(value) => Decoded::of_map(value, record, spec, Some(bytes.clone())),
+                None => whole(spec),
+            },
+        }
+    }
+
+    fn of_map(
+        value: Map<String, Value>,
+        record: &SourceRecord,
+        spec: &EventTimeSpec,
+        source_bytes: Option<Arc<[u8]>>,
+    ) -> Result<Self, RowError> {
+        Ok(Decoded {
+            event_time: spec.extract(&value, &record.meta)?,
+            value,
+            source_bytes,
+            slots: None,
+        })
+    }
+
+    fn with_meta(self, meta: SourceMeta) -> Row {
+        Row {
+            value: self.value,
+            meta,
+            event_time: self.event_time,
+            key: Key::default(),
+            source_bytes: self.source_bytes,
+            slots: self.slots,
+        }
+    }
+}
+
 /// Whether `name` is one of the reserved source columns.
 pub fn is_reserved(name: &str) -> bool {
     matches!(
@@ -347,7 +406,7 @@ mod tests {
                 offset: 42,
                 timestamp_ms: 1_735_560_000_000,
             },
-            value: value.as_bytes().to_vec(),
+            value: value.as_bytes().into(),
         }
     }
 

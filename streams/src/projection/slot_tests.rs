@@ -131,7 +131,7 @@ fn record(value: &str) -> SourceRecord {
             partition: 2,
             ..SourceMeta::default()
         },
-        value: value.as_bytes().to_vec(),
+        value: value.as_bytes().into(),
     }
 }
 
