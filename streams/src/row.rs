@@ -108,6 +108,27 @@ impl Key {
     /// once `buf` has grown to a key's length.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
         buf.clear();
+        // The usual key, strings that need no escape, written as serde_json writes
+        // them (it escapes only control characters, `"` and `\\`).
+        let plain = |v: &Value| match v {
+            Value::String(s) => !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'),
+            _ => false,
+        };
+        if self.0.iter().all(|(_, v)| plain(v)) {
+            buf.push(b'[');
+            for (i, (_, v)) in self.0.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                if let Value::String(s) = v {
+                    buf.push(b'"');
+                    buf.extend_from_slice(s.as_bytes());
+                    buf.push(b'"');
+                }
+            }
+            buf.push(b']');
+            return;
+        }
         if serde_json::to_writer(&mut *buf, &KeyValues(self)).is_err() {
             // Not reached (values into a Vec), but never a half-written key.
             buf.clear();
@@ -488,6 +509,20 @@ mod tests {
         for key in [
             Key::default(),
             Key(vec![("user".into(), json!("u0001"))]),
+            Key(vec![
+                ("a".into(), json!("u1")),
+                ("b".into(), json!("é ~/<>")),
+            ]),
+            Key(vec![("a".into(), json!("tab\t"))]),
+            Key(vec![
+                ("a".into(), json!("del\u{7f}")),
+                ("b".into(), json!("")),
+            ]),
+            Key(vec![
+                ("a".into(), json!("back\\slash")),
+                ("b".into(), json!("\u{7f}")),
+            ]),
+            Key(vec![("a".into(), json!("x")), ("b".into(), json!(7))]),
             Key(vec![
                 ("a".into(), json!("quote \" and é")),
                 ("b".into(), json!(1.5)),
