@@ -17,7 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rivulet_streams::{EventTimeSpec, Executor, JobPlan, Row, SourceMeta, SourceRecord};
 
 const BATCH: usize = 10_000;
@@ -49,7 +49,7 @@ fn records(base: usize) -> Vec<SourceRecord> {
                 offset: i as i64,
                 timestamp_ms: 1_700_000_000_000,
             },
-            value: event(i, 1_700_000_000_000 + i as i64),
+            value: event(i, 1_700_000_000_000 + i as i64).into(),
         })
         .collect()
 }
@@ -157,6 +157,21 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
         g.bench_function(name, |b| {
             b.iter(|| black_box(ex.run_batch(&by_source, 1_700_000_000_000).expect("batch")))
         });
+        if project {
+            // As the runtime hands records over: given away, so rows take them whole.
+            g.bench_function(format!("{name}, owned records"), |b| {
+                b.iter_batched(
+                    || by_source.clone(),
+                    |records| {
+                        black_box(
+                            ex.run_batch_owned(records, 1_700_000_000_000)
+                                .expect("batch"),
+                        )
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
     }
     let rows: Vec<Row> = batch
         .iter()

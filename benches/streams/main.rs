@@ -527,7 +527,9 @@ type = "console"
                     offset: k as i64,
                     timestamp_ms: ts,
                 },
-                value: format!(r#"{{"user":"user-{k:09}","amount":1.5,"ts":{ts}}}"#).into_bytes(),
+                value: format!(r#"{{"user":"user-{k:09}","amount":1.5,"ts":{ts}}}"#)
+                    .into_bytes()
+                    .into(),
             })
             .collect();
         let out = ex

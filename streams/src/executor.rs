@@ -19,15 +19,17 @@
 //! seen data (Spark's default `min` policy), so the slowest source holds windows open.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{PlanError, StreamError};
+use crate::error::{PlanError, RowError, StreamError};
 use crate::join::{IntervalJoin, StaticJoin};
 use crate::operators::{DeadLetter, Operator, Output, TimeContext};
 use crate::plan::{JobPlan, OperatorKind};
-use crate::row::{Row, SourceRecord};
+use crate::projection::slots::SlotLayout;
+use crate::row::{Decode, EventTimeSpec, Row, SourceRecord};
 use crate::table::StaticTable;
 use crate::time::Watermark;
 
@@ -62,6 +64,8 @@ pub struct Executor {
     watermarks: BTreeMap<String, Watermark>,
     /// Decode only these fields of source records ([`Executor::project_sources`]).
     fields: Option<BTreeSet<String>>,
+    /// Their slots, when there are few enough for rows without a field map.
+    layout: Option<Arc<SlotLayout>>,
 }
 
 impl Executor {
@@ -106,6 +110,7 @@ impl Executor {
             nodes,
             watermarks,
             fields: None,
+            layout: None,
         })
     }
 
@@ -115,6 +120,7 @@ impl Executor {
     /// the runtime does; `false` (nothing changes) for plans that need whole rows.
     pub fn project_sources(&mut self) -> bool {
         self.fields = crate::projection::used_fields(&self.plan);
+        self.layout = self.fields.as_ref().and_then(SlotLayout::new);
         self.fields.is_some()
     }
 
@@ -150,6 +156,36 @@ impl Executor {
         records: &BTreeMap<String, Vec<SourceRecord>>,
         processing_time_ms: i64,
     ) -> Result<BatchOutput, StreamError> {
+        self.run(
+            |source| {
+                records
+                    .get(source)
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+            },
+            processing_time_ms,
+        )
+    }
+
+    /// [`Executor::run_batch`] of records given away: rows take their metadata and
+    /// bytes instead of copies (what the runtime runs).
+    pub fn run_batch_owned(
+        &mut self,
+        mut records: BTreeMap<String, Vec<SourceRecord>>,
+        processing_time_ms: i64,
+    ) -> Result<BatchOutput, StreamError> {
+        self.run(
+            |source| records.remove(source).unwrap_or_default(),
+            processing_time_ms,
+        )
+    }
+
+    fn run<R: Incoming>(
+        &mut self,
+        mut records_of: impl FnMut(&str) -> Vec<R>,
+        processing_time_ms: i64,
+    ) -> Result<BatchOutput, StreamError> {
         let ctx = TimeContext {
             watermark: self.watermark(),
             processing_time_ms,
@@ -157,14 +193,15 @@ impl Executor {
         let mut all = Output::default();
         let mut outputs: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for source in &self.plan.sources {
-            let records = records.get(&source.name).map_or(&[][..], Vec::as_slice);
+            let records = records_of(&source.name);
             let mut rows = Vec::with_capacity(records.len());
+            let how = match (&self.fields, &self.layout) {
+                (Some(f), Some(l)) => Decode::Slots(l, f),
+                (Some(f), None) => Decode::Fields(f),
+                (None, _) => Decode::Whole,
+            };
             for record in records {
-                let decoded = match &self.fields {
-                    Some(f) => Row::from_record_fields(record, &source.event_time, f),
-                    None => Row::from_record(record, &source.event_time),
-                };
-                match decoded {
+                match record.decode(&source.event_time, how) {
                     Ok(mut row) => {
                         if source.audit_columns {
                             row.add_audit_columns(processing_time_ms);
@@ -174,7 +211,10 @@ impl Executor {
                         }
                         rows.push(row);
                     }
-                    Err(e) => all.dead_letter(raw_row(record), &source.name, e.to_string()),
+                    Err(rejected) => {
+                        let (e, record) = *rejected;
+                        all.dead_letter(raw_row(record.borrow()), &source.name, e.to_string())
+                    }
                 }
             }
             outputs.insert(source.name.clone(), rows);
@@ -307,6 +347,24 @@ fn read(
         outputs.remove(node).unwrap_or_default()
     } else {
         outputs.get(node).cloned().unwrap_or_default()
+    }
+}
+
+/// A record handed to [`Executor::run`]: borrowed (its row copies what it keeps) or
+/// owned (its row takes it).
+trait Incoming: Sized + std::borrow::Borrow<SourceRecord> {
+    fn decode(self, spec: &EventTimeSpec, how: Decode<'_>) -> Result<Row, Box<(RowError, Self)>>;
+}
+
+impl Incoming for &SourceRecord {
+    fn decode(self, spec: &EventTimeSpec, how: Decode<'_>) -> Result<Row, Box<(RowError, Self)>> {
+        Row::decode(self, spec, how).map_err(|e| Box::new((e, self)))
+    }
+}
+
+impl Incoming for SourceRecord {
+    fn decode(self, spec: &EventTimeSpec, how: Decode<'_>) -> Result<Row, Box<(RowError, Self)>> {
+        Row::decode_owned(self, spec, how)
     }
 }
 

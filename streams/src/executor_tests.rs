@@ -30,7 +30,7 @@ fn record(value: Value, offset: i64) -> SourceRecord {
             timestamp_ms: T0,
             ..Default::default()
         },
-        value: value.to_string().into_bytes(),
+        value: value.to_string().into_bytes().into(),
     }
 }
 
@@ -143,7 +143,7 @@ fn medallion_gold_equals_direct_aggregate_across_restarts_at_every_batch() {
 fn undecodable_records_become_source_dead_letters() {
     let mut exec = medallion();
     let mut bad = record(json!({}), 7);
-    bad.value = b"{not json".to_vec();
+    bad.value = b"{not json"[..].into();
     let polled = BTreeMap::from([(
         "bronze".to_string(),
         vec![bad, record(json!({"order_id": "x"}), 8)],
@@ -213,7 +213,7 @@ fn two_sources_join_under_the_slowest_watermark() {
             topic: topic.into(),
             ..Default::default()
         },
-        value: v.to_string().into_bytes(),
+        value: v.to_string().into_bytes().into(),
     };
     let out = exec
         .run_batch(

@@ -66,6 +66,7 @@ impl StaticJoin {
     }
 
     fn add_columns(&self, row: &mut Row, matched: Option<&Map<String, Value>>) {
+        row.unproject();
         row.source_bytes = None;
         for column in self.table.columns() {
             if column == self.table.key_column() {
@@ -300,6 +301,7 @@ fn release(buffer: &mut Buffer, expired: impl Fn(i64) -> bool) {
 
 fn joined(left: &Row, right: &Row, prefix: &str) -> Row {
     let mut row = left.clone();
+    row.unproject();
     row.source_bytes = None;
     for (k, v) in &right.value {
         row.value

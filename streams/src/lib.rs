@@ -46,7 +46,7 @@ pub use expr::{Expr, SelectItem};
 pub use join::{IntervalJoin, IntervalJoinConfig, JoinKind, StaticJoin};
 pub use operators::{DeadLetter, LatePolicy, Operator, Output, TimeContext};
 pub use plan::{JobBuilder, JobPlan};
-pub use row::{EventTimeSpec, Key, Row, SourceMeta, SourceRecord};
+pub use row::{Decode, EventTimeSpec, Key, Row, SourceMeta, SourceRecord};
 pub use table::{StaticTable, TableError};
 pub use time::{TimeFormat, Watermark};
 pub use window::{Window, WindowSpec};

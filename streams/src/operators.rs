@@ -221,10 +221,12 @@ impl Operator for Select {
     fn process(&mut self, rows: Vec<Row>, _ctx: &TimeContext) -> Result<Output, StreamError> {
         let mut out = Output::default();
         for mut row in rows {
+            row.unproject();
             match self.project(&row) {
                 Ok(value) => {
                     row.value = value;
                     row.source_bytes = None;
+                    row.slots = None;
                     out.rows.push(row);
                 }
                 Err(e) => out.dead_letter(row, &self.name, e.to_string()),
@@ -243,10 +245,11 @@ pub struct KeyBy {
 
 impl KeyBy {
     pub(crate) fn key_of(keys: &[(String, Expr)], row: &Row) -> Result<Key, RowError> {
-        keys.iter()
-            .map(|(name, e)| Ok((name.clone(), e.eval(row)?)))
-            .collect::<Result<Vec<_>, RowError>>()
-            .map(Key)
+        let mut key = Vec::with_capacity(keys.len());
+        for (name, e) in keys {
+            key.push((name.clone(), e.eval(row)?));
+        }
+        Ok(Key(key))
     }
 }
 
@@ -256,17 +259,25 @@ impl Operator for KeyBy {
     }
 
     fn process(&mut self, rows: Vec<Row>, _ctx: &TimeContext) -> Result<Output, StreamError> {
-        let mut out = Output::default();
-        for mut row in rows {
-            match KeyBy::key_of(&self.keys, &row) {
+        let mut letters = Output::default();
+        // Keyed rows stay in the input's allocation, as the filter's do.
+        let keyed = rows
+            .into_iter()
+            .filter_map(|mut row| match KeyBy::key_of(&self.keys, &row) {
                 Ok(key) => {
                     row.key = key;
-                    out.rows.push(row);
+                    Some(row)
                 }
-                Err(e) => out.dead_letter(row, &self.name, e.to_string()),
-            }
-        }
-        Ok(out)
+                Err(e) => {
+                    letters.dead_letter(row, &self.name, e.to_string());
+                    None
+                }
+            })
+            .collect();
+        Ok(Output {
+            rows: keyed,
+            ..letters
+        })
     }
 }
 

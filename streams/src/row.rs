@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::RowError;
+use crate::projection::slots::{SlotLayout, SlotRow};
 use crate::time::{format_millis, parse_time, TimeFormat};
 
 /// Reserved column names for the source metadata.
@@ -49,7 +50,9 @@ pub struct SourceMeta {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRecord {
     pub meta: SourceMeta,
-    pub value: Vec<u8>,
+    /// Shared, so that a row passing the record through keeps these bytes without a
+    /// copy ([`Row::source_bytes`]).
+    pub value: Arc<[u8]>,
 }
 
 /// How a source finds each record's event time.
@@ -64,13 +67,22 @@ pub enum EventTimeSpec {
 impl EventTimeSpec {
     /// The event time of `value` with `meta`, in epoch milliseconds.
     pub fn extract(&self, value: &Map<String, Value>, meta: &SourceMeta) -> Result<i64, RowError> {
+        self.extract_with(|field| lookup_path(value, field).cloned(), meta)
+    }
+
+    /// [`EventTimeSpec::extract`] with the field read by `field` (a slot row's).
+    fn extract_with(
+        &self,
+        field_value: impl FnOnce(&str) -> Option<Value>,
+        meta: &SourceMeta,
+    ) -> Result<i64, RowError> {
         match self {
             EventTimeSpec::KafkaTimestamp => Ok(meta.timestamp_ms),
-            EventTimeSpec::Field { field, format } => match lookup_path(value, field) {
+            EventTimeSpec::Field { field, format } => match field_value(field) {
                 None | Some(Value::Null) => Err(RowError::MissingEventTime {
                     field: field.clone(),
                 }),
-                Some(v) => parse_time(v, format).ok_or_else(|| RowError::BadEventTime {
+                Some(v) => parse_time(&v, format).ok_or_else(|| RowError::BadEventTime {
                     field: field.clone(),
                     value: v.to_string(),
                     format: format.to_string(),
@@ -96,6 +108,27 @@ impl Key {
     /// once `buf` has grown to a key's length.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
         buf.clear();
+        // The usual key, strings that need no escape, written as serde_json writes
+        // them (it escapes only control characters, `"` and `\\`).
+        let plain = |v: &Value| match v {
+            Value::String(s) => !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'),
+            _ => false,
+        };
+        if self.0.iter().all(|(_, v)| plain(v)) {
+            buf.push(b'[');
+            for (i, (_, v)) in self.0.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                if let Value::String(s) = v {
+                    buf.push(b'"');
+                    buf.extend_from_slice(s.as_bytes());
+                    buf.push(b'"');
+                }
+            }
+            buf.push(b']');
+            return;
+        }
         if serde_json::to_writer(&mut *buf, &KeyValues(self)).is_err() {
             // Not reached (values into a Vec), but never a half-written key.
             buf.clear();
@@ -128,6 +161,11 @@ pub struct Row {
     /// whatever changes `value` clears it. Not part of snapshots.
     #[serde(skip)]
     pub source_bytes: Option<Arc<[u8]>>,
+    /// A projected row's fields as slots into [`Row::source_bytes`] instead of in
+    /// `value`, which is then empty ([`crate::projection::slots`]). Whatever changes
+    /// the value turns the slots into `value` first ([`Row::unproject`]).
+    #[serde(skip)]
+    pub(crate) slots: Option<SlotRow>,
 }
 
 impl Row {
@@ -139,35 +177,13 @@ impl Row {
             event_time,
             key: Key::default(),
             source_bytes: None,
+            slots: None,
         }
     }
 
     /// Decode a record value as one JSON object and extract its event time.
     pub fn from_record(record: &SourceRecord, event_time: &EventTimeSpec) -> Result<Row, RowError> {
-        let parsed: Value = serde_json::from_slice(&record.value)
-            .map_err(|e| RowError::InvalidJson(e.to_string()))?;
-        let Value::Object(value) = parsed else {
-            return Err(RowError::NotAnObject);
-        };
-        Row::of_record(value, record, event_time, None)
-    }
-
-    /// A row of `record` with its decoded `value`: the event time extracted, the
-    /// metadata copied.
-    fn of_record(
-        value: Map<String, Value>,
-        record: &SourceRecord,
-        event_time: &EventTimeSpec,
-        source_bytes: Option<Arc<[u8]>>,
-    ) -> Result<Row, RowError> {
-        let event_time = event_time.extract(&value, &record.meta)?;
-        Ok(Row {
-            value,
-            meta: record.meta.clone(),
-            event_time,
-            key: Key::default(),
-            source_bytes,
-        })
+        Row::decode(record, event_time, Decode::Whole)
     }
 
     /// Decode only `fields` of a record value ([`crate::projection::decode_fields`]),
@@ -178,11 +194,62 @@ impl Row {
         event_time: &EventTimeSpec,
         fields: &BTreeSet<String>,
     ) -> Result<Row, RowError> {
-        let Some(value) = crate::projection::decode_fields(&record.value, fields) else {
-            return Row::from_record(record, event_time);
-        };
-        let bytes = Arc::from(record.value.as_slice());
-        Row::of_record(value, record, event_time, Some(bytes))
+        Row::decode(record, event_time, Decode::Fields(fields))
+    }
+
+    /// [`Row::from_record_fields`] for the fields of `layout`, held as slots
+    /// ([`crate::projection::slots`]) when the flat scanner reads the value, else in
+    /// the map as there.
+    pub fn from_record_slots(
+        record: &SourceRecord,
+        event_time: &EventTimeSpec,
+        layout: &Arc<SlotLayout>,
+        fields: &BTreeSet<String>,
+    ) -> Result<Row, RowError> {
+        Row::decode(record, event_time, Decode::Slots(layout, fields))
+    }
+
+    /// A row of `record` decoded as `how` says, its metadata copied.
+    pub fn decode(
+        record: &SourceRecord,
+        event_time: &EventTimeSpec,
+        how: Decode<'_>,
+    ) -> Result<Row, RowError> {
+        Ok(Decoded::of(record, event_time, how)?.with_meta(record.meta.clone()))
+    }
+
+    /// [`Row::decode`] of a record the caller gives away: its metadata and bytes are
+    /// moved into the row, not copied. `Err` gives the record back with the reason.
+    pub fn decode_owned(
+        record: SourceRecord,
+        event_time: &EventTimeSpec,
+        how: Decode<'_>,
+    ) -> Result<Row, Box<(RowError, SourceRecord)>> {
+        match Decoded::of(&record, event_time, how) {
+            Ok(d) => Ok(d.with_meta(record.meta)),
+            Err(e) => Err(Box::new((e, record))),
+        }
+    }
+
+    /// Move a slot row's fields into `value`, before anything changes the value.
+    pub(crate) fn unproject(&mut self) {
+        if let (Some(slots), Some(bytes)) = (self.slots.take(), self.source_bytes.as_deref()) {
+            self.value.extend(slots.fields(bytes));
+        }
+    }
+
+    /// A field of a slot row when it is a string, borrowed (`None` for reserved
+    /// columns, other values, missing fields and rows whose fields are in `value`).
+    pub(crate) fn field_text(&self, name: &str) -> Option<&str> {
+        match (&self.slots, self.source_bytes.as_deref()) {
+            (Some(slots), Some(bytes)) if !is_reserved(name) => slots.text(name, bytes),
+            _ => None,
+        }
+    }
+
+    /// Whether the row holds its fields as slots.
+    pub(crate) fn has_slots(&self) -> bool {
+        self.slots.is_some()
     }
 
     /// The row's whole value: decoded again from [`Row::source_bytes`] when the row
@@ -194,7 +261,13 @@ impl Row {
             .and_then(|b| serde_json::from_slice::<Map<String, Value>>(b).ok())
         {
             Some(whole) => whole,
-            None => self.value.clone(),
+            None => {
+                let mut value = self.value.clone();
+                if let (Some(slots), Some(bytes)) = (&self.slots, self.source_bytes.as_deref()) {
+                    value.extend(slots.fields(bytes));
+                }
+                value
+            }
         }
     }
 
@@ -216,7 +289,10 @@ impl Row {
             PARTITION_COLUMN => Some(Value::from(self.meta.partition)),
             OFFSET_COLUMN => Some(Value::from(self.meta.offset)),
             TIMESTAMP_COLUMN => Some(Value::from(self.meta.timestamp_ms)),
-            _ => lookup_path(&self.value, name).cloned(),
+            _ => match (&self.slots, self.source_bytes.as_deref()) {
+                (Some(slots), Some(bytes)) => slots.get(name, bytes),
+                _ => lookup_path(&self.value, name).cloned(),
+            },
         }
     }
 
@@ -226,11 +302,100 @@ impl Row {
         let event = format_millis(self.event_time);
         let ingestion = format_millis(self.meta.timestamp_ms);
         let processing = format_millis(processing_time_ms);
+        self.unproject();
         self.source_bytes = None;
         self.value.insert(EVENT_TIME_COLUMN.into(), event);
         self.value.insert(INGESTION_TIME_COLUMN.into(), ingestion);
         self.value.insert(PROCESSING_TIME_COLUMN.into(), processing);
     }
+}
+
+/// How a record's value is decoded into a row.
+#[derive(Debug, Clone, Copy)]
+pub enum Decode<'p> {
+    /// Every field, into [`Row::value`].
+    Whole,
+    /// Only these fields, into [`Row::value`], keeping the bytes.
+    Fields(&'p BTreeSet<String>),
+    /// The layout's fields as slots, keeping the bytes (these fields into the map for
+    /// a value the flat scanner declines).
+    Slots(&'p Arc<SlotLayout>, &'p BTreeSet<String>),
+}
+
+/// A decoded record value and its event time: a row but for its metadata.
+struct Decoded {
+    value: Map<String, Value>,
+    event_time: i64,
+    source_bytes: Option<Arc<[u8]>>,
+    slots: Option<SlotRow>,
+}
+
+impl Decoded {
+    fn of(record: &SourceRecord, spec: &EventTimeSpec, how: Decode<'_>) -> Result<Self, RowError> {
+        let bytes = &record.value;
+        let whole = |spec: &EventTimeSpec| {
+            let parsed: Value =
+                serde_json::from_slice(bytes).map_err(|e| RowError::InvalidJson(e.to_string()))?;
+            let Value::Object(value) = parsed else {
+                return Err(RowError::NotAnObject);
+            };
+            Decoded::of_map(value, record, spec, None)
+        };
+        match how {
+            Decode::Whole => whole(spec),
+            Decode::Slots(layout, fields) => match SlotRow::scan(bytes, layout) {
+                Some(slots) => Ok(Decoded {
+                    event_time: spec.extract_with(|field| slots.get(field, bytes), &record.meta)?,
+                    value: Map::new(),
+                    source_bytes: Some(bytes.clone()),
+                    slots: Some(slots),
+                }),
+                None => Decoded::of(record, spec, Decode::Fields(fields)),
+            },
+            Decode::Fields(fields) => match crate::projection::decode_fields(bytes, fields) {
+                Some(value) => Decoded::of_map(value, record, spec, Some(bytes.clone())),
+                None => whole(spec),
+            },
+        }
+    }
+
+    fn of_map(
+        value: Map<String, Value>,
+        record: &SourceRecord,
+        spec: &EventTimeSpec,
+        source_bytes: Option<Arc<[u8]>>,
+    ) -> Result<Self, RowError> {
+        Ok(Decoded {
+            event_time: spec.extract(&value, &record.meta)?,
+            value,
+            source_bytes,
+            slots: None,
+        })
+    }
+
+    fn with_meta(self, meta: SourceMeta) -> Row {
+        Row {
+            value: self.value,
+            meta,
+            event_time: self.event_time,
+            key: Key::default(),
+            source_bytes: self.source_bytes,
+            slots: self.slots,
+        }
+    }
+}
+
+/// Whether `name` is one of the reserved source columns.
+pub fn is_reserved(name: &str) -> bool {
+    matches!(
+        name,
+        KEY_COLUMN
+            | HEADERS_COLUMN
+            | TOPIC_COLUMN
+            | PARTITION_COLUMN
+            | OFFSET_COLUMN
+            | TIMESTAMP_COLUMN
+    )
 }
 
 /// Follow a dotted path (`a.b.c`) through nested objects. An exact top-level field wins
@@ -262,7 +427,7 @@ mod tests {
                 offset: 42,
                 timestamp_ms: 1_735_560_000_000,
             },
-            value: value.as_bytes().to_vec(),
+            value: value.as_bytes().into(),
         }
     }
 
@@ -344,6 +509,20 @@ mod tests {
         for key in [
             Key::default(),
             Key(vec![("user".into(), json!("u0001"))]),
+            Key(vec![
+                ("a".into(), json!("u1")),
+                ("b".into(), json!("é ~/<>")),
+            ]),
+            Key(vec![("a".into(), json!("tab\t"))]),
+            Key(vec![
+                ("a".into(), json!("del\u{7f}")),
+                ("b".into(), json!("")),
+            ]),
+            Key(vec![
+                ("a".into(), json!("back\\slash")),
+                ("b".into(), json!("\u{7f}")),
+            ]),
+            Key(vec![("a".into(), json!("x")), ("b".into(), json!(7))]),
             Key(vec![
                 ("a".into(), json!("quote \" and é")),
                 ("b".into(), json!(1.5)),

@@ -135,11 +135,18 @@ fn binary(op: BinaryOp, left: &Expr, right: &Expr, row: &Row) -> Result<Value, R
         | BinaryOp::Lt
         | BinaryOp::LtEq
         | BinaryOp::Gt
-        | BinaryOp::GtEq => Ok(bool3(compare_op(
-            op,
-            &*operand(left, row)?,
-            &*operand(right, row)?,
-        )?)),
+        | BinaryOp::GtEq => {
+            // Two strings read without a `Value` (a slot row's field, a literal): the
+            // comparison `compare_op` makes of two strings.
+            if let (Some(l), Some(r)) = (text_operand(left, row), text_operand(right, row)) {
+                return Ok(Value::Bool(holds(op, l.cmp(r))));
+            }
+            Ok(bool3(compare_op(
+                op,
+                &*operand(left, row)?,
+                &*operand(right, row)?,
+            )?))
+        }
         BinaryOp::Concat => {
             let (l, r) = (eval(left, row)?, eval(right, row)?);
             if l.is_null() || r.is_null() {
@@ -158,10 +165,20 @@ fn binary(op: BinaryOp, left: &Expr, right: &Expr, row: &Row) -> Result<Value, R
 pub(super) fn operand<'a>(expr: &'a Expr, row: &'a Row) -> Result<Cow<'a, Value>, RowError> {
     match expr {
         Expr::Literal(v) => Ok(Cow::Borrowed(v)),
-        Expr::Column(name) if !name.starts_with('_') => {
+        Expr::Column(name) if !name.starts_with('_') && !row.has_slots() => {
             Ok(lookup_path(&row.value, name).map_or(Cow::Owned(Value::Null), Cow::Borrowed))
         }
         other => eval(other, row).map(Cow::Owned),
+    }
+}
+
+/// A string operand that needs no `Value`: a string literal, or a string field of a
+/// slot row borrowed from its bytes. `None` for anything else (then read it as a value).
+fn text_operand<'a>(expr: &'a Expr, row: &'a Row) -> Option<&'a str> {
+    match expr {
+        Expr::Literal(Value::String(s)) => Some(s),
+        Expr::Column(name) => row.field_text(name),
+        _ => None,
     }
 }
 
@@ -307,14 +324,19 @@ fn compare_op(op: BinaryOp, a: &Value, b: &Value) -> Result<Option<bool>, RowErr
         }
         None => return Err(RowError::Type(format!("cannot compare {a} with {b}"))),
     };
-    Ok(Some(match op {
+    Ok(Some(holds(op, ordering)))
+}
+
+/// Whether comparison `op` holds for two values ordered `ordering`.
+fn holds(op: BinaryOp, ordering: Ordering) -> bool {
+    match op {
         BinaryOp::Eq => ordering == Ordering::Equal,
         BinaryOp::NotEq => ordering != Ordering::Equal,
         BinaryOp::Lt => ordering == Ordering::Less,
         BinaryOp::LtEq => ordering != Ordering::Greater,
         BinaryOp::Gt => ordering == Ordering::Greater,
         _ => ordering != Ordering::Less,
-    }))
+    }
 }
 
 /// A value as text: strings as they are, everything else as JSON.

@@ -69,7 +69,7 @@ fn record(value: Value, offset: i64) -> SourceRecord {
             timestamp_ms: 1_735_560_000_000,
             ..Default::default()
         },
-        value: value.to_string().into_bytes(),
+        value: value.to_string().into_bytes().into(),
     }
 }
 

@@ -22,10 +22,93 @@ use serde_json::{Map, Value};
 /// shape this scanner handles (the caller decodes them with `serde_json`). Of repeated
 /// keys the last wins, as in a full decode.
 pub fn scan_fields(bytes: &[u8], fields: &BTreeSet<String>) -> Option<Map<String, Value>> {
+    let mut map = Map::new();
+    let mut ok = true;
+    scan_object(bytes, |key, raw| {
+        if fields.contains(key) {
+            match raw.decode(bytes) {
+                Some(value) => {
+                    map.insert(key.to_string(), value);
+                }
+                None => ok = false,
+            }
+        }
+    })?;
+    ok.then_some(map)
+}
+
+/// One member value of a scanned object, as where it lies in the object's bytes:
+/// decoded only when read ([`Raw::decode`]). `Str` is a string's contents (between the
+/// quotes), printable ASCII without escapes, so the slice is its text; `Num` a number's
+/// text, which matches JSON's number grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Raw {
+    Null,
+    True,
+    False,
+    Str { at: u32, len: u32 },
+    Num { at: u32, len: u32 },
+}
+
+impl Raw {
+    /// The value as a full decode reads it; `None` only for a number `serde_json`
+    /// refuses (out of range, e.g. `1e400`: see [`Raw::surely_decodes`]).
+    pub fn decode(self, bytes: &[u8]) -> Option<Value> {
+        Some(match self {
+            Raw::Null => Value::Null,
+            Raw::True => Value::Bool(true),
+            Raw::False => Value::Bool(false),
+            Raw::Str { .. } => Value::String(self.text(bytes)?.to_string()),
+            Raw::Num { at, len } => {
+                let number = bytes.get(at as usize..(at as usize).checked_add(len as usize)?)?;
+                // A plain non-negative integer of up to 18 digits is a u64 for serde_json
+                // too; anything else it reads itself.
+                if number.len() <= 18 && number.iter().all(u8::is_ascii_digit) {
+                    let n = number
+                        .iter()
+                        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+                    return Some(Value::from(n));
+                }
+                serde_json::from_slice(number).ok()?
+            }
+        })
+    }
+
+    /// A string's text, borrowed from the object's bytes; `None` for other values.
+    pub fn text(self, bytes: &[u8]) -> Option<&str> {
+        match self {
+            Raw::Str { at, len } => {
+                let b = bytes.get(at as usize..(at as usize).checked_add(len as usize)?)?;
+                std::str::from_utf8(b).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether [`Raw::decode`] cannot fail: everything but a number that may be out of
+    /// `f64`'s range — one with an exponent, or of more than 300 characters (without an
+    /// exponent a number below 10^300 is finite).
+    pub fn surely_decodes(self, bytes: &[u8]) -> bool {
+        match self {
+            Raw::Num { at, len } => {
+                len <= 300
+                    && bytes
+                        .get(at as usize..at as usize + len as usize)
+                        .is_some_and(|n| !n.iter().any(|b| matches!(b, b'e' | b'E')))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Walk a flat JSON object once, calling `member(key, value)` for every member in
+/// order (repeated keys too); `None` when `bytes` are not in the shape this scanner
+/// handles, or longer than `u32` can index.
+pub fn scan_object<'b>(bytes: &'b [u8], mut member: impl FnMut(&'b str, Raw)) -> Option<()> {
+    u32::try_from(bytes.len()).ok()?;
     // Checked once: every string slice below is cut at ASCII quotes, so it is UTF-8 too.
     let text = std::str::from_utf8(bytes).ok()?;
     let mut s = Scanner { text, bytes, at: 0 };
-    let mut map = Map::new();
     s.skip_ws();
     s.expect(b'{')?;
     s.skip_ws();
@@ -38,12 +121,7 @@ pub fn scan_fields(bytes: &[u8], fields: &BTreeSet<String>) -> Option<Map<String
             s.skip_ws();
             s.expect(b':')?;
             s.skip_ws();
-            if fields.contains(key) {
-                let value = s.value()?;
-                map.insert(key.to_string(), value);
-            } else {
-                s.skip_value()?;
-            }
+            member(key, s.raw()?);
             s.skip_ws();
             match s.next()? {
                 b',' => {}
@@ -53,7 +131,7 @@ pub fn scan_fields(bytes: &[u8], fields: &BTreeSet<String>) -> Option<Map<String
         }
     }
     s.skip_ws();
-    (s.at == bytes.len()).then_some(map)
+    (s.at == bytes.len()).then_some(())
 }
 
 struct Scanner<'b> {
@@ -98,38 +176,30 @@ impl<'b> Scanner<'b> {
         self.text.get(start..start + len)
     }
 
-    /// A wanted value.
-    fn value(&mut self) -> Option<Value> {
+    /// A value, as where it lies.
+    fn raw(&mut self) -> Option<Raw> {
+        // Offsets fit in u32: `scan_object` refused longer objects.
+        let at = |i: usize| u32::try_from(i).ok();
         match self.peek()? {
-            b'"' => Some(Value::String(self.plain_string()?.to_string())),
-            b't' => self.literal(b"true").map(|()| Value::Bool(true)),
-            b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
-            b'n' => self.literal(b"null").map(|()| Value::Null),
+            b'"' => {
+                let start = self.at + 1;
+                let len = self.plain_string()?.len();
+                Some(Raw::Str {
+                    at: at(start)?,
+                    len: at(len)?,
+                })
+            }
+            b't' => self.literal(b"true").map(|()| Raw::True),
+            b'f' => self.literal(b"false").map(|()| Raw::False),
+            b'n' => self.literal(b"null").map(|()| Raw::Null),
             _ => {
                 let start = self.at;
                 self.number()?;
-                let number = self.bytes.get(start..self.at)?;
-                // A plain non-negative integer of up to 18 digits is a u64 for serde_json
-                // too; anything else it reads itself.
-                if number.len() <= 18 && number.iter().all(u8::is_ascii_digit) {
-                    let n = number
-                        .iter()
-                        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-                    return Some(Value::from(n));
-                }
-                serde_json::from_slice(number).ok()
+                Some(Raw::Num {
+                    at: at(start)?,
+                    len: at(self.at - start)?,
+                })
             }
-        }
-    }
-
-    /// Step over a value that is not wanted.
-    fn skip_value(&mut self) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.plain_string().map(|_| ()),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => self.number(),
         }
     }
 

@@ -179,6 +179,6 @@ fn owned(message: &BorrowedMessage<'_>) -> SourceRecord {
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis().unwrap_or(-1),
         },
-        value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        value: message.payload().unwrap_or_default().into(),
     }
 }

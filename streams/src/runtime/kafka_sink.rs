@@ -63,6 +63,12 @@ pub fn record_key<'r>(key: Option<&'r Expr>, row: &'r Row) -> Result<Option<Cow<
     let Some(expr) = key else {
         return Ok(None);
     };
+    // A slot row's string field, borrowed from its bytes without a `Value`.
+    if let Expr::Column(name) = expr {
+        if let Some(text) = row.field_text(name) {
+            return Ok(Some(Cow::Borrowed(text)));
+        }
+    }
     match expr.eval_borrowed(row).map_err(|e| e.to_string())? {
         Cow::Borrowed(Value::Null) | Cow::Owned(Value::Null) => Ok(None),
         Cow::Borrowed(Value::String(s)) => Ok(Some(Cow::Borrowed(s.as_str()))),

@@ -206,7 +206,7 @@ pub async fn run(
         }
         let (records, n) = read_planned(&plan, &bootstrap, &options, &planned).await?;
         tracing::info!(%job, batch_id, records = n, "replaying a planned batch");
-        let out = executor.run_batch(&records, planned.processing_time_ms)?;
+        let out = executor.run_batch_owned(records, planned.processing_time_ms)?;
         summary.add(batch_id, n, &out);
         let end = planned.end.clone();
         sinks.start_batch(out, planned, &executor, &commit_options)?;
@@ -253,7 +253,7 @@ pub async fn run(
             let (dir, p) = (checkpoint_dir.clone(), planned.clone());
             let logging = tokio::task::spawn_blocking(move || batch_log::store(&dir, &p));
             sort_canonically(&mut records);
-            let out = executor.run_batch(&records, planned.processing_time_ms);
+            let out = executor.run_batch_owned(records, planned.processing_time_ms);
             let run_at = Instant::now();
             logging
                 .await

@@ -45,7 +45,10 @@ fn batch(customer: &str, offset: i64) -> BTreeMap<String, Vec<SourceRecord>> {
                 timestamp_ms: T0,
                 ..Default::default()
             },
-            value: json!({"customer_id": customer}).to_string().into_bytes(),
+            value: json!({"customer_id": customer})
+                .to_string()
+                .into_bytes()
+                .into(),
         }],
     )])
 }
