@@ -113,15 +113,7 @@ fn sasl_session_corpus_and_regressions_run_clean() {
 #[test]
 #[ignore = "rewrites fuzz/corpus/sasl_session (scripts/fuzz.sh seeds)"]
 fn write_sasl_session_seeds() {
-    let dir = rivulet_testkit::fuzz::fuzz_dir()
-        .join("corpus")
-        .join("sasl_session");
-    std::fs::create_dir_all(&dir).unwrap();
-    let seeds = sasl_session::seeds();
-    for (name, data) in &seeds {
-        std::fs::write(dir.join(name), data).unwrap();
-    }
-    eprintln!("{} seeds in {}", seeds.len(), dir.display());
+    rivulet_testkit::fuzz::write_seeds("sasl_session", &sasl_session::seeds());
 }
 
 /// The harness's broker start retries a port taken between choosing and
@@ -152,15 +144,5 @@ fn a_port_taken_before_the_broker_binds_it_is_retried() {
 #[test]
 #[ignore = "rewrites fuzz/corpus/request (scripts/fuzz.sh seeds)"]
 fn write_request_seeds() {
-    // Overwrites the seeds; inputs the fuzzer found (named by their SHA-1)
-    // stay.
-    let dir = rivulet_testkit::fuzz::fuzz_dir()
-        .join("corpus")
-        .join("request");
-    std::fs::create_dir_all(&dir).unwrap();
-    let seeds = request::seeds();
-    for (name, data) in &seeds {
-        std::fs::write(dir.join(name), data).unwrap();
-    }
-    eprintln!("{} seeds in {}", seeds.len(), dir.display());
+    rivulet_testkit::fuzz::write_seeds("request", &request::seeds());
 }

@@ -58,15 +58,7 @@ fn sasl_corpus_and_regressions_run_clean() {
 #[test]
 #[ignore = "rewrites fuzz/corpus/sasl (scripts/fuzz.sh seeds)"]
 fn write_sasl_seeds() {
-    let dir = rivulet_testkit::fuzz::fuzz_dir()
-        .join("corpus")
-        .join("sasl");
-    std::fs::create_dir_all(&dir).unwrap();
-    let seeds = sasl::seeds();
-    for (name, data) in &seeds {
-        std::fs::write(dir.join(name), data).unwrap();
-    }
-    eprintln!("{} seeds in {}", seeds.len(), dir.display());
+    rivulet_testkit::fuzz::write_seeds("sasl", &sasl::seeds());
 }
 
 #[test]
@@ -133,16 +125,5 @@ fn bombs_are_refused_without_inflating_them() {
 #[test]
 #[ignore = "rewrites fuzz/corpus/records (scripts/fuzz.sh seeds)"]
 fn write_records_seeds() {
-    // Overwrites the seeds; inputs the fuzzer found (named by their SHA-1)
-    // stay.
-    let dir = rivulet_testkit::fuzz::fuzz_dir()
-        .join("corpus")
-        .join("records");
-    std::fs::create_dir_all(&dir).unwrap();
-    let seeds = records::seeds();
-    for (name, data) in &seeds {
-        std::fs::write(dir.join(name), data).unwrap();
-    }
-    let total: usize = seeds.iter().map(|(_, d)| d.len()).sum();
-    eprintln!("{} seeds, {total} bytes in {}", seeds.len(), dir.display());
+    rivulet_testkit::fuzz::write_seeds("records", &records::seeds());
 }

@@ -32,6 +32,20 @@ pub fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Write a target's `seeds` into `fuzz/corpus/<target>/` (the committed
+/// seeds, rewritten by the ignored `write_*_seeds` tests); inputs the
+/// fuzzer found there (named by their SHA-1) stay. Panics on a write error.
+pub fn write_seeds(target: &str, seeds: &[(String, Vec<u8>)]) {
+    let dir = fuzz_dir().join("corpus").join(target);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    for (name, data) in seeds {
+        let path = dir.join(name);
+        std::fs::write(&path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+    let total: usize = seeds.iter().map(|(_, d)| d.len()).sum();
+    eprintln!("{} seeds, {total} bytes in {}", seeds.len(), dir.display());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
