@@ -13,16 +13,10 @@ mod request;
 #[path = "../../fuzz/src/sasl_session.rs"]
 mod sasl_session;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use request::{Harness, Outcome};
-
-/// Every file under fuzz/<kind>/request, in name order.
-fn files(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    rivulet_testkit::fuzz::inputs(kind, "request")
-}
 
 #[test]
 fn request_corpus_and_regressions_run_clean() {
@@ -35,19 +29,12 @@ fn request_corpus_and_regressions_run_clean() {
         previous(info);
     }));
 
-    let corpus = files("corpus");
-    assert!(
-        corpus.len() > 100,
-        "fuzz/corpus/request holds {} seeds; run scripts/fuzz.sh seeds",
-        corpus.len()
-    );
     let inputs: Vec<(String, Vec<u8>)> = request::seeds()
         .into_iter()
         .map(|(name, data)| (format!("seed {name}"), data))
         .chain(
-            corpus
+            rivulet_testkit::fuzz::replay_inputs("request", 101)
                 .into_iter()
-                .chain(files("regressions"))
                 .map(|(p, data)| (p.display().to_string(), data)),
         )
         .collect();
@@ -97,14 +84,7 @@ fn sasl_session_corpus_and_regressions_run_clean() {
     let early = seen("metadata-first");
     assert!(early.closed && early.served == 0, "{early:?}");
 
-    let corpus = rivulet_testkit::fuzz::inputs("corpus", "sasl_session");
-    assert!(
-        corpus.len() >= 10,
-        "fuzz/corpus/sasl_session holds {} seeds; run scripts/fuzz.sh seeds",
-        corpus.len()
-    );
-    let regressions = rivulet_testkit::fuzz::inputs("regressions", "sasl_session");
-    for (path, data) in corpus.iter().chain(&regressions) {
+    for (path, data) in &rivulet_testkit::fuzz::replay_inputs("sasl_session", 10) {
         eprintln!("{}", path.display());
         sasl_session::run(data);
     }

@@ -14,7 +14,6 @@ mod records;
 #[path = "../../fuzz/src/sasl.rs"]
 mod sasl;
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 #[global_allocator]
@@ -28,28 +27,16 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Every file under fuzz/<kind>/records, in name order.
-fn files(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    rivulet_testkit::fuzz::inputs(kind, "records")
-}
-
 /// The `sasl` target's seeds, committed corpus and regressions: the SASL
 /// parsers and SCRAM exchanges with the harness's checks (above all, that
 /// no exchange authenticates without the right proof).
 #[test]
 fn sasl_corpus_and_regressions_run_clean() {
-    let corpus = rivulet_testkit::fuzz::inputs("corpus", "sasl");
-    assert!(
-        corpus.len() >= 20,
-        "fuzz/corpus/sasl holds {} seeds; run scripts/fuzz.sh seeds",
-        corpus.len()
-    );
     for (name, data) in sasl::seeds() {
         eprintln!("seed {name}");
         sasl::run(&data);
     }
-    let regressions = rivulet_testkit::fuzz::inputs("regressions", "sasl");
-    for (path, data) in corpus.iter().chain(&regressions) {
+    for (path, data) in &rivulet_testkit::fuzz::replay_inputs("sasl", 20) {
         eprintln!("{}", path.display());
         sasl::run(data);
     }
@@ -64,17 +51,11 @@ fn write_sasl_seeds() {
 #[test]
 fn records_corpus_and_regressions_run_clean() {
     let _turn = serial();
-    let corpus = files("corpus");
-    assert!(
-        corpus.len() >= 20,
-        "fuzz/corpus/records holds {} seeds; run scripts/fuzz.sh seeds",
-        corpus.len()
-    );
     for (name, data) in records::seeds() {
         eprintln!("seed {name}");
         records::run(&data);
     }
-    for (path, data) in corpus.iter().chain(&files("regressions")) {
+    for (path, data) in &rivulet_testkit::fuzz::replay_inputs("records", 20) {
         eprintln!("{}", path.display());
         records::run(data);
     }

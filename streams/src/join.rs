@@ -66,18 +66,17 @@ impl StaticJoin {
     }
 
     fn add_columns(&self, row: &mut Row, matched: Option<&Map<String, Value>>) {
-        row.unproject();
-        row.source_bytes = None;
+        let value = row.value_mut();
         for column in self.table.columns() {
             if column == self.table.key_column() {
                 continue;
             }
             let name = format!("{}{}", self.prefix, column);
-            let value = matched
+            let cell = matched
                 .and_then(|m| m.get(column))
                 .cloned()
                 .unwrap_or(Value::Null);
-            row.value.entry(name).or_insert(value);
+            value.entry(name).or_insert(cell);
         }
     }
 }
@@ -301,10 +300,9 @@ fn release(buffer: &mut Buffer, expired: impl Fn(i64) -> bool) {
 
 fn joined(left: &Row, right: &Row, prefix: &str) -> Row {
     let mut row = left.clone();
-    row.unproject();
-    row.source_bytes = None;
+    let value = row.value_mut();
     for (k, v) in &right.value {
-        row.value
+        value
             .entry(format!("{prefix}{k}"))
             .or_insert_with(|| v.clone());
     }

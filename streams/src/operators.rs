@@ -221,12 +221,11 @@ impl Operator for Select {
     fn process(&mut self, rows: Vec<Row>, _ctx: &TimeContext) -> Result<Output, StreamError> {
         let mut out = Output::default();
         for mut row in rows {
+            // The wildcard reads `value` whole.
             row.unproject();
             match self.project(&row) {
                 Ok(value) => {
-                    row.value = value;
-                    row.source_bytes = None;
-                    row.slots = None;
+                    *row.value_mut() = value;
                     out.rows.push(row);
                 }
                 Err(e) => out.dead_letter(row, &self.name, e.to_string()),

@@ -231,11 +231,20 @@ impl Row {
         }
     }
 
-    /// Move a slot row's fields into `value`, before anything changes the value.
+    /// Move a slot row's fields into `value` (for a reader of `value` itself).
     pub(crate) fn unproject(&mut self) {
         if let (Some(slots), Some(bytes)) = (self.slots.take(), self.source_bytes.as_deref()) {
             self.value.extend(slots.fields(bytes));
         }
+    }
+
+    /// The value, to change it: a slot row's fields are moved into it first, and the
+    /// source bytes are dropped (a changed row is no longer its record's bytes). Every
+    /// change of a row's value goes through here.
+    pub(crate) fn value_mut(&mut self) -> &mut Map<String, Value> {
+        self.unproject();
+        self.source_bytes = None;
+        &mut self.value
     }
 
     /// A field of a slot row when it is a string, borrowed (`None` for reserved
@@ -302,11 +311,10 @@ impl Row {
         let event = format_millis(self.event_time);
         let ingestion = format_millis(self.meta.timestamp_ms);
         let processing = format_millis(processing_time_ms);
-        self.unproject();
-        self.source_bytes = None;
-        self.value.insert(EVENT_TIME_COLUMN.into(), event);
-        self.value.insert(INGESTION_TIME_COLUMN.into(), ingestion);
-        self.value.insert(PROCESSING_TIME_COLUMN.into(), processing);
+        let value = self.value_mut();
+        value.insert(EVENT_TIME_COLUMN.into(), event);
+        value.insert(INGESTION_TIME_COLUMN.into(), ingestion);
+        value.insert(PROCESSING_TIME_COLUMN.into(), processing);
     }
 }
 

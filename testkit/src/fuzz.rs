@@ -32,6 +32,20 @@ pub fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// What a corpus smoke test replays for `target`: its committed corpus
+/// (asserted to hold at least `min_seeds` files, else the seeds were never
+/// written) followed by its regressions.
+pub fn replay_inputs(target: &str, min_seeds: usize) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all = inputs("corpus", target);
+    assert!(
+        all.len() >= min_seeds,
+        "fuzz/corpus/{target} holds {} seeds; run scripts/fuzz.sh seeds",
+        all.len()
+    );
+    all.extend(inputs("regressions", target));
+    all
+}
+
 /// Write a target's `seeds` into `fuzz/corpus/<target>/` (the committed
 /// seeds, rewritten by the ignored `write_*_seeds` tests); inputs the
 /// fuzzer found there (named by their SHA-1) stay. Panics on a write error.
