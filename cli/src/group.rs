@@ -32,6 +32,7 @@ use super::client::{self, describe_code, CliContext, CONNECT_TIMEOUT, REQUEST_TI
 use super::consume::{parse_start, select_partitions, Start};
 use super::consumer_group;
 use super::consumer_protocol::{decode_assignment, format_assignment, partition_count, Assignment};
+use super::rfc3339;
 use super::topic;
 
 #[derive(Debug, Subcommand)]
@@ -75,14 +76,78 @@ pub struct ResetOffsetsArgs {
     /// Reset only this partition [default: all].
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
     pub partition: Option<i32>,
+    #[command(flatten)]
+    pub target: ResetTarget,
+    /// Print the new offsets without committing them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Commit the new offsets: needed with kafka-consumer-groups.sh's
+    /// spellings (`--to-earliest` ...), which otherwise only print them, as
+    /// that tool does; `--to` commits without it.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub execute: bool,
+}
+
+/// Where `reset-offsets` moves the offsets: `--to`, or one of
+/// kafka-consumer-groups.sh's options.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ResetTarget {
     /// The new position: earliest, latest, an offset (clamped into the
     /// partition's range), or an RFC 3339 time (2024-05-01T12:00:00Z) for
     /// the first record at or after it.
     #[arg(long, value_name = "WHERE", value_parser = parse_start)]
-    pub to: Start,
-    /// Print the new offsets without committing them.
+    pub to: Option<Start>,
+    /// As kafka-consumer-groups.sh: the log start.
     #[arg(long)]
-    pub dry_run: bool,
+    pub to_earliest: bool,
+    /// As kafka-consumer-groups.sh: the log end.
+    #[arg(long)]
+    pub to_latest: bool,
+    /// As kafka-consumer-groups.sh: this offset, clamped into the
+    /// partition's range.
+    #[arg(long, value_name = "OFFSET", allow_negative_numbers = true)]
+    pub to_offset: Option<i64>,
+    /// As kafka-consumer-groups.sh: the first record at or after this time
+    /// (2024-05-01T12:00:00.000, local time unless a zone is given).
+    #[arg(long, value_name = "DATETIME", value_parser = rfc3339::parse_millis_or_local)]
+    pub to_datetime: Option<i64>,
+    /// As kafka-consumer-groups.sh: the committed offset moved by N
+    /// (negative: back), clamped into the partition's range.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shift_by: Option<i64>,
+}
+
+/// Where each partition's committed offset goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    At(Start),
+    ShiftBy(i64),
+}
+
+impl ResetTarget {
+    /// The position, and whether it was given in kafka-consumer-groups.sh's
+    /// spelling (which commits only with `--execute`).
+    fn resolve(&self) -> (ResetTo, bool) {
+        match *self {
+            ResetTarget { to: Some(to), .. } => (ResetTo::At(to), false),
+            ResetTarget {
+                to_offset: Some(o), ..
+            } => (ResetTo::At(Start::Offset(o)), true),
+            ResetTarget {
+                to_datetime: Some(t),
+                ..
+            } => (ResetTo::At(Start::Time(t)), true),
+            ResetTarget {
+                shift_by: Some(n), ..
+            } => (ResetTo::ShiftBy(n), true),
+            ResetTarget {
+                to_latest: true, ..
+            } => (ResetTo::At(Start::Latest), true),
+            // clap requires one of the group; `--to-earliest` is the rest.
+            _ => (ResetTo::At(Start::Earliest), true),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -452,13 +517,15 @@ fn describe(bootstrap: &str, args: &DescribeArgs) -> anyhow::Result<()> {
 }
 
 /// The offset `to` names in each of `partitions`: log start and end from
-/// the watermarks, an offset clamped into them, or the first record at or
-/// after a time (the end when there is none, as Kafka resets).
+/// the watermarks, an offset clamped into them, the first record at or
+/// after a time (the end when there is none, as Kafka resets), or the
+/// group's committed offset (`previous`) shifted and clamped.
 fn target_offsets(
     consumer: &BaseConsumer<CliContext>,
     topic: &str,
     partitions: &[i32],
-    to: Start,
+    to: ResetTo,
+    previous: &BTreeMap<(String, i32), i64>,
 ) -> anyhow::Result<BTreeMap<i32, i64>> {
     let mut watermarks = BTreeMap::new();
     for &p in partitions {
@@ -473,7 +540,7 @@ fn target_offsets(
         watermarks.insert(p, (low, high));
     }
     let mut by_time = BTreeMap::new();
-    if let Start::Time(millis) = to {
+    if let ResetTo::At(Start::Time(millis)) = to {
         let mut query = TopicPartitionList::with_capacity(partitions.len());
         for &p in partitions {
             query.add_partition_offset(topic, p, Offset::Offset(millis))?;
@@ -496,20 +563,25 @@ fn target_offsets(
     }
     let mut targets = BTreeMap::new();
     for (&p, &(low, high)) in &watermarks {
-        let target = match to {
-            Start::Earliest => low,
-            Start::Latest => high,
-            Start::Offset(o) => {
-                let clamped = o.clamp(low, high);
-                if clamped != o {
-                    eprintln!(
-                        "offset {o} is outside {topic}/{p}'s range [{low}, {high}]; using {clamped}"
-                    );
-                }
-                clamped
-            }
-            Start::Time(_) => by_time.get(&p).copied().unwrap_or(high),
+        let wanted = match to {
+            ResetTo::At(Start::Earliest) => low,
+            ResetTo::At(Start::Latest) => high,
+            ResetTo::At(Start::Offset(o)) => o,
+            ResetTo::At(Start::Time(_)) => by_time.get(&p).copied().unwrap_or(high),
+            // As kafka-consumer-groups.sh: only a committed offset shifts.
+            ResetTo::ShiftBy(n) => match previous.get(&(topic.to_string(), p)) {
+                Some(&o) => o.saturating_add(n),
+                None => bail!(
+                    "cannot shift the offset of {topic}/{p}: the group has no committed offset there"
+                ),
+            },
         };
+        let target = wanted.clamp(low, high);
+        if target != wanted {
+            eprintln!(
+                "offset {wanted} is outside {topic}/{p}'s range [{low}, {high}]; using {target}"
+            );
+        }
         targets.insert(p, target);
     }
     Ok(targets)
@@ -537,13 +609,17 @@ fn reset_offsets(bootstrap: &str, args: &ResetOffsetsArgs) -> anyhow::Result<()>
             );
         }
     }
-    let targets = target_offsets(&consumer, &args.topic, &partitions, args.to)?;
     let keys: BTreeSet<(String, i32)> = partitions
         .iter()
         .map(|&p| (args.topic.clone(), p))
         .collect();
     let previous = committed(&consumer, &args.group, &keys)?;
-    if !args.dry_run {
+    let (to, kafka_spelling) = args.target.resolve();
+    let targets = target_offsets(&consumer, &args.topic, &partitions, to, &previous)?;
+    // `--to` commits unless --dry-run; kafka-consumer-groups.sh's options
+    // only with --execute, as there.
+    let execute = !args.dry_run && (args.execute || !kafka_spelling);
+    if execute {
         commit(&consumer, &args.group, &args.topic, &targets)?;
     }
     let rows: Vec<Vec<String>> = targets
@@ -563,7 +639,11 @@ fn reset_offsets(bootstrap: &str, args: &ResetOffsetsArgs) -> anyhow::Result<()>
         &["TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"],
         &rows,
     )?;
-    if args.dry_run {
+    if !execute && !args.dry_run {
+        eprintln!(
+            "dry run: nothing committed; add --execute to commit (as kafka-consumer-groups.sh)"
+        );
+    } else if !execute {
         eprintln!("dry run: nothing committed");
     } else {
         eprintln!(

@@ -5,7 +5,7 @@
 //! what a Kafka timestamp needs on top: milliseconds, and nothing before
 //! 1970.
 
-use chrono::DateTime;
+use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
 
 /// Milliseconds since the epoch of an RFC 3339 `date-time`, surrounding
 /// whitespace ignored. The time zone offset is required (`Z` or `±HH:MM`,
@@ -21,6 +21,36 @@ pub fn parse_millis(s: &str) -> Result<i64, String> {
     if millis < 0 {
         return Err(format!(
             "'{s}' is before 1970-01-01T00:00:00Z; Kafka timestamps start there"
+        ));
+    }
+    Ok(millis)
+}
+
+/// `kafka-consumer-groups.sh --to-datetime`'s form: an RFC 3339 time, or
+/// one without a zone (`2024-05-01T12:00:00.000`, the fraction optional),
+/// which is read in this machine's local time zone as Kafka reads it.
+pub fn parse_millis_or_local(s: &str) -> Result<i64, String> {
+    let trimmed = s.trim();
+    let Ok(naive) = NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f") else {
+        return parse_millis(s);
+    };
+    let millis = match Local.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) => t.timestamp_millis(),
+        chrono::LocalResult::Ambiguous(..) => {
+            return Err(format!(
+                "'{s}' happens twice in the local time zone (a clock change): add its offset, \
+                 e.g. {trimmed}+01:00"
+            ))
+        }
+        chrono::LocalResult::None => {
+            return Err(format!(
+                "'{s}' does not exist in the local time zone (a clock change)"
+            ))
+        }
+    };
+    if millis < 0 {
+        return Err(format!(
+            "'{s}' is before 1970; Kafka timestamps start there"
         ));
     }
     Ok(millis)
@@ -115,6 +145,37 @@ mod tests {
             "2023-11-14X22:13:20Z",
         ] {
             assert!(parse_millis(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn kafka_datetimes_take_the_local_zone_when_none_is_given() {
+        let local = |naive: &str| {
+            let t = NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S%.f").unwrap();
+            Local.from_local_datetime(&t).unwrap().timestamp_millis()
+        };
+        assert_eq!(
+            parse_millis_or_local("2023-11-14T22:13:20.250"),
+            Ok(local("2023-11-14T22:13:20.250"))
+        );
+        assert_eq!(
+            parse_millis_or_local("2023-11-14T22:13:20"),
+            Ok(local("2023-11-14T22:13:20"))
+        );
+        // With a zone it is RFC 3339, whatever the local zone.
+        assert_eq!(
+            parse_millis_or_local("2023-11-14T22:13:20.000Z"),
+            Ok(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_millis_or_local("2023-11-14T23:43:20+01:30"),
+            Ok(1_700_000_000_000)
+        );
+        for bad in ["2023-11-14", "2023-02-29T00:00:00", "yesterday", ""] {
+            assert!(
+                parse_millis_or_local(bad).is_err(),
+                "{bad:?} must be refused"
+            );
         }
     }
 }

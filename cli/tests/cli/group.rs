@@ -340,6 +340,25 @@ fn group_commands_describe_reset_and_delete_a_consumer_group() {
     assert_eq!(rows(&clamped, "grouped"), [["grouped", "1", "5", "10"]]);
     assert_eq!(b.committed("g-cli", "grouped", 2), [Some(5), Some(10)]);
 
+    // kafka-consumer-groups.sh's spellings: printed only, unless --execute.
+    let printed = to(&["--to-earliest"]);
+    assert_eq!(
+        rows(&printed, "grouped"),
+        [["grouped", "0", "5", "0"], ["grouped", "1", "10", "0"]]
+    );
+    assert_eq!(b.committed("g-cli", "grouped", 2), [Some(5), Some(10)]);
+    to(&["--shift-by", "-2", "--execute"]);
+    assert_eq!(b.committed("g-cli", "grouped", 2), [Some(3), Some(8)]);
+    to(&["--shift-by", "5", "--execute"]);
+    assert_eq!(b.committed("g-cli", "grouped", 2), [Some(8), Some(10)]);
+    to(&["--to-offset", "2", "--execute"]);
+    assert_eq!(b.committed("g-cli", "grouped", 2), [Some(2), Some(2)]);
+    to(&["--to-datetime", &between, "--execute"]);
+    assert_eq!(b.committed("g-cli", "grouped", 2), [Some(6), Some(6)]);
+    to(&["--to-earliest", "--execute", "--partition", "0"]);
+    to(&["--to-latest", "--execute", "--partition", "1"]);
+    assert_eq!(b.committed("g-cli", "grouped", 2), [Some(0), Some(10)]);
+
     let reset = |args: &[&str]| {
         let mut all = vec!["group", "reset-offsets", "g-cli"];
         all.extend_from_slice(args);
@@ -351,6 +370,13 @@ fn group_commands_describe_reset_and_delete_a_consumer_group() {
             .contains("topic grouped has no partition 7")
     );
     assert!(reset(&["--topic", "grouped", "--to", "yesterday"]).contains("RFC 3339"));
+    assert!(reset(&["--topic", "grouped", "--to-latest", "--to", "0"]).contains("cannot be used"));
+    assert!(
+        reset(&["--topic", "grouped", "--to", "0", "--execute", "--dry-run"])
+            .contains("cannot be used")
+    );
+    assert!(reset(&["--topic", "grouped"]).contains("required arguments were not provided"));
+    assert!(reset(&["--topic", "grouped", "--to-datetime", "yesterday"]).contains("RFC 3339"));
 
     // Offsets may be given to a group that does not exist yet.
     ok(
@@ -367,6 +393,16 @@ fn group_commands_describe_reset_and_delete_a_consumer_group() {
         "",
     );
     assert_eq!(b.committed("g-new", "grouped", 2), [Some(3), Some(3)]);
+    let g2 = |args: &[&str]| {
+        let mut all = vec!["group", "reset-offsets", "g-other", "--topic", "grouped"];
+        all.extend_from_slice(args);
+        fails(&b, &all)
+    };
+    assert!(
+        g2(&["--shift-by", "1", "--execute"])
+            .contains("cannot shift the offset of grouped/0: the group has no committed offset"),
+        "only a committed offset shifts"
+    );
 
     assert_eq!(
         ok(&b, &["group", "delete", "g-cli"], ""),
