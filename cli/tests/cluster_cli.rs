@@ -317,6 +317,65 @@ fn cluster_up_serves_three_brokers_until_cluster_down() {
     );
     assert_eq!(dir.pids(), pids, "the running cluster is untouched");
 
+    // A node that died is started again alone by `cluster up`, with the
+    // settings it ran with, while the others keep serving.
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pids[1].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    Poll::new(TIMEOUT)
+        .every(Duration::from_millis(50))
+        .wait("node 2 exited", || exited(pids[1]));
+    let changed = rivulet(
+        &[
+            "cluster",
+            "up",
+            "--dir",
+            dir.path(),
+            "--set",
+            "num.partitions=2",
+        ],
+        "",
+    );
+    assert!(!changed.success, "new settings for a partial cluster");
+    assert!(
+        changed
+            .stderr
+            .contains("without --tls, --sasl or --set starts the others"),
+        "{}",
+        changed.stderr
+    );
+    let partial = rivulet(&["cluster", "up", "--dir", dir.path()], "");
+    assert!(partial.success, "{}", partial.stderr);
+    assert_eq!(partial.stdout, format!("{bootstrap}\n"));
+    assert!(
+        partial.stderr.contains("started node 2 (pid ")
+            && !partial.stderr.contains("started node 1")
+            && !partial.stderr.contains("started node 3"),
+        "{}",
+        partial.stderr
+    );
+    let now = dir.pids();
+    assert_eq!(
+        (now[0], now[2]),
+        (pids[0], pids[2]),
+        "nodes 1 and 3 untouched"
+    );
+    assert_ne!(now[1], pids[1], "node 2 runs again");
+    // It rejoins every ISR of the replicated topic.
+    Poll::new(TIMEOUT)
+        .every(Duration::from_millis(100))
+        .wait("node 2 back in every ISR", || {
+            metadata(&bootstrap)
+                .topics()
+                .iter()
+                .filter(|t| t.name() == "replicated")
+                .flat_map(|t| t.partitions())
+                .all(|p| p.isr().contains(&2))
+        });
+    let pids = now;
+
     let down = rivulet(&["cluster", "down", "--dir", dir.path()], "");
     assert!(down.success, "{}", down.stderr);
     eprintln!("cluster down took {:?}", down.took);

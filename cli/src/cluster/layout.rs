@@ -89,6 +89,12 @@ impl Layout {
         self.dir.join(format!("node-{node}.log"))
     }
 
+    /// The settings node `node` was last started with beyond the generated
+    /// ones (JSON pairs), so `up` can start it again alone.
+    pub(super) fn settings_file(&self, node: u16) -> PathBuf {
+        self.dir.join(format!("node-{node}.settings.json"))
+    }
+
     /// The argument that marks node `node`'s process (its data dir), for
     /// telling it apart from whatever else may have its old pid.
     pub(super) fn marker(&self, node: u16) -> String {

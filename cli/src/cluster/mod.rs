@@ -20,6 +20,10 @@
 //! so a stale file whose pid was reused never makes `down` signal a
 //! stranger. Signals are sent with kill(2) (`rustix::process`).
 //!
+//! `up` on a cluster with some nodes running starts only the others, each
+//! with the settings it last ran with (`node-k.settings.json`, written at
+//! every start).
+//!
 //! This module is the command: its arguments and what `up`, `status` and
 //! `down` check and print. [`layout`] says where a cluster's nodes listen
 //! and keep their files; [`process`] starts, probes and signals them.
@@ -45,8 +49,8 @@ use layout::{
     State, DEFAULT_DIR, MAX_BASE_PORT, NODES,
 };
 use process::{
-    is_running, kill, node_process, remove_file, spawn_node, stop_started, wait_until_serving,
-    NodeProcess, Started, POLL,
+    is_running, kill, node_process, recorded_settings, remove_file, spawn_node, stop_started,
+    wait_until_serving, NodeProcess, Started, POLL,
 };
 
 /// `--dir` of the cluster commands when none is given.
@@ -171,12 +175,32 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             _ => None,
         })
         .collect();
-    if !running.is_empty() {
+    if running.len() == NODES.len() {
         bail!(
             "cluster already running in {}: {}; `rivulet cluster down --dir {}` stops it",
             layout.dir.display(),
             running.join(", "),
             layout.dir.display()
+        );
+    }
+    if !running.is_empty() {
+        // Some nodes died or were stopped: start those again as they ran.
+        if args.tls || args.sasl || !args.set.is_empty() {
+            bail!(
+                "{} of the cluster in {} running: `rivulet cluster up --dir {}` without --tls, \
+                 --sasl or --set starts the others with the settings they last ran with; to \
+                 change settings, `rivulet cluster down` first",
+                running.join(", "),
+                layout.dir.display(),
+                layout.dir.display()
+            );
+        }
+        let cluster_id = cluster_id(recorded.as_ref(), &layout);
+        return start_stopped(
+            &layout,
+            &cluster_id,
+            &running,
+            Duration::from_secs(args.timeout),
         );
     }
     for n in NODES {
@@ -267,6 +291,59 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         (Some(c), None) => print!("{}", c.client_properties(&layout.bootstrap())),
         (None, None) => println!("{}", layout.bootstrap()),
     }
+    Ok(())
+}
+
+/// Start the nodes of `layout` that are not running, each with the
+/// settings it last ran with, while the others (`running`) keep serving;
+/// done once every node serves three live brokers.
+fn start_stopped(
+    layout: &Layout,
+    cluster_id: &str,
+    running: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the rivulet binary")?;
+    let started_at = Instant::now();
+    let mut started: Vec<Started> = Vec::new();
+    let mut connector = None;
+    for n in NODES {
+        if matches!(node_process(layout, n), NodeProcess::Running(_)) {
+            continue;
+        }
+        remove_file(&layout.pid_file(n));
+        let spawned = recorded_settings(layout, n).and_then(|settings| {
+            connector = Some(restart::node_connector(&layout.dir, n, &settings)?);
+            spawn_node(&exe, layout, n, cluster_id, &settings)
+        });
+        match spawned {
+            Ok(s) => {
+                eprintln!(
+                    "started node {n} (pid {}) with the settings it last ran with; log {}",
+                    s.pid(),
+                    layout.log_file(n).display()
+                );
+                started.push(s);
+            }
+            Err(e) => {
+                stop_started(layout, &mut started);
+                return Err(e);
+            }
+        }
+    }
+    let Some(connector) = connector else {
+        bail!("no node to start in {}", layout.dir.display());
+    };
+    if let Err(e) = wait_until_serving(layout, &mut started, started_at + timeout, &connector) {
+        stop_started(layout, &mut started);
+        return Err(e.context("the stopped nodes did not come back; stopped them again"));
+    }
+    eprintln!(
+        "cluster complete again in {:.1}s ({} kept running)",
+        started_at.elapsed().as_secs_f64(),
+        running.join(", ")
+    );
+    println!("{}", layout.bootstrap());
     Ok(())
 }
 

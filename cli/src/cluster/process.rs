@@ -188,6 +188,13 @@ pub(super) fn spawn_node(
         child,
         log_from,
     };
+    let settings_file = layout.settings_file(node);
+    let recorded = serde_json::to_vec(extra).map_err(anyhow::Error::from);
+    if let Err(e) = recorded.and_then(|json| Ok(fs::write(&settings_file, json)?)) {
+        let _ = started.child.kill();
+        let _ = started.child.wait();
+        bail!("cannot write {}: {e}", settings_file.display());
+    }
     let pid_file = layout.pid_file(node);
     if let Err(e) = fs::write(&pid_file, format!("{}\n", started.child.id())) {
         let _ = started.child.kill();
@@ -195,6 +202,25 @@ pub(super) fn spawn_node(
         bail!("cannot write {}: {e}", pid_file.display());
     }
     Ok(started)
+}
+
+/// The settings node `node` was last started with (what [`spawn_node`]
+/// recorded), for starting it again alone.
+pub(super) fn recorded_settings(
+    layout: &Layout,
+    node: u16,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let path = layout.settings_file(node);
+    let text = fs::read(&path).with_context(|| {
+        format!(
+            "cannot read node {node}'s settings ({}): stop the cluster (`rivulet cluster down --dir {}`) \
+             and start it again with `cluster up`",
+            path.display(),
+            layout.dir.display()
+        )
+    })?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a settings file", path.display()))
 }
 
 /// Wait until every node's Kafka listener answers a Metadata request that

@@ -50,7 +50,7 @@ fn parse_settings(args: &[String]) -> Vec<(String, String)> {
 /// protocol decides — TLS with the cluster's development certificates
 /// (`DIR/certs`), SASL as the bootstrap admin (`DIR/admin.password`), as
 /// `cluster up --tls` / `--sasl` made them.
-fn node_connector(
+pub(super) fn node_connector(
     dir: &Path,
     node: u16,
     settings: &[(String, String)],
