@@ -1,5 +1,7 @@
-//! `rivulet topic create|list|describe|delete|alter-config`: the
+//! `rivulet topic create|list|describe|delete|alter|alter-config`: the
 //! kafka-topics.sh / kafka-configs.sh jobs, through librdkafka's admin API.
+//! `alter --partitions N` is kafka-topics.sh's `--alter --partitions N`
+//! (CreatePartitions): partitions are only ever added.
 //!
 //! `describe` prints kafka-topics.sh's layout, so scripts and eyes trained
 //! on it keep working. `alter-config` uses the legacy AlterConfigs request
@@ -15,7 +17,7 @@ use std::io::Write;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigResource, ConfigSource, NewTopic,
+    AdminClient, AdminOptions, AlterConfig, ConfigResource, ConfigSource, NewPartitions, NewTopic,
     ResourceSpecifier, TopicReplication,
 };
 use rdkafka::error::RDKafkaErrorCode;
@@ -33,8 +35,25 @@ pub enum TopicCommand {
     Describe(DescribeArgs),
     /// Delete a topic and all its data.
     Delete(DeleteArgs),
+    /// Add partitions, as kafka-topics.sh --alter --partitions N (partitions
+    /// are never removed).
+    Alter(AlterArgs),
     /// Set or remove topic config overrides.
     AlterConfig(AlterConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlterArgs {
+    /// Topic name.
+    pub name: String,
+    /// The new total number of partitions (more than it has).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+    /// Place the new partitions' replicas by hand, as kafka-topics.sh: one
+    /// broker list per new partition (`1:2,2:3`), the first broker of each
+    /// the preferred leader.
+    #[arg(long, value_name = "B:B,B:B", value_parser = parse_replica_assignment)]
+    pub replica_assignment: Option<ReplicaAssignment>,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +142,7 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
         TopicCommand::List => list(&metadata),
         TopicCommand::Describe(args) => block_on(describe(&admin, &metadata, args)),
         TopicCommand::Delete(args) => block_on(delete(&admin, &metadata, args)),
+        TopicCommand::Alter(args) => block_on(alter(&admin, &metadata, args)),
         TopicCommand::AlterConfig(args) => block_on(alter_config(&admin, &metadata, args)),
     }
 }
@@ -351,6 +371,55 @@ async fn delete(
             ),
         }
     }
+    Ok(())
+}
+
+async fn alter(
+    admin: &AdminClient<CliContext>,
+    metadata: &Metadata,
+    args: AlterArgs,
+) -> anyhow::Result<()> {
+    let has = find_topic(metadata, &args.name)?.partitions().len();
+    let wanted = usize::try_from(args.partitions).unwrap_or(0);
+    if wanted <= has {
+        bail!(
+            "topic {} has {has} partitions: --partitions must be more (partitions are only added)",
+            args.name
+        );
+    }
+    let assigned: Option<Vec<&[i32]>> = args
+        .replica_assignment
+        .as_ref()
+        .map(|a| a.0.iter().map(Vec::as_slice).collect());
+    if let Some(a) = &assigned {
+        if a.len() != wanted - has {
+            bail!(
+                "--replica-assignment places {} partitions; going from {has} to {wanted} adds {}",
+                a.len(),
+                wanted - has
+            );
+        }
+    }
+    let mut new = NewPartitions::new(&args.name, wanted);
+    if let Some(a) = &assigned {
+        new = new.assign(a.as_slice());
+    }
+    let results = admin
+        .create_partitions([&new], &options())
+        .await
+        .with_context(|| format!("cannot add partitions to topic {}", args.name))?;
+    for result in results {
+        if let Err((name, code)) = result {
+            bail!(
+                "cannot add partitions to topic {name}: {}",
+                describe_code(code, "CreatePartitions")
+            );
+        }
+    }
+    println!(
+        "topic {} now has {wanted} partitions (was {has})",
+        args.name
+    );
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! `rivulet topic create|list|describe|alter-config|delete`, checked
+//! `rivulet topic create|list|describe|alter|alter-config|delete`, checked
 //! through rdkafka's Metadata and DescribeConfigs.
 
 use std::collections::BTreeMap;
@@ -140,6 +140,63 @@ fn topic_create_list_describe_alter_delete_round_trip() {
         ),
         "{described}"
     );
+    // kafka-topics.sh --alter --partitions: partitions are only added.
+    assert_eq!(
+        ok(&b, &["topic", "alter", "orders", "--partitions", "5"], ""),
+        "topic orders now has 5 partitions (was 3)\n"
+    );
+    Poll::new(TIMEOUT)
+        .every(Duration::from_millis(50))
+        .wait("orders to have 5 partitions", || {
+            b.partitions("orders") == Some(5)
+        });
+    ok(
+        &b,
+        &["produce", "orders", "--partition", "4"],
+        "to-the-new-one\n",
+    );
+    assert_eq!(
+        ok(
+            &b,
+            &["consume", "orders", "--partition", "4", "--count", "1"],
+            ""
+        ),
+        "to-the-new-one\n",
+        "a new partition takes records"
+    );
+    assert!(
+        fails(&b, &["topic", "alter", "orders", "--partitions", "4"])
+            .contains("topic orders has 5 partitions: --partitions must be more")
+    );
+    assert!(fails(
+        &b,
+        &[
+            "topic",
+            "alter",
+            "orders",
+            "--partitions",
+            "6",
+            "--replica-assignment",
+            "1,1"
+        ]
+    )
+    .contains("places 2 partitions; going from 5 to 6 adds 1"));
+    assert!(fails(
+        &b,
+        &[
+            "topic",
+            "alter",
+            "orders",
+            "--partitions",
+            "6",
+            "--replica-assignment",
+            "9"
+        ]
+    )
+    .contains("InvalidReplicaAssignment"));
+    assert!(fails(&b, &["topic", "alter", "nope", "--partitions", "6"])
+        .contains("topic nope does not exist"));
+    assert_eq!(b.partitions("orders"), Some(5));
     assert!(fails(&b, &["topic", "alter-config", "orders"]).contains("nothing to change"));
     assert!(fails(
         &b,
