@@ -7,14 +7,20 @@
 //! record at or after a time (ListOffsets by timestamp, KIP-79). It stops
 //! after `--count` records; at the end of every partition unless
 //! `--follow`; or when no record came for `--timeout-ms`.
+//!
+//! With `--group G` it is a member of consumer group G instead (as
+//! kafka-console-consumer.sh --group): the group assigns its partitions,
+//! it starts at the group's committed offsets and commits the offset of
+//! every record it printed (each second and at the end), so the next run
+//! goes on where this one stopped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -75,20 +81,47 @@ pub struct ConsumeArgs {
     /// Stop when no record has arrived for this long.
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
+    /// Read as a member of consumer group G, as kafka-console-consumer.sh
+    /// --group: from the group's committed offsets (where --from earliest
+    /// or latest says when it has none), committing what was printed.
+    #[arg(long, value_name = "G", conflicts_with = "partition")]
+    pub group: Option<String>,
 }
 
 /// Print records of `args.topic` from the cluster at `bootstrap`.
 pub fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     let mut config = client::client_config(bootstrap);
-    // librdkafka refuses assign() without a group id; nothing is committed
-    // and the group is never joined.
     config
-        .set("group.id", "rivulet-cli")
-        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100");
+    match &args.group {
+        Some(group) => {
+            let reset = match args.from {
+                Start::Earliest => "earliest",
+                Start::Latest => "latest",
+                _ => bail!(
+                    "--group starts at the group's committed offsets, or where --from earliest \
+                     or latest says when it has none; move them with `rivulet group reset-offsets`"
+                ),
+            };
+            // What was printed is stored, then committed every second and
+            // at the end.
+            config
+                .set("group.id", group)
+                .set("auto.offset.reset", reset)
+                .set("enable.auto.commit", "true")
+                .set("auto.commit.interval.ms", "1000");
+        }
+        // librdkafka refuses assign() without a group id; nothing is
+        // committed and the group is never joined.
+        None => {
+            config
+                .set("group.id", "rivulet-cli")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest");
+        }
+    }
     let consumer: BaseConsumer<CliContext> = config
         .create_with_context(CliContext::default())
         .context("cannot create the Kafka consumer")?;
@@ -106,12 +139,79 @@ pub fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         Some(code) => bail!("topic {}: {code}", args.topic),
     }
     let partitions = select_partitions(topic, &args.topic, args.partition)?;
-    let assignment = start_offsets(&consumer, &args.topic, &partitions, args.from)?;
-    consumer
-        .assign(&assignment)
-        .context("cannot assign the partitions")?;
-    let consumed = print_records(&consumer, &args, partitions.len())?;
+    let consumed = match &args.group {
+        Some(group) => {
+            // Where each partition starts if the group has no offset there
+            // (read before joining, so never past what the reset finds).
+            let mut start = BTreeMap::new();
+            for &p in &partitions {
+                let (low, high) = consumer
+                    .fetch_watermarks(&args.topic, p, CONNECT_TIMEOUT)
+                    .with_context(|| format!("cannot read the offsets of {}/{p}", args.topic))?;
+                start.insert(
+                    p,
+                    if args.from == Start::Latest {
+                        high
+                    } else {
+                        low
+                    },
+                );
+            }
+            consumer
+                .subscribe(&[&args.topic])
+                .context("cannot subscribe")?;
+            let consumed = print_records(&consumer, &args, None)?;
+            commit_positions(&consumer, group, &start)?;
+            consumed
+        }
+        None => {
+            let assignment = start_offsets(&consumer, &args.topic, &partitions, args.from)?;
+            consumer
+                .assign(&assignment)
+                .context("cannot assign the partitions")?;
+            print_records(&consumer, &args, Some(partitions.len()))?
+        }
+    };
     eprintln!("consumed {consumed} records from {}", args.topic);
+    Ok(())
+}
+
+/// Commit the group member's position in each partition it was assigned:
+/// after the last record printed; where it started (`start`) in a
+/// partition without a committed offset where it printed nothing, so a
+/// group that began at `latest` goes on from there next time, as Kafka's
+/// console consumer leaves it.
+fn commit_positions(
+    consumer: &BaseConsumer<CliContext>,
+    group: &str,
+    start: &BTreeMap<i32, i64>,
+) -> anyhow::Result<()> {
+    let positions = consumer.position().context("cannot read the positions")?;
+    let committed = consumer
+        .committed(CONNECT_TIMEOUT)
+        .with_context(|| format!("cannot read the offsets of group {group}"))?;
+    let mut commit = TopicPartitionList::new();
+    for e in positions.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => {
+                let has_offset = committed
+                    .find_partition(e.topic(), e.partition())
+                    .is_some_and(|c| matches!(c.offset(), Offset::Offset(_)));
+                (!has_offset)
+                    .then(|| start.get(&e.partition()).copied())
+                    .flatten()
+            }
+        };
+        if let Some(o) = offset {
+            commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o))?;
+        }
+    }
+    if commit.count() > 0 {
+        consumer
+            .commit(&commit, CommitMode::Sync)
+            .with_context(|| format!("cannot commit the offsets of group {group}"))?;
+    }
     Ok(())
 }
 
@@ -166,10 +266,12 @@ fn start_offsets(
 }
 
 /// Poll and print until a stop condition holds; the number printed.
+/// `assigned` is the number of partitions read, `None` for a group member
+/// (its assignment then, which stores each printed record's offset).
 fn print_records(
     consumer: &BaseConsumer<CliContext>,
     args: &ConsumeArgs,
-    assigned: usize,
+    assigned: Option<usize>,
 ) -> anyhow::Result<u64> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let idle_limit = args.timeout_ms.map(Duration::from_millis);
@@ -180,7 +282,17 @@ fn print_records(
         if args.count.is_some_and(|n| consumed >= n) {
             break;
         }
-        if !args.follow && at_end.len() >= assigned {
+        let reading = match assigned {
+            Some(n) => n,
+            // Until the group assigns partitions, none is at its end.
+            None => consumer
+                .assignment()
+                .map_or(usize::MAX, |a| match a.count() {
+                    0 => usize::MAX,
+                    n => n,
+                }),
+        };
+        if !args.follow && at_end.len() >= reading {
             break;
         }
         if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {
@@ -193,7 +305,14 @@ fn print_records(
                 last_record = Instant::now();
                 let written = write_record(&mut out, args, m.key(), m.payload());
                 match written {
-                    Ok(()) => consumed += 1,
+                    Ok(()) => {
+                        consumed += 1;
+                        if assigned.is_none() {
+                            consumer
+                                .store_offset_from_message(&m)
+                                .context("cannot store the offset")?;
+                        }
+                    }
                     // The reader went away (`| head`): done.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(consumed),
                     Err(e) => return Err(e).context("cannot write to stdout"),

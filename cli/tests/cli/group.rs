@@ -473,3 +473,75 @@ fn group_describe_shows_a_consumer_protocol_group_with_epochs() {
     stop.store(true, Ordering::SeqCst);
     polling.join().unwrap();
 }
+
+/// `consume --group` (kafka-console-consumer.sh --group): runs of one
+/// member go on where the last stopped, each record printed once, and the
+/// group's committed offsets are exactly what was printed (where it
+/// started, in a partition it printed nothing from).
+#[test]
+fn consume_with_a_group_commits_what_it_printed() {
+    let b = Broker::start();
+    ok(&b, &["topic", "create", "lines", "--partitions", "2"], "");
+    for p in 0..2 {
+        let records: Vec<(i64, String)> = (0..5).map(|i| (0, format!("p{p}-{i}"))).collect();
+        b.produce_to("lines", p, &records);
+    }
+    let consume = |extra: &[&str]| {
+        let mut args = vec!["consume", "lines", "--group", "g-console"];
+        args.extend_from_slice(extra);
+        ok(&b, &args, "")
+    };
+    let first: Vec<String> = consume(&["--count", "4"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(first.len(), 4, "{first:?}");
+    let printed = |p: i32| {
+        first
+            .iter()
+            .filter(|l| l.starts_with(&format!("p{p}-")))
+            .count()
+    };
+    assert_eq!(
+        b.committed("g-console", "lines", 2),
+        [Some(printed(0) as i64), Some(printed(1) as i64)],
+        "committed exactly what was printed: {first:?}"
+    );
+    let rest: Vec<String> = consume(&[]).lines().map(str::to_string).collect();
+    let mut all: Vec<String> = first.iter().chain(&rest).cloned().collect();
+    all.sort();
+    let want: Vec<String> = (0..2)
+        .flat_map(|p| (0..5).map(move |i| format!("p{p}-{i}")))
+        .collect();
+    assert_eq!(all, want, "every record once across the two runs");
+    assert_eq!(b.committed("g-console", "lines", 2), [Some(5), Some(5)]);
+    assert_eq!(consume(&[]), "", "nothing left for the group");
+    // Latest for a group without offsets: only what comes after.
+    let late = |b: &Broker| b.produce_to("lines", 0, &[(0, "late".to_string())]);
+    assert_eq!(
+        ok(
+            &b,
+            &["consume", "lines", "--group", "g-new", "--from", "latest"],
+            ""
+        ),
+        ""
+    );
+    late(&b);
+    assert_eq!(
+        ok(
+            &b,
+            &["consume", "lines", "--group", "g-new", "--from", "latest"],
+            ""
+        ),
+        "late\n"
+    );
+    assert!(
+        fails(&b, &["consume", "lines", "--group", "g-x", "--from", "3"])
+            .contains("group reset-offsets")
+    );
+    assert!(fails(
+        &b,
+        &["consume", "lines", "--group", "g-x", "--partition", "1"]
+    )
+    .contains("cannot be used with"));
+}
