@@ -103,11 +103,18 @@ pub fn parse_replica_assignment(s: &str) -> Result<ReplicaAssignment, String> {
 
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
-    /// Topic name.
-    pub name: String,
+    /// Topic name [default: every topic].
+    pub name: Option<String>,
     /// Also list every config with its value and source, not just overrides.
     #[arg(long)]
     pub all_configs: bool,
+    /// Only partitions whose ISR is smaller than their replica set (as
+    /// kafka-topics.sh; topic lines and configs are left out).
+    #[arg(long, conflicts_with = "all_configs")]
+    pub under_replicated_partitions: bool,
+    /// Only partitions without a leader (as kafka-topics.sh).
+    #[arg(long, conflicts_with = "all_configs")]
+    pub unavailable_partitions: bool,
 }
 
 #[derive(Debug, Args)]
@@ -289,55 +296,83 @@ async fn describe(
     metadata: &Metadata,
     args: DescribeArgs,
 ) -> anyhow::Result<()> {
-    let topic = find_topic(metadata, &args.name)?;
-    let configs = topic_configs(admin, &args.name).await?;
-    let mut partitions: Vec<_> = topic.partitions().iter().collect();
-    partitions.sort_by_key(|p| p.id());
-    let replication_factor = partitions.first().map_or(0, |p| p.replicas().len());
-    let overridden: Vec<String> = overrides(&configs)?
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
-        args.name,
-        partitions.len(),
-        replication_factor,
-        overridden.join(",")
-    )?;
-    for p in partitions {
-        let leader = match p.leader() {
-            -1 => "none".to_string(),
-            id => id.to_string(),
-        };
-        write!(
-            out,
-            "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
-            args.name,
-            p.id(),
-            leader,
-            join(p.replicas()),
-            join(p.isr())
-        )?;
-        if let Some(e) = p.error() {
-            write!(out, "\tError: {}", RDKafkaErrorCode::from(e))?;
+    let names: Vec<String> = match &args.name {
+        Some(name) => vec![name.clone()],
+        None => {
+            let mut all: Vec<String> = metadata
+                .topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .collect();
+            all.sort_unstable();
+            all
         }
-        writeln!(out)?;
-    }
-    if args.all_configs {
-        let mut entries: Vec<_> = configs.entries.iter().collect();
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        writeln!(out, "Configs of topic {}:", args.name)?;
-        for e in entries {
+    };
+    let filtered = args.under_replicated_partitions || args.unavailable_partitions;
+    let mut out = std::io::stdout().lock();
+    for name in &names {
+        let topic = find_topic(metadata, name)?;
+        let mut partitions: Vec<_> = topic.partitions().iter().collect();
+        partitions.sort_by_key(|p| p.id());
+        let configs = if filtered {
+            None
+        } else {
+            let configs = topic_configs(admin, name).await?;
+            let replication_factor = partitions.first().map_or(0, |p| p.replicas().len());
+            let overridden: Vec<String> = overrides(&configs)?
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             writeln!(
                 out,
-                "\t{}={}\t({})",
-                e.name,
-                e.value.as_deref().unwrap_or("<hidden>"),
-                source_name(&e.source)
+                "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
+                name,
+                partitions.len(),
+                replication_factor,
+                overridden.join(",")
             )?;
+            Some(configs)
+        };
+        for p in partitions {
+            let under_replicated = p.isr().len() < p.replicas().len();
+            let unavailable = p.leader() < 0;
+            if filtered
+                && !(args.under_replicated_partitions && under_replicated
+                    || args.unavailable_partitions && unavailable)
+            {
+                continue;
+            }
+            let leader = match p.leader() {
+                -1 => "none".to_string(),
+                id => id.to_string(),
+            };
+            write!(
+                out,
+                "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
+                name,
+                p.id(),
+                leader,
+                join(p.replicas()),
+                join(p.isr())
+            )?;
+            if let Some(e) = p.error() {
+                write!(out, "\tError: {}", RDKafkaErrorCode::from(e))?;
+            }
+            writeln!(out)?;
+        }
+        if let (true, Some(configs)) = (args.all_configs, configs) {
+            let mut entries: Vec<_> = configs.entries.iter().collect();
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            writeln!(out, "Configs of topic {name}:")?;
+            for e in entries {
+                writeln!(
+                    out,
+                    "\t{}={}\t({})",
+                    e.name,
+                    e.value.as_deref().unwrap_or("<hidden>"),
+                    source_name(&e.source)
+                )?;
+            }
         }
     }
     Ok(())

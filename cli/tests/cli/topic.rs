@@ -140,6 +140,26 @@ fn topic_create_list_describe_alter_delete_round_trip() {
         ),
         "{described}"
     );
+    // Without a name, every topic (as kafka-topics.sh --describe).
+    let all = ok(&b, &["topic", "describe"], "");
+    let headers: Vec<&str> = all
+        .lines()
+        .filter(|l| l.starts_with("Topic: "))
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert!(
+        headers.contains(&"Topic: orders") && headers.contains(&"Topic: audit"),
+        "{all}"
+    );
+    assert_eq!(
+        ok(
+            &b,
+            &["topic", "describe", "--under-replicated-partitions"],
+            ""
+        ),
+        "",
+        "one broker: nothing under-replicated"
+    );
     // kafka-topics.sh --alter --partitions: partitions are only added.
     assert_eq!(
         ok(&b, &["topic", "alter", "orders", "--partitions", "5"], ""),
