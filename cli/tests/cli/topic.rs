@@ -188,32 +188,22 @@ fn topic_create_list_describe_alter_delete_round_trip() {
         fails(&b, &["topic", "alter", "orders", "--partitions", "4"])
             .contains("topic orders has 5 partitions: --partitions must be more")
     );
-    assert!(fails(
-        &b,
-        &[
-            "topic",
-            "alter",
-            "orders",
-            "--partitions",
-            "6",
-            "--replica-assignment",
-            "1,1"
-        ]
-    )
-    .contains("places 2 partitions; going from 5 to 6 adds 1"));
-    assert!(fails(
-        &b,
-        &[
-            "topic",
-            "alter",
-            "orders",
-            "--partitions",
-            "6",
-            "--replica-assignment",
-            "9"
-        ]
-    )
-    .contains("InvalidReplicaAssignment"));
+    let assign_one_more = |assignment: &str| {
+        fails(
+            &b,
+            &[
+                "topic",
+                "alter",
+                "orders",
+                "--partitions",
+                "6",
+                "--replica-assignment",
+                assignment,
+            ],
+        )
+    };
+    assert!(assign_one_more("1,1").contains("places 2 partitions; going from 5 to 6 adds 1"));
+    assert!(assign_one_more("9").contains("InvalidReplicaAssignment"));
     assert!(fails(&b, &["topic", "alter", "nope", "--partitions", "6"])
         .contains("topic nope does not exist"));
     assert_eq!(b.partitions("orders"), Some(5));
