@@ -12,7 +12,7 @@
 // once and commits (MarkMessage); ClusterAdmin ListConsumerGroups,
 // DescribeConsumerGroups, ListConsumerGroupOffsets; a partition consumer per
 // partition from OffsetOldest reads back exactly what was sent;
-// Client.GetOffset newest/oldest; a restarted group member
+// Client.GetOffset newest/oldest/by timestamp; a restarted group member
 // resumes at the committed offsets; DeleteTopic.
 //
 // Exits non-zero with a message on any mismatch; prints "sarama ok: ..." on
@@ -367,7 +367,7 @@ func main() {
 	}
 	check(consumer.Close(), "Consumer.Close")
 
-	// Offsets: newest, oldest.
+	// Offsets: newest, oldest, by timestamp.
 	client, err := sarama.NewClient(bootstrap, config())
 	check(err, "NewClient")
 	for p := int32(0); p < partitions; p++ {
@@ -375,8 +375,14 @@ func main() {
 		check(err, "GetOffset newest")
 		oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
 		check(err, "GetOffset oldest")
-		if newest != perPartition || oldest != 0 {
-			fail("GetOffset partition %d: newest %d oldest %d, want %d 0", p, newest, oldest, perPartition)
+		at := recordFor(p, 4).ts
+		byTime, err := client.GetOffset(topic, p, at.UnixNano()/int64(time.Millisecond))
+		check(err, "GetOffset by timestamp")
+		between, err := client.GetOffset(topic, p, at.UnixNano()/int64(time.Millisecond)-500)
+		check(err, "GetOffset between timestamps")
+		if newest != perPartition || oldest != 0 || byTime != 4 || between != 4 {
+			fail("GetOffset partition %d: newest %d oldest %d at-ts %d between %d, want %d 0 4 4",
+				p, newest, oldest, byTime, between, perPartition)
 		}
 	}
 	check(client.Close(), "Client.Close")
