@@ -370,3 +370,26 @@ async fn sarama_admin_idempotent_produce_groups_and_offsets() {
         "{out}"
     );
 }
+
+
+/// kafka-go 0.2.1 (Debian) speaks only protocol versions Kafka 4.0 removed
+/// for produce, fetch and topic creation: the check covers what works
+/// against Kafka 4.x and that the removed versions fail at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_go_metadata_offsets_group_and_removed_versions() {
+    if !go_client_available("github.com/segmentio/kafka-go") {
+        return;
+    }
+    let (_dir, bin) = tokio::task::spawn_blocking(|| build_go_check("kafka_go_check"))
+        .await
+        .unwrap();
+    let out = run_with_broker(bin, &[], &["go-kafka-go-topic", "go-kafka-go-group"]).await;
+    assert!(out.contains("kafka-go ok: metadata (1 partition, leader 127.0.0.1:"), "{out}");
+    assert!(
+        out.contains(
+            "offsets 0..0, group joined and committed; \
+             CreateTopics v0, Produce v2, Fetch v2 refused as by Kafka 4.x"
+        ),
+        "{out}"
+    );
+}
