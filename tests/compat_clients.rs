@@ -5,7 +5,8 @@
 //! (kafka-python, confluent-kafka, aiokafka): commit/abort across two
 //! partitions seen by read_committed and read_uncommitted consumers, an
 //! open transaction holding read_committed readers at the last stable
-//! offset, and read-process-write with `send_offsets_to_transaction`. All
+//! offset, and read-process-write with `send_offsets_to_transaction`; and
+//! two Go programs built from Debian's Sarama and kafka-go sources. All
 //! tools are installed by `scripts/ci-setup.sh`, which `.ci/run` calls.
 //!
 //! A missing tool FAILS its test: a skipped check hides a gap. Only a user
@@ -371,7 +372,6 @@ async fn sarama_admin_idempotent_produce_groups_and_offsets() {
     );
 }
 
-
 /// kafka-go 0.2.1 (Debian) speaks only protocol versions Kafka 4.0 removed
 /// for produce, fetch and topic creation: the check covers what works
 /// against Kafka 4.x and that the removed versions fail at once.
@@ -384,7 +384,10 @@ async fn kafka_go_metadata_offsets_group_and_removed_versions() {
         .await
         .unwrap();
     let out = run_with_broker(bin, &[], &["go-kafka-go-topic", "go-kafka-go-group"]).await;
-    assert!(out.contains("kafka-go ok: metadata (1 partition, leader 127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("kafka-go ok: metadata (1 partition, leader 127.0.0.1:"),
+        "{out}"
+    );
     assert!(
         out.contains(
             "offsets 0..0, group joined and committed; \
