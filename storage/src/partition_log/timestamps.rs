@@ -74,7 +74,11 @@ impl PartitionLog {
         let Ok(decoded) = records::decode_batch(batch, self.max_decompressed) else {
             return Ok(());
         };
-        let max = decoded.records.iter().map(|r| decoded.timestamp_of(r)).max();
+        let max = decoded
+            .records
+            .iter()
+            .map(|r| decoded.timestamp_of(r))
+            .max();
         if let Some(max) = max.filter(|&m| m >= header.base_timestamp) {
             record_batch::set_max_timestamp(batch, max)?;
             header.max_timestamp = max;
