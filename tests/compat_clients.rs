@@ -351,18 +351,28 @@ fn go_client_available(package_dir: &str) -> bool {
     tool_available("go") && tool_available(&format!("{DEBIAN_GOPATH}/src/{package_dir}"))
 }
 
+/// Build `tests/compat/<check>.go` against the Debian client in
+/// `package_dir` and run it with a broker's bootstrap and `args`; its
+/// stdout, or `None` when Go or the client is missing and the opt-out is set.
+async fn run_go_check(check: &'static str, package_dir: &str, args: &[&str]) -> Option<String> {
+    if !go_client_available(package_dir) {
+        return None;
+    }
+    let (_dir, bin) = tokio::task::spawn_blocking(move || build_go_check(check))
+        .await
+        .unwrap();
+    Some(run_with_broker(bin, &[], args).await)
+}
+
 /// Sarama 1.22 (Debian): admin, idempotent acks=all producer with keys,
 /// headers and timestamps, partition consumer, a two-member consumer group
 /// that commits and resumes, offsets by time, group admin, topic deletion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sarama_admin_idempotent_produce_groups_and_offsets() {
-    if !go_client_available("github.com/Shopify/sarama") {
+    let args = ["go-sarama-topic", "go-sarama-group"];
+    let Some(out) = run_go_check("sarama_check", "github.com/Shopify/sarama", &args).await else {
         return;
-    }
-    let (_dir, bin) = tokio::task::spawn_blocking(|| build_go_check("sarama_check"))
-        .await
-        .unwrap();
-    let out = run_with_broker(bin, &[], &["go-sarama-topic", "go-sarama-group"]).await;
+    };
     assert!(
         out.contains(
             "sarama ok: 30 records via idempotent producer, group split 1/2, \
@@ -377,13 +387,11 @@ async fn sarama_admin_idempotent_produce_groups_and_offsets() {
 /// against Kafka 4.x and that the removed versions fail at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_go_metadata_offsets_group_and_removed_versions() {
-    if !go_client_available("github.com/segmentio/kafka-go") {
+    let args = ["go-kafka-go-topic", "go-kafka-go-group"];
+    let Some(out) = run_go_check("kafka_go_check", "github.com/segmentio/kafka-go", &args).await
+    else {
         return;
-    }
-    let (_dir, bin) = tokio::task::spawn_blocking(|| build_go_check("kafka_go_check"))
-        .await
-        .unwrap();
-    let out = run_with_broker(bin, &[], &["go-kafka-go-topic", "go-kafka-go-group"]).await;
+    };
     assert!(
         out.contains("kafka-go ok: metadata (1 partition, leader 127.0.0.1:"),
         "{out}"

@@ -201,12 +201,7 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
 #[test]
 fn unset_max_timestamp_is_repaired_on_append() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = open(
-        dir.path(),
-        LogConfig::default(),
-        clock(),
-        LogOpenOptions::default(),
-    );
+    let mut log = open_fresh(dir.path());
     let mut sent = batch("v", 5, T0);
     record_batch::set_max_timestamp(&mut sent, -1).unwrap();
     log.append_as_leader(&mut sent, 0).unwrap();
