@@ -13,7 +13,8 @@
 // DescribeConsumerGroups, ListConsumerGroupOffsets; a partition consumer per
 // partition from OffsetOldest reads back exactly what was sent;
 // Client.GetOffset newest/oldest/by timestamp; a restarted group member
-// resumes at the committed offsets; DeleteTopic.
+// resumes at the committed offsets (the new records snappy-compressed, found
+// by time too); DeleteTopic.
 //
 // Exits non-zero with a message on any mismatch; prints "sarama ok: ..." on
 // success. Set SARAMA_LOG=1 for the client's own log on stderr.
@@ -78,9 +79,11 @@ func recordFor(p int32, i int) sent {
 }
 
 // produce writes records [from, to) to every partition with an idempotent
-// acks=all SyncProducer and checks the offsets it is given back.
-func produce(bootstrap []string, topic string, from, to int) {
+// acks=all SyncProducer compressing with codec and checks the offsets it is
+// given back.
+func produce(bootstrap []string, topic string, from, to int, codec sarama.CompressionCodec) {
 	c := config()
+	c.Producer.Compression = codec
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Idempotent = true
 	c.Net.MaxOpenRequests = 1
@@ -292,7 +295,7 @@ func main() {
 	sort.Ints(split)
 
 	// Idempotent acks=all producer: keys, headers, timestamps, explicit partitions.
-	produce(bootstrap, topic, 0, perPartition)
+	produce(bootstrap, topic, 0, perPartition, sarama.CompressionNone)
 	total := partitions * perPartition
 	waitFor("the group to read every record", 30*time.Second, func() bool {
 		n, _ := g.snapshot()
@@ -388,7 +391,7 @@ func main() {
 	check(client.Close(), "Client.Close")
 
 	// More records; a restarted member resumes at the committed offsets.
-	produce(bootstrap, topic, perPartition, perPartition+laterPer)
+	produce(bootstrap, topic, perPartition, perPartition+laterPer, sarama.CompressionSnappy)
 	resumed := newGroupLog()
 	r := startMember(bootstrap, topic, group, resumed)
 	waitFor("the restarted member to read the new records", 30*time.Second, func() bool {
@@ -396,6 +399,18 @@ func main() {
 		return n >= partitions*laterPer
 	})
 	time.Sleep(300 * time.Millisecond) // anything re-read would arrive with the new ones
+	// The snappy batches are found by time too.
+	lookup, err := sarama.NewClient(bootstrap, config())
+	check(err, "NewClient")
+	for p := int32(0); p < partitions; p++ {
+		at := recordFor(p, perPartition+1).ts.UnixNano() / int64(time.Millisecond)
+		off, err := lookup.GetOffset(topic, p, at)
+		check(err, "GetOffset by timestamp (snappy)")
+		if off != perPartition+1 {
+			fail("GetOffset by timestamp of snappy record %d/%d: %d", p, perPartition+1, off)
+		}
+	}
+	check(lookup.Close(), "Client.Close")
 	r.stop()
 	resumed.mu.Lock()
 	if resumed.total != partitions*laterPer {
