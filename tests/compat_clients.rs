@@ -364,7 +364,7 @@ async fn run_go_check(check: &'static str, package_dir: &str, args: &[&str]) -> 
     Some(run_with_broker(bin, &[], args).await)
 }
 
-/// Sarama 1.22 (Debian): admin, idempotent acks=all producer with keys,
+/// Sarama 1.22 (Debian): admin, idempotent and plain acks=all producers with keys,
 /// headers and timestamps, partition consumer, a two-member consumer group
 /// that commits and resumes, offsets by time, group admin, topic deletion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,8 @@
 // DescribeConsumerGroups, ListConsumerGroupOffsets; a partition consumer per
 // partition from OffsetOldest reads back exactly what was sent;
 // Client.GetOffset newest/oldest/by timestamp; a restarted group member
-// resumes at the committed offsets (the new records snappy-compressed, found
-// by time too); DeleteTopic.
+// resumes at the committed offsets (the new records from a plain acks=all
+// producer, snappy-compressed, found by time too); DeleteTopic.
 //
 // Exits non-zero with a message on any mismatch; prints "sarama ok: ..." on
 // success. Set SARAMA_LOG=1 for the client's own log on stderr.
@@ -78,15 +78,17 @@ func recordFor(p int32, i int) sent {
 	}
 }
 
-// produce writes records [from, to) to every partition with an idempotent
-// acks=all SyncProducer compressing with codec and checks the offsets it is
-// given back.
-func produce(bootstrap []string, topic string, from, to int, codec sarama.CompressionCodec) {
+// produce writes records [from, to) to every partition with an acks=all
+// SyncProducer (idempotent or not) compressing with codec and checks the
+// offsets it is given back.
+func produce(bootstrap []string, topic string, from, to int, codec sarama.CompressionCodec, idempotent bool) {
 	c := config()
 	c.Producer.Compression = codec
 	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true
-	c.Net.MaxOpenRequests = 1
+	if idempotent {
+		c.Producer.Idempotent = true
+		c.Net.MaxOpenRequests = 1
+	}
 	c.Producer.Retry.Max = 5
 	c.Producer.Return.Successes = true
 	c.Producer.Partitioner = sarama.NewManualPartitioner
@@ -104,7 +106,7 @@ func produce(bootstrap []string, topic string, from, to int, codec sarama.Compre
 				Headers:   []sarama.RecordHeader{{Key: []byte("h"), Value: []byte(r.header)}},
 				Timestamp: r.ts,
 			})
-			check(err, fmt.Sprintf("SendMessage %s", r.key))
+			check(err, fmt.Sprintf("SendMessage %s (idempotent %v)", r.key, idempotent))
 			if gotPart != part || off != int64(i) {
 				fail("SendMessage %s: got partition %d offset %d, want %d/%d", r.key, gotPart, off, part, i)
 			}
@@ -295,7 +297,7 @@ func main() {
 	sort.Ints(split)
 
 	// Idempotent acks=all producer: keys, headers, timestamps, explicit partitions.
-	produce(bootstrap, topic, 0, perPartition, sarama.CompressionNone)
+	produce(bootstrap, topic, 0, perPartition, sarama.CompressionNone, true)
 	total := partitions * perPartition
 	waitFor("the group to read every record", 30*time.Second, func() bool {
 		n, _ := g.snapshot()
@@ -391,7 +393,7 @@ func main() {
 	check(client.Close(), "Client.Close")
 
 	// More records; a restarted member resumes at the committed offsets.
-	produce(bootstrap, topic, perPartition, perPartition+laterPer, sarama.CompressionSnappy)
+	produce(bootstrap, topic, perPartition, perPartition+laterPer, sarama.CompressionSnappy, false)
 	resumed := newGroupLog()
 	r := startMember(bootstrap, topic, group, resumed)
 	waitFor("the restarted member to read the new records", 30*time.Second, func() bool {
