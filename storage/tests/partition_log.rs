@@ -195,7 +195,7 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
     assert_eq!((max.offset, max.timestamp), (199, T0 + 3_904));
 }
 
-/// Sarama before 1.27 leaves a batch's max timestamp at -1: the broker
+/// Sarama 1.22 leaves a batch's max timestamp at -1: the broker
 /// writes the largest record timestamp there (Kafka's `LogValidator`), so
 /// lookups by time find the batch.
 #[test]

@@ -59,7 +59,7 @@ impl PartitionLog {
     }
 
     /// A produced CreateTime batch whose header max timestamp lies below
-    /// its base timestamp (Sarama before 1.27 never sets it: -1) gets the
+    /// its base timestamp (Sarama 1.22 never sets it: -1) gets the
     /// largest record timestamp written into the header, as Kafka's
     /// `LogValidator` does for every batch (`setMaxTimestamp`); otherwise
     /// the time index would not know the batch and ListOffsets by
