@@ -2,6 +2,7 @@
 # Installs what the end-to-end tests need beyond the Rust toolchain:
 #   - kafkajs (npm registry) under target/js for the kafkajs check;
 #   - kcat (Debian package) for the scripted kcat check;
+#   - Go with Sarama and kafka-go (Debian packages) for the Go checks;
 #   - PostgreSQL (Debian's postgresql package): the stream tests start their own
 #     throwaway server from its binaries (rivulet_testkit::postgres);
 #   - a Python virtualenv at target/py with the pinned test clients
@@ -23,6 +24,25 @@ if ! command -v kcat >/dev/null 2>&1; then
   }
 fi
 kcat -V | head -1
+
+# Go and two Go Kafka clients as Debian packages them (source under
+# /usr/share/gocode, built in GOPATH mode by tests/compat_clients.rs: there
+# is no Go module proxy on the CI machines).
+GO_PKGS="golang-go golang-github-shopify-sarama-dev golang-github-segmentio-kafka-go-dev"
+if ! command -v go >/dev/null 2>&1 \
+  || [ ! -d /usr/share/gocode/src/github.com/Shopify/sarama ] \
+  || [ ! -d /usr/share/gocode/src/github.com/segmentio/kafka-go ]; then
+  echo "== installing Go and the Debian Go Kafka clients"
+  export DEBIAN_FRONTEND=noninteractive
+  # shellcheck disable=SC2086
+  as_root apt-get install -y -q $GO_PKGS >/dev/null 2>&1 || {
+    as_root apt-get update -q >/dev/null
+    # shellcheck disable=SC2086
+    as_root apt-get install -y -q $GO_PKGS >/dev/null
+  }
+fi
+go version
+dpkg-query -W -f '${Package} ${Version}\n' golang-github-shopify-sarama-dev golang-github-segmentio-kafka-go-dev
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "== installing postgresql"

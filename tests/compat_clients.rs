@@ -5,7 +5,8 @@
 //! (kafka-python, confluent-kafka, aiokafka): commit/abort across two
 //! partitions seen by read_committed and read_uncommitted consumers, an
 //! open transaction holding read_committed readers at the last stable
-//! offset, and read-process-write with `send_offsets_to_transaction`. All
+//! offset, and read-process-write with `send_offsets_to_transaction`; and
+//! two Go programs built from Debian's Sarama and kafka-go sources. All
 //! tools are installed by `scripts/ci-setup.sh`, which `.ci/run` calls.
 //!
 //! A missing tool FAILS its test: a skipped check hides a gap. Only a user
@@ -58,11 +59,18 @@ fn run(program: &str, args: &[String]) -> String {
 /// Start a broker, run `program script BOOTSTRAP args...` against it and
 /// return its stdout (the program's failure fails the test).
 async fn run_against_broker(program: &'static str, script: &'static str, args: &[&str]) -> String {
+    run_with_broker(program.to_string(), &[script], args).await
+}
+
+/// Start a broker, run `program leading... BOOTSTRAP args...` against it and
+/// return its stdout (the program's failure fails the test).
+async fn run_with_broker(program: String, leading: &[&str], args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path(), &[]).await;
-    let mut argv = vec![script.to_string(), broker.bootstrap()];
+    let mut argv: Vec<String> = leading.iter().map(|a| a.to_string()).collect();
+    argv.push(broker.bootstrap());
     argv.extend(args.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || run(program, &argv))
+    tokio::task::spawn_blocking(move || run(&program, &argv))
         .await
         .unwrap()
 }
@@ -306,6 +314,93 @@ async fn confluent_kafka_creates_topics_with_a_replica_assignment() {
     let out = run_against_broker(PYTHON, script, &["py-assigned"]).await;
     assert!(
         out.contains("confluent-kafka assignment ok: 3 partitions on broker 1"),
+        "{out}"
+    );
+}
+
+/// Where Debian's golang-*-dev packages put Go sources (GOPATH mode: the
+/// Debian clients have no go.mod and the machine no module proxy).
+const DEBIAN_GOPATH: &str = "/usr/share/gocode";
+
+/// Build `tests/compat/<name>.go` with Debian's Go in GOPATH mode into a
+/// temp dir; the build cache lives under target/go-cache so only the first
+/// build is slow (about a minute for Sarama and its cgo compressors).
+fn build_go_check(name: &str) -> (tempfile::TempDir, String) {
+    let src = format!("{}/tests/compat/{name}.go", env!("CARGO_MANIFEST_DIR"));
+    let cache = concat!(env!("CARGO_MANIFEST_DIR"), "/target/go-cache");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join(name).display().to_string();
+    let out = Command::new("go")
+        .args(["build", "-o", &bin, &src])
+        .env("GO111MODULE", "off")
+        .env("GOPATH", DEBIAN_GOPATH)
+        .env("GOCACHE", cache)
+        .env("GOFLAGS", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "go build {src} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, bin)
+}
+
+/// Go, Sarama and kafka-go as Debian packages them (`scripts/ci-setup.sh`).
+fn go_client_available(package_dir: &str) -> bool {
+    tool_available("go") && tool_available(&format!("{DEBIAN_GOPATH}/src/{package_dir}"))
+}
+
+/// Build `tests/compat/<check>.go` against the Debian client in
+/// `package_dir` and run it with a broker's bootstrap and `args`; its
+/// stdout, or `None` when Go or the client is missing and the opt-out is set.
+async fn run_go_check(check: &'static str, package_dir: &str, args: &[&str]) -> Option<String> {
+    if !go_client_available(package_dir) {
+        return None;
+    }
+    let (_dir, bin) = tokio::task::spawn_blocking(move || build_go_check(check))
+        .await
+        .unwrap();
+    Some(run_with_broker(bin, &[], args).await)
+}
+
+/// Sarama 1.22 (Debian): admin, idempotent and plain acks=all producers with keys,
+/// headers and timestamps, partition consumer, a two-member consumer group
+/// that commits and resumes, offsets by time, group admin, topic deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sarama_admin_idempotent_produce_groups_and_offsets() {
+    let args = ["go-sarama-topic", "go-sarama-group"];
+    let Some(out) = run_go_check("sarama_check", "github.com/Shopify/sarama", &args).await else {
+        return;
+    };
+    assert!(
+        out.contains(
+            "sarama ok: 30 records via idempotent producer, group split 1/2, \
+             resumed with exactly 9 new, topic deleted"
+        ),
+        "{out}"
+    );
+}
+
+/// kafka-go 0.2.1 (Debian) speaks only protocol versions Kafka 4.0 removed
+/// for produce, fetch and topic creation: the check covers what works
+/// against Kafka 4.x and that the removed versions fail at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_go_metadata_offsets_group_and_removed_versions() {
+    let args = ["go-kafka-go-topic", "go-kafka-go-group"];
+    let Some(out) = run_go_check("kafka_go_check", "github.com/segmentio/kafka-go", &args).await
+    else {
+        return;
+    };
+    assert!(
+        out.contains("kafka-go ok: metadata (1 partition, leader 127.0.0.1:"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "offsets 0..0, group joined and committed; \
+             CreateTopics v0, Produce v2, Fetch v2 refused as by Kafka 4.x"
+        ),
         "{out}"
     );
 }

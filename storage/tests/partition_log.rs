@@ -195,6 +195,23 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
     assert_eq!((max.offset, max.timestamp), (199, T0 + 3_904));
 }
 
+/// Sarama 1.22 leaves a batch's max timestamp at -1: the broker
+/// writes the largest record timestamp there (Kafka's `LogValidator`), so
+/// lookups by time find the batch.
+#[test]
+fn unset_max_timestamp_is_repaired_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_fresh(dir.path());
+    let mut sent = batch("v", 5, T0);
+    record_batch::set_max_timestamp(&mut sent, -1).unwrap();
+    log.append_as_leader(&mut sent, 0).unwrap();
+    let got = log.offset_for_timestamp(T0 + 2).unwrap().unwrap();
+    assert_eq!((got.offset, got.timestamp), (2, T0 + 2));
+    let bytes = log.read(0, 1 << 20, None, true).unwrap();
+    let stored = BatchIter::new(&bytes).next().unwrap().unwrap().1;
+    assert_eq!(stored.max_timestamp, T0 + 4, "header repaired, CRC valid");
+}
+
 #[test]
 fn rolls_segments_by_size_and_age() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 //! KIP-734's max timestamp): find the batch through the segments' time
 //! indexes, then the record inside it.
 
+use rivulet_protocol::record_batch::{self, BatchHeader};
 use rivulet_protocol::records;
 
 use super::PartitionLog;
@@ -55,6 +56,34 @@ impl PartitionLog {
             }
             None => Ok(None),
         }
+    }
+
+    /// A produced CreateTime batch whose header max timestamp lies below
+    /// its base timestamp (Sarama 1.22 never sets it: -1) gets the
+    /// largest record timestamp written into the header, as Kafka's
+    /// `LogValidator` does for every batch (`setMaxTimestamp`); otherwise
+    /// the time index would not know the batch and ListOffsets by
+    /// timestamp would miss its records. Only such batches are decoded, so
+    /// well-formed ones keep the decode-free append path. A batch whose
+    /// records do not decode is left as it is.
+    pub(super) fn repair_max_timestamp(
+        &self,
+        batch: &mut [u8],
+        header: &mut BatchHeader,
+    ) -> Result<()> {
+        let Ok(decoded) = records::decode_batch(batch, self.max_decompressed) else {
+            return Ok(());
+        };
+        let max = decoded
+            .records
+            .iter()
+            .map(|r| decoded.timestamp_of(r))
+            .max();
+        if let Some(max) = max.filter(|&m| m >= header.base_timestamp) {
+            record_batch::set_max_timestamp(batch, max)?;
+            header.max_timestamp = max;
+        }
+        Ok(())
     }
 
     fn first_record(

@@ -99,6 +99,16 @@ pub fn open(
     PartitionLog::open(dir, tp(), cfg, clock, opts).unwrap().0
 }
 
+/// A fresh log in `dir` with default settings and [`clock`].
+pub fn open_fresh(dir: &Path) -> PartitionLog {
+    open(
+        dir,
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    )
+}
+
 pub fn small_segments() -> LogConfig {
     LogConfig {
         segment_bytes: 1024,
