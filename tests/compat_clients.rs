@@ -214,6 +214,43 @@ async fn kafkajs_transactions_commit_abort_and_send_offsets() {
     );
 }
 
+/// A Node user's day one with kafkajs: admin topics and configs, an
+/// idempotent gzip producer with keys and repeated headers, a two-member
+/// group (eachMessage + eachBatch) reading every record once, resume at the
+/// commits, the group offset admin calls, seek, pause/resume and
+/// fromBeginning:false (see the script).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_admin_producer_and_group_day_one() {
+    let kafkajs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/js/node_modules/kafkajs/package.json"
+    );
+    if !tool_available("node") || !tool_available(kafkajs) {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/kafkajs_check.js");
+    let out = run_against_broker("node", script, &["js-day-one", "js-day-one-group"]).await;
+    assert!(out.contains("kafkajs ok: 40 records split "), "{out}");
+    assert!(out.contains("over 4 partitions, resumed with exactly 8 new"), "{out}");
+    assert!(out.contains("seek/pause 12 side reads; topics deleted"), "{out}");
+}
+
+/// An asyncio user's day one with aiokafka: idempotent gzip producer with
+/// keys and repeated headers, a two-member group over 3 partitions reading
+/// every record once, resume at the commits, end_offsets, offsets_for_times
+/// and seek_to_beginning (see the script).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiokafka_producer_group_and_offsets_day_one() {
+    if !tool_available(PYTHON) {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/aiokafka_check.py");
+    let out = run_against_broker(PYTHON, script, &["aio-day-one", "aio-day-one-group"]).await;
+    assert!(out.contains("aiokafka ok: 30 records split "), "{out}");
+    assert!(out.contains("resumed with exactly 6 new"), "{out}");
+    assert!(out.contains("seek_to_beginning over 36 records"), "{out}");
+}
+
 #[test]
 fn a_missing_tool_fails_unless_opted_out() {
     // Runs this test binary again (one test, in a child process) so the
