@@ -379,6 +379,13 @@ pub fn set_log_append_time(buf: &mut [u8], timestamp: i64) -> Result<(), BatchEr
     ensure_header(buf)?;
     let attributes = read_i16(buf, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
     buf[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    set_max_timestamp(buf, timestamp)
+}
+
+/// Set the batch's max timestamp and recompute the CRC (Kafka's
+/// `setMaxTimestamp`); the timestamp type is kept.
+pub fn set_max_timestamp(buf: &mut [u8], timestamp: i64) -> Result<(), BatchError> {
+    ensure_header(buf)?;
     buf[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
     update_crc(buf);
     Ok(())

@@ -34,6 +34,7 @@ mod dir_listing;
 pub(crate) mod producer_load;
 mod retention;
 mod timestamps;
+use timestamps::true_max_timestamp;
 mod transactions;
 mod truncation;
 
@@ -401,6 +402,9 @@ impl PartitionLog {
             if log_append_time >= 0 {
                 record_batch::set_log_append_time(bytes, log_append_time)?;
                 header.max_timestamp = log_append_time;
+            } else if let Some(max) = true_max_timestamp(bytes, &header) {
+                record_batch::set_max_timestamp(bytes, max)?;
+                header.max_timestamp = max;
             }
             header.base_offset = base;
             header.partition_leader_epoch = leader_epoch;

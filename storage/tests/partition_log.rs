@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use rivulet_protocol::record_batch::{self, BatchIter, Compression, TimestampType};
+use rivulet_protocol::records::RecordBatchBuilder;
 use rivulet_storage::{LogConfig, LogOpenOptions, StorageError, TimestampPolicy};
 
 #[test]
@@ -193,6 +194,38 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
     assert_eq!(log.offset_for_timestamp(T0 + 3_905).unwrap(), None);
     let max = log.max_timestamp_offset().unwrap().unwrap();
     assert_eq!((max.offset, max.timestamp), (199, T0 + 3_904));
+}
+
+/// kafkajs 2.2.4 fills a batch's max timestamp from the records given an
+/// explicit `timestamp` only: one such record among others stamped "now"
+/// leaves the header far below them. Kafka's LogValidator rewrites the max
+/// from the records; without that the time index hid them from
+/// ListOffsets by timestamp.
+#[test]
+fn a_produced_batch_is_indexed_under_its_records_max_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(
+        dir.path(),
+        LogConfig::default(),
+        clock(),
+        LogOpenOptions::default(),
+    );
+    let mut b = RecordBatchBuilder::new(Compression::None);
+    for ts in [T0 + 10, T0 + 20, 1_000, T0 + 15] {
+        b.push(ts, None, Some(b"v"), &[]);
+    }
+    let mut bytes = b.build().unwrap();
+    record_batch::set_max_timestamp(&mut bytes, 1_000).unwrap();
+    log.append_as_leader(&mut bytes, 0).unwrap();
+    let header = record_batch::BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(header.max_timestamp, T0 + 20, "header rewritten in place");
+    assert!(record_batch::validate_batch(&bytes).is_ok(), "CRC updated");
+    let found = |ts| log.offset_for_timestamp(ts).unwrap().map(|t| t.offset);
+    assert_eq!(found(1_001), Some(0));
+    assert_eq!(found(T0 + 11), Some(1));
+    assert_eq!(found(T0 + 21), None);
+    let max = log.max_timestamp_offset().unwrap().unwrap();
+    assert_eq!((max.offset, max.timestamp), (1, T0 + 20));
 }
 
 #[test]

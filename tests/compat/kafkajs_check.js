@@ -4,7 +4,8 @@
 //
 // TOPIC gets 3 partitions and retention.ms, then grows to 4; TOPIC-side (1
 // partition) takes sendBatch's second topic and the seek/pause/resume and
-// fromBeginning:false checks. GROUP's two members (eachMessage and
+// fromBeginning:false checks; TOPIC-time a send mixing explicit and implicit
+// timestamps, looked up by time. GROUP's two members (eachMessage and
 // eachBatch) read every record of TOPIC exactly once between them, commit
 // and leave; a new member resumes at the commits. Then the group's offsets
 // are read, reset, set and deleted through the admin client.
@@ -22,6 +23,7 @@ if (!group) {
   process.exit(2);
 }
 const side = `${topic}-side`;
+const timed = `${topic}-time`;
 const RETENTION = '3600000';
 const ALTERED_RETENTION = '7200000';
 
@@ -76,6 +78,7 @@ async function adminTopics(admin) {
     topics: [
       { topic, numPartitions: 3, configEntries: [{ name: 'retention.ms', value: RETENTION }] },
       { topic: side, numPartitions: 1 },
+      { topic: timed, numPartitions: 1 },
     ],
     waitForLeaders: true,
   });
@@ -85,7 +88,7 @@ async function adminTopics(admin) {
   assertEq(again, false, 'createTopics of an existing topic');
 
   const listed = await admin.listTopics();
-  check(listed.includes(topic) && listed.includes(side), `listTopics ${listed} lacks ${topic}/${side}`);
+  for (const t of [topic, side, timed]) check(listed.includes(t), `listTopics ${listed} lacks ${t}`);
 
   const meta = await admin.fetchTopicMetadata({ topics: [topic] });
   assertEq(meta.topics.map((t) => t.name), [topic], 'fetchTopicMetadata topics');
@@ -352,6 +355,24 @@ async function seekPausePhase(producer) {
   return got.length;
 }
 
+// One send mixing a record with an old explicit timestamp and records
+// without one: kafkajs writes the batch's max timestamp from the explicit
+// ones only (1000 here); Kafka sets it from the records, so offsets by
+// timestamp still find the records stamped now.
+async function mixedTimestampPhase(admin, producer) {
+  const before = Date.now() - 60000;
+  await producer.send({
+    topic: timed,
+    acks: -1,
+    messages: [{ value: 'now-0' }, { value: 'old', timestamp: '1000' }, { value: 'now-1' }],
+  });
+  const found = await admin.fetchTopicOffsetsByTimestamp(timed, before);
+  assertEq(found.map((p) => p.offset), ['0'], 'fetchTopicOffsetsByTimestamp over mixed timestamps');
+  const afterOld = await admin.fetchTopicOffsetsByTimestamp(timed, 1001);
+  assertEq(afterOld.map((p) => p.offset), ['0'], 'fetchTopicOffsetsByTimestamp just after the old record');
+  return found[0].offset;
+}
+
 // fromBeginning:false starts a new group at the end of the log.
 async function latestPhase(producer) {
   const got = [];
@@ -383,18 +404,19 @@ async function main() {
   await offsetsAdminPhase(admin);
   const sideRead = await seekPausePhase(producer);
   await latestPhase(producer);
+  const mixedAt = await mixedTimestampPhase(admin, producer);
   await producer.disconnect();
 
-  await admin.deleteTopics({ topics: [topic, side] });
+  await admin.deleteTopics({ topics: [topic, side, timed] });
   await until(async () => {
     const listed = await admin.listTopics();
-    return !listed.includes(topic) && !listed.includes(side);
+    return ![topic, side, timed].some((t) => listed.includes(t));
   }, 'the deleted topics to leave listTopics');
   await admin.disconnect();
   console.log(
     `kafkajs ok: ${n} records split ${perMember.c1}/${perMember.c2} over 4 partitions, ` +
       `resumed with exactly ${resumed} new; offsets reset, set and deleted; ` +
-      `seek/pause ${sideRead} side reads; topics deleted`,
+      `seek/pause ${sideRead} side reads; mixed timestamps found at ${mixedAt}; topics deleted`,
   );
 }
 

@@ -1,7 +1,9 @@
 //! Lookups by timestamp in [`PartitionLog`] (ListOffsets by timestamp and
 //! KIP-734's max timestamp): find the batch through the segments' time
-//! indexes, then the record inside it.
+//! indexes, then the record inside it; and the max timestamp a produced
+//! batch is indexed under.
 
+use rivulet_protocol::record_batch::BatchHeader;
 use rivulet_protocol::records;
 
 use super::PartitionLog;
@@ -70,5 +72,18 @@ impl PartitionLog {
                 offset: off,
             })
         })
+    }
+}
+
+/// The max timestamp a produced CreateTime batch should carry when its
+/// header's is not its records' largest (Kafka's `LogValidator` rewrites
+/// it the same way; the time index and lookups above trust the header).
+/// `None` keeps the header: it is right, the batch is compressed (not
+/// opened on the produce path), or its records do not parse (left to the
+/// consumer, as before).
+pub(super) fn true_max_timestamp(batch: &[u8], header: &BatchHeader) -> Option<i64> {
+    match records::max_record_timestamp(batch) {
+        Ok(Some(max)) if max != header.max_timestamp => Some(max),
+        _ => None,
     }
 }
