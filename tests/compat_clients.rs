@@ -57,7 +57,7 @@ fn run(program: &str, args: &[String]) -> String {
 
 /// Start a broker, run `program script BOOTSTRAP args...` against it and
 /// return its stdout (the program's failure fails the test).
-async fn run_against_broker(program: &'static str, script: &'static str, args: &[&str]) -> String {
+async fn run_against_broker(program: &'static str, script: &str, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path(), &[]).await;
     let mut argv = vec![script.to_string(), broker.bootstrap()];
@@ -68,6 +68,27 @@ async fn run_against_broker(program: &'static str, script: &'static str, args: &
 }
 
 const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
+
+/// Run `tests/compat/SCRIPT BOOTSTRAP args...` with target/py's Python
+/// against a new broker: its stdout, or `None` when Python is missing and
+/// the user opted out (see [`tool_available`]).
+async fn python_check(script: &str, args: &[&str]) -> Option<String> {
+    if !tool_available(PYTHON) {
+        return None;
+    }
+    let path = format!("{}/tests/compat/{script}", env!("CARGO_MANIFEST_DIR"));
+    Some(run_against_broker(PYTHON, &path, args).await)
+}
+
+/// Node and kafkajs (installed under target/js by scripts/ci-setup.sh), as
+/// [`tool_available`].
+fn kafkajs_available() -> bool {
+    let kafkajs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/js/node_modules/kafkajs/package.json"
+    );
+    tool_available("node") && tool_available(kafkajs)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcat_produces_and_consumes() {
@@ -191,11 +212,7 @@ async fn aiokafka_transactions_commit_abort_and_send_offsets() {
 /// the issue saw fail with "Failed to find group coordinator".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafkajs_transactions_commit_abort_and_send_offsets() {
-    let kafkajs = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/js/node_modules/kafkajs/package.json"
-    );
-    if !tool_available("node") || !tool_available(kafkajs) {
+    if !kafkajs_available() {
         return;
     }
     let script = concat!(
@@ -221,11 +238,7 @@ async fn kafkajs_transactions_commit_abort_and_send_offsets() {
 /// fromBeginning:false (see the script).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafkajs_admin_producer_and_group_day_one() {
-    let kafkajs = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/js/node_modules/kafkajs/package.json"
-    );
-    if !tool_available("node") || !tool_available(kafkajs) {
+    if !kafkajs_available() {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/kafkajs_check.js");
@@ -249,14 +262,10 @@ async fn kafkajs_admin_producer_and_group_day_one() {
 /// and seek_to_beginning (see the script).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiokafka_producer_group_and_offsets_day_one() {
-    if !tool_available(PYTHON) {
+    let Some(out) = python_check("aiokafka_check.py", &["aio-day-one", "aio-day-one-group"]).await
+    else {
         return;
-    }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/compat/aiokafka_check.py"
-    );
-    let out = run_against_broker(PYTHON, script, &["aio-day-one", "aio-day-one-group"]).await;
+    };
     assert!(out.contains("aiokafka ok: 30 records split "), "{out}");
     assert!(out.contains("resumed with exactly 6 new"), "{out}");
     assert!(out.contains("seek_to_beginning over 36 records"), "{out}");

@@ -11,12 +11,9 @@
 // are read, reset, set and deleted through the admin client.
 // Exits non-zero on any mismatch; prints "kafkajs ok: ..." on success.
 'use strict';
-const path = require('path');
-// Installed by scripts/ci-setup.sh under target/js.
-const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes, AssignerProtocol } = require(
-  path.join(__dirname, '..', '..', 'target', 'js', 'node_modules', 'kafkajs'),
-);
+const { kafkajs, client, assertions, sleep } = require('./kafkajs_common');
 
+const { CompressionTypes, ConfigResourceTypes, AssignerProtocol } = kafkajs;
 const [bootstrap, topic, group] = process.argv.slice(2);
 if (!group) {
   console.error('usage: kafkajs_check.js BOOTSTRAP TOPIC GROUP');
@@ -27,29 +24,8 @@ const timed = `${topic}-time`;
 const RETENTION = '3600000';
 const ALTERED_RETENTION = '7200000';
 
-const kafka = new Kafka({
-  clientId: 'rivulet-kafkajs-check',
-  brokers: bootstrap.split(','),
-  logLevel: process.env.KAFKAJS_DEBUG ? logLevel.DEBUG : logLevel.ERROR,
-  retry: { retries: 8 },
-});
-
-function fail(msg) {
-  console.error('kafkajs FAILED: ' + msg);
-  process.exit(1);
-}
-
-function assertEq(got, want, what) {
-  const g = JSON.stringify(got);
-  const w = JSON.stringify(want);
-  if (g !== w) fail(`${what}: got ${g}, want ${w}`);
-}
-
-function check(cond, what) {
-  if (!cond) fail(what);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const kafka = client('rivulet-kafkajs-check', bootstrap);
+const { fail, assertEq, check } = assertions('kafkajs');
 
 async function until(cond, what, ms = 20000) {
   const deadline = Date.now() + ms;
@@ -263,18 +239,25 @@ async function groupPhase(admin, producer, n) {
   return { high, perMember, byTime };
 }
 
+// A consumer of `t` in group `groupId` pushing `map(partition, message)`
+// into `got`; `state.fetched` turns true after its first fetch.
+async function reader(groupId, t, fromBeginning, map) {
+  const got = [];
+  const state = { fetched: false };
+  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 100 });
+  consumer.on(consumer.events.FETCH, () => { state.fetched = true; });
+  await consumer.connect();
+  await consumer.subscribe({ topic: t, fromBeginning });
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => { got.push(map(partition, message)); },
+  });
+  return { consumer, got, state };
+}
+
 // A new member of the group resumes at the committed offsets; the admin
 // client describes and lists the group meanwhile.
 async function resumePhase(admin, producer, n, more) {
-  const got = [];
-  const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 100 });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ partition, message }) => {
-      got.push(checkRecord(partition, message, 'resumed'));
-    },
-  });
+  const { consumer, got } = await reader(group, topic, true, (p, m) => checkRecord(p, m, 'resumed'));
   const extra = [];
   for (let i = n; i < n + more; i += 1) extra.push(record(i));
   await producer.send({ topic, acks: -1, compression: CompressionTypes.GZIP, messages: extra });
@@ -327,15 +310,7 @@ async function offsetsAdminPhase(admin) {
 
 // seek and pause/resume on the side topic (6 records from sendBatch).
 async function seekPausePhase(producer) {
-  const got = [];
-  const consumer = kafka.consumer({ groupId: `${group}-seek`, maxWaitTimeInMs: 100 });
-  let fetched = false;
-  consumer.on(consumer.events.FETCH, () => { fetched = true; });
-  await consumer.connect();
-  await consumer.subscribe({ topic: side, fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ message }) => { got.push(Number(message.offset)); },
-  });
+  const { consumer, got } = await reader(`${group}-seek`, side, true, (_, m) => Number(m.offset));
   await until(() => got.length >= 6, 'the 6 side records');
   assertEq(got, [0, 1, 2, 3, 4, 5], 'side records from the beginning');
   consumer.seek({ topic: side, partition: 0, offset: '2' });
@@ -345,7 +320,6 @@ async function seekPausePhase(producer) {
   consumer.pause([{ topic: side }]);
   check(consumer.paused().some((p) => p.topic === side), 'paused() lacks the side topic');
   await producer.send({ topic: side, acks: -1, messages: [{ value: 'side-6' }, { value: 'side-7' }] });
-  fetched = false;
   await sleep(1000);
   assertEq(got.length, 10, 'records read while paused');
   consumer.resume([{ topic: side }]);
@@ -375,14 +349,8 @@ async function mixedTimestampPhase(admin, producer) {
 
 // fromBeginning:false starts a new group at the end of the log.
 async function latestPhase(producer) {
-  const got = [];
-  const consumer = kafka.consumer({ groupId: `${group}-latest`, maxWaitTimeInMs: 100 });
-  let fetched = false;
-  consumer.on(consumer.events.FETCH, () => { fetched = true; });
-  await consumer.connect();
-  await consumer.subscribe({ topic: side, fromBeginning: false });
-  await consumer.run({ eachMessage: async ({ message }) => { got.push(message.value.toString()); } });
-  await until(() => fetched, 'the first fetch of the fromBeginning:false consumer');
+  const { consumer, got, state } = await reader(`${group}-latest`, side, false, (_, m) => m.value.toString());
+  await until(() => state.fetched, 'the first fetch of the fromBeginning:false consumer');
   await producer.send({ topic: side, acks: -1, messages: [{ value: 'late-0' }, { value: 'late-1' }] });
   await until(() => got.length >= 2, 'the records produced after the join');
   await sleep(500);
