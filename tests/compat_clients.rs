@@ -5,8 +5,11 @@
 //! (kafka-python, confluent-kafka, aiokafka): commit/abort across two
 //! partitions seen by read_committed and read_uncommitted consumers, an
 //! open transaction holding read_committed readers at the last stable
-//! offset, and read-process-write with `send_offsets_to_transaction`. All
-//! tools are installed by `scripts/ci-setup.sh`, which `.ci/run` calls.
+//! offset, and read-process-write with `send_offsets_to_transaction`; and
+//! the day one of a Node (kafkajs) and an asyncio (aiokafka) user: admin,
+//! idempotent producer, a two-member group, resume at commits, offsets by
+//! time. All tools are installed by `scripts/ci-setup.sh`, which `.ci/run`
+//! calls.
 //!
 //! A missing tool FAILS its test: a skipped check hides a gap. Only a user
 //! who opts out with `RIVULET_SKIP_MISSING_CLIENTS=1` gets a warning and a
