@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need beyond the Rust toolchain:
-#   - kafkajs (npm registry) under target/js for the kafkajs check;
+#   - kafkajs (npm registry) under target/js for the kafkajs checks (day one
+#     and transactions);
 #   - kcat (Debian package) for the scripted kcat check;
 #   - Go with Sarama and kafka-go (Debian packages) for the Go checks;
 #   - PostgreSQL (Debian's postgresql package): the stream tests start their own
@@ -71,7 +72,7 @@ print("confluent-kafka", confluent_kafka.__version__, "(librdkafka", confluent_k
 print("aiokafka", aiokafka.__version__)
 PY
 
-# kafkajs (npm registry) for the kafkajs transaction check, with the
+# kafkajs (npm registry) for the kafkajs checks, with the
 # machine's Node.js.
 JS=target/js
 if [ ! -f "$JS/node_modules/kafkajs/package.json" ]; then

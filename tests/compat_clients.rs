@@ -6,8 +6,11 @@
 //! partitions seen by read_committed and read_uncommitted consumers, an
 //! open transaction holding read_committed readers at the last stable
 //! offset, and read-process-write with `send_offsets_to_transaction`; and
-//! two Go programs built from Debian's Sarama and kafka-go sources. All
-//! tools are installed by `scripts/ci-setup.sh`, which `.ci/run` calls.
+//! the day one of a Node (kafkajs) and an asyncio (aiokafka) user: admin,
+//! idempotent producer, a two-member group, resume at commits, offsets by
+//! time; and two Go programs built from Debian's Sarama and kafka-go
+//! sources. All tools are installed by `scripts/ci-setup.sh`, which
+//! `.ci/run` calls.
 //!
 //! A missing tool FAILS its test: a skipped check hides a gap. Only a user
 //! who opts out with `RIVULET_SKIP_MISSING_CLIENTS=1` gets a warning and a
@@ -58,7 +61,7 @@ fn run(program: &str, args: &[String]) -> String {
 
 /// Start a broker, run `program script BOOTSTRAP args...` against it and
 /// return its stdout (the program's failure fails the test).
-async fn run_against_broker(program: &'static str, script: &'static str, args: &[&str]) -> String {
+async fn run_against_broker(program: &'static str, script: &str, args: &[&str]) -> String {
     run_with_broker(program.to_string(), &[script], args).await
 }
 
@@ -76,6 +79,27 @@ async fn run_with_broker(program: String, leading: &[&str], args: &[&str]) -> St
 }
 
 const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
+
+/// Run `tests/compat/SCRIPT BOOTSTRAP args...` with target/py's Python
+/// against a new broker: its stdout, or `None` when Python is missing and
+/// the user opted out (see [`tool_available`]).
+async fn python_check(script: &str, args: &[&str]) -> Option<String> {
+    if !tool_available(PYTHON) {
+        return None;
+    }
+    let path = format!("{}/tests/compat/{script}", env!("CARGO_MANIFEST_DIR"));
+    Some(run_against_broker(PYTHON, &path, args).await)
+}
+
+/// Node and kafkajs (installed under target/js by scripts/ci-setup.sh), as
+/// [`tool_available`].
+fn kafkajs_available() -> bool {
+    let kafkajs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/js/node_modules/kafkajs/package.json"
+    );
+    tool_available("node") && tool_available(kafkajs)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcat_produces_and_consumes() {
@@ -199,11 +223,7 @@ async fn aiokafka_transactions_commit_abort_and_send_offsets() {
 /// the issue saw fail with "Failed to find group coordinator".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafkajs_transactions_commit_abort_and_send_offsets() {
-    let kafkajs = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/js/node_modules/kafkajs/package.json"
-    );
-    if !tool_available("node") || !tool_available(kafkajs) {
+    if !kafkajs_available() {
         return;
     }
     let script = concat!(
@@ -220,6 +240,46 @@ async fn kafkajs_transactions_commit_abort_and_send_offsets() {
         out.contains("kafkajs txn ok: read_committed 5 of 7; read-process-write group offset 3"),
         "{out}"
     );
+}
+
+/// A Node user's day one with kafkajs: admin topics and configs, an
+/// idempotent gzip producer with keys and repeated headers, a two-member
+/// group (eachMessage + eachBatch) reading every record once, resume at the
+/// commits, the group offset admin calls, seek, pause/resume and
+/// fromBeginning:false (see the script).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_admin_producer_and_group_day_one() {
+    if !kafkajs_available() {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/kafkajs_check.js");
+    let out = run_against_broker("node", script, &["js-day-one", "js-day-one-group"]).await;
+    assert!(out.contains("kafkajs ok: 40 records split "), "{out}");
+    assert!(
+        out.contains("over 4 partitions, resumed with exactly 8 new"),
+        "{out}"
+    );
+    assert!(out.contains("seek/pause 12 side reads"), "{out}");
+    // A send mixing explicit and implicit timestamps is found by time.
+    assert!(
+        out.contains("mixed timestamps found at 0; topics deleted"),
+        "{out}"
+    );
+}
+
+/// An asyncio user's day one with aiokafka: idempotent gzip producer with
+/// keys and repeated headers, a two-member group over 3 partitions reading
+/// every record once, resume at the commits, end_offsets, offsets_for_times
+/// and seek_to_beginning (see the script).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiokafka_producer_group_and_offsets_day_one() {
+    let Some(out) = python_check("aiokafka_check.py", &["aio-day-one", "aio-day-one-group"]).await
+    else {
+        return;
+    };
+    assert!(out.contains("aiokafka ok: 30 records split "), "{out}");
+    assert!(out.contains("resumed with exactly 6 new"), "{out}");
+    assert!(out.contains("seek_to_beginning over 36 records"), "{out}");
 }
 
 #[test]

@@ -382,9 +382,8 @@ pub fn set_log_append_time(buf: &mut [u8], timestamp: i64) -> Result<(), BatchEr
     set_max_timestamp(buf, timestamp)
 }
 
-/// Rewrite the max timestamp in place and recompute the CRC (Kafka's
-/// `DefaultRecordBatch.setMaxTimestamp`): the broker's fix for a producer
-/// that left it unset (see `PartitionLog::append_as_leader_from`).
+/// Set the batch's max timestamp in place and recompute the CRC (Kafka's
+/// `DefaultRecordBatch.setMaxTimestamp`); the timestamp type is kept.
 pub fn set_max_timestamp(buf: &mut [u8], timestamp: i64) -> Result<(), BatchError> {
     ensure_header(buf)?;
     buf[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());

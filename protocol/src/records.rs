@@ -355,36 +355,18 @@ impl Cursor {
         Ok(self.buf.split_to(n))
     }
 
-    /// An unsigned value of `bits` bits in little-endian base-128 groups, at
-    /// most `ceil(bits / 7)` bytes. Longer and overflowing encodings are both
-    /// rejected (Kafka's reader rejects only the longer ones).
     fn read_unsigned(&mut self, bits: u32) -> Result<u64, RecordError> {
-        let mut value = 0u64;
-        let mut shift = 0u32;
-        while shift < bits {
-            let b = self.read_u8()?;
-            let group = u64::from(b & 0x7f);
-            if shift + 7 > bits && group >> (bits - shift) != 0 {
-                return Err(Malformed("varint overflows its type"));
-            }
-            value |= group << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-            shift += 7;
-        }
-        Err(Malformed("varint longer than its maximum size"))
+        let (value, used) = unsigned_at(&self.buf, bits)?;
+        self.buf.advance(used);
+        Ok(value)
     }
 
     fn read_varint(&mut self) -> Result<i32, RecordError> {
-        let raw = u32::try_from(self.read_unsigned(32)?)
-            .map_err(|_| Malformed("varint overflows i32"))?;
-        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+        unzigzag32(self.read_unsigned(32)?)
     }
 
     fn read_varlong(&mut self) -> Result<i64, RecordError> {
-        let raw = self.read_unsigned(64)?;
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+        Ok(unzigzag64(self.read_unsigned(64)?))
     }
 
     /// A varint that must not be negative: a length or a count.
@@ -401,6 +383,85 @@ impl Cursor {
             )),
         }
     }
+}
+
+/// An unsigned value of `bits` bits in little-endian base-128 groups at the
+/// front of `buf`, at most `ceil(bits / 7)` bytes: `(value, bytes used)`.
+/// Longer and overflowing encodings are both rejected (Kafka's reader
+/// rejects only the longer ones).
+fn unsigned_at(buf: &[u8], bits: u32) -> Result<(u64, usize), RecordError> {
+    let mut value = 0u64;
+    let mut shift = 0u32;
+    for (i, &b) in buf.iter().enumerate() {
+        if shift >= bits {
+            break;
+        }
+        let group = u64::from(b & 0x7f);
+        if shift + 7 > bits && group >> (bits - shift) != 0 {
+            return Err(Malformed("varint overflows its type"));
+        }
+        value |= group << shift;
+        if b & 0x80 == 0 {
+            return Ok((value, i + 1));
+        }
+        shift += 7;
+    }
+    if shift >= bits {
+        Err(Malformed("varint longer than its maximum size"))
+    } else {
+        Err(Malformed("record truncated"))
+    }
+}
+
+fn unzigzag32(raw: u64) -> Result<i32, RecordError> {
+    let raw = u32::try_from(raw).map_err(|_| Malformed("varint overflows i32"))?;
+    Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+fn unzigzag64(raw: u64) -> i64 {
+    ((raw >> 1) as i64) ^ -((raw & 1) as i64)
+}
+
+/// The largest record timestamp (`base_timestamp + timestamp_delta`) of an
+/// uncompressed batch, read in place without decoding keys, values or
+/// headers; `None` for a compressed batch or one without records.
+///
+/// Kafka's `LogValidator` sets a produced batch's max timestamp to the
+/// largest of its records' (`setMaxTimestamp`) rather than trusting the
+/// client's header, and `ListOffsets` by timestamp relies on it: kafkajs
+/// 2.2.4 writes the header from the explicitly given timestamps only, so a
+/// send mixing records with and without `timestamp` carries a max below
+/// its records'. Compressed batches are not opened here (the produce path
+/// never decompresses); their header is kept.
+///
+/// Errors: [`RecordError::Batch`] for a batch shorter than its header and
+/// [`RecordError::Malformed`] when a record's length or timestamp does not
+/// parse or runs past the batch.
+pub fn max_record_timestamp(batch: &[u8]) -> Result<Option<i64>, RecordError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.compression()? != Compression::None {
+        return Ok(None);
+    }
+    let mut rest = batch.get(HEADER_SIZE..).unwrap_or_default();
+    let mut max = None;
+    while !rest.is_empty() {
+        let (raw_len, used) = unsigned_at(rest, 32)?;
+        let len = usize::try_from(unzigzag32(raw_len)?)
+            .map_err(|_| Malformed("negative record length"))?;
+        let end = used
+            .checked_add(len)
+            .filter(|&end| end <= rest.len())
+            .ok_or(Malformed("record runs past the batch"))?;
+        // Skip the attributes byte; the timestamp delta follows.
+        let body = rest
+            .get(used + 1..end)
+            .ok_or(Malformed("record truncated"))?;
+        let (raw_delta, _) = unsigned_at(body, 64)?;
+        let ts = header.base_timestamp.saturating_add(unzigzag64(raw_delta));
+        max = Some(max.map_or(ts, |m: i64| m.max(ts)));
+        rest = &rest[end..];
+    }
+    Ok(max)
 }
 
 fn decode_record(cursor: &mut Cursor) -> Result<Record, RecordError> {

@@ -401,8 +401,8 @@ impl PartitionLog {
             if log_append_time >= 0 {
                 record_batch::set_log_append_time(bytes, log_append_time)?;
                 header.max_timestamp = log_append_time;
-            } else if header.max_timestamp < header.base_timestamp {
-                self.repair_max_timestamp(bytes, &mut header)?;
+            } else {
+                self.fix_max_timestamp(bytes, &mut header)?;
             }
             header.base_offset = base;
             header.partition_leader_epoch = leader_epoch;

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use rivulet_protocol::record_batch::{self, BatchIter, Compression, TimestampType};
+use rivulet_protocol::records::RecordBatchBuilder;
 use rivulet_storage::{LogConfig, LogOpenOptions, StorageError, TimestampPolicy};
 
 #[test]
@@ -195,14 +196,15 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
     assert_eq!((max.offset, max.timestamp), (199, T0 + 3_904));
 }
 
-/// Sarama 1.22 leaves a batch's max timestamp at -1: the broker
-/// writes the largest record timestamp there (Kafka's `LogValidator`), so
-/// lookups by time find the batch.
+/// Sarama 1.22 leaves a batch's max timestamp at -1, compressed batches
+/// too: the broker opens such a batch (certainly wrong: below its base
+/// timestamp) and writes the largest record timestamp there (Kafka's
+/// `LogValidator`), so lookups by time find it.
 #[test]
 fn unset_max_timestamp_is_repaired_on_append() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open_fresh(dir.path());
-    let mut sent = batch("v", 5, T0);
+    let mut sent = batch_with(Compression::Snappy, "v", 5, T0);
     record_batch::set_max_timestamp(&mut sent, -1).unwrap();
     log.append_as_leader(&mut sent, 0).unwrap();
     let got = log.offset_for_timestamp(T0 + 2).unwrap().unwrap();
@@ -210,6 +212,33 @@ fn unset_max_timestamp_is_repaired_on_append() {
     let bytes = log.read(0, 1 << 20, None, true).unwrap();
     let stored = BatchIter::new(&bytes).next().unwrap().unwrap().1;
     assert_eq!(stored.max_timestamp, T0 + 4, "header repaired, CRC valid");
+}
+
+/// kafkajs 2.2.4 fills a batch's max timestamp from the records given an
+/// explicit `timestamp` only: one such record among others stamped "now"
+/// leaves the header far below them. Kafka's LogValidator rewrites the max
+/// from the records; without that the time index hid them from
+/// ListOffsets by timestamp.
+#[test]
+fn a_produced_batch_is_indexed_under_its_records_max_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_fresh(dir.path());
+    let mut b = RecordBatchBuilder::new(Compression::None);
+    for ts in [T0 + 10, T0 + 20, 1_000, T0 + 15] {
+        b.push(ts, None, Some(b"v"), &[]);
+    }
+    let mut bytes = b.build().unwrap();
+    record_batch::set_max_timestamp(&mut bytes, 1_000).unwrap();
+    log.append_as_leader(&mut bytes, 0).unwrap();
+    let header = record_batch::BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(header.max_timestamp, T0 + 20, "header rewritten in place");
+    assert!(record_batch::validate_batch(&bytes).is_ok(), "CRC updated");
+    let found = |ts| log.offset_for_timestamp(ts).unwrap().map(|t| t.offset);
+    assert_eq!(found(1_001), Some(0));
+    assert_eq!(found(T0 + 11), Some(1));
+    assert_eq!(found(T0 + 21), None);
+    let max = log.max_timestamp_offset().unwrap().unwrap();
+    assert_eq!((max.offset, max.timestamp), (1, T0 + 20));
 }
 
 #[test]

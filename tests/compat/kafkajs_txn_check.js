@@ -11,34 +11,15 @@
 // first batch's end; read_committed readers of OUT_TOPIC see only it.
 // Exits non-zero on any mismatch; prints "kafkajs txn ok: ..." on success.
 'use strict';
-const path = require('path');
-// Installed by scripts/ci-setup.sh under target/js.
-const { Kafka, logLevel } = require(
-  path.join(__dirname, '..', '..', 'target', 'js', 'node_modules', 'kafkajs'),
-);
+const { client, assertions } = require('./kafkajs_common');
 
 const [bootstrap, topic, inTopic, outTopic, group] = process.argv.slice(2);
 if (!group) {
   console.error('usage: kafkajs_txn_check.js BOOTSTRAP TOPIC IN_TOPIC OUT_TOPIC GROUP');
   process.exit(2);
 }
-const kafka = new Kafka({
-  clientId: 'rivulet-kafkajs-txn',
-  brokers: bootstrap.split(','),
-  logLevel: logLevel.ERROR,
-  retry: { retries: 8 },
-});
-
-function fail(msg) {
-  console.error('kafkajs txn FAILED: ' + msg);
-  process.exit(1);
-}
-
-function assertEq(got, want, what) {
-  const g = JSON.stringify(got);
-  const w = JSON.stringify(want);
-  if (g !== w) fail(`${what}: got ${g}, want ${w}`);
-}
+const kafka = client('rivulet-kafkajs-txn', bootstrap);
+const { fail, assertEq } = assertions('kafkajs txn');
 
 const TXNS = [
   ['commit', [[0, 't1-a'], [1, 't1-b'], [0, 't1-c']]],

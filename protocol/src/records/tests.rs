@@ -336,3 +336,22 @@ proptest! {
         let _ = decode_batch(&bytes, 4096);
     }
 }
+
+#[test]
+fn max_record_timestamp_reads_uncompressed_records_in_place() {
+    let mut b = RecordBatchBuilder::new(C::None);
+    for ts in [2_000, 5_000, 1_000] {
+        b.push(ts, Some(b"k"), Some(b"v"), &[("h", Some(b"x"))]);
+    }
+    let mut bytes = b.build().unwrap();
+    assert_eq!(max_record_timestamp(&bytes).unwrap(), Some(5_000));
+    // A header max below the records' does not change what is read.
+    crate::record_batch::set_max_timestamp(&mut bytes, 1_000).unwrap();
+    assert_eq!(max_record_timestamp(&bytes).unwrap(), Some(5_000));
+    // Truncated records are malformed, not a panic.
+    assert!(malformed(max_record_timestamp(&bytes[..bytes.len() - 3])));
+    // Compressed batches are not opened.
+    let mut gz = RecordBatchBuilder::new(C::Gzip);
+    gz.push(7_000, None, Some(b"v"), &[]);
+    assert_eq!(max_record_timestamp(&gz.build().unwrap()).unwrap(), None);
+}

@@ -1,6 +1,7 @@
 //! Lookups by timestamp in [`PartitionLog`] (ListOffsets by timestamp and
 //! KIP-734's max timestamp): find the batch through the segments' time
-//! indexes, then the record inside it.
+//! indexes, then the record inside it; and the max timestamp a produced
+//! batch is indexed under.
 
 use rivulet_protocol::record_batch::{self, BatchHeader};
 use rivulet_protocol::records;
@@ -58,28 +59,42 @@ impl PartitionLog {
         }
     }
 
-    /// A produced CreateTime batch whose header max timestamp lies below
-    /// its base timestamp (Sarama 1.22 never sets it: -1) gets the
-    /// largest record timestamp written into the header, as Kafka's
-    /// `LogValidator` does for every batch (`setMaxTimestamp`); otherwise
-    /// the time index would not know the batch and ListOffsets by
-    /// timestamp would miss its records. Only such batches are decoded, so
-    /// well-formed ones keep the decode-free append path. A batch whose
-    /// records do not decode is left as it is.
-    pub(super) fn repair_max_timestamp(
+    /// Give a produced CreateTime batch its records' largest timestamp as
+    /// its max timestamp (header rewritten, CRC recomputed), as Kafka's
+    /// `LogValidator` does (`setMaxTimestamp`) instead of trusting the
+    /// client: the time index and the lookups above trust the header.
+    /// kafkajs 2.2.4 fills it from the explicitly given timestamps only
+    /// (a send mixing records with and without one carries a max below its
+    /// records'); Sarama 1.22 never sets it (-1).
+    ///
+    /// Uncompressed batches are read in place (each record's length and
+    /// timestamp delta, nothing allocated). A compressed batch is opened
+    /// only when its max lies below its base timestamp (certainly wrong):
+    /// the produce path does not decompress otherwise, so a compressed
+    /// batch with a plausible but low max keeps it. A batch whose records
+    /// do not parse keeps its header (left to the consumer, as before).
+    pub(super) fn fix_max_timestamp(
         &self,
         batch: &mut [u8],
         header: &mut BatchHeader,
     ) -> Result<()> {
-        let Ok(decoded) = records::decode_batch(batch, self.max_decompressed) else {
-            return Ok(());
+        let max = match records::max_record_timestamp(batch) {
+            Ok(Some(max)) => Some(max),
+            Ok(None) if header.max_timestamp < header.base_timestamp => {
+                records::decode_batch(batch, self.max_decompressed)
+                    .ok()
+                    .and_then(|decoded| {
+                        decoded
+                            .records
+                            .iter()
+                            .map(|r| decoded.timestamp_of(r))
+                            .max()
+                    })
+                    .filter(|&m| m >= header.base_timestamp)
+            }
+            _ => None,
         };
-        let max = decoded
-            .records
-            .iter()
-            .map(|r| decoded.timestamp_of(r))
-            .max();
-        if let Some(max) = max.filter(|&m| m >= header.base_timestamp) {
+        if let Some(max) = max.filter(|&m| m != header.max_timestamp) {
             record_batch::set_max_timestamp(batch, max)?;
             header.max_timestamp = max;
         }
