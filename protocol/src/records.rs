@@ -443,9 +443,10 @@ pub fn max_record_timestamp(batch: &[u8]) -> Result<Option<i64>, RecordError> {
         return Ok(None);
     }
     let mut rest = batch.get(HEADER_SIZE..).unwrap_or_default();
-    let mut max = None;
+    // The largest delta; each record's timestamp is the base plus its own.
+    let mut max_delta: Option<i64> = None;
     while !rest.is_empty() {
-        let (raw_len, used) = unsigned_at(rest, 32)?;
+        let (raw_len, used) = short_unsigned_at(rest, 32)?;
         let len = usize::try_from(unzigzag32(raw_len)?)
             .map_err(|_| Malformed("negative record length"))?;
         let end = used
@@ -456,12 +457,24 @@ pub fn max_record_timestamp(batch: &[u8]) -> Result<Option<i64>, RecordError> {
         let body = rest
             .get(used + 1..end)
             .ok_or(Malformed("record truncated"))?;
-        let (raw_delta, _) = unsigned_at(body, 64)?;
-        let ts = header.base_timestamp.saturating_add(unzigzag64(raw_delta));
-        max = Some(max.map_or(ts, |m: i64| m.max(ts)));
+        let (raw_delta, _) = short_unsigned_at(body, 64)?;
+        let delta = unzigzag64(raw_delta);
+        max_delta = Some(max_delta.map_or(delta, |m| m.max(delta)));
         rest = &rest[end..];
     }
-    Ok(max)
+    Ok(max_delta.map(|d| header.base_timestamp.saturating_add(d)))
+}
+
+/// [`unsigned_at`] with the one- and two-byte encodings (record lengths
+/// and timestamp deltas of most records) decoded inline: this runs over
+/// every record of every uncompressed produced batch.
+#[inline]
+fn short_unsigned_at(buf: &[u8], bits: u32) -> Result<(u64, usize), RecordError> {
+    match buf {
+        [b0, ..] if b0 & 0x80 == 0 => Ok((u64::from(*b0), 1)),
+        [b0, b1, ..] if b1 & 0x80 == 0 => Ok((u64::from(b0 & 0x7f) | u64::from(*b1) << 7, 2)),
+        _ => unsigned_at(buf, bits),
+    }
 }
 
 fn decode_record(cursor: &mut Cursor) -> Result<Record, RecordError> {
