@@ -183,7 +183,10 @@ impl BrokerProcess {
 
     /// Start a node of `bin` on free ports with its data in `data` (removed
     /// when this value is dropped), `settings` and `env`, and wait (up to
-    /// `timeout`) until it answers Metadata.
+    /// `timeout`) until it answers Metadata. A port found free can be taken
+    /// by another process's socket before the node binds it (see
+    /// [`crate::ports`]): a node that exits with "Address already in use"
+    /// is started again on other free ports, with its data dir emptied.
     pub fn start_in(
         bin: &Path,
         data: TempDir,
@@ -192,16 +195,38 @@ impl BrokerProcess {
         env: &[(&str, &str)],
         timeout: Duration,
     ) -> BrokerProcess {
-        let mut spec = NodeSpec::new(bin, data.path(), log);
-        for (k, v) in settings {
-            spec = spec.set(*k, v);
+        const PORT_RACES: usize = 3;
+        for attempt in 0.. {
+            let mut spec = NodeSpec::new(bin, data.path(), &log);
+            for (k, v) in settings {
+                spec = spec.set(*k, v);
+            }
+            for (k, v) in env {
+                spec = spec.env(*k, *v);
+            }
+            let mut p = BrokerProcess::spawn(spec);
+            if p.wait_serving_or_exit(timeout) {
+                return p.owning(data);
+            }
+            let tail = p.log_tail(20);
+            assert!(
+                attempt < PORT_RACES && tail.contains("Address already in use"),
+                "the broker exited; last lines of {}:\n{tail}",
+                log.display()
+            );
+            eprintln!("a port of the broker was taken before it bound it; again on other ports");
+            drop(p);
+            for entry in std::fs::read_dir(data.path()).expect("read the data dir") {
+                let path = entry.expect("a data dir entry").path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+            }
         }
-        for (k, v) in env {
-            spec = spec.env(*k, *v);
-        }
-        let mut p = BrokerProcess::spawn(spec).owning(data);
-        p.wait_serving(timeout);
-        p
+        unreachable!("the loop returns or panics")
     }
 
     /// Start the node again (after [`kill`](Self::kill) or
@@ -341,23 +366,31 @@ impl BrokerProcess {
     /// Wait until a Metadata request through rdkafka lists a broker; panics
     /// if the process exits first or `timeout` passes.
     pub fn wait_serving(&mut self, timeout: Duration) {
+        if !self.wait_serving_or_exit(timeout) {
+            self.check_alive();
+        }
+    }
+
+    /// Wait until a Metadata request through rdkafka lists a broker (true)
+    /// or the process exits (false); panics if `timeout` passes.
+    fn wait_serving_or_exit(&mut self, timeout: Duration) -> bool {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let client: BaseConsumer = crate::kafka::client_config(&self.bootstrap())
             .create()
             .expect("a metadata client");
-        let served = Poll::new(timeout)
+        let outcome = Poll::new(timeout)
             .every(Duration::from_millis(50))
-            .until(|| {
-                self.check_alive();
+            .value(|| {
+                if self.exited().is_some() {
+                    return Some(false);
+                }
                 client
                     .fetch_metadata(None, Duration::from_secs(1))
                     .is_ok_and(|md| !md.brokers().is_empty())
+                    .then_some(true)
             });
-        assert!(
-            served,
-            "the broker at {} never answered Metadata",
-            self.bootstrap()
-        );
+        outcome
+            .unwrap_or_else(|| panic!("the broker at {} never answered Metadata", self.bootstrap()))
     }
 }
 
