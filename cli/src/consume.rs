@@ -277,29 +277,37 @@ fn print_records(
     let idle_limit = args.timeout_ms.map(Duration::from_millis);
     let mut last_record = Instant::now();
     let mut at_end = BTreeSet::new();
+    let mut check_end = false;
     let mut consumed = 0;
     loop {
         if args.count.is_some_and(|n| consumed >= n) {
             break;
         }
-        let reading = match assigned {
-            Some(n) => n,
-            // Until the group assigns partitions, none is at its end.
-            None => consumer
-                .assignment()
-                .map_or(usize::MAX, |a| match a.count() {
-                    0 => usize::MAX,
-                    n => n,
-                }),
-        };
-        if !args.follow && at_end.len() >= reading {
-            break;
+        // Only an end reached or a quiet poll can complete the set: the
+        // group's assignment is asked then, not for every record.
+        if std::mem::take(&mut check_end) && !args.follow && !at_end.is_empty() {
+            let reading = match assigned {
+                Some(n) => n,
+                // Until the group assigns partitions, none is at its end.
+                None => consumer
+                    .assignment()
+                    .map_or(usize::MAX, |a| match a.count() {
+                        0 => usize::MAX,
+                        n => n,
+                    }),
+            };
+            if at_end.len() >= reading {
+                break;
+            }
         }
         if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {
-            None => flush(&mut out)?,
+            None => {
+                check_end = true;
+                flush(&mut out)?;
+            }
             Some(Ok(m)) => {
                 at_end.remove(&m.partition());
                 last_record = Instant::now();
@@ -320,6 +328,7 @@ fn print_records(
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
+                check_end = true;
             }
             // One connection dropping is retried by librdkafka.
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure))) => {
