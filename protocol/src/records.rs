@@ -4,8 +4,8 @@
 //! Owns the per-record wire format (Kafka's `DefaultRecord`), the zigzag
 //! varint/varlong encoding it uses, and building whole batches from records.
 //! It is for the places that must look inside batches (log compaction, tests,
-//! CLI tools); the produce and fetch paths never decode records and use
-//! [`crate::record_batch`] alone.
+//! CLI tools); the produce path checks a batch's records in place with
+//! [`scan_batch`] (nothing copied), and the fetch path never looks inside.
 //!
 //! Record layout, after the batch header (and after decompression):
 //! ```text
@@ -422,52 +422,9 @@ fn unzigzag64(raw: u64) -> i64 {
     ((raw >> 1) as i64) ^ -((raw & 1) as i64)
 }
 
-/// The largest record timestamp (`base_timestamp + timestamp_delta`) of an
-/// uncompressed batch, read in place without decoding keys, values or
-/// headers; `None` for a compressed batch or one without records.
-///
-/// Kafka's `LogValidator` sets a produced batch's max timestamp to the
-/// largest of its records' (`setMaxTimestamp`) rather than trusting the
-/// client's header, and `ListOffsets` by timestamp relies on it: kafkajs
-/// 2.2.4 writes the header from the explicitly given timestamps only, so a
-/// send mixing records with and without `timestamp` carries a max below
-/// its records'. Compressed batches are not opened here (the produce path
-/// never decompresses); their header is kept.
-///
-/// Errors: [`RecordError::Batch`] for a batch shorter than its header and
-/// [`RecordError::Malformed`] when a record's length or timestamp does not
-/// parse or runs past the batch.
-pub fn max_record_timestamp(batch: &[u8]) -> Result<Option<i64>, RecordError> {
-    let header = BatchHeader::parse(batch)?;
-    if header.compression()? != Compression::None {
-        return Ok(None);
-    }
-    let mut rest = batch.get(HEADER_SIZE..).unwrap_or_default();
-    // The largest delta; each record's timestamp is the base plus its own.
-    let mut max_delta: Option<i64> = None;
-    while !rest.is_empty() {
-        let (raw_len, used) = short_unsigned_at(rest, 32)?;
-        let len = usize::try_from(unzigzag32(raw_len)?)
-            .map_err(|_| Malformed("negative record length"))?;
-        let end = used
-            .checked_add(len)
-            .filter(|&end| end <= rest.len())
-            .ok_or(Malformed("record runs past the batch"))?;
-        // Skip the attributes byte; the timestamp delta follows.
-        let body = rest
-            .get(used + 1..end)
-            .ok_or(Malformed("record truncated"))?;
-        let (raw_delta, _) = short_unsigned_at(body, 64)?;
-        let delta = unzigzag64(raw_delta);
-        max_delta = Some(max_delta.map_or(delta, |m| m.max(delta)));
-        rest = &rest[end..];
-    }
-    Ok(max_delta.map(|d| header.base_timestamp.saturating_add(d)))
-}
-
 /// [`unsigned_at`] with the one- and two-byte encodings (record lengths
 /// and timestamp deltas of most records) decoded inline: this runs over
-/// every record of every uncompressed produced batch.
+/// every record of every produced batch ([`scan_batch`]).
 #[inline]
 fn short_unsigned_at(buf: &[u8], bits: u32) -> Result<(u64, usize), RecordError> {
     match buf {
@@ -545,6 +502,9 @@ fn write_nullable(out: &mut Vec<u8>, v: Option<&[u8]>) {
         }
     }
 }
+
+mod scan;
+pub use scan::{scan_batch, BatchSummary, RecordSketch};
 
 #[cfg(test)]
 mod tests;

@@ -338,20 +338,62 @@ proptest! {
 }
 
 #[test]
-fn max_record_timestamp_reads_uncompressed_records_in_place() {
-    let mut b = RecordBatchBuilder::new(C::None);
-    for ts in [2_000, 5_000, 1_000] {
-        b.push(ts, Some(b"k"), Some(b"v"), &[("h", Some(b"x"))]);
+fn scan_batch_reads_every_record_in_place() {
+    for codec in ALL {
+        let mut b = RecordBatchBuilder::new(codec);
+        for (ts, key) in [(2_000, Some(&b"k"[..])), (5_000, None), (1_000, Some(b"k"))] {
+            b.push(ts, key, Some(b"v"), &[("h", Some(b"x")), ("n", None)]);
+        }
+        let mut bytes = b.build().unwrap();
+        // A header max below the records' does not change what is read.
+        crate::record_batch::set_max_timestamp(&mut bytes, 1_000).unwrap();
+        let header = BatchHeader::parse(&bytes).unwrap();
+        let mut seen = Vec::new();
+        let summary = scan_batch(&bytes, LIMIT, |r| seen.push(r)).unwrap();
+        assert_eq!(summary.max_timestamp(&header), Some(5_000), "{codec:?}");
+        assert_eq!(summary.min_timestamp(&header), Some(1_000), "{codec:?}");
+        assert_eq!(summary.keyless, 1);
+        let keys: Vec<_> = seen.iter().map(|r| (r.index, r.has_key)).collect();
+        assert_eq!(keys, [(0, true), (1, false), (2, true)]);
     }
-    let mut bytes = b.build().unwrap();
-    assert_eq!(max_record_timestamp(&bytes).unwrap(), Some(5_000));
-    // A header max below the records' does not change what is read.
-    crate::record_batch::set_max_timestamp(&mut bytes, 1_000).unwrap();
-    assert_eq!(max_record_timestamp(&bytes).unwrap(), Some(5_000));
-    // Truncated records are malformed, not a panic.
-    assert!(malformed(max_record_timestamp(&bytes[..bytes.len() - 3])));
-    // Compressed batches are not opened.
-    let mut gz = RecordBatchBuilder::new(C::Gzip);
-    gz.push(7_000, None, Some(b"v"), &[]);
-    assert_eq!(max_record_timestamp(&gz.build().unwrap()).unwrap(), None);
+}
+
+#[test]
+fn scan_batch_refuses_what_decode_batch_refuses() {
+    let good = build_batch(&template(C::None, 2), &three_records()).unwrap();
+    assert!(scan_batch(&good, LIMIT, |_| {}).is_ok());
+    // Truncated records.
+    let mut cut = good[..good.len() - 3].to_vec();
+    let len = (cut.len() - LOG_OVERHEAD) as i32;
+    cut[8..12].copy_from_slice(&len.to_be_bytes());
+    update_crc(&mut cut);
+    assert!(malformed(scan_batch(&cut, LIMIT, |_| {})));
+    // A count that does not match the records, either way.
+    for count in [2i32, 4] {
+        let mut bad = good.clone();
+        bad[57..61].copy_from_slice(&count.to_be_bytes());
+        update_crc(&mut bad);
+        assert!(malformed(scan_batch(&bad, LIMIT, |_| {})), "count {count}");
+    }
+    // An offset delta past the batch's last.
+    let mut far = three_records();
+    far[2].offset_delta = 7;
+    let mut bytes = build_batch(&template(C::None, 7), &far).unwrap();
+    bytes[23..27].copy_from_slice(&2i32.to_be_bytes());
+    update_crc(&mut bytes);
+    assert!(malformed(scan_batch(&bytes, LIMIT, |_| {})));
+    // Every single flipped byte of the records either still scans as
+    // decode_batch decodes it, or fails both.
+    for at in HEADER_SIZE..good.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = good.clone();
+            bad[at] ^= flip;
+            update_crc(&mut bad);
+            assert_eq!(
+                scan_batch(&bad, LIMIT, |_| {}).is_ok(),
+                decode_batch(&bad, LIMIT).is_ok(),
+                "byte {at} ^ {flip:#x}"
+            );
+        }
+    }
 }
