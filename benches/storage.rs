@@ -8,6 +8,10 @@
 //! - `lookup/*`: offset and timestamp lookups on a 1 GiB log;
 //! - `recovery/*`: reopening a 1 GiB active segment after an unclean stop, and
 //!   opening 1,000 cleanly closed partitions;
+//! - `validate/*`: the per-record check of a produced batch
+//!   (`records::scan_batch`, what the leader runs on every produced batch)
+//!   beside the CRC-32C check every batch already gets, for small and
+//!   1 KiB records, uncompressed and lz4;
 //! - `producer_state/*`: opening a cleanly closed log of 200,000 idempotent
 //!   batches in 20 segments from its producer-state snapshot, against the
 //!   full header scan the same log needs without one.
@@ -346,5 +350,48 @@ fn producer_state(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, read, lookup, recovery, producer_state);
+/// A producer batch of `n` records of `size` bytes (key included).
+fn batch_of(codec: Compression, n: usize, size: usize) -> Vec<u8> {
+    let mut b = RecordBatchBuilder::new(codec);
+    for i in 0..n {
+        let key = format!("key-{i:08}");
+        let value: Vec<u8> = (0..size.saturating_sub(key.len()))
+            .map(|j| b'a' + ((i + j) % 26) as u8)
+            .collect();
+        b.push(T0 + i as i64, Some(key.as_bytes()), Some(&value), &[]);
+    }
+    b.build().expect("batch")
+}
+
+fn validate(c: &mut Criterion) {
+    let cases = [
+        ("160x80B", batch_of(Compression::None, 160, 80)),
+        ("16x1KiB", batch_of(Compression::None, 16, RECORD)),
+        ("16x1KiB_lz4", batch_of(Compression::Lz4, 16, RECORD)),
+    ];
+    let mut g = c.benchmark_group("validate");
+    for (name, bytes) in &cases {
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(format!("crc32c_{name}"), |b| {
+            b.iter(|| record_batch::validate_batch(black_box(bytes)).expect("valid"))
+        });
+        g.bench_function(format!("scan_records_{name}"), |b| {
+            b.iter(|| {
+                rivulet_protocol::records::scan_batch(black_box(bytes), 1 << 26, |_| {})
+                    .expect("scans")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    append,
+    read,
+    lookup,
+    recovery,
+    validate,
+    producer_state
+);
 criterion_main!(benches);

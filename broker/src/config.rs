@@ -78,6 +78,14 @@ pub const LOG_KEYS: &[(&str, &str)] = &[
     ("log.flush.policy", "flush.policy"),
     ("log.flush.interval.ms", "flush.ms"),
     ("log.message.timestamp.type", "message.timestamp.type"),
+    (
+        "log.message.timestamp.before.max.ms",
+        "message.timestamp.before.max.ms",
+    ),
+    (
+        "log.message.timestamp.after.max.ms",
+        "message.timestamp.after.max.ms",
+    ),
 ];
 
 /// Every other key with its default, in the order `config/single.toml`

@@ -3,7 +3,8 @@
 use kafka_protocol::ResponseError as E;
 use rivulet_controller::logic::ControllerError;
 use rivulet_controller::ControllerResponse;
-use rivulet_storage::StorageError;
+use rivulet_protocol::{BatchError, RecordError};
+use rivulet_storage::{RejectReason, StorageError};
 
 use crate::replication::AckError;
 
@@ -16,11 +17,23 @@ pub fn code(e: E) -> i16 {
 /// A storage failure on a produce, fetch or offsets path.
 pub fn storage(e: &StorageError) -> i16 {
     match e {
-        // A producer's control batch (only the broker writes transaction
-        // markers): INVALID_RECORD, as Kafka's LogValidator.
-        StorageError::InvalidBatch(rivulet_protocol::BatchError::ControlBatchFromClient) => {
-            E::InvalidRecord.code()
-        }
+        // What Kafka's LogValidator refuses with InvalidRecordException:
+        // a producer's control batch (only the broker writes transaction
+        // markers), a count that does not match the offsets, an idempotent
+        // batch without a sequence, records that do not parse.
+        StorageError::InvalidBatch(
+            BatchError::ControlBatchFromClient
+            | BatchError::BadRecordCount { .. }
+            | BatchError::MissingSequence { .. },
+        )
+        | StorageError::Records(RecordError::Malformed(_)) => E::InvalidRecord.code(),
+        StorageError::RecordsRejected(r) => match r.reason {
+            RejectReason::InvalidRecord => E::InvalidRecord.code(),
+            RejectReason::InvalidTimestamp => E::InvalidTimestamp.code(),
+        },
+        // Records that decompress past the broker's limit.
+        StorageError::Records(RecordError::TooLarge { .. }) => E::MessageTooLarge.code(),
+        // A bad CRC or header, a payload that does not decompress.
         StorageError::InvalidBatch(_) | StorageError::Records(_) => E::CorruptMessage.code(),
         StorageError::RecordTooLarge { .. } => E::MessageTooLarge.code(),
         StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),

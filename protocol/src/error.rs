@@ -29,6 +29,10 @@ pub enum BatchError {
     /// records" (answered `INVALID_RECORD`).
     #[error("clients are not allowed to write control batches")]
     ControlBatchFromClient,
+    /// Kafka's `LogValidator`: a batch with a producer id must carry a
+    /// sequence (answered `INVALID_RECORD`).
+    #[error("invalid sequence number {sequence} in a batch of producer {producer_id}")]
+    MissingSequence { producer_id: i64, sequence: i32 },
     #[error("invalid control batch: {0}")]
     InvalidControlBatch(&'static str),
 }

@@ -281,6 +281,13 @@ pub fn check_produced(header: &BatchHeader) -> Result<(), BatchError> {
     if header.is_control() {
         return Err(BatchError::ControlBatchFromClient);
     }
+    // Kafka's LogValidator: an idempotent batch needs a sequence.
+    if header.has_producer_id() && header.base_sequence < 0 {
+        return Err(BatchError::MissingSequence {
+            producer_id: header.producer_id,
+            sequence: header.base_sequence,
+        });
+    }
     check_dense(header)
 }
 

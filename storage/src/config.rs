@@ -111,6 +111,12 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampPolicy,
+    /// `message.timestamp.before.max.ms`: a produced CreateTime record may
+    /// be at most this much older than the broker's clock.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: ... and at most this much newer
+    /// (Kafka 4's default: one hour).
+    pub timestamp_after_max_ms: i64,
 }
 
 /// Largest `segment.bytes`: index entries store 32-bit positions.
@@ -135,6 +141,8 @@ impl Default for LogConfig {
             flush_policy: FlushPolicy::OnAck,
             flush_ms: 1000,
             timestamp_type: TimestampPolicy::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
         }
     }
 }
@@ -155,6 +163,8 @@ pub const LOG_CONFIG_KEYS: &[&str] = &[
     "flush.policy",
     "flush.ms",
     "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
 ];
 
 fn int_in(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
@@ -254,6 +264,12 @@ impl LogConfig {
                     ],
                 )?
             }
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms = int_in(key, value, 0, i64::MAX)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.timestamp_after_max_ms = int_in(key, value, 0, i64::MAX)?
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -298,6 +314,8 @@ impl LogConfig {
                 TimestampPolicy::LogAppendTime => "LogAppendTime",
             }
             .to_string(),
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
             _ => return None,
         })
     }

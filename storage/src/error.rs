@@ -50,6 +50,38 @@ pub enum StorageError {
     LogOffline(String),
     #[error("{0}")]
     Records(#[from] rivulet_protocol::RecordError),
+    #[error("{0}")]
+    RecordsRejected(RejectedRecords),
+}
+
+/// Why produced records were refused one by one (the Kafka error the
+/// whole batch is answered with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// `INVALID_RECORD`.
+    InvalidRecord,
+    /// `INVALID_TIMESTAMP`.
+    InvalidTimestamp,
+}
+
+/// A produced batch refused for some of its records, as Kafka's
+/// `RecordValidationException`: the records' indexes in the batch with a
+/// message each (the first of them; `total` counts all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRecords {
+    pub reason: RejectReason,
+    pub total: usize,
+    pub errors: Vec<(i32, String)>,
+}
+
+impl std::fmt::Display for RejectedRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} record(s) of the batch rejected", self.total)?;
+        if let Some((index, message)) = self.errors.first() {
+            write!(f, ", the first (record {index}): {message}")?;
+        }
+        Ok(())
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -41,7 +41,7 @@ pub use config::{
     CleanupPolicy, ConfigError, FlushPolicy, LogConfig, StorageConfig, TimestampPolicy,
 };
 pub use durability::FlushTracker;
-pub use error::{Result, StorageError};
+pub use error::{RejectReason, RejectedRecords, Result, StorageError};
 pub use leader_epoch_cache::LeaderEpochCache;
 pub use log_cleaner::{CleanerStats, LogCleaner};
 pub use log_manager::LogManager;

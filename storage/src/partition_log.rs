@@ -36,6 +36,7 @@ mod retention;
 mod timestamps;
 mod transactions;
 mod truncation;
+mod validation;
 
 use dir_listing::DirListing;
 pub use producer_load::ProducerStateLoad;
@@ -387,13 +388,24 @@ impl PartitionLog {
     ) -> Result<LogAppendInfo> {
         let batches = self.validate_all(records, Some(origin))?;
         let now = self.clock.now_ms();
+        // Every batch's records are checked before any is appended.
+        let maxima = batches
+            .iter()
+            .map(|(range, header)| match origin {
+                AppendOrigin::Client => {
+                    let bytes = records.get(range.clone()).unwrap_or_default();
+                    self.check_produced_records(bytes, header, now)
+                }
+                AppendOrigin::Coordinator => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let log_append_time = match self.config.timestamp_type {
             TimestampPolicy::LogAppendTime => now,
             TimestampPolicy::CreateTime => -1,
         };
         let mut info = self.empty_info(log_append_time);
         let start = self.log_end_offset;
-        for (range, mut header) in batches {
+        for ((range, mut header), max) in batches.into_iter().zip(maxima) {
             let bytes = &mut records[range];
             let base = self.log_end_offset;
             record_batch::set_base_offset(bytes, base)?;
@@ -401,8 +413,9 @@ impl PartitionLog {
             if log_append_time >= 0 {
                 record_batch::set_log_append_time(bytes, log_append_time)?;
                 header.max_timestamp = log_append_time;
-            } else {
-                self.fix_max_timestamp(bytes, &mut header)?;
+            } else if let Some(max) = max.filter(|&m| m != header.max_timestamp) {
+                record_batch::set_max_timestamp(bytes, max)?;
+                header.max_timestamp = max;
             }
             header.base_offset = base;
             header.partition_leader_epoch = leader_epoch;

@@ -488,3 +488,132 @@ fn old_record_timestamps_do_not_roll_a_segment_per_append() {
         .unwrap();
     assert_eq!(log.num_segments(), 2);
 }
+
+/// Kafka's LogValidator reads every record of a produced batch: records
+/// that do not parse (the CRC is the client's, so it matches) are refused
+/// before anything is appended, compressed batches included.
+#[test]
+fn produced_records_that_do_not_parse_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_fresh(dir.path());
+    for codec in [Compression::None, Compression::Lz4] {
+        // A record count above the records present.
+        let mut short = batch_with(codec, "v", 3, T0);
+        short[57..61].copy_from_slice(&4i32.to_be_bytes());
+        short[23..27].copy_from_slice(&3i32.to_be_bytes());
+        record_batch::update_crc(&mut short);
+        let err = log.append_as_leader(&mut short, 0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::Records(rivulet_protocol::RecordError::Malformed(_))
+            ),
+            "{codec:?}: {err}"
+        );
+    }
+    // A record whose length runs past the batch: the last byte of the
+    // first record's length field made huge.
+    let mut long = batch("v", 2, T0);
+    long[record_batch::HEADER_SIZE] = 0x7e;
+    record_batch::update_crc(&mut long);
+    assert!(log.append_as_leader(&mut long, 0).is_err());
+    // A good batch before a bad one in the same request: nothing appended.
+    let mut two = batch("ok", 1, T0);
+    two.extend_from_slice(&long);
+    assert!(log.append_as_leader(&mut two, 0).is_err());
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.size_in_bytes(), 0);
+    // The good batch alone goes in.
+    log.append_as_leader(&mut batch("ok", 1, T0), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+}
+
+/// A compacted topic refuses records without a key, naming each; a
+/// CreateTime topic refuses timestamps outside
+/// `message.timestamp.before.max.ms` / `after.max.ms` of its clock.
+#[test]
+fn keyless_records_on_compacted_topics_and_far_timestamps_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        cleanup_policy: rivulet_storage::CleanupPolicy::COMPACT,
+        timestamp_before_max_ms: 60_000,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), cfg, clock(), LogOpenOptions::default());
+    for codec in [Compression::None, Compression::Gzip] {
+        let mut b = RecordBatchBuilder::new(codec);
+        b.push(T0, Some(b"k"), Some(b"v"), &[]);
+        b.push(T0, None, Some(b"v"), &[]);
+        b.push(T0, Some(b"k"), None, &[]);
+        b.push(T0, None, None, &[]);
+        let err = log
+            .append_as_leader(&mut b.build().unwrap(), 0)
+            .unwrap_err();
+        let StorageError::RecordsRejected(r) = err else {
+            panic!("{codec:?}: {err}")
+        };
+        assert_eq!(r.reason, rivulet_storage::RejectReason::InvalidRecord);
+        assert_eq!(r.total, 2);
+        let indexes: Vec<i32> = r.errors.iter().map(|e| e.0).collect();
+        assert_eq!(indexes, [1, 3], "{codec:?}");
+        assert!(r.errors[0].1.contains("without a key"), "{}", r.errors[0].1);
+    }
+    // Timestamps: an hour and a second ahead, a minute and a second behind.
+    let mut b = RecordBatchBuilder::new(Compression::None);
+    b.push(T0, Some(b"k"), Some(b"v"), &[]);
+    b.push(T0 + 3_601_000, Some(b"k"), Some(b"v"), &[]);
+    b.push(T0 - 61_000, Some(b"k"), Some(b"v"), &[]);
+    let err = log
+        .append_as_leader(&mut b.build().unwrap(), 0)
+        .unwrap_err();
+    let StorageError::RecordsRejected(r) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(r.reason, rivulet_storage::RejectReason::InvalidTimestamp);
+    let indexes: Vec<i32> = r.errors.iter().map(|e| e.0).collect();
+    assert_eq!(indexes, [1, 2]);
+    // At the edges of the window, and without a timestamp (-1): accepted.
+    let mut b = RecordBatchBuilder::new(Compression::None);
+    b.push(T0 + 3_600_000, Some(b"k"), Some(b"v"), &[]);
+    b.push(T0 - 60_000, Some(b"k"), Some(b"v"), &[]);
+    log.append_as_leader(&mut b.build().unwrap(), 0).unwrap();
+    let mut none = RecordBatchBuilder::new(Compression::None);
+    none.push(-1, Some(b"k"), Some(b"v"), &[]);
+    log.append_as_leader(&mut none.build().unwrap(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    // A producer may not mark its batch LogAppendTime.
+    let mut lat = batch("v", 2, T0);
+    let attrs = u16::from_be_bytes([lat[21], lat[22]]) | 0x08;
+    lat[21..23].copy_from_slice(&attrs.to_be_bytes());
+    record_batch::update_crc(&mut lat);
+    let err = log.append_as_leader(&mut lat, 0).unwrap_err();
+    assert!(
+        matches!(&err, StorageError::RecordsRejected(r)
+            if r.reason == rivulet_storage::RejectReason::InvalidTimestamp && r.total == 2),
+        "{err}"
+    );
+    assert_eq!(log.log_end_offset(), 3);
+}
+
+/// A batch refusing many records names the first hundred and counts all.
+#[test]
+fn record_errors_are_capped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        cleanup_policy: rivulet_storage::CleanupPolicy::COMPACT,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), cfg, clock(), LogOpenOptions::default());
+    let mut b = RecordBatchBuilder::new(Compression::None);
+    for _ in 0..1_000 {
+        b.push(T0, None, Some(b"v"), &[]);
+    }
+    let err = log
+        .append_as_leader(&mut b.build().unwrap(), 0)
+        .unwrap_err();
+    let StorageError::RecordsRejected(r) = err else {
+        panic!("{err}")
+    };
+    assert_eq!((r.total, r.errors.len()), (1_000, 100));
+    assert!(r.to_string().starts_with("1000 record(s)"), "{r}");
+}

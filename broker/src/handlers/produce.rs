@@ -17,7 +17,9 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError as E;
 use rivulet_protocol::record_batch::BatchHeader;
@@ -277,6 +279,16 @@ fn answer(
         .with_index(index)
         .with_error_code(code)
         .with_error_message(r.error_message.map(sb))
+        .with_record_errors(
+            r.record_errors
+                .into_iter()
+                .map(|(index, message)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(index)
+                        .with_batch_index_error_message(Some(sb(message)))
+                })
+                .collect(),
+        )
         .with_base_offset(r.base_offset)
         .with_log_append_time_ms(r.log_append_time)
         .with_log_start_offset(r.log_start_offset)

@@ -19,8 +19,8 @@ use kafka_protocol::ResponseError as E;
 use rivulet_protocol::control::parse_control_marker;
 use rivulet_protocol::record_batch;
 use rivulet_storage::config::FlushPolicy;
-use rivulet_storage::FlushTracker;
 use rivulet_storage::TopicPartition;
+use rivulet_storage::{FlushTracker, StorageError};
 use tokio::sync::oneshot;
 
 use super::{Partition, ReplicaManager};
@@ -36,6 +36,9 @@ pub struct AppendResult {
     pub base_offset: i64,
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// The records a refused batch was refused for: `(index in the
+    /// batch, why)`, Produce v8's `record_errors`.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl AppendResult {
@@ -46,7 +49,18 @@ impl AppendResult {
             base_offset: -1,
             log_append_time: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         }
+    }
+
+    /// A failed append's answer, with the refused records when the log
+    /// named them.
+    fn storage_error(e: StorageError) -> Self {
+        let mut result = AppendResult::error(errors::storage(&e), e.to_string());
+        if let StorageError::RecordsRejected(rejected) = e {
+            result.record_errors = rejected.errors;
+        }
+        result
     }
 }
 
@@ -169,6 +183,7 @@ impl ReplicaManager {
                         base_offset: m.first_offset,
                         log_append_time: -1,
                         log_start_offset: log.log_start_offset(),
+                        record_errors: Vec::new(),
                     }
                     .into();
                 }
@@ -247,7 +262,7 @@ impl ReplicaManager {
         };
         let (info, log_start_offset, durable) = match outcome {
             Ok(appended) => appended,
-            Err(e) => return AppendResult::error(errors::storage(&e), e.to_string()).into(),
+            Err(e) => return AppendResult::storage_error(e).into(),
         };
         partition.appended.notify_waiters();
         let result = AppendResult {
@@ -256,6 +271,7 @@ impl ReplicaManager {
             base_offset: info.first_offset,
             log_append_time: info.log_append_time,
             log_start_offset,
+            record_errors: Vec::new(),
         };
         if durable.is_none() && acks != -1 {
             return Appended::Done(result);

@@ -1,9 +1,9 @@
 //! Lookups by timestamp in [`PartitionLog`] (ListOffsets by timestamp and
 //! KIP-734's max timestamp): find the batch through the segments' time
-//! indexes, then the record inside it; and the max timestamp a produced
-//! batch is indexed under.
+//! indexes, then the record inside it. A produced batch's header max
+//! timestamp, which the time index trusts, is set from its records in
+//! `validation.rs`.
 
-use rivulet_protocol::record_batch::{self, BatchHeader};
 use rivulet_protocol::records;
 
 use super::PartitionLog;
@@ -57,48 +57,6 @@ impl PartitionLog {
             }
             None => Ok(None),
         }
-    }
-
-    /// Give a produced CreateTime batch its records' largest timestamp as
-    /// its max timestamp (header rewritten, CRC recomputed), as Kafka's
-    /// `LogValidator` does (`setMaxTimestamp`) instead of trusting the
-    /// client: the time index and the lookups above trust the header.
-    /// kafkajs 2.2.4 fills it from the explicitly given timestamps only
-    /// (a send mixing records with and without one carries a max below its
-    /// records'); Sarama 1.22 never sets it (-1).
-    ///
-    /// Uncompressed batches are read in place (each record's length and
-    /// timestamp delta, nothing allocated). A compressed batch is opened
-    /// only when its max lies below its base timestamp (certainly wrong):
-    /// the produce path does not decompress otherwise, so a compressed
-    /// batch with a plausible but low max keeps it. A batch whose records
-    /// do not parse keeps its header (left to the consumer, as before).
-    pub(super) fn fix_max_timestamp(
-        &self,
-        batch: &mut [u8],
-        header: &mut BatchHeader,
-    ) -> Result<()> {
-        let max = match records::max_record_timestamp(batch) {
-            Ok(Some(max)) => Some(max),
-            Ok(None) if header.max_timestamp < header.base_timestamp => {
-                records::decode_batch(batch, self.max_decompressed)
-                    .ok()
-                    .and_then(|decoded| {
-                        decoded
-                            .records
-                            .iter()
-                            .map(|r| decoded.timestamp_of(r))
-                            .max()
-                    })
-                    .filter(|&m| m >= header.base_timestamp)
-            }
-            _ => None,
-        };
-        if let Some(max) = max.filter(|&m| m != header.max_timestamp) {
-            record_batch::set_max_timestamp(batch, max)?;
-            header.max_timestamp = max;
-        }
-        Ok(())
     }
 
     fn first_record(

@@ -1,0 +1,176 @@
+//! A producer's batches checked record by record before they are appended,
+//! as Kafka's `LogValidator` checks them (for appends from clients only:
+//! the coordinators' batches are the broker's own, a follower's were
+//! checked by its leader):
+//!
+//! - every record parses, and the records are the batch's `record_count`
+//!   ([`records::scan_batch`]; compressed batches are decompressed for
+//!   it, as Kafka does) — else `INVALID_RECORD`;
+//! - a compacted topic refuses records without a key — `INVALID_RECORD`
+//!   with the index of each in the response's record errors;
+//! - on a CreateTime topic every timestamp lies within
+//!   `message.timestamp.before.max.ms` / `after.max.ms` of the broker's
+//!   clock — `INVALID_TIMESTAMP`, likewise per record;
+//! - a producer may not mark a batch LogAppendTime — `INVALID_TIMESTAMP`.
+//!
+//! The batch's header max timestamp is then set to its records' largest
+//! (Kafka's `setMaxTimestamp`, instead of trusting the client): the time
+//! index and ListOffsets by time trust the header, and kafkajs 2.2.4 fills
+//! it from the explicitly given timestamps only, Sarama 1.22 never (-1).
+//!
+//! The common case costs one pass over the records' lengths and varints
+//! (nothing copied for an uncompressed batch); a second pass that names
+//! each failing record runs only when the first found one.
+
+use rivulet_protocol::record_batch::{BatchHeader, TimestampType};
+use rivulet_protocol::records::{self, BatchSummary, RecordSketch};
+
+use super::PartitionLog;
+use crate::config::TimestampPolicy;
+use crate::error::{RejectReason, RejectedRecords, Result, StorageError};
+
+/// Most record errors one rejected batch reports (Kafka reports all; a
+/// batch of a hundred thousand keyless records would otherwise answer
+/// with megabytes of messages). The error message gives the total.
+pub const MAX_RECORD_ERRORS: usize = 100;
+
+impl PartitionLog {
+    /// Check a produced batch's records (CRC and header checked already);
+    /// returns the max timestamp its header should carry on a CreateTime
+    /// topic.
+    pub(super) fn check_produced_records(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        if header.timestamp_type() == TimestampType::LogAppendTime {
+            return Err(reject_all(
+                header,
+                RejectReason::InvalidTimestamp,
+                "producers may not set the timestamp type to LogAppendTime",
+            ));
+        }
+        let summary = records::scan_batch(batch, self.max_decompressed, |_| {})?;
+        let rules = self.record_rules(now);
+        let keyless = rules.compacted && summary.keyless > 0;
+        if keyless || rules.may_refuse_time(header, &summary) {
+            let mut errors = RecordErrors::default();
+            records::scan_batch(batch, self.max_decompressed, |r| {
+                errors.note(rules.refusal(header, &r), r.index);
+            })?;
+            if let Some(rejected) = errors.into_rejection() {
+                return Err(StorageError::RecordsRejected(rejected));
+            }
+        }
+        Ok(summary.max_timestamp(header))
+    }
+
+    fn record_rules(&self, now: i64) -> RecordRules {
+        let cfg = &self.config;
+        RecordRules {
+            compacted: cfg.cleanup_policy.compact,
+            window: (cfg.timestamp_type == TimestampPolicy::CreateTime).then(|| {
+                (
+                    now.saturating_sub(cfg.timestamp_before_max_ms),
+                    now.saturating_add(cfg.timestamp_after_max_ms),
+                )
+            }),
+        }
+    }
+}
+
+/// What one topic asks of each produced record.
+struct RecordRules {
+    compacted: bool,
+    /// The accepted timestamps, inclusive, on a CreateTime topic.
+    window: Option<(i64, i64)>,
+}
+
+impl RecordRules {
+    /// Whether some record's timestamp might lie outside the window (the
+    /// batch's extremes do; a record without a timestamp, -1, is not
+    /// checked, so the second pass decides).
+    fn may_refuse_time(&self, header: &BatchHeader, summary: &BatchSummary) -> bool {
+        let Some((lo, hi)) = self.window else {
+            return false;
+        };
+        let (Some(min), Some(max)) = (summary.min_timestamp(header), summary.max_timestamp(header))
+        else {
+            return false;
+        };
+        min < lo || max > hi
+    }
+
+    /// Why this record is refused, if it is: the key first, then the
+    /// timestamp (Kafka's order).
+    fn refusal(&self, header: &BatchHeader, r: &RecordSketch) -> Option<(RejectReason, String)> {
+        if self.compacted && !r.has_key {
+            return Some((
+                RejectReason::InvalidRecord,
+                "compacted topic cannot accept a record without a key".to_string(),
+            ));
+        }
+        let (lo, hi) = self.window?;
+        let ts = header.base_timestamp.saturating_add(r.timestamp_delta);
+        (ts != -1 && (ts < lo || ts > hi)).then(|| {
+            (
+                RejectReason::InvalidTimestamp,
+                format!(
+                    "timestamp {ts} of record {} is out of range: it should be within [{lo}, {hi}] \
+                     (message.timestamp.before.max.ms / after.max.ms)",
+                    r.index
+                ),
+            )
+        })
+    }
+}
+
+/// The refused records of one batch, gathered in order.
+#[derive(Default)]
+struct RecordErrors {
+    total: usize,
+    /// Any refusal was for a timestamp (the batch is then answered
+    /// INVALID_TIMESTAMP, as Kafka does).
+    timestamp: bool,
+    first: Vec<(i32, String)>,
+}
+
+impl RecordErrors {
+    fn note(&mut self, refusal: Option<(RejectReason, String)>, index: usize) {
+        let Some((reason, message)) = refusal else {
+            return;
+        };
+        self.total += 1;
+        self.timestamp |= reason == RejectReason::InvalidTimestamp;
+        if self.first.len() < MAX_RECORD_ERRORS {
+            self.first
+                .push((i32::try_from(index).unwrap_or(i32::MAX), message));
+        }
+    }
+
+    fn into_rejection(self) -> Option<RejectedRecords> {
+        (self.total > 0).then_some(RejectedRecords {
+            reason: if self.timestamp {
+                RejectReason::InvalidTimestamp
+            } else {
+                RejectReason::InvalidRecord
+            },
+            total: self.total,
+            errors: self.first,
+        })
+    }
+}
+
+/// Every record of the batch refused for one reason.
+fn reject_all(header: &BatchHeader, reason: RejectReason, message: &str) -> StorageError {
+    let total = usize::try_from(header.record_count).unwrap_or(0).max(1);
+    let errors = (0..total.min(MAX_RECORD_ERRORS))
+        .map(|i| (i32::try_from(i).unwrap_or(i32::MAX), message.to_string()))
+        .collect();
+    StorageError::RecordsRejected(RejectedRecords {
+        reason,
+        total,
+        errors,
+    })
+}
