@@ -4,7 +4,9 @@
 //! clock, and records that do not parse although their batch's CRC is
 //! right. Seen through librdkafka (the error a producer gets) and over a
 //! raw socket (Produce v9's `record_errors`); in every case nothing of the
-//! refused batch is stored and the broker serves the next produce.
+//! refused batch is stored and the broker serves the next produce. And
+//! what LogValidator changes: a topic's `compression.type` decides the
+//! codec its batches are stored in (read from the segment files).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +19,7 @@ use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Offset;
-use rivulet_protocol::record_batch::{self, Compression, HEADER_SIZE};
+use rivulet_protocol::record_batch::{self, BatchIter, Compression, HEADER_SIZE};
 use rivulet_protocol::records::RecordBatchBuilder;
 use rivulet_protocol::wire::{self, Client};
 use rivulet_testkit::prelude::*;
@@ -244,4 +246,60 @@ async fn refused_records_are_named_in_record_errors_and_garbage_records_are_inva
     .await;
     assert_eq!((r.error_code, r.base_offset), (0, 0));
     assert_eq!(stored_keys(&bs, "named", 1), [Some("ok".to_string())]);
+}
+
+/// The codec of every batch in the segment files of `topic`'s partition 0.
+fn stored_codecs(data_dir: &std::path::Path, topic: &str) -> Vec<Compression> {
+    let part = data_dir.join(format!("{topic}-0"));
+    let mut codecs = Vec::new();
+    for entry in std::fs::read_dir(&part).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let bytes = std::fs::read(&path).unwrap();
+            for batch in BatchIter::new(&bytes) {
+                codecs.push(batch.unwrap().1.compression().unwrap());
+            }
+        }
+    }
+    codecs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_compression_type_decides_the_codec_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), &[]).await;
+    let bs = broker.bootstrap();
+    create_topic(&bs, "to-zstd", 1, &[("compression.type", "zstd")]).await;
+    create_topic(&bs, "to-plain", 1, &[("compression.type", "uncompressed")]).await;
+    create_topic(&bs, "as-sent", 1, &[]).await;
+    let values: Vec<String> = (0..50)
+        .map(|i| format!("value-{i}-{}", "y".repeat(100)))
+        .collect();
+    for (topic, codec) in [
+        ("to-zstd", "none"),
+        ("to-plain", "lz4"),
+        ("as-sent", "gzip"),
+    ] {
+        let p = producer(&bs, &[("compression.type", codec), ("linger.ms", "20")]);
+        let kv: Vec<KeyValue<'_>> = values
+            .iter()
+            .map(|v| (Some(&b"k"[..]), Some(v.as_bytes())))
+            .collect();
+        produce_all(&p, topic, 0, &kv).await;
+        let c = consumer(&bs, &[]);
+        let got = consume_n(&c, topic, 0, Offset::Beginning, values.len());
+        let read: Vec<String> = got
+            .iter()
+            .map(|g| String::from_utf8(g.value.clone().unwrap()).unwrap())
+            .collect();
+        assert_eq!(read, values, "{topic}");
+    }
+    let only = |topic: &str, codec: Compression| {
+        let codecs = stored_codecs(dir.path(), topic);
+        assert!(!codecs.is_empty());
+        assert!(codecs.iter().all(|c| *c == codec), "{topic}: {codecs:?}");
+    };
+    only("to-zstd", Compression::Zstd);
+    only("to-plain", Compression::None);
+    only("as-sent", Compression::Gzip);
 }

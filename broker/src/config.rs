@@ -86,6 +86,8 @@ pub const LOG_KEYS: &[(&str, &str)] = &[
         "log.message.timestamp.after.max.ms",
         "message.timestamp.after.max.ms",
     ),
+    // Kafka's broker-level name has no `log.` prefix.
+    ("compression.type", "compression.type"),
 ];
 
 /// Every other key with its default, in the order `config/single.toml`

@@ -15,7 +15,6 @@ pub fn broker_topic_defaults(min_insync_replicas: i32) -> Vec<(&'static str, Str
     vec![
         ("min.insync.replicas", min_insync_replicas.to_string()),
         ("unclean.leader.election.enable", "false".to_string()),
-        ("compression.type", "producer".to_string()),
     ]
 }
 

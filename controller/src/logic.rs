@@ -25,11 +25,7 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
 /// Topic configs that are not storage settings but are still per topic.
-const TOPIC_BROKER_KEYS: &[&str] = &[
-    "min.insync.replicas",
-    "unclean.leader.election.enable",
-    "compression.type",
-];
+const TOPIC_BROKER_KEYS: &[&str] = &["min.insync.replicas", "unclean.leader.election.enable"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ControllerError {
@@ -80,11 +76,7 @@ pub fn validate_topic_configs(
         if TOPIC_BROKER_KEYS.contains(&k.as_str()) {
             let ok = match k.as_str() {
                 "min.insync.replicas" => v.parse::<i32>().is_ok_and(|n| n >= 1),
-                "unclean.leader.election.enable" => v == "true" || v == "false",
-                _ => matches!(
-                    v.as_str(),
-                    "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
-                ),
+                _ => v == "true" || v == "false",
             };
             if !ok {
                 return Err(ControllerError::InvalidConfig(format!(

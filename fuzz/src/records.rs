@@ -141,14 +141,36 @@ fn decode_checked(bytes: &[u8], limit: usize) {
     let Ok(header) = validate_batch(bytes) else {
         return;
     };
+    // The produce path's in-place scan accepts exactly what decodes, and
+    // sees the same keys and timestamps.
+    let mut sketches = Vec::new();
+    let scanned = records::scan_batch(bytes, limit, |r| sketches.push(r));
     let decoded = match records::decode_batch(bytes, limit) {
         Ok(d) => d,
         Err(RecordError::TooLarge { limit: l }) => {
             assert_eq!(l, limit, "TooLarge names the limit");
+            assert!(
+                scanned.is_err(),
+                "scan_batch accepted what exceeds the limit"
+            );
             return;
         }
-        Err(_) => return,
+        Err(e) => {
+            assert!(
+                scanned.is_err(),
+                "scan_batch accepted what decode_batch refused: {e}"
+            );
+            return;
+        }
     };
+    let summary = scanned.expect("scan_batch accepts what decode_batch decodes");
+    assert_eq!(sketches.len(), decoded.records.len());
+    for (i, (s, r)) in sketches.iter().zip(&decoded.records).enumerate() {
+        assert_eq!((s.index, s.has_key), (i, r.key.is_some()));
+        assert_eq!(s.timestamp_delta, r.timestamp_delta);
+    }
+    let max = decoded.records.iter().map(|r| r.timestamp_delta).max();
+    assert_eq!(summary.timestamp_deltas.map(|(_, hi)| hi), max);
     assert_eq!(decoded.header, header);
     assert_eq!(decoded.records.len(), header.record_count as usize);
     for r in &decoded.records {

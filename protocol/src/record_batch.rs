@@ -189,6 +189,15 @@ impl BatchHeader {
         Compression::from_id(id).ok_or(BatchError::UnknownCompression(id))
     }
 
+    /// This header with its codec bits set to `codec` (for a batch about
+    /// to be rebuilt with [`crate::records::build_batch`]).
+    pub fn with_compression(self, codec: Compression) -> Self {
+        BatchHeader {
+            attributes: (self.attributes & !COMPRESSION_MASK) | codec.id(),
+            ..self
+        }
+    }
+
     pub fn timestamp_type(&self) -> TimestampType {
         if self.attributes & TIMESTAMP_TYPE_BIT != 0 {
             TimestampType::LogAppendTime

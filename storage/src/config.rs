@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use rivulet_protocol::record_batch::Compression;
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -80,6 +81,16 @@ pub enum TimestampPolicy {
     LogAppendTime,
 }
 
+/// `compression.type`: the codec produced batches are stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicCompression {
+    /// Keep the producer's codec (Kafka's default).
+    Producer,
+    /// Store every produced batch in this codec (`uncompressed` is
+    /// [`Compression::None`]), recompressing batches sent in another.
+    Codec(Compression),
+}
+
 /// The configuration of one partition log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -117,6 +128,8 @@ pub struct LogConfig {
     /// `message.timestamp.after.max.ms`: ... and at most this much newer
     /// (Kafka 4's default: one hour).
     pub timestamp_after_max_ms: i64,
+    /// `compression.type`.
+    pub compression_type: TopicCompression,
 }
 
 /// Largest `segment.bytes`: index entries store 32-bit positions.
@@ -143,6 +156,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampPolicy::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            compression_type: TopicCompression::Producer,
         }
     }
 }
@@ -165,6 +179,7 @@ pub const LOG_CONFIG_KEYS: &[&str] = &[
     "message.timestamp.type",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
+    "compression.type",
 ];
 
 fn int_in(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
@@ -270,6 +285,20 @@ impl LogConfig {
             "message.timestamp.after.max.ms" => {
                 self.timestamp_after_max_ms = int_in(key, value, 0, i64::MAX)?
             }
+            "compression.type" => {
+                self.compression_type = one_of(
+                    key,
+                    value,
+                    &[
+                        ("producer", TopicCompression::Producer),
+                        ("uncompressed", TopicCompression::Codec(Compression::None)),
+                        ("gzip", TopicCompression::Codec(Compression::Gzip)),
+                        ("snappy", TopicCompression::Codec(Compression::Snappy)),
+                        ("lz4", TopicCompression::Codec(Compression::Lz4)),
+                        ("zstd", TopicCompression::Codec(Compression::Zstd)),
+                    ],
+                )?
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -316,6 +345,15 @@ impl LogConfig {
             .to_string(),
             "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
             "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
+            "compression.type" => match self.compression_type {
+                TopicCompression::Producer => "producer",
+                TopicCompression::Codec(Compression::None) => "uncompressed",
+                TopicCompression::Codec(Compression::Gzip) => "gzip",
+                TopicCompression::Codec(Compression::Snappy) => "snappy",
+                TopicCompression::Codec(Compression::Lz4) => "lz4",
+                TopicCompression::Codec(Compression::Zstd) => "zstd",
+            }
+            .to_string(),
             _ => return None,
         })
     }

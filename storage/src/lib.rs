@@ -39,6 +39,7 @@ pub mod txn_tracker;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     CleanupPolicy, ConfigError, FlushPolicy, LogConfig, StorageConfig, TimestampPolicy,
+    TopicCompression,
 };
 pub use durability::FlushTracker;
 pub use error::{RejectReason, RejectedRecords, Result, StorageError};

@@ -366,6 +366,9 @@ impl PartitionLog {
     /// it was, so the next append gets the same offsets. Control batches are
     /// refused ([`BatchError::ControlBatchFromClient`]); the broker writes
     /// markers with [`append_as_leader_from`](Self::append_as_leader_from).
+    /// Each batch's records are checked first (`validation.rs`), and a
+    /// batch is rebuilt (not changed in place) when the topic's
+    /// `compression.type` names another codec than the one it came in.
     ///
     /// [`BatchError::ControlBatchFromClient`]: rivulet_protocol::BatchError::ControlBatchFromClient
     pub fn append_as_leader(
@@ -389,14 +392,14 @@ impl PartitionLog {
         let batches = self.validate_all(records, Some(origin))?;
         let now = self.clock.now_ms();
         // Every batch's records are checked before any is appended.
-        let maxima = batches
+        let checked = batches
             .iter()
             .map(|(range, header)| match origin {
                 AppendOrigin::Client => {
                     let bytes = records.get(range.clone()).unwrap_or_default();
-                    self.check_produced_records(bytes, header, now)
+                    self.check_produced_batch(bytes, header, now)
                 }
-                AppendOrigin::Coordinator => Ok(None),
+                AppendOrigin::Coordinator => Ok(validation::CheckedBatch::AS_IS),
             })
             .collect::<Result<Vec<_>>>()?;
         let log_append_time = match self.config.timestamp_type {
@@ -405,15 +408,22 @@ impl PartitionLog {
         };
         let mut info = self.empty_info(log_append_time);
         let start = self.log_end_offset;
-        for ((range, mut header), max) in batches.into_iter().zip(maxima) {
-            let bytes = &mut records[range];
+        for ((range, mut header), checked) in batches.into_iter().zip(checked) {
+            let mut rebuilt = checked.recompressed;
+            let bytes: &mut [u8] = match rebuilt.as_mut() {
+                Some(new) => {
+                    header = BatchHeader::parse(new)?;
+                    new
+                }
+                None => &mut records[range],
+            };
             let base = self.log_end_offset;
             record_batch::set_base_offset(bytes, base)?;
             record_batch::set_partition_leader_epoch(bytes, leader_epoch)?;
             if log_append_time >= 0 {
                 record_batch::set_log_append_time(bytes, log_append_time)?;
                 header.max_timestamp = log_append_time;
-            } else if let Some(max) = max.filter(|&m| m != header.max_timestamp) {
+            } else if let Some(max) = checked.max_timestamp.filter(|&m| m != header.max_timestamp) {
                 record_batch::set_max_timestamp(bytes, max)?;
                 header.max_timestamp = max;
             }

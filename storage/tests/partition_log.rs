@@ -617,3 +617,70 @@ fn record_errors_are_capped_and_counted() {
     assert_eq!((r.total, r.errors.len()), (1_000, 100));
     assert!(r.to_string().starts_with("1000 record(s)"), "{r}");
 }
+
+/// `compression.type` other than `producer`: batches sent in another codec
+/// are stored rebuilt in the topic's, with the same records, producer
+/// fields and offsets; batches already in it are stored as sent.
+#[test]
+fn a_topic_compression_type_recompresses_other_codecs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        compression_type: rivulet_storage::TopicCompression::Codec(Compression::Zstd),
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), cfg, clock(), LogOpenOptions::default());
+    let mut sent = Vec::new();
+    for (i, codec) in [Compression::None, Compression::Gzip, Compression::Zstd]
+        .into_iter()
+        .enumerate()
+    {
+        let mut b = RecordBatchBuilder::new(codec).producer(77, 3, 4 * i as i32);
+        for j in 0..4 {
+            let value = format!("value-{i}-{j}-{}", "x".repeat(200));
+            b.push(
+                T0 + j,
+                Some(b"k"),
+                Some(value.as_bytes()),
+                &[("h", Some(b"v"))],
+            );
+        }
+        let mut bytes = b.build().unwrap();
+        sent.push(bytes.clone());
+        let info = log.append_as_leader(&mut bytes, 0).unwrap();
+        assert_eq!(info.first_offset, 4 * i as i64);
+    }
+    let bytes = log.read(0, 1 << 20, None, true).unwrap();
+    let stored: Vec<_> = BatchIter::new(&bytes).map(|b| b.unwrap()).collect();
+    assert_eq!(stored.len(), 3);
+    for ((range, header), original) in stored.iter().zip(&sent) {
+        assert_eq!(header.compression().unwrap(), Compression::Zstd);
+        let before = rivulet_protocol::records::decode_batch(original, 1 << 20).unwrap();
+        let after =
+            rivulet_protocol::records::decode_batch(&bytes[range.clone()], 1 << 20).unwrap();
+        assert_eq!(after.records, before.records);
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ),
+            (77, 3, before.header.base_sequence)
+        );
+        assert_eq!(header.max_timestamp, T0 + 3);
+    }
+    // The zstd batch was stored byte for byte (but for offset and epoch).
+    assert_eq!(bytes[stored[2].0.clone()][16..], sent[2][16..]);
+    // An uncompressed topic stores a compressed batch uncompressed.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        compression_type: rivulet_storage::TopicCompression::Codec(Compression::None),
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), cfg, clock(), LogOpenOptions::default());
+    log.append_as_leader(&mut batch_with(Compression::Lz4, "v", 3, T0), 0)
+        .unwrap();
+    let bytes = log.read(0, 1 << 20, None, true).unwrap();
+    let (_, header) = BatchIter::new(&bytes).next().unwrap().unwrap();
+    assert_eq!(header.compression().unwrap(), Compression::None);
+    assert_eq!(decode_all(&bytes).len(), 3);
+}

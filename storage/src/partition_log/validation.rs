@@ -13,6 +13,11 @@
 //!   clock — `INVALID_TIMESTAMP`, likewise per record;
 //! - a producer may not mark a batch LogAppendTime — `INVALID_TIMESTAMP`.
 //!
+//! A topic with a `compression.type` other than `producer` gets batches
+//! sent in another codec rebuilt in its own (Kafka's LogValidator
+//! recompresses too): same producer id, epoch, sequence, attributes and
+//! records; only the codec and so the bytes change.
+//!
 //! The batch's header max timestamp is then set to its records' largest
 //! (Kafka's `setMaxTimestamp`, instead of trusting the client): the time
 //! index and ListOffsets by time trust the header, and kafkajs 2.2.4 fills
@@ -26,7 +31,7 @@ use rivulet_protocol::record_batch::{BatchHeader, TimestampType};
 use rivulet_protocol::records::{self, BatchSummary, RecordSketch};
 
 use super::PartitionLog;
-use crate::config::TimestampPolicy;
+use crate::config::{TimestampPolicy, TopicCompression};
 use crate::error::{RejectReason, RejectedRecords, Result, StorageError};
 
 /// Most record errors one rejected batch reports (Kafka reports all; a
@@ -34,11 +39,64 @@ use crate::error::{RejectReason, RejectedRecords, Result, StorageError};
 /// with megabytes of messages). The error message gives the total.
 pub const MAX_RECORD_ERRORS: usize = 100;
 
+/// A produced batch once checked: what its header should say, and its
+/// bytes rebuilt when the topic stores another codec.
+pub(super) struct CheckedBatch {
+    /// The records' largest timestamp (for the header of a CreateTime
+    /// topic's batch).
+    pub max_timestamp: Option<i64>,
+    pub recompressed: Option<Vec<u8>>,
+}
+
+impl CheckedBatch {
+    /// A batch the broker wrote itself: taken as it is.
+    pub(super) const AS_IS: CheckedBatch = CheckedBatch {
+        max_timestamp: None,
+        recompressed: None,
+    };
+}
+
 impl PartitionLog {
-    /// Check a produced batch's records (CRC and header checked already);
-    /// returns the max timestamp its header should carry on a CreateTime
-    /// topic.
-    pub(super) fn check_produced_records(
+    /// Check a produced batch's records (CRC and header checked already)
+    /// and rebuild it in the topic's codec if that differs.
+    pub(super) fn check_produced_batch(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+        now: i64,
+    ) -> Result<CheckedBatch> {
+        let max_timestamp = self.check_produced_records(batch, header, now)?;
+        let recompressed = self.recompressed(batch, header)?;
+        Ok(CheckedBatch {
+            max_timestamp,
+            recompressed,
+        })
+    }
+
+    /// `batch` rebuilt in the topic's `compression.type`, or `None` when it
+    /// is stored as sent.
+    fn recompressed(&self, batch: &[u8], header: &BatchHeader) -> Result<Option<Vec<u8>>> {
+        let TopicCompression::Codec(codec) = self.config.compression_type else {
+            return Ok(None);
+        };
+        if header.compression()? == codec {
+            return Ok(None);
+        }
+        let decoded = records::decode_batch(batch, self.max_decompressed)?;
+        let rebuilt = records::build_batch(&header.with_compression(codec), &decoded.records)?;
+        let limit = self.config.max_message_bytes as usize;
+        if rebuilt.len() > limit {
+            return Err(StorageError::RecordTooLarge {
+                size: rebuilt.len(),
+                limit,
+            });
+        }
+        Ok(Some(rebuilt))
+    }
+
+    /// The records' checks; returns the max timestamp the batch's header
+    /// should carry on a CreateTime topic.
+    fn check_produced_records(
         &self,
         batch: &[u8],
         header: &BatchHeader,
