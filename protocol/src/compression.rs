@@ -99,6 +99,111 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
     }
 }
 
+/// The plaintext of a `codec`-compressed payload as a stream that yields
+/// at most `limit` bytes, for reading records one by one without holding
+/// them all (the produce path's check, [`crate::records::scan_batch`]):
+/// gzip, lz4 and zstd inflate as they are read, so a bomb costs the
+/// decoder's own state and no more; snappy (a raw block is not readable in
+/// parts) is decompressed whole first, at most `limit` bytes as in
+/// [`decompress`]. Map the stream's read errors with [`stream_error`].
+pub fn reader<'a>(
+    codec: Compression,
+    input: &'a [u8],
+    limit: usize,
+) -> Result<Box<dyn Read + 'a>, RecordError> {
+    let inner: Box<dyn Read + 'a> = match codec {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Snappy => Box::new(io::Cursor::new(decompress_snappy(input, limit)?)),
+        Compression::Lz4 => Box::new(Lz4Frames {
+            rest: input,
+            decoder: None,
+            done: false,
+        }),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|e| decompress_error(codec, e))?,
+        ),
+    };
+    Ok(Box::new(Bounded { inner, left: limit }))
+}
+
+/// The [`RecordError`] for a read error of a [`reader`] stream.
+pub fn stream_error(codec: Compression, e: io::Error, limit: usize) -> RecordError {
+    if e.get_ref().is_some_and(|inner| inner.is::<LimitExceeded>()) {
+        RecordError::TooLarge { limit }
+    } else {
+        decompress_error(codec, e)
+    }
+}
+
+/// The error a [`Bounded`] stream fails with past its limit.
+#[derive(Debug)]
+struct LimitExceeded;
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("decompressed past the limit")
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+/// A stream that fails once its inner one yields more than `left` bytes.
+struct Bounded<R> {
+    inner: R,
+    left: usize,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self
+            .left
+            .checked_sub(n)
+            .ok_or_else(|| io::Error::other(LimitExceeded))?;
+        Ok(n)
+    }
+}
+
+/// LZ4 frames read one after another until the input is used up (as
+/// [`decompress_lz4`] decodes them), each checked complete at its end.
+struct Lz4Frames<'a> {
+    rest: &'a [u8],
+    decoder: Option<lz4::Decoder<&'a [u8]>>,
+    done: bool,
+}
+
+impl Read for Lz4Frames<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while !self.done && !buf.is_empty() {
+            let decoder = match self.decoder.as_mut() {
+                Some(d) => d,
+                None => self.decoder.insert(lz4::Decoder::new(self.rest)?),
+            };
+            let n = decoder.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let Some(finished) = self.decoder.take() else {
+                break;
+            };
+            // The decoder reports a clean end of input even mid-frame; only
+            // `finish` tells a complete frame from a truncated one.
+            let (remaining, result) = finished.finish();
+            result.map_err(|_| invalid("truncated lz4 frame"))?;
+            if remaining.is_empty() {
+                self.done = true;
+            } else if remaining.len() >= self.rest.len() {
+                return Err(invalid("lz4 frame made no progress"));
+            } else {
+                self.rest = remaining;
+            }
+        }
+        Ok(0)
+    }
+}
+
 /// Compress `input` (encoded records) into the payload format of `codec`.
 pub fn compress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, RecordError> {
     match codec {

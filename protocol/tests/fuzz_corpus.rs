@@ -103,6 +103,34 @@ fn bombs_are_refused_without_inflating_them() {
     }
 }
 
+/// The produce path's record scan reads a compressed batch as it
+/// inflates: a batch whose records inflate to 64 MiB (the broker's limit)
+/// is walked holding the decoder's state and a 16 KiB buffer, not the
+/// plaintext (snappy, which cannot be read in parts, excepted: it holds
+/// the plaintext, bounded by the limit as in `decompress`).
+#[test]
+fn record_scans_of_compressed_batches_hold_no_plaintext() {
+    use rivulet_protocol::records::{scan_batch, RecordBatchBuilder};
+    use rivulet_protocol::Compression;
+    const LIMIT: usize = 64 << 20;
+    let _turn = serial();
+    let value = vec![0u8; 1 << 20];
+    for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
+        let mut b = RecordBatchBuilder::new(codec);
+        for i in 0..40 {
+            b.push(i, Some(b"k"), Some(&value), &[]);
+        }
+        let batch = b.build().unwrap();
+        let (result, heap) = records::meter::measure(|| scan_batch(&batch, LIMIT, |_| {}));
+        assert_eq!(result.unwrap().keyless, 0, "{codec:?}");
+        assert!(
+            heap < 16 << 20,
+            "{codec:?}: scanning {} bytes that inflate to 40 MiB grew the heap by {heap} bytes",
+            batch.len()
+        );
+    }
+}
+
 #[test]
 #[ignore = "rewrites fuzz/corpus/records (scripts/fuzz.sh seeds)"]
 fn write_records_seeds() {

@@ -1,20 +1,26 @@
-//! A produced batch's records read in place, as Kafka's `LogValidator`
+//! A produced batch's records read as they lie, as Kafka's `LogValidator`
 //! iterates them before it appends: every record must parse, and what the
 //! broker checks per record (timestamp, key) is reported without decoding
-//! keys, values or headers into owned memory.
+//! keys, values or headers into memory.
 //!
-//! [`scan_batch`] walks an uncompressed batch's bytes where they lie and a
-//! compressed one's after decompressing it (Kafka decompresses every
-//! produced compressed batch too). The walk checks the structure
-//! [`super::decode_batch`] relies on: each record's key, value and headers
-//! lie inside its length and fill it exactly, the records fill the payload
-//! exactly, they are `record_count` many and each offset delta lies within
-//! `0..=last_offset_delta`.
+//! [`scan_batch`] walks an uncompressed batch's bytes in place and a
+//! compressed one's plaintext as it inflates (Kafka decompresses every
+//! produced compressed batch too), 16 KiB at a time, so a batch that
+//! inflates to the limit costs the decoder's state, not the plaintext.
+//! The walk checks the structure [`super::decode_batch`] relies on: each
+//! record's key, value and headers lie inside its length and fill it
+//! exactly, the records fill the payload exactly, they are `record_count`
+//! many and each offset delta lies within `0..=last_offset_delta`.
+
+use std::io::{BufRead, BufReader};
 
 use super::{short_unsigned_at, unzigzag32, unzigzag64, Malformed, OFFSET_DELTA_OUT_OF_RANGE};
 use crate::compression;
 use crate::error::RecordError;
 use crate::record_batch::{BatchHeader, Compression, HEADER_SIZE};
+
+/// Plaintext read per refill of a compressed batch's stream.
+const STREAM_CHUNK: usize = 16 * 1024;
 
 /// What the broker checks of one record, in batch order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +57,8 @@ impl BatchSummary {
 }
 
 /// Walk every record of the complete batch `batch` (header included, CRC
-/// already checked), decompressing at most `limit` bytes, and call `visit`
-/// for each in order.
+/// already checked), inflating at most `limit` bytes, and call `visit` for
+/// each in order.
 ///
 /// Errors: [`RecordError::Malformed`] when a record does not parse or the
 /// records break an invariant of the module comment,
@@ -67,16 +73,137 @@ pub fn scan_batch(
     let header = BatchHeader::parse(batch)?;
     let payload = batch.get(HEADER_SIZE..).unwrap_or_default();
     match header.compression()? {
-        Compression::None => scan_payload(payload, &header, visit),
+        Compression::None => scan(
+            &mut Slice {
+                buf: payload,
+                pos: 0,
+            },
+            &header,
+            visit,
+        ),
         codec => {
-            let plain = compression::decompress(codec, payload, limit)?;
-            scan_payload(&plain, &header, visit)
+            let reader = compression::reader(codec, payload, limit)?;
+            let mut source = Stream {
+                reader: BufReader::with_capacity(STREAM_CHUNK, reader),
+                pos: 0,
+                codec,
+                limit,
+            };
+            scan(&mut source, &header, visit)
         }
     }
 }
 
-fn scan_payload(
-    mut rest: &[u8],
+/// Where the records' bytes come from: the batch itself, or a decoder.
+trait Source {
+    /// Bytes consumed so far.
+    fn pos(&self) -> usize;
+    /// No byte is left.
+    fn at_end(&mut self) -> Result<bool, RecordError>;
+    /// An unsigned varint of at most `bits` bits.
+    fn unsigned(&mut self, bits: u32) -> Result<u64, RecordError>;
+    /// Step over `n` bytes.
+    fn skip(&mut self, n: usize) -> Result<(), RecordError>;
+}
+
+struct Slice<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Source for Slice<'_> {
+    fn pos(&self) -> usize {
+        self.pos
+    }
+
+    fn at_end(&mut self) -> Result<bool, RecordError> {
+        Ok(self.pos >= self.buf.len())
+    }
+
+    #[inline]
+    fn unsigned(&mut self, bits: u32) -> Result<u64, RecordError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let (value, used) = short_unsigned_at(rest, bits)?;
+        self.pos += used;
+        Ok(value)
+    }
+
+    #[inline]
+    fn skip(&mut self, n: usize) -> Result<(), RecordError> {
+        self.pos = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or(Malformed("record truncated"))?;
+        Ok(())
+    }
+}
+
+struct Stream<R> {
+    reader: BufReader<R>,
+    pos: usize,
+    codec: Compression,
+    limit: usize,
+}
+
+impl<R: std::io::Read> Stream<R> {
+    /// The buffered bytes, refilled when empty; empty only at the end.
+    fn buffered(&mut self) -> Result<&[u8], RecordError> {
+        let (codec, limit) = (self.codec, self.limit);
+        self.reader
+            .fill_buf()
+            .map_err(|e| compression::stream_error(codec, e, limit))
+    }
+}
+
+impl<R: std::io::Read> Source for Stream<R> {
+    fn pos(&self) -> usize {
+        self.pos
+    }
+
+    fn at_end(&mut self) -> Result<bool, RecordError> {
+        Ok(self.buffered()?.is_empty())
+    }
+
+    fn unsigned(&mut self, bits: u32) -> Result<u64, RecordError> {
+        // A varint is at most 10 bytes: gather them across refills.
+        let mut bytes = [0u8; 10];
+        let mut len = 0;
+        loop {
+            let buf = self.buffered()?;
+            let Some(&b) = buf.first() else {
+                return Err(Malformed("record truncated"));
+            };
+            self.reader.consume(1);
+            self.pos += 1;
+            if let Some(slot) = bytes.get_mut(len) {
+                *slot = b;
+            }
+            len += 1;
+            if b & 0x80 == 0 || len >= bytes.len() {
+                let got = bytes.get(..len).unwrap_or_default();
+                return super::unsigned_at(got, bits).map(|(v, _)| v);
+            }
+        }
+    }
+
+    fn skip(&mut self, mut n: usize) -> Result<(), RecordError> {
+        while n > 0 {
+            let available = self.buffered()?.len();
+            if available == 0 {
+                return Err(Malformed("record truncated"));
+            }
+            let step = available.min(n);
+            self.reader.consume(step);
+            self.pos += step;
+            n -= step;
+        }
+        Ok(())
+    }
+}
+
+fn scan(
+    src: &mut impl Source,
     header: &BatchHeader,
     mut visit: impl FnMut(RecordSketch),
 ) -> Result<BatchSummary, RecordError> {
@@ -87,16 +214,11 @@ fn scan_payload(
         keyless: 0,
     };
     let mut index = 0;
-    while !rest.is_empty() {
+    while !src.at_end()? {
         if index == expected {
             return Err(Malformed("more records than the batch's record count"));
         }
-        let (len, used) = length_at(rest, "negative record length")?;
-        let end = used
-            .checked_add(len)
-            .filter(|&end| end <= rest.len())
-            .ok_or(Malformed("record runs past the batch"))?;
-        let sketch = scan_record(&rest[used..end], index, header.last_offset_delta)?;
+        let sketch = scan_record(src, index, header.last_offset_delta)?;
         summary.timestamp_deltas = Some(match summary.timestamp_deltas {
             None => (sketch.timestamp_delta, sketch.timestamp_delta),
             Some((lo, hi)) => (
@@ -106,7 +228,6 @@ fn scan_payload(
         });
         summary.keyless += usize::from(!sketch.has_key);
         visit(sketch);
-        rest = &rest[end..];
         index += 1;
     }
     if index != expected {
@@ -115,37 +236,33 @@ fn scan_payload(
     Ok(summary)
 }
 
-/// One record's body (after its length): every field must be there and
-/// the body must end with its last header.
+/// One record: its length, then every field inside that length, the last
+/// header ending exactly where the length says.
 #[inline]
 fn scan_record(
-    mut body: &[u8],
+    src: &mut impl Source,
     index: usize,
     last_offset_delta: i32,
 ) -> Result<RecordSketch, RecordError> {
+    let len = length(src, "negative record length")?;
+    let end = src.pos().saturating_add(len);
+    let mut body = Body { src, end };
     // Attributes: unused in v2.
-    body = body.get(1..).ok_or(Malformed("record truncated"))?;
-    let (raw, used) = short_unsigned_at(body, 64)?;
-    let timestamp_delta = unzigzag64(raw);
-    body = &body[used..];
-    let (raw, used) = short_unsigned_at(body, 32)?;
-    let offset_delta = unzigzag32(raw)?;
+    body.skip(1)?;
+    let timestamp_delta = unzigzag64(body.unsigned(64)?);
+    let offset_delta = unzigzag32(body.unsigned(32)?)?;
     if offset_delta < 0 || offset_delta > last_offset_delta {
         return Err(Malformed(OFFSET_DELTA_OUT_OF_RANGE));
     }
-    body = &body[used..];
-    let has_key = skip_nullable(&mut body, "negative key length")?;
-    skip_nullable(&mut body, "negative value length")?;
-    let (headers, used) = length_at(body, "negative header count")?;
-    body = &body[used..];
+    let has_key = body.skip_nullable("negative key length")?;
+    body.skip_nullable("negative value length")?;
+    let headers = body.length("negative header count")?;
     for _ in 0..headers {
-        let (len, used) = length_at(body, "negative header key length")?;
-        body = body
-            .get(used.saturating_add(len)..)
-            .ok_or(Malformed("record truncated"))?;
-        skip_nullable(&mut body, "negative header value length")?;
+        let key = body.length("negative header key length")?;
+        body.skip(key)?;
+        body.skip_nullable("negative header value length")?;
     }
-    if !body.is_empty() {
+    if body.src.pos() != end {
         return Err(Malformed("record length exceeds its fields"));
     }
     Ok(RecordSketch {
@@ -155,27 +272,58 @@ fn scan_record(
     })
 }
 
-/// A non-negative varint length at the front of `buf`: `(length, bytes used)`.
+/// A non-negative varint length.
 #[inline]
-fn length_at(buf: &[u8], what: &'static str) -> Result<(usize, usize), RecordError> {
-    let (raw, used) = short_unsigned_at(buf, 32)?;
-    let len = usize::try_from(unzigzag32(raw)?).map_err(|_| Malformed(what))?;
-    Ok((len, used))
+fn length(src: &mut impl Source, what: &'static str) -> Result<usize, RecordError> {
+    usize::try_from(unzigzag32(src.unsigned(32)?)?).map_err(|_| Malformed(what))
 }
 
-/// Step over a nullable byte field (varint length, -1 = null); whether it
-/// was present.
-#[inline]
-fn skip_nullable(buf: &mut &[u8], what: &'static str) -> Result<bool, RecordError> {
-    let (raw, used) = short_unsigned_at(buf, 32)?;
-    let len = unzigzag32(raw)?;
-    if len == -1 {
-        *buf = &buf[used..];
-        return Ok(false);
+/// The fields of one record: nothing may be read past its `end`.
+struct Body<'s, S> {
+    src: &'s mut S,
+    end: usize,
+}
+
+impl<S: Source> Body<'_, S> {
+    #[inline]
+    fn check(&self) -> Result<(), RecordError> {
+        if self.src.pos() > self.end {
+            return Err(Malformed("record truncated"));
+        }
+        Ok(())
     }
-    let len = usize::try_from(len).map_err(|_| Malformed(what))?;
-    *buf = buf
-        .get(used.saturating_add(len)..)
-        .ok_or(Malformed("record truncated"))?;
-    Ok(true)
+
+    #[inline]
+    fn unsigned(&mut self, bits: u32) -> Result<u64, RecordError> {
+        let v = self.src.unsigned(bits)?;
+        self.check()?;
+        Ok(v)
+    }
+
+    #[inline]
+    fn length(&mut self, what: &'static str) -> Result<usize, RecordError> {
+        let n = length(self.src, what)?;
+        self.check()?;
+        Ok(n)
+    }
+
+    #[inline]
+    fn skip(&mut self, n: usize) -> Result<(), RecordError> {
+        if n > self.end.saturating_sub(self.src.pos()) {
+            return Err(Malformed("record truncated"));
+        }
+        self.src.skip(n)
+    }
+
+    /// Step over a nullable byte field (varint length, -1 = null); whether
+    /// it was present.
+    #[inline]
+    fn skip_nullable(&mut self, what: &'static str) -> Result<bool, RecordError> {
+        let len = unzigzag32(self.unsigned(32)?)?;
+        if len == -1 {
+            return Ok(false);
+        }
+        self.skip(usize::try_from(len).map_err(|_| Malformed(what))?)?;
+        Ok(true)
+    }
 }

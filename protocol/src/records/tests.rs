@@ -383,17 +383,43 @@ fn scan_batch_refuses_what_decode_batch_refuses() {
     update_crc(&mut bytes);
     assert!(malformed(scan_batch(&bytes, LIMIT, |_| {})));
     // Every single flipped byte of the records either still scans as
-    // decode_batch decodes it, or fails both.
-    for at in HEADER_SIZE..good.len() {
-        for flip in [0x01u8, 0x80, 0xff] {
-            let mut bad = good.clone();
-            bad[at] ^= flip;
-            update_crc(&mut bad);
-            assert_eq!(
-                scan_batch(&bad, LIMIT, |_| {}).is_ok(),
-                decode_batch(&bad, LIMIT).is_ok(),
-                "byte {at} ^ {flip:#x}"
-            );
+    // decode_batch decodes it, or fails both; compressed batches too (the
+    // scan reads them as they inflate, decode_batch all at once).
+    for codec in ALL {
+        let good = build_batch(&template(codec, 2), &three_records()).unwrap();
+        for at in HEADER_SIZE..good.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[at] ^= flip;
+                update_crc(&mut bad);
+                assert_eq!(
+                    scan_batch(&bad, LIMIT, |_| {}).is_ok(),
+                    decode_batch(&bad, LIMIT).is_ok(),
+                    "{codec:?}: byte {at} ^ {flip:#x}"
+                );
+            }
         }
+    }
+}
+
+#[test]
+fn scan_batch_reads_a_compressed_batch_as_it_inflates_within_the_limit() {
+    let value = vec![b'z'; 100_000];
+    for codec in [C::Gzip, C::Snappy, C::Lz4, C::Zstd] {
+        let mut b = RecordBatchBuilder::new(codec);
+        for i in 0..40 {
+            b.push(1_000 + i, Some(b"k"), Some(&value), &[]);
+        }
+        let bytes = b.build().unwrap();
+        let summary = scan_batch(&bytes, 8 << 20, |_| {}).unwrap();
+        assert_eq!(summary.timestamp_deltas, Some((0, 39)), "{codec:?}");
+        // 4 MB of records do not fit a 1 MiB limit.
+        assert!(
+            matches!(
+                scan_batch(&bytes, 1 << 20, |_| {}),
+                Err(RecordError::TooLarge { .. })
+            ),
+            "{codec:?}"
+        );
     }
 }
