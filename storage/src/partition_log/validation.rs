@@ -162,25 +162,43 @@ impl RecordRules {
 
     /// Why this record is refused, if it is: the key first, then the
     /// timestamp (Kafka's order).
-    fn refusal(&self, header: &BatchHeader, r: &RecordSketch) -> Option<(RejectReason, String)> {
+    fn refusal(&self, header: &BatchHeader, r: &RecordSketch) -> Option<Refusal> {
         if self.compacted && !r.has_key {
-            return Some((
-                RejectReason::InvalidRecord,
-                "compacted topic cannot accept a record without a key".to_string(),
-            ));
+            return Some(Refusal::NoKey);
         }
         let (lo, hi) = self.window?;
         let ts = header.base_timestamp.saturating_add(r.timestamp_delta);
-        (ts != -1 && (ts < lo || ts > hi)).then(|| {
-            (
-                RejectReason::InvalidTimestamp,
-                format!(
-                    "timestamp {ts} of record {} is out of range: it should be within [{lo}, {hi}] \
-                     (message.timestamp.before.max.ms / after.max.ms)",
-                    r.index
-                ),
-            )
-        })
+        (ts != -1 && (ts < lo || ts > hi)).then_some(Refusal::Timestamp { ts, lo, hi })
+    }
+}
+
+/// Why one record is refused.
+enum Refusal {
+    NoKey,
+    /// Its timestamp lies outside `[lo, hi]`.
+    Timestamp {
+        ts: i64,
+        lo: i64,
+        hi: i64,
+    },
+}
+
+impl Refusal {
+    fn reason(&self) -> RejectReason {
+        match self {
+            Refusal::NoKey => RejectReason::InvalidRecord,
+            Refusal::Timestamp { .. } => RejectReason::InvalidTimestamp,
+        }
+    }
+
+    fn message(&self, index: usize) -> String {
+        match self {
+            Refusal::NoKey => "compacted topic cannot accept a record without a key".to_string(),
+            Refusal::Timestamp { ts, lo, hi } => format!(
+                "timestamp {ts} of record {index} is out of range: it should be within \
+                 [{lo}, {hi}] (message.timestamp.before.max.ms / after.max.ms)"
+            ),
+        }
     }
 }
 
@@ -195,15 +213,16 @@ struct RecordErrors {
 }
 
 impl RecordErrors {
-    fn note(&mut self, refusal: Option<(RejectReason, String)>, index: usize) {
-        let Some((reason, message)) = refusal else {
+    fn note(&mut self, refusal: Option<Refusal>, index: usize) {
+        let Some(refusal) = refusal else {
             return;
         };
         self.total += 1;
-        self.timestamp |= reason == RejectReason::InvalidTimestamp;
+        self.timestamp |= refusal.reason() == RejectReason::InvalidTimestamp;
+        // Messages only for the records reported.
         if self.first.len() < MAX_RECORD_ERRORS {
-            self.first
-                .push((i32::try_from(index).unwrap_or(i32::MAX), message));
+            let index_i32 = i32::try_from(index).unwrap_or(i32::MAX);
+            self.first.push((index_i32, refusal.message(index)));
         }
     }
 
