@@ -72,6 +72,17 @@ impl BrokerContext {
         self.node.image()
     }
 
+    /// The topic defaults this node runs with in `image`: its config file
+    /// with the dynamic broker configs applied.
+    pub fn topic_defaults(&self, image: &MetadataImage) -> crate::dynamic_config::TopicDefaults {
+        crate::dynamic_config::TopicDefaults::resolve(
+            &self.config.storage.log_defaults,
+            self.config.min_insync_replicas,
+            image,
+            self.node_id(),
+        )
+    }
+
     /// Send a request to the active controller; a quorum without a leader
     /// answers `NotController`.
     pub async fn controller_request(&self, req: ControllerRequest) -> ControllerResponse {

@@ -98,10 +98,10 @@ pub fn config_resource(e: &crate::topic_configs::ConfigResourceError) -> i16 {
     match e {
         C::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
         C::InvalidTopicName(_) => E::InvalidTopicException.code(),
-        C::NotAList { .. } => E::InvalidConfig.code(),
+        C::NotAList { .. } | C::InvalidValue { .. } => E::InvalidConfig.code(),
         C::UnsupportedResourceType(_)
         | C::UnexpectedBrokerId { .. }
-        | C::BrokerConfigsReadOnly
+        | C::NotDynamic(_)
         | C::DuplicateResource(_)
         | C::DuplicateKey(_)
         | C::UnknownOperation { .. }

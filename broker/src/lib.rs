@@ -32,6 +32,7 @@ pub mod connection;
 pub mod context;
 pub mod controller_client;
 pub mod dispatch;
+pub mod dynamic_config;
 pub mod errors;
 pub mod group;
 pub mod handlers;

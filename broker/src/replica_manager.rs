@@ -315,7 +315,13 @@ impl ReplicaManager {
     /// replicas here, update replica state and configs, delete logs of
     /// partitions that left.
     pub fn apply_image(&self, image: &MetadataImage) {
-        let defaults = self.logs.config().log_defaults.clone();
+        let topic_defaults = crate::dynamic_config::TopicDefaults::resolve(
+            &self.logs.config().log_defaults,
+            self.default_min_isr,
+            image,
+            self.node_id,
+        );
+        let defaults = topic_defaults.log;
         let mut wanted: HashSet<TopicPartition> = HashSet::new();
         let mut work: Vec<Hosting<'_>> = Vec::new();
         for topic in image.topics.values() {
@@ -324,7 +330,7 @@ impl ReplicaManager {
                 .configs
                 .get("min.insync.replicas")
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(self.default_min_isr);
+                .unwrap_or(topic_defaults.min_insync_replicas);
             for (pid, reg) in &topic.partitions {
                 if !reg.replicas.contains(&self.node_id) {
                     continue;

@@ -4,41 +4,53 @@
 use std::collections::BTreeMap;
 
 use rivulet_storage::config::LOG_CONFIG_KEYS;
-use rivulet_storage::LogConfig;
+
+use crate::dynamic_config::TopicDefaults;
 
 /// Kafka's `ConfigSource` values.
 pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 pub const SOURCE_DEFAULT: i8 = 5;
 
 /// Topic-level keys that are not storage settings, with their defaults.
-pub fn broker_topic_defaults(min_insync_replicas: i32) -> Vec<(&'static str, String)> {
+fn broker_topic_defaults(defaults: &TopicDefaults) -> Vec<(&'static str, String)> {
+    let unclean = defaults
+        .dynamic
+        .get("unclean.leader.election.enable")
+        .map_or("false".to_string(), |(v, _)| v.clone());
     vec![
-        ("min.insync.replicas", min_insync_replicas.to_string()),
-        ("unclean.leader.election.enable", "false".to_string()),
+        (
+            "min.insync.replicas",
+            defaults.min_insync_replicas.to_string(),
+        ),
+        ("unclean.leader.election.enable", unclean),
     ]
 }
 
-/// `(name, value, source)` of every topic config key.
+/// `(name, value, source)` of every topic config key: the topic's
+/// override, else the default it inherits (from a dynamic broker config,
+/// so said, or the broker's own).
 pub fn topic_entries(
-    defaults: &LogConfig,
-    min_insync_replicas: i32,
+    defaults: &TopicDefaults,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<(String, String, i8)> {
+    let inherited = |key: &str, value: String| {
+        let source = defaults
+            .dynamic
+            .get(key)
+            .map_or(SOURCE_DEFAULT, |(_, s)| *s);
+        (key.to_string(), value, source)
+    };
     let mut out = Vec::new();
     for key in LOG_CONFIG_KEYS {
         match overrides.get(*key) {
             Some(v) => out.push((key.to_string(), v.clone(), SOURCE_DYNAMIC_TOPIC)),
-            None => out.push((
-                key.to_string(),
-                defaults.get(key).unwrap_or_default(),
-                SOURCE_DEFAULT,
-            )),
+            None => out.push(inherited(key, defaults.log.get(key).unwrap_or_default())),
         }
     }
-    for (key, default) in broker_topic_defaults(min_insync_replicas) {
+    for (key, default) in broker_topic_defaults(defaults) {
         match overrides.get(key) {
             Some(v) => out.push((key.to_string(), v.clone(), SOURCE_DYNAMIC_TOPIC)),
-            None => out.push((key.to_string(), default, SOURCE_DEFAULT)),
+            None => out.push(inherited(key, default)),
         }
     }
     out
@@ -60,8 +72,11 @@ pub enum ConfigResourceError {
     UnsupportedResourceType(i8),
     #[error("unexpected broker id '{got}': this is broker {expected} (or use \"\")")]
     UnexpectedBrokerId { expected: i32, got: String },
-    #[error("dynamic broker configs are not supported")]
-    BrokerConfigsReadOnly,
+    /// Kafka's wording for a static broker key in an alter request.
+    #[error("cannot update these configs dynamically: {0} (only the topic defaults, such as log.retention.ms, are dynamic)")]
+    NotDynamic(String),
+    #[error("invalid value for {key}: {why}")]
+    InvalidValue { key: String, why: String },
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
     #[error("{0}")]
@@ -123,6 +138,10 @@ pub fn config_type(key: &str) -> i8 {
         | "log.cleaner.delete.retention.ms"
         | "log.cleaner.min.compaction.lag.ms"
         | "log.flush.interval.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms"
+        | "log.message.timestamp.before.max.ms"
+        | "log.message.timestamp.after.max.ms"
         | "connections.max.idle.ms"
         | "log.retention.check.interval.ms" => LONG,
         _ => STRING,

@@ -37,6 +37,7 @@ mod consumer_protocol;
 mod group;
 mod leader;
 mod node;
+mod node_config;
 mod partition;
 mod produce;
 mod rfc3339;

@@ -26,6 +26,10 @@ type Placement = (String, i32, Vec<i32>);
 pub enum NodeCommand {
     /// Move every replica off a broker (before removing it), and wait.
     Drain(DrainArgs),
+    /// Show or change the dynamic broker configs (topic defaults such as
+    /// log.retention.ms), cluster-wide or of one node, as kafka-configs.sh
+    /// --entity-type brokers.
+    Config(crate::node_config::ConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +50,7 @@ pub fn run(bootstrap: &str, command: NodeCommand) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match command {
         NodeCommand::Drain(a) => runtime.block_on(drain(bootstrap, a)),
+        NodeCommand::Config(a) => runtime.block_on(crate::node_config::run(bootstrap, a)),
     }
 }
 

@@ -119,6 +119,11 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// A dynamic broker config of `broker` (-1: the cluster-wide default).
+    pub fn broker_config(&self, broker: i32, key: &str) -> Option<&String> {
+        self.broker_configs.get(&broker)?.get(key)
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
         self.topic_ids
             .get(name)

@@ -93,12 +93,42 @@ pub fn validate_topic_configs(
         .map_err(|e| ControllerError::InvalidConfig(e.to_string()))
 }
 
+/// The topic's `unclean.leader.election.enable`, else the cluster's
+/// dynamic default, else false.
 fn unclean_allowed(image: &MetadataImage, topic_id: &Uuid) -> bool {
+    const KEY: &str = "unclean.leader.election.enable";
     image
         .topics
         .get(topic_id)
-        .and_then(|t| t.configs.get("unclean.leader.election.enable"))
+        .and_then(|t| t.configs.get(KEY))
+        .or_else(|| image.broker_config(CLUSTER_DEFAULT, KEY))
         .is_some_and(|v| v == "true")
+}
+
+/// The broker id under which the cluster-wide dynamic broker configs are
+/// kept (Kafka's BROKER resource named "").
+pub const CLUSTER_DEFAULT: i32 = -1;
+
+/// Set or delete dynamic broker config keys (`None` deletes) of `broker`
+/// ([`CLUSTER_DEFAULT`] for every broker). The broker that took the
+/// request checked keys and values (it knows which keys are dynamic); the
+/// controller checks the broker is known.
+pub fn alter_broker_configs(
+    image: &MetadataImage,
+    broker: i32,
+    changes: &BTreeMap<String, Option<String>>,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    if broker != CLUSTER_DEFAULT && !image.brokers.contains_key(&broker) {
+        return Err(ControllerError::UnknownBroker(broker));
+    }
+    Ok(changes
+        .iter()
+        .map(|(k, v)| MetadataRecord::Config {
+            resource: ConfigResource::Broker(broker),
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect())
 }
 
 /// A broker (re)registers: a new incarnation, fenced until its heartbeat.

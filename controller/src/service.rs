@@ -85,6 +85,13 @@ pub enum ControllerRequest {
         changes: BTreeMap<String, Option<String>>,
         validate_only: bool,
     },
+    /// Dynamic broker configs of one broker, or of every broker
+    /// ([`crate::logic::CLUSTER_DEFAULT`]).
+    AlterBrokerConfigs {
+        broker: i32,
+        changes: BTreeMap<String, Option<String>>,
+        validate_only: bool,
+    },
     AlterPartition {
         topic: String,
         partition: i32,
@@ -481,6 +488,17 @@ impl ControllerService {
                 changes,
                 validate_only,
             } => logic::alter_topic_configs(&image, defaults, &name, &changes).map(|r| {
+                if validate_only {
+                    Vec::new()
+                } else {
+                    r
+                }
+            }),
+            ControllerRequest::AlterBrokerConfigs {
+                broker,
+                changes,
+                validate_only,
+            } => logic::alter_broker_configs(&image, broker, &changes).map(|r| {
                 if validate_only {
                     Vec::new()
                 } else {

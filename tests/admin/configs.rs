@@ -100,15 +100,14 @@ async fn topic_configs_are_described_altered_replaced_and_reach_the_log() {
     legacy_alter(&admin, native::TOPIC, "cfg", &[("segment.ms", "700000")]).unwrap();
     assert_eq!(log_config(&broker, "cfg", 0).segment_ms, 700_000);
 
-    // Broker configs are static; unknown topics are named as such.
+    // Broker keys other than topic defaults are static (dynamic ones: the
+    // `dynamic` module); unknown topics are named as such.
     let (code, message) =
-        legacy_alter(&admin, native::BROKER, "1", &[("log.retention.ms", "1")]).unwrap_err();
-    assert_eq!(
-        (code, message.as_str()),
-        (
-            RDKafkaErrorCode::InvalidRequest,
-            "dynamic broker configs are not supported"
-        )
+        legacy_alter(&admin, native::BROKER, "1", &[("num.partitions", "3")]).unwrap_err();
+    assert_eq!(code, RDKafkaErrorCode::InvalidRequest);
+    assert!(
+        message.starts_with("cannot update these configs dynamically: num.partitions"),
+        "{message}"
     );
     let (code, _) =
         legacy_alter(&admin, native::TOPIC, "nope", &[("retention.ms", "1")]).unwrap_err();
@@ -129,7 +128,8 @@ async fn topic_configs_are_described_altered_replaced_and_reach_the_log() {
         resource(2, "cfg", Some(vec!["retention.ms", "cleanup.policy"])),
         resource(2, "nope", None),
         resource(4, "2", None),
-        resource(4, "", Some(vec!["log.retention.ms"])),
+        resource(4, "1", Some(vec!["log.retention.ms", "num.partitions"])),
+        resource(4, "", None),
     ]);
     let resp = raw_request(&bs, 4, &req).await;
     let summary: Vec<(i16, Vec<Described>)> = resp
@@ -168,8 +168,14 @@ async fn topic_configs_are_described_altered_replaced_and_reach_the_log() {
             (42, vec![]), // INVALID_REQUEST: another broker's id
             (
                 0,
-                vec![("log.retention.ms".into(), some("86400000"), 4, 5, true)]
+                vec![
+                    ("num.partitions".into(), some("1"), 5, 3, true),
+                    // From the config file (4), dynamic: not read-only.
+                    ("log.retention.ms".into(), some("86400000"), 4, 5, false),
+                ]
             ),
+            // The cluster-wide dynamic defaults: none set.
+            (0, vec![]),
         ]
     );
 
@@ -192,7 +198,13 @@ async fn topic_configs_are_described_altered_replaced_and_reach_the_log() {
         ("delete".into(), &ConfigSource::Default)
     );
     assert_eq!(entry(&r, "node.id").0, "1");
-    assert!(r.entries.iter().all(|e| e.is_read_only));
+    // Only the topic defaults are dynamic (the `dynamic` module).
+    for e in &r.entries {
+        let dynamic = rivulet_broker::dynamic_config::is_dynamic(&e.name);
+        assert_eq!(e.is_read_only, !dynamic, "{}", e.name);
+    }
+    assert!(!r.get("log.retention.ms").unwrap().is_read_only);
+    assert!(r.get("node.id").unwrap().is_read_only);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,11 +281,14 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
         Api::IncrementalAlterConfigs,
         native::BROKER,
         "1",
-        &[("log.retention.ms", Op::Set, Some("1"))],
+        &[("listeners", Op::Set, Some("PLAINTEXT://127.0.0.1:1"))],
     )
     .unwrap_err();
     assert_eq!(code, RDKafkaErrorCode::InvalidRequest);
-    assert_eq!(message, "dynamic broker configs are not supported");
+    assert!(
+        message.starts_with("cannot update these configs dynamically: listeners"),
+        "{message}"
+    );
     assert_eq!(
         log_config(&broker, "inc", 0).cleanup_policy,
         CleanupPolicy::COMPACT

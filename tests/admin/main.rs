@@ -41,6 +41,7 @@ use rivulet_testkit::prelude::*;
 mod assignment;
 mod configs;
 mod describe;
+mod dynamic;
 mod idempotent;
 mod topics;
 

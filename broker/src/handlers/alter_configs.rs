@@ -1,6 +1,7 @@
-//! AlterConfigs for topics, and the machinery it shares with
-//! [`super::incremental_alter_configs`]; broker configs are static here, so
-//! a BROKER resource is INVALID_REQUEST.
+//! AlterConfigs for topics and dynamic broker configs, and the machinery
+//! it shares with [`super::incremental_alter_configs`]. A BROKER resource
+//! named "" holds the cluster-wide defaults, one named by this node's id
+//! its own ([`crate::dynamic_config`]); only topic defaults are dynamic.
 //!
 //! The legacy AlterConfigs *replaces* a topic's overrides: keys not in the
 //! request go back to the broker default (what librdkafka's and the Java
@@ -30,6 +31,7 @@ use rivulet_storage::{validate_topic_name, LogConfig, TopicPartition};
 
 use super::sb;
 use crate::context::BrokerContext;
+use crate::dynamic_config;
 use crate::errors;
 use crate::replica_manager::topic_log_config;
 use crate::topic_configs::{ConfigResourceError, RESOURCE_BROKER, RESOURCE_TOPIC};
@@ -65,11 +67,11 @@ pub async fn handle(
                 r.resource_name.to_string(),
             ))
         } else {
-            match topic_resource(b, r.resource_type, &r.resource_name) {
+            match target(b, r.resource_type, &r.resource_name) {
                 Err(e) => refused(e),
-                Ok(name) => match replacement(current_overrides(&b.image(), &name), &given) {
+                Ok(target) => match replacement(current(&b.image(), &target), &given) {
                     Err(e) => refused(e),
-                    Ok(changes) => alter_topic(b, &name, changes, req.validate_only).await,
+                    Ok(changes) => alter(b, &target, changes, req.validate_only).await,
                 },
             }
         };
@@ -103,12 +105,19 @@ pub(super) fn duplicated<'a>(
     twice
 }
 
-/// The topic a resource names, or why it cannot be altered.
-pub(super) fn topic_resource(
+/// What an alter request's resource names.
+pub(super) enum Target {
+    Topic(String),
+    /// A broker's dynamic configs ([`crate::dynamic_config::resource`]).
+    Broker(i32),
+}
+
+/// The resource an alter request names, or why it cannot be altered.
+pub(super) fn target(
     b: &BrokerContext,
     resource_type: i8,
     name: &str,
-) -> Result<String, ConfigResourceError> {
+) -> Result<Target, ConfigResourceError> {
     match resource_type {
         RESOURCE_TOPIC => {
             validate_topic_name(name)
@@ -116,18 +125,36 @@ pub(super) fn topic_resource(
             if b.image().topic(name).is_none() {
                 return Err(ConfigResourceError::UnknownTopic(name.to_string()));
             }
-            Ok(name.to_string())
+            Ok(Target::Topic(name.to_string()))
         }
-        RESOURCE_BROKER => Err(ConfigResourceError::BrokerConfigsReadOnly),
+        RESOURCE_BROKER => dynamic_config::resource(name, b.node_id()).map(Target::Broker),
         other => Err(ConfigResourceError::UnsupportedResourceType(other)),
     }
 }
 
-pub(super) fn current_overrides(image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {
-    image
-        .topic(topic)
-        .map(|t| t.configs.clone())
-        .unwrap_or_default()
+/// The keys `target` sets now: a topic's overrides or a broker's dynamic
+/// configs.
+pub(super) fn current(image: &MetadataImage, target: &Target) -> BTreeMap<String, String> {
+    match target {
+        Target::Topic(topic) => image
+            .topic(topic)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default(),
+        Target::Broker(broker) => dynamic_config::current(image, *broker),
+    }
+}
+
+/// Apply `changes` to `target`.
+pub(super) async fn alter(
+    b: &BrokerContext,
+    target: &Target,
+    changes: Changes,
+    validate_only: bool,
+) -> Outcome {
+    match target {
+        Target::Topic(topic) => alter_topic(b, topic, changes, validate_only).await,
+        Target::Broker(broker) => alter_broker(b, *broker, changes, validate_only).await,
+    }
 }
 
 /// Legacy AlterConfigs: the given keys (a null value deletes) become the
@@ -148,9 +175,45 @@ pub fn replacement(
     Ok(changes)
 }
 
+/// Check dynamic broker config `changes` and send them to the controller;
+/// once committed, wait (briefly) until this node's logs run with them.
+async fn alter_broker(
+    b: &BrokerContext,
+    broker: i32,
+    changes: Changes,
+    validate_only: bool,
+) -> Outcome {
+    if let Some(e) = changes
+        .iter()
+        .find_map(|(k, v)| dynamic_config::check(k, v.as_deref()).err())
+    {
+        return refused(e);
+    }
+    let resp = b
+        .controller_request(ControllerRequest::AlterBrokerConfigs {
+            broker,
+            changes,
+            validate_only,
+        })
+        .await;
+    let outcome = errors::controller_response(&resp);
+    if let (ControllerResponse::Ok { offset }, false) = (&resp, validate_only) {
+        b.wait_until(APPLY_WAIT, |image| {
+            let defaults = b.topic_defaults(image).log;
+            image.offset >= *offset
+                && image
+                    .topics
+                    .values()
+                    .all(|t| local_logs_follow(b, image, &t.name, &defaults))
+        })
+        .await;
+    }
+    outcome
+}
+
 /// Send `changes` to the controller; once committed, wait (briefly) until
 /// this node's image has them and the topic's local logs use them.
-pub(super) async fn alter_topic(
+async fn alter_topic(
     b: &BrokerContext,
     topic: &str,
     changes: Changes,
@@ -165,9 +228,9 @@ pub(super) async fn alter_topic(
         .await;
     let outcome = errors::controller_response(&resp);
     if let (ControllerResponse::Ok { offset }, false) = (&resp, validate_only) {
-        let defaults = &b.config.storage.log_defaults;
         b.wait_until(APPLY_WAIT, |image| {
-            image.offset >= *offset && local_logs_follow(b, image, topic, defaults)
+            image.offset >= *offset
+                && local_logs_follow(b, image, topic, &b.topic_defaults(image).log)
         })
         .await;
     }

@@ -126,19 +126,15 @@ async fn create_one(
         }
     }
     let topic_id = b.image().topic(&name).map(|t| t.id).unwrap_or_default();
-    let entries = configs::topic_entries(
-        &b.config.storage.log_defaults,
-        b.config.min_insync_replicas,
-        &cfg,
-    )
-    .into_iter()
-    .map(|(k, v, source)| {
-        CreatableTopicConfigs::default()
-            .with_name(sb(k))
-            .with_value(Some(sb(v)))
-            .with_config_source(source)
-    })
-    .collect();
+    let entries = configs::topic_entries(&b.topic_defaults(&b.image()), &cfg)
+        .into_iter()
+        .map(|(k, v, source)| {
+            CreatableTopicConfigs::default()
+                .with_name(sb(k))
+                .with_value(Some(sb(v)))
+                .with_config_source(source)
+        })
+        .collect();
     result
         .with_topic_id(topic_id)
         .with_num_partitions(partitions)

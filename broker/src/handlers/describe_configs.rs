@@ -11,12 +11,14 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use rivulet_controller::logic::CLUSTER_DEFAULT;
 use rivulet_controller::MetadataImage;
 use rivulet_storage::validate_topic_name;
 
 use super::sb;
 use crate::config::{BrokerConfig, LOG_KEYS};
 use crate::context::BrokerContext;
+use crate::dynamic_config::{self, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT_BROKER};
 use crate::errors;
 use crate::topic_configs::{
     config_type, topic_entries, ConfigResourceError, RESOURCE_BROKER, RESOURCE_TOPIC,
@@ -91,26 +93,29 @@ fn entries(
             let topic = image
                 .topic(name)
                 .ok_or_else(|| ConfigResourceError::UnknownTopic(name.to_string()))?;
-            Ok(topic_entries(
-                &b.config.storage.log_defaults,
-                b.config.min_insync_replicas,
-                &topic.configs,
-            )
-            .into_iter()
-            .map(|(name, value, source)| Entry {
-                name,
-                value,
-                source,
-                read_only: false,
-            })
-            .collect())
+            Ok(topic_entries(&b.topic_defaults(image), &topic.configs)
+                .into_iter()
+                .map(|(name, value, source)| Entry {
+                    name,
+                    value,
+                    source,
+                    read_only: false,
+                })
+                .collect())
         }
         RESOURCE_BROKER => {
-            if !name.is_empty() && name.parse::<i32>().ok() != Some(b.node_id()) {
-                return Err(ConfigResourceError::UnexpectedBrokerId {
-                    expected: b.node_id(),
-                    got: name.to_string(),
-                });
+            let broker = dynamic_config::resource(name, b.node_id())?;
+            if broker == CLUSTER_DEFAULT {
+                // As Kafka: the cluster-wide dynamic defaults alone.
+                return Ok(dynamic_config::current(image, broker)
+                    .into_iter()
+                    .map(|(name, value)| Entry {
+                        name,
+                        value,
+                        source: SOURCE_DYNAMIC_DEFAULT_BROKER,
+                        read_only: false,
+                    })
+                    .collect());
             }
             let built_in: BTreeMap<String, String> = BrokerConfig::from_props(&BTreeMap::new())
                 .map(|c| broker_settings(&c).into_iter().collect())
@@ -118,16 +123,26 @@ fn entries(
             Ok(broker_settings(&b.config)
                 .into_iter()
                 .map(|(name, value)| {
-                    let source = if built_in.get(&name) == Some(&value) {
-                        SOURCE_DEFAULT
-                    } else {
-                        SOURCE_STATIC_BROKER
+                    let dynamic = [
+                        (broker, SOURCE_DYNAMIC_BROKER),
+                        (CLUSTER_DEFAULT, SOURCE_DYNAMIC_DEFAULT_BROKER),
+                    ]
+                    .into_iter()
+                    .find_map(|(layer, source)| {
+                        image
+                            .broker_config(layer, &name)
+                            .map(|v| (v.clone(), source))
+                    });
+                    let (value, source) = match dynamic {
+                        Some(found) => found,
+                        None if built_in.get(&name) == Some(&value) => (value, SOURCE_DEFAULT),
+                        None => (value, SOURCE_STATIC_BROKER),
                     };
                     Entry {
+                        read_only: !dynamic_config::is_dynamic(&name),
                         name,
                         value,
                         source,
-                        read_only: true,
                     }
                 })
                 .collect())

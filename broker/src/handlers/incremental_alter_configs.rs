@@ -10,11 +10,8 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::*;
-use rivulet_storage::LogConfig;
 
-use super::alter_configs::{
-    alter_topic, current_overrides, duplicated, refused, topic_resource, Changes,
-};
+use super::alter_configs::{alter, current, duplicated, refused, target, Changes, Target};
 use super::sb;
 use crate::context::BrokerContext;
 use crate::topic_configs::ConfigResourceError;
@@ -26,7 +23,7 @@ pub const OP_APPEND: i8 = 2;
 pub const OP_SUBTRACT: i8 = 3;
 
 /// Keys whose value is a comma-separated list (`ConfigDef.Type.LIST`).
-pub const LIST_KEYS: &[&str] = &["cleanup.policy"];
+pub const LIST_KEYS: &[&str] = &["cleanup.policy", "log.cleanup.policy"];
 
 pub async fn handle(
     b: &BrokerContext,
@@ -56,13 +53,23 @@ pub async fn handle(
                 r.resource_name.to_string(),
             ))
         } else {
-            match topic_resource(b, r.resource_type, &r.resource_name) {
+            match target(b, r.resource_type, &r.resource_name) {
                 Err(e) => refused(e),
-                Ok(name) => {
-                    let current = current_overrides(&b.image(), &name);
-                    match incremental_changes(&current, &b.config.storage.log_defaults, &ops) {
+                Ok(target) => {
+                    let image = b.image();
+                    let defaults = b.topic_defaults(&image).log;
+                    // A list op's base without a current value: the
+                    // default the key sets (a broker key names its topic
+                    // key's default).
+                    let default_of = |key: &str| match &target {
+                        Target::Topic(_) => defaults.get(key),
+                        Target::Broker(_) => {
+                            crate::dynamic_config::log_key(key).and_then(|log| defaults.get(log))
+                        }
+                    };
+                    match incremental_changes(&current(&image, &target), default_of, &ops) {
                         Err(e) => refused(e),
-                        Ok(changes) => alter_topic(b, &name, changes, req.validate_only).await,
+                        Ok(changes) => alter(b, &target, changes, req.validate_only).await,
                     }
                 }
             }
@@ -79,10 +86,10 @@ pub async fn handle(
 }
 
 /// IncrementalAlterConfigs: the changes `ops` (`(key, op, value)`) make to
-/// a topic whose overrides are `current`, over broker `defaults`.
+/// a resource whose keys are `current`, each otherwise at `default_of`.
 pub fn incremental_changes(
     current: &BTreeMap<String, String>,
-    defaults: &LogConfig,
+    default_of: impl Fn(&str) -> Option<String>,
     ops: &[(String, i8, Option<String>)],
 ) -> Result<Changes, ConfigResourceError> {
     let mut changes = Changes::new();
@@ -124,7 +131,7 @@ pub fn incremental_changes(
         let mut now = current
             .get(key)
             .cloned()
-            .or_else(|| defaults.get(key))
+            .or_else(|| default_of(key))
             .as_deref()
             .map(list)
             .unwrap_or_default();
@@ -155,6 +162,7 @@ fn list(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rivulet_storage::LogConfig;
 
     fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter()
@@ -172,7 +180,7 @@ mod tests {
         // No override: APPEND starts from the default "delete".
         let c = incremental_changes(
             &BTreeMap::new(),
-            &defaults,
+            |k: &str| defaults.get(k),
             &[op("cleanup.policy", OP_APPEND, Some("compact"))],
         )
         .unwrap();
@@ -181,14 +189,14 @@ mod tests {
         let current = map(&[("cleanup.policy", "compact,delete")]);
         let c = incremental_changes(
             &current,
-            &defaults,
+            |k: &str| defaults.get(k),
             &[op("cleanup.policy", OP_APPEND, Some("delete, compact"))],
         )
         .unwrap();
         assert_eq!(c["cleanup.policy"].as_deref(), Some("compact,delete"));
         let c = incremental_changes(
             &current,
-            &defaults,
+            |k: &str| defaults.get(k),
             &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))],
         )
         .unwrap();
@@ -201,7 +209,7 @@ mod tests {
         let none = BTreeMap::new();
         let c = incremental_changes(
             &none,
-            &d,
+            |k: &str| d.get(k),
             &[
                 op("retention.ms", OP_SET, Some("5")),
                 op("segment.ms", OP_DELETE, None),
@@ -211,18 +219,30 @@ mod tests {
         assert_eq!(c["retention.ms"].as_deref(), Some("5"));
         assert_eq!(c["segment.ms"], None);
         assert_eq!(
-            incremental_changes(&none, &d, &[op("retention.ms", OP_APPEND, Some("5"))]),
+            incremental_changes(
+                &none,
+                |k: &str| d.get(k),
+                &[op("retention.ms", OP_APPEND, Some("5"))]
+            ),
             Err(ConfigResourceError::NotAList {
                 key: "retention.ms".into(),
                 op: "APPEND"
             })
         );
         assert_eq!(
-            incremental_changes(&none, &d, &[op("retention.ms", OP_SET, None)]),
+            incremental_changes(
+                &none,
+                |k: &str| d.get(k),
+                &[op("retention.ms", OP_SET, None)]
+            ),
             Err(ConfigResourceError::NullValue("retention.ms".into()))
         );
         assert_eq!(
-            incremental_changes(&none, &d, &[op("retention.ms", 9, Some("1"))]),
+            incremental_changes(
+                &none,
+                |k: &str| d.get(k),
+                &[op("retention.ms", 9, Some("1"))]
+            ),
             Err(ConfigResourceError::UnknownOperation {
                 key: "retention.ms".into(),
                 op: 9
@@ -231,7 +251,7 @@ mod tests {
         assert_eq!(
             incremental_changes(
                 &none,
-                &d,
+                |k: &str| d.get(k),
                 &[
                     op("retention.ms", OP_SET, Some("1")),
                     op("retention.ms", OP_DELETE, None)

@@ -9,7 +9,7 @@ use rdkafka::consumer::BaseConsumer;
 use rivulet_testkit::kafka::{admin, client_config, partitions};
 use rivulet_testkit::poll::Poll;
 
-use crate::{fails, ok, Broker, TIMEOUT};
+use crate::{fails, ok, rivulet, Broker, TIMEOUT};
 
 impl Broker {
     /// Partition count of `topic` per rdkafka's metadata, `None` if absent.
@@ -170,10 +170,35 @@ fn topic_create_list_describe_alter_delete_round_trip() {
         .wait("orders to have 5 partitions", || {
             b.partitions("orders") == Some(5)
         });
+    // orders is compacted by now: its records need a key.
+    let bs = b.bootstrap();
+    let keyless = rivulet(
+        &[
+            "--bootstrap-server",
+            &bs,
+            "produce",
+            "orders",
+            "--partition",
+            "4",
+        ],
+        "no-key\n",
+    );
+    assert!(
+        !keyless.success && keyless.stderr.contains("InvalidRecord"),
+        "{}",
+        keyless.stderr
+    );
     ok(
         &b,
-        &["produce", "orders", "--partition", "4"],
-        "to-the-new-one\n",
+        &[
+            "produce",
+            "orders",
+            "--partition",
+            "4",
+            "--key-separator",
+            ":",
+        ],
+        "k:to-the-new-one\n",
     );
     assert_eq!(
         ok(
@@ -230,4 +255,74 @@ fn topic_create_list_describe_alter_delete_round_trip() {
     ok(&b, &["topic", "delete", "orders", "--if-exists"], "");
     assert!(fails(&b, &["topic", "describe", "orders"]).contains("topic orders does not exist"));
     assert_eq!(b.partitions("audit"), Some(1), "other topics are untouched");
+}
+
+/// `rivulet node config`, as kafka-configs.sh --entity-type brokers: a
+/// cluster-wide default every topic without an override inherits, a node's
+/// own value over it, both shown, and a static key refused.
+#[test]
+fn node_config_changes_the_defaults_topics_inherit() {
+    let b = Broker::start();
+    ok(&b, &["topic", "create", "inherits"], "");
+    assert_eq!(
+        ok(
+            &b,
+            &["node", "config", "--set", "log.retention.ms=3600000"],
+            ""
+        ),
+        "altered dynamic configs of the cluster-wide defaults\n"
+    );
+    let all = ok(&b, &["topic", "describe", "inherits", "--all-configs"], "");
+    assert!(
+        all.contains("\tretention.ms=3600000\t(dynamic default broker config)"),
+        "{all}"
+    );
+    ok(
+        &b,
+        &[
+            "node",
+            "config",
+            "--node",
+            "1",
+            "--set",
+            "log.retention.ms=7200000",
+        ],
+        "",
+    );
+    let all = ok(&b, &["topic", "describe", "inherits", "--all-configs"], "");
+    assert!(
+        all.contains("\tretention.ms=7200000\t(dynamic broker config)"),
+        "{all}"
+    );
+    assert_eq!(
+        ok(&b, &["node", "config"], ""),
+        "dynamic configs of the cluster-wide defaults:\n  log.retention.ms=3600000\t(cluster-wide default)\n"
+    );
+    let node = ok(&b, &["node", "config", "--node", "1"], "");
+    assert!(
+        node.contains("  log.retention.ms=7200000\t(this node)\n"),
+        "{node}"
+    );
+    let refused = fails(&b, &["node", "config", "--set", "num.partitions=3"]);
+    assert!(
+        refused.contains("cannot update these configs dynamically: num.partitions"),
+        "{refused}"
+    );
+    ok(
+        &b,
+        &[
+            "node",
+            "config",
+            "--node",
+            "1",
+            "--delete",
+            "log.retention.ms",
+        ],
+        "",
+    );
+    let all = ok(&b, &["topic", "describe", "inherits", "--all-configs"], "");
+    assert!(
+        all.contains("\tretention.ms=3600000\t(dynamic default broker config)"),
+        "{all}"
+    );
 }
