@@ -218,6 +218,64 @@ fn unclean_election_only_when_enabled() {
     assert_eq!(after.isr, vec![other]);
 }
 
+/// The cluster-wide dynamic default (BROKER "" in Kafka) allows unclean
+/// elections for a topic without its own setting; a topic's `false` wins.
+#[test]
+fn unclean_election_by_the_cluster_wide_dynamic_default() {
+    const KEY: &str = "unclean.leader.election.enable";
+    let mut image = cluster(2);
+    let changes: BTreeMap<String, Option<String>> =
+        [(KEY.to_string(), Some("true".to_string()))].into();
+    let r = logic::alter_broker_configs(&image, logic::CLUSTER_DEFAULT, &changes).unwrap();
+    apply(&mut image, &r);
+    assert!(
+        logic::alter_broker_configs(&image, 9, &changes).is_err(),
+        "unknown broker"
+    );
+    // Both led by node 1 with node 1 alone in sync; then node 1 dies.
+    for (topic, own) in [("inherits", None), ("refuses", Some("false"))] {
+        let cfg: BTreeMap<String, String> = own
+            .map(|v| (KEY.to_string(), v.to_string()))
+            .into_iter()
+            .collect();
+        let r = rivulet_controller::assignment::create_topic_assigned(
+            &image,
+            &LogConfig::default(),
+            topic,
+            &[(0, vec![1, 2])],
+            &cfg,
+            Uuid::new_v4(),
+        )
+        .unwrap();
+        apply(&mut image, &r);
+        let p = image.partition(topic, 0).unwrap().clone();
+        assert_eq!(p.leader, 1);
+        let r = logic::alter_partition(
+            &image,
+            topic,
+            0,
+            1,
+            p.leader_epoch,
+            p.partition_epoch,
+            vec![1],
+        )
+        .unwrap();
+        apply(&mut image, &r);
+    }
+    let r = logic::fence_broker(&image, 1).unwrap();
+    apply(&mut image, &r);
+    assert_eq!(
+        image.partition("inherits", 0).unwrap().leader,
+        2,
+        "the cluster default allows the out-of-sync replica"
+    );
+    assert_eq!(
+        image.partition("refuses", 0).unwrap().leader,
+        NO_LEADER,
+        "the topic's own false wins"
+    );
+}
+
 #[test]
 fn preferred_leader_returns_when_back_in_sync() {
     let mut image = cluster(3);
