@@ -70,6 +70,7 @@ pub const LOG_KEYS: &[(&str, &str)] = &[
     ("log.cleanup.policy", "cleanup.policy"),
     ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
     ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
     (
         "log.cleaner.min.cleanable.ratio",
         "min.cleanable.dirty.ratio",

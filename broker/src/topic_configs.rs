@@ -137,6 +137,8 @@ pub fn config_type(key: &str) -> i8 {
         | "log.retention.bytes"
         | "log.cleaner.delete.retention.ms"
         | "log.cleaner.min.compaction.lag.ms"
+        | "max.compaction.lag.ms"
+        | "log.cleaner.max.compaction.lag.ms"
         | "log.flush.interval.ms"
         | "message.timestamp.before.max.ms"
         | "message.timestamp.after.max.ms"

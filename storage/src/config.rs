@@ -112,6 +112,10 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: records younger than this are not compacted.
     pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this is compacted
+    /// whatever the dirty ratio, and a compacted log's active segment rolls
+    /// by this age at the latest (KIP-354).
+    pub max_compaction_lag_ms: i64,
     /// `min.cleanable.dirty.ratio`: clean when this share of the log is dirty.
     pub min_cleanable_dirty_ratio: f64,
     /// `max.message.bytes`: largest batch accepted.
@@ -149,6 +153,7 @@ impl Default for LogConfig {
             cleanup_policy: CleanupPolicy::DELETE,
             delete_retention_ms: 24 * 3_600_000,
             min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
             max_message_bytes: 1_048_588,
             flush_policy: FlushPolicy::OnAck,
@@ -172,6 +177,7 @@ pub const LOG_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
     "delete.retention.ms",
     "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
     "min.cleanable.dirty.ratio",
     "max.message.bytes",
     "flush.policy",
@@ -240,6 +246,9 @@ impl LogConfig {
             "delete.retention.ms" => self.delete_retention_ms = int_in(key, value, 0, DAY_LIMIT)?,
             "min.compaction.lag.ms" => {
                 self.min_compaction_lag_ms = int_in(key, value, 0, DAY_LIMIT)?
+            }
+            "max.compaction.lag.ms" => {
+                self.max_compaction_lag_ms = int_in(key, value, 1, i64::MAX)?
             }
             "min.cleanable.dirty.ratio" => {
                 self.min_cleanable_dirty_ratio = match value.trim().parse::<f64>() {
@@ -314,7 +323,29 @@ impl LogConfig {
         for (k, v) in overrides {
             cfg.set(k, v)?;
         }
+        // Kafka's LogConfig.validate: the two lags must not cross.
+        if cfg.min_compaction_lag_ms > cfg.max_compaction_lag_ms {
+            return Err(ConfigError::InvalidValue {
+                key: "min.compaction.lag.ms".to_string(),
+                value: cfg.min_compaction_lag_ms.to_string(),
+                expected: format!(
+                    "at most max.compaction.lag.ms ({})",
+                    cfg.max_compaction_lag_ms
+                ),
+            });
+        }
         Ok(cfg)
+    }
+
+    /// The age at which the active segment rolls: `segment.ms`, bounded by
+    /// `max.compaction.lag.ms` on a compacted log (its active segment is
+    /// never cleaned, so it must close in time).
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.cleanup_policy.compact {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
     }
 
     /// The value of `key` rendered as Kafka's DescribeConfigs shows it.
@@ -329,6 +360,7 @@ impl LogConfig {
             "cleanup.policy" => self.cleanup_policy.render().to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "flush.policy" => match self.flush_policy {

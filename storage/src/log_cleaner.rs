@@ -330,7 +330,9 @@ fn group_segments<'a>(segments: &[&'a SegmentRef], max_bytes: u64) -> Vec<Vec<&'
 impl PartitionLog {
     /// Phase one of a cleaning pass: the closed segments that may be cleaned
     /// now, or `None` when the log is not compacted, nothing is cleanable or
-    /// (unless `force`) less than `min.cleanable.dirty.ratio` is dirty.
+    /// (unless `force`) less than `min.cleanable.dirty.ratio` is dirty and
+    /// no dirty record is older than `max.compaction.lag.ms` (KIP-354: the
+    /// first dirty segment's first batch, as Kafka measures it).
     pub fn cleanable_range(&self, now_ms: i64, force: bool) -> Option<CleanableRange> {
         if !self.config.cleanup_policy.compact {
             return None;
@@ -341,6 +343,7 @@ impl PartitionLog {
         // or unreplicated transaction's fate is not known yet.
         let mut end = active_base.min(self.last_stable_offset());
         let mut segments = Vec::new();
+        let mut first_dirty_ts = None;
         for seg in self.segments.values() {
             if seg.base_offset() >= active_base || seg.next_offset() > end {
                 break;
@@ -348,6 +351,12 @@ impl PartitionLog {
             if seg.max_timestamp() > lag_limit {
                 end = seg.base_offset();
                 break;
+            }
+            if first_dirty_ts.is_none() && seg.next_offset() > self.cleaned_up_to {
+                first_dirty_ts = Some(
+                    seg.first_batch_timestamp()
+                        .unwrap_or_else(|| seg.largest_timestamp()),
+                );
             }
             segments.push(SegmentRef {
                 base: seg.base_offset(),
@@ -358,7 +367,9 @@ impl PartitionLog {
         }
         let last = segments.last()?;
         end = end.min(last.next_offset);
-        if !force {
+        let overdue = first_dirty_ts
+            .is_some_and(|ts| now_ms.saturating_sub(ts) > self.config.max_compaction_lag_ms);
+        if !force && !overdue {
             let total: u64 = segments.iter().map(|s| s.size).sum();
             let dirty: u64 = segments
                 .iter()

@@ -340,6 +340,13 @@ impl LogSegment {
         &mut self.txn_index
     }
 
+    /// The max timestamp of the segment's first batch (`None` without
+    /// records or timestamps): when its oldest record was written, for
+    /// `max.compaction.lag.ms`.
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        self.rolling_base_ms.filter(|&t| t >= 0)
+    }
+
     /// Timestamp the segment's age counts from, for `segment.ms` and
     /// retention: its newest record, else when it was created.
     pub fn largest_timestamp(&self) -> i64 {

@@ -582,7 +582,7 @@ impl PartitionLog {
         let seg = self.active()?;
         let full = seg.size() > 0 && seg.size() + batch_size > cfg.segment_bytes;
         if full
-            || seg.is_expired_for_roll(header.max_timestamp, now, cfg.segment_ms)
+            || seg.is_expired_for_roll(header.max_timestamp, now, cfg.max_segment_ms())
             || seg.indexes_full()
             || !seg.can_hold_offset(header.last_offset())
         {

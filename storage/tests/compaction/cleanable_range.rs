@@ -207,3 +207,75 @@ fn unforced_cleaning_waits_for_min_cleanable_dirty_ratio() {
     }
     assert!(skipped >= 1, "a small dirty tail must not trigger a pass");
 }
+
+/// KIP-354: a dirty record older than `max.compaction.lag.ms` is compacted
+/// whatever the dirty ratio, and the active segment of a compacted log
+/// rolls by that age so that its records become cleanable.
+#[test]
+fn max_compaction_lag_cleans_old_dirty_records_below_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let cfg = LogConfig {
+        min_cleanable_dirty_ratio: 1.0,
+        max_compaction_lag_ms: 60_000,
+        ..compact_cfg()
+    };
+    let mut log = open(dir.path(), cfg, c.clone(), LogOpenOptions::default());
+    for i in 0..20 {
+        append(&mut log, &[("k", Some("v"), T0 + i)]);
+    }
+    log.roll().unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    let cleaner = cleaner(&c);
+    // A full clean, then one new dirty record: far below a ratio of 1.
+    c.set(T0 + 100);
+    cleaner.clean(&mut log, true).unwrap().unwrap();
+    append(&mut log, &[("k", Some("late"), T0 + 1_000)]);
+    log.roll().unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    c.set(T0 + 1_000 + 60_000);
+    assert_eq!(
+        cleaner.clean(&mut log, false).unwrap(),
+        None,
+        "not overdue yet"
+    );
+    c.set(T0 + 1_000 + 60_001);
+    assert!(
+        cleaner.clean(&mut log, false).unwrap().is_some(),
+        "overdue: cleaned below the ratio"
+    );
+    let left = read_all_from(&log, 0);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].3.as_deref(), Some(&b"late"[..]));
+
+    // The active segment rolls once its first record is older than the lag
+    // (segment.ms alone would keep it for a week).
+    let before = segment_bases(&log).len();
+    append(&mut log, &[("j", Some("1"), T0 + 200_000)]);
+    append(&mut log, &[("j", Some("2"), T0 + 200_000 + 60_001)]);
+    assert_eq!(segment_bases(&log).len(), before + 1);
+}
+
+#[test]
+fn min_compaction_lag_may_not_exceed_max_compaction_lag() {
+    let cfg = LogConfig::default();
+    let overrides = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert!(cfg
+        .with_overrides(&overrides(&[
+            ("min.compaction.lag.ms", "5000"),
+            ("max.compaction.lag.ms", "4000")
+        ]))
+        .is_err());
+    let ok = cfg
+        .with_overrides(&overrides(&[
+            ("min.compaction.lag.ms", "4000"),
+            ("max.compaction.lag.ms", "4000"),
+        ]))
+        .unwrap();
+    assert_eq!(ok.max_compaction_lag_ms, 4000);
+}
