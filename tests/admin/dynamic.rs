@@ -128,6 +128,40 @@ async fn dynamic_broker_configs_reach_every_topic_without_a_restart() {
     assert!(!described.get("log.retention.ms").unwrap().is_read_only);
     assert!(described.get("listeners").unwrap().is_read_only);
 
+    // DescribeConfigs' synonyms (v1+, include_synonyms): every layer a
+    // value may come from, strongest first, each under its own name.
+    let req = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("own"))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                "retention.ms",
+            )]))]);
+    let resp = raw_request(&bs, 4, &req).await;
+    let synonyms: Vec<(String, String, i8)> = resp.results[0].configs[0]
+        .synonyms
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                s.value.as_deref().unwrap_or_default().to_string(),
+                s.source,
+            )
+        })
+        .collect();
+    let syn = |n: &str, v: &str, s: i8| (n.to_string(), v.to_string(), s);
+    assert_eq!(
+        synonyms,
+        [
+            syn("retention.ms", "60000", 1),
+            syn("log.retention.ms", "7200000", 2),
+            syn("log.retention.ms", "3600000", 3),
+            syn("log.retention.ms", "86400000", 4),
+            syn("log.retention.ms", "604800000", 5),
+        ]
+    );
+
     // Not dynamic, or not a valid value: refused, nothing changed.
     let (code, message) = alter_cluster_default(
         &bs,

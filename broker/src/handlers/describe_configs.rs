@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsSynonym;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -22,7 +23,7 @@ use crate::dynamic_config::{self, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT_
 use crate::errors;
 use crate::topic_configs::{
     config_type, topic_entries, ConfigResourceError, RESOURCE_BROKER, RESOURCE_TOPIC,
-    SOURCE_DEFAULT, SOURCE_STATIC_BROKER,
+    SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER,
 };
 
 /// One reported config.
@@ -40,6 +41,7 @@ pub fn handle(
     version: i16,
 ) -> DescribeConfigsResponse {
     let image = b.image();
+    let layers = req.include_synonyms.then(|| Layers::new(b));
     let results = req
         .resources
         .into_iter()
@@ -51,12 +53,21 @@ pub fn handle(
                 .configuration_keys
                 .filter(|k| !k.is_empty())
                 .map(|k| k.iter().map(|s| s.to_string()).collect());
+            // A topic's overrides, for its entries' synonyms.
+            let overrides = (r.resource_type == RESOURCE_TOPIC)
+                .then(|| image.topic(&r.resource_name).map(|t| &t.configs))
+                .flatten();
             match entries(b, &image, r.resource_type, &r.resource_name) {
                 Ok(list) => base.with_configs(
                     list.into_iter()
                         .filter(|e| wanted.as_ref().is_none_or(|w| w.contains(&e.name)))
                         .map(|e| {
+                            let synonyms = layers
+                                .as_ref()
+                                .map(|l| l.synonyms(&image, overrides, r.resource_type, &e.name))
+                                .unwrap_or_default();
                             DescribeConfigsResourceResult::default()
+                                .with_synonyms(synonyms)
                                 .with_config_type(if version >= 3 {
                                     config_type(&e.name)
                                 } else {
@@ -148,6 +159,76 @@ fn entries(
                 .collect())
         }
         other => Err(ConfigResourceError::UnsupportedResourceType(other)),
+    }
+}
+
+/// The layers a config's value may come from, for DescribeConfigs'
+/// synonyms (v1+ with `include_synonyms`): Kafka's list, strongest first —
+/// the topic's override, this broker's dynamic config, the cluster-wide
+/// dynamic default, the config file, the built-in default — each under
+/// the name it has there (`retention.ms` for the topic, `log.retention.ms`
+/// for the broker).
+struct Layers {
+    node_id: i32,
+    file: BTreeMap<String, String>,
+    built_in: BTreeMap<String, String>,
+}
+
+impl Layers {
+    fn new(b: &BrokerContext) -> Layers {
+        Layers {
+            node_id: b.node_id(),
+            file: broker_settings(&b.config).into_iter().collect(),
+            built_in: BrokerConfig::from_props(&BTreeMap::new())
+                .map(|c| broker_settings(&c).into_iter().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn synonyms(
+        &self,
+        image: &MetadataImage,
+        overrides: Option<&BTreeMap<String, String>>,
+        resource_type: i8,
+        name: &str,
+    ) -> Vec<DescribeConfigsSynonym> {
+        let mut out = Vec::new();
+        let mut push = |name: &str, value: &str, source: i8| {
+            out.push(
+                DescribeConfigsSynonym::default()
+                    .with_name(sb(name.to_string()))
+                    .with_value(Some(sb(value.to_string())))
+                    .with_source(source),
+            )
+        };
+        if let Some(v) = overrides.and_then(|o| o.get(name)) {
+            push(name, v, SOURCE_DYNAMIC_TOPIC);
+        }
+        let broker_key = if resource_type == RESOURCE_TOPIC {
+            dynamic_config::broker_key(name)
+        } else {
+            Some(name)
+        };
+        let Some(key) = broker_key else {
+            return out;
+        };
+        let dynamic = [
+            (self.node_id, SOURCE_DYNAMIC_BROKER),
+            (CLUSTER_DEFAULT, SOURCE_DYNAMIC_DEFAULT_BROKER),
+        ];
+        for (layer, source) in dynamic {
+            if let Some(v) = image.broker_config(layer, key) {
+                push(key, v, source);
+            }
+        }
+        let built_in = self.built_in.get(key);
+        if let Some(v) = self.file.get(key).filter(|v| Some(*v) != built_in) {
+            push(key, v, SOURCE_STATIC_BROKER);
+        }
+        if let Some(v) = built_in {
+            push(key, v, SOURCE_DEFAULT);
+        }
+        out
     }
 }
 
