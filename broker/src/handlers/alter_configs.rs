@@ -189,26 +189,19 @@ async fn alter_broker(
     {
         return refused(e);
     }
-    let resp = b
-        .controller_request(ControllerRequest::AlterBrokerConfigs {
-            broker,
-            changes,
-            validate_only,
-        })
-        .await;
-    let outcome = errors::controller_response(&resp);
-    if let (ControllerResponse::Ok { offset }, false) = (&resp, validate_only) {
-        b.wait_until(APPLY_WAIT, |image| {
-            let defaults = b.topic_defaults(image).log;
-            image.offset >= *offset
-                && image
-                    .topics
-                    .values()
-                    .all(|t| local_logs_follow(b, image, &t.name, &defaults))
-        })
-        .await;
-    }
-    outcome
+    let request = ControllerRequest::AlterBrokerConfigs {
+        broker,
+        changes,
+        validate_only,
+    };
+    commit_and_apply(b, request, validate_only, |image| {
+        let defaults = b.topic_defaults(image).log;
+        image
+            .topics
+            .values()
+            .all(|t| local_logs_follow(b, image, &t.name, &defaults))
+    })
+    .await
 }
 
 /// Send `changes` to the controller; once committed, wait (briefly) until
@@ -219,18 +212,31 @@ async fn alter_topic(
     changes: Changes,
     validate_only: bool,
 ) -> Outcome {
-    let resp = b
-        .controller_request(ControllerRequest::AlterTopicConfigs {
-            name: topic.to_string(),
-            changes,
-            validate_only,
-        })
-        .await;
+    let request = ControllerRequest::AlterTopicConfigs {
+        name: topic.to_string(),
+        changes,
+        validate_only,
+    };
+    commit_and_apply(b, request, validate_only, |image| {
+        local_logs_follow(b, image, topic, &b.topic_defaults(image).log)
+    })
+    .await
+}
+
+/// Send a config change to the controller; once committed (and unless
+/// `validate_only`), wait (briefly) until this node's image has it and
+/// `applied` says the local logs run with it.
+async fn commit_and_apply(
+    b: &BrokerContext,
+    request: ControllerRequest,
+    validate_only: bool,
+    applied: impl Fn(&MetadataImage) -> bool,
+) -> Outcome {
+    let resp = b.controller_request(request).await;
     let outcome = errors::controller_response(&resp);
     if let (ControllerResponse::Ok { offset }, false) = (&resp, validate_only) {
         b.wait_until(APPLY_WAIT, |image| {
-            image.offset >= *offset
-                && local_logs_follow(b, image, topic, &b.topic_defaults(image).log)
+            image.offset >= *offset && applied(image)
         })
         .await;
     }

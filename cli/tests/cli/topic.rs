@@ -264,6 +264,10 @@ fn topic_create_list_describe_alter_delete_round_trip() {
 fn node_config_changes_the_defaults_topics_inherit() {
     let b = Broker::start();
     ok(&b, &["topic", "create", "inherits"], "");
+    let inherited = |expected: &str| {
+        let all = ok(&b, &["topic", "describe", "inherits", "--all-configs"], "");
+        assert!(all.contains(expected), "{all}");
+    };
     assert_eq!(
         ok(
             &b,
@@ -272,11 +276,7 @@ fn node_config_changes_the_defaults_topics_inherit() {
         ),
         "altered dynamic configs of the cluster-wide defaults\n"
     );
-    let all = ok(&b, &["topic", "describe", "inherits", "--all-configs"], "");
-    assert!(
-        all.contains("\tretention.ms=3600000\t(dynamic default broker config)"),
-        "{all}"
-    );
+    inherited("\tretention.ms=3600000\t(dynamic default broker config)");
     ok(
         &b,
         &[
@@ -289,11 +289,7 @@ fn node_config_changes_the_defaults_topics_inherit() {
         ],
         "",
     );
-    let all = ok(&b, &["topic", "describe", "inherits", "--all-configs"], "");
-    assert!(
-        all.contains("\tretention.ms=7200000\t(dynamic broker config)"),
-        "{all}"
-    );
+    inherited("\tretention.ms=7200000\t(dynamic broker config)");
     assert_eq!(
         ok(&b, &["node", "config"], ""),
         "dynamic configs of the cluster-wide defaults:\n  log.retention.ms=3600000\t(cluster-wide default)\n"
@@ -320,9 +316,5 @@ fn node_config_changes_the_defaults_topics_inherit() {
         ],
         "",
     );
-    let all = ok(&b, &["topic", "describe", "inherits", "--all-configs"], "");
-    assert!(
-        all.contains("\tretention.ms=3600000\t(dynamic default broker config)"),
-        "{all}"
-    );
+    inherited("\tretention.ms=3600000\t(dynamic default broker config)");
 }
