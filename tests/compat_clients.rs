@@ -141,6 +141,22 @@ async fn kafka_python_group_splits_partitions_and_resumes_at_commits() {
     assert!(out.contains("resumed with exactly 10 new"), "{out}");
 }
 
+/// kafka-python sees Kafka's LogValidator refusals as Kafka's errors
+/// (InvalidRecordError for a keyless record on a compacted topic,
+/// InvalidTimestampError two hours ahead) and sets the cluster-wide
+/// dynamic defaults (BROKER "") that a topic then reports with their
+/// source and synonyms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_record_refusals_and_dynamic_broker_configs() {
+    let Some(out) = python_check("kafka_python_configs_check.py", &["py-configs"]).await else {
+        return;
+    };
+    assert!(
+        out.contains("kafka-python configs ok: retention.ms=3600000 source=3"),
+        "{out}"
+    );
+}
+
 /// kafka-python's admin client always asks DescribeGroups v3 and Metadata
 /// v8 for authorized operations and raises on INT32_MIN there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
