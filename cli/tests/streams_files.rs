@@ -164,7 +164,7 @@ fn filter_to_date_partitioned_files_exactly_once_across_sigkills() {
     let lake = work.path().join("lake/clicks");
     let mut rng = Rng::seeded("streams_files");
 
-    let p = producer(&bootstrap, &[]);
+    let p = producer(&bootstrap, &[("enable.idempotence", "true")]);
     // available_now: process the backlog, commit, exit 0.
     let mut expected = produce_wave(&p, 0, WAVE);
     run_to_end(&job);
@@ -358,7 +358,7 @@ path = "{}"
     // trait objects), and stops when the driver is done.
     let job = runtime::run(plan, options, stopped);
     let driver = async {
-        let p = producer(&bootstrap, &[]);
+        let p = producer(&bootstrap, &[("enable.idempotence", "true")]);
         let send = |id: &'static str, customer: &'static str| {
             let p = p.clone();
             async move {

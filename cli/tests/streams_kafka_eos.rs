@@ -212,7 +212,7 @@ impl Harness {
         kills: usize,
         wave: usize,
     ) -> (Vec<String>, usize) {
-        let p = producer(&self.bootstrap, &[]);
+        let p = producer(&self.bootstrap, &[("enable.idempotence", "true")]);
         let mut expected = produce_wave(&p, 0, wave);
         let bad: Vec<(String, String)> = BAD
             .iter()
@@ -441,7 +441,7 @@ fn join_within(job: JobThread, limit: Duration) -> Result<RunSummary, RuntimeErr
 #[test]
 fn a_second_instance_fences_the_first_and_output_stays_exactly_once() {
     let h = Harness::start("exactly_once", 5, None);
-    let p = producer(&h.bootstrap, &[]);
+    let p = producer(&h.bootstrap, &[("enable.idempotence", "true")]);
     let mut expected = produce_wave(&p, 0, 600);
     let plan = JobPlan::from_toml(&job_file(&h.bootstrap, "exactly_once")).expect("a job");
     let options = RunOptions {

@@ -126,7 +126,7 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
 
     let mut rng = Rng::seeded("lab1");
 
-    let p = producer(&bootstrap, &[]);
+    let p = producer(&bootstrap, &[("enable.idempotence", "true")]);
     let mut expected: Vec<String> = produce_wave(&p, 0, WAVE);
     // Bad records go to the dead-letter topic, not the table and not the job's death.
     produce(
@@ -202,6 +202,30 @@ fn lab1_filters_into_postgres_exactly_once_across_sigkills() {
     let got: Vec<&str> = rows.lines().collect();
     let want: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
     let got_set: BTreeSet<&str> = got.iter().copied().collect();
+    if got.len() != got_set.len() {
+        // What tells a batch written twice from an event stored twice.
+        let mut seen = BTreeSet::new();
+        let twice: Vec<&str> = got.iter().copied().filter(|e| !seen.insert(*e)).collect();
+        let c = consumer(&bootstrap, &[]);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition_offset("events", p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        let in_topic: Vec<(i32, i64)> = drain(&c, Duration::from_secs(3))
+            .iter()
+            .filter(|g| {
+                g.key
+                    .as_deref()
+                    .is_some_and(|k| twice.iter().any(|t| t.as_bytes() == k))
+            })
+            .map(|g| (-1, g.offset))
+            .collect();
+        let log = std::fs::read_to_string(&job.log).unwrap_or_default();
+        eprintln!("twice in the table: {twice:?}; in the topic at offsets {in_topic:?} (twice there: the input, not the job)");
+        eprintln!("job log:\n{log}");
+    }
     assert_eq!(
         got.len(),
         got_set.len(),

@@ -115,45 +115,42 @@ impl PostgresSink {
         Ok((!cols.is_empty()).then_some(cols))
     }
 
-    /// What the database has committed for this job (exactly-once only).
+    /// What the database has committed for this job (exactly-once only). One
+    /// statement, so the batch id and the offsets come from one snapshot: read apart,
+    /// a commit landing between them (a killed run's last one, racing the restart)
+    /// would pair one batch's id with the next batch's offsets.
     pub async fn resume_point(&self) -> Result<Option<ResumePoint>, RuntimeError> {
         let err = pg_err(&self.name);
-        let state = self
+        let rows = self
             .client
-            .query_opt(
+            .query(
                 &format!(
-                    "SELECT batch_id, snapshot FROM {} WHERE job = $1",
-                    sql::STATE_TABLE
+                    "SELECT s.batch_id, s.snapshot, o.topic, o.partition, o.next_offset \
+                     FROM {} s LEFT JOIN {} o ON o.job = s.job WHERE s.job = $1",
+                    sql::STATE_TABLE,
+                    sql::OFFSETS_TABLE
                 ),
                 &[&self.job],
             )
             .await
-            .map_err(err("read the job's state"))?;
-        let Some(state) = state else {
+            .map_err(err("read the job's state and offsets"))?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let batch_id: i64 = state.get(0);
-        let snapshot: String = state.get(1);
+        let batch_id: i64 = first.get(0);
+        let snapshot: String = first.get(1);
         let snapshot: Value =
             serde_json::from_str(&snapshot).map_err(|e| RuntimeError::PostgresState {
                 sink: self.name.clone(),
                 reason: format!("stored snapshot of job {} is not JSON: {e}", self.job),
             })?;
         let mut offsets = Offsets::new();
-        for r in self
-            .client
-            .query(
-                &format!(
-                    "SELECT topic, partition, next_offset FROM {} WHERE job = $1",
-                    sql::OFFSETS_TABLE
-                ),
-                &[&self.job],
-            )
-            .await
-            .map_err(err("read the job's offsets"))?
-        {
-            let (t, p, o): (String, i32, i64) = (r.get(0), r.get(1), r.get(2));
-            offsets.entry(t).or_default().insert(p, o);
+        for r in &rows {
+            let (t, p, o): (Option<String>, Option<i32>, Option<i64>) =
+                (r.get(2), r.get(3), r.get(4));
+            if let (Some(t), Some(p), Some(o)) = (t, p, o) {
+                offsets.entry(t).or_default().insert(p, o);
+            }
         }
         Ok(Some(ResumePoint {
             batch_id: u64::try_from(batch_id).unwrap_or(0),
