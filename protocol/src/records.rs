@@ -504,7 +504,7 @@ fn write_nullable(out: &mut Vec<u8>, v: Option<&[u8]>) {
 }
 
 mod scan;
-pub use scan::{scan_batch, BatchSummary, RecordSketch};
+pub use scan::{scan_batch, sketches, BatchSummary, RecordSketch};
 
 #[cfg(test)]
 mod tests;

@@ -684,3 +684,35 @@ fn a_topic_compression_type_recompresses_other_codecs() {
     assert_eq!(header.compression().unwrap(), Compression::None);
     assert_eq!(decode_all(&bytes).len(), 3);
 }
+
+/// A batch the topic rebuilds in its own codec is decoded once, and the
+/// record checks run over what was decoded: the same refusals.
+#[test]
+fn a_batch_rebuilt_for_compression_type_gets_the_same_record_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        cleanup_policy: rivulet_storage::CleanupPolicy::COMPACT,
+        compression_type: rivulet_storage::TopicCompression::Codec(Compression::Zstd),
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), cfg, clock(), LogOpenOptions::default());
+    let mut b = RecordBatchBuilder::new(Compression::Gzip);
+    b.push(T0, Some(b"k"), Some(b"v"), &[]);
+    b.push(T0, None, Some(b"v"), &[]);
+    b.push(T0 + 7_200_000, Some(b"k"), Some(b"v"), &[]);
+    let err = log.append_as_leader(&mut b.build().unwrap(), 0).unwrap_err();
+    let StorageError::RecordsRejected(r) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(r.reason, rivulet_storage::RejectReason::InvalidTimestamp);
+    let indexes: Vec<i32> = r.errors.iter().map(|e| e.0).collect();
+    assert_eq!(indexes, [1, 2]);
+    // A good one is rebuilt, with its header max from the records.
+    let mut good = batch_with(Compression::Lz4, "v", 3, T0);
+    record_batch::set_max_timestamp(&mut good, -1).unwrap();
+    log.append_as_leader(&mut good, 0).unwrap();
+    let bytes = log.read(0, 1 << 20, None, true).unwrap();
+    let (_, header) = BatchIter::new(&bytes).next().unwrap().unwrap();
+    assert_eq!(header.compression().unwrap(), Compression::Zstd);
+    assert_eq!(header.max_timestamp, T0 + 2);
+}

@@ -43,6 +43,22 @@ pub struct BatchSummary {
 }
 
 impl BatchSummary {
+    /// Before any record.
+    pub const EMPTY: BatchSummary = BatchSummary {
+        timestamp_deltas: None,
+        keyless: 0,
+    };
+
+    /// Count one more record.
+    pub fn add(&mut self, r: &RecordSketch) {
+        let d = r.timestamp_delta;
+        self.timestamp_deltas = Some(match self.timestamp_deltas {
+            None => (d, d),
+            Some((lo, hi)) => (lo.min(d), hi.max(d)),
+        });
+        self.keyless += usize::from(!r.has_key);
+    }
+
     /// The largest record timestamp, `base_timestamp + max delta`.
     pub fn max_timestamp(&self, header: &BatchHeader) -> Option<i64> {
         self.timestamp_deltas
@@ -54,6 +70,20 @@ impl BatchSummary {
         self.timestamp_deltas
             .map(|(min, _)| header.base_timestamp.saturating_add(min))
     }
+}
+
+/// What [`scan_batch`] would report of the records of an already decoded
+/// batch, in order (for a batch the broker decodes anyway).
+pub fn sketches(decoded: &super::DecodedBatch) -> impl Iterator<Item = RecordSketch> + '_ {
+    decoded
+        .records
+        .iter()
+        .enumerate()
+        .map(|(index, r)| RecordSketch {
+            index,
+            timestamp_delta: r.timestamp_delta,
+            has_key: r.key.is_some(),
+        })
 }
 
 /// Walk every record of the complete batch `batch` (header included, CRC
@@ -209,24 +239,14 @@ fn scan(
 ) -> Result<BatchSummary, RecordError> {
     let expected =
         usize::try_from(header.record_count).map_err(|_| Malformed("negative record count"))?;
-    let mut summary = BatchSummary {
-        timestamp_deltas: None,
-        keyless: 0,
-    };
+    let mut summary = BatchSummary::EMPTY;
     let mut index = 0;
     while !src.at_end()? {
         if index == expected {
             return Err(Malformed("more records than the batch's record count"));
         }
         let sketch = scan_record(src, index, header.last_offset_delta)?;
-        summary.timestamp_deltas = Some(match summary.timestamp_deltas {
-            None => (sketch.timestamp_delta, sketch.timestamp_delta),
-            Some((lo, hi)) => (
-                lo.min(sketch.timestamp_delta),
-                hi.max(sketch.timestamp_delta),
-            ),
-        });
-        summary.keyless += usize::from(!sketch.has_key);
+        summary.add(&sketch);
         visit(sketch);
         index += 1;
     }

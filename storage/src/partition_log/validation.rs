@@ -27,12 +27,17 @@
 //! (nothing copied for an uncompressed batch); a second pass that names
 //! each failing record runs only when the first found one.
 
-use rivulet_protocol::record_batch::{BatchHeader, TimestampType};
-use rivulet_protocol::records::{self, BatchSummary, RecordSketch};
+use rivulet_protocol::record_batch::{BatchHeader, Compression, TimestampType};
+use rivulet_protocol::records::{self, BatchSummary, DecodedBatch, RecordSketch};
+use rivulet_protocol::RecordError;
 
 use super::PartitionLog;
 use crate::config::{TimestampPolicy, TopicCompression};
 use crate::error::{RejectReason, RejectedRecords, Result, StorageError};
+
+/// One walk over a batch's records: each to the visitor, then the summary.
+type RecordPass<'a> =
+    dyn Fn(&mut dyn FnMut(RecordSketch)) -> std::result::Result<BatchSummary, RecordError> + 'a;
 
 /// Most record errors one rejected batch reports (Kafka reports all; a
 /// batch of a hundred thousand keyless records would otherwise answer
@@ -65,24 +70,45 @@ impl PartitionLog {
         header: &BatchHeader,
         now: i64,
     ) -> Result<CheckedBatch> {
-        let max_timestamp = self.check_produced_records(batch, header, now)?;
-        let recompressed = self.recompressed(batch, header)?;
+        let rebuild_in = match self.config.compression_type {
+            TopicCompression::Codec(codec) if header.compression()? != codec => Some(codec),
+            _ => None,
+        };
+        let Some(codec) = rebuild_in else {
+            // Read in place (or as it inflates), at most twice.
+            let scan = |visit: &mut dyn FnMut(RecordSketch)| {
+                records::scan_batch(batch, self.max_decompressed, visit)
+            };
+            return Ok(CheckedBatch {
+                max_timestamp: self.check_produced_records(header, now, &scan)?,
+                recompressed: None,
+            });
+        };
+        // Rebuilt: decoded once (which checks what the scan checks), the
+        // rules run over the decoded records.
+        let decoded = records::decode_batch(batch, self.max_decompressed)?;
+        let walk = |visit: &mut dyn FnMut(RecordSketch)| {
+            let mut summary = BatchSummary::EMPTY;
+            for r in records::sketches(&decoded) {
+                summary.add(&r);
+                visit(r);
+            }
+            Ok(summary)
+        };
+        let max_timestamp = self.check_produced_records(header, now, &walk)?;
         Ok(CheckedBatch {
             max_timestamp,
-            recompressed,
+            recompressed: Some(self.rebuilt(header, codec, &decoded)?),
         })
     }
 
-    /// `batch` rebuilt in the topic's `compression.type`, or `None` when it
-    /// is stored as sent.
-    fn recompressed(&self, batch: &[u8], header: &BatchHeader) -> Result<Option<Vec<u8>>> {
-        let TopicCompression::Codec(codec) = self.config.compression_type else {
-            return Ok(None);
-        };
-        if header.compression()? == codec {
-            return Ok(None);
-        }
-        let decoded = records::decode_batch(batch, self.max_decompressed)?;
+    /// `decoded` rebuilt in `codec`, within `max.message.bytes`.
+    fn rebuilt(
+        &self,
+        header: &BatchHeader,
+        codec: Compression,
+        decoded: &DecodedBatch,
+    ) -> Result<Vec<u8>> {
         let rebuilt = records::build_batch(&header.with_compression(codec), &decoded.records)?;
         let limit = self.config.max_message_bytes as usize;
         if rebuilt.len() > limit {
@@ -91,16 +117,18 @@ impl PartitionLog {
                 limit,
             });
         }
-        Ok(Some(rebuilt))
+        Ok(rebuilt)
     }
 
     /// The records' checks; returns the max timestamp the batch's header
     /// should carry on a CreateTime topic.
+    /// `pass` walks the records once, calling its argument for each, and
+    /// sums them up.
     fn check_produced_records(
         &self,
-        batch: &[u8],
         header: &BatchHeader,
         now: i64,
+        pass: &RecordPass<'_>,
     ) -> Result<Option<i64>> {
         if header.timestamp_type() == TimestampType::LogAppendTime {
             return Err(reject_all(
@@ -109,14 +137,12 @@ impl PartitionLog {
                 "producers may not set the timestamp type to LogAppendTime",
             ));
         }
-        let summary = records::scan_batch(batch, self.max_decompressed, |_| {})?;
+        let summary = pass(&mut |_| {})?;
         let rules = self.record_rules(now);
         let keyless = rules.compacted && summary.keyless > 0;
         if keyless || rules.may_refuse_time(header, &summary) {
             let mut errors = RecordErrors::default();
-            records::scan_batch(batch, self.max_decompressed, |r| {
-                errors.note(rules.refusal(header, &r), r.index);
-            })?;
+            pass(&mut |r| errors.note(rules.refusal(header, &r), r.index))?;
             if let Some(rejected) = errors.into_rejection() {
                 return Err(StorageError::RecordsRejected(rejected));
             }
