@@ -700,7 +700,9 @@ fn a_batch_rebuilt_for_compression_type_gets_the_same_record_checks() {
     b.push(T0, Some(b"k"), Some(b"v"), &[]);
     b.push(T0, None, Some(b"v"), &[]);
     b.push(T0 + 7_200_000, Some(b"k"), Some(b"v"), &[]);
-    let err = log.append_as_leader(&mut b.build().unwrap(), 0).unwrap_err();
+    let err = log
+        .append_as_leader(&mut b.build().unwrap(), 0)
+        .unwrap_err();
     let StorageError::RecordsRejected(r) = err else {
         panic!("{err}")
     };
