@@ -174,6 +174,11 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("leader.imbalance.per.broker.percentage", "10"),
     ("leader.imbalance.check.interval.seconds", "300"),
     ("leader.replication.throttled.rate", "9223372036854775807"),
+    ("follower.replication.throttled.rate", "9223372036854775807"),
+    (
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        "9223372036854775807",
+    ),
     // Pipelining on one connection (crate::connection, issue 15).
     ("connection.max.pipelined.requests", "16"),
     // Many partitions (issue 15): -1 derives the limit from the open-files
@@ -251,9 +256,15 @@ pub struct BrokerConfig {
     pub max_partitions_per_node: Option<usize>,
     /// `leader.imbalance.check.interval.seconds`.
     pub leader_imbalance_check_interval_s: u64,
-    /// `leader.replication.throttled.rate`: bytes/s a leader sends to the
-    /// replicas reassignments are adding (i64::MAX: unlimited).
+    /// `leader.replication.throttled.rate`: bytes/s a leader sends to its
+    /// throttled replicas (crate::replication_quota; i64::MAX: unlimited).
     pub leader_replication_throttled_rate: i64,
+    /// `follower.replication.throttled.rate`: bytes/s a follower fetches
+    /// for its throttled replicas.
+    pub follower_replication_throttled_rate: i64,
+    /// `replica.alter.log.dirs.io.max.bytes.per.second`: nothing to bound
+    /// with one data dir; kept so it can be described and set as in Kafka.
+    pub replica_alter_log_dirs_io_max_bytes_per_second: i64,
     pub storage: StorageConfig,
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
     pub transactions: crate::txn::TxnCoordinatorConfig,
@@ -631,7 +642,19 @@ impl BrokerConfig {
             leader_replication_throttled_rate: int(
                 "leader.replication.throttled.rate",
                 &get("leader.replication.throttled.rate"),
-                1,
+                0,
+                i64::MAX,
+            )?,
+            follower_replication_throttled_rate: int(
+                "follower.replication.throttled.rate",
+                &get("follower.replication.throttled.rate"),
+                0,
+                i64::MAX,
+            )?,
+            replica_alter_log_dirs_io_max_bytes_per_second: int(
+                "replica.alter.log.dirs.io.max.bytes.per.second",
+                &get("replica.alter.log.dirs.io.max.bytes.per.second"),
+                0,
                 i64::MAX,
             )?,
             storage,

@@ -32,9 +32,6 @@ pub struct BrokerContext {
     pub txns: Arc<TransactionCoordinator>,
     /// Counters and histograms of the request path ([`crate::metrics`]).
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// `leader.replication.throttled.rate`: what this node, as leader,
-    /// sends to replicas a reassignment is adding.
-    pub replication_quota: Arc<crate::replication_quota::ReplicationQuota>,
 }
 
 impl BrokerContext {
@@ -48,9 +45,6 @@ impl BrokerContext {
         txns: Arc<TransactionCoordinator>,
     ) -> Self {
         BrokerContext {
-            replication_quota: Arc::new(crate::replication_quota::ReplicationQuota::new(
-                config.leader_replication_throttled_rate,
-            )),
             config,
             cluster_id,
             incarnation,

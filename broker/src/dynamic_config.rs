@@ -11,9 +11,10 @@
 //! Every node computes the same layers from the same image, so a
 //! cluster-wide change reaches every broker's logs through the image.
 //!
-//! Only topic defaults are dynamic here; every other broker key (listeners,
-//! limits, timeouts) stays static and a request to change it is refused
-//! with Kafka's "cannot be updated dynamically".
+//! Besides the topic defaults, the replication throttle rates are dynamic
+//! ([`QUOTA_KEYS`], read by [`crate::replication_quota`]); every other
+//! broker key (listeners, limits, timeouts) stays static and a request to
+//! change it is refused with Kafka's "cannot be updated dynamically".
 
 use std::collections::BTreeMap;
 
@@ -33,9 +34,20 @@ pub const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 /// Broker keys that are topic defaults but not log settings.
 const TOPIC_DEFAULT_KEYS: &[&str] = &["min.insync.replicas", "unclean.leader.election.enable"];
 
+/// Broker keys that are quotas, in bytes per second (at least 0).
+/// `replica.alter.log.dirs.io.max.bytes.per.second` bounds moves of a
+/// replica between the log directories of one broker; a node here has one
+/// data dir, so it has nothing to bound, but `kafka-reassign-partitions.sh`
+/// clears it with the other two and must not be refused.
+pub const QUOTA_KEYS: &[&str] = &[
+    crate::replication_quota::LEADER_RATE_KEY,
+    crate::replication_quota::FOLLOWER_RATE_KEY,
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+];
+
 /// Whether `key` (a broker key) can be changed on a running cluster.
 pub fn is_dynamic(key: &str) -> bool {
-    TOPIC_DEFAULT_KEYS.contains(&key) || log_key(key).is_some()
+    TOPIC_DEFAULT_KEYS.contains(&key) || QUOTA_KEYS.contains(&key) || log_key(key).is_some()
 }
 
 /// The topic (log) key a broker key sets, if it is one.
@@ -74,6 +86,10 @@ pub fn check(key: &str, value: Option<&str>) -> Result<(), ConfigResourceError> 
         (None, "min.insync.replicas") => match value.trim().parse::<i32>() {
             Ok(n) if n >= 1 => Ok(()),
             _ => Err(invalid("expected an integer of at least 1".to_string())),
+        },
+        (None, k) if QUOTA_KEYS.contains(&k) => match value.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(()),
+            _ => Err(invalid("expected bytes per second, at least 0".to_string())),
         },
         _ => match value.trim() {
             "true" | "false" => Ok(()),
@@ -163,6 +179,14 @@ pub fn resource(name: &str, node_id: i32) -> Result<i32, ConfigResourceError> {
     }
 }
 
+/// The dynamic value of broker key `key` for `node_id`: its own, else the
+/// cluster-wide default.
+pub fn value<'a>(image: &'a MetadataImage, node_id: i32, key: &str) -> Option<&'a String> {
+    image
+        .broker_config(node_id, key)
+        .or_else(|| image.broker_config(CLUSTER_DEFAULT, key))
+}
+
 /// The dynamic configs of one BROKER resource in `image`.
 pub fn current(image: &MetadataImage, broker: i32) -> BTreeMap<String, String> {
     image
@@ -215,12 +239,20 @@ mod tests {
     }
 
     #[test]
-    fn only_topic_defaults_are_dynamic_and_values_are_checked() {
+    fn only_topic_defaults_and_quotas_are_dynamic_and_values_are_checked() {
         assert!(check("log.retention.ms", Some("60000")).is_ok());
         assert!(check("log.retention.ms", None).is_ok());
         assert!(check("compression.type", Some("zstd")).is_ok());
         assert!(check("min.insync.replicas", Some("2")).is_ok());
         assert!(check("unclean.leader.election.enable", Some("true")).is_ok());
+        for key in QUOTA_KEYS {
+            assert!(check(key, Some("1048576")).is_ok() && check(key, Some("0")).is_ok());
+            assert!(check(key, None).is_ok(), "{key} can be cleared");
+            assert!(matches!(
+                check(key, Some("-1")),
+                Err(ConfigResourceError::InvalidValue { .. })
+            ));
+        }
         assert!(matches!(
             check("log.retention.ms", Some("soon")),
             Err(ConfigResourceError::InvalidValue { .. })

@@ -20,7 +20,7 @@
 //! followers lagging longer than `replica.lag.time.max.ms` leave, followers
 //! that caught up join) and reports the answers back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -78,6 +78,9 @@ impl Backoff {
 /// How long one fetch may take, request to end of response: the leader's
 /// long poll plus time to send up to `FETCH_MAX_BYTES`.
 const FETCH_TIMEOUT: Duration = Duration::from_millis(FETCH_MAX_WAIT_MS as u64 + 10_000);
+/// Pause while every partition to fetch is throttled and the follower
+/// quota is spent.
+const THROTTLE_PAUSE: Duration = Duration::from_millis(100);
 /// How often the set of followed partitions is re-read from local state.
 const ASSIGNMENT_POLL: Duration = Duration::from_millis(100);
 
@@ -205,9 +208,21 @@ async fn fetch_from(
         let Some(client) = conn.as_mut() else {
             continue;
         };
-        let (req, epochs) = build_request(&node, leader, &tps);
+        let Planned {
+            req,
+            epochs,
+            throttled,
+            held_back,
+        } = build_request(&node, leader, &tps);
         if epochs.is_empty() {
-            tokio::time::sleep(backoff.next()).await;
+            // Only throttled partitions, over the follower quota: ask
+            // again as it refills.
+            let pause = if held_back {
+                THROTTLE_PAUSE
+            } else {
+                backoff.next()
+            };
+            tokio::time::sleep(pause).await;
             continue;
         }
         let cycle = &crate::metrics::FOLLOWER_CYCLE;
@@ -242,6 +257,10 @@ async fn fetch_from(
                 let Some(&epoch) = epochs.get(&tp) else {
                     continue;
                 };
+                if throttled.contains(&tp) {
+                    let bytes = p.records.as_ref().map_or(0, |r| r.len());
+                    node.replicas.quotas.follower.record(bytes);
+                }
                 match apply_response(&node, leader, &tp, epoch, p) {
                     Ok((changed, fsync)) => {
                         progressed |= changed;
@@ -290,19 +309,46 @@ async fn connect(node: &LocalNode, leader: i32) -> Result<Stream, FetcherError> 
     Ok(stream)
 }
 
-/// One Fetch for every partition still followed from `leader`, and the
-/// leader epoch each was asked under.
-fn build_request(
-    node: &LocalNode,
-    leader: i32,
-    tps: &[TopicPartition],
-) -> (FetchRequest, HashMap<TopicPartition, i32>) {
+/// A fetch to send, and what it asks.
+struct Planned {
+    req: FetchRequest,
+    /// The leader epoch each partition was asked under.
+    epochs: HashMap<TopicPartition, i32>,
+    /// Partitions asked under the follower's replication quota.
+    throttled: HashSet<TopicPartition>,
+    /// Whether throttled partitions were left out: the quota is spent.
+    held_back: bool,
+}
+
+/// One Fetch for every partition still followed from `leader`, except
+/// throttled ones while the follower quota is spent
+/// (`follower.replication.throttled.rate`, [`crate::replication_quota`]);
+/// a throttled partition asks at most what the quota has left.
+fn build_request(node: &LocalNode, leader: i32, tps: &[TopicPartition]) -> Planned {
     let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
     let mut epochs = HashMap::new();
+    let mut throttled = HashSet::new();
+    let mut held_back = false;
+    let quota = &node.replicas.quotas.follower;
+    let image = quota.is_limited().then(|| node.image());
+    let me = node.node_id();
     for tp in tps {
         let Some(p) = node.replicas.get(tp) else {
             continue;
         };
+        let mut max_bytes = FETCH_PARTITION_MAX_BYTES;
+        if let Some(image) = &image {
+            let key = rivulet_controller::throttled_replicas::FOLLOWER_KEY;
+            if crate::replication_quota::is_throttled(image, &tp.topic, tp.partition, key, me, me) {
+                let available = quota.available();
+                if available == 0 {
+                    held_back = true;
+                    continue;
+                }
+                max_bytes = max_bytes.min(i32::try_from(available).unwrap_or(i32::MAX));
+                throttled.insert(tp.clone());
+            }
+        }
         let Some(f) = node.replicas.fetch_request(&p, leader) else {
             continue;
         };
@@ -314,7 +360,7 @@ fn build_request(
                 .with_fetch_offset(f.fetch_offset)
                 .with_last_fetched_epoch(f.last_fetched_epoch)
                 .with_log_start_offset(f.log_start_offset)
-                .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES),
+                .with_partition_max_bytes(max_bytes),
         );
     }
     let req = FetchRequest::default()
@@ -335,7 +381,12 @@ fn build_request(
                 })
                 .collect(),
         );
-    (req, epochs)
+    Planned {
+        req,
+        epochs,
+        throttled,
+        held_back,
+    }
 }
 
 /// Apply one partition of a fetch response, if this node still follows it

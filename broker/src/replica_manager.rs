@@ -236,6 +236,9 @@ pub struct ReplicaManager {
     /// Partitions this node could not host, with the error last reported:
     /// reported once, not on every image.
     failed: Mutex<HashMap<TopicPartition, String>>,
+    /// The replication throttles of reassignments, as leader and as
+    /// follower; their rates follow the image.
+    pub quotas: crate::replication_quota::ReplicationQuotas,
 }
 
 /// A replica of the image this node should host.
@@ -278,7 +281,16 @@ impl ReplicaManager {
             isr_shrinks: AtomicU64::new(0),
             isr_expands: AtomicU64::new(0),
             failed: Mutex::new(HashMap::new()),
+            quotas: Default::default(),
         }
+    }
+
+    /// The replication throttle rates of the config file (bytes/s, as
+    /// leader and as follower), until the image's dynamic configs override
+    /// them.
+    pub fn with_replication_rates(mut self, leader: i64, follower: i64) -> Self {
+        self.quotas = crate::replication_quota::ReplicationQuotas::new(leader, follower);
+        self
     }
 
     /// Measure follower lag on `clock` instead of the monotonic clock.
@@ -315,6 +327,7 @@ impl ReplicaManager {
     /// replicas here, update replica state and configs, delete logs of
     /// partitions that left.
     pub fn apply_image(&self, image: &MetadataImage) {
+        self.quotas.apply_image(image, self.node_id);
         let topic_defaults = crate::dynamic_config::TopicDefaults::resolve(
             &self.logs.config().log_defaults,
             self.default_min_isr,

@@ -304,11 +304,13 @@ impl BrokerNode {
         }
         let controller = Arc::new(ControllerNode::start(qc).await?);
 
-        let replicas = Arc::new(ReplicaManager::new(
-            config.node_id,
-            logs.clone(),
-            config.min_insync_replicas,
-        ));
+        let replicas = Arc::new(
+            ReplicaManager::new(config.node_id, logs.clone(), config.min_insync_replicas)
+                .with_replication_rates(
+                    config.leader_replication_throttled_rate,
+                    config.follower_replication_throttled_rate,
+                ),
+        );
         let node = LocalNode::new(replicas, controller.clone()).with_inter_broker(InterBroker {
             listener: Some(config.inter_broker_listener.clone()),
             connector: {

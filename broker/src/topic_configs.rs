@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use rivulet_controller::throttled_replicas;
 use rivulet_storage::config::LOG_CONFIG_KEYS;
 
 use crate::dynamic_config::TopicDefaults;
@@ -53,6 +54,16 @@ pub fn topic_entries(
             None => out.push(inherited(key, default)),
         }
     }
+    // The throttled-replica lists: per topic only, empty by default.
+    for key in [
+        throttled_replicas::LEADER_KEY,
+        throttled_replicas::FOLLOWER_KEY,
+    ] {
+        match overrides.get(key) {
+            Some(v) => out.push((key.to_string(), v.clone(), SOURCE_DYNAMIC_TOPIC)),
+            None => out.push((key.to_string(), String::new(), SOURCE_DEFAULT)),
+        }
+    }
     out
 }
 
@@ -73,7 +84,7 @@ pub enum ConfigResourceError {
     #[error("unexpected broker id '{got}': this is broker {expected} (or use \"\")")]
     UnexpectedBrokerId { expected: i32, got: String },
     /// Kafka's wording for a static broker key in an alter request.
-    #[error("cannot update these configs dynamically: {0} (only the topic defaults, such as log.retention.ms, are dynamic)")]
+    #[error("cannot update these configs dynamically: {0} (only the topic defaults, such as log.retention.ms, and the replication throttle rates are dynamic)")]
     NotDynamic(String),
     #[error("invalid value for {key}: {why}")]
     InvalidValue { key: String, why: String },
@@ -103,7 +114,11 @@ pub fn config_type(key: &str) -> i8 {
     const DOUBLE: i8 = 6;
     const LIST: i8 = 7;
     match key {
-        "cleanup.policy" | "log.cleanup.policy" | "controller.quorum.voters" => LIST,
+        "cleanup.policy"
+        | "log.cleanup.policy"
+        | "controller.quorum.voters"
+        | throttled_replicas::LEADER_KEY
+        | throttled_replicas::FOLLOWER_KEY => LIST,
         "min.cleanable.dirty.ratio" | "log.cleaner.min.cleanable.ratio" => DOUBLE,
         "unclean.leader.election.enable" | "auto.create.topics.enable" | "log.cleaner.enable" => {
             BOOLEAN
@@ -145,7 +160,10 @@ pub fn config_type(key: &str) -> i8 {
         | "log.message.timestamp.before.max.ms"
         | "log.message.timestamp.after.max.ms"
         | "connections.max.idle.ms"
-        | "log.retention.check.interval.ms" => LONG,
+        | "log.retention.check.interval.ms"
+        | "leader.replication.throttled.rate"
+        | "follower.replication.throttled.rate"
+        | "replica.alter.log.dirs.io.max.bytes.per.second" => LONG,
         _ => STRING,
     }
 }

@@ -25,6 +25,7 @@ pub mod records;
 pub mod scram;
 pub mod service;
 pub mod supervisor;
+pub mod throttled_replicas;
 
 pub use image::{ApplyError, BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use logic::{BrokerHeartbeats, ControllerError};

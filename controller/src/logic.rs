@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::image::{MetadataImage, PartitionRegistration};
 use crate::records::{ConfigResource, Listener, MetadataRecord, NO_LEADER};
+use crate::throttled_replicas;
 
 /// Producer ids handed to a broker per allocation.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -73,7 +74,16 @@ pub fn validate_topic_configs(
 ) -> Result<(), ControllerError> {
     let mut log_keys = BTreeMap::new();
     for (k, v) in configs {
-        if TOPIC_BROKER_KEYS.contains(&k.as_str()) {
+        if [
+            throttled_replicas::LEADER_KEY,
+            throttled_replicas::FOLLOWER_KEY,
+        ]
+        .contains(&k.as_str())
+        {
+            throttled_replicas::ThrottledReplicas::parse(v).map_err(|why| {
+                ControllerError::InvalidConfig(format!("invalid value for {k}: {why}"))
+            })?;
+        } else if TOPIC_BROKER_KEYS.contains(&k.as_str()) {
             let ok = match k.as_str() {
                 "min.insync.replicas" => v.parse::<i32>().is_ok_and(|n| n >= 1),
                 _ => v == "true" || v == "false",

@@ -110,6 +110,20 @@ impl TestBroker {
         .unwrap_or_else(|e| panic!("broker restart failed: {e}"))
     }
 
+    /// [`restart`](Self::restart) in place: start again (after
+    /// [`stop`](Self::stop), or shut down first if running).
+    pub async fn start_again(&mut self) {
+        self.stop().await;
+        *self = Self::try_start_on(
+            &self.dir.clone(),
+            self.port,
+            self.controller_port,
+            self.extra.clone(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("broker restart failed: {e}"));
+    }
+
     /// Shut down cleanly (no-op if stopped).
     pub async fn stop(&mut self) {
         if let Some(node) = self.node.take() {

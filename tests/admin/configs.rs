@@ -14,14 +14,16 @@ async fn topic_configs_are_described_altered_replaced_and_reach_the_log() {
     let r = describe_topic(&admin, "cfg").await;
     assert_eq!(
         r.entries.len(),
-        LOG_CONFIG_KEYS.len() + 2,
+        LOG_CONFIG_KEYS.len() + 4,
         "{:?}",
         r.entries
     );
-    for key in LOG_CONFIG_KEYS
-        .iter()
-        .chain(&["min.insync.replicas", "unclean.leader.election.enable"])
-    {
+    for key in LOG_CONFIG_KEYS.iter().chain(&[
+        "min.insync.replicas",
+        "unclean.leader.election.enable",
+        "leader.replication.throttled.replicas",
+        "follower.replication.throttled.replicas",
+    ]) {
         assert!(!r.get(key).unwrap().is_read_only, "{key} is writable");
     }
     assert_eq!(

@@ -298,6 +298,18 @@ fn broker_settings(c: &BrokerConfig) -> Vec<(String, String)> {
             s.retention_check_interval_ms.to_string(),
         ),
         ("log.cleaner.enable".into(), s.cleaner_enabled.to_string()),
+        (
+            "leader.replication.throttled.rate".into(),
+            c.leader_replication_throttled_rate.to_string(),
+        ),
+        (
+            "follower.replication.throttled.rate".into(),
+            c.follower_replication_throttled_rate.to_string(),
+        ),
+        (
+            "replica.alter.log.dirs.io.max.bytes.per.second".into(),
+            c.replica_alter_log_dirs_io_max_bytes_per_second.to_string(),
+        ),
     ];
     for (broker_key, log_key) in LOG_KEYS {
         if let Some(v) = s.log_defaults.get(log_key) {

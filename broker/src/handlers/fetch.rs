@@ -259,15 +259,23 @@ fn read_partition(
                 .with_records(Some(Bytes::new()));
         }
     }
-    // A replica a reassignment is adding copies under the replication
-    // quota: nothing more once it is spent.
+    // A throttled replica (one a reassignment is adding, or one the topic's
+    // leader.replication.throttled.replicas names here, out of the ISR)
+    // copies under the leader's replication quota: nothing more once it is
+    // spent.
+    let quota = &b.replicas.quotas.leader;
     let throttled = follower
-        && b.replication_quota.is_limited()
-        && b.image()
-            .partition(&tp.topic, tp.partition)
-            .is_some_and(|p| p.adding_replicas.contains(&replica_id));
+        && quota.is_limited()
+        && crate::replication_quota::is_throttled(
+            &b.image(),
+            &tp.topic,
+            tp.partition,
+            rivulet_controller::throttled_replicas::LEADER_KEY,
+            b.node_id(),
+            replica_id,
+        );
     let allowed = if throttled {
-        b.replication_quota.available()
+        quota.available()
     } else {
         usize::MAX
     };
@@ -332,7 +340,7 @@ fn read_partition(
     match records {
         Ok(bytes) => {
             if throttled {
-                b.replication_quota.record(bytes.len());
+                quota.record(bytes.len());
             }
             base.with_records(Some(bytes))
         }

@@ -23,7 +23,12 @@ pub const OP_APPEND: i8 = 2;
 pub const OP_SUBTRACT: i8 = 3;
 
 /// Keys whose value is a comma-separated list (`ConfigDef.Type.LIST`).
-pub const LIST_KEYS: &[&str] = &["cleanup.policy", "log.cleanup.policy"];
+pub const LIST_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "log.cleanup.policy",
+    rivulet_controller::throttled_replicas::LEADER_KEY,
+    rivulet_controller::throttled_replicas::FOLLOWER_KEY,
+];
 
 pub async fn handle(
     b: &BrokerContext,
