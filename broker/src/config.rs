@@ -89,6 +89,9 @@ pub const LOG_KEYS: &[(&str, &str)] = &[
     ),
     // Kafka's broker-level name has no `log.` prefix.
     ("compression.type", "compression.type"),
+    ("compression.gzip.level", "compression.gzip.level"),
+    ("compression.lz4.level", "compression.lz4.level"),
+    ("compression.zstd.level", "compression.zstd.level"),
 ];
 
 /// Every other key with its default, in the order `config/single.toml`

@@ -140,7 +140,10 @@ pub fn config_type(key: &str) -> i8 {
         | "broker.session.timeout.ms"
         | "broker.heartbeat.interval.ms"
         | "max.open.logs"
-        | "num.recovery.threads" => INT,
+        | "num.recovery.threads"
+        | "compression.gzip.level"
+        | "compression.lz4.level"
+        | "compression.zstd.level" => INT,
         "segment.ms"
         | "retention.ms"
         | "retention.bytes"

@@ -204,13 +204,35 @@ impl Read for Lz4Frames<'_> {
     }
 }
 
-/// Compress `input` (encoded records) into the payload format of `codec`.
+/// Compress `input` (encoded records) into the payload format of `codec`,
+/// at the codec's default level.
 pub fn compress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, RecordError> {
+    compress_at(codec, None, input)
+}
+
+/// Kafka's default lz4 level, which Kafka compresses with lz4's fast
+/// compressor (other levels with the high-compression one).
+pub const LZ4_DEFAULT_LEVEL: i32 = 9;
+
+/// [`compress`] at `level` (`None`: the codec's default), with Kafka's
+/// meaning of `compression.<codec>.level` (KIP-390): gzip 1 to 9 (-1: the
+/// default, 6); lz4 1 to 17, where Kafka's default 9 is lz4's fast mode
+/// and other levels are liblz4 frame levels (3 and above: high
+/// compression); zstd -131072 to 22 (default 3). Snappy has no level.
+/// Levels outside those ranges (configs refuse them) are clamped.
+pub fn compress_at(
+    codec: Compression,
+    level: Option<i32>,
+    input: &[u8],
+) -> Result<Vec<u8>, RecordError> {
     match codec {
         Compression::None => Ok(input.to_vec()),
         Compression::Gzip => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let level = match level {
+                Some(l) if l >= 0 => flate2::Compression::new(l.clamp(1, 9) as u32),
+                _ => flate2::Compression::default(),
+            };
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
             encoder
                 .write_all(input)
                 .map_err(|e| compress_error(codec, e))?;
@@ -218,7 +240,12 @@ pub fn compress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, RecordError
         }
         Compression::Snappy => compress_xerial(input),
         Compression::Lz4 => {
+            let level = match level {
+                None | Some(LZ4_DEFAULT_LEVEL) => 0,
+                Some(l) => l.clamp(1, 17) as u32,
+            };
             let mut encoder = lz4::EncoderBuilder::new()
+                .level(level)
                 .block_size(lz4::BlockSize::Max64KB)
                 .block_mode(lz4::BlockMode::Independent)
                 .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
@@ -232,8 +259,10 @@ pub fn compress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, RecordError
             result.map_err(|e| compress_error(codec, e))?;
             Ok(out)
         }
-        Compression::Zstd => zstd::stream::encode_all(input, zstd::DEFAULT_COMPRESSION_LEVEL)
-            .map_err(|e| compress_error(codec, e)),
+        Compression::Zstd => {
+            let level = level.map_or(zstd::DEFAULT_COMPRESSION_LEVEL, |l| l.clamp(-131_072, 22));
+            zstd::stream::encode_all(input, level).map_err(|e| compress_error(codec, e))
+        }
     }
 }
 
@@ -416,6 +445,57 @@ fn decompress_lz4(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn levels_round_trip_and_trade_size_for_effort() {
+        // Text with some repetition at varying distances: levels matter.
+        let input: Vec<u8> = (0..4_000u32)
+            .flat_map(|i| {
+                format!(
+                    "{{\"id\":{i},\"user\":\"u{}\",\"v\":{}}}",
+                    i % 97,
+                    i * 7 % 1013
+                )
+                .into_bytes()
+            })
+            .collect();
+        let size = |codec, level| {
+            let out = compress_at(codec, level, &input).unwrap();
+            assert_eq!(
+                decompress(codec, &out, 1 << 24).unwrap(),
+                input,
+                "{codec:?} {level:?}"
+            );
+            out.len()
+        };
+        for (codec, low, high) in [
+            (Compression::Gzip, 1, 9),
+            (Compression::Lz4, 1, 12),
+            (Compression::Zstd, -5, 19),
+        ] {
+            let (l, h) = (size(codec, Some(low)), size(codec, Some(high)));
+            assert!(
+                h < l,
+                "{codec:?}: level {high} gave {h} bytes, level {low} {l}"
+            );
+        }
+        // Defaults: gzip -1 is gzip's default, lz4 9 is the fast mode.
+        assert_eq!(
+            size(Compression::Gzip, Some(-1)),
+            size(Compression::Gzip, None)
+        );
+        assert_eq!(
+            size(Compression::Lz4, Some(LZ4_DEFAULT_LEVEL)),
+            size(Compression::Lz4, None)
+        );
+        assert_eq!(
+            size(Compression::Zstd, Some(3)),
+            size(Compression::Zstd, None)
+        );
+        // Out of range: clamped, still a valid stream.
+        size(Compression::Zstd, Some(99));
+        size(Compression::Gzip, Some(42));
+    }
 
     const ALL: [Compression; 5] = [
         Compression::None,

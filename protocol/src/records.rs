@@ -184,6 +184,15 @@ pub fn encode_record(r: &Record, out: &mut Vec<u8>) {
 /// lengths; [`RecordError::Batch`] if the template is unusable (unknown
 /// codec, negative base offset, more records than its offset range).
 pub fn build_batch(template: &BatchHeader, records: &[Record]) -> Result<Vec<u8>, RecordError> {
+    build_batch_at(template, records, None)
+}
+
+/// [`build_batch`] compressed at `level` ([`compression::compress_at`]).
+pub fn build_batch_at(
+    template: &BatchHeader,
+    records: &[Record],
+    level: Option<i32>,
+) -> Result<Vec<u8>, RecordError> {
     const MAX_PAYLOAD: usize = i32::MAX as usize - (HEADER_SIZE - LOG_OVERHEAD);
     let compression = template.compression()?;
     let record_count = i32::try_from(records.len()).map_err(|_| Malformed("too many records"))?;
@@ -200,7 +209,7 @@ pub fn build_batch(template: &BatchHeader, records: &[Record]) -> Result<Vec<u8>
     }
     let payload = match compression {
         Compression::None => encoded,
-        codec => compression::compress(codec, &encoded)?,
+        codec => compression::compress_at(codec, level, &encoded)?,
     };
     if payload.len() > MAX_PAYLOAD {
         return Err(Malformed("records too large for one batch"));

@@ -134,6 +134,13 @@ pub struct LogConfig {
     pub timestamp_after_max_ms: i64,
     /// `compression.type`.
     pub compression_type: TopicCompression,
+    /// `compression.gzip.level`, `compression.lz4.level`,
+    /// `compression.zstd.level` (KIP-390): the level a batch rebuilt in
+    /// the topic's codec is compressed at (batches kept in the producer's
+    /// codec are stored as sent, as in Kafka).
+    pub gzip_level: i32,
+    pub lz4_level: i32,
+    pub zstd_level: i32,
 }
 
 /// Largest `segment.bytes`: index entries store 32-bit positions.
@@ -162,6 +169,9 @@ impl Default for LogConfig {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             compression_type: TopicCompression::Producer,
+            gzip_level: -1,
+            lz4_level: 9,
+            zstd_level: 3,
         }
     }
 }
@@ -186,6 +196,9 @@ pub const LOG_CONFIG_KEYS: &[&str] = &[
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
     "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
 ];
 
 fn int_in(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
@@ -308,9 +321,33 @@ impl LogConfig {
                     ],
                 )?
             }
+            "compression.gzip.level" => {
+                // Kafka's: 1 to 9, or -1 for gzip's default.
+                let level = int_in(key, value, -1, 9)?;
+                if level == 0 {
+                    return Err(ConfigError::InvalidValue {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                        expected: "an integer between 1 and 9, or -1".to_string(),
+                    });
+                }
+                self.gzip_level = level as i32
+            }
+            "compression.lz4.level" => self.lz4_level = int_in(key, value, 1, 17)? as i32,
+            "compression.zstd.level" => self.zstd_level = int_in(key, value, -131_072, 22)? as i32,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
+    }
+
+    /// The level a batch rebuilt in `codec` is compressed at.
+    pub fn compression_level(&self, codec: Compression) -> Option<i32> {
+        match codec {
+            Compression::Gzip => Some(self.gzip_level),
+            Compression::Lz4 => Some(self.lz4_level),
+            Compression::Zstd => Some(self.zstd_level),
+            Compression::None | Compression::Snappy => None,
+        }
     }
 
     /// These defaults with `overrides` applied; the first bad key or value is
@@ -386,6 +423,9 @@ impl LogConfig {
                 TopicCompression::Codec(Compression::Zstd) => "zstd",
             }
             .to_string(),
+            "compression.gzip.level" => self.gzip_level.to_string(),
+            "compression.lz4.level" => self.lz4_level.to_string(),
+            "compression.zstd.level" => self.zstd_level.to_string(),
             _ => return None,
         })
     }

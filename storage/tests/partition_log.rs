@@ -685,6 +685,62 @@ fn a_topic_compression_type_recompresses_other_codecs() {
     assert_eq!(decode_all(&bytes).len(), 3);
 }
 
+/// `compression.<codec>.level` (KIP-390) sets how hard a rebuilt batch is
+/// compressed: the same records stored smaller at a higher level, and
+/// read back the same.
+#[test]
+fn a_rebuilt_batch_is_compressed_at_the_topics_level() {
+    let stored = |codec: Compression, set: (&str, &str)| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            compression_type: rivulet_storage::TopicCompression::Codec(codec),
+            ..LogConfig::default()
+        };
+        let cfg = cfg
+            .with_overrides(&[(set.0.to_string(), set.1.to_string())].into())
+            .unwrap();
+        let mut log = open(dir.path(), cfg, clock(), LogOpenOptions::default());
+        let mut b = RecordBatchBuilder::new(Compression::None);
+        for i in 0..400u32 {
+            let value = format!(
+                "{{\"id\":{i},\"user\":\"u{}\",\"n\":{}}}",
+                i % 37,
+                i * 7 % 211
+            );
+            b.push(T0, Some(b"k"), Some(value.as_bytes()), &[]);
+        }
+        let mut bytes = b.build().unwrap();
+        let sent = rivulet_protocol::records::decode_batch(&bytes, 1 << 20).unwrap();
+        log.append_as_leader(&mut bytes, 0).unwrap();
+        let read = log.read(0, 1 << 20, None, true).unwrap();
+        let (range, header) = BatchIter::new(&read).next().unwrap().unwrap();
+        assert_eq!(header.compression().unwrap(), codec);
+        let back = rivulet_protocol::records::decode_batch(&read[range.clone()], 1 << 20).unwrap();
+        assert_eq!(back.records, sent.records);
+        range.len()
+    };
+    for (codec, key, low, high) in [
+        (Compression::Gzip, "compression.gzip.level", "1", "9"),
+        (Compression::Lz4, "compression.lz4.level", "1", "12"),
+        (Compression::Zstd, "compression.zstd.level", "-5", "19"),
+    ] {
+        let (l, h) = (stored(codec, (key, low)), stored(codec, (key, high)));
+        assert!(h < l, "{key}: {high} stored {h} bytes, {low} {l}");
+    }
+    // Kafka's ranges.
+    for (key, bad) in [
+        ("compression.gzip.level", "0"),
+        ("compression.gzip.level", "10"),
+        ("compression.lz4.level", "18"),
+        ("compression.zstd.level", "23"),
+    ] {
+        let e = LogConfig::default()
+            .with_overrides(&[(key.to_string(), bad.to_string())].into())
+            .unwrap_err();
+        assert!(e.to_string().contains(key), "{e}");
+    }
+}
+
 /// A batch the topic rebuilds in its own codec is decoded once, and the
 /// record checks run over what was decoded: the same refusals.
 #[test]

@@ -109,7 +109,11 @@ impl PartitionLog {
         codec: Compression,
         decoded: &DecodedBatch,
     ) -> Result<Vec<u8>> {
-        let rebuilt = records::build_batch(&header.with_compression(codec), &decoded.records)?;
+        let rebuilt = records::build_batch_at(
+            &header.with_compression(codec),
+            &decoded.records,
+            self.config.compression_level(codec),
+        )?;
         let limit = self.config.max_message_bytes as usize;
         if rebuilt.len() > limit {
             return Err(StorageError::RecordTooLarge {
