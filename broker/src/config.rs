@@ -182,6 +182,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "replica.alter.log.dirs.io.max.bytes.per.second",
         "9223372036854775807",
     ),
+    // Client quotas (crate::client_quotas): how rates are measured.
+    ("quota.window.num", "11"),
+    ("quota.window.size.seconds", "1"),
     // Pipelining on one connection (crate::connection, issue 15).
     ("connection.max.pipelined.requests", "16"),
     // Many partitions (issue 15): -1 derives the limit from the open-files
@@ -268,6 +271,9 @@ pub struct BrokerConfig {
     /// `replica.alter.log.dirs.io.max.bytes.per.second`: nothing to bound
     /// with one data dir; kept so it can be described and set as in Kafka.
     pub replica_alter_log_dirs_io_max_bytes_per_second: i64,
+    /// `quota.window.num` × `quota.window.size.seconds`: the windows client
+    /// quota rates are measured over.
+    pub quota_windows: crate::client_quotas::Windows,
     pub storage: StorageConfig,
     pub coordinator: crate::group::coordinator::CoordinatorConfig,
     pub transactions: crate::txn::TxnCoordinatorConfig,
@@ -660,6 +666,15 @@ impl BrokerConfig {
                 0,
                 i64::MAX,
             )?,
+            quota_windows: crate::client_quotas::Windows {
+                samples: int("quota.window.num", &get("quota.window.num"), 1usize, 1000)?,
+                window_ms: int(
+                    "quota.window.size.seconds",
+                    &get("quota.window.size.seconds"),
+                    1u64,
+                    3600,
+                )? * 1000,
+            },
             storage,
             coordinator: crate::group::coordinator::CoordinatorConfig {
                 offsets_partitions: int(

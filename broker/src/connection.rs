@@ -24,6 +24,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -200,6 +201,8 @@ async fn read_loop<'a>(
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let body_timeout = Duration::from_millis(broker.config.request_body_timeout_ms);
     let mut auth = Authenticator::new(broker, session);
+    // Set by a request over its client quota (crate::client_quotas).
+    let throttle = AtomicU32::new(0);
     loop {
         // A place in the pipeline before the next frame is read: a client
         // far ahead of its responses is not read meanwhile.
@@ -259,6 +262,7 @@ async fn read_loop<'a>(
                     broker,
                     memory,
                     &mut reservation,
+                    &throttle,
                 ))
                 .await;
                 let handling = started.elapsed();
@@ -302,6 +306,12 @@ async fn read_loop<'a>(
         if tx.send(pending).is_err() {
             // The write loop ended: it has the reason.
             return CloseReason::Eof;
+        }
+        // Over a client quota: the connection is not read until the rate
+        // is back to it (KIP-219's muted channel).
+        let ms = throttle.swap(0, Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
         }
     }
 }
@@ -406,7 +416,8 @@ pub async fn handle_frame(
     memory: &RequestMemory,
     reservation: &mut Reservation,
 ) -> Result<Option<BytesMut>, CloseReason> {
-    match stage_frame(frame, session, broker, memory, reservation).await? {
+    let throttle = AtomicU32::new(0);
+    match stage_frame(frame, session, broker, memory, reservation, &throttle).await? {
         Staged::Now(response) => Ok(response),
         Staged::Later(rest) => rest.await,
     }
@@ -426,6 +437,7 @@ async fn stage_frame<'a>(
     broker: &'a Arc<BrokerContext>,
     memory: &RequestMemory,
     reservation: &mut Reservation,
+    throttle: &AtomicU32,
 ) -> Result<Staged<'a>, CloseReason> {
     let b = |i: usize| frame.get(i).copied().unwrap_or(0);
     let raw_key = i16::from_be_bytes([b(0), b(1)]);
@@ -452,7 +464,8 @@ async fn stage_frame<'a>(
         Some(response) => encode_response(key, version, correlation_id, &response).map(Some),
         None => Ok(None),
     };
-    match dispatch::dispatch_staged(broker, &decoded.header, decoded.body, session).await {
+    match dispatch::dispatch_staged(broker, &decoded.header, decoded.body, session, throttle).await
+    {
         dispatch::Dispatched::Now(response) => encode(response).map(Staged::Now),
         dispatch::Dispatched::Later(rest) => {
             Ok(Staged::Later(Box::pin(async move { encode(rest.await) })))

@@ -32,6 +32,8 @@ pub struct BrokerContext {
     pub txns: Arc<TransactionCoordinator>,
     /// Counters and histograms of the request path ([`crate::metrics`]).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Client quota measurements ([`crate::client_quotas`]).
+    pub client_quotas: crate::client_quotas::ClientQuotas,
 }
 
 impl BrokerContext {
@@ -45,6 +47,7 @@ impl BrokerContext {
         txns: Arc<TransactionCoordinator>,
     ) -> Self {
         BrokerContext {
+            client_quotas: crate::client_quotas::ClientQuotas::new(config.quota_windows),
             config,
             cluster_id,
             incarnation,

@@ -3,9 +3,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
+use crate::client_quotas;
 use crate::context::BrokerContext;
 use crate::handlers;
 use crate::session::Session;
@@ -18,7 +20,8 @@ pub async fn dispatch(
     request: RequestKind,
     session: &Session,
 ) -> Option<ResponseKind> {
-    match dispatch_staged(broker, header, request, session).await {
+    let throttle = AtomicU32::new(0);
+    match dispatch_staged(broker, header, request, session, &throttle).await {
         Dispatched::Now(response) => response,
         Dispatched::Later(rest) => rest.await,
     }
@@ -39,12 +42,17 @@ pub enum Dispatched<'a> {
 
 /// [`dispatch`], returning as soon as a produce is appended
 /// ([`handlers::produce::stage`]) with its waits as
-/// [`Dispatched::Later`]; every other request is handled at once.
+/// [`Dispatched::Later`]; every other request is handled at once. A
+/// produce or consumer fetch over its client quota
+/// ([`crate::client_quotas`]) says so in its response's
+/// `throttle_time_ms` and sets `throttle` (ms): the connection is not read
+/// again for that long.
 pub async fn dispatch_staged<'a>(
     broker: &'a BrokerContext,
     header: &RequestHeader,
     mut request: RequestKind,
     session: &Session,
+    throttle: &AtomicU32,
 ) -> Dispatched<'a> {
     // Topics named by id (Produce/Fetch v13+) get their names first: the
     // ACL checks and the handlers work on names.
@@ -54,23 +62,48 @@ pub async fn dispatch_staged<'a>(
         crate::acl_checks::Checked::Serve(request, post) => (request, post),
         crate::acl_checks::Checked::Respond(response) => return Dispatched::Now(response),
     };
+    let client_id = header.client_id.as_deref().unwrap_or_default();
+    let principal = session.principal.as_str();
     let RequestKind::Produce(r) = request else {
+        let mut request = request;
+        let consumer_fetch = match &mut request {
+            RequestKind::Fetch(f) if fetch_replica_id(f, header.request_api_version) < 0 => {
+                client_quotas::hooks::limit_fetch(broker, principal, client_id, f);
+                true
+            }
+            _ => false,
+        };
         let Some(mut response) = serve(broker, header, request, session).await else {
             return Dispatched::Now(None);
         };
+        if let (true, ResponseKind::Fetch(f)) = (consumer_fetch, &mut response) {
+            let ms = client_quotas::hooks::fetched(broker, principal, client_id, f);
+            if ms > 0 {
+                f.throttle_time_ms = f.throttle_time_ms.max(ms.min(i32::MAX as u32) as i32);
+                throttle.store(ms, Ordering::Relaxed);
+            }
+        }
         if let Some(post) = post {
             post(&mut response);
         }
         return Dispatched::Now(Some(response));
     };
     let acks = r.acks;
+    let quota_ms = client_quotas::hooks::produce(broker, principal, client_id, &r);
+    if quota_ms > 0 {
+        throttle.store(quota_ms, Ordering::Relaxed);
+    }
     let staged = handlers::produce::stage(broker, r, header.request_api_version).await;
     let waiting = staged.is_waiting();
     let listener = session.listener.clone();
     let rest = async move {
-        let response = staged.finish(broker, &listener).await;
+        let mut response = staged.finish(broker, &listener).await;
         if acks == 0 {
             return None;
+        }
+        if quota_ms > 0 {
+            let ms = quota_ms.min(i32::MAX as u32) as i32;
+            response.throttle_time_ms = response.throttle_time_ms.max(ms);
         }
         let mut response = ResponseKind::Produce(response);
         if let Some(post) = post {
@@ -82,6 +115,15 @@ pub async fn dispatch_staged<'a>(
         Dispatched::Later(Box::pin(rest))
     } else {
         Dispatched::Now(rest.await)
+    }
+}
+
+/// The replica id of a fetch (negative: a consumer's).
+fn fetch_replica_id(f: &kafka_protocol::messages::FetchRequest, version: i16) -> i32 {
+    if version >= 15 {
+        f.replica_state.replica_id.0
+    } else {
+        f.replica_id.0
     }
 }
 
@@ -227,6 +269,12 @@ async fn serve(
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             handlers::user_scram_credentials::alter(broker, r).await,
         ),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(handlers::client_quotas::describe(broker, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(handlers::client_quotas::alter(broker, r).await)
+        }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(handlers::elect_leaders::handle(broker, r, v).await)
         }

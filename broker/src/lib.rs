@@ -27,6 +27,7 @@
 //! [`BrokerNode`]. This crate links neither clap nor librdkafka.
 
 pub mod api;
+pub mod client_quotas;
 pub mod config;
 pub mod connection;
 pub mod context;

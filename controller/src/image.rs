@@ -116,6 +116,9 @@ pub struct MetadataImage {
     /// SCRAM credentials by mechanism name, then user name.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<String, crate::scram::ScramCredentialData>>,
+    /// Client quotas by entity ([`crate::client_quotas`]).
+    #[serde(default)]
+    pub client_quotas: crate::client_quotas::ClientQuotaStore,
 }
 
 impl MetadataImage {
@@ -297,6 +300,9 @@ impl MetadataImage {
                     .entry(mechanism.clone())
                     .or_default()
                     .insert(name.clone(), credential.clone());
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                crate::client_quotas::apply(&mut self.client_quotas, entity, key, *value);
             }
             MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
                 if let Some(users) = self.scram.get_mut(mechanism) {

@@ -13,6 +13,7 @@ pub mod acl;
 pub mod acl_control;
 pub mod assignment;
 pub mod capacity;
+pub mod client_quotas;
 pub mod codec;
 pub mod election;
 pub mod image;

@@ -131,4 +131,11 @@ pub enum MetadataRecord {
         name: String,
         mechanism: String,
     },
+    /// Set (`Some`) or remove (`None`) one client quota of an entity
+    /// (Kafka's ClientQuotaRecord).
+    ClientQuota {
+        entity: crate::client_quotas::QuotaEntity,
+        key: String,
+        value: Option<crate::client_quotas::QuotaValue>,
+    },
 }

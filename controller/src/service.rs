@@ -118,6 +118,10 @@ pub enum ControllerRequest {
         upsertions: Vec<crate::scram::ScramUpsertion>,
         only_if_absent: bool,
     },
+    /// AlterClientQuotas: each alteration applied whole or refused.
+    AlterClientQuotas {
+        alterations: Vec<crate::client_quotas::QuotaAlteration>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +152,13 @@ pub enum ControllerResponse {
     ScramResults {
         offset: u64,
         results: Vec<crate::scram::ScramResult>,
+    },
+    /// AlterClientQuotas: per alteration in request order, `None` when
+    /// applied, else why not; the changes are in the image from `offset`
+    /// on.
+    ClientQuotaResults {
+        offset: u64,
+        results: Vec<Option<String>>,
     },
     /// ElectLeaders: one result per partition asked about (or, for all
     /// partitions, per partition that needed an election); the new leaders
@@ -587,6 +598,15 @@ impl ControllerService {
                     }
                     Err(e) => Err(e),
                 }
+            }
+            ControllerRequest::AlterClientQuotas { alterations } => {
+                let (records, results) = crate::client_quotas::alter(&image, &alterations);
+                return match self.commit(records).await {
+                    ControllerResponse::Ok { offset } => {
+                        ControllerResponse::ClientQuotaResults { offset, results }
+                    }
+                    other => other,
+                };
             }
             ControllerRequest::AlterUserScramCredentials {
                 deletions,

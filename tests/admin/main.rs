@@ -43,6 +43,7 @@ mod configs;
 mod describe;
 mod dynamic;
 mod idempotent;
+mod quotas;
 mod topics;
 
 /// A DescribeConfigs entry: name, value, source, type, read-only.

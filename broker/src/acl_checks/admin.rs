@@ -362,6 +362,55 @@ pub(super) fn describe_user_scram_credentials(
     )))
 }
 
+/// DescribeClientQuotas: DESCRIBE_CONFIGS on the cluster.
+pub(super) fn describe_client_quotas(
+    z: &Authz,
+    r: kafka_protocol::messages::DescribeClientQuotasRequest,
+) -> Checked {
+    use kafka_protocol::messages::DescribeClientQuotasResponse;
+    if z.cluster(DescribeConfigs) {
+        return serve(RequestKind::DescribeClientQuotas(r), None);
+    }
+    Checked::Respond(Some(ResponseKind::DescribeClientQuotas(
+        DescribeClientQuotasResponse::default()
+            .with_error_code(CLUSTER_DENIED)
+            .with_entries(None),
+    )))
+}
+
+/// AlterClientQuotas: ALTER_CONFIGS on the cluster.
+pub(super) fn alter_client_quotas(
+    z: &Authz,
+    r: kafka_protocol::messages::AlterClientQuotasRequest,
+) -> Checked {
+    use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
+    use kafka_protocol::messages::AlterClientQuotasResponse;
+    if z.cluster(AlterConfigs) {
+        return serve(RequestKind::AlterClientQuotas(r), None);
+    }
+    let entries = r
+        .entries
+        .into_iter()
+        .map(|e| {
+            EntryData::default()
+                .with_error_code(CLUSTER_DENIED)
+                .with_entity(
+                    e.entity
+                        .into_iter()
+                        .map(|d| {
+                            EntityData::default()
+                                .with_entity_type(d.entity_type)
+                                .with_entity_name(d.entity_name)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Checked::Respond(Some(ResponseKind::AlterClientQuotas(
+        AlterClientQuotasResponse::default().with_entries(entries),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,6 +125,8 @@ pub fn check(
         R::ConsumerGroupDescribe(r) => groups::consumer_group_describe(z, r),
         R::AlterUserScramCredentials(r) => admin::alter_user_scram_credentials(z, r),
         R::DescribeUserScramCredentials(r) => admin::describe_user_scram_credentials(z, r),
+        R::DescribeClientQuotas(r) => admin::describe_client_quotas(z, r),
+        R::AlterClientQuotas(r) => admin::alter_client_quotas(z, r),
         R::ElectLeaders(r) => replicas::elect_leaders(z, r),
         R::AlterPartitionReassignments(r) => replicas::alter_partition_reassignments(z, r),
         R::ListPartitionReassignments(r) => replicas::list_partition_reassignments(z, r),

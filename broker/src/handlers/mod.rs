@@ -6,6 +6,7 @@ pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod authorized_operations;
+pub mod client_quotas;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
