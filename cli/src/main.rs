@@ -40,6 +40,7 @@ mod node;
 mod node_config;
 mod partition;
 mod produce;
+mod quota;
 mod rfc3339;
 mod stream;
 mod top;
@@ -114,6 +115,10 @@ enum Command {
     /// SCRAM users: create, delete, list (--command-config for SASL/TLS).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Client quotas: producer/consumer byte rates per user and client id
+    /// (as kafka-configs.sh --entity-type users|clients).
+    #[command(subcommand)]
+    Quota(quota::QuotaCommand),
     /// A live view of the cluster from the nodes' metrics endpoints.
     Top(top::TopArgs),
     /// Leader elections: preferred or unclean (as kafka-leader-election.sh).
@@ -211,6 +216,9 @@ fn main() -> std::process::ExitCode {
             client_bootstrap(&cli.broker, bootstrap).and_then(|b| group::run(&b, c))
         }
         Command::User(c) => client_bootstrap(&cli.broker, bootstrap).and_then(|b| user::run(&b, c)),
+        Command::Quota(c) => {
+            client_bootstrap(&cli.broker, bootstrap).and_then(|b| quota::run(&b, c))
+        }
         Command::Cluster(c) => cluster::run(c, !cli.broker.is_empty() || bootstrap.is_some()),
         Command::Certs(c) => certs::run(c),
         Command::Top(args) => top::run(args),

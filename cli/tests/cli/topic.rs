@@ -318,3 +318,67 @@ fn node_config_changes_the_defaults_topics_inherit() {
     );
     inherited("\tretention.ms=3600000\t(dynamic default broker config)");
 }
+
+#[test]
+fn quota_sets_lists_and_removes_client_quotas() {
+    let b = Broker::start();
+    ok(
+        &b,
+        &[
+            "quota",
+            "set",
+            "--user",
+            "alice",
+            "--default-client-id",
+            "--producer-byte-rate",
+            "1048576",
+        ],
+        "",
+    );
+    ok(
+        &b,
+        &[
+            "quota",
+            "set",
+            "--client-id",
+            "batch",
+            "--consumer-byte-rate",
+            "2000",
+            "--producer-byte-rate",
+            "1000",
+        ],
+        "",
+    );
+    assert_eq!(
+        ok(&b, &["quota", "list"], ""),
+        "client-id=batch\tconsumer_byte_rate=2000,producer_byte_rate=1000\n\
+         user=alice client-id=<default>\tproducer_byte_rate=1048576\n"
+    );
+    ok(
+        &b,
+        &[
+            "quota",
+            "remove",
+            "--client-id",
+            "batch",
+            "--consumer-byte-rate",
+        ],
+        "",
+    );
+    ok(
+        &b,
+        &["quota", "remove", "--user", "alice", "--default-client-id"],
+        "",
+    );
+    assert_eq!(
+        ok(&b, &["quota", "list"], ""),
+        "client-id=batch\tproducer_byte_rate=1000\n"
+    );
+    let refused = fails(&b, &["quota", "set", "--producer-byte-rate", "5"]);
+    assert!(refused.contains("name an entity"), "{refused}");
+    let refused = fails(
+        &b,
+        &["quota", "set", "--user", "bob", "--producer-byte-rate", "0"],
+    );
+    assert!(refused.contains("must be greater than 0"), "{refused}");
+}
