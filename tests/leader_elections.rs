@@ -283,3 +283,133 @@ async fn unclean_election_leads_a_partition_whose_isr_is_a_dead_node() {
         .iter()
         .all(|g| g.value.as_deref() == Some(b"on-2".as_slice())));
 }
+
+/// DescribeQuorum v`version` for `__cluster_metadata-0` (or `topic`).
+async fn describe_quorum(
+    bootstrap: &str,
+    version: i16,
+    topic: &str,
+) -> kafka_protocol::messages::DescribeQuorumResponse {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let req = kafka_protocol::messages::DescribeQuorumRequest::default().with_topics(vec![
+        TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+    ]);
+    raw_request(bootstrap, version, &req).await
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `kafka-metadata-quorum.sh describe --status / --replication` asks any
+/// broker: every node answers with the active controller's view — the
+/// leader, its epoch, the high watermark, each voter's log end and last
+/// fetch (fresh while it runs, ageing once it is stopped), and in v2 the
+/// voters' controller endpoints; anything but `__cluster_metadata-0` is
+/// UNKNOWN_TOPIC_OR_PARTITION.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_quorum_reports_the_leader_and_every_voters_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3, &[]).await;
+    let controller_ports: BTreeMap<i32, u16> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as i32 + 1, n.controller_port))
+        .collect();
+    let bad = describe_quorum(&nodes[0].bootstrap(), 2, "topic").await;
+    assert_eq!(bad.error_code, E::UnknownTopicOrPartition.code());
+
+    // (leader, epoch, hw, [(voter, log end, last fetch)]) from node `i`.
+    type Seen = (i32, i32, i64, Vec<(i32, i64, i64)>);
+    let seen = |r: &kafka_protocol::messages::DescribeQuorumResponse| -> Seen {
+        assert_eq!(r.error_code, 0);
+        assert_eq!(r.topics[0].topic_name.as_str(), "__cluster_metadata");
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+        let mut voters: Vec<_> = p
+            .current_voters
+            .iter()
+            .map(|v| (v.replica_id.0, v.log_end_offset, v.last_fetch_timestamp))
+            .collect();
+        voters.sort();
+        (p.leader_id.0, p.leader_epoch, p.high_watermark, voters)
+    };
+    let mut leader = 0;
+    for (i, n) in nodes.iter().enumerate() {
+        let r = describe_quorum(&n.bootstrap(), 2, "__cluster_metadata").await;
+        let (l, epoch, hw, voters) = seen(&r);
+        assert!(
+            (1..=3).contains(&l) && epoch >= 1 && hw > 0,
+            "node {}: {l} {epoch} {hw}",
+            i + 1
+        );
+        assert_eq!(voters.iter().map(|v| v.0).collect::<Vec<_>>(), [1, 2, 3]);
+        let leader_end = voters.iter().find(|v| v.0 == l).unwrap().1;
+        assert!(
+            leader_end >= hw,
+            "leader's log end {leader_end} below hw {hw}"
+        );
+        for (id, end, _) in &voters {
+            assert!(
+                *end > 0 && *end <= leader_end,
+                "voter {id}: {end} of {leader_end}"
+            );
+        }
+        // v2 names every voter's controller endpoint.
+        let mut endpoints: Vec<(i32, u16)> = r
+            .nodes
+            .iter()
+            .map(|n| (n.node_id.0, n.listeners[0].port))
+            .collect();
+        endpoints.sort();
+        assert_eq!(
+            endpoints,
+            controller_ports.clone().into_iter().collect::<Vec<_>>()
+        );
+        leader = l;
+    }
+    Poll::new(TIMEOUT)
+        .value_async(|| {
+            let bs = nodes[0].bootstrap();
+            async move {
+                let (_, _, _, voters) = seen(&describe_quorum(&bs, 1, "__cluster_metadata").await);
+                voters.iter().all(|v| now_ms() - v.2 < 2_000).then_some(())
+            }
+        })
+        .await
+        .expect("every voter's last fetch within 2 s");
+    // A stopped follower's last fetch ages; the others stay fresh. v0 and v1
+    // have no nodes.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    nodes[follower as usize - 1].stop().await;
+    let live = nodes[leader as usize - 1].bootstrap();
+    Poll::new(TIMEOUT)
+        .value_async(|| {
+            let bs = live.clone();
+            async move {
+                let (_, _, _, voters) = seen(&describe_quorum(&bs, 1, "__cluster_metadata").await);
+                voters
+                    .iter()
+                    .all(|v| {
+                        let age = now_ms() - v.2;
+                        if v.0 == follower {
+                            age > 3_000
+                        } else {
+                            age < 2_000
+                        }
+                    })
+                    .then_some(())
+            }
+        })
+        .await
+        .expect("the stopped voter's last fetch ageing, the others fresh");
+    let v0 = describe_quorum(&live, 0, "__cluster_metadata").await;
+    let (l, _, _, _) = seen(&v0);
+    assert_eq!(l, leader);
+    assert!(v0.nodes.is_empty());
+}

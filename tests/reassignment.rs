@@ -440,6 +440,17 @@ async fn throttles_set_as_kafka_reassign_partitions_does_bound_a_catching_up_rep
         took >= Duration::from_millis(3500),
         "leader-throttled catch-up took {took:?}"
     );
+    // Counted as throttled on the metrics endpoint (about 3 MB each side).
+    let counted = |n: &TestBroker, leader_side: bool| {
+        let q = &n.node().broker.replicas.quotas;
+        let q = if leader_side { &q.leader } else { &q.follower };
+        q.throttled_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(
+        counted(&nodes[0], true) >= 2_500_000,
+        "{}",
+        counted(&nodes[0], true)
+    );
 
     // The follower's side: the leader's throttle cleared as --verify clears
     // it (DELETE of all three broker keys, and of both topic lists), node
@@ -479,6 +490,11 @@ async fn throttles_set_as_kafka_reassign_partitions_does_bound_a_catching_up_rep
     assert!(
         took >= Duration::from_millis(3500),
         "follower-throttled catch-up took {took:?}"
+    );
+    assert!(
+        counted(&nodes[2], false) >= 2_500_000,
+        "{}",
+        counted(&nodes[2], false)
     );
     // For scale (printed, not asserted: timing on a loaded machine), the
     // same catch-up once the throttle is cleared.

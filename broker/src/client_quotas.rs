@@ -48,6 +48,14 @@ impl QuotaKind {
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
         }
     }
+
+    /// The metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuotaKind::Produce => "produce",
+            QuotaKind::Fetch => "fetch",
+        }
+    }
 }
 
 /// Whose bytes one measurement counts: Kafka's metric tags ("" where the
@@ -143,6 +151,8 @@ struct Sensor {
     windows: Vec<(u64, f64)>,
     current: usize,
     last_used: u64,
+    /// Throttle handed out since the sensor was made (metrics).
+    throttled_ms: u64,
 }
 
 impl Sensor {
@@ -151,6 +161,7 @@ impl Sensor {
             windows: vec![(now, 0.0); w.samples.max(1)],
             current: 0,
             last_used: now,
+            throttled_ms: 0,
         }
     }
 
@@ -257,7 +268,31 @@ impl ClientQuotas {
         } else {
             0
         };
+        sensor.throttled_ms += u64::from(throttle);
         Some(throttle)
+    }
+
+    /// Every live measurement: `(kind, user, client, bytes per second now,
+    /// throttle handed out in ms)`, for the metrics endpoint.
+    pub fn snapshot(&self) -> Vec<(QuotaKind, String, String, f64, u64)> {
+        let now = self.now();
+        let state = self.state.lock();
+        let mut out: Vec<_> = state
+            .sensors
+            .iter()
+            .map(|(k, s)| {
+                let (rate, _) = s.rate(self.windows, now);
+                (
+                    k.kind,
+                    k.user.clone(),
+                    k.client.clone(),
+                    rate,
+                    s.throttled_ms,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| (a.1.as_str(), a.2.as_str()).cmp(&(b.1.as_str(), b.2.as_str())));
+        out
     }
 
     /// The most a fetch may return under `user`/`client`'s fetch quota:
@@ -387,7 +422,10 @@ mod tests {
 
 /// The hooks of the request path ([`crate::dispatch`]).
 pub mod hooks {
+    use std::sync::Arc;
+
     use kafka_protocol::messages::{FetchRequest, FetchResponse, ProduceRequest};
+    use rivulet_controller::MetadataImage;
 
     use super::{user_of, QuotaKind};
     use crate::context::BrokerContext;
@@ -415,56 +453,65 @@ pub mod hooks {
             .unwrap_or(0)
     }
 
-    /// A consumer's fetch asks at most what its quota allows over the
-    /// measured span.
-    pub fn limit_fetch(b: &BrokerContext, principal: &str, client: &str, req: &mut FetchRequest) {
-        let image = b.image();
-        if let Some(limit) =
-            b.client_quotas
-                .fetch_limit(&image.client_quotas, user_of(principal), client)
-        {
-            let limit = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
-            req.max_bytes = req.max_bytes.min(limit);
-        }
+    /// A consumer's fetch under a fetch quota: the image its quota was
+    /// found in, for counting the response.
+    pub struct FetchQuota {
+        image: Arc<MetadataImage>,
     }
 
-    /// Count a consumer's fetch response; the throttle (ms) it earned.
-    pub fn fetched(
-        b: &BrokerContext,
-        principal: &str,
-        client: &str,
-        resp: &mut FetchResponse,
-    ) -> u32 {
-        let image = b.image();
-        if image.client_quotas.is_empty() {
-            return 0;
+    impl FetchQuota {
+        /// If a fetch quota applies to the client, cap the fetch at what
+        /// the quota allows over the measured span.
+        pub fn limit(
+            b: &BrokerContext,
+            principal: &str,
+            client: &str,
+            req: &mut FetchRequest,
+        ) -> Option<FetchQuota> {
+            let image = b.image();
+            let limit =
+                b.client_quotas
+                    .fetch_limit(&image.client_quotas, user_of(principal), client)?;
+            let limit = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
+            req.max_bytes = req.max_bytes.min(limit);
+            Some(FetchQuota { image })
         }
-        let bytes: usize = resp
-            .responses
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
-            .sum();
-        let record = |bytes| {
-            b.client_quotas
-                .record(
-                    &image.client_quotas,
-                    QuotaKind::Fetch,
-                    user_of(principal),
-                    client,
-                    bytes,
-                )
-                .unwrap_or(0)
-        };
-        // Already over before this response: as Kafka, nothing but the
-        // throttle (not counted). Else the records go out and their bytes
-        // count, throttling the next fetch if they take the rate over (a
-        // batch larger than the quota allows at once still gets through).
-        let before = record(0);
-        if before > 0 {
-            resp.responses.clear();
-            return before;
+
+        /// Count the response; the throttle (ms) it earned. Already over
+        /// before it: as Kafka, nothing but the throttle (not counted).
+        /// Else the records go out and count, throttling the next fetch if
+        /// they take the rate over (a batch larger than the quota allows
+        /// at once still gets through).
+        pub fn fetched(
+            self,
+            b: &BrokerContext,
+            principal: &str,
+            client: &str,
+            resp: &mut FetchResponse,
+        ) -> u32 {
+            let record = |bytes| {
+                b.client_quotas
+                    .record(
+                        &self.image.client_quotas,
+                        QuotaKind::Fetch,
+                        user_of(principal),
+                        client,
+                        bytes,
+                    )
+                    .unwrap_or(0)
+            };
+            let before = record(0);
+            if before > 0 {
+                resp.responses.clear();
+                return before;
+            }
+            let bytes: usize = resp
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+                .sum();
+            record(bytes)
         }
-        record(bytes)
     }
 }

@@ -66,18 +66,19 @@ pub async fn dispatch_staged<'a>(
     let principal = session.principal.as_str();
     let RequestKind::Produce(r) = request else {
         let mut request = request;
-        let consumer_fetch = match &mut request {
-            RequestKind::Fetch(f) if fetch_replica_id(f, header.request_api_version) < 0 => {
-                client_quotas::hooks::limit_fetch(broker, principal, client_id, f);
-                true
+        let fetch_quota = match &mut request {
+            RequestKind::Fetch(f)
+                if handlers::fetch::replica_id(f, header.request_api_version) < 0 =>
+            {
+                client_quotas::hooks::FetchQuota::limit(broker, principal, client_id, f)
             }
-            _ => false,
+            _ => None,
         };
         let Some(mut response) = serve(broker, header, request, session).await else {
             return Dispatched::Now(None);
         };
-        if let (true, ResponseKind::Fetch(f)) = (consumer_fetch, &mut response) {
-            let ms = client_quotas::hooks::fetched(broker, principal, client_id, f);
+        if let (Some(quota), ResponseKind::Fetch(f)) = (fetch_quota, &mut response) {
+            let ms = quota.fetched(broker, principal, client_id, f);
             if ms > 0 {
                 f.throttle_time_ms = f.throttle_time_ms.max(ms.min(i32::MAX as u32) as i32);
                 throttle.store(ms, Ordering::Relaxed);
@@ -115,15 +116,6 @@ pub async fn dispatch_staged<'a>(
         Dispatched::Later(Box::pin(rest))
     } else {
         Dispatched::Now(rest.await)
-    }
-}
-
-/// The replica id of a fetch (negative: a consumer's).
-fn fetch_replica_id(f: &kafka_protocol::messages::FetchRequest, version: i16) -> i32 {
-    if version >= 15 {
-        f.replica_state.replica_id.0
-    } else {
-        f.replica_id.0
     }
 }
 
@@ -269,6 +261,9 @@ async fn serve(
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             handlers::user_scram_credentials::alter(broker, r).await,
         ),
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(handlers::describe_quorum::handle(broker, r, v).await)
+        }
         RequestKind::DescribeClientQuotas(r) => {
             ResponseKind::DescribeClientQuotas(handlers::client_quotas::describe(broker, r))
         }

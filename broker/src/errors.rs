@@ -83,9 +83,9 @@ pub fn controller_response(r: &ControllerResponse) -> (i16, Option<String>) {
             (E::NotController.code(), Some("no active controller".into()))
         }
         ControllerResponse::StaleBrokerEpoch => (E::StaleBrokerEpoch.code(), None),
-        ControllerResponse::ScramResults { .. } | ControllerResponse::ClientQuotaResults { .. } => {
-            (NONE, None)
-        }
+        ControllerResponse::ScramResults { .. }
+        | ControllerResponse::ClientQuotaResults { .. }
+        | ControllerResponse::Quorum(_) => (NONE, None),
         ControllerResponse::Elections { .. } => (NONE, None),
         ControllerResponse::Reassignments { .. } => (NONE, None),
     }

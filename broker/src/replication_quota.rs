@@ -39,6 +39,8 @@ pub struct ReplicationQuota {
     /// Bytes per second; [`UNLIMITED`]: no limit.
     rate: AtomicU64,
     bucket: Mutex<Bucket>,
+    /// Bytes counted against the quota so far (metrics).
+    pub throttled_bytes: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -67,6 +69,7 @@ impl ReplicationQuota {
                 tokens: if rate == UNLIMITED { 0.0 } else { rate as f64 },
                 at: Instant::now(),
             }),
+            throttled_bytes: AtomicU64::new(0),
         }
     }
 
@@ -114,6 +117,8 @@ impl ReplicationQuota {
     pub fn record(&self, bytes: usize) {
         if self.is_limited() {
             self.bucket.lock().tokens -= bytes as f64;
+            self.throttled_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
         }
     }
 }

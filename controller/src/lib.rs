@@ -15,6 +15,7 @@ pub mod assignment;
 pub mod capacity;
 pub mod client_quotas;
 pub mod codec;
+pub mod describe_quorum;
 pub mod election;
 pub mod image;
 pub mod liveness;

@@ -122,6 +122,8 @@ pub enum ControllerRequest {
     AlterClientQuotas {
         alterations: Vec<crate::client_quotas::QuotaAlteration>,
     },
+    /// DescribeQuorum: the quorum as the active controller sees it.
+    DescribeQuorum,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +162,8 @@ pub enum ControllerResponse {
         offset: u64,
         results: Vec<Option<String>>,
     },
+    /// DescribeQuorum's answer.
+    Quorum(crate::describe_quorum::QuorumDescription),
     /// ElectLeaders: one result per partition asked about (or, for all
     /// partitions, per partition that needed an election); the new leaders
     /// are in the image from `offset` on.
@@ -598,6 +602,14 @@ impl ControllerService {
                     }
                     Err(e) => Err(e),
                 }
+            }
+            ControllerRequest::DescribeQuorum => {
+                use openraft::async_runtime::WatchReceiver;
+                let metrics = self.raft.get().metrics().borrow_watched().clone();
+                return match crate::describe_quorum::describe(&metrics) {
+                    Some(d) => ControllerResponse::Quorum(d),
+                    None => self.not_controller(),
+                };
             }
             ControllerRequest::AlterClientQuotas { alterations } => {
                 let (records, results) = crate::client_quotas::alter(&image, &alterations);

@@ -107,3 +107,34 @@ async fn describe_cluster_and_log_dirs_report_this_broker() {
         .collect();
     assert_eq!(topics, vec![("dirs".to_string(), vec![1])]);
 }
+
+/// DescribeQuorum on a single node: a quorum of one, led by itself, its
+/// log end at or past the high watermark (the three-node case is in
+/// tests/leader_elections.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_quorum_of_a_single_node() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::DescribeQuorumRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), &[]).await;
+    let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let r = raw_request(&broker.bootstrap(), 2, &req).await;
+    assert_eq!(r.error_code, 0);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.leader_id.0),
+        (0, 1),
+        "{:?}",
+        p.error_message
+    );
+    assert!(p.leader_epoch >= 1 && p.high_watermark > 0);
+    assert_eq!(p.current_voters.len(), 1);
+    let me = &p.current_voters[0];
+    assert_eq!(me.replica_id.0, 1);
+    assert!(me.log_end_offset >= p.high_watermark);
+    assert!(p.observers.is_empty());
+    assert_eq!(r.nodes.len(), 1);
+    assert_eq!(r.nodes[0].listeners[0].port, broker.controller_port);
+}

@@ -334,6 +334,34 @@ async fn producers_and_consumers_over_their_quota_are_slowed_to_it() {
         "the muted connection answered after {waited:?} (throttle {throttle} ms)"
     );
     assert!(again >= 0);
+    // The metrics endpoint shows who is throttled, and how much.
+    let ctx = broker_of(&broker);
+    let text =
+        rivulet_broker::metrics::render::render(&rivulet_broker::metrics::render::NodeState {
+            broker: &ctx,
+            controller: None,
+            open_connections: 0,
+            ready: true,
+        })
+        .await;
+    let sample = |name: &str, labels: &str| -> f64 {
+        let prefix = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in the scrape"))
+            .parse()
+            .unwrap()
+    };
+    let labels = r#"kind="produce",user="",client_id="slow""#;
+    let throttled = sample("rivulet_client_quota_throttle_seconds_total", labels);
+    assert!(throttled >= f64::from(throttle) / 1000.0, "{throttled}");
+    // Its rate series exists (its value depends on how much of the span
+    // the throttle wait has passed).
+    assert!(sample("rivulet_client_quota_byte_rate", labels) >= 0.0);
+    assert!(
+        !text.contains(r#"client_id="fast""#),
+        "no quota, no measurement"
+    );
 
     // A librdkafka consumer over consumer_byte_rate: 600 KB at 100 KB/s
     // (fetches of at most 100 KB, the quota's worth over the measured

@@ -362,6 +362,20 @@ pub(super) fn describe_user_scram_credentials(
     )))
 }
 
+/// DescribeQuorum: DESCRIBE on the cluster.
+pub(super) fn describe_quorum(
+    z: &Authz,
+    r: kafka_protocol::messages::DescribeQuorumRequest,
+) -> Checked {
+    use kafka_protocol::messages::DescribeQuorumResponse;
+    if z.cluster(Describe) {
+        return serve(RequestKind::DescribeQuorum(r), None);
+    }
+    Checked::Respond(Some(ResponseKind::DescribeQuorum(
+        DescribeQuorumResponse::default().with_error_code(CLUSTER_DENIED),
+    )))
+}
+
 /// DescribeClientQuotas: DESCRIBE_CONFIGS on the cluster.
 pub(super) fn describe_client_quotas(
     z: &Authz,

@@ -125,6 +125,7 @@ pub fn check(
         R::ConsumerGroupDescribe(r) => groups::consumer_group_describe(z, r),
         R::AlterUserScramCredentials(r) => admin::alter_user_scram_credentials(z, r),
         R::DescribeUserScramCredentials(r) => admin::describe_user_scram_credentials(z, r),
+        R::DescribeQuorum(r) => admin::describe_quorum(z, r),
         R::DescribeClientQuotas(r) => admin::describe_client_quotas(z, r),
         R::AlterClientQuotas(r) => admin::alter_client_quotas(z, r),
         R::ElectLeaders(r) => replicas::elect_leaders(z, r),

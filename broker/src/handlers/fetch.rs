@@ -88,14 +88,20 @@ pub async fn handle(
     }
 }
 
-/// Count the record bytes of `response` as bytes out of each topic
-/// ([`crate::metrics`]), a follower's apart.
-fn count_out(b: &BrokerContext, req: &FetchRequest, version: i16, response: &FetchResponse) {
-    let replica_id = if version >= 15 {
+/// The replica id of a fetch (v15+ in `replica_state`); negative for a
+/// consumer's.
+pub fn replica_id(req: &FetchRequest, version: i16) -> i32 {
+    if version >= 15 {
         req.replica_state.replica_id.0
     } else {
         req.replica_id.0
-    };
+    }
+}
+
+/// Count the record bytes of `response` as bytes out of each topic
+/// ([`crate::metrics`]), a follower's apart.
+fn count_out(b: &BrokerContext, req: &FetchRequest, version: i16, response: &FetchResponse) {
+    let replica_id = replica_id(req, version);
     let mut image = None;
     for t in &response.responses {
         let mut name = t.topic.to_string();
@@ -117,11 +123,7 @@ fn count_out(b: &BrokerContext, req: &FetchRequest, version: i16, response: &Fet
 /// One pass over every requested partition: the response, the record bytes
 /// it carries and whether any partition failed.
 fn read_all(b: &BrokerContext, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
-    let replica_id = if version >= 15 {
-        req.replica_state.replica_id.0
-    } else {
-        req.replica_id.0
-    };
+    let replica_id = replica_id(req, version);
     let by_id = topic_ids::by_id(true, version);
     let mut remaining = req.max_bytes.max(0) as usize;
     let mut total = 0usize;

@@ -99,6 +99,7 @@ pub async fn render(s: &NodeState<'_>) -> String {
     let hw = partitions(&mut o, b);
     group_lag(&mut o, b, &hw).await;
     controller(&mut o, s);
+    quotas(&mut o, b);
     o.family(
         "rivulet_fsync_seconds",
         "histogram",
@@ -123,6 +124,59 @@ pub async fn render(s: &NodeState<'_>) -> String {
         );
     }
     o.0
+}
+
+/// Client quotas (per measured user/client, live ones only) and the
+/// replication throttles.
+fn quotas(o: &mut Out, b: &BrokerContext) {
+    let live = b.client_quotas.snapshot();
+    let label = |kind: crate::client_quotas::QuotaKind, user: &str, client: &str| {
+        format!(
+            "kind=\"{}\",user=\"{}\",client_id=\"{}\"",
+            kind.name(),
+            esc(user),
+            esc(client)
+        )
+    };
+    o.family(
+        "rivulet_client_quota_byte_rate",
+        "gauge",
+        "Bytes per second measured against a client quota (kind produce or fetch; user or client_id empty where the quota does not tell them apart)",
+    );
+    for (kind, user, client, rate, _) in &live {
+        o.sample(
+            "rivulet_client_quota_byte_rate",
+            &label(*kind, user, client),
+            rate,
+        );
+    }
+    o.family(
+        "rivulet_client_quota_throttle_seconds_total",
+        "counter",
+        "Throttle time handed out to clients over their quota",
+    );
+    for (kind, user, client, _, ms) in &live {
+        o.sample(
+            "rivulet_client_quota_throttle_seconds_total",
+            &label(*kind, user, client),
+            *ms as f64 / 1000.0,
+        );
+    }
+    o.family(
+        "rivulet_replication_throttled_bytes_total",
+        "counter",
+        "Bytes sent (leader) or fetched (follower) under the replication throttle",
+    );
+    for (side, q) in [
+        ("leader", &b.replicas.quotas.leader),
+        ("follower", &b.replicas.quotas.follower),
+    ] {
+        o.sample(
+            "rivulet_replication_throttled_bytes_total",
+            &format!("side=\"{side}\""),
+            q.throttled_bytes.load(Ordering::Relaxed),
+        );
+    }
 }
 
 fn topics(o: &mut Out, b: &BrokerContext) {
