@@ -26,7 +26,7 @@ use rivulet_testkit::postgres::TestPostgres;
 use serde_json::Value;
 
 mod streams_support;
-use streams_support::{start_broker, Rng, StreamJob};
+use streams_support::{lake_rows, start_broker, Rng, StreamJob};
 
 const LAB2: &str = include_str!("../../examples/streams/lab2-filter-to-lake.toml");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -262,29 +262,6 @@ fn filter_to_date_partitioned_files_exactly_once_across_sigkills() {
     );
     eprintln!("streams_files took {:?}", started.elapsed());
     drop(broker);
-}
-
-/// Every committed row of the lake, by id.
-fn lake_rows(root: &Path) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(root.join("_rivulet_commits")) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".tmp-") {
-            continue;
-        }
-        let entry: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-        for f in entry["files"].as_array().unwrap() {
-            let text = std::fs::read_to_string(root.join(f.as_str().unwrap())).unwrap();
-            for line in text.lines() {
-                let v: Value = serde_json::from_str(line).unwrap();
-                out.insert(v["id"].as_str().unwrap().to_string(), v);
-            }
-        }
-    }
-    out
 }
 
 async fn wait_for_row(root: &Path, id: &str) -> Value {

@@ -36,7 +36,7 @@ use tempfile::TempDir;
 use tokio::sync::watch;
 
 mod streams_support;
-use streams_support::{start_broker, Rng, StreamJob};
+use streams_support::{join_within, spawn_job, start_broker, Rng, StreamJob};
 const TIMEOUT: Duration = Duration::from_secs(20);
 const PARTITIONS: i32 = 3;
 const JOB: &str = "eos-filter";
@@ -403,36 +403,6 @@ fn kafka_sink_is_at_least_once_across_sigkills() {
         started.elapsed()
     );
     drop(h.broker);
-}
-
-type JobThread = std::thread::JoinHandle<Result<RunSummary, RuntimeError>>;
-
-/// Run a job in this process on its own thread and runtime (the run future is not
-/// `Send`, as in the CLI); the sender stops it between batches.
-fn spawn_job(plan: &JobPlan, options: &RunOptions) -> (watch::Sender<bool>, JobThread) {
-    let (tx, rx) = watch::channel(false);
-    let (plan, options) = (plan.clone(), options.clone());
-    let thread = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(runtime::run(plan, options, rx))
-    });
-    (tx, thread)
-}
-
-fn join_within(job: JobThread, limit: Duration) -> Result<RunSummary, RuntimeError> {
-    let deadline = Instant::now() + limit;
-    while !job.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the job did not stop within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    job.join().expect("the job thread panicked")
 }
 
 /// A second instance of the same exactly-once job (a zombie's successor): its

@@ -8,10 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rivulet_streams::runtime::{self, RunOptions, RunSummary, RuntimeError};
+use rivulet_streams::JobPlan;
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::block_on;
 use rivulet_testkit::process::{send_signal, tail, BrokerProcess, Signal};
+use serde_json::Value;
+use tokio::sync::watch;
 
 pub const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 
@@ -146,4 +152,59 @@ impl StreamJob {
             self.tail()
         );
     }
+}
+
+/// Every committed row of a files sink at `root` (the files its commit log lists), by
+/// its `id` field; a row landing twice fails the test.
+pub fn lake_rows(root: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(root.join("_rivulet_commits")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let entry: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+        for f in entry["files"].as_array().unwrap() {
+            let text = std::fs::read_to_string(root.join(f.as_str().unwrap())).unwrap();
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                let id = v["id"].as_str().unwrap().to_string();
+                assert!(out.insert(id.clone(), v).is_none(), "row {id} landed twice");
+            }
+        }
+    }
+    out
+}
+
+pub type JobThread = std::thread::JoinHandle<Result<RunSummary, RuntimeError>>;
+
+/// Run a job in this process on its own thread and runtime (the run future is not
+/// `Send`, as in the CLI); the sender stops it between batches.
+pub fn spawn_job(plan: &JobPlan, options: &RunOptions) -> (watch::Sender<bool>, JobThread) {
+    let (tx, rx) = watch::channel(false);
+    let (plan, options) = (plan.clone(), options.clone());
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(runtime::run(plan, options, rx))
+    });
+    (tx, thread)
+}
+
+/// The job's result once its thread ends; fails the test after `limit`.
+pub fn join_within(job: JobThread, limit: Duration) -> Result<RunSummary, RuntimeError> {
+    let deadline = Instant::now() + limit;
+    while !job.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the job did not stop within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    job.join().expect("the job thread panicked")
 }

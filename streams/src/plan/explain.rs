@@ -190,9 +190,13 @@ pub(super) fn explain(plan: &JobPlan) -> String {
         } else {
             ""
         };
+        let client = match s.client {
+            SourceClient::Native => "",
+            SourceClient::Librdkafka => " client=librdkafka",
+        };
         let _ = writeln!(
             out,
-            "  source {}: topics [{}] start={start} event_time={time} watermark=max-{}{audit}",
+            "  source {}: topics [{}] start={start} event_time={time} watermark=max-{}{audit}{client}",
             s.name,
             s.topics.join(", "),
             ms(s.watermark_delay_ms)

@@ -56,6 +56,16 @@ pub enum StartFrom {
     Checkpoint,
 }
 
+/// How a source reads its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceClient {
+    /// Kafka Fetch requests of the runtime's own, decoded in place.
+    #[default]
+    Native,
+    /// A librdkafka consumer (for a broker the native reader does not serve).
+    Librdkafka,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourcePlan {
     pub name: String,
@@ -64,6 +74,7 @@ pub struct SourcePlan {
     pub event_time: EventTimeSpec,
     pub watermark_delay_ms: i64,
     pub audit_columns: bool,
+    pub client: SourceClient,
 }
 
 /// A validated operator: its name, the node it reads, what it does.

@@ -12,6 +12,7 @@
 //! start = "earliest"              # "latest", "checkpoint" or an RFC 3339 time
 //! event_time = { field = "ts", format = "rfc3339" }   # absent: the Kafka timestamp
 //! watermark_delay = "10s"
+//! # client = "librdkafka"         # read through librdkafka; absent: "native" Fetch requests
 //!
 //! [[operator]]
 //! type = "filter"
@@ -80,6 +81,10 @@ pub struct SourceSpec {
     /// Add `_event_time`, `_ingestion_time`, `_processing_time` to every row.
     #[serde(default)]
     pub audit_columns: bool,
+    /// How records are read: `native` (default; Kafka Fetch requests of the runtime's
+    /// own) or `librdkafka` (a librdkafka consumer).
+    #[serde(default)]
+    pub client: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -371,6 +371,25 @@ fn validation_rejects_bad_jobs_with_located_messages() {
 }
 
 #[test]
+fn a_source_reads_natively_unless_told_librdkafka() {
+    let native = JobPlan::from_toml(&format!("{HEAD}{SINK}")).unwrap();
+    assert_eq!(native.sources[0].client, SourceClient::Native);
+    assert!(!native.explain().contains("client="));
+    let rd = JobPlan::from_toml(&format!("{HEAD}client = \"librdkafka\"\n{SINK}")).unwrap();
+    assert_eq!(rd.sources[0].client, SourceClient::Librdkafka);
+    assert!(
+        rd.explain().contains("client=librdkafka"),
+        "{}",
+        rd.explain()
+    );
+    let msg = invalid(&format!("{HEAD}client = \"java\"\n{SINK}"));
+    assert!(
+        msg.contains("client \"java\" is not native or librdkafka"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn aggregates_parse_with_default_names() {
     let a = parse_aggregate("sum(CAST(x AS DOUBLE)) AS total").unwrap();
     assert_eq!(

@@ -185,6 +185,16 @@ fn source(spec: SourceSpec) -> Result<SourcePlan, PlanError> {
             }
         }
     };
+    let client = match spec.client.as_deref() {
+        None | Some("native") => SourceClient::Native,
+        Some("librdkafka") => SourceClient::Librdkafka,
+        Some(c) => {
+            return Err(PlanError::invalid(
+                &location,
+                format!("client {c:?} is not native or librdkafka"),
+            ))
+        }
+    };
     let watermark_delay_ms = match &spec.watermark_delay {
         Some(d) => duration(&location, "watermark_delay", d)?,
         None => 0,
@@ -196,6 +206,7 @@ fn source(spec: SourceSpec) -> Result<SourcePlan, PlanError> {
         event_time,
         watermark_delay_ms,
         audit_columns: spec.audit_columns,
+        client,
     })
 }
 

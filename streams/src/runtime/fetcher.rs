@@ -1,10 +1,11 @@
-//! A source's fetch thread: owns the assigned `BaseConsumer`, polls it in a loop and
-//! hands chunks of owned records to the runtime over a bounded channel, so copying
-//! records out of librdkafka runs beside the executor and the sinks instead of
+//! A source's fetch thread: reads the assigned partitions — natively with Kafka Fetch
+//! requests ([`super::wire_fetch`], the default) or by polling an assigned librdkafka
+//! `BaseConsumer` — and hands chunks of owned records to the runtime over a bounded
+//! channel, so reading records runs beside the executor and the sinks instead of
 //! between batches.
 //!
-//! Every chunk carries librdkafka's positions taken right after its records were
-//! polled: they count as the source's only once the runtime took the whole chunk, so
+//! Every chunk carries the reader's positions taken right after its records were
+//! read: they count as the source's only once the runtime took the whole chunk, so
 //! "caught up" (which trusts those positions to step over transaction markers and
 //! aborted records) is never claimed while polled records wait in the channel.
 //! Filtering by the source's own positions and a replay's limit stays with the runtime
@@ -23,43 +24,101 @@ use rdkafka::Offset;
 
 use super::error::RuntimeError;
 use super::offsets::{advance, Offsets};
+use super::wire_fetch::{self, NativeSpec};
 use crate::row::{SourceMeta, SourceRecord};
 
 /// Most records per chunk.
 const CHUNK: usize = 1_000;
 /// Chunks the channel holds before the thread waits (librdkafka prefetches beyond).
 const DEPTH: usize = 64;
+/// The same for the native reader, whose chunks are whole fetch responses (up to a
+/// MiB of records per partition).
+const NATIVE_DEPTH: usize = 8;
 /// Longest one poll of the thread waits; also how soon it sees a stop.
 const POLL: Duration = Duration::from_millis(50);
 
 /// What the fetch thread sends.
 pub enum Fetched {
-    /// Records in poll order, then librdkafka's next offsets after them (last polled
-    /// offset + 1 per partition, past markers it stepped over).
+    /// Records in poll order, then the next offsets after them of the partitions the
+    /// chunk covers (last polled offset + 1, past markers and aborted records stepped
+    /// over); a partition missing there has not moved.
     Chunk {
         records: Vec<SourceRecord>,
         positions: Offsets,
     },
-    /// librdkafka gave up on the source.
+    /// The reader gave up on the source.
     Fatal(String),
+}
+
+/// A fetch thread's stop signal: a flag its loops check, and a wake-up for the native
+/// reader's runtime, which would otherwise see the flag only after its current wait.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    flag: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl StopSignal {
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        // Kept as a permit if nothing waits yet.
+        self.wake.notify_one();
+    }
+
+    /// Until the signal is set.
+    pub async fn wait(&self) {
+        if !self.is_set() {
+            self.wake.notified().await;
+        }
+    }
 }
 
 /// The thread and the runtime's end of its channel. Dropping it stops the thread.
 pub struct Fetcher {
     rx: Option<Receiver<Fetched>>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Fetcher {
     /// Start polling `consumer` (already assigned) on a thread of its own.
     pub fn start(source: &str, consumer: BaseConsumer) -> Result<Fetcher, RuntimeError> {
-        let (tx, rx) = sync_channel(DEPTH);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (name, flag) = (source.to_string(), stop.clone());
+        let name = source.to_string();
+        Fetcher::spawn(source, DEPTH, move |tx, stop| {
+            fetch_loop(&name, &consumer, &tx, &stop)
+        })
+    }
+
+    /// Start fetching the partitions of `start` from their next offsets with Kafka
+    /// Fetch requests of this crate's own ([`super::wire_fetch`]).
+    pub fn start_native(
+        source: &str,
+        spec: NativeSpec,
+        start: Offsets,
+    ) -> Result<Fetcher, RuntimeError> {
+        let name = source.to_string();
+        Fetcher::spawn(source, NATIVE_DEPTH, move |tx, stop| {
+            wire_fetch::run(&name, spec, start, tx, stop)
+        })
+    }
+
+    /// Run `body` on a thread named after the source, with the sending end of a
+    /// channel of `depth` chunks and the stop flag.
+    fn spawn(
+        source: &str,
+        depth: usize,
+        body: impl FnOnce(SyncSender<Fetched>, Arc<StopSignal>) + Send + 'static,
+    ) -> Result<Fetcher, RuntimeError> {
+        let (tx, rx) = sync_channel(depth);
+        let stop = Arc::new(StopSignal::default());
+        let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("fetch-{source}"))
-            .spawn(move || fetch_loop(&name, &consumer, &tx, &flag))
+            .spawn(move || body(tx, flag))
             .map_err(|e| RuntimeError::KafkaState(format!("source {source}: fetch thread: {e}")))?;
         Ok(Fetcher {
             rx: Some(rx),
@@ -84,7 +143,7 @@ impl Fetcher {
 
 impl Drop for Fetcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.set();
         // A thread blocked on a full channel sees it closed.
         self.rx = None;
         if let Some(t) = self.thread.take() {
@@ -93,9 +152,9 @@ impl Drop for Fetcher {
     }
 }
 
-fn fetch_loop(source: &str, consumer: &BaseConsumer, tx: &SyncSender<Fetched>, stop: &AtomicBool) {
+fn fetch_loop(source: &str, consumer: &BaseConsumer, tx: &SyncSender<Fetched>, stop: &StopSignal) {
     let mut sent = Offsets::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_set() {
         let mut records = Vec::with_capacity(CHUNK);
         let mut timeout = POLL;
         while records.len() < CHUNK {
@@ -127,7 +186,7 @@ fn fetch_loop(source: &str, consumer: &BaseConsumer, tx: &SyncSender<Fetched>, s
                 Ok(()) => break,
                 Err(TrySendError::Disconnected(_)) => return,
                 Err(TrySendError::Full(back)) => {
-                    if stop.load(Ordering::Relaxed) {
+                    if stop.is_set() {
                         return;
                     }
                     msg = back;

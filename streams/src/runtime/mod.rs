@@ -52,6 +52,7 @@ mod sinks;
 pub mod source;
 pub mod sql;
 pub mod tables;
+mod wire_fetch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

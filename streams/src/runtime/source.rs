@@ -8,8 +8,10 @@
 //! every assigned partition. The end offsets seen at open are kept for
 //! `available_now`.
 //!
-//! librdkafka is polled by the source's fetch thread ([`super::fetcher`]); taking its
-//! chunks blocks, so callers run it on tokio's blocking pool.
+//! The records themselves are read by the source's fetch thread ([`super::fetcher`]):
+//! with Kafka Fetch requests of the runtime's own by default ([`super::wire_fetch`]),
+//! or through this librdkafka consumer (`client = "librdkafka"`). Taking its chunks
+//! blocks, so callers run it on tokio's blocking pool.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::error::RuntimeError;
 use super::fetcher::{Fetched, Fetcher};
 use super::offsets::{advance, caught_up, start_position, Offsets, StartPosition};
-use crate::plan::SourcePlan;
+use super::wire_fetch::NativeSpec;
+use crate::plan::{SourceClient, SourcePlan};
 use crate::row::SourceRecord;
 
 /// A librdkafka config for the job's clients.
@@ -49,9 +52,9 @@ pub struct KafkaSource {
     fetcher: Fetcher,
     /// The rest of the chunk a batch filled up in.
     pending: std::vec::IntoIter<SourceRecord>,
-    /// librdkafka's positions after the pending chunk: the source's once it is taken.
+    /// The reader's positions after the pending chunk: the source's once it is taken.
     pending_positions: Option<Offsets>,
-    /// librdkafka's positions after the last chunk wholly taken.
+    /// The reader's positions after the chunks wholly taken.
     fetched: Offsets,
     positions: Offsets,
     ends: Offsets,
@@ -96,13 +99,26 @@ impl KafkaSource {
                     .map_err(RuntimeError::kafka(format!("assign {topic}/{p}")))?;
             }
         }
-        consumer
-            .assign(&tpl)
-            .map_err(RuntimeError::kafka("assign partitions"))?;
-        tracing::info!(source = %plan.name, ?positions, "source assigned");
+        let fetcher = match plan.client {
+            SourceClient::Native => {
+                let spec = NativeSpec {
+                    bootstrap: bootstrap.to_string(),
+                    client_id: format!("rivulet-stream-{job}"),
+                    timeout,
+                };
+                Fetcher::start_native(&plan.name, spec, positions.clone())?
+            }
+            SourceClient::Librdkafka => {
+                consumer
+                    .assign(&tpl)
+                    .map_err(RuntimeError::kafka("assign partitions"))?;
+                Fetcher::start(&plan.name, consumer)?
+            }
+        };
+        tracing::info!(source = %plan.name, client = ?plan.client, ?positions, "source assigned");
         Ok(KafkaSource {
             name: plan.name.clone(),
-            fetcher: Fetcher::start(&plan.name, consumer)?,
+            fetcher,
             pending: Vec::new().into_iter(),
             pending_positions: None,
             fetched: Offsets::new(),
@@ -149,7 +165,7 @@ impl KafkaSource {
         while out.len() - first < max {
             if self.pending.as_slice().is_empty() {
                 if let Some(p) = self.pending_positions.take() {
-                    self.fetched = p; // the whole chunk is taken
+                    merge(&mut self.fetched, &p); // the whole chunk is taken
                 }
                 // Wait only for the first record.
                 let until = if out.len() == first {
@@ -197,14 +213,14 @@ impl KafkaSource {
         }
         if self.pending.as_slice().is_empty() {
             if let Some(p) = self.pending_positions.take() {
-                self.fetched = p;
+                merge(&mut self.fetched, &p);
             }
         }
         Ok(out.len() - first)
     }
 
     /// Whether the source has read up to the end offsets seen at open. Also trusts
-    /// librdkafka's positions as of the chunks wholly taken, which move past
+    /// the reader's positions as of the chunks wholly taken, which move past
     /// transaction markers and aborted records the source never sees.
     pub fn caught_up(&self) -> bool {
         if caught_up(&self.positions, &self.ends) {
@@ -214,14 +230,20 @@ impl KafkaSource {
             return false;
         }
         let mut positions = self.positions.clone();
-        for (topic, parts) in &self.fetched {
-            for (p, next) in parts {
-                if *next > 0 {
-                    advance(&mut positions, topic, *p, next - 1);
-                }
+        merge(&mut positions, &self.fetched);
+        caught_up(&positions, &self.ends)
+    }
+}
+
+/// Move `into` forward to the next offsets in `from` (a chunk names only the
+/// partitions it covers).
+fn merge(into: &mut Offsets, from: &Offsets) {
+    for (topic, parts) in from {
+        for (p, next) in parts {
+            if *next > 0 {
+                advance(into, topic, *p, next - 1);
             }
         }
-        caught_up(&positions, &self.ends)
     }
 }
 

@@ -1,0 +1,293 @@
+//! A stream job's source readers against a real `rivulet` broker process (issue 12):
+//! the native reader (Kafka Fetch requests of the runtime's own, the default) and the
+//! librdkafka reader (`client = "librdkafka"`) must hand a job the same records.
+//!
+//! 1. A topic of three partitions holding what producers write in practice: keyed
+//!    records with headers, batches compressed with each of gzip, lz4, zstd and snappy,
+//!    and transactions, committed and aborted, with other producers' records written
+//!    between an aborted transaction's records. A job with each reader (in this
+//!    process, `available_now`, into a files sink) must land exactly the records of
+//!    committed transactions and the plain ones, each once, with the same key, headers,
+//!    partition, offset and timestamp columns under both readers.
+//! 2. The broker SIGKILLed and restarted while a job runs with the native reader: the
+//!    reader reconnects and the job lands every record produced before and after, once.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rivulet_streams::runtime::{self, RunOptions};
+use rivulet_streams::JobPlan;
+use rivulet_testkit::dirs::temp_dir;
+use rivulet_testkit::kafka::{create_topic, producer};
+use serde_json::Value;
+use tokio::sync::watch;
+
+mod streams_support;
+use streams_support::{join_within, lake_rows, spawn_job, start_broker};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+const PARTITIONS: i32 = 3;
+
+fn job(name: &str, client: &str, trigger: &str, bootstrap: &str, work: &Path) -> JobPlan {
+    JobPlan::from_toml(&format!(
+        r#"
+[job]
+name = "{name}"
+trigger = "{trigger}"
+bootstrap_servers = "{bootstrap}"
+checkpoint_dir = "{cp}"
+
+[[source]]
+name = "mix"
+topics = ["mix"]
+start = "earliest"
+client = "{client}"
+
+[[operator]]
+type = "select"
+columns = "id, _key AS k, _headers AS h, _partition AS p, _offset AS o, _timestamp AS t"
+
+[[sink]]
+name = "lake"
+type = "files"
+path = "{lake}"
+layout = "year={{yyyy}}"
+format = "jsonl"
+"#,
+        cp = work.join("cp").join(name).display(),
+        lake = work.join("lake").join(name).display(),
+    ))
+    .expect("a valid job")
+}
+
+/// Send `(id, partition, key, header)` records and wait for every ack.
+async fn send(p: &FutureProducer, records: &[Sent]) {
+    let sends: Vec<_> = records
+        .iter()
+        .map(|(id, partition, key, header)| {
+            let payload = format!(r#"{{"id":"{id}"}}"#);
+            let mut r = FutureRecord::to("mix")
+                .payload(&payload)
+                .partition(*partition);
+            if let Some(k) = key {
+                r = r.key(k.as_str());
+            }
+            if let Some(h) = header {
+                r = r.headers(OwnedHeaders::new().insert(Header {
+                    key: "h",
+                    value: Some(h.as_str()),
+                }));
+            }
+            p.send_result(r)
+                .map_err(|(e, _)| e)
+                .expect("queue a record")
+        })
+        .collect();
+    for s in sends {
+        s.await
+            .expect("delivery future")
+            .map_err(|(e, _)| e)
+            .expect("produce a record");
+    }
+}
+
+type Sent = (String, i32, Option<String>, Option<String>);
+
+/// Record `i` of a run of `prefix`: its id, partition, key (every other record) and
+/// header value (every third).
+fn record(prefix: &str, i: usize) -> Sent {
+    let id = format!("{prefix}{i}");
+    (
+        id.clone(),
+        i as i32 % PARTITIONS,
+        i.is_multiple_of(2).then(|| format!("key-{id}")),
+        i.is_multiple_of(3).then(|| format!("hv-{id}")),
+    )
+}
+
+fn plain(prefix: &str, n: usize) -> Vec<Sent> {
+    (0..n).map(|i| record(prefix, i)).collect()
+}
+
+/// What `record` gave the record with this id.
+fn sent_as(id: &str) -> Sent {
+    let digits = id.len() - id.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (prefix, i) = id.split_at(id.len() - digits);
+    record(prefix, i.parse().unwrap_or_else(|_| panic!("id {id}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_and_librdkafka_readers_hand_a_job_the_same_committed_records() {
+    let dir = temp_dir();
+    let broker = start_broker(dir.path(), TIMEOUT);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "mix", PARTITIONS, &[]).await;
+
+    let mut expected: Vec<String> = Vec::new();
+    let keep =
+        |expected: &mut Vec<String>, rs: &[Sent]| expected.extend(rs.iter().map(|r| r.0.clone()));
+    // Plain keyed records with headers.
+    let p = producer(&bootstrap, &[]);
+    let rs = plain("plain-", 60);
+    send(&p, &rs).await;
+    keep(&mut expected, &rs);
+    // Batches of each codec (linger gathers many records per batch).
+    for codec in ["gzip", "lz4", "zstd", "snappy"] {
+        let c = producer(
+            &bootstrap,
+            &[("compression.type", codec), ("linger.ms", "20")],
+        );
+        let rs = plain(&format!("{codec}-"), 90);
+        send(&c, &rs).await;
+        keep(&mut expected, &rs);
+    }
+    // Transactions: committed, aborted with plain records written inside its range,
+    // committed again.
+    let txn = producer(
+        &bootstrap,
+        &[
+            ("transactional.id", "reader-mixer"),
+            ("enable.idempotence", "true"),
+        ],
+    );
+    txn.init_transactions(TIMEOUT).expect("init transactions");
+    txn.begin_transaction().expect("begin");
+    let rs = plain("committed-a-", 30);
+    send(&txn, &rs).await;
+    txn.commit_transaction(TIMEOUT).expect("commit");
+    keep(&mut expected, &rs);
+
+    txn.begin_transaction().expect("begin");
+    send(&txn, &plain("aborted-", 30)).await;
+    let between = plain("between-", 30);
+    send(&p, &between).await;
+    keep(&mut expected, &between);
+    send(&txn, &plain("aborted-late-", 12)).await;
+    txn.abort_transaction(TIMEOUT).expect("abort");
+
+    txn.begin_transaction().expect("begin");
+    let rs = plain("committed-b-", 30);
+    send(&txn, &rs).await;
+    txn.commit_transaction(TIMEOUT).expect("commit");
+    keep(&mut expected, &rs);
+    let tail = plain("tail-", 15);
+    send(&p, &tail).await;
+    keep(&mut expected, &tail);
+    expected.sort();
+
+    let mut seen = Vec::new();
+    for client in ["native", "librdkafka"] {
+        let name = format!("reader-{client}");
+        let plan = job(&name, client, "available_now", &bootstrap, dir.path());
+        let (_stop, shutdown) = watch::channel(false);
+        let options = RunOptions {
+            max_batch_records: 100,
+            ..RunOptions::default()
+        };
+        let summary = tokio::time::timeout(
+            Duration::from_secs(60),
+            runtime::run(plan, options, shutdown),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the {client} job did not end"))
+        .unwrap_or_else(|e| panic!("the {client} job failed: {e}"));
+        let rows = lake_rows(&dir.path().join("lake").join(&name));
+        let ids: Vec<String> = rows.keys().cloned().collect();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|id| !rows.contains_key(*id))
+            .collect();
+        let extra: Vec<_> = ids
+            .iter()
+            .filter(|id| expected.binary_search(id).is_err())
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{client}: {} rows; missing {missing:?}; not expected {extra:?}",
+            rows.len()
+        );
+        assert_eq!(
+            summary.records,
+            expected.len() as u64,
+            "{client}: records read"
+        );
+        for (id, v) in &rows {
+            let (_, partition, key, header) = sent_as(id);
+            assert_eq!(
+                v["p"],
+                Value::from(partition),
+                "{client}: partition of {id}"
+            );
+            assert_eq!(
+                v["k"],
+                key.map_or(Value::Null, Value::from),
+                "{client}: key of {id}"
+            );
+            let h = v["h"].get("h").cloned().unwrap_or(Value::Null);
+            assert_eq!(
+                h,
+                header.map_or(Value::Null, Value::from),
+                "{client}: header of {id}"
+            );
+            assert!(
+                v["t"].as_i64().is_some_and(|t| t > 0),
+                "{client}: timestamp of {id}: {v}"
+            );
+        }
+        seen.push(rows);
+    }
+    // Offsets and timestamps are the same whichever reader read them.
+    assert_eq!(seen[0], seen[1], "the two readers' rows differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_native_reader_reads_on_after_the_broker_is_killed_and_restarted() {
+    let dir = temp_dir();
+    let mut broker = start_broker(dir.path(), TIMEOUT);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "mix", PARTITIONS, &[]).await;
+    let p = producer(&bootstrap, &[]);
+    let first = plain("before-", 90);
+    send(&p, &first).await;
+
+    let plan = job("restart", "native", "100ms", &bootstrap, dir.path());
+    let (stop, running) = spawn_job(&plan, &RunOptions::default());
+    let lake = dir.path().join("lake").join("restart");
+    wait_for(&lake, first.len(), &running).await;
+
+    broker.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.start();
+    let p = producer(&bootstrap, &[]);
+    let second = plain("after-", 90);
+    send(&p, &second).await;
+    wait_for(&lake, first.len() + second.len(), &running).await;
+
+    stop.send(true).expect("stop the job");
+    join_within(running, Duration::from_secs(30)).expect("the job ends cleanly");
+    let rows = lake_rows(&lake);
+    for (id, ..) in first.iter().chain(&second) {
+        assert!(rows.contains_key(id), "row {id} is missing");
+    }
+    assert_eq!(rows.len(), first.len() + second.len());
+}
+
+/// Wait until the lake holds `n` rows (each once: `lake_rows` checks).
+async fn wait_for<T>(lake: &Path, n: usize, job: &std::thread::JoinHandle<T>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = lake_rows(lake).len();
+        if have >= n {
+            assert_eq!(have, n, "more rows than records");
+            return;
+        }
+        assert!(
+            !job.is_finished(),
+            "the job ended early with {have} of {n} rows"
+        );
+        assert!(Instant::now() < deadline, "{have} of {n} rows after 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
