@@ -298,6 +298,14 @@ pub async fn run(
     }
     sinks.ready().await?;
     tracing::info!(%job, ?summary, "stopped");
+    drop(sources);
+    // Everything is committed: the sinks' clients close on a thread of their own (a
+    // librdkafka producer takes ~50 ms to stop its poll thread and destroy itself),
+    // not between the job's last commit and its caller. Should the thread not start,
+    // they close here, as the closure is dropped.
+    let _ = std::thread::Builder::new()
+        .name("close-sinks".into())
+        .spawn(move || drop(sinks));
     Ok(summary)
 }
 
