@@ -15,12 +15,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::AdminOptions;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 use rivulet_streams::runtime::{self, RunOptions};
 use rivulet_streams::JobPlan;
 use rivulet_testkit::dirs::temp_dir;
-use rivulet_testkit::kafka::{create_topic, producer};
+use rivulet_testkit::kafka::{admin, create_topic, producer};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -31,6 +33,17 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 const PARTITIONS: i32 = 3;
 
 fn job(name: &str, client: &str, trigger: &str, bootstrap: &str, work: &Path) -> JobPlan {
+    job_on("mix", name, client, trigger, bootstrap, work)
+}
+
+fn job_on(
+    topic: &str,
+    name: &str,
+    client: &str,
+    trigger: &str,
+    bootstrap: &str,
+    work: &Path,
+) -> JobPlan {
     JobPlan::from_toml(&format!(
         r#"
 [job]
@@ -41,7 +54,7 @@ checkpoint_dir = "{cp}"
 
 [[source]]
 name = "mix"
-topics = ["mix"]
+topics = ["{topic}"]
 start = "earliest"
 client = "{client}"
 
@@ -64,11 +77,15 @@ format = "jsonl"
 
 /// Send `(id, partition, key, header)` records and wait for every ack.
 async fn send(p: &FutureProducer, records: &[Sent]) {
+    send_to(p, "mix", records).await
+}
+
+async fn send_to(p: &FutureProducer, topic: &str, records: &[Sent]) {
     let sends: Vec<_> = records
         .iter()
         .map(|(id, partition, key, header)| {
             let payload = format!(r#"{{"id":"{id}"}}"#);
-            let mut r = FutureRecord::to("mix")
+            let mut r = FutureRecord::to(topic)
                 .payload(&payload)
                 .partition(*partition);
             if let Some(k) = key {
@@ -289,5 +306,70 @@ async fn wait_for<T>(lake: &Path, n: usize, job: &std::thread::JoinHandle<T>) {
         );
         assert!(Instant::now() < deadline, "{have} of {n} rows after 60 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A job resumed from its checkpoint after the records at its next offset were deleted
+/// (DeleteRecords, as retention would): the fetch is out of range, and the reader reads
+/// on from the earliest offset there is — the job's `auto.offset.reset` — with each
+/// reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_job_whose_next_records_were_deleted_reads_on_from_the_earliest() {
+    let dir = temp_dir();
+    let broker = start_broker(dir.path(), TIMEOUT);
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    for client in ["native", "librdkafka"] {
+        let topic = format!("trimmed-{client}");
+        create_topic(&bootstrap, &topic, 1, &[]).await;
+        let p = producer(&bootstrap, &[]);
+        // One partition: record i is at offset i.
+        let one = |prefix: &str, n: usize| -> Vec<Sent> {
+            (0..n)
+                .map(|i| (format!("{prefix}{i}"), 0, None, None))
+                .collect()
+        };
+        send_to(&p, &topic, &one("first-", 30)).await;
+        let name = format!("trim-{client}");
+        let run = || async {
+            let plan = job_on(
+                &topic,
+                &name,
+                client,
+                "available_now",
+                &bootstrap,
+                dir.path(),
+            );
+            let (_stop, shutdown) = watch::channel(false);
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                runtime::run(plan, RunOptions::default(), shutdown),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("the {client} job did not end"))
+            .unwrap_or_else(|e| panic!("the {client} job failed: {e}"))
+        };
+        run().await;
+        // The checkpoint says 30; offsets 30..=44 are deleted before the job resumes.
+        send_to(&p, &topic, &one("second-", 30)).await;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(45))
+            .unwrap();
+        let res = admin
+            .delete_records(&tpl, &AdminOptions::new())
+            .await
+            .expect("delete records");
+        assert_eq!(res.elements()[0].error(), Ok(()));
+        let summary = run().await;
+        assert_eq!(summary.records, 15, "{client}: read after the reset");
+        let rows = lake_rows(&dir.path().join("lake").join(&name));
+        let mut expected: Vec<String> = (0..30).map(|i| format!("first-{i}")).collect();
+        expected.extend((15..30).map(|i| format!("second-{i}")));
+        expected.sort();
+        assert_eq!(
+            rows.keys().cloned().collect::<Vec<_>>(),
+            expected,
+            "{client}"
+        );
     }
 }

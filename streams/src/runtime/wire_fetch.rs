@@ -32,7 +32,7 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -50,11 +50,14 @@ use crate::row::{SourceMeta, SourceRecord};
 const FETCH_VERSION: i16 = 11;
 const METADATA_VERSION: i16 = 9;
 const LIST_OFFSETS_VERSION: i16 = 2;
-/// Longest the broker holds a fetch with nothing to return; also how soon a stop is seen.
+/// Longest the broker holds a fetch with nothing to return.
 const MAX_WAIT_MS: i32 = 100;
-/// librdkafka's `fetch.message.max.bytes` and `fetch.max.bytes` defaults.
+/// Most record bytes per partition in one response (librdkafka's
+/// `fetch.message.max.bytes` default) and per response: with the fetch thread's channel
+/// of 8 responses, the records read ahead of the job stay under ~64 MiB, librdkafka's
+/// `queued.max.messages.kbytes` default. A batch larger than either still comes whole.
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
-const MAX_BYTES: i32 = 50 << 20;
+const MAX_BYTES: i32 = 8 << 20;
 /// Most bytes one batch may decompress to.
 const MAX_BATCH_RECORD_BYTES: usize = 256 << 20;
 /// Wait before fetching again after a retriable error.
@@ -328,31 +331,14 @@ async fn fetch_from(ctx: Arc<Ctx>, addr: String, mut parts: BTreeMap<Tp, i64>) -
             }
             return TaskEnd::Fatal(format!("fetch from {addr}: {e}"));
         }
-        // First pass: where each partition goes on, from batch headers alone.
-        let mut next = parts.clone();
-        let mut reset = Vec::new();
-        let mut retry = None;
-        for topic in &response.responses {
-            for p in &topic.partitions {
-                let tp = (topic.topic.0.to_string(), p.partition_index);
-                let Some(from) = parts.get(&tp).copied() else {
-                    continue; // not asked for
-                };
-                match ResponseError::try_from_code(p.error_code) {
-                    None => match next_offset(p, from) {
-                        Ok(n) => {
-                            next.insert(tp, n);
-                        }
-                        Err(reason) => {
-                            return TaskEnd::Fatal(format!("{}/{}: {reason}", tp.0, tp.1))
-                        }
-                    },
-                    Some(ResponseError::OffsetOutOfRange) => reset.push(tp),
-                    Some(e) if e.is_retriable() => retry = Some(format!("{}/{}: {e}", tp.0, tp.1)),
-                    Some(e) => return TaskEnd::Fatal(format!("{}/{}: {e}", tp.0, tp.1)),
-                }
-            }
-        }
+        let Progress {
+            next,
+            reset,
+            mut retry,
+        } = match progress(&response, &parts) {
+            Ok(p) => p,
+            Err(reason) => return TaskEnd::Fatal(reason),
+        };
         // The broker reads on while this response is decoded.
         if retry.is_none() && reset.is_empty() {
             match send_fetch(&mut client, &ctx.spec.client_id, &next).await {
@@ -360,29 +346,10 @@ async fn fetch_from(ctx: Arc<Ctx>, addr: String, mut parts: BTreeMap<Tp, i64>) -
                 Err(e) => retry = Some(format!("fetch from {addr}: {e}")),
             }
         }
-        let mut records = Vec::new();
-        let mut positions = Offsets::new();
-        for topic in &response.responses {
-            let name = topic.topic.0.as_str();
-            for p in &topic.partitions {
-                let tp = (name.to_string(), p.partition_index);
-                let (Some(from), Some(to)) = (parts.get(&tp), next.get(&tp)) else {
-                    continue;
-                };
-                if p.error_code != 0 {
-                    continue;
-                }
-                if let Err(reason) = decode_partition(name, p, *from, &mut records) {
-                    return TaskEnd::Fatal(format!("{name}/{}: {reason}", p.partition_index));
-                }
-                if to > from {
-                    positions
-                        .entry(name.to_string())
-                        .or_default()
-                        .insert(p.partition_index, *to);
-                }
-            }
-        }
+        let (records, positions) = match decode_response(&response, &parts, &next) {
+            Ok(chunk) => chunk,
+            Err(reason) => return TaskEnd::Fatal(reason),
+        };
         parts = next;
         if (!records.is_empty() || !positions.is_empty())
             && !ctx.deliver(Fetched::Chunk { records, positions }).await
@@ -403,6 +370,76 @@ async fn fetch_from(ctx: Arc<Ctx>, addr: String, mut parts: BTreeMap<Tp, i64>) -
             return moved(parts, reason);
         }
     }
+}
+
+/// What a fetch response says about where each partition goes on.
+struct Progress {
+    /// Next offsets, past the response's whole batches (from their headers alone).
+    next: BTreeMap<Tp, i64>,
+    /// Partitions whose offset is out of range.
+    reset: Vec<Tp>,
+    /// A retriable error of a partition: fetch again after finding leaders.
+    retry: Option<String>,
+}
+
+/// The first pass over a response; `Err` for an error the source cannot go on after.
+fn progress(response: &FetchResponse, parts: &BTreeMap<Tp, i64>) -> Result<Progress, String> {
+    let mut out = Progress {
+        next: parts.clone(),
+        reset: Vec::new(),
+        retry: None,
+    };
+    for topic in &response.responses {
+        for p in &topic.partitions {
+            let tp = (topic.topic.0.to_string(), p.partition_index);
+            let Some(from) = parts.get(&tp).copied() else {
+                continue; // not asked for
+            };
+            let name = format!("{}/{}", tp.0, tp.1);
+            match ResponseError::try_from_code(p.error_code) {
+                None => {
+                    let n = next_offset(p, from).map_err(|reason| format!("{name}: {reason}"))?;
+                    out.next.insert(tp, n);
+                }
+                Some(ResponseError::OffsetOutOfRange) => out.reset.push(tp),
+                Some(e) if e.is_retriable() => out.retry = Some(format!("{name}: {e}")),
+                Some(e) => return Err(format!("{name}: {e}")),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The records of a response's partitions without errors, and the next offsets of
+/// those that moved.
+fn decode_response(
+    response: &FetchResponse,
+    parts: &BTreeMap<Tp, i64>,
+    next: &BTreeMap<Tp, i64>,
+) -> Result<(Vec<SourceRecord>, Offsets), String> {
+    let mut records = Vec::new();
+    let mut positions = Offsets::new();
+    for topic in &response.responses {
+        let name = topic.topic.0.as_str();
+        for p in &topic.partitions {
+            let tp = (name.to_string(), p.partition_index);
+            let (Some(from), Some(to)) = (parts.get(&tp), next.get(&tp)) else {
+                continue;
+            };
+            if p.error_code != 0 {
+                continue;
+            }
+            decode_partition(name, p, *from, &mut records)
+                .map_err(|reason| format!("{name}/{}: {reason}", p.partition_index))?;
+            if to > from {
+                positions
+                    .entry(name.to_string())
+                    .or_default()
+                    .insert(p.partition_index, *to);
+            }
+        }
+    }
+    Ok((records, positions))
 }
 
 /// Send a fetch of `parts` from their next offsets; its correlation id.
