@@ -178,9 +178,10 @@ impl BatchHeader {
         self.base_offset + self.last_offset_delta as i64
     }
 
-    /// The offset that follows this batch.
+    /// The offset that follows this batch (saturating: a header may claim a last
+    /// offset of `i64::MAX`, which [`BatchHeader::parse`] lets through).
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// The compression codec, or an error for an unknown id.
@@ -525,6 +526,15 @@ mod tests {
         assert_eq!(h.max_timestamp, 1_005);
         assert_eq!(h.size_in_bytes(), buf.len());
         assert_eq!(h.compression().unwrap(), Compression::None);
+    }
+
+    #[test]
+    fn a_batch_ending_at_the_largest_offset_has_a_next_offset_without_overflow() {
+        let mut buf = sample();
+        set_base_offset(&mut buf, i64::MAX - 2).unwrap();
+        let h = BatchHeader::parse(&buf).unwrap();
+        assert_eq!(h.last_offset(), i64::MAX);
+        assert_eq!(h.next_offset(), i64::MAX);
     }
 
     #[test]
