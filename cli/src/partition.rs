@@ -1,9 +1,17 @@
 //! `rivulet partition reassign`: kafka-reassign-partitions.sh's job for one
 //! partition through Kafka's AlterPartitionReassignments and
 //! ListPartitionReassignments APIs — move a partition to `--replicas`
-//! (new replicas copy the log under `leader.replication.throttled.rate`,
-//! then leadership and the old replicas move), `--cancel` an ongoing move,
-//! or show what is moving (`--status`).
+//! (new replicas copy the log, then leadership and the old replicas move),
+//! `--cancel` an ongoing move, or show what is moving (`--status`).
+//!
+//! `--throttle BYTES_PER_SEC` bounds the copy as `--execute --throttle`
+//! does: the cluster-wide `leader.replication.throttled.rate` and
+//! `follower.replication.throttled.rate`, and the topic's
+//! `leader.replication.throttled.replicas` (the partition's current
+//! replicas) and `follower.replication.throttled.replicas` (the ones being
+//! added), appended to what the topic lists. `--status`, like `--verify`,
+//! removes them once nothing is moving: the topic's lists for `--topic`, the
+//! cluster-wide rates when no reassignment is left at all.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -17,6 +25,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::Client;
+
+mod throttle;
 
 #[derive(Debug, Subcommand)]
 pub enum PartitionCommand {
@@ -36,9 +46,14 @@ pub struct ReassignArgs {
     /// Cancel the partition's ongoing reassignment (back to its old replicas).
     #[arg(long, conflicts_with = "status")]
     pub cancel: bool,
-    /// List ongoing reassignments (all, or --topic/--partition's).
+    /// List ongoing reassignments (all, or --topic/--partition's); once none
+    /// is left, remove the throttles `--throttle` set.
     #[arg(long)]
     pub status: bool,
+    /// Bound the copy to this many bytes per second per node (leader and
+    /// follower side), as kafka-reassign-partitions.sh --throttle.
+    #[arg(long, value_name = "BYTES_PER_SEC", conflicts_with_all = ["cancel", "status"])]
+    pub throttle: Option<u64>,
     #[command(flatten)]
     pub connection: crate::wire_client::Connection,
 }
@@ -181,6 +196,19 @@ async fn reassign(bootstrap: &str, a: ReassignArgs) -> anyhow::Result<()> {
         if shown == 0 {
             println!("no reassignment in progress");
         }
+        let topic_idle = a
+            .topic
+            .as_ref()
+            .is_some_and(|x| list.iter().all(|(t, ..)| t != x));
+        let cleared = throttle::clear(
+            &mut client,
+            a.topic.as_deref().filter(|_| topic_idle),
+            list.is_empty(),
+        )
+        .await?;
+        if cleared {
+            println!("throttles removed");
+        }
         return Ok(());
     }
     let (Some(topic), Some(partition)) = (a.topic, a.partition) else {
@@ -193,6 +221,10 @@ async fn reassign(bootstrap: &str, a: ReassignArgs) -> anyhow::Result<()> {
     } else {
         Some(a.replicas)
     };
+    if let (Some(rate), Some(replicas)) = (a.throttle, &target) {
+        throttle::set(&mut client, &topic, partition, replicas, rate).await?;
+        println!("{topic}-{partition}: replication throttled to {rate} B/s per node");
+    }
     let results = alter(&mut client, &[(topic.clone(), partition, target.clone())]).await?;
     for (t, p, r) in results {
         match r {

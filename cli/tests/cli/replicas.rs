@@ -273,4 +273,55 @@ fn partition_reassign_and_node_drain_move_replicas_and_keep_the_data() {
         "{}",
         run.stdout
     );
+
+    // A throttled move back onto node 3 (kafka-reassign-partitions.sh
+    // --execute --throttle, then --verify): the rates cluster-wide, the
+    // partition's current replicas on the leader list, node 3 on the
+    // follower list; removed by --status once nothing moves.
+    let run = c.run(&[
+        "partition",
+        "reassign",
+        "--topic",
+        "d",
+        "--partition",
+        "0",
+        "--replicas",
+        "2,1,3",
+        "--throttle",
+        "50000000",
+    ]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("d-0: replication throttled to 50000000 B/s per node"),
+        "{}",
+        run.stdout
+    );
+    let rates = c.run(&["node", "config"]);
+    for key in [
+        "leader.replication.throttled.rate=50000000",
+        "follower.replication.throttled.rate=50000000",
+    ] {
+        assert!(rates.stdout.contains(key), "{key}: {}", rates.stdout);
+    }
+    let topic = c.run(&["topic", "describe", "d"]);
+    for key in [
+        "leader.replication.throttled.replicas=0:2,0:1",
+        "follower.replication.throttled.replicas=0:3",
+    ] {
+        assert!(topic.stdout.contains(key), "{key}: {}", topic.stdout);
+    }
+    Poll::new(TIMEOUT).wait("d-0 on [2, 1, 3]", || {
+        c.partitions("d")[0].0 == vec![2, 1, 3] && c.partitions("d")[0].2.len() == 3
+    });
+    let run = c.run(&["partition", "reassign", "--status", "--topic", "d"]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stdout.contains("throttles removed"), "{}", run.stdout);
+    let rates = c.run(&["node", "config"]);
+    assert!(!rates.stdout.contains("throttled"), "{}", rates.stdout);
+    let topic = c.run(&["topic", "describe", "d"]);
+    assert!(!topic.stdout.contains("throttled"), "{}", topic.stdout);
+    // Nothing left to remove.
+    let run = c.run(&["partition", "reassign", "--status", "--topic", "d"]);
+    assert!(!run.stdout.contains("throttles removed"), "{}", run.stdout);
 }

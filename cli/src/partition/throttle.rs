@@ -1,0 +1,207 @@
+//! The replication throttles of `rivulet partition reassign --throttle`, set
+//! and removed as kafka-reassign-partitions.sh's `--execute --throttle` and
+//! `--verify` do, through IncrementalAlterConfigs: the rates cluster-wide
+//! (broker resource ""), the throttled replica lists on the topic.
+
+use anyhow::{bail, Context};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use rivulet_protocol::tls::Stream;
+use rivulet_protocol::wire::Client;
+
+use super::{describe, topic_name};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+/// Kafka's `ConfigSource` codes: a topic's own config, a cluster-wide default.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
+const RATES: [&str; 2] = [
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+];
+const LISTS: [&str; 2] = [
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
+
+/// Throttle the move of `topic`-`partition` to `target` at `rate` bytes/s:
+/// the rates cluster-wide; the partition's current replicas appended to the
+/// leader list, the replicas it gains to the follower list.
+pub(crate) async fn set(
+    client: &mut Client<Stream>,
+    topic: &str,
+    partition: i32,
+    target: &[i32],
+    rate: u64,
+) -> anyhow::Result<()> {
+    let current = replicas_of(client, topic, partition).await?;
+    let entries = |brokers: &mut dyn Iterator<Item = &i32>| {
+        brokers
+            .map(|b| format!("{partition}:{b}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let leaders = entries(&mut current.iter());
+    let followers = entries(&mut target.iter().filter(|b| !current.contains(b)));
+    let mut lists = vec![config(LISTS[0], OP_APPEND, Some(leaders))];
+    if !followers.is_empty() {
+        lists.push(config(LISTS[1], OP_APPEND, Some(followers)));
+    }
+    let rates = RATES
+        .iter()
+        .map(|k| config(k, OP_SET, Some(rate.to_string())))
+        .collect();
+    alter(
+        client,
+        vec![
+            resource(RESOURCE_BROKER, "", rates),
+            resource(RESOURCE_TOPIC, topic, lists),
+        ],
+    )
+    .await
+}
+
+/// Remove `topic`'s throttled replica lists (if given) and the cluster-wide
+/// rates (if `rates`), where set; whether any was.
+pub(crate) async fn clear(
+    client: &mut Client<Stream>,
+    topic: Option<&str>,
+    rates: bool,
+) -> anyhow::Result<bool> {
+    let mut resources = Vec::new();
+    if let Some(t) = topic {
+        let set = present(client, RESOURCE_TOPIC, t, &LISTS, SOURCE_TOPIC).await?;
+        if !set.is_empty() {
+            resources.push(resource(RESOURCE_TOPIC, t, deletions(&set)));
+        }
+    }
+    if rates {
+        let set = present(client, RESOURCE_BROKER, "", &RATES, SOURCE_DYNAMIC_DEFAULT).await?;
+        if !set.is_empty() {
+            resources.push(resource(RESOURCE_BROKER, "", deletions(&set)));
+        }
+    }
+    if resources.is_empty() {
+        return Ok(false);
+    }
+    alter(client, resources).await?;
+    Ok(true)
+}
+
+fn deletions(keys: &[String]) -> Vec<AlterableConfig> {
+    keys.iter().map(|k| config(k, OP_DELETE, None)).collect()
+}
+
+fn config(key: &str, op: i8, value: Option<String>) -> AlterableConfig {
+    AlterableConfig::default()
+        .with_name(StrBytes::from_string(key.to_string()))
+        .with_config_operation(op)
+        .with_value(value.map(StrBytes::from_string))
+}
+
+fn resource(kind: i8, name: &str, configs: Vec<AlterableConfig>) -> AlterConfigsResource {
+    AlterConfigsResource::default()
+        .with_resource_type(kind)
+        .with_resource_name(StrBytes::from_string(name.to_string()))
+        .with_configs(configs)
+}
+
+async fn alter(
+    client: &mut Client<Stream>,
+    resources: Vec<AlterConfigsResource>,
+) -> anyhow::Result<()> {
+    let resp = client
+        .round_trip(
+            1,
+            &IncrementalAlterConfigsRequest::default().with_resources(resources),
+        )
+        .await
+        .context("IncrementalAlterConfigs failed")?;
+    for r in &resp.responses {
+        if r.error_code != 0 {
+            let name = r.resource_name.as_str();
+            let what = if name.is_empty() { "the cluster" } else { name };
+            bail!(
+                "cannot change the throttles of {what}: {}{}",
+                describe(r.error_code),
+                r.error_message
+                    .as_ref()
+                    .map(|m| format!(": {}", m.as_str()))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Which of `keys` resource `name` has set with `source`.
+async fn present(
+    client: &mut Client<Stream>,
+    kind: i8,
+    name: &str,
+    keys: &[&str],
+    source: i8,
+) -> anyhow::Result<Vec<String>> {
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configuration_keys(Some(
+                keys.iter()
+                    .map(|k| StrBytes::from_string(k.to_string()))
+                    .collect(),
+            ))]);
+    let resp = client
+        .round_trip(4, &req)
+        .await
+        .context("DescribeConfigs failed")?;
+    let mut out = Vec::new();
+    for r in &resp.results {
+        if r.error_code != 0 {
+            bail!(
+                "cannot read the configs of {name:?}: {}",
+                describe(r.error_code)
+            );
+        }
+        out.extend(
+            r.configs
+                .iter()
+                .filter(|c| c.config_source == source && keys.contains(&c.name.as_str()))
+                .map(|c| c.name.to_string()),
+        );
+    }
+    Ok(out)
+}
+
+/// The replicas of `topic`-`partition` now (Metadata).
+async fn replicas_of(
+    client: &mut Client<Stream>,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<Vec<i32>> {
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+    ]));
+    let md = client
+        .round_trip(12, &req)
+        .await
+        .context("Metadata failed")?;
+    md.topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == partition)
+        .map(|p| p.replica_nodes.iter().map(|b| b.0).collect())
+        .with_context(|| format!("{topic}-{partition} is not in the cluster's metadata"))
+}
