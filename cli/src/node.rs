@@ -8,7 +8,7 @@
 //! replication factor without N (no spare live broker) are reported and
 //! make the command fail; the others still move.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -39,6 +39,10 @@ pub struct DrainArgs {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Bound the copies to this many bytes per second per node (as
+    /// kafka-reassign-partitions.sh --throttle); removed once drained.
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    pub throttle: Option<u64>,
     #[command(flatten)]
     pub connection: crate::wire_client::Connection,
 }
@@ -121,6 +125,17 @@ async fn drain(bootstrap: &str, a: DrainArgs) -> anyhow::Result<()> {
     let (live, partitions) = layout(&mut client).await?;
     let (moves, mut stuck) = plan(a.node, &live, &partitions);
     let mut refused = Vec::new();
+    if let Some(rate) = a.throttle.filter(|_| !moves.is_empty()) {
+        let throttled: Vec<_> = moves
+            .iter()
+            .filter_map(|(t, p, target)| {
+                let now = partitions.iter().find(|(pt, pp, _)| pt == t && pp == p)?;
+                Some((t.as_str(), *p, now.2.as_slice(), target.as_deref()?))
+            })
+            .collect();
+        partition::throttle::set(&mut client, &throttled, rate).await?;
+        println!("replication throttled to {rate} B/s per node");
+    }
     if !moves.is_empty() {
         for (t, p, r) in partition::alter(&mut client, &moves).await? {
             match r {
@@ -145,6 +160,12 @@ async fn drain(bootstrap: &str, a: DrainArgs) -> anyhow::Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if a.throttle.is_some() && !moves.is_empty() {
+        let topics: BTreeSet<&str> = moves.iter().map(|(t, ..)| t.as_str()).collect();
+        let topics: Vec<&str> = topics.into_iter().collect();
+        partition::throttle::clear(&mut client, &topics, true).await?;
+        println!("throttles removed");
     }
     let moved = moves.len() - refused.len();
     println!(

@@ -26,7 +26,7 @@ use kafka_protocol::ResponseError;
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::Client;
 
-mod throttle;
+pub(crate) mod throttle;
 
 #[derive(Debug, Subcommand)]
 pub enum PartitionCommand {
@@ -200,12 +200,13 @@ async fn reassign(bootstrap: &str, a: ReassignArgs) -> anyhow::Result<()> {
             .topic
             .as_ref()
             .is_some_and(|x| list.iter().all(|(t, ..)| t != x));
-        let cleared = throttle::clear(
-            &mut client,
-            a.topic.as_deref().filter(|_| topic_idle),
-            list.is_empty(),
-        )
-        .await?;
+        let topics: Vec<&str> = a
+            .topic
+            .as_deref()
+            .filter(|_| topic_idle)
+            .into_iter()
+            .collect();
+        let cleared = throttle::clear(&mut client, &topics, list.is_empty()).await?;
         if cleared {
             println!("throttles removed");
         }
@@ -222,7 +223,13 @@ async fn reassign(bootstrap: &str, a: ReassignArgs) -> anyhow::Result<()> {
         Some(a.replicas)
     };
     if let (Some(rate), Some(replicas)) = (a.throttle, &target) {
-        throttle::set(&mut client, &topic, partition, replicas, rate).await?;
+        let current = throttle::replicas_of(&mut client, &topic, partition).await?;
+        throttle::set(
+            &mut client,
+            &[(&topic, partition, &current, replicas)],
+            rate,
+        )
+        .await?;
         println!("{topic}-{partition}: replication throttled to {rate} B/s per node");
     }
     let results = alter(&mut client, &[(topic.clone(), partition, target.clone())]).await?;

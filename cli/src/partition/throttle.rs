@@ -3,6 +3,8 @@
 //! `--verify` do, through IncrementalAlterConfigs: the rates cluster-wide
 //! (broker resource ""), the throttled replica lists on the topic.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
@@ -35,52 +37,53 @@ const LISTS: [&str; 2] = [
     "follower.replication.throttled.replicas",
 ];
 
-/// Throttle the move of `topic`-`partition` to `target` at `rate` bytes/s:
-/// the rates cluster-wide; the partition's current replicas appended to the
-/// leader list, the replicas it gains to the follower list.
+/// One partition's move: topic, partition, its replicas now, its target.
+pub(crate) type Throttled<'a> = (&'a str, i32, &'a [i32], &'a [i32]);
+
+/// Throttle `moves` at `rate` bytes/s: the rates cluster-wide; per topic, each
+/// partition's current replicas appended to the leader list and the replicas
+/// it gains to the follower list.
 pub(crate) async fn set(
     client: &mut Client<Stream>,
-    topic: &str,
-    partition: i32,
-    target: &[i32],
+    moves: &[Throttled<'_>],
     rate: u64,
 ) -> anyhow::Result<()> {
-    let current = replicas_of(client, topic, partition).await?;
-    let entries = |brokers: &mut dyn Iterator<Item = &i32>| {
-        brokers
-            .map(|b| format!("{partition}:{b}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let leaders = entries(&mut current.iter());
-    let followers = entries(&mut target.iter().filter(|b| !current.contains(b)));
-    let mut lists = vec![config(LISTS[0], OP_APPEND, Some(leaders))];
-    if !followers.is_empty() {
-        lists.push(config(LISTS[1], OP_APPEND, Some(followers)));
+    let mut lists: BTreeMap<&str, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for (topic, partition, current, target) in moves {
+        let (leaders, followers) = lists.entry(topic).or_default();
+        leaders.extend(current.iter().map(|b| format!("{partition}:{b}")));
+        followers.extend(
+            target
+                .iter()
+                .filter(|b| !current.contains(b))
+                .map(|b| format!("{partition}:{b}")),
+        );
     }
     let rates = RATES
         .iter()
         .map(|k| config(k, OP_SET, Some(rate.to_string())))
         .collect();
-    alter(
-        client,
-        vec![
-            resource(RESOURCE_BROKER, "", rates),
-            resource(RESOURCE_TOPIC, topic, lists),
-        ],
-    )
-    .await
+    let mut resources = vec![resource(RESOURCE_BROKER, "", rates)];
+    for (topic, (leaders, followers)) in lists {
+        let configs = [(LISTS[0], leaders), (LISTS[1], followers)]
+            .into_iter()
+            .filter(|(_, entries)| !entries.is_empty())
+            .map(|(key, entries)| config(key, OP_APPEND, Some(entries.join(","))))
+            .collect();
+        resources.push(resource(RESOURCE_TOPIC, topic, configs));
+    }
+    alter(client, resources).await
 }
 
-/// Remove `topic`'s throttled replica lists (if given) and the cluster-wide
-/// rates (if `rates`), where set; whether any was.
+/// Remove the throttled replica lists of `topics` and the cluster-wide rates
+/// (if `rates`), where set; whether any was.
 pub(crate) async fn clear(
     client: &mut Client<Stream>,
-    topic: Option<&str>,
+    topics: &[&str],
     rates: bool,
 ) -> anyhow::Result<bool> {
     let mut resources = Vec::new();
-    if let Some(t) = topic {
+    for t in topics {
         let set = present(client, RESOURCE_TOPIC, t, &LISTS, SOURCE_TOPIC).await?;
         if !set.is_empty() {
             resources.push(resource(RESOURCE_TOPIC, t, deletions(&set)));
@@ -185,7 +188,7 @@ async fn present(
 }
 
 /// The replicas of `topic`-`partition` now (Metadata).
-async fn replicas_of(
+pub(crate) async fn replicas_of(
     client: &mut Client<Stream>,
     topic: &str,
     partition: i32,

@@ -212,14 +212,21 @@ fn partition_reassign_and_node_drain_move_replicas_and_keep_the_data() {
         bad.stderr
     );
 
-    // Drain node 3: d-0 [3,1] and d-1 [2,3] lose it, keeping two replicas.
-    let run = c.run(&["node", "drain", "3"]);
+    // Drain node 3: d-0 [3,1] and d-1 [2,3] lose it, keeping two replicas;
+    // the copies throttled, the throttles removed once drained.
+    let run = c.run(&["node", "drain", "3", "--throttle", "50000000"]);
     assert!(run.success, "{}", run.stderr);
-    assert!(
-        run.stdout.contains("drained node 3: 2 partition(s) moved"),
-        "{}",
-        run.stdout
-    );
+    for line in [
+        "replication throttled to 50000000 B/s per node",
+        "throttles removed",
+        "drained node 3: 2 partition(s) moved",
+    ] {
+        assert!(run.stdout.contains(line), "{line}: {}", run.stdout);
+    }
+    let rates = c.run(&["node", "config"]);
+    assert!(!rates.stdout.contains("throttled"), "{}", rates.stdout);
+    let topic = c.run(&["topic", "describe", "d"]);
+    assert!(!topic.stdout.contains("throttled"), "{}", topic.stdout);
     let parts = c.partitions("d");
     assert!(parts.iter().all(|(r, _, _)| !r.contains(&3)), "{parts:?}");
     let offsets = c.partitions("__consumer_offsets");
