@@ -25,7 +25,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -62,6 +62,8 @@ const MAX_BYTES: i32 = 8 << 20;
 const MAX_BATCH_RECORD_BYTES: usize = 256 << 20;
 /// Wait before fetching again after a retriable error.
 const BACKOFF: Duration = Duration::from_millis(200);
+/// Retriable errors are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 /// `read_committed`.
 const READ_COMMITTED: i8 = 1;
 /// ListOffsets' timestamp for the earliest offset.
@@ -168,6 +170,14 @@ enum TaskEnd {
 async fn coordinate(ctx: Arc<Ctx>, mut unplaced: BTreeMap<Tp, i64>) {
     let mut tasks = JoinSet::new();
     let mut brokers: HashMap<i32, String> = HashMap::new();
+    // While a broker is down the same warnings would come every backoff.
+    let mut warned: Option<Instant> = None;
+    let mut warn = |what: &str, reason: &str| {
+        if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            tracing::warn!(source = %ctx.source, "{what}: {reason} (retrying; said at most every {WARN_EVERY:?})");
+            warned = Some(Instant::now());
+        }
+    };
     while !ctx.stopped() {
         if !unplaced.is_empty() {
             match leaders(&ctx, &brokers, &unplaced).await {
@@ -193,20 +203,24 @@ async fn coordinate(ctx: Arc<Ctx>, mut unplaced: BTreeMap<Tp, i64>) {
                     ctx.deliver(Fetched::Fatal(reason)).await;
                     return;
                 }
-                Err(Failure::Retry(reason)) => {
-                    tracing::warn!(source = %ctx.source, "finding partition leaders: {reason}");
-                }
+                Err(Failure::Retry(reason)) => warn("finding partition leaders", &reason),
+            }
+            if !unplaced.is_empty() {
+                let waiting: Vec<String> =
+                    unplaced.keys().map(|(t, p)| format!("{t}/{p}")).collect();
+                warn("no leader yet", &waiting.join(", "));
             }
         }
+        // Placed partitions need nothing until a task ends or the source stops.
         let wait = if unplaced.is_empty() {
-            Duration::from_millis(u64::try_from(MAX_WAIT_MS).unwrap_or(100))
+            Duration::from_secs(1)
         } else {
             BACKOFF
         };
         tokio::select! {
             Some(ended) = tasks.join_next() => match ended {
                 Ok(TaskEnd::Moved { parts, reason }) => {
-                    tracing::warn!(source = %ctx.source, "fetching again after: {reason}");
+                    warn("fetching again after an error", &reason);
                     unplaced.extend(parts);
                     tokio::time::sleep(BACKOFF).await;
                 }
