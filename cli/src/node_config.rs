@@ -21,12 +21,16 @@ use kafka_protocol::protocol::StrBytes;
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::Client;
 
-const RESOURCE_BROKER: i8 = 4;
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
-/// Kafka's `ConfigSource` codes of dynamic broker configs.
+/// Kafka's config resource types, IncrementalAlterConfigs operations and
+/// `ConfigSource` codes (also of `partition::throttle`).
+pub(crate) const RESOURCE_TOPIC: i8 = 2;
+pub(crate) const RESOURCE_BROKER: i8 = 4;
+pub(crate) const OP_SET: i8 = 0;
+pub(crate) const OP_DELETE: i8 = 1;
+pub(crate) const OP_APPEND: i8 = 2;
+pub(crate) const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DYNAMIC_BROKER: i8 = 2;
-const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
+pub(crate) const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {

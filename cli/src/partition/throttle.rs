@@ -19,15 +19,11 @@ use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::Client;
 
 use super::{describe, topic_name};
+use crate::node_config::{
+    OP_APPEND, OP_DELETE, OP_SET, RESOURCE_BROKER, RESOURCE_TOPIC, SOURCE_DYNAMIC_DEFAULT,
+    SOURCE_TOPIC,
+};
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
-const OP_APPEND: i8 = 2;
-/// Kafka's `ConfigSource` codes: a topic's own config, a cluster-wide default.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
 const RATES: [&str; 2] = [
     "leader.replication.throttled.rate",
     "follower.replication.throttled.rate",

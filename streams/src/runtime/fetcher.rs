@@ -31,8 +31,8 @@ use crate::row::{SourceMeta, SourceRecord};
 const CHUNK: usize = 1_000;
 /// Chunks the channel holds before the thread waits (librdkafka prefetches beyond).
 const DEPTH: usize = 64;
-/// The same for the native reader, whose chunks are whole fetch responses (up to a
-/// MiB of records per partition).
+/// The same for the native reader, whose chunks are whole fetch responses (up to
+/// 8 MiB of records each).
 const NATIVE_DEPTH: usize = 8;
 /// Longest one poll of the thread waits; also how soon it sees a stop.
 const POLL: Duration = Duration::from_millis(50);
