@@ -10,19 +10,26 @@
 //!    committed transactions and the plain ones, each once, with the same key, headers,
 //!    partition, offset and timestamp columns under both readers.
 //! 2. The broker SIGKILLed and restarted while a job runs with the native reader: the
-//!    reader reconnects and the job lands every record produced before and after, once.
+//!    reader reconnects and the job lands every record produced before and after, once;
+//!    on the 3-node cluster, a partition leader SIGKILLed: the reader follows the new
+//!    leaders. A job resumed past deleted records reads on from the earliest offset.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminOptions;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_streams::runtime::{self, RunOptions};
 use rivulet_streams::JobPlan;
+use rivulet_testkit::cluster::{ClusterPorts, ClusterSpec, ProcessCluster};
 use rivulet_testkit::dirs::temp_dir;
-use rivulet_testkit::kafka::{admin, create_topic, producer};
+use rivulet_testkit::kafka::{
+    admin, block_on, cluster_client_config, create_topic, create_topic_rf, partitions, producer,
+    wait_for_leaders,
+};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -372,4 +379,59 @@ async fn a_resumed_job_whose_next_records_were_deleted_reads_on_from_the_earlies
             "{client}"
         );
     }
+}
+
+/// The native reader on the 3-node cluster: the leader of a partition it reads is
+/// SIGKILLed mid-job; the reader finds the new leaders (Metadata, NOT_LEADER and
+/// connection errors retried from the same offsets) and the job lands every record
+/// produced before and after, once.
+#[test]
+fn the_native_reader_follows_a_leader_failover_on_the_cluster() {
+    let dir = temp_dir();
+    let mut cluster = ProcessCluster::start(
+        ClusterSpec::new(Path::new(streams_support::RIVULET), 3)
+            .ports(ClusterPorts::Block)
+            .cluster_id("reader-failover")
+            .set("broker.session.timeout.ms", 3000)
+            .set("broker.heartbeat.interval.ms", 300)
+            .set("replica.lag.time.max.ms", 3000)
+            .env("RUST_LOG", "info,openraft=warn")
+            .timeout(Duration::from_secs(60)),
+    );
+    let bootstrap = cluster.bootstrap();
+    block_on(create_topic_rf(
+        &bootstrap,
+        "mix",
+        PARTITIONS,
+        3,
+        &[("min.insync.replicas", "2")],
+    ));
+    wait_for_leaders(&bootstrap, "mix", Duration::from_secs(60));
+    let p = producer(&bootstrap, &[("acks", "all")]);
+    let first = plain("before-", 90);
+    block_on(send(&p, &first));
+
+    let plan = job("failover", "native", "100ms", &bootstrap, dir.path());
+    let (stop, running) = spawn_job(&plan, &RunOptions::default());
+    let lake = dir.path().join("lake").join("failover");
+    block_on(wait_for(&lake, first.len(), &running));
+
+    let client: BaseConsumer = cluster_client_config(&bootstrap)
+        .create()
+        .expect("a client");
+    let leader = partitions(&client, "mix")
+        .and_then(|m| m.get(&0).map(|v| v.leader))
+        .expect("mix/0's leader");
+    cluster.kill(leader);
+    let second = plain("after-", 90);
+    block_on(send(&p, &second));
+    block_on(wait_for(&lake, first.len() + second.len(), &running));
+
+    stop.send(true).expect("stop the job");
+    join_within(running, Duration::from_secs(30)).expect("the job ends cleanly");
+    let rows = lake_rows(&lake);
+    for (id, ..) in first.iter().chain(&second) {
+        assert!(rows.contains_key(id), "row {id} is missing");
+    }
+    assert_eq!(rows.len(), first.len() + second.len());
 }
