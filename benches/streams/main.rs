@@ -14,10 +14,11 @@
 //!   key_by user → tumbling 1-minute count/sum (update mode) → PostgreSQL
 //!   upsert, exactly-once; filter → date-partitioned JSON Lines files.
 //! 1. Throughput: N events are written first; the ceiling is rdkafka's
-//!    `BaseConsumer` reading them from the start (the loop every job's
-//!    source is); each job runs with trigger `available_now` over the same
-//!    topic, timed from start to its end (start-up included, as the
-//!    ceiling's assignment is). Runs alternate (ceiling, jobs, ceiling,
+//!    `BaseConsumer` reading them from the start (issue 12's ceiling; a job's
+//!    source reads with the runtime's own Fetch requests by default, and with
+//!    this loop under `client = "librdkafka"`); each job runs with trigger
+//!    `available_now` over the same topic, timed from start to its end
+//!    (start-up included, as the ceiling's assignment is). Runs alternate (ceiling, jobs, ceiling,
 //!    ...), best of `STREAMS_BENCH_REPEAT` each; ratio = job records/s ÷
 //!    ceiling records/s. Beside the rate, the CPU time each run cost per
 //!    record (least over the repeats): this process's (the job, or the
