@@ -34,7 +34,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 mod streams_support;
-use streams_support::{join_within, lake_rows, spawn_job, start_broker};
+use streams_support::{join_within, lake_rows, spawn_job, start_broker, JobThread};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const PARTITIONS: i32 = 3;
@@ -289,13 +289,7 @@ async fn the_native_reader_reads_on_after_the_broker_is_killed_and_restarted() {
     send(&p, &second).await;
     wait_for(&lake, first.len() + second.len(), &running).await;
 
-    stop.send(true).expect("stop the job");
-    join_within(running, Duration::from_secs(30)).expect("the job ends cleanly");
-    let rows = lake_rows(&lake);
-    for (id, ..) in first.iter().chain(&second) {
-        assert!(rows.contains_key(id), "row {id} is missing");
-    }
-    assert_eq!(rows.len(), first.len() + second.len());
+    stop_and_check(stop, running, &lake, &[&first, &second]);
 }
 
 /// Wait until the lake holds `n` rows (each once: `lake_rows` checks).
@@ -427,11 +421,17 @@ fn the_native_reader_follows_a_leader_failover_on_the_cluster() {
     block_on(send(&p, &second));
     block_on(wait_for(&lake, first.len() + second.len(), &running));
 
+    stop_and_check(stop, running, &lake, &[&first, &second]);
+}
+
+/// Stop the job, which must end cleanly, and check that the lake holds every record
+/// of `waves` and nothing else (each once: `lake_rows` checks).
+fn stop_and_check(stop: watch::Sender<bool>, running: JobThread, lake: &Path, waves: &[&[Sent]]) {
     stop.send(true).expect("stop the job");
     join_within(running, Duration::from_secs(30)).expect("the job ends cleanly");
-    let rows = lake_rows(&lake);
-    for (id, ..) in first.iter().chain(&second) {
+    let rows = lake_rows(lake);
+    for (id, ..) in waves.iter().flat_map(|w| w.iter()) {
         assert!(rows.contains_key(id), "row {id} is missing");
     }
-    assert_eq!(rows.len(), first.len() + second.len());
+    assert_eq!(rows.len(), waves.iter().map(|w| w.len()).sum::<usize>());
 }
