@@ -447,26 +447,36 @@ fn read_i64(buf: &[u8], at: usize) -> i64 {
 /// Build the raw bytes of a batch with the given header fields and opaque
 /// `records` payload, computing length and CRC. Used by the record encoder
 /// and by tests.
-#[allow(clippy::too_many_arguments)]
 pub fn encode_batch(header: &BatchHeader, records: &[u8]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(HEADER_SIZE + records.len());
-    let batch_length = (HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32;
-    buf.extend_from_slice(&header.base_offset.to_be_bytes());
-    buf.extend_from_slice(&batch_length.to_be_bytes());
-    buf.extend_from_slice(&header.partition_leader_epoch.to_be_bytes());
-    buf.push(MAGIC_V2 as u8);
-    buf.extend_from_slice(&0u32.to_be_bytes());
-    buf.extend_from_slice(&header.attributes.to_be_bytes());
-    buf.extend_from_slice(&header.last_offset_delta.to_be_bytes());
-    buf.extend_from_slice(&header.base_timestamp.to_be_bytes());
-    buf.extend_from_slice(&header.max_timestamp.to_be_bytes());
-    buf.extend_from_slice(&header.producer_id.to_be_bytes());
-    buf.extend_from_slice(&header.producer_epoch.to_be_bytes());
-    buf.extend_from_slice(&header.base_sequence.to_be_bytes());
-    buf.extend_from_slice(&header.record_count.to_be_bytes());
+    buf.resize(HEADER_SIZE, 0);
     buf.extend_from_slice(records);
-    update_crc(&mut buf);
+    finish_batch(&mut buf, header);
     buf
+}
+
+/// Fill the header of `buf` — [`HEADER_SIZE`] bytes reserved before its records —
+/// from `header` (its batch length taken from `buf`'s size, magic 2) and compute
+/// the CRC. Does nothing to a buffer shorter than a header.
+pub fn finish_batch(buf: &mut [u8], header: &BatchHeader) {
+    if buf.len() < HEADER_SIZE {
+        return;
+    }
+    let batch_length = i32::try_from(buf.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
+    buf[BASE_OFFSET..BATCH_LENGTH].copy_from_slice(&header.base_offset.to_be_bytes());
+    buf[BATCH_LENGTH..PARTITION_LEADER_EPOCH].copy_from_slice(&batch_length.to_be_bytes());
+    buf[PARTITION_LEADER_EPOCH..MAGIC]
+        .copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    buf[MAGIC] = MAGIC_V2 as u8;
+    buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&header.attributes.to_be_bytes());
+    buf[LAST_OFFSET_DELTA..BASE_TIMESTAMP].copy_from_slice(&header.last_offset_delta.to_be_bytes());
+    buf[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&header.base_timestamp.to_be_bytes());
+    buf[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&header.max_timestamp.to_be_bytes());
+    buf[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&header.producer_id.to_be_bytes());
+    buf[PRODUCER_EPOCH..BASE_SEQUENCE].copy_from_slice(&header.producer_epoch.to_be_bytes());
+    buf[BASE_SEQUENCE..RECORD_COUNT].copy_from_slice(&header.base_sequence.to_be_bytes());
+    buf[RECORD_COUNT..HEADER_SIZE].copy_from_slice(&header.record_count.to_be_bytes());
+    update_crc(buf);
 }
 
 /// Attribute bits for a batch with these properties.

@@ -226,6 +226,73 @@ pub fn build_batch_at(
     Ok(batch)
 }
 
+/// Writes an uncompressed producer batch in place: records (without headers) are
+/// encoded straight after a reserved header, which [`BatchWriter::finish`] fills
+/// in — one buffer, no record structs, for producers that write many small
+/// records. Offset deltas are the records' indexes.
+#[derive(Debug)]
+pub struct BatchWriter {
+    buf: Vec<u8>,
+    count: i32,
+}
+
+impl BatchWriter {
+    /// An empty batch with room for `capacity` bytes of records.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER_SIZE + capacity);
+        buf.resize(HEADER_SIZE, 0);
+        BatchWriter { buf, count: 0 }
+    }
+
+    /// Append a record with no headers, `timestamp_delta` after the batch's base
+    /// timestamp. Keys and values must be shorter than `i32::MAX` bytes (a longer
+    /// one is written clamped and will not decode; never a panic).
+    pub fn push(&mut self, timestamp_delta: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let field = |v: Option<&[u8]>| match v {
+            None => 1,
+            Some(b) => unsigned_len(zigzag32(clamp_len(b.len()))) + b.len(),
+        };
+        // attributes, timestamp delta, offset delta, key, value, header count (0).
+        let body = 1
+            + unsigned_len(zigzag64(timestamp_delta))
+            + unsigned_len(zigzag32(self.count))
+            + field(key)
+            + field(value)
+            + 1;
+        write_varint(&mut self.buf, clamp_len(body));
+        self.buf.push(0);
+        write_varlong(&mut self.buf, timestamp_delta);
+        write_varint(&mut self.buf, self.count);
+        write_nullable(&mut self.buf, key);
+        write_nullable(&mut self.buf, value);
+        self.buf.push(0);
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// Records pushed so far.
+    pub fn count(&self) -> i32 {
+        self.count
+    }
+
+    /// Bytes of the batch so far, header included.
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The finished batch: `template`'s base offset, leader epoch, attributes (whose
+    /// codec must be none), timestamps and producer fields; the record count and last
+    /// offset delta from the records pushed; length and CRC computed.
+    pub fn finish(mut self, template: &BatchHeader) -> Vec<u8> {
+        let header = BatchHeader {
+            record_count: self.count,
+            last_offset_delta: self.count.saturating_sub(1).max(0),
+            ..*template
+        };
+        record_batch::finish_batch(&mut self.buf, &header);
+        self.buf
+    }
+}
+
 /// Builds a producer-style batch, for tests, benches and tools: base offset
 /// 0, offset deltas `0..n`, base timestamp from the first record, CreateTime.
 #[derive(Debug, Clone)]
@@ -484,6 +551,11 @@ fn zigzag32(v: i32) -> u64 {
 
 fn zigzag64(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Bytes `v` takes as an unsigned varint.
+fn unsigned_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn write_unsigned(out: &mut Vec<u8>, mut v: u64) {

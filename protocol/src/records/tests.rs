@@ -423,3 +423,69 @@ fn scan_batch_reads_a_compressed_batch_as_it_inflates_within_the_limit() {
         );
     }
 }
+
+#[test]
+fn batch_writer_writes_what_decode_batch_reads_back() {
+    let mut w = BatchWriter::with_capacity(64);
+    let big = vec![7u8; 300];
+    w.push(0, Some(b"k1"), Some(b"v1"));
+    w.push(5, None, Some(&big));
+    w.push(-3, Some(b""), None);
+    assert_eq!(w.count(), 3);
+    let template = BatchHeader {
+        base_offset: 0,
+        batch_length: 0,
+        partition_leader_epoch: -1,
+        magic: record_batch::MAGIC_V2,
+        crc: 0,
+        attributes: record_batch::attributes(
+            Compression::None,
+            TimestampType::CreateTime,
+            true,
+            false,
+        ),
+        last_offset_delta: 0,
+        base_timestamp: 1_000,
+        max_timestamp: 1_005,
+        producer_id: 9,
+        producer_epoch: 2,
+        base_sequence: 40,
+        record_count: 0,
+    };
+    let size = w.size();
+    let batch = w.finish(&template);
+    assert_eq!(batch.len(), size);
+    let header = validate_batch(&batch).expect("a valid batch");
+    assert_eq!((header.record_count, header.last_offset_delta), (3, 2));
+    assert_eq!(
+        (
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence
+        ),
+        (9, 2, 40)
+    );
+    assert!(header.is_transactional());
+    let decoded = decode_batch(&batch, 1 << 20).expect("decodes");
+    type Row<'a> = (i64, i64, Option<&'a [u8]>, Option<&'a [u8]>);
+    let got: Vec<Row> = decoded
+        .records
+        .iter()
+        .map(|r| {
+            (
+                decoded.offset_of(r),
+                decoded.timestamp_of(r),
+                r.key.as_deref(),
+                r.value.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, 1_000, Some(&b"k1"[..]), Some(&b"v1"[..])),
+            (1, 1_005, None, Some(&big[..])),
+            (2, 997, Some(&b""[..]), None),
+        ]
+    );
+}
