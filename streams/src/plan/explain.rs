@@ -112,6 +112,14 @@ fn operator_line(o: &OperatorPlan) -> String {
     }
 }
 
+/// How explain names a non-default Kafka client.
+fn client_note(client: KafkaClient) -> &'static str {
+    match client {
+        KafkaClient::Native => "",
+        KafkaClient::Librdkafka => " client=librdkafka",
+    }
+}
+
 fn guarantee(g: Guarantee) -> &'static str {
     match g {
         Guarantee::AtLeastOnce => "at_least_once",
@@ -125,11 +133,16 @@ fn sink_line(s: &SinkPlan) -> String {
             topic,
             key,
             guarantee: g,
+            client,
         } => {
             let key = key
                 .as_ref()
                 .map_or(String::new(), |(t, _)| format!(" key={t}"));
-            format!("kafka topic {topic}{key} {}", guarantee(*g))
+            format!(
+                "kafka topic {topic}{key} {}{}",
+                guarantee(*g),
+                client_note(*client)
+            )
         }
         SinkKind::Postgres {
             table,
@@ -190,10 +203,7 @@ pub(super) fn explain(plan: &JobPlan) -> String {
         } else {
             ""
         };
-        let client = match s.client {
-            SourceClient::Native => "",
-            SourceClient::Librdkafka => " client=librdkafka",
-        };
+        let client = client_note(s.client);
         let _ = writeln!(
             out,
             "  source {}: topics [{}] start={start} event_time={time} watermark=max-{}{audit}{client}",

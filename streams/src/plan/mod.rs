@@ -56,13 +56,15 @@ pub enum StartFrom {
     Checkpoint,
 }
 
-/// How a source reads its records.
+/// How a source reads its records, and how a Kafka sink writes them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SourceClient {
-    /// Kafka Fetch requests of the runtime's own, decoded in place.
+pub enum KafkaClient {
+    /// Kafka requests of the runtime's own: Fetch decoded in place, Produce of
+    /// batches it encodes.
     #[default]
     Native,
-    /// A librdkafka consumer (for a broker the native reader does not serve).
+    /// A librdkafka consumer or producer (for a broker the native client does not
+    /// serve).
     Librdkafka,
 }
 
@@ -74,7 +76,7 @@ pub struct SourcePlan {
     pub event_time: EventTimeSpec,
     pub watermark_delay_ms: i64,
     pub audit_columns: bool,
-    pub client: SourceClient,
+    pub client: KafkaClient,
 }
 
 /// A validated operator: its name, the node it reads, what it does.
@@ -215,6 +217,7 @@ pub enum SinkKind {
         topic: String,
         key: Option<(String, Expr)>,
         guarantee: Guarantee,
+        client: KafkaClient,
     },
     Postgres {
         url: String,

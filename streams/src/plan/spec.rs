@@ -22,6 +22,8 @@
 //! type = "postgres"
 //! url = "postgres://rivulet@localhost/lab"
 //! table = "purchases"
+//! # A Kafka sink (type = "kafka", topic = ...) takes the same `client` setting:
+//! # absent, "native" Produce requests; "librdkafka", a librdkafka producer.
 //! ```
 //!
 //! Every operator and sink may name itself (`name`) and its input (`input`, a source or
@@ -239,6 +241,10 @@ pub enum SinkKindSpec {
         key: Option<String>,
         #[serde(default)]
         guarantee: Guarantee,
+        /// How records are written: `native` (default; Produce requests of the
+        /// runtime's own) or `librdkafka` (a librdkafka producer).
+        #[serde(default)]
+        client: Option<String>,
     },
     Postgres {
         url: String,

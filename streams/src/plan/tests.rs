@@ -373,16 +373,40 @@ fn validation_rejects_bad_jobs_with_located_messages() {
 #[test]
 fn a_source_reads_natively_unless_told_librdkafka() {
     let native = JobPlan::from_toml(&format!("{HEAD}{SINK}")).unwrap();
-    assert_eq!(native.sources[0].client, SourceClient::Native);
+    assert_eq!(native.sources[0].client, KafkaClient::Native);
     assert!(!native.explain().contains("client="));
     let rd = JobPlan::from_toml(&format!("{HEAD}client = \"librdkafka\"\n{SINK}")).unwrap();
-    assert_eq!(rd.sources[0].client, SourceClient::Librdkafka);
+    assert_eq!(rd.sources[0].client, KafkaClient::Librdkafka);
     assert!(
         rd.explain().contains("client=librdkafka"),
         "{}",
         rd.explain()
     );
     let msg = invalid(&format!("{HEAD}client = \"java\"\n{SINK}"));
+    assert!(
+        msg.contains("client \"java\" is not native or librdkafka"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_kafka_sink_writes_natively_unless_told_librdkafka() {
+    let sink = |client: &str| format!("{HEAD}[[sink]]\ntype = \"kafka\"\ntopic = \"o\"\n{client}");
+    let native = JobPlan::from_toml(&sink("")).unwrap();
+    let client_of = |p: &JobPlan| match &p.sinks[0].kind {
+        SinkKind::Kafka { client, .. } => *client,
+        other => panic!("not a kafka sink: {other:?}"),
+    };
+    assert_eq!(client_of(&native), KafkaClient::Native);
+    assert!(!native.explain().contains("client="));
+    let rd = JobPlan::from_toml(&sink("client = \"librdkafka\"\n")).unwrap();
+    assert_eq!(client_of(&rd), KafkaClient::Librdkafka);
+    assert!(
+        rd.explain().contains("kafka topic o at_least_once client=librdkafka"),
+        "{}",
+        rd.explain()
+    );
+    let msg = invalid(&sink("client = \"java\"\n"));
     assert!(
         msg.contains("client \"java\" is not native or librdkafka"),
         "{msg}"

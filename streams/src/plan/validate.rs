@@ -185,16 +185,7 @@ fn source(spec: SourceSpec) -> Result<SourcePlan, PlanError> {
             }
         }
     };
-    let client = match spec.client.as_deref() {
-        None | Some("native") => SourceClient::Native,
-        Some("librdkafka") => SourceClient::Librdkafka,
-        Some(c) => {
-            return Err(PlanError::invalid(
-                &location,
-                format!("client {c:?} is not native or librdkafka"),
-            ))
-        }
-    };
+    let client = kafka_client(&location, spec.client.as_deref())?;
     let watermark_delay_ms = match &spec.watermark_delay {
         Some(d) => duration(&location, "watermark_delay", d)?,
         None => 0,
@@ -208,6 +199,18 @@ fn source(spec: SourceSpec) -> Result<SourcePlan, PlanError> {
         audit_columns: spec.audit_columns,
         client,
     })
+}
+
+/// A source's or Kafka sink's `client`.
+fn kafka_client(location: &str, client: Option<&str>) -> Result<KafkaClient, PlanError> {
+    match client {
+        None | Some("native") => Ok(KafkaClient::Native),
+        Some("librdkafka") => Ok(KafkaClient::Librdkafka),
+        Some(c) => Err(PlanError::invalid(
+            location,
+            format!("client {c:?} is not native or librdkafka"),
+        )),
+    }
 }
 
 fn window(location: &str, name: &str, spec: OperatorKindSpec) -> Result<OperatorKind, PlanError> {
@@ -411,6 +414,7 @@ fn sink(location: &str, spec: SinkKindSpec) -> Result<SinkKind, PlanError> {
             topic,
             key,
             guarantee,
+            client,
         } => {
             if topic.is_empty() {
                 return Err(PlanError::invalid(location, "topic must be set"));
@@ -423,6 +427,7 @@ fn sink(location: &str, spec: SinkKindSpec) -> Result<SinkKind, PlanError> {
                 topic,
                 key,
                 guarantee,
+                client: kafka_client(location, client.as_deref())?,
             }
         }
         SinkKindSpec::Postgres {

@@ -53,6 +53,9 @@ pub mod source;
 pub mod sql;
 pub mod tables;
 mod wire_fetch;
+mod wire_meta;
+mod wire_produce;
+mod wire_txn;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -440,7 +443,7 @@ fn poll_all(
     Ok((records, n))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

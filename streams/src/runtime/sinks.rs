@@ -79,6 +79,7 @@ pub(crate) async fn connect(
                 topic,
                 key,
                 guarantee,
+                client,
             } => SinkRunner::Kafka(Box::new(
                 KafkaSink::connect(
                     &s.name,
@@ -87,6 +88,7 @@ pub(crate) async fn connect(
                     topic,
                     key.as_ref().map(|(_, e)| e),
                     *guarantee,
+                    *client,
                     timeout,
                 )
                 .await?,
@@ -129,7 +131,7 @@ pub(crate) async fn progress(
     let mut progress = Vec::new();
     let mut stores = Vec::new();
     for s in sinks.iter_mut().filter(|s| s.exactly_once()) {
-        s.last = match &s.runner {
+        s.last = match &mut s.runner {
             SinkRunner::Console => 0,
             SinkRunner::Postgres(p) => match p.resume_point().await? {
                 Some(point) => {
@@ -139,8 +141,8 @@ pub(crate) async fn progress(
                 }
                 None => 0,
             },
-            // Blocking librdkafka calls (metadata, OffsetFetch), once at start.
-            SinkRunner::Kafka(k) => k.last_committed_batch(topics)?,
+            // Metadata and OffsetFetch, once at start (blocking ones with librdkafka).
+            SinkRunner::Kafka(k) => k.last_committed_batch(topics).await?,
             SinkRunner::Files(f) => f.last_committed_batch().unwrap_or(0),
         };
         tracing::info!(sink = %s.name, last_batch = s.last, "exactly-once sink");

@@ -23,7 +23,7 @@ use super::error::RuntimeError;
 use super::fetcher::{Fetched, Fetcher};
 use super::offsets::{advance, caught_up, start_position, Offsets, StartPosition};
 use super::wire_fetch::NativeSpec;
-use crate::plan::{SourceClient, SourcePlan};
+use crate::plan::{KafkaClient, SourcePlan};
 use crate::row::SourceRecord;
 
 /// A librdkafka config for the job's clients.
@@ -100,7 +100,7 @@ impl KafkaSource {
             }
         }
         let fetcher = match plan.client {
-            SourceClient::Native => {
+            KafkaClient::Native => {
                 let spec = NativeSpec {
                     bootstrap: bootstrap.to_string(),
                     client_id: format!("rivulet-stream-{job}"),
@@ -108,7 +108,7 @@ impl KafkaSource {
                 };
                 Fetcher::start_native(&plan.name, spec, positions.clone())?
             }
-            SourceClient::Librdkafka => {
+            KafkaClient::Librdkafka => {
                 consumer
                     .assign(&tpl)
                     .map_err(RuntimeError::kafka("assign partitions"))?;

@@ -30,9 +30,8 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest, TopicName,
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -45,10 +44,10 @@ use tokio::task::JoinSet;
 
 use super::fetcher::{Fetched, StopSignal};
 use super::offsets::Offsets;
+use super::wire_meta;
 use crate::row::{SourceMeta, SourceRecord};
 
 const FETCH_VERSION: i16 = 11;
-const METADATA_VERSION: i16 = 9;
 const LIST_OFFSETS_VERSION: i16 = 2;
 /// Longest the broker holds a fetch with nothing to return.
 const MAX_WAIT_MS: i32 = 100;
@@ -71,15 +70,7 @@ const EARLIEST: i64 = -2;
 
 type Tp = (String, i32);
 
-/// Where and as whom the native reader connects.
-#[derive(Debug, Clone)]
-pub struct NativeSpec {
-    /// `host:port[,host:port...]`.
-    pub bootstrap: String,
-    pub client_id: String,
-    /// Longest one request (connect, metadata, fetch) may take.
-    pub timeout: Duration,
-}
+pub use super::wire_meta::NativeSpec;
 
 /// The fetch thread's body: fetch `start` (next offset per partition) until `stop`.
 pub fn run(
@@ -139,16 +130,6 @@ impl Ctx {
                 }
             }
         }
-    }
-
-    async fn connect(&self, addr: &str) -> Result<Client<TcpStream>, String> {
-        let client = tokio::time::timeout(self.spec.timeout, wire::connect(addr))
-            .await
-            .map_err(|_| format!("connecting to {addr} timed out"))?
-            .map_err(|e| format!("connecting to {addr}: {e}"))?;
-        Ok(client
-            .with_client_id(Some(self.spec.client_id.clone()))
-            .with_timeout(self.spec.timeout))
     }
 }
 
@@ -253,71 +234,30 @@ async fn leaders(
     parts: &BTreeMap<Tp, i64>,
 ) -> Result<(HashMap<i32, String>, HashMap<Tp, i32>), Failure> {
     let topics: BTreeSet<&str> = parts.keys().map(|(t, _)| t.as_str()).collect();
-    let request = MetadataRequest::default()
-        .with_topics(Some(
-            topics
-                .iter()
-                .map(|t| {
-                    MetadataRequestTopic::default()
-                        .with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))
-                })
-                .collect(),
-        ))
-        .with_allow_auto_topic_creation(false);
-    let mut addrs: Vec<String> = ctx
-        .spec
-        .bootstrap
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    addrs.extend(known.values().cloned());
-    let mut last = "no bootstrap server".to_string();
-    for addr in addrs {
-        let response = match ctx.connect(&addr).await {
-            Ok(mut c) => c.round_trip(METADATA_VERSION, &request).await,
-            Err(e) => {
-                last = e;
-                continue;
+    let meta = wire_meta::metadata(&ctx.spec, known, topics, false)
+        .await
+        .map_err(Failure::Retry)?;
+    let mut leader_of = HashMap::new();
+    for (name, t) in meta.topics {
+        match t.error {
+            Some(e) if !e.is_retriable() => {
+                return Err(Failure::Fatal(format!("topic {name}: {e}")))
             }
-        };
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => {
-                last = format!("metadata from {addr}: {e}");
-                continue;
-            }
-        };
-        let brokers = response
-            .brokers
-            .iter()
-            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-            .collect();
-        let mut leader_of = HashMap::new();
-        for t in &response.topics {
-            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
-            if let Some(e) = ResponseError::try_from_code(t.error_code) {
-                if !e.is_retriable() {
-                    return Err(Failure::Fatal(format!("topic {name}: {e}")));
-                }
-                continue;
-            }
-            for p in &t.partitions {
-                if p.error_code == 0 && p.leader_id.0 >= 0 {
-                    leader_of.insert((name.clone(), p.partition_index), p.leader_id.0);
-                }
-            }
+            Some(_) => continue,
+            None => {}
         }
-        return Ok((brokers, leader_of));
+        for (p, leader) in t.leaders {
+            leader_of.insert((name.clone(), p), leader);
+        }
     }
-    Err(Failure::Retry(last))
+    Ok((meta.brokers, leader_of))
 }
 
 /// Fetch `parts` from the leader at `addr` until an error moves them or the source
 /// stops. One fetch is in flight while the previous response is decoded.
 async fn fetch_from(ctx: Arc<Ctx>, addr: String, mut parts: BTreeMap<Tp, i64>) -> TaskEnd {
     let moved = |parts, reason| TaskEnd::Moved { parts, reason };
-    let mut client = match ctx.connect(&addr).await {
+    let mut client = match ctx.spec.connect(&addr).await {
         Ok(c) => c,
         Err(e) => return moved(parts, e),
     };
