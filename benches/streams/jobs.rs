@@ -99,6 +99,7 @@ impl Target {
         self.work.join("lake").join(&self.run)
     }
 
+    /// The job file (TOML).
     pub fn toml(&self) -> String {
         let head = format!(
             r#"[job]
@@ -132,13 +133,15 @@ type = "kafka"
 topic = "{}"
 key = "user"
 guarantee = "{}"
+client = "{}"
 "#,
                 self.output_topic(),
                 if exactly_once {
                     "exactly_once"
                 } else {
                     "at_least_once"
-                }
+                },
+                sink_client(),
             ),
             Job::WindowPostgres => format!(
                 r#"
@@ -306,4 +309,10 @@ pub fn jsonl_files(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The Kafka sinks' `client`: `STREAMS_BENCH_SINK_CLIENT` (default native), to
+/// measure the native writer against librdkafka's.
+fn sink_client() -> String {
+    std::env::var("STREAMS_BENCH_SINK_CLIENT").unwrap_or_else(|_| "native".to_string())
 }

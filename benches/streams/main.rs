@@ -43,7 +43,8 @@
 //! `STREAMS_BENCH_REPEAT` (default 2), `STREAMS_BENCH_RATE` (default 5,000),
 //! `STREAMS_BENCH_SECS` (default 10), `STREAMS_BENCH_KEYS` (default 1,000,000),
 //! `STREAMS_BENCH_ONLY` (comma list of kafka-alo,kafka-eos,window-pg,files),
-//! `STREAMS_BENCH_BATCH` (most records per batch in the throughput runs; default
+//! `STREAMS_BENCH_SINK_CLIENT` (the Kafka sinks' `client`: native, the default, or
+//! librdkafka), `STREAMS_BENCH_BATCH` (most records per batch in the throughput runs; default
 //! the runtime's, 50,000), `STREAMS_BENCH_THP=1` (keep transparent huge pages, which
 //! the bench turns off as `rivulet` does).
 //! Run: `cargo bench --bench streams`.

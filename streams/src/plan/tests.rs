@@ -402,7 +402,8 @@ fn a_kafka_sink_writes_natively_unless_told_librdkafka() {
     let rd = JobPlan::from_toml(&sink("client = \"librdkafka\"\n")).unwrap();
     assert_eq!(client_of(&rd), KafkaClient::Librdkafka);
     assert!(
-        rd.explain().contains("kafka topic o at_least_once client=librdkafka"),
+        rd.explain()
+            .contains("kafka topic o at_least_once client=librdkafka"),
         "{}",
         rd.explain()
     );

@@ -130,9 +130,9 @@ impl KafkaSink {
                     timeout,
                 };
                 let id = exactly_once.then(|| transactional_id(job, name));
-                let producer = NativeProducer::connect(spec, id)
-                    .await
-                    .map_err(|e| RuntimeError::KafkaState(format!("sink {name}: {e}")))?;
+                let state = |e| RuntimeError::KafkaState(format!("sink {name}: {e}"));
+                let mut producer = NativeProducer::connect(spec, id).await.map_err(state)?;
+                producer.prepare(topic).await.map_err(state)?;
                 Backend::Native(Box::new(producer))
             }
             KafkaClient::Librdkafka => {

@@ -46,8 +46,20 @@ const ACKS_ALL: i16 = -1;
 const BATCH_BYTES: usize = 1_000_000;
 /// Requests in flight per connection (Kafka's limit for an idempotent producer).
 const MAX_IN_FLIGHT: usize = 5;
-/// Wait before sending again after a retriable error.
-pub(super) const BACKOFF: Duration = Duration::from_millis(100);
+/// Waits before trying again after a retriable error: 5 ms, doubling up to 100 ms
+/// (Kafka's `retry.backoff.ms`). Short first steps matter: a transaction's first
+/// request often meets CONCURRENT_TRANSACTIONS while the previous one's markers are
+/// written, and a new topic has no leader for a moment.
+#[derive(Debug, Default)]
+pub(super) struct Backoff(u32);
+
+impl Backoff {
+    pub async fn wait(&mut self) {
+        let ms = (5u64 << self.0.min(5)).min(100);
+        self.0 = self.0.saturating_add(1);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
 
 pub(super) type Tp = (String, i32);
 
@@ -152,9 +164,16 @@ impl NativeProducer {
         self.deliver(queues, deadline).await
     }
 
+    /// Learn `topic`'s partitions and leaders now, not at the first batch.
+    pub async fn prepare(&mut self, topic: &str) -> Result<(), String> {
+        let deadline = Instant::now() + self.spec.timeout;
+        self.partition_count(topic, deadline).await.map(|_| ())
+    }
+
     /// How many partitions `topic` has (Metadata, creating it if the broker does so
     /// for producers), waiting for a topic being created until `deadline`.
     async fn partition_count(&mut self, topic: &str, deadline: Instant) -> Result<usize, String> {
+        let mut backoff = Backoff::default();
         loop {
             if let Some(t) = self.topics.get(topic).filter(|t| t.partition_count > 0) {
                 return Ok(t.partition_count);
@@ -170,7 +189,7 @@ impl NativeProducer {
             if Instant::now() >= deadline {
                 return Err(format!("metadata of topic {topic}: {last}"));
             }
-            tokio::time::sleep(BACKOFF).await;
+            backoff.wait().await;
         }
     }
 
@@ -199,6 +218,7 @@ impl NativeProducer {
     ) -> Result<(), String> {
         let transactional_id = self.txn.as_ref().map(|t| t.id.clone());
         let mut last = String::new();
+        let mut backoff = Backoff::default();
         loop {
             queues.retain(|_, q| !q.is_empty());
             if queues.is_empty() {
@@ -261,7 +281,7 @@ impl NativeProducer {
                 for (t, _) in queues.keys() {
                     self.topics.remove(t);
                 }
-                tokio::time::sleep(BACKOFF).await;
+                backoff.wait().await;
             }
         }
     }

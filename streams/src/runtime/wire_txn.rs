@@ -27,7 +27,7 @@ use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
 
 use super::wire_meta;
-use super::wire_produce::{NativeProducer, Tp, BACKOFF};
+use super::wire_produce::{Backoff, NativeProducer, Tp};
 
 const FIND_COORDINATOR_VERSION: i16 = 3;
 const INIT_PRODUCER_ID_VERSION: i16 = 3;
@@ -301,6 +301,7 @@ impl NativeProducer {
         topics: &[String],
     ) -> Result<Vec<String>, String> {
         let deadline = Instant::now() + self.spec.timeout;
+        let mut backoff = Backoff::default();
         let meta = loop {
             match wire_meta::metadata(
                 &self.spec,
@@ -312,7 +313,7 @@ impl NativeProducer {
             {
                 Ok(m) => break m,
                 Err(e) if Instant::now() >= deadline => return Err(format!("metadata: {e}")),
-                Err(_) => tokio::time::sleep(BACKOFF).await,
+                Err(_) => backoff.wait().await,
             }
         };
         let request_topics: Vec<OffsetFetchRequestTopic> = meta
@@ -374,12 +375,13 @@ impl NativeProducer {
     ) -> Result<T, String> {
         let mut last = String::new();
         let mut attempt = 0usize;
+        let mut backoff = Backoff::default();
         loop {
             if !last.is_empty() {
                 if Instant::now() >= deadline {
                     return Err(format!("not done within {:?}: {last}", self.spec.timeout));
                 }
-                tokio::time::sleep(BACKOFF).await;
+                backoff.wait().await;
             }
             let addr = match &key {
                 Some(k) => match self.coordinator(k).await {
