@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::join_all;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -46,6 +47,10 @@ use crate::replication::{AlterPartitionAnswer, FetchedPartition};
 pub const FETCH_VERSION: i16 = 12;
 /// How long a follower fetch waits at the leader for new data.
 const FETCH_MAX_WAIT_MS: i32 = 500;
+/// The tagged field (Fetch v12+, per partition) in which a Rivulet follower
+/// tells the leader how far its log is on disk: 8 bytes, a big-endian
+/// offset. Kafka brokers skip unknown tagged fields.
+pub const DURABLE_OFFSET_TAG: i32 = 0x5256;
 /// Most bytes per partition and per response of one follower fetch.
 const FETCH_PARTITION_MAX_BYTES: i32 = 1024 * 1024;
 const FETCH_MAX_BYTES: i32 = 16 * 1024 * 1024;
@@ -175,6 +180,11 @@ async fn fetch_from(
 ) {
     let mut conn: Option<Client<Stream>> = None;
     let mut backoff = Backoff::new();
+    // The fsyncs of the last response's partitions (flush policy on-ack),
+    // awaited while the next fetch is in flight; that fetch tells the
+    // leader how far the log is on disk (`durable_offset`), and the one
+    // after it what these fsyncs made durable.
+    let mut syncing: Vec<(TopicPartition, FollowerDurable)> = Vec::new();
     // Whether the last fetch broke its connection.
     let mut broke = false;
     loop {
@@ -213,7 +223,7 @@ async fn fetch_from(
             epochs,
             throttled,
             held_back,
-        } = build_request(&node, leader, &tps);
+        } = build_request(&node, leader, &tps, !syncing.is_empty());
         if epochs.is_empty() {
             // Only throttled partitions, over the follower quota: ask
             // again as it refills.
@@ -227,7 +237,29 @@ async fn fetch_from(
         }
         let cycle = &crate::metrics::FOLLOWER_CYCLE;
         let sent = std::time::Instant::now();
-        let resp = match client.round_trip(FETCH_VERSION, &req).await {
+        let pending = std::mem::take(&mut syncing);
+        let any_pending = !pending.is_empty();
+        let fsyncs = join_all(
+            pending
+                .into_iter()
+                .map(|(tp, f)| async move { (tp, f.wait().await) }),
+        );
+        let fsyncs = async {
+            let synced = fsyncs.await;
+            if any_pending {
+                cycle.fsync.observe(sent.elapsed());
+            }
+            synced
+        };
+        let (resp, synced) = tokio::join!(client.round_trip(FETCH_VERSION, &req), fsyncs);
+        let mut fsync_failed = false;
+        for (tp, result) in synced {
+            if let Err(code) = result {
+                fsync_failed = true;
+                debug!(partition = %tp, leader, error_code = code, "follower fsync error");
+            }
+        }
+        let resp = match resp {
             Ok(r) => r,
             Err(e) => {
                 debug!(leader, error = %e, "replica fetch failed");
@@ -245,12 +277,10 @@ async fn fetch_from(
         let received = std::time::Instant::now();
         cycle.round_trip.observe(received - sent);
         let mut progressed = false;
-        let mut failed = resp.error_code != 0;
+        let mut failed = resp.error_code != 0 || fsync_failed;
         // Every partition is appended first; their fsyncs then run at once
         // (one response's partitions share the disk's queue instead of
-        // waiting for each other), all before the next fetch acknowledges
-        // them.
-        let mut durable = Vec::new();
+        // waiting for each other), beside the next fetch.
         for t in resp.responses {
             for p in t.partitions {
                 let tp = TopicPartition::new(t.topic.to_string(), p.partition_index);
@@ -264,7 +294,7 @@ async fn fetch_from(
                 match apply_response(&node, leader, &tp, epoch, p) {
                     Ok((changed, fsync)) => {
                         progressed |= changed;
-                        durable.extend(fsync.map(|f| (tp, f)));
+                        syncing.extend(fsync.map(|f| (tp, f)));
                     }
                     Err(code) => {
                         failed = true;
@@ -273,21 +303,7 @@ async fn fetch_from(
                 }
             }
         }
-        let applied = std::time::Instant::now();
-        cycle.apply.observe(applied - received);
-        let synced = join_all(
-            durable
-                .into_iter()
-                .map(|(tp, f)| async move { (tp, f.wait().await) }),
-        );
-        let synced = synced.await;
-        cycle.fsync.observe(applied.elapsed());
-        for (tp, result) in synced {
-            if let Err(code) = result {
-                failed = true;
-                debug!(partition = %tp, leader, error_code = code, "follower fsync error");
-            }
-        }
+        cycle.apply.observe(received.elapsed());
         if failed && !progressed {
             tokio::time::sleep(backoff.next()).await;
         } else {
@@ -320,11 +336,22 @@ struct Planned {
     held_back: bool,
 }
 
+/// The on-disk offset a follower sent with `p` ([`DURABLE_OFFSET_TAG`]), if
+/// it sent one of the right size.
+pub fn durable_offset(p: &FetchPartition) -> Option<i64> {
+    let bytes = p.unknown_tagged_fields.get(&DURABLE_OFFSET_TAG)?;
+    Some(i64::from_be_bytes(bytes.as_ref().try_into().ok()?))
+}
+
 /// One Fetch for every partition still followed from `leader`, except
 /// throttled ones while the follower quota is spent
 /// (`follower.replication.throttled.rate`, [`crate::replication_quota`]);
 /// a throttled partition asks at most what the quota has left.
-fn build_request(node: &LocalNode, leader: i32, tps: &[TopicPartition]) -> Planned {
+///
+/// `syncing`: fsyncs of the previous response are still running — the
+/// leader answers at once rather than parking the fetch, so that the next
+/// one, after the fsyncs, reports them without waiting out a long poll.
+fn build_request(node: &LocalNode, leader: i32, tps: &[TopicPartition], syncing: bool) -> Planned {
     let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
     let mut epochs = HashMap::new();
     let mut throttled = HashSet::new();
@@ -353,19 +380,24 @@ fn build_request(node: &LocalNode, leader: i32, tps: &[TopicPartition]) -> Plann
             continue;
         };
         epochs.insert(tp.clone(), f.leader_epoch);
-        topics.entry(tp.topic.clone()).or_default().push(
-            FetchPartition::default()
-                .with_partition(tp.partition)
-                .with_current_leader_epoch(f.leader_epoch)
-                .with_fetch_offset(f.fetch_offset)
-                .with_last_fetched_epoch(f.last_fetched_epoch)
-                .with_log_start_offset(f.log_start_offset)
-                .with_partition_max_bytes(max_bytes),
-        );
+        let mut partition = FetchPartition::default()
+            .with_partition(tp.partition)
+            .with_current_leader_epoch(f.leader_epoch)
+            .with_fetch_offset(f.fetch_offset)
+            .with_last_fetched_epoch(f.last_fetched_epoch)
+            .with_log_start_offset(f.log_start_offset)
+            .with_partition_max_bytes(max_bytes);
+        if let Some(durable) = f.durable_offset {
+            partition.unknown_tagged_fields.insert(
+                DURABLE_OFFSET_TAG,
+                Bytes::copy_from_slice(&durable.to_be_bytes()),
+            );
+        }
+        topics.entry(tp.topic.clone()).or_default().push(partition);
     }
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(node.node_id()))
-        .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+        .with_max_wait_ms(if syncing { 0 } else { FETCH_MAX_WAIT_MS })
         .with_min_bytes(1)
         .with_max_bytes(FETCH_MAX_BYTES)
         .with_isolation_level(0)
@@ -465,5 +497,29 @@ mod tests {
         assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
         b.reset();
         assert_eq!(b.next(), BACKOFF);
+    }
+
+    #[test]
+    fn the_durable_offset_crosses_the_wire_in_its_tagged_field() {
+        use kafka_protocol::protocol::{Decodable, Encodable};
+        let mut p = FetchPartition::default().with_fetch_offset(20);
+        p.unknown_tagged_fields.insert(
+            DURABLE_OFFSET_TAG,
+            Bytes::copy_from_slice(&17i64.to_be_bytes()),
+        );
+        let req = FetchRequest::default().with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![p])]);
+        let mut buf = bytes::BytesMut::new();
+        req.encode(&mut buf, FETCH_VERSION).expect("encode");
+        let back = FetchRequest::decode(&mut buf.freeze(), FETCH_VERSION).expect("decode");
+        let p = &back.topics[0].partitions[0];
+        assert_eq!(durable_offset(p), Some(17));
+        // Absent, or not 8 bytes: none.
+        assert_eq!(durable_offset(&FetchPartition::default()), None);
+        let mut odd = FetchPartition::default();
+        odd.unknown_tagged_fields
+            .insert(DURABLE_OFFSET_TAG, Bytes::from_static(&[1, 2, 3]));
+        assert_eq!(durable_offset(&odd), None);
     }
 }

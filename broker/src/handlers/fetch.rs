@@ -145,6 +145,7 @@ fn read_all(b: &BrokerContext, req: &FetchRequest, version: i16) -> (FetchRespon
                     Position {
                         replica_id,
                         fetch_offset: p.fetch_offset,
+                        durable_offset: crate::replica_fetcher::durable_offset(p),
                         current_leader_epoch: p.current_leader_epoch,
                         last_fetched_epoch: p.last_fetched_epoch,
                     },
@@ -192,6 +193,8 @@ struct Position {
     /// The follower's node id, or -1 for a consumer.
     replica_id: i32,
     fetch_offset: i64,
+    /// A Rivulet follower's on-disk offset ([`crate::replica_fetcher::durable_offset`]).
+    durable_offset: Option<i64>,
     current_leader_epoch: i32,
     last_fetched_epoch: i32,
 }
@@ -227,6 +230,7 @@ fn read_partition(
     let Position {
         replica_id,
         fetch_offset,
+        durable_offset,
         current_leader_epoch,
         last_fetched_epoch,
     } = pos;
@@ -240,9 +244,13 @@ fn read_partition(
     let follower =
         replica_id >= 0 && replica_id != b.node_id() && state.replicas.contains(&replica_id);
     if follower {
-        let answer =
-            b.replicas
-                .follower_fetch(&partition, replica_id, fetch_offset, last_fetched_epoch);
+        let answer = b.replicas.follower_fetch(
+            &partition,
+            replica_id,
+            fetch_offset,
+            durable_offset,
+            last_fetched_epoch,
+        );
         if let FollowerFetchAnswer::Diverging { epoch, end_offset } = answer {
             let (hw, log_start) = {
                 let log = partition.log.lock();

@@ -170,8 +170,9 @@ impl Metrics {
 /// The phases of a follower's fetch cycle (replica fetcher), across the
 /// process: the fetch round trip (request written to response read,
 /// including the leader's long poll), appending the response's partitions,
-/// and waiting for their fsyncs — what an acks=all produce on the leader
-/// waits for besides its own fsync.
+/// and their fsyncs (which run beside the next fetch, whose successor reports
+/// them) — what an acks=all produce on the leader waits for besides its own
+/// fsync.
 #[derive(Debug, Default)]
 pub struct FollowerCycle {
     pub round_trip: Histogram,

@@ -28,6 +28,7 @@ impl ReplicaManager {
         partition: &Partition,
         follower: i32,
         fetch_offset: i64,
+        durable_offset: Option<i64>,
         last_fetched_epoch: i32,
     ) -> FollowerFetchAnswer {
         let now = self.now_ms();
@@ -35,6 +36,7 @@ impl ReplicaManager {
         let (answer, actions) = partition.replica.lock().on_follower_fetch(
             follower,
             fetch_offset,
+            durable_offset,
             last_fetched_epoch,
             &*log,
             now,
@@ -49,7 +51,12 @@ impl ReplicaManager {
     /// node follows it from there.
     pub fn fetch_request(&self, partition: &Partition, leader: i32) -> Option<ReplicaFetch> {
         let log = partition.log.lock();
-        let fetch = partition.replica.lock().fetch_request(&*log)?;
+        let mut fetch = partition.replica.lock().fetch_request(&*log)?;
+        // On-ack: the fetcher asks again while its fsync runs, so the leader
+        // learns how far the log is on disk, not only how far it is written.
+        if log.config().flush_policy == FlushPolicy::OnAck {
+            fetch.durable_offset = Some(log.flush_tracker().flushed_offset());
+        }
         (fetch.leader == leader).then_some(fetch)
     }
 

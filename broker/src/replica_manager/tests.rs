@@ -106,7 +106,7 @@ fn batch() -> Bytes {
 /// Follower `follower` fetches at `offset` (its last batch in epoch 0).
 fn fetched(rm: &ReplicaManager, p: &Partition, follower: i32, offset: i64) {
     let last_epoch = if offset > 0 { 0 } else { -1 };
-    let answer = rm.follower_fetch(p, follower, offset, last_epoch);
+    let answer = rm.follower_fetch(p, follower, offset, None, last_epoch);
     assert_eq!(answer, crate::replication::FollowerFetchAnswer::Read);
 }
 

@@ -153,6 +153,9 @@ pub struct ReplicaFetch {
     /// response is applied only if it still does.
     pub leader_epoch: i32,
     pub fetch_offset: i64,
+    /// Offsets below this are on disk (flush policy on-ack; `None`: not
+    /// asked, the leader takes `fetch_offset`).
+    pub durable_offset: Option<i64>,
     pub last_fetched_epoch: i32,
     pub log_start_offset: i64,
 }
@@ -434,12 +437,15 @@ impl PartitionReplica {
     /// The leader's side of a fetch from `follower` at `fetch_offset`
     /// whose last fetched batch had `last_fetched_epoch`. Diverging
     /// (KIP-595): answer only where to truncate. Otherwise the follower
-    /// holds everything below `fetch_offset`: record it, which may raise
-    /// the high watermark and answer parked produces.
+    /// holds everything below `fetch_offset`, and on disk everything below
+    /// `durable_offset` when it says (a Rivulet follower that fetches again
+    /// while its fsync runs; absent: all of it): record the lower, which may
+    /// raise the high watermark and answer parked produces.
     pub fn on_follower_fetch(
         &mut self,
         follower: i32,
         fetch_offset: i64,
+        durable_offset: Option<i64>,
         last_fetched_epoch: i32,
         log: &impl LogView,
         now_ms: u64,
@@ -462,8 +468,9 @@ impl PartitionReplica {
         }
         let mut out = Vec::new();
         if self.is_leader() {
+            let held = durable_offset.map_or(fetch_offset, |d| d.min(fetch_offset));
             self.followers
-                .record_fetch(follower, fetch_offset, log.log_end_offset(), now_ms);
+                .record_fetch(follower, held, log.log_end_offset(), now_ms);
             let hw = self.advance_high_watermark(log, &mut out);
             self.settle_acks(hw, false, &mut out);
         }
@@ -477,6 +484,7 @@ impl PartitionReplica {
             leader,
             leader_epoch: self.state.leader_epoch,
             fetch_offset: log.log_end_offset(),
+            durable_offset: None,
             last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
             log_start_offset: log.log_start_offset(),
         })

@@ -343,7 +343,7 @@ impl Sim {
         }
         let (answer, actions) = n
             .event(|r, log| {
-                r.on_follower_fetch(follower, fetch_offset, last_fetched_epoch, log, now)
+                r.on_follower_fetch(follower, fetch_offset, None, last_fetched_epoch, log, now)
             })
             .expect("leader state");
         self.execute(leader, actions, None);

@@ -156,13 +156,35 @@ fn high_watermark_advances_when_every_isr_member_fetched_past_it() {
     let (mut r, mut log) = leader(&[1, 2, 3]);
     log.append(1, 5);
     assert!(hw_moves(&r.on_append(&log)).is_empty());
-    let (answer, a) = r.on_follower_fetch(2, 15, 1, &log, 10);
+    let (answer, a) = r.on_follower_fetch(2, 15, None, 1, &log, 10);
     assert_eq!(answer, FollowerFetchAnswer::Read);
     assert!(hw_moves(&log.apply(a)).is_empty(), "follower 3 lags");
-    let (_, a) = r.on_follower_fetch(3, 12, 1, &log, 10);
+    let (_, a) = r.on_follower_fetch(3, 12, None, 1, &log, 10);
     assert_eq!(hw_moves(&log.apply(a)), vec![12]);
-    let (_, a) = r.on_follower_fetch(3, 15, 1, &log, 20);
+    let (_, a) = r.on_follower_fetch(3, 15, None, 1, &log, 20);
     assert_eq!(hw_moves(&log.apply(a)), vec![15]);
+}
+
+#[test]
+fn high_watermark_waits_for_what_followers_have_on_disk() {
+    let (mut r, mut log) = leader(&[1, 2, 3]);
+    log.append(1, 5);
+    r.on_append(&log);
+    // Both hold offsets up to 15, but follower 3 has only 12 on disk.
+    let (_, a) = r.on_follower_fetch(2, 15, Some(15), 1, &log, 10);
+    log.apply(a);
+    let (answer, a) = r.on_follower_fetch(3, 15, Some(12), 1, &log, 10);
+    assert_eq!(answer, FollowerFetchAnswer::Read);
+    assert_eq!(hw_moves(&log.apply(a)), vec![12]);
+    // Its next fetch, after the fsync, reports the rest.
+    let (_, a) = r.on_follower_fetch(3, 15, Some(15), 1, &log, 20);
+    assert_eq!(hw_moves(&log.apply(a)), vec![15]);
+    // A durable offset past the fetch offset counts for no more than it.
+    let (mut r, mut log) = leader(&[1, 2]);
+    log.append(1, 5);
+    r.on_append(&log);
+    let (_, a) = r.on_follower_fetch(2, 13, Some(99), 1, &log, 10);
+    assert_eq!(hw_moves(&log.apply(a)), vec![13]);
 }
 
 #[test]
@@ -177,10 +199,10 @@ fn lagging_follower_is_proposed_out_of_the_isr() {
     let (mut r, mut log) = leader(&[1, 2, 3]);
     log.append(1, 1);
     log.apply(r.on_append(&log));
-    let (_, a) = r.on_follower_fetch(2, 11, 1, &log, 1_000);
+    let (_, a) = r.on_follower_fetch(2, 11, None, 1, &log, 1_000);
     log.apply(a);
     assert_eq!(alter(&r.tick(1_000, 30_000, &log)), None);
-    let (_, a) = r.on_follower_fetch(2, 11, 1, &log, 31_000);
+    let (_, a) = r.on_follower_fetch(2, 11, None, 1, &log, 31_000);
     log.apply(a);
     let req = alter(&r.tick(31_000, 30_000, &log)).expect("shrink");
     assert_eq!(
@@ -203,14 +225,14 @@ fn lagging_follower_is_proposed_out_of_the_isr() {
 fn caught_up_follower_is_proposed_back_into_the_isr() {
     let (mut r, mut log) = leader(&[1, 2]);
     log.append(1, 2);
-    let (_, a) = r.on_follower_fetch(2, 12, 1, &log, 100);
+    let (_, a) = r.on_follower_fetch(2, 12, None, 1, &log, 100);
     log.apply(a);
     assert_eq!(log.hw, 12);
     // Follower 3 below the high watermark stays out; at it, it joins.
-    let (_, a) = r.on_follower_fetch(3, 11, 1, &log, 100);
+    let (_, a) = r.on_follower_fetch(3, 11, None, 1, &log, 100);
     log.apply(a);
     assert_eq!(alter(&r.tick(100, 30_000, &log)), None);
-    let (_, a) = r.on_follower_fetch(3, 12, 1, &log, 200);
+    let (_, a) = r.on_follower_fetch(3, 12, None, 1, &log, 200);
     log.apply(a);
     let req = alter(&r.tick(200, 30_000, &log)).expect("expand");
     assert_eq!(req.new_isr, vec![1, 2, 3]);
@@ -222,7 +244,7 @@ fn caught_up_follower_is_proposed_back_into_the_isr() {
 #[test]
 fn pending_expansion_holds_the_high_watermark_at_the_maximal_isr() {
     let (mut r, mut log) = leader(&[1]);
-    let (_, a) = r.on_follower_fetch(2, 10, 1, &log, 0);
+    let (_, a) = r.on_follower_fetch(2, 10, None, 1, &log, 0);
     log.apply(a);
     let req = alter(&r.tick(0, 30_000, &log)).expect("expand");
     assert_eq!(req.new_isr, vec![1, 2]);
@@ -232,7 +254,7 @@ fn pending_expansion_holds_the_high_watermark_at_the_maximal_isr() {
         hw_moves(&log.apply(r.on_append(&log))).is_empty(),
         "waits for 2"
     );
-    let (_, a) = r.on_follower_fetch(2, 11, 1, &log, 10);
+    let (_, a) = r.on_follower_fetch(2, 11, None, 1, &log, 10);
     assert_eq!(hw_moves(&log.apply(a)), vec![11]);
     // Answered, it waits for the image, which settles it.
     log.apply(r.on_alter_partition_answer(&req, AlterPartitionAnswer::Committed, &log));
@@ -248,7 +270,7 @@ fn pending_expansion_holds_the_high_watermark_at_the_maximal_isr() {
 #[test]
 fn refused_expansion_releases_the_high_watermark() {
     let (mut r, mut log) = leader(&[1]);
-    let (_, a) = r.on_follower_fetch(3, 10, 1, &log, 0);
+    let (_, a) = r.on_follower_fetch(3, 10, None, 1, &log, 0);
     log.apply(a);
     let req = alter(&r.tick(0, 30_000, &log)).expect("expand");
     log.append(1, 1);
@@ -262,7 +284,7 @@ fn refused_expansion_releases_the_high_watermark() {
 #[test]
 fn unanswered_change_is_sent_again() {
     let (mut r, mut log) = leader(&[1]);
-    let (_, a) = r.on_follower_fetch(2, 10, 1, &log, 0);
+    let (_, a) = r.on_follower_fetch(2, 10, None, 1, &log, 0);
     log.apply(a);
     let req = alter(&r.tick(0, 30_000, &log)).expect("expand");
     r.on_alter_partition_answer(&req, AlterPartitionAnswer::Unknown, &log);
@@ -286,11 +308,11 @@ fn acks_all_is_released_once_the_high_watermark_passes_it() {
     log.append(1, 1);
     log.apply(r.on_append(&log));
     assert!(r.wait_for_ack(8, 12, 1, &log).is_empty());
-    let (_, a) = r.on_follower_fetch(2, 12, 1, &log, 0);
+    let (_, a) = r.on_follower_fetch(2, 12, None, 1, &log, 0);
     assert!(acks(&log.apply(a)).is_empty());
-    let (_, a) = r.on_follower_fetch(3, 11, 1, &log, 0);
+    let (_, a) = r.on_follower_fetch(3, 11, None, 1, &log, 0);
     assert_eq!(acks(&log.apply(a)), vec![(7, Ok(()))]);
-    let (_, a) = r.on_follower_fetch(3, 12, 1, &log, 0);
+    let (_, a) = r.on_follower_fetch(3, 12, None, 1, &log, 0);
     assert_eq!(acks(&log.apply(a)), vec![(8, Ok(()))]);
     assert_eq!(r.parked_acks(), 0);
 }
@@ -366,7 +388,7 @@ fn removed_partition_fails_parked_produces_and_cancelled_ones_are_gone() {
 fn leader_answers_divergence_instead_of_recording_the_fetch() {
     let (mut r, mut log) = leader(&[1, 2, 3]);
     // The follower has epoch 0 up to 14, the leader only up to 10.
-    let (answer, a) = r.on_follower_fetch(2, 14, 0, &log, 0);
+    let (answer, a) = r.on_follower_fetch(2, 14, None, 0, &log, 0);
     assert_eq!(
         answer,
         FollowerFetchAnswer::Diverging {
@@ -380,7 +402,7 @@ fn leader_answers_divergence_instead_of_recording_the_fetch() {
     // epoch, back to the leader's log start.
     log.start = 4;
     log.epochs = vec![(3, 4)];
-    let (answer, _) = r.on_follower_fetch(2, 14, 5, &log, 0);
+    let (answer, _) = r.on_follower_fetch(2, 14, None, 5, &log, 0);
     assert_eq!(
         answer,
         FollowerFetchAnswer::Diverging {
@@ -426,6 +448,7 @@ fn follower_fetches_from_its_log_end_with_its_last_epoch() {
             leader: 1,
             leader_epoch: 2,
             fetch_offset: 8,
+            durable_offset: None,
             last_fetched_epoch: 1,
             log_start_offset: 0,
         })
@@ -519,7 +542,7 @@ fn follower_becoming_leader_stops_fetching() {
 fn mutation_hw_over_last_seen_isr_ignores_the_pending_expansion() {
     let (r, mut log) = leader(&[1]);
     let mut r = r.with_mutation(Mutation::HwOverLastSeenIsr);
-    let (_, a) = r.on_follower_fetch(2, 10, 1, &log, 0);
+    let (_, a) = r.on_follower_fetch(2, 10, None, 1, &log, 0);
     log.apply(a);
     alter(&r.tick(0, 30_000, &log)).expect("expand");
     log.append(1, 1);
