@@ -36,7 +36,7 @@ use tempfile::TempDir;
 use tokio::sync::watch;
 
 mod streams_support;
-use streams_support::{join_within, spawn_job, start_broker, Rng, StreamJob};
+use streams_support::{committed_reader, join_within, spawn_job, start_broker, Rng, StreamJob};
 const TIMEOUT: Duration = Duration::from_secs(20);
 const PARTITIONS: i32 = 3;
 const JOB: &str = "eos-filter";
@@ -110,15 +110,8 @@ struct Reader {
 
 impl Reader {
     fn new(bootstrap: &str, topic: &str) -> Reader {
-        let consumer = consumer(bootstrap, &[("isolation.level", "read_committed")]);
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .expect("a partition list");
-        }
-        consumer.assign(&tpl).expect("assign");
         Reader {
-            consumer,
+            consumer: committed_reader(bootstrap, topic, PARTITIONS),
             values: Vec::new(),
         }
     }

@@ -33,7 +33,7 @@ use rivulet_testkit::kafka::{
 };
 
 mod streams_support;
-use streams_support::{join_within, produce, spawn_job, start_broker};
+use streams_support::{committed_reader, join_within, produce, spawn_job, start_broker};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const PARTITIONS: i32 = 3;
@@ -118,15 +118,8 @@ struct Read {
 
 impl Read {
     fn new(bootstrap: &str, topic: &str) -> Read {
-        let consumer = consumer(bootstrap, &[("isolation.level", "read_committed")]);
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .expect("a partition list");
-        }
-        consumer.assign(&tpl).expect("assign");
         Read {
-            consumer,
+            consumer: committed_reader(bootstrap, topic, PARTITIONS),
             rows: Vec::new(),
         }
     }

@@ -135,25 +135,11 @@ pub fn build_control_batch(
         value: Some(Bytes::from(value)),
         headers: Vec::new(),
     };
+    let attributes =
+        record_batch::attributes(Compression::None, TimestampType::CreateTime, true, true);
     let header = BatchHeader {
-        base_offset: 0,
-        batch_length: 0,
-        partition_leader_epoch: -1,
-        magic: record_batch::MAGIC_V2,
-        crc: 0,
-        attributes: record_batch::attributes(
-            Compression::None,
-            TimestampType::CreateTime,
-            true,
-            true,
-        ),
-        last_offset_delta: 0,
-        base_timestamp: timestamp_ms,
-        max_timestamp: timestamp_ms,
-        producer_id,
-        producer_epoch,
-        base_sequence: -1,
         record_count: 1,
+        ..BatchHeader::template(attributes, timestamp_ms, producer_id, producer_epoch, -1)
     };
     let mut records = Vec::with_capacity(32);
     records::encode_record(&record, &mut records);

@@ -121,6 +121,33 @@ pub struct BatchHeader {
 }
 
 impl BatchHeader {
+    /// The header a producer writes for a new batch (base offset 0, no leader
+    /// epoch, magic 2, timestamps both `timestamp`); the length, CRC, record
+    /// count and last offset delta are left 0 for the encoder to fill in.
+    pub fn template(
+        attributes: i16,
+        timestamp: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: -1,
+            magic: MAGIC_V2,
+            crc: 0,
+            attributes,
+            last_offset_delta: 0,
+            base_timestamp: timestamp,
+            max_timestamp: timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            record_count: 0,
+        }
+    }
+
     /// Parse the header at the start of `buf`. Checks that the header is
     /// complete, the magic is 2 and `batch_length` is plausible; it does not
     /// require the rest of the batch to be present (see [`validate_batch`]).

@@ -309,26 +309,9 @@ impl RecordBatchBuilder {
     /// An empty builder for a non-idempotent producer (producer id, epoch,
     /// base sequence and partition leader epoch all -1).
     pub fn new(compression: Compression) -> Self {
-        let header = BatchHeader {
-            base_offset: 0,
-            batch_length: 0,
-            partition_leader_epoch: -1,
-            magic: record_batch::MAGIC_V2,
-            crc: 0,
-            attributes: record_batch::attributes(
-                compression,
-                TimestampType::CreateTime,
-                false,
-                false,
-            ),
-            last_offset_delta: 0,
-            base_timestamp: 0,
-            max_timestamp: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            record_count: 0,
-        };
+        let attributes =
+            record_batch::attributes(compression, TimestampType::CreateTime, false, false);
+        let header = BatchHeader::template(attributes, 0, -1, -1, -1);
         RecordBatchBuilder {
             compression,
             header,

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::collections::BTreeMap;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use rivulet_streams::runtime::{self, RunOptions, RunSummary, RuntimeError};
 use rivulet_streams::JobPlan;
 use rivulet_testkit::dirs::temp_dir;
-use rivulet_testkit::kafka::block_on;
+use rivulet_testkit::kafka::{block_on, consumer};
 use rivulet_testkit::process::{send_signal, tail, BrokerProcess, Signal};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -103,6 +105,19 @@ pub fn produce(p: &FutureProducer, topic: &str, records: &[(String, String)], ti
             s.await.map_err(|(e, _)| e).expect("produce a record");
         }
     });
+}
+
+/// A read_committed consumer assigned partitions `0..partitions` of `topic` from the
+/// beginning (what a downstream reader of a job's output sees).
+pub fn committed_reader(bootstrap: &str, topic: &str, partitions: i32) -> BaseConsumer {
+    let c = consumer(bootstrap, &[("isolation.level", "read_committed")]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("a partition list");
+    }
+    c.assign(&tpl).expect("assign");
+    c
 }
 
 /// A `rivulet` broker process with its data in a temp dir and its log at

@@ -432,25 +432,11 @@ fn batch_writer_writes_what_decode_batch_reads_back() {
     w.push(5, None, Some(&big));
     w.push(-3, Some(b""), None);
     assert_eq!(w.count(), 3);
+    let attributes =
+        record_batch::attributes(Compression::None, TimestampType::CreateTime, true, false);
     let template = BatchHeader {
-        base_offset: 0,
-        batch_length: 0,
-        partition_leader_epoch: -1,
-        magic: record_batch::MAGIC_V2,
-        crc: 0,
-        attributes: record_batch::attributes(
-            Compression::None,
-            TimestampType::CreateTime,
-            true,
-            false,
-        ),
-        last_offset_delta: 0,
-        base_timestamp: 1_000,
         max_timestamp: 1_005,
-        producer_id: 9,
-        producer_epoch: 2,
-        base_sequence: 40,
-        record_count: 0,
+        ..BatchHeader::template(attributes, 1_000, 9, 2, 40)
     };
     let size = w.size();
     let batch = w.finish(&template);

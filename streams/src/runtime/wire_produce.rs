@@ -289,26 +289,13 @@ impl NativeProducer {
 
 /// The header of a batch this producer writes (uncompressed, CreateTime `now`).
 fn batch_header(producer: (i64, i16), sequence: i32, now: i64, transactional: bool) -> BatchHeader {
-    BatchHeader {
-        base_offset: 0,
-        batch_length: 0,
-        partition_leader_epoch: -1,
-        magic: record_batch::MAGIC_V2,
-        crc: 0,
-        attributes: record_batch::attributes(
-            Compression::None,
-            TimestampType::CreateTime,
-            transactional,
-            false,
-        ),
-        last_offset_delta: 0,
-        base_timestamp: now,
-        max_timestamp: now,
-        producer_id: producer.0,
-        producer_epoch: producer.1,
-        base_sequence: sequence,
-        record_count: 0,
-    }
+    let attributes = record_batch::attributes(
+        Compression::None,
+        TimestampType::CreateTime,
+        transactional,
+        false,
+    );
+    BatchHeader::template(attributes, now, producer.0, producer.1, sequence)
 }
 
 /// The sequence after `count` records from `sequence`, wrapping past `i32::MAX` to 0
