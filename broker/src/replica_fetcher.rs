@@ -237,18 +237,16 @@ async fn fetch_from(
         }
         let cycle = &crate::metrics::FOLLOWER_CYCLE;
         let sent = std::time::Instant::now();
-        let pending = std::mem::take(&mut syncing);
-        let any_pending = !pending.is_empty();
         let fsyncs = join_all(
-            pending
+            std::mem::take(&mut syncing)
                 .into_iter()
                 .map(|(tp, f)| async move { (tp, f.wait().await) }),
         );
+        // Every cycle has the three phases (an fsync phase of ~0 when the last
+        // response appended nothing).
         let fsyncs = async {
             let synced = fsyncs.await;
-            if any_pending {
-                cycle.fsync.observe(sent.elapsed());
-            }
+            cycle.fsync.observe(sent.elapsed());
             synced
         };
         let (resp, synced) = tokio::join!(client.round_trip(FETCH_VERSION, &req), fsyncs);
