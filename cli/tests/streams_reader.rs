@@ -13,6 +13,9 @@
 //!    reader reconnects and the job lands every record produced before and after, once;
 //!    on the 3-node cluster, a partition leader SIGKILLed: the reader follows the new
 //!    leaders. A job resumed past deleted records reads on from the earliest offset.
+//! 3. Where a source starts (earliest, latest, a time; the ends `available_now` stops
+//!    at, an open transaction's records excluded) is the same under both clients: the
+//!    native one asks with ListOffsets of its own, the librdkafka one through librdkafka.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -51,7 +54,19 @@ fn job_on(
     bootstrap: &str,
     work: &Path,
 ) -> JobPlan {
-    JobPlan::from_toml(&format!(
+    JobPlan::from_toml(&job_text(topic, name, client, trigger, bootstrap, work))
+        .expect("a valid job")
+}
+
+fn job_text(
+    topic: &str,
+    name: &str,
+    client: &str,
+    trigger: &str,
+    bootstrap: &str,
+    work: &Path,
+) -> String {
+    format!(
         r#"
 [job]
 name = "{name}"
@@ -78,8 +93,7 @@ format = "jsonl"
 "#,
         cp = work.join("cp").join(name).display(),
         lake = work.join("lake").join(name).display(),
-    ))
-    .expect("a valid job")
+    )
 }
 
 /// Send `(id, partition, key, header)` records and wait for every ack.
@@ -434,4 +448,85 @@ fn stop_and_check(stop: watch::Sender<bool>, running: JobThread, lake: &Path, wa
         assert!(rows.contains_key(id), "row {id} is missing");
     }
     assert_eq!(rows.len(), waves.iter().map(|w| w.len()).sum::<usize>());
+}
+
+/// Start positions and `available_now` ends, found with the runtime's own Metadata and
+/// ListOffsets (native) or librdkafka's: the same rows either way. Records carry
+/// timestamps a second apart; a transaction left open holds the end at its first
+/// record (the last stable offset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_clients_start_and_stop_at_the_same_offsets() {
+    let dir = temp_dir();
+    let broker = start_broker(dir.path(), TIMEOUT);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "timed", 2, &[]).await;
+    // 2020-01-01T00:00:00Z plus i seconds, alternating partitions.
+    const T0: i64 = 1_577_836_800_000;
+    let p = producer(&bootstrap, &[]);
+    for i in 0..30i64 {
+        let payload = format!(r#"{{"id":"t{i}"}}"#);
+        let r = FutureRecord::<str, str>::to("timed")
+            .payload(&payload)
+            .partition((i % 2) as i32)
+            .timestamp(T0 + i * 1000);
+        p.send(r, TIMEOUT)
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+    // An open transaction: its records are past the last stable offset.
+    let txn = producer(
+        &bootstrap,
+        &[
+            ("transactional.id", "reader-open"),
+            ("enable.idempotence", "true"),
+        ],
+    );
+    txn.init_transactions(TIMEOUT).expect("init transactions");
+    txn.begin_transaction().expect("begin");
+    send_to(&txn, "timed", &[("open-0".into(), 0, None, None)]).await;
+    let ids = |from: i64| -> Vec<String> { (from..30).map(|i| format!("t{i}")).collect() };
+    for (case, (start, want)) in [
+        ("earliest", ids(0)),
+        ("latest", Vec::new()),
+        ("2020-01-01T00:00:20Z", ids(20)),
+        ("2999-01-01T00:00:00Z", Vec::new()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut seen = Vec::new();
+        for client in ["native", "librdkafka"] {
+            let name = format!("start-{case}-{client}");
+            let text = job_text(
+                "timed",
+                &name,
+                client,
+                "available_now",
+                &bootstrap,
+                dir.path(),
+            )
+            .replace("start = \"earliest\"", &format!("start = \"{start}\""));
+            let plan = JobPlan::from_toml(&text).expect("a valid job");
+            let (_stop, shutdown) = watch::channel(false);
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                runtime::run(plan, RunOptions::default(), shutdown),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not end"))
+            .unwrap_or_else(|e| panic!("{name} failed: {e}"));
+            let rows = lake_rows(&dir.path().join("lake").join(&name));
+            let got: Vec<String> = rows.keys().cloned().collect();
+            let mut want = want.clone();
+            want.sort();
+            assert_eq!(got, want, "{client}, start = {start}");
+            seen.push(rows);
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "start = {start}: the two clients' rows differ"
+        );
+    }
+    txn.abort_transaction(TIMEOUT).expect("abort");
 }

@@ -23,12 +23,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::acked::AckedProducer;
 use super::batch_log::{self, PlannedBatch};
 use super::checkpoint::{self, Checkpoint};
 use super::error::RuntimeError;
@@ -39,8 +38,7 @@ use crate::executor::{BatchOutput, Executor};
 #[derive(Clone)]
 pub(crate) struct CommitOptions {
     pub dead_letter_topic: Option<String>,
-    pub producer: Option<Arc<AckedProducer>>,
-    pub timeout: Duration,
+    pub producer: Option<Arc<sinks::DeadLetterProducer>>,
     pub crash_after_sink: Option<(u64, String)>,
     pub checkpoint_dir: PathBuf,
 }
@@ -62,7 +60,6 @@ impl CommitJob {
         let write = WriteOptions {
             topic: o.dead_letter_topic.as_deref(),
             producer: o.producer.as_deref(),
-            timeout: o.timeout,
             crash_after_sink: o.crash_after_sink.as_ref(),
         };
         let ctx = BatchContext {
@@ -225,6 +222,7 @@ fn lost() -> RuntimeError {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use super::*;
     use crate::plan::JobPlan;
@@ -243,7 +241,6 @@ mod tests {
         CommitOptions {
             dead_letter_topic: None,
             producer: None,
-            timeout: Duration::from_secs(5),
             crash_after_sink: None,
             checkpoint_dir,
         }

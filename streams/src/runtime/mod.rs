@@ -186,15 +186,17 @@ pub async fn run(
     tracing::info!(%job, last_batch, replay = ?recovery.replay, projected, "starting");
 
     let dlq_producer = match &plan.dead_letter_topic {
-        Some(_) if sinks::dead_letter_carrier(&sinks).is_none() => {
-            Some(Arc::new(sinks::dlq_producer(&bootstrap, &job)?))
+        Some(topic) if sinks::dead_letter_carrier(&sinks).is_none() => {
+            let timeout = options.kafka_timeout;
+            Some(Arc::new(
+                sinks::dlq_producer(&bootstrap, &job, topic, timeout).await?,
+            ))
         }
         _ => None,
     };
     let commit_options = CommitOptions {
         dead_letter_topic: plan.dead_letter_topic.clone(),
         producer: dlq_producer,
-        timeout: options.kafka_timeout,
         crash_after_sink: options.crash_after_sink.clone(),
         checkpoint_dir: checkpoint_dir.clone(),
     };

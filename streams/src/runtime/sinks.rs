@@ -17,13 +17,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::acked::AckedProducer;
 use super::error::RuntimeError;
 use super::files::FilesSink;
 use super::kafka_sink::KafkaSink;
 use super::offsets::{Offsets, ResumePoint};
 use super::postgres::{BatchCommit, PostgresSink};
 use super::recovery::{writes_batch, SinkProgress};
+use super::wire_meta::NativeSpec;
+use super::wire_produce::NativeProducer;
 use crate::executor::BatchOutput;
 use crate::operators::DeadLetter;
 use crate::plan::{JobPlan, SinkKind};
@@ -154,6 +155,10 @@ pub(crate) async fn progress(
     Ok((progress, stores))
 }
 
+/// Where a job's dead letters go when no exactly-once Kafka sink carries them; one
+/// batch commits at a time, so the lock is never contended.
+pub(crate) type DeadLetterProducer = tokio::sync::Mutex<NativeProducer>;
+
 /// The exactly-once Kafka sink whose transaction carries the dead letters: the first in
 /// plan order, if any.
 pub(crate) fn dead_letter_carrier(sinks: &[Sink]) -> Option<usize> {
@@ -174,8 +179,7 @@ pub(crate) struct BatchContext<'a> {
 /// carries them, and the test hook.
 pub(crate) struct WriteOptions<'a> {
     pub topic: Option<&'a str>,
-    pub producer: Option<&'a AckedProducer>,
-    pub timeout: Duration,
+    pub producer: Option<&'a DeadLetterProducer>,
     /// [`super::RunOptions::crash_after_sink`].
     pub crash_after_sink: Option<&'a (u64, String)>,
 }
@@ -192,7 +196,7 @@ pub(crate) async fn write_batch(
     if carrier.is_none() {
         match (options.topic, options.producer) {
             (Some(topic), Some(producer)) => {
-                send_dead_letters(producer, topic, &out.dead_letters, options.timeout).await?
+                send_dead_letters(producer, topic, &out.dead_letters).await?
             }
             _ if !out.dead_letters.is_empty() => {
                 tracing::warn!(
@@ -292,31 +296,42 @@ fn print_rows(rows: &[Row]) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-pub(crate) fn dlq_producer(bootstrap: &str, job: &str) -> Result<AckedProducer, RuntimeError> {
-    let mut c = rdkafka::config::ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("client.id", format!("rivulet-stream-{job}-dlq"))
-        .set("enable.idempotence", "true");
-    AckedProducer::create(&c, "create the dead-letter producer")
+/// The job's dead-letter producer (idempotent, the runtime's own Produce requests),
+/// knowing `topic`'s partitions before the first batch.
+pub(crate) async fn dlq_producer(
+    bootstrap: &str,
+    job: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<DeadLetterProducer, RuntimeError> {
+    let spec = NativeSpec {
+        bootstrap: bootstrap.to_string(),
+        client_id: format!("rivulet-stream-{job}-dlq"),
+        timeout,
+    };
+    let state = |e| RuntimeError::KafkaState(format!("dead-letter producer: {e}"));
+    let mut producer = NativeProducer::connect(spec, None).await.map_err(state)?;
+    producer.prepare(topic).await.map_err(state)?;
+    Ok(tokio::sync::Mutex::new(producer))
 }
 
 /// Send dead letters and wait for every ack (at-least-once: before the batch commits).
 async fn send_dead_letters(
-    producer: &AckedProducer,
+    producer: &DeadLetterProducer,
     topic: &str,
     letters: &[DeadLetter],
-    timeout: Duration,
 ) -> Result<(), RuntimeError> {
+    if letters.is_empty() {
+        return Ok(());
+    }
     let values: Vec<String> = letters
         .iter()
         .map(|d| d.to_record_value().to_string())
         .collect();
     producer
-        .send_all(
-            topic,
-            values.iter().map(|v| (None::<&str>, v.as_bytes())),
-            timeout,
-            "dead letters",
-        )
+        .lock()
         .await
+        .send(topic, values.iter().map(|v| (None, v.as_bytes())))
+        .await
+        .map_err(|e| RuntimeError::KafkaState(format!("dead letters: {e}")))
 }

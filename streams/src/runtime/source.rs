@@ -1,10 +1,11 @@
-//! A job source read from Kafka with rdkafka's `BaseConsumer`, by manual assignment.
+//! A job source read from Kafka by manual assignment.
 //!
 //! Manual assignment, not a consumer group: the job's committed offsets live with its
 //! output (the PostgreSQL transaction or the checkpoint file), so the group's offsets
 //! would be a second, lagging record (Spark's Kafka source does the same). At open
 //! every partition of every topic gets a numeric start offset (committed offset, or
-//! earliest / latest / by timestamp through ListOffsets), so each commit can record
+//! earliest / latest / by timestamp through ListOffsets — the runtime's own requests
+//! for a native source, librdkafka's for `client = "librdkafka"`), so each commit can record
 //! every assigned partition. The end offsets seen at open are kept for
 //! `available_now`.
 //!
@@ -13,6 +14,7 @@
 //! or through this librdkafka consumer (`client = "librdkafka"`). Taking its chunks
 //! blocks, so callers run it on tokio's blocking pool.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -22,8 +24,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::error::RuntimeError;
 use super::fetcher::{Fetched, Fetcher};
 use super::offsets::{advance, caught_up, start_position, Offsets, StartPosition};
-use super::wire_fetch::NativeSpec;
-use crate::plan::{KafkaClient, SourcePlan};
+use super::wire_meta::{self, NativeSpec, PartitionBounds};
+use crate::plan::{KafkaClient, SourcePlan, StartFrom};
 use crate::row::SourceRecord;
 
 /// A librdkafka config for the job's clients.
@@ -72,43 +74,52 @@ impl KafkaSource {
         committed: Option<&Offsets>,
         timeout: Duration,
     ) -> Result<KafkaSource, RuntimeError> {
-        let consumer: BaseConsumer = client_config(bootstrap, job)
-            .create()
-            .map_err(RuntimeError::kafka("create a consumer"))?;
+        // Only a start time for partitions without a committed offset needs it.
+        let time = match (committed, plan.start) {
+            (None, StartFrom::Timestamp { ms }) => Some(ms),
+            _ => None,
+        };
+        let spec = NativeSpec {
+            bootstrap: bootstrap.to_string(),
+            client_id: format!("rivulet-stream-{job}"),
+            timeout,
+        };
+        let consumer = match plan.client {
+            KafkaClient::Native => None,
+            KafkaClient::Librdkafka => Some(
+                client_config(bootstrap, job)
+                    .create::<BaseConsumer>()
+                    .map_err(RuntimeError::kafka("create a consumer"))?,
+            ),
+        };
+        let bounds = match &consumer {
+            None => native_bounds(&spec, &plan.topics, time)?,
+            Some(c) => librdkafka_bounds(c, &plan.topics, time, timeout)?,
+        };
         let mut positions = Offsets::new();
         let mut ends = Offsets::new();
-        let mut tpl = TopicPartitionList::new();
-        for topic in &plan.topics {
-            for p in partitions(&consumer, topic, timeout)? {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, p, timeout)
-                    .map_err(RuntimeError::kafka(format!("list offsets of {topic}/{p}")))?;
-                let start = start_position(plan.start, committed, topic, p)
-                    .map_err(|reason| RuntimeError::config(job, reason))?;
-                let pos = match start {
-                    StartPosition::At(o) => o,
-                    StartPosition::Earliest => low,
-                    StartPosition::Latest => high,
-                    StartPosition::Timestamp(ms) => {
-                        offset_for_time(&consumer, topic, p, ms, timeout)?.unwrap_or(high)
-                    }
-                };
-                positions.entry(topic.clone()).or_default().insert(p, pos);
-                ends.entry(topic.clone()).or_default().insert(p, high);
-                tpl.add_partition_offset(topic, p, Offset::Offset(pos))
-                    .map_err(RuntimeError::kafka(format!("assign {topic}/{p}")))?;
-            }
+        for ((topic, p), b) in &bounds {
+            let start = start_position(plan.start, committed, topic, *p)
+                .map_err(|reason| RuntimeError::config(job, reason))?;
+            let pos = match start {
+                StartPosition::At(o) => o,
+                StartPosition::Earliest => b.earliest,
+                StartPosition::Latest => b.latest,
+                StartPosition::Timestamp(_) => b.at_time.unwrap_or(b.latest),
+            };
+            positions.entry(topic.clone()).or_default().insert(*p, pos);
+            ends.entry(topic.clone()).or_default().insert(*p, b.latest);
         }
-        let fetcher = match plan.client {
-            KafkaClient::Native => {
-                let spec = NativeSpec {
-                    bootstrap: bootstrap.to_string(),
-                    client_id: format!("rivulet-stream-{job}"),
-                    timeout,
-                };
-                Fetcher::start_native(&plan.name, spec, positions.clone())?
-            }
-            KafkaClient::Librdkafka => {
+        let fetcher = match consumer {
+            None => Fetcher::start_native(&plan.name, spec, positions.clone())?,
+            Some(consumer) => {
+                let mut tpl = TopicPartitionList::new();
+                for (topic, parts) in &positions {
+                    for (p, pos) in parts {
+                        tpl.add_partition_offset(topic, *p, Offset::Offset(*pos))
+                            .map_err(RuntimeError::kafka(format!("assign {topic}/{p}")))?;
+                    }
+                }
                 consumer
                     .assign(&tpl)
                     .map_err(RuntimeError::kafka("assign partitions"))?;
@@ -245,6 +256,50 @@ fn merge(into: &mut Offsets, from: &Offsets) {
             }
         }
     }
+}
+
+/// Every partition's bounds with the runtime's own Metadata and ListOffsets requests,
+/// on a runtime of its own (the source opens on the blocking pool).
+fn native_bounds(
+    spec: &NativeSpec,
+    topics: &[String],
+    time: Option<i64>,
+) -> Result<BTreeMap<(String, i32), PartitionBounds>, RuntimeError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RuntimeError::KafkaState(format!("a runtime for ListOffsets: {e}")))?;
+    runtime
+        .block_on(wire_meta::partition_bounds(spec, topics, time))
+        .map_err(RuntimeError::KafkaState)
+}
+
+/// Every partition's bounds through a librdkafka consumer (`client = "librdkafka"`).
+fn librdkafka_bounds(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    time: Option<i64>,
+    timeout: Duration,
+) -> Result<BTreeMap<(String, i32), PartitionBounds>, RuntimeError> {
+    let mut out = BTreeMap::new();
+    for topic in topics {
+        for p in partitions(consumer, topic, timeout)? {
+            let (earliest, latest) = consumer
+                .fetch_watermarks(topic, p, timeout)
+                .map_err(RuntimeError::kafka(format!("list offsets of {topic}/{p}")))?;
+            let at_time = match time {
+                Some(ms) => offset_for_time(consumer, topic, p, ms, timeout)?,
+                None => None,
+            };
+            let bounds = PartitionBounds {
+                earliest,
+                latest,
+                at_time,
+            };
+            out.insert((topic.clone(), p), bounds);
+        }
+    }
+    Ok(out)
 }
 
 /// The partitions of `topic`, waiting up to `timeout` for it to exist.

@@ -29,10 +29,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rivulet_protocol::control::{parse_control_marker, ControlType};
@@ -48,7 +45,6 @@ use super::wire_meta;
 use crate::row::{SourceMeta, SourceRecord};
 
 const FETCH_VERSION: i16 = 11;
-const LIST_OFFSETS_VERSION: i16 = 2;
 /// Longest the broker holds a fetch with nothing to return.
 const MAX_WAIT_MS: i32 = 100;
 /// Most record bytes per partition in one response (librdkafka's
@@ -65,8 +61,6 @@ const BACKOFF: Duration = Duration::from_millis(200);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// `read_committed`.
 const READ_COMMITTED: i8 = 1;
-/// ListOffsets' timestamp for the earliest offset.
-const EARLIEST: i64 = -2;
 
 type Tp = (String, i32);
 
@@ -434,28 +428,12 @@ async fn send_fetch(
 
 /// The earliest offset of `tp`, asked of its leader.
 async fn earliest(client: &mut Client<TcpStream>, tp: &Tp) -> Result<i64, String> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_isolation_level(READ_COMMITTED)
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(tp.0.clone())))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(tp.1)
-                .with_timestamp(EARLIEST)])]);
-    let response = client
-        .round_trip(LIST_OFFSETS_VERSION, &request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let p = response
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .find(|p| p.partition_index == tp.1)
-        .ok_or("not in the response")?;
-    match ResponseError::try_from_code(p.error_code) {
-        None => Ok(p.offset),
-        Some(e) => Err(e.to_string()),
-    }
+    let found =
+        wire_meta::list_offsets(client, std::slice::from_ref(tp), wire_meta::EARLIEST).await?;
+    found
+        .first()
+        .copied()
+        .ok_or_else(|| "no ListOffsets answer".to_string())
 }
 
 /// The offset after the last whole batch of a partition's records (`from` if none).

@@ -1,11 +1,14 @@
 //! What the native reader ([`super::wire_fetch`]) and the native producer
-//! ([`super::wire_produce`]) share: where and as whom they connect, and Metadata.
+//! ([`super::wire_produce`]) share: where and as whom they connect, Metadata, and
+//! ListOffsets for where a native source starts.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionResponse;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rivulet_protocol::wire::{self, Client};
@@ -123,4 +126,151 @@ pub async fn metadata(
         return Ok(meta);
     }
     Err(last)
+}
+
+/// ListOffsets' timestamp for the earliest offset.
+pub const EARLIEST: i64 = -2;
+/// ListOffsets' timestamp for the latest offset (the last stable offset, read_committed).
+pub const LATEST: i64 = -1;
+const LIST_OFFSETS_VERSION: i16 = 2;
+/// `read_committed`.
+const READ_COMMITTED: i8 = 1;
+
+/// ListOffsets (read_committed) of `tps` at `timestamp` on `client`, one request:
+/// [`EARLIEST`], [`LATEST`] (the last stable offset) or a time (the first offset whose
+/// timestamp is at or after it; -1 when there is none). The answers in `tps` order.
+pub async fn list_offsets<S>(
+    client: &mut Client<S>,
+    tps: &[(String, i32)],
+    timestamp: i64,
+) -> Result<Vec<i64>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut topics: std::collections::BTreeMap<&str, Vec<ListOffsetsPartition>> =
+        std::collections::BTreeMap::new();
+    for (t, p) in tps {
+        topics.entry(t.as_str()).or_default().push(
+            ListOffsetsPartition::default()
+                .with_partition_index(*p)
+                .with_timestamp(timestamp),
+        );
+    }
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(READ_COMMITTED)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
+    let response = client
+        .round_trip(LIST_OFFSETS_VERSION, &request)
+        .await
+        .map_err(|e| format!("list offsets: {e}"))?;
+    let mut found: HashMap<(&str, i32), &ListOffsetsPartitionResponse> = HashMap::new();
+    for t in &response.topics {
+        for p in &t.partitions {
+            found.insert((t.name.0.as_str(), p.partition_index), p);
+        }
+    }
+    tps.iter()
+        .map(|(t, p)| {
+            let answer = found
+                .get(&(t.as_str(), *p))
+                .ok_or_else(|| format!("{t}/{p}: not in the ListOffsets response"))?;
+            match ResponseError::try_from_code(answer.error_code) {
+                None => Ok(answer.offset),
+                Some(e) => Err(format!("{t}/{p}: {e}")),
+            }
+        })
+        .collect()
+}
+
+/// Where a source may start in one partition: its earliest and latest (last stable)
+/// offsets, and with a start time the first offset at or after it (`None`: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionBounds {
+    pub earliest: i64,
+    pub latest: i64,
+    pub at_time: Option<i64>,
+}
+
+/// The bounds of every partition of `topics` (Metadata, then ListOffsets at each
+/// partition's leader), waiting up to the timeout for topics to exist and have leaders.
+pub async fn partition_bounds(
+    spec: &NativeSpec,
+    topics: &[String],
+    time: Option<i64>,
+) -> Result<std::collections::BTreeMap<(String, i32), PartitionBounds>, String> {
+    let deadline = std::time::Instant::now() + spec.timeout;
+    let mut brokers = HashMap::new();
+    loop {
+        let last = match bounds_once(spec, &mut brokers, topics, time).await {
+            Ok(b) => return Ok(b),
+            Err(e) => e,
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn bounds_once(
+    spec: &NativeSpec,
+    brokers: &mut HashMap<i32, String>,
+    topics: &[String],
+    time: Option<i64>,
+) -> Result<std::collections::BTreeMap<(String, i32), PartitionBounds>, String> {
+    let meta = metadata(spec, brokers, topics.iter().map(String::as_str), false).await?;
+    *brokers = meta.brokers;
+    let mut by_leader: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+    for topic in topics {
+        let t = meta
+            .topics
+            .get(topic)
+            .ok_or_else(|| format!("topic {topic} is not available: not in metadata"))?;
+        if let Some(e) = t.error {
+            return Err(format!("topic {topic} is not available: {e}"));
+        }
+        if t.partition_count == 0 {
+            return Err(format!("topic {topic} is not available: no partitions"));
+        }
+        for p in 0..t.partition_count as i32 {
+            let addr = t
+                .leaders
+                .get(&p)
+                .and_then(|l| brokers.get(l))
+                .ok_or_else(|| format!("{topic}/{p} has no leader"))?;
+            by_leader
+                .entry(addr.clone())
+                .or_default()
+                .push((topic.clone(), p));
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for (addr, tps) in by_leader {
+        let mut client = spec.connect(&addr).await?;
+        let earliest = list_offsets(&mut client, &tps, EARLIEST).await?;
+        let latest = list_offsets(&mut client, &tps, LATEST).await?;
+        let at_time = match time {
+            Some(ms) => list_offsets(&mut client, &tps, ms).await?,
+            None => vec![-1; tps.len()],
+        };
+        for (i, tp) in tps.into_iter().enumerate() {
+            let bounds = PartitionBounds {
+                earliest: earliest[i],
+                latest: latest[i],
+                at_time: (time.is_some() && at_time[i] >= 0).then_some(at_time[i]),
+            };
+            out.insert(tp, bounds);
+        }
+    }
+    Ok(out)
 }
