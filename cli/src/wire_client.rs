@@ -11,10 +11,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use clap::Args;
-use rivulet_protocol::sasl::SaslCredentials;
-use rivulet_protocol::tls::{Connector, Stream, TlsFiles};
+use rivulet_protocol::tls::{Connector, Stream};
 use rivulet_protocol::wire::{self, Client};
 
 /// How long one request may take.
@@ -40,47 +39,7 @@ pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
 
 /// The connector `props` describe: plain or TLS, with SASL or without.
 pub fn connector(props: &BTreeMap<String, String>) -> anyhow::Result<Connector> {
-    let get = |k: &str| props.get(k).map(String::as_str).unwrap_or("");
-    let protocol = match get("security.protocol") {
-        "" => "PLAINTEXT",
-        p => p,
-    };
-    let (tls, sasl) = match protocol.to_ascii_uppercase().as_str() {
-        "PLAINTEXT" => (false, false),
-        "SSL" => (true, false),
-        "SASL_PLAINTEXT" => (false, true),
-        "SASL_SSL" => (true, true),
-        other => {
-            bail!("security.protocol {other}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-        }
-    };
-    let path = |k: &str| Some(PathBuf::from(get(k))).filter(|p| !p.as_os_str().is_empty());
-    let mut c = if tls {
-        let files = TlsFiles {
-            certificate: path("ssl.certificate.location"),
-            key: path("ssl.key.location"),
-            ca: path("ssl.ca.location"),
-        };
-        Connector::tls(files.client_config()?)
-    } else {
-        Connector::plaintext()
-    };
-    if sasl {
-        // librdkafka says sasl.mechanisms, Java clients sasl.mechanism.
-        let mechanism = match (get("sasl.mechanism"), get("sasl.mechanisms")) {
-            ("", "") => "SCRAM-SHA-512",
-            ("", m) | (m, _) => m,
-        };
-        if get("sasl.username").is_empty() {
-            bail!("security.protocol {protocol} needs sasl.username and sasl.password");
-        }
-        c = c.with_sasl(SaslCredentials {
-            mechanism: mechanism.to_string(),
-            username: get("sasl.username").to_string(),
-            password: get("sasl.password").to_string(),
-        });
-    }
-    Ok(c)
+    Ok(Connector::from_properties(props)?)
 }
 
 /// A client of the first broker of `bootstrap` (comma-separated) that

@@ -42,6 +42,8 @@ pub enum TlsError {
     Missing(&'static str),
     #[error("TLS configuration: {0}")]
     Rustls(String),
+    #[error("{0}")]
+    Property(String),
 }
 
 /// `ssl.client.auth`: whether a listener asks TLS clients for a certificate
@@ -329,6 +331,60 @@ impl Connector {
     pub fn with_sasl(mut self, creds: crate::sasl::SaslCredentials) -> Self {
         self.sasl = Some(Arc::new(creds));
         self
+    }
+
+    /// The connector Kafka client properties describe (librdkafka's and the Java
+    /// client's names): `security.protocol` PLAINTEXT (also when absent), SSL,
+    /// SASL_PLAINTEXT or SASL_SSL; `ssl.ca.location`, `ssl.certificate.location`,
+    /// `ssl.key.location`; `sasl.mechanism` (or librdkafka's `sasl.mechanisms`;
+    /// default SCRAM-SHA-512), `sasl.username`, `sasl.password`.
+    pub fn from_properties(
+        props: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Connector, TlsError> {
+        let get = |k: &str| props.get(k).map(String::as_str).unwrap_or("");
+        let protocol = match get("security.protocol") {
+            "" => "PLAINTEXT",
+            p => p,
+        };
+        let (tls, sasl) = match protocol.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
+            other => {
+                return Err(TlsError::Property(format!(
+                    "security.protocol {other}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+                )))
+            }
+        };
+        let path = |k: &str| Some(PathBuf::from(get(k))).filter(|p| !p.as_os_str().is_empty());
+        let mut c = if tls {
+            let files = TlsFiles {
+                certificate: path("ssl.certificate.location"),
+                key: path("ssl.key.location"),
+                ca: path("ssl.ca.location"),
+            };
+            Connector::tls(files.client_config()?)
+        } else {
+            Connector::plaintext()
+        };
+        if sasl {
+            let mechanism = match (get("sasl.mechanism"), get("sasl.mechanisms")) {
+                ("", "") => "SCRAM-SHA-512",
+                ("", m) | (m, _) => m,
+            };
+            if get("sasl.username").is_empty() {
+                return Err(TlsError::Property(format!(
+                    "security.protocol {protocol} needs sasl.username and sasl.password"
+                )));
+            }
+            c = c.with_sasl(crate::sasl::SaslCredentials {
+                mechanism: mechanism.to_string(),
+                username: get("sasl.username").to_string(),
+                password: get("sasl.password").to_string(),
+            });
+        }
+        Ok(c)
     }
 
     pub fn is_sasl(&self) -> bool {
