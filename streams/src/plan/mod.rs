@@ -242,6 +242,8 @@ pub struct JobPlan {
     pub dead_letter_topic: Option<String>,
     pub bootstrap_servers: Option<String>,
     pub checkpoint_dir: Option<String>,
+    /// `[job.kafka]`: client properties of the job's Kafka connections (security).
+    pub kafka_properties: std::collections::BTreeMap<String, String>,
     pub sources: Vec<SourcePlan>,
     pub operators: Vec<OperatorPlan>,
     pub sinks: Vec<SinkPlan>,

@@ -6,6 +6,10 @@
 //! trigger = "5s"                  # or "once", "available_now"; absent: as fast as possible
 //! dead_letter_topic = "lab1-dlq"  # where dead letters go (optional)
 //!
+//! # [job.kafka]                    # Kafka client properties of the job's connections:
+//! # "security.protocol" = "SASL_SSL" # PLAINTEXT (default), SSL, SASL_PLAINTEXT, SASL_SSL;
+//! # "sasl.mechanism" = "SCRAM-SHA-512", "sasl.username", "sasl.password", "ssl.ca.location", ...
+//!
 //! [[source]]
 //! name = "events"
 //! topics = ["events"]
@@ -67,6 +71,11 @@ pub struct JobSection {
     pub bootstrap_servers: Option<String>,
     #[serde(default)]
     pub checkpoint_dir: Option<String>,
+    /// Kafka client properties of the job's connections (`"security.protocol"`,
+    /// `"sasl.mechanism"`, `"sasl.username"`, `"sasl.password"`, `"ssl.ca.location"`,
+    /// `"ssl.certificate.location"`, `"ssl.key.location"`), as a `[job.kafka]` table.
+    #[serde(default)]
+    pub kafka: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -415,6 +415,37 @@ fn a_kafka_sink_writes_natively_unless_told_librdkafka() {
 }
 
 #[test]
+fn job_kafka_properties_are_checked_and_kept() {
+    let head = |props: &str| {
+        format!(
+            "[job]\nname = \"j\"\n[job.kafka]\n{props}[[source]]\nname = \"s\"\ntopics = [\"t\"]\n"
+        )
+    };
+    let ok = JobPlan::from_toml(&format!(
+        "{}{SINK}",
+        head("\"security.protocol\" = \"SASL_SSL\"\n\"sasl.username\" = \"u\"\n")
+    ))
+    .unwrap();
+    assert_eq!(
+        ok.kafka_properties
+            .get("security.protocol")
+            .map(String::as_str),
+        Some("SASL_SSL")
+    );
+    let msg = invalid(&format!(
+        "{}{SINK}",
+        head("\"security.protocol\" = \"TLS\"\n")
+    ));
+    assert!(msg.contains("security.protocol \"TLS\" is not"), "{msg}");
+    // This build's librdkafka has no SSL or SASL: a secured job must be native.
+    let msg = invalid(&format!(
+        "{}client = \"librdkafka\"\n{SINK}",
+        head("\"security.protocol\" = \"SSL\"\n")
+    ));
+    assert!(msg.contains("needs the native client"), "{msg}");
+}
+
+#[test]
 fn aggregates_parse_with_default_names() {
     let a = parse_aggregate("sum(CAST(x AS DOUBLE)) AS total").unwrap();
     assert_eq!(

@@ -592,12 +592,44 @@ pub(super) fn validate(spec: JobSpec) -> Result<JobPlan, PlanError> {
             input,
         });
     }
+    let kafka_properties = spec.job.kafka;
+    let secured = kafka_properties
+        .get("security.protocol")
+        .is_some_and(|p| !p.eq_ignore_ascii_case("PLAINTEXT"));
+    if let Some(p) = kafka_properties.get("security.protocol") {
+        if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(p))
+        {
+            return Err(PlanError::invalid(
+                "job",
+                format!("kafka: security.protocol {p:?} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+            ));
+        }
+    }
+    let librdkafka = sources.iter().any(|s| s.client == KafkaClient::Librdkafka)
+        || sinks.iter().any(|s| {
+            matches!(
+                &s.kind,
+                SinkKind::Kafka {
+                    client: KafkaClient::Librdkafka,
+                    ..
+                }
+            )
+        });
+    if secured && librdkafka {
+        return Err(PlanError::invalid(
+            "job",
+            "kafka: a secured security.protocol needs the native client (this build's librdkafka has no SSL or SASL); remove client = \"librdkafka\"",
+        ));
+    }
     Ok(JobPlan {
         name: spec.job.name,
         trigger,
         dead_letter_topic: spec.job.dead_letter_topic.filter(|t| !t.is_empty()),
         bootstrap_servers: spec.job.bootstrap_servers,
         checkpoint_dir: spec.job.checkpoint_dir,
+        kafka_properties,
         sources,
         operators,
         sinks,

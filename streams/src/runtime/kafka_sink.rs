@@ -27,6 +27,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
+use rivulet_protocol::tls::Connector;
 use serde_json::Value;
 
 use super::acked::AckedProducer;
@@ -120,6 +121,7 @@ impl KafkaSink {
         guarantee: Guarantee,
         client: KafkaClient,
         timeout: Duration,
+        connector: &Connector,
     ) -> Result<KafkaSink, RuntimeError> {
         let exactly_once = guarantee == Guarantee::ExactlyOnce;
         let backend = match client {
@@ -128,6 +130,7 @@ impl KafkaSink {
                     bootstrap: bootstrap.to_string(),
                     client_id: format!("rivulet-stream-{job}-{name}"),
                     timeout,
+                    connector: connector.clone(),
                 };
                 let id = exactly_once.then(|| transactional_id(job, name));
                 let state = |e| RuntimeError::KafkaState(format!("sink {name}: {e}"));

@@ -59,6 +59,8 @@ mod wire_txn;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use rivulet_protocol::tls::Connector;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -188,8 +190,9 @@ pub async fn run(
     let dlq_producer = match &plan.dead_letter_topic {
         Some(topic) if sinks::dead_letter_carrier(&sinks).is_none() => {
             let timeout = options.kafka_timeout;
+            let connector = connector(&plan)?;
             Some(Arc::new(
-                sinks::dlq_producer(&bootstrap, &job, topic, timeout).await?,
+                sinks::dlq_producer(&bootstrap, &job, topic, timeout, connector).await?,
             ))
         }
         _ => None,
@@ -357,10 +360,17 @@ fn open_sources(
     committed: Option<&Offsets>,
     timeout: Duration,
 ) -> Result<Vec<KafkaSource>, RuntimeError> {
+    let connector = connector(plan)?;
     plan.sources
         .iter()
-        .map(|s| KafkaSource::open(s, bootstrap, job, committed, timeout))
+        .map(|s| KafkaSource::open(s, bootstrap, job, committed, timeout, &connector))
         .collect()
+}
+
+/// How the job's native clients connect: plain, TLS, SASL, as `[job.kafka]` says.
+pub(crate) fn connector(plan: &JobPlan) -> Result<Connector, RuntimeError> {
+    Connector::from_properties(&plan.kafka_properties)
+        .map_err(|e| RuntimeError::config(&plan.name, format!("[job.kafka]: {e}")))
 }
 
 /// Read exactly a planned batch's records: from its start offsets up to (not

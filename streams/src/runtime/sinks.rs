@@ -29,6 +29,7 @@ use crate::executor::BatchOutput;
 use crate::operators::DeadLetter;
 use crate::plan::{JobPlan, SinkKind};
 use crate::row::Row;
+use rivulet_protocol::tls::Connector;
 
 pub(crate) enum SinkRunner {
     Console,
@@ -63,6 +64,7 @@ pub(crate) async fn connect(
     timeout: Duration,
 ) -> Result<Vec<Sink>, RuntimeError> {
     let job = plan.name.as_str();
+    let connector = super::connector(plan)?;
     let mut sinks = Vec::new();
     for s in &plan.sinks {
         let runner = match &s.kind {
@@ -91,6 +93,7 @@ pub(crate) async fn connect(
                     *guarantee,
                     *client,
                     timeout,
+                    &connector,
                 )
                 .await?,
             )),
@@ -303,11 +306,13 @@ pub(crate) async fn dlq_producer(
     job: &str,
     topic: &str,
     timeout: Duration,
+    connector: Connector,
 ) -> Result<DeadLetterProducer, RuntimeError> {
     let spec = NativeSpec {
         bootstrap: bootstrap.to_string(),
         client_id: format!("rivulet-stream-{job}-dlq"),
         timeout,
+        connector,
     };
     let state = |e| RuntimeError::KafkaState(format!("dead-letter producer: {e}"));
     let mut producer = NativeProducer::connect(spec, None).await.map_err(state)?;

@@ -21,6 +21,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use rivulet_protocol::tls::Connector;
+
 use super::error::RuntimeError;
 use super::fetcher::{Fetched, Fetcher};
 use super::offsets::{advance, caught_up, start_position, Offsets, StartPosition};
@@ -73,6 +75,7 @@ impl KafkaSource {
         job: &str,
         committed: Option<&Offsets>,
         timeout: Duration,
+        connector: &Connector,
     ) -> Result<KafkaSource, RuntimeError> {
         // Only a start time for partitions without a committed offset needs it.
         let time = match (committed, plan.start) {
@@ -83,6 +86,7 @@ impl KafkaSource {
             bootstrap: bootstrap.to_string(),
             client_id: format!("rivulet-stream-{job}"),
             timeout,
+            connector: connector.clone(),
         };
         let consumer = match plan.client {
             KafkaClient::Native => None,

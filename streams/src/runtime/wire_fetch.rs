@@ -35,8 +35,8 @@ use kafka_protocol::ResponseError;
 use rivulet_protocol::control::{parse_control_marker, ControlType};
 use rivulet_protocol::record_batch::{peek_batch_size, BatchHeader};
 use rivulet_protocol::records::decode_batch;
+use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::{self, Client};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::fetcher::{Fetched, StopSignal};
@@ -392,7 +392,7 @@ fn decode_response(
 
 /// Send a fetch of `parts` from their next offsets; its correlation id.
 async fn send_fetch(
-    client: &mut Client<TcpStream>,
+    client: &mut Client<Stream>,
     client_id: &str,
     parts: &BTreeMap<Tp, i64>,
 ) -> Result<i32, wire::WireError> {
@@ -427,7 +427,7 @@ async fn send_fetch(
 }
 
 /// The earliest offset of `tp`, asked of its leader.
-async fn earliest(client: &mut Client<TcpStream>, tp: &Tp) -> Result<i64, String> {
+async fn earliest(client: &mut Client<Stream>, tp: &Tp) -> Result<i64, String> {
     let found =
         wire_meta::list_offsets(client, std::slice::from_ref(tp), wire_meta::EARLIEST).await?;
     found

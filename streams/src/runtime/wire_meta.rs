@@ -11,8 +11,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use rivulet_protocol::tls::{Connector, Stream};
 use rivulet_protocol::wire::{self, Client};
-use tokio::net::TcpStream;
 
 const METADATA_VERSION: i16 = 9;
 
@@ -24,12 +24,14 @@ pub struct NativeSpec {
     pub client_id: String,
     /// Longest one request (connect, metadata, fetch, produce) may take.
     pub timeout: Duration,
+    /// Plain or TLS, with SASL or without (`[job.kafka]`).
+    pub connector: Connector,
 }
 
 impl NativeSpec {
     /// A connection to `addr` whose requests time out after [`NativeSpec::timeout`].
-    pub async fn connect(&self, addr: &str) -> Result<Client<TcpStream>, String> {
-        let client = tokio::time::timeout(self.timeout, wire::connect(addr))
+    pub async fn connect(&self, addr: &str) -> Result<Client<Stream>, String> {
+        let client = tokio::time::timeout(self.timeout, wire::connect_with(&self.connector, addr))
             .await
             .map_err(|_| format!("connecting to {addr} timed out"))?
             .map_err(|e| format!("connecting to {addr}: {e}"))?;

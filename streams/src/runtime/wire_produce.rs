@@ -31,8 +31,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rivulet_protocol::record_batch::{self, BatchHeader, Compression, TimestampType};
 use rivulet_protocol::records::BatchWriter;
+use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::{self, Client};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::wire_meta::{self, NativeSpec, TopicMeta};
@@ -74,7 +74,7 @@ pub struct NativeProducer {
     pub(super) brokers: HashMap<i32, String>,
     topics: HashMap<String, TopicMeta>,
     /// Open connections by `host:port`.
-    pub(super) conns: HashMap<String, Client<TcpStream>>,
+    pub(super) conns: HashMap<String, Client<Stream>>,
     /// Where the next record without a key goes.
     spread: usize,
     pub(super) txn: Option<Txn>,
@@ -310,7 +310,7 @@ pub(super) fn next_sequence(sequence: i32, count: i32) -> i32 {
 
 /// One leader's share of a delivery.
 struct Leg {
-    client: Option<Client<TcpStream>>,
+    client: Option<Client<Stream>>,
     spec: NativeSpec,
     addr: String,
     transactional_id: Option<String>,
@@ -325,7 +325,7 @@ enum LegEnd {
 struct LegOutcome {
     addr: String,
     /// The connection, unless it failed.
-    client: Option<Client<TcpStream>>,
+    client: Option<Client<Stream>>,
     /// Batches not acknowledged, in order, per partition.
     unacked: Vec<(Tp, VecDeque<Bytes>)>,
     end: LegEnd,
@@ -360,10 +360,10 @@ impl Leg {
 
     async fn exchange(
         &self,
-        mut client: Client<TcpStream>,
+        mut client: Client<Stream>,
         parts: &BTreeMap<Tp, VecDeque<Bytes>>,
         acked: &mut HashMap<Tp, usize>,
-    ) -> (Option<Client<TcpStream>>, LegEnd) {
+    ) -> (Option<Client<Stream>>, LegEnd) {
         let rounds = parts.values().map(VecDeque::len).max().unwrap_or(0);
         let mut failed: BTreeMap<Tp, String> = BTreeMap::new();
         let mut in_flight: VecDeque<(i32, BTreeSet<Tp>)> = VecDeque::new();
