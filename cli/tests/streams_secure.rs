@@ -9,21 +9,22 @@
 //! the broker's authentication error, and the broker keeps serving.
 
 mod security_support;
+mod streams_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use rivulet_streams::runtime::{self, RunOptions};
 use rivulet_streams::JobPlan;
 use rivulet_testkit::broker::TestBroker;
 use rivulet_testkit::dirs::temp_dir;
-use rivulet_testkit::kafka::{consumer, create_topic, producer};
+use rivulet_testkit::kafka::{create_topic, producer};
 use rivulet_testkit::process::run;
 use security_support::{addr_of, path, LIMIT, RIVULET};
+use streams_support::committed_reader;
 use tokio::sync::watch;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -158,13 +159,7 @@ async fn a_job_reads_and_writes_exactly_once_over_sasl_ssl() {
     .unwrap_or_else(|e| panic!("the job failed: {e}"));
     assert_eq!(summary.records, ids.len() as u64);
 
-    let c: BaseConsumer = consumer(&plain, &[("isolation.level", "read_committed")]);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition_offset("output", p, Offset::Beginning)
-            .expect("a partition list");
-    }
-    c.assign(&tpl).expect("assign");
+    let c = committed_reader(&plain, "output", 2);
     let mut seen = Vec::new();
     let deadline = Instant::now() + TIMEOUT;
     while seen.len() < ids.len() && Instant::now() < deadline {
