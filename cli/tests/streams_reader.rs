@@ -27,7 +27,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_streams::runtime::{self, RunOptions};
 use rivulet_streams::JobPlan;
-use rivulet_testkit::cluster::{ClusterPorts, ClusterSpec, ProcessCluster};
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{
     admin, block_on, cluster_client_config, create_topic, create_topic_rf, partitions, producer,
@@ -396,16 +395,7 @@ async fn a_resumed_job_whose_next_records_were_deleted_reads_on_from_the_earlies
 #[test]
 fn the_native_reader_follows_a_leader_failover_on_the_cluster() {
     let dir = temp_dir();
-    let mut cluster = ProcessCluster::start(
-        ClusterSpec::new(Path::new(streams_support::RIVULET), 3)
-            .ports(ClusterPorts::Block)
-            .cluster_id("reader-failover")
-            .set("broker.session.timeout.ms", 3000)
-            .set("broker.heartbeat.interval.ms", 300)
-            .set("replica.lag.time.max.ms", 3000)
-            .env("RUST_LOG", "info,openraft=warn")
-            .timeout(Duration::from_secs(60)),
-    );
+    let mut cluster = streams_support::failover_cluster("reader-failover");
     let bootstrap = cluster.bootstrap();
     block_on(create_topic_rf(
         &bootstrap,

@@ -25,7 +25,6 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use rivulet_streams::runtime::RunOptions;
 use rivulet_streams::JobPlan;
-use rivulet_testkit::cluster::{ClusterPorts, ClusterSpec, ProcessCluster};
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{
     block_on, cluster_client_config, consumer, create_topic, create_topic_rf, high_watermark,
@@ -272,16 +271,7 @@ fn check_group_offsets(bootstrap: &str, job: &str) {
 #[test]
 fn the_native_writer_follows_a_leader_failover_on_the_cluster() {
     let dir = temp_dir();
-    let mut cluster = ProcessCluster::start(
-        ClusterSpec::new(Path::new(streams_support::RIVULET), 3)
-            .ports(ClusterPorts::Block)
-            .cluster_id("writer-failover")
-            .set("broker.session.timeout.ms", 3000)
-            .set("broker.heartbeat.interval.ms", 300)
-            .set("replica.lag.time.max.ms", 3000)
-            .env("RUST_LOG", "info,openraft=warn")
-            .timeout(Duration::from_secs(60)),
-    );
+    let mut cluster = streams_support::failover_cluster("writer-failover");
     let bootstrap = cluster.bootstrap();
     let isr = [("min.insync.replicas", "2")];
     for topic in ["input", "alo-out", "eos-out"] {

@@ -15,6 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_streams::runtime::{self, RunOptions, RunSummary, RuntimeError};
 use rivulet_streams::JobPlan;
+use rivulet_testkit::cluster::{ClusterPorts, ClusterSpec, ProcessCluster};
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::kafka::{block_on, consumer};
 use rivulet_testkit::process::{send_signal, tail, BrokerProcess, Signal};
@@ -118,6 +119,21 @@ pub fn committed_reader(bootstrap: &str, topic: &str, partitions: i32) -> BaseCo
     }
     c.assign(&tpl).expect("assign");
     c
+}
+
+/// The 3-node cluster of the failover tests (`rivulet` processes on a free port block),
+/// with failure detection shortened so a SIGKILLed leader is replaced within seconds.
+pub fn failover_cluster(id: &str) -> ProcessCluster {
+    ProcessCluster::start(
+        ClusterSpec::new(Path::new(RIVULET), 3)
+            .ports(ClusterPorts::Block)
+            .cluster_id(id)
+            .set("broker.session.timeout.ms", 3000)
+            .set("broker.heartbeat.interval.ms", 300)
+            .set("replica.lag.time.max.ms", 3000)
+            .env("RUST_LOG", "info,openraft=warn")
+            .timeout(Duration::from_secs(60)),
+    )
 }
 
 /// A `rivulet` broker process with its data in a temp dir and its log at
