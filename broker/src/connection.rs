@@ -34,6 +34,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use rivulet_protocol::request::{self, RequestError};
 use rivulet_protocol::tls::Stream;
+use rivulet_protocol::wire::LowWater;
 use rivulet_protocol::wire::{self, WireError};
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -165,9 +166,18 @@ async fn run(
     let body_timeout = Duration::from_millis(broker.config.request_body_timeout_ms);
     let slots = broker.config.max_pipelined_requests.max(1);
     let pipeline = Arc::new(Semaphore::new(slots));
+    let low_water = stream.low_water();
     let (reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel::<Pending<'_>>();
-    let read = read_loop(reader, session, broker, memory, &pipeline, slots, tx);
+    let read = read_loop(
+        (reader, low_water),
+        session,
+        broker,
+        memory,
+        &pipeline,
+        slots,
+        tx,
+    );
     let write = write_loop(writer, rx, broker, memory, body_timeout);
     tokio::pin!(read, write);
     tokio::select! {
@@ -189,7 +199,7 @@ async fn run(
 /// Read, authenticate and handle frames in order, queueing their responses
 /// on `tx`; returns why the connection is to close.
 async fn read_loop<'a>(
-    mut stream: ReadHalf<&mut Stream>,
+    (mut stream, mut low_water): (ReadHalf<&mut Stream>, LowWater),
     session: &mut Session,
     broker: &'a Arc<BrokerContext>,
     memory: &'a RequestMemory,
@@ -228,7 +238,7 @@ async fn read_loop<'a>(
         // it took stay alive that long.
         let mut reservation = memory.reserve_frame(size).await;
         let queue = received.elapsed();
-        let read = wire::read_body(&mut stream, size, idle);
+        let read = wire::read_body(&mut stream, size, idle, &mut low_water);
         let frame = match tokio::time::timeout(body_timeout, read).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(e)) => return CloseReason::from_wire(e, limit),

@@ -8,6 +8,9 @@
 //!   refused, one with the generated client certificate served;
 //! - a plaintext client on the SSL port, and a TLS client on the PLAINTEXT
 //!   port, are closed while other clients keep being served;
+//! - a large request written in 1,000-byte pieces, then a small request
+//!   alone, are both answered over SSL and PLAINTEXT (the socket's receive
+//!   low-water mark, `rivulet_protocol::low_water`);
 //! - bad certificate files and a SASL controller listener fail the start
 //!   clearly;
 //! - `rivulet cluster up --tls` (with `ssl.client.auth=required`): TLS on
@@ -25,7 +28,7 @@ use rivulet_testkit::broker::TestBroker;
 use rivulet_testkit::dirs::temp_dir;
 use rivulet_testkit::process::run;
 use security_support::{
-    addr_of, cluster_up, kcat, path, wait_replicated, ClusterDown, LIMIT, RIVULET,
+    addr_of, cluster_up, kcat, path, strings, wait_replicated, ClusterDown, LIMIT, RIVULET,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -295,6 +298,114 @@ async fn a_plaintext_client_on_the_ssl_port_and_a_tls_client_on_the_plaintext_po
     );
     let connector = trusting_the_ca(&certs);
     served_api_versions(&connector, &ssl).await;
+}
+
+/// A Produce request of ~800 KiB written 1,000 bytes at a time (each piece
+/// its own TLS record and TCP segment, as librdkafka writes record values
+/// over TLS), then, after a pause, a small request on its own: the broker
+/// reads the large frame whole (its socket's receive low-water mark raised
+/// while much of the frame is missing) and answers the small one at once
+/// (the mark back at one byte; left raised, the broker would never wake for
+/// it). Over SSL and over PLAINTEXT; the records are read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_request_in_small_pieces_then_a_small_one_alone_are_both_answered() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, CreateTopicsRequest, ProduceRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use rivulet_protocol::record_batch::Compression;
+    use rivulet_protocol::records::RecordBatchBuilder;
+    use rivulet_protocol::wire;
+
+    const RECORDS: i64 = 800;
+    let dir = temp_dir();
+    let certs = generate_certs(&dir.path().join("certs"));
+    let b = ssl_broker(&dir.path().join("data"), &certs, "none").await;
+    let topic = TopicName(StrBytes::from_static_str("pieces"));
+    let plain = addr_of(&b, "PLAINTEXT");
+    let mut admin = served_api_versions(&Connector::plaintext(), &plain).await;
+    let created = admin
+        .round_trip(
+            5,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic.clone())
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+
+    let value = vec![b'v'; 1000];
+    for (round, (listener, connector)) in [
+        ("SSL", trusting_the_ca(&certs)),
+        ("PLAINTEXT", Connector::plaintext()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut client = served_api_versions(&connector, &addr_of(&b, listener)).await;
+        let mut batch = RecordBatchBuilder::new(Compression::None);
+        // Timestamps of now: older ones would expire by retention.ms.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for _ in 0..RECORDS {
+            batch.push(now, None, Some(&value), &[]);
+        }
+        let request = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(15_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic.clone())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(bytes::Bytes::from(batch.build().unwrap())))])]);
+        let correlation = client.next_correlation_id();
+        let frame = wire::encode_request(&request, 9, correlation, None).unwrap();
+        assert!(frame.len() > 800_000);
+        for piece in frame.chunks(1000) {
+            let stream = client.stream_mut();
+            stream.write_all(piece).await.unwrap();
+            stream.flush().await.unwrap();
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(30), client.read_response())
+            .await
+            .unwrap_or_else(|_| panic!("{listener}: no answer to the large produce"))
+            .unwrap();
+        let answer = wire::decode_response::<ProduceRequest>(answer, 9, correlation).unwrap();
+        let partition = &answer.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, 0, "{listener}: {answer:?}");
+        assert_eq!(partition.base_offset, round as i64 * RECORDS, "{listener}");
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let versions = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.round_trip(3, &ApiVersionsRequest::default()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{listener}: a small request after the large one waits"))
+        .unwrap();
+        assert_eq!(versions.error_code, 0);
+    }
+
+    // Offset and value size: kcat's output is read once it exits, so it
+    // must fit a pipe.
+    let read_back = ["-C", "-t", "pieces", "-o", "beginning", "-e", "-q"];
+    let c = kcat(
+        strings(&[&["-b", plain.as_str()], &read_back[..], &["-f", "%o %S\n"]].concat()),
+        "",
+    )
+    .await;
+    assert!(c.success, "{}", c.stderr);
+    let read: Vec<String> = c.stdout.lines().map(String::from).collect();
+    let expected: Vec<String> = (0..2 * RECORDS).map(|o| format!("{o} 1000")).collect();
+    assert_eq!(read, expected);
 }
 
 /// A broker that shuts down ends its TLS connections with close_notify:

@@ -16,6 +16,7 @@ pub mod control;
 #[cfg(feature = "dev-certs")]
 pub mod dev_certs;
 pub mod error;
+pub mod low_water;
 pub mod record_batch;
 pub mod records;
 pub mod request;

@@ -11,6 +11,7 @@
 //! connection's failed handshake is that connection's error alone.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::low_water::LowWater;
 
 /// The principal of a TLS client that sent no certificate, and of every
 /// plaintext client (Kafka's `KafkaPrincipal.ANONYMOUS`).
@@ -209,6 +212,10 @@ const TLS_READ_BUFFER: usize = 64 * 1024;
 /// client still decrypts the first records as the next are sealed.
 const TLS_SEND_BUFFER: usize = 256 * 1024;
 
+/// The most of a frame one TLS record holds, with its header, padding and
+/// tag, rounded up.
+const TLS_RECORD_SLACK: usize = 20 * 1024;
+
 /// A connection: plain TCP or TLS over TCP, either side.
 #[derive(Debug)]
 pub enum Stream {
@@ -223,6 +230,18 @@ impl Stream {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0.get_ref(),
         }
+    }
+
+    /// The receive low-water mark of its socket for reading frame bodies
+    /// ([`crate::low_water`]). Under TLS, a read waits holding at most one
+    /// partial record above the socket (the transport's buffer is drained
+    /// first), so the mark stays that far below what a frame lacks.
+    pub fn low_water(&self) -> LowWater {
+        let slack = match self {
+            Stream::Plain(_) => 0,
+            Stream::Tls(_) => TLS_RECORD_SLACK,
+        };
+        LowWater::new(self.tcp().as_raw_fd(), slack)
     }
 
     /// The peer's certificate chain (leaf first), if it sent one over TLS.

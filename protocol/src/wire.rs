@@ -25,6 +25,8 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
+pub use crate::low_water::LowWater;
+use crate::low_water::Watched;
 use crate::request_bounds::{self, BoundsError};
 
 /// The smallest request frame: API key, version and correlation id.
@@ -106,10 +108,25 @@ fn checked_size(prefix: [u8; 4], min: usize, limit: usize) -> Result<usize, Wire
 
 /// Read a frame body of `size` bytes as it arrives; `idle` bounds each wait
 /// for more bytes (the caller bounds the whole read if it must).
+/// `low` raises the socket's receive low-water mark while much of the body
+/// is missing ([`LowWater`]; [`LowWater::none`] for a stream that is not a
+/// socket) and lowers it again before returning.
 pub async fn read_body<S: AsyncRead + Unpin>(
     stream: &mut S,
     size: usize,
     idle: Duration,
+    low: &mut LowWater,
+) -> Result<Bytes, WireError> {
+    let read = read_body_marked(stream, size, idle, low).await;
+    low.reset();
+    read
+}
+
+async fn read_body_marked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    size: usize,
+    idle: Duration,
+    low: &mut LowWater,
 ) -> Result<Bytes, WireError> {
     let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
     while frame.len() < size {
@@ -117,7 +134,12 @@ pub async fn read_body<S: AsyncRead + Unpin>(
         if frame.capacity() == frame.len() {
             frame.reserve(want.min(frame.len().max(READ_STEP)));
         }
-        let mut limited = (&mut *stream).take(want as u64);
+        let mut watched = Watched {
+            inner: &mut *stream,
+            low: &mut *low,
+            missing: want,
+        };
+        let mut limited = (&mut watched).take(want as u64);
         match tokio::time::timeout(idle, limited.read_buf(&mut frame)).await {
             Err(_) => return Err(WireError::Idle(idle)),
             Ok(Err(e)) => return Err(WireError::Io(e)),
@@ -452,7 +474,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             self.timeout,
         )
         .await?;
-        read_body(&mut self.stream, size, self.timeout).await
+        read_body(&mut self.stream, size, self.timeout, &mut LowWater::none()).await
     }
 }
 
@@ -472,7 +494,9 @@ mod tests {
         let size = read_size(&mut s, MIN_REQUEST_SIZE, 1 << 20, IDLE)
             .await
             .unwrap();
-        let mut frame = read_body(&mut s, size, IDLE).await.unwrap();
+        let mut frame = read_body(&mut s, size, IDLE, &mut LowWater::none())
+            .await
+            .unwrap();
         let key = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).unwrap();
         let version = i16::from_be_bytes([frame[2], frame[3]]);
         let header =
@@ -580,10 +604,15 @@ mod tests {
     async fn a_stalled_body_holds_only_what_arrived_and_times_out() {
         let (mut a, mut b) = duplex(1 << 16);
         b.write_all(&[7u8; 100]).await.unwrap();
-        let read =
-            tokio::spawn(
-                async move { read_body(&mut a, 1 << 30, Duration::from_millis(100)).await },
-            );
+        let read = tokio::spawn(async move {
+            read_body(
+                &mut a,
+                1 << 30,
+                Duration::from_millis(100),
+                &mut LowWater::none(),
+            )
+            .await
+        });
         let err = read.await.unwrap().unwrap_err();
         assert!(matches!(err, WireError::Idle(_)), "{err}");
         drop(b);
