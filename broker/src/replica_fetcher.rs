@@ -193,8 +193,10 @@ async fn fetch_from(
             match connect(&node, leader).await {
                 Ok(stream) => {
                     node.suspects.connected(leader);
+                    let low_water = stream.low_water();
                     conn = Some(
                         Client::new(stream)
+                            .with_low_water(low_water)
                             .with_client_id(Some(format!(
                                 "rivulet-replica-fetcher-{}",
                                 node.node_id()

@@ -351,7 +351,8 @@ fn api_key(key: i16) -> ApiKey {
 pub async fn connect(addr: impl ToSocketAddrs) -> std::io::Result<Client<TcpStream>> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    Ok(Client::new(stream))
+    let low = LowWater::new(std::os::fd::AsRawFd::as_raw_fd(&stream), 0);
+    Ok(Client::new(stream).with_low_water(low))
 }
 
 /// Connect to a Kafka listener through `connector` (plain or TLS).
@@ -359,7 +360,9 @@ pub async fn connect_with(
     connector: &crate::tls::Connector,
     addr: &str,
 ) -> std::io::Result<Client<crate::tls::Stream>> {
-    Ok(Client::new(connector.connect(addr).await?))
+    let stream = connector.connect(addr).await?;
+    let low = stream.low_water();
+    Ok(Client::new(stream).with_low_water(low))
 }
 
 /// Requests to one broker over one stream, one at a time: typed
@@ -372,6 +375,8 @@ pub struct Client<S> {
     client_id: Option<String>,
     max_response_bytes: usize,
     timeout: Duration,
+    /// Raised while a large response is missing ([`LowWater`]).
+    low_water: LowWater,
 }
 
 /// Largest response a [`Client`] reads unless told otherwise.
@@ -387,7 +392,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             client_id: Some("rivulet".to_string()),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             timeout: DEFAULT_TIMEOUT,
+            low_water: LowWater::none(),
         }
+    }
+
+    /// The receive low-water mark of `stream`'s socket, raised while much
+    /// of a large response is missing (`Stream::low_water`); without it
+    /// every arriving segment wakes the reader.
+    pub fn with_low_water(mut self, low_water: LowWater) -> Self {
+        self.low_water = low_water;
+        self
     }
 
     /// The client id sent in request headers (`None`: null).
@@ -474,7 +488,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             self.timeout,
         )
         .await?;
-        read_body(&mut self.stream, size, self.timeout, &mut LowWater::none()).await
+        read_body(&mut self.stream, size, self.timeout, &mut self.low_water).await
     }
 }
 
