@@ -63,6 +63,22 @@ impl LowWater {
         self.set(if mark >= MIN_MARK { mark } else { 1 });
     }
 
+    /// Bytes the socket holds unread (`FIONREAD`), if it is a socket that
+    /// says: what a frame's buffer can grow to at once, since those bytes
+    /// are there.
+    pub fn queued(&self) -> Option<usize> {
+        let fd = self.fd?;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: `fd` is an open socket (the caller's promise to `new`);
+        // the kernel writes one c_int to `queued`, which outlives the call.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+        if rc == 0 {
+            usize::try_from(queued).ok()
+        } else {
+            None
+        }
+    }
+
     /// The frame is in (or abandoned): back to waking on every byte.
     pub fn reset(&mut self) {
         self.set(1);
@@ -208,5 +224,26 @@ mod tests {
         low.before_wait(300 * 1024);
         low.reset();
         assert_eq!(mark_of(fd), 1);
+    }
+
+    #[tokio::test]
+    async fn queued_counts_what_arrived_and_was_not_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let low = LowWater::new(server.as_raw_fd(), 0);
+        assert_eq!(low.queued(), Some(0));
+        client.write_all(&[7u8; 3000]).await.unwrap();
+        let mut first = [0u8; 1000];
+        server.read_exact(&mut first).await.unwrap();
+        for _ in 0..100 {
+            if low.queued() == Some(2000) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(low.queued(), Some(2000));
+        assert_eq!(LowWater::none().queued(), None);
     }
 }

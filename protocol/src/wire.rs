@@ -128,11 +128,15 @@ async fn read_body_marked<S: AsyncRead + Unpin>(
     idle: Duration,
     low: &mut LowWater,
 ) -> Result<Bytes, WireError> {
-    let mut frame = BytesMut::with_capacity(size.min(READ_STEP));
+    let mut frame = BytesMut::new();
     while frame.len() < size {
         let want = size - frame.len();
         if frame.capacity() == frame.len() {
-            frame.reserve(want.min(frame.len().max(READ_STEP)));
+            // Room for what has arrived at once (a buffer grown a step at
+            // a time copies itself at each step), never for more than the
+            // peer sent: at least a step, or double what is in.
+            let arrived = low.queued().unwrap_or(0);
+            frame.reserve(want.min(frame.len().max(READ_STEP).max(arrived)));
         }
         let mut watched = Watched {
             inner: &mut *stream,
