@@ -10,6 +10,9 @@
 #   RIVULET_BENCH_PIN=1: the broker on CPU 0, the clients on CPU 1 (as on separate
 #   machines: TLS on the client side then does not take the broker's CPU)
 #   RIVULET_BENCH_PORT (default 29500): the broker's four ports from there (the fourth: metrics)
+#   RIVULET_BENCH_DIR (default /tmp): where the broker's data goes; /dev/shm keeps
+#   the disk's writeback of one run's gigabyte out of the next run's figures
+#   (each produce run appends RECORDS KiB: 6 runs in all)
 # Each measure also prints the broker's and the client's CPU seconds per GB:
 # compare those when the machine runs other work (throughput then swings).
 set -euo pipefail
@@ -18,7 +21,7 @@ BIN=${RIVULET_BIN:-target/release/rivulet}
 PY=target/py/bin/python
 [ -x "$BIN" ] || { echo "build $BIN first: cargo build --release -p rivulet-cli" >&2; exit 1; }
 [ -x "$PY" ] || { echo "run scripts/ci-setup.sh first (target/py)" >&2; exit 1; }
-DIR=$(mktemp -d)
+DIR=$(mktemp -d -p "${RIVULET_BENCH_DIR:-/tmp}")
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"' EXIT
 "$BIN" certs generate --dir "$DIR/certs" >/dev/null 2>&1
 BASE=${RIVULET_BENCH_PORT:-29500}
