@@ -5,6 +5,8 @@ same run, and the rate of new SASL_SSL (TLS handshake + SCRAM exchange)
 connections. Run by scripts/bench_security.sh, which starts the broker.
 
 Usage: security_bench.py PLAINTEXT_ADDR SASL_SSL_ADDR CA_FILE [RECORDS] [CONNECTIONS]
+SECURITY_BENCH_FETCH_DEFAULTS=1: the consumer keeps librdkafka's fetch sizes
+(1 MiB per partition) instead of 10 MiB per partition.
 Prints one line per measure and the ratios. With RIVULET_BENCH_BROKER_PID
 (bench_security.sh sets it) each line also gives the CPU seconds per GB of
 the broker and of this client process (all librdkafka threads): on a machine
@@ -78,8 +80,15 @@ def produce(kind, topic):
 
 
 def consume(kind, topic):
+    fetch = {} if os.environ.get("SECURITY_BENCH_FETCH_DEFAULTS") == "1" else {
+        "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760}
+    # fetch.queue.backoff.ms (librdkafka >= 2.3, default 1000): a consumer whose
+    # local queue is full stops fetching for that long, far longer than this
+    # loop takes to drain the queue, so the faster the broker delivers, the
+    # longer the consumer sits idle (PLAINTEXT read 170-1000 MB/s from run to
+    # run). 10 ms measures the delivery, not that back-off.
     c = Consumer({**conf(kind), "group.id": f"bench-{kind}-{time.time()}", "enable.auto.commit": False,
-                  "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760})
+                  "fetch.queue.backoff.ms": 10, **fetch})
     c.assign([TopicPartition(topic, 0, 0)])
     n = 0
     start = time.monotonic()
