@@ -25,6 +25,12 @@
 //! `TLS_READ_MB` (default 256) sets how much is decrypted per run,
 //! `TLS_READ_REPEAT` (default 3) the runs (best of each).
 //!
+//! `TLS_WRITE=1` measures the other direction instead (fetch responses over
+//! TLS): 1 MiB responses written through a `ServerConnection` (256 KiB
+//! buffer limit, as the broker's TLS listeners) and drained into a reused
+//! buffer, against the least any record layer must do (copy a 16 KiB
+//! fragment, seal it with AES-256-GCM, copy the record out) and a bare copy.
+//!
 //! Certificates come from `rivulet certs generate` (`$RIVULET_BIN` or the
 //! release build, as for the other benches). Run: `cargo bench --bench tls_read`.
 
@@ -281,7 +287,81 @@ fn run_unbuffered(s: &mut UnbufferedServerConnection, wire: &[u8]) -> (f64, usiz
     (start.elapsed().as_secs_f64(), total, frame.checksum)
 }
 
+/// `TLS_WRITE=1`: what rustls' write path costs per GB of plaintext, beside
+/// a minimal record layer and a bare copy (three runs).
+fn write_experiment(server_config: &Arc<ServerConfig>, client_config: &Arc<ClientConfig>) {
+    let mut c = client(client_config);
+    let mut s = ServerConnection::new(server_config.clone()).expect("server");
+    handshake_buffered(&mut s, &mut c);
+    s.set_buffer_limit(Some(256 * 1024));
+    let response = vec![7u8; 1 << 20];
+    let mut sink: Vec<u8> = Vec::with_capacity(4 << 20);
+    let n = 512;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut rest = &response[..];
+            while !rest.is_empty() {
+                let w = s.writer().write(rest).expect("write");
+                rest = &rest[w..];
+                while s.wants_write() {
+                    sink.clear();
+                    s.write_tls(&mut sink).expect("write_tls");
+                }
+            }
+        }
+        let rustls_t = t.elapsed().as_secs_f64();
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[1u8; 32]).expect("key"));
+        let mut buf = vec![0u8; 16384 + 5 + 17];
+        let t = Instant::now();
+        let mut seq = 0u64;
+        for _ in 0..n {
+            for chunk in response.chunks(16384) {
+                let len = chunk.len();
+                buf[5..5 + len].copy_from_slice(chunk);
+                buf[5 + len] = 0x17;
+                seq += 1;
+                let mut nonce = [0u8; 12];
+                nonce[4..].copy_from_slice(&seq.to_be_bytes());
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from([0x17u8, 3, 3, 0, 0]),
+                        &mut buf[5..6 + len],
+                    )
+                    .expect("seal");
+                buf[6 + len..6 + len + 16].copy_from_slice(tag.as_ref());
+                sink.clear();
+                sink.extend_from_slice(&buf[..6 + len + 16]);
+            }
+        }
+        let own_t = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..n {
+            for chunk in response.chunks(16384) {
+                sink.clear();
+                sink.extend_from_slice(chunk);
+            }
+        }
+        let copy_t = t.elapsed().as_secs_f64();
+        let gb = n as f64 * response.len() as f64 / 1e9;
+        println!(
+            "write: rustls {:.3} s/GB, copy + seal + copy {:.3} s/GB, one copy {:.3} s/GB",
+            rustls_t / gb,
+            own_t / gb,
+            copy_t / gb
+        );
+    }
+}
+
 fn main() {
+    if std::env::var("TLS_WRITE").is_ok() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (server_config, client_config) = configs(dir.path());
+        write_experiment(&server_config, &client_config);
+        return;
+    }
     let mb = env_usize("TLS_READ_MB", 256);
     let request = env_usize("TLS_READ_REQUEST", 1_000_000);
     let copied = env_usize("TLS_READ_COPIED", 85).min(100);
