@@ -227,6 +227,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_dropped_unfinished_puts_the_mark_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let fd = server.as_raw_fd();
+        let mut low = LowWater::new(fd, 0);
+        client.write_all(&[1u8; 1000]).await.unwrap();
+        let read = crate::wire::read_body(&mut server, 1 << 20, Duration::from_secs(30), &mut low);
+        // The caller gives up while most of the frame is missing.
+        assert!(tokio::time::timeout(Duration::from_millis(200), read)
+            .await
+            .is_err());
+        assert_eq!(mark_of(fd), 1);
+    }
+
+    #[tokio::test]
     async fn queued_counts_what_arrived_and_was_not_read() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -110,16 +110,25 @@ fn checked_size(prefix: [u8; 4], min: usize, limit: usize) -> Result<usize, Wire
 /// for more bytes (the caller bounds the whole read if it must).
 /// `low` raises the socket's receive low-water mark while much of the body
 /// is missing ([`LowWater`]; [`LowWater::none`] for a stream that is not a
-/// socket) and lowers it again before returning.
+/// socket) and lowers it again before returning, or when the read is
+/// dropped unfinished (a caller's timeout).
 pub async fn read_body<S: AsyncRead + Unpin>(
     stream: &mut S,
     size: usize,
     idle: Duration,
     low: &mut LowWater,
 ) -> Result<Bytes, WireError> {
-    let read = read_body_marked(stream, size, idle, low).await;
-    low.reset();
-    read
+    let low = LoweredOnDrop(low);
+    read_body_marked(stream, size, idle, &mut *low.0).await
+}
+
+/// Puts a socket's low-water mark back to one byte when dropped.
+struct LoweredOnDrop<'a>(&'a mut LowWater);
+
+impl Drop for LoweredOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.reset();
+    }
 }
 
 async fn read_body_marked<S: AsyncRead + Unpin>(
