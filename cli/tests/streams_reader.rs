@@ -182,14 +182,7 @@ async fn native_and_librdkafka_readers_hand_a_job_the_same_committed_records() {
     }
     // Transactions: committed, aborted with plain records written inside its range,
     // committed again.
-    let txn = producer(
-        &bootstrap,
-        &[
-            ("transactional.id", "reader-mixer"),
-            ("enable.idempotence", "true"),
-        ],
-    );
-    txn.init_transactions(TIMEOUT).expect("init transactions");
+    let txn = transactional_producer(&bootstrap, "reader-mixer");
     txn.begin_transaction().expect("begin");
     let rs = plain("committed-a-", 30);
     send(&txn, &rs).await;
@@ -465,14 +458,7 @@ async fn both_clients_start_and_stop_at_the_same_offsets() {
             .expect("produce");
     }
     // An open transaction: its records are past the last stable offset.
-    let txn = producer(
-        &bootstrap,
-        &[
-            ("transactional.id", "reader-open"),
-            ("enable.idempotence", "true"),
-        ],
-    );
-    txn.init_transactions(TIMEOUT).expect("init transactions");
+    let txn = transactional_producer(&bootstrap, "reader-open");
     txn.begin_transaction().expect("begin");
     send_to(&txn, "timed", &[("open-0".into(), 0, None, None)]).await;
     let ids = |from: i64| -> Vec<String> { (from..30).map(|i| format!("t{i}")).collect() };
@@ -519,4 +505,14 @@ async fn both_clients_start_and_stop_at_the_same_offsets() {
         );
     }
     txn.abort_transaction(TIMEOUT).expect("abort");
+}
+
+/// An idempotent producer with transactional id `id`, its transactions initialised.
+fn transactional_producer(bootstrap: &str, id: &str) -> FutureProducer {
+    let txn = producer(
+        bootstrap,
+        &[("transactional.id", id), ("enable.idempotence", "true")],
+    );
+    txn.init_transactions(TIMEOUT).expect("init transactions");
+    txn
 }

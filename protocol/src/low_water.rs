@@ -143,6 +143,16 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
+    /// Both ends of a loopback TCP connection: (client, server).
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
     fn mark_of(fd: RawFd) -> libc::c_int {
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -162,11 +172,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_trickled_in_small_pieces_is_read_whole_and_the_mark_goes_back() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         const SIZE: usize = 600 * 1024;
+        let (mut s, mut server) = connected().await;
         let writer = tokio::spawn(async move {
-            let mut s = TcpStream::connect(addr).await.unwrap();
             let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
             for piece in body.chunks(1000) {
                 s.write_all(piece).await.unwrap();
@@ -176,7 +184,6 @@ mod tests {
             s.write_all(b"tail").await.unwrap();
             s
         });
-        let (mut server, _) = listener.accept().await.unwrap();
         let mut low = LowWater::new(server.as_raw_fd(), 0);
         let mut got = Vec::with_capacity(SIZE);
         while got.len() < SIZE {
@@ -207,10 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_mark_follows_what_is_missing_less_the_slack() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
+        let (_client, server) = connected().await;
         let fd = server.as_raw_fd();
         let mut low = LowWater::new(fd, 20 * 1024);
         low.before_wait(500 * 1024);
@@ -228,10 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_dropped_unfinished_puts_the_mark_back() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = TcpStream::connect(addr).await.unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (mut client, mut server) = connected().await;
         let fd = server.as_raw_fd();
         let mut low = LowWater::new(fd, 0);
         client.write_all(&[1u8; 1000]).await.unwrap();
@@ -245,10 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn queued_counts_what_arrived_and_was_not_read() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = TcpStream::connect(addr).await.unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (mut client, mut server) = connected().await;
         let low = LowWater::new(server.as_raw_fd(), 0);
         assert_eq!(low.queued(), Some(0));
         client.write_all(&[7u8; 3000]).await.unwrap();
