@@ -33,6 +33,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use rivulet_protocol::request::{self, RequestError};
+use rivulet_protocol::spliced::{self, SplicedFrame};
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::LowWater;
 use rivulet_protocol::wire::{self, WireError};
@@ -129,7 +130,7 @@ pub async fn serve(
 /// close), what it holds of the pool and of the pipeline until written, and
 /// its timings for the request metrics.
 struct Answer {
-    response: Result<Option<BytesMut>, CloseReason>,
+    response: Result<Option<SplicedFrame>, CloseReason>,
     reservation: Reservation,
     _slot: OwnedSemaphorePermit,
     timed: Option<Timed>,
@@ -305,10 +306,16 @@ async fn read_loop<'a>(
                     }),
                 }
             }
-            Outcome::Reply(response) => ready(Ok(Some(response)), reservation, slot, None),
+            Outcome::Reply(response) => ready(
+                Ok(Some(SplicedFrame::whole(response))),
+                reservation,
+                slot,
+                None,
+            ),
             Outcome::Close(response, reason) => {
                 // The error response first (SASL_AUTHENTICATION_FAILED and
                 // its message), then the close.
+                let response = response.map(SplicedFrame::whole);
                 let _ = tx.send(ready(Ok(response), reservation, slot, None));
                 return CloseReason::Sasl(reason);
             }
@@ -328,7 +335,7 @@ async fn read_loop<'a>(
 
 /// A response that is ready now.
 fn ready<'a>(
-    response: Result<Option<BytesMut>, CloseReason>,
+    response: Result<Option<SplicedFrame>, CloseReason>,
     reservation: Reservation,
     slot: OwnedSemaphorePermit,
     timed: Option<Timed>,
@@ -399,11 +406,11 @@ async fn write_loop(
 /// [`CloseReason::SlowReader`].
 async fn write_response(
     stream: &mut (impl AsyncWrite + Unpin),
-    response: &[u8],
+    response: &SplicedFrame,
     timeout: Duration,
 ) -> Result<(), CloseReason> {
     let write = async {
-        stream.write_all(response).await?;
+        spliced::write_spliced(stream, response).await?;
         stream.flush().await
     };
     match tokio::time::timeout(timeout, write).await {
@@ -427,17 +434,19 @@ pub async fn handle_frame(
     reservation: &mut Reservation,
 ) -> Result<Option<BytesMut>, CloseReason> {
     let throttle = AtomicU32::new(0);
-    match stage_frame(frame, session, broker, memory, reservation, &throttle).await? {
-        Staged::Now(response) => Ok(response),
-        Staged::Later(rest) => rest.await,
-    }
+    let response = match stage_frame(frame, session, broker, memory, reservation, &throttle).await?
+    {
+        Staged::Now(response) => response,
+        Staged::Later(rest) => rest.await?,
+    };
+    Ok(response.map(SplicedFrame::flatten))
 }
 
 /// A request's encoded response, or (a produce appended and waiting) the
 /// future that gives it.
 enum Staged<'a> {
-    Now(Option<BytesMut>),
-    Later(Pin<Box<dyn Future<Output = Result<Option<BytesMut>, CloseReason>> + Send + 'a>>),
+    Now(Option<SplicedFrame>),
+    Later(Pin<Box<dyn Future<Output = Result<Option<SplicedFrame>, CloseReason>> + Send + 'a>>),
 }
 
 /// [`handle_frame`] up to a produce's append ([`dispatch::dispatch_staged`]).
@@ -483,40 +492,64 @@ async fn stage_frame<'a>(
     }
 }
 
+/// The response frame; a Fetch response's records are spliced in by
+/// reference, not copied ([`spliced`]): they are written out from the
+/// buffers the log read them into.
 fn encode_response(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> Result<BytesMut, CloseReason> {
+) -> Result<SplicedFrame, CloseReason> {
     let header_version = if key == ApiKey::ApiVersions {
         0
     } else {
         key.response_header_version(version)
     };
-    // Fetch responses are large: size the buffer once instead of regrowing.
-    let capacity = match response {
-        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0) + 64,
-        _ => 512,
+    let encode_error = |e: wire::WireError| CloseReason::Encode {
+        key,
+        version,
+        message: e.to_string(),
     };
-    wire::encode_response(
+    let ResponseKind::Fetch(fetch) = response else {
+        return wire::encode_response(key, version, header_version, correlation_id, 512, |out| {
+            response.encode(out, version).map_err(|e| e.to_string())
+        })
+        .map(SplicedFrame::whole)
+        .map_err(encode_error);
+    };
+    let records: Vec<Bytes> = fetch
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| p.records.clone())
+        .collect();
+    let spliced: usize = records
+        .iter()
+        .map(Bytes::len)
+        .filter(|&n| n >= spliced::MIN_SPLICE)
+        .sum();
+    // Size the copied part once instead of regrowing.
+    let capacity = fetch
+        .compute_size(version)
+        .unwrap_or(0)
+        .saturating_sub(spliced)
+        + 64;
+    wire::encode_response_spliced(
         key,
         version,
         header_version,
         correlation_id,
         capacity,
-        |out| response.encode(out, version).map_err(|e| e.to_string()),
+        &records,
+        |out| fetch.encode(out, version).map_err(|e| e.to_string()),
     )
-    .map_err(|e| CloseReason::Encode {
-        key,
-        version,
-        message: e.to_string(),
-    })
+    .map_err(encode_error)
 }
 
 /// UNSUPPORTED_VERSION for a too-new ApiVersions request, in the v0 body
 /// shape with our supported ranges, so the client retries with one we know.
-fn unsupported_api_versions(correlation_id: i32) -> Result<BytesMut, CloseReason> {
+fn unsupported_api_versions(correlation_id: i32) -> Result<SplicedFrame, CloseReason> {
     let body = ApiVersionsResponse::default()
         .with_error_code(kafka_protocol::ResponseError::UnsupportedVersion.code())
         .with_api_keys(api::api_versions());

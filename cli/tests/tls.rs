@@ -134,6 +134,24 @@ async fn served_api_versions(
     client
 }
 
+/// Create `topic` with `partitions` partitions of one replica through
+/// `admin` (CreateTopics v5).
+async fn create_topic(
+    admin: &mut rivulet_protocol::wire::Client<rivulet_protocol::tls::Stream>,
+    topic: &kafka_protocol::messages::TopicName,
+    partitions: i32,
+) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let request = kafka_protocol::messages::CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic.clone())
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+    let created = admin.round_trip(5, &request).await.unwrap();
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+}
+
 /// A broker with an SSL listener and a PLAINTEXT one, both on port 0;
 /// `client_auth` is the SSL listener's (Kafka's per-listener key).
 async fn ssl_broker(data: &Path, certs: &Certs, client_auth: &str) -> TestBroker {
@@ -309,11 +327,8 @@ async fn a_plaintext_client_on_the_ssl_port_and_a_tls_client_on_the_plaintext_po
 /// it). Over SSL and over PLAINTEXT; the records are read back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_request_in_small_pieces_then_a_small_one_alone_are_both_answered() {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{
-        ApiVersionsRequest, CreateTopicsRequest, ProduceRequest, TopicName,
-    };
+    use kafka_protocol::messages::{ApiVersionsRequest, ProduceRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
     use rivulet_protocol::record_batch::Compression;
     use rivulet_protocol::records::RecordBatchBuilder;
@@ -326,19 +341,7 @@ async fn a_large_request_in_small_pieces_then_a_small_one_alone_are_both_answere
     let topic = TopicName(StrBytes::from_static_str("pieces"));
     let plain = addr_of(&b, "PLAINTEXT");
     let mut admin = served_api_versions(&Connector::plaintext(), &plain).await;
-    let created = admin
-        .round_trip(
-            5,
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(topic.clone())
-                    .with_num_partitions(1)
-                    .with_replication_factor(1)]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    create_topic(&mut admin, &topic, 1).await;
 
     let value = vec![b'v'; 1000];
     for (round, (listener, connector)) in [
@@ -406,6 +409,140 @@ async fn a_large_request_in_small_pieces_then_a_small_one_alone_are_both_answere
     let read: Vec<String> = c.stdout.lines().map(String::from).collect();
     let expected: Vec<String> = (0..2 * RECORDS).map(|o| format!("{o} 1000")).collect();
     assert_eq!(read, expected);
+}
+
+/// Fetch responses carry their records by reference from the log's read
+/// buffers (`rivulet_protocol::spliced`): over SSL and PLAINTEXT, a Fetch of
+/// three partitions (batches of 200 KB, 20 KB and 300 bytes: two spliced, one
+/// copied) answers each partition with exactly the bytes of its segment file,
+/// at two Fetch versions; and kcat, checking every batch's CRC, reads every
+/// record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_responses_over_ssl_and_plaintext_carry_the_segment_bytes_exactly() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use rivulet_protocol::record_batch::Compression;
+    use rivulet_protocol::records::RecordBatchBuilder;
+
+    let dir = temp_dir();
+    let certs = generate_certs(&dir.path().join("certs"));
+    let data = dir.path().join("data");
+    let b = ssl_broker(&data, &certs, "none").await;
+    let topic = TopicName(StrBytes::from_static_str("spliced"));
+    let plain = addr_of(&b, "PLAINTEXT");
+    let mut admin = served_api_versions(&Connector::plaintext(), &plain).await;
+    create_topic(&mut admin, &topic, 3).await;
+
+    // Partition p gets `counts[p]` records of 100 distinct bytes each.
+    let counts = [2_000usize, 200, 3];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let partition_data = counts
+        .iter()
+        .enumerate()
+        .map(|(p, &n)| {
+            let mut batch = RecordBatchBuilder::new(Compression::None);
+            for i in 0..n {
+                let value: Vec<u8> = (0..100).map(|k| (i * 31 + k * 7 + p) as u8).collect();
+                batch.push(now, None, Some(&value), &[]);
+            }
+            PartitionProduceData::default()
+                .with_index(p as i32)
+                .with_records(Some(bytes::Bytes::from(batch.build().unwrap())))
+        })
+        .collect();
+    let produced = admin
+        .round_trip(
+            9,
+            &ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(15_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic.clone())
+                    .with_partition_data(partition_data)]),
+        )
+        .await
+        .unwrap();
+    for p in &produced.responses[0].partition_responses {
+        assert_eq!(p.error_code, 0, "{produced:?}");
+    }
+    let segments: Vec<Vec<u8>> = (0..3)
+        .map(|p| std::fs::read(data.join(format!("spliced-{p}/00000000000000000000.log"))).unwrap())
+        .collect();
+    assert!(segments[0].len() > 200_000 && segments[1].len() > 20_000);
+    assert!(segments[2].len() < rivulet_protocol::spliced::MIN_SPLICE);
+
+    for (listener, connector) in [
+        ("SSL", trusting_the_ca(&certs)),
+        ("PLAINTEXT", Connector::plaintext()),
+    ] {
+        let mut client = served_api_versions(&connector, &addr_of(&b, listener)).await;
+        for version in [4i16, 12] {
+            let partitions = (0..3)
+                .map(|p| {
+                    FetchPartition::default()
+                        .with_partition(p)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)
+                })
+                .collect();
+            let request = FetchRequest::default()
+                .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+                .with_max_wait_ms(0)
+                .with_max_bytes(8 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(topic.clone())
+                    .with_partitions(partitions)]);
+            let response = client.round_trip(version, &request).await.unwrap();
+            assert_eq!(response.error_code, 0, "{listener} v{version}");
+            let mut got = response.responses[0].partitions.clone();
+            got.sort_by_key(|p| p.partition_index);
+            assert_eq!(got.len(), 3, "{listener} v{version}");
+            for (p, part) in got.iter().enumerate() {
+                assert_eq!(part.error_code, 0, "{listener} v{version} p{p}");
+                let records = part.records.as_deref().unwrap_or_default();
+                assert!(
+                    records == &segments[p][..],
+                    "{listener} v{version} p{p}: {} bytes fetched, the segment has {}",
+                    records.len(),
+                    segments[p].len()
+                );
+            }
+        }
+    }
+
+    // A real client over SSL, every batch's CRC checked: partition, offset,
+    // value size (the output must fit a pipe: kcat's is read once it exits).
+    let c = kcat(
+        with(
+            ssl_args(&addr_of(&b, "SSL"), &certs, false),
+            &[
+                "-C",
+                "-t",
+                "spliced",
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-X",
+                "check.crcs=true",
+                "-f",
+                "%p %S\n",
+            ],
+        ),
+        "",
+    )
+    .await;
+    assert!(c.success && !c.stderr.contains("ERROR"), "{}", c.stderr);
+    for (p, &n) in counts.iter().enumerate() {
+        let line = format!("{p} 100");
+        assert_eq!(c.stdout.lines().filter(|l| *l == line).count(), n, "p{p}");
+    }
+    assert_eq!(c.stdout.lines().count(), counts.iter().sum::<usize>());
 }
 
 /// A broker that shuts down ends its TLS connections with close_notify:

@@ -8,8 +8,9 @@
 //! layout, then [`request`] over `kafka-protocol`); Kafka framing and the
 //! typed request/response client everyone talks to brokers with
 //! ([`wire`]); transaction markers, Kafka's control batches ([`control`]);
-//! TLS configuration, streams and the SSL principal ([`tls`]).
-//! Only [`wire`] and [`tls`] do I/O, over the streams they are given.
+//! TLS configuration, streams and the SSL principal ([`tls`]); frames whose
+//! record bytes are written from where they were read ([`spliced`]).
+//! Only [`wire`], [`tls`] and [`spliced`] do I/O, over the streams they are given.
 
 pub mod compression;
 pub mod control;
@@ -22,6 +23,7 @@ pub mod records;
 pub mod request;
 pub mod request_bounds;
 pub mod sasl;
+pub mod spliced;
 pub mod tls;
 pub mod wire;
 

@@ -28,6 +28,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 pub use crate::low_water::LowWater;
 use crate::low_water::Watched;
 use crate::request_bounds::{self, BoundsError};
+use crate::spliced::{encode_spliced, SpliceBuf, SplicedFrame};
 
 /// The smallest request frame: API key, version and correlation id.
 pub const MIN_REQUEST_SIZE: usize = 8;
@@ -281,17 +282,47 @@ pub fn encode_response(
     body: impl FnOnce(&mut BytesMut) -> Result<(), String>,
 ) -> Result<BytesMut, WireError> {
     build_frame(capacity, |out| {
-        ResponseHeader::default()
-            .with_correlation_id(correlation_id)
-            .encode(out, header_version)
-            .map_err(|e| e.to_string())?;
+        response_header(correlation_id, header_version, out)?;
         body(out)
     })
-    .map_err(|e| WireError::Encode {
+    .map_err(|e| encode_error(key, version, e))
+}
+
+fn response_header(
+    correlation_id: i32,
+    header_version: i16,
+    out: &mut impl kafka_protocol::protocol::buf::ByteBufMut,
+) -> Result<(), String> {
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(out, header_version)
+        .map_err(|e| e.to_string())
+}
+
+fn encode_error(key: ApiKey, version: i16, e: impl std::fmt::Display) -> WireError {
+    WireError::Encode {
         key,
         version,
         message: e.to_string(),
+    }
+}
+
+/// [`encode_response`], keeping the byte fields that are one of `splice`
+/// (a Fetch response's records) by reference ([`crate::spliced`]).
+pub fn encode_response_spliced(
+    key: ApiKey,
+    version: i16,
+    header_version: i16,
+    correlation_id: i32,
+    capacity: usize,
+    splice: &[Bytes],
+    body: impl FnOnce(&mut SpliceBuf) -> Result<(), String>,
+) -> Result<SplicedFrame, WireError> {
+    encode_spliced(capacity, splice, |out| {
+        response_header(correlation_id, header_version, out)?;
+        body(out)
     })
+    .map_err(|e| encode_error(key, version, e))
 }
 
 /// Decode a response frame (without its size prefix) to `R` at `version`:
