@@ -416,7 +416,8 @@ impl Connector {
 
     /// Connect (`TCP_NODELAY` set) and, for TLS, verify the server's
     /// certificate against the host part of `addr` (a DNS name or an IP
-    /// address in its subject alternative names).
+    /// address in its subject alternative names). A SASL refusal is an error
+    /// of kind `PermissionDenied`.
     pub async fn connect(&self, addr: &str) -> io::Result<Stream> {
         let stream = self.connect_transport(addr).await?;
         let Some(creds) = &self.sasl else {
@@ -425,7 +426,15 @@ impl Connector {
         let mut client = crate::wire::Client::new(stream);
         crate::sasl::authenticate(&mut client, creds)
             .await
-            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+            .map_err(|e| {
+                // The exchange cut short is a broken connection; anything
+                // else is the server's refusal (or an answer not of SASL).
+                let kind = match e {
+                    crate::sasl::SaslError::Wire(_) => io::ErrorKind::ConnectionAborted,
+                    _ => io::ErrorKind::PermissionDenied,
+                };
+                io::Error::new(kind, e)
+            })?;
         Ok(client.into_inner())
     }
 

@@ -161,6 +161,7 @@ pub async fn run(
         .or_else(|| plan.checkpoint_dir.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("checkpoints").join(&job));
 
+    refuse_bad_credentials(&plan, &bootstrap, options.kafka_timeout).await?;
     let mut sinks = sinks::connect(&plan, &bootstrap, options.kafka_timeout).await?;
     let topics: Vec<String> = plan
         .sources
@@ -371,6 +372,38 @@ fn open_sources(
 pub(crate) fn connector(plan: &JobPlan) -> Result<Connector, RuntimeError> {
     Connector::from_properties(&plan.kafka_properties)
         .map_err(|e| RuntimeError::config(&plan.name, format!("[job.kafka]: {e}")))
+}
+
+/// With SASL in `[job.kafka]`: stop the job at once when a bootstrap server
+/// refuses its credentials (SASL_AUTHENTICATION_FAILED: a wrong password is
+/// not something retrying mends, and every client would retry it for its
+/// whole Kafka timeout). The first server that answers decides; one that
+/// cannot be reached is left to the clients' own retries.
+async fn refuse_bad_credentials(
+    plan: &JobPlan,
+    bootstrap: &str,
+    timeout: Duration,
+) -> Result<(), RuntimeError> {
+    let connector = connector(plan)?;
+    if !connector.is_sasl() {
+        return Ok(());
+    }
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match tokio::time::timeout(timeout, connector.connect(addr)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(RuntimeError::KafkaState(format!(
+                    "authentication failed at {addr}: {e}"
+                )));
+            }
+            Ok(Err(_)) | Err(_) => continue,
+        }
+    }
+    Ok(())
 }
 
 /// Read exactly a planned batch's records: from its start offsets up to (not
