@@ -269,10 +269,26 @@ impl ControllerNode {
                 )
             })
             .collect();
-        // Every voter may try: only an empty log accepts the initial
-        // membership, so a restarted or already bootstrapped node refuses.
+        // First boot: the lowest voter id writes the initial membership at
+        // once and the others learn it from its election and replication.
+        // The others write it themselves only if they still have nothing
+        // after a grace period (the lowest voter is down), so voters starting
+        // together do not bootstrap concurrently (openraft 0.10.0-alpha.37
+        // once tripped its own debug assertion when all three did). Only an
+        // empty log accepts the membership: a restarted node refuses.
         if !raft.is_initialized().await.unwrap_or(true) {
-            let _ = raft.initialize(members).await;
+            let first = cfg.voters.iter().map(|v| v.id).min();
+            if first == Some(cfg.node_id) {
+                let _ = raft.initialize(members).await;
+            } else {
+                let grace = Duration::from_millis(cfg.election_timeout_max_ms.saturating_mul(3));
+                tasks.push(tokio::spawn(initialize_unless_joined(
+                    slot.clone(),
+                    members,
+                    grace,
+                    shutdown.subscribe(),
+                )));
+            }
         }
         info!(node_id = cfg.node_id, %addr, voters = cfg.voters.len(), "controller started");
         Ok(ControllerNode {
@@ -424,6 +440,25 @@ impl ControllerNode {
             t.abort();
             let _ = t.await;
         }
+    }
+}
+
+/// After `grace`, write the initial membership if this node has still not
+/// received it from an elected leader (see [`ControllerNode::start`]).
+async fn initialize_unless_joined(
+    slot: RaftSlot,
+    members: BTreeMap<u64, VoterNode>,
+    grace: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = tokio::time::sleep(grace) => {}
+        _ = stop.changed() => return,
+    }
+    let raft = slot.get();
+    if !raft.is_initialized().await.unwrap_or(true) {
+        info!("no leader wrote the initial membership in {grace:?}: writing it");
+        let _ = raft.initialize(members).await;
     }
 }
 

@@ -212,6 +212,49 @@ async fn three_voters_replicate_metadata_and_survive_losing_the_active_controlle
     }
 }
 
+/// First boot: the lowest voter writes the initial membership and the others
+/// learn it from it. With the lowest voter absent, the other two write it
+/// themselves after a grace period and elect a leader; the lowest voter,
+/// started later, joins them (its own log is still empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quorum_bootstraps_without_its_lowest_voter_and_takes_it_in_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = voters(&free_ports(3));
+    let mut nodes: Vec<Option<ControllerNode>> = vec![None];
+    for voter in &v[1..] {
+        let node = ControllerNode::start(config(voter.id, &v, dir.path()))
+            .await
+            .unwrap();
+        nodes.push(Some(node));
+    }
+    wait_for("a leader among voters 2 and 3", || {
+        leader_of(&nodes).is_some()
+    })
+    .await;
+    let leader = leader_of(&nodes).unwrap();
+    assert!(leader == 2 || leader == 3, "leader {leader}");
+    // A metadata record committed before voter 1 exists.
+    register_brokers(nodes[1].as_ref().unwrap(), &[7]).await;
+
+    nodes[0] = Some(
+        ControllerNode::start(config(1, &v, dir.path()))
+            .await
+            .unwrap(),
+    );
+    let first = nodes[0].as_ref().unwrap();
+    wait_for("voter 1 has the earlier record", || {
+        first.image().brokers.contains_key(&7)
+    })
+    .await;
+    assert!(
+        nodes.iter().flatten().all(|n| n.term() >= 1),
+        "every voter in a real term"
+    );
+    for n in nodes.into_iter().flatten() {
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_broker_is_fenced_and_its_partitions_move_within_the_isr() {
     let dir = tempfile::tempdir().unwrap();
