@@ -7,6 +7,8 @@ connections. Run by scripts/bench_security.sh, which starts the broker.
 Usage: security_bench.py PLAINTEXT_ADDR SASL_SSL_ADDR CA_FILE [RECORDS] [CONNECTIONS]
 SECURITY_BENCH_FETCH_DEFAULTS=1: the consumer keeps librdkafka's fetch sizes
 (1 MiB per partition) instead of 10 MiB per partition.
+SECURITY_BENCH_PRODUCER="key=value,key=value": more producer settings (both
+kinds), e.g. message.max.bytes=2000000.
 Prints one line per measure and the ratios. With RIVULET_BENCH_BROKER_PID
 (bench_security.sh sets it) each line also gives the CPU seconds per GB of
 the broker and of this client process (all librdkafka threads): on a machine
@@ -62,9 +64,14 @@ def measured(run):
     return rate, (b1 - b0) / gb if b0 is not None else None, (c1 - c0) / gb
 
 
+PRODUCER_EXTRA = dict(kv.split("=", 1) for kv in
+                      os.environ.get("SECURITY_BENCH_PRODUCER", "").split(",") if kv)
+
+
 def produce(kind, topic):
     p = Producer({**conf(kind), "linger.ms": 5, "batch.size": 1_000_000, "acks": 1,
-                  "queue.buffering.max.messages": 1_000_000, "compression.type": "none"})
+                  "queue.buffering.max.messages": 1_000_000, "compression.type": "none",
+                  **PRODUCER_EXTRA})
     start = time.monotonic()
     for i in range(records):
         while True:
