@@ -8,7 +8,8 @@ Usage: security_bench.py PLAINTEXT_ADDR SASL_SSL_ADDR CA_FILE [RECORDS] [CONNECT
 SECURITY_BENCH_FETCH_DEFAULTS=1: the consumer keeps librdkafka's fetch sizes
 (1 MiB per partition) instead of 10 MiB per partition.
 SECURITY_BENCH_PRODUCER="key=value,key=value": more producer settings (both
-kinds), e.g. message.max.bytes=2000000.
+kinds), e.g. message.max.bytes=2000000; SECURITY_BENCH_CONSUMER the same for
+the consumer.
 Prints one line per measure and the ratios. With RIVULET_BENCH_BROKER_PID
 (bench_security.sh sets it) each line also gives the CPU seconds per GB of
 the broker and of this client process (all librdkafka threads): on a machine
@@ -64,8 +65,12 @@ def measured(run):
     return rate, (b1 - b0) / gb if b0 is not None else None, (c1 - c0) / gb
 
 
-PRODUCER_EXTRA = dict(kv.split("=", 1) for kv in
-                      os.environ.get("SECURITY_BENCH_PRODUCER", "").split(",") if kv)
+def extra(var):
+    return dict(kv.split("=", 1) for kv in os.environ.get(var, "").split(",") if kv)
+
+
+PRODUCER_EXTRA = extra("SECURITY_BENCH_PRODUCER")
+CONSUMER_EXTRA = extra("SECURITY_BENCH_CONSUMER")
 
 
 def produce(kind, topic):
@@ -95,7 +100,7 @@ def consume(kind, topic):
     # longer the consumer sits idle (PLAINTEXT read 170-1000 MB/s from run to
     # run). 10 ms measures the delivery, not that back-off.
     c = Consumer({**conf(kind), "group.id": f"bench-{kind}-{time.time()}", "enable.auto.commit": False,
-                  "fetch.queue.backoff.ms": 10, **fetch})
+                  "fetch.queue.backoff.ms": 10, **fetch, **CONSUMER_EXTRA})
     c.assign([TopicPartition(topic, 0, 0)])
     n = 0
     start = time.monotonic()
