@@ -15,6 +15,8 @@
 //!    at-least-once and an exactly-once job write with the native writer: both jobs go
 //!    on, the at-least-once output holds every record, the exactly-once one every
 //!    record once.
+//! 3. A sink's `compression`: the native writer's batches in zstd, librdkafka's in lz4,
+//!    as a raw Fetch of the output shows, every record read back once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -30,6 +32,7 @@ use rivulet_testkit::kafka::{
     block_on, cluster_client_config, consumer, create_topic, create_topic_rf, high_watermark,
     partitions, producer, wait_for_leaders,
 };
+use rivulet_testkit::process::BrokerProcess;
 
 mod streams_support;
 use streams_support::{committed_reader, join_within, produce, spawn_job, start_broker};
@@ -37,7 +40,8 @@ use streams_support::{committed_reader, join_within, produce, spawn_job, start_b
 const TIMEOUT: Duration = Duration::from_secs(20);
 const PARTITIONS: i32 = 3;
 
-/// A job copying topic `input` to `output`, keyed by the `user` field.
+/// A job copying topic `input` to `output`, keyed by the `user` field, until the
+/// input's end.
 fn job(
     name: &str,
     output: &str,
@@ -46,7 +50,7 @@ fn job(
     bootstrap: &str,
     work: &Path,
 ) -> JobPlan {
-    job_with(
+    let toml = job_toml(
         name,
         output,
         guarantee,
@@ -54,10 +58,16 @@ fn job(
         "available_now",
         bootstrap,
         work,
-    )
+    );
+    parse(&toml)
 }
 
-fn job_with(
+fn parse(toml: &str) -> JobPlan {
+    JobPlan::from_toml(toml).expect("a valid job")
+}
+
+/// The TOML of [`job`]'s job with its `trigger`; its sink is the last table.
+fn job_toml(
     name: &str,
     output: &str,
     guarantee: &str,
@@ -65,8 +75,8 @@ fn job_with(
     trigger: &str,
     bootstrap: &str,
     work: &Path,
-) -> JobPlan {
-    JobPlan::from_toml(&format!(
+) -> String {
+    format!(
         r#"
 [job]
 name = "{name}"
@@ -88,8 +98,7 @@ guarantee = "{guarantee}"
 client = "{client}"
 "#,
         cp = work.join("cp").join(name).display(),
-    ))
-    .expect("a valid job")
+    )
 }
 
 /// Records `from..to`: `{"id":"<prefix><i>","user":"u<i % 37>"}`, every tenth without
@@ -157,15 +166,42 @@ impl Read {
     }
 }
 
-#[test]
-fn native_and_librdkafka_writers_deliver_and_place_the_same_records() {
-    let dir = temp_dir();
-    let broker = start_broker(dir.path(), TIMEOUT);
+/// A broker (data in `work`) whose topic `input` holds [`records`]`(prefix, 0, n)`.
+fn broker_with_input(
+    work: &Path,
+    prefix: &str,
+    n: usize,
+) -> (BrokerProcess, Vec<(String, String)>) {
+    let broker = start_broker(work, TIMEOUT);
     let bootstrap = broker.bootstrap();
     block_on(create_topic(&bootstrap, "input", PARTITIONS, &[]));
     let p: FutureProducer = producer(&bootstrap, &[]);
-    let sent = records("r", 0, 300);
+    let sent = records(prefix, 0, n);
     produce(&p, "input", &sent, TIMEOUT);
+    (broker, sent)
+}
+
+/// Run `plan` to its end (a minute at most): it must have read `n` records.
+fn run_to_end(plan: &JobPlan, n: usize) {
+    let (_stop, job) = spawn_job(plan, &RunOptions::default());
+    let summary = join_within(job, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{}: the job failed: {e}", plan.name));
+    assert_eq!(summary.records, n as u64, "{}", plan.name);
+}
+
+/// Read `output` until `n` distinct records arrived: none of them twice.
+fn read_once(bootstrap: &str, output: &str, n: usize, settle: Duration) -> Read {
+    let mut read = Read::new(bootstrap, output);
+    read.until(n, TIMEOUT, settle);
+    assert_eq!(read.rows.len(), n, "{output}: records read more than once");
+    read
+}
+
+#[test]
+fn native_and_librdkafka_writers_deliver_and_place_the_same_records() {
+    let dir = temp_dir();
+    let (broker, sent) = broker_with_input(dir.path(), "r", 300);
+    let bootstrap = broker.bootstrap();
 
     let mut placed: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
     for guarantee in ["at_least_once", "exactly_once"] {
@@ -173,22 +209,9 @@ fn native_and_librdkafka_writers_deliver_and_place_the_same_records() {
             let name = format!("copy-{client}-{guarantee}").replace('_', "-");
             let output = format!("{name}-out");
             block_on(create_topic(&bootstrap, &output, PARTITIONS, &[]));
-            let run = || {
-                let plan = job(&name, &output, guarantee, client, &bootstrap, dir.path());
-                let (_stop, job) = spawn_job(&plan, &RunOptions::default());
-                join_within(job, Duration::from_secs(60))
-                    .unwrap_or_else(|e| panic!("{name}: the job failed: {e}"))
-            };
-            let summary = run();
-            assert_eq!(summary.records, 300, "{name}");
-
-            let mut read = Read::new(&bootstrap, &output);
-            read.until(sent.len(), TIMEOUT, Duration::from_millis(500));
-            assert_eq!(
-                read.rows.len(),
-                sent.len(),
-                "{name}: records read more than once"
-            );
+            let plan = job(&name, &output, guarantee, client, &bootstrap, dir.path());
+            run_to_end(&plan, sent.len());
+            let mut read = read_once(&bootstrap, &output, sent.len(), Duration::from_millis(500));
             let by_id: BTreeMap<&str, (i32, Option<&str>)> = read
                 .rows
                 .iter()
@@ -217,8 +240,7 @@ fn native_and_librdkafka_writers_deliver_and_place_the_same_records() {
             if guarantee == "exactly_once" {
                 check_group_offsets(&bootstrap, &name);
                 // Run again from the checkpoint: nothing new, nothing written twice.
-                let again = run();
-                assert_eq!(again.records, 0, "{name}: the second run read again");
+                run_to_end(&plan, 0);
                 read.until(sent.len(), TIMEOUT, Duration::from_millis(300));
                 assert_eq!(read.rows.len(), sent.len(), "{name}: written twice");
             }
@@ -232,6 +254,82 @@ fn native_and_librdkafka_writers_deliver_and_place_the_same_records() {
             places.iter().all(|(_, p)| *p == first),
             "{id} went to different partitions: {places:?}"
         );
+    }
+    drop(broker);
+}
+
+/// A Kafka sink's `compression`: the native writer's batches (zstd, exactly-once) and
+/// librdkafka's (lz4) reach the log compressed in that codec, as a raw Fetch of every
+/// output partition shows batch by batch, and a consumer reads every record back.
+#[test]
+fn a_kafka_sink_writes_batches_in_its_compression() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use rivulet_protocol::record_batch::{peek_batch_size, BatchHeader};
+    use rivulet_protocol::Compression;
+
+    let dir = temp_dir();
+    let (broker, sent) = broker_with_input(dir.path(), "c", 400);
+    let bootstrap = broker.bootstrap();
+
+    for (client, guarantee, codec, want) in [
+        ("native", "exactly_once", "zstd", Compression::Zstd),
+        ("librdkafka", "at_least_once", "lz4", Compression::Lz4),
+    ] {
+        let name = format!("{codec}-{client}");
+        let output = format!("{name}-out");
+        block_on(create_topic(&bootstrap, &output, PARTITIONS, &[]));
+        let toml = job_toml(
+            &name,
+            &output,
+            guarantee,
+            client,
+            "available_now",
+            &bootstrap,
+            dir.path(),
+        );
+        let plan = parse(&format!("{toml}compression = \"{codec}\"\n"));
+        run_to_end(&plan, sent.len());
+        read_once(&bootstrap, &output, sent.len(), Duration::from_millis(300));
+
+        // Every data batch of every partition in `want` (control batches, the
+        // transaction markers, are never compressed).
+        let topic = TopicName(StrBytes::from_string(output.clone()));
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(8 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic)
+                .with_partitions(
+                    (0..PARTITIONS)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_partition_max_bytes(4 << 20)
+                        })
+                        .collect(),
+                )]);
+        let response = block_on(async {
+            let mut client = rivulet_protocol::wire::connect(&bootstrap).await.unwrap();
+            client.round_trip(12, &request).await.unwrap()
+        });
+        let mut data_batches = 0;
+        for part in &response.responses[0].partitions {
+            assert_eq!(part.error_code, 0, "{name}: {part:?}");
+            let records = part.records.as_deref().unwrap_or_default();
+            let mut at = 0;
+            while let Some(size) = records.get(at..).and_then(peek_batch_size) {
+                let header = BatchHeader::parse(&records[at..]).expect("a batch header");
+                if !header.is_control() {
+                    assert_eq!(header.compression().unwrap(), want, "{name}");
+                    data_batches += 1;
+                }
+                at += size;
+            }
+            assert_eq!(at, records.len(), "{name}: whole batches");
+        }
+        assert!(data_batches >= PARTITIONS, "{name}: {data_batches} batches");
     }
     drop(broker);
 }
@@ -282,7 +380,7 @@ fn the_native_writer_follows_a_leader_failover_on_the_cluster() {
     let first = records("before-", 0, 150);
     produce(&p, "input", &first, TIMEOUT);
 
-    let alo = job_with(
+    let alo = parse(&job_toml(
         "alo",
         "alo-out",
         "at_least_once",
@@ -290,8 +388,8 @@ fn the_native_writer_follows_a_leader_failover_on_the_cluster() {
         "100ms",
         &bootstrap,
         dir.path(),
-    );
-    let eos = job_with(
+    ));
+    let eos = parse(&job_toml(
         "eos",
         "eos-out",
         "exactly_once",
@@ -299,7 +397,7 @@ fn the_native_writer_follows_a_leader_failover_on_the_cluster() {
         "100ms",
         &bootstrap,
         dir.path(),
-    );
+    ));
     let (stop_alo, alo) = spawn_job(&alo, &RunOptions::default());
     let (stop_eos, eos) = spawn_job(&eos, &RunOptions::default());
     Read::new(&bootstrap, "alo-out").until(first.len(), Duration::from_secs(60), Duration::ZERO);

@@ -36,8 +36,22 @@ const XERIAL_CHUNK: usize = 32 * 1024;
 /// How many bytes to inflate per read of a streaming decoder.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The codec a producer's `compression.type` names (`none`, `gzip`,
+/// `snappy`, `lz4`, `zstd`), if it names one.
+pub fn producer_codec(name: &str) -> Option<Compression> {
+    [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .find(|c| codec_name(*c).eq_ignore_ascii_case(name))
+}
+
 /// The name Kafka uses for a codec (`compression.type`).
-fn codec_name(codec: Compression) -> &'static str {
+pub fn codec_name(codec: Compression) -> &'static str {
     match codec {
         Compression::None => "none",
         Compression::Gzip => "gzip",

@@ -291,6 +291,24 @@ impl BatchWriter {
         record_batch::finish_batch(&mut self.buf, &header);
         self.buf
     }
+
+    /// [`finish`](Self::finish) with the records compressed in the codec of
+    /// `template`'s attributes (none: as `finish`).
+    pub fn finish_compressed(self, template: &BatchHeader) -> Result<Vec<u8>, RecordError> {
+        let codec = template.compression()?;
+        if codec == Compression::None {
+            return Ok(self.finish(template));
+        }
+        let payload = compression::compress(codec, self.buf.get(HEADER_SIZE..).unwrap_or(&[]))?;
+        let mut buf = Vec::with_capacity(HEADER_SIZE + payload.len());
+        buf.resize(HEADER_SIZE, 0);
+        buf.extend_from_slice(&payload);
+        let compressed = BatchWriter {
+            buf,
+            count: self.count,
+        };
+        Ok(compressed.finish(template))
+    }
 }
 
 /// Builds a producer-style batch, for tests, benches and tools: base offset

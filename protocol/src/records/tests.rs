@@ -475,3 +475,47 @@ fn batch_writer_writes_what_decode_batch_reads_back() {
         ]
     );
 }
+
+#[test]
+fn batch_writer_compresses_in_the_templates_codec() {
+    let values: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(100)).into_bytes())
+        .collect();
+    for codec in [C::None, C::Gzip, C::Snappy, C::Lz4, C::Zstd] {
+        let mut w = BatchWriter::with_capacity(64);
+        for (i, v) in values.iter().enumerate() {
+            w.push(i as i64, Some(b"k"), Some(v));
+        }
+        let plain_size = w.size();
+        let attributes = record_batch::attributes(codec, TimestampType::CreateTime, false, false);
+        let template = BatchHeader::template(attributes, 5_000, 3, 1, 7);
+        let batch = w.finish_compressed(&template).expect("compresses");
+        let header = validate_batch(&batch).expect("a valid batch");
+        assert_eq!(header.compression().unwrap(), codec);
+        assert_eq!((header.record_count, header.last_offset_delta), (200, 199));
+        if codec == C::None {
+            assert_eq!(batch.len(), plain_size);
+        } else {
+            assert!(batch.len() < plain_size / 4, "{codec:?}: {}", batch.len());
+        }
+        let decoded = decode_batch(&batch, 1 << 20).expect("decodes");
+        let got: Vec<&[u8]> = decoded
+            .records
+            .iter()
+            .map(|r| r.value.as_deref().unwrap())
+            .collect();
+        let want: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        assert_eq!(got, want, "{codec:?}");
+        assert_eq!(decoded.timestamp_of(&decoded.records[199]), 5_199);
+    }
+}
+
+#[test]
+fn producer_codec_names_are_kafkas() {
+    use crate::compression::producer_codec;
+    assert_eq!(producer_codec("zstd"), Some(C::Zstd));
+    assert_eq!(producer_codec("LZ4"), Some(C::Lz4));
+    assert_eq!(producer_codec("none"), Some(C::None));
+    assert_eq!(producer_codec("uncompressed"), None);
+    assert_eq!(producer_codec("brotli"), None);
+}

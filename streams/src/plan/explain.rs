@@ -134,12 +134,20 @@ fn sink_line(s: &SinkPlan) -> String {
             key,
             guarantee: g,
             client,
+            compression,
         } => {
             let key = key
                 .as_ref()
                 .map_or(String::new(), |(t, _)| format!(" key={t}"));
+            let codec = match compression {
+                rivulet_protocol::Compression::None => String::new(),
+                c => format!(
+                    " compression={}",
+                    rivulet_protocol::compression::codec_name(*c)
+                ),
+            };
             format!(
-                "kafka topic {topic}{key} {}{}",
+                "kafka topic {topic}{key}{codec} {}{}",
                 guarantee(*g),
                 client_note(*client)
             )

@@ -218,6 +218,8 @@ pub enum SinkKind {
         key: Option<(String, Expr)>,
         guarantee: Guarantee,
         client: KafkaClient,
+        /// The codec of the batches written (Kafka's `compression.type`).
+        compression: rivulet_protocol::Compression,
     },
     Postgres {
         url: String,

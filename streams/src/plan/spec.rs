@@ -254,6 +254,10 @@ pub enum SinkKindSpec {
         /// runtime's own) or `librdkafka` (a librdkafka producer).
         #[serde(default)]
         client: Option<String>,
+        /// The producer's `compression.type`: `none` (default), `gzip`,
+        /// `snappy`, `lz4` or `zstd`.
+        #[serde(default)]
+        compression: Option<String>,
     },
     Postgres {
         url: String,

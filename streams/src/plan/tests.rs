@@ -415,6 +415,31 @@ fn a_kafka_sink_writes_natively_unless_told_librdkafka() {
 }
 
 #[test]
+fn a_kafka_sinks_compression_is_one_of_kafkas_codecs() {
+    let sink = |more: &str| format!("{HEAD}[[sink]]\ntype = \"kafka\"\ntopic = \"o\"\n{more}");
+    let codec_of = |p: &JobPlan| match &p.sinks[0].kind {
+        SinkKind::Kafka { compression, .. } => *compression,
+        other => panic!("not a kafka sink: {other:?}"),
+    };
+    let plain = JobPlan::from_toml(&sink("")).unwrap();
+    assert_eq!(codec_of(&plain), rivulet_protocol::Compression::None);
+    assert!(!plain.explain().contains("compression="));
+    let zstd = JobPlan::from_toml(&sink("compression = \"zstd\"\n")).unwrap();
+    assert_eq!(codec_of(&zstd), rivulet_protocol::Compression::Zstd);
+    assert!(
+        zstd.explain()
+            .contains("kafka topic o compression=zstd at_least_once"),
+        "{}",
+        zstd.explain()
+    );
+    let msg = invalid(&sink("compression = \"brotli\"\n"));
+    assert!(
+        msg.contains("compression \"brotli\" is not none, gzip, snappy, lz4 or zstd"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn job_kafka_properties_are_checked_and_kept() {
     let head = |props: &str| {
         format!(

@@ -415,6 +415,7 @@ fn sink(location: &str, spec: SinkKindSpec) -> Result<SinkKind, PlanError> {
             key,
             guarantee,
             client,
+            compression,
         } => {
             if topic.is_empty() {
                 return Err(PlanError::invalid(location, "topic must be set"));
@@ -423,11 +424,23 @@ fn sink(location: &str, spec: SinkKindSpec) -> Result<SinkKind, PlanError> {
                 Some(k) => Some((k.clone(), expr(location, "key", &k)?)),
                 None => None,
             };
+            let compression = match compression.as_deref() {
+                None => rivulet_protocol::Compression::None,
+                Some(name) => {
+                    rivulet_protocol::compression::producer_codec(name).ok_or_else(|| {
+                        PlanError::invalid(
+                            location,
+                            format!("compression {name:?} is not none, gzip, snappy, lz4 or zstd"),
+                        )
+                    })?
+                }
+            };
             SinkKind::Kafka {
                 topic,
                 key,
                 guarantee,
                 client: kafka_client(location, client.as_deref())?,
+                compression,
             }
         }
         SinkKindSpec::Postgres {

@@ -28,6 +28,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_protocol::tls::Connector;
+use rivulet_protocol::Compression;
 use serde_json::Value;
 
 use super::acked::AckedProducer;
@@ -120,6 +121,7 @@ impl KafkaSink {
         key: Option<&Expr>,
         guarantee: Guarantee,
         client: KafkaClient,
+        compression: Compression,
         timeout: Duration,
         connector: &Connector,
     ) -> Result<KafkaSink, RuntimeError> {
@@ -134,12 +136,16 @@ impl KafkaSink {
                 };
                 let id = exactly_once.then(|| transactional_id(job, name));
                 let state = |e| RuntimeError::KafkaState(format!("sink {name}: {e}"));
-                let mut producer = NativeProducer::connect(spec, id).await.map_err(state)?;
+                let mut producer = NativeProducer::connect(spec, id)
+                    .await
+                    .map_err(state)?
+                    .with_compression(compression);
                 producer.prepare(topic).await.map_err(state)?;
                 Backend::Native(Box::new(producer))
             }
             KafkaClient::Librdkafka => {
-                Self::librdkafka(name, job, bootstrap, exactly_once, timeout).await?
+                let codec = rivulet_protocol::compression::codec_name(compression);
+                Self::librdkafka(name, job, bootstrap, exactly_once, codec, timeout).await?
             }
         };
         Ok(KafkaSink {
@@ -158,12 +164,14 @@ impl KafkaSink {
         job: &str,
         bootstrap: &str,
         exactly_once: bool,
+        compression: &str,
         timeout: Duration,
     ) -> Result<Backend, RuntimeError> {
         let mut c = rdkafka::config::ClientConfig::new();
         c.set("bootstrap.servers", bootstrap)
             .set("client.id", format!("rivulet-stream-{job}-{name}"))
             .set("enable.idempotence", "true")
+            .set("compression.type", compression)
             .set("acks", "all")
             // A batch waits for its acks right after producing: lingering only adds latency.
             .set("linger.ms", "1");

@@ -83,6 +83,7 @@ pub(crate) async fn connect(
                 key,
                 guarantee,
                 client,
+                compression,
             } => SinkRunner::Kafka(Box::new(
                 KafkaSink::connect(
                     &s.name,
@@ -92,6 +93,7 @@ pub(crate) async fn connect(
                     key.as_ref().map(|(_, e)| e),
                     *guarantee,
                     *client,
+                    *compression,
                     timeout,
                     &connector,
                 )

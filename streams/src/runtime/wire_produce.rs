@@ -78,6 +78,8 @@ pub struct NativeProducer {
     /// Where the next record without a key goes.
     spread: usize,
     pub(super) txn: Option<Txn>,
+    /// The codec of the batches written.
+    compression: Compression,
 }
 
 impl NativeProducer {
@@ -97,6 +99,7 @@ impl NativeProducer {
             conns: HashMap::new(),
             spread: std::process::id() as usize,
             txn: transactional_id.map(Txn::new),
+            compression: Compression::None,
         };
         producer.init_producer_id().await?;
         Ok(producer)
@@ -155,13 +158,27 @@ impl NativeProducer {
             let sequence = self.sequences.entry(tp.clone()).or_insert(0);
             let mut queue = VecDeque::with_capacity(batches.len());
             for w in batches {
-                let header = batch_header(self.producer, *sequence, now, transactional);
+                let header = batch_header(
+                    self.producer,
+                    *sequence,
+                    now,
+                    (self.compression, transactional),
+                );
                 *sequence = next_sequence(*sequence, w.count());
-                queue.push_back(Bytes::from(w.finish(&header)));
+                let batch = w
+                    .finish_compressed(&header)
+                    .map_err(|e| format!("compress a batch: {e}"))?;
+                queue.push_back(Bytes::from(batch));
             }
             queues.insert(tp, queue);
         }
         self.deliver(queues, deadline).await
+    }
+
+    /// Write batches compressed with `codec` (Kafka's `compression.type`).
+    pub fn with_compression(mut self, codec: Compression) -> Self {
+        self.compression = codec;
+        self
     }
 
     /// Learn `topic`'s partitions and leaders now, not at the first batch.
@@ -287,14 +304,15 @@ impl NativeProducer {
     }
 }
 
-/// The header of a batch this producer writes (uncompressed, CreateTime `now`).
-fn batch_header(producer: (i64, i16), sequence: i32, now: i64, transactional: bool) -> BatchHeader {
-    let attributes = record_batch::attributes(
-        Compression::None,
-        TimestampType::CreateTime,
-        transactional,
-        false,
-    );
+/// The header of a batch this producer writes (in `codec`, CreateTime `now`).
+fn batch_header(
+    producer: (i64, i16),
+    sequence: i32,
+    now: i64,
+    (codec, transactional): (Compression, bool),
+) -> BatchHeader {
+    let attributes =
+        record_batch::attributes(codec, TimestampType::CreateTime, transactional, false);
     BatchHeader::template(attributes, now, producer.0, producer.1, sequence)
 }
 
