@@ -112,9 +112,11 @@ pub fn encode_spliced<E>(
         head: buf.head,
         pieces: buf.pieces,
     };
-    let body = frame.len() - 4;
+    let body = frame.len().saturating_sub(4);
     let size = i32::try_from(body).map_err(|_| crate::wire::FrameError::TooLarge(body))?;
-    frame.head[..4].copy_from_slice(&size.to_be_bytes());
+    if let Some(prefix) = frame.head.get_mut(..4) {
+        prefix.copy_from_slice(&size.to_be_bytes());
+    }
     Ok(frame)
 }
 
@@ -181,7 +183,8 @@ impl ByteBufMut for SpliceBuf<'_> {
     }
 
     fn seek(&mut self, offset: usize) {
-        let floor = self.pieces.last().map_or(0, |(at, _)| *at);
+        // Never back over the size prefix or a piece's place.
+        let floor = self.pieces.last().map_or(4, |(at, _)| *at).max(4);
         self.head
             .resize(offset.saturating_sub(self.spliced).max(floor), 0);
     }
@@ -310,6 +313,52 @@ mod tests {
         let frame = encode_spliced(0, &prefix, |out| response.encode(out, 12)).unwrap();
         assert_eq!(frame.spliced_len(), 0);
         assert_eq!(&frame.flatten()[..], &flat(&response, 12)[..]);
+    }
+
+    #[test]
+    fn gaps_after_the_last_piece_are_filled_and_seeks_never_back_over_it() {
+        let piece = records(MIN_SPLICE, 9);
+        let framed = |seek: Option<usize>| {
+            encode_spliced(0, std::slice::from_ref(&piece), |out| {
+                out.put_u8(1);
+                out.put_slice(&piece);
+                let g = out.put_gap(4);
+                out.put_u8(2);
+                out.gap_buf(g).copy_from_slice(&[10, 11, 12, 13]);
+                if let Some(to) = seek {
+                    out.seek(to);
+                }
+                out.put_u8(3);
+                Ok::<(), ()>(())
+            })
+            .unwrap()
+            .flatten()
+        };
+        let expect = |tail: &[u8]| {
+            let mut want = vec![0, 0, 0, 0, 1];
+            want.extend_from_slice(&piece);
+            want.extend_from_slice(tail);
+            let size = (want.len() - 4) as i32;
+            want[..4].copy_from_slice(&size.to_be_bytes());
+            want
+        };
+        // The gap after the piece is filled where it was left.
+        assert!(framed(None)[..] == expect(&[10, 11, 12, 13, 2, 3])[..]);
+        // A seek back within what follows the piece cuts there.
+        let after_piece = 5 + piece.len();
+        assert!(framed(Some(after_piece + 2))[..] == expect(&[10, 11, 3])[..]);
+        // A seek behind the piece's place stops at it: nothing before is lost.
+        assert!(framed(Some(0))[..] == expect(&[3])[..]);
+
+        // Before any piece, a seek stops at the size prefix.
+        let frame = encode_spliced(0, &[], |out| {
+            out.put_slice(b"abc");
+            out.seek(1);
+            out.put_u8(7);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(&frame.flatten()[..], &[0, 0, 0, 1, 7][..]);
     }
 
     /// A writer that takes at most `max` bytes per call, vectored or not.
