@@ -388,12 +388,8 @@ async fn refuse_bad_credentials(
     if !connector.is_sasl() {
         return Ok(());
     }
-    for addr in bootstrap
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-    {
-        match tokio::time::timeout(timeout, connector.connect(addr)).await {
+    for addr in wire_meta::bootstrap_servers(bootstrap) {
+        match tokio::time::timeout(timeout, connector.connect(&addr)).await {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 return Err(RuntimeError::KafkaState(format!(

@@ -42,11 +42,15 @@ impl NativeSpec {
 
     /// The bootstrap servers' addresses.
     pub fn bootstrap_servers(&self) -> impl Iterator<Item = String> + '_ {
-        self.bootstrap
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+        bootstrap_servers(&self.bootstrap)
     }
+}
+
+/// The addresses in a `host:port[,host:port...]` list.
+pub fn bootstrap_servers(list: &str) -> impl Iterator<Item = String> + '_ {
+    list.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// A topic as Metadata describes it.

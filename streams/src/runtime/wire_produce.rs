@@ -162,12 +162,14 @@ impl NativeProducer {
                     self.producer,
                     *sequence,
                     now,
-                    (self.compression, transactional),
+                    self.compression,
+                    transactional,
                 );
-                *sequence = next_sequence(*sequence, w.count());
+                let count = w.count();
                 let batch = w
                     .finish_compressed(&header)
                     .map_err(|e| format!("compress a batch: {e}"))?;
+                *sequence = next_sequence(*sequence, count);
                 queue.push_back(Bytes::from(batch));
             }
             queues.insert(tp, queue);
@@ -309,7 +311,8 @@ fn batch_header(
     producer: (i64, i16),
     sequence: i32,
     now: i64,
-    (codec, transactional): (Compression, bool),
+    codec: Compression,
+    transactional: bool,
 ) -> BatchHeader {
     let attributes =
         record_batch::attributes(codec, TimestampType::CreateTime, transactional, false);
