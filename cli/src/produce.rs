@@ -7,6 +7,8 @@
 //! (as kcat does). Keyed records are partitioned like the Java client does
 //! (murmur2), so they land where Kafka's own tools would put them.
 //!
+//! `--compression-codec none|gzip|snappy|lz4|zstd` compresses the batches.
+//!
 //! Sending stops at the first failed delivery; the command waits for every
 //! record in flight, prints `produced N records` to stderr and exits
 //! non-zero if any record failed.
@@ -48,6 +50,17 @@ pub struct ProduceArgs {
     /// Longest line accepted; a longer one stops the command with an error.
     #[arg(long, value_name = "BYTES", default_value_t = 1_000_000)]
     pub max_line_bytes: usize,
+    /// Compress batches (kafka-console-producer's flag: given without a
+    /// value, gzip).
+    #[arg(
+        long,
+        value_name = "CODEC",
+        default_value = "none",
+        num_args = 0..=1,
+        default_missing_value = "gzip",
+        value_parser = ["none", "gzip", "snappy", "lz4", "zstd"]
+    )]
+    pub compression_codec: String,
 }
 
 /// Counts deliveries as librdkafka reports them (on its polling thread).
@@ -93,6 +106,7 @@ pub fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
     let mut config = client::client_config(bootstrap);
     config
         .set("acks", &args.acks)
+        .set("compression.type", &args.compression_codec)
         .set("linger.ms", "5")
         .set("partitioner", "murmur2_random")
         .set(

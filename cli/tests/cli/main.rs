@@ -39,7 +39,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 struct Broker {
     runtime: tokio::runtime::Runtime,
     inner: TestBroker,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Broker {
@@ -55,12 +55,17 @@ impl Broker {
         Broker {
             runtime,
             inner,
-            _dir: dir,
+            dir,
         }
     }
 
     fn bootstrap(&self) -> String {
         self.inner.bootstrap()
+    }
+
+    /// Where the broker keeps its partitions' logs.
+    fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Produce `(timestamp, value)` records to `partition`, waiting for acks.

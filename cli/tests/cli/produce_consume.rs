@@ -166,3 +166,40 @@ fn consume_from_a_time_starts_at_the_first_record_at_or_after_it() {
         bad.stderr
     );
 }
+
+/// `--compression-codec`: the batches on disk are in that codec (gzip when the
+/// flag has no value, as kafka-console-producer does), and the lines read back.
+#[test]
+fn produce_compresses_with_the_codec_asked_for() {
+    use rivulet_protocol::record_batch::{peek_batch_size, BatchHeader};
+    use rivulet_protocol::Compression;
+
+    let b = Broker::start();
+    let lines: String = (0..200)
+        .map(|i| format!("line {i} {}\n", "z".repeat(50)))
+        .collect();
+    for (topic, flag, want) in [
+        ("zstd-lines", Some("zstd"), Compression::Zstd),
+        ("gzip-lines", None, Compression::Gzip),
+    ] {
+        ok(&b, &["topic", "create", topic, "--partitions", "1"], "");
+        let mut args = vec!["produce", topic, "--compression-codec"];
+        args.extend(flag);
+        ok(&b, &args, &lines);
+        let segment = std::fs::read(
+            b.data_dir()
+                .join(format!("{topic}-0/00000000000000000000.log")),
+        )
+        .expect("the segment file");
+        let mut at = 0;
+        while let Some(size) = segment.get(at..).and_then(peek_batch_size) {
+            let header = BatchHeader::parse(&segment[at..]).expect("a batch header");
+            assert_eq!(header.compression().unwrap(), want, "{topic} at {at}");
+            at += size;
+        }
+        assert!(at > 0 && at == segment.len(), "{topic}: whole batches");
+        let read = ok(&b, &["consume", topic, "--from", "earliest"], "");
+        assert_eq!(read, lines, "{topic}");
+    }
+    assert!(fails(&b, &["produce", "x", "--compression-codec", "brotli"]).contains("brotli"));
+}
