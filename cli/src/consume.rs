@@ -86,6 +86,16 @@ pub struct ConsumeArgs {
     /// or latest says when it has none), committing what was printed.
     #[arg(long, value_name = "G", conflicts_with = "partition")]
     pub group: Option<String>,
+    /// read_committed (librdkafka's default; records of open or aborted
+    /// transactions are not shown) or read_uncommitted
+    /// (kafka-console-consumer.sh's default: everything appended).
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "read_committed",
+        value_parser = ["read_committed", "read_uncommitted"]
+    )]
+    pub isolation_level: String,
 }
 
 /// Print records of `args.topic` from the cluster at `bootstrap`.
@@ -94,6 +104,7 @@ pub fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     config
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
+        .set("isolation.level", &args.isolation_level)
         .set("fetch.wait.max.ms", "100");
     match &args.group {
         Some(group) => {

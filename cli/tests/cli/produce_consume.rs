@@ -203,3 +203,43 @@ fn produce_compresses_with_the_codec_asked_for() {
     }
     assert!(fails(&b, &["produce", "x", "--compression-codec", "brotli"]).contains("brotli"));
 }
+
+/// `--isolation-level`: records of a transaction still open are hidden by
+/// default (read_committed, as librdkafka) and shown with read_uncommitted
+/// (kafka-console-consumer.sh's default); once committed, shown either way.
+#[test]
+fn consume_shows_open_transactions_only_when_read_uncommitted() {
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    use rivulet_testkit::kafka::producer;
+
+    let b = Broker::start();
+    ok(
+        &b,
+        &["topic", "create", "txn-lines", "--partitions", "1"],
+        "",
+    );
+    let txn: FutureProducer = producer(
+        &b.bootstrap(),
+        &[
+            ("transactional.id", "cli-txn"),
+            ("enable.idempotence", "true"),
+        ],
+    );
+    let timeout = std::time::Duration::from_secs(20);
+    txn.init_transactions(timeout).expect("init transactions");
+    txn.begin_transaction().expect("begin");
+    for v in ["t1", "t2", "t3"] {
+        let record: FutureRecord<'_, str, str> = FutureRecord::to("txn-lines").payload(v);
+        b.runtime
+            .block_on(txn.send(record, timeout))
+            .map_err(|(e, _)| e)
+            .expect("produce in the transaction");
+    }
+    let committed = ["consume", "txn-lines", "--from", "earliest"];
+    let uncommitted = [&committed[..], &["--isolation-level", "read_uncommitted"]].concat();
+    assert_eq!(ok(&b, &committed, ""), "", "an open transaction is hidden");
+    assert_eq!(ok(&b, &uncommitted, ""), "t1\nt2\nt3\n");
+    txn.commit_transaction(timeout).expect("commit");
+    assert_eq!(ok(&b, &committed, ""), "t1\nt2\nt3\n");
+    assert!(fails(&b, &["consume", "txn-lines", "--isolation-level", "dirty"]).contains("dirty"));
+}
