@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{self, CliContext, CONNECT_TIMEOUT};
@@ -75,6 +75,16 @@ pub struct ConsumeArgs {
     /// Separator between key and value for --print-key.
     #[arg(long, value_name = "SEP", default_value = "\t")]
     pub key_separator: String,
+    /// Print `CreateTime:MS` (or `LogAppendTime:MS`) and a tab first, as
+    /// kafka-console-consumer.sh's print.timestamp.
+    #[arg(long)]
+    pub print_timestamp: bool,
+    /// Print `Partition:P` and a tab first (print.partition).
+    #[arg(long)]
+    pub print_partition: bool,
+    /// Print `Offset:O` and a tab first (print.offset).
+    #[arg(long)]
+    pub print_offset: bool,
     /// Keep waiting for new records at the end of the partitions.
     #[arg(long)]
     pub follow: bool,
@@ -322,7 +332,7 @@ fn print_records(
             Some(Ok(m)) => {
                 at_end.remove(&m.partition());
                 last_record = Instant::now();
-                let written = write_record(&mut out, args, m.key(), m.payload());
+                let written = write_record(&mut out, args, &m);
                 match written {
                     Ok(()) => {
                         consumed += 1;
@@ -355,17 +365,27 @@ fn print_records(
     Ok(consumed)
 }
 
-fn write_record(
-    out: &mut impl Write,
-    args: &ConsumeArgs,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-) -> std::io::Result<()> {
+/// One record as a line: the fields asked for in kafka-console-consumer.sh's
+/// order (timestamp, partition, offset, key), then the value.
+fn write_record(out: &mut impl Write, args: &ConsumeArgs, m: &impl Message) -> std::io::Result<()> {
+    if args.print_timestamp {
+        match m.timestamp() {
+            Timestamp::CreateTime(ms) => write!(out, "CreateTime:{ms}\t")?,
+            Timestamp::LogAppendTime(ms) => write!(out, "LogAppendTime:{ms}\t")?,
+            Timestamp::NotAvailable => out.write_all(b"NO_TIMESTAMP\t")?,
+        }
+    }
+    if args.print_partition {
+        write!(out, "Partition:{}\t", m.partition())?;
+    }
+    if args.print_offset {
+        write!(out, "Offset:{}\t", m.offset())?;
+    }
     if args.print_key {
-        out.write_all(key.unwrap_or_default())?;
+        out.write_all(m.key().unwrap_or_default())?;
         out.write_all(args.key_separator.as_bytes())?;
     }
-    out.write_all(value.unwrap_or_default())?;
+    out.write_all(m.payload().unwrap_or_default())?;
     out.write_all(b"\n")
 }
 

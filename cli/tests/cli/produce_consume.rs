@@ -243,3 +243,78 @@ fn consume_shows_open_transactions_only_when_read_uncommitted() {
     assert_eq!(ok(&b, &committed, ""), "t1\nt2\nt3\n");
     assert!(fails(&b, &["consume", "txn-lines", "--isolation-level", "dirty"]).contains("dirty"));
 }
+
+/// `--print-timestamp`, `--print-partition`, `--print-offset`: the fields of
+/// kafka-console-consumer.sh's print.* properties, in its order and spelling;
+/// a LogAppendTime topic's records show the broker's time.
+#[test]
+fn consume_prints_timestamps_partitions_and_offsets_as_kafkas_console_consumer() {
+    let b = Broker::start();
+    for (topic, config) in [
+        ("stamped", "message.timestamp.type=CreateTime"),
+        ("appended", "message.timestamp.type=LogAppendTime"),
+    ] {
+        ok(
+            &b,
+            &[
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                "1",
+                "--config",
+                config,
+            ],
+            "",
+        );
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        ok(
+            &b,
+            &["produce", topic, "--key-separator", ":"],
+            "a:1\nb:2\n",
+        );
+        let printed = ok(
+            &b,
+            &[
+                "consume",
+                topic,
+                "--print-timestamp",
+                "--print-partition",
+                "--print-offset",
+                "--print-key",
+            ],
+            "",
+        );
+        let kind = if topic == "stamped" {
+            "CreateTime"
+        } else {
+            "LogAppendTime"
+        };
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(lines.len(), 2, "{printed}");
+        for (i, line) in lines.iter().enumerate() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let ms: i64 = fields[0]
+                .strip_prefix(&format!("{kind}:"))
+                .unwrap_or_else(|| panic!("{topic}: {line}"))
+                .parse()
+                .unwrap();
+            assert!(
+                ms >= before - 1_000,
+                "{topic}: {ms} is before the produce at {before}"
+            );
+            let key = ["a", "b"][i];
+            let value = ["1", "2"][i];
+            assert_eq!(
+                fields[1..],
+                ["Partition:0", &format!("Offset:{i}"), key, value],
+                "{topic}: {line}"
+            );
+        }
+    }
+    // Without the flags, the value alone as before.
+    assert_eq!(ok(&b, &["consume", "stamped"], ""), "1\n2\n");
+}
