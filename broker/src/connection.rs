@@ -524,17 +524,8 @@ fn encode_response(
         .flat_map(|t| &t.partitions)
         .filter_map(|p| p.records.clone())
         .collect();
-    let spliced: usize = records
-        .iter()
-        .map(Bytes::len)
-        .filter(|&n| n >= spliced::MIN_SPLICE)
-        .sum();
-    // Size the copied part once instead of regrowing.
-    let capacity = fetch
-        .compute_size(version)
-        .unwrap_or(0)
-        .saturating_sub(spliced)
-        + 64;
+    // Sized once instead of regrowing (less the records kept by reference).
+    let capacity = fetch.compute_size(version).unwrap_or(0) + 64;
     wire::encode_response_spliced(
         key,
         version,

@@ -51,7 +51,7 @@ impl SplicedFrame {
 
     /// Its length in bytes.
     pub fn len(&self) -> usize {
-        self.head.len() + self.pieces.iter().map(|(_, p)| p.len()).sum::<usize>()
+        self.head.len() + self.spliced_len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -65,7 +65,7 @@ impl SplicedFrame {
 
     /// Its bytes in order, as the slices they are kept in (empty ones left
     /// out).
-    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+    pub fn slices(&self) -> Vec<&[u8]> {
         let mut from = 0;
         let mut out = Vec::with_capacity(self.pieces.len() * 2 + 1);
         for (at, piece) in &self.pieces {
@@ -74,7 +74,8 @@ impl SplicedFrame {
             from = *at;
         }
         out.push(&self.head[from..]);
-        out.into_iter().filter(|s| !s.is_empty())
+        out.retain(|s| !s.is_empty());
+        out
     }
 
     /// Its bytes in one buffer (a copy when anything is spliced).
@@ -92,7 +93,8 @@ impl SplicedFrame {
 
 /// Encode a size-prefixed frame with `write`, keeping each byte field that
 /// is one of `splice` (and at least [`MIN_SPLICE`] long) by reference.
-/// `capacity` is what the copied part is expected to take.
+/// `capacity` is what the whole encoded message is expected to take; the
+/// copied part is sized to it less what may be spliced.
 pub fn encode_spliced<E>(
     capacity: usize,
     splice: &[Bytes],
@@ -100,8 +102,9 @@ pub fn encode_spliced<E>(
 ) -> Result<SplicedFrame, crate::wire::FrameError<E>> {
     let mut candidates: Vec<&Bytes> = splice.iter().filter(|b| b.len() >= MIN_SPLICE).collect();
     candidates.sort_unstable_by_key(|b| b.as_ptr() as usize);
+    let by_reference: usize = candidates.iter().map(|b| b.len()).sum();
     let mut buf = SpliceBuf {
-        head: BytesMut::with_capacity(capacity.saturating_add(4)),
+        head: BytesMut::with_capacity(capacity.saturating_sub(by_reference).saturating_add(4)),
         pieces: Vec::new(),
         spliced: 0,
         candidates,
@@ -207,7 +210,7 @@ pub async fn write_spliced<W: AsyncWrite + Unpin + ?Sized>(
     if frame.pieces.is_empty() {
         return out.write_all(&frame.head).await;
     }
-    let slices: Vec<&[u8]> = frame.slices().collect();
+    let slices = frame.slices();
     if !out.is_write_vectored() {
         for s in slices {
             out.write_all(s).await?;
