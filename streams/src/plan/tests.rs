@@ -389,14 +389,28 @@ fn a_source_reads_natively_unless_told_librdkafka() {
     );
 }
 
+/// A job whose one sink is `kafka` to topic `o`, with `more` sink keys.
+fn kafka_sink_job(more: &str) -> String {
+    format!("{HEAD}[[sink]]\ntype = \"kafka\"\ntopic = \"o\"\n{more}")
+}
+
+/// The client and codec of `plan`'s first sink, which must be a Kafka sink.
+fn kafka_sink_of(plan: &JobPlan) -> (KafkaClient, rivulet_protocol::Compression) {
+    match &plan.sinks[0].kind {
+        SinkKind::Kafka {
+            client,
+            compression,
+            ..
+        } => (*client, *compression),
+        other => panic!("not a kafka sink: {other:?}"),
+    }
+}
+
 #[test]
 fn a_kafka_sink_writes_natively_unless_told_librdkafka() {
-    let sink = |client: &str| format!("{HEAD}[[sink]]\ntype = \"kafka\"\ntopic = \"o\"\n{client}");
+    let sink = kafka_sink_job;
     let native = JobPlan::from_toml(&sink("")).unwrap();
-    let client_of = |p: &JobPlan| match &p.sinks[0].kind {
-        SinkKind::Kafka { client, .. } => *client,
-        other => panic!("not a kafka sink: {other:?}"),
-    };
+    let client_of = |p: &JobPlan| kafka_sink_of(p).0;
     assert_eq!(client_of(&native), KafkaClient::Native);
     assert!(!native.explain().contains("client="));
     let rd = JobPlan::from_toml(&sink("client = \"librdkafka\"\n")).unwrap();
@@ -416,11 +430,8 @@ fn a_kafka_sink_writes_natively_unless_told_librdkafka() {
 
 #[test]
 fn a_kafka_sinks_compression_is_one_of_kafkas_codecs() {
-    let sink = |more: &str| format!("{HEAD}[[sink]]\ntype = \"kafka\"\ntopic = \"o\"\n{more}");
-    let codec_of = |p: &JobPlan| match &p.sinks[0].kind {
-        SinkKind::Kafka { compression, .. } => *compression,
-        other => panic!("not a kafka sink: {other:?}"),
-    };
+    let sink = kafka_sink_job;
+    let codec_of = |p: &JobPlan| kafka_sink_of(p).1;
     let plain = JobPlan::from_toml(&sink("")).unwrap();
     assert_eq!(codec_of(&plain), rivulet_protocol::Compression::None);
     assert!(!plain.explain().contains("compression="));
