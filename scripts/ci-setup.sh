@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need beyond the Rust toolchain:
+#   - OpenSSL's headers for librdkafka's SSL (scripts/build-deps.sh);
 #   - kafkajs (npm registry) under target/js for the kafkajs checks (day one
 #     and transactions);
 #   - kcat (Debian package) for the scripted kcat check;
@@ -15,6 +16,8 @@ cd "$(dirname "$0")/.."
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
+
+bash scripts/build-deps.sh
 
 if ! command -v kcat >/dev/null 2>&1; then
   echo "== installing kcat"
