@@ -328,20 +328,20 @@ pub struct Connector {
     tls: Option<Arc<ClientConfig>>,
     /// SASL_PLAINTEXT / SASL_SSL: authenticate every connection first.
     sasl: Option<Arc<crate::sasl::SaslCredentials>>,
+    /// What [`Connector::from_properties`] was given, the SASL mechanism
+    /// filled in (empty for the other constructors).
+    properties: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Connector {
     pub fn plaintext() -> Self {
-        Connector {
-            tls: None,
-            sasl: None,
-        }
+        Connector::default()
     }
 
     pub fn tls(config: Arc<ClientConfig>) -> Self {
         Connector {
             tls: Some(config),
-            sasl: None,
+            ..Connector::default()
         }
     }
 
@@ -403,7 +403,22 @@ impl Connector {
                 password: get("sasl.password").to_string(),
             });
         }
+        let mut properties = props.clone();
+        if let Some(creds) = &c.sasl {
+            properties.remove("sasl.mechanisms");
+            properties.insert("sasl.mechanism".into(), creds.mechanism.clone());
+        }
+        c.properties = Arc::new(properties);
         Ok(c)
+    }
+
+    /// The client properties the connector was made from, with the SASL
+    /// mechanism it uses written out (librdkafka's own default would be
+    /// GSSAPI): what a librdkafka client of the same servers is given, so
+    /// that both kinds of client connect alike. Empty unless made by
+    /// [`Connector::from_properties`].
+    pub fn client_properties(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.properties
     }
 
     pub fn is_sasl(&self) -> bool {
@@ -522,6 +537,36 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_properties_name_the_mechanism_the_connector_uses() {
+        let props = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let base = [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("client.id", "kept"),
+        ];
+        // No mechanism: SCRAM-SHA-512, written out for librdkafka.
+        let c = Connector::from_properties(&props(&base)).unwrap();
+        let p = c.client_properties();
+        assert_eq!(p["sasl.mechanism"], "SCRAM-SHA-512");
+        assert_eq!((p["client.id"].as_str(), p.len()), ("kept", 5));
+        // librdkafka's plural spelling becomes the one name.
+        let mut with = base.to_vec();
+        with.push(("sasl.mechanisms", "PLAIN"));
+        let c = Connector::from_properties(&props(&with)).unwrap();
+        assert_eq!(c.client_properties()["sasl.mechanism"], "PLAIN");
+        assert!(!c.client_properties().contains_key("sasl.mechanisms"));
+        // Without SASL nothing is added; other constructors carry none.
+        let plain = Connector::from_properties(&props(&[("security.protocol", "PLAINTEXT")]));
+        assert_eq!(plain.unwrap().client_properties().len(), 1);
+        assert!(Connector::plaintext().client_properties().is_empty());
+    }
 
     #[test]
     fn client_auth_parses_kafkas_values_only() {
