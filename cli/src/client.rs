@@ -13,14 +13,20 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 
+use crate::wire_client::Connection;
+
 /// How long the first metadata request may take before the command gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Deadline of one admin request (create, delete, describe, alter).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// librdkafka settings every command uses.
-pub fn client_config(bootstrap: &str) -> ClientConfig {
+/// librdkafka settings every command uses, then the client properties of
+/// `--command-config` (security.protocol, sasl.*, ssl.*: librdkafka's
+/// names; it refuses a name it does not know), checked and completed as the
+/// wire client takes them (`Connector::client_properties`).
+/// `bootstrap.servers` comes from `--bootstrap-server` only.
+pub fn client_config(bootstrap: &str, connection: &Connection) -> anyhow::Result<ClientConfig> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", "rivulet-cli")
@@ -28,7 +34,12 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
         .set("allow.auto.create.topics", "false")
         .set("socket.timeout.ms", "10000")
         .set("socket.connection.setup.timeout.ms", "10000");
-    c
+    for (key, value) in connection.connector()?.client_properties() {
+        if key != "bootstrap.servers" {
+            c.set(key, value);
+        }
+    }
+    Ok(c)
 }
 
 /// The last error librdkafka reported, for error messages.
@@ -103,8 +114,11 @@ const MAX_EVENTS_DRAINED: usize = 1000;
 /// A client for metadata only: a consumer without a group joins nothing, and
 /// its `poll` serves librdkafka's main queue (logs, errors), which the admin
 /// client leaves unpolled.
-pub fn metadata_client(bootstrap: &str) -> anyhow::Result<BaseConsumer<CliContext>> {
-    client_config(bootstrap)
+pub fn metadata_client(
+    bootstrap: &str,
+    connection: &Connection,
+) -> anyhow::Result<BaseConsumer<CliContext>> {
+    client_config(bootstrap, connection)?
         .create_with_context(CliContext::default())
         .context("cannot create the Kafka client")
 }

@@ -57,6 +57,8 @@ pub fn parse_start(s: &str) -> Result<Start, String> {
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub connection: crate::wire_client::Connection,
     /// Topic to read.
     pub topic: String,
     /// Where to start: earliest, latest, an offset, or an RFC 3339 time
@@ -110,7 +112,7 @@ pub struct ConsumeArgs {
 
 /// Print records of `args.topic` from the cluster at `bootstrap`.
 pub fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
-    let mut config = client::client_config(bootstrap);
+    let mut config = client::client_config(bootstrap, &args.connection)?;
     config
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")

@@ -14,6 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use rivulet_protocol::wire;
 
 use super::consumer_protocol::Assignment as Partitions;
+use crate::wire_client::Connection;
 
 /// GROUP_ID_NOT_FOUND: no consumer group of that name.
 const GROUP_ID_NOT_FOUND: i16 = 69;
@@ -53,6 +54,7 @@ fn partitions(a: &Assignment) -> Partitions {
 /// The consumer group `group`, or `None` when there is none by that name.
 pub fn describe(
     bootstrap: &str,
+    connection: &Connection,
     group: &str,
     timeout: Duration,
 ) -> anyhow::Result<Option<ConsumerGroup>> {
@@ -66,8 +68,11 @@ pub fn describe(
         .enable_all()
         .build()?;
     let group = group.to_string();
+    let connector = connection.connector()?;
     let ask = async move {
-        let mut client = wire::connect(first.as_str()).await?.with_timeout(timeout);
+        let mut client = wire::connect_with(&connector, first.as_str())
+            .await?
+            .with_timeout(timeout);
         let found = client
             .round_trip(
                 3,
@@ -81,7 +86,9 @@ pub fn describe(
             );
         }
         let addr = format!("{}:{}", found.host.as_str(), found.port);
-        let mut coordinator = wire::connect(addr.as_str()).await?.with_timeout(timeout);
+        let mut coordinator = wire::connect_with(&connector, addr.as_str())
+            .await?
+            .with_timeout(timeout);
         let described = coordinator
             .round_trip(
                 0,

@@ -32,9 +32,20 @@ use super::client::{self, describe_code, CliContext, CONNECT_TIMEOUT, REQUEST_TI
 use super::consumer_group;
 use super::consumer_protocol::{decode_assignment, format_assignment, partition_count, Assignment};
 use super::topic;
+use crate::wire_client::Connection;
 
 mod reset;
 pub use reset::ResetOffsetsArgs;
+
+/// `rivulet group`: a subcommand, and how to connect (`--command-config`
+/// anywhere on the line).
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    #[command(subcommand)]
+    pub command: GroupCommand,
+    #[command(flatten)]
+    pub connection: Connection,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -74,18 +85,23 @@ pub struct DeleteArgs {
 }
 
 /// Run one `group` subcommand against `bootstrap`.
-pub fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
-    match command {
-        GroupCommand::List => list(bootstrap),
-        GroupCommand::Describe(args) => describe(bootstrap, &args),
-        GroupCommand::ResetOffsets(args) => reset::reset_offsets(bootstrap, &args),
-        GroupCommand::Delete(args) => delete(bootstrap, &args),
+pub fn run(bootstrap: &str, args: GroupArgs) -> anyhow::Result<()> {
+    let connection = &args.connection;
+    match args.command {
+        GroupCommand::List => list(bootstrap, connection),
+        GroupCommand::Describe(args) => describe(bootstrap, connection, &args),
+        GroupCommand::ResetOffsets(args) => reset::reset_offsets(bootstrap, connection, &args),
+        GroupCommand::Delete(args) => delete(bootstrap, connection, &args),
     }
 }
 
 /// A consumer acting for `group` without joining it.
-fn group_consumer(bootstrap: &str, group: &str) -> anyhow::Result<BaseConsumer<CliContext>> {
-    let mut config = client::client_config(bootstrap);
+fn group_consumer(
+    bootstrap: &str,
+    connection: &Connection,
+    group: &str,
+) -> anyhow::Result<BaseConsumer<CliContext>> {
+    let mut config = client::client_config(bootstrap, connection)?;
     config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -203,8 +219,8 @@ fn find_group(consumer: &BaseConsumer<CliContext>, name: &str) -> anyhow::Result
         .map(Group::from_info))
 }
 
-fn list(bootstrap: &str) -> anyhow::Result<()> {
-    let consumer = client::metadata_client(bootstrap)?;
+fn list(bootstrap: &str, connection: &Connection) -> anyhow::Result<()> {
+    let consumer = client::metadata_client(bootstrap, connection)?;
     client::probe_with(&consumer, bootstrap, None)?;
     let list = consumer
         .fetch_group_list(None, REQUEST_TIMEOUT)
@@ -215,7 +231,8 @@ fn list(bootstrap: &str) -> anyhow::Result<()> {
         .map(|g| {
             // DescribeGroups shows a KIP-848 consumer group as Dead.
             if g.state() == "Dead" {
-                if let Ok(Some(cg)) = consumer_group::describe(bootstrap, g.name(), REQUEST_TIMEOUT)
+                if let Ok(Some(cg)) =
+                    consumer_group::describe(bootstrap, connection, g.name(), REQUEST_TIMEOUT)
                 {
                     return Group::from_consumer_group(g.name(), &cg);
                 }
@@ -280,16 +297,18 @@ fn committed(
         .collect())
 }
 
-fn describe(bootstrap: &str, args: &DescribeArgs) -> anyhow::Result<()> {
-    let consumer = group_consumer(bootstrap, &args.group)?;
+fn describe(bootstrap: &str, connection: &Connection, args: &DescribeArgs) -> anyhow::Result<()> {
+    let consumer = group_consumer(bootstrap, connection, &args.group)?;
     let metadata = client::probe_with(&consumer, bootstrap, None)?;
     let (group, modern) = match find_group(&consumer, &args.group)? {
         Some(g) => (g, None),
         // DescribeGroups shows a KIP-848 consumer group as Dead.
-        None => match consumer_group::describe(bootstrap, &args.group, REQUEST_TIMEOUT)? {
-            Some(cg) => (Group::from_consumer_group(&args.group, &cg), Some(cg)),
-            None => bail!("group {} does not exist", args.group),
-        },
+        None => {
+            match consumer_group::describe(bootstrap, connection, &args.group, REQUEST_TIMEOUT)? {
+                Some(cg) => (Group::from_consumer_group(&args.group, &cg), Some(cg)),
+                None => bail!("group {} does not exist", args.group),
+            }
+        }
     };
     let owners = group.owners();
     let mut wanted = all_partitions(&metadata);
@@ -432,11 +451,15 @@ fn describe(bootstrap: &str, args: &DescribeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn delete(bootstrap: &str, args: &DeleteArgs) -> anyhow::Result<()> {
-    let admin: AdminClient<CliContext> = client::client_config(bootstrap)
+fn delete(bootstrap: &str, connection: &Connection, args: &DeleteArgs) -> anyhow::Result<()> {
+    let admin: AdminClient<CliContext> = client::client_config(bootstrap, connection)?
         .create_with_context(CliContext::default())
         .context("cannot create the Kafka admin client")?;
-    client::probe_with(&client::metadata_client(bootstrap)?, bootstrap, None)?;
+    client::probe_with(
+        &client::metadata_client(bootstrap, connection)?,
+        bootstrap,
+        None,
+    )?;
     let group = args.group.as_str();
     topic::block_on(async {
         let results = admin

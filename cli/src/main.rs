@@ -91,15 +91,13 @@ enum Command {
     /// Run a broker node (the default).
     Broker(BrokerArgs),
     /// Create, list, describe, delete topics and alter their configs.
-    #[command(subcommand)]
-    Topic(topic::TopicCommand),
+    Topic(topic::TopicArgs),
     /// Send stdin to a topic, one record per line.
     Produce(produce::ProduceArgs),
     /// Print a topic's records to stdout, one per line.
     Consume(consume::ConsumeArgs),
     /// List, describe and delete consumer groups; reset their offsets.
-    #[command(subcommand)]
-    Group(group::GroupCommand),
+    Group(group::GroupArgs),
     /// Run a local 3-node cluster in the background: up, status, down.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),

@@ -33,6 +33,8 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
+    #[command(flatten)]
+    pub connection: crate::wire_client::Connection,
     /// Topic to write to.
     pub topic: String,
     /// Split each line at the first SEP into key and value.
@@ -103,7 +105,7 @@ impl ProducerContext for ProduceContext {
 
 /// Read `stdin` into `topic` through the cluster at `bootstrap`.
 pub fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
-    let mut config = client::client_config(bootstrap);
+    let mut config = client::client_config(bootstrap, &args.connection)?;
     config
         .set("acks", &args.acks)
         .set("compression.type", &args.compression_codec)

@@ -24,6 +24,17 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::{Metadata, MetadataTopic};
 
 use super::client::{self, describe_code, CliContext, REQUEST_TIMEOUT};
+use crate::wire_client::Connection;
+
+/// `rivulet topic`: a subcommand, and how to connect (`--command-config`
+/// anywhere on the line).
+#[derive(Debug, Args)]
+pub struct TopicArgs {
+    #[command(subcommand)]
+    pub command: TopicCommand,
+    #[command(flatten)]
+    pub connection: Connection,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
@@ -139,11 +150,19 @@ pub struct AlterConfigArgs {
 }
 
 /// Run one `topic` subcommand against `bootstrap`.
-pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
-    let admin: AdminClient<CliContext> = client::client_config(bootstrap)
+pub fn run(bootstrap: &str, args: TopicArgs) -> anyhow::Result<()> {
+    let TopicArgs {
+        command,
+        connection,
+    } = args;
+    let admin: AdminClient<CliContext> = client::client_config(bootstrap, &connection)?
         .create_with_context(CliContext::default())
         .context("cannot create the Kafka admin client")?;
-    let metadata = client::probe_with(&client::metadata_client(bootstrap)?, bootstrap, None)?;
+    let metadata = client::probe_with(
+        &client::metadata_client(bootstrap, &connection)?,
+        bootstrap,
+        None,
+    )?;
     match command {
         TopicCommand::Create(args) => block_on(create(&admin, args)),
         TopicCommand::List => list(&metadata),

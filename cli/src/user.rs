@@ -6,8 +6,8 @@
 //! The password is salted and hashed here (PBKDF2, the mechanism's Hi);
 //! only the salted password travels, and the broker keeps only the keys
 //! derived from it. These commands speak the Kafka protocol themselves
-//! (not through librdkafka, which this build has without SSL/SASL), so
-//! they can reach a SASL_SSL listener: `--command-config FILE` takes
+//! (the rdkafka crate does not wrap the SCRAM APIs), over TLS and SASL
+//! as well: `--command-config FILE` takes
 //! librdkafka/Kafka client properties (`security.protocol`,
 //! `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`,
 //! `ssl.certificate.location`, `ssl.key.location`), the file `rivulet

@@ -1,11 +1,12 @@
-//! The Kafka wire client of the commands librdkafka cannot serve (this
-//! build's librdkafka has no SSL or SASL, and the rdkafka crate does not wrap
-//! the ACL and SCRAM admin APIs): `rivulet user` and `rivulet acl` speak the
-//! protocol themselves, plain, TLS, SASL or both, as `--command-config FILE`
-//! says (Kafka's option: librdkafka/Java client properties
-//! `security.protocol`, `sasl.mechanism`, `sasl.username`,
-//! `sasl.password`, `ssl.ca.location`, `ssl.certificate.location`,
-//! `ssl.key.location`; the file `rivulet cluster up --tls/--sasl` prints).
+//! The Kafka wire client of the commands the rdkafka crate does not serve
+//! (it does not wrap the ACL, SCRAM, quota, election and reassignment admin
+//! APIs): `rivulet user`, `acl`, `quota`, ... speak the protocol themselves,
+//! plain, TLS, SASL or both, as `--command-config FILE` says (Kafka's option:
+//! librdkafka/Java client properties `security.protocol`, `sasl.mechanism`,
+//! `sasl.username`, `sasl.password`, `ssl.ca.location`,
+//! `ssl.certificate.location`, `ssl.key.location`; the file `rivulet cluster
+//! up --tls/--sasl` prints). The librdkafka commands (`topic`, `produce`,
+//! `consume`, `group`) take the same file ([`crate::client::client_config`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,8 +24,26 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Connection {
     /// Client properties: security.protocol, sasl.mechanism, sasl.username,
     /// sasl.password, ssl.ca.location (Kafka's --command-config).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub command_config: Option<PathBuf>,
+}
+
+impl Connection {
+    /// The properties of the `--command-config` file (none without one).
+    pub fn properties(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        match &self.command_config {
+            Some(p) => Ok(parse_properties(
+                &std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
+            )),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// The connector the properties describe.
+    pub fn connector(&self) -> anyhow::Result<Connector> {
+        connector(&self.properties()?)
+    }
 }
 
 /// Parse a Java-style properties file: `key=value` lines, `#`/`!` comments.
@@ -45,13 +64,7 @@ pub fn connector(props: &BTreeMap<String, String>) -> anyhow::Result<Connector> 
 /// A client of the first broker of `bootstrap` (comma-separated) that
 /// answers, connected as `connection` says.
 pub async fn connect(bootstrap: &str, connection: &Connection) -> anyhow::Result<Client<Stream>> {
-    let props = match &connection.command_config {
-        Some(p) => parse_properties(
-            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
-        ),
-        None => BTreeMap::new(),
-    };
-    let connector = connector(&props)?;
+    let connector = connection.connector()?;
     let mut last = None;
     for addr in bootstrap
         .split(',')

@@ -17,6 +17,7 @@ use super::super::client::{self, CliContext, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use super::super::consume::{parse_start, select_partitions, Start};
 use super::super::{rfc3339, topic};
 use super::{committed, explain, find_group, group_consumer, or_dash, parse_group, write_table};
+use crate::wire_client::Connection;
 
 #[derive(Debug, Args)]
 pub struct ResetOffsetsArgs {
@@ -174,8 +175,12 @@ fn target_offsets(
     Ok(targets)
 }
 
-pub(super) fn reset_offsets(bootstrap: &str, args: &ResetOffsetsArgs) -> anyhow::Result<()> {
-    let consumer = group_consumer(bootstrap, &args.group)?;
+pub(super) fn reset_offsets(
+    bootstrap: &str,
+    connection: &Connection,
+    args: &ResetOffsetsArgs,
+) -> anyhow::Result<()> {
+    let consumer = group_consumer(bootstrap, connection, &args.group)?;
     let metadata = client::probe_with(&consumer, bootstrap, Some(&args.topic))?;
     let partitions = select_partitions(
         topic::find_topic(&metadata, &args.topic)?,

@@ -31,8 +31,7 @@ pub fn path(p: &Path) -> &str {
 
 /// Run `program args…` off the async workers, killed (and failed) after
 /// [`LIMIT`]; without the test's `LD_LIBRARY_PATH` (cargo points it at the
-/// workspace's librdkafka, built without SSL/SASL, which Debian's kcat must
-/// not load).
+/// workspace's build output, whose libraries Debian's kcat must not load).
 pub async fn tool(program: &str, args: Vec<String>, stdin: &str) -> Out {
     let (program, stdin) = (program.to_string(), stdin.to_string());
     tokio::task::spawn_blocking(move || {
