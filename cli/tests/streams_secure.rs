@@ -1,12 +1,13 @@
 //! A stream job against a secured broker (issues 12 and 13): `[job.kafka]` gives the
-//! job's connections Kafka's client properties, and the native clients (source,
-//! exactly-once Kafka sink) connect over SASL_SSL with SCRAM-SHA-512.
+//! job's connections Kafka's client properties, and its clients (source,
+//! exactly-once Kafka sink), native ones and librdkafka ones alike, connect over
+//! SASL_SSL with SCRAM-SHA-512.
 //!
 //! The broker has a SASL_SSL listener for the job and a PLAINTEXT one for the test's
-//! own librdkafka clients (this build's librdkafka has no SSL or SASL). A job over
-//! SASL_SSL must copy every input record once into its output (read back
-//! read_committed over PLAINTEXT); the same job with a wrong password must fail at once
-//! with the broker's authentication error, and the broker keeps serving.
+//! own clients. A job over SASL_SSL must copy every input record once into its output
+//! (read back read_committed over PLAINTEXT), with either client; the same job with a
+//! wrong password must fail at once with the broker's authentication error, and the
+//! broker keeps serving.
 
 mod security_support;
 mod streams_support;
@@ -65,7 +66,22 @@ async fn secured_broker(data: &Path, certs: &Path) -> TestBroker {
     .await
 }
 
+/// A copy of `input` into `output`, exactly once, over SASL_SSL as admin.
 fn job(name: &str, secure: &str, password: &str, ca: &Path, work: &Path) -> JobPlan {
+    job_with(name, secure, password, ca, work, "", "output")
+}
+
+/// [`job`] into `output`, `client` a `client = ...` line for the source and
+/// the sink (or empty).
+fn job_with(
+    name: &str,
+    secure: &str,
+    password: &str,
+    ca: &Path,
+    work: &Path,
+    client: &str,
+    output: &str,
+) -> JobPlan {
     JobPlan::from_toml(&format!(
         r#"
 [job]
@@ -85,11 +101,13 @@ checkpoint_dir = "{cp}"
 name = "input"
 topics = ["input"]
 start = "earliest"
+{client}
 
 [[sink]]
 name = "out"
 type = "kafka"
-topic = "output"
+topic = "{output}"
+{client}
 key = "id"
 guarantee = "exactly_once"
 "#,
@@ -165,7 +183,42 @@ async fn a_job_reads_and_writes_exactly_once_over_sasl_ssl() {
     .unwrap_or_else(|e| panic!("the job failed: {e}"));
     assert_eq!(summary.records, ids.len() as u64);
 
-    let c = committed_reader(&plain, "output", 2);
+    assert_copied_once(&plain, "output", &ids);
+
+    // The same job through librdkafka clients (source and sink), which take
+    // `[job.kafka]` as they are.
+    create_topic(&plain, "output-rd", 2, &[]).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let rd = job_with(
+        "copy-rd",
+        &secure,
+        "admin-secret",
+        &ca,
+        work.path(),
+        "client = \"librdkafka\"",
+        "output-rd",
+    );
+    assert!(
+        rd.explain().contains("client=librdkafka"),
+        "{}",
+        rd.explain()
+    );
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        runtime::run(rd, RunOptions::default(), shutdown),
+    )
+    .await
+    .expect("the job ends")
+    .unwrap_or_else(|e| panic!("the librdkafka job failed: {e}"));
+    assert_eq!(summary.records, ids.len() as u64);
+    assert_copied_once(&plain, "output-rd", &ids);
+    drop(broker);
+}
+
+/// `topic` (2 partitions), read committed over `plain`, holds each of `ids`
+/// once.
+fn assert_copied_once(plain: &str, topic: &str, ids: &[String]) {
+    let c = committed_reader(plain, topic, 2);
     let mut seen = Vec::new();
     let deadline = Instant::now() + TIMEOUT;
     while seen.len() < ids.len() && Instant::now() < deadline {
@@ -185,5 +238,4 @@ async fn a_job_reads_and_writes_exactly_once_over_sasl_ssl() {
     assert_eq!(seen.len(), ids.len(), "records read: {seen:?}");
     let want: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(seen.iter().collect::<BTreeSet<_>>(), want);
-    drop(broker);
 }

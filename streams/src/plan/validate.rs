@@ -606,9 +606,6 @@ pub(super) fn validate(spec: JobSpec) -> Result<JobPlan, PlanError> {
         });
     }
     let kafka_properties = spec.job.kafka;
-    let secured = kafka_properties
-        .get("security.protocol")
-        .is_some_and(|p| !p.eq_ignore_ascii_case("PLAINTEXT"));
     if let Some(p) = kafka_properties.get("security.protocol") {
         if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
             .iter()
@@ -619,22 +616,6 @@ pub(super) fn validate(spec: JobSpec) -> Result<JobPlan, PlanError> {
                 format!("kafka: security.protocol {p:?} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
             ));
         }
-    }
-    let librdkafka = sources.iter().any(|s| s.client == KafkaClient::Librdkafka)
-        || sinks.iter().any(|s| {
-            matches!(
-                &s.kind,
-                SinkKind::Kafka {
-                    client: KafkaClient::Librdkafka,
-                    ..
-                }
-            )
-        });
-    if secured && librdkafka {
-        return Err(PlanError::invalid(
-            "job",
-            "kafka: a secured security.protocol needs the native client (this build's librdkafka has no SSL or SASL); remove client = \"librdkafka\"",
-        ));
     }
     Ok(JobPlan {
         name: spec.job.name,

@@ -145,7 +145,16 @@ impl KafkaSink {
             }
             KafkaClient::Librdkafka => {
                 let codec = rivulet_protocol::compression::codec_name(compression);
-                Self::librdkafka(name, job, bootstrap, exactly_once, codec, timeout).await?
+                Self::librdkafka(
+                    name,
+                    job,
+                    bootstrap,
+                    connector,
+                    exactly_once,
+                    codec,
+                    timeout,
+                )
+                .await?
             }
         };
         Ok(KafkaSink {
@@ -163,11 +172,15 @@ impl KafkaSink {
         name: &str,
         job: &str,
         bootstrap: &str,
+        connector: &Connector,
         exactly_once: bool,
         compression: &str,
         timeout: Duration,
     ) -> Result<Backend, RuntimeError> {
         let mut c = rdkafka::config::ClientConfig::new();
+        for (key, value) in connector.client_properties() {
+            c.set(key, value);
+        }
         c.set("bootstrap.servers", bootstrap)
             .set("client.id", format!("rivulet-stream-{job}-{name}"))
             .set("enable.idempotence", "true")
@@ -183,7 +196,7 @@ impl KafkaSink {
             &format!("sink {name}: create the producer"),
         )?);
         let offsets_client = if exactly_once {
-            let mut cc = client_config(bootstrap, job);
+            let mut cc = client_config(bootstrap, job, connector);
             cc.set("group.id", offsets_group(job, name));
             let p = producer.clone();
             let sink = name.to_string();

@@ -30,9 +30,13 @@ use super::wire_meta::{self, NativeSpec, PartitionBounds};
 use crate::plan::{KafkaClient, SourcePlan, StartFrom};
 use crate::row::SourceRecord;
 
-/// A librdkafka config for the job's clients.
-pub fn client_config(bootstrap: &str, job: &str) -> ClientConfig {
+/// A librdkafka config for the job's clients, connecting as the native
+/// ones do (`[job.kafka]`'s properties, through `connector`).
+pub fn client_config(bootstrap: &str, job: &str, connector: &Connector) -> ClientConfig {
     let mut c = ClientConfig::new();
+    for (key, value) in connector.client_properties() {
+        c.set(key, value);
+    }
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", format!("rivulet-stream-{job}"))
         // Needed by librdkafka even with manual assignment; nothing is committed to it.
@@ -91,7 +95,7 @@ impl KafkaSource {
         let consumer = match plan.client {
             KafkaClient::Native => None,
             KafkaClient::Librdkafka => Some(
-                client_config(bootstrap, job)
+                client_config(bootstrap, job, connector)
                     .create::<BaseConsumer>()
                     .map_err(RuntimeError::kafka("create a consumer"))?,
             ),
