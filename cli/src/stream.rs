@@ -6,8 +6,10 @@
 //! `available_now`) or SIGINT/SIGTERM, which stop it between batches. A kill -9 at any
 //! moment is safe too: a restart resumes from the last committed batch.
 //!
-//! `-b/--bootstrap-server` overrides the job's `bootstrap_servers`; relative paths in
-//! the job (checkpoint dir, CSV tables) are relative to the current directory.
+//! `-b/--bootstrap-server` overrides the job's `bootstrap_servers`, `--command-config
+//! FILE` adds client properties to its `[job.kafka]` (credentials need not be in the
+//! job file); relative paths in the job (checkpoint dir, CSV tables) are relative to
+//! the current directory.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +44,10 @@ pub struct RunArgs {
     /// Most records one micro-batch reads.
     #[arg(long, value_name = "N", default_value_t = runtime::DEFAULT_MAX_BATCH_RECORDS)]
     max_batch_records: usize,
+    /// Kafka client properties added to the job's `[job.kafka]` (the file's
+    /// win): credentials kept out of the job file.
+    #[command(flatten)]
+    connection: crate::wire_client::Connection,
 }
 
 fn load(path: &Path) -> anyhow::Result<JobPlan> {
@@ -73,7 +79,8 @@ pub fn run(command: StreamCommand, bootstrap: Option<String>) -> anyhow::Result<
             Ok(())
         }
         StreamCommand::Run(args) => {
-            let plan = load(&args.job)?;
+            let mut plan = load(&args.job)?;
+            plan.kafka_properties.extend(args.connection.properties()?);
             runtime::check_runnable(&plan)
                 .with_context(|| format!("job file {}", args.job.display()))?;
             if args.max_batch_records == 0 {

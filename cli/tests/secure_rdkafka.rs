@@ -233,7 +233,7 @@ async fn rdkafka_and_the_client_commands_over_sasl_ssl_with_acls() {
         .unwrap();
     let mut sent = BTreeSet::new();
     for i in 0..100 {
-        let v = format!("order-{i}");
+        let v = format!(r#"{{"n":{i}}}"#);
         producer
             .send(
                 FutureRecord::to("orders").key(&format!("k{i}")).payload(&v),
@@ -286,6 +286,39 @@ async fn rdkafka_and_the_client_commands_over_sasl_ssl_with_acls() {
     bob_reader.commit_consumer_state(CommitMode::Sync).unwrap();
     tokio::task::block_in_place(|| bob_reader.unsubscribe());
     drop(bob_reader);
+
+    // A stream job whose file has no credentials: `rivulet stream run
+    // --command-config` gives them.
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"secure-print\"\ntrigger = \"available_now\"\ncheckpoint_dir = \"{}\"\n\
+             [job.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"ssl.ca.location\" = \"{}\"\n\
+             [[source]]\nname = \"orders\"\ntopics = [\"orders\"]\nstart = \"earliest\"\n\
+             [[operator]]\ntype = \"filter\"\nwhere = \"n < 3\"\n[[sink]]\ntype = \"console\"\n",
+            p(&dir.path().join("cp")),
+            p(&certs.ca)
+        ),
+    )
+    .unwrap();
+    let printed = cli_ok(&["stream", "run", &p(&job)], &admin, &ssl).await;
+    let mut ns: Vec<i64> = printed
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ns.sort_unstable();
+    assert_eq!(ns, [0, 1, 2], "{printed}");
+    let bare = rivulet(strings(&["stream", "run", &p(&job), "-b", &ssl])).await;
+    assert!(
+        !bare.success && bare.stderr.contains("needs sasl.username"),
+        "{}",
+        bare.stderr
+    );
 
     // The admin sees bob's commits: 100 in all, no lag.
     let group = cli_ok(&["group", "describe", "g1"], &admin, &ssl).await;
