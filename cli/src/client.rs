@@ -33,7 +33,10 @@ pub fn client_config(bootstrap: &str, connection: &Connection) -> anyhow::Result
         // Metadata requests must not create the topics they name.
         .set("allow.auto.create.topics", "false")
         .set("socket.timeout.ms", "10000")
-        .set("socket.connection.setup.timeout.ms", "10000");
+        .set("socket.connection.setup.timeout.ms", "10000")
+        // Connection failures (`FAIL`) are logged at info level, which the
+        // `log` crate's filter would otherwise leave out: they say why.
+        .set_log_level(RDKafkaLogLevel::Info);
     for (key, value) in connection.connector()?.client_properties() {
         if key != "bootstrap.servers" {
             c.set(key, value);
@@ -47,11 +50,13 @@ pub fn client_config(bootstrap: &str, connection: &Connection) -> anyhow::Result
 pub struct LastError(Mutex<Option<String>>);
 
 impl LastError {
-    /// librdkafka's log line: errors are remembered, everything goes to
-    /// `tracing` at debug level (`RUST_LOG=librdkafka=debug` shows it).
+    /// librdkafka's log line: errors and connection failures (`FAIL`,
+    /// logged below error level when the peer closed) are remembered,
+    /// everything goes to `tracing` at debug level
+    /// (`RUST_LOG=librdkafka=debug` shows it).
     pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         tracing::debug!(target: "librdkafka", "{fac} {message}");
-        if (level as i32) <= (RDKafkaLogLevel::Error as i32) {
+        if (level as i32) <= (RDKafkaLogLevel::Error as i32) || fac == "FAIL" {
             *self.0.lock() = Some(message.to_string());
         }
     }
@@ -142,8 +147,15 @@ pub fn probe_with(
 
 fn unreachable(bootstrap: &str, last_error: &LastError, e: &KafkaError) -> anyhow::Error {
     let why = last_error.get().unwrap_or_else(|| e.to_string());
+    // Closed before its first answer: what a TLS or SASL listener does to a
+    // client that speaks plain Kafka to it.
+    let hint = if why.contains("state APIVERSION_QUERY") {
+        "; a TLS or SASL listener needs --command-config FILE with security.protocol and its settings"
+    } else {
+        ""
+    };
     anyhow!(
-        "no broker answered at {bootstrap} within {}s ({why})",
+        "no broker answered at {bootstrap} within {}s ({why}){hint}",
         CONNECT_TIMEOUT.as_secs()
     )
 }
