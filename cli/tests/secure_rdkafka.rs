@@ -103,6 +103,29 @@ async fn cli_ok(args: &[&str], props: &Path, bootstrap: &str) -> String {
     r.stdout
 }
 
+/// A consumer assigned partitions `0..partitions` of `topic` from the
+/// beginning (librdkafka assigns only with a group id; nothing is
+/// committed).
+fn assigned(
+    bootstrap: &str,
+    props: &Props,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BaseConsumer<Seen> {
+    let c: BaseConsumer<Seen> = config(bootstrap, props)
+        .set("group.id", group)
+        .create_with_context(Seen::default())
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for part in 0..partitions {
+        tpl.add_partition_offset(topic, part, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    c
+}
+
 /// Poll `consumer` until `want` records arrived or `limit` passed; returns
 /// the records' values and the errors seen.
 fn drain(
@@ -247,17 +270,7 @@ async fn rdkafka_and_the_client_commands_over_sasl_ssl_with_acls() {
     }
 
     // alice has no READ on the topic: her fetches are refused.
-    // (librdkafka assigns only with a group id; alice commits nothing.)
-    let alice_reader: BaseConsumer<Seen> = config(&ssl, &alice)
-        .set("group.id", "alice-reads")
-        .create_with_context(Seen::default())
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for part in 0..3 {
-        tpl.add_partition_offset("orders", part, Offset::Beginning)
-            .unwrap();
-    }
-    alice_reader.assign(&tpl).unwrap();
+    let alice_reader = assigned(&ssl, &alice, "alice-reads", "orders", 3);
     let (got, errors) =
         tokio::task::block_in_place(|| drain(&alice_reader, 1, Duration::from_secs(10)));
     assert!(got.is_empty(), "alice read {got:?}");
@@ -436,14 +449,7 @@ async fn rdkafka_over_ssl_with_a_client_certificate() {
             .unwrap_or_else(|(e, _)| panic!("record {i}: {e}"));
         sent.push(v);
     }
-    let reader: BaseConsumer<Seen> = config(&ssl, &with_cert)
-        .set("group.id", "cert-reader")
-        .create_with_context(Seen::default())
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("certs", 0, Offset::Beginning)
-        .unwrap();
-    reader.assign(&tpl).unwrap();
+    let reader = assigned(&ssl, &with_cert, "cert-reader", "certs", 1);
     let (got, errors) = tokio::task::block_in_place(|| drain(&reader, 50, Duration::from_secs(30)));
     assert_eq!(got, sent, "errors: {errors:?}");
 
