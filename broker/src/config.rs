@@ -658,12 +658,25 @@ impl BrokerConfig {
         }
     }
 
-    /// The `ssl.client.auth` of listener `name`: its own, else the global.
+    /// The `ssl.client.auth` of listener `name`: its own
+    /// (`listener.name.<name>.ssl.client.auth`), else the broker-wide one —
+    /// but not on a SASL_SSL listener, whose clients authenticate with SASL:
+    /// only its own setting asks them for a certificate (Kafka's rule,
+    /// KIP-684), so `ssl.client.auth=required` for an SSL listener does not
+    /// lock certificate-less SASL clients out of the SASL_SSL one.
     pub fn client_auth_for(&self, name: &str) -> ClientAuth {
-        self.listener_client_auth
-            .get(name)
-            .copied()
-            .unwrap_or(self.ssl_client_auth)
+        if let Some(auth) = self.listener_client_auth.get(name) {
+            return *auth;
+        }
+        let sasl_ssl = self
+            .listeners
+            .iter()
+            .any(|l| l.name == name && l.protocol == SecurityProtocol::SaslSsl);
+        if sasl_ssl {
+            ClientAuth::None
+        } else {
+            self.ssl_client_auth
+        }
     }
 
     /// Whether any connection of this node, served or dialled, uses TLS.

@@ -90,6 +90,21 @@ fn listeners_with_security_protocols_and_tls_files() {
     .unwrap();
     assert_eq!(c.client_auth_for("INTERNAL"), ClientAuth::Required);
     assert_eq!(c.client_auth_for("CLIENT"), ClientAuth::None);
+    // A SASL_SSL listener ignores the broker-wide setting (KIP-684); its
+    // own listener-prefixed one applies.
+    let c = BrokerConfig::from_props(&props(&[
+        ("listeners", "SSL://h:1,SASL_SSL://h:2,OTHER://h:3"),
+        (
+            "listener.security.protocol.map",
+            "SSL:SSL,SASL_SSL:SASL_SSL,OTHER:SASL_SSL",
+        ),
+        ("ssl.client.auth", "required"),
+        ("listener.name.other.ssl.client.auth", "requested"),
+    ]))
+    .unwrap();
+    assert_eq!(c.client_auth_for("SSL"), ClientAuth::Required);
+    assert_eq!(c.client_auth_for("SASL_SSL"), ClientAuth::None);
+    assert_eq!(c.client_auth_for("OTHER"), ClientAuth::Requested);
     for (k, v) in [
         ("listener.name.other.ssl.client.auth", "required"),
         ("listener.name.plaintext.ssl.client.auth", "maybe"),
