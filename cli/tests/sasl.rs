@@ -19,7 +19,10 @@
 //! - `rivulet user create|list|delete` over SASL_SSL (`--command-config`);
 //!   the 3-node cluster with SASL is in `secure_cluster.rs`;
 //! - start-up refusals: SASL on the controller listener, a SASL
-//!   inter-broker listener without credentials.
+//!   inter-broker listener without credentials;
+//! - kafka-python (tests/compat/kafka_python_secure_check.py) over SSL with
+//!   a client certificate and over SASL_SSL with SCRAM-SHA-512 and none,
+//!   the broker-wide `ssl.client.auth=required` applying to SSL only.
 
 mod security_support;
 
@@ -317,6 +320,65 @@ async fn python_and_kcat_clients_over_sasl_ssl_and_sasl_plaintext() {
     // Without credentials the SASL_SSL listener refuses the command.
     let r = run(Path::new(RIVULET), &["user", "list", "-b", &ssl], "", LIMIT);
     assert!(!r.success, "{}", r.stdout);
+}
+
+/// kafka-python (its own TLS and SCRAM, not librdkafka's) on a broker with
+/// an SSL listener requiring client certificates broker-wide and a SASL_SSL
+/// one: SSL with the certificate round-trips and commits, without one it is
+/// refused; SASL_SSL without a certificate round-trips too (the broker-wide
+/// `ssl.client.auth` does not apply to SASL_SSL, as in Kafka), a wrong
+/// password is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_over_ssl_with_a_certificate_and_over_sasl_ssl_without_one() {
+    let dir = temp_dir();
+    let certs = generate_certs(&dir.path().join("certs"));
+    let (cert, key, ca) = (
+        certs.join("node.pem").display().to_string(),
+        certs.join("node.key").display().to_string(),
+        certs.join("ca.pem").display().to_string(),
+    );
+    let b = TestBroker::start(
+        &dir.path().join("data"),
+        &[
+            (
+                "listeners",
+                "SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+            ),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+            ("ssl.certificate.location", &cert),
+            ("ssl.key.location", &key),
+            ("ssl.ca.location", &ca),
+            ("ssl.client.auth", "required"),
+            ("sasl.scram.bootstrap.users", ADMIN_USERS),
+            ("offsets.topic.replication.factor", "1"),
+        ],
+    )
+    .await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/compat/kafka_python_secure_check.py"
+    );
+    let py = tool(
+        PYTHON,
+        vec![
+            script.into(),
+            addr_of(&b, "SSL"),
+            addr_of(&b, "SASL_SSL"),
+            ca.clone(),
+            path(&certs.join("client.pem")).into(),
+            path(&certs.join("client.key")).into(),
+            "py-secure".into(),
+        ],
+        "",
+    )
+    .await;
+    assert!(
+        py.success && py.stdout.contains("kafka-python secure ok"),
+        "kafka_python_secure_check.py:\n{}\n{}",
+        py.stdout,
+        py.stderr
+    );
+    eprintln!("{}", py.stdout.trim());
 }
 
 /// Send `frame` (a whole request, size prefix included) and expect the
