@@ -460,7 +460,14 @@ pub struct StorageConfig {
     pub free_space_warn_bytes: u64,
     /// `log.dir.free.space.check.interval.ms`: how often free space is checked.
     pub free_space_check_interval_ms: i64,
+    /// `log.page.cache.window.bytes`: bytes at the end of each segment file
+    /// kept in the page cache once fsynced; older ones are dropped from it
+    /// (0: keep everything, as Kafka does).
+    pub page_cache_window_bytes: u64,
 }
+
+/// Default `log.page.cache.window.bytes`: 64 MiB per segment file.
+pub const DEFAULT_PAGE_CACHE_WINDOW: u64 = 64 << 20;
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -475,6 +482,7 @@ impl Default for StorageConfig {
             max_decompressed_batch_bytes: 64 * 1024 * 1024,
             free_space_warn_bytes: 1 << 30,
             free_space_check_interval_ms: 10_000,
+            page_cache_window_bytes: DEFAULT_PAGE_CACHE_WINDOW,
         }
     }
 }

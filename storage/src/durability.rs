@@ -8,6 +8,15 @@
 //! flushed offset; otherwise it waits for the running fsync and re-checks. So
 //! while one fsync runs, every append that arrives queues behind it and the
 //! next fsync covers them all.
+//!
+//! After an fsync, a file's bytes older than the last `page_cache_window`
+//! are dropped from the page cache (`POSIX_FADV_DONTNEED`; they are clean,
+//! so this only forgets them): a partition keeps its recent tail cached for
+//! followers and tailing consumers, older reads go to the disk, and the page
+//! cache does not grow by everything written. Pages freed that way are
+//! reused by the next appends; a page the kernel has never handed out costs
+//! far more to write into on a VM whose host takes free memory back (virtio
+//! free page reporting: 1.6 against 0.3 CPU s/GB for an 8 GB write here).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -30,6 +39,26 @@ struct State {
     truncations: u64,
 }
 
+/// A segment file and how much of it was dropped from the page cache.
+#[derive(Debug, Clone)]
+struct Tracked {
+    file: Arc<File>,
+    dropped: u64,
+}
+
+impl Tracked {
+    fn new(file: Arc<File>) -> Self {
+        Tracked { file, dropped: 0 }
+    }
+}
+
+#[derive(Debug)]
+struct Files {
+    active: Tracked,
+    /// Rolled since the last fsync.
+    rolled: Vec<Tracked>,
+}
+
 #[derive(Debug)]
 pub struct FlushTracker {
     name: String,
@@ -39,13 +68,24 @@ pub struct FlushTracker {
     /// Log end offset published by the appender after its write completed.
     log_end: AtomicI64,
     /// The active segment's file and those rolled since the last fsync.
-    files: Mutex<(Arc<File>, Vec<Arc<File>>)>,
+    files: Mutex<Files>,
+    /// Bytes at the end of each file kept in the page cache after an fsync
+    /// (0: everything is kept).
+    page_cache_window: u64,
     dir_dirty: AtomicBool,
     fsyncs: AtomicI64,
 }
 
 impl FlushTracker {
-    pub fn new(name: String, dir: PathBuf, active: Arc<File>, flushed: i64) -> Self {
+    /// `page_cache_window`: bytes at the end of each file kept in the page
+    /// cache after an fsync (0: keep everything).
+    pub fn new(
+        name: String,
+        dir: PathBuf,
+        active: Arc<File>,
+        flushed: i64,
+        page_cache_window: u64,
+    ) -> Self {
         FlushTracker {
             name,
             dir,
@@ -57,7 +97,11 @@ impl FlushTracker {
             }),
             done: Condvar::new(),
             log_end: AtomicI64::new(flushed),
-            files: Mutex::new((active, Vec::new())),
+            files: Mutex::new(Files {
+                active: Tracked::new(active),
+                rolled: Vec::new(),
+            }),
+            page_cache_window,
             dir_dirty: AtomicBool::new(false),
             fsyncs: AtomicI64::new(0),
         }
@@ -71,8 +115,8 @@ impl FlushTracker {
     /// A new active segment: the old one still needs an fsync.
     pub fn rolled(&self, new_active: Arc<File>) {
         let mut files = self.files.lock();
-        let old = std::mem::replace(&mut files.0, new_active);
-        files.1.push(old);
+        let old = std::mem::replace(&mut files.active, Tracked::new(new_active));
+        files.rolled.push(old);
         self.dir_dirty.store(true, Ordering::Release);
     }
 
@@ -81,6 +125,8 @@ impl FlushTracker {
         let mut st = self.state.lock();
         st.flushed = st.flushed.min(log_end);
         st.truncations += 1;
+        // Appends now land below what was dropped: start over.
+        self.files.lock().active.dropped = 0;
         self.log_end.store(log_end, Ordering::Release);
     }
 
@@ -146,18 +192,54 @@ impl FlushTracker {
         let upto = self.log_end.load(Ordering::Acquire);
         let (active, rolled) = {
             let mut files = self.files.lock();
-            (files.0.clone(), std::mem::take(&mut files.1))
+            (files.active.clone(), std::mem::take(&mut files.rolled))
         };
         let started = std::time::Instant::now();
-        for f in rolled.iter().chain(std::iter::once(&active)) {
-            f.sync_data().at(&self.dir)?;
+        for t in rolled.iter().chain(std::iter::once(&active)) {
+            t.file.sync_data().at(&self.dir)?;
         }
         if self.dir_dirty.swap(false, Ordering::AcqRel) {
             sync_dir(&self.dir)?;
         }
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         crate::histogram::FSYNC_SECONDS.observe(started.elapsed());
+        if self.page_cache_window > 0 {
+            for t in &rolled {
+                self.drop_cold(t);
+            }
+            let dropped = self.drop_cold(&active);
+            let mut files = self.files.lock();
+            // Still the same file (no roll, no truncation meanwhile).
+            if Arc::ptr_eq(&files.active.file, &active.file)
+                && files.active.dropped == active.dropped
+            {
+                files.active.dropped = dropped;
+            }
+        }
         Ok(upto)
+    }
+
+    /// Drop what `t`'s file holds before its last `page_cache_window` bytes
+    /// from the page cache, from where the last drop ended; returns the new
+    /// end of the dropped part. Only worth a call once a few MiB have aged
+    /// out; a failure (not on Linux, say) keeps the pages, nothing else.
+    fn drop_cold(&self, t: &Tracked) -> u64 {
+        let Ok(len) = t.file.metadata().map(|m| m.len()) else {
+            return t.dropped;
+        };
+        let upto = len.saturating_sub(self.page_cache_window);
+        if upto < t.dropped.saturating_add(DROP_STEP) {
+            return t.dropped;
+        }
+        match rustix::fs::fadvise(
+            &*t.file,
+            t.dropped,
+            std::num::NonZeroU64::new(upto - t.dropped),
+            rustix::fs::Advice::DontNeed,
+        ) {
+            Ok(()) => upto,
+            Err(_) => t.dropped,
+        }
     }
 
     /// Flush whatever has been appended (background flusher, shutdown).
@@ -165,6 +247,10 @@ impl FlushTracker {
         self.wait_durable(self.log_end.load(Ordering::Acquire))
     }
 }
+
+/// Least amount of aged-out bytes dropped at once (one `fadvise` per this
+/// much written, not per fsync).
+const DROP_STEP: u64 = 4 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -180,6 +266,7 @@ mod tests {
             "t-0".into(),
             dir.path().into(),
             file.clone(),
+            0,
             0,
         ));
         let threads: Vec<_> = (0..8)
@@ -208,7 +295,7 @@ mod tests {
     fn flushed_offset_advances_and_truncation_lowers_it() {
         let dir = tempfile::tempdir().unwrap();
         let file = Arc::new(File::create(dir.path().join("f")).unwrap());
-        let t = FlushTracker::new("t-0".into(), dir.path().into(), file, 0);
+        let t = FlushTracker::new("t-0".into(), dir.path().into(), file, 0, 0);
         t.published(10);
         t.wait_durable(10).unwrap();
         assert_eq!(t.flushed_offset(), 10);
@@ -222,7 +309,7 @@ mod tests {
     fn a_flush_spanning_a_truncation_covers_nothing_appended_again() {
         let dir = tempfile::tempdir().unwrap();
         let file = Arc::new(File::create(dir.path().join("f")).unwrap());
-        let t = FlushTracker::new("t-0".into(), dir.path().into(), file, 0);
+        let t = FlushTracker::new("t-0".into(), dir.path().into(), file, 0, 0);
         t.published(10);
         // `wait_durable`'s steps, with the log truncated to 4 (a leader
         // turned follower) and regrown to 10 while the fsync runs.

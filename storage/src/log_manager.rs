@@ -138,6 +138,7 @@ impl LogManager {
                         clean_shutdown: clean,
                         max_decompressed_batch_bytes: config.max_decompressed_batch_bytes,
                         cleaner_checkpoint: cleaned.get(tp).copied().unwrap_or(0),
+                        page_cache_window: config.page_cache_window_bytes,
                     };
                     let cfg =
                         topic_config(&tp.topic).unwrap_or_else(|| config.log_defaults.clone());
@@ -244,6 +245,7 @@ impl LogManager {
         let opts = LogOpenOptions {
             max_decompressed_batch_bytes: self.config.max_decompressed_batch_bytes,
             clean_shutdown: true,
+            page_cache_window: self.config.page_cache_window_bytes,
             ..LogOpenOptions::default()
         };
         let (log, _) = PartitionLog::open(&dir, tp.clone(), config, self.clock.clone(), opts)?;

@@ -56,6 +56,9 @@ pub struct LogOpenOptions {
     /// Offsets below this were compacted by an earlier cleaning pass
     /// (`cleaner-offset-checkpoint`).
     pub cleaner_checkpoint: i64,
+    /// Bytes at the end of each segment file kept in the page cache after
+    /// an fsync; older ones are dropped from it (0: keep everything).
+    pub page_cache_window: u64,
 }
 
 impl Default for LogOpenOptions {
@@ -67,6 +70,7 @@ impl Default for LogOpenOptions {
             clean_shutdown: false,
             max_decompressed_batch_bytes: 64 * 1024 * 1024,
             cleaner_checkpoint: 0,
+            page_cache_window: 0,
         }
     }
 }
@@ -230,6 +234,7 @@ impl PartitionLog {
             dir.to_path_buf(),
             active_file,
             log_end_offset,
+            opts.page_cache_window,
         ));
         let mut log = PartitionLog {
             tp,

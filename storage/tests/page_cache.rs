@@ -1,0 +1,97 @@
+//! The page-cache window (`LogOpenOptions::page_cache_window`,
+//! `log.page.cache.window.bytes`): once fsynced, a segment file's bytes older
+//! than the window leave the page cache (seen with `mincore(2)` on a mapping
+//! of the file), its last window stays, and every record still reads back —
+//! from the disk. With a window of 0 everything stays cached.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use rivulet_protocol::record_batch::Compression;
+use rivulet_protocol::records::RecordBatchBuilder;
+use rivulet_storage::{LogConfig, LogOpenOptions, PartitionLog};
+
+const VALUE: usize = 64 << 10;
+/// 24 MiB of values in 384 batches.
+const BATCHES: usize = 384;
+const WINDOW: u64 = 2 << 20;
+
+/// Fraction of the pages of `path`'s byte range `from..to` in the page cache.
+fn cached_share(path: &Path, from: usize, to: usize) -> f64 {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: a read-only mapping only inspected with mincore; the test
+    // writes the file no more.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let page = 4096;
+    let (from, to) = (from / page * page, to.min(map.len()));
+    let pages = (to - from).div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: the range lies inside the mapping, `vec` has a byte per page.
+    let r = unsafe {
+        libc::mincore(
+            map.as_ptr().add(from) as *mut libc::c_void,
+            to - from,
+            vec.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec.iter().filter(|b| *b & 1 == 1).count() as f64 / pages as f64
+}
+
+fn write_and_flush(dir: &Path, window: u64) -> PartitionLog {
+    let opts = LogOpenOptions {
+        page_cache_window: window,
+        ..LogOpenOptions::default()
+    };
+    let mut log = open(dir, LogConfig::default(), clock(), opts);
+    let value = vec![7u8; VALUE];
+    for i in 0..BATCHES {
+        let mut b = RecordBatchBuilder::new(Compression::None);
+        let key = format!("k{i}");
+        b.push(T0 + i as i64, Some(key.as_bytes()), Some(&value), &[]);
+        let mut bytes = b.build().unwrap();
+        log.append_as_leader(&mut bytes, 0).unwrap();
+        // An fsync now and then, as acknowledgements would ask.
+        if i % 32 == 31 {
+            log.wait_durable(log.log_end_offset()).unwrap();
+        }
+    }
+    log.wait_durable(log.log_end_offset()).unwrap();
+    log
+}
+
+#[test]
+fn flushed_bytes_beyond_the_window_leave_the_page_cache_and_still_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_and_flush(dir.path(), WINDOW);
+    let seg = dir.path().join("00000000000000000000.log");
+    let len = std::fs::metadata(&seg).unwrap().len() as usize;
+    assert!(len > BATCHES * VALUE, "{len}");
+    let old = cached_share(&seg, 0, len - 2 * WINDOW as usize);
+    let tail = cached_share(&seg, len - WINDOW as usize / 2, len);
+    assert!(
+        old < 0.2,
+        "{:.0} % of the old part still cached",
+        old * 100.0
+    );
+    assert!(tail > 0.8, "only {:.0} % of the tail cached", tail * 100.0);
+    // Everything reads back, from the disk where it was dropped.
+    let all = read_all_from(&log, 0);
+    assert_eq!(all.len(), BATCHES);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.0, i as i64);
+        assert_eq!(r.3.as_deref().map(<[u8]>::len), Some(VALUE));
+    }
+}
+
+#[test]
+fn a_window_of_zero_keeps_everything_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = write_and_flush(dir.path(), 0);
+    let seg = dir.path().join("00000000000000000000.log");
+    let len = std::fs::metadata(&seg).unwrap().len() as usize;
+    let old = cached_share(&seg, 0, len - 2 * WINDOW as usize);
+    assert!(old > 0.8, "only {:.0} % cached", old * 100.0);
+}
