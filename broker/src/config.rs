@@ -386,6 +386,12 @@ impl BrokerConfig {
                 0,
                 u64::MAX / 2,
             )?,
+            page_cache_window_bytes: int(
+                "log.page.cache.window.bytes",
+                &get("log.page.cache.window.bytes"),
+                0,
+                u64::MAX / 2,
+            )?,
             free_space_check_interval_ms: int(
                 "log.dir.free.space.check.interval.ms",
                 &get("log.dir.free.space.check.interval.ms"),

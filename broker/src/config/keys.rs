@@ -77,6 +77,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("log.cleaner.enable", "true"),
     ("log.dir.free.space.warn.bytes", "1073741824"),
     ("log.dir.free.space.check.interval.ms", "10000"),
+    ("log.page.cache.window.bytes", "67108864"),
     ("offsets.topic.num.partitions", "10"),
     ("offsets.topic.replication.factor", "3"),
     ("offsets.retention.minutes", "10080"),
