@@ -2,7 +2,9 @@
 //! `log.page.cache.window.bytes`): once fsynced, a segment file's bytes older
 //! than the window leave the page cache (seen with `mincore(2)` on a mapping
 //! of the file), its last window stays, and every record still reads back —
-//! from the disk. With a window of 0 everything stays cached.
+//! from the disk. With a window of 0 everything stays cached. The logs live
+//! under cargo's target dir (`CARGO_TARGET_TMPDIR`), not `/tmp`, which may
+//! be a tmpfs (whose pages are the storage: nothing could be dropped).
 
 mod common;
 
@@ -40,6 +42,10 @@ fn cached_share(path: &Path, from: usize, to: usize) -> f64 {
     vec.iter().filter(|b| *b & 1 == 1).count() as f64 / pages as f64
 }
 
+fn on_disk() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
 fn write_and_flush(dir: &Path, window: u64) -> PartitionLog {
     let opts = LogOpenOptions {
         page_cache_window: window,
@@ -64,7 +70,7 @@ fn write_and_flush(dir: &Path, window: u64) -> PartitionLog {
 
 #[test]
 fn flushed_bytes_beyond_the_window_leave_the_page_cache_and_still_read_back() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = on_disk();
     let log = write_and_flush(dir.path(), WINDOW);
     let seg = dir.path().join("00000000000000000000.log");
     let len = std::fs::metadata(&seg).unwrap().len() as usize;
@@ -88,7 +94,7 @@ fn flushed_bytes_beyond_the_window_leave_the_page_cache_and_still_read_back() {
 
 #[test]
 fn a_window_of_zero_keeps_everything_cached() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = on_disk();
     let _log = write_and_flush(dir.path(), 0);
     let seg = dir.path().join("00000000000000000000.log");
     let len = std::fs::metadata(&seg).unwrap().len() as usize;
