@@ -11,12 +11,18 @@
 //!
 //! A process that is killed and restarted must get its ports back, which
 //! an ephemeral port does not promise: [`free_port_block`] picks ports below
-//! Linux's ephemeral range for that.
+//! Linux's ephemeral range for that. A block is free when it is picked, not
+//! yet bound: two tests of one process starting clusters at once could pick
+//! overlapping blocks (one's controller ports another's Kafka ports — seen in
+//! CI), so every port a block hands out is remembered and never handed out
+//! again by this process.
 
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::net::TcpListener;
 use std::ops::Range;
+use std::sync::Mutex;
 
 /// A port no socket on 127.0.0.1 uses now.
 pub fn free_port() -> u16 {
@@ -60,15 +66,27 @@ pub fn free_port_block(offsets: &[u16]) -> u16 {
 /// blocks [`free_port_block`] hands out.
 pub fn free_port_block_in(bases: Range<u16>, offsets: &[u16]) -> u16 {
     let span = u64::from(bases.end.saturating_sub(bases.start)).max(1);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..100 {
         let r = RandomState::new().hash_one(0u8);
         let base = bases.start + (r % span) as u16;
-        if ports_free(base, offsets) {
+        let ports: Vec<u16> = offsets
+            .iter()
+            .filter_map(|o| base.checked_add(*o))
+            .collect();
+        if ports.len() == offsets.len()
+            && !ports.iter().any(|p| handed_out.contains(p))
+            && ports_free(base, offsets)
+        {
+            handed_out.extend(ports);
             return base;
         }
     }
     panic!("no free block of ports {offsets:?} found from bases {bases:?}");
 }
+
+/// Every port a block of this process has handed out.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 #[cfg(test)]
 mod tests {
@@ -95,6 +113,21 @@ mod tests {
             .map(|o| TcpListener::bind(("127.0.0.1", base + o)).expect("free"))
             .collect();
         assert!(!ports_free(base, &offsets), "held ports are not free");
+    }
+
+    #[test]
+    fn blocks_never_share_a_port_even_before_they_are_bound() {
+        // Nothing is bound between the picks, as when two tests start their
+        // clusters at once: 8 blocks with offsets 0, 1, 100, 101 from 40
+        // bases (random picks alone would overlap 95 % of the time).
+        let offsets = [0, 1, 100, 101];
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            let base = free_port_block_in(15_000..15_040, &offsets);
+            for o in offsets {
+                assert!(seen.insert(base + o), "port {} handed out twice", base + o);
+            }
+        }
     }
 
     #[test]
