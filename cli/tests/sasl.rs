@@ -160,25 +160,17 @@ async fn python_and_kcat_clients_over_sasl_ssl_and_sasl_plaintext() {
     let ssl = addr_of(&b, "SASL_SSL");
     let plain = addr_of(&b, "SASL_PLAINTEXT");
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/compat/sasl_check.py");
-    let py = tool(
-        PYTHON,
+    python_check(
+        "sasl_check.py",
         vec![
-            script.into(),
             ssl.clone(),
             plain.clone(),
             path(&certs.join("ca.pem")).into(),
             "py-sasl".into(),
         ],
-        "",
+        "sasl ok",
     )
     .await;
-    assert!(
-        py.success && py.stdout.contains("sasl ok"),
-        "sasl_check.py:\n{}\n{}",
-        py.stdout,
-        py.stderr
-    );
 
     // kcat, SCRAM-SHA-512 over SASL_SSL.
     let admin = sasl_args(
@@ -354,14 +346,9 @@ async fn kafka_python_over_ssl_with_a_certificate_and_over_sasl_ssl_without_one(
         ],
     )
     .await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/compat/kafka_python_secure_check.py"
-    );
-    let py = tool(
-        PYTHON,
+    let out = python_check(
+        "kafka_python_secure_check.py",
         vec![
-            script.into(),
             addr_of(&b, "SSL"),
             addr_of(&b, "SASL_SSL"),
             ca.clone(),
@@ -369,16 +356,26 @@ async fn kafka_python_over_ssl_with_a_certificate_and_over_sasl_ssl_without_one(
             path(&certs.join("client.key")).into(),
             "py-secure".into(),
         ],
-        "",
+        "kafka-python secure ok",
     )
     .await;
+    eprintln!("{}", out.trim());
+}
+
+/// Run `tests/compat/SCRIPT ARGS` with the test clients' Python; it must
+/// succeed and print `marker`. Returns its standard output.
+async fn python_check(script: &str, args: Vec<String>, marker: &str) -> String {
+    let path = format!("{}/../tests/compat/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut all = vec![path];
+    all.extend(args);
+    let py = tool(PYTHON, all, "").await;
     assert!(
-        py.success && py.stdout.contains("kafka-python secure ok"),
-        "kafka_python_secure_check.py:\n{}\n{}",
+        py.success && py.stdout.contains(marker),
+        "{script}:\n{}\n{}",
         py.stdout,
         py.stderr
     );
-    eprintln!("{}", py.stdout.trim());
+    py.stdout
 }
 
 /// Send `frame` (a whole request, size prefix included) and expect the
