@@ -36,7 +36,10 @@
 //!    to the ISR is measured (and the time to start serving, for scale).
 //!
 //! `CLUSTER_BENCH_HALF=R1,R2` skips the full-speed runs and paces the two
-//! acks=all loads on the cluster at R1 and R2 records/s (latency only).
+//! acks=all loads on the cluster at R1 and R2 records/s (latency only; each
+//! phase's p50, p99, p99.9 and largest bucket). `CLUSTER_BENCH_TIMELINE=1`
+//! also prints every paced run's librdkafka round-trip p99/max per 1 s
+//! window, in order (a steady tail or a few stalls).
 //! `CLUSTER_BENCH_SET=k=v;k=v` adds settings to every node (e.g.
 //! `log.flush.policy=never` to see what the on-ack fsyncs cost).
 //! `CLUSTER_BENCH_PARTS` picks parts by name (`throughput,kill,lag`; all by

@@ -185,6 +185,15 @@ fn run(nodes: &ProcessCluster, topic: &str, load: &Load, n: usize, rate: Option<
     let cpu = cpu_seconds(nodes) - cpu0;
     let broker_p99 = buckets0.map(|b0| broker_p99_ms(&b0, &produce_buckets(nodes)));
     let synced = fsyncs(nodes).saturating_sub(fsyncs0);
+    if rate.is_some() && std::env::var_os("CLUSTER_BENCH_TIMELINE").is_some() {
+        // Each broker connection's 1 s statistics windows in arrival order.
+        let windows = r.rtt.lock().expect("lock");
+        let line: Vec<String> = windows
+            .iter()
+            .map(|(p99, max)| format!("{}/{}", p99 / 1000, max / 1000))
+            .collect();
+        println!("  rtt p99/max ms per window: {}", line.join(" "));
+    }
     let rtt_p99_ms = rate.and_then(|_| {
         let mut p99: Vec<i64> = r.rtt.lock().expect("lock").iter().map(|w| w.0).collect();
         p99.sort_unstable();
@@ -515,12 +524,17 @@ fn paced_only(bin: &Path, records: usize, rates: &[f64]) {
             let b1 = buckets(&three, p);
             let (p50, n) = bucket_pct_ms(b0, &b1, 50.0);
             let (p99, _) = bucket_pct_ms(b0, &b1, 99.0);
+            let (p999, _) = bucket_pct_ms(b0, &b1, 99.9);
+            let (max, _) = bucket_pct_ms(b0, &b1, 100.0);
             if n == 0 {
                 // A broker without this histogram (an older build compared).
                 println!("    {label:<40} no samples");
                 continue;
             }
-            println!("    {label:<40} p50 <= {p50:>6} ms  p99 <= {p99:>6} ms  ({n})");
+            println!(
+                "    {label:<40} p50 <= {p50:>6} ms  p99 <= {p99:>6} ms  p99.9 <= {p999:>6} ms  \
+                 max <= {max:>6} ms  ({n})"
+            );
         }
         show("paced", "3 nodes", load.label, &m);
         let (broker_p99, requests) = m.broker_p99.unwrap_or((f64::NAN, 0));
