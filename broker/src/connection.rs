@@ -23,6 +23,7 @@
 //! (authentication, re-authentication, session expiry: [`crate::sasl`]).
 
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use rivulet_protocol::request::{self, RequestError};
-use rivulet_protocol::spliced::{self, SplicedFrame};
+use rivulet_protocol::spliced::{self, FilePiece, FileSender, SplicedFrame};
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::LowWater;
 use rivulet_protocol::wire::{self, WireError};
@@ -44,6 +45,8 @@ use tracing::{debug, info};
 use crate::api;
 use crate::context::BrokerContext;
 use crate::dispatch;
+use crate::handlers::fetch::FetchFiles;
+use crate::listeners::SecurityProtocol;
 use crate::request_memory::{RequestMemory, Reservation};
 use crate::sasl::{Authenticator, Outcome};
 use crate::session::Session;
@@ -168,6 +171,8 @@ async fn run(
     let slots = broker.config.max_pipelined_requests.max(1);
     let pipeline = Arc::new(Semaphore::new(slots));
     let low_water = stream.low_water();
+    // Follower fetches' records go from the log files to a plain socket.
+    let socket = stream.plain_fd();
     let (reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel::<Pending<'_>>();
     let read = read_loop(
@@ -179,7 +184,7 @@ async fn run(
         slots,
         tx,
     );
-    let write = write_loop(writer, rx, broker, memory, body_timeout);
+    let write = write_loop(writer, socket, rx, broker, memory, body_timeout);
     tokio::pin!(read, write);
     tokio::select! {
         reason = &mut read => {
@@ -351,8 +356,11 @@ fn ready<'a>(
 /// Write the responses queued on `rx` in order as each is ready (polling
 /// all of them meanwhile); `Ok` once the read loop is done and every
 /// response is out.
+/// `socket`: the stream's descriptor when it is plain, for sending file
+/// pieces (a [`FileSender`], made for the first response that has one).
 async fn write_loop(
     mut stream: WriteHalf<&mut Stream>,
+    socket: Option<RawFd>,
     mut rx: mpsc::UnboundedReceiver<Pending<'_>>,
     broker: &BrokerContext,
     memory: &RequestMemory,
@@ -360,6 +368,7 @@ async fn write_loop(
 ) -> Result<(), CloseReason> {
     let mut fifo = FuturesOrdered::new();
     let mut reading = true;
+    let mut files: Option<FileSender> = None;
     loop {
         let answer = tokio::select! {
             biased;
@@ -384,8 +393,14 @@ async fn write_loop(
             // the client (never waiting: it exists already), so large
             // requests hold back while unread responses pile up; a
             // client that does not take it in time is disconnected.
-            memory.try_extend(&mut reservation, response.len());
-            write_response(&mut stream, &response, body_timeout).await?;
+            memory.try_extend(&mut reservation, response.len() - response.file_len());
+            if files.is_none() && response.file_len() > 0 {
+                // SAFETY: the socket is open while `stream` borrows it,
+                // which outlives this loop. Without a sender (no descriptor
+                // left) the pieces are read and written.
+                files = socket.and_then(|fd| unsafe { FileSender::from_raw(fd) }.ok());
+            }
+            write_response(&mut stream, files.as_ref(), &response, body_timeout).await?;
         }
         if let Some(t) = timed {
             broker.metrics.request(
@@ -406,11 +421,12 @@ async fn write_loop(
 /// [`CloseReason::SlowReader`].
 async fn write_response(
     stream: &mut (impl AsyncWrite + Unpin),
+    files: Option<&FileSender>,
     response: &SplicedFrame,
     timeout: Duration,
 ) -> Result<(), CloseReason> {
     let write = async {
-        spliced::write_spliced(stream, response).await?;
+        spliced::write_spliced(stream, response, files).await?;
         stream.flush().await
     };
     match tokio::time::timeout(timeout, write).await {
@@ -439,7 +455,10 @@ pub async fn handle_frame(
         Staged::Now(response) => response,
         Staged::Later(rest) => rest.await?,
     };
-    Ok(response.map(SplicedFrame::flatten))
+    response
+        .map(SplicedFrame::flatten)
+        .transpose()
+        .map_err(CloseReason::Io)
 }
 
 /// A request's encoded response, or (a produce appended and waiting) the
@@ -479,27 +498,45 @@ async fn stage_frame<'a>(
         memory,
         frame_len.saturating_add(decoded.bounds.decoded_estimate),
     );
-    let encode = move |response: Option<ResponseKind>| match response {
-        Some(response) => encode_response(key, version, correlation_id, &response).map(Some),
+    let encode = move |response: Option<ResponseKind>, files: &[(Bytes, FilePiece)]| match response
+    {
+        Some(response) => encode_response(key, version, correlation_id, &response, files).map(Some),
         None => Ok(None),
     };
-    match dispatch::dispatch_staged(broker, &decoded.header, decoded.body, session, throttle).await
-    {
-        dispatch::Dispatched::Now(response) => encode(response).map(Staged::Now),
+    // Follower fetches' records from files where the socket is plain.
+    let files = FetchFiles::new(matches!(
+        session.protocol,
+        SecurityProtocol::Plaintext | SecurityProtocol::SaslPlaintext
+    ));
+    let staged = dispatch::dispatch_staged(
+        broker,
+        &decoded.header,
+        decoded.body,
+        session,
+        throttle,
+        &files,
+    )
+    .await;
+    match staged {
+        dispatch::Dispatched::Now(response) => encode(response, &files.take()).map(Staged::Now),
         dispatch::Dispatched::Later(rest) => {
-            Ok(Staged::Later(Box::pin(async move { encode(rest.await) })))
+            Ok(Staged::Later(Box::pin(
+                async move { encode(rest.await, &[]) },
+            )))
         }
     }
 }
 
 /// The response frame; a Fetch response's records are spliced in by
 /// reference, not copied ([`spliced`]): they are written out from the
-/// buffers the log read them into.
+/// buffers the log read them into, or (`files`, a follower's) from the log
+/// files themselves.
 fn encode_response(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
+    files: &[(Bytes, FilePiece)],
 ) -> Result<SplicedFrame, CloseReason> {
     let header_version = if key == ApiKey::ApiVersions {
         0
@@ -533,6 +570,7 @@ fn encode_response(
         correlation_id,
         capacity,
         &records,
+        files,
         |out| fetch.encode(out, version).map_err(|e| e.to_string()),
     )
     .map_err(encode_error)
@@ -549,5 +587,6 @@ fn unsupported_api_versions(correlation_id: i32) -> Result<SplicedFrame, CloseRe
         0,
         correlation_id,
         &ResponseKind::ApiVersions(body),
+        &[],
     )
 }

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use crate::client_quotas;
 use crate::context::BrokerContext;
 use crate::handlers;
+use crate::handlers::fetch::FetchFiles;
 use crate::session::Session;
 
 /// Authorize `request` ([`crate::acl_checks`]), then run the handler for
@@ -21,7 +22,8 @@ pub async fn dispatch(
     session: &Session,
 ) -> Option<ResponseKind> {
     let throttle = AtomicU32::new(0);
-    match dispatch_staged(broker, header, request, session, &throttle).await {
+    let files = FetchFiles::off();
+    match dispatch_staged(broker, header, request, session, &throttle, &files).await {
         Dispatched::Now(response) => response,
         Dispatched::Later(rest) => rest.await,
     }
@@ -46,13 +48,15 @@ pub enum Dispatched<'a> {
 /// produce or consumer fetch over its client quota
 /// ([`crate::client_quotas`]) says so in its response's
 /// `throttle_time_ms` and sets `throttle` (ms): the connection is not read
-/// again for that long.
+/// again for that long. A follower fetch's records to be sent from files go
+/// to `files` ([`FetchFiles`]), their stand-ins into the response.
 pub async fn dispatch_staged<'a>(
     broker: &'a BrokerContext,
     header: &RequestHeader,
     mut request: RequestKind,
     session: &Session,
     throttle: &AtomicU32,
+    files: &FetchFiles,
 ) -> Dispatched<'a> {
     // Topics named by id (Produce/Fetch v13+) get their names first: the
     // ACL checks and the handlers work on names.
@@ -74,7 +78,7 @@ pub async fn dispatch_staged<'a>(
             }
             _ => None,
         };
-        let Some(mut response) = serve(broker, header, request, session).await else {
+        let Some(mut response) = serve(broker, header, request, session, files).await else {
             return Dispatched::Now(None);
         };
         if let (Some(quota), ResponseKind::Fetch(f)) = (fetch_quota, &mut response) {
@@ -126,6 +130,7 @@ async fn serve(
     header: &RequestHeader,
     request: RequestKind,
     session: &Session,
+    files: &FetchFiles,
 ) -> Option<ResponseKind> {
     let v = header.request_api_version;
     Some(match request {
@@ -135,9 +140,9 @@ async fn serve(
         RequestKind::Metadata(r) => ResponseKind::Metadata(
             handlers::metadata::handle(broker, r, v, &session.listener).await,
         ),
-        RequestKind::Fetch(r) => {
-            ResponseKind::Fetch(handlers::fetch::handle(broker, r, v, &session.listener).await)
-        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(
+            handlers::fetch::handle(broker, r, v, &session.listener, files).await,
+        ),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, r, v))
         }

@@ -10,6 +10,14 @@
 //! (`writev`) or the TLS layer the pieces in order and the record bytes are
 //! read once, by whoever writes them out.
 //!
+//! A field can also be a range of an open file ([`FilePiece`], a follower's
+//! records still in the leader's log): the caller encodes a stand-in of the
+//! same length ([`file_stand_in`]), and the frame keeps the file range in its
+//! place. [`write_spliced`] sends such a piece with `sendfile(2)` when it
+//! writes to a plain TCP socket ([`FileSender`]): the bytes go from the page
+//! cache to the socket without passing through the broker's memory. Any
+//! other writer, and [`SplicedFrame::flatten`], read the range first.
+//!
 //! A field is kept by reference only when its slice is exactly one of the
 //! given `Bytes` (same address, same length): the same memory, so the same
 //! content, whatever the encoder does with it. `kafka-protocol` writes byte
@@ -17,12 +25,17 @@
 //! seeks in what it has written when encoding messages, which is all this
 //! relies on.
 
+use std::fs::File;
 use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::protocol::buf::ByteBufMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 
 /// Byte fields shorter than this are copied: a piece of its own costs an
 /// I/O vector (and under TLS possibly a record of its own).
@@ -31,13 +44,97 @@ pub const MIN_SPLICE: usize = 4096;
 /// At most this many pieces go to one vectored write (`IOV_MAX` is 1,024).
 const MAX_IOV: usize = 64;
 
+/// A byte range of an open file, to be sent as it is in the page cache.
+#[derive(Debug, Clone)]
+pub struct FilePiece {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: usize,
+}
+
+impl FilePiece {
+    /// Its bytes, read now; an error when the file no longer holds them
+    /// all (truncated since the range was taken).
+    pub fn read(&self) -> io::Result<Bytes> {
+        let mut buf = vec![0u8; self.len];
+        std::os::unix::fs::FileExt::read_exact_at(&*self.file, &mut buf, self.position)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Zeros that stand in for file pieces while a message is encoded (never
+/// sent: [`encode_spliced`] replaces every stand-in by its file range, or
+/// fails): a read-only anonymous mapping made once and never written, so it
+/// takes address space, not memory (nor room in the binary, as a static
+/// array would). `None` if it cannot be mapped: nothing is sent from files.
+fn stand_ins() -> Option<&'static [u8]> {
+    static AREA: OnceLock<Option<&'static [u8]>> = OnceLock::new();
+    *AREA.get_or_init(|| {
+        use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+        // SAFETY: a new private anonymous mapping, not aliased by anything.
+        let ptr = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                STAND_IN_BYTES,
+                ProtFlags::READ,
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .ok()?;
+        // SAFETY: the mapping is STAND_IN_BYTES of readable zeros and is
+        // never unmapped or written: valid shared bytes for the process's
+        // life.
+        Some(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>().cast_const(), STAND_IN_BYTES) })
+    })
+}
+
+/// Most bytes of file pieces one frame can stand in for; a caller with more
+/// reads the rest into memory.
+pub const STAND_IN_BYTES: usize = 64 << 20;
+
+/// A stand-in for a file piece of `len` bytes, `at` bytes into the stand-in
+/// area: each file piece of one frame needs its own range (`at` the sum of
+/// the lengths before it), as pieces are told apart by address. `None` when
+/// it does not fit, or is shorter than [`MIN_SPLICE`].
+pub fn file_stand_in(at: usize, len: usize) -> Option<Bytes> {
+    if len < MIN_SPLICE {
+        return None;
+    }
+    let end = at.checked_add(len)?;
+    stand_ins()?.get(at..end).map(Bytes::from_static)
+}
+
+/// Record bytes sent from files with `sendfile(2)`, over the process.
+pub static SENDFILE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Mem(Bytes),
+    File(FilePiece),
+}
+
+impl Piece {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Mem(b) => b.len(),
+            Piece::File(f) => f.len,
+        }
+    }
+}
+
+/// A part of a frame in order: bytes in memory or a file range.
+enum Part<'a> {
+    Mem(&'a [u8]),
+    File(&'a FilePiece),
+}
+
 /// A frame as a head buffer with pieces spliced in: the bytes are
 /// `head[..at₁] ++ piece₁ ++ head[at₁..at₂] ++ piece₂ ++ … ++ head[atₙ..]`.
 #[derive(Debug, Default)]
 pub struct SplicedFrame {
     head: BytesMut,
     /// Each piece and the offset in `head` it goes before, in order.
-    pieces: Vec<(usize, Bytes)>,
+    pieces: Vec<(usize, Piece)>,
 }
 
 impl SplicedFrame {
@@ -63,46 +160,75 @@ impl SplicedFrame {
         self.pieces.iter().map(|(_, p)| p.len()).sum()
     }
 
-    /// Its bytes in order, as the slices they are kept in (empty ones left
-    /// out).
-    pub fn slices(&self) -> Vec<&[u8]> {
+    /// How many of its bytes are file pieces.
+    pub fn file_len(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|(_, p)| match p {
+                Piece::File(f) => f.len,
+                Piece::Mem(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Its parts in order (empty ones left out).
+    fn parts(&self) -> Vec<Part<'_>> {
         let mut from = 0;
         let mut out = Vec::with_capacity(self.pieces.len() * 2 + 1);
         for (at, piece) in &self.pieces {
-            out.push(&self.head[from..*at]);
-            out.push(&piece[..]);
+            out.push(Part::Mem(&self.head[from..*at]));
+            out.push(match piece {
+                Piece::Mem(b) => Part::Mem(&b[..]),
+                Piece::File(f) => Part::File(f),
+            });
             from = *at;
         }
-        out.push(&self.head[from..]);
-        out.retain(|s| !s.is_empty());
+        out.push(Part::Mem(&self.head[from..]));
+        out.retain(|p| match p {
+            Part::Mem(s) => !s.is_empty(),
+            Part::File(f) => f.len > 0,
+        });
         out
     }
 
-    /// Its bytes in one buffer (a copy when anything is spliced).
-    pub fn flatten(self) -> BytesMut {
+    /// Its bytes in one buffer (a copy when anything is spliced; file
+    /// pieces are read).
+    pub fn flatten(self) -> io::Result<BytesMut> {
         if self.pieces.is_empty() {
-            return self.head;
+            return Ok(self.head);
         }
         let mut out = BytesMut::with_capacity(self.len());
-        for s in self.slices() {
-            out.extend_from_slice(s);
+        for p in self.parts() {
+            match p {
+                Part::Mem(s) => out.extend_from_slice(s),
+                Part::File(f) => out.extend_from_slice(&f.read()?),
+            }
         }
-        out
+        Ok(out)
     }
 }
 
 /// Encode a size-prefixed frame with `write`, keeping each byte field that
-/// is one of `splice` (and at least [`MIN_SPLICE`] long) by reference.
-/// `capacity` is what the whole encoded message is expected to take; the
-/// copied part is sized to it less what may be spliced.
+/// is one of `splice` (and at least [`MIN_SPLICE`] long) by reference, and
+/// putting each file piece of `files` where its stand-in
+/// ([`file_stand_in`]) is written. `capacity` is what the whole encoded
+/// message is expected to take; the copied part is sized to it less what
+/// may be spliced. Fails ([`FrameError::StandIn`](crate::wire::FrameError))
+/// when a stand-in was not written as one whole field.
 pub fn encode_spliced<E>(
     capacity: usize,
     splice: &[Bytes],
+    files: &[(Bytes, FilePiece)],
     write: impl FnOnce(&mut SpliceBuf) -> Result<(), E>,
 ) -> Result<SplicedFrame, crate::wire::FrameError<E>> {
-    let mut candidates: Vec<&Bytes> = splice.iter().filter(|b| b.len() >= MIN_SPLICE).collect();
-    candidates.sort_unstable_by_key(|b| b.as_ptr() as usize);
-    let by_reference: usize = candidates.iter().map(|b| b.len()).sum();
+    let mut candidates: Vec<(&Bytes, Option<&FilePiece>)> = splice
+        .iter()
+        .filter(|b| b.len() >= MIN_SPLICE)
+        .map(|b| (b, None))
+        .chain(files.iter().map(|(b, f)| (b, Some(f))))
+        .collect();
+    candidates.sort_unstable_by_key(|(b, _)| b.as_ptr() as usize);
+    let by_reference: usize = candidates.iter().map(|(b, _)| b.len()).sum();
     let mut buf = SpliceBuf {
         head: BytesMut::with_capacity(capacity.saturating_sub(by_reference).saturating_add(4)),
         pieces: Vec::new(),
@@ -111,6 +237,14 @@ pub fn encode_spliced<E>(
     };
     buf.head.put_i32(0);
     write(&mut buf).map_err(crate::wire::FrameError::Write)?;
+    let placed = buf
+        .pieces
+        .iter()
+        .filter(|(_, p)| matches!(p, Piece::File(_)))
+        .count();
+    if placed != files.len() {
+        return Err(crate::wire::FrameError::StandIn);
+    }
     let mut frame = SplicedFrame {
         head: buf.head,
         pieces: buf.pieces,
@@ -126,27 +260,31 @@ pub fn encode_spliced<E>(
 /// The buffer [`encode_spliced`] encodes into.
 pub struct SpliceBuf<'a> {
     head: BytesMut,
-    pieces: Vec<(usize, Bytes)>,
+    pieces: Vec<(usize, Piece)>,
     /// Bytes in `pieces`.
     spliced: usize,
-    /// What may be spliced, by address.
-    candidates: Vec<&'a Bytes>,
+    /// What may be spliced, by address: bytes, or a file piece's stand-in.
+    candidates: Vec<(&'a Bytes, Option<&'a FilePiece>)>,
 }
 
 impl SpliceBuf<'_> {
-    fn candidate(&self, src: &[u8]) -> Option<&Bytes> {
+    fn candidate(&self, src: &[u8]) -> Option<Piece> {
         if src.len() < MIN_SPLICE {
             return None;
         }
         let at = src.as_ptr() as usize;
         let i = self
             .candidates
-            .binary_search_by_key(&at, |b| b.as_ptr() as usize)
+            .binary_search_by_key(&at, |(b, _)| b.as_ptr() as usize)
             .ok()?;
-        self.candidates
-            .get(i)
-            .copied()
-            .filter(|b| b.len() == src.len())
+        let (bytes, file) = self.candidates.get(i)?;
+        if bytes.len() != src.len() {
+            return None;
+        }
+        Some(match file {
+            Some(f) => Piece::File((*f).clone()),
+            None => Piece::Mem((*bytes).clone()),
+        })
     }
 }
 
@@ -169,7 +307,7 @@ unsafe impl BufMut for SpliceBuf<'_> {
     }
 
     fn put_slice(&mut self, src: &[u8]) {
-        if let Some(piece) = self.candidate(src).cloned() {
+        if let Some(piece) = self.candidate(src) {
             self.spliced += piece.len();
             self.pieces.push((self.head.len(), piece));
         } else {
@@ -201,16 +339,107 @@ impl ByteBufMut for SpliceBuf<'_> {
     }
 }
 
+/// Sends file pieces to a plain TCP socket with `sendfile(2)`: a second
+/// descriptor of the socket, registered for writability only, beside the
+/// stream that writes the rest of each frame.
+#[derive(Debug)]
+pub struct FileSender {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl FileSender {
+    /// A sender to `socket` (a connected TCP socket in non-blocking mode,
+    /// as tokio's are).
+    pub fn new(socket: &impl AsFd) -> io::Result<Self> {
+        let fd = socket.as_fd().try_clone_to_owned()?;
+        // SAFETY: `fd` is a descriptor of our own, open until the AsyncFd
+        // that owns it is dropped, and its `as_raw_fd` never changes.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(FileSender { fd })
+    }
+
+    /// A sender to the socket `fd`.
+    ///
+    /// # Safety
+    /// `fd` must be an open socket during the call (the sender keeps a
+    /// descriptor of its own).
+    pub unsafe fn from_raw(fd: std::os::fd::RawFd) -> io::Result<Self> {
+        // SAFETY: open for this call, as the caller promises.
+        let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        FileSender::new(&socket)
+    }
+
+    /// Send all of `piece`; an error when the file ends before it (the
+    /// frame can no longer be completed: the caller drops the connection).
+    async fn send(&self, piece: &FilePiece) -> io::Result<()> {
+        let mut position = piece.position;
+        let mut left = piece.len;
+        while left > 0 {
+            let mut ready = self.fd.writable().await?;
+            let sent = ready.try_io(|fd| {
+                rustix::fs::sendfile(fd.get_ref(), &*piece.file, Some(&mut position), left)
+                    .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(Ok(0)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file ended before its piece was sent (truncated meanwhile)",
+                    ))
+                }
+                Ok(Ok(n)) => {
+                    left = left.saturating_sub(n);
+                    SENDFILE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => return Err(e),
+                // Not writable after all: wait again.
+                Err(_) => continue,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Write `frame` to `out` in order, its pieces straight from where they are
-/// (vectored writes where `out` supports them).
+/// (vectored writes where `out` supports them); file pieces with `files`
+/// when given (`out` must then be the socket `files` sends to), read and
+/// written otherwise.
 pub async fn write_spliced<W: AsyncWrite + Unpin + ?Sized>(
     out: &mut W,
     frame: &SplicedFrame,
+    files: Option<&FileSender>,
 ) -> io::Result<()> {
     if frame.pieces.is_empty() {
         return out.write_all(&frame.head).await;
     }
-    let slices = frame.slices();
+    // Runs of parts in memory between file pieces.
+    let mut run: Vec<&[u8]> = Vec::new();
+    for part in frame.parts() {
+        match part {
+            Part::Mem(s) => run.push(s),
+            Part::File(f) => {
+                write_slices(out, &std::mem::take(&mut run)).await?;
+                match files {
+                    Some(sender) => {
+                        // What `out` was handed is in the socket already:
+                        // tokio's streams do not buffer.
+                        out.flush().await?;
+                        sender.send(f).await?;
+                    }
+                    None => out.write_all(&f.read()?).await?,
+                }
+            }
+        }
+    }
+    write_slices(out, &run).await
+}
+
+/// Write `slices` in order, vectored where `out` supports it.
+async fn write_slices<W: AsyncWrite + Unpin + ?Sized>(
+    out: &mut W,
+    slices: &[&[u8]],
+) -> io::Result<()> {
     if !out.is_write_vectored() {
         for s in slices {
             out.write_all(s).await?;
@@ -291,12 +520,13 @@ mod tests {
         ];
         let response = response(&parts);
         for version in [4, 11, 12, 16] {
-            let frame = encode_spliced(0, &parts, |out| response.encode(out, version)).unwrap();
+            let frame =
+                encode_spliced(0, &parts, &[], |out| response.encode(out, version)).unwrap();
             // The three long enough are spliced, the others copied.
             assert_eq!(frame.spliced_len(), 10_000 + MIN_SPLICE + 70_000);
             assert_eq!(frame.pieces.len(), 3);
             assert_eq!(
-                &frame.flatten()[..],
+                &frame.flatten().unwrap()[..],
                 &flat(&response, version)[..],
                 "v{version}"
             );
@@ -309,20 +539,20 @@ mod tests {
         let response = response(&parts);
         // An equal copy of the first is not the first.
         let other = vec![Bytes::copy_from_slice(&parts[0]), parts[1].clone()];
-        let frame = encode_spliced(0, &other, |out| response.encode(out, 12)).unwrap();
+        let frame = encode_spliced(0, &other, &[], |out| response.encode(out, 12)).unwrap();
         assert_eq!(frame.spliced_len(), 20_000);
         // A prefix of a given one (same address, shorter) is not it either.
         let prefix = vec![parts[0].slice(..5_000)];
-        let frame = encode_spliced(0, &prefix, |out| response.encode(out, 12)).unwrap();
+        let frame = encode_spliced(0, &prefix, &[], |out| response.encode(out, 12)).unwrap();
         assert_eq!(frame.spliced_len(), 0);
-        assert_eq!(&frame.flatten()[..], &flat(&response, 12)[..]);
+        assert_eq!(&frame.flatten().unwrap()[..], &flat(&response, 12)[..]);
     }
 
     #[test]
     fn gaps_after_the_last_piece_are_filled_and_seeks_never_back_over_it() {
         let piece = records(MIN_SPLICE, 9);
         let framed = |seek: Option<usize>| {
-            encode_spliced(0, std::slice::from_ref(&piece), |out| {
+            encode_spliced(0, std::slice::from_ref(&piece), &[], |out| {
                 out.put_u8(1);
                 out.put_slice(&piece);
                 let g = out.put_gap(4);
@@ -336,6 +566,7 @@ mod tests {
             })
             .unwrap()
             .flatten()
+            .unwrap()
         };
         let expect = |tail: &[u8]| {
             let mut want = vec![0, 0, 0, 0, 1];
@@ -354,14 +585,14 @@ mod tests {
         assert!(framed(Some(0))[..] == expect(&[3])[..]);
 
         // Before any piece, a seek stops at the size prefix.
-        let frame = encode_spliced(0, &[], |out| {
+        let frame = encode_spliced(0, &[], &[], |out| {
             out.put_slice(b"abc");
             out.seek(1);
             out.put_u8(7);
             Ok::<(), ()>(())
         })
         .unwrap();
-        assert_eq!(&frame.flatten()[..], &[0, 0, 0, 1, 7][..]);
+        assert_eq!(&frame.flatten().unwrap()[..], &[0, 0, 0, 1, 7][..]);
     }
 
     /// A writer that takes at most `max` bytes per call, vectored or not.
@@ -424,7 +655,7 @@ mod tests {
         let parts: Vec<Bytes> = (0..150).map(|i| records(MIN_SPLICE + i, i as u8)).collect();
         let response = response(&parts);
         let expected = flat(&response, 12);
-        let frame = encode_spliced(0, &parts, |out| response.encode(out, 12)).unwrap();
+        let frame = encode_spliced(0, &parts, &[], |out| response.encode(out, 12)).unwrap();
         assert_eq!(frame.pieces.len(), 150);
         for (max, vectored) in [(1_000, true), (7, true), (1 << 20, true), (333, false)] {
             let mut out = Trickle {
@@ -432,8 +663,173 @@ mod tests {
                 max,
                 vectored,
             };
-            write_spliced(&mut out, &frame).await.unwrap();
+            write_spliced(&mut out, &frame, None).await.unwrap();
             assert_eq!(out.got, &expected[..], "max {max}, vectored {vectored}");
         }
+    }
+
+    /// A file holding `records` at `position`, and the piece of it.
+    fn file_piece(dir: &std::path::Path, records: &[u8], position: u64) -> FilePiece {
+        use std::os::unix::fs::FileExt;
+        let path = dir.join(format!("seg-{position}"));
+        let file = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        file.write_all_at(records, position).unwrap();
+        FilePiece {
+            file: Arc::new(file),
+            position,
+            len: records.len(),
+        }
+    }
+
+    /// A response whose second and fourth partitions' records are file
+    /// pieces, and the frame of the same response with every record in
+    /// memory.
+    fn with_file_pieces(
+        dir: &std::path::Path,
+        version: i16,
+    ) -> (SplicedFrame, BytesMut, Vec<FilePiece>) {
+        let real = vec![
+            records(10_000, 1),
+            records(300_000, 2),
+            records(100, 3),
+            records(MIN_SPLICE, 4),
+        ];
+        let pieces = vec![
+            file_piece(dir, &real[1], 4096),
+            file_piece(dir, &real[3], 0),
+        ];
+        let stand_ins = vec![
+            file_stand_in(0, real[1].len()).unwrap(),
+            file_stand_in(real[1].len(), real[3].len()).unwrap(),
+        ];
+        let in_frame = vec![
+            real[0].clone(),
+            stand_ins[0].clone(),
+            real[2].clone(),
+            stand_ins[1].clone(),
+        ];
+        let files: Vec<(Bytes, FilePiece)> = stand_ins.into_iter().zip(pieces.clone()).collect();
+        let frame = encode_spliced(0, &in_frame, &files, |out| {
+            response(&in_frame).encode(out, version)
+        })
+        .unwrap();
+        (frame, flat(&response(&real), version), pieces)
+    }
+
+    #[test]
+    fn file_pieces_take_their_stand_ins_places_and_are_read_when_flattened() {
+        let dir = tempfile::tempdir().unwrap();
+        for version in [4, 12, 16] {
+            let (frame, expected, _) = with_file_pieces(dir.path(), version);
+            assert_eq!(frame.file_len(), 300_000 + MIN_SPLICE);
+            assert_eq!(frame.spliced_len(), 10_000 + 300_000 + MIN_SPLICE);
+            assert_eq!(frame.len(), expected.len());
+            assert!(frame.flatten().unwrap()[..] == expected[..], "v{version}");
+        }
+        // Each stand-in has its own range; none past the area or too short.
+        assert!(file_stand_in(0, MIN_SPLICE - 1).is_none());
+        assert!(file_stand_in(STAND_IN_BYTES - MIN_SPLICE, MIN_SPLICE + 1).is_none());
+        assert!(file_stand_in(usize::MAX, MIN_SPLICE).is_none());
+    }
+
+    #[test]
+    fn a_stand_in_not_encoded_as_one_field_fails_the_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = file_piece(dir.path(), &records(MIN_SPLICE, 1), 0);
+        let stand_in = file_stand_in(0, MIN_SPLICE).unwrap();
+        let files = vec![(stand_in.clone(), piece)];
+        // Written in two halves: neither is the stand-in.
+        let e = encode_spliced(0, &[], &files, |out| {
+            out.put_slice(&stand_in[..MIN_SPLICE / 2]);
+            out.put_slice(&stand_in[MIN_SPLICE / 2..]);
+            Ok::<(), ()>(())
+        })
+        .unwrap_err();
+        assert!(matches!(e, crate::wire::FrameError::StandIn), "{e:?}");
+        // Not written at all.
+        let e = encode_spliced(0, &[], &files, |_| Ok::<(), ()>(())).unwrap_err();
+        assert!(matches!(e, crate::wire::FrameError::StandIn), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn file_pieces_go_through_sendfile_to_a_socket_and_are_read_for_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (frame, expected, pieces) = with_file_pieces(dir.path(), 12);
+        // Without a sender (TLS, tests): read and written like the rest.
+        let mut out = Trickle {
+            got: Vec::new(),
+            max: 5_000,
+            vectored: true,
+        };
+        write_spliced(&mut out, &frame, None).await.unwrap();
+        assert!(out.got[..] == expected[..]);
+
+        // To a socket: the file pieces by sendfile, the reader slower than
+        // the writer so that the socket fills and sendfile waits.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.len() < 100_000 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        });
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let sender = FileSender::new(&socket).unwrap();
+        let before = SENDFILE_BYTES.load(Ordering::Relaxed);
+        write_spliced(&mut socket, &frame, Some(&sender))
+            .await
+            .unwrap();
+        let sent = SENDFILE_BYTES.load(Ordering::Relaxed) - before;
+        drop(sender);
+        drop(socket);
+        let got = reader.await.unwrap();
+        assert!(
+            got[..] == expected[..],
+            "{} bytes against {}",
+            got.len(),
+            expected.len()
+        );
+        // Other tests may send files at the same time: at least these.
+        assert!(sent >= (300_000 + MIN_SPLICE) as u64, "{sent}");
+
+        // A file cut short before its piece is sent: an error, not a frame
+        // with a hole.
+        pieces[0].file.set_len(5_000).unwrap();
+        let (mut a, _b) = tokio::io::duplex(1 << 20);
+        assert!(write_spliced(&mut a, &frame, None).await.is_err());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let drain = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink).await;
+        });
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let sender = FileSender::new(&socket).unwrap();
+        let e = write_spliced(&mut socket, &frame, Some(&sender))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        drop(socket);
+        drop(sender);
+        drain.await.unwrap();
     }
 }

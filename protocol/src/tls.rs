@@ -224,6 +224,16 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// The socket's descriptor when it is a plain one, for a
+    /// [`FileSender`](crate::spliced::FileSender) made when first needed
+    /// (through TLS, file pieces are read and written as the rest).
+    pub fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Stream::Plain(s) => Some(s.as_raw_fd()),
+            Stream::Tls(_) => None,
+        }
+    }
+
     /// The TCP socket under it.
     pub fn tcp(&self) -> &TcpStream {
         match self {

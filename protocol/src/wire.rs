@@ -28,7 +28,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 pub use crate::low_water::LowWater;
 use crate::low_water::Watched;
 use crate::request_bounds::{self, BoundsError};
-use crate::spliced::{encode_spliced, SpliceBuf, SplicedFrame};
+use crate::spliced::{encode_spliced, FilePiece, SpliceBuf, SplicedFrame};
 
 /// The smallest request frame: API key, version and correlation id.
 pub const MIN_REQUEST_SIZE: usize = 8;
@@ -221,6 +221,8 @@ pub enum FrameError<E> {
     Write(E),
     #[error("a {0}-byte frame does not fit a size prefix")]
     TooLarge(usize),
+    #[error("a file piece's stand-in was not encoded as one whole field")]
+    StandIn,
 }
 
 /// A request frame (size prefix included) for `body` at `version`, with the
@@ -308,7 +310,9 @@ fn encode_error(key: ApiKey, version: i16, e: impl std::fmt::Display) -> WireErr
 }
 
 /// [`encode_response`], keeping the byte fields that are one of `splice`
-/// (a Fetch response's records) by reference ([`crate::spliced`]).
+/// (a Fetch response's records) by reference and putting each of `files`
+/// where its stand-in is ([`crate::spliced`]).
+#[allow(clippy::too_many_arguments)]
 pub fn encode_response_spliced(
     key: ApiKey,
     version: i16,
@@ -316,9 +320,10 @@ pub fn encode_response_spliced(
     correlation_id: i32,
     capacity: usize,
     splice: &[Bytes],
+    files: &[(Bytes, FilePiece)],
     body: impl FnOnce(&mut SpliceBuf) -> Result<(), String>,
 ) -> Result<SplicedFrame, WireError> {
-    encode_spliced(capacity, splice, |out| {
+    encode_spliced(capacity, splice, files, |out| {
         response_header(correlation_id, header_version, out)?;
         body(out)
     })

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rivulet_protocol::record_batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use rivulet_protocol::spliced::FilePiece;
 
 use crate::config::LogConfig;
 use crate::error::{IoContext, Result};
@@ -69,6 +70,16 @@ impl ReadPlan {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The planned bytes as a range of the segment file, to be sent from
+    /// it ([`FilePiece`]): whole batches, as the plan ends after one.
+    pub fn file_piece(&self) -> FilePiece {
+        FilePiece {
+            file: self.file.clone(),
+            position: self.position,
+            len: self.len,
+        }
     }
 
     /// Read the planned bytes and cut them after the last whole batch. The
@@ -465,7 +476,9 @@ impl LogSegment {
 
     /// Plan a read of whole batches starting with the one holding
     /// `start_offset`, up to `max_bytes` (but at least that first batch when
-    /// `min_one_batch`) and never past `max_position`.
+    /// `min_one_batch`) and never past `max_position`. The plan ends after a
+    /// batch: where `max_bytes` cuts one, before it (the offset index and a
+    /// batch header or two find where).
     pub fn read(
         &self,
         start_offset: i64,
@@ -488,6 +501,8 @@ impl LogSegment {
                 return Ok(None);
             }
             len = first_size;
+        } else if len < available {
+            len = self.whole_batches_end(position, first_size, position + len as u64)?;
         }
         Ok(Some(ReadPlan {
             file: self.log.clone(),
@@ -495,6 +510,23 @@ impl LogSegment {
             position,
             len,
         }))
+    }
+
+    /// From the batch at `position` (of `first_size` bytes, which fits), the
+    /// length up to the end of the last batch ending at or before `end`.
+    fn whole_batches_end(&self, position: u64, first_size: usize, end: u64) -> Result<usize> {
+        let mut at = position + first_size as u64;
+        if let Some(indexed) = self.offset_index.floor_position(end) {
+            at = at.max(indexed);
+        }
+        while let Some(h) = self.header_at(at)? {
+            let next = at + h.size_in_bytes() as u64;
+            if next > end {
+                break;
+            }
+            at = next;
+        }
+        Ok((at - position) as usize)
     }
 
     /// The first batch at or after `starting_offset` whose max timestamp is

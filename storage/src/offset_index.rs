@@ -86,6 +86,15 @@ impl OffsetIndex {
             })
     }
 
+    /// The position of the last entry at or before byte `position` (a batch
+    /// start), if there is one.
+    pub fn floor_position(&self, position: u64) -> Option<u64> {
+        self.file
+            .last_matching(|e| (be_i32(e, 4) as u32 as u64) <= position)
+            .and_then(|n| self.entry(n))
+            .map(|e| e.position as u64)
+    }
+
     /// Add an entry; ignored unless both offset and position exceed the last
     /// entry's. Returns false when the index is full.
     pub fn append(&mut self, offset: i64, position: u32) -> Result<bool> {

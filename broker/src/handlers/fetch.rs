@@ -22,6 +22,8 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError as E;
+use parking_lot::Mutex;
+use rivulet_protocol::spliced::{self, FilePiece};
 use rivulet_storage::TopicPartition;
 
 use super::{leader_hint, topic_ids};
@@ -30,16 +32,62 @@ use crate::errors;
 use crate::replica_manager::Partition;
 use crate::replication::FollowerFetchAnswer;
 
+/// Record bytes a fetch response sends straight from the log's files: for
+/// each, a stand-in of its length in the response
+/// ([`spliced::file_stand_in`]) and the file range the connection sends in
+/// its place (`sendfile(2)` on a plain socket). Only follower fetches use
+/// it (a consumer's records are counted by reading them, for the metrics);
+/// off for connections that cannot send files.
+#[derive(Debug, Default)]
+pub struct FetchFiles {
+    on: bool,
+    pieces: Mutex<Vec<(Bytes, FilePiece)>>,
+}
+
+impl FetchFiles {
+    pub fn new(on: bool) -> Self {
+        FetchFiles {
+            on,
+            pieces: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Nothing is sent from files: every record byte is read into memory.
+    pub fn off() -> Self {
+        FetchFiles::default()
+    }
+
+    /// The pieces and their stand-ins, to encode the response with.
+    pub fn take(&self) -> Vec<(Bytes, FilePiece)> {
+        std::mem::take(&mut *self.pieces.lock())
+    }
+
+    /// A stand-in for `piece`, kept with it; `None` (the caller reads the
+    /// bytes) when off, or the piece is too short or does not fit.
+    fn stand_in(&self, piece: FilePiece) -> Option<Bytes> {
+        if !self.on {
+            return None;
+        }
+        let mut pieces = self.pieces.lock();
+        let at = pieces.iter().map(|(b, _)| b.len()).sum();
+        let stand_in = spliced::file_stand_in(at, piece.len)?;
+        pieces.push((stand_in.clone(), piece));
+        Some(stand_in)
+    }
+}
+
 /// Upper bound on `max_wait_ms`, so a client cannot park a request forever.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 /// `listener`: the listener the client connected to (KIP-951 endpoints are
-/// its addresses there).
+/// its addresses there); `files`: where a follower's records to be sent
+/// from files go.
 pub async fn handle(
     b: &BrokerContext,
     req: FetchRequest,
     version: i16,
     listener: &str,
+    files: &FetchFiles,
 ) -> FetchResponse {
     if req.session_id != 0 {
         return FetchResponse::default()
@@ -66,7 +114,7 @@ pub async fn handle(
             .flatten()
             .map(|p| p.appended.notified())
             .collect();
-        let (mut response, bytes, any_error) = read_all(b, &req, version);
+        let (mut response, bytes, any_error) = read_all(b, &req, version, files);
         if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
             count_out(b, &req, version, &response);
             leader_hint::fill_fetch(&mut response, &b.image(), listener, version);
@@ -122,7 +170,14 @@ fn count_out(b: &BrokerContext, req: &FetchRequest, version: i16, response: &Fet
 
 /// One pass over every requested partition: the response, the record bytes
 /// it carries and whether any partition failed.
-fn read_all(b: &BrokerContext, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+fn read_all(
+    b: &BrokerContext,
+    req: &FetchRequest,
+    version: i16,
+    files: &FetchFiles,
+) -> (FetchResponse, usize, bool) {
+    // A response read again after a long poll starts over.
+    files.take();
     let replica_id = replica_id(req, version);
     let by_id = topic_ids::by_id(true, version);
     let mut remaining = req.max_bytes.max(0) as usize;
@@ -149,9 +204,12 @@ fn read_all(b: &BrokerContext, req: &FetchRequest, version: i16) -> (FetchRespon
                         current_leader_epoch: p.current_leader_epoch,
                         last_fetched_epoch: p.last_fetched_epoch,
                     },
-                    limit,
-                    min_one,
+                    Budget {
+                        max_bytes: limit,
+                        min_one,
+                    },
                     req.isolation_level,
+                    files,
                 ),
             };
             if data.error_code != 0 {
@@ -199,14 +257,21 @@ struct Position {
     last_fetched_epoch: i32,
 }
 
+/// How much one partition may return.
+struct Budget {
+    max_bytes: usize,
+    /// At least one whole batch (the first partition with data).
+    min_one: bool,
+}
+
 fn read_partition(
     b: &BrokerContext,
     tp: &TopicPartition,
     version: i16,
     pos: Position,
-    max_bytes: usize,
-    min_one: bool,
+    Budget { max_bytes, min_one }: Budget,
     isolation_level: i8,
+    files: &FetchFiles,
 ) -> PartitionData {
     let Some(partition) = b.replicas.get(tp) else {
         return partition_error(E::UnknownTopicOrPartition.code());
@@ -343,7 +408,10 @@ fn read_partition(
                 .collect()
         }));
     let records = match plan {
-        Ok(Some(plan)) => plan.execute(),
+        Ok(Some(plan)) => match follower.then(|| files.stand_in(plan.file_piece())) {
+            Some(Some(stand_in)) => Ok(stand_in),
+            _ => plan.execute(),
+        },
         Ok(None) => Ok(Bytes::new()),
         Err(e) => Err(e),
     };
