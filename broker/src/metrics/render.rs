@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use kafka_protocol::messages::ApiKey;
 use rivulet_controller::ControllerNode;
+use rivulet_protocol::spliced::SENDFILE_BYTES;
 use rivulet_storage::histogram::{HistogramSnapshot, BUCKETS, FSYNC_SECONDS};
 use rivulet_storage::TopicPartition;
 
@@ -106,6 +107,16 @@ pub async fn render(s: &NodeState<'_>) -> String {
         "Time of each fsync round of a partition log (group commit), across the process",
     );
     o.histogram("rivulet_fsync_seconds", "", &FSYNC_SECONDS.snapshot());
+    o.family(
+        "rivulet_sendfile_bytes_total",
+        "counter",
+        "Record bytes sent to followers straight from the log files (sendfile), across the process",
+    );
+    o.sample(
+        "rivulet_sendfile_bytes_total",
+        "",
+        SENDFILE_BYTES.load(Ordering::Relaxed),
+    );
     o.family(
         "rivulet_follower_fetch_seconds",
         "histogram",
