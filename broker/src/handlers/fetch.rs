@@ -41,14 +41,15 @@ use crate::replication::FollowerFetchAnswer;
 #[derive(Debug, Default)]
 pub struct FetchFiles {
     on: bool,
-    pieces: Mutex<Vec<(Bytes, FilePiece)>>,
+    /// The pieces so far, and the stand-in bytes they take.
+    pieces: Mutex<(Vec<(Bytes, FilePiece)>, usize)>,
 }
 
 impl FetchFiles {
     pub fn new(on: bool) -> Self {
         FetchFiles {
             on,
-            pieces: Mutex::new(Vec::new()),
+            pieces: Mutex::default(),
         }
     }
 
@@ -59,7 +60,7 @@ impl FetchFiles {
 
     /// The pieces and their stand-ins, to encode the response with.
     pub fn take(&self) -> Vec<(Bytes, FilePiece)> {
-        std::mem::take(&mut *self.pieces.lock())
+        std::mem::take(&mut *self.pieces.lock()).0
     }
 
     /// A stand-in for `piece`, kept with it; `None` (the caller reads the
@@ -68,9 +69,10 @@ impl FetchFiles {
         if !self.on {
             return None;
         }
-        let mut pieces = self.pieces.lock();
-        let at = pieces.iter().map(|(b, _)| b.len()).sum();
-        let stand_in = spliced::file_stand_in(at, piece.len)?;
+        let mut guard = self.pieces.lock();
+        let (pieces, used) = &mut *guard;
+        let stand_in = spliced::file_stand_in(*used, piece.len)?;
+        *used += stand_in.len();
         pieces.push((stand_in.clone(), piece));
         Some(stand_in)
     }
