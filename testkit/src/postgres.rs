@@ -21,7 +21,7 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-use crate::ports::free_port;
+use crate::ports::free_port_block;
 
 /// The opt-out shared with the Python client tests.
 pub const SKIP_MISSING: &str = "RIVULET_SKIP_MISSING_CLIENTS";
@@ -91,7 +91,10 @@ impl TestPostgres {
         let pg = TestPostgres {
             bin,
             dir,
-            port: free_port(),
+            // Below the ephemeral range: an outgoing connection of another
+            // test cannot take it before the server binds it (seen in CI:
+            // "could not bind ... Address already in use").
+            port: free_port_block(&[0]),
             as_postgres_user,
         };
         let data = pg.data_dir();
