@@ -21,7 +21,7 @@
 //! that caught up join) and reports the answers back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -29,6 +29,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as E;
 use rivulet_controller::{ControllerRequest, ControllerResponse};
 use rivulet_protocol::tls::Stream;
 use rivulet_protocol::wire::{Client, WireError};
@@ -117,6 +118,10 @@ pub struct FetcherConfig {
     pub max_response_bytes: usize,
 }
 
+/// A follower fsync under way: its outcome and when it finished
+/// ([`FollowerDurable::wait_timed`]).
+type Fsync = JoinHandle<(Result<(), i16>, Instant)>;
+
 /// A task aborted when its handle is dropped (also when `run_fetchers` is
 /// itself aborted at shutdown).
 struct AbortOnDrop(JoinHandle<()>);
@@ -181,10 +186,13 @@ async fn fetch_from(
     let mut conn: Option<Client<Stream>> = None;
     let mut backoff = Backoff::new();
     // The fsyncs of the last response's partitions (flush policy on-ack),
-    // awaited while the next fetch is in flight; that fetch tells the
-    // leader how far the log is on disk (`durable_offset`), and the one
-    // after it what these fsyncs made durable.
-    let mut syncing: Vec<(TopicPartition, FollowerDurable)> = Vec::new();
+    // started as soon as that response was appended and awaited after the
+    // next fetch's answer has been appended in turn (so a slow fsync delays
+    // the report, not the next records' append and fsync); the fetch in
+    // flight meanwhile tells the leader how far the log is on disk
+    // (`durable_offset`), and the one after it what these fsyncs made
+    // durable.
+    let mut syncing: Vec<(TopicPartition, Fsync)> = Vec::new();
     // Whether the last fetch broke its connection.
     let mut broke = false;
     loop {
@@ -238,27 +246,8 @@ async fn fetch_from(
             continue;
         }
         let cycle = &crate::metrics::FOLLOWER_CYCLE;
-        let sent = std::time::Instant::now();
-        let fsyncs = join_all(
-            std::mem::take(&mut syncing)
-                .into_iter()
-                .map(|(tp, f)| async move { (tp, f.wait().await) }),
-        );
-        // Every cycle has the three phases (an fsync phase of ~0 when the last
-        // response appended nothing).
-        let fsyncs = async {
-            let synced = fsyncs.await;
-            cycle.fsync.observe(sent.elapsed());
-            synced
-        };
-        let (resp, synced) = tokio::join!(client.round_trip(FETCH_VERSION, &req), fsyncs);
-        let mut fsync_failed = false;
-        for (tp, result) in synced {
-            if let Err(code) = result {
-                fsync_failed = true;
-                debug!(partition = %tp, leader, error_code = code, "follower fsync error");
-            }
-        }
+        let sent = Instant::now();
+        let resp = client.round_trip(FETCH_VERSION, &req).await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
@@ -266,7 +255,9 @@ async fn fetch_from(
                 conn = None;
                 // Reconnect at once after a broken connection (a refusal
                 // then tells a dead leader from a dropped connection
-                // without delay); back off when it breaks again.
+                // without delay); back off when it breaks again. The
+                // fsyncs under way are still awaited before the next
+                // fetch reports them.
                 if std::mem::replace(&mut broke, true) {
                     tokio::time::sleep(backoff.next()).await;
                 }
@@ -274,13 +265,15 @@ async fn fetch_from(
             }
         };
         broke = false;
-        let received = std::time::Instant::now();
+        let received = Instant::now();
         cycle.round_trip.observe(received - sent);
         let mut progressed = false;
-        let mut failed = resp.error_code != 0 || fsync_failed;
+        let mut failed = resp.error_code != 0;
         // Every partition is appended first; their fsyncs then run at once
         // (one response's partitions share the disk's queue instead of
-        // waiting for each other), beside the next fetch.
+        // waiting for each other), beside the last response's fsyncs if
+        // those are still running and beside the next fetch.
+        let mut started = Vec::new();
         for t in resp.responses {
             for p in t.partitions {
                 let tp = TopicPartition::new(t.topic.to_string(), p.partition_index);
@@ -294,7 +287,7 @@ async fn fetch_from(
                 match apply_response(&node, leader, &tp, epoch, p) {
                     Ok((changed, fsync)) => {
                         progressed |= changed;
-                        syncing.extend(fsync.map(|f| (tp, f)));
+                        started.extend(fsync.map(|f| (tp, tokio::spawn(f.wait_timed()))));
                     }
                     Err(code) => {
                         failed = true;
@@ -304,6 +297,29 @@ async fn fetch_from(
             }
         }
         cycle.apply.observe(received.elapsed());
+        // Every cycle has the three phases: the fsync phase is how long
+        // after this fetch was sent the last response's fsyncs finished
+        // (~0 when they were done before, or there were none).
+        let mut synced_at = sent;
+        for (tp, fsync) in join_all(
+            std::mem::replace(&mut syncing, started)
+                .into_iter()
+                .map(|(tp, f)| async move { (tp, f.await) }),
+        )
+        .await
+        {
+            let code = match fsync {
+                Ok((Ok(()), at)) => {
+                    synced_at = synced_at.max(at);
+                    continue;
+                }
+                Ok((Err(code), _)) => code,
+                Err(_) => E::UnknownServerError.code(),
+            };
+            failed = true;
+            debug!(partition = %tp, leader, error_code = code, "follower fsync error");
+        }
+        cycle.fsync.observe(synced_at - sent);
         if failed && !progressed {
             tokio::time::sleep(backoff.next()).await;
         } else {

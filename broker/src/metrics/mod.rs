@@ -170,9 +170,10 @@ impl Metrics {
 /// The phases of a follower's fetch cycle (replica fetcher), across the
 /// process: the fetch round trip (request written to response read,
 /// including the leader's long poll), appending the response's partitions,
-/// and their fsyncs (which run beside the next fetch, whose successor reports
-/// them) — what an acks=all produce on the leader waits for besides its own
-/// fsync.
+/// and their fsyncs (started once appended, running beside the next fetch
+/// and its append; `fsync` is how long after that next fetch was sent they
+/// finished, 0 if before; its successor reports them) — what an acks=all
+/// produce on the leader waits for besides its own fsync.
 #[derive(Debug, Default)]
 pub struct FollowerCycle {
     pub round_trip: Histogram,

@@ -120,7 +120,7 @@ pub async fn render(s: &NodeState<'_>) -> String {
     o.family(
         "rivulet_follower_fetch_seconds",
         "histogram",
-        "Phases of this node's replica fetch cycles: round_trip (request to response, with the leader's long poll), apply (append every partition), fsync (their fsyncs, run beside the next fetch)",
+        "Phases of this node's replica fetch cycles: round_trip (request to response, with the leader's long poll), apply (append every partition), fsync (how long after the next fetch was sent their fsyncs finished; they run beside it)",
     );
     let c = &super::FOLLOWER_CYCLE;
     for (phase, h) in [

@@ -116,4 +116,10 @@ impl FollowerDurable {
             Err(_) => Err(E::UnknownServerError.code()),
         }
     }
+
+    /// [`Self::wait`], and when it finished.
+    pub async fn wait_timed(self) -> (Result<(), i16>, std::time::Instant) {
+        let result = self.wait().await;
+        (result, std::time::Instant::now())
+    }
 }
