@@ -171,7 +171,7 @@ async fn run(
     let slots = broker.config.max_pipelined_requests.max(1);
     let pipeline = Arc::new(Semaphore::new(slots));
     let low_water = stream.low_water();
-    // Fetched records go from the log files to a plain socket.
+    // Follower fetches' records go from the log files to a plain socket.
     let socket = stream.plain_fd();
     let (reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel::<Pending<'_>>();
@@ -503,8 +503,7 @@ async fn stage_frame<'a>(
         Some(response) => encode_response(key, version, correlation_id, &response, files).map(Some),
         None => Ok(None),
     };
-    // Fetches' records from files where the socket is plain (followers',
-    // and consumers' of large batches).
+    // Follower fetches' records from files where the socket is plain.
     let files = FetchFiles::new(matches!(
         session.protocol,
         SecurityProtocol::Plaintext | SecurityProtocol::SaslPlaintext

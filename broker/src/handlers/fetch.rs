@@ -24,7 +24,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId
 use kafka_protocol::ResponseError as E;
 use parking_lot::Mutex;
 use rivulet_protocol::spliced::{self, FilePiece};
-use rivulet_storage::{ReadPlan, TopicPartition};
+use rivulet_storage::TopicPartition;
 
 use super::{leader_hint, topic_ids};
 use crate::context::BrokerContext;
@@ -35,30 +35,15 @@ use crate::replication::FollowerFetchAnswer;
 /// Record bytes a fetch response sends straight from the log's files: for
 /// each, a stand-in of its length in the response
 /// ([`spliced::file_stand_in`]) and the file range the connection sends in
-/// its place (`sendfile(2)` on a plain socket). Off for connections that
-/// cannot send files. A follower's records always go this way; a
-/// consumer's when the first batch is at least [`CONSUMER_FILE_BATCH`]
-/// bytes, as counting its records for the metrics then reads one header per
-/// batch instead of every byte.
+/// its place (`sendfile(2)` on a plain socket). Only follower fetches use
+/// it (a consumer's records are counted by reading them, for the metrics);
+/// off for connections that cannot send files.
 #[derive(Debug, Default)]
 pub struct FetchFiles {
     on: bool,
     /// The pieces so far, and the stand-in bytes they take.
-    pieces: Mutex<Pieces>,
+    pieces: Mutex<(Vec<(Bytes, FilePiece)>, usize)>,
 }
-
-#[derive(Debug, Default)]
-struct Pieces {
-    sent: Vec<(Bytes, FilePiece)>,
-    used: usize,
-    /// A consumer's stand-ins (by address) and their record counts.
-    counted: Vec<(usize, u64)>,
-}
-
-/// The smallest first batch for which a consumer's records are sent from
-/// the file: below it, one header read per batch would cost about what
-/// reading the bytes does.
-pub const CONSUMER_FILE_BATCH: usize = 16 * 1024;
 
 impl FetchFiles {
     pub fn new(on: bool) -> Self {
@@ -75,41 +60,20 @@ impl FetchFiles {
 
     /// The pieces and their stand-ins, to encode the response with.
     pub fn take(&self) -> Vec<(Bytes, FilePiece)> {
-        std::mem::take(&mut *self.pieces.lock()).sent
+        std::mem::take(&mut *self.pieces.lock()).0
     }
 
-    /// The record count of `records` if they are a consumer's stand-in.
-    fn counted(&self, records: &Bytes) -> Option<u64> {
-        let at = records.as_ptr() as usize;
-        let pieces = self.pieces.lock();
-        pieces
-            .counted
-            .iter()
-            .find_map(|&(a, n)| (a == at).then_some(n))
-    }
-
-    /// A stand-in for the bytes of `plan`, sent from its file; `None` (the
-    /// caller reads the bytes) when off, when a consumer's batches are
-    /// small, or when the piece is too short or does not fit.
-    fn stand_in(&self, plan: &ReadPlan, follower: bool) -> Option<Bytes> {
+    /// A stand-in for `piece`, kept with it; `None` (the caller reads the
+    /// bytes) when off, or the piece is too short or does not fit.
+    fn stand_in(&self, piece: FilePiece) -> Option<Bytes> {
         if !self.on {
             return None;
         }
-        let records = if follower {
-            None
-        } else if plan.first_batch_size() < CONSUMER_FILE_BATCH {
-            return None;
-        } else {
-            Some(plan.record_count().ok()?)
-        };
-        let piece = plan.file_piece();
-        let mut pieces = self.pieces.lock();
-        let stand_in = spliced::file_stand_in(pieces.used, piece.len)?;
-        pieces.used += stand_in.len();
-        if let Some(n) = records {
-            pieces.counted.push((stand_in.as_ptr() as usize, n));
-        }
-        pieces.sent.push((stand_in.clone(), piece));
+        let mut guard = self.pieces.lock();
+        let (pieces, used) = &mut *guard;
+        let stand_in = spliced::file_stand_in(*used, piece.len)?;
+        *used += stand_in.len();
+        pieces.push((stand_in.clone(), piece));
         Some(stand_in)
     }
 }
@@ -154,7 +118,7 @@ pub async fn handle(
             .collect();
         let (mut response, bytes, any_error) = read_all(b, &req, version, files);
         if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
-            count_out(b, &req, version, &response, files);
+            count_out(b, &req, version, &response);
             leader_hint::fill_fetch(&mut response, &b.image(), listener, version);
             return response;
         }
@@ -186,13 +150,7 @@ pub fn replica_id(req: &FetchRequest, version: i16) -> i32 {
 
 /// Count the record bytes of `response` as bytes out of each topic
 /// ([`crate::metrics`]), a follower's apart.
-fn count_out(
-    b: &BrokerContext,
-    req: &FetchRequest,
-    version: i16,
-    response: &FetchResponse,
-    files: &FetchFiles,
-) {
+fn count_out(b: &BrokerContext, req: &FetchRequest, version: i16, response: &FetchResponse) {
     let replica_id = replica_id(req, version);
     let mut image = None;
     for t in &response.responses {
@@ -206,8 +164,7 @@ fn count_out(
         }
         for p in &t.partitions {
             if let Some(records) = &p.records {
-                let counted = files.counted(records);
-                b.metrics.fetched(&name, records, counted, replica_id >= 0);
+                b.metrics.fetched(&name, records, replica_id >= 0);
             }
         }
     }
@@ -453,9 +410,9 @@ fn read_partition(
                 .collect()
         }));
     let records = match plan {
-        Ok(Some(plan)) => match files.stand_in(&plan, follower) {
-            Some(stand_in) => Ok(stand_in),
-            None => plan.execute(),
+        Ok(Some(plan)) => match follower.then(|| files.stand_in(plan.file_piece())) {
+            Some(Some(stand_in)) => Ok(stand_in),
+            _ => plan.execute(),
         },
         Ok(None) => Ok(Bytes::new()),
         Err(e) => Err(e),

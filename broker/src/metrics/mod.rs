@@ -129,9 +129,7 @@ impl Metrics {
     }
 
     /// A fetch returned `records` of `topic`; `replica` for a follower's.
-    /// `counted`: their record count when known without reading them (the
-    /// records are a stand-in for bytes sent from a file).
-    pub fn fetched(&self, topic: &str, records: &[u8], counted: Option<u64>, replica: bool) {
+    pub fn fetched(&self, topic: &str, records: &[u8], replica: bool) {
         if records.is_empty() {
             return;
         }
@@ -142,10 +140,8 @@ impl Metrics {
         } else {
             c.bytes_out
                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-            c.records_out.fetch_add(
-                counted.unwrap_or_else(|| count_records(records)),
-                Ordering::Relaxed,
-            );
+            c.records_out
+                .fetch_add(count_records(records), Ordering::Relaxed);
         }
     }
 
@@ -335,16 +331,13 @@ mod tests {
         let m = Metrics::default();
         m.produced("a", &batch(2, 4));
         m.produced("a", &batch(1, 0));
-        m.fetched("a", &batch(2, 4), None, false);
-        m.fetched("a", &batch(2, 4), None, true);
-        // Bytes sent from a file are counted as their planner counted them.
-        m.fetched("a", &[0; 65], Some(5), false);
+        m.fetched("a", &batch(2, 4), false);
+        m.fetched("a", &batch(2, 4), true);
         let a = m.topic("a");
         assert_eq!(a.records_in.load(Ordering::Relaxed), 3);
         assert_eq!(a.bytes_in.load(Ordering::Relaxed), 65 + 61);
-        assert_eq!(a.records_out.load(Ordering::Relaxed), 2 + 5);
+        assert_eq!(a.records_out.load(Ordering::Relaxed), 2);
         assert_eq!(a.replication_bytes_out.load(Ordering::Relaxed), 65);
-        assert_eq!(a.bytes_out.load(Ordering::Relaxed), 65 + 65);
     }
 
     #[tokio::test]

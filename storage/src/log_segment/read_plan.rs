@@ -4,7 +4,6 @@
 //! a file range to be sent with `sendfile` ([`ReadPlan::file_piece`]).
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,8 +23,6 @@ pub struct ReadPlan {
     path: Arc<PathBuf>,
     position: u64,
     len: usize,
-    /// The first batch's size (its header was read when planning).
-    first_batch: usize,
 }
 
 impl ReadPlan {
@@ -35,35 +32,6 @@ impl ReadPlan {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// The size of the plan's first batch.
-    pub fn first_batch_size(&self) -> usize {
-        self.first_batch
-    }
-
-    /// The records of the planned batches (the sum of their headers' record
-    /// counts), reading only the headers from the file: how a plan that is
-    /// sent from the file is counted without reading its records. A file
-    /// cut short since planning ends the count where it ends.
-    pub fn record_count(&self) -> Result<u64> {
-        let end = self.position + self.len as u64;
-        let mut at = self.position;
-        let mut records = 0u64;
-        let mut buf = [0u8; record_batch::HEADER_SIZE];
-        while at + buf.len() as u64 <= end {
-            match self.file.read_exact_at(&mut buf, at) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(e).at(self.path.as_path()),
-            }
-            let Ok(header) = record_batch::BatchHeader::parse(&buf) else {
-                break;
-            };
-            records += u64::try_from(header.record_count).unwrap_or(0);
-            at += header.size_in_bytes() as u64;
-        }
-        Ok(records)
     }
 
     /// The planned bytes as a range of the segment file, to be sent from
@@ -143,7 +111,6 @@ impl LogSegment {
             path: self.log_path.clone(),
             position,
             len,
-            first_batch: first_size,
         }))
     }
 
