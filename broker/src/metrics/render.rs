@@ -110,7 +110,7 @@ pub async fn render(s: &NodeState<'_>) -> String {
     o.family(
         "rivulet_sendfile_bytes_total",
         "counter",
-        "Record bytes sent to followers and consumers straight from the log files (sendfile), across the process",
+        "Record bytes sent to followers straight from the log files (sendfile), across the process",
     );
     o.sample(
         "rivulet_sendfile_bytes_total",
