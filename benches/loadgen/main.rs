@@ -36,7 +36,8 @@
 //!   (`fetch.queue.backoff.ms` 10: librdkafka's default pauses 1 s whenever
 //!   its prefetch queue is full). MB/s counts record values only, MB = 10^6
 //!   bytes. CPU is % of one core over the phase (USER_HZ = 100 assumed),
-//!   `client/broker`.
+//!   `client/broker`; under each Rivulet run, the broker's CPU seconds per
+//!   GB of values produced and consumed.
 //! - Broker RSS (`/proc/<pid>/status`): idle, after start and before any
 //!   load; peak per scenario (VmHWM, reset through `clear_refs` before each)
 //!   and overall.

@@ -107,6 +107,18 @@ pub(crate) fn print_run(label: &str, target: &str, s: &Scenario, r: &Run) {
             cpu_cell(r.consume.cpu),
         ],
     );
+    // The broker's CPU per GB of values (its share of a core over the
+    // phase, divided by the phase's rate): steadier than throughput, which
+    // the client bounds.
+    if let (Some(prod), Some(cons)) = (r.produce.cpu.1, r.consume.cpu.1) {
+        let per_gb = |pct: f64, mb_s: f64| pct / 100.0 / (mb_s / 1000.0);
+        println!(
+            "{:31}broker CPU per GB: produce {:.2} s, consume {:.2} s",
+            "",
+            per_gb(prod, f[1]),
+            per_gb(cons, f[7])
+        );
+    }
     for p in &r.problems {
         println!("{:31}!! {p}", "");
     }
