@@ -162,7 +162,11 @@ pub fn encode_spliced<E>(
         .map(|b| (b, None))
         .chain(files.iter().map(|(b, f)| (b, Some(f))))
         .collect();
-    candidates.sort_unstable_by_key(|(b, _)| b.as_ptr() as usize);
+    // A stand-in is usually among `splice` too (it is a partition's
+    // records): keep one candidate per address, the file piece, so the
+    // lookup never finds the stand-in's zeros as memory to send.
+    candidates.sort_unstable_by_key(|(b, f)| (b.as_ptr() as usize, f.is_none()));
+    candidates.dedup_by_key(|(b, _)| b.as_ptr() as usize);
     let by_reference: usize = candidates.iter().map(|(b, _)| b.len()).sum();
     let mut buf = SpliceBuf {
         head: BytesMut::with_capacity(capacity.saturating_sub(by_reference).saturating_add(4)),
@@ -612,6 +616,28 @@ mod tests {
         assert!(file_stand_in(0, MIN_SPLICE - 1).is_none());
         assert!(file_stand_in(STAND_IN_BYTES - MIN_SPLICE, MIN_SPLICE + 1).is_none());
         assert!(file_stand_in(usize::MAX, MIN_SPLICE).is_none());
+    }
+
+    #[test]
+    fn a_stand_in_also_listed_as_memory_is_still_sent_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = records(20_000, 7);
+        let piece = file_piece(dir.path(), &real, 0);
+        let stand_in = file_stand_in(0, real.len()).unwrap();
+        // The caller's list of record fields holds the stand-in (twice
+        // here, among other records): the file piece must win the lookup.
+        let mut in_frame: Vec<Bytes> = (0..40u8).map(|i| records(MIN_SPLICE, i)).collect();
+        in_frame.reverse();
+        in_frame.insert(13, stand_in.clone());
+        in_frame.insert(29, stand_in.clone());
+        let files = vec![(stand_in.clone(), piece)];
+        let frame = encode_spliced(0, &in_frame, &files, |out| {
+            response(std::slice::from_ref(&stand_in)).encode(out, 12)
+        })
+        .unwrap();
+        assert_eq!(frame.file_len(), real.len());
+        let expected = flat(&response(std::slice::from_ref(&real)), 12);
+        assert!(frame.flatten().unwrap()[..] == expected[..]);
     }
 
     #[test]
