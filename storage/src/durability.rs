@@ -17,6 +17,19 @@
 //! reused by the next appends; a page the kernel has never handed out costs
 //! far more to write into on a VM whose host takes free memory back (virtio
 //! free page reporting: 1.6 against 0.3 CPU s/GB for an 8 GB write here).
+//!
+//! A log that is not fsynced often (`flush.policy` never or interval, or
+//! on-ack with only acks=0/1 producers) ages its window out without an
+//! fsync: [`FlushTracker::age_out`], called every 100 ms by the log
+//! manager, starts the writeback of the bytes older than the window
+//! (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: no wait, no metadata, no
+//! device flush, so no durability is claimed) and, on its next call, drops
+//! what the previous call started. Old bytes then leave the page cache at
+//! the rate they are written, in small steps, instead of piling up dirty
+//! until the kernel's own writeback (dirty for 30 s, or 10 % of memory)
+//! writes them in bursts that stall the appends behind them (with
+//! `flush.policy` never, 4 producers on 8 partitions of a 3-node cluster at
+//! 122,000 records/s: p99 7.8 against 558 ms over 25 s, and half the CPU).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -44,11 +57,17 @@ struct State {
 struct Tracked {
     file: Arc<File>,
     dropped: u64,
+    /// Writeback was started (or an fsync done) for every byte below this.
+    written_out: u64,
 }
 
 impl Tracked {
     fn new(file: Arc<File>) -> Self {
-        Tracked { file, dropped: 0 }
+        Tracked {
+            file,
+            dropped: 0,
+            written_out: 0,
+        }
     }
 }
 
@@ -74,6 +93,9 @@ pub struct FlushTracker {
     page_cache_window: u64,
     dir_dirty: AtomicBool,
     fsyncs: AtomicI64,
+    /// The log end offset [`FlushTracker::age_out`] last looked at (it has
+    /// nothing to do while the log does not grow).
+    aged_at: AtomicI64,
 }
 
 impl FlushTracker {
@@ -104,6 +126,7 @@ impl FlushTracker {
             page_cache_window,
             dir_dirty: AtomicBool::new(false),
             fsyncs: AtomicI64::new(0),
+            aged_at: AtomicI64::new(flushed),
         }
     }
 
@@ -126,7 +149,12 @@ impl FlushTracker {
         st.flushed = st.flushed.min(log_end);
         st.truncations += 1;
         // Appends now land below what was dropped: start over.
-        self.files.lock().active.dropped = 0;
+        {
+            let mut files = self.files.lock();
+            files.active.dropped = 0;
+            files.active.written_out = 0;
+        }
+        self.aged_at.store(i64::MIN, Ordering::Release);
         self.log_end.store(log_end, Ordering::Release);
     }
 
@@ -214,6 +242,8 @@ impl FlushTracker {
                 && files.active.dropped == active.dropped
             {
                 files.active.dropped = dropped;
+                // Everything below was fsynced: nothing to write out there.
+                files.active.written_out = files.active.written_out.max(dropped);
             }
         }
         Ok(upto)
@@ -242,6 +272,61 @@ impl FlushTracker {
         }
     }
 
+    /// Age the active file's bytes older than the page-cache window out of
+    /// the page cache without an fsync (see the module comment): drop what
+    /// the last call started writing back (waiting for that writeback if it
+    /// is still under way), then start the writeback of what
+    /// aged out since, at least [`DROP_STEP`] at a time. Nothing happens
+    /// while the log does not grow. Failures only leave pages cached.
+    pub fn age_out(&self) {
+        if self.page_cache_window == 0 {
+            return;
+        }
+        let end = self.log_end.load(Ordering::Acquire);
+        if self.aged_at.swap(end, Ordering::AcqRel) == end {
+            return;
+        }
+        let active = self.files.lock().active.clone();
+        let Ok(len) = active.file.metadata().map(|m| m.len()) else {
+            return;
+        };
+        let mut dropped = active.dropped;
+        if active.written_out > dropped {
+            // Started on the last call, so normally done; pages still being
+            // written would stay cached.
+            writeback(&active.file, dropped, active.written_out, true);
+            let ok = rustix::fs::fadvise(
+                &*active.file,
+                dropped,
+                std::num::NonZeroU64::new(active.written_out - dropped),
+                rustix::fs::Advice::DontNeed,
+            );
+            if ok.is_ok() {
+                dropped = active.written_out;
+            }
+        }
+        let mut written_out = active.written_out;
+        let upto = len.saturating_sub(self.page_cache_window);
+        if upto >= written_out.saturating_add(DROP_STEP)
+            && writeback(&active.file, written_out, upto, false)
+        {
+            written_out = upto;
+        }
+        if written_out > dropped {
+            // Come back next time even if the log does not grow meanwhile:
+            // what was started now is dropped then.
+            self.aged_at.store(i64::MIN, Ordering::Release);
+        }
+        let mut files = self.files.lock();
+        if Arc::ptr_eq(&files.active.file, &active.file)
+            && files.active.dropped == active.dropped
+            && files.active.written_out == active.written_out
+        {
+            files.active.dropped = dropped;
+            files.active.written_out = written_out;
+        }
+    }
+
     /// Flush whatever has been appended (background flusher, shutdown).
     pub fn flush_all(&self) -> Result<()> {
         self.wait_durable(self.log_end.load(Ordering::Acquire))
@@ -251,6 +336,34 @@ impl FlushTracker {
 /// Least amount of aged-out bytes dropped at once (one `fadvise` per this
 /// much written, not per fsync).
 const DROP_STEP: u64 = 4 << 20;
+
+/// Write `from..to` of `file` back to the disk: only start it, or (`wait`)
+/// also wait for it and for writeback already under way there. Data pages
+/// only: no metadata, no device flush, nothing made durable. False if it
+/// could not be done (or is not possible here).
+#[cfg(target_os = "linux")]
+fn writeback(file: &File, from: u64, to: u64, wait: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from))) else {
+        return false;
+    };
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    // SAFETY: a plain syscall on a file descriptor `file` keeps open for
+    // the call's duration; it touches no memory of ours.
+    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, flags) };
+    r == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn writeback(_file: &File, _from: u64, _to: u64, _wait: bool) -> bool {
+    false
+}
 
 #[cfg(test)]
 mod tests {

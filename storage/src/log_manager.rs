@@ -49,6 +49,9 @@ const DELETE_SUFFIX: &str = "-delete";
 const CLEANER_MAP_BYTES: usize = 128 * 1024 * 1024;
 /// While free space stays low, the warning repeats this often.
 const FREE_SPACE_WARN_REPEAT_MS: i64 = 60_000;
+/// How often the background thread ages page-cache windows out
+/// ([`LogManager::age_out_logs`]).
+const AGE_OUT_INTERVAL_MS: i64 = 100;
 
 pub type SharedLog = Arc<Mutex<PartitionLog>>;
 
@@ -393,6 +396,17 @@ impl LogManager {
         }
     }
 
+    /// Age every log's bytes older than its page-cache window out of the
+    /// page cache, fsynced or not
+    /// ([`crate::durability::FlushTracker::age_out`]; a log that did not
+    /// grow costs a look at its end offset).
+    pub fn age_out_logs(&self) {
+        for (_, log) in self.all_logs() {
+            let tracker = log.lock().flush_tracker();
+            tracker.age_out();
+        }
+    }
+
     /// One free-space check of the data dir's filesystem: warn when it is
     /// below `log.dir.free.space.warn.bytes` (see [`FreeSpaceWarning`]).
     fn check_free_space(&self, warning: &mut FreeSpaceWarning) {
@@ -421,7 +435,8 @@ impl LogManager {
         }
     }
 
-    /// Start the background thread: interval flushes every 100 ms,
+    /// Start the background thread: interval flushes and the page-cache
+    /// windows' aging out every 100 ms,
     /// retention, cleaning, checkpoints and free-space checks at their
     /// configured intervals.
     pub fn start_background(self: &Arc<Self>) {
@@ -433,6 +448,7 @@ impl LogManager {
             .name("log-manager".into())
             .spawn(move || {
                 let (mut last_retention, mut last_clean, mut last_cp) = (0i64, 0i64, 0i64);
+                let mut last_age_out = 0i64;
                 let mut last_space_check = i64::MIN / 2;
                 loop {
                     let Some(m) = me.upgrade() else { return };
@@ -447,6 +463,10 @@ impl LogManager {
                     }
                     m.flush_due_logs();
                     let now = m.clock.now_ms();
+                    if now - last_age_out >= AGE_OUT_INTERVAL_MS {
+                        last_age_out = now;
+                        m.age_out_logs();
+                    }
                     if now - last_retention >= m.config.retention_check_interval_ms {
                         last_retention = now;
                         let _ = m.run_retention();

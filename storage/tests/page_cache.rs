@@ -101,3 +101,49 @@ fn a_window_of_zero_keeps_everything_cached() {
     let old = cached_share(&seg, 0, len - 2 * WINDOW as usize);
     assert!(old > 0.8, "only {:.0} % cached", old * 100.0);
 }
+
+/// A log nobody fsyncs (`flush.policy` never, or only acks=0/1 producers):
+/// `FlushTracker::age_out`, which the log manager calls every second, starts
+/// the writeback of the bytes older than the window and on its next call
+/// drops them, without an fsync; every record still reads back.
+#[test]
+fn unflushed_bytes_beyond_the_window_are_aged_out_without_an_fsync() {
+    let dir = on_disk();
+    let opts = LogOpenOptions {
+        page_cache_window: WINDOW,
+        ..LogOpenOptions::default()
+    };
+    let mut log = open(dir.path(), LogConfig::default(), clock(), opts);
+    let value = vec![7u8; VALUE];
+    for i in 0..BATCHES {
+        let mut b = RecordBatchBuilder::new(Compression::None);
+        let key = format!("k{i}");
+        b.push(T0 + i as i64, Some(key.as_bytes()), Some(&value), &[]);
+        let mut bytes = b.build().unwrap();
+        log.append_as_leader(&mut bytes, 0).unwrap();
+    }
+    let seg = dir.path().join("00000000000000000000.log");
+    let len = std::fs::metadata(&seg).unwrap().len() as usize;
+    let before = cached_share(&seg, 0, len - 2 * WINDOW as usize);
+    assert!(before > 0.8, "only {:.0} % cached before", before * 100.0);
+    let tracker = log.flush_tracker();
+    tracker.age_out(); // starts the writeback
+    tracker.age_out(); // drops what it started
+    let old = cached_share(&seg, 0, len - 2 * WINDOW as usize);
+    let tail = cached_share(&seg, len - WINDOW as usize / 2, len);
+    assert!(
+        old < 0.2,
+        "{:.0} % of the old part still cached",
+        old * 100.0
+    );
+    assert!(tail > 0.8, "only {:.0} % of the tail cached", tail * 100.0);
+    assert_eq!(tracker.fsync_count(), 0, "aging out must not fsync");
+    // A log that does not grow is left alone, and nothing was lost.
+    tracker.age_out();
+    let all = read_all_from(&log, 0);
+    assert_eq!(all.len(), BATCHES);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.0, i as i64);
+        assert_eq!(r.3.as_deref().map(<[u8]>::len), Some(VALUE));
+    }
+}
