@@ -80,13 +80,17 @@ fn offsets(b: &TestBroker, tp: &TopicPartition) -> (i64, i64) {
     (log.log_end_offset(), log.high_watermark())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+// Eight workers: the three in-process nodes share the test's runtime, and
+// while the test holds a follower's log, that follower's tasks that lock it
+// (its fetcher, its ISR check, ...) each block a worker; with four, a CI run
+// saw the whole runtime stall until the holder gave up after 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn pipelined_produces_append_while_the_first_waits_and_answer_in_order() {
     back_to_back_produces(&[], true).await;
 }
 
 /// `connection.max.pipelined.requests=1`: one request at a time, as Kafka.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn one_request_at_a_time_when_pipelining_is_off() {
     back_to_back_produces(&[("connection.max.pipelined.requests", "1")], false).await;
 }
@@ -194,7 +198,9 @@ async fn back_to_back_produces(extra: &[(&str, &str)], pipelined: bool) {
         "the high watermark moved while the follower was held"
     );
 
-    release_tx.send(()).unwrap();
+    release_tx
+        .send(())
+        .expect("the holder gave up after 60 s: the test's runtime stalled while the log was held");
     holder.join().unwrap();
     let mut bases = Vec::new();
     for id in &ids {
