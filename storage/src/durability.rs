@@ -261,14 +261,10 @@ impl FlushTracker {
         if upto < t.dropped.saturating_add(DROP_STEP) {
             return t.dropped;
         }
-        match rustix::fs::fadvise(
-            &*t.file,
-            t.dropped,
-            std::num::NonZeroU64::new(upto - t.dropped),
-            rustix::fs::Advice::DontNeed,
-        ) {
-            Ok(()) => upto,
-            Err(_) => t.dropped,
+        if dont_need(&t.file, t.dropped, upto) {
+            upto
+        } else {
+            t.dropped
         }
     }
 
@@ -295,13 +291,7 @@ impl FlushTracker {
             // Started on the last call, so normally done; pages still being
             // written would stay cached.
             writeback(&active.file, dropped, active.written_out, true);
-            let ok = rustix::fs::fadvise(
-                &*active.file,
-                dropped,
-                std::num::NonZeroU64::new(active.written_out - dropped),
-                rustix::fs::Advice::DontNeed,
-            );
-            if ok.is_ok() {
+            if dont_need(&active.file, dropped, active.written_out) {
                 dropped = active.written_out;
             }
         }
@@ -336,6 +326,18 @@ impl FlushTracker {
 /// Least amount of aged-out bytes dropped at once (one `fadvise` per this
 /// much written, not per fsync).
 const DROP_STEP: u64 = 4 << 20;
+
+/// Drop the clean pages of `from..to` of `file` from the page cache; false
+/// if that failed (not on Linux, say), which only leaves them cached.
+fn dont_need(file: &File, from: u64, to: u64) -> bool {
+    rustix::fs::fadvise(
+        file,
+        from,
+        std::num::NonZeroU64::new(to.saturating_sub(from)),
+        rustix::fs::Advice::DontNeed,
+    )
+    .is_ok()
+}
 
 /// Write `from..to` of `file` back to the disk: only start it, or (`wait`)
 /// also wait for it and for writeback already under way there. Data pages

@@ -49,9 +49,6 @@ const DELETE_SUFFIX: &str = "-delete";
 const CLEANER_MAP_BYTES: usize = 128 * 1024 * 1024;
 /// While free space stays low, the warning repeats this often.
 const FREE_SPACE_WARN_REPEAT_MS: i64 = 60_000;
-/// How often the background thread ages page-cache windows out
-/// ([`LogManager::age_out_logs`]).
-const AGE_OUT_INTERVAL_MS: i64 = 100;
 
 pub type SharedLog = Arc<Mutex<PartitionLog>>;
 
@@ -363,7 +360,11 @@ impl LogManager {
         Ok(total)
     }
 
-    /// fsync logs with `flush.policy=interval` whose `flush.ms` has passed.
+    /// fsync logs with `flush.policy=interval` whose `flush.ms` has passed,
+    /// and age every log's bytes older than its page-cache window out of the
+    /// page cache, fsynced or not
+    /// ([`crate::durability::FlushTracker::age_out`]; a log that did not
+    /// grow costs a look at its end offset).
     pub fn flush_due_logs(&self) {
         let now = self.clock.now_ms();
         for (tp, log) in self.all_logs() {
@@ -375,6 +376,7 @@ impl LogManager {
                     l.flush_tracker(),
                 )
             };
+            tracker.age_out();
             if policy != FlushPolicy::Interval {
                 continue;
             }
@@ -393,17 +395,6 @@ impl LogManager {
                     error!(partition = %tp, error = %e, "interval flush failed");
                 }
             }
-        }
-    }
-
-    /// Age every log's bytes older than its page-cache window out of the
-    /// page cache, fsynced or not
-    /// ([`crate::durability::FlushTracker::age_out`]; a log that did not
-    /// grow costs a look at its end offset).
-    pub fn age_out_logs(&self) {
-        for (_, log) in self.all_logs() {
-            let tracker = log.lock().flush_tracker();
-            tracker.age_out();
         }
     }
 
@@ -435,8 +426,8 @@ impl LogManager {
         }
     }
 
-    /// Start the background thread: interval flushes and the page-cache
-    /// windows' aging out every 100 ms,
+    /// Start the background thread: interval flushes and page-cache aging
+    /// every 100 ms ([`LogManager::flush_due_logs`]),
     /// retention, cleaning, checkpoints and free-space checks at their
     /// configured intervals.
     pub fn start_background(self: &Arc<Self>) {
@@ -448,7 +439,6 @@ impl LogManager {
             .name("log-manager".into())
             .spawn(move || {
                 let (mut last_retention, mut last_clean, mut last_cp) = (0i64, 0i64, 0i64);
-                let mut last_age_out = 0i64;
                 let mut last_space_check = i64::MIN / 2;
                 loop {
                     let Some(m) = me.upgrade() else { return };
@@ -463,10 +453,6 @@ impl LogManager {
                     }
                     m.flush_due_logs();
                     let now = m.clock.now_ms();
-                    if now - last_age_out >= AGE_OUT_INTERVAL_MS {
-                        last_age_out = now;
-                        m.age_out_logs();
-                    }
                     if now - last_retention >= m.config.retention_check_interval_ms {
                         last_retention = now;
                         let _ = m.run_retention();

@@ -46,7 +46,10 @@ fn on_disk() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
-fn write_and_flush(dir: &Path, window: u64) -> PartitionLog {
+/// A log with `window`, holding `BATCHES` batches of one `VALUE`-byte
+/// record each; with `fsync_every`, an fsync after every that many batches
+/// (as acknowledgements would ask) and at the end.
+fn write(dir: &Path, window: u64, fsync_every: Option<usize>) -> PartitionLog {
     let opts = LogOpenOptions {
         page_cache_window: window,
         ..LogOpenOptions::default()
@@ -59,13 +62,28 @@ fn write_and_flush(dir: &Path, window: u64) -> PartitionLog {
         b.push(T0 + i as i64, Some(key.as_bytes()), Some(&value), &[]);
         let mut bytes = b.build().unwrap();
         log.append_as_leader(&mut bytes, 0).unwrap();
-        // An fsync now and then, as acknowledgements would ask.
-        if i % 32 == 31 {
+        if fsync_every.is_some_and(|n| i % n == n - 1) {
             log.wait_durable(log.log_end_offset()).unwrap();
         }
     }
-    log.wait_durable(log.log_end_offset()).unwrap();
+    if fsync_every.is_some() {
+        log.wait_durable(log.log_end_offset()).unwrap();
+    }
     log
+}
+
+fn write_and_flush(dir: &Path, window: u64) -> PartitionLog {
+    write(dir, window, Some(32))
+}
+
+/// Every record reads back (from the disk where its pages were dropped).
+fn assert_all_read_back(log: &PartitionLog) {
+    let all = read_all_from(log, 0);
+    assert_eq!(all.len(), BATCHES);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.0, i as i64);
+        assert_eq!(r.3.as_deref().map(<[u8]>::len), Some(VALUE));
+    }
 }
 
 #[test]
@@ -84,12 +102,7 @@ fn flushed_bytes_beyond_the_window_leave_the_page_cache_and_still_read_back() {
     );
     assert!(tail > 0.8, "only {:.0} % of the tail cached", tail * 100.0);
     // Everything reads back, from the disk where it was dropped.
-    let all = read_all_from(&log, 0);
-    assert_eq!(all.len(), BATCHES);
-    for (i, r) in all.iter().enumerate() {
-        assert_eq!(r.0, i as i64);
-        assert_eq!(r.3.as_deref().map(<[u8]>::len), Some(VALUE));
-    }
+    assert_all_read_back(&log);
 }
 
 #[test]
@@ -109,19 +122,7 @@ fn a_window_of_zero_keeps_everything_cached() {
 #[test]
 fn unflushed_bytes_beyond_the_window_are_aged_out_without_an_fsync() {
     let dir = on_disk();
-    let opts = LogOpenOptions {
-        page_cache_window: WINDOW,
-        ..LogOpenOptions::default()
-    };
-    let mut log = open(dir.path(), LogConfig::default(), clock(), opts);
-    let value = vec![7u8; VALUE];
-    for i in 0..BATCHES {
-        let mut b = RecordBatchBuilder::new(Compression::None);
-        let key = format!("k{i}");
-        b.push(T0 + i as i64, Some(key.as_bytes()), Some(&value), &[]);
-        let mut bytes = b.build().unwrap();
-        log.append_as_leader(&mut bytes, 0).unwrap();
-    }
+    let log = write(dir.path(), WINDOW, None);
     let seg = dir.path().join("00000000000000000000.log");
     let len = std::fs::metadata(&seg).unwrap().len() as usize;
     let before = cached_share(&seg, 0, len - 2 * WINDOW as usize);
@@ -140,10 +141,5 @@ fn unflushed_bytes_beyond_the_window_are_aged_out_without_an_fsync() {
     assert_eq!(tracker.fsync_count(), 0, "aging out must not fsync");
     // A log that does not grow is left alone, and nothing was lost.
     tracker.age_out();
-    let all = read_all_from(&log, 0);
-    assert_eq!(all.len(), BATCHES);
-    for (i, r) in all.iter().enumerate() {
-        assert_eq!(r.0, i as i64);
-        assert_eq!(r.3.as_deref().map(<[u8]>::len), Some(VALUE));
-    }
+    assert_all_read_back(&log);
 }
