@@ -34,8 +34,9 @@ impl TestBroker {
     /// ports; returns once it is registered (and unfenced) in its own image.
     pub async fn start(dir: &Path, extra: &[(&str, &str)]) -> TestBroker {
         let extra = owned(extra);
-        // A free port can be taken before the broker binds it (by another
-        // test's outgoing connection): try other ports then.
+        // A free port can be taken before the broker binds it (by a node of
+        // another test process, which picks from the same range): try other
+        // ports then.
         let mut attempt = 0;
         loop {
             match Self::try_start_on(dir, free_port(), free_port(), extra.clone()).await {
@@ -148,8 +149,8 @@ pub async fn start_cluster_per_node(
     extra: &[(&str, &str)],
     per_node: &[&[(&str, &str)]],
 ) -> Vec<TestBroker> {
-    // Free ports can be taken (by other tests' outgoing connections) before
-    // the nodes bind them: start over on fresh ports and dirs then.
+    // Free ports can be taken (by nodes of other test processes) before the
+    // nodes bind them: start over on fresh ports and dirs then.
     let mut attempt = 0;
     loop {
         let root = root.join(format!("attempt-{attempt}"));

@@ -2,10 +2,10 @@
 //! metadata quorum and a broker ("combined mode"), whose nodes can be
 //! SIGKILLed, SIGTERMed and restarted on the same ports and data.
 //!
-//! Node `id` (1..=n) keeps its ports for the cluster's life. With
-//! [`ClusterPorts::Block`] they lie below Linux's ephemeral range, so a
-//! killed node's ports are not handed to some other socket before it comes
-//! back: use it when nodes restart.
+//! Node `id` (1..=n) keeps its ports for the cluster's life. They lie below
+//! Linux's ephemeral range either way (see [`crate::ports`]), so a killed
+//! node's ports are not handed to some other socket before it comes back;
+//! [`ClusterPorts::Block`] lays them out predictably.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -19,7 +19,7 @@ use crate::process::{BrokerProcess, NodeSpec};
 /// How the nodes' ports are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterPorts {
-    /// Any free ephemeral ports.
+    /// Any free ports ([`free_ports`]).
     Free,
     /// A block from [`free_port_block`]: node `k` listens on `base + k - 1`,
     /// its controller on `base + 100 + k - 1`, its metrics on

@@ -1,21 +1,21 @@
-//! Free loopback ports.
+//! Free loopback ports, all below Linux's ephemeral range (32768..).
 //!
-//! [`free_port`] asks the kernel for an unused ephemeral port, which is
-//! what makes it safe across test processes running in parallel: two
-//! binds of port 0 never get the same port while both are open, and the
-//! kernel hands ports out round-robin, so one just closed is not soon
-//! handed out again. A port found free can still be taken before the
-//! broker binds it (by another process's outgoing connection): callers that
-//! start a listener on it retry on other ports then (see
+//! A node that stops and starts again on the same ports must get them back.
+//! A port from the ephemeral range does not promise that: while the node is
+//! down, any outgoing connection on the machine may be given it as its
+//! source port — even a peer's reconnect to that very port, which Linux then
+//! completes as a connection to itself — and the restart fails with "address
+//! in use" (seen in CI: a test cluster's restarted node could not bind its
+//! controller port). Outgoing connections never take ports below the
+//! ephemeral range, so every port handed out here comes from there:
+//! [`free_port_block`] picks a block of ports free when picked, not yet
+//! bound. Two tests of one process starting nodes at once could pick
+//! overlapping blocks (one's controller ports another's Kafka ports — seen
+//! in CI), so every port handed out is remembered and never handed out
+//! again by this process. Another process can still bind one between the
+//! pick and the node's bind (another test binary picks from the same range
+//! at random): callers that start a listener retry on other ports then (see
 //! `broker::TestBroker::start`).
-//!
-//! A process that is killed and restarted must get its ports back, which
-//! an ephemeral port does not promise: [`free_port_block`] picks ports below
-//! Linux's ephemeral range for that. A block is free when it is picked, not
-//! yet bound: two tests of one process starting clusters at once could pick
-//! overlapping blocks (one's controller ports another's Kafka ports — seen in
-//! CI), so every port a block hands out is remembered and never handed out
-//! again by this process.
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeSet;
@@ -24,23 +24,14 @@ use std::net::TcpListener;
 use std::ops::Range;
 use std::sync::Mutex;
 
-/// A port no socket on 127.0.0.1 uses now.
+/// A port no socket on 127.0.0.1 uses now, below the ephemeral range.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    free_port_block(&[0])
 }
 
-/// `n` distinct free ports (all held open until every one is picked).
+/// `n` distinct free ports, below the ephemeral range.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+    (0..n).map(|_| free_port()).collect()
 }
 
 /// Whether every port `base + offset` can be bound now.
@@ -95,12 +86,16 @@ mod tests {
     #[test]
     fn free_ports_are_distinct_and_real() {
         // Whether a port is still free after it is handed out is up to the
-        // rest of the machine (parallel tests take ephemeral ports too), so
-        // that is not asserted: only what `free_ports` itself promises.
+        // rest of the machine (other test processes pick from the same
+        // range), so that is not asserted: only what `free_ports` itself
+        // promises.
         let ports = free_ports(8);
         let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), 8);
-        assert!(ports.iter().all(|p| *p != 0));
+        assert!(
+            ports.iter().all(|p| (10_000..32_768).contains(p)),
+            "{ports:?}"
+        );
     }
 
     #[test]
