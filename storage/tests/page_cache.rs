@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use rivulet_protocol::record_batch::Compression;
@@ -86,21 +86,33 @@ fn assert_all_read_back(log: &PartitionLog) {
     }
 }
 
-#[test]
-fn flushed_bytes_beyond_the_window_leave_the_page_cache_and_still_read_back() {
-    let dir = on_disk();
-    let log = write_and_flush(dir.path(), WINDOW);
-    let seg = dir.path().join("00000000000000000000.log");
+/// The first segment file of the log in `dir`, and its length.
+fn first_segment(dir: &Path) -> (PathBuf, usize) {
+    let seg = dir.join("00000000000000000000.log");
     let len = std::fs::metadata(&seg).unwrap().len() as usize;
-    assert!(len > BATCHES * VALUE, "{len}");
-    let old = cached_share(&seg, 0, len - 2 * WINDOW as usize);
-    let tail = cached_share(&seg, len - WINDOW as usize / 2, len);
+    (seg, len)
+}
+
+/// Less than a fifth of `seg` (of length `len`) cached up to two windows
+/// before its end, more than four fifths of its last half window.
+fn assert_old_part_dropped_and_tail_cached(seg: &Path, len: usize) {
+    let old = cached_share(seg, 0, len - 2 * WINDOW as usize);
+    let tail = cached_share(seg, len - WINDOW as usize / 2, len);
     assert!(
         old < 0.2,
         "{:.0} % of the old part still cached",
         old * 100.0
     );
     assert!(tail > 0.8, "only {:.0} % of the tail cached", tail * 100.0);
+}
+
+#[test]
+fn flushed_bytes_beyond_the_window_leave_the_page_cache_and_still_read_back() {
+    let dir = on_disk();
+    let log = write_and_flush(dir.path(), WINDOW);
+    let (seg, len) = first_segment(dir.path());
+    assert!(len > BATCHES * VALUE, "{len}");
+    assert_old_part_dropped_and_tail_cached(&seg, len);
     // Everything reads back, from the disk where it was dropped.
     assert_all_read_back(&log);
 }
@@ -109,35 +121,26 @@ fn flushed_bytes_beyond_the_window_leave_the_page_cache_and_still_read_back() {
 fn a_window_of_zero_keeps_everything_cached() {
     let dir = on_disk();
     let _log = write_and_flush(dir.path(), 0);
-    let seg = dir.path().join("00000000000000000000.log");
-    let len = std::fs::metadata(&seg).unwrap().len() as usize;
+    let (seg, len) = first_segment(dir.path());
     let old = cached_share(&seg, 0, len - 2 * WINDOW as usize);
     assert!(old > 0.8, "only {:.0} % cached", old * 100.0);
 }
 
 /// A log nobody fsyncs (`flush.policy` never, or only acks=0/1 producers):
-/// `FlushTracker::age_out`, which the log manager calls every second, starts
+/// `FlushTracker::age_out`, which the log manager calls every 100 ms, starts
 /// the writeback of the bytes older than the window and on its next call
 /// drops them, without an fsync; every record still reads back.
 #[test]
 fn unflushed_bytes_beyond_the_window_are_aged_out_without_an_fsync() {
     let dir = on_disk();
     let log = write(dir.path(), WINDOW, None);
-    let seg = dir.path().join("00000000000000000000.log");
-    let len = std::fs::metadata(&seg).unwrap().len() as usize;
+    let (seg, len) = first_segment(dir.path());
     let before = cached_share(&seg, 0, len - 2 * WINDOW as usize);
     assert!(before > 0.8, "only {:.0} % cached before", before * 100.0);
     let tracker = log.flush_tracker();
     tracker.age_out(); // starts the writeback
     tracker.age_out(); // drops what it started
-    let old = cached_share(&seg, 0, len - 2 * WINDOW as usize);
-    let tail = cached_share(&seg, len - WINDOW as usize / 2, len);
-    assert!(
-        old < 0.2,
-        "{:.0} % of the old part still cached",
-        old * 100.0
-    );
-    assert!(tail > 0.8, "only {:.0} % of the tail cached", tail * 100.0);
+    assert_old_part_dropped_and_tail_cached(&seg, len);
     assert_eq!(tracker.fsync_count(), 0, "aging out must not fsync");
     // A log that does not grow is left alone, and nothing was lost.
     tracker.age_out();
